@@ -1,0 +1,48 @@
+/* hyprof/aggregate.h: flat per-function statistics and caller/callee edges,
+ * derived from a profile's calling-context tree. */
+#ifndef HYPROF_AGGREGATE_H
+#define HYPROF_AGGREGATE_H
+
+#include "common.h"
+#include "profile.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Per-function totals. For each metric column m:
+ *   own[m]: the sum over the function's nodes (OWN and CALLS columns), or over
+ *           its nodes' OWN part where the column is CUM (see FORMAT.md);
+ *   cum[m]: OWN columns: the subtree sums of the function's outermost nodes
+ *           (no ancestor of the same function); CUM columns: those nodes'
+ *           values; CALLS columns: the primitive calls.
+ * Arrays are metric_count() long. */
+typedef struct {
+    hyp_id_t func;
+    uint64_t *own;
+    uint64_t *cum;
+} hyp_flat_entry_t;
+
+typedef struct {
+    hyp_id_t caller; /* function id; HYP_NO_ID for calls from the root */
+    hyp_id_t callee;
+    uint64_t *own;   /* the callee's own values on those call paths */
+    uint64_t *cum;   /* its cumulative values, recursion counted once */
+} hyp_edge_t;
+
+typedef struct hyp_flat_s hyp_flat_t;
+
+/* Computes flat statistics for one thread or all (HYP_NO_ID). Linear in the
+ * number of nodes. Returns 0, HYP_ERANGE or HYP_ENOMEM; *out is the caller's,
+ * freed with hyp_flat_free(). */
+HYP_EXTERN int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out);
+HYP_EXTERN size_t hyp_flat_count(const hyp_flat_t *f);
+HYP_EXTERN const hyp_flat_entry_t *hyp_flat_at(const hyp_flat_t *f, size_t i);
+HYP_EXTERN size_t hyp_flat_edge_count(const hyp_flat_t *f);
+HYP_EXTERN const hyp_edge_t *hyp_flat_edge_at(const hyp_flat_t *f, size_t i);
+HYP_EXTERN void hyp_flat_free(hyp_flat_t *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYPROF_AGGREGATE_H */

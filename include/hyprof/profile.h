@@ -1,0 +1,233 @@
+/* hyprof/profile.h: the in-memory profile, the data model both modes share.
+ *
+ * A profile is what a trace file holds, in memory: header metadata, a string
+ * table, a function table, a thread table, the calling-context tree (CCT) of
+ * call paths, and metric values attached to (thread, node) pairs. Both modes
+ * build one; the writer serialises it, the reader rebuilds it, and the
+ * aggregations (flat per-function statistics, caller/callee edges) work on
+ * it, so every report works for both modes.
+ *
+ * Identifiers are dense uint32 indexes into their tables. Node 0 is the root
+ * of the CCT: it has no function and no metrics of its own. A node is the
+ * triple (parent, function, line); the same triple always gives the same node.
+ * The deterministic mode uses line 0; the sampling mode keeps the line each
+ * frame was executing, so per-line reports come from the same tree.
+ *
+ * Metric columns are declared once per profile (name, unit, kind). A metric's
+ * kind says how it aggregates:
+ *   HYP_METRIC_OWN   exclusive to the node (time spent in the node itself,
+ *                    samples whose leaf is the node); a node's inclusive value
+ *                    is derived by summing its subtree.
+ *   HYP_METRIC_CUM   inclusive, measured by the producer (the deterministic
+ *                    mode's cumulative times: a generator's cumulative wall time
+ *                    is not the sum of its children's).
+ *   HYP_METRIC_CALLS call counts; a function's primitive calls are its calls on
+ *                    nodes that have no ancestor of the same function.
+ * Per-function cumulative values never double-count recursion: a node counts
+ * only when no ancestor is the same function.
+ *
+ * Thread safety: none; a profile is owned by one thread at a time. */
+#ifndef HYPROF_PROFILE_H
+#define HYPROF_PROFILE_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint32_t hyp_id_t;
+
+#define HYP_ROOT_NODE ((hyp_id_t)0)
+#define HYP_NO_ID ((hyp_id_t)UINT32_MAX)
+
+typedef enum { HYP_MODE_DETERMINISTIC = 0, HYP_MODE_SAMPLING = 1 } hyp_mode_t;
+
+typedef enum {
+    HYP_FUNC_PYTHON = 0,  /* a Python function (code object) */
+    HYP_FUNC_BUILTIN = 1, /* a C function: builtin, or method of a C type */
+    HYP_FUNC_SPECIAL = 2  /* made by hyprof: "[truncated]", "[unknown]", "[gc]", ... */
+} hyp_func_kind_t;
+
+typedef enum {
+    HYP_METRIC_OWN = 0,
+    HYP_METRIC_CUM = 1,
+    HYP_METRIC_CALLS = 2
+} hyp_metric_kind_t;
+
+typedef struct {
+    hyp_id_t name;     /* string id of the qualified name ("Foo.bar", "list.append") */
+    hyp_id_t file;     /* string id of the file name ("" for builtins) */
+    uint32_t lineno;   /* first line of the function, 0 if none */
+    uint32_t kind;     /* hyp_func_kind_t */
+} hyp_func_t;
+
+typedef struct {
+    hyp_id_t parent;   /* parent node; HYP_NO_ID only for the root */
+    hyp_id_t func;     /* function id; HYP_NO_ID only for the root */
+    uint32_t line;     /* line executing in this frame, 0 if not recorded */
+} hyp_node_t;
+
+typedef struct {
+    uint64_t os_tid;   /* kernel thread id */
+    uint64_t ident;    /* threading.get_ident(), 0 outside Python */
+    hyp_id_t name;     /* string id of the thread's name */
+} hyp_thread_t;
+
+typedef struct {
+    const char *name;  /* "calls", "wall_own", "samples", "cycles", "alloc_bytes", ... */
+    const char *unit;  /* "count", "ns", "bytes", or the event's unit */
+    hyp_metric_kind_t kind;
+} hyp_metric_t;
+
+/* One sample: a leaf node, a timestamp and a weight (event count since the
+ * previous sample, or bytes for an allocation sample). */
+typedef struct {
+    hyp_id_t thread;
+    hyp_id_t node;
+    uint32_t kind;     /* index into the profile's sample kinds */
+    uint64_t time_ns;  /* nanoseconds since the profile's start */
+    uint64_t weight;
+} hyp_sample_t;
+
+/* A sample kind ties samples to two OWN metric columns: one counts the
+ * samples, the other sums their weights. */
+typedef struct {
+    const char *name;    /* "cpu-clock", "cycles", "alloc" */
+    const char *unit;    /* unit of the weight: "ns", "events", "bytes" */
+    uint32_t count_metric;
+    uint32_t weight_metric;
+} hyp_sample_kind_t;
+
+/* Header metadata values: what the trace header's map holds. */
+typedef enum {
+    HYP_META_NIL = 0,
+    HYP_META_BOOL = 1,
+    HYP_META_INT = 2,
+    HYP_META_UINT = 3,
+    HYP_META_FLOAT = 4,
+    HYP_META_STR = 5,
+    HYP_META_STRV = 6  /* array of strings */
+} hyp_meta_type_t;
+
+typedef struct {
+    const char *key;
+    hyp_meta_type_t type;
+    union {
+        int b;
+        int64_t i;
+        uint64_t u;
+        double f;
+        const char *s;
+        struct {
+            const char *const *v;
+            size_t n;
+        } sv;
+    } v;
+} hyp_meta_t;
+
+typedef struct hyp_profile_s hyp_profile_t;
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Creates an empty profile with the root node and the given metric columns
+ * (copied). Returns NULL when out of memory or when a metric is invalid. The
+ * caller owns the profile and frees it with hyp_profile_free(). */
+HYP_EXTERN hyp_profile_t *hyp_profile_new(hyp_mode_t mode, const hyp_metric_t *metrics,
+                                          size_t nmetrics);
+HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
+
+HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
+
+/* Caps the number of CCT nodes (0: no cap). Once the cap is reached,
+ * hyp_profile_node() returns the node of the special function "[truncated]"
+ * under the requested parent's nearest existing ancestor instead of a new
+ * node, and counts each fold; nothing is dropped silently. */
+HYP_EXTERN void hyp_profile_set_node_limit(hyp_profile_t *p, size_t max_nodes);
+HYP_EXTERN uint64_t hyp_profile_truncated(const hyp_profile_t *p);
+
+/* ---------------------------------------------------------------- metadata */
+
+/* Sets a header entry, replacing any entry of the same key. Strings are
+ * copied. Returns 0, HYP_EINVAL or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_set_meta(hyp_profile_t *p, const hyp_meta_t *entry);
+HYP_EXTERN int hyp_profile_set_meta_str(hyp_profile_t *p, const char *key, const char *value);
+HYP_EXTERN int hyp_profile_set_meta_int(hyp_profile_t *p, const char *key, int64_t value);
+HYP_EXTERN int hyp_profile_set_meta_float(hyp_profile_t *p, const char *key, double value);
+HYP_EXTERN int hyp_profile_set_meta_bool(hyp_profile_t *p, const char *key, int value);
+HYP_EXTERN int hyp_profile_set_meta_strv(hyp_profile_t *p, const char *key,
+                                         const char *const *values, size_t n);
+/* Entries in insertion order; the pointers live as long as the profile. */
+HYP_EXTERN size_t hyp_profile_meta_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_meta_t *hyp_profile_meta_at(const hyp_profile_t *p, size_t i);
+HYP_EXTERN const hyp_meta_t *hyp_profile_meta_get(const hyp_profile_t *p, const char *key);
+
+/* ---------------------------------------------------------------- tables */
+
+/* Interns a string: the same bytes always give the same id. Returns 0 and
+ * sets *id, or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_string(hyp_profile_t *p, const char *s, size_t len, hyp_id_t *id);
+HYP_EXTERN size_t hyp_profile_string_count(const hyp_profile_t *p);
+/* Returns the string and sets *len, or NULL if id is out of range. */
+HYP_EXTERN const char *hyp_profile_string_at(const hyp_profile_t *p, hyp_id_t id, size_t *len);
+
+/* Interns a function (name, file, lineno, kind): the same four values always
+ * give the same id. Returns 0, HYP_ERANGE for an unknown string id, or
+ * HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_func(hyp_profile_t *p, const hyp_func_t *f, hyp_id_t *id);
+HYP_EXTERN size_t hyp_profile_func_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_func_t *hyp_profile_func_at(const hyp_profile_t *p, hyp_id_t id);
+
+/* Returns the node (parent, func, line), creating it if needed (see the node
+ * limit above). Returns 0, HYP_ERANGE for an unknown parent or function, or
+ * HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func, uint32_t line,
+                                hyp_id_t *id);
+HYP_EXTERN size_t hyp_profile_node_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_node_t *hyp_profile_node_at(const hyp_profile_t *p, hyp_id_t id);
+
+/* Adds a thread. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_thread(hyp_profile_t *p, const hyp_thread_t *t, hyp_id_t *id);
+HYP_EXTERN size_t hyp_profile_thread_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_thread_t *hyp_profile_thread_at(const hyp_profile_t *p, hyp_id_t id);
+
+/* ---------------------------------------------------------------- metrics */
+
+HYP_EXTERN size_t hyp_profile_metric_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_metric_t *hyp_profile_metric_at(const hyp_profile_t *p, size_t i);
+
+/* Adds values (an array of metric_count() values) to the row of (thread,
+ * node), creating the row. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_add(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                               const uint64_t *values);
+/* The row of (thread, node), or NULL if it has none. */
+HYP_EXTERN const uint64_t *hyp_profile_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
+/* Fills out (node_count() * metric_count() values, node-major) with the
+ * values of every node, summed over all threads (thread == HYP_NO_ID) or for
+ * one thread. Returns 0 or HYP_ERANGE. */
+HYP_EXTERN int hyp_profile_node_values(const hyp_profile_t *p, hyp_id_t thread, uint64_t *out);
+
+/* ---------------------------------------------------------------- samples */
+
+/* Declares a sample kind; its two metric columns must be OWN columns.
+ * Returns 0, HYP_EINVAL or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_sample_kind(hyp_profile_t *p, const hyp_sample_kind_t *k,
+                                       uint32_t *kind);
+HYP_EXTERN size_t hyp_profile_sample_kind_count(const hyp_profile_t *p);
+HYP_EXTERN const hyp_sample_kind_t *hyp_profile_sample_kind_at(const hyp_profile_t *p, size_t i);
+
+/* Records a sample: adds 1 and its weight to its kind's metric columns of
+ * (thread, node), and keeps the sample in the pending list that the next
+ * hyp_writer_flush() writes and empties. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_add_sample(hyp_profile_t *p, const hyp_sample_t *s);
+/* Total samples added since creation (pending or already flushed). */
+HYP_EXTERN uint64_t hyp_profile_sample_total(const hyp_profile_t *p);
+
+/* Counts samples lost before they reached the profile (full ring, failed
+ * resolution), by reason; written to the trace's end record. */
+HYP_EXTERN void hyp_profile_add_dropped(hyp_profile_t *p, const char *reason, uint64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYPROF_PROFILE_H */

@@ -1,0 +1,20 @@
+/* pyext/pyhyprof.h: internal to the _hyprof extension module; not API.
+ * Each part of the module registers its types and functions through one
+ * init function called from module.c. */
+#ifndef HYPROF_PYEXT_H
+#define HYPROF_PYEXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "hyprof.h"
+
+/* Module state shared by the parts. */
+typedef struct {
+    PyObject *trace_error; /* hyprof.TraceError, set by the Python package */
+} hyp_py_state_t;
+
+/* pytrace.c: hyprof._hyprof.read_trace() and the write helpers. */
+int hyp_py_trace_init(PyObject *module);
+
+#endif

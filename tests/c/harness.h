@@ -1,0 +1,25 @@
+/* tests/c/harness.h: the CUnit harness shared by the core's test suites.
+ * Each core file has one suite, declared here and listed in test_main.c. */
+#ifndef HYPROF_TESTS_HARNESS_H
+#define HYPROF_TESTS_HARNESS_H
+
+#include <CUnit/CUnit.h>
+
+typedef struct {
+    const char *name;
+    CU_TestFunc fn;
+} hyp_test_case_t;
+
+typedef struct {
+    const char *name;
+    const hyp_test_case_t *cases; /* ends with {NULL, NULL} */
+    CU_InitializeFunc init;       /* may be NULL */
+    CU_CleanupFunc cleanup;       /* may be NULL */
+} hyp_test_suite_t;
+
+/* The exit status automake's test driver reads as "skipped". */
+#define HYP_TEST_SKIP 77
+
+extern const hyp_test_suite_t hyp_suite_error;
+
+#endif
