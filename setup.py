@@ -1,0 +1,139 @@
+"""Builds hyprof with setuptools, for ``pip install``.
+
+The autotools build (configure.ac, Makefile.am) is the reference; this file
+compiles the same C core and extension with the same flags, so that
+``pip install .`` and ``pip install hyprof`` from an sdist work on a machine
+with the Debian -dev packages (libmsgpack-dev, libpfm4-dev, python3-dev).
+
+The source list is taken from the tree (core/*.c, pyext/*.c) so it cannot
+drift from Makefile.am, and the version from include/hyprof/common.h.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import sysconfig
+from glob import glob
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _rel(pattern):
+    """Sorted paths matching pattern, relative to this file (setuptools
+    refuses absolute source paths)."""
+    return sorted(os.path.relpath(p, HERE) for p in glob(os.path.join(HERE, pattern)))
+
+
+def _version():
+    path = os.path.join(HERE, "include", "hyprof", "common.h")
+    with open(path, encoding="utf-8") as f:
+        m = re.search(r'#define\s+HYP_VERSION_STRING\s+"([^"]+)"', f.read())
+    if not m:
+        sys.exit(f"setup.py: HYP_VERSION_STRING not found in {path}")
+    return m.group(1)
+
+
+def _pkg_config(*names):
+    """(cflags, libs) of the first pkg-config module found among names, or
+    None when pkg-config or every module is missing."""
+    for name in names:
+        try:
+            cflags = subprocess.run(["pkg-config", "--cflags", name], capture_output=True,
+                                    text=True, check=True).stdout
+            libs = subprocess.run(["pkg-config", "--libs", name], capture_output=True,
+                                  text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        return shlex.split(cflags), shlex.split(libs)
+    return None
+
+
+class BuildExt(build_ext):
+    """Checks the C dependencies before compiling, so a missing -dev package
+    gives one sentence naming it instead of a screen of compiler errors."""
+
+    # header, library, Debian package
+    REQUIRED = [
+        ("msgpack.h", "msgpackc", "libmsgpack-dev"),
+        ("perfmon/pfmlib_perf_event.h", "pfm", "libpfm4-dev"),
+    ]
+
+    def run(self):
+        self._check_python_headers()
+        super().run()
+
+    def _check_python_headers(self):
+        include = sysconfig.get_paths()["include"]
+        if not os.path.exists(os.path.join(include, "Python.h")):
+            sys.exit(f"hyprof: Python.h not found in {include}: install the Debian package "
+                     "python3-dev (or use an interpreter that ships its headers)")
+
+    def _check(self, header, lib, package):
+        import tempfile
+
+        cc = self.compiler
+        if cc is None:
+            return
+        ext = self.extensions[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "check.c")
+            with open(src, "w") as f:
+                f.write(f"#include <{header}>\nint main(void) {{ return 0; }}\n")
+            try:
+                objs = cc.compile([src], output_dir=tmp, include_dirs=ext.include_dirs,
+                                  extra_preargs=[a for a in ext.extra_compile_args
+                                                 if a.startswith("-I")])
+                cc.link_executable(objs, os.path.join(tmp, "check"), libraries=[lib],
+                                   library_dirs=ext.library_dirs)
+            except Exception:
+                sys.exit(f"hyprof: cannot compile against <{header}> and -l{lib}: "
+                         f"install the Debian package {package}")
+
+    def build_extensions(self):
+        # The library checks need the compiler object, which build_ext.run()
+        # creates just before calling this.
+        for header, lib, package in self.REQUIRED:
+            self._check(header, lib, package)
+        super().build_extensions()
+
+
+def _extension():
+    sources = _rel("core/*.c") + _rel("pyext/*.c")
+    if not sources:
+        sys.exit("setup.py: no C sources found under core/ and pyext/")
+    compile_args = ["-std=gnu11", "-fvisibility=hidden", "-pthread"]
+    link_args = ["-pthread"]
+    libraries = ["pfm"]
+    msgpack = _pkg_config("msgpack-c", "msgpack")
+    if msgpack:
+        compile_args += msgpack[0]
+        link_args += [a for a in msgpack[1] if not a.startswith("-l")]
+        libraries += [a[2:] for a in msgpack[1] if a.startswith("-l")]
+    else:
+        libraries.append("msgpackc")
+    # configure adds -lrt for timer_create/clock_gettime where the C library
+    # lacks them; glibc >= 2.17 has them, and linking librt is harmless.
+    libraries.append("rt")
+    return Extension(
+        "hyprof._hyprof",
+        sources=sources,
+        include_dirs=["include", "core", "pyext"],
+        define_macros=[("HYP_BUILDING", None)],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        libraries=libraries,
+    )
+
+
+setup(
+    version=_version(),
+    package_dir={"": "pyext"},
+    packages=find_packages(where="pyext"),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExt},
+)

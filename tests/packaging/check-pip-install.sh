@@ -1,0 +1,89 @@
+#!/bin/sh
+# Checks that `pip install` of the source tree works as a user would run it:
+# a fresh venv, pip installs the tree (through an sdist, as PyPI would serve
+# it), then the console script runs, a tiny script is profiled, its trace
+# loads, and the pytest plugin is registered.
+#
+# Usage: tests/packaging/check-pip-install.sh [PYTHON]   (default: $PYTHON or python3)
+# Needs the Debian -dev packages of scripts/install-deps.sh and access to the
+# package index for setuptools (pip's isolated build).
+set -eu
+
+PY=${1:-${PYTHON:-python3}}
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hyprof-pip.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT INT TERM
+
+fail() { echo "check-pip-install: FAIL: $*" >&2; exit 1; }
+
+echo "check-pip-install: $PY, source $SRC, work dir $WORK"
+"$PY" -m venv "$WORK/venv" || fail "cannot create a venv with $PY"
+VPY="$WORK/venv/bin/python"
+"$VPY" -m pip install -q --disable-pip-version-check --upgrade pip setuptools build >/dev/null \
+    || fail "cannot install pip, setuptools and build into the venv"
+
+# Build the sdist from a copy, so nothing is written into the source tree,
+# then install from the sdist: this proves the sdist is complete.
+mkdir "$WORK/src"
+(cd "$SRC" && tar --exclude=./.git --exclude='./build*' --exclude=./autom4te.cache \
+    --exclude='*.egg-info' --exclude=__pycache__ -cf - .) | (cd "$WORK/src" && tar -xf -)
+"$VPY" -m build --sdist --outdir "$WORK/dist" "$WORK/src" >"$WORK/build.log" 2>&1 \
+    || { cat "$WORK/build.log"; fail "python -m build --sdist failed"; }
+SDIST=$(ls "$WORK"/dist/hyprof-*.tar.gz)
+echo "check-pip-install: built $(basename "$SDIST")"
+"$VPY" -m pip install --disable-pip-version-check "$SDIST" >"$WORK/pip.log" 2>&1 \
+    || { cat "$WORK/pip.log"; fail "pip install of the sdist failed"; }
+echo "check-pip-install: installed"
+
+# Run from an empty directory so the source tree cannot shadow the install.
+cd "$WORK"
+"$WORK/venv/bin/hyprof" --help >"$WORK/help.txt" || fail "hyprof --help exited non-zero"
+grep -qi "usage" "$WORK/help.txt" || fail "hyprof --help printed no usage line"
+
+cat >"$WORK/tiny.py" <<'PYEOF'
+def leaf(n):
+    return n * 2
+
+
+def main():
+    return sum(leaf(i) for i in range(50))
+
+
+if __name__ == "__main__":
+    main()
+PYEOF
+
+"$VPY" - "$WORK" <<'PYEOF'
+import os
+import runpy
+import sys
+
+import hyprof
+
+work = sys.argv[1]
+where = os.path.dirname(hyprof.__file__)
+assert "site-packages" in where, f"hyprof imported from {where}, not from the venv"
+out = os.path.join(work, "tiny.hyprof")
+p = hyprof.Profiler(mode="deterministic")
+p.start()
+try:
+    runpy.run_path(os.path.join(work, "tiny.py"), run_name="__main__")
+finally:
+    p.stop()
+p.write(out)
+trace = hyprof.load(out)
+calls = {f.name: f.calls for f in trace.functions()}
+leaf = [c for name, c in calls.items() if name.split(".")[-1] == "leaf"]
+assert leaf == [50], f"expected leaf() called 50 times, trace has {leaf} ({sorted(calls)[:20]})"
+print("check-pip-install: profiled tiny.py: leaf() called 50 times")
+PYEOF
+
+"$VPY" -c "
+from importlib.metadata import entry_points
+eps = [e for e in entry_points(group='pytest11') if e.name == 'hyprof']
+assert eps and eps[0].value == 'hyprof.pytest_plugin', eps
+eps[0].load()
+print('check-pip-install: pytest11 entry point hyprof ->', eps[0].value)
+" || fail "the pytest11 entry point is missing or does not load"
+
+echo "check-pip-install: OK"
