@@ -1,0 +1,113 @@
+/* hyprof/clock.h: the deterministic mode's clocks.
+ *
+ * Wall time is read in "ticks": the time stamp counter (rdtsc) when the CPU
+ * has an invariant one (constant_tsc and nonstop_tsc), otherwise
+ * CLOCK_MONOTONIC in nanoseconds. hyp_clock_ns_per_tick() converts; its
+ * calibration against CLOCK_MONOTONIC refines itself over the process's life.
+ *
+ * Thread CPU time is read in the same ticks, cheaply: each thread opens one
+ * software perf event on itself and maps its control page. The kernel
+ * rewrites the page (and bumps its seqlock word) whenever the thread is
+ * scheduled out or in, so if the word did not change between two reads the
+ * thread ran the whole time and its CPU time advanced by exactly the wall
+ * time; if it changed, one clock_gettime(CLOCK_THREAD_CPUTIME_ID)
+ * resynchronises. Where perf_event_open is refused (seccomp, paranoid level)
+ * the clock falls back to that system call on every read.
+ *
+ * Thread safety: hyp_clock_init() may be called from any thread, any number
+ * of times. A hyp_cpu_clock_t belongs to the thread that initialised it and
+ * must be read only by that thread. */
+#ifndef HYPROF_CLOCK_H
+#define HYPROF_CLOCK_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    HYP_WALL_TSC = 0,       /* rdtsc, calibrated against CLOCK_MONOTONIC */
+    HYP_WALL_MONOTONIC = 1  /* clock_gettime(CLOCK_MONOTONIC), ticks are nanoseconds */
+} hyp_wall_source_t;
+
+typedef enum {
+    HYP_CPU_PERF_MMAP = 0,  /* perf_event page seqlock + wall ticks, resync by syscall */
+    HYP_CPU_SYSCALL = 1     /* clock_gettime(CLOCK_THREAD_CPUTIME_ID) on every read */
+} hyp_cpu_source_t;
+
+/* Options for hyp_clock_init(). */
+#define HYP_CLOCK_FORCE_MONOTONIC 0x1 /* do not use the TSC even if it is invariant */
+
+/* Chooses the wall source and calibrates it (about 10 ms the first time).
+ * Later calls return at once, unless flags ask for another source than the
+ * one chosen, which returns HYP_EBUSY. Returns 0. */
+HYP_EXTERN int hyp_clock_init(int flags);
+HYP_EXTERN hyp_wall_source_t hyp_clock_wall_source(void);
+/* "tsc" or "monotonic". */
+HYP_EXTERN const char *hyp_clock_wall_name(void);
+
+/* Reads the wall clock in ticks (hyp_clock_init() must have run). */
+HYP_EXTERN uint64_t hyp_clock_ticks(void);
+/* Nanoseconds per tick, refined against CLOCK_MONOTONIC over the time since
+ * hyp_clock_init(); 1.0 for the monotonic source. */
+HYP_EXTERN double hyp_clock_ns_per_tick(void);
+/* clock_gettime(CLOCK_MONOTONIC) in nanoseconds. */
+HYP_EXTERN uint64_t hyp_clock_monotonic_ns(void);
+/* clock_gettime(CLOCK_THREAD_CPUTIME_ID) of the calling thread, in nanoseconds. */
+HYP_EXTERN uint64_t hyp_clock_thread_cpu_ns(void);
+
+/* A thread's CPU clock. Fields are internal; the struct is public so that
+ * hyp_cpu_clock_read() can be inlined on the profile hook's path. */
+typedef struct {
+    volatile const uint32_t *lock; /* seqlock word of the perf page, NULL without one */
+    void *page;                    /* the mapped perf page, NULL without one */
+    uint32_t seen;                 /* lock value at the last read */
+    hyp_cpu_source_t source;
+    uint64_t last_wall;            /* wall ticks at the last read */
+    uint64_t last_cpu;             /* CPU ticks at the last read */
+    uint64_t resyncs;              /* reads that needed the system call */
+    uint64_t reads;
+} hyp_cpu_clock_t;
+
+/* Options for hyp_cpu_clock_init(). */
+#define HYP_CPU_CLOCK_FORCE_SYSCALL 0x1 /* skip perf_event_open */
+
+/* Sets up c for the calling thread: opens and maps the perf event, or falls
+ * back to the system call (c->source says which; the reason perf was refused
+ * is returned through *perf_err when it is not NULL: 0, HYP_EPERM,
+ * HYP_ENOTSUP, ...). Returns 0, or HYP_EINVAL if c is NULL. */
+HYP_EXTERN int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err);
+/* Unmaps the page. Safe to call from any thread, and twice. */
+HYP_EXTERN void hyp_cpu_clock_destroy(hyp_cpu_clock_t *c);
+/* The slow path of hyp_cpu_clock_read(): resynchronises with the system
+ * call. */
+HYP_EXTERN uint64_t hyp_cpu_clock_resync(hyp_cpu_clock_t *c, uint64_t *wall);
+
+/* Reads the thread's CPU time in wall ticks, and the wall ticks of the same
+ * instant into *wall. Must be called on the thread that owns c. */
+static inline uint64_t hyp_cpu_clock_read(hyp_cpu_clock_t *c, uint64_t *wall) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (c->lock != NULL) {
+        uint32_t before = *c->lock;
+        uint64_t now;
+        uint32_t lo, hi;
+
+        __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+        now = ((uint64_t)hi << 32) | lo;
+        if (before == c->seen && *c->lock == before) {
+            c->last_cpu += now - c->last_wall;
+            c->last_wall = now;
+            c->reads++;
+            *wall = now;
+            return c->last_cpu;
+        }
+    }
+#endif
+    return hyp_cpu_clock_resync(c, wall);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYPROF_CLOCK_H */

@@ -21,5 +21,6 @@ typedef struct {
 #define HYP_TEST_SKIP 77
 
 extern const hyp_test_suite_t hyp_suite_error;
+extern const hyp_test_suite_t hyp_suite_clock;
 
 #endif

@@ -7,6 +7,7 @@
 
 static const hyp_test_suite_t *const suites[] = {
     &hyp_suite_error,
+    &hyp_suite_clock,
 };
 
 int main(int argc, char **argv) {

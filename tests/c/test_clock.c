@@ -1,0 +1,177 @@
+/* Suite for core/clock.c: the wall clock's calibration and the cheap thread
+ * CPU clock against the system call it replaces. */
+#include "harness.h"
+
+#include "hyprof.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+static int init_suite(void) {
+    return hyp_clock_init(0) == 0 ? 0 : -1;
+}
+
+static void sleep_ns(long ns) {
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void spin_cpu_ns(uint64_t ns) {
+    uint64_t end = hyp_clock_thread_cpu_ns() + ns;
+    volatile uint64_t x = 0;
+
+    while (hyp_clock_thread_cpu_ns() < end)
+        for (int i = 0; i < 1000; i++)
+            x += (uint64_t)i;
+}
+
+static void test_wall_matches_monotonic(void) {
+    uint64_t n0 = hyp_clock_monotonic_ns(), t0 = hyp_clock_ticks();
+    uint64_t n1, t1;
+    double wall_ns, ratio;
+
+    sleep_ns(60 * 1000000L);
+    spin_cpu_ns(20 * 1000000ull);
+    n1 = hyp_clock_monotonic_ns();
+    t1 = hyp_clock_ticks();
+    wall_ns = (double)(t1 - t0) * hyp_clock_ns_per_tick();
+    ratio = wall_ns / (double)(n1 - n0);
+    CU_ASSERT(ratio > 0.999 && ratio < 1.001);
+    CU_ASSERT_STRING_EQUAL(hyp_clock_wall_name(),
+                           hyp_clock_wall_source() == HYP_WALL_TSC ? "tsc" : "monotonic");
+}
+
+static void test_init_is_idempotent(void) {
+    CU_ASSERT_EQUAL(hyp_clock_init(0), 0);
+    if (hyp_clock_wall_source() == HYP_WALL_TSC)
+        CU_ASSERT_EQUAL(hyp_clock_init(HYP_CLOCK_FORCE_MONOTONIC), HYP_EBUSY);
+}
+
+static volatile int hogs_stop;
+
+static void *hog(void *arg) {
+    volatile uint64_t x = 0;
+    (void)arg;
+    while (!hogs_stop)
+        x++;
+    return NULL;
+}
+
+/* Reads the clock the way the profile hook does (many reads between
+ * resyncs) through sleeps, spins, yields and preemption by busy threads on
+ * every core, and checks the total against the system call. */
+static void check_cpu_clock(int flags, const char *label) {
+    hyp_cpu_clock_t c;
+    pthread_t hogs[3];
+    uint64_t wall, c0, c1, s0, s1, prev;
+    double ours, ref, err;
+    int perf_err = 0, i, monotonic = 1;
+    long nhogs = sysconf(_SC_NPROCESSORS_ONLN) + 1;
+
+    if (nhogs > 3)
+        nhogs = 3;
+    CU_ASSERT_EQUAL_FATAL(hyp_cpu_clock_init(&c, flags, &perf_err), 0);
+    hogs_stop = 0;
+    for (i = 0; i < nhogs; i++)
+        pthread_create(&hogs[i], NULL, hog, NULL);
+
+    s0 = hyp_clock_thread_cpu_ns();
+    c0 = prev = hyp_cpu_clock_read(&c, &wall);
+    for (i = 0; i < 40; i++) {
+        uint64_t end = hyp_clock_monotonic_ns() + 3000000ull;
+        while (hyp_clock_monotonic_ns() < end) {
+            uint64_t v = hyp_cpu_clock_read(&c, &wall);
+            if (v < prev)
+                monotonic = 0;
+            prev = v;
+        }
+        sleep_ns(1000000L);
+        sched_yield();
+    }
+    c1 = hyp_cpu_clock_read(&c, &wall);
+    s1 = hyp_clock_thread_cpu_ns();
+
+    hogs_stop = 1;
+    for (i = 0; i < nhogs; i++)
+        pthread_join(hogs[i], NULL);
+
+    ours = (double)(c1 - c0) * hyp_clock_ns_per_tick();
+    ref = (double)(s1 - s0);
+    err = (ours - ref) / ref;
+    printf("\n    %s (%s): ours %.3f ms, CLOCK_THREAD_CPUTIME_ID %.3f ms, error %+.3f%%, "
+           "%llu fast reads, %llu resyncs ",
+           label, c.source == HYP_CPU_PERF_MMAP ? "perf page" : "system call", ours / 1e6,
+           ref / 1e6, err * 100, (unsigned long long)c.reads, (unsigned long long)c.resyncs);
+    CU_ASSERT(monotonic);
+    CU_ASSERT(err > -0.02 && err < 0.02);
+    CU_ASSERT(ref > 20e6); /* the spins ran */
+    if (c.source == HYP_CPU_PERF_MMAP) {
+        /* The cheap path must be the common one, and the context switches
+         * must have been noticed. */
+        CU_ASSERT(c.reads > 10 * c.resyncs);
+        CU_ASSERT(c.resyncs >= 40);
+    }
+    hyp_cpu_clock_destroy(&c);
+    hyp_cpu_clock_destroy(&c);
+    CU_ASSERT_PTR_NULL(c.page);
+}
+
+static void test_cpu_clock_perf_page(void) {
+    hyp_cpu_clock_t c;
+    int perf_err = 0;
+
+    hyp_cpu_clock_init(&c, 0, &perf_err);
+    hyp_cpu_clock_destroy(&c);
+    if (c.source != HYP_CPU_PERF_MMAP && perf_err != 0)
+        printf("\n    perf_event_open refused (%s): checking the fallback only ",
+               hyp_strerror(perf_err));
+    check_cpu_clock(0, "default");
+}
+
+static void test_cpu_clock_syscall_fallback(void) {
+    hyp_cpu_clock_t c;
+    int perf_err = 0;
+
+    CU_ASSERT_EQUAL(hyp_cpu_clock_init(&c, HYP_CPU_CLOCK_FORCE_SYSCALL, &perf_err), 0);
+    CU_ASSERT_EQUAL(c.source, HYP_CPU_SYSCALL);
+    CU_ASSERT_EQUAL(perf_err, HYP_ENOTSUP);
+    hyp_cpu_clock_destroy(&c);
+    check_cpu_clock(HYP_CPU_CLOCK_FORCE_SYSCALL, "forced fallback");
+}
+
+static void test_cpu_clock_rejects_null(void) {
+    CU_ASSERT_EQUAL(hyp_cpu_clock_init(NULL, 0, NULL), HYP_EINVAL);
+}
+
+/* A sleeping thread uses no CPU: the clock must not count the sleep as CPU
+ * time (the seqlock word must have moved). */
+static void test_cpu_clock_excludes_sleep(void) {
+    hyp_cpu_clock_t c;
+    uint64_t wall0, wall1, c0, c1;
+    double cpu_ns, wall_ns;
+
+    hyp_cpu_clock_init(&c, 0, NULL);
+    c0 = hyp_cpu_clock_read(&c, &wall0);
+    sleep_ns(50 * 1000000L);
+    c1 = hyp_cpu_clock_read(&c, &wall1);
+    cpu_ns = (double)(c1 - c0) * hyp_clock_ns_per_tick();
+    wall_ns = (double)(wall1 - wall0) * hyp_clock_ns_per_tick();
+    CU_ASSERT(wall_ns >= 49e6);
+    CU_ASSERT(cpu_ns < 2e6);
+    hyp_cpu_clock_destroy(&c);
+}
+
+static const hyp_test_case_t cases[] = {
+    {"wall ticks match CLOCK_MONOTONIC within 0.1%", test_wall_matches_monotonic},
+    {"init is idempotent", test_init_is_idempotent},
+    {"CPU clock within 2% of the syscall (perf page)", test_cpu_clock_perf_page},
+    {"CPU clock within 2% of the syscall (fallback)", test_cpu_clock_syscall_fallback},
+    {"CPU clock excludes sleeps", test_cpu_clock_excludes_sleep},
+    {"CPU clock init rejects NULL", test_cpu_clock_rejects_null},
+    {NULL, NULL},
+};
+
+const hyp_test_suite_t hyp_suite_clock = {"clock", cases, init_suite, NULL};
