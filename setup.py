@@ -134,6 +134,8 @@ setup(
     version=_version(),
     package_dir={"": "pyext"},
     packages=find_packages(where="pyext"),
+    # The HTML report's script and style sheet, read when a report is made.
+    package_data={"hyprof.render": ["*.js", "*.css"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExt},
 )

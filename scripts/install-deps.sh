@@ -6,7 +6,8 @@
 set -eu
 
 APT_PACKAGES="autoconf automake libtool pkg-config make gcc clang libclang-rt-14-dev \
-libpfm4-dev libmsgpack-dev libcunit1-dev python3-dev"
+libpfm4-dev libmsgpack-dev libcunit1-dev python3-dev \
+chromium graphviz golang-go valgrind"
 
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -22,7 +23,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Python packages used by the tests and benchmarks, for each interpreter.
-PIP_PACKAGES="pytest msgpack"
+PIP_PACKAGES="pytest msgpack jsonschema"
 
 for py in $(sh "$(dirname "$0")/pythons.sh"); do
     echo "install-deps: Python packages for $py"

@@ -1,0 +1,348 @@
+"""The call tree the exporters share: flat arrays built once from a trace.
+
+Every exporter (html, speedscope, collapsed, callgrind, dot, pprof) and the
+diff work on this one structure, so each format is a linear walk over the
+trace's distinct call paths: never over its individual samples, and never
+quadratic in the depth of the tree.
+
+A node ``i`` is ``parent[i]``, ``func[i]`` (an index into ``funcs``) and
+``line[i]``; node 0 is the root, whose function is -1. Each metric column
+holds the node's own (exclusive) value; inclusive values are subtree sums.
+Parents always come before their children (``order`` is a preorder).
+"""
+
+from collections import namedtuple
+
+Func = namedtuple("Func", "name filename lineno kind")
+Column = namedtuple("Column", "name label unit scale")
+
+# What the exporters call the trace's own-value columns. ``scale`` turns the
+# stored integer into the unit a human reads (nanoseconds stay nanoseconds
+# here; the exporters choose their own output units).
+_LABELS = {
+    "wall_own": "wall",
+    "cpu_own": "cpu",
+    "calls": "calls",
+}
+
+
+class ReportError(ValueError):
+    """A report cannot be made from this trace with these options."""
+
+
+def frame_label(func, line=0):
+    """The name of a frame in stack-based formats: ``name (file:line)``."""
+    if func.kind == "python" or (func.filename and func.kind not in ("builtin", "special")):
+        return "%s (%s:%d)" % (func.name, func.filename, line or func.lineno)
+    return func.name
+
+
+class CallTree:
+    """Node arrays, one own-value column per metric, and the functions."""
+
+    def __init__(self, funcs, parent, func, line, columns, values, mode="sampling",
+                 header=None, threads=None, thread_of=None):
+        self.funcs = list(funcs)
+        self.parent = list(parent)
+        self.func = list(func)
+        self.line = list(line)
+        self.columns = list(columns)
+        self.values = [list(v) for v in values]
+        self.mode = mode
+        self.header = dict(header or {})
+        # For trees that put each thread under its own pseudo-root.
+        self.threads = threads
+        self.thread_of = thread_of
+        n = len(self.parent)
+        if not (len(self.func) == len(self.line) == n) or any(len(v) != n for v in self.values):
+            raise ReportError("call tree arrays of different lengths")
+        if len(self.values) != len(self.columns):
+            raise ReportError("call tree has %d columns but %d value arrays"
+                              % (len(self.columns), len(self.values)))
+        if n == 0 or self.parent[0] != -1:
+            raise ReportError("call tree has no root node")
+        self._order = None
+        self._children = None
+
+    def __len__(self):
+        return len(self.parent)
+
+    # ------------------------------------------------------------ structure
+
+    @property
+    def order(self):
+        """Node ids in preorder (parents before children, siblings by id)."""
+        if self._order is None:
+            kids = self.children
+            order = []
+            stack = [0]
+            while stack:
+                i = stack.pop()
+                order.append(i)
+                k = kids[i]
+                if k:
+                    stack.extend(reversed(k))
+            if len(order) != len(self.parent):
+                raise ReportError("call tree has %d nodes not reachable from the root"
+                                  % (len(self.parent) - len(order)))
+            self._order = order
+        return self._order
+
+    @property
+    def children(self):
+        if self._children is None:
+            kids = [[] for _ in self.parent]
+            parent = self.parent
+            for i in range(1, len(parent)):
+                p = parent[i]
+                if not 0 <= p < len(parent) or p == i:
+                    raise ReportError("node %d has an invalid parent %d" % (i, p))
+                kids[p].append(i)
+            self._children = kids
+        return self._children
+
+    def column(self, name):
+        """Index of a metric column, by name or label; a clear error otherwise."""
+        for i, c in enumerate(self.columns):
+            if name in (c.name, c.label):
+                return i
+        raise ReportError("unknown metric %r; this trace has: %s"
+                          % (name, ", ".join(c.label for c in self.columns) or "none"))
+
+    def default_column(self):
+        """The metric a report shows unless told: wall time, or sample counts."""
+        for want in ("wall_own",):
+            for i, c in enumerate(self.columns):
+                if c.name == want:
+                    return i
+        for i, c in enumerate(self.columns):
+            if c.unit == "count" and c.name != "calls":
+                return i
+        if not self.columns:
+            raise ReportError("the trace has no metric columns")
+        return 0
+
+    def inclusive(self, col):
+        """Subtree sums of one column, as a list indexed by node."""
+        inc = list(self.values[col])
+        parent = self.parent
+        for i in reversed(self.order):
+            p = parent[i]
+            if p >= 0:
+                inc[p] += inc[i]
+        return inc
+
+    def depth(self):
+        d = [0] * len(self.parent)
+        parent = self.parent
+        for i in self.order[1:]:
+            d[i] = d[parent[i]] + 1
+        return d
+
+    # ------------------------------------------------------------ reshaping
+
+    def by_function(self):
+        """A tree whose children are unique per function: the sampling mode's
+        per-line nodes of one function under one parent become one node, as
+        flame graphs and folded stacks want. Frames lose their executing line."""
+        key_to_new = {}
+        new_of = [0] * len(self.parent)
+        parent, func, line = [-1], [-1], [0]
+        vals = [[0] for _ in self.columns]
+        merged = False
+        for i in self.order[1:]:
+            np_ = new_of[self.parent[i]]
+            key = (np_, self.func[i])
+            j = key_to_new.get(key)
+            if j is None:
+                j = len(parent)
+                key_to_new[key] = j
+                parent.append(np_)
+                func.append(self.func[i])
+                line.append(0)
+                for v in vals:
+                    v.append(0)
+            else:
+                merged = True
+            new_of[i] = j
+            for c, v in enumerate(vals):
+                v[j] += self.values[c][i]
+        for c, v in enumerate(vals):
+            v[0] += self.values[c][0]
+        if not merged and not any(self.line):
+            return self
+        return CallTree(self.funcs, parent, func, line, self.columns, vals, self.mode,
+                        self.header, self.threads, None)
+
+    def function_totals(self, col):
+        """Per-function own and inclusive sums of a column, recursion counted
+        once (a node adds to its function's inclusive value only when no
+        ancestor has the same function). Returns two dicts func -> value."""
+        inc = self.inclusive(col)
+        own = {}
+        cum = {}
+        vals = self.values[col]
+        func = self.func
+        kids = self.children
+        # Count of each function on the current root->node path.
+        active = {}
+        stack = [(0, False)]
+        while stack:
+            i, leaving = stack.pop()
+            f = func[i]
+            if leaving:
+                c = active[f] - 1
+                if c:
+                    active[f] = c
+                else:
+                    del active[f]
+                continue
+            if f >= 0:
+                own[f] = own.get(f, 0) + vals[i]
+                if f not in active:
+                    cum[f] = cum.get(f, 0) + inc[i]
+                active[f] = active.get(f, 0) + 1
+                stack.append((i, True))
+            stack.extend((k, False) for k in kids[i])
+        return own, cum
+
+    def edge_totals(self, col, calls_col=None):
+        """Caller -> callee edges: {(caller, callee): (calls, inclusive)} with
+        the callee's inclusive value counted once per outermost callee node
+        under that caller. The root caller is -1."""
+        inc = self.inclusive(col)
+        calls = self.values[calls_col] if calls_col is not None else None
+        func = self.func
+        kids = self.children
+        edges = {}
+        active = {}
+        stack = [(0, False)]
+        while stack:
+            i, leaving = stack.pop()
+            f = func[i]
+            if leaving:
+                c = active[f] - 1
+                if c:
+                    active[f] = c
+                else:
+                    del active[f]
+                continue
+            if i:
+                key = (func[self.parent[i]], f)
+                n, v = edges.get(key, (0, 0))
+                n += calls[i] if calls is not None else 0
+                if f not in active:
+                    v += inc[i]
+                edges[key] = (n, v)
+            if f >= 0:
+                active[f] = active.get(f, 0) + 1
+                stack.append((i, True))
+            stack.extend((k, False) for k in kids[i])
+        return edges
+
+
+# ---------------------------------------------------------------- from traces
+
+def _kind_name(kind):
+    if isinstance(kind, str):
+        return kind
+    return {0: "python", 1: "builtin", 2: "special"}.get(kind, "python")
+
+
+def _column_for(metric):
+    name, unit = metric.name, metric.unit
+    label = _LABELS.get(name)
+    if label is None:
+        label = name[:-4] if name.endswith("_own") else name
+    return Column(name, label, unit, 1)
+
+
+def _own_metric_indexes(metrics):
+    """The columns a stack report can add up: own values and call counts."""
+    out = []
+    for i, m in enumerate(metrics):
+        kind = getattr(m, "kind", "own")
+        if kind in ("own", 0, "calls", 2):
+            out.append(i)
+    return out
+
+
+def _func_key(fs):
+    return (fs.name, fs.filename or "", int(fs.lineno or 0), _kind_name(getattr(fs, "kind", 0)))
+
+
+def from_trace(trace, thread=None, split_threads=False):
+    """Builds a CallTree from a hyprof Trace (or anything with the same
+    ``mode``, ``header``, ``metrics``, ``threads()`` and ``nodes()``).
+
+    With ``split_threads`` each thread gets its own pseudo-root under node 0,
+    named after the thread, so one picture shows all threads apart."""
+    if not hasattr(trace, "nodes") or not hasattr(trace, "metrics"):
+        raise ReportError("expected a hyprof Trace, got %s" % type(trace).__name__)
+    metrics = list(trace.metrics)
+    keep = _own_metric_indexes(metrics)
+    columns = [_column_for(metrics[i]) for i in keep]
+    names = [metrics[i].name for i in keep]
+    funcs = []
+    func_ids = {}
+    parent, func, line = [-1], [-1], [0]
+    values = [[0] for _ in keep]
+
+    def intern(fs):
+        k = _func_key(fs)
+        j = func_ids.get(k)
+        if j is None:
+            j = func_ids[k] = len(funcs)
+            funcs.append(Func(*k))
+        return j
+
+    def add_nodes(nodes, root):
+        base = {}
+        for nd in nodes:
+            if nd.parent is None or nd.function is None:
+                base[nd.id] = root
+                vals = _values_of(nd.values, names, metrics, keep)
+                for c, v in enumerate(values):
+                    v[root] += vals[c]
+                continue
+            j = len(parent)
+            base[nd.id] = j
+            p = base.get(nd.parent)
+            if p is None:
+                raise ReportError("node %d comes before its parent %d" % (nd.id, nd.parent))
+            parent.append(p)
+            func.append(intern(nd.function))
+            line.append(int(nd.line or 0))
+            vals = _values_of(nd.values, names, metrics, keep)
+            for c, v in enumerate(values):
+                v.append(vals[c])
+
+    threads = None
+    if split_threads:
+        threads = list(trace.threads())
+        for t in threads:
+            tname = getattr(t, "name", None) or "thread %s" % (getattr(t, "os_tid", "") or t.id)
+            j = len(parent)
+            parent.append(0)
+            func.append(intern(Func("[thread] %s" % tname, "", 0, "special")))
+            line.append(0)
+            for v in values:
+                v.append(0)
+            add_nodes(trace.nodes(thread=t.id), j)
+    else:
+        add_nodes(trace.nodes(thread=thread), 0)
+    return CallTree(funcs, parent, func, line, columns, values, trace.mode,
+                    getattr(trace, "header", {}), threads)
+
+
+def _values_of(vals, names, metrics, keep):
+    if isinstance(vals, dict):
+        return [vals.get(n, 0) or 0 for n in names]
+    return [vals[i] or 0 for i in keep]
+
+
+def reject_options(fmt, options):
+    """Unknown options are a user's typo: say so rather than ignore them."""
+    if options:
+        raise ReportError("the %s format has no option %s"
+                          % (fmt, ", ".join(sorted(repr(k) for k in options))))

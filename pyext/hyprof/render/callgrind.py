@@ -1,0 +1,127 @@
+"""The callgrind profile format, for KCachegrind, QCachegrind and
+callgrind_annotate (https://valgrind.org/docs/manual/cl-format.html).
+
+Positions are source lines. Each function's own cost is written per line
+(the executing line in the sampling mode, the function's first line in the
+deterministic mode), each call as ``cfn=`` + ``calls=`` with the callee's
+inclusive cost on that call site. A callee's inclusive cost is counted once
+per outermost call, so a recursive function's inclusive cost is not doubled
+(as KCachegrind's cycle detection would otherwise have to undo).
+"""
+
+import re
+
+from . import _model
+
+_UNIT_SUFFIX = {"ns": "ns", "us": "us", "bytes": "bytes"}
+
+
+def _event_name(col):
+    base = {"wall": "Wall", "cpu": "CPU"}.get(col.label, col.label)
+    base = re.sub(r"[^A-Za-z0-9_]", "_", base)
+    suffix = _UNIT_SUFFIX.get(col.unit)
+    return "%s_%s" % (base, suffix) if suffix else base
+
+
+def _fn_name(f):
+    name = f.name.replace("\n", " ")
+    if f.kind == "python" and f.lineno:
+        return "%s:%d" % (name, f.lineno)
+    return name
+
+
+def render(trace, **options):
+    """Callgrind text with every cost column of the trace (call counts go to
+    ``calls=`` lines; a sampling trace has none, so ``calls=`` counts the
+    distinct call paths)."""
+    _model.reject_options("callgrind", options)
+    tree = _model.from_trace(trace)
+    cols = [i for i, c in enumerate(tree.columns) if c.name != "calls"]
+    if not cols:
+        raise _model.ReportError("the trace has no cost columns for callgrind")
+    calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
+    ncol = len(cols)
+    vals = [tree.values[c] for c in cols]
+    incs = [tree.inclusive(c) for c in cols]
+    func, line, parent, kids = tree.func, tree.line, tree.parent, tree.children
+    funcs = tree.funcs
+
+    def pos(i):
+        return line[i] or funcs[func[i]].lineno or 0
+
+    # self[f][line] -> costs; calls[f][(line, callee, callee_line)] -> [n, costs]
+    selfcost = {}
+    calls = {}
+    active = {}
+    stack = [(k, False) for k in reversed(kids[0])]
+    while stack:
+        i, leaving = stack.pop()
+        f = func[i]
+        if leaving:
+            c = active[f] - 1
+            if c:
+                active[f] = c
+            else:
+                del active[f]
+            continue
+        per_line = selfcost.setdefault(f, {})
+        lc = per_line.get(pos(i))
+        if lc is None:
+            lc = per_line[pos(i)] = [0] * ncol
+        for c in range(ncol):
+            lc[c] += vals[c][i]
+        p = parent[i]
+        if p > 0:
+            key = (pos(p), f, funcs[f].lineno or pos(i))
+            ec = calls.setdefault(func[p], {}).get(key)
+            if ec is None:
+                ec = calls[func[p]][key] = [0, [0] * ncol]
+            ec[0] += tree.values[calls_col][i] if calls_col is not None else 1
+            if f not in active:
+                for c in range(ncol):
+                    ec[1][c] += incs[c][i]
+        active[f] = active.get(f, 0) + 1
+        stack.append((i, True))
+        stack.extend((k, False) for k in reversed(kids[i]))
+
+    header = tree.header
+    events = " ".join(_event_name(tree.columns[c]) for c in cols)
+    totals = " ".join(str(incs[c][0]) for c in range(ncol))
+    out = ["# callgrind format", "version: 1", "creator: hyprof"]
+    if header.get("pid") is not None:
+        out.append("pid: %s" % header["pid"])
+    argv = header.get("argv")
+    if argv:
+        out.append("cmd: %s" % " ".join(str(a) for a in argv).replace("\n", " "))
+    out += ["part: 1", "positions: line", "events: %s" % events, "summary: %s" % totals, ""]
+
+    # Name compression: each file and function name is written once in full.
+    file_ids, fn_ids = {}, {}
+
+    def fl(name):
+        j = file_ids.get(name)
+        if j is None:
+            j = file_ids[name] = len(file_ids) + 1
+            return "(%d) %s" % (j, name or "<built-in>")
+        return "(%d)" % j
+
+    def fn(f):
+        j = fn_ids.get(f)
+        if j is None:
+            j = fn_ids[f] = len(fn_ids) + 1
+            return "(%d) %s" % (j, _fn_name(funcs[f]))
+        return "(%d)" % j
+
+    for f in sorted(selfcost, key=lambda f: (funcs[f].filename, funcs[f].lineno, f)):
+        out.append("fl=" + fl(funcs[f].filename))
+        out.append("fn=" + fn(f))
+        for ln, cost in sorted(selfcost[f].items()):
+            out.append("%d %s" % (ln, " ".join(map(str, cost))))
+        for (ln, g, gline), (n, cost) in sorted(calls.get(f, {}).items()):
+            out.append("cfi=" + fl(funcs[g].filename))
+            out.append("cfn=" + fn(g))
+            out.append("calls=%d %d" % (n, gline))
+            out.append("%d %s" % (ln, " ".join(map(str, cost))))
+        out.append("")
+    out.append("totals: %s" % totals)
+    return "\n".join(out) + "\n"

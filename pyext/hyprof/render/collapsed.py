@@ -1,0 +1,52 @@
+"""Brendan Gregg's folded stacks: one line per call path, ``a;b;c 123``.
+
+The format flamegraph.pl, inferno, speedscope and most flame graph tools
+read. Each line is the frames from the root to a leaf, separated by
+semicolons, then a space and the path's own value in the metric's unit
+(nanoseconds for times, a count for samples and calls).
+"""
+
+from . import _model
+
+
+def _clean(label):
+    # A semicolon would split the frame and a newline the record.
+    return label.replace(";", ":").replace("\n", " ").replace("\r", " ")
+
+
+def render_tree(tree, metric=None, lines=False):
+    """Folded stacks of a CallTree, one line per path with a non-zero value."""
+    if not lines:
+        tree = tree.by_function()
+    col = tree.column(metric) if metric else tree.default_column()
+    vals = tree.values[col]
+    flabel = [_clean(_model.frame_label(f)) for f in tree.funcs]
+    func, line, kids = tree.func, tree.line, tree.children
+    out = []
+    path = []
+    stack = [(k, 0) for k in reversed(kids[0])]
+    while stack:
+        i, d = stack.pop()
+        del path[d:]
+        if lines and line[i]:
+            f = tree.funcs[func[i]]
+            path.append(_clean(_model.frame_label(f, line[i])))
+        else:
+            path.append(flabel[func[i]])
+        v = vals[i]
+        if v:
+            out.append("%s %d\n" % (";".join(path), v))
+        k = kids[i]
+        if k:
+            d += 1
+            stack.extend((c, d) for c in reversed(k))
+    return "".join(out)
+
+
+def render(trace, metric=None, lines=False, threads=False, **options):
+    """Folded stacks of a trace. ``metric`` picks the column (default: wall
+    time, or the sample count); ``lines`` keeps executing lines in frame
+    names; ``threads`` puts each thread's stacks under a frame of its own."""
+    _model.reject_options("collapsed", options)
+    tree = _model.from_trace(trace, split_threads=threads)
+    return render_tree(tree, metric=metric, lines=lines)

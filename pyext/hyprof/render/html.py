@@ -1,0 +1,188 @@
+"""A self-contained HTML report: an interactive flame graph and a sortable
+function table, in one file that needs no network (the script, the style
+sheet and the profile's data are all inlined).
+
+The flame graph draws on a canvas, so a report of a hundred thousand call
+paths stays responsive: hover for a frame's numbers, click to zoom, type a
+name or a regular expression to highlight, pick the metric (wall or CPU time
+and calls for deterministic traces; samples and weights for sampling traces).
+The page's script reports its own errors into ``#hyprof-errors``, so a
+headless browser's ``--dump-dom`` shows whether it ran cleanly.
+"""
+
+import html as _html
+import json
+import os
+import time
+
+from . import _model
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _asset(name):
+    try:
+        with open(os.path.join(_HERE, name), encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise _model.ReportError("the HTML report's %s is missing from the hyprof package (%s);"
+                                 " reinstall hyprof" % (name, e)) from None
+
+
+_TITLES = {"wall_own": "Wall time", "cpu_own": "CPU time", "calls": "Calls"}
+
+
+def _title(col):
+    if col.name in _TITLES:
+        return _TITLES[col.name]
+    unit = {"ns": "ns", "bytes": "bytes"}.get(col.unit)
+    return "%s (%s)" % (col.label, unit) if unit else col.label
+
+
+def _data(tree, base=None, title="", subtitle=""):
+    columns = tree.columns
+    metrics = [{"name": c.name, "label": c.label, "unit": c.unit, "title": _title(c)}
+               for c in columns]
+    calls = next((i for i, c in enumerate(columns) if c.name == "calls"), None)
+    default = tree.default_column()
+    table = {"own": [], "cum": []}
+    for col in range(len(columns)):
+        own, cum = tree.function_totals(col)
+        table["own"].append([own.get(f, 0) for f in range(len(tree.funcs))])
+        table["cum"].append([cum.get(f, 0) for f in range(len(tree.funcs))])
+    data = {
+        "title": title,
+        "subtitle": subtitle,
+        "mode": tree.mode,
+        "metrics": metrics,
+        "default": default,
+        "calls": calls,
+        "funcs": [[f.name, f.filename, f.lineno, f.kind] for f in tree.funcs],
+        "parent": tree.parent,
+        "func": tree.func,
+        "values": tree.values,
+        "base": None,
+        "table": table,
+    }
+    if base is not None:
+        table["base_own"], table["base_cum"] = [], []
+        for col in range(len(columns)):
+            own, cum = base.function_totals(col)
+            table["base_own"].append([own.get(f, 0) for f in range(len(tree.funcs))])
+            table["base_cum"].append([cum.get(f, 0) for f in range(len(tree.funcs))])
+        data["base"] = base.values
+    return data
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="hyprof">
+<title>{title}</title>
+<style>
+{css}
+</style>
+</head>
+<body>
+<script>
+(function () {{
+  /* Installed first, so any later failure shows on the page. */
+  function report(msg) {{
+    var box = document.getElementById("hyprof-errors");
+    if (box) box.textContent += msg + "\\n";
+    document.documentElement.setAttribute("data-errors", "1");
+  }}
+  window.addEventListener("error", function (e) {{
+    report("error: " + e.message + " (" + (e.filename || "") + ":" + (e.lineno || 0) + ")");
+  }});
+  window.addEventListener("unhandledrejection", function (e) {{
+    report("unhandled rejection: " + e.reason);
+  }});
+  var orig = console.error;
+  console.error = function () {{
+    report("console.error: " + Array.prototype.join.call(arguments, " "));
+    return orig.apply(console, arguments);
+  }};
+}})();
+</script>
+<pre id="hyprof-errors"></pre>
+<header>
+<h1>{title}</h1>
+<div class="meta">{subtitle}</div>
+</header>
+<div class="controls">
+<label for="hyprof-metric">Metric</label> <select id="hyprof-metric"></select>
+<input type="search" id="hyprof-search" placeholder="Search functions (regex)" spellcheck="false">
+<button id="hyprof-reset" type="button">Reset zoom</button>
+<span class="status" id="hyprof-status"></span>
+</div>
+{legend}
+<div id="hyprof-crumbs"></div>
+<div id="hyprof-flame-box"><canvas id="hyprof-flame" height="40"></canvas></div>
+<div id="hyprof-tip"></div>
+<section class="table">
+<h2>{table_title}</h2>
+<table class="funcs" id="hyprof-table"></table>
+<div class="note" id="hyprof-table-note"></div>
+</section>
+<script type="application/json" id="hyprof-data">{data}</script>
+<script>
+{js}
+</script>
+</body>
+</html>
+"""
+
+_DIFF_LEGEND = ('<div class="legend">Width: the new profile. Colour: change in self value'
+                '<span class="swatch" style="background:#ff2d2d"></span>slower'
+                '<span class="swatch" style="background:#2d2dff"></span>faster'
+                '<span class="swatch" style="background:#ebebeb"></span>unchanged</div>')
+
+
+def page(tree, base=None, title="hyprof profile", subtitle=""):
+    """The HTML text for a CallTree; with ``base`` (a tree of the same shape
+    holding the older values) a differential flame graph."""
+    tree = tree.by_function() if base is None else tree
+    data = json.dumps(_data(tree, base, title, subtitle), separators=(",", ":"),
+                      allow_nan=False)
+    # Nothing in the data may close the script element.
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _PAGE.format(
+        title=_html.escape(title), subtitle=_html.escape(subtitle),
+        css=_asset("flamegraph.css"), js=_asset("flamegraph.js"), data=data,
+        legend=_DIFF_LEGEND if base is not None else "",
+        table_title="Functions: change from base to new" if base is not None else "Functions")
+
+
+def describe(header, mode):
+    """One line about where a trace came from, for the report's subtitle."""
+    parts = ["%s mode" % mode]
+    for key, fmt in (("trigger", "trigger %s"), ("event", "event %s"), ("python", "Python %s"),
+                     ("pid", "pid %s")):
+        v = header.get(key)
+        if v not in (None, ""):
+            parts.append(fmt % v)
+    sources = header.get("sources")
+    if sources:
+        parts.append("merged from %d traces" % len(sources))
+    start = header.get("start_time")
+    if isinstance(start, (int, float)) and start > 0:
+        secs = start / 1e9 if start > 1e12 else start
+        parts.append("started %s UTC" % time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)))
+    return ", ".join(parts)
+
+
+def render(trace, threads=None, title=None, **options):
+    """The HTML report of a trace. ``threads``: give each thread its own
+    frame under the root (default: when the trace has more than one)."""
+    _model.reject_options("html", options)
+    if threads is None:
+        threads = len(list(trace.threads())) > 1
+    tree = _model.from_trace(trace, split_threads=threads)
+    header = getattr(trace, "header", {}) or {}
+    argv = header.get("argv") or []
+    if title is None:
+        title = "hyprof: %s" % " ".join(str(a) for a in argv) if argv else "hyprof profile"
+    return page(tree, title=title, subtitle=describe(header, trace.mode))

@@ -1,0 +1,251 @@
+"""pprof's profile.proto, gzipped: what ``go tool pprof``, Pyroscope, Parca
+and Google Cloud Profiler read.
+
+The protobuf encoding is written by hand (varints and length-delimited
+fields; https://github.com/google/pprof/blob/main/proto/profile.proto), so
+hyprof needs no protobuf runtime. One location per (function, line), one
+sample per (thread, call path) holding all of the trace's value columns, the
+thread as a label. Locations in a sample go leaf first, as pprof wants.
+"""
+
+import gzip
+import struct
+import time
+
+from . import _model
+
+# What pprof calls our columns: (type, unit). Time columns are nanoseconds.
+_TYPES = {
+    "calls": ("calls", "count"),
+    "wall_own": ("wall", "nanoseconds"),
+    "cpu_own": ("cpu", "nanoseconds"),
+}
+_UNITS = {"ns": "nanoseconds", "bytes": "bytes", "count": "count"}
+
+
+def _varint(n, out):
+    if n < 0:
+        n += 1 << 64
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def _key(field, wire, out):
+    _varint((field << 3) | wire, out)
+
+
+def _int(field, n, out):
+    """A varint field; zero is the default and is left out."""
+    if n:
+        _key(field, 0, out)
+        _varint(n, out)
+
+
+def _bytes(field, data, out):
+    _key(field, 2, out)
+    _varint(len(data), out)
+    out += data
+
+
+def _packed(field, values, out):
+    if values:
+        buf = bytearray()
+        for v in values:
+            _varint(v, buf)
+        _bytes(field, buf, out)
+
+
+class _Strings:
+    def __init__(self):
+        self.ids = {"": 0}
+        self.table = [""]
+
+    def __call__(self, s):
+        j = self.ids.get(s)
+        if j is None:
+            j = self.ids[s] = len(self.table)
+            self.table.append(s)
+        return j
+
+
+def _sample_types(trace, tree):
+    """(type, unit) per column. Sampling columns are named after their kind:
+    "<kind>_samples" counts, "<kind>_weight" in the kind's unit."""
+    out = []
+    kinds = {}
+    for k in getattr(trace, "sample_kinds", None) or []:
+        kinds[getattr(k, "count_metric", None)] = (k.name, "samples")
+        kinds[getattr(k, "weight_metric", None)] = (k.name, k.unit)
+    for c in tree.columns:
+        if c.name in _TYPES:
+            out.append(_TYPES[c.name])
+            continue
+        unit = _UNITS.get(c.unit, c.unit or "count")
+        if c.unit == "count":
+            name = c.name if c.name.endswith("samples") else c.name + "_samples"
+            out.append((name.replace("-", "_"), "count"))
+        elif c.unit == "bytes":
+            out.append((c.name.replace("-", "_"), "bytes"))
+        elif c.unit == "ns":
+            out.append((c.name.replace("-", "_"), "nanoseconds"))
+        else:
+            out.append((c.name.replace("-", "_"), unit))
+    return out
+
+
+def build(trace, metric=None):
+    """The uncompressed profile.proto message, as bytes."""
+    threads = list(trace.threads()) or [None]
+    st = _Strings()
+    out = bytearray()
+    locations = {}   # (func key, line) -> id
+    functions = {}   # func key -> id
+    func_msgs = bytearray()
+    loc_msgs = bytearray()
+    samples = bytearray()
+    types = None
+    default_col = None
+    thread_key = st("thread")
+    for t in threads:
+        tree = _model.from_trace(trace, thread=None if t is None else t.id)
+        if types is None:
+            types = _sample_types(trace, tree)
+            default_col = tree.column(metric) if metric else tree.default_column()
+        tlabel = None
+        if t is not None:
+            tlabel = bytearray()
+            _int(1, thread_key, tlabel)
+            _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
+        funcs, func, line, kids = tree.funcs, tree.func, tree.line, tree.children
+        vals = tree.values
+        ncol = len(vals)
+        loc_of = [0] * len(tree)
+        path = []
+        stack = [(k, 0) for k in reversed(kids[0])]
+        while stack:
+            i, d = stack.pop()
+            f = funcs[func[i]]
+            ln = line[i] or f.lineno
+            lk = (f, ln)
+            lid = locations.get(lk)
+            if lid is None:
+                fid = functions.get(f)
+                if fid is None:
+                    fid = functions[f] = len(functions) + 1
+                    m = bytearray()
+                    _int(1, fid, m)
+                    _int(2, st(f.name), m)
+                    _int(3, st(f.name), m)
+                    _int(4, st(f.filename), m)
+                    _int(5, f.lineno, m)
+                    _bytes(5, m, func_msgs)
+                lid = locations[lk] = len(locations) + 1
+                m = bytearray()
+                _int(1, lid, m)
+                _int(2, 1, m)
+                ln_msg = bytearray()
+                _int(1, fid, ln_msg)
+                _int(2, ln, ln_msg)
+                _bytes(4, ln_msg, m)
+                _bytes(4, m, loc_msgs)
+            loc_of[i] = lid
+            del path[d:]
+            path.append(lid)
+            row = [vals[c][i] for c in range(ncol)]
+            if any(row):
+                m = bytearray()
+                _packed(1, path[::-1], m)
+                _packed(2, row, m)
+                if tlabel is not None:
+                    _bytes(3, tlabel, m)
+                _bytes(2, m, samples)
+            if kids[i]:
+                stack.extend((c, d + 1) for c in reversed(kids[i]))
+    for typ, unit in types:
+        m = bytearray()
+        _int(1, st(typ), m)
+        _int(2, st(unit), m)
+        _bytes(1, m, out)
+    out += samples
+    # One mapping for the interpreter, saying the locations are already
+    # symbolized, so pprof does not look for a binary to symbolize them with.
+    m = bytearray()
+    _int(1, 1, m)
+    _int(5, st("python"), m)
+    for field in (7, 8, 9):
+        _int(field, 1, m)
+    _bytes(3, m, out)
+    out += loc_msgs
+    out += func_msgs
+    # The string table must hold every index used, so strings go last but
+    # all interning is done before the header fields below use them.
+    header = getattr(trace, "header", {}) or {}
+    start = header.get("start_time") or header.get("start")
+    tail = bytearray()
+    if isinstance(start, (int, float)) and start > 0:
+        # Seconds since the epoch, or already nanoseconds.
+        _int(9, int(start * 1e9) if start < 1e12 else int(start), tail)
+    dur = header.get("duration_ns") or header.get("duration")
+    if isinstance(dur, (int, float)) and dur > 0:
+        _int(10, int(dur if dur > 1e6 else dur * 1e9), tail)
+    ptype, punit = types[default_col]
+    pt = bytearray()
+    _int(1, st(ptype), pt)
+    _int(2, st(punit), pt)
+    comment = st("hyprof %s trace, made %s" % (trace.mode, time.strftime("%Y-%m-%d %H:%M:%S")))
+    for s in st.table:
+        _bytes(6, s.encode("utf-8", "surrogateescape"), out)
+    out += tail
+    _bytes(11, pt, out)
+    _int(12, 1, out)
+    _packed(13, [comment], out)
+    _int(14, st.ids[ptype], out)
+    return bytes(out)
+
+
+def render(trace, metric=None, **options):
+    """Gzipped profile.proto bytes; ``metric`` picks pprof's default sample type."""
+    _model.reject_options("pprof", options)
+    return gzip.compress(build(trace, metric), mtime=0)
+
+
+# For tests and tools that want to look inside without a protobuf library.
+def _read_varint(buf, pos):
+    n = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, pos
+        shift += 7
+
+
+def decode(data):
+    """Splits one message into {field: [values]}: ints for varints, bytes for
+    length-delimited fields (nested messages are decoded by calling again)."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    fields = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, pos = _read_varint(data, pos)
+        elif wire == 2:
+            n, pos = _read_varint(data, pos)
+            v = bytes(data[pos:pos + n])
+            pos += n
+        elif wire == 1:
+            v = struct.unpack_from("<q", data, pos)[0]
+            pos += 8
+        elif wire == 5:
+            v = struct.unpack_from("<i", data, pos)[0]
+            pos += 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wire)
+        fields.setdefault(field, []).append(v)
+    return fields
