@@ -7,7 +7,10 @@
 
 static const hyp_test_suite_t *const suites[] = {
     &hyp_suite_error,
+    &hyp_suite_heap,
     &hyp_suite_clock,
+    &hyp_suite_ring,
+    &hyp_suite_perf,
 };
 
 int main(int argc, char **argv) {
