@@ -63,6 +63,8 @@ class CallTree:
             raise ReportError("call tree has no root node")
         self._order = None
         self._children = None
+        # The column reports open on; None: wall time, or the sample count.
+        self.default = None
 
     def __len__(self):
         return len(self.parent)
@@ -111,6 +113,8 @@ class CallTree:
 
     def default_column(self):
         """The metric a report shows unless told: wall time, or sample counts."""
+        if self.default is not None:
+            return self.default
         for want in ("wall_own",):
             for i, c in enumerate(self.columns):
                 if c.name == want:
@@ -346,3 +350,21 @@ def reject_options(fmt, options):
     if options:
         raise ReportError("the %s format has no option %s"
                           % (fmt, ", ".join(sorted(repr(k) for k in options))))
+
+
+def format_value(value, unit):
+    """A value in its unit for people: ``1.23 ms``, ``4.5 MiB``, ``1,234``."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if unit == "ns":
+        for div, u in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
+            if value >= div:
+                return f"{sign}{value / div:.3g} {u}" if value / div < 1000 else \
+                    f"{sign}{value / div:,.0f} {u}"
+        return f"{sign}{value:,.0f} ns"
+    if unit == "bytes":
+        for div, u in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if value >= div:
+                return f"{sign}{value / div:.3g} {u}"
+        return f"{sign}{value:,.0f} B"
+    return f"{sign}{value:,.0f}"

@@ -23,20 +23,6 @@ def _color(frac):
     return "%.3f %.3f %.3f" % (hue, sat, val)
 
 
-def _fmt(value, unit):
-    if unit == "ns":
-        for div, u in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-            if value >= div:
-                return "%.3g %s" % (value / div, u)
-        return "%d ns" % value
-    if unit == "bytes":
-        for div, u in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-            if value >= div:
-                return "%.3g %s" % (value / div, u)
-        return "%d B" % value
-    return "%d" % value
-
-
 def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None):
     for name, v in (("threshold", threshold), ("edge_threshold", edge_threshold)):
         if not isinstance(v, (int, float)) or not 0 <= v <= 100:
@@ -57,7 +43,7 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
            '  graph [fontname="Helvetica", nodesep=0.25, ranksep=0.35, label=%s, labelloc=t];'
            % _quote(title or "hyprof call graph: %s, total %s (functions under %g%%"
                     " and edges under %g%% pruned)"
-                    % (column.label, _fmt(total, column.unit), threshold, edge_threshold)),
+                    % (column.label, _model.format_value(total, column.unit), threshold, edge_threshold)),
            '  node [shape=box, style="filled,rounded", fontname="Helvetica", fontcolor=white];',
            '  edge [fontname="Helvetica"];']
     for f in sorted(keep, key=lambda f: -cum[f]):
@@ -66,7 +52,7 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
         lines = [fn.name]
         if fn.filename:
             lines.append("%s:%d" % (fn.filename.rsplit("/", 1)[-1], fn.lineno))
-        lines.append("%.2f%% (%s)" % (100 * fr, _fmt(cum[f], column.unit)))
+        lines.append("%.2f%% (%s)" % (100 * fr, _model.format_value(cum[f], column.unit)))
         lines.append("self %.2f%%" % (100.0 * own.get(f, 0) / denom))
         if ncalls is not None:
             lines.append("%d calls" % ncalls.get(f, 0))

@@ -123,6 +123,14 @@
     colourCache[f] = c;
     return c;
   }
+  function darkFill(c) {
+    // Perceived brightness of an "rgb(r,g,b)" or "#rrggbb" colour.
+    var m = /rgb\((\d+),(\d+),(\d+)\)/.exec(c), r, g, b;
+    if (m) { r = +m[1]; g = +m[2]; b = +m[3]; }
+    else { r = parseInt(c.substr(1, 2), 16); g = parseInt(c.substr(3, 2), 16);
+      b = parseInt(c.substr(5, 2), 16); }
+    return 0.299 * r + 0.587 * g + 0.114 * b < 110;
+  }
   var maxSelfDelta = 1;
   function diffScale() {
     var own = D.values[metric], bown = D.base[metric], m = 0;
@@ -221,6 +229,7 @@
     ctx.font = "12px 'DejaVu Sans', Helvetica, Arial, sans-serif";
     ctx.textBaseline = "middle";
     var charW = ctx.measureText("m").width * 0.85 || 7;
+    var labels = [];  // what the canvas shows, for tests and screen readers
     drawn = 0;
     for (var l = 0; l < levels.length; l++) {
       var row = levels[l];
@@ -230,8 +239,9 @@
         var n = row[j], x = row[j + 1], w = row[j + 2];
         var dim = matchNode && n !== 0 && !matchNode[n];
         ctx.globalAlpha = dim ? 0.35 : 1;
-        ctx.fillStyle = matchNode && matchNode[n] ? "#e040fb"
+        var fillc = matchNode && matchNode[n] ? "#e040fb"
           : DIFF ? diffColour(n) : frameColour(n);
+        ctx.fillStyle = fillc;
         ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
         drawn++;
         if (w > 24) {
@@ -239,14 +249,16 @@
           var max = Math.floor((w - 6) / charW);
           if (label.length > max) label = max > 2 ? label.slice(0, max - 1) + "\u2026" : "";
           if (label) {
-            ctx.fillStyle = "#111";
+            ctx.fillStyle = darkFill(fillc) ? "#fff" : "#111";
             ctx.fillText(label, x + 3, y + ROW / 2);
+            if (labels.length < 500) labels.push(label);
           }
         }
       }
     }
     ctx.globalAlpha = 1;
     document.body.setAttribute("data-frames", String(drawn));
+    canvas.textContent = labels.join("\n");
     crumbs();
     status();
   }

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Loads a hyprof HTML report in headless Chromium and checks that it ran.
+
+Two independent signals, from one browser run each:
+  * the DOM after the page's scripts ran (``--dump-dom``): the report's own
+    script marks <body data-ready="1">, counts the frames it drew in
+    data-frames, writes the labels it drew into the canvas's fallback text,
+    and an error trap installed before anything else copies every uncaught
+    error, unhandled rejection and console.error into #hyprof-errors;
+  * Chromium's own console log (``--enable-logging=stderr``), where any
+    "Uncaught" error or console message at error level shows up even if
+    the page's trap itself failed.
+With --screenshot FILE it also saves a PNG of the page.
+
+Usage: check_html.py REPORT.html [--expect NAME ...] [--screenshot FILE]
+Exit status: 0 when the page loaded cleanly and every expected name was
+drawn, 1 otherwise, 77 when no Chromium is installed.
+"""
+
+import argparse
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_browser():
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _run(browser, args, timeout):
+    profile = tempfile.mkdtemp(prefix="hyprof-chromium-")
+    try:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-extensions", "--disable-background-networking",
+               "--user-data-dir=" + profile, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# Chromium logs a page's console messages as
+# [...:INFO:CONSOLE:116] "msg", source: file:///x.html (116)  (older: CONSOLE(116)).
+_CONSOLE = re.compile(r":(INFO|WARNING|ERROR):CONSOLE[:(](\d+)\)?\] \"(.*)\", source: (.*)$")
+
+
+def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800):
+    """Returns a dict: ok, errors (list), frames, labels, console (list)."""
+    browser = find_browser()
+    if browser is None:
+        return None
+    url = "file://" + os.path.abspath(path)
+    res = _run(browser, ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+                         "--window-size=%d,%d" % (width, height), "--dump-dom", url], timeout)
+    dom = res.stdout
+    errors = []
+    console = []
+    for line in res.stderr.splitlines():
+        m = _CONSOLE.search(line)
+        if m:
+            console.append(m.group(3))
+            if m.group(1) == "ERROR" or "Uncaught" in m.group(3):
+                errors.append("console: %s (%s)" % (m.group(3), m.group(4)))
+    if res.returncode != 0:
+        errors.append("chromium exited with status %d" % res.returncode)
+    body = re.search(r"<body([^>]*)>", dom)
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1))) if body else {}
+    if attrs.get("data-ready") != "1":
+        errors.append("the report's script did not finish (no data-ready on <body>)")
+    if re.search(r"<html[^>]*data-errors=", dom):
+        errors.append("the page's error trap fired")
+    trapped = re.search(r'<pre id="hyprof-errors">(.*?)</pre>', dom, re.S)
+    if trapped is None:
+        errors.append("no #hyprof-errors element: not a hyprof report?")
+    elif trapped.group(1).strip():
+        errors.append("page errors: " + html.unescape(trapped.group(1).strip()))
+    canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.S)
+    labels = html.unescape(canvas.group(1)).split("\n") if canvas and canvas.group(1) else []
+    rows = re.findall(r'<td class="name" title="([^"]*)"', dom)
+    rows = [html.unescape(r) for r in rows]
+    frames = int(attrs.get("data-frames", "0") or 0)
+    if frames == 0:
+        errors.append("the flame graph drew no frames")
+    for name in expect:
+        if not any(name in lab for lab in labels):
+            errors.append("%r is not drawn on the flame graph (drawn: %s)"
+                          % (name, ", ".join(labels[:30])))
+        if not any(name in r for r in rows):
+            errors.append("%r is not in the function table" % name)
+    if screenshot:
+        shot = _run(browser, ["--hide-scrollbars", "--virtual-time-budget=10000",
+                              "--window-size=%d,%d" % (width, height),
+                              "--screenshot=" + os.path.abspath(screenshot), url], timeout)
+        if shot.returncode != 0 or not os.path.exists(screenshot):
+            errors.append("chromium could not take a screenshot: %s" % shot.stderr[-500:])
+    return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
+            "table": rows, "console": console}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("report")
+    ap.add_argument("--expect", nargs="*", default=[], help="function names that must show")
+    ap.add_argument("--screenshot", help="also save a PNG of the page here")
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--height", type=int, default=800)
+    args = ap.parse_args(argv)
+    if not os.path.exists(args.report):
+        print("check_html: %s: no such file" % args.report, file=sys.stderr)
+        return 2
+    result = check(args.report, args.expect, args.screenshot, width=args.width,
+                   height=args.height)
+    if result is None:
+        print("SKIP: no Chromium found (apt-get install chromium)")
+        return 77
+    print(json.dumps({k: result[k] for k in ("ok", "errors", "frames")}, indent=1))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
