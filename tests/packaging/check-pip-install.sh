@@ -4,13 +4,14 @@
 # it), then the console script runs, a tiny script is profiled, its trace
 # loads, and the pytest plugin is registered.
 #
-# Usage: tests/packaging/check-pip-install.sh [PYTHON]   (default: $PYTHON or python3)
+# Usage: tests/packaging/check-pip-install.sh [PYTHON]
+#   (default: $PYTHON, else the first interpreter scripts/pythons.sh finds)
 # Needs the Debian -dev packages of scripts/install-deps.sh and access to the
 # package index for setuptools (pip's isolated build).
 set -eu
 
-PY=${1:-${PYTHON:-python3}}
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
+PY=${1:-$(sh "$SRC/scripts/pythons.sh" | head -n 1)}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hyprof-pip.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT INT TERM
 

@@ -1,0 +1,7 @@
+"""WSGI entry point, e.g. ``gunicorn -w 4 shop.wsgi``."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+application = get_wsgi_application()

@@ -1,0 +1,692 @@
+"""Django integration: profile one request on demand, or a share of requests
+in production.
+
+Add ``"hyprof.contrib.django.ProfilerMiddleware"`` first in ``MIDDLEWARE``.
+
+- Development: append ``?profile`` to a URL (or send the header
+  ``X-Hyprof: 1``). A browser gets the HTML report of that request instead of
+  the page; an API client (``Accept: application/json``, or the header) gets
+  the normal response, a ``Server-Timing`` entry and an ``X-Hyprof-Trace``
+  header naming the saved trace. Only allowed clients can do this: with
+  ``DEBUG`` on and the client in ``INTERNAL_IPS``, or a superuser, unless
+  ``HYPROF_SHOW_CALLBACK`` says otherwise. Anyone else gets the normal
+  response and no trace of the profiler.
+- Production: ``HYPROF_SAMPLE_RATE = 0.01`` profiles one request in a hundred
+  in the sampling mode and saves its trace in ``HYPROF_PROFILE_DIR``.
+
+A request's profile follows the request, not a thread: the middleware marks
+the request's context (a ``ContextVar``), which asyncio tasks and
+``sync_to_async`` threads inherit, and the profiler records only the work done
+in that context. So concurrent requests get separate profiles, and an async
+view's own functions, its tasks and its ORM calls in worker threads all land
+in its profile.
+
+SQL queries run during a profiled request appear in the profile as functions
+named ``SQL: SELECT ...`` (the statement, normalised), called where the ORM
+ran them, with their number of calls and their time.
+
+Settings (all optional, read at each request so ``override_settings`` works):
+
+========================  ===============================================
+``HYPROF_TRIGGER_PARAM``  URL argument that asks for a profile ("profile")
+``HYPROF_TRIGGER_HEADER`` header that asks for one ("X-Hyprof")
+``HYPROF_MODE``           mode of triggered profiles ("deterministic")
+``HYPROF_SAMPLE_RATE``    share of requests profiled in production (0)
+``HYPROF_SAMPLE_MODE``    mode of those profiles ("sampling")
+``HYPROF_PROFILE_DIR``    where traces are saved (<tmp>/hyprof)
+``HYPROF_SHOW_CALLBACK``  callable(request) -> bool, or its dotted path
+``HYPROF_OPTIONS``        extra Profiler() arguments per mode, e.g.
+                          ``{"sampling": {"interval": 0.002}}``
+``HYPROF_SQL``            capture SQL queries (True)
+========================  ===============================================
+"""
+
+import contextvars
+import datetime
+import html
+import itertools
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+import types
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.http import HttpResponse
+from django.utils.module_loading import import_string
+
+import hyprof
+
+__all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "normalize_sql"]
+
+log = logging.getLogger("hyprof.django")
+
+MODES = ("deterministic", "sampling")
+DEFAULTS = {
+    "HYPROF_TRIGGER_PARAM": "profile",
+    "HYPROF_TRIGGER_HEADER": "X-Hyprof",
+    "HYPROF_MODE": "deterministic",
+    "HYPROF_SAMPLE_RATE": 0,
+    "HYPROF_SAMPLE_MODE": "sampling",
+    "HYPROF_PROFILE_DIR": None,
+    "HYPROF_SHOW_CALLBACK": None,
+    "HYPROF_OPTIONS": None,
+    "HYPROF_SQL": True,
+}
+
+# The request being profiled in this context (a _Run), and the query logs
+# that want to see the queries run in this context. Context variables, not
+# thread-locals: asyncio tasks and sync_to_async threads inherit them.
+_ACTIVE = contextvars.ContextVar("hyprof_django_request", default=None)
+_SINKS = contextvars.ContextVar("hyprof_django_query_sinks", default=())
+
+
+def _setting(name):
+    return getattr(settings, name, DEFAULTS[name])
+
+
+# ---------------------------------------------------------------- settings
+
+def _sample_rate():
+    rate = _setting("HYPROF_SAMPLE_RATE")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ImproperlyConfigured(
+            f"HYPROF_SAMPLE_RATE must be a number from 0 to 1 (a share of requests), "
+            f"got {rate!r}")
+    return float(rate)
+
+
+def _mode_setting(name):
+    mode = _setting(name)
+    if mode not in MODES:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(map(repr, MODES))}, "
+                                   f"got {mode!r}")
+    return mode
+
+
+def _profile_dir():
+    d = _setting("HYPROF_PROFILE_DIR")
+    if d is None:
+        return os.path.join(tempfile.gettempdir(), "hyprof")
+    if not isinstance(d, (str, os.PathLike)) or not str(d):
+        raise ImproperlyConfigured(f"HYPROF_PROFILE_DIR must be a directory path, got {d!r}")
+    return os.fspath(d)
+
+
+def _show_callback():
+    cb = _setting("HYPROF_SHOW_CALLBACK")
+    if cb is None:
+        return None
+    if isinstance(cb, str):
+        try:
+            cb = import_string(cb)
+        except ImportError as e:
+            raise ImproperlyConfigured(
+                f"HYPROF_SHOW_CALLBACK {cb!r} cannot be imported: {e}") from e
+    if not callable(cb):
+        raise ImproperlyConfigured(
+            f"HYPROF_SHOW_CALLBACK must be a callable taking the request, or its dotted "
+            f"path, got {cb!r}")
+    return cb
+
+
+def _profiler_options(mode):
+    opts = _setting("HYPROF_OPTIONS") or {}
+    if not isinstance(opts, dict) or not all(k in MODES and isinstance(v, dict)
+                                             for k, v in opts.items()):
+        raise ImproperlyConfigured(
+            "HYPROF_OPTIONS must map a mode ('deterministic' or 'sampling') to a dict of "
+            f"hyprof.Profiler() arguments, got {opts!r}")
+    return dict(opts.get(mode, {}))
+
+
+# ---------------------------------------------------------------- SQL capture
+
+_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
+_SQL_NUMBER = re.compile(r"(?<![\w\"`.])-?\d+(?:\.\d+)?\b")
+_SQL_PLACEHOLDER = re.compile(r"%s|%\([^)]*\)s|\?|:\w+")
+_SQL_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
+_SQL_VALUES_LIST = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
+_SQL_SPACE = re.compile(r"\s+")
+SQL_NAME_LIMIT = 160
+
+
+def normalize_sql(sql):
+    """The statement with literals and placeholders as ``?``, lists of them
+    folded (``IN (...)``), whitespace collapsed and the result cut to
+    SQL_NAME_LIMIT characters: one name per query shape, whatever its
+    parameters."""
+    if isinstance(sql, bytes):
+        sql = sql.decode("utf-8", "replace")
+    s = _SQL_SPACE.sub(" ", str(sql)).strip()
+    s = _SQL_STRING.sub("?", s)
+    s = _SQL_PLACEHOLDER.sub("?", s)
+    s = _SQL_NUMBER.sub("?", s)
+    s = _SQL_VALUES_LIST.sub(r"\1, ...", s)
+    s = _SQL_IN_LIST.sub("(...)", s)
+    if len(s) > SQL_NAME_LIMIT:
+        s = s[:SQL_NAME_LIMIT - 3] + "..."
+    return s
+
+
+class QueryLog:
+    """The queries seen while this log is active: count, total time, and per
+    normalised statement the number of runs and their time (seconds)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+        self.seconds = 0.0
+        self.by_statement = {}
+
+    def add(self, statement, seconds):
+        with self._lock:
+            self.count += 1
+            self.seconds += seconds
+            n, t = self.by_statement.get(statement, (0, 0.0))
+            self.by_statement[statement] = (n + 1, t + seconds)
+
+    def activate(self):
+        """Starts seeing the queries of this context; returns a token for
+        deactivate()."""
+        install_sql_capture()
+        return _SINKS.set(_SINKS.get() + (self,))
+
+    def deactivate(self, token):
+        _SINKS.reset(token)
+
+    def as_records(self):
+        """[{"sql", "calls", "seconds"}], slowest first."""
+        with self._lock:
+            items = list(self.by_statement.items())
+        items.sort(key=lambda kv: kv[1][1], reverse=True)
+        return [{"sql": s, "calls": n, "seconds": t} for s, (n, t) in items]
+
+
+class capture_queries:
+    """Context manager: ``with capture_queries() as q: ...`` then ``q.count``,
+    ``q.seconds``, ``q.by_statement``. Sees the queries of this context and
+    of the tasks and sync_to_async threads started from it."""
+
+    def __enter__(self):
+        self.log = QueryLog()
+        self._token = self.log.activate()
+        return self.log
+
+    def __exit__(self, *exc):
+        self.log.deactivate(self._token)
+        return False
+
+
+def _sql_trampoline(execute, sql, params, many, context):
+    return execute(sql, params, many, context)
+
+
+_SQL_FRAMES = {}
+_SQL_FRAMES_LIMIT = 2000
+_SQL_FRAMES_LOCK = threading.Lock()
+
+
+def _sql_frame(statement):
+    """A function named "SQL: <statement>" that calls through: running a
+    query inside it makes the profiler see the query as a call of its own,
+    nested where the ORM ran it, timed exactly like any function."""
+    fn = _SQL_FRAMES.get(statement)
+    if fn is not None:
+        return fn
+    with _SQL_FRAMES_LOCK:
+        fn = _SQL_FRAMES.get(statement)
+        if fn is None:
+            # Bound the number of code objects made: past the limit, new
+            # shapes share one name instead of growing memory forever.
+            name = f"SQL: {statement}" if len(_SQL_FRAMES) < _SQL_FRAMES_LIMIT \
+                else "SQL: (other statements)"
+            code = _sql_trampoline.__code__.replace(co_name=name, co_qualname=name,
+                                                    co_filename="<sql>", co_firstlineno=1)
+            fn = types.FunctionType(code, {}, name)
+            fn.__module__ = "sql"
+            _SQL_FRAMES[statement] = fn
+    return fn
+
+
+def _execute_wrapper(execute, sql, params, many, context):
+    sinks = _SINKS.get()
+    if not sinks:
+        return execute(sql, params, many, context)
+    statement = normalize_sql(sql)
+    t0 = time.perf_counter()
+    try:
+        return _sql_frame(statement)(execute, sql, params, many, context)
+    finally:
+        dt = time.perf_counter() - t0
+        for sink in sinks:
+            sink.add(statement, dt)
+
+
+def _add_wrapper(connection):
+    if _execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_execute_wrapper)
+
+
+def _on_connection_created(sender, connection, **kwargs):
+    _add_wrapper(connection)
+
+
+def install_sql_capture():
+    """Puts the query wrapper on every database connection: those of this
+    thread now, and each new one when it connects. Idempotent. The wrapper
+    costs one context-variable read per query when nothing listens."""
+    connection_created.connect(_on_connection_created, weak=False,
+                               dispatch_uid="hyprof.contrib.django.sql")
+    for conn in connections.all():
+        _add_wrapper(conn)
+
+
+# ---------------------------------------------------------------- profiling one request
+
+_seq = itertools.count(1)
+_random = random.Random()
+
+
+def _safe_name(s):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._")[:100] or "view"
+
+
+def _view_name(request):
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "unresolved"
+    func = getattr(match.func, "view_class", match.func)
+    return _safe_name(f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}")
+
+
+class _Run:
+    """The profile of one request, from the middleware to the end of its
+    response body."""
+
+    def __init__(self, mode, output, options, request):
+        self.mode = mode
+        self.output = output          # "html", "api" or "sample"
+        self.options = options
+        self.request = request
+        self.queries = QueryLog()
+        self.profiler = None
+        self.trace_path = None
+        self.error = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._tokens = []
+
+    # The context marks: set while the request's own code runs.
+    def enter(self):
+        self._tokens.append((_ACTIVE.set(self), self.queries.activate()
+                             if _setting("HYPROF_SQL") else None))
+
+    def exit(self):
+        active, sinks = self._tokens.pop()
+        if sinks is not None:
+            self.queries.deactivate(sinks)
+        _ACTIVE.reset(active)
+
+    def start(self):
+        self.t0 = time.perf_counter()
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.profiler = _new_profiler(self.mode, self.options)
+        self.profiler.start()
+
+    def stop(self):
+        """Stops the profiler; safe to call twice and from any thread."""
+        with self._lock:
+            if self._stopped:
+                return False
+            self._stopped = True
+        self.seconds = time.perf_counter() - self.t0
+        if self.profiler is not None:
+            self.profiler.stop()
+        return True
+
+    def trace_name(self):
+        stamp = self.started.strftime("%Y%m%dT%H%M%S.%f")
+        return f"{_view_name(self.request)}-{stamp}-{os.getpid()}-{next(_seq)}.hyprof"
+
+    def reserve_path(self):
+        """Chooses the file the trace will be saved to: from the view, the
+        time and the process, never from request data."""
+        if self.trace_path is None:
+            self.trace_path = os.path.join(_profile_dir(), self.trace_name())
+        return self.trace_path
+
+    def save(self):
+        path = self.reserve_path()
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.profiler.write(path)
+        except Exception as e:  # the user's response matters more than the trace
+            self.error = e
+            log.exception("hyprof: cannot save the trace of %s %s to %s",
+                          self.request.method, self.request.path, path)
+            return None
+        return path
+
+    def server_timing(self):
+        parts = [f'hyprof;dur={self.elapsed_ms():.3f};desc="profiled ({self.mode})"']
+        if _setting("HYPROF_SQL"):
+            parts.append(f'sql;dur={self.queries.seconds * 1e3:.3f};'
+                         f'desc="{self.queries.count} queries"')
+        return ", ".join(parts)
+
+    def elapsed_ms(self):
+        return (time.perf_counter() - self.t0) * 1e3
+
+
+def _new_profiler(mode, options):
+    """A profiler that records only the work of the request marked in this
+    context by _ACTIVE."""
+    return hyprof.Profiler(mode=mode, context=_ACTIVE, **options)
+
+
+def _add_header(response, name, value):
+    old = response.get(name)
+    response[name] = f"{old}, {value}" if old else value
+
+
+def _drain(content):
+    """Consumes a streaming body inside the profile, discarding it; returns
+    the number of bytes."""
+    n = 0
+    for chunk in content:
+        n += len(chunk)
+    return n
+
+
+async def _adrain(content):
+    n = 0
+    async for chunk in content:
+        n += len(chunk)
+    return n
+
+
+def _wrap_stream(run, content, finish):
+    """Yields the body as the server sends it, marking the context around
+    each chunk's production, and finishes the profile when the body is
+    consumed or closed."""
+    it = iter(content)
+    try:
+        while True:
+            run.enter()
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            finally:
+                run.exit()
+            yield chunk
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+        finish(run)
+
+
+async def _awrap_stream(run, content, finish):
+    it = content.__aiter__()
+    try:
+        while True:
+            run.enter()
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                run.exit()
+            yield chunk
+    finally:
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        finish(run)
+
+
+class ProfilerMiddleware:
+    """Profiles the requests that ask for it (and may), and a share of the
+    others when HYPROF_SAMPLE_RATE is set. See the module documentation."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        # Validate now, so a bad setting stops the server at start.
+        rate = _sample_rate()
+        _mode_setting("HYPROF_MODE")
+        _mode_setting("HYPROF_SAMPLE_MODE")
+        callback = _show_callback()
+        _profile_dir()
+        if rate == 0 and not settings.DEBUG and callback is None:
+            # Nobody but a superuser could trigger a profile. Keep that
+            # possible only when auth is installed; otherwise cost nothing.
+            if not _auth_installed():
+                raise MiddlewareNotUsed(
+                    "hyprof: HYPROF_SAMPLE_RATE is 0, DEBUG is off, no HYPROF_SHOW_CALLBACK "
+                    "and no django.contrib.auth")
+        if _setting("HYPROF_SQL"):
+            install_sql_capture()
+
+    # -------------------------------------------------------- decisions
+    def _trigger(self, request):
+        """The mode asked for by the request, "" for the default mode, or None
+        when it asks for nothing."""
+        param = _setting("HYPROF_TRIGGER_PARAM")
+        header = _setting("HYPROF_TRIGGER_HEADER")
+        if header:
+            value = request.headers.get(header)
+            if value is not None:
+                return value.strip().lower()
+        if param and param in request.GET:
+            return request.GET.get(param, "").strip().lower()
+        return None
+
+    def _allowed_fast(self, request):
+        """True or False when known without the database, None when it
+        depends on whether the user is a superuser."""
+        callback = _show_callback()
+        if callback is not None:
+            return None
+        if settings.DEBUG and request.META.get("REMOTE_ADDR") in settings.INTERNAL_IPS:
+            return True
+        return None if _auth_installed() else False
+
+    def _allowed_slow(self, request):
+        callback = _show_callback()
+        if callback is not None:
+            return bool(callback(request))
+        user = _user_of(request)
+        return bool(user is not None and getattr(user, "is_active", False)
+                    and getattr(user, "is_superuser", False))
+
+    def _plan(self, trigger, request):
+        """(mode, output) of the profile to take, a HttpResponse for a bad
+        trigger, or None."""
+        if trigger is not None:
+            if trigger in ("", "1", "true", "yes", "on"):
+                mode = _mode_setting("HYPROF_MODE")
+            elif trigger in MODES:
+                mode = trigger
+            else:
+                return HttpResponse(
+                    f"hyprof: unknown profile mode {trigger!r}; use one of "
+                    f"{', '.join(MODES)}, or no value for the default\n",
+                    status=400, content_type="text/plain; charset=utf-8")
+            api = (_setting("HYPROF_TRIGGER_HEADER") and
+                   request.headers.get(_setting("HYPROF_TRIGGER_HEADER")) is not None) or \
+                _wants_json(request)
+            return mode, "api" if api else "html"
+        rate = _sample_rate()
+        if rate > 0 and _random.random() < rate:
+            return _mode_setting("HYPROF_SAMPLE_MODE"), "sample"
+        return None
+
+    def _decide(self, request):
+        trigger = self._trigger(request)
+        if trigger is not None:
+            ok = self._allowed_fast(request)
+            if ok is None:
+                ok = self._allowed_slow(request)
+            if not ok:
+                trigger = None
+        return self._plan(trigger, request)
+
+    async def _adecide(self, request):
+        trigger = self._trigger(request)
+        if trigger is not None:
+            ok = self._allowed_fast(request)
+            if ok is None:
+                ok = await sync_to_async(self._allowed_slow)(request)
+            if not ok:
+                trigger = None
+        return self._plan(trigger, request)
+
+    # -------------------------------------------------------- the request
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        plan = self._decide(request)
+        if plan is None:
+            return self.get_response(request)
+        if isinstance(plan, HttpResponse):
+            return plan
+        run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
+        run.enter()
+        try:
+            run.start()
+            response = self.get_response(request)
+            if run.output == "html" and response.streaming:
+                if getattr(response, "is_async", False):
+                    async_to_sync(_adrain)(response.streaming_content)
+                else:
+                    _drain(response.streaming_content)
+        except BaseException:
+            run.stop()
+            raise
+        finally:
+            run.exit()
+        return self._finish(run, request, response)
+
+    async def __acall__(self, request):
+        plan = await self._adecide(request)
+        if plan is None:
+            return await self.get_response(request)
+        if isinstance(plan, HttpResponse):
+            return plan
+        run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
+        run.enter()
+        try:
+            run.start()
+            response = await self.get_response(request)
+            if run.output == "html" and response.streaming:
+                if getattr(response, "is_async", False):
+                    await _adrain(response.streaming_content)
+                else:
+                    # A sync body may use the ORM: not on the event loop.
+                    await sync_to_async(_drain)(response.streaming_content)
+        except BaseException:
+            run.stop()
+            raise
+        finally:
+            run.exit()
+        return self._finish(run, request, response)
+
+    def _finish(self, run, request, response):
+        if run.output == "html":
+            run.stop()
+            return self._report(run, request, response)
+        if response.streaming:
+            run.reserve_path()
+            if getattr(response, "is_async", False):
+                response.streaming_content = _awrap_stream(run, response.streaming_content,
+                                                           self._save)
+            else:
+                response.streaming_content = _wrap_stream(run, response.streaming_content,
+                                                          self._save)
+        else:
+            self._save(run)
+        if run.output == "api":
+            response["X-Hyprof-Trace"] = run.reserve_path()
+            _add_header(response, "Server-Timing", run.server_timing())
+        return response
+
+    @staticmethod
+    def _save(run):
+        if run.stop() or run.trace_path is None or not os.path.exists(run.trace_path):
+            run.save()
+
+    def _report(self, run, request, response):
+        try:
+            trace = run.profiler.trace()
+            body = _render_html(trace, run, request, response)
+        except Exception as e:
+            log.exception("hyprof: cannot render the profile of %s %s",
+                          request.method, request.path)
+            body = ("<!doctype html><title>hyprof</title><h1>hyprof could not render this "
+                    f"profile</h1><pre>{html.escape(repr(e))}</pre>")
+        out = HttpResponse(body, content_type="text/html; charset=utf-8")
+        out["X-Hyprof-Status"] = str(response.status_code)
+        _add_header(out, "Server-Timing", run.server_timing())
+        response.close()
+        return out
+
+
+def _render_html(trace, run, request, response):
+    from hyprof import render
+
+    title = (f"hyprof: {request.method} {request.path} -> {response.status_code}, "
+             f"{run.seconds * 1e3:.1f} ms, {run.queries.count} SQL queries "
+             f"({run.queries.seconds * 1e3:.1f} ms)")
+    return render.render(trace, "html", title=title)
+
+
+def _wants_json(request):
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _auth_installed():
+    from django.apps import apps
+
+    return apps.is_installed("django.contrib.auth")
+
+
+def _user_of(request):
+    """The request's user: request.user when authentication already ran,
+    else the user of the session cookie, loaded as AuthenticationMiddleware
+    would; None when there is none."""
+    if not _auth_installed():
+        return None
+    user = getattr(request, "user", None)
+    if user is not None:
+        return user
+    from django.apps import apps
+    from django.contrib import auth
+
+    session = getattr(request, "session", None)
+    if session is None:
+        if not apps.is_installed("django.contrib.sessions"):
+            return None
+        key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not key:
+            return None
+        from importlib import import_module
+
+        session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    return auth.get_user(types.SimpleNamespace(session=session, META=request.META))
+

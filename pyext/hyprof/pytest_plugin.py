@@ -1,0 +1,313 @@
+"""pytest plugin: profile a test run, and budgets of calls and SQL queries.
+
+Registered as the ``hyprof`` plugin (entry point in the ``pytest11`` group)
+when hyprof is installed; from a build tree, load it with
+``-p hyprof.pytest_plugin``.
+
+- ``pytest --hyprof`` profiles each test's call phase (deterministic by
+  default, ``--hyprof-mode sampling``) and prints the slowest functions of
+  the whole run at the end; ``--hyprof-dir DIR`` saves one trace per test.
+- The ``hyprof_budget`` fixture fails a test that calls a function, or runs
+  SQL queries, more often than its budget, numbers that do not depend on the
+  machine's speed::
+
+      def test_listing(client, hyprof_budget):
+          with hyprof_budget(max_calls={"shop.pricing.convert": 50}, max_queries=3):
+              client.get("/products/")
+"""
+
+import importlib
+import os
+import re
+
+import pytest
+
+MODES = ("deterministic", "sampling")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("hyprof", "profiling with hyprof")
+    group.addoption("--hyprof", action="store_true", default=False,
+                    help="profile each test and print the slowest functions of the run")
+    group.addoption("--hyprof-mode", default="deterministic", choices=MODES,
+                    help="profiler mode for --hyprof (default: deterministic)")
+    group.addoption("--hyprof-dir", default=None, metavar="DIR",
+                    help="save one trace per test in DIR (implies --hyprof)")
+    group.addoption("--hyprof-top", type=int, default=15, metavar="N",
+                    help="how many functions the summary lists (default: 15)")
+
+
+def pytest_configure(config):
+    opt = config.option
+    if not (opt.hyprof or opt.hyprof_dir):
+        return
+    if opt.hyprof_top < 1:
+        raise pytest.UsageError(f"--hyprof-top must be at least 1, got {opt.hyprof_top}")
+    if opt.hyprof_dir:
+        if os.path.exists(opt.hyprof_dir) and not os.path.isdir(opt.hyprof_dir):
+            raise pytest.UsageError(f"--hyprof-dir {opt.hyprof_dir!r} exists and is not "
+                                    "a directory")
+        os.makedirs(opt.hyprof_dir, exist_ok=True)
+    config.pluginmanager.register(RunProfiler(opt.hyprof_mode, opt.hyprof_dir,
+                                              opt.hyprof_top), "hyprof-run-profiler")
+
+
+def _trace_file_name(nodeid):
+    """A file name for a test id: readable, no path separators, unique
+    enough (the id's characters are kept where safe)."""
+    name = re.sub(r"[^A-Za-z0-9_.\[\]-]+", "_", nodeid.replace("::", "__")).strip("._")
+    if len(name) > 180:
+        import hashlib
+
+        name = name[:160] + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:12]
+    return name + ".hyprof"
+
+
+class RunProfiler:
+    """Profiles each test call and adds up the functions over the run."""
+
+    def __init__(self, mode, directory, top):
+        self.mode = mode
+        self.directory = directory
+        self.top = top
+        self.totals = {}      # (name, filename, lineno) -> [calls, own, cum]
+        self.tests = 0
+        self.saved = 0
+        self.errors = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        import hyprof
+
+        try:
+            profiler = hyprof.Profiler(mode=self.mode)
+            profiler.start()
+        except hyprof.ProfilerError as e:
+            # Another profiler is running (the test's own, or a debugger's):
+            # leave the test alone rather than fail it.
+            self.errors.append(f"{item.nodeid}: not profiled: {e}")
+            yield
+            return
+        try:
+            yield
+        finally:
+            profiler.stop()
+            self._collect(item, profiler)
+
+    def _collect(self, item, profiler):
+        self.tests += 1
+        trace = profiler.trace()
+        sampling = trace.mode == "sampling"
+        for f in trace.functions():
+            key = (f.name, f.filename, f.lineno)
+            row = self.totals.setdefault(key, [0, 0.0, 0.0])
+            if sampling:
+                row[0] += 0
+                row[1] += f.own_samples
+                row[2] += f.cum_samples
+            else:
+                row[0] += f.calls
+                row[1] += f.wall_own
+                row[2] += f.wall_cum
+        if self.directory:
+            path = os.path.join(self.directory, _trace_file_name(item.nodeid))
+            try:
+                profiler.write(path)
+                self.saved += 1
+            except Exception as e:
+                self.errors.append(f"{item.nodeid}: cannot save {path}: {e}")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        tr = terminalreporter
+        tr.write_sep("=", f"hyprof: slowest functions of the run ({self.mode})")
+        for err in self.errors:
+            tr.write_line(err)
+        if not self.totals:
+            tr.write_line(f"no function was recorded in {self.tests} profiled tests")
+            return
+        rows = sorted(self.totals.items(), key=lambda kv: kv[1][1], reverse=True)[:self.top]
+        if self.mode == "sampling":
+            tr.write_line(f"{'own samples':>12} {'cum samples':>12}  function")
+            for (name, filename, lineno), (_, own, cum) in rows:
+                tr.write_line(f"{own:>12.0f} {cum:>12.0f}  {_where(name, filename, lineno)}")
+        else:
+            tr.write_line(f"{'calls':>9} {'own s':>10} {'cum s':>10}  function")
+            for (name, filename, lineno), (calls, own, cum) in rows:
+                tr.write_line(f"{calls:>9} {own:>10.6f} {cum:>10.6f}  "
+                              f"{_where(name, filename, lineno)}")
+        summary = f"{self.tests} tests profiled"
+        if self.directory:
+            summary += f", {self.saved} traces saved in {self.directory}"
+        tr.write_line(summary)
+
+
+def _where(name, filename, lineno):
+    if filename and lineno:
+        return f"{name} ({os.path.basename(filename)}:{lineno})"
+    return name
+
+
+# ---------------------------------------------------------------- budgets
+
+class BudgetError(Exception):
+    """A budget that names something that cannot be found or counted."""
+
+
+class _Target:
+    """A function named in max_calls, resolved before the block runs so that
+    a typo fails loudly instead of counting zero calls."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        obj = spec if callable(spec) else _import_dotted(spec)
+        obj = getattr(obj, "__func__", obj)           # bound and class methods
+        obj = getattr(obj, "__wrapped__", obj) if not hasattr(obj, "__code__") else obj
+        code = getattr(obj, "__code__", None)
+        self.label = spec if isinstance(spec, str) else _callable_name(obj)
+        if code is not None:
+            self.filename = code.co_filename
+            self.lineno = code.co_firstlineno
+            self.qualname = getattr(code, "co_qualname", code.co_name)
+            self.builtin_names = ()
+        else:
+            # A builtin: no code object; the profiler names it by module and name.
+            self.filename = None
+            self.lineno = None
+            self.qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", str(spec)))
+            mod = getattr(obj, "__module__", None) or "builtins"
+            self_obj = getattr(obj, "__self__", None)
+            owner = type(self_obj).__name__ if self_obj is not None and \
+                not isinstance(self_obj, type(os)) else None
+            names = {self.qualname, f"{mod}.{self.qualname}", f"<built-in method {self.qualname}>",
+                     f"<built-in function {self.qualname}>"}
+            if owner:
+                names.add(f"{owner}.{self.qualname}")
+            self.builtin_names = tuple(names)
+
+    def matches(self, f):
+        if self.filename is not None:
+            return (f.filename == self.filename and f.lineno == self.lineno) or \
+                (f.filename == self.filename and _short(f.name) == self.qualname)
+        return f.name in self.builtin_names or _short(f.name) == self.qualname
+
+
+def _short(name):
+    return name.rsplit(":", 1)[-1] if name else name
+
+
+def _callable_name(obj):
+    mod = getattr(obj, "__module__", None)
+    qual = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
+    return f"{mod}.{qual}" if mod else qual
+
+
+def _import_dotted(path):
+    if not isinstance(path, str) or not path or path.startswith(".") or ".." in path:
+        raise BudgetError(f"hyprof_budget: {path!r} is not a dotted path to a function "
+                          "(e.g. 'package.module.function' or 'module.Class.method')")
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        modname = ".".join(parts[:i])
+        try:
+            obj = importlib.import_module(modname)
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
+                raise BudgetError(f"hyprof_budget: cannot find {path!r}: {_callable_name(obj)} "
+                                  f"has no attribute {attr!r}") from None
+        return obj
+    raise BudgetError(f"hyprof_budget: cannot find {path!r}: no module of that path can be "
+                      "imported")
+
+
+class Budget:
+    """``with hyprof_budget(max_calls={...}, max_queries=N) as b:``; after
+    the block, ``b.calls`` maps each name to its count and ``b.queries`` is
+    the number of SQL queries (None when not counted)."""
+
+    def __init__(self, max_calls=None, max_queries=None):
+        if max_calls is None and max_queries is None:
+            raise BudgetError("hyprof_budget: give max_calls={'module.function': N} and/or "
+                              "max_queries=N")
+        max_calls = dict(max_calls or {})
+        for name, limit in max_calls.items():
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise BudgetError(f"hyprof_budget: the budget of {name!r} must be a whole "
+                                  f"number >= 0, got {limit!r}")
+        if max_queries is not None and (isinstance(max_queries, bool) or
+                                        not isinstance(max_queries, int) or max_queries < 0):
+            raise BudgetError(f"hyprof_budget: max_queries must be a whole number >= 0, "
+                              f"got {max_queries!r}")
+        self.targets = [(_Target(name), limit) for name, limit in max_calls.items()]
+        self.max_queries = max_queries
+        self.calls = {}
+        self.queries = None
+        self.query_log = None
+        self._profiler = None
+
+    def __enter__(self):
+        if self.max_queries is not None:
+            self._queries_cm = _query_counter()
+            self.query_log = self._queries_cm.__enter__()
+        if self.targets:
+            import hyprof
+
+            try:
+                self._profiler = hyprof.Profiler(mode="deterministic", builtins=True)
+                self._profiler.start()
+            except BaseException:
+                if self.max_queries is not None:
+                    self._queries_cm.__exit__(None, None, None)
+                raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._profiler is not None:
+            self._profiler.stop()
+        if self.max_queries is not None:
+            self._queries_cm.__exit__(None, None, None)
+            self.queries = self.query_log.count
+        if self._profiler is not None:
+            functions = self._profiler.trace().functions()
+            for target, _ in self.targets:
+                self.calls[target.label] = sum(f.calls for f in functions if target.matches(f))
+        if exc_type is not None:
+            return False
+        problems = []
+        for target, limit in self.targets:
+            n = self.calls[target.label]
+            if n > limit:
+                problems.append(f"{target.label} was called {n} times, budget {limit}")
+        if self.max_queries is not None and self.queries > self.max_queries:
+            lines = [f"{self.queries} SQL queries ran, budget {self.max_queries}:"]
+            for rec in self.query_log.as_records()[:10]:
+                lines.append(f"    {rec['calls']} x {rec['sql']}")
+            problems.append("\n".join(lines))
+        if problems:
+            pytest.fail("hyprof_budget exceeded: " + "; ".join(problems), pytrace=False)
+        return False
+
+
+def _query_counter():
+    try:
+        from django.conf import settings
+    except ImportError:
+        raise BudgetError("hyprof_budget: max_queries counts Django's SQL queries, and "
+                          "Django is not installed") from None
+    if not settings.configured:
+        raise BudgetError("hyprof_budget: max_queries counts Django's SQL queries, and "
+                          "Django's settings are not configured")
+    from hyprof.contrib.django import capture_queries
+
+    return capture_queries()
+
+
+@pytest.fixture
+def hyprof_budget():
+    """Returns Budget: ``with hyprof_budget(max_calls={"mod.func": 10},
+    max_queries=3): ...`` fails the test naming each function or the query
+    count over its budget."""
+    return Budget
