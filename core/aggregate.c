@@ -1,1 +1,286 @@
-/* placeholder: being written */
+/* Flat per-function statistics and caller/callee edges derived from the
+ * calling-context tree (include/hyprof/aggregate.h).
+ *
+ * Everything is linear in the number of nodes. A node's id is always larger
+ * than its parent's (the profile creates parents first, the reader checks
+ * it), so subtree sums are one backward pass. Recursion is found with one
+ * iterative depth-first walk that keeps, per function and per edge, how many
+ * nodes of it are on the current path: a node is outermost when none is. */
+#include "hyprof/aggregate.h"
+#include "profile_int.h"
+
+#include <string.h>
+
+struct hyp_flat_s {
+    size_t nmetrics;
+    hyp_flat_entry_t *entries;
+    size_t nentries;
+    hyp_edge_t *edges;
+    size_t nedges;
+    uint64_t *store; /* the own/cum arrays of entries and edges */
+};
+
+typedef struct {
+    hyp_id_t caller, callee;
+} hyp__edge_key_t;
+
+typedef struct {
+    hyp__edge_key_t *keys;
+    size_t n, cap;
+    hyp__htab_t ht;
+} hyp__edges_t;
+
+static inline uint64_t hyp__edge_hash(hyp_id_t caller, hyp_id_t callee) {
+    return hyp__mix64((uint64_t)caller << 32 | callee);
+}
+
+static uint64_t hyp__edge_hash_of(const void *ctx, uint32_t id) {
+    const hyp__edge_key_t *k = &((const hyp__edges_t *)ctx)->keys[id];
+    return hyp__edge_hash(k->caller, k->callee);
+}
+
+static int64_t hyp__edge_id(hyp__edges_t *e, hyp_id_t caller, hyp_id_t callee) {
+    uint64_t hash = hyp__edge_hash(caller, callee);
+    size_t i;
+
+    if (e->ht.cap > 0) {
+        HYP__HTAB_PROBE(&e->ht, hash, i,
+                        e->keys[hid].caller == caller && e->keys[hid].callee == callee);
+        if (e->ht.slots[i] != 0)
+            return (int64_t)e->ht.slots[i] - 1;
+    }
+    if (hyp__grow((void **)&e->keys, &e->cap, e->n + 1, sizeof(*e->keys)) < 0 ||
+        hyp__htab_reserve(&e->ht, hyp__edge_hash_of, e) < 0)
+        return HYP_ENOMEM;
+    e->keys[e->n].caller = caller;
+    e->keys[e->n].callee = callee;
+    HYP__HTAB_PROBE(&e->ht, hash, i, e->keys[hid].caller == caller && e->keys[hid].callee == callee);
+    e->ht.slots[i] = (uint32_t)e->n + 1;
+    e->ht.count++;
+    return (int64_t)e->n++;
+}
+
+void hyp_flat_free(hyp_flat_t *f) {
+    if (f == NULL)
+        return;
+    hyp__free(f->entries);
+    hyp__free(f->edges);
+    hyp__free(f->store);
+    hyp__free(f);
+}
+
+static int hyp__all_zero(const uint64_t *a, const uint64_t *b, size_t m) {
+    size_t i;
+
+    for (i = 0; i < m; i++)
+        if (a[i] != 0 || b[i] != 0)
+            return 0;
+    return 1;
+}
+
+int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) {
+    size_t N = p->nnodes, M = p->nmetrics, F = p->nfuncs, i, m, n;
+    uint64_t *vals = NULL, *sub = NULL, *part = NULL;
+    uint64_t *fown = NULL, *fcum = NULL, *eown = NULL, *ecum = NULL;
+    uint32_t *child_start = NULL, *children = NULL, *edge_of = NULL;
+    uint32_t *fdepth = NULL, *edepth = NULL, *stack = NULL, *next = NULL;
+    unsigned char *outer_f = NULL, *outer_e = NULL;
+    hyp__edges_t edges = {0};
+    hyp_flat_t *f = NULL;
+    int rc = HYP_ENOMEM;
+
+    if (p == NULL || out == NULL)
+        return HYP_EINVAL;
+    if (thread != HYP_NO_ID && thread >= p->nthreads)
+        return HYP_ERANGE;
+    if (M > 0 && N > SIZE_MAX / sizeof(uint64_t) / M)
+        return HYP_ENOMEM;
+
+    vals = hyp__calloc(N * M, sizeof(uint64_t));
+    sub = hyp__calloc(N * M, sizeof(uint64_t));
+    part = hyp__calloc(N * M, sizeof(uint64_t));
+    child_start = hyp__calloc(N + 1, sizeof(uint32_t));
+    children = hyp__calloc(N, sizeof(uint32_t));
+    edge_of = hyp__calloc(N, sizeof(uint32_t));
+    fdepth = hyp__calloc(F, sizeof(uint32_t));
+    stack = hyp__calloc(N, sizeof(uint32_t));
+    next = hyp__calloc(N, sizeof(uint32_t));
+    outer_f = hyp__calloc(N, 1);
+    outer_e = hyp__calloc(N, 1);
+    if (!vals || !sub || !part || !child_start || !children || !edge_of || !fdepth || !stack ||
+        !next || !outer_f || !outer_e)
+        goto out;
+    if (M > 0 && (rc = hyp_profile_node_values(p, thread, vals)) < 0)
+        goto out;
+    rc = HYP_ENOMEM;
+
+    /* subtree sums (OWN columns) and the exclusive part of CUM columns */
+    memcpy(sub, vals, N * M * sizeof(uint64_t));
+    memcpy(part, vals, N * M * sizeof(uint64_t));
+    for (n = N; n-- > 1;) {
+        hyp_id_t parent = p->nodes[n].parent;
+
+        for (m = 0; m < M; m++) {
+            uint64_t *pp = &part[(size_t)parent * M + m];
+
+            sub[(size_t)parent * M + m] += sub[n * M + m];
+            if (p->metrics[m].kind == HYP_METRIC_CUM)
+                *pp = *pp > vals[n * M + m] ? *pp - vals[n * M + m] : 0;
+        }
+    }
+
+    /* children lists, and the edge of every node */
+    for (n = 1; n < N; n++)
+        child_start[p->nodes[n].parent + 1]++;
+    for (n = 0; n < N; n++)
+        child_start[n + 1] += child_start[n];
+    memcpy(next, child_start, N * sizeof(uint32_t));
+    for (n = 1; n < N; n++) {
+        hyp_id_t parent = p->nodes[n].parent;
+        int64_t e;
+
+        children[next[parent]++] = (uint32_t)n;
+        e = hyp__edge_id(&edges, parent == HYP_ROOT_NODE ? HYP_NO_ID : p->nodes[parent].func,
+                         p->nodes[n].func);
+        if (e < 0)
+            goto out;
+        edge_of[n] = (uint32_t)e;
+    }
+    edepth = hyp__calloc(edges.n, sizeof(uint32_t));
+    if (edepth == NULL)
+        goto out;
+
+    /* the walk: next[x] is the next child of x to visit */
+    memcpy(next, child_start, N * sizeof(uint32_t));
+    {
+        size_t sp = 0;
+
+        stack[sp++] = HYP_ROOT_NODE;
+        while (sp > 0) {
+            uint32_t x = stack[sp - 1];
+
+            if (next[x] < child_start[x + 1]) {
+                uint32_t c = children[next[x]++];
+
+                outer_f[c] = fdepth[p->nodes[c].func]++ == 0;
+                outer_e[c] = edepth[edge_of[c]]++ == 0;
+                stack[sp++] = c;
+            } else {
+                sp--;
+                if (x != HYP_ROOT_NODE) {
+                    fdepth[p->nodes[x].func]--;
+                    edepth[edge_of[x]]--;
+                }
+            }
+        }
+    }
+
+    /* per-function and per-edge totals */
+    fown = hyp__calloc(F * M, sizeof(uint64_t));
+    fcum = hyp__calloc(F * M, sizeof(uint64_t));
+    eown = hyp__calloc(edges.n * M, sizeof(uint64_t));
+    ecum = hyp__calloc(edges.n * M, sizeof(uint64_t));
+    if (!fown || !fcum || !eown || !ecum)
+        goto out;
+    for (n = 1; n < N; n++) {
+        const uint64_t *v = vals + n * M, *s = sub + n * M, *pt = part + n * M;
+        uint64_t *fo = fown + (size_t)p->nodes[n].func * M, *fc = fcum + (size_t)p->nodes[n].func * M;
+        uint64_t *eo = eown + (size_t)edge_of[n] * M, *ec = ecum + (size_t)edge_of[n] * M;
+
+        for (m = 0; m < M; m++) {
+            hyp_metric_kind_t kind = p->metrics[m].kind;
+            uint64_t o = kind == HYP_METRIC_CUM ? pt[m] : v[m];
+            uint64_t c = kind == HYP_METRIC_OWN ? s[m] : v[m];
+
+            fo[m] += o;
+            eo[m] += o;
+            if (outer_f[n])
+                fc[m] += c;
+            if (outer_e[n])
+                ec[m] += c;
+        }
+    }
+
+    /* the result, without functions and edges whose values are all zero */
+    f = hyp__calloc(1, sizeof(*f));
+    if (f == NULL)
+        goto out;
+    f->nmetrics = M;
+    f->entries = hyp__calloc(F, sizeof(*f->entries));
+    f->edges = hyp__calloc(edges.n, sizeof(*f->edges));
+    f->store = hyp__calloc((F + edges.n) * 2 * M, sizeof(uint64_t));
+    if (!f->entries || !f->edges || !f->store)
+        goto out;
+    {
+        uint64_t *st = f->store;
+        for (i = 0; i < F; i++) {
+            hyp_flat_entry_t *e;
+
+            if (hyp__all_zero(fown + i * M, fcum + i * M, M))
+                continue;
+            e = &f->entries[f->nentries++];
+            e->func = (hyp_id_t)i;
+            e->own = st;
+            memcpy(st, fown + i * M, M * sizeof(uint64_t));
+            st += M;
+            e->cum = st;
+            memcpy(st, fcum + i * M, M * sizeof(uint64_t));
+            st += M;
+        }
+        for (i = 0; i < edges.n; i++) {
+            hyp_edge_t *e;
+
+            if (hyp__all_zero(eown + i * M, ecum + i * M, M))
+                continue;
+            e = &f->edges[f->nedges++];
+            e->caller = edges.keys[i].caller;
+            e->callee = edges.keys[i].callee;
+            e->own = st;
+            memcpy(st, eown + i * M, M * sizeof(uint64_t));
+            st += M;
+            e->cum = st;
+            memcpy(st, ecum + i * M, M * sizeof(uint64_t));
+            st += M;
+        }
+    }
+    *out = f;
+    f = NULL;
+    rc = 0;
+out:
+    hyp_flat_free(f);
+    hyp__free(vals);
+    hyp__free(sub);
+    hyp__free(part);
+    hyp__free(child_start);
+    hyp__free(children);
+    hyp__free(edge_of);
+    hyp__free(fdepth);
+    hyp__free(edepth);
+    hyp__free(stack);
+    hyp__free(next);
+    hyp__free(outer_f);
+    hyp__free(outer_e);
+    hyp__free(fown);
+    hyp__free(fcum);
+    hyp__free(eown);
+    hyp__free(ecum);
+    hyp__free(edges.keys);
+    hyp__htab_destroy(&edges.ht);
+    return rc;
+}
+
+size_t hyp_flat_count(const hyp_flat_t *f) {
+    return f->nentries;
+}
+
+const hyp_flat_entry_t *hyp_flat_at(const hyp_flat_t *f, size_t i) {
+    return i < f->nentries ? &f->entries[i] : NULL;
+}
+
+size_t hyp_flat_edge_count(const hyp_flat_t *f) {
+    return f->nedges;
+}
+
+const hyp_edge_t *hyp_flat_edge_at(const hyp_flat_t *f, size_t i) {
+    return i < f->nedges ? &f->edges[i] : NULL;
+}

@@ -16,5 +16,9 @@ typedef struct {
 
 /* pytrace.c: hyprof._hyprof.read_trace() and the write helpers. */
 int hyp_py_trace_init(PyObject *module);
+/* Returns a new hyprof.Trace holding a copy of the profile (its pending
+ * samples included, the profile itself unchanged), or NULL with an exception
+ * set. Needs the GIL. */
+PyObject *hyp_py_trace_from_profile(hyp_profile_t *p);
 
 #endif

@@ -1,2 +1,1313 @@
+/* The trace binding: _hyprof.read_trace(), _hyprof.write_trace(), the flat
+ * statistics and node values of a loaded trace, and hyp_py_trace_from_profile()
+ * for the other parts of the module.
+ *
+ * A loaded trace is a dict of plain Python objects (header, tables, node
+ * array as bytes) plus a capsule that keeps the C profile, so that
+ * hyprof.trace.Trace can ask for flat statistics and node values per thread
+ * later, computed in C. */
 #include "pyhyprof.h"
-int hyp_py_trace_init(PyObject *module) { (void)module; return 0; }
+
+#include "profile_int.h"
+#include "trace_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define HYP_PY_CAPSULE "hyprof._hyprof.profile"
+
+static PyObject *hyp_py_trace_error_cls; /* hyprof.TraceError, once registered */
+
+static PyObject *hyp_py_trace_error(void) {
+    if (hyp_py_trace_error_cls == NULL) {
+        PyObject *mod = PyImport_ImportModule("hyprof.trace");
+
+        if (mod != NULL) {
+            hyp_py_trace_error_cls = PyObject_GetAttrString(mod, "TraceError");
+            Py_DECREF(mod);
+        }
+        if (hyp_py_trace_error_cls == NULL) {
+            PyErr_Clear();
+            return PyExc_ValueError;
+        }
+    }
+    return hyp_py_trace_error_cls;
+}
+
+static PyObject *hyp_py_set_trace_error(PyObject *self, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyObject_IsSubclass(cls, PyExc_ValueError)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "TraceError must be a subclass of ValueError");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(hyp_py_trace_error_cls, cls);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- msgpack -> Python */
+
+static PyObject *hyp_py_str(const char *s, size_t len) {
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+}
+
+static uint64_t hyp_py_be(const unsigned char *p, size_t n) {
+    uint64_t v = 0;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Decodes one msgpack object of a buffer the reader already validated (the
+ * header map). Extension types become (type, bytes) tuples. */
+static PyObject *hyp_py_unpack(const unsigned char **pp, const unsigned char *end, int depth) {
+    const unsigned char *p = *pp;
+    unsigned b;
+    uint64_t n = 0, i;
+    PyObject *o = NULL;
+
+    if (p >= end || depth > 32)
+        goto bad;
+    b = *p++;
+    if (b <= 0x7f) {
+        o = PyLong_FromLong((long)b);
+    } else if (b >= 0xe0) {
+        o = PyLong_FromLong((long)(int8_t)b);
+    } else if (b <= 0x8f || b == 0xde || b == 0xdf) {
+        if (b <= 0x8f) {
+            n = b & 0x0f;
+        } else {
+            size_t w = b == 0xde ? 2 : 4;
+            if ((size_t)(end - p) < w)
+                goto bad;
+            n = hyp_py_be(p, w);
+            p += w;
+        }
+        o = PyDict_New();
+        for (i = 0; o != NULL && i < n; i++) {
+            PyObject *k = hyp_py_unpack(&p, end, depth + 1), *v;
+
+            if (k == NULL)
+                goto fail;
+            v = hyp_py_unpack(&p, end, depth + 1);
+            if (v == NULL) {
+                Py_DECREF(k);
+                goto fail;
+            }
+            if (PyDict_SetItem(o, k, v) < 0) {
+                /* an unhashable key (a map or list): keep it as a string */
+                PyObject *ks;
+
+                PyErr_Clear();
+                ks = PyObject_Repr(k);
+                if (ks == NULL || PyDict_SetItem(o, ks, v) < 0) {
+                    Py_XDECREF(ks);
+                    Py_DECREF(k);
+                    Py_DECREF(v);
+                    goto fail;
+                }
+                Py_DECREF(ks);
+            }
+            Py_DECREF(k);
+            Py_DECREF(v);
+        }
+    } else if (b <= 0x9f || b == 0xdc || b == 0xdd) {
+        if (b <= 0x9f) {
+            n = b & 0x0f;
+        } else {
+            size_t w = b == 0xdc ? 2 : 4;
+            if ((size_t)(end - p) < w)
+                goto bad;
+            n = hyp_py_be(p, w);
+            p += w;
+        }
+        if (n > (uint64_t)(end - p))
+            goto bad;
+        o = PyList_New((Py_ssize_t)n);
+        for (i = 0; o != NULL && i < n; i++) {
+            PyObject *v = hyp_py_unpack(&p, end, depth + 1);
+
+            if (v == NULL)
+                goto fail;
+            PyList_SET_ITEM(o, (Py_ssize_t)i, v);
+        }
+    } else if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)) {
+        int is_str = b <= 0xbf || b >= 0xd9;
+
+        if (b <= 0xbf) {
+            n = b & 0x1f;
+        } else {
+            size_t w = (size_t)1 << (is_str ? b - 0xd9 : b - 0xc4);
+            if ((size_t)(end - p) < w)
+                goto bad;
+            n = hyp_py_be(p, w);
+            p += w;
+        }
+        if (n > (uint64_t)(end - p))
+            goto bad;
+        o = is_str ? hyp_py_str((const char *)p, (size_t)n)
+                   : PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+        p += n;
+    } else {
+        switch (b) {
+        case 0xc0:
+            o = Py_NewRef(Py_None);
+            break;
+        case 0xc2:
+            o = Py_NewRef(Py_False);
+            break;
+        case 0xc3:
+            o = Py_NewRef(Py_True);
+            break;
+        case 0xca:
+        case 0xcb: {
+            size_t w = b == 0xca ? 4 : 8;
+            uint64_t bits;
+
+            if ((size_t)(end - p) < w)
+                goto bad;
+            bits = hyp_py_be(p, w);
+            p += w;
+            if (w == 4) {
+                uint32_t b32 = (uint32_t)bits;
+                float f;
+
+                memcpy(&f, &b32, sizeof(f));
+                o = PyFloat_FromDouble(f);
+            } else {
+                double d;
+
+                memcpy(&d, &bits, sizeof(d));
+                o = PyFloat_FromDouble(d);
+            }
+            break;
+        }
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf: {
+            size_t w = (size_t)1 << (b - 0xcc);
+
+            if ((size_t)(end - p) < w)
+                goto bad;
+            o = PyLong_FromUnsignedLongLong(hyp_py_be(p, w));
+            p += w;
+            break;
+        }
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3: {
+            size_t w = (size_t)1 << (b - 0xd0);
+            uint64_t x;
+
+            if ((size_t)(end - p) < w)
+                goto bad;
+            x = hyp_py_be(p, w);
+            if (w < 8 && (x >> (8 * w - 1)) & 1)
+                x |= ~(uint64_t)0 << (8 * w);
+            o = PyLong_FromLongLong((long long)(int64_t)x);
+            p += w;
+            break;
+        }
+        default: { /* extension types */
+            size_t len;
+
+            if (b >= 0xd4 && b <= 0xd8) {
+                len = (size_t)1 << (b - 0xd4);
+            } else if (b >= 0xc7 && b <= 0xc9) {
+                size_t w = (size_t)1 << (b - 0xc7);
+                if ((size_t)(end - p) < w)
+                    goto bad;
+                len = (size_t)hyp_py_be(p, w);
+                p += w;
+            } else {
+                goto bad;
+            }
+            if ((size_t)(end - p) < len + 1)
+                goto bad;
+            o = Py_BuildValue("(iy#)", (int)(int8_t)p[0], (const char *)p + 1, (Py_ssize_t)len);
+            p += len + 1;
+            break;
+        }
+        }
+    }
+    *pp = p;
+    return o;
+bad:
+    PyErr_SetString(PyExc_ValueError, "malformed msgpack in the trace header");
+fail:
+    Py_XDECREF(o);
+    return NULL;
+}
+
+static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
+    size_t i;
+    PyObject *l;
+
+    switch (m->type) {
+    case HYP_META_NIL:
+        Py_RETURN_NONE;
+    case HYP_META_BOOL:
+        return PyBool_FromLong(m->v.b);
+    case HYP_META_INT:
+        return PyLong_FromLongLong(m->v.i);
+    case HYP_META_UINT:
+        return PyLong_FromUnsignedLongLong(m->v.u);
+    case HYP_META_FLOAT:
+        return PyFloat_FromDouble(m->v.f);
+    case HYP_META_STR:
+        return hyp_py_str(m->v.s, strlen(m->v.s));
+    case HYP_META_STRV:
+        l = PyList_New((Py_ssize_t)m->v.sv.n);
+        for (i = 0; l != NULL && i < m->v.sv.n; i++) {
+            PyObject *s = hyp_py_str(m->v.sv.v[i], strlen(m->v.sv.v[i]));
+
+            if (s == NULL) {
+                Py_CLEAR(l);
+                break;
+            }
+            PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+        }
+        return l;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- profile -> dict */
+
+static void hyp_py_capsule_free(PyObject *cap) {
+    hyp_profile_free(PyCapsule_GetPointer(cap, HYP_PY_CAPSULE));
+}
+
+static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
+static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr_len,
+                                   const hyp_sample_t *samples, size_t nsamples, int keep,
+                                   const hyp_read_status_t *st) {
+    PyObject *d = NULL, *cap, *l, *header;
+    size_t i, n;
+
+    cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
+    if (cap == NULL) {
+        hyp_profile_free(p);
+        return NULL;
+    }
+    d = PyDict_New();
+    if (d == NULL || hyp_py_set(d, "profile", Py_NewRef(cap)) < 0)
+        goto fail;
+
+    /* the header: every entry as written, then entries set after it began */
+    if (hdr != NULL) {
+        const unsigned char *hp = hdr;
+
+        header = hyp_py_unpack(&hp, hp + hdr_len, 0);
+        if (header == NULL)
+            goto fail;
+        if (!PyDict_Check(header)) {
+            Py_DECREF(header);
+            PyErr_SetString(PyExc_ValueError, "the trace header is not a map");
+            goto fail;
+        }
+    } else {
+        header = PyDict_New();
+        if (header == NULL)
+            goto fail;
+        if (hyp_py_set(header, "format", PyUnicode_FromString(HYP__FORMAT_NAME)) < 0 ||
+            hyp_py_set(header, "version",
+                       Py_BuildValue("[ii]", HYP_FORMAT_MAJOR, HYP_FORMAT_MINOR)) < 0 ||
+            hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
+                                                                ? "sampling"
+                                                                : "deterministic")) < 0) {
+            Py_DECREF(header);
+            goto fail;
+        }
+    }
+    for (i = 0; i < p->nmeta; i++) {
+        if (hyp_py_set(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
+            Py_DECREF(header);
+            goto fail;
+        }
+    }
+    if (hyp_py_set(d, "header", header) < 0)
+        goto fail;
+    if (hyp_py_set(d, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
+                                                       ? "sampling"
+                                                       : "deterministic")) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nmetrics);
+    for (i = 0; l != NULL && i < p->nmetrics; i++) {
+        PyObject *t = Py_BuildValue("(sss)", p->metrics[i].name, p->metrics[i].unit,
+                                    hyp__metric_kind_name(p->metrics[i].kind));
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    if (hyp_py_set(d, "metrics", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nkinds);
+    for (i = 0; l != NULL && i < p->nkinds; i++) {
+        PyObject *t = Py_BuildValue("(ssII)", p->kinds[i].name, p->kinds[i].unit,
+                                    p->kinds[i].count_metric, p->kinds[i].weight_metric);
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    if (hyp_py_set(d, "sample_kinds", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nstrs);
+    for (i = 0; l != NULL && i < p->nstrs; i++) {
+        PyObject *s = hyp_py_str(p->strs[i].s, p->strs[i].len);
+        if (s == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+    }
+    if (hyp_py_set(d, "strings", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nfuncs);
+    for (i = 0; l != NULL && i < p->nfuncs; i++) {
+        const hyp_func_t *f = &p->funcs[i];
+        PyObject *t = Py_BuildValue("(IIII)", f->name, f->file, f->lineno, f->kind);
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    if (hyp_py_set(d, "functions", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nthreads);
+    for (i = 0; l != NULL && i < p->nthreads; i++) {
+        const hyp_thread_t *t = &p->threads[i];
+        PyObject *x = Py_BuildValue("(KKI)", (unsigned long long)t->os_tid,
+                                    (unsigned long long)t->ident, t->name);
+        if (x == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, x);
+    }
+    if (hyp_py_set(d, "threads", l) < 0)
+        goto fail;
+
+    /* nodes as (parent, func, line) uint32 triples; the root's are all ~0 */
+    if (hyp_py_set(d, "nodes", PyBytes_FromStringAndSize((const char *)p->nodes,
+                                                         (Py_ssize_t)(p->nnodes *
+                                                                      sizeof(hyp_node_t)))) < 0)
+        goto fail;
+
+    {
+        PyObject *dropped = PyDict_New();
+
+        if (dropped == NULL)
+            goto fail;
+        for (i = 0; i < p->ndropped; i++) {
+            if (hyp_py_set(dropped, p->dropped[i].reason,
+                           PyLong_FromUnsignedLongLong(p->dropped[i].n)) < 0) {
+                Py_DECREF(dropped);
+                goto fail;
+            }
+        }
+        if (hyp_py_set(d, "dropped", dropped) < 0)
+            goto fail;
+    }
+    if (hyp_py_set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(p->truncated)) < 0 ||
+        hyp_py_set(d, "sample_total", PyLong_FromUnsignedLongLong(p->sample_total)) < 0 ||
+        hyp_py_set(d, "truncated", PyBool_FromLong(st != NULL && st->truncated)) < 0 ||
+        hyp_py_set(d, "message", PyUnicode_FromString(st != NULL ? st->message : "")) < 0 ||
+        hyp_py_set(d, "skipped", PyLong_FromUnsignedLongLong(st != NULL ? st->skipped : 0)) < 0)
+        goto fail;
+
+    if (keep) {
+        /* columns: thread, node, kind (uint32), time, weight (uint64) */
+        PyObject *cols[5] = {NULL};
+        static const char *names[5] = {"thread", "node", "kind", "time", "weight"};
+        PyObject *sd = PyDict_New();
+        int k;
+
+        if (sd == NULL)
+            goto fail;
+        n = nsamples;
+        for (k = 0; k < 5; k++) {
+            cols[k] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (k < 3 ? 4 : 8)));
+            if (cols[k] == NULL)
+                break;
+        }
+        if (k == 5) {
+            uint32_t *th = (uint32_t *)PyBytes_AS_STRING(cols[0]);
+            uint32_t *no = (uint32_t *)PyBytes_AS_STRING(cols[1]);
+            uint32_t *ki = (uint32_t *)PyBytes_AS_STRING(cols[2]);
+            uint64_t *ti = (uint64_t *)PyBytes_AS_STRING(cols[3]);
+            uint64_t *we = (uint64_t *)PyBytes_AS_STRING(cols[4]);
+
+            for (i = 0; i < n; i++) {
+                th[i] = samples[i].thread;
+                no[i] = samples[i].node;
+                ki[i] = samples[i].kind;
+                ti[i] = samples[i].time_ns;
+                we[i] = samples[i].weight;
+            }
+        }
+        for (k = 0; k < 5; k++) {
+            if (cols[k] == NULL || hyp_py_set(sd, names[k], cols[k]) < 0) {
+                int j;
+
+                for (j = k + 1; j < 5; j++)
+                    Py_XDECREF(cols[j]);
+                Py_DECREF(sd);
+                goto fail;
+            }
+        }
+        if (hyp_py_set(d, "samples", sd) < 0)
+            goto fail;
+    } else if (PyDict_SetItemString(d, "samples", Py_None) < 0) {
+        goto fail;
+    }
+    Py_DECREF(cap);
+    return d;
+fail:
+    Py_DECREF(cap);
+    Py_XDECREF(d);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- read_trace */
+
+static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"path", "keep_samples", NULL};
+    PyObject *path_obj, *path_bytes = NULL, *result = NULL;
+    hyp_read_options_t opts;
+    hyp_reader_t *r = NULL;
+    const hyp_read_status_t *st;
+    hyp_profile_t *p;
+    int keep = 0, rc, saved_errno = 0;
+    const char *path;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:read_trace", kwlist, &path_obj, &keep))
+        return NULL;
+    if (!PyUnicode_FSConverter(path_obj, &path_bytes))
+        return NULL;
+    path = PyBytes_AS_STRING(path_bytes);
+    memset(&opts, 0, sizeof(opts));
+    opts.size = sizeof(opts);
+    opts.keep_samples = keep;
+
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_reader_open(&r, path, &opts);
+    if (rc < 0)
+        saved_errno = errno;
+    else
+        while ((rc = hyp_reader_next(r)) > 0)
+            ;
+    Py_END_ALLOW_THREADS
+
+    if (r == NULL) {
+        errno = saved_errno;
+        if (rc == HYP_ENOMEM)
+            PyErr_NoMemory();
+        else
+            PyErr_SetFromErrnoWithFilenameObject(saved_errno == ENOENT   ? PyExc_FileNotFoundError
+                                                 : saved_errno == EACCES ? PyExc_PermissionError
+                                                                         : PyExc_OSError,
+                                                 path_obj);
+        goto out;
+    }
+    st = hyp_reader_status(r);
+    if (rc == HYP_ENOMEM) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (rc == HYP_EIO) {
+        PyErr_Format(PyExc_OSError, "%U: %s", path_obj, st->message);
+        goto out;
+    }
+    if (rc < 0 && rc != HYP_ETRUNCATED) {
+        PyErr_Format(hyp_py_trace_error(), "%U: %s", path_obj, st->message);
+        goto out;
+    }
+    if (hyp_reader_profile(r) == NULL) {
+        PyErr_Format(hyp_py_trace_error(), "%U: %s (nothing usable: the header is incomplete)",
+                     path_obj, st->message);
+        goto out;
+    }
+    {
+        size_t hdr_len, ns;
+        const void *hdr = hyp__reader_header_bytes(r, &hdr_len);
+        const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
+
+        p = hyp_reader_take_profile(r);
+        result = hyp_py_trace_data(p, hdr, hdr_len, samples, ns, keep, st);
+    }
+out:
+    hyp_reader_close(r);
+    Py_DECREF(path_bytes);
+    return result;
+}
+
+/* Used by the rest of the module: a Trace made from a live profile, without
+ * touching the disk and without changing the profile. */
+PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
+    hyp_read_options_t opts;
+    hyp_writer_t *w = NULL;
+    hyp_reader_t *r = NULL;
+    PyObject *data = NULL, *mod, *result = NULL;
+    const void *buf;
+    size_t len;
+    int rc;
+
+    rc = hyp__trace_save_mem(src, &w);
+    if (rc < 0) {
+        PyErr_Format(rc == HYP_ENOMEM ? PyExc_MemoryError : PyExc_RuntimeError,
+                     "cannot snapshot the profile: %s", hyp_strerror(rc));
+        return NULL;
+    }
+    buf = hyp_writer_data(w, &len);
+    memset(&opts, 0, sizeof(opts));
+    opts.size = sizeof(opts);
+    opts.keep_samples = 1;
+    opts.max_record_bytes = len + 16;
+    rc = hyp_reader_open_mem(&r, buf, len, &opts);
+    if (rc == 0)
+        while ((rc = hyp_reader_next(r)) > 0)
+            ;
+    if (rc < 0) {
+        PyErr_Format(PyExc_RuntimeError, "cannot snapshot the profile: %s",
+                     r != NULL ? hyp_reader_status(r)->message : hyp_strerror(rc));
+        goto out;
+    }
+    {
+        size_t hdr_len, ns;
+        const void *hdr = hyp__reader_header_bytes(r, &hdr_len);
+        const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
+
+        data = hyp_py_trace_data(hyp_reader_take_profile(r), hdr, hdr_len, samples, ns, 1,
+                                 hyp_reader_status(r));
+    }
+    if (data == NULL)
+        goto out;
+    mod = PyImport_ImportModule("hyprof.trace");
+    if (mod != NULL) {
+        result = PyObject_CallMethod(mod, "_from_data", "(Os)", data, "<profile>");
+        Py_DECREF(mod);
+    }
+out:
+    Py_XDECREF(data);
+    hyp_reader_close(r);
+    hyp_writer_close(w);
+    return result;
+}
+
+/* ---------------------------------------------------------------- aggregations */
+
+static hyp_profile_t *hyp_py_capsule_profile(PyObject *cap) {
+    return PyCapsule_GetPointer(cap, HYP_PY_CAPSULE);
+}
+
+static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t *out) {
+    if (thread < 0) {
+        *out = HYP_NO_ID;
+        return 0;
+    }
+    if ((unsigned long long)thread >= p->nthreads) {
+        PyErr_Format(PyExc_ValueError, "no thread %lld: the trace has %zu threads", thread,
+                     p->nthreads);
+        return -1;
+    }
+    *out = (hyp_id_t)thread;
+    return 0;
+}
+
+static PyObject *hyp_py_u64_tuple(const uint64_t *v, size_t n) {
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    size_t i;
+
+    for (i = 0; t != NULL && i < n; i++) {
+        PyObject *x = PyLong_FromUnsignedLongLong(v[i]);
+
+        if (x == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, x);
+    }
+    return t;
+}
+
+/* flat(profile, thread=-1) -> ([(func, own, cum)], [(caller or -1, callee, own, cum)]) */
+static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
+    PyObject *cap, *fl = NULL, *el = NULL, *res = NULL;
+    long long thread = -1;
+    hyp_profile_t *p;
+    hyp_flat_t *f = NULL;
+    hyp_id_t tid;
+    size_t i, m;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "O|L:flat", &cap, &thread))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+        return NULL;
+    m = p->nmetrics;
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_flat_compute(p, tid, &f);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        if (rc == HYP_ENOMEM)
+            return PyErr_NoMemory();
+        PyErr_SetString(PyExc_ValueError, hyp_strerror(rc));
+        return NULL;
+    }
+    fl = PyList_New((Py_ssize_t)hyp_flat_count(f));
+    for (i = 0; fl != NULL && i < hyp_flat_count(f); i++) {
+        const hyp_flat_entry_t *e = hyp_flat_at(f, i);
+        PyObject *t = Py_BuildValue("(INN)", e->func, hyp_py_u64_tuple(e->own, m),
+                                    hyp_py_u64_tuple(e->cum, m));
+        if (t == NULL)
+            Py_CLEAR(fl);
+        else
+            PyList_SET_ITEM(fl, (Py_ssize_t)i, t);
+    }
+    el = PyList_New((Py_ssize_t)hyp_flat_edge_count(f));
+    for (i = 0; el != NULL && i < hyp_flat_edge_count(f); i++) {
+        const hyp_edge_t *e = hyp_flat_edge_at(f, i);
+        PyObject *t = Py_BuildValue("(LINN)",
+                                    e->caller == HYP_NO_ID ? -1LL : (long long)e->caller,
+                                    e->callee, hyp_py_u64_tuple(e->own, m),
+                                    hyp_py_u64_tuple(e->cum, m));
+        if (t == NULL)
+            Py_CLEAR(el);
+        else
+            PyList_SET_ITEM(el, (Py_ssize_t)i, t);
+    }
+    if (fl != NULL && el != NULL)
+        res = PyTuple_Pack(2, fl, el);
+    Py_XDECREF(fl);
+    Py_XDECREF(el);
+    hyp_flat_free(f);
+    return res;
+}
+
+/* node_values(profile, thread=-1) -> bytes of node_count * metric_count uint64 */
+static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
+    PyObject *cap, *b;
+    long long thread = -1;
+    hyp_profile_t *p;
+    hyp_id_t tid;
+
+    if (!PyArg_ParseTuple(args, "O|L:node_values", &cap, &thread))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+        return NULL;
+    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(p->nnodes * p->nmetrics * sizeof(uint64_t)));
+    if (b == NULL)
+        return NULL;
+    hyp_profile_node_values(p, tid, (uint64_t *)PyBytes_AS_STRING(b));
+    return b;
+}
+
+/* ---------------------------------------------------------------- write_trace */
+
+static int hyp_py_fail_rc(int rc, const char *what) {
+    if (rc == HYP_ENOMEM)
+        PyErr_NoMemory();
+    else
+        PyErr_Format(PyExc_ValueError, "write_trace: %s: %s", what, hyp_strerror(rc));
+    return -1;
+}
+
+static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id_t *id) {
+    const char *u;
+    Py_ssize_t len;
+    int rc;
+
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "write_trace: %s must be a str, not %.100s", what,
+                     Py_TYPE(s)->tp_name);
+        return -1;
+    }
+    u = PyUnicode_AsUTF8AndSize(s, &len);
+    if (u == NULL) {
+        /* a name holding surrogates (an undecodable file name) */
+        PyObject *b;
+
+        PyErr_Clear();
+        b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
+        if (b == NULL)
+            return -1;
+        rc = hyp_profile_string(p, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), id);
+        Py_DECREF(b);
+    } else {
+        rc = hyp_profile_string(p, u, (size_t)len, id);
+    }
+    return rc < 0 ? hyp_py_fail_rc(rc, what) : 0;
+}
+
+static PyObject *hyp_py_seq(PyObject *data, const char *key, int required) {
+    PyObject *v = PyDict_GetItemString(data, key), *seq;
+
+    if (v == NULL || v == Py_None) {
+        if (required)
+            PyErr_Format(PyExc_ValueError, "write_trace: the data has no \"%s\"", key);
+        return required ? NULL : PyList_New(0);
+    }
+    seq = PySequence_Fast(v, "write_trace: expected a sequence");
+    return seq;
+}
+
+static int hyp_py_get_u64(PyObject *o, const char *what, uint64_t *v) {
+    unsigned long long x;
+
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "write_trace: %s must be an int, not %.100s", what,
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    x = PyLong_AsUnsignedLongLong(o);
+    if (x == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "write_trace: %s must be an int from 0 to 2**64-1", what);
+        return -1;
+    }
+    *v = x;
+    return 0;
+}
+
+static int hyp_py_get_u32(PyObject *o, const char *what, uint32_t *v) {
+    uint64_t x;
+
+    if (hyp_py_get_u64(o, what, &x) < 0)
+        return -1;
+    if (x > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "write_trace: %s must be below 2**32", what);
+        return -1;
+    }
+    *v = (uint32_t)x;
+    return 0;
+}
+
+/* Unpacks a tuple of n items, with a message naming what was expected. */
+static PyObject **hyp_py_items(PyObject *o, Py_ssize_t n, const char *what, Py_ssize_t i,
+                               PyObject **holder) {
+    PyObject *seq;
+
+    /* tuples and lists only: their items outlive the borrowed UTF-8 buffers */
+    seq = (PyTuple_Check(o) || PyList_Check(o)) ? PySequence_Fast(o, "") : NULL;
+    if (seq == NULL || PySequence_Fast_GET_SIZE(seq) != n) {
+        Py_XDECREF(seq);
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "write_trace: %s %zd must be a sequence of %zd items",
+                     what, i, n);
+        return NULL;
+    }
+    *holder = seq;
+    return PySequence_Fast_ITEMS(seq);
+}
+
+static int hyp_py_meta_set(hyp_profile_t *p, PyObject *key, PyObject *v) {
+    const char *k;
+    int rc;
+
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "write_trace: header keys must be str");
+        return -1;
+    }
+    k = PyUnicode_AsUTF8(key);
+    if (k == NULL)
+        return -1;
+    if (hyp__meta_key_reserved(k))
+        return 0; /* the format's own keys come from the other fields */
+    if (v == Py_None) {
+        hyp_meta_t m = {.key = k, .type = HYP_META_NIL};
+        rc = hyp_profile_set_meta(p, &m);
+    } else if (PyBool_Check(v)) {
+        rc = hyp_profile_set_meta_bool(p, k, v == Py_True);
+    } else if (PyLong_Check(v)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+
+        if (overflow > 0) {
+            hyp_meta_t m = {.key = k, .type = HYP_META_UINT};
+            m.v.u = PyLong_AsUnsignedLongLong(v);
+            if (PyErr_Occurred())
+                return -1;
+            rc = hyp_profile_set_meta(p, &m);
+        } else if (overflow < 0) {
+            PyErr_Format(PyExc_ValueError, "write_trace: header entry %R is below -2**63", key);
+            return -1;
+        } else {
+            rc = hyp_profile_set_meta_int(p, k, x);
+        }
+    } else if (PyFloat_Check(v)) {
+        rc = hyp_profile_set_meta_float(p, k, PyFloat_AS_DOUBLE(v));
+    } else if (PyUnicode_Check(v)) {
+        const char *s = PyUnicode_AsUTF8(v);
+
+        if (s == NULL)
+            return -1;
+        rc = hyp_profile_set_meta_str(p, k, s);
+    } else if (PyList_Check(v) || PyTuple_Check(v)) {
+        PyObject *seq = PySequence_Fast(v, "");
+        Py_ssize_t i, n;
+        const char **sv;
+
+        if (seq == NULL)
+            return -1;
+        n = PySequence_Fast_GET_SIZE(seq);
+        sv = PyMem_Calloc((size_t)n + 1, sizeof(*sv));
+        if (sv == NULL) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (i = 0; i < n; i++) {
+            PyObject *s = PySequence_Fast_GET_ITEM(seq, i);
+
+            sv[i] = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+            if (sv[i] == NULL) {
+                PyMem_Free(sv);
+                Py_DECREF(seq);
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_TypeError,
+                                 "write_trace: header entry %R: only lists of str are supported",
+                                 key);
+                return -1;
+            }
+        }
+        rc = hyp_profile_set_meta_strv(p, k, sv, (size_t)n);
+        PyMem_Free(sv);
+        Py_DECREF(seq);
+    } else {
+        PyErr_Format(PyExc_TypeError,
+                     "write_trace: header entry %R is a %.100s (None, bool, int, float, str or "
+                     "a list of str expected)",
+                     key, Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    return rc < 0 ? hyp_py_fail_rc(rc, "header entry") : 0;
+}
+
+/* Builds a profile from the dict Trace.to_data() returns. */
+static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
+    PyObject *o, *seq = NULL, *holder = NULL, **it;
+    hyp_metric_t *metrics = NULL;
+    hyp_profile_t *p = NULL;
+    hyp_id_t *func_ids = NULL, *node_ids = NULL;
+    Py_ssize_t i, nmetrics = 0, nfuncs = 0, nnodes = 0;
+    hyp_mode_t mode;
+    const char *s;
+    int rc;
+
+    if (!PyDict_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "write_trace: data must be a dict");
+        return NULL;
+    }
+    o = PyDict_GetItemString(data, "mode");
+    s = o != NULL && PyUnicode_Check(o) ? PyUnicode_AsUTF8(o) : NULL;
+    if (s != NULL && strcmp(s, "deterministic") == 0) {
+        mode = HYP_MODE_DETERMINISTIC;
+    } else if (s != NULL && strcmp(s, "sampling") == 0) {
+        mode = HYP_MODE_SAMPLING;
+    } else {
+        PyErr_SetString(PyExc_ValueError,
+                        "write_trace: \"mode\" must be \"deterministic\" or \"sampling\"");
+        return NULL;
+    }
+
+    seq = hyp_py_seq(data, "metrics", 1);
+    if (seq == NULL)
+        return NULL;
+    nmetrics = PySequence_Fast_GET_SIZE(seq);
+    metrics = PyMem_Calloc((size_t)nmetrics + 1, sizeof(*metrics));
+    if (metrics == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (i = 0; i < nmetrics; i++) {
+        const char *kind;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "metric", i, &holder);
+        if (it == NULL)
+            goto fail;
+        metrics[i].name = PyUnicode_Check(it[0]) ? PyUnicode_AsUTF8(it[0]) : NULL;
+        metrics[i].unit = PyUnicode_Check(it[1]) ? PyUnicode_AsUTF8(it[1]) : NULL;
+        kind = PyUnicode_Check(it[2]) ? PyUnicode_AsUTF8(it[2]) : NULL;
+        /* the strings live as long as data holds the tuples */
+        Py_CLEAR(holder);
+        if (metrics[i].name == NULL || metrics[i].unit == NULL || kind == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError,
+                             "write_trace: metric %zd must be (name, unit, kind) strings", i);
+            goto fail;
+        }
+        if (strcmp(kind, "own") == 0)
+            metrics[i].kind = HYP_METRIC_OWN;
+        else if (strcmp(kind, "cum") == 0)
+            metrics[i].kind = HYP_METRIC_CUM;
+        else if (strcmp(kind, "calls") == 0)
+            metrics[i].kind = HYP_METRIC_CALLS;
+        else {
+            PyErr_Format(PyExc_ValueError,
+                         "write_trace: metric %zd has kind %R (\"own\", \"cum\" or \"calls\")", i,
+                         it[2]);
+            goto fail;
+        }
+    }
+    p = hyp_profile_new(mode, metrics, (size_t)nmetrics);
+    Py_CLEAR(seq);
+    if (p == NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "write_trace: invalid metric columns (empty or repeated names)");
+        goto fail;
+    }
+
+    seq = hyp_py_seq(data, "sample_kinds", 0);
+    if (seq == NULL)
+        goto fail;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        hyp_sample_kind_t k;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 4, "sample kind", i, &holder);
+        if (it == NULL)
+            goto fail;
+        k.name = PyUnicode_Check(it[0]) ? PyUnicode_AsUTF8(it[0]) : NULL;
+        k.unit = PyUnicode_Check(it[1]) ? PyUnicode_AsUTF8(it[1]) : NULL;
+        if (k.name == NULL || k.unit == NULL || hyp_py_get_u32(it[2], "count_metric",
+                                                               &k.count_metric) < 0 ||
+            hyp_py_get_u32(it[3], "weight_metric", &k.weight_metric) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError,
+                             "write_trace: sample kind %zd must be (name, unit, count_metric, "
+                             "weight_metric)",
+                             i);
+            goto fail;
+        }
+        rc = hyp_profile_sample_kind(p, &k, NULL);
+        Py_CLEAR(holder);
+        if (rc < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "write_trace: sample kind %zd must name two distinct own metric columns",
+                         i);
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    o = PyDict_GetItemString(data, "header");
+    if (o != NULL && o != Py_None) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+
+        if (!PyDict_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "write_trace: \"header\" must be a dict");
+            goto fail;
+        }
+        while (PyDict_Next(o, &pos, &key, &value))
+            if (hyp_py_meta_set(p, key, value) < 0)
+                goto fail;
+    }
+
+    /* functions: (name, filename, lineno, kind) */
+    seq = hyp_py_seq(data, "functions", 0);
+    if (seq == NULL)
+        goto fail;
+    nfuncs = PySequence_Fast_GET_SIZE(seq);
+    func_ids = PyMem_Calloc((size_t)nfuncs + 1, sizeof(*func_ids));
+    if (func_ids == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (i = 0; i < nfuncs; i++) {
+        hyp_func_t f;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 4, "function", i, &holder);
+        if (it == NULL || hyp_py_intern(p, it[0], "a function name", &f.name) < 0 ||
+            hyp_py_intern(p, it[1], "a function file name", &f.file) < 0 ||
+            hyp_py_get_u32(it[2], "a function's lineno", &f.lineno) < 0 ||
+            hyp_py_get_u32(it[3], "a function's kind", &f.kind) < 0)
+            goto fail;
+        Py_CLEAR(holder);
+        if (f.kind > HYP_FUNC_SPECIAL) {
+            PyErr_Format(PyExc_ValueError, "write_trace: function %zd has kind %u (0, 1 or 2)", i,
+                         f.kind);
+            goto fail;
+        }
+        rc = hyp_profile_func(p, &f, &func_ids[i]);
+        if (rc < 0) {
+            hyp_py_fail_rc(rc, "function");
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    /* threads: (os_tid, ident, name) */
+    seq = hyp_py_seq(data, "threads", 0);
+    if (seq == NULL)
+        goto fail;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        hyp_thread_t t;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "thread", i, &holder);
+        if (it == NULL || hyp_py_get_u64(it[0], "a thread's os_tid", &t.os_tid) < 0 ||
+            hyp_py_get_u64(it[1], "a thread's ident", &t.ident) < 0 ||
+            hyp_py_intern(p, it[2], "a thread name", &t.name) < 0)
+            goto fail;
+        Py_CLEAR(holder);
+        rc = hyp_profile_thread(p, &t, NULL);
+        if (rc < 0) {
+            hyp_py_fail_rc(rc, "thread");
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    /* nodes: (parent, func, line) for ids 1, 2, ...; parents come first */
+    seq = hyp_py_seq(data, "nodes", 0);
+    if (seq == NULL)
+        goto fail;
+    nnodes = PySequence_Fast_GET_SIZE(seq);
+    node_ids = PyMem_Calloc((size_t)nnodes + 2, sizeof(*node_ids));
+    if (node_ids == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    node_ids[0] = HYP_ROOT_NODE;
+    for (i = 0; i < nnodes; i++) {
+        uint32_t parent, func, line;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "node", i + 1, &holder);
+        if (it == NULL || hyp_py_get_u32(it[0], "a node's parent", &parent) < 0 ||
+            hyp_py_get_u32(it[1], "a node's function", &func) < 0 ||
+            hyp_py_get_u32(it[2], "a node's line", &line) < 0)
+            goto fail;
+        Py_CLEAR(holder);
+        if (parent > (uint32_t)i) {
+            PyErr_Format(PyExc_ValueError,
+                         "write_trace: node %zd refers to parent %u, which does not come before "
+                         "it",
+                         i + 1, parent);
+            goto fail;
+        }
+        if (func >= (uint32_t)nfuncs) {
+            PyErr_Format(PyExc_ValueError,
+                         "write_trace: node %zd refers to function %u beyond the %zd functions",
+                         i + 1, func, nfuncs);
+            goto fail;
+        }
+        rc = hyp_profile_node(p, node_ids[parent], func_ids[func], line, &node_ids[i + 1]);
+        if (rc < 0) {
+            hyp_py_fail_rc(rc, "node");
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    /* rows: (thread, node, values) */
+    seq = hyp_py_seq(data, "rows", 0);
+    if (seq == NULL)
+        goto fail;
+    {
+        uint64_t *vals = PyMem_Calloc((size_t)nmetrics + 1, sizeof(uint64_t));
+
+        if (vals == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            PyObject *vseq;
+            uint32_t thread, node;
+            Py_ssize_t j;
+
+            it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "row", i, &holder);
+            if (it == NULL || hyp_py_get_u32(it[0], "a row's thread", &thread) < 0 ||
+                hyp_py_get_u32(it[1], "a row's node", &node) < 0) {
+                PyMem_Free(vals);
+                goto fail;
+            }
+            if (node > (uint64_t)nnodes || thread >= p->nthreads) {
+                PyErr_Format(PyExc_ValueError,
+                             "write_trace: row %zd refers to %s %u beyond its table", i,
+                             node > (uint64_t)nnodes ? "node" : "thread",
+                             node > (uint64_t)nnodes ? node : thread);
+                PyMem_Free(vals);
+                goto fail;
+            }
+            vseq = PySequence_Fast(it[2], "write_trace: a row's values must be a sequence");
+            if (vseq == NULL || PySequence_Fast_GET_SIZE(vseq) != nmetrics) {
+                if (vseq != NULL)
+                    PyErr_Format(PyExc_ValueError,
+                                 "write_trace: row %zd has %zd values for %zd metric columns", i,
+                                 PySequence_Fast_GET_SIZE(vseq), nmetrics);
+                Py_XDECREF(vseq);
+                PyMem_Free(vals);
+                goto fail;
+            }
+            for (j = 0; j < nmetrics; j++) {
+                if (hyp_py_get_u64(PySequence_Fast_GET_ITEM(vseq, j), "a metric value",
+                                   &vals[j]) < 0) {
+                    Py_DECREF(vseq);
+                    PyMem_Free(vals);
+                    goto fail;
+                }
+            }
+            Py_DECREF(vseq);
+            Py_CLEAR(holder);
+            rc = hyp_profile_add(p, thread, node_ids[node], vals);
+            if (rc < 0) {
+                PyMem_Free(vals);
+                hyp_py_fail_rc(rc, "row");
+                goto fail;
+            }
+        }
+        PyMem_Free(vals);
+    }
+    Py_CLEAR(seq);
+
+    /* samples: (thread, node, kind, time, weight) */
+    seq = hyp_py_seq(data, "sample_list", 0);
+    if (seq == NULL)
+        goto fail;
+    for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        hyp_sample_t sm;
+        uint32_t node;
+
+        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 5, "sample", i, &holder);
+        if (it == NULL || hyp_py_get_u32(it[0], "a sample's thread", &sm.thread) < 0 ||
+            hyp_py_get_u32(it[1], "a sample's node", &node) < 0 ||
+            hyp_py_get_u32(it[2], "a sample's kind", &sm.kind) < 0 ||
+            hyp_py_get_u64(it[3], "a sample's time", &sm.time_ns) < 0 ||
+            hyp_py_get_u64(it[4], "a sample's weight", &sm.weight) < 0)
+            goto fail;
+        Py_CLEAR(holder);
+        if (node > (uint64_t)nnodes) {
+            PyErr_Format(PyExc_ValueError, "write_trace: sample %zd refers to node %u beyond the "
+                                           "%zd nodes",
+                         i, node, nnodes + 1);
+            goto fail;
+        }
+        sm.node = node_ids[node];
+        rc = hyp_profile_add_sample(p, &sm);
+        if (rc < 0) {
+            if (rc == HYP_ERANGE)
+                PyErr_Format(PyExc_ValueError,
+                             "write_trace: sample %zd refers to a thread or kind beyond its table",
+                             i);
+            else
+                hyp_py_fail_rc(rc, "sample");
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    o = PyDict_GetItemString(data, "dropped");
+    if (o != NULL && o != Py_None) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+
+        if (!PyDict_Check(o)) {
+            PyErr_SetString(PyExc_TypeError, "write_trace: \"dropped\" must be a dict");
+            goto fail;
+        }
+        while (PyDict_Next(o, &pos, &key, &value)) {
+            uint64_t cnt;
+            const char *reason = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+
+            if (reason == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "write_trace: dropped reasons must be str");
+                goto fail;
+            }
+            if (hyp_py_get_u64(value, "a dropped count", &cnt) < 0)
+                goto fail;
+            hyp_profile_add_dropped(p, reason, cnt);
+        }
+    }
+    o = PyDict_GetItemString(data, "truncated_nodes");
+    if (o != NULL && o != Py_None) {
+        uint64_t t;
+
+        if (hyp_py_get_u64(o, "truncated_nodes", &t) < 0)
+            goto fail;
+        hyp__profile_set_truncated(p, p->truncated + t);
+    }
+    PyMem_Free(metrics);
+    PyMem_Free(func_ids);
+    PyMem_Free(node_ids);
+    return p;
+fail:
+    Py_XDECREF(holder);
+    Py_XDECREF(seq);
+    PyMem_Free(metrics);
+    PyMem_Free(func_ids);
+    PyMem_Free(node_ids);
+    hyp_profile_free(p);
+    return NULL;
+}
+
+static PyObject *hyp_py_write_trace(PyObject *self, PyObject *args) {
+    PyObject *path_obj, *path_bytes = NULL, *data;
+    hyp_profile_t *p;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "OO!:write_trace", &path_obj, &PyDict_Type, &data))
+        return NULL;
+    p = hyp_py_build_profile(data);
+    if (p == NULL)
+        return NULL;
+    if (!PyUnicode_FSConverter(path_obj, &path_bytes)) {
+        hyp_profile_free(p);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_trace_save(p, PyBytes_AS_STRING(path_bytes));
+    Py_END_ALLOW_THREADS
+    hyp_profile_free(p);
+    Py_DECREF(path_bytes);
+    if (rc == HYP_ENOMEM)
+        return PyErr_NoMemory();
+    if (rc < 0)
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+static PyMethodDef hyp_py_trace_methods[] = {
+    {"read_trace", (PyCFunction)(void (*)(void))hyp_py_read_trace, METH_VARARGS | METH_KEYWORDS,
+     "read_trace(path, keep_samples=False) -> dict\n\nReads a trace with the C reader. Raises "
+     "hyprof.TraceError naming the file, the record and the byte offset of a problem; a "
+     "truncated trace returns what is complete with 'truncated' set."},
+    {"write_trace", hyp_py_write_trace, METH_VARARGS,
+     "write_trace(path, data) -> None\n\nWrites a trace through the C writer from Python "
+     "tables (the dict hyprof.trace.Trace.to_data() returns)."},
+    {"flat", hyp_py_flat, METH_VARARGS,
+     "flat(profile, thread=-1) -> (functions, edges)\n\nFlat statistics of a loaded trace."},
+    {"node_values", hyp_py_node_values, METH_VARARGS,
+     "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
+     "uint64."},
+    {"_set_trace_error", hyp_py_set_trace_error, METH_O,
+     "Registers the exception class bad traces raise."},
+    {NULL, NULL, 0, NULL},
+};
+
+int hyp_py_trace_init(PyObject *module) {
+    return PyModule_AddFunctions(module, hyp_py_trace_methods);
+}

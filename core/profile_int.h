@@ -1,0 +1,112 @@
+/* core/profile_int.h: internal to the hyprof core; not installed, not API.
+ *
+ * The layout of hyp_profile_t, shared by profile.c, the trace writer and
+ * reader, and the aggregations. */
+#ifndef HYPROF_CORE_PROFILE_INT_H
+#define HYPROF_CORE_PROFILE_INT_H
+
+#include "hyprof/profile.h"
+#include "htab.h"
+#include "internal.h"
+
+typedef struct {
+    char *s;
+    size_t len;
+} hyp__str_t;
+
+typedef struct {
+    hyp_meta_t m;  /* strings owned by the profile */
+    uint64_t seq;  /* when it was last set; the writer puts late entries in the end record */
+} hyp__meta_entry_t;
+
+typedef struct {
+    hyp_id_t thread;
+    hyp_id_t node;
+} hyp__rowkey_t;
+
+typedef struct {
+    char *reason;
+    uint64_t n;       /* since creation */
+    uint64_t flushed; /* part of n already written in a DROPPED record */
+} hyp__dropped_t;
+
+struct hyp_profile_s {
+    hyp_mode_t mode;
+    hyp_metric_t *metrics;
+    size_t nmetrics;
+
+    hyp__meta_entry_t *meta;
+    size_t nmeta, cmeta;
+    uint64_t meta_seq;
+
+    hyp__str_t *strs;
+    uint64_t *str_hash;
+    size_t nstrs, cstrs;
+    hyp__htab_t str_ht;
+
+    hyp_func_t *funcs;
+    size_t nfuncs, cfuncs;
+    hyp__htab_t func_ht;
+
+    hyp_node_t *nodes;
+    size_t nnodes, cnodes;
+    hyp__htab_t node_ht;
+
+    hyp_thread_t *threads;
+    size_t nthreads, cthreads;
+
+    /* Rows of metric values, one per (thread, node) that has any. vals holds
+     * nmetrics values per row. svals, allocated with the first flushed sample,
+     * holds the part of vals that came from samples already written by a
+     * writer, so hyp_writer_finish() does not write them twice. */
+    hyp__rowkey_t *rowkeys;
+    uint64_t *vals;
+    uint64_t *svals;
+    size_t nrows, crows;
+    hyp__htab_t row_ht;
+
+    hyp_sample_kind_t *kinds;
+    size_t nkinds, ckinds;
+
+    hyp_sample_t *pending;
+    size_t npending, cpending;
+    uint64_t sample_total;
+
+    hyp__dropped_t *dropped;
+    size_t ndropped, cdropped;
+
+    size_t node_limit;
+    uint64_t truncated;
+    hyp_id_t trunc_func; /* HYP_NO_ID until the first fold */
+};
+
+/* Appends without interning, keeping the id the caller expects (the reader
+ * must keep a file's ids even if a table holds the same entry twice).
+ * Returns 0, HYP_ERANGE or HYP_ENOMEM. */
+int hyp__profile_append_string(hyp_profile_t *p, const char *s, size_t len);
+int hyp__profile_append_func(hyp_profile_t *p, const hyp_func_t *f);
+int hyp__profile_append_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func, uint32_t line);
+
+/* Adds one value to one column of the (thread, node) row, unchecked ids. */
+int hyp__profile_add_one(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, size_t metric,
+                         uint64_t value);
+/* Returns the row index of (thread, node), creating it; or a negative error. */
+int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
+/* The row index of (thread, node), or -1. */
+int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
+
+/* Records that the pending samples were written: adds their weights to svals
+ * and empties the list. Returns 0 or HYP_ENOMEM. */
+int hyp__profile_samples_flushed(hyp_profile_t *p);
+
+void hyp__profile_set_truncated(hyp_profile_t *p, uint64_t n);
+void hyp__profile_set_sample_total(hyp_profile_t *p, uint64_t n);
+/* Sets the dropped count of a reason (the end record's totals). */
+int hyp__profile_set_dropped(hyp_profile_t *p, const char *reason, size_t len, uint64_t n);
+
+/* Header keys the format itself uses; hyp_profile_set_meta() refuses them. */
+int hyp__meta_key_reserved(const char *key);
+
+const char *hyp__metric_kind_name(hyp_metric_kind_t kind);
+
+#endif /* HYPROF_CORE_PROFILE_INT_H */
