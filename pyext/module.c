@@ -5,6 +5,8 @@
 static int hyp_py_exec(PyObject *module) {
     if (hyp_py_trace_init(module) < 0)
         return -1;
+    if (hyp_py_det_init(module) < 0)
+        return -1;
     if (PyModule_AddStringConstant(module, "__version__", HYP_VERSION_STRING) < 0)
         return -1;
     return 0;

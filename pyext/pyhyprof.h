@@ -16,6 +16,8 @@ typedef struct {
 
 /* pytrace.c: hyprof._hyprof.read_trace() and the write helpers. */
 int hyp_py_trace_init(PyObject *module);
+/* det.c: hyprof._hyprof.DetProfiler and ProfilerError (the deterministic mode). */
+int hyp_py_det_init(PyObject *module);
 /* Returns a new hyprof.Trace holding a copy of the profile (its pending
  * samples included, the profile itself unchanged), or NULL with an exception
  * set. Needs the GIL. */

@@ -1,0 +1,1490 @@
+/* pyext/det.c: the deterministic mode's engine, hyprof._hyprof.DetProfiler.
+ *
+ * Two ways to receive the interpreter's call events, with one bookkeeping:
+ *   - "setprofile": a C Py_tracefunc installed on every thread with
+ *     _PyEval_SetProfile() (threads started later are caught through
+ *     threading.setprofile(), whose hook swaps itself for the C function);
+ *   - "monitoring" (3.12+): C callables registered with sys.monitoring under
+ *     the profiler tool id, which covers every thread at once and reports
+ *     generator resumptions and suspensions as their own events.
+ *
+ * The hot path (det_enter / det_leave) reads the clocks once, finds the
+ * callee among the current node's children (first child first: the list is
+ * kept in most-recently-used order), pushes or pops a preallocated stack
+ * entry, and adds. It makes no Python API call and no allocation unless a
+ * call path, a function or a thread is seen for the first time; a failed
+ * allocation sets a sticky error that stop() reports.
+ *
+ * Generators and coroutines are counted once per instance: a resumption
+ * finds its instance's node again through the table of suspended frames, so
+ * own and CPU time count only while the frame runs, and the instance's
+ * cumulative wall time spans its first entry to its final exit. */
+#include "det.h"
+
+#include "internal.h"
+
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The interpreter's frame and code layouts come from its own internal
+ * headers (3.11: pycore_frame.h's struct _frame; 3.13 moved f_code to
+ * f_executable), never from copies. */
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+#if PY_VERSION_HEX >= 0x030D0000
+#include "internal/pycore_ceval.h"
+#endif
+#include <opcode.h>
+
+#define DET_GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+#define DET_DEFAULT_MAX_NODES 1000000u
+#define DET_CHUNK_NODES 1024u
+#define DET_GENS_MAX ((size_t)1 << 22)
+#define DET_TOOL_ID 2 /* sys.monitoring.PROFILER_ID */
+
+#if defined(__GNUC__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#endif
+
+PyObject *hyp_py_profiler_error;
+
+/* The one active profiler (hyprof allows one at a time, on all threads) and
+ * the calling thread's state for it. The session number tells a thread state
+ * left over from an earlier start() from a current one without touching it.
+ * initial-exec keeps the lookup a single load from the thread pointer. */
+static det_prof_t *det_active;
+static uint64_t det_sessions;
+static __thread struct {
+    uint64_t session;
+    det_thread_t *th;
+} det_tls __attribute__((tls_model("initial-exec")));
+
+static Py_ssize_t det_extra_index = -1;
+
+/* The co_extra slot holds one of these per code object seen: it outlives
+ * profilers (freed with the code object), so it says which session its
+ * function belongs to. */
+typedef struct {
+    uint64_t session;
+    det_func_t *func;
+} det_extra_t;
+
+static void det_extra_free(void *ptr) {
+    hyp__free(ptr);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static inline PyCodeObject *frame_code(PyFrameObject *frame) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return (PyCodeObject *)frame->f_frame->f_executable;
+#else
+    return frame->f_frame->f_code;
+#endif
+}
+
+static inline const void *current_iframe(det_thread_t *th) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return th->tstate->current_frame;
+#else
+    return th->tstate->cframe->current_frame;
+#endif
+}
+
+static void set_error(det_prof_t *p, int err) {
+    if (p->error == 0)
+        p->error = err;
+}
+
+/* The instruction a frame stands on, seen through sys.monitoring's line and
+ * instruction instrumentation (3.12+, Include/cpython/code.h). */
+static int frame_opcode(PyCodeObject *co, int lasti_bytes) {
+    int i = lasti_bytes / 2;
+    int op;
+
+    if (lasti_bytes < 0 || i >= Py_SIZE(co))
+        return -1;
+    op = ((const uint8_t *)co->co_code_adaptive)[i * 2];
+#if PY_VERSION_HEX >= 0x030C0000
+    if (co->_co_monitoring != NULL) {
+        if (op == INSTRUMENTED_LINE && co->_co_monitoring->lines != NULL)
+            op = co->_co_monitoring->lines[i].original_opcode;
+        if (op == INSTRUMENTED_INSTRUCTION && co->_co_monitoring->per_instruction_opcodes != NULL)
+            op = co->_co_monitoring->per_instruction_opcodes[i];
+    }
+#endif
+    return op;
+}
+
+/* A generator frame leaves either by returning, by unwinding (arg NULL) or
+ * by suspending; the return instructions tell the first from the last. The
+ * instruction pointer is on the return when the hook runs (on YIELD_VALUE
+ * for a suspension before 3.13, on the RESUME after it since). */
+static int frame_suspends(PyFrameObject *frame, PyCodeObject *co, PyObject *arg) {
+    int op;
+
+    if (arg == NULL)
+        return 0;
+    op = frame_opcode(co, PyFrame_GetLasti(frame));
+    switch (op) {
+    case RETURN_VALUE:
+#if PY_VERSION_HEX >= 0x030C0000
+    case RETURN_CONST:
+    case INSTRUMENTED_RETURN_VALUE:
+    case INSTRUMENTED_RETURN_CONST:
+#endif
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+/* A generator frame enters fresh on its function-start RESUME (or before it,
+ * for a throw() into an unstarted generator); later entries are resumptions. */
+static int frame_is_fresh(PyFrameObject *frame, PyCodeObject *co) {
+    return PyFrame_GetLasti(frame) <= co->_co_firsttraceable * 2;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+static inline size_t ptr_hash(const void *p, size_t mask) {
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & mask;
+}
+
+static det_func_t *func_new(det_prof_t *p, const void *key, uint32_t kind) {
+    det_func_t *f;
+
+    if (p->nfuncs == p->funcs_cap &&
+        hyp__grow((void **)&p->funcs, &p->funcs_cap, p->nfuncs + 1, sizeof(det_func_t *)) != 0)
+        return NULL;
+    f = hyp__calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    f->key = key;
+    f->kind = kind;
+    p->funcs[p->nfuncs++] = f;
+    return f;
+}
+
+static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
+    det_extra_t *extra = NULL;
+    det_func_t *f;
+
+    if (_PyCode_GetExtra((PyObject *)co, det_extra_index, (void **)&extra) < 0) {
+        PyErr_Clear();
+        extra = NULL;
+    }
+    if (extra != NULL && extra->session == p->session && extra->func != NULL)
+        return extra->func;
+    f = func_new(p, co, DET_FUNC_PYTHON);
+    if (f == NULL)
+        return NULL;
+    Py_INCREF(co);
+    f->code = (PyObject *)co;
+    if (extra == NULL) {
+        extra = hyp__malloc(sizeof *extra);
+        if (extra == NULL)
+            return f; /* the function works; only its cache slot is missing */
+        if (_PyCode_SetExtra((PyObject *)co, det_extra_index, extra) < 0) {
+            PyErr_Clear();
+            hyp__free(extra);
+            return f;
+        }
+    }
+    /* The session number of a profiler is fixed at its creation, so a slot
+     * filled by a profiler that is gone cannot match a live one. */
+    extra->session = p->session;
+    extra->func = f;
+    return f;
+}
+
+/* cProfile's name for a C function (Modules/_lsprof.c, normalizeUserObj):
+ * "<built-in method builtins.len>", "<method 'append' of 'list' objects>". */
+static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) {
+    PyObject *name, *mo, *res = NULL;
+
+    if (self == NULL) {
+        PyObject *modname = NULL;
+        if (module != NULL) {
+            if (PyUnicode_Check(module)) {
+                modname = Py_NewRef(module);
+            } else if (PyModule_Check(module)) {
+                modname = PyModule_GetNameObject(module);
+                if (modname == NULL)
+                    PyErr_Clear();
+            }
+        }
+        if (modname != NULL) {
+            if (PyUnicode_CompareWithASCIIString(modname, "builtins") != 0)
+                res = PyUnicode_FromFormat("<%U.%s>", modname, ml->ml_name);
+            Py_DECREF(modname);
+            if (res != NULL)
+                return res;
+        }
+        return PyUnicode_FromFormat("<%s>", ml->ml_name);
+    }
+    name = PyUnicode_FromString(ml->ml_name);
+    if (name != NULL) {
+        mo = _PyType_Lookup(Py_TYPE(self), name);
+        Py_DECREF(name);
+        if (mo != NULL) {
+            Py_INCREF(mo);
+            res = PyObject_Repr(mo);
+            Py_DECREF(mo);
+            if (res != NULL)
+                return res;
+        }
+    }
+    PyErr_Clear();
+    if (module != NULL && PyUnicode_Check(module))
+        return PyUnicode_FromFormat("<built-in method %S.%s>", module, ml->ml_name);
+    return PyUnicode_FromFormat("<built-in method %s>", ml->ml_name);
+}
+
+static int ctab_grow(det_prof_t *p) {
+    size_t cap = p->ctab_cap ? p->ctab_cap * 2 : 256, i;
+    det_func_t **tab = hyp__calloc(cap, sizeof *tab);
+
+    if (tab == NULL)
+        return HYP_ENOMEM;
+    for (i = 0; i < p->ctab_cap; i++) {
+        det_func_t *f = p->ctab[i];
+        size_t j;
+        if (f == NULL)
+            continue;
+        for (j = ptr_hash(f->key, cap - 1); tab[j] != NULL; j = (j + 1) & (cap - 1))
+            ;
+        tab[j] = f;
+    }
+    hyp__free(p->ctab);
+    p->ctab = tab;
+    p->ctab_cap = cap;
+    return 0;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* The C function behind a call event's callable, or NULL when the callable
+ * is not one cProfile would count (the same test as _lsprof's
+ * get_cfunc_from_callable and 3.12's legacy profile shim). */
+static PyMethodDef *c_method_def(det_prof_t *p, PyObject *callable, PyObject *self_arg) {
+    if (PyCFunction_Check(callable))
+        return ((PyCFunctionObject *)callable)->m_ml;
+    if (Py_IS_TYPE(callable, &PyMethodDescr_Type) && self_arg != NULL && self_arg != p->missing)
+        return ((PyMethodDescrObject *)callable)->d_method;
+    return NULL;
+}
+#endif
+
+static det_func_t *c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable, PyObject *self_arg) {
+    det_func_t *f;
+    size_t j;
+    PyObject *name;
+
+    if (p->ctab_cap != 0) {
+        for (j = ptr_hash(ml, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
+            if (p->ctab[j]->key == ml)
+                return p->ctab[j];
+    }
+    if ((p->ctab_used + 1) * 2 > p->ctab_cap && ctab_grow(p) != 0)
+        return NULL;
+    if (PyCFunction_Check(callable)) {
+        PyCFunctionObject *fn = (PyCFunctionObject *)callable;
+        name = c_func_name(ml, fn->m_self, fn->m_module);
+    } else {
+        name = c_func_name(ml, self_arg, NULL);
+    }
+    if (name == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    f = func_new(p, ml, DET_FUNC_BUILTIN);
+    if (f == NULL) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    f->name = name;
+    for (j = ptr_hash(ml, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
+        ;
+    p->ctab[j] = f;
+    p->ctab_used++;
+    return f;
+}
+
+/* --------------------------------------------------------------- suspended */
+
+static int gens_grow(det_prof_t *p) {
+    size_t cap = p->gens_cap ? p->gens_cap * 2 : 64, i;
+    det_gen_t *tab;
+
+    if (cap > DET_GENS_MAX)
+        return HYP_ELIMIT;
+    tab = hyp__calloc(cap, sizeof *tab);
+    if (tab == NULL)
+        return HYP_ENOMEM;
+    for (i = 0; i < p->gens_cap; i++) {
+        size_t j;
+        if (p->gens[i].frame == NULL)
+            continue;
+        for (j = ptr_hash(p->gens[i].frame, cap - 1); tab[j].frame != NULL; j = (j + 1) & (cap - 1))
+            ;
+        tab[j] = p->gens[i];
+    }
+    hyp__free(p->gens);
+    p->gens = tab;
+    p->gens_cap = cap;
+    return 0;
+}
+
+/* Stores a suspended instance, replacing a stale entry of the same frame (an
+ * instance that was dropped without a final event, whose memory now holds a
+ * new generator). */
+static void gens_put(det_prof_t *p, const void *frame, det_node_t *node, uint64_t first,
+                     uint64_t run) {
+    size_t j, mask;
+
+    if ((p->gens_used + 1) * 2 > p->gens_cap && gens_grow(p) != 0) {
+        p->gens_lost++;
+        return;
+    }
+    mask = p->gens_cap - 1;
+    for (j = ptr_hash(frame, mask); p->gens[j].frame != NULL; j = (j + 1) & mask)
+        if (p->gens[j].frame == frame)
+            break;
+    if (p->gens[j].frame == NULL)
+        p->gens_used++;
+    p->gens[j].frame = frame;
+    p->gens[j].node = node;
+    p->gens[j].first_wall = first;
+    p->gens[j].run_wall = run;
+}
+
+/* Removes and returns the entry of frame (in *out); 0 if there is none. */
+static int gens_take(det_prof_t *p, const void *frame, det_gen_t *out) {
+    size_t j, k, mask;
+
+    if (p->gens_used == 0)
+        return 0;
+    mask = p->gens_cap - 1;
+    for (j = ptr_hash(frame, mask); p->gens[j].frame != frame; j = (j + 1) & mask)
+        if (p->gens[j].frame == NULL)
+            return 0;
+    *out = p->gens[j];
+    /* Backward-shift deletion keeps probe chains whole without tombstones. */
+    for (k = (j + 1) & mask; p->gens[k].frame != NULL; k = (k + 1) & mask) {
+        size_t home = ptr_hash(p->gens[k].frame, mask);
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            p->gens[j] = p->gens[k];
+            j = k;
+        }
+    }
+    p->gens[j].frame = NULL;
+    p->gens_used--;
+    return 1;
+}
+
+/* ------------------------------------------------------------------- nodes */
+
+static det_node_t *node_alloc(det_thread_t *th) {
+    det_chunk_t *c = th->chunks;
+
+    if (c == NULL || c->used == DET_CHUNK_NODES) {
+        c = hyp__calloc(1, sizeof *c + DET_CHUNK_NODES * sizeof(det_node_t));
+        if (c == NULL)
+            return NULL;
+        c->next = th->chunks;
+        th->chunks = c;
+    }
+    return &c->nodes[c->used++];
+}
+
+static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *key,
+                             det_func_t *f) {
+    det_node_t *n = node_alloc(th);
+
+    if (n == NULL)
+        return NULL;
+    n->key = key;
+    n->func = f;
+    n->parent = parent;
+    n->next_sibling = parent->first_child;
+    parent->first_child = n;
+    return n;
+}
+
+/* The slow half of the child lookup: walk the siblings and move a hit to the
+ * front, or create the node, resolving the function (which may call into
+ * Python: the caller has saved any pending exception). Past the node limit,
+ * calls fold into one "[truncated]" child per parent, and everything below a
+ * truncated node folds into it. Returns NULL on allocation failure. */
+static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *parent,
+                              const void *key, PyObject *callable, PyObject *self_arg) {
+    det_node_t *prev = NULL, *n;
+    det_func_t *f;
+
+    if (parent->truncated)
+        return parent;
+    for (n = parent->first_child; n != NULL; prev = n, n = n->next_sibling) {
+        if (n->key == key) {
+            if (prev != NULL) {
+                prev->next_sibling = n->next_sibling;
+                n->next_sibling = parent->first_child;
+                parent->first_child = n;
+            }
+            return n;
+        }
+    }
+    if (p->max_nodes != 0 && p->nodes >= p->max_nodes) {
+        p->truncated++;
+        for (n = parent->first_child; n != NULL; n = n->next_sibling)
+            if (n->truncated)
+                return n;
+        n = node_link(th, parent, &p->trunc_func, p->trunc_func);
+        if (n != NULL)
+            n->truncated = 1;
+        return n;
+    }
+    if (callable == NULL)
+        f = py_func(p, (PyCodeObject *)key);
+    else
+        f = c_func(p, (PyMethodDef *)key, callable, self_arg);
+    if (f == NULL)
+        return NULL;
+    n = node_link(th, parent, key, f);
+    if (n != NULL)
+        p->nodes++;
+    return n;
+}
+
+/* ----------------------------------------------------------------- threads */
+
+static void thread_name(det_thread_t *th) {
+    PyObject *threading, *active, *t = NULL, *name = NULL, *key;
+
+    snprintf(th->name, sizeof th->name, "Thread-%lu", th->ident);
+    threading = PyImport_ImportModule("threading");
+    if (threading == NULL)
+        goto done;
+    active = PyObject_GetAttrString(threading, "_active");
+    Py_DECREF(threading);
+    if (active == NULL)
+        goto done;
+    key = PyLong_FromUnsignedLong(th->ident);
+    if (key != NULL && PyDict_Check(active))
+        t = PyDict_GetItemWithError(active, key);
+    Py_XDECREF(key);
+    if (t != NULL)
+        name = PyObject_GetAttrString(t, "name");
+    Py_DECREF(active);
+    if (name != NULL && PyUnicode_Check(name)) {
+        const char *s = PyUnicode_AsUTF8(name);
+        if (s != NULL)
+            snprintf(th->name, sizeof th->name, "%s", s);
+    }
+    Py_XDECREF(name);
+done:
+    PyErr_Clear();
+}
+
+/* The calling thread's state, created at its first event. Called with the
+ * GIL held and any pending exception saved. */
+static det_thread_t *thread_slow(det_prof_t *p) {
+    unsigned long ident = PyThread_get_thread_ident();
+    uint64_t tid = (uint64_t)syscall(SYS_gettid);
+    det_thread_t *th;
+
+    for (th = p->threads; th != NULL; th = th->next)
+        if (th->ident == ident && th->os_tid == tid)
+            break;
+    if (th == NULL) {
+        th = hyp__calloc(1, sizeof *th);
+        if (th == NULL)
+            return NULL;
+        th->cap = 256;
+        th->stack = hyp__malloc(th->cap * sizeof *th->stack);
+        if (th->stack == NULL) {
+            hyp__free(th);
+            return NULL;
+        }
+        th->ident = ident;
+        th->os_tid = tid;
+        hyp_cpu_clock_init(&th->cpu, p->cpu_flags, &th->cpu_err);
+        thread_name(th);
+        th->next = p->threads;
+        p->threads = th;
+        p->nthreads++;
+    } else if (th->cpu.page == NULL && th->cpu.source == HYP_CPU_PERF_MMAP) {
+        hyp_cpu_clock_init(&th->cpu, p->cpu_flags, &th->cpu_err);
+    }
+    th->tstate = PyThreadState_Get();
+    th->session = p->session;
+    det_tls.session = p->session;
+    det_tls.th = th;
+    return th;
+}
+
+/* ---------------------------------------------------------------- hot path */
+
+static inline det_thread_t *thread_get(det_prof_t *p) {
+    if (LIKELY(det_tls.session == p->session))
+        return det_tls.th;
+    return NULL;
+}
+
+static int stack_grow(det_thread_t *th) {
+    size_t cap = th->cap * 2;
+    det_frame_t *s = hyp__realloc(th->stack, cap * sizeof *s);
+
+    if (s == NULL)
+        return HYP_ENOMEM;
+    th->stack = s;
+    th->cap = cap;
+    return 0;
+}
+
+/* Closes the top frame at (wall, cpu). */
+static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint64_t cpu,
+                           int suspend) {
+    det_frame_t *f = &th->stack[--th->depth];
+    det_node_t *n = f->node;
+    uint64_t w = wall - f->t0, c = cpu - f->c0;
+
+    if (wall < f->t0)
+        w = 0;
+    n->wall_own += w > f->child_wall ? w - f->child_wall : 0;
+    n->cpu_own += c > f->child_cpu ? c - f->child_cpu : 0;
+    n->cpu_cum += c;
+    if (f->gen_frame == NULL) {
+        n->wall_cum += w;
+    } else if (suspend) {
+        n->wall_cum += w;
+        gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
+    } else {
+        /* The whole life of the instance: earlier activations were added at
+         * their suspension, the time suspended is added now. */
+        uint64_t span = wall - f->first_wall;
+        n->wall_cum += span > f->run_wall ? span - f->run_wall : w;
+    }
+    if (th->depth != 0) {
+        th->stack[th->depth - 1].child_wall += w;
+        th->stack[th->depth - 1].child_cpu += c;
+    }
+}
+
+/* Enters a call of key (a code object, or a PyMethodDef when callable is
+ * not NULL). gen_frame is the frame of a generator or coroutine (NULL
+ * otherwise); fresh says whether it starts rather than resumes. */
+static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject *callable,
+                      PyObject *self_arg, const void *gen_frame, int fresh, uint64_t wall,
+                      uint64_t cpu) {
+    det_node_t *parent, *n;
+    det_frame_t *f;
+    det_gen_t g;
+    int resumed = 0;
+
+    if (UNLIKELY(th->lost != 0 || th->depth == th->cap)) {
+        if (th->lost != 0 || stack_grow(th) != 0) {
+            th->lost++;
+            set_error(p, HYP_ENOMEM);
+            return;
+        }
+    }
+    if (UNLIKELY(gen_frame != NULL) && !fresh && gens_take(p, gen_frame, &g)) {
+        n = g.node;
+        resumed = 1;
+    } else {
+        parent = th->depth != 0 ? th->stack[th->depth - 1].node : &th->root;
+        n = parent->first_child;
+        if (UNLIKELY(n == NULL || n->key != key)) {
+            PyObject *exc_type, *exc_value, *exc_tb;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            n = child_slow(p, th, parent, key, callable, self_arg);
+            PyErr_Restore(exc_type, exc_value, exc_tb);
+            if (n == NULL) {
+                th->lost++;
+                set_error(p, HYP_ENOMEM);
+                return;
+            }
+        }
+        n->calls++;
+    }
+    f = &th->stack[th->depth++];
+    f->key = key;
+    f->node = n;
+    f->gen_frame = gen_frame;
+    f->t0 = wall;
+    f->c0 = cpu;
+    f->child_wall = 0;
+    f->child_cpu = 0;
+    if (gen_frame != NULL) {
+        f->first_wall = resumed ? g.first_wall : wall;
+        f->run_wall = resumed ? g.run_wall : 0;
+    }
+}
+
+/* Leaves the call of key. A return that matches no open call (the frame was
+ * entered before start()) is ignored; one that matches a deeper call (an
+ * event lost to another tool) closes the calls above it first. */
+static void det_leave(det_prof_t *p, det_thread_t *th, const void *key, int suspend,
+                      uint64_t wall, uint64_t cpu) {
+    size_t i;
+
+    if (UNLIKELY(th->lost != 0)) {
+        th->lost--;
+        return;
+    }
+    if (UNLIKELY(th->depth == 0))
+        return;
+    if (LIKELY(th->stack[th->depth - 1].key == key)) {
+        det_pop(p, th, wall, cpu, suspend);
+        return;
+    }
+    for (i = th->depth - 1; i-- > 0;)
+        if (th->stack[i].key == key)
+            break;
+    if (i == (size_t)-1 || th->stack[i].key != key) {
+        p->unmatched++;
+        return;
+    }
+    while (th->depth > i + 1)
+        det_pop(p, th, wall, cpu, 0);
+    det_pop(p, th, wall, cpu, suspend);
+}
+
+/* -------------------------------------------------------- setprofile engine */
+
+static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+    det_prof_t *p = (det_prof_t *)obj;
+    det_thread_t *th;
+    PyCodeObject *co;
+    uint64_t wall, cpu;
+
+    if (what >= PyTrace_C_CALL && !p->builtins)
+        return 0;
+    th = thread_get(p);
+    if (UNLIKELY(th == NULL)) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        th = thread_slow(p);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        if (th == NULL) {
+            set_error(p, HYP_ENOMEM);
+            return 0;
+        }
+    }
+    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+    switch (what) {
+    case PyTrace_CALL:
+        co = frame_code(frame);
+        if (UNLIKELY(co->co_flags & DET_GEN_FLAGS))
+            det_enter(p, th, co, NULL, NULL, frame, frame_is_fresh(frame, co), wall, cpu);
+        else
+            det_enter(p, th, co, NULL, NULL, NULL, 1, wall, cpu);
+        break;
+    case PyTrace_RETURN:
+        co = frame_code(frame);
+        det_leave(p, th, co,
+                  UNLIKELY(co->co_flags & DET_GEN_FLAGS) ? frame_suspends(frame, co, arg) : 0,
+                  wall, cpu);
+        break;
+    case PyTrace_C_CALL:
+        if (PyCFunction_Check(arg))
+            det_enter(p, th, ((PyCFunctionObject *)arg)->m_ml, arg, NULL, NULL, 1, wall, cpu);
+        break;
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION:
+        if (PyCFunction_Check(arg))
+            det_leave(p, th, ((PyCFunctionObject *)arg)->m_ml, 0, wall, cpu);
+        break;
+    default:
+        break;
+    }
+    th->last_wall = wall;
+    th->last_cpu = cpu;
+    return 0;
+}
+
+/* threading.setprofile()'s hook, run by each thread started while profiling:
+ * it installs the C function on its thread in place of itself. */
+static PyObject *det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    det_prof_t *p = (det_prof_t *)self;
+
+    (void)args;
+    (void)nargs;
+    if (det_active == p && p->running && p->engine == DET_ENGINE_SETPROFILE)
+        PyEval_SetProfile(det_tracefunc, (PyObject *)p);
+    else
+        PyEval_SetProfile(NULL, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef det_bootstrap_def = {"_hyprof_thread_bootstrap", (PyCFunction)(void (*)(void))det_bootstrap,
+                                        METH_FASTCALL, NULL};
+
+/* -------------------------------------------------------- monitoring engine */
+
+#if PY_VERSION_HEX >= 0x030C0000
+enum {
+    EV_PY_START, EV_PY_RESUME, EV_PY_THROW, EV_PY_RETURN, EV_PY_YIELD, EV_PY_UNWIND,
+    EV_CALL, EV_C_RETURN, EV_C_RAISE, EV_COUNT
+};
+/* sys.monitoring.events bit numbers (Include/cpython/monitoring.h). */
+static const struct {
+    const char *name;
+    int bit;
+} det_events[EV_COUNT] = {
+    {"PY_START", 0}, {"PY_RESUME", 1}, {"PY_THROW", 13}, {"PY_RETURN", 2}, {"PY_YIELD", 3},
+    {"PY_UNWIND", 12}, {"CALL", 4}, {"C_RETURN", 15}, {"C_RAISE", 16},
+};
+
+static inline det_thread_t *mon_thread(det_prof_t *p) {
+    det_thread_t *th = thread_get(p);
+
+    if (UNLIKELY(th == NULL)) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        th = thread_slow(p);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        if (th == NULL)
+            set_error(p, HYP_ENOMEM);
+    }
+    return th;
+}
+
+static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
+    det_prof_t *p = (det_prof_t *)self;
+    det_thread_t *th = mon_thread(p);
+    PyCodeObject *co = (PyCodeObject *)args[0];
+    uint64_t wall, cpu;
+
+    if (UNLIKELY(th == NULL || !p->running))
+        return;
+    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+    if (UNLIKELY(co->co_flags & DET_GEN_FLAGS))
+        det_enter(p, th, co, NULL, NULL, current_iframe(th), fresh, wall, cpu);
+    else
+        det_enter(p, th, co, NULL, NULL, NULL, 1, wall, cpu);
+    th->last_wall = wall;
+    th->last_cpu = cpu;
+}
+
+static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspend) {
+    det_prof_t *p = (det_prof_t *)self;
+    det_thread_t *th = mon_thread(p);
+    uint64_t wall, cpu;
+
+    if (UNLIKELY(th == NULL || !p->running))
+        return;
+    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+    det_leave(p, th, args[0], suspend, wall, cpu);
+    th->last_wall = wall;
+    th->last_cpu = cpu;
+}
+
+static PyObject *mon_py_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)nargs;
+    mon_enter_py(self, args, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_resume(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)nargs;
+    mon_enter_py(self, args, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)nargs;
+    mon_leave_py(self, args, 0);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mon_py_yield(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)nargs;
+    mon_leave_py(self, args, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    det_prof_t *p = (det_prof_t *)self;
+    PyMethodDef *ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+    det_thread_t *th;
+    uint64_t wall, cpu;
+
+    if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+        Py_RETURN_NONE;
+    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+    det_enter(p, th, ml, args[2], nargs > 3 ? args[3] : NULL, NULL, 1, wall, cpu);
+    th->last_wall = wall;
+    th->last_cpu = cpu;
+    Py_RETURN_NONE;
+}
+
+static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    det_prof_t *p = (det_prof_t *)self;
+    PyMethodDef *ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+    det_thread_t *th;
+    uint64_t wall, cpu;
+
+    if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+        Py_RETURN_NONE;
+    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+    det_leave(p, th, ml, 0, wall, cpu);
+    th->last_wall = wall;
+    th->last_cpu = cpu;
+    Py_RETURN_NONE;
+}
+
+#define DET_FASTCALL(f) ((PyCFunction)(void (*)(void))(f))
+static PyMethodDef det_mon_defs[EV_COUNT] = {
+    {"hyprof_py_start", DET_FASTCALL(mon_py_start), METH_FASTCALL, NULL},
+    {"hyprof_py_resume", DET_FASTCALL(mon_py_resume), METH_FASTCALL, NULL},
+    {"hyprof_py_throw", DET_FASTCALL(mon_py_resume), METH_FASTCALL, NULL},
+    {"hyprof_py_return", DET_FASTCALL(mon_py_return), METH_FASTCALL, NULL},
+    {"hyprof_py_yield", DET_FASTCALL(mon_py_yield), METH_FASTCALL, NULL},
+    {"hyprof_py_unwind", DET_FASTCALL(mon_py_return), METH_FASTCALL, NULL},
+    {"hyprof_call", DET_FASTCALL(mon_call), METH_FASTCALL, NULL},
+    {"hyprof_c_return", DET_FASTCALL(mon_c_return), METH_FASTCALL, NULL},
+    {"hyprof_c_raise", DET_FASTCALL(mon_c_return), METH_FASTCALL, NULL},
+};
+
+static PyObject *monitoring_module(void) {
+    PyObject *sys = PyImport_ImportModule("sys"), *mon;
+
+    if (sys == NULL)
+        return NULL;
+    mon = PyObject_GetAttrString(sys, "monitoring");
+    Py_DECREF(sys);
+    return mon;
+}
+
+static int monitoring_start(det_prof_t *p) {
+    PyObject *mon = monitoring_module(), *r, *cbs;
+    int i, nev = p->builtins ? EV_COUNT : EV_CALL;
+    long mask = 0;
+
+    if (mon == NULL)
+        return -1;
+    if (p->missing == NULL) {
+        p->missing = PyObject_GetAttrString(mon, "MISSING");
+        if (p->missing == NULL)
+            goto fail;
+    }
+    if (p->callbacks == NULL) {
+        cbs = PyTuple_New(EV_COUNT);
+        if (cbs == NULL)
+            goto fail;
+        for (i = 0; i < EV_COUNT; i++) {
+            PyObject *f = PyCFunction_New(&det_mon_defs[i], (PyObject *)p);
+            if (f == NULL) {
+                Py_DECREF(cbs);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(cbs, i, f);
+        }
+        p->callbacks = cbs;
+    }
+    r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
+    if (r == NULL)
+        goto fail;
+    Py_DECREF(r);
+    for (i = 0; i < nev; i++) {
+        r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
+                                1 << det_events[i].bit, PyTuple_GET_ITEM(p->callbacks, i));
+        if (r == NULL)
+            goto fail_free;
+        Py_DECREF(r);
+        mask |= 1L << det_events[i].bit;
+    }
+    r = PyObject_CallMethod(mon, "set_events", "il", DET_TOOL_ID, mask);
+    if (r == NULL)
+        goto fail_free;
+    Py_DECREF(r);
+    Py_DECREF(mon);
+    return 0;
+fail_free:
+    r = PyObject_CallMethod(mon, "free_tool_id", "i", DET_TOOL_ID);
+    Py_XDECREF(r);
+fail:
+    Py_DECREF(mon);
+    return -1;
+}
+
+static void monitoring_stop(det_prof_t *p) {
+    PyObject *mon = monitoring_module(), *r;
+    int i;
+
+    (void)p;
+    if (mon == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    r = PyObject_CallMethod(mon, "set_events", "ii", DET_TOOL_ID, 0);
+    Py_XDECREF(r);
+    for (i = 0; i < EV_COUNT; i++) {
+        r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
+                                1 << det_events[i].bit, Py_None);
+        Py_XDECREF(r);
+    }
+    r = PyObject_CallMethod(mon, "free_tool_id", "i", DET_TOOL_ID);
+    Py_XDECREF(r);
+    Py_DECREF(mon);
+    PyErr_Clear();
+}
+
+/* The name of the tool holding the profiler's sys.monitoring id, or NULL. */
+static PyObject *monitoring_owner(void) {
+    PyObject *mon = monitoring_module(), *r;
+
+    if (mon == NULL)
+        return NULL;
+    r = PyObject_CallMethod(mon, "get_tool", "i", DET_TOOL_ID);
+    Py_DECREF(mon);
+    if (r == Py_None) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return r;
+}
+#endif
+
+/* ------------------------------------------------------------ start / stop */
+
+/* Describes a foreign profile function for the refusal message. */
+static PyObject *describe_profiler(PyThreadState *ts) {
+    PyObject *obj = ts->c_profileobj;
+    const char *tname = obj != NULL ? Py_TYPE(obj)->tp_name : "no object";
+
+    if (obj != NULL && strcmp(tname, "_lsprof.Profiler") == 0)
+        return PyUnicode_FromString("cProfile (_lsprof.Profiler)");
+    if (obj != NULL && PyCallable_Check(obj) && !PyType_Check(obj)) {
+        PyObject *r = PyObject_Repr(obj);
+        if (r != NULL) {
+            PyObject *s = PyUnicode_FromFormat("%s %U", tname, r);
+            Py_DECREF(r);
+            return s;
+        }
+        PyErr_Clear();
+    }
+    return PyUnicode_FromFormat("a C profile function with a %s object", tname);
+}
+
+/* Refuses to start over another profiler: hyprof never silently replaces a
+ * profile function, nor takes a monitoring tool id that is in use. */
+static int check_foreign(det_prof_t *p) {
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    PyThreadState *ts;
+    PyObject *threading, *hook;
+
+    if (det_active != NULL) {
+        PyErr_SetString(hyp_py_profiler_error,
+                        det_active == p ? "this profiler is already running"
+                                        : "another hyprof profiler is already running; stop it "
+                                          "before starting this one (one at a time, on all threads)");
+        return -1;
+    }
+    for (ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts)) {
+        if (ts->c_profilefunc != NULL) {
+            PyObject *who = describe_profiler(ts);
+            PyErr_Format(hyp_py_profiler_error,
+                         "cannot start: thread %lu already has a profile function (%U); hyprof "
+                         "does not replace another profiler; stop it first",
+                         (unsigned long)ts->thread_id, who != NULL ? who : Py_None);
+            Py_XDECREF(who);
+            return -1;
+        }
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    {
+        PyObject *owner = monitoring_owner();
+        if (owner != NULL) {
+            PyErr_Format(hyp_py_profiler_error,
+                         "cannot start: the sys.monitoring profiler tool id (%d) is used by %R; "
+                         "hyprof does not replace another profiler; stop it first",
+                         DET_TOOL_ID, owner);
+            Py_DECREF(owner);
+            return -1;
+        }
+        if (PyErr_Occurred())
+            return -1;
+    }
+#endif
+    threading = PyImport_ImportModule("threading");
+    if (threading == NULL)
+        return -1;
+    hook = PyObject_GetAttrString(threading, "_profile_hook");
+    Py_DECREF(threading);
+    if (hook == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (hook != Py_None) {
+        PyErr_Format(hyp_py_profiler_error,
+                     "cannot start: threading.setprofile() holds another profile function (%R) "
+                     "for new threads; hyprof does not replace another profiler",
+                     hook);
+        Py_DECREF(hook);
+        return -1;
+    }
+    Py_DECREF(hook);
+    return 0;
+}
+
+static int threading_setprofile(PyObject *hook) {
+    PyObject *threading = PyImport_ImportModule("threading"), *r;
+
+    if (threading == NULL)
+        return -1;
+    r = PyObject_CallMethod(threading, "setprofile", "O", hook);
+    Py_DECREF(threading);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *det_start(det_prof_t *p, PyObject *unused) {
+    PyThreadState *ts;
+
+    (void)unused;
+    if (check_foreign(p) < 0)
+        return NULL;
+    if (hyp_clock_init(0) != 0) {
+        PyErr_SetString(hyp_py_profiler_error, "cannot initialise the clocks");
+        return NULL;
+    }
+    p->session = ++det_sessions;
+    /* Stacks left from an earlier run were closed by stop(); only the
+     * session changes, so the trees keep accumulating. */
+    if (p->wall_start == 0 && p->wall_total == 0) {
+        struct timespec ts_now;
+        clock_gettime(CLOCK_REALTIME, &ts_now);
+        p->unix_start = (double)ts_now.tv_sec + ts_now.tv_nsec / 1e9;
+    }
+    p->wall_start = hyp_clock_ticks();
+    if (p->engine == DET_ENGINE_MONITORING) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (monitoring_start(p) < 0)
+            return NULL;
+#endif
+    } else {
+        if (p->bootstrap == NULL) {
+            p->bootstrap = PyCFunction_New(&det_bootstrap_def, (PyObject *)p);
+            if (p->bootstrap == NULL)
+                return NULL;
+        }
+        if (threading_setprofile(p->bootstrap) < 0)
+            return NULL;
+        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+             ts = PyThreadState_Next(ts)) {
+            if (_PyEval_SetProfile(ts, det_tracefunc, (PyObject *)p) < 0) {
+                PyObject *exc_type, *exc_value, *exc_tb;
+                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+                for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+                     ts = PyThreadState_Next(ts))
+                    if (ts->c_profilefunc == det_tracefunc)
+                        _PyEval_SetProfile(ts, NULL, NULL);
+                threading_setprofile(Py_None);
+                PyErr_Restore(exc_type, exc_value, exc_tb);
+                return NULL;
+            }
+        }
+    }
+    Py_INCREF(p);
+    det_active = p;
+    p->running = 1;
+    Py_RETURN_NONE;
+}
+
+/* Closes every open call at stop time: the calling thread's at its clock,
+ * other threads' at the wall clock now and their CPU time at their last
+ * event (their CPU clock can only be read on their own thread). */
+static void close_open_frames(det_prof_t *p) {
+    det_thread_t *me = det_tls.session == p->session ? det_tls.th : NULL, *th;
+    uint64_t wall_now = hyp_clock_ticks();
+
+    for (th = p->threads; th != NULL; th = th->next) {
+        uint64_t wall, cpu;
+        if (th == me) {
+            cpu = hyp_cpu_clock_read(&th->cpu, &wall);
+        } else {
+            wall = wall_now;
+            cpu = th->last_cpu;
+        }
+        while (th->depth != 0) {
+            det_frame_t *f = &th->stack[th->depth - 1];
+            if (cpu < f->c0)
+                cpu = f->c0;
+            det_pop(p, th, wall, cpu, 0);
+        }
+        th->lost = 0;
+    }
+    /* Instances still suspended keep the time they ran; their next
+     * resumption, if any, happens outside this run. */
+    p->gens_used = 0;
+    if (p->gens != NULL)
+        memset(p->gens, 0, p->gens_cap * sizeof *p->gens);
+}
+
+static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
+    PyThreadState *ts;
+    int err;
+
+    (void)unused;
+    if (!p->running) {
+        PyErr_SetString(hyp_py_profiler_error, "the profiler is not running");
+        return NULL;
+    }
+    if (p->engine == DET_ENGINE_MONITORING) {
+#if PY_VERSION_HEX >= 0x030C0000
+        monitoring_stop(p);
+#endif
+    } else {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+             ts = PyThreadState_Next(ts)) {
+            if (ts->c_profilefunc == det_tracefunc && ts->c_profileobj == (PyObject *)p) {
+                _PyEval_SetProfile(ts, NULL, NULL);
+            } else if (p->replaced != NULL) {
+                /* Someone replaced the hook on this thread while it ran. */
+                PyObject *who = PyUnicode_FromFormat("thread %lu", (unsigned long)ts->thread_id);
+                if (who != NULL) {
+                    PyList_Append(p->replaced, who);
+                    Py_DECREF(who);
+                }
+            }
+        }
+        threading_setprofile(Py_None);
+        PyErr_Clear();
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+    p->running = 0;
+    close_open_frames(p);
+    p->wall_total += hyp_clock_ticks() - p->wall_start;
+    det_active = NULL;
+    det_tls.session = 0;
+    det_tls.th = NULL;
+    p->session = ++det_sessions; /* old co_extra slots and thread states stop matching */
+    Py_DECREF(p);
+    err = p->error;
+    if (err != 0) {
+        p->error = 0;
+        if (err == HYP_ENOMEM)
+            return PyErr_NoMemory();
+        PyErr_Format(hyp_py_profiler_error, "profiling failed: %s", hyp_strerror(err));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------- the object */
+
+static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"builtins", "engine", "max_nodes", "cpu_clock", NULL};
+    int builtins = 1;
+    const char *engine = "auto", *cpu_clock = "auto";
+    Py_ssize_t max_nodes = DET_DEFAULT_MAX_NODES;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|psns:DetProfiler", kwlist, &builtins, &engine,
+                                     &max_nodes, &cpu_clock))
+        return -1;
+    if (p->funcs != NULL || p->running) {
+        PyErr_SetString(hyp_py_profiler_error, "a DetProfiler cannot be initialised twice");
+        return -1;
+    }
+    if (engine == NULL || strcmp(engine, "auto") == 0) {
+        p->engine = PY_VERSION_HEX >= 0x030C0000 ? DET_ENGINE_MONITORING : DET_ENGINE_SETPROFILE;
+    } else if (strcmp(engine, "setprofile") == 0) {
+        p->engine = DET_ENGINE_SETPROFILE;
+    } else if (strcmp(engine, "monitoring") == 0) {
+        if (PY_VERSION_HEX < 0x030C0000) {
+            PyErr_SetString(hyp_py_profiler_error,
+                            "engine='monitoring' needs Python 3.12 or later (sys.monitoring); "
+                            "use engine='setprofile' or 'auto'");
+            return -1;
+        }
+        p->engine = DET_ENGINE_MONITORING;
+    } else {
+        PyErr_Format(hyp_py_profiler_error,
+                     "engine=%R is not known: use 'auto', 'setprofile' or 'monitoring'", engine);
+        return -1;
+    }
+    if (strcmp(cpu_clock, "auto") == 0) {
+        p->cpu_flags = 0;
+    } else if (strcmp(cpu_clock, "syscall") == 0) {
+        p->cpu_flags = HYP_CPU_CLOCK_FORCE_SYSCALL;
+    } else {
+        PyErr_Format(hyp_py_profiler_error,
+                     "cpu_clock=%s is not known: use 'auto' or 'syscall'", cpu_clock);
+        return -1;
+    }
+    if (max_nodes < 0 || (size_t)max_nodes > (size_t)UINT32_MAX / 2) {
+        PyErr_Format(hyp_py_profiler_error,
+                     "max_nodes=%zd is out of range: use 0 (no limit) up to %u", max_nodes,
+                     UINT32_MAX / 2);
+        return -1;
+    }
+    p->builtins = builtins;
+    p->max_nodes = (size_t)max_nodes;
+    p->session = ++det_sessions;
+    p->trunc_func = func_new(p, NULL, DET_FUNC_TRUNCATED);
+    if (p->trunc_func == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    p->trunc_func->key = &p->trunc_func;
+    p->trunc_func->name = PyUnicode_FromString("[truncated]");
+    p->replaced = PyList_New(0);
+    if (p->trunc_func->name == NULL || p->replaced == NULL)
+        return -1;
+    return 0;
+}
+
+static void free_threads(det_prof_t *p) {
+    det_thread_t *th, *next;
+
+    for (th = p->threads; th != NULL; th = next) {
+        det_chunk_t *c, *cn;
+        next = th->next;
+        for (c = th->chunks; c != NULL; c = cn) {
+            cn = c->next;
+            hyp__free(c);
+        }
+        hyp_cpu_clock_destroy(&th->cpu);
+        hyp__free(th->stack);
+        hyp__free(th);
+    }
+    p->threads = NULL;
+    p->nthreads = 0;
+}
+
+static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
+    Py_VISIT(p->bootstrap);
+    Py_VISIT(p->callbacks);
+    return 0;
+}
+
+static int det_clear(det_prof_t *p) {
+    Py_CLEAR(p->bootstrap);
+    Py_CLEAR(p->callbacks);
+    return 0;
+}
+
+static void det_dealloc(det_prof_t *p) {
+    size_t i;
+
+    PyObject_GC_UnTrack(p);
+    if (p->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)p);
+    det_clear(p);
+    free_threads(p);
+    for (i = 0; i < p->nfuncs; i++) {
+        Py_XDECREF(p->funcs[i]->code);
+        Py_XDECREF(p->funcs[i]->name);
+        hyp__free(p->funcs[i]);
+    }
+    hyp__free(p->funcs);
+    hyp__free(p->ctab);
+    hyp__free(p->gens);
+    Py_XDECREF(p->missing);
+    Py_XDECREF(p->replaced);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyObject *det_write(det_prof_t *p, PyObject *arg) {
+    PyObject *bytes;
+    hyp_profile_t *prof;
+    int rc;
+
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    if (p->running) {
+        Py_DECREF(bytes);
+        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
+        return NULL;
+    }
+    prof = hyp__det_export(p);
+    if (prof == NULL) {
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_trace_save(prof, PyBytes_AS_STRING(bytes));
+    Py_END_ALLOW_THREADS
+    hyp_profile_free(prof);
+    if (rc != 0) {
+        if (rc == HYP_EIO)
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+        else
+            PyErr_Format(hyp_py_profiler_error, "cannot write %R: %s", arg, hyp_strerror(rc));
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    Py_DECREF(bytes);
+    Py_RETURN_NONE;
+}
+
+/* The trace as bytes, written by the core's memory writer. */
+static PyObject *det_dumps(det_prof_t *p, PyObject *unused) {
+    hyp_profile_t *prof;
+    hyp_writer_t *w = NULL;
+    const void *data;
+    size_t len = 0;
+    PyObject *res = NULL;
+    int rc;
+
+    (void)unused;
+    if (p->running) {
+        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
+        return NULL;
+    }
+    prof = hyp__det_export(p);
+    if (prof == NULL)
+        return NULL;
+    rc = hyp_writer_open_mem(&w);
+    if (rc == 0) {
+        rc = hyp_writer_begin(w, prof);
+        if (rc == 0)
+            rc = hyp_writer_finish(w, prof);
+        if (rc == 0) {
+            data = hyp_writer_data(w, &len);
+            res = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+        }
+        if (hyp_writer_close(w) != 0 && rc == 0)
+            rc = HYP_EIO;
+    }
+    hyp_profile_free(prof);
+    if (rc != 0) {
+        Py_XDECREF(res);
+        PyErr_Format(hyp_py_profiler_error, "cannot serialise the profile: %s", hyp_strerror(rc));
+        return NULL;
+    }
+    return res;
+}
+
+static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
+    hyp_profile_t *prof;
+    PyObject *t;
+
+    (void)unused;
+    if (p->running) {
+        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
+        return NULL;
+    }
+    prof = hyp__det_export(p);
+    if (prof == NULL)
+        return NULL;
+    t = hyp_py_trace_from_profile(prof);
+    hyp_profile_free(prof);
+    return t;
+}
+
+static PyObject *det_get_running(det_prof_t *p, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(p->running);
+}
+
+static PyObject *det_get_engine(det_prof_t *p, void *closure) {
+    (void)closure;
+    return PyUnicode_FromString(p->engine == DET_ENGINE_MONITORING ? "monitoring" : "setprofile");
+}
+
+/* Counters a user or a test checks: nodes, functions, threads, truncations,
+ * returns that matched no call, and the CPU clock reads by kind. */
+static PyObject *det_get_counters(det_prof_t *p, void *closure) {
+    det_thread_t *th;
+    unsigned long long fast = 0, slow = 0;
+
+    (void)closure;
+    for (th = p->threads; th != NULL; th = th->next) {
+        fast += th->cpu.reads;
+        slow += th->cpu.resyncs;
+    }
+    return Py_BuildValue("{s:n,s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:O}", "nodes", (Py_ssize_t)p->nodes,
+                         "functions", (Py_ssize_t)p->nfuncs, "threads",
+                         (Py_ssize_t)p->nthreads, "truncated", (unsigned long long)p->truncated,
+                         "unmatched", (unsigned long long)p->unmatched, "generators_lost",
+                         (unsigned long long)p->gens_lost, "cpu_fast_reads", fast,
+                         "cpu_resyncs", slow, "replaced", p->replaced);
+}
+
+static PyMethodDef det_methods[] = {
+    {"start", (PyCFunction)det_start, METH_NOARGS,
+     "Starts profiling every thread; raises ProfilerError over another profiler."},
+    {"stop", (PyCFunction)det_stop, METH_NOARGS,
+     "Stops profiling and closes the calls still open at this instant."},
+    {"write", (PyCFunction)det_write, METH_O, "Writes the trace to a file."},
+    {"dumps", (PyCFunction)det_dumps, METH_NOARGS, "Returns the trace as bytes."},
+    {"trace", (PyCFunction)det_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef det_getset[] = {
+    {"running", (getter)det_get_running, NULL, "Whether the profiler is running.", NULL},
+    {"engine", (getter)det_get_engine, NULL, "'setprofile' or 'monitoring'.", NULL},
+    {"counters", (getter)det_get_counters, NULL, "Bookkeeping counters (a dict).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject det_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hyprof._hyprof.DetProfiler",
+    .tp_basicsize = sizeof(det_prof_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "DetProfiler(builtins=True, engine='auto', max_nodes=1000000, cpu_clock='auto')\n"
+              "The deterministic profiler's engine; hyprof.Profiler wraps it.",
+    .tp_weaklistoffset = offsetof(det_prof_t, weakrefs),
+    .tp_traverse = (traverseproc)det_traverse,
+    .tp_clear = (inquiry)det_clear,
+    .tp_dealloc = (destructor)det_dealloc,
+    .tp_init = (initproc)det_init,
+    .tp_new = PyType_GenericNew,
+    .tp_methods = det_methods,
+    .tp_getset = det_getset,
+};
+
+int hyp_py_det_init(PyObject *module) {
+    PyObject *bases;
+
+    if (det_extra_index < 0) {
+        det_extra_index = _PyEval_RequestCodeExtraIndex(det_extra_free);
+        if (det_extra_index < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "no co_extra slot left for hyprof");
+            return -1;
+        }
+    }
+    if (PyType_Ready(&det_type) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "DetProfiler", (PyObject *)&det_type) < 0)
+        return -1;
+    if (hyp_py_profiler_error == NULL) {
+        /* A RuntimeError (a profiler is in the way) and a ValueError (a bad
+         * option), so either handler catches it. */
+        bases = PyTuple_Pack(2, PyExc_RuntimeError, PyExc_ValueError);
+        if (bases == NULL)
+            return -1;
+        hyp_py_profiler_error = PyErr_NewExceptionWithDoc(
+            "hyprof.ProfilerError",
+            "A profiler cannot start (another one, or a foreign profile function, is active) "
+            "or was given a bad option.",
+            bases, NULL);
+        Py_DECREF(bases);
+        if (hyp_py_profiler_error == NULL)
+            return -1;
+    }
+    if (PyModule_AddObjectRef(module, "ProfilerError", hyp_py_profiler_error) < 0)
+        return -1;
+    if (PyModule_AddStringConstant(module, "DEFAULT_ENGINE",
+                                   PY_VERSION_HEX >= 0x030C0000 ? "monitoring" : "setprofile") < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,204 @@
+/* pyext/det_export.c: turns the deterministic engine's per-thread trees into
+ * a hyp_profile_t (the shared model), converting ticks to nanoseconds. */
+#include "det.h"
+
+#include "internal.h"
+
+#include <string.h>
+#include <unistd.h>
+
+/* Column order documented in docs/ARCHITECTURE.md. */
+static const hyp_metric_t det_metrics[] = {
+    {"calls", "count", HYP_METRIC_CALLS},
+    {"wall_own", "ns", HYP_METRIC_OWN},
+    {"cpu_own", "ns", HYP_METRIC_OWN},
+    {"wall_cum", "ns", HYP_METRIC_CUM},
+    {"cpu_cum", "ns", HYP_METRIC_CUM},
+};
+
+static int intern_obj(hyp_profile_t *prof, PyObject *s, hyp_id_t *id) {
+    Py_ssize_t len;
+    const char *u;
+
+    if (s == NULL || !PyUnicode_Check(s))
+        return hyp_profile_string(prof, "", 0, id);
+    u = PyUnicode_AsUTF8AndSize(s, &len);
+    if (u == NULL) {
+        PyErr_Clear();
+        return hyp_profile_string(prof, "?", 1, id);
+    }
+    return hyp_profile_string(prof, u, (size_t)len, id);
+}
+
+static int export_func(hyp_profile_t *prof, det_func_t *f) {
+    hyp_func_t hf;
+    int rc;
+
+    if (f->export_id != HYP_NO_ID)
+        return 0;
+    memset(&hf, 0, sizeof hf);
+    if (f->kind == DET_FUNC_PYTHON) {
+        PyCodeObject *co = (PyCodeObject *)f->code;
+        if ((rc = intern_obj(prof, co->co_qualname, &hf.name)) != 0 ||
+            (rc = intern_obj(prof, co->co_filename, &hf.file)) != 0)
+            return rc;
+        hf.lineno = co->co_firstlineno > 0 ? (uint32_t)co->co_firstlineno : 0;
+        hf.kind = HYP_FUNC_PYTHON;
+    } else {
+        if ((rc = intern_obj(prof, f->name, &hf.name)) != 0 ||
+            (rc = hyp_profile_string(prof, "", 0, &hf.file)) != 0)
+            return rc;
+        hf.kind = f->kind == DET_FUNC_BUILTIN ? HYP_FUNC_BUILTIN : HYP_FUNC_SPECIAL;
+    }
+    return hyp_profile_func(prof, &hf, &f->export_id);
+}
+
+static uint64_t to_ns(uint64_t ticks, double ns_per_tick) {
+    return (uint64_t)((double)ticks * ns_per_tick + 0.5);
+}
+
+/* Walks one thread's tree in preorder without recursion (trees can be as
+ * deep as the recursion limit allows), giving each node its shared id. */
+static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k) {
+    det_node_t *n = th->root.first_child;
+    uint64_t v[5];
+    int rc;
+
+    th->root.export_id = HYP_ROOT_NODE;
+    while (n != NULL) {
+        if ((rc = export_func(prof, n->func)) != 0)
+            return rc;
+        if ((rc = hyp_profile_node(prof, n->parent->export_id, n->func->export_id, 0,
+                                   &n->export_id)) != 0)
+            return rc;
+        v[0] = n->calls;
+        v[1] = to_ns(n->wall_own, k);
+        v[2] = to_ns(n->cpu_own, k);
+        v[3] = to_ns(n->wall_cum, k);
+        v[4] = to_ns(n->cpu_cum, k);
+        if ((rc = hyp_profile_add(prof, tid, n->export_id, v)) != 0)
+            return rc;
+        if (n->first_child != NULL) {
+            n = n->first_child;
+            continue;
+        }
+        while (n != NULL && n->next_sibling == NULL)
+            n = n->parent != &th->root ? n->parent : NULL;
+        if (n != NULL)
+            n = n->next_sibling;
+    }
+    return 0;
+}
+
+static int set_argv(hyp_profile_t *prof) {
+    PyObject *argv = PySys_GetObject("argv"); /* borrowed */
+    const char **v;
+    Py_ssize_t i, n;
+    int rc;
+
+    if (argv == NULL || !PyList_Check(argv))
+        return hyp_profile_set_meta_strv(prof, "argv", NULL, 0);
+    n = PyList_GET_SIZE(argv);
+    v = hyp__calloc((size_t)n + 1, sizeof *v);
+    if (v == NULL)
+        return HYP_ENOMEM;
+    for (i = 0; i < n; i++) {
+        PyObject *a = PyList_GET_ITEM(argv, i);
+        v[i] = PyUnicode_Check(a) ? PyUnicode_AsUTF8(a) : "?";
+        if (v[i] == NULL) {
+            PyErr_Clear();
+            v[i] = "?";
+        }
+    }
+    rc = hyp_profile_set_meta_strv(prof, "argv", v, (size_t)n);
+    hyp__free(v);
+    return rc;
+}
+
+static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
+    det_thread_t *th;
+    int perf = 0, sys = 0, rc;
+    const char *cpu;
+    char clocks[64];
+
+    for (th = p->threads; th != NULL; th = th->next) {
+        if (th->cpu.source == HYP_CPU_PERF_MMAP)
+            perf++;
+        else
+            sys++;
+    }
+    cpu = perf != 0 && sys != 0 ? "mixed" : perf != 0 ? "perf_mmap" : "thread_cputime";
+    if (p->cpu_flags & HYP_CPU_CLOCK_FORCE_SYSCALL)
+        cpu = "thread_cputime";
+    snprintf(clocks, sizeof clocks, "wall=%s cpu=%s", hyp_clock_wall_name(), cpu);
+    if ((rc = hyp_profile_set_meta_str(prof, "clock", clocks)) != 0 ||
+        (rc = hyp_profile_set_meta_str(prof, "clock_wall", hyp_clock_wall_name())) != 0 ||
+        (rc = hyp_profile_set_meta_str(prof, "clock_cpu", cpu)) != 0 ||
+        (rc = hyp_profile_set_meta_float(prof, "ns_per_tick", k)) != 0 ||
+        (rc = hyp_profile_set_meta_str(prof, "engine", p->engine == DET_ENGINE_MONITORING
+                                                           ? "monitoring"
+                                                           : "setprofile")) != 0 ||
+        (rc = hyp_profile_set_meta_bool(prof, "builtins", p->builtins)) != 0 ||
+        (rc = hyp_profile_set_meta_str(prof, "python", Py_GetVersion())) != 0 ||
+        (rc = hyp_profile_set_meta_int(prof, "pid", (int64_t)getpid())) != 0 ||
+        (rc = hyp_profile_set_meta_float(prof, "start_time", p->unix_start)) != 0 ||
+        (rc = hyp_profile_set_meta_float(prof, "duration", (double)p->wall_total * k / 1e9)) !=
+            0 ||
+        (rc = hyp_profile_set_meta_int(prof, "max_nodes", (int64_t)p->max_nodes)) != 0 ||
+        (rc = hyp_profile_set_meta_int(prof, "truncated", (int64_t)p->truncated)) != 0 ||
+        (rc = hyp_profile_set_meta_int(prof, "unmatched_returns", (int64_t)p->unmatched)) != 0 ||
+        (rc = hyp_profile_set_meta_int(prof, "generators_lost", (int64_t)p->gens_lost)) != 0)
+        return rc;
+    return set_argv(prof);
+}
+
+hyp_profile_t *hyp__det_export(det_prof_t *p) {
+    hyp_profile_t *prof;
+    det_thread_t *th;
+    double k = hyp_clock_ns_per_tick();
+    size_t i;
+    int rc = 0;
+
+    prof = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, HYP__ARRAY_SIZE(det_metrics));
+    if (prof == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    /* The engine folds calls past its own limit already; the profile's limit
+     * (the same) guards the shared tree, which threads can only make smaller. */
+    hyp_profile_set_node_limit(prof, p->max_nodes != 0 ? p->max_nodes + p->nthreads + 1 : 0);
+    for (i = 0; i < p->nfuncs; i++)
+        p->funcs[i]->export_id = HYP_NO_ID;
+    rc = set_meta(prof, p, k);
+    /* Threads in the order they were first seen. */
+    {
+        det_thread_t **order = hyp__calloc(p->nthreads + 1, sizeof *order);
+        size_t n = 0;
+        if (order == NULL)
+            rc = HYP_ENOMEM;
+        for (th = p->threads; rc == 0 && th != NULL; th = th->next)
+            order[n++] = th;
+        while (rc == 0 && n-- > 0) {
+            hyp_thread_t t;
+            hyp_id_t tid;
+            th = order[n];
+            memset(&t, 0, sizeof t);
+            t.os_tid = th->os_tid;
+            t.ident = th->ident;
+            if ((rc = hyp_profile_string(prof, th->name, strlen(th->name), &t.name)) != 0 ||
+                (rc = hyp_profile_thread(prof, &t, &tid)) != 0)
+                break;
+            rc = export_thread(prof, th, tid, k);
+        }
+        hyp__free(order);
+    }
+    if (rc != 0) {
+        hyp_profile_free(prof);
+        if (rc == HYP_ENOMEM)
+            PyErr_NoMemory();
+        else
+            PyErr_Format(hyp_py_profiler_error, "cannot build the profile: %s", hyp_strerror(rc));
+        return NULL;
+    }
+    return prof;
+}
