@@ -14,11 +14,12 @@ Parents always come before their children (``order`` is a preorder).
 from collections import namedtuple
 
 Func = namedtuple("Func", "name filename lineno kind")
-Column = namedtuple("Column", "name label unit scale")
+# A value column: the metric's name, a short label for people, its unit, its
+# role ("time", "calls", "samples", "weight" or "other") and, for a sample
+# kind's columns, the kind's name ("cpu-clock", "alloc").
+Column = namedtuple("Column", "name label unit role event")
 
-# What the exporters call the trace's own-value columns. ``scale`` turns the
-# stored integer into the unit a human reads (nanoseconds stay nanoseconds
-# here; the exporters choose their own output units).
+# What the exporters call the deterministic mode's columns.
 _LABELS = {
     "wall_own": "wall",
     "cpu_own": "cpu",
@@ -120,7 +121,7 @@ class CallTree:
                 if c.name == want:
                     return i
         for i, c in enumerate(self.columns):
-            if c.unit == "count" and c.name != "calls":
+            if c.role == "samples":
                 return i
         if not self.columns:
             raise ReportError("the trace has no metric columns")
@@ -253,26 +254,53 @@ def _kind_name(kind):
     return {0: "python", 1: "builtin", 2: "special"}.get(kind, "python")
 
 
-def _column_for(metric):
-    name, unit = metric.name, metric.unit
-    label = _LABELS.get(name)
-    if label is None:
-        label = name[:-4] if name.endswith("_own") else name
-    return Column(name, label, unit, 1)
-
-
-def _own_metric_indexes(metrics):
-    """The columns a stack report can add up: own values and call counts."""
+def _columns(metrics, sample_kinds):
+    """The columns a stack report can add up (own values and call counts),
+    as (metric index, Column). A sample kind's two columns are labelled
+    after the kind: "cpu-clock samples" and "cpu-clock"."""
+    role = {}
+    for k in sample_kinds or []:
+        role[k.count_metric] = ("samples", k.name)
+        role[k.weight_metric] = ("weight", k.name)
     out = []
     for i, m in enumerate(metrics):
-        kind = getattr(m, "kind", "own")
-        if kind in ("own", 0, "calls", 2):
-            out.append(i)
+        kind = _metric_kind(m.kind)
+        if kind not in ("own", "calls"):
+            continue
+        if i in role:
+            r, event = role[i]
+            label = "%s samples" % event if r == "samples" else event
+        elif kind == "calls":
+            r, event, label = "calls", "", "calls"
+        elif m.unit == "ns":
+            r, event = "time", ""
+            label = _LABELS.get(m.name) or (m.name[:-4] if m.name.endswith("_own") else m.name)
+        else:
+            r, event, label = "other", "", m.name
+        out.append((i, Column(m.name, label, m.unit, r, event)))
     return out
+
+
+def _metric_kind(kind):
+    if isinstance(kind, str):
+        return kind
+    return {0: "own", 1: "cum", 2: "calls"}.get(kind, "own")
 
 
 def _func_key(fs):
     return (fs.name, fs.filename or "", int(fs.lineno or 0), _kind_name(getattr(fs, "kind", 0)))
+
+
+def _raw_tables(trace, thread):
+    """The trace's node triples and node-major values, without making a
+    Python object per node, when the trace offers them (hyprof.Trace does);
+    else None."""
+    nodes = getattr(trace, "_nodes", None)
+    node_values = getattr(trace, "_node_values", None)
+    table = getattr(trace, "function_table", None)
+    if nodes is None or node_values is None or table is None:
+        return None
+    return nodes, node_values(thread), table
 
 
 def from_trace(trace, thread=None, split_threads=False):
@@ -284,9 +312,11 @@ def from_trace(trace, thread=None, split_threads=False):
     if not hasattr(trace, "nodes") or not hasattr(trace, "metrics"):
         raise ReportError("expected a hyprof Trace, got %s" % type(trace).__name__)
     metrics = list(trace.metrics)
-    keep = _own_metric_indexes(metrics)
-    columns = [_column_for(metrics[i]) for i in keep]
+    picked = _columns(metrics, getattr(trace, "sample_kinds", None))
+    keep = [i for i, _ in picked]
+    columns = [c for _, c in picked]
     names = [metrics[i].name for i in keep]
+    nm = len(metrics)
     funcs = []
     func_ids = {}
     parent, func, line = [-1], [-1], [0]
@@ -300,24 +330,47 @@ def from_trace(trace, thread=None, split_threads=False):
             funcs.append(Func(*k))
         return j
 
-    def add_nodes(nodes, root):
-        base = {}
-        for nd in nodes:
+    def add_nodes(tid, root):
+        raw = _raw_tables(trace, tid)
+        if raw is not None:
+            nd, vals, table = raw
+            n = len(nd) // 3
+            if len(vals) != n * nm:
+                raise ReportError("the trace's node values do not match its %d nodes" % n)
+            fmap = [intern(f) for f in table]
+            base = len(parent) - 1  # node i (i >= 1) becomes base + i
+            for i in range(1, n):
+                p = nd[3 * i]
+                if p >= i:
+                    raise ReportError("node %d comes before its parent %d" % (i, p))
+                parent.append(root if p == 0 else base + p)
+                func.append(fmap[nd[3 * i + 1]])
+                line.append(nd[3 * i + 2])
+            for c, m in enumerate(keep):
+                col = vals[m::nm]
+                v = values[c]
+                v[root] += col[0]
+                v.extend(col[1:])
+            return
+        ids = {}
+        for nd in trace.nodes(thread=tid):
+            vals = nd.values
+            if isinstance(vals, dict):
+                vals = [vals.get(name, 0) or 0 for name in names]
+            else:
+                vals = [vals[i] or 0 for i in keep]
             if nd.parent is None or nd.function is None:
-                base[nd.id] = root
-                vals = _values_of(nd.values, names, metrics, keep)
+                ids[nd.id] = root
                 for c, v in enumerate(values):
                     v[root] += vals[c]
                 continue
-            j = len(parent)
-            base[nd.id] = j
-            p = base.get(nd.parent)
+            p = ids.get(nd.parent)
             if p is None:
                 raise ReportError("node %d comes before its parent %d" % (nd.id, nd.parent))
+            ids[nd.id] = len(parent)
             parent.append(p)
             func.append(intern(nd.function))
             line.append(int(nd.line or 0))
-            vals = _values_of(nd.values, names, metrics, keep)
             for c, v in enumerate(values):
                 v.append(vals[c])
 
@@ -332,17 +385,11 @@ def from_trace(trace, thread=None, split_threads=False):
             line.append(0)
             for v in values:
                 v.append(0)
-            add_nodes(trace.nodes(thread=t.id), j)
+            add_nodes(t.id, j)
     else:
-        add_nodes(trace.nodes(thread=thread), 0)
+        add_nodes(thread, 0)
     return CallTree(funcs, parent, func, line, columns, values, trace.mode,
                     getattr(trace, "header", {}), threads)
-
-
-def _values_of(vals, names, metrics, keep):
-    if isinstance(vals, dict):
-        return [vals.get(n, 0) or 0 for n in names]
-    return [vals[i] or 0 for i in keep]
 
 
 def reject_options(fmt, options):

@@ -70,28 +70,34 @@ class _Strings:
         return j
 
 
-def _sample_types(trace, tree):
-    """(type, unit) per column. Sampling columns are named after their kind:
-    "<kind>_samples" counts, "<kind>_weight" in the kind's unit."""
+def _sample_types(tree):
+    """(type, unit) per column, in pprof's vocabulary: samples/count,
+    cpu/nanoseconds, wall/nanoseconds, alloc_space/bytes, calls/count."""
+    events = {c.event for c in tree.columns if c.event}
     out = []
-    kinds = {}
-    for k in getattr(trace, "sample_kinds", None) or []:
-        kinds[getattr(k, "count_metric", None)] = (k.name, "samples")
-        kinds[getattr(k, "weight_metric", None)] = (k.name, k.unit)
     for c in tree.columns:
-        if c.name in _TYPES:
-            out.append(_TYPES[c.name])
-            continue
         unit = _UNITS.get(c.unit, c.unit or "count")
-        if c.unit == "count":
-            name = c.name if c.name.endswith("samples") else c.name + "_samples"
-            out.append((name.replace("-", "_"), "count"))
-        elif c.unit == "bytes":
-            out.append((c.name.replace("-", "_"), "bytes"))
-        elif c.unit == "ns":
-            out.append((c.name.replace("-", "_"), "nanoseconds"))
+        if c.name in _TYPES:
+            typ, unit = _TYPES[c.name]
+        elif c.role == "samples":
+            typ, unit = "samples", "count"
+        elif c.role == "weight" and c.unit == "ns":
+            typ = "wall" if "wall" in c.event else "cpu"
+        elif c.role == "weight" and c.unit == "bytes":
+            typ = "alloc_space"
+        elif c.role == "weight":
+            typ = c.event
         else:
-            out.append((c.name.replace("-", "_"), unit))
+            typ = c.name
+        if len(events) > 1 and c.event:
+            # Several sample kinds: keep their columns apart.
+            typ = "%s_%s" % (c.event, typ) if typ != c.event else typ
+        out.append((typ.replace("-", "_"), unit))
+    seen = {}
+    for i, (typ, unit) in enumerate(out):
+        if typ in seen:
+            out[i] = ("%s_%s" % (tree.columns[i].name.replace("-", "_"), unit), unit)
+        seen[out[i][0]] = i
     return out
 
 
@@ -111,7 +117,7 @@ def build(trace, metric=None):
     for t in threads:
         tree = _model.from_trace(trace, thread=None if t is None else t.id)
         if types is None:
-            types = _sample_types(trace, tree)
+            types = _sample_types(tree)
             default_col = tree.column(metric) if metric else tree.default_column()
         tlabel = None
         if t is not None:

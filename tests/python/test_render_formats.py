@@ -1,0 +1,281 @@
+"""The exported formats, each read back by its real consumer where one is
+installed (callgrind_annotate, graphviz's dot, go tool pprof, jsonschema)
+and checked for the numbers a user would look at."""
+
+import gzip
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from hyprof import render as R
+from hyprof.render import pprof as P
+from test_render_support import (DET_TOTAL_CPU, DET_TOTAL_WALL, MS, det_data, det_trace,  # noqa: F401
+                                 need, sampling_data, sampling_trace, write)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def folded(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"(.+) (\d+)", line)
+        assert m, "not a folded stack line: %r" % line
+        out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+    return out
+
+
+# ---------------------------------------------------------------- collapsed
+
+def test_collapsed_deterministic_is_wall_ns_per_path(det_trace):
+    stacks = folded(R.render(det_trace, "collapsed"))
+    assert stacks == {
+        "main (app.py:1)": MS,
+        "main (app.py:1);work (app.py:10)": 6 * MS,
+        "main (app.py:1);work (app.py:10);helper (lib.py:5)": 3 * MS,
+        "main (app.py:1);work (app.py:10);helper (lib.py:5);work (app.py:10)": MS // 2,
+        "main (app.py:1);time.sleep": 50 * MS,
+    }
+    assert sum(stacks.values()) == DET_TOTAL_WALL
+    cpu = folded(R.render(det_trace, "collapsed", metric="cpu"))
+    assert cpu["main (app.py:1);time.sleep"] == 10_000
+    assert sum(cpu.values()) == DET_TOTAL_CPU
+    calls = folded(R.render(det_trace, "collapsed", metric="calls"))
+    assert calls["main (app.py:1);work (app.py:10);helper (lib.py:5)"] == 30
+
+
+def test_collapsed_sampling_merges_lines_and_splits_threads(sampling_trace):
+    stacks = folded(R.render(sampling_trace, "collapsed"))
+    # Per-line nodes of work fold into one frame: 5 + 4 main thread + 7 worker.
+    assert stacks == {"main (app.py:1)": 1, "main (app.py:1);work (app.py:10)": 16,
+                      "main (app.py:1);work (app.py:10);helper (lib.py:5)": 10}
+    per_thread = folded(R.render(sampling_trace, "collapsed", threads=True))
+    assert per_thread["[thread] worker;main (app.py:1);work (app.py:10)"] == 7
+    assert per_thread["[thread] MainThread;main (app.py:1);work (app.py:10)"] == 9
+    lines = folded(R.render(sampling_trace, "collapsed", lines=True))
+    assert lines["main (app.py:3);work (app.py:12)"] == 12
+    assert lines["main (app.py:3);work (app.py:14)"] == 4
+    weight = folded(R.render(sampling_trace, "collapsed", metric="cpu-clock"))
+    assert sum(weight.values()) == 27 * 10 * MS
+
+
+def test_collapsed_escapes_separators(tmp_path):
+    data = det_data()
+    data["functions"][1] = ("odd;name\nx", "app.py", 10, 0)
+    stacks = folded(R.render(write(tmp_path / "t.hyprof", data), "collapsed"))
+    assert "main (app.py:1);odd:name x (app.py:10)" in stacks
+
+
+def test_bad_options_name_the_problem(det_trace):
+    with pytest.raises(ValueError, match="unknown metric 'bogus'.*wall"):
+        R.render(det_trace, "collapsed", metric="bogus")
+    with pytest.raises(ValueError, match="unknown report format 'svgz'.*collapsed"):
+        R.render(det_trace, "svgz")
+    with pytest.raises(ValueError, match="the dot format has no option 'colour'"):
+        R.render(det_trace, "dot", colour=True)
+    with pytest.raises(ValueError, match="threshold must be a percentage"):
+        R.render(det_trace, "dot", threshold=250)
+
+
+# ---------------------------------------------------------------- speedscope
+
+def _schema_validate(doc):
+    jsonschema = pytest.importorskip("jsonschema")
+    with open(os.path.join(HERE, "data", "speedscope-file-format-schema.json")) as f:
+        schema = json.load(f)
+    jsonschema.validate(doc, schema)
+
+
+def test_speedscope_evented_from_call_tree(det_trace):
+    doc = json.loads(R.render(det_trace, "speedscope"))
+    _schema_validate(doc)
+    names = [f["name"] for f in doc["shared"]["frames"]]
+    assert [p["name"] for p in doc["profiles"]] == ["MainThread (wall)", "MainThread (cpu)"]
+    wall = doc["profiles"][0]
+    assert wall["type"] == "evented" and wall["unit"] == "nanoseconds"
+    assert wall["endValue"] == DET_TOTAL_WALL
+    # Events nest properly and each frame's open time is its inclusive time.
+    stack, incl = [], {}
+    last = 0
+    for ev in wall["events"]:
+        assert ev["at"] >= last
+        last = ev["at"]
+        if ev["type"] == "O":
+            stack.append(ev)
+        else:
+            opened = stack.pop()
+            assert opened["frame"] == ev["frame"]
+            name = names[ev["frame"]]
+            incl.setdefault(name, []).append(ev["at"] - opened["at"])
+    assert not stack
+    assert incl["main"] == [DET_TOTAL_WALL]
+    assert incl["time.sleep"] == [50 * MS]
+    assert sorted(incl["work"]) == [MS // 2, 9_500_000]
+    assert doc["profiles"][1]["endValue"] == DET_TOTAL_CPU
+
+
+def test_speedscope_sampled_weights(sampling_trace):
+    doc = json.loads(R.render(sampling_trace, "speedscope"))
+    _schema_validate(doc)
+    names = [f["name"] for f in doc["shared"]["frames"]]
+    by_name = {p["name"]: p for p in doc["profiles"]}
+    main = by_name["MainThread (cpu-clock)"]
+    assert main["type"] == "sampled" and main["unit"] == "nanoseconds"
+    assert sum(main["weights"]) == main["endValue"] == 20 * 10 * MS
+    stacks = {";".join(names[i] for i in s): w for s, w in zip(main["samples"],
+                                                              main["weights"])}
+    assert stacks == {"main": 10 * MS, "main;work": 90 * MS, "main;work;helper": 100 * MS}
+    assert sum(by_name["worker (cpu-clock)"]["weights"]) == 70 * MS
+    counts = json.loads(R.render(sampling_trace, "speedscope", metric="cpu-clock samples"))
+    assert [sum(p["weights"]) for p in counts["profiles"]] == [20, 7]
+    assert counts["profiles"][0]["unit"] == "none"
+
+
+def test_speedscope_schema_rejects_a_broken_file(det_trace):
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = json.loads(R.render(det_trace, "speedscope"))
+    doc["profiles"][0]["unit"] = "parsecs"
+    with pytest.raises(jsonschema.ValidationError):
+        _schema_validate(doc)
+
+
+# ---------------------------------------------------------------- callgrind
+
+def _annotate(tmp_path, text, *args):
+    tool = need("callgrind_annotate", "valgrind")
+    path = tmp_path / "callgrind.out.1"
+    path.write_text(text)
+    res = subprocess.run([tool, *args, str(path)], capture_output=True, text=True, check=True)
+    return res.stdout
+
+
+def _annotate_rows(out):
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \([^)]*\)\s+([\d,]+) \([^)]*\)\s+(\S.*)$", line)
+        if m:
+            rows[m.group(3).strip()] = (int(m.group(1).replace(",", "")),
+                                        int(m.group(2).replace(",", "")))
+    return rows
+
+
+def test_callgrind_annotate_reads_totals_and_inclusive_costs(tmp_path, det_trace):
+    text = R.render(det_trace, "callgrind")
+    assert "events: Wall_ns CPU_ns" in text
+    rows = _annotate_rows(_annotate(tmp_path, text, "--inclusive=yes"))
+    assert rows["PROGRAM TOTALS"] == (DET_TOTAL_WALL, DET_TOTAL_CPU)
+    assert rows["app.py:main:1"] == (DET_TOTAL_WALL, DET_TOTAL_CPU)
+    # Recursion counted once: work's inclusive time is 9.5 ms, not 10 ms.
+    assert rows["app.py:work:10"] == (9_500_000, 9_500_000)
+    assert rows["lib.py:helper:5"] == (3_500_000, 3_500_000)
+    assert rows["<built-in>:time.sleep"] == (50 * MS, 10_000)
+    own = _annotate_rows(_annotate(tmp_path, text, "--inclusive=no"))
+    assert own["app.py:work:10"] == (6_500_000, 6_500_000)
+    assert "calls=30 5" in text
+
+
+def test_callgrind_sampling_per_line_costs(tmp_path, sampling_trace):
+    text = R.render(sampling_trace, "callgrind")
+    assert "events: cpu_clock_samples cpu_clock_ns" in text
+    rows = _annotate_rows(_annotate(tmp_path, text, "--inclusive=yes"))
+    assert rows["PROGRAM TOTALS"] == (27, 270 * MS)
+    assert rows["app.py:work:10"] == (26, 260 * MS)
+    # Own samples of work by executing line: 12 (5 + 7 from the worker), 14 (4).
+    block = re.search(r"^fn=\(2\)(?: work:10)?\n(.*?)\n\n", text, re.M | re.S).group(1)
+    assert "12 12 %d" % (120 * MS) in block.splitlines()
+    assert "14 4 %d" % (40 * MS) in block.splitlines()
+
+
+# ---------------------------------------------------------------- dot
+
+def test_dot_renders_with_graphviz_and_prunes(tmp_path, det_trace):
+    dot = need("dot", "graphviz")
+    text = R.render(det_trace, "dot")
+    svg = subprocess.run([dot, "-Tsvg"], input=text, capture_output=True, text=True,
+                         check=True).stdout
+    for name in ("main", "work", "helper", "time.sleep"):
+        assert ">%s</text>" % name in svg
+    assert "30×" in svg  # main -> work -> helper: 30 calls
+    assert "82.64%" in svg  # time.sleep's share of the wall time
+    # helper is 5.79% of the wall time: pruned at a 10% threshold.
+    pruned = R.render(det_trace, "dot", threshold=10)
+    assert '"helper' not in pruned and "label=\"work" in pruned
+    cpu = R.render(det_trace, "dot", metric="cpu", threshold=1)
+    assert "time.sleep" not in cpu  # 10 us of 10.51 ms CPU
+    subprocess.run([dot, "-Tsvg", "-o", str(tmp_path / "s.svg")], input=R.render(
+        write(tmp_path / "s.hyprof", sampling_data()), "dot"), text=True, check=True)
+    assert (tmp_path / "s.svg").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- pprof
+
+def _pprof(tool, path, *args):
+    env = dict(os.environ, HOME=str(path.parent), PPROF_TMPDIR=str(path.parent))
+    return subprocess.run([tool, "tool", "pprof", *args, str(path)], capture_output=True,
+                          text=True, check=True, env=env).stdout
+
+
+def _top(out):
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 6 and parts[1].endswith("%"):
+            rows[parts[5]] = (parts[0], parts[3])
+    return rows
+
+
+def test_pprof_read_by_go_tool_pprof(tmp_path, det_trace, sampling_trace):
+    go = need("go", "golang-go")
+    p = tmp_path / "det.pb.gz"
+    p.write_bytes(R.render(det_trace, "pprof"))
+    out = _pprof(go, p, "-top")
+    assert "Type: wall" in out
+    top = _top(out)
+    assert top["time.sleep"] == ("50ms", "50ms")
+    assert top["work"] == ("6.50ms", "9.50ms")
+    assert top["main"] == ("1ms", "60.50ms")
+    raw = _pprof(go, p, "-raw")
+    assert "calls/count wall/nanoseconds[dflt] cpu/nanoseconds" in raw
+    assert re.search(r"work app.py:10 s=10", raw)
+    s = tmp_path / "s.pb.gz"
+    s.write_bytes(R.render(sampling_trace, "pprof"))
+    top = _top(_pprof(go, s, "-top"))
+    assert top["work"] == ("16", "26") and top["helper"] == ("10", "10")
+    top = _top(_pprof(go, s, "-top", "-sample_index=cpu"))
+    assert top["work"] == ("160ms", "260ms")
+    threads = _pprof(go, s, "-tags")
+    assert re.search(r"\b7\.0 \(25\.93%\): worker", threads)
+
+
+def _messages(data, field):
+    return [P.decode(m) for m in P.decode(data).get(field, [])]
+
+
+def test_pprof_profile_proto_fields(tmp_path):
+    trace = write(tmp_path / "a.hyprof", sampling_data(alloc=True))
+    raw = R.render(trace, "pprof")
+    assert raw[:2] == b"\x1f\x8b"
+    msg = gzip.decompress(raw)
+    strings = [s.decode() for s in P.decode(msg)[6]]
+    assert strings[0] == ""
+    types = [(strings[t[1][0]], strings[t[2][0]]) for t in _messages(msg, 1)]
+    assert types == [("cpu_clock_samples", "count"), ("cpu_clock_cpu", "nanoseconds"),
+                     ("alloc_samples", "count"), ("alloc_alloc_space", "bytes")]
+    funcs = {strings[f[2][0]]: (strings[f[4][0]], f[5][0]) for f in _messages(msg, 5)}
+    assert funcs == {"main": ("app.py", 1), "work": ("app.py", 10), "helper": ("lib.py", 5)}
+    locs = _messages(msg, 4)
+    lines = sorted(P.decode(loc[4][0])[2][0] for loc in locs)
+    assert lines == [3, 6, 12, 14]
+    # Sum of the allocation bytes over all samples: 4096 + 1024 + 512.
+    total = [0, 0, 0, 0]
+    for s in _messages(msg, 2):
+        vals = []
+        pos = 0
+        packed = s[2][0]
+        while pos < len(packed):
+            v, pos = P._read_varint(packed, pos)
+            vals.append(v)
+        total = [a + b for a, b in zip(total, vals)]
+    assert total == [27, 270 * MS, 3, 5632]
