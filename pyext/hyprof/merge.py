@@ -1,0 +1,206 @@
+"""Merge traces of several processes (gunicorn workers, a fleet of hosts)
+into one trace that every report reads.
+
+The call trees are merged by call path, so the same path in two workers
+becomes one node whose values are the sum. Threads are not merged: each
+source's threads are kept, named with the source's pid, so a report can
+still tell the workers apart. The merged header lists the sources
+(``sources``: one line per input, with its pid and command) and says which
+source each thread came from (``thread_sources``: the source's index per
+thread). Individual samples are not carried over: their values are already
+in the merged call tree, which is what every report reads.
+"""
+
+import os
+
+
+class MergeError(ValueError):
+    """The traces cannot be merged (different modes, conflicting metrics)."""
+
+
+_KIND_CODES = {"python": 0, "builtin": 1, "special": 2}
+
+
+def _kind_code(kind):
+    if isinstance(kind, int):
+        return kind
+    return _KIND_CODES.get(kind, 0)
+
+
+def _metric_kind(kind):
+    if isinstance(kind, str):
+        return kind
+    return {0: "own", 1: "cum", 2: "calls"}.get(kind, "own")
+
+
+def _describe(path, header):
+    parts = [str(path)]
+    if header.get("pid") is not None:
+        parts.append("pid %s" % header["pid"])
+    host = header.get("hostname") or header.get("host")
+    if host:
+        parts.append("host %s" % host)
+    argv = header.get("argv")
+    if argv:
+        parts.append("cmd: %s" % " ".join(str(a) for a in argv))
+    return ", ".join(parts)
+
+
+def merge_traces(traces, names=None):
+    """Merges Trace objects into the data dict ``_hyprof.write_trace`` takes.
+    ``names`` labels the sources (file names by default)."""
+    traces = list(traces)
+    if len(traces) < 1:
+        raise MergeError("nothing to merge: give at least one trace")
+    names = list(names) if names is not None else ["trace %d" % i for i in range(len(traces))]
+    modes = {t.mode for t in traces}
+    if len(modes) > 1:
+        which = ", ".join("%s is %s" % (n, t.mode) for n, t in zip(names, traces))
+        raise MergeError("cannot merge traces of different modes (%s); merge deterministic"
+                         " traces and sampling traces separately" % which)
+    mode = traces[0].mode
+
+    # Metric columns: the union, by name; a name must mean the same thing.
+    metrics, mindex = [], {}
+    for n, t in zip(names, traces):
+        for m in t.metrics:
+            kind = _metric_kind(m.kind)
+            j = mindex.get(m.name)
+            if j is None:
+                mindex[m.name] = len(metrics)
+                metrics.append((m.name, m.unit, kind))
+            elif metrics[j][1:] != (m.unit, kind):
+                raise MergeError("metric %r is (%s, %s) in one trace but (%s, %s) in %s"
+                                 % (m.name, metrics[j][1], metrics[j][2], m.unit, kind, n))
+    kinds, kindex = [], {}
+    for t in traces:
+        tm = [m.name for m in t.metrics]
+        for k in getattr(t, "sample_kinds", None) or []:
+            if k.name not in kindex:
+                kindex[k.name] = len(kinds)
+                kinds.append((k.name, k.unit, mindex[tm[k.count_metric]],
+                              mindex[tm[k.weight_metric]]))
+
+    functions, findex = [], {}
+    nodes, nindex = [], {}
+    threads, rows = [], []
+    sources, thread_sources = [], []
+    dropped = {}
+    truncated = 0
+
+    def func_id(fs):
+        key = (fs.name, fs.filename or "", int(fs.lineno or 0), _kind_code(fs.kind))
+        j = findex.get(key)
+        if j is None:
+            j = findex[key] = len(functions)
+            functions.append(key)
+        return j
+
+    for si, (n, t) in enumerate(zip(names, traces)):
+        header = getattr(t, "header", {}) or {}
+        sources.append(_describe(n, header))
+        pid = header.get("pid")
+        cols = [mindex[m.name] for m in t.metrics]
+        names_in = [m.name for m in t.metrics]
+        for th in t.threads():
+            tname = th.name or "thread %s" % th.os_tid
+            label = "%s [pid %s]" % (tname, pid) if pid is not None else "%s [%s]" % (
+                tname, os.path.basename(str(n)))
+            tid = len(threads)
+            threads.append((int(th.os_tid or 0), int(th.ident or 0), label))
+            thread_sources.append(str(si))
+            local = {}
+            for nd in t.nodes(thread=th.id):
+                if nd.parent is None or nd.function is None:
+                    local[nd.id] = 0
+                    merged = 0
+                else:
+                    p = local.get(nd.parent)
+                    if p is None:
+                        raise MergeError("%s: node %d comes before its parent %d"
+                                         % (n, nd.id, nd.parent))
+                    key = (p, func_id(nd.function), int(nd.line or 0))
+                    merged = nindex.get(key)
+                    if merged is None:
+                        nodes.append(key)
+                        merged = nindex[key] = len(nodes)
+                    local[nd.id] = merged
+                vals = nd.values
+                if isinstance(vals, dict):
+                    vals = [vals.get(name, 0) for name in names_in]
+                if any(vals):
+                    row = [0] * len(metrics)
+                    for c, v in zip(cols, vals):
+                        row[c] = int(v or 0)
+                    rows.append((tid, merged, row))
+        for reason, count in (getattr(t, "dropped", None) or {}).items():
+            dropped[reason] = dropped.get(reason, 0) + int(count)
+        truncated += int(getattr(t, "truncated_nodes", 0) or 0)
+
+    header = _merged_header([getattr(t, "header", {}) or {} for t in traces])
+    header["sources"] = sources
+    header["thread_sources"] = thread_sources
+    return {
+        "mode": mode,
+        "header": header,
+        "metrics": metrics,
+        "sample_kinds": kinds,
+        "functions": functions,
+        "threads": threads,
+        "nodes": nodes,
+        "rows": rows,
+        "sample_list": [],
+        "dropped": dropped,
+        "truncated_nodes": truncated,
+    }
+
+
+# Header entries that describe one process and make no sense merged.
+_PER_PROCESS = {"pid", "argv", "start_time", "start", "duration", "duration_ns", "hostname",
+                "host", "format", "version", "mode", "sources", "thread_sources",
+                "metrics", "sample_kinds", "merged"}
+
+
+def _merged_header(headers):
+    """Entries every source agrees on, plus the merge's own."""
+    out = {}
+    first = headers[0]
+    for key, value in first.items():
+        if key in _PER_PROCESS:
+            continue
+        if all(h.get(key) == value for h in headers[1:]) and _header_value_ok(value):
+            out[key] = value
+    argvs = {tuple(h.get("argv") or ()) for h in headers}
+    if len(argvs) == 1 and first.get("argv"):
+        out["argv"] = [str(a) for a in first["argv"]]
+    starts = [h.get("start_time") for h in headers if isinstance(h.get("start_time"), (int, float))]
+    if starts:
+        out["start_time"] = min(starts)
+    out["merged"] = True
+    return out
+
+
+def _header_value_ok(v):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return True
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def merge(paths, out):
+    """Reads trace files, merges them and writes ``out``. Returns the data
+    written. Raises MergeError, or hyprof.TraceError for an unreadable input."""
+    from . import _hyprof
+    from . import load
+
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise MergeError("nothing to merge: give at least one trace file")
+    if os.path.abspath(os.fspath(out)) in {os.path.abspath(p) for p in paths}:
+        raise MergeError("the output %s is also an input; write the merge elsewhere" % out)
+    traces = [load(p) for p in paths]
+    data = merge_traces(traces, names=paths)
+    _hyprof.write_trace(os.fspath(out), data)
+    return data
+
+
+__all__ = ["MergeError", "merge", "merge_traces"]

@@ -1,0 +1,98 @@
+"""The HTML report: one offline file, checked in a real headless Chromium."""
+
+import importlib.util
+import json
+import os
+import re
+
+import pytest
+
+from hyprof import render as R
+from test_render_support import (DET_TOTAL_WALL, MS, det_data, det_trace,  # noqa: F401
+                                 sampling_trace, write)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECK = os.path.join(HERE, "..", "browser", "check_html.py")
+
+
+def _checker():
+    spec = importlib.util.spec_from_file_location("check_html", CHECK)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if mod.find_browser() is None:
+        pytest.skip("no Chromium to load the report in (apt-get install chromium)")
+    return mod
+
+
+def _data(page):
+    m = re.search(r'<script type="application/json" id="hyprof-data">(.*?)</script>', page, re.S)
+    assert m, "the report has no data block"
+    return json.loads(m.group(1))
+
+
+def test_html_is_self_contained(det_trace):
+    page = R.render(det_trace, "html")
+    assert page.startswith("<!DOCTYPE html>")
+    # Nothing is fetched: no external scripts, styles, images or fonts.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert not re.search(r"<script[^>]+src=", page)
+    data = _data(page)
+    assert data["mode"] == "deterministic"
+    assert [m["title"] for m in data["metrics"]] == ["Calls", "Wall time", "CPU time"]
+    assert data["metrics"][data["default"]]["name"] == "wall_own"
+    names = [f[0] for f in data["funcs"]]
+    wall = data["table"]["cum"][data["default"]]
+    assert wall[names.index("main")] == DET_TOTAL_WALL
+    assert wall[names.index("work")] == 9_500_000  # recursion counted once
+    assert data["table"]["own"][0][names.index("helper")] == 30  # calls
+
+
+def test_html_loads_cleanly_in_chromium(tmp_path, det_trace, sampling_trace):
+    check = _checker()
+    for name, trace, expect in (("det", det_trace, ["main", "work", "helper", "time.sleep"]),
+                                ("smp", sampling_trace, ["main", "work", "helper"])):
+        path = tmp_path / (name + ".html")
+        path.write_text(R.render(trace, "html"))
+        res = check.check(str(path), expect=expect, screenshot=str(tmp_path / (name + ".png")))
+        assert res["ok"], res["errors"]
+        assert res["frames"] >= len(expect)
+        assert (tmp_path / (name + ".png")).stat().st_size > 5000
+    assert "[thread] worker" in res["labels"] and "[thread] MainThread" in res["labels"]
+    # The table is sorted by inclusive value: main first.
+    assert res["table"][0] == "main"
+
+
+def test_html_check_catches_a_broken_page(tmp_path, det_trace):
+    check = _checker()
+    page = R.render(det_trace, "html").replace("var D = JSON.parse(",
+                                               "var D = notDefinedAnywhere || JSON.parse(")
+    path = tmp_path / "broken.html"
+    path.write_text(page)
+    res = check.check(str(path), expect=["main"])
+    assert not res["ok"]
+    assert any("notDefinedAnywhere" in e for e in res["errors"])
+
+
+def test_html_escapes_hostile_names(tmp_path):
+    check = _checker()
+    data = det_data()
+    data["functions"][1] = ("</script><script>window.pwned=1</script>", "a&b.py", 10, 0)
+    trace = write(tmp_path / "t.hyprof", data)
+    page = R.render(trace, "html")
+    assert "</script><script>window.pwned" not in page
+    path = tmp_path / "x.html"
+    path.write_text(page)
+    res = check.check(str(path), expect=["main"])
+    assert res["ok"], res["errors"]
+    assert "</script><script>window.pwned=1</script>" in res["table"]
+
+
+def test_html_metric_titles_for_sampling(sampling_trace):
+    data = _data(R.render(sampling_trace, "html"))
+    assert [m["title"] for m in data["metrics"]] == ["cpu-clock samples", "cpu-clock (ns)"]
+    assert data["metrics"][data["default"]]["title"] == "cpu-clock samples"
+    names = [f[0] for f in data["funcs"]]
+    assert "[thread] MainThread" in names and "[thread] worker" in names
+    assert sum(data["values"][0]) == 27
+    assert sum(data["values"][1]) == 270 * MS
