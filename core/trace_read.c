@@ -1233,7 +1233,7 @@ int hyp_reader_open_mem(hyp_reader_t **r, const void *buf, size_t len,
 int hyp_reader_next(hyp_reader_t *r) {
     const unsigned char *obj = NULL;
     size_t len = 0;
-    int rc;
+    int rc, state;
 
     if (r == NULL)
         return HYP_EINVAL;
@@ -1245,6 +1245,7 @@ int hyp_reader_next(hyp_reader_t *r) {
         return HYP_ESTATE;
     r->st.offset = r->base + r->pos;
     r->st.record = r->st.records;
+    state = r->state;
     rc = hyp__next_object(r, &obj, &len);
     if (rc == 0) {
         if (r->state == HYP__R_ENDED) {
@@ -1259,7 +1260,7 @@ int hyp_reader_next(hyp_reader_t *r) {
     }
     if (rc < 0) {
         /* before the magic is accepted, anything unreadable is "not a trace" */
-        if (r->state == HYP__R_MAGIC && rc != HYP_ETRUNCATED && rc != HYP_EIO &&
+        if (state == HYP__R_MAGIC && rc != HYP_ETRUNCATED && rc != HYP_EIO &&
             rc != HYP_ENOMEM) {
             r->st.error = HYP_EMAGIC;
             snprintf(r->st.message, sizeof(r->st.message),
@@ -1267,7 +1268,8 @@ int hyp_reader_next(hyp_reader_t *r) {
                      "string \"" HYP__MAGIC "\"");
             return HYP_EMAGIC;
         }
-        if (r->state == HYP__R_MAGIC && rc == HYP_ETRUNCATED) {
+        if (state == HYP__R_MAGIC && rc == HYP_ETRUNCATED && r->st.records == 0 &&
+            r->len > r->pos) {
             size_t avail = r->len - r->pos, n = avail < HYP__MAGIC_LEN + 1 ? avail : 7;
             const unsigned char *p = r->mem ? r->mem : r->buf;
             static const unsigned char magic[] = "\xa6" HYP__MAGIC;

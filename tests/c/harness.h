@@ -21,6 +21,9 @@ typedef struct {
 #define HYP_TEST_SKIP 77
 
 extern const hyp_test_suite_t hyp_suite_error;
+extern const hyp_test_suite_t hyp_suite_profile;
+extern const hyp_test_suite_t hyp_suite_aggregate;
+extern const hyp_test_suite_t hyp_suite_trace;
 extern const hyp_test_suite_t hyp_suite_heap;
 extern const hyp_test_suite_t hyp_suite_clock;
 extern const hyp_test_suite_t hyp_suite_ring;

@@ -7,6 +7,9 @@
 
 static const hyp_test_suite_t *const suites[] = {
     &hyp_suite_error,
+    &hyp_suite_profile,
+    &hyp_suite_aggregate,
+    &hyp_suite_trace,
     &hyp_suite_heap,
     &hyp_suite_clock,
     &hyp_suite_ring,

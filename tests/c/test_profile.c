@@ -1,0 +1,353 @@
+/* Suite for core/profile.c: interning, the node cap, metric rows, metadata,
+ * samples, and behaviour when allocation fails. */
+#include "harness.h"
+
+#include "hyprof.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const hyp_metric_t det_metrics[] = {
+    {"calls", "count", HYP_METRIC_CALLS},
+    {"wall_own", "ns", HYP_METRIC_OWN},
+    {"wall_cum", "ns", HYP_METRIC_CUM},
+};
+
+static hyp_id_t func_named(hyp_profile_t *p, const char *name) {
+    hyp_func_t f = {0, 0, 1, HYP_FUNC_PYTHON};
+    hyp_id_t id = HYP_NO_ID;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, name, strlen(name), &f.name), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, "m.py", 4, &f.file), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_func(p, &f, &id), 0);
+    return id;
+}
+
+static void test_new_rejects_bad_metrics(void) {
+    hyp_metric_t dup[] = {{"a", "ns", HYP_METRIC_OWN}, {"a", "ns", HYP_METRIC_OWN}};
+    hyp_metric_t empty[] = {{"", "ns", HYP_METRIC_OWN}};
+    hyp_metric_t kind[] = {{"a", "ns", (hyp_metric_kind_t)7}};
+    hyp_profile_t *p;
+
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, dup, 2));
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, empty, 1));
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, kind, 1));
+    CU_ASSERT_PTR_NULL(hyp_profile_new((hyp_mode_t)5, det_metrics, 3));
+    p = hyp_profile_new(HYP_MODE_SAMPLING, NULL, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(p), 1);
+    CU_ASSERT_EQUAL(hyp_profile_node_at(p, 0)->parent, HYP_NO_ID);
+    CU_ASSERT_EQUAL(hyp_profile_node_at(p, 0)->func, HYP_NO_ID);
+    CU_ASSERT_EQUAL(hyp_profile_mode(p), HYP_MODE_SAMPLING);
+    hyp_profile_free(p);
+}
+
+static void test_strings_intern(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_id_t a, b, c, d, e;
+    size_t len;
+    char name[32];
+    int i;
+
+    CU_ASSERT_EQUAL(hyp_profile_string(p, "foo", 3, &a), 0);
+    CU_ASSERT_EQUAL(hyp_profile_string(p, "foobar", 3, &b), 0); /* the same 3 bytes */
+    CU_ASSERT_EQUAL(hyp_profile_string(p, "a\0b", 3, &c), 0);   /* NUL inside is kept */
+    CU_ASSERT_EQUAL(hyp_profile_string(p, "a\0c", 3, &d), 0);
+    CU_ASSERT_EQUAL(hyp_profile_string(p, NULL, 0, &e), 0);
+    CU_ASSERT_EQUAL(a, b);
+    CU_ASSERT_NOT_EQUAL(c, d);
+    CU_ASSERT_EQUAL(hyp_profile_string_count(p), 4);
+    CU_ASSERT_EQUAL(memcmp(hyp_profile_string_at(p, d, &len), "a\0c", 3), 0);
+    CU_ASSERT_EQUAL(len, 3);
+    CU_ASSERT_STRING_EQUAL(hyp_profile_string_at(p, e, &len), "");
+    CU_ASSERT_PTR_NULL(hyp_profile_string_at(p, 99, &len));
+    /* many strings force the table to grow; ids stay stable */
+    for (i = 0; i < 5000; i++) {
+        hyp_id_t id, again;
+
+        snprintf(name, sizeof(name), "s%d", i);
+        CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, name, strlen(name), &id), 0);
+        CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, name, strlen(name), &again), 0);
+        CU_ASSERT_EQUAL_FATAL(id, again);
+        CU_ASSERT_EQUAL_FATAL(id, (hyp_id_t)(4 + i));
+    }
+    CU_ASSERT_EQUAL(hyp_profile_string(p, "foo", 3, &b), 0);
+    CU_ASSERT_EQUAL(a, b);
+    hyp_profile_free(p);
+}
+
+static void test_functions_and_nodes_intern(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_func_t bad = {42, 0, 0, HYP_FUNC_PYTHON};
+    hyp_id_t f, g, n1, n2, n3, n4, x;
+
+    f = func_named(p, "f");
+    g = func_named(p, "g");
+    CU_ASSERT_NOT_EQUAL(f, g);
+    CU_ASSERT_EQUAL(func_named(p, "f"), f);
+    CU_ASSERT_EQUAL(hyp_profile_func_count(p), 2);
+    CU_ASSERT_EQUAL(hyp_profile_func(p, &bad, &x), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, f, 0, &n1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n1, g, 0, &n2), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n1, g, 7, &n3), 0); /* another line, another node */
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n1, g, 0, &n4), 0);
+    CU_ASSERT_EQUAL(n2, n4);
+    CU_ASSERT_NOT_EQUAL(n2, n3);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(p), 4);
+    CU_ASSERT_EQUAL(hyp_profile_node_at(p, n3)->parent, n1);
+    CU_ASSERT_EQUAL(hyp_profile_node_at(p, n3)->line, 7);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 99, f, 0, &x), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, 99, 0, &x), HYP_ERANGE);
+    CU_ASSERT_PTR_NULL(hyp_profile_node_at(p, 99));
+    hyp_profile_free(p);
+}
+
+static void test_node_limit_folds_into_truncated(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_id_t f, g, h, n1, n2, t1, t2, t3;
+    const hyp_func_t *tf;
+    size_t len;
+
+    hyp_profile_set_node_limit(p, 3);
+    f = func_named(p, "f");
+    g = func_named(p, "g");
+    h = func_named(p, "h");
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, f, 0, &n1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n1, g, 0, &n2), 0);
+    CU_ASSERT_EQUAL(hyp_profile_truncated(p), 0);
+    /* the cap (3 with the root) is reached: new paths fold */
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n2, h, 0, &t1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n2, f, 0, &t2), 0);
+    CU_ASSERT_EQUAL(t1, t2);
+    CU_ASSERT_EQUAL(hyp_profile_node_at(p, t1)->parent, n2);
+    tf = hyp_profile_func_at(p, hyp_profile_node_at(p, t1)->func);
+    CU_ASSERT_EQUAL(tf->kind, HYP_FUNC_SPECIAL);
+    CU_ASSERT_STRING_EQUAL(hyp_profile_string_at(p, tf->name, &len), "[truncated]");
+    /* calls below a truncated node stay in it */
+    CU_ASSERT_EQUAL(hyp_profile_node(p, t1, g, 0, &t3), 0);
+    CU_ASSERT_EQUAL(t3, t1);
+    CU_ASSERT_EQUAL(hyp_profile_truncated(p), 3);
+    /* existing paths still resolve to their nodes */
+    CU_ASSERT_EQUAL(hyp_profile_node(p, n1, g, 0, &t3), 0);
+    CU_ASSERT_EQUAL(t3, n2);
+    CU_ASSERT_EQUAL(hyp_profile_truncated(p), 3);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(p), 4);
+    hyp_profile_free(p);
+}
+
+static void test_rows_per_thread(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_thread_t th = {100, 200, 0};
+    hyp_id_t f, n1, t0, t1;
+    uint64_t v1[] = {1, 10, 30}, v2[] = {2, 5, 5}, out[2 * 3];
+    const uint64_t *row;
+
+    f = func_named(p, "f");
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, &t0), 0);
+    th.os_tid = 101;
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, &t1), 0);
+    th.name = 77;
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, NULL), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(p), 2);
+    CU_ASSERT_EQUAL(hyp_profile_thread_at(p, t1)->os_tid, 101);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, f, 0, &n1), 0);
+    CU_ASSERT_PTR_NULL(hyp_profile_row(p, t0, n1));
+    CU_ASSERT_EQUAL(hyp_profile_add(p, t0, n1, v1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add(p, t0, n1, v1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add(p, t1, n1, v2), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add(p, 5, n1, v2), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_add(p, t0, 9, v2), HYP_ERANGE);
+    row = hyp_profile_row(p, t0, n1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 2);
+    CU_ASSERT_EQUAL(row[1], 20);
+    CU_ASSERT_EQUAL(row[2], 60);
+    CU_ASSERT_EQUAL(hyp_profile_node_values(p, HYP_NO_ID, out), 0);
+    CU_ASSERT_EQUAL(out[3 + 0], 4);
+    CU_ASSERT_EQUAL(out[3 + 1], 25);
+    CU_ASSERT_EQUAL(out[3 + 2], 65);
+    CU_ASSERT_EQUAL(out[0] + out[1] + out[2], 0);
+    CU_ASSERT_EQUAL(hyp_profile_node_values(p, t1, out), 0);
+    CU_ASSERT_EQUAL(out[3 + 1], 5);
+    CU_ASSERT_EQUAL(hyp_profile_node_values(p, 9, out), HYP_ERANGE);
+    hyp_profile_free(p);
+}
+
+static void test_meta(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    const char *argv[] = {"python", "-c", "pass"};
+    char key[] = "argv";
+    const hyp_meta_t *m;
+
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "python", "3.12.1"), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(p, "pid", 42), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_strv(p, key, argv, 3), 0);
+    key[0] = 'X'; /* copied, so changing the caller's string changes nothing */
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(p, "pid", 43), 0);
+    CU_ASSERT_EQUAL(hyp_profile_meta_count(p), 3);
+    m = hyp_profile_meta_get(p, "pid");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(m->v.i, 43);
+    m = hyp_profile_meta_get(p, "argv");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(m->type, HYP_META_STRV);
+    CU_ASSERT_EQUAL(m->v.sv.n, 3);
+    CU_ASSERT_STRING_EQUAL(m->v.sv.v[2], "pass");
+    CU_ASSERT_STRING_EQUAL(hyp_profile_meta_at(p, 0)->key, "python");
+    /* the format's own keys and bad values are refused */
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "version", "2"), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "mode", "x"), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "", "x"), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "x", NULL), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_meta_count(p), 3);
+    hyp_profile_free(p);
+}
+
+static void test_samples(void) {
+    hyp_metric_t metrics[] = {
+        {"samples", "count", HYP_METRIC_OWN},
+        {"cpu-clock", "ns", HYP_METRIC_OWN},
+        {"wall_cum", "ns", HYP_METRIC_CUM},
+    };
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 3);
+    hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
+    hyp_sample_kind_t bad = {"x", "ns", 0, 2};
+    hyp_thread_t th = {1, 1, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 0};
+    hyp_id_t f, n1;
+    uint32_t kind;
+    const uint64_t *row;
+    int i;
+
+    f = func_named(p, "f");
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, f, 12, &n1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind(p, &bad, NULL), HYP_EINVAL); /* a cum column */
+    bad.weight_metric = 0;
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind(p, &bad, NULL), HYP_EINVAL); /* the same column */
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind(p, &k, &kind), 0);
+    CU_ASSERT_EQUAL(kind, 0);
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind_count(p), 1);
+    s.node = n1;
+    for (i = 0; i < 10; i++) {
+        s.time_ns = 1000u * (unsigned)i;
+        s.weight = 250;
+        CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    }
+    s.kind = 3;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), HYP_ERANGE);
+    row = hyp_profile_row(p, 0, n1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 10);
+    CU_ASSERT_EQUAL(row[1], 2500);
+    CU_ASSERT_EQUAL(row[2], 0);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(p), 10);
+    hyp_profile_add_dropped(p, "ring full", 3);
+    hyp_profile_add_dropped(p, "ring full", 2);
+    hyp_profile_add_dropped(p, NULL, 1);
+    hyp_profile_free(p);
+}
+
+/* ---------------------------------------------------------------- failing allocator */
+
+static long fail_after = -1; /* allocations left before failing; -1: never */
+static long live = 0;
+
+static int should_fail(void) {
+    if (fail_after < 0)
+        return 0;
+    if (fail_after == 0)
+        return 1;
+    fail_after--;
+    return 0;
+}
+
+static void *t_malloc(size_t n) {
+    void *p = should_fail() ? NULL : malloc(n);
+    live += p != NULL;
+    return p;
+}
+
+static void *t_calloc(size_t c, size_t n) {
+    void *p = should_fail() ? NULL : calloc(c, n);
+    live += p != NULL;
+    return p;
+}
+
+static void *t_realloc(void *old, size_t n) {
+    void *p = should_fail() ? NULL : realloc(old, n);
+    if (old == NULL)
+        live += p != NULL;
+    return p;
+}
+
+static void t_free(void *p) {
+    live -= p != NULL;
+    free(p);
+}
+
+/* Builds a small profile of both kinds of data, returning the first error. */
+static int build_under_pressure(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_thread_t th = {1, 1, 0};
+    uint64_t v[] = {1, 2, 3};
+    hyp_id_t parent = 0, f, t;
+    char name[16];
+    int i, rc = 0;
+
+    if (p == NULL)
+        return HYP_ENOMEM;
+    hyp_profile_set_node_limit(p, 40);
+    if ((rc = hyp_profile_string(p, "main", 4, &th.name)) < 0 ||
+        (rc = hyp_profile_thread(p, &th, &t)) < 0 ||
+        (rc = hyp_profile_set_meta_str(p, "python", "3.12")) < 0)
+        goto out;
+    for (i = 0; i < 60; i++) {
+        hyp_func_t fn = {0, 0, (uint32_t)i, HYP_FUNC_PYTHON};
+
+        snprintf(name, sizeof(name), "f%d", i % 17);
+        if ((rc = hyp_profile_string(p, name, strlen(name), &fn.name)) < 0 ||
+            (rc = hyp_profile_string(p, "x.py", 4, &fn.file)) < 0 ||
+            (rc = hyp_profile_func(p, &fn, &f)) < 0 ||
+            (rc = hyp_profile_node(p, parent, f, 0, &parent)) < 0 ||
+            (rc = hyp_profile_add(p, t, parent, v)) < 0)
+            goto out;
+        if (i % 7 == 6)
+            parent = 0;
+    }
+out:
+    hyp_profile_free(p);
+    return rc;
+}
+
+static void test_allocation_failures_are_clean(void) {
+    long n;
+    int rc = HYP_ENOMEM;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_replace_allocator(t_malloc, t_realloc, t_calloc, t_free), 0);
+    for (n = 0; n < 5000 && rc != 0; n++) {
+        fail_after = n;
+        live = 0;
+        rc = build_under_pressure();
+        CU_ASSERT(rc == 0 || rc == HYP_ENOMEM);
+        CU_ASSERT_EQUAL(live, 0); /* nothing leaks on any failure path */
+    }
+    fail_after = -1;
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(n > 50); /* the build does allocate that often, so every path was hit */
+    hyp_replace_allocator(malloc, realloc, calloc, free);
+}
+
+static const hyp_test_case_t cases[] = {
+    {"new rejects bad metric columns", test_new_rejects_bad_metrics},
+    {"strings are interned by bytes", test_strings_intern},
+    {"functions and nodes are interned", test_functions_and_nodes_intern},
+    {"the node cap folds into [truncated]", test_node_limit_folds_into_truncated},
+    {"rows per thread and merged", test_rows_per_thread},
+    {"metadata entries", test_meta},
+    {"samples feed their kind's columns", test_samples},
+    {"allocation failures leave no leak", test_allocation_failures_are_clean},
+    {NULL, NULL},
+};
+
+const hyp_test_suite_t hyp_suite_profile = {"profile", cases, NULL, NULL};
