@@ -14,6 +14,7 @@ import warnings
 from collections import namedtuple
 
 from . import _hyprof
+from .render.methods import ReportMethods
 
 __all__ = [
     "Trace", "TraceError", "TraceWarning", "load", "Metric", "SampleKind", "FunctionInfo",
@@ -205,7 +206,7 @@ def _from_data(data, path):
     return Trace(data, path)
 
 
-class Trace:
+class Trace(ReportMethods):
     """A loaded trace. See docs/ARCHITECTURE.md for the API."""
 
     def __init__(self, data, path=None):

@@ -279,3 +279,18 @@ def test_pprof_profile_proto_fields(tmp_path):
             vals.append(v)
         total = [a + b for a, b in zip(total, vals)]
     assert total == [27, 270 * MS, 3, 5632]
+
+
+# ---------------------------------------------------------------- Trace methods
+
+def test_trace_methods_match_the_registry(tmp_path, det_trace):
+    assert det_trace.to_collapsed() == R.render(det_trace, "collapsed")
+    assert det_trace.to_callgrind() == R.render(det_trace, "callgrind")
+    assert det_trace.to_dot(threshold=10) == R.render(det_trace, "dot", threshold=10)
+    assert json.loads(det_trace.to_speedscope())["profiles"][0]["endValue"] == DET_TOTAL_WALL
+    assert gzip.decompress(det_trace.to_pprof()) == gzip.decompress(R.render(det_trace, "pprof"))
+    assert "<canvas" in det_trace.to_html()
+    out = det_trace.report("pprof", path=tmp_path / "p.pb.gz")
+    assert (tmp_path / "p.pb.gz").read_bytes() == out
+    det_trace.report("collapsed", path=tmp_path / "f.folded")
+    assert (tmp_path / "f.folded").read_text().startswith("main (app.py:1) 1000000\n")
