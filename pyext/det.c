@@ -958,6 +958,9 @@ static PyObject *monitoring_owner(void) {
 
 /* ------------------------------------------------------------ start / stop */
 
+static PyMethodDef det_methods[];
+#define det_methods_stop_def (det_methods[1])
+
 /* Describes a foreign profile function for the refusal message. */
 static PyObject *describe_profiler(PyThreadState *ts) {
     PyObject *obj = ts->c_profileobj;
@@ -1104,6 +1107,27 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Drops the calls of the stopping path itself (the C stop() and the Python
+ * wrappers named by hide()) from the top of the calling thread's stack: they
+ * are the profiler's, not the program's. */
+static void drop_stop_frames(det_prof_t *p) {
+    det_thread_t *th = det_tls.session == p->session ? det_tls.th : NULL;
+
+    while (th != NULL && th->depth != 0) {
+        det_frame_t *f = &th->stack[th->depth - 1];
+        int hidden = f->key == &det_methods_stop_def;
+        Py_ssize_t i;
+
+        for (i = 0; !hidden && p->hidden != NULL && i < PyTuple_GET_SIZE(p->hidden); i++)
+            hidden = f->key == (const void *)PyTuple_GET_ITEM(p->hidden, i);
+        if (!hidden)
+            break;
+        if (f->gen_frame == NULL && f->node->calls != 0)
+            f->node->calls--;
+        th->depth--;
+    }
+}
+
 /* Closes every open call at stop time: the calling thread's at its clock,
  * other threads' at the wall clock now and their CPU time at their last
  * event (their CPU clock can only be read on their own thread). */
@@ -1168,6 +1192,7 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
         PyErr_Restore(exc_type, exc_value, exc_tb);
     }
     p->running = 0;
+    drop_stop_frames(p);
     close_open_frames(p);
     p->wall_total += hyp_clock_ticks() - p->wall_start;
     det_active = NULL;
@@ -1267,13 +1292,25 @@ static void free_threads(det_prof_t *p) {
     p->nthreads = 0;
 }
 
+static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
+    if (!PyTuple_Check(codes)) {
+        PyErr_SetString(PyExc_TypeError, "hide() takes a tuple of code objects");
+        return NULL;
+    }
+    Py_INCREF(codes);
+    Py_XSETREF(p->hidden, codes);
+    Py_RETURN_NONE;
+}
+
 static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
+    Py_VISIT(p->hidden);
     Py_VISIT(p->bootstrap);
     Py_VISIT(p->callbacks);
     return 0;
 }
 
 static int det_clear(det_prof_t *p) {
+    Py_CLEAR(p->hidden);
     Py_CLEAR(p->bootstrap);
     Py_CLEAR(p->callbacks);
     return 0;
@@ -1425,6 +1462,8 @@ static PyMethodDef det_methods[] = {
     {"write", (PyCFunction)det_write, METH_O, "Writes the trace to a file."},
     {"dumps", (PyCFunction)det_dumps, METH_NOARGS, "Returns the trace as bytes."},
     {"trace", (PyCFunction)det_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
+    {"hide", (PyCFunction)det_hide, METH_O,
+     "Names the code objects of the wrappers that call stop(), left out of the profile."},
     {NULL, NULL, 0, NULL},
 };
 

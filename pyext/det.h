@@ -112,6 +112,7 @@ typedef struct {
     PyObject *missing;        /* sys.monitoring.MISSING */
     PyObject *replaced;       /* names of threads whose hook was replaced, a list */
     PyObject *weakrefs;
+    PyObject *hidden;         /* code objects of the Python wrappers' stop path, a tuple */
 } det_prof_t;
 
 /* det.c */

@@ -66,6 +66,11 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
 
     th->root.export_id = HYP_ROOT_NODE;
     while (n != NULL) {
+        /* A leaf whose only call was the profiler's own stop path has
+         * nothing to show. */
+        if (n->calls == 0 && n->first_child == NULL && n->wall_own == 0 && n->wall_cum == 0 &&
+            n->cpu_own == 0 && n->cpu_cum == 0)
+            goto next;
         if ((rc = export_func(prof, n->func)) != 0)
             return rc;
         if ((rc = hyp_profile_node(prof, n->parent->export_id, n->func->export_id, 0,
@@ -82,6 +87,7 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
             n = n->first_child;
             continue;
         }
+    next:
         while (n != NULL && n->next_sibling == NULL)
             n = n->parent != &th->root ? n->parent : NULL;
         if (n != NULL)

@@ -3,8 +3,12 @@ registered in FORMATS under the name ``--format`` takes."""
 
 from ._model import ReportError
 from . import callgrind, collapsed, dot, html, pprof, speedscope
+from . import pstats, text, tree
 
 FORMATS = {
+    "text": text.render,
+    "tree": tree.render,
+    "pstats": pstats.render,
     "html": html.render,
     "speedscope": speedscope.render,
     "collapsed": collapsed.render,
@@ -24,6 +28,9 @@ SUFFIXES = {
     ".gv": "dot",
     ".pb.gz": "pprof",
     ".pprof": "pprof",
+    ".prof": "pstats",
+    ".pstats": "pstats",
+    ".txt": "text",
 }
 
 

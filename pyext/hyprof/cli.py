@@ -1,0 +1,310 @@
+"""The command line: ``hyprof run`` profiles a program, ``hyprof report``
+renders a trace.
+
+    python -m hyprof run [-o OUT] script.py [args...]
+    python -m hyprof run [-o OUT] -m module [args...]
+    python -m hyprof report OUT [--format text|tree|pstats|...] [--sort KEY] [--limit N]
+
+``run`` gives the program the ``sys.argv``, ``__main__`` and ``sys.path[0]``
+it would have without hyprof, and exits with the program's own status:
+SystemExit's code, or 1 after printing an uncaught exception's traceback.
+Each subcommand is a ``(configure(subparser), run(args) -> status)`` pair
+in COMMANDS, so others can be added.
+"""
+
+import argparse
+import os
+import sys
+import traceback
+import types
+
+from . import render as _render
+from .profiler import Profiler, ProfilerError
+from .render import text as _text
+
+
+class CLIError(Exception):
+    """A problem the command reports in one line and exits 1 for."""
+
+
+def _nonneg_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer" % s) from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("%r must be 0 or more" % s)
+    return v
+
+
+# ------------------------------------------------------------------ run
+
+
+def _configure_run(p):
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="trace file to write (default: <program>.hyprof in the current "
+                        "directory)")
+    p.add_argument("-m", dest="module", action="store_true",
+                   help="run a library module as a script, like python -m")
+    p.add_argument("--mode", default="deterministic",
+                   help="deterministic (every call, the default) or sampling")
+    p.add_argument("--no-builtins", dest="builtins", action="store_false",
+                   help="leave C functions (builtins, methods of C types) out")
+    p.add_argument("--engine", default="auto", choices=("auto", "setprofile", "monitoring"),
+                   help="how calls are received (deterministic mode; default: the fastest "
+                        "this Python has)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="do not print the report after the run")
+    p.add_argument("--sort", default="cum", choices=_text.SORTS,
+                   help="order of the report printed after the run (default: cum)")
+    p.add_argument("--limit", type=_nonneg_int, default=15,
+                   help="rows of the report printed after the run (default: 15)")
+    p.add_argument("program", help="the script (or, with -m, the module) to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
+
+
+def _profiler_options(args):
+    if args.mode == "deterministic":
+        return {"builtins": args.builtins, "engine": args.engine}
+    return {}
+
+
+def _default_output(args):
+    stem = args.program.rsplit(".", 1)[-1] if args.module else \
+        os.path.splitext(os.path.basename(args.program))[0]
+    return "%s.hyprof" % (stem or "hyprof")
+
+
+def _prepare_script(path, argv):
+    """Compiles the script and makes the __main__ module it runs in."""
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except FileNotFoundError:
+        raise CLIError("cannot run %r: no such file" % path) from None
+    except OSError as e:
+        raise CLIError("cannot run %r: %s" % (path, e.strerror or e)) from None
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError:
+        traceback.print_exc()
+        raise CLIError("cannot run %r: it is not valid Python" % path) from None
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = __builtins__
+    main.__cached__ = None
+    main.__loader__ = None
+    main.__spec__ = None
+    sys.argv[:] = [path] + argv
+    sys.path[0] = os.path.dirname(os.path.abspath(path))
+    return code, main
+
+
+def _prepare_module(name, argv):
+    import runpy
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError) as e:
+        raise CLIError("cannot run module %r: %s" % (name, e)) from None
+    if spec is None:
+        raise CLIError("cannot run module %r: no module of that name" % name)
+    sys.argv[:] = [name] + argv
+    sys.path[0] = os.getcwd()
+    # runpy's own runner sets sys.argv[0] to the module's file and
+    # __main__ as python -m does.
+    code = compile("_run_module_as_main(%r, alter_argv=True)" % name, "<hyprof -m>", "exec")
+    main = {"_run_module_as_main": runpy._run_module_as_main}
+    return code, main
+
+
+def _finish(profiler, args, out, status):
+    """Writes, reports; returns the exit status."""
+    try:
+        profiler.write(out)
+    except OSError as e:
+        sys.stderr.write("hyprof: cannot write %r: %s\n" % (out, e.strerror or e))
+        return status or 1
+    if not args.quiet:
+        trace = profiler.trace()
+        sys.stderr.write("\n%s" % _render.render(trace, "text", sort=args.sort,
+                                                 limit=args.limit))
+        sys.stderr.write("hyprof: trace written to %s (python -m hyprof report %s)\n"
+                         % (out, out))
+    return status
+
+
+def _run(args):
+    out = args.output or _default_output(args)
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    saved_main = sys.modules.get("__main__")
+    if args.module:
+        code, globs = _prepare_module(args.program, args.args)
+    else:
+        code, main = _prepare_script(args.program, args.args)
+        globs = main.__dict__
+        sys.modules["__main__"] = main
+    try:
+        profiler = Profiler(mode=args.mode, **_profiler_options(args))
+    except ProfilerError as e:
+        raise CLIError(str(e)) from None
+    status = 0
+    try:
+        profiler.start()
+        try:
+            exec(code, globs)
+        finally:
+            profiler.stop()
+    except SystemExit as e:
+        code_ = e.code
+        if code_ is None:
+            status = 0
+        elif isinstance(code_, int):
+            status = code_
+        else:
+            sys.stderr.write("%s\n" % (code_,))
+            status = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        status = 130
+    except ProfilerError as e:
+        raise CLIError(str(e)) from None
+    except BaseException:
+        # The program's own exception: shown as Python shows it, without
+        # hyprof's frames.
+        etype, value, tb = sys.exc_info()
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        traceback.print_exception(etype, value, tb)
+        status = 1
+    finally:
+        sys.argv[:] = saved_argv
+        if saved_path0 is not None:
+            sys.path[0] = saved_path0
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+    return _finish(profiler, args, out, status)
+
+
+# ------------------------------------------------------------------ report
+
+
+def _configure_report(p):
+    p.add_argument("trace", help="a .hyprof trace file")
+    p.add_argument("-f", "--format", default="text", choices=sorted(_render.FORMATS),
+                   help="text (a table, the default), tree (the call tree), pstats, ...")
+    p.add_argument("-s", "--sort", default="cum", choices=_text.SORTS,
+                   help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
+    p.add_argument("-n", "--limit", type=_nonneg_int, default=30,
+                   help="table rows (0: all; default 30)")
+    p.add_argument("--thread", type=_nonneg_int, default=None,
+                   help="one thread's statistics (its id in the trace's threads table)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="the time the tree and pstats use (default: wall)")
+    p.add_argument("--no-builtins", dest="builtins", action="store_false",
+                   help="leave C functions out of the table")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of standard output")
+
+
+def _report_options(args, fmt):
+    if fmt == "text":
+        return {"sort": args.sort, "limit": args.limit, "thread": args.thread,
+                "builtins": args.builtins}
+    if fmt == "tree":
+        return {"thread": args.thread, "clock": args.clock}
+    if fmt == "pstats":
+        return {"thread": args.thread, "clock": args.clock}
+    return {}
+
+
+_PSTATS_SORT = {"calls": "ncalls", "pcalls": "pcalls", "own": "tottime", "tottime": "tottime",
+                "cum": "cumulative", "cumtime": "cumulative", "cpu": "tottime",
+                "cpucum": "cumulative", "percall": "cumulative", "name": "name",
+                "file": "filename", "samples": "tottime"}
+
+
+def _pstats_text(trace, args):
+    import io
+    import pstats
+    from .render.pstats import PstatsExport
+    buf = io.StringIO()
+    st = pstats.Stats(PstatsExport(trace, args.clock, args.thread), stream=buf)
+    st.sort_stats(_PSTATS_SORT.get(args.sort, "cumulative"))
+    st.print_stats(*([args.limit] if args.limit else []))
+    return buf.getvalue()
+
+
+def _report(args):
+    from .trace import TraceError, load
+    if not os.path.exists(args.trace):
+        raise CLIError("cannot read %r: no such file" % args.trace)
+    try:
+        trace = load(args.trace)
+    except TraceError as e:
+        raise CLIError("cannot read %r: %s" % (args.trace, e)) from None
+    except OSError as e:
+        raise CLIError("cannot read %r: %s" % (args.trace, e.strerror or e)) from None
+    if args.thread is not None and args.thread >= len(trace.threads()):
+        raise CLIError("--thread %d: the trace has threads 0 to %d"
+                       % (args.thread, len(trace.threads()) - 1))
+    fmt = args.format
+    try:
+        if fmt == "pstats" and args.output is None:
+            # pstats' own table on a console; the binary file with -o.
+            out = _pstats_text(trace, args)
+        else:
+            out = _render.render(trace, fmt, **_report_options(args, fmt))
+    except _render.ReportError as e:
+        raise CLIError(str(e)) from None
+    if args.output is not None:
+        mode = "wb" if isinstance(out, bytes) else "w"
+        try:
+            with open(args.output, mode) as f:
+                f.write(out)
+        except OSError as e:
+            raise CLIError("cannot write %r: %s" % (args.output, e.strerror or e)) from None
+        return 0
+    if isinstance(out, bytes):
+        if sys.stdout.isatty():
+            raise CLIError("the %s format is binary: give -o FILE" % fmt)
+        sys.stdout.buffer.write(out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+# name -> (help, configure(subparser), run(args) -> exit status)
+COMMANDS = {
+    "run": ("profile a Python program and write its trace", _configure_run, _run),
+    "report": ("print a trace as a table, a call tree or another format", _configure_report,
+               _report),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="hyprof", description="Profile Python programs: every call (deterministic) or "
+                                   "sampled, with wall and CPU time.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv=None):
+    """The ``hyprof`` console entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][2](args)
+    except CLIError as e:
+        sys.stderr.write("hyprof %s: error: %s\n" % (args.command, e))
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

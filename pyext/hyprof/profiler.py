@@ -1,0 +1,173 @@
+"""The Profiler class, the ``profile`` decorator and ProfilerError.
+
+``Profiler(mode="deterministic")`` records every call on every thread with
+wall and CPU time (the C engine in pyext/det.c); other modes plug in through
+``_MODES``: a mode is a factory taking the profiler's keyword options and
+returning an engine with ``start()``, ``stop()``, ``trace()`` and
+``write(path)``.
+"""
+
+import atexit
+import functools
+import os
+import sys
+
+from . import _hyprof
+
+ProfilerError = _hyprof.ProfilerError
+ProfilerError.__module__ = "hyprof"
+
+__all__ = ["Profiler", "ProfilerError", "profile"]
+
+
+def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="auto"):
+    if not isinstance(builtins, bool):
+        raise ProfilerError("builtins=%r must be True or False" % (builtins,))
+    if not isinstance(engine, str):
+        raise ProfilerError("engine=%r must be a string: 'auto', 'setprofile' or 'monitoring'"
+                            % (engine,))
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int):
+        raise ProfilerError("max_nodes=%r must be an integer (0 for no limit)" % (max_nodes,))
+    if not isinstance(cpu_clock, str):
+        raise ProfilerError("cpu_clock=%r must be 'auto' or 'syscall'" % (cpu_clock,))
+    return _hyprof.DetProfiler(builtins=builtins, engine=engine, max_nodes=max_nodes,
+                               cpu_clock=cpu_clock)
+
+
+def _sampling(**options):
+    try:
+        from . import sampling
+    except ImportError as e:
+        raise ProfilerError("mode='sampling' is not available in this build (%s)" % e) from None
+    return sampling.create(**options)
+
+
+# Mode name -> factory(**options) -> engine.
+_MODES = {
+    "deterministic": _deterministic,
+    "sampling": _sampling,
+}
+
+
+class Profiler:
+    """Profiles the whole process (every thread) between start() and stop().
+
+    >>> p = Profiler()               # deterministic: every call, wall and CPU time
+    >>> with p:
+    ...     work()
+    >>> p.trace().functions()        # or p.write("out.hyprof")
+
+    Options of the deterministic mode: ``builtins`` (also record C functions,
+    named as cProfile names them), ``engine`` ("auto", "setprofile" or, on
+    Python 3.12+, "monitoring"), ``max_nodes`` (call paths kept before the
+    rest folds into "[truncated]"; 0 for no limit) and ``cpu_clock`` ("auto"
+    or "syscall"). Raises ProfilerError for a bad option, and from start()
+    when another profiler (hyprof's, cProfile, yappi, a debugger's profile
+    function) is active.
+    """
+
+    def __init__(self, mode="deterministic", **options):
+        factory = _MODES.get(mode)
+        if factory is None:
+            raise ProfilerError("mode=%r is not known: use %s" % (
+                mode, " or ".join(repr(m) for m in _MODES)))
+        try:
+            self._engine = factory(**options)
+        except TypeError as e:
+            raise ProfilerError("bad option for mode=%r: %s" % (mode, e)) from None
+        self.mode = mode
+        hide = getattr(self._engine, "hide", None)
+        if hide is not None:
+            hide(_STOP_PATH)
+
+    @property
+    def running(self):
+        return bool(self._engine.running)
+
+    @property
+    def engine(self):
+        """The engine's name ("setprofile" or "monitoring" in deterministic mode)."""
+        return getattr(self._engine, "engine", self.mode)
+
+    def start(self):
+        self._engine.start()
+        return self
+
+    def stop(self):
+        self._engine.stop()
+        return self
+
+    def __enter__(self):
+        self._engine.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._engine.stop()
+        return False
+
+    def trace(self):
+        """The profile as a hyprof.Trace, without touching the disk."""
+        return self._engine.trace()
+
+    def write(self, path):
+        """Writes the trace to path (a .hyprof file)."""
+        self._engine.write(os.fspath(path))
+        return path
+
+    def __repr__(self):
+        return "<hyprof.Profiler mode=%s engine=%s %s>" % (
+            self.mode, self.engine, "running" if self.running else "stopped")
+
+
+# The wrappers through which a program stops the profiler: their calls are
+# the profiler's own and are left out of the profile.
+_STOP_PATH = (Profiler.stop.__code__, Profiler.__exit__.__code__)
+
+
+def _report(trace, limit=20):
+    from .render import render
+    return render(trace, "text", limit=limit)
+
+
+def profile(func=None, *, output=None, report=None, limit=20, **options):
+    """Profiles every call of the decorated function, accumulating over calls.
+
+    ``@profile`` or ``@profile(output="f.hyprof", builtins=False, ...)``.
+    With ``output``, the trace is written there after each outermost call;
+    otherwise (or with ``report=True``) a table of the ``limit`` most
+    expensive functions is printed to stderr when the program exits. The
+    wrapper has ``.profiler`` (a Profiler) and ``.trace()``. A call made while
+    the function's own profiling is running (recursion) runs straight
+    through; another active profiler makes the call raise ProfilerError.
+    """
+    if func is None:
+        return functools.partial(profile, output=output, report=report, limit=limit, **options)
+    if not callable(func):
+        raise ProfilerError("profile() decorates a function, not %r" % (func,))
+    profiler = Profiler(**options)
+    state = {"calls": 0}
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if profiler.running:
+            return func(*args, **kwargs)
+        profiler.start()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            profiler.stop()
+            state["calls"] += 1
+            if output is not None:
+                profiler.write(output)
+
+    def _print_report():
+        if state["calls"]:
+            sys.stderr.write("hyprof: %s (%d call%s)\n%s\n" % (
+                getattr(func, "__qualname__", func), state["calls"],
+                "" if state["calls"] == 1 else "s", _report(profiler.trace(), limit)))
+
+    wrapper.profiler = profiler
+    wrapper.trace = profiler.trace
+    if report or (report is None and output is None):
+        atexit.register(_print_report)
+    return wrapper

@@ -1,0 +1,88 @@
+"""pstats export, so ``pstats.Stats``, snakeviz and gprof2dot read a
+deterministic trace.
+
+The stats follow cProfile's conventions (Lib/cProfile.py, snapshot_stats):
+keys are ``(filename, firstlineno, co_name)`` for Python functions and
+``("~", 0, name)`` for C functions, named as cProfile names them; a
+function's value is ``(cc, nc, tt, ct, callers)`` with cc the primitive
+calls and nc all calls; each caller's value is ``(nc, cc, tt, ct)`` for the
+calls on that edge. Times are wall seconds, or CPU seconds with
+``clock="cpu"``.
+"""
+
+import marshal
+
+from ._model import ReportError
+
+
+def func_key(f):
+    """The pstats key of a FunctionStats or FunctionInfo."""
+    if f.kind == "python":
+        # pstats names a function by its code object's co_name, the last
+        # part of the qualified name.
+        return (f.filename, f.lineno, f.name.rsplit(".", 1)[-1])
+    return ("~", 0, f.name)
+
+
+def _add(a, b):
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def stats(trace, clock="wall", thread=None):
+    """The pstats dictionary of a deterministic trace."""
+    if trace.mode != "deterministic":
+        raise ReportError("pstats holds call counts and times: only a deterministic trace "
+                          "can be exported to it (this one is %s)" % trace.mode)
+    if clock not in ("wall", "cpu"):
+        raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
+    own, cum = clock + "_own", clock + "_cum"
+    out = {}
+    for f in trace.functions(thread):
+        key = func_key(f)
+        val = (f.primitive_calls, f.calls, getattr(f, own), getattr(f, cum))
+        prev = out.get(key)
+        out[key] = (_add(prev[:4], val) + (prev[4],)) if prev else val + ({},)
+    for e in trace.edges(thread):
+        if e.caller is None:
+            continue
+        callee = out.get(func_key(e.callee))
+        if callee is None:
+            continue
+        ckey = func_key(e.caller)
+        if clock == "wall":
+            tt, ct = e.wall_own, e.wall_cum
+        else:
+            m = trace._metric_by_name
+            tt = e.own.get("cpu_own", 0) * 1e-9 if "cpu_own" in m else 0.0
+            ct = e.cum.get("cpu_cum", 0) * 1e-9 if "cpu_cum" in m else 0.0
+        val = (e.calls, e.primitive_calls, tt, ct)
+        callers = callee[4]
+        callers[ckey] = _add(callers[ckey], val) if ckey in callers else val
+    return out
+
+
+class PstatsExport:
+    """An object ``pstats.Stats(obj)`` accepts: it has ``create_stats()``."""
+
+    def __init__(self, trace, clock="wall", thread=None):
+        self._trace, self._clock, self._thread = trace, clock, thread
+        self.stats = {}
+
+    def create_stats(self):
+        self.stats = stats(self._trace, self._clock, self._thread)
+
+
+def render(trace, clock="wall", thread=None, **options):
+    """The marshal bytes of a ``.prof`` file (what cProfile's dump_stats
+    writes)."""
+    if options:
+        raise ReportError("the pstats format takes no option %s"
+                          % ", ".join(repr(k) for k in sorted(options)))
+    return marshal.dumps(stats(trace, clock, thread))
+
+
+def dump(trace, path, clock="wall", thread=None):
+    """Writes a ``.prof`` file that ``pstats.Stats(path)`` loads."""
+    with open(path, "wb") as f:
+        f.write(render(trace, clock, thread))
+    return path

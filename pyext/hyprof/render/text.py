@@ -1,0 +1,146 @@
+"""The text table: one row per function, sortable, for a console.
+
+Deterministic traces show calls (``total/primitive`` when recursion made
+them differ, as pstats does), wall and CPU time, own and cumulative, and
+the per-call cumulative wall time; sampling traces show own and cumulative
+samples with their share of the total.
+"""
+
+import os
+
+from ._model import ReportError
+
+# --sort keys: name -> (attribute, descending).
+DET_SORTS = {
+    "calls": ("calls", True),
+    "pcalls": ("primitive_calls", True),
+    "own": ("wall_own", True),
+    "tottime": ("wall_own", True),
+    "cum": ("wall_cum", True),
+    "cumtime": ("wall_cum", True),
+    "cpu": ("cpu_own", True),
+    "cpucum": ("cpu_cum", True),
+    "percall": ("_percall", True),
+    "name": ("name", False),
+    "file": ("_location", False),
+}
+SAMPLING_SORTS = {
+    "own": ("own_samples", True),
+    "cum": ("cum_samples", True),
+    "samples": ("own_samples", True),
+    "name": ("name", False),
+    "file": ("_location", False),
+}
+SORTS = sorted(set(DET_SORTS) | set(SAMPLING_SORTS))
+
+
+def location(f):
+    """``file:line`` for Python functions, ``~`` for C functions."""
+    if f.kind == "python" and f.filename:
+        return "%s:%d" % (f.filename, f.lineno)
+    return "~"
+
+
+def short_location(f, width=50):
+    loc = location(f)
+    if len(loc) <= width:
+        return loc
+    base = os.path.basename(f.filename)
+    return "...%s:%d" % (os.sep + base, f.lineno) if f.kind == "python" else loc
+
+
+def _key(f, attr):
+    if attr == "_percall":
+        return f.wall_cum / f.calls if f.calls else 0.0
+    if attr == "_location":
+        return (f.filename, f.lineno, f.name)
+    return getattr(f, attr)
+
+
+def sorted_functions(trace, sort="cum", thread=None, builtins=True):
+    """The trace's functions in report order; ReportError for a sort key the
+    trace's mode does not have."""
+    table = DET_SORTS if trace.mode == "deterministic" else SAMPLING_SORTS
+    if sort not in table:
+        raise ReportError("cannot sort a %s trace by %r; choose one of: %s"
+                          % (trace.mode, sort, ", ".join(sorted(table))))
+    attr, desc = table[sort]
+    funcs = [f for f in trace.functions(thread) if builtins or f.kind == "python"]
+    funcs.sort(key=lambda f: (f.name, f.filename, f.lineno))
+    funcs.sort(key=lambda f: _key(f, attr), reverse=desc)
+    return funcs
+
+
+def _seconds(s):
+    return "%.6f" % s
+
+
+def _calls(f):
+    if f.calls != f.primitive_calls:
+        return "%d/%d" % (f.calls, f.primitive_calls)
+    return "%d" % f.calls
+
+
+def summary(trace):
+    """One line saying what the trace holds."""
+    h = trace.header
+    funcs = trace.functions()
+    threads = len(trace.threads())
+    if trace.mode == "deterministic":
+        calls = sum(f.calls for f in funcs)
+        top = [n for n in trace.nodes() if n.parent == 0]
+        wall = sum(n.values.get("wall_cum", 0) for n in top) * 1e-9
+        cpu = sum(n.values.get("cpu_cum", 0) for n in top) * 1e-9
+        line = ("hyprof deterministic profile: %d calls of %d functions, %.3f s wall, "
+                "%.3f s CPU in profiled calls, %d thread%s"
+                % (calls, len(funcs), wall, cpu, threads, "" if threads == 1 else "s"))
+        extra = [x for x in ("engine", "clock") if h.get(x)]
+        if extra:
+            line += " (%s)" % ", ".join("%s %s" % (x, h[x]) for x in extra)
+    else:
+        total = trace.sample_total or sum(f.own_samples for f in funcs)
+        line = ("hyprof sampling profile: %d samples, %d functions, %d thread%s"
+                % (total, len(funcs), threads, "" if threads == 1 else "s"))
+        if h.get("event"):
+            line += " (event %s)" % h["event"]
+    if trace.truncated_nodes:
+        line += "\nnote: %d calls past the node limit were folded into [truncated]" % (
+            trace.truncated_nodes)
+    if trace.truncated:
+        line += "\nnote: the trace is truncated: %s" % trace.message
+    return line
+
+
+def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True, **options):
+    """The table as a string: ``limit`` rows (0 or None for all) sorted by
+    ``sort`` (see SORTS), for one thread or all."""
+    if options:
+        raise ReportError("the text format takes no option %s"
+                          % ", ".join(repr(k) for k in sorted(options)))
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ReportError("limit=%r must be a non-negative integer" % (limit,))
+    funcs = sorted_functions(trace, sort, thread, builtins)
+    shown = funcs[:limit] if limit else funcs
+    out = []
+    if header:
+        out.append(summary(trace))
+        out.append("")
+    if trace.mode == "deterministic":
+        out.append("%12s %11s %11s %11s %11s %11s  %s" % (
+            "calls", "own wall", "cum wall", "own cpu", "cum cpu", "cum/call", "function"))
+        for f in shown:
+            percall = f.wall_cum / f.calls if f.calls else 0.0
+            out.append("%12s %11s %11s %11s %11s %11s  %s  %s" % (
+                _calls(f), _seconds(f.wall_own), _seconds(f.wall_cum), _seconds(f.cpu_own),
+                _seconds(f.cpu_cum), _seconds(percall), f.name, short_location(f)))
+    else:
+        total = sum(f.own_samples for f in funcs) or 1
+        out.append("%10s %7s %10s %7s  %s" % ("own", "own%", "cum", "cum%", "function"))
+        for f in shown:
+            out.append("%10d %6.2f%% %10d %6.2f%%  %s  %s" % (
+                f.own_samples, 100.0 * f.own_samples / total, f.cum_samples,
+                100.0 * f.cum_samples / total, f.name, short_location(f)))
+    if limit and len(funcs) > limit:
+        out.append("... %d more function%s (--limit 0 shows all)" % (
+            len(funcs) - limit, "" if len(funcs) - limit == 1 else "s"))
+    return "\n".join(out) + "\n"
