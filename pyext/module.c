@@ -2,10 +2,14 @@
  * their types and functions here. */
 #include "pyhyprof.h"
 
+#include "sampler.h"
+
 static int hyp_py_exec(PyObject *module) {
     if (hyp_py_trace_init(module) < 0)
         return -1;
     if (hyp_py_det_init(module) < 0)
+        return -1;
+    if (hyp_py_sampler_init(module) < 0)
         return -1;
     if (PyModule_AddStringConstant(module, "__version__", HYP_VERSION_STRING) < 0)
         return -1;

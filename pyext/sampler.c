@@ -1,0 +1,1553 @@
+/* The sampling mode's engine: per-thread triggers, the signal handler, the
+ * per-thread sample rings, the wall-clock sampler thread and the resolver
+ * that turns ring records into profile samples (docs/sampling.md).
+ *
+ * Threads of execution that touch this file:
+ *   - the signal handler, on the sampled thread itself: reads its own frames
+ *     and writes one record into its own ring; nothing else (no malloc, no
+ *     lock, no Python API but PyGILState_GetThisThreadState(), a
+ *     pthread_getspecific() read);
+ *   - the wall-clock sampler (a pthread without Python): reads the GIL's
+ *     state, signals the threads running Python and reads the frames of the
+ *     waiting ones through process_vm_readv(), into its own ring;
+ *   - everything else runs with the GIL: start, stop, thread registration,
+ *     the resolver, code-death notices. The GIL serialises the consumers of
+ *     the rings, so each ring has one producer and one consumer at a time. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* gettid, SIGEV_THREAD_ID, rt_tgsigqueueinfo */
+#endif
+#include "sampler.h"
+
+#include "codemap.h"
+#include "internal.h"
+#include "pyhyprof.h"
+#include "ring.h"
+#include "walk.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HYP__MAX_THREADS 1024
+#define HYP__MAX_KINDS 8
+#define HYP__REC_MAGIC 0xA5ULL
+#define HYP__REC_HEAD 3 /* header, time, weight */
+#define HYP__POISON_MAX 64
+
+enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER, TRIG_WALL };
+static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer",
+                                              "wall-sampler"};
+
+/* Reasons a sample can be lost before it reaches the profile. */
+enum {
+    LOST_RING_FULL = 0,  /* the thread's ring had no room */
+    LOST_REENTRANT,      /* the signal interrupted another capture on its thread */
+    LOST_UNKNOWN_THREAD, /* the signal hit a thread hyprof has not registered */
+    LOST_THREAD_EXITING, /* the thread was tearing down its Python state */
+    LOST_NO_FRAMES,      /* the thread was running no Python code */
+    LOST_CODE_FREED,     /* a frame's code object died unseen before resolution */
+    LOST_WALL_RACE,      /* a waiting thread woke up while its stack was read */
+    LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
+    LOST_COUNT
+};
+static const char *const hyp__lost_names[LOST_COUNT] = {
+    "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
+    "no-python-frames", "code-freed", "wall-race",      "thread-unsampled"};
+
+typedef struct {
+    _Atomic int live;    /* 1 while the slot's thread is sampled */
+    _Atomic int busy;    /* a capture runs on the slot's thread */
+    _Atomic int sbusy;   /* the wall sampler works on this slot */
+    int used;            /* registered (GIL-owned bookkeeping) */
+    int index;
+    int seen;            /* found by the last enumeration */
+    PyThreadState *tstate;
+    pid_t tid;
+    unsigned long ident;
+    hyp_id_t thread;     /* the profile's thread id */
+    int fd;              /* perf event, or -1 */
+    timer_t timer;
+    int has_timer;
+    uint64_t last_count; /* counter at the previous sample (handler-owned) */
+    uint64_t last_wall;  /* wall sampler: time of the previous tick */
+    _Atomic uint64_t wall_weight;
+    hyp__ring_t ring;
+} hyp_slot_t;
+
+static struct {
+    _Atomic int active;  /* handlers record samples */
+    int running;         /* a session exists (GIL-owned) */
+    int trigger;
+    int wall;
+    int signo;
+    int depth;
+    pid_t pid;
+    uint64_t period_ns;  /* timers and the wall sampler */
+    hyp_perf_event_t event;
+    hyp_perf_config_t pcfg;
+    size_t ring_words;
+    uint64_t t0;
+    hyp_slot_t *slots;
+    int nslots;          /* high-water mark of used slots */
+    hyp_slot_t **fd_slot;
+    int fd_slot_len;
+    hyp_profile_t *profile;
+    hyp_writer_t *writer;
+    int writer_err;
+    hyp_id_t func_truncated;
+    uint32_t kinds;      /* sample kinds declared */
+    _Atomic uint64_t lost[LOST_COUNT];
+    /* wall-clock sampler */
+    pthread_t wall_thread;
+    int wall_started;
+    _Atomic int wall_stop;
+    _Atomic int remote_inflight;
+    hyp__ring_t wall_ring;
+    /* resolver */
+    int resolving;
+    PyCodeObject *poison[HYP__POISON_MAX];
+    int npoison;
+    int poison_overflow;
+    PyThreadState *exclude; /* the resolver thread's own state */
+    PyObject *threads_active; /* threading._active, for names */
+    PyObject *event_error;
+    PyObject *profiler_error;
+    char kind_names[HYP__MAX_KINDS][64];
+} S;
+
+static _Atomic int hyp__handler_sigs[NSIG];
+
+static __thread hyp_slot_t *hyp__tls_slot __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t hyp__now(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void hyp__lose(int why) {
+    atomic_fetch_add_explicit(&S.lost[why], 1, memory_order_relaxed);
+}
+
+static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, int n) {
+    return (HYP__REC_MAGIC << 56) | ((uint64_t)(slot & 0xffff) << 32) |
+           ((uint64_t)(kind & 0xff) << 24) | ((uint64_t)(truncated ? 1 : 0) << 16) |
+           (uint64_t)(n & 0xffff);
+}
+
+/* ---------------------------------------------------------------- capture */
+
+/* Records the calling thread's stack into slot's ring. The thread is the
+ * slot's own (checked by the caller) and is stopped here. */
+static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight) {
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
+    int truncated = 0, n;
+
+    n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
+    if (n <= 0) {
+        hyp__lose(LOST_NO_FRAMES);
+        return -1;
+    }
+    buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
+    buf[1] = hyp__now() - S.t0;
+    buf[2] = weight;
+    /* A full ring counts the drop itself (ring.h). */
+    return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0
+               ? 0
+               : -1;
+}
+
+/* Claims slot for a capture on the calling thread. busy is raised before
+ * live is checked, and the retiring side lowers live before it waits for busy
+ * to fall (both sequentially consistent), so a capture never runs on a slot
+ * being recycled. */
+static inline int hyp__claim(hyp_slot_t *slot) {
+    if (atomic_exchange(&slot->busy, 1)) {
+        hyp__lose(LOST_REENTRANT);
+        return -1;
+    }
+    if (!atomic_load(&slot->live)) {
+        atomic_store(&slot->busy, 0);
+        hyp__lose(LOST_THREAD_EXITING);
+        return -1;
+    }
+    /* The thread's own Python state, as CPython keeps it in a pthread key
+     * until the thread state is deleted (Python/pystate.c); a thread tearing
+     * down, or a signal meant for a previous owner of the slot, fails here. */
+    if (PyGILState_GetThisThreadState() != slot->tstate) {
+        atomic_store(&slot->busy, 0);
+        hyp__lose(LOST_THREAD_EXITING);
+        return -1;
+    }
+    return 0;
+}
+
+static inline int hyp__valid_slot(const hyp_slot_t *slot) {
+    return slot != NULL && S.slots != NULL && slot >= S.slots && slot < S.slots + HYP__MAX_THREADS &&
+           ((const char *)slot - (const char *)S.slots) % sizeof(hyp_slot_t) == 0;
+}
+
+static hyp_slot_t *hyp__slot_by_tid(pid_t tid) {
+    int i;
+
+    for (i = 0; i < S.nslots; i++)
+        if (atomic_load(&S.slots[i].live) && S.slots[i].tid == tid)
+            return &S.slots[i];
+    return NULL;
+}
+
+int hyp_py_sampler_capture(uint32_t kind, uint64_t weight) {
+    hyp_slot_t *slot;
+    int ret;
+
+    if (!atomic_load_explicit(&S.active, memory_order_acquire) || kind >= S.kinds)
+        return -1;
+    slot = hyp__tls_slot;
+    if (!hyp__valid_slot(slot) || slot->tid != (pid_t)syscall(SYS_gettid)) {
+        slot = hyp__slot_by_tid((pid_t)syscall(SYS_gettid));
+        if (slot == NULL) {
+            hyp__lose(LOST_UNKNOWN_THREAD);
+            return -1;
+        }
+        hyp__tls_slot = slot;
+    }
+    if (hyp__claim(slot) < 0)
+        return -1;
+    ret = hyp__capture(slot, kind, weight);
+    atomic_store(&slot->busy, 0);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- signal handler */
+
+static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
+    int saved = errno;
+    hyp_slot_t *slot = NULL;
+    uint64_t weight = 0, count;
+
+    (void)uc;
+    if (!atomic_load_explicit(&S.active, memory_order_acquire) || signo != S.signo)
+        goto out; /* late signal of a stopped session, or another hyprof signal */
+    switch (S.trigger) {
+    case TRIG_PERF:
+        if (si->si_fd >= 0 && si->si_fd < S.fd_slot_len)
+            slot = S.fd_slot[si->si_fd];
+        break;
+    case TRIG_TIMER:
+        if (si->si_code == SI_TIMER)
+            slot = si->si_value.sival_ptr;
+        break;
+    case TRIG_WALL:
+        if (si->si_code == SI_QUEUE && si->si_pid == S.pid)
+            slot = si->si_value.sival_ptr;
+        break;
+    case TRIG_ITIMER:
+        slot = hyp__tls_slot;
+        if (!hyp__valid_slot(slot))
+            slot = hyp__slot_by_tid((pid_t)syscall(SYS_gettid));
+        break;
+    }
+    if (!hyp__valid_slot(slot)) {
+        hyp__lose(LOST_UNKNOWN_THREAD);
+        goto out;
+    }
+    if (hyp__claim(slot) < 0)
+        goto out;
+    switch (S.trigger) {
+    case TRIG_PERF:
+        /* The count since the previous sample: exact even when signals of
+         * a standard signal number coalesced. */
+        if (hyp_perf_read(slot->fd, &count) == 0) {
+            weight = count - slot->last_count;
+            slot->last_count = count;
+        } else {
+            weight = S.pcfg.freq ? 0 : S.pcfg.period;
+        }
+        break;
+    case TRIG_TIMER:
+        weight = S.period_ns * (1 + (uint64_t)(si->si_overrun > 0 ? si->si_overrun : 0));
+        break;
+    case TRIG_WALL:
+        weight = atomic_load_explicit(&slot->wall_weight, memory_order_relaxed);
+        break;
+    default:
+        weight = S.period_ns;
+        break;
+    }
+    hyp__capture(slot, 0, weight);
+    atomic_store(&slot->busy, 0);
+out:
+    errno = saved;
+}
+
+/* Installs the handler on signo. A handler someone else installed there is
+ * never replaced: that is an error naming the signal. Once installed, ours
+ * stays until the process ends, so a signal still pending when a session
+ * stops is ignored instead of killing the process with the default action. */
+static int hyp__install(int signo, char *msg, size_t msglen) {
+    struct sigaction sa, old;
+
+    if (sigaction(signo, NULL, &old) < 0) {
+        snprintf(msg, msglen, "signal %d cannot be used: %s", signo, strerror(errno));
+        return -1;
+    }
+    if ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction == hyp__on_signal)
+        return 0;
+    if (!(old.sa_flags & SA_SIGINFO) && (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = hyp__on_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(signo, &sa, NULL) < 0) {
+            snprintf(msg, msglen, "cannot install a handler on signal %d: %s", signo,
+                     strerror(errno));
+            return -1;
+        }
+        atomic_store(&hyp__handler_sigs[signo], 1);
+        return 0;
+    }
+    snprintf(msg, msglen,
+             "signal %d (%s) already has a handler that hyprof did not install; hyprof does not "
+             "replace it: choose another signal with signal= (for instance signal.SIGRTMIN + 2) "
+             "or remove that handler",
+             signo, strsignal(signo));
+    return -1;
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static int hyp__thread_name(unsigned long ident, hyp_id_t *name) {
+    PyObject *key, *th = NULL, *nm = NULL;
+    const char *u = NULL;
+    Py_ssize_t n = 0;
+    int ret;
+
+    if (S.threads_active != NULL && (key = PyLong_FromUnsignedLong(ident)) != NULL) {
+        th = PyDict_GetItemWithError(S.threads_active, key); /* borrowed */
+        Py_DECREF(key);
+        if (th != NULL && (nm = PyObject_GetAttrString(th, "name")) != NULL && PyUnicode_Check(nm))
+            u = PyUnicode_AsUTF8AndSize(nm, &n);
+    }
+    PyErr_Clear();
+    if (u == NULL) {
+        u = "";
+        n = 0;
+    }
+    ret = hyp_profile_string(S.profile, u, (size_t)n, name);
+    Py_XDECREF(nm);
+    return ret;
+}
+
+static void hyp__fd_map(int fd, hyp_slot_t *slot) {
+    if (fd >= 0 && fd < S.fd_slot_len)
+        S.fd_slot[fd] = slot;
+}
+
+/* Opens the slot's trigger. Returns 0 or a HYP_E* code with msg set. */
+static int hyp__arm(hyp_slot_t *slot, char *msg, size_t msglen) {
+    int ret;
+
+    switch (S.trigger) {
+    case TRIG_PERF:
+        ret = hyp_perf_open(&S.event, &S.pcfg, slot->tid, &slot->fd, msg, msglen);
+        if (ret < 0)
+            return ret;
+        if (slot->fd >= S.fd_slot_len) {
+            close(slot->fd);
+            slot->fd = -1;
+            snprintf(msg, msglen, "descriptor beyond hyprof's table");
+            return HYP_ELIMIT;
+        }
+        slot->last_count = 0;
+        hyp__fd_map(slot->fd, slot);
+        return 0;
+    case TRIG_TIMER:
+        ret = hyp_timer_thread_create(slot->tid, 0, S.signo, S.period_ns, slot, &slot->timer, msg,
+                                      msglen);
+        if (ret == 0)
+            slot->has_timer = 1;
+        return ret;
+    default:
+        return 0;
+    }
+}
+
+static void hyp__disarm(hyp_slot_t *slot) {
+    if (slot->fd >= 0) {
+        hyp__fd_map(slot->fd, NULL);
+        close(slot->fd);
+        slot->fd = -1;
+    }
+    if (slot->has_timer) {
+        hyp_timer_thread_delete(slot->timer);
+        slot->has_timer = 0;
+    }
+}
+
+/* Registers a thread state. Returns the slot, or NULL (counted; msg set). */
+static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ident, char *msg,
+                                 size_t msglen) {
+    hyp_slot_t *slot = NULL;
+    hyp_thread_t th;
+    int i, ret;
+
+    for (i = 0; i < HYP__MAX_THREADS; i++) {
+        if (!S.slots[i].used && !atomic_load(&S.slots[i].busy) &&
+            !atomic_load(&S.slots[i].sbusy)) {
+            slot = &S.slots[i];
+            break;
+        }
+    }
+    if (slot == NULL) {
+        snprintf(msg, msglen, "more than %d threads at once", HYP__MAX_THREADS);
+        hyp__lose(LOST_NO_SLOT);
+        return NULL;
+    }
+    if (slot->ring.buf == NULL) {
+        if (hyp__ring_init(&slot->ring, S.ring_words) < 0) {
+            snprintf(msg, msglen, "out of memory for a sample ring");
+            hyp__lose(LOST_NO_SLOT);
+            return NULL;
+        }
+    } else {
+        hyp__ring_reset(&slot->ring);
+    }
+    slot->index = i;
+    slot->tstate = ts;
+    slot->tid = tid;
+    slot->ident = ident;
+    slot->fd = -1;
+    slot->has_timer = 0;
+    slot->seen = 1;
+    slot->last_wall = 0;
+    th.os_tid = (uint64_t)tid;
+    th.ident = ident;
+    if (hyp__thread_name(ident, &th.name) < 0 || hyp_profile_thread(S.profile, &th, &slot->thread) < 0) {
+        snprintf(msg, msglen, "out of memory");
+        hyp__lose(LOST_NO_SLOT);
+        return NULL;
+    }
+    ret = hyp__arm(slot, msg, msglen);
+    if (ret < 0) {
+        hyp__lose(LOST_NO_SLOT);
+        return NULL;
+    }
+    slot->used = 1;
+    if (i >= S.nslots)
+        S.nslots = i + 1;
+    atomic_store(&slot->live, 1);
+    return slot;
+}
+
+static void hyp__drain_all(void);
+
+/* Stops sampling a slot; its ring must have been drained. */
+static void hyp__retire(hyp_slot_t *slot) {
+    atomic_store(&slot->live, 0);
+    hyp__disarm(slot);
+    while (atomic_load(&slot->busy) || atomic_load(&slot->sbusy))
+        sched_yield();
+    atomic_fetch_add(&S.lost[LOST_RING_FULL], hyp__ring_dropped(&slot->ring));
+    hyp__ring_reset(&slot->ring);
+    slot->used = 0;
+    slot->tstate = NULL;
+    if (hyp__tls_slot == slot)
+        hyp__tls_slot = NULL;
+}
+
+static hyp_slot_t *hyp__slot_of(PyThreadState *ts) {
+    int i;
+
+    for (i = 0; i < S.nslots; i++)
+        if (S.slots[i].used && S.slots[i].tstate == ts)
+            return &S.slots[i];
+    return NULL;
+}
+
+/* Registers new thread states and retires those that are gone. */
+static void hyp__sync_threads(void) {
+    hyp_walk_thread_t list[256], *all = list;
+    size_t n, i;
+    int j;
+    char msg[512];
+    hyp_slot_t *slot;
+
+    n = hyp__walk_threads(PyThreadState_GetInterpreter(PyThreadState_Get()), list, 256);
+    if (n > 256) {
+        all = hyp__malloc(n * sizeof(*all));
+        if (all == NULL)
+            return;
+        n = hyp__walk_threads(PyThreadState_GetInterpreter(PyThreadState_Get()), all, n);
+    }
+    for (j = 0; j < S.nslots; j++)
+        S.slots[j].seen = 0;
+    for (i = 0; i < n; i++) {
+        if (all[i].ts == S.exclude || all[i].native_id == 0)
+            continue;
+        slot = hyp__slot_of(all[i].ts);
+        if (slot != NULL && slot->tid != (pid_t)all[i].native_id) {
+            /* The thread state's memory now belongs to another thread. */
+            hyp__retire(slot);
+            slot = NULL;
+        }
+        if (slot == NULL)
+            slot = hyp__register(all[i].ts, (pid_t)all[i].native_id, all[i].ident, msg,
+                                 sizeof(msg));
+        if (slot != NULL)
+            slot->seen = 1;
+    }
+    for (j = 0; j < S.nslots; j++)
+        if (S.slots[j].used && !S.slots[j].seen)
+            hyp__retire(&S.slots[j]);
+    if (all != list)
+        hyp__free(all);
+}
+
+/* ---------------------------------------------------------------- resolver */
+
+static int hyp__poisoned(uint64_t code) {
+    int i;
+
+    for (i = 0; i < S.npoison; i++)
+        if ((uint64_t)(uintptr_t)S.poison[i] == code)
+            return 1;
+    return 0;
+}
+
+/* Resolves the records of one ring into profile samples. */
+static void hyp__drain_ring(hyp__ring_t *r) {
+    uint64_t pos, hdr, code, info;
+    hyp_sample_t s;
+    hyp_id_t node, func;
+    hyp_slot_t *slot;
+    uint32_t line;
+    size_t avail, len;
+    int n, i, idx, ret, lost;
+
+    avail = hyp__ring_readable(r, &pos);
+    while (avail >= HYP__REC_HEAD) {
+        hdr = hyp__ring_get(r, pos);
+        n = (int)(hdr & 0xffff);
+        len = HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * (size_t)n;
+        idx = (int)((hdr >> 32) & 0xffff);
+        if ((hdr >> 56) != HYP__REC_MAGIC || len > avail || idx >= HYP__MAX_THREADS) {
+            /* Cannot happen with whole-record commits; do not loop on it. */
+            hyp__lose(LOST_RING_FULL);
+            hyp__ring_release(r, avail);
+            return;
+        }
+        slot = &S.slots[idx];
+        node = HYP_ROOT_NODE;
+        lost = 0;
+        ret = 0;
+        if ((hdr >> 16) & 1)
+            ret = hyp_profile_node(S.profile, node, S.func_truncated, 0, &node);
+        for (i = n - 1; i >= 0 && ret == 0 && !lost; i--) {
+            code = hyp__ring_get(r, pos + HYP__REC_HEAD + (uint64_t)(2 * i));
+            info = hyp__ring_get(r, pos + HYP__REC_HEAD + (uint64_t)(2 * i + 1));
+            if (S.poison_overflow || (S.npoison && hyp__poisoned(code))) {
+                lost = 1;
+                break;
+            }
+            ret = hyp__codemap_resolve(code, info, &func, &line);
+            if (ret == 1)
+                lost = 1;
+            else if (ret == 0)
+                ret = hyp_profile_node(S.profile, node, func, line, &node);
+        }
+        if (lost) {
+            hyp__lose(LOST_CODE_FREED);
+        } else if (ret < 0) {
+            if (S.writer_err == 0)
+                S.writer_err = ret;
+        } else {
+            s.thread = slot->thread;
+            s.node = node;
+            s.kind = (uint32_t)((hdr >> 24) & 0xff);
+            s.time_ns = hyp__ring_get(r, pos + 1);
+            s.weight = hyp__ring_get(r, pos + 2);
+            if ((ret = hyp_profile_add_sample(S.profile, &s)) < 0 && S.writer_err == 0)
+                S.writer_err = ret;
+        }
+        hyp__ring_release(r, len);
+        pos += len;
+        avail -= len;
+        if (avail < HYP__REC_HEAD)
+            avail = hyp__ring_readable(r, &pos);
+    }
+}
+
+static void hyp__drain_all(void) {
+    int i;
+
+    if (S.resolving)
+        return;
+    S.resolving = 1;
+    if (S.wall)
+        hyp__drain_ring(&S.wall_ring);
+    for (i = 0; i < S.nslots; i++)
+        if (S.slots[i].used)
+            hyp__drain_ring(&S.slots[i].ring);
+    S.resolving = 0;
+    S.npoison = 0;
+    S.poison_overflow = 0;
+}
+
+/* A code object dies (with the GIL, before its memory is freed): every
+ * sample recorded so far that names it is resolved now, while it is whole.
+ * No sample recorded later can name it: a frame holds a strong reference to
+ * its code, and the wall sampler's in-flight snapshot is waited for. */
+static void hyp__on_code_death(PyCodeObject *code) {
+    uint64_t pos;
+    int i, pending = 0;
+
+    if (S.resolving) {
+        if (S.npoison < HYP__POISON_MAX)
+            S.poison[S.npoison++] = code;
+        else
+            S.poison_overflow = 1;
+        return;
+    }
+    if (S.wall) {
+        while (atomic_load(&S.remote_inflight))
+            sched_yield();
+        pending = hyp__ring_readable(&S.wall_ring, &pos) > 0;
+    }
+    for (i = 0; i < S.nslots && !pending; i++)
+        if (S.slots[i].used && hyp__ring_readable(&S.slots[i].ring, &pos) > 0)
+            pending = 1;
+    if (pending)
+        hyp__drain_all();
+}
+
+/* ---------------------------------------------------------------- wall sampler */
+
+static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
+    unsigned long sw1, sw2;
+    int holder = 0, holder2 = 0, truncated = 0, n, attempt;
+    uint64_t weight;
+    siginfo_t si;
+
+    weight = slot->last_wall ? now - slot->last_wall : S.period_ns;
+    slot->last_wall = now;
+    for (attempt = 0; attempt < 3; attempt++) {
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0)
+            return;
+        if (holder) {
+            /* Running Python: it samples itself in the handler. */
+            atomic_store_explicit(&slot->wall_weight, weight, memory_order_relaxed);
+            memset(&si, 0, sizeof(si));
+            si.si_signo = S.signo;
+            si.si_code = SI_QUEUE;
+            si.si_pid = S.pid;
+            si.si_uid = getuid();
+            si.si_value.sival_ptr = slot;
+            if (syscall(SYS_rt_tgsigqueueinfo, S.pid, slot->tid, S.signo, &si) < 0)
+                hyp__lose(errno == ESRCH ? LOST_THREAD_EXITING : LOST_RING_FULL);
+            return;
+        }
+        /* Waiting (I/O, lock, sleep, the GIL) or in C code without the GIL:
+         * its frames cannot change until it takes the GIL back, which moves
+         * the switch counter. */
+        atomic_store(&S.remote_inflight, 1);
+        n = hyp__walk_remote(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
+        if (hyp__walk_gil_state(slot->tstate, &holder2, &sw2) == 0 && sw1 == sw2 && !holder2 &&
+            n >= 0) {
+            if (n == 0) {
+                hyp__lose(LOST_NO_FRAMES);
+            } else {
+                buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
+                buf[1] = now - S.t0;
+                buf[2] = weight;
+                hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
+            }
+            atomic_store(&S.remote_inflight, 0);
+            return;
+        }
+        atomic_store(&S.remote_inflight, 0);
+    }
+    hyp__lose(LOST_WALL_RACE);
+}
+
+static void *hyp__wall_main(void *arg) {
+    struct timespec next;
+    sigset_t all;
+    uint64_t t, now;
+    int i;
+
+    (void)arg;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    t = hyp__now();
+    while (!atomic_load(&S.wall_stop)) {
+        t += S.period_ns;
+        next.tv_sec = (time_t)(t / 1000000000u);
+        next.tv_nsec = (long)(t % 1000000000u);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+            ;
+        now = hyp__now();
+        if (now > t + 10 * S.period_ns)
+            t = now; /* fell far behind (suspended): do not burst */
+        for (i = 0; i < S.nslots && !atomic_load(&S.wall_stop); i++) {
+            hyp_slot_t *slot = &S.slots[i];
+
+            atomic_store(&slot->sbusy, 1);
+            if (atomic_load(&slot->live))
+                hyp__wall_tick(slot, now);
+            atomic_store(&slot->sbusy, 0);
+        }
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- Python API */
+
+static PyObject *hyp__raise(PyObject *cls, const char *msg) {
+    PyErr_SetString(cls != NULL ? cls : PyExc_RuntimeError, msg);
+    return NULL;
+}
+
+/* Tries to open the trigger on the calling thread (the first registration).
+ * Returns 0, or a HYP_E* code with msg set. */
+static int hyp__probe_event(const char *name, uint64_t period, int freq, char *msg,
+                            size_t msglen) {
+    int ret;
+
+    memset(&S.event, 0, sizeof(S.event));
+    S.event.size = sizeof(S.event);
+    ret = hyp_perf_encode(name, &S.event, msg, msglen);
+    if (ret < 0)
+        return ret;
+    memset(&S.pcfg, 0, sizeof(S.pcfg));
+    S.pcfg.size = sizeof(S.pcfg);
+    S.pcfg.signo = S.signo;
+    if (freq && S.event.is_clock) {
+        S.pcfg.period = 1000000000u / period; /* ns per sample */
+        S.pcfg.freq = 0;
+    } else {
+        S.pcfg.period = period;
+        S.pcfg.freq = freq;
+    }
+    return 0;
+}
+
+static void hyp__reset_session(void) {
+    int i;
+
+    if (S.slots != NULL) {
+        for (i = 0; i < HYP__MAX_THREADS; i++)
+            hyp__ring_destroy(&S.slots[i].ring);
+        hyp__free(S.slots);
+    }
+    hyp__free(S.fd_slot);
+    hyp__ring_destroy(&S.wall_ring);
+    S.slots = NULL;
+    S.fd_slot = NULL;
+    S.nslots = 0;
+    Py_CLEAR(S.threads_active);
+}
+
+static int hyp__set_meta(PyObject *meta) {
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    const char *k;
+    int ret = 0;
+
+    if (meta == NULL || meta == Py_None)
+        return 0;
+    if (!PyDict_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a dict");
+        return -1;
+    }
+    while (PyDict_Next(meta, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key) || (k = PyUnicode_AsUTF8(key)) == NULL)
+            return -1;
+        if (PyBool_Check(value)) {
+            ret = hyp_profile_set_meta_bool(S.profile, k, value == Py_True);
+        } else if (PyLong_Check(value)) {
+            long long v = PyLong_AsLongLong(value);
+            if (v == -1 && PyErr_Occurred())
+                return -1;
+            ret = hyp_profile_set_meta_int(S.profile, k, v);
+        } else if (PyFloat_Check(value)) {
+            ret = hyp_profile_set_meta_float(S.profile, k, PyFloat_AsDouble(value));
+        } else if (PyUnicode_Check(value)) {
+            const char *v = PyUnicode_AsUTF8(value);
+            if (v == NULL)
+                return -1;
+            ret = hyp_profile_set_meta_str(S.profile, k, v);
+        } else if (PyList_Check(value) || PyTuple_Check(value)) {
+            PyObject *seq = PySequence_Fast(value, "meta list");
+            Py_ssize_t n, i;
+            const char **v;
+
+            if (seq == NULL)
+                return -1;
+            n = PySequence_Fast_GET_SIZE(seq);
+            v = hyp__calloc((size_t)n + 1, sizeof(char *));
+            if (v == NULL) {
+                Py_DECREF(seq);
+                PyErr_NoMemory();
+                return -1;
+            }
+            for (i = 0; i < n; i++) {
+                PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+                v[i] = PyUnicode_Check(it) ? PyUnicode_AsUTF8(it) : NULL;
+                if (v[i] == NULL) {
+                    PyErr_Clear();
+                    v[i] = "?";
+                }
+            }
+            ret = hyp_profile_set_meta_strv(S.profile, k, v, (size_t)n);
+            hyp__free(v);
+            Py_DECREF(seq);
+        } else if (value == Py_None) {
+            continue;
+        } else {
+            PyErr_Format(PyExc_TypeError, "meta value of %s must be str, int, float, bool or list",
+                         k);
+            return -1;
+        }
+        if (ret < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void hyp__free_profile(void) {
+    if (S.writer != NULL)
+        hyp_writer_close(S.writer);
+    S.writer = NULL;
+    if (S.profile != NULL)
+        hyp_profile_free(S.profile);
+    S.profile = NULL;
+}
+
+/* start(path, event, clock, period, frequency, depth, signo, ring_words,
+ *       meta, disable, threads_active, event_error, profiler_error) -> dict */
+static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"path", "event", "clock", "period", "frequency", "depth", "signo",
+                             "ring_words", "meta", "disable", "threads_active", "event_error",
+                             "profiler_error", "kinds", NULL};
+    const char *path, *event = NULL, *clock = "cpu";
+    unsigned long long period = 0;
+    double frequency = 0;
+    int depth = 128, signo = SIGPROF, ring_words = 1 << 17, ret, i;
+    PyObject *meta = NULL, *disable = NULL, *active = NULL, *eerr = NULL, *perr = NULL;
+    PyObject *extra = NULL;
+    const char *xname[HYP__MAX_KINDS], *xunit[HYP__MAX_KINDS];
+    char xcount[HYP__MAX_KINDS][80];
+    Py_ssize_t nextra = 0;
+    char msg[1024], chainbuf[8][512], evname[64];
+    const char *chain[8];
+    size_t nchain = 0;
+    int dis_perf = 0, dis_hw = 0, dis_timer = 0, dis_itimer = 0;
+    hyp_metric_t metrics[2 * HYP__MAX_KINDS];
+    hyp_sample_kind_t kind;
+    hyp_func_t tf;
+    struct rlimit rl;
+    hyp_slot_t *first;
+    uint64_t hz;
+    PyObject *result;
+
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zsKdiiiOOOOOO", kwlist, &path, &event, &clock,
+                                     &period, &frequency, &depth, &signo, &ring_words, &meta,
+                                     &disable, &active, &eerr, &perr, &extra))
+        return NULL;
+    if (eerr != NULL && eerr != Py_None) {
+        Py_XSETREF(S.event_error, Py_NewRef(eerr));
+    }
+    if (perr != NULL && perr != Py_None) {
+        Py_XSETREF(S.profiler_error, Py_NewRef(perr));
+    }
+    if (S.running)
+        return hyp__raise(S.profiler_error, "a sampling profiler is already running in this "
+                                            "process; stop it first");
+    if (extra != NULL && extra != Py_None) {
+        Py_ssize_t k;
+
+        if (!PyList_Check(extra) || PyList_GET_SIZE(extra) > HYP__MAX_KINDS - 1)
+            return hyp__raise(PyExc_TypeError, "kinds must be a list of at most 7 (name, unit)");
+        nextra = PyList_GET_SIZE(extra);
+        for (k = 0; k < nextra; k++) {
+            if (!PyArg_ParseTuple(PyList_GET_ITEM(extra, k), "ss", &xname[k], &xunit[k]))
+                return NULL;
+            snprintf(xcount[k], sizeof(xcount[k]), "%s_samples", xname[k]);
+        }
+    }
+    if (strcmp(clock, "cpu") != 0 && strcmp(clock, "wall") != 0)
+        return hyp__raise(S.profiler_error, "clock must be \"cpu\" or \"wall\"");
+    if (depth < 1 || depth > HYP_WALK_MAX_DEPTH) {
+        snprintf(msg, sizeof(msg), "depth must be between 1 and %d, not %d", HYP_WALK_MAX_DEPTH,
+                 depth);
+        return hyp__raise(S.profiler_error, msg);
+    }
+    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP) {
+        snprintf(msg, sizeof(msg), "signal %d cannot carry samples; use SIGPROF or a real-time "
+                                   "signal (SIGRTMIN to SIGRTMAX)", signo);
+        return hyp__raise(S.profiler_error, msg);
+    }
+    if (period == 0 && frequency <= 0)
+        frequency = 100;
+    if (frequency > 0 && (frequency < 1 || frequency > 20000)) {
+        snprintf(msg, sizeof(msg), "frequency must be between 1 and 20000 Hz, not %g", frequency);
+        return hyp__raise(S.profiler_error, msg);
+    }
+    if (ring_words < 1024 || ring_words > (1 << 26))
+        return hyp__raise(S.profiler_error, "ring_words must be between 1024 and 2**26");
+    if (disable != NULL && disable != Py_None) {
+        PyObject *seq = PySequence_Fast(disable, "disable must be a sequence of trigger names");
+        Py_ssize_t k;
+
+        if (seq == NULL)
+            return NULL;
+        for (k = 0; k < PySequence_Fast_GET_SIZE(seq); k++) {
+            const char *d = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, k));
+            if (d == NULL) {
+                Py_DECREF(seq);
+                return NULL;
+            }
+            dis_perf |= strcmp(d, "perf") == 0;
+            dis_hw |= strcmp(d, "hardware") == 0;
+            dis_timer |= strcmp(d, "timer") == 0;
+            dis_itimer |= strcmp(d, "itimer") == 0;
+        }
+        Py_DECREF(seq);
+    }
+
+    memset(&S.lost, 0, sizeof(S.lost));
+    S.wall = strcmp(clock, "wall") == 0;
+    S.signo = signo;
+    S.depth = depth;
+    S.pid = getpid();
+    S.ring_words = (size_t)ring_words;
+    hz = frequency > 0 ? (uint64_t)frequency : 0;
+    S.period_ns = hz ? 1000000000u / hz : period;
+    hyp__free_profile();
+    hyp__reset_session();
+    S.slots = hyp__calloc(HYP__MAX_THREADS, sizeof(hyp_slot_t));
+    S.fd_slot_len = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)S.fd_slot_len)
+        S.fd_slot_len = (int)rl.rlim_cur;
+    S.fd_slot = hyp__calloc((size_t)S.fd_slot_len, sizeof(hyp_slot_t *));
+    if (S.slots == NULL || S.fd_slot == NULL ||
+        (S.wall && hyp__ring_init(&S.wall_ring, S.ring_words * 2) < 0)) {
+        hyp__reset_session();
+        return PyErr_NoMemory();
+    }
+    if (hyp__install(signo, msg, sizeof(msg)) < 0) {
+        hyp__reset_session();
+        return hyp__raise(S.profiler_error, msg);
+    }
+
+    /* Choose the trigger: the event named, or the first that works of
+     * hardware cycles, a software perf event, a POSIX CPU timer, setitimer.
+     * Each step tried is reported. */
+    S.trigger = TRIG_NONE;
+    snprintf(evname, sizeof(evname), "%s", S.wall ? "wall-time" : "cpu-time");
+    if (S.wall) {
+        if (event != NULL) {
+            hyp__reset_session();
+            return hyp__raise(S.profiler_error,
+                              "clock=\"wall\" samples on elapsed time and takes no event; give "
+                              "either event= (CPU events) or clock=\"wall\"");
+        }
+        if (!hyp__walk_remote_available()) {
+            hyp__reset_session();
+            return hyp__raise(S.profiler_error,
+                              "clock=\"wall\" needs process_vm_readv() to read waiting threads' "
+                              "stacks, and this process may not use it (seccomp?); use "
+                              "clock=\"cpu\"");
+        }
+        S.trigger = TRIG_WALL;
+        snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "wall-sampler: used");
+        chain[nchain] = chainbuf[nchain];
+        nchain++;
+    } else if (event != NULL) {
+        ret = hyp__probe_event(event, hz ? hz : period, hz != 0, msg, sizeof(msg));
+        if (ret == 0) {
+            /* Open it once on this thread to learn whether it works here. */
+            int fd = -1;
+
+            ret = hyp_perf_open(&S.event, &S.pcfg, 0, &fd, msg, sizeof(msg));
+            if (fd >= 0)
+                close(fd);
+        }
+        if (ret < 0) {
+            hyp__reset_session();
+            return hyp__raise(S.event_error, msg);
+        }
+        S.trigger = TRIG_PERF;
+        snprintf(evname, sizeof(evname), "%s", event);
+        snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: used", event);
+        chain[nchain] = chainbuf[nchain];
+        nchain++;
+    } else {
+        static const char *const tries[] = {"cycles", "cpu-clock"};
+        size_t t;
+
+        for (t = 0; t < 2 && S.trigger == TRIG_NONE; t++) {
+            int fd = -1;
+
+            if (dis_perf || (t == 0 && dis_hw)) {
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: disabled", tries[t]);
+            } else {
+                ret = hyp__probe_event(tries[t], hz ? hz : period, hz != 0, msg, sizeof(msg));
+                if (ret == 0)
+                    ret = hyp_perf_open(&S.event, &S.pcfg, 0, &fd, msg, sizeof(msg));
+                if (fd >= 0)
+                    close(fd);
+                if (ret == 0) {
+                    S.trigger = TRIG_PERF;
+                    snprintf(evname, sizeof(evname), "%s", tries[t]);
+                    snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: used", tries[t]);
+                } else {
+                    snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: %s (%.440s)", tries[t],
+                             hyp_err_name(ret), msg);
+                }
+            }
+            chain[nchain] = chainbuf[nchain];
+            nchain++;
+        }
+        if (S.trigger == TRIG_NONE) {
+            timer_t t0;
+
+            if (dis_timer) {
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "posix-timer: disabled");
+            } else if ((ret = hyp_timer_thread_create(0, 0, signo, S.period_ns, NULL, &t0, msg,
+                                                      sizeof(msg))) == 0) {
+                hyp_timer_thread_delete(t0);
+                S.trigger = TRIG_TIMER;
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "posix-timer: used");
+            } else {
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "posix-timer: %s (%.440s)",
+                         hyp_err_name(ret), msg);
+            }
+            chain[nchain] = chainbuf[nchain];
+            nchain++;
+        }
+        if (S.trigger == TRIG_NONE) {
+            if (dis_itimer)
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "setitimer: disabled");
+            else if (signo != SIGPROF)
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]),
+                         "setitimer: needs signal SIGPROF, not %d", signo);
+            else
+                S.trigger = TRIG_ITIMER;
+            if (S.trigger == TRIG_ITIMER)
+                snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "setitimer: used");
+            chain[nchain] = chainbuf[nchain];
+            nchain++;
+        }
+        if (S.trigger == TRIG_NONE) {
+            size_t k, used = 0;
+
+            used += (size_t)snprintf(msg, sizeof(msg), "no sampling trigger works here:");
+            for (k = 0; k < nchain && used < sizeof(msg); k++)
+                used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s;", chain[k]);
+            hyp__reset_session();
+            return hyp__raise(S.event_error, msg);
+        }
+    }
+
+    /* The profile, its sample kind, and the trace header. */
+    metrics[0].name = "samples";
+    metrics[0].unit = "count";
+    metrics[0].kind = HYP_METRIC_OWN;
+    metrics[1].name = evname;
+    metrics[1].unit = (S.trigger != TRIG_PERF || S.event.is_clock) ? "ns" : "events";
+    metrics[1].kind = HYP_METRIC_OWN;
+    for (i = 0; i < (int)nextra; i++) {
+        metrics[2 + 2 * i].name = xcount[i];
+        metrics[2 + 2 * i].unit = "count";
+        metrics[2 + 2 * i].kind = HYP_METRIC_OWN;
+        metrics[3 + 2 * i].name = xname[i];
+        metrics[3 + 2 * i].unit = xunit[i];
+        metrics[3 + 2 * i].kind = HYP_METRIC_OWN;
+    }
+    S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2 + 2 * (size_t)nextra);
+    if (S.profile == NULL) {
+        hyp__reset_session();
+        return PyErr_NoMemory();
+    }
+    S.kinds = 0;
+    for (i = 0; i <= (int)nextra; i++) {
+        uint32_t k;
+
+        kind.name = metrics[1 + 2 * i].name;
+        kind.unit = metrics[1 + 2 * i].unit;
+        kind.count_metric = (uint32_t)(2 * i);
+        kind.weight_metric = (uint32_t)(2 * i + 1);
+        if (hyp_profile_sample_kind(S.profile, &kind, &k) < 0)
+            goto nomem;
+        snprintf(S.kind_names[i], sizeof(S.kind_names[i]), "%s", kind.name);
+    }
+    S.kinds = (uint32_t)nextra + 1;
+    hyp_profile_set_node_limit(S.profile, 1000000);
+    if (hyp_profile_string(S.profile, "[truncated]", 11, &tf.name) < 0 ||
+        hyp_profile_string(S.profile, "", 0, &tf.file) < 0)
+        goto nomem;
+    tf.lineno = 0;
+    tf.kind = HYP_FUNC_SPECIAL;
+    if (hyp_profile_func(S.profile, &tf, &S.func_truncated) < 0)
+        goto nomem;
+    if (hyp__set_meta(meta) < 0) {
+        hyp__free_profile();
+        hyp__reset_session();
+        return NULL;
+    }
+    if (hyp_profile_set_meta_str(S.profile, "clock", clock) < 0 ||
+        hyp_profile_set_meta_str(S.profile, "trigger", hyp__trig_names[S.trigger]) < 0 ||
+        hyp_profile_set_meta_str(S.profile, "event", S.trigger == TRIG_PERF ? evname : evname) <
+            0 ||
+        hyp_profile_set_meta_strv(S.profile, "fallback", chain, nchain) < 0 ||
+        hyp_profile_set_meta_int(S.profile, "signal", signo) < 0 ||
+        hyp_profile_set_meta_int(S.profile, "depth", depth) < 0)
+        goto nomem;
+    if (S.trigger == TRIG_PERF) {
+        if (hyp_profile_set_meta_str(S.profile, "event_name", S.event.name) < 0 ||
+            hyp_profile_set_meta_str(S.profile, "event_pmu", S.event.pmu) < 0)
+            goto nomem;
+        if (S.pcfg.freq)
+            ret = hyp_profile_set_meta_int(S.profile, "frequency", (int64_t)S.pcfg.period);
+        else
+            ret = hyp_profile_set_meta_int(S.profile, "period", (int64_t)S.pcfg.period);
+        if (ret < 0)
+            goto nomem;
+        if (hz && hyp_profile_set_meta_int(S.profile, "frequency", (int64_t)hz) < 0)
+            goto nomem;
+    } else {
+        if (hyp_profile_set_meta_int(S.profile, "period", (int64_t)S.period_ns) < 0 ||
+            hyp_profile_set_meta_int(S.profile, "frequency",
+                                     (int64_t)(1000000000u / (S.period_ns ? S.period_ns : 1))) < 0)
+            goto nomem;
+    }
+    if ((ret = hyp_writer_open(&S.writer, path)) < 0) {
+        snprintf(msg, sizeof(msg), "cannot open the trace file %s: %s", path, strerror(errno));
+        hyp__free_profile();
+        hyp__reset_session();
+        return hyp__raise(PyExc_OSError, msg);
+    }
+    if (hyp_writer_begin(S.writer, S.profile) < 0) {
+        snprintf(msg, sizeof(msg), "cannot write the trace header to %s", path);
+        hyp__free_profile();
+        hyp__reset_session();
+        return hyp__raise(PyExc_OSError, msg);
+    }
+    S.writer_err = 0;
+    if (hyp__codemap_start(S.profile, hyp__on_code_death) < 0) {
+        hyp__free_profile();
+        hyp__reset_session();
+        return NULL;
+    }
+    if (active != NULL && active != Py_None)
+        S.threads_active = Py_NewRef(active);
+    S.exclude = NULL;
+    S.t0 = hyp__now();
+    S.running = 1;
+    atomic_store(&S.active, 1);
+
+    /* Every thread that exists now, this one first (its trigger was probed). */
+    first = hyp__register(PyThreadState_Get(), (pid_t)syscall(SYS_gettid),
+                          PyThread_get_thread_ident(), msg, sizeof(msg));
+    if (first == NULL) {
+        atomic_store(&S.active, 0);
+        S.running = 0;
+        hyp__codemap_stop();
+        hyp__free_profile();
+        hyp__reset_session();
+        return hyp__raise(S.event_error, msg);
+    }
+    hyp__tls_slot = first;
+    hyp__sync_threads();
+    if (S.trigger == TRIG_ITIMER && (ret = hyp_itimer_set(S.period_ns, msg, sizeof(msg))) < 0) {
+        atomic_store(&S.active, 0);
+        for (i = 0; i < S.nslots; i++)
+            if (S.slots[i].used)
+                hyp__retire(&S.slots[i]);
+        S.running = 0;
+        hyp__codemap_stop();
+        hyp__free_profile();
+        hyp__reset_session();
+        return hyp__raise(S.event_error, msg);
+    }
+    if (S.wall) {
+        atomic_store(&S.wall_stop, 0);
+        if (pthread_create(&S.wall_thread, NULL, hyp__wall_main, NULL) != 0) {
+            atomic_store(&S.active, 0);
+            for (i = 0; i < S.nslots; i++)
+                if (S.slots[i].used)
+                    hyp__retire(&S.slots[i]);
+            S.running = 0;
+            hyp__codemap_stop();
+            hyp__free_profile();
+            hyp__reset_session();
+            return hyp__raise(S.profiler_error, "cannot start the wall-clock sampler thread");
+        }
+        S.wall_started = 1;
+    }
+    result = Py_BuildValue(
+        "{s:s,s:s,s:s,s:K,s:K,s:i,s:N}", "trigger", hyp__trig_names[S.trigger], "event", evname,
+        "event_name", S.trigger == TRIG_PERF ? S.event.name : evname, "period",
+        (unsigned long long)(S.trigger == TRIG_PERF && !S.pcfg.freq ? S.pcfg.period : S.period_ns),
+        "frequency", (unsigned long long)(hz ? hz : (S.period_ns ? 1000000000u / S.period_ns : 0)),
+        "signal", signo, "fallback", PyList_New(0));
+    if (result != NULL) {
+        PyObject *lst = PyDict_GetItemString(result, "fallback");
+        size_t k;
+
+        for (k = 0; k < nchain; k++) {
+            PyObject *s = PyUnicode_FromString(chain[k]);
+            if (s == NULL || PyList_Append(lst, s) < 0) {
+                Py_XDECREF(s);
+                Py_DECREF(result);
+                return NULL;
+            }
+            Py_DECREF(s);
+        }
+    }
+    return result;
+nomem:
+    hyp__free_profile();
+    hyp__reset_session();
+    return PyErr_NoMemory();
+}
+
+static PyObject *sampler_register_thread(PyObject *self, PyObject *noargs) {
+    PyThreadState *ts = PyThreadState_Get();
+    hyp_slot_t *slot;
+    char msg[512];
+
+    (void)self;
+    (void)noargs;
+    if (!S.running)
+        Py_RETURN_FALSE;
+    slot = hyp__slot_of(ts);
+    if (slot != NULL && slot->tid != (pid_t)syscall(SYS_gettid)) {
+        hyp__drain_all();
+        hyp__retire(slot);
+        slot = NULL;
+    }
+    if (slot == NULL)
+        slot = hyp__register(ts, (pid_t)syscall(SYS_gettid), PyThread_get_thread_ident(), msg,
+                             sizeof(msg));
+    if (slot == NULL)
+        Py_RETURN_FALSE;
+    hyp__tls_slot = slot;
+    Py_RETURN_TRUE;
+}
+
+/* Marks the calling thread as the resolver: never sampled. */
+static PyObject *sampler_exclude_thread(PyObject *self, PyObject *noargs) {
+    PyThreadState *ts = PyThreadState_Get();
+    hyp_slot_t *slot;
+
+    (void)self;
+    (void)noargs;
+    if (!S.running)
+        Py_RETURN_NONE;
+    S.exclude = ts;
+    slot = hyp__slot_of(ts);
+    if (slot != NULL) {
+        hyp__drain_all();
+        hyp__retire(slot);
+    }
+    Py_RETURN_NONE;
+}
+
+static int hyp__flush(void) {
+    int ret;
+
+    if (S.writer == NULL)
+        return 0;
+    ret = hyp_writer_flush(S.writer, S.profile);
+    if (ret < 0 && S.writer_err == 0)
+        S.writer_err = ret;
+    return ret;
+}
+
+/* The resolver's periodic work: resolve, follow threads, flush a chunk. */
+static PyObject *sampler_sync(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    if (!S.running)
+        Py_RETURN_FALSE;
+    hyp__drain_all();
+    hyp__sync_threads();
+    hyp__flush();
+    Py_RETURN_TRUE;
+}
+
+static PyObject *hyp__stats_dict(void) {
+    PyObject *d = PyDict_New(), *lost;
+    size_t entries;
+    uint64_t deaths;
+    int i;
+
+    if (d == NULL)
+        return NULL;
+    lost = PyDict_New();
+    if (lost == NULL || PyDict_SetItemString(d, "lost", lost) < 0) {
+        Py_XDECREF(lost);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(lost);
+    for (i = 0; i < LOST_COUNT; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(atomic_load(&S.lost[i]));
+        if (v == NULL || PyDict_SetItemString(lost, hyp__lost_names[i], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    hyp__codemap_stats(&entries, &deaths);
+    {
+        PyObject *v;
+#define HYP__SET(name, expr)                                                  \
+    v = (expr);                                                               \
+    if (v == NULL || PyDict_SetItemString(d, name, v) < 0) {                  \
+        Py_XDECREF(v);                                                        \
+        Py_DECREF(d);                                                         \
+        return NULL;                                                          \
+    }                                                                         \
+    Py_DECREF(v);
+        HYP__SET("samples", PyLong_FromUnsignedLongLong(
+                                S.profile ? hyp_profile_sample_total(S.profile) : 0));
+        HYP__SET("code_deaths", PyLong_FromUnsignedLongLong(deaths));
+        HYP__SET("code_cached", PyLong_FromSize_t(entries));
+        HYP__SET("running", PyBool_FromLong(S.running));
+        HYP__SET("threads", PyLong_FromSize_t(S.profile ? hyp_profile_thread_count(S.profile)
+                                                        : 0));
+#undef HYP__SET
+    }
+    return d;
+}
+
+static PyObject *sampler_stats(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    return hyp__stats_dict();
+}
+
+/* Stops the session: triggers off, every ring resolved, the trace finished.
+ * Returns the statistics. */
+static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
+    int i, ret;
+    char msg[256];
+
+    (void)self;
+    (void)noargs;
+    if (!S.running)
+        return hyp__raise(S.profiler_error, "the sampling profiler is not running");
+    atomic_store(&S.active, 0);
+    if (S.trigger == TRIG_ITIMER)
+        hyp_itimer_set(0, NULL, 0);
+    if (S.wall_started) {
+        atomic_store(&S.wall_stop, 1);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(S.wall_thread, NULL);
+        Py_END_ALLOW_THREADS
+        S.wall_started = 0;
+    }
+    for (i = 0; i < S.nslots; i++) {
+        if (!S.slots[i].used)
+            continue;
+        hyp__disarm(&S.slots[i]);
+        while (atomic_load(&S.slots[i].busy))
+            sched_yield();
+    }
+    hyp__drain_all();
+    for (i = 0; i < S.nslots; i++)
+        if (S.slots[i].used)
+            hyp__retire(&S.slots[i]);
+    if (S.wall)
+        atomic_fetch_add(&S.lost[LOST_RING_FULL], hyp__ring_dropped(&S.wall_ring));
+    S.running = 0;
+    hyp__codemap_stop();
+    for (i = 0; i < LOST_COUNT; i++) {
+        uint64_t n = atomic_load(&S.lost[i]);
+        if (n)
+            hyp_profile_add_dropped(S.profile, hyp__lost_names[i], n);
+    }
+    hyp__flush();
+    ret = hyp_writer_finish(S.writer, S.profile);
+    if (ret == 0)
+        ret = hyp_writer_close(S.writer);
+    else
+        hyp_writer_close(S.writer);
+    S.writer = NULL;
+    if (ret == 0)
+        ret = S.writer_err;
+    Py_CLEAR(S.threads_active);
+    if (ret < 0) {
+        snprintf(msg, sizeof(msg), "the sampling trace could not be completed: %s",
+                 hyp_strerror(ret));
+        return hyp__raise(PyExc_OSError, msg);
+    }
+    return hyp__stats_dict();
+}
+
+/* The profile of the last session, as a Trace. */
+static PyObject *sampler_trace(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    if (S.profile == NULL)
+        return hyp__raise(S.profiler_error, "no sampling profile: start and stop a session first");
+    if (S.running)
+        hyp__drain_all();
+    return hyp_py_trace_from_profile(S.profile);
+}
+
+/* In a forked child: the parent's session does not exist here. No signal
+ * can come (perf events and POSIX timers belong to the parent's threads,
+ * interval timers are not inherited); the descriptors are closed, the memory
+ * is left to the child's exit. */
+static PyObject *sampler_after_fork_child(PyObject *self, PyObject *noargs) {
+    int i;
+
+    (void)self;
+    (void)noargs;
+    atomic_store(&S.active, 0);
+    if (!S.running)
+        Py_RETURN_NONE;
+    for (i = 0; i < S.nslots; i++) {
+        if (S.slots[i].fd >= 0 && S.slots[i].used)
+            close(S.slots[i].fd);
+        S.slots[i].fd = -1;
+        S.slots[i].has_timer = 0;
+        S.slots[i].used = 0;
+        atomic_store(&S.slots[i].live, 0);
+    }
+    if (S.trigger == TRIG_ITIMER)
+        hyp_itimer_set(0, NULL, 0);
+    S.wall_started = 0;
+    S.running = 0;
+    S.writer = NULL; /* the parent's file: never written from here */
+    S.profile = NULL;
+    S.slots = NULL;
+    S.fd_slot = NULL;
+    S.nslots = 0;
+    hyp__tls_slot = NULL;
+    hyp__codemap_abandon();
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- events */
+
+struct hyp__ev_list {
+    PyObject *list;
+    int err;
+};
+
+static int hyp__ev_add(const hyp_perf_event_info_t *info, void *arg) {
+    struct hyp__ev_list *l = arg;
+    PyObject *t = Py_BuildValue("(sssO)", info->pmu, info->name, info->desc,
+                                info->is_hardware ? Py_True : Py_False);
+
+    if (t == NULL || PyList_Append(l->list, t) < 0) {
+        Py_XDECREF(t);
+        l->err = 1;
+        return 1;
+    }
+    Py_DECREF(t);
+    return 0;
+}
+
+/* perf_events() -> [(pmu, name, description, is_hardware)] */
+static PyObject *perf_events(PyObject *self, PyObject *noargs) {
+    struct hyp__ev_list l;
+    char msg[256];
+    int ret;
+
+    (void)self;
+    (void)noargs;
+    if ((ret = hyp_perf_init(msg, sizeof(msg))) < 0)
+        return hyp__raise(S.event_error, msg);
+    l.list = PyList_New(0);
+    l.err = 0;
+    if (l.list == NULL)
+        return NULL;
+    hyp_perf_foreach_event(hyp__ev_add, &l);
+    if (l.err) {
+        Py_DECREF(l.list);
+        return NULL;
+    }
+    return l.list;
+}
+
+/* perf_probe(name) -> (ok, fully qualified name or "", message) */
+static PyObject *perf_probe(PyObject *self, PyObject *args) {
+    hyp_perf_event_t ev = {.size = sizeof(ev)};
+    hyp_perf_config_t cfg = {.size = sizeof(cfg), .period = 1000000, .freq = 0, .signo = 0};
+    const char *name;
+    char msg[1024] = "";
+    int fd = -1, ret;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "s", &name))
+        return NULL;
+    ret = hyp_perf_encode(name, &ev, msg, sizeof(msg));
+    if (ret == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        ret = hyp_perf_open(&ev, &cfg, 0, &fd, msg, sizeof(msg));
+        if (fd >= 0)
+            close(fd);
+        Py_END_ALLOW_THREADS
+    }
+    return Py_BuildValue("(Oss)", ret == 0 ? Py_True : Py_False, ret == 0 || ev.name[0] ? ev.name : "",
+                         ret == 0 ? "opens" : msg);
+}
+
+static PyMethodDef hyp__sampler_methods[] = {
+    {"_sampler_start", (PyCFunction)(void (*)(void))sampler_start, METH_VARARGS | METH_KEYWORDS,
+     "Starts the sampling session (internal; use hyprof.Profiler(mode=\"sampling\"))."},
+    {"_sampler_stop", sampler_stop, METH_NOARGS, "Stops the session; returns its statistics."},
+    {"_sampler_sync", sampler_sync, METH_NOARGS,
+     "Resolves pending samples, follows new and finished threads, flushes a trace chunk."},
+    {"_sampler_register_thread", sampler_register_thread, METH_NOARGS,
+     "Starts sampling the calling thread."},
+    {"_sampler_exclude_thread", sampler_exclude_thread, METH_NOARGS,
+     "Never samples the calling thread (the resolver)."},
+    {"_sampler_stats", sampler_stats, METH_NOARGS, "The session's statistics."},
+    {"_sampler_trace", sampler_trace, METH_NOARGS, "The last session's profile as a Trace."},
+    {"_sampler_after_fork_child", sampler_after_fork_child, METH_NOARGS,
+     "Forgets the parent's session in a forked child."},
+    {"perf_events", perf_events, METH_NOARGS,
+     "[(pmu, name, description, is_hardware)] for every event libpfm4 knows here."},
+    {"perf_probe", perf_probe, METH_VARARGS,
+     "(ok, fully qualified name, message): whether the event opens on this machine."},
+    {NULL, NULL, 0, NULL},
+};
+
+int hyp_py_sampler_kind(const char *name, uint32_t *kind) {
+    uint32_t k;
+
+    if (!S.running)
+        return HYP_ESTATE;
+    for (k = 0; k < S.kinds; k++) {
+        if (strcmp(S.kind_names[k], name) == 0) {
+            *kind = k;
+            return 0;
+        }
+    }
+    return HYP_ENOENT;
+}
+
+int hyp_py_sampler_init(PyObject *module) {
+    return PyModule_AddFunctions(module, hyp__sampler_methods);
+}

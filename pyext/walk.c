@@ -1,0 +1,208 @@
+/* The sampler's frame walker (pyext/walk.h), one source compiled against the
+ * internal headers of each supported CPython:
+ *   3.11, 3.12: tstate->cframe->current_frame, lasti from frame->prev_instr
+ *               (Include/internal/pycore_frame.h);
+ *   3.13:       tstate->current_frame, lasti from frame->instr_ptr, the code
+ *               in frame->f_executable;
+ *   3.12+:      frames owned by the C stack (FRAME_OWNED_BY_CSTACK, the shims
+ *               the interpreter pushes on entry) are skipped. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* process_vm_readv */
+#endif
+#define Py_BUILD_CORE 1
+#include "walk.h"
+
+#include <internal/pycore_code.h>
+#include <internal/pycore_frame.h>
+#include <internal/pycore_interp.h>
+#include <internal/pycore_pystate.h>
+#if PY_VERSION_HEX < 0x030C0000
+#include <internal/pycore_runtime.h>
+#endif
+
+#include <stddef.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#error "the frame walker supports CPython 3.11 to 3.13"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "the frame walker needs a CPython with a GIL"
+#endif
+
+/* A chain longer than this is corrupt (or a cycle): stop there. */
+#define HYP__WALK_HARD_LIMIT 100000
+
+static inline int hyp__read(void *dst, const void *src, size_t n, int remote) {
+    struct iovec local, far;
+
+    if (!remote) {
+        memcpy(dst, src, n);
+        return 0;
+    }
+    local.iov_base = dst;
+    local.iov_len = n;
+    far.iov_base = (void *)src;
+    far.iov_len = n;
+    return process_vm_readv(getpid(), &local, 1, &far, 1, 0) == (ssize_t)n ? 0 : -1;
+}
+
+static inline uint32_t hyp__mix(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+static inline uint32_t hyp__fp(const PyCodeObject *co) {
+    return hyp__mix((uint64_t)(uintptr_t)co->co_qualname ^
+                    ((uint64_t)(uintptr_t)co->co_filename << 7) ^
+                    ((uint64_t)(uint32_t)co->co_firstlineno << 40) ^ (uint64_t)Py_SIZE(co));
+}
+
+uint32_t hyp__walk_fingerprint(PyCodeObject *code) {
+    return hyp__fp(code);
+}
+
+Py_ssize_t hyp__walk_code_units(PyCodeObject *code) {
+    return Py_SIZE(code);
+}
+
+static inline _PyInterpreterFrame *hyp__first_frame(PyThreadState *ts, int remote) {
+#if PY_VERSION_HEX >= 0x030D0000
+    _PyInterpreterFrame *f = NULL;
+
+    if (hyp__read(&f, &ts->current_frame, sizeof(f), remote) < 0)
+        return NULL;
+    return f;
+#else
+    _PyCFrame *cf = NULL;
+    _PyInterpreterFrame *f = NULL;
+
+    if (hyp__read(&cf, &ts->cframe, sizeof(cf), remote) < 0 || cf == NULL)
+        return NULL;
+    if (hyp__read(&f, &cf->current_frame, sizeof(f), remote) < 0)
+        return NULL;
+    return f;
+#endif
+}
+
+/* The part of a frame the walk needs: everything before localsplus. */
+#define HYP__FRAME_HEAD offsetof(_PyInterpreterFrame, localsplus)
+/* The part of a code object the walk needs: everything before the bytecode. */
+#define HYP__CODE_HEAD offsetof(PyCodeObject, co_code_adaptive)
+
+static int hyp__walk(PyThreadState *ts, uint64_t *out, int max, int *truncated, int remote) {
+    union {
+        _PyInterpreterFrame f;
+        char bytes[HYP__FRAME_HEAD];
+    } fb;
+    union {
+        PyCodeObject c;
+        char bytes[HYP__CODE_HEAD];
+    } cb;
+    _PyInterpreterFrame *addr = hyp__first_frame(ts, remote);
+    const _Py_CODEUNIT *instr;
+    PyCodeObject *code;
+    Py_ssize_t lasti;
+    int n = 0, steps = 0;
+
+    *truncated = 0;
+    for (; addr != NULL && steps < HYP__WALK_HARD_LIMIT; addr = fb.f.previous, steps++) {
+        if (hyp__read(&fb, addr, HYP__FRAME_HEAD, remote) < 0)
+            return remote ? -1 : n;
+#if PY_VERSION_HEX >= 0x030C0000
+        if (fb.f.owner == FRAME_OWNED_BY_CSTACK)
+            continue;
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+        code = (PyCodeObject *)fb.f.f_executable;
+        instr = fb.f.instr_ptr;
+#else
+        code = fb.f.f_code;
+        instr = fb.f.prev_instr;
+#endif
+        if (code == NULL || hyp__read(&cb, code, HYP__CODE_HEAD, remote) < 0)
+            continue;
+        /* 3.13 frames may run something else than code (f_executable). */
+        if (Py_TYPE(&cb.c) != &PyCode_Type)
+            continue;
+        if (n == max) {
+            *truncated = 1;
+            break;
+        }
+        lasti = instr - (const _Py_CODEUNIT *)((const char *)code + HYP__CODE_HEAD);
+        if (lasti < 0 || lasti >= Py_SIZE(&cb.c))
+            lasti = 0; /* a frame still being set up (before RESUME) */
+        out[2 * n] = (uint64_t)(uintptr_t)code;
+        out[2 * n + 1] = (uint64_t)(uint32_t)lasti | ((uint64_t)hyp__fp(&cb.c) << 32);
+        n++;
+    }
+    return n;
+}
+
+int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
+    return hyp__walk(ts, out, max, truncated, 0);
+}
+
+int hyp__walk_remote(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
+    return hyp__walk(ts, out, max, truncated, 1);
+}
+
+int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches) {
+#if PY_VERSION_HEX >= 0x030D0000
+    struct _gil_runtime_state *gil = ts->interp->ceval.gil;
+
+    if (gil == NULL)
+        return -1;
+    *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
+    *holder = __atomic_load_n(&gil->locked, __ATOMIC_ACQUIRE) &&
+              __atomic_load_n(&gil->last_holder, __ATOMIC_ACQUIRE) == ts;
+#else
+#if PY_VERSION_HEX >= 0x030C0000
+    struct _gil_runtime_state *gil = ts->interp->ceval.gil;
+#else
+    struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+#endif
+    if (gil == NULL)
+        return -1;
+    *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
+    *holder = _Py_atomic_load(&gil->locked) &&
+              (PyThreadState *)_Py_atomic_load(&gil->last_holder) == ts;
+#endif
+    return 0;
+}
+
+size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, size_t max) {
+    PyThreadState *ts;
+    size_t n = 0;
+
+#if PY_VERSION_HEX >= 0x030C0000
+    HEAD_LOCK(&_PyRuntime);
+#else
+    PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
+#endif
+    for (ts = interp->threads.head; ts != NULL; ts = ts->next, n++) {
+        if (n < max) {
+            out[n].ts = ts;
+            out[n].native_id = ts->native_thread_id;
+            out[n].ident = ts->thread_id;
+        }
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    HEAD_UNLOCK(&_PyRuntime);
+#else
+    PyThread_release_lock(_PyRuntime.interpreters.mutex);
+#endif
+    return n;
+}
+
+int hyp__walk_remote_available(void) {
+    uint64_t src = 0x5eed, dst = 0;
+
+    return hyp__read(&dst, &src, sizeof(dst), 1) == 0 && dst == src;
+}

@@ -1,0 +1,65 @@
+/* pyext/walk.h: internal to the _hyprof extension; not API.
+ *
+ * The frame walker of the sampler. walk.c is compiled against the internal
+ * headers of the very CPython the extension is built for (Py_BUILD_CORE and
+ * internal/pycore_frame.h), never against copied structures.
+ *
+ * A walk stores, leaf first, two words per Python frame: the code object's
+ * address and (instruction offset in code units | fingerprint << 32). The
+ * fingerprint is a hash of the code object's identity (first line, qualified
+ * name and file name objects, size) that the resolver checks again before it
+ * trusts the address (see codemap.h). */
+#ifndef HYPROF_PYEXT_WALK_H
+#define HYPROF_PYEXT_WALK_H
+
+#include <Python.h>
+#include <stdint.h>
+
+#define HYP_WALK_WORDS 2        /* ring words per frame */
+#define HYP_WALK_MAX_DEPTH 512  /* deepest stack a sample keeps */
+
+/* Walks the Python frames of ts, which must be the calling thread's own
+ * thread state (the thread is stopped in a signal handler or an allocator
+ * hook, so its frame chain cannot change under the walk). Async-signal-safe:
+ * reads memory only. Stores at most max frames in out (2 words each) and
+ * returns their number; *truncated is set when more frames were left out. */
+int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated);
+
+/* The same walk for a thread that is not the caller, reading every word
+ * through process_vm_readv(), so a frame chain that changes under the walk
+ * gives garbage at worst, never a fault. Returns the number of frames, or -1
+ * when a read failed. The caller decides whether the snapshot is consistent
+ * (hyp__walk_gil_state() before and after). */
+int hyp__walk_remote(PyThreadState *ts, uint64_t *out, int max, int *truncated);
+
+/* Reads the GIL of ts's interpreter without taking it: *holder is 1 when the
+ * GIL is held by ts, and *switches the GIL's switch counter, which moves each
+ * time any thread takes the GIL. A thread that does not hold the GIL cannot
+ * change its frames; as long as the counter has not moved, it has not taken
+ * the GIL back. Returns 0, or -1 when it cannot be read (CPython without a
+ * GIL). */
+int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches);
+
+/* A thread state of the interpreter, as hyp__walk_threads() lists it. */
+typedef struct {
+    PyThreadState *ts;
+    unsigned long native_id; /* kernel thread id */
+    unsigned long ident;     /* threading.get_ident() */
+} hyp_walk_thread_t;
+
+/* Lists the thread states of interp under the runtime's HEAD lock (thread
+ * states are created without the GIL by PyGILState_Ensure()). Stores at most
+ * max and returns how many there are. Needs the GIL. */
+size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, size_t max);
+
+/* 1 when reads through process_vm_readv() work in this process (a seccomp
+ * filter may refuse them). */
+int hyp__walk_remote_available(void);
+
+/* The fingerprint hyp__walk_own() stores for code, computed the same way. */
+uint32_t hyp__walk_fingerprint(PyCodeObject *code);
+
+/* The code object's size in code units. */
+Py_ssize_t hyp__walk_code_units(PyCodeObject *code);
+
+#endif
