@@ -401,7 +401,7 @@ static int hyp__read_magic(hyp_reader_t *r, const unsigned char *obj, size_t len
     size_t n;
 
     if (hyp__cur_str(&c, &s, &n) < 0 || !hyp__streq(s, n, HYP__MAGIC))
-        return hyp__fail(r, HYP_EMAGIC, "not a hyprof trace: the first object is not the "
+        return hyp__fail(r, HYP_EMAGIC, "not a hyprof trace: the file does not start with the "
                                         "string \"" HYP__MAGIC "\"");
     return 0;
 }
