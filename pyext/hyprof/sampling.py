@@ -1,0 +1,293 @@
+"""The sampling mode: ``hyprof.Profiler(mode="sampling", ...)``.
+
+A trigger interrupts each thread (a perf event's overflow, a POSIX CPU-time
+timer, setitimer, or the wall-clock sampler), a signal handler records the
+thread's stack (code objects and instruction offsets) into that thread's
+ring, and a resolver thread turns the records into the profile with the GIL
+every ``flush_interval`` seconds and streams them to the trace file, so memory
+stays bounded however long the program runs. docs/sampling.md has the
+details: triggers and their fallback chain, signal safety, wall-clock
+semantics, code-object lifetime, fork.
+"""
+
+import atexit
+import os
+import shutil
+import signal as _signal
+import sys
+import tempfile
+import threading
+import time
+
+from . import _hyprof
+from .profiler import ProfilerError
+
+__all__ = ["EventError", "SamplingEngine", "create"]
+
+
+class EventError(ProfilerError):
+    """A sampling event or trigger that cannot be used on this machine. The
+    message says why (unknown name, no PMU, perf_event_paranoid, seccomp) and
+    what would work instead."""
+
+
+EventError.__module__ = "hyprof"
+
+# The one running session of this process (signals and rings are per process).
+_active = None
+_active_lock = threading.Lock()
+
+
+def _check_number(name, value, kind, low, high):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProfilerError("%s=%r must be a number" % (name, value))
+    if not (low <= value <= high):
+        raise ProfilerError("%s=%r must be between %s and %s" % (name, value, low, high))
+    return value
+
+
+def create(event=None, period=None, frequency=None, clock="cpu", depth=128, signal=None,
+           output=None, flush_interval=0.1, ring_size=1 << 17, disable=None):
+    """Makes the sampling engine behind Profiler(mode="sampling").
+
+    event: a name libpfm4 encodes ("cycles", "instructions", "cache-misses",
+      "INST_RETIRED.ANY", "cpu-clock", "task-clock"); None picks the best
+      trigger that works here (hardware cycles, cpu-clock, a POSIX CPU timer,
+      setitimer) and records the chain tried in the trace header.
+    period: events between samples (nanoseconds for clocks and timers);
+    frequency: samples per second (default 100); give one of them.
+    clock: "cpu" (samples running threads) or "wall" (also waiting ones).
+    depth: frames kept per sample; deeper stacks keep their innermost frames
+      under a "[truncated]" frame.
+    signal: the signal number that carries samples (default SIGPROF).
+    output: path the trace is streamed to (default: a temporary file).
+    disable: trigger kinds to skip when choosing ("hardware", "perf",
+      "timer", "itimer"), to force a fallback.
+    """
+    if clock not in ("cpu", "wall"):
+        raise ProfilerError("clock=%r must be 'cpu' or 'wall'" % (clock,))
+    if event is not None and not isinstance(event, str):
+        raise ProfilerError("event=%r must be an event name (str), such as 'cpu-clock'"
+                            % (event,))
+    if period is not None and frequency is not None:
+        raise ProfilerError("give period= or frequency=, not both")
+    _check_number("period", period, int, 1, 1 << 62)
+    _check_number("frequency", frequency, (int, float), 1, 20000)
+    _check_number("depth", depth, int, 1, 512)
+    _check_number("flush_interval", flush_interval, (int, float), 0.001, 60)
+    _check_number("ring_size", ring_size, int, 1024, 1 << 26)
+    if signal is None:
+        signal = _signal.SIGPROF
+    if isinstance(signal, bool) or not isinstance(signal, int):
+        raise ProfilerError("signal=%r must be a signal number such as signal.SIGPROF" % (signal,))
+    if disable is not None:
+        disable = tuple(disable)
+        for d in disable:
+            if d not in ("hardware", "perf", "timer", "itimer"):
+                raise ProfilerError("disable=%r: each item must be 'hardware', 'perf', 'timer' "
+                                    "or 'itimer'" % (disable,))
+    return SamplingEngine(event=event, period=period, frequency=frequency, clock=clock,
+                          depth=depth, signal=int(signal), output=output,
+                          flush_interval=float(flush_interval), ring_size=ring_size,
+                          disable=disable)
+
+
+class SamplingEngine:
+    """One sampling session at a time per process; start() and stop() may be
+    called many times (each start begins a new trace) and from any thread."""
+
+    engine = "sampling"
+
+    def __init__(self, **options):
+        self._opts = options
+        self._path = None
+        self._own_path = False
+        self._info = None
+        self._stats = None
+        self._resolver = None
+        self._stop_event = None
+        self._prev_hook = None
+        self._pid = None
+        self._session = 0
+        self.running = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self):
+        global _active
+        o = self._opts
+        with _active_lock:
+            if self.running:
+                raise ProfilerError("this profiler is already running")
+            if _active is not None and _active.running:
+                raise ProfilerError("another sampling profiler is running in this process; "
+                                    "stop it first")
+            self._cleanup_path()
+            if o["output"] is not None:
+                self._path, self._own_path = os.fspath(o["output"]), False
+            else:
+                fd, self._path = tempfile.mkstemp(prefix="hyprof-", suffix=".hyprof")
+                os.close(fd)
+                self._own_path = True
+            meta = {
+                "python": sys.version.split()[0],
+                "pid": os.getpid(),
+                "argv": [str(a) for a in sys.argv],
+                "start_time": time.time(),
+                "executable": sys.executable,
+            }
+            # The resolver exists before the thread hook, so it is never sampled.
+            self._stop_event = threading.Event()
+            ready = threading.Event()
+            self._resolver = threading.Thread(target=self._resolve_loop, args=(ready,),
+                                              name="hyprof-resolver", daemon=True)
+            try:
+                self._info = _hyprof._sampler_start(
+                    self._path, event=o["event"], clock=o["clock"],
+                    period=o["period"] or 0, frequency=float(o["frequency"] or 0),
+                    depth=o["depth"], signo=o["signal"], ring_words=o["ring_size"], meta=meta,
+                    disable=o["disable"], threads_active=threading._active,
+                    event_error=EventError, profiler_error=ProfilerError)
+            except BaseException:
+                self._cleanup_path()
+                raise
+            self._pid = os.getpid()
+            self._session += 1
+            self.running = True
+            _active = self
+            self._prev_hook = getattr(threading, "_profile_hook", None)
+            threading.setprofile(self._make_thread_hook(self._prev_hook))
+            self._resolver.start()
+            ready.wait()
+        return self
+
+    def stop(self):
+        global _active
+        with _active_lock:
+            if not self.running:
+                if self._pid is not None and self._pid != os.getpid():
+                    return self  # started in the parent: nothing runs here
+                raise ProfilerError("the sampling profiler is not running")
+            self.running = False
+            if _active is self:
+                _active = None
+            threading.setprofile(self._prev_hook)
+            self._stop_event.set()
+            if threading.current_thread() is not self._resolver:
+                self._resolver.join()
+            self._stats = _hyprof._sampler_stop()
+        return self
+
+    def _make_thread_hook(self, prev):
+        register = _hyprof._sampler_register_thread
+
+        def hook(frame, event, arg):
+            # Runs once, in a new thread, at its first call: registers the
+            # thread, then gives it the profile function it would have had.
+            sys.setprofile(prev)
+            register()
+            if prev is not None:
+                return prev(frame, event, arg)
+            return None
+        return hook
+
+    def _resolve_loop(self, ready):
+        _hyprof._sampler_exclude_thread()
+        ready.set()
+        interval = self._opts["flush_interval"]
+        while not self._stop_event.wait(interval):
+            try:
+                if not _hyprof._sampler_sync():
+                    return
+            except Exception as e:  # an I/O error on the trace: stop() reports it
+                sys.stderr.write("hyprof: sampling resolver: %s\n" % e)
+                return
+
+    def _after_fork_child(self):
+        self.running = False
+        self._stop_event = None
+        self._resolver = None
+        self._path = None
+        self._own_path = False
+        threading.setprofile(self._prev_hook)
+
+    # ------------------------------------------------------------ results
+
+    @property
+    def info(self):
+        """What the session really used: trigger, event, event_name (libpfm4's
+        fully qualified name), period, frequency, signal, fallback (the chain
+        tried)."""
+        return dict(self._info) if self._info else None
+
+    @property
+    def stats(self):
+        """Samples taken and lost (by reason) in the last session."""
+        if self.running:
+            return _hyprof._sampler_stats()
+        return self._stats
+
+    def trace(self):
+        if self.running:
+            raise ProfilerError("stop the profiler before reading its trace")
+        if self._path is None:
+            if self._pid is not None and self._pid != os.getpid():
+                raise ProfilerError("this profiler ran in the parent process (pid %d); a "
+                                    "forked child has no trace of it" % self._pid)
+            raise ProfilerError("the profiler has not run yet")
+        from .trace import load
+        return load(self._path)
+
+    def write(self, path):
+        if self.running:
+            raise ProfilerError("stop the profiler before writing its trace")
+        if self._path is None:
+            raise ProfilerError("the profiler has not run yet")
+        if os.path.abspath(path) != os.path.abspath(self._path):
+            shutil.copyfile(self._path, path)
+        return path
+
+    @property
+    def trace_path(self):
+        """The file the trace was streamed to."""
+        return self._path
+
+    def _cleanup_path(self):
+        if self._own_path and self._path is not None:
+            try:
+                os.unlink(self._path)
+            except OSError:
+                pass
+        self._path = None
+        self._own_path = False
+
+    def __del__(self):
+        if not getattr(self, "running", False):
+            try:
+                self._cleanup_path()
+            except Exception:
+                pass
+
+
+def _at_exit():
+    s = _active
+    if s is not None and s.running and s._pid == os.getpid():
+        try:
+            s.stop()
+        except Exception:
+            pass
+
+
+def _after_fork_in_child():
+    global _active
+    _hyprof._sampler_after_fork_child()
+    s = _active
+    _active = None
+    if s is not None:
+        s._after_fork_child()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
