@@ -18,6 +18,8 @@ import sys
 import traceback
 import types
 
+from . import diff as _diff
+from . import merge as _merge
 from . import render as _render
 from .profiler import Profiler, ProfilerError
 from .render import text as _text
@@ -191,8 +193,10 @@ def _run(args):
 
 def _configure_report(p):
     p.add_argument("trace", help="a .hyprof trace file")
-    p.add_argument("-f", "--format", default="text", choices=sorted(_render.FORMATS),
-                   help="text (a table, the default), tree (the call tree), pstats, ...")
+    p.add_argument("-f", "--format", default=None, choices=sorted(_render.FORMATS),
+                   help="text (a table, the default), tree (the call tree), pstats, html, "
+                        "speedscope, collapsed, callgrind, dot, pprof (default: implied by "
+                        "-o's name, else text); see docs/reports.md")
     p.add_argument("-s", "--sort", default="cum", choices=_text.SORTS,
                    help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
     p.add_argument("-n", "--limit", type=_nonneg_int, default=30,
@@ -205,6 +209,30 @@ def _configure_report(p):
                    help="leave C functions out of the table")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE instead of standard output")
+    p.add_argument("--metric", default=None,
+                   help="html, speedscope, collapsed, dot, pprof: the metric to show, e.g. "
+                        "wall, cpu, calls, or a sample kind's samples/weight")
+    p.add_argument("--threshold", type=float, default=None, metavar="PCT",
+                   help="dot: leave out functions under PCT percent (default 0.5)")
+    p.add_argument("--threads", action="store_true",
+                   help="collapsed: put each thread's stacks under a frame of its own")
+    p.add_argument("--lines", action="store_true",
+                   help="collapsed: keep each frame's executing line (sampling traces)")
+
+
+def _export_options(args, fmt):
+    """Options of the exporters of docs/reports.md, for those given."""
+    opts = {}
+    if args.metric is not None and fmt in ("speedscope", "collapsed", "dot", "pprof"):
+        opts["metric"] = args.metric
+    if args.threshold is not None and fmt == "dot":
+        opts["threshold"] = args.threshold
+    if fmt == "collapsed":
+        opts["threads"] = args.threads
+        opts["lines"] = args.lines
+    if fmt == "html" and args.threads:
+        opts["threads"] = True
+    return opts
 
 
 def _report_options(args, fmt):
@@ -215,7 +243,7 @@ def _report_options(args, fmt):
         return {"thread": args.thread, "clock": args.clock}
     if fmt == "pstats":
         return {"thread": args.thread, "clock": args.clock}
-    return {}
+    return _export_options(args, fmt)
 
 
 _PSTATS_SORT = {"calls": "ncalls", "pcalls": "pcalls", "own": "tottime", "tottime": "tottime",
@@ -248,7 +276,7 @@ def _report(args):
     if args.thread is not None and args.thread >= len(trace.threads()):
         raise CLIError("--thread %d: the trace has threads 0 to %d"
                        % (args.thread, len(trace.threads()) - 1))
-    fmt = args.format
+    fmt = args.format or _render.format_for_path(args.output or "", "text")
     try:
         if fmt == "pstats" and args.output is None:
             # pstats' own table on a console; the binary file with -o.
@@ -279,6 +307,10 @@ COMMANDS = {
     "run": ("profile a Python program and write its trace", _configure_run, _run),
     "report": ("print a trace as a table, a call tree or another format", _configure_report,
                _report),
+    "merge": ("merge traces of several processes into one", _merge.configure_cli,
+              _merge.run_cli),
+    "diff": ("compare two traces: which functions got slower or faster", _diff.configure_cli,
+             _diff.run_cli),
 }
 
 

@@ -194,3 +194,62 @@ def render(base, new, fmt="text", metric=None, normalize=False, limit=20):
     if fmt == "html":
         return d.to_html()
     raise DiffError(f"diff makes text or html reports, not {fmt!r}")
+
+
+# ---------------------------------------------------------------- command line
+
+def configure_cli(p):
+    """``hyprof diff BASE NEW [--format text|html] [-o FILE]``"""
+    p.add_argument("base", help="the trace before the change")
+    p.add_argument("new", help="the trace after it")
+    p.add_argument("-f", "--format", choices=("text", "html"), default=None,
+                   help="text (a table, the default) or html (a differential flame graph; "
+                        "implied by -o NAME.html)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of standard output")
+    p.add_argument("--metric", default=None,
+                   help="what to compare: wall (default), cpu, calls, or a sample kind's "
+                        "samples or weight")
+    p.add_argument("-n", "--limit", type=int, default=20,
+                   help="rows per table (default 20)")
+    p.add_argument("--normalize", action="store_true",
+                   help="scale the base to the new total: compare shares, for runs of "
+                        "different lengths")
+
+
+def run_cli(args):
+    import os
+    import sys
+
+    from .cli import CLIError
+    from .trace import TraceError, load
+
+    traces = []
+    for path in (args.base, args.new):
+        if not os.path.exists(path):
+            raise CLIError("cannot read %r: no such file" % path)
+        try:
+            traces.append(load(path))
+        except TraceError as e:
+            raise CLIError("cannot read %r: %s" % (path, e)) from None
+    if args.limit < 1:
+        raise CLIError("--limit must be 1 or more, not %d" % args.limit)
+    fmt = args.format
+    if fmt is None:
+        fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"
+    try:
+        d = diff(traces[0], traces[1], metric=args.metric, normalize=args.normalize)
+        out = d.to_text(limit=args.limit) if fmt == "text" else d.to_html(
+            title="hyprof diff: %s -> %s" % (os.path.basename(args.base),
+                                              os.path.basename(args.new)))
+    except (DiffError, _model.ReportError) as e:
+        raise CLIError(str(e)) from None
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(out)
+        except OSError as e:
+            raise CLIError("cannot write %r: %s" % (args.output, e.strerror or e)) from None
+    else:
+        sys.stdout.write(out)
+    return 0

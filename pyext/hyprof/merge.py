@@ -203,4 +203,35 @@ def merge(paths, out):
     return data
 
 
+# ---------------------------------------------------------------- command line
+
+def configure_cli(p):
+    """``hyprof merge -o OUT A B ...``"""
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the merged trace to write")
+    p.add_argument("traces", nargs="+", metavar="TRACE",
+                   help="trace files of the same mode (all deterministic, or all sampling)")
+
+
+def run_cli(args):
+    import sys
+
+    from .cli import CLIError
+    from .trace import TraceError
+
+    for p in args.traces:
+        if not os.path.exists(p):
+            raise CLIError("cannot read %r: no such file" % p)
+    try:
+        data = merge(args.traces, args.output)
+    except (MergeError, TraceError) as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError("%s: %s" % (e.filename or args.output, e.strerror or e)) from None
+    sys.stderr.write("hyprof merge: %d traces, %d threads, %d call paths -> %s\n"
+                     % (len(args.traces), len(data["threads"]), len(data["nodes"]),
+                        args.output))
+    return 0
+
+
 __all__ = ["MergeError", "merge", "merge_traces"]

@@ -31,10 +31,19 @@ class ReportError(ValueError):
     """A report cannot be made from this trace with these options."""
 
 
+def short_path(path):
+    """The last two parts of an absolute path (``django/models.py``): enough
+    to tell files apart in a frame name without the install prefix."""
+    if path.startswith("/"):
+        parts = path.rsplit("/", 2)
+        return "/".join(parts[-2:]) if len(parts) > 2 else path
+    return path
+
+
 def frame_label(func, line=0):
     """The name of a frame in stack-based formats: ``name (file:line)``."""
     if func.kind == "python" or (func.filename and func.kind not in ("builtin", "special")):
-        return "%s (%s:%d)" % (func.name, func.filename, line or func.lineno)
+        return "%s (%s:%d)" % (func.name, short_path(func.filename), line or func.lineno)
     return func.name
 
 

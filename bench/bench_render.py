@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""How long reports take, and how much memory, on large traces.
+
+Writes synthetic traces with the real trace writer (_hyprof.write_trace):
+  * sampling, 1,000,000 samples over 20,000 distinct call paths;
+  * sampling, 100,000 samples over the same 20,000 call paths (memory must
+    not grow with the samples: compare the two peak RSS figures);
+  * deterministic, 100,000 call-path nodes.
+Then, for each trace, a fresh process loads it and renders every format,
+printing the seconds for the load and for each format, the output size and
+the process's peak RSS. The target: text, collapsed and speedscope each in
+under two seconds.
+
+Usage: bench_render.py [--formats html,collapsed,...] [--nodes N] [--samples N]
+(run it with the build's ./pyrun, or with hyprof installed).
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+FILES = ["app/main.py", "app/views.py", "app/models.py", "lib/db.py", "lib/json.py",
+         "lib/http.py", "lib/template.py", "lib/cache.py"]
+
+
+def _tree(nnodes, rng):
+    """A call tree shaped like a web app's: a few deep spines, wide fans."""
+    nfuncs = max(50, nnodes // 20)
+    functions = [("func_%d" % i, FILES[i % len(FILES)], 10 + 7 * i, 0) for i in range(nfuncs)]
+    nodes = []
+    depth = [0]
+    for i in range(1, nnodes):
+        # Prefer recent nodes as parents (deep paths), sometimes restart high.
+        if rng.random() < 0.7:
+            parent = max(0, i - 1 - int(rng.expovariate(0.5)))
+        else:
+            parent = rng.randrange(0, i)
+        if depth[parent] > 60:
+            parent = rng.randrange(0, max(1, i // 10))
+        depth.append(depth[parent] + 1)
+        nodes.append((parent, rng.randrange(nfuncs), rng.randrange(1, 400)))
+    return functions, nodes
+
+
+def write_traces(tmp, nnodes, nsamples):
+    from hyprof import _hyprof
+
+    rng = random.Random(7)
+    paths = {}
+    functions, nodes = _tree(nnodes // 5, rng)
+    for name, n in (("sampling-%d" % nsamples, nsamples),
+                    ("sampling-%d" % (nsamples // 10), nsamples // 10)):
+        leaves = list(range(1, len(nodes) + 1))
+        samples = []
+        t = 0
+        for _ in range(n):
+            t += 1000000
+            samples.append((0, leaves[int(rng.random() ** 2 * len(leaves))], 0, t, 1000000))
+        data = {
+            "mode": "sampling",
+            "header": {"argv": ["bench.py"], "trigger": "synthetic"},
+            "metrics": [("cpu-clock_samples", "count", "own"), ("cpu-clock_ns", "ns", "own")],
+            "sample_kinds": [("cpu-clock", "ns", 0, 1)],
+            "functions": functions,
+            "threads": [(1000, 1, "MainThread")],
+            "nodes": nodes,
+            "rows": [],
+            "sample_list": samples,
+        }
+        path = os.path.join(tmp, name + ".hyprof")
+        _hyprof.write_trace(path, data)
+        paths[name] = path
+        del samples, data
+    functions, nodes = _tree(nnodes, rng)
+    rows = []
+    for i in range(1, len(nodes) + 1):
+        own = int(rng.expovariate(1 / 20000.0))
+        rows.append((0, i, (rng.randrange(1, 50), own, own // 2, 0, 0)))
+    data = {
+        "mode": "deterministic",
+        "header": {"argv": ["bench.py"]},
+        "metrics": [("calls", "count", "calls"), ("wall_own", "ns", "own"),
+                    ("cpu_own", "ns", "own"), ("wall_cum", "ns", "cum"),
+                    ("cpu_cum", "ns", "cum")],
+        "sample_kinds": [],
+        "functions": functions,
+        "threads": [(1000, 1, "MainThread")],
+        "nodes": nodes,
+        "rows": rows,
+        "sample_list": [],
+    }
+    path = os.path.join(tmp, "deterministic-%d.hyprof" % nnodes)
+    _hyprof.write_trace(path, data)
+    paths["deterministic-%d" % nnodes] = path
+    return paths
+
+
+def measure(path, formats):
+    """Runs in a fresh process: load, then each format; prints JSON."""
+    import hyprof
+    from hyprof import render as R
+
+    out = {"size": os.path.getsize(path)}
+    t0 = time.perf_counter()
+    trace = hyprof.load(path)
+    out["load"] = time.perf_counter() - t0
+    out["nodes"] = trace.node_count
+    out["rss_after_load_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    for fmt in formats:
+        t0 = time.perf_counter()
+        try:
+            text = R.render(trace, fmt)
+        except ValueError as e:
+            out[fmt] = {"error": str(e)}
+            continue
+        out[fmt] = {"seconds": time.perf_counter() - t0, "bytes": len(text)}
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(out))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--formats", default=None,
+                    help="comma-separated formats (default: all registered)")
+    ap.add_argument("--nodes", type=int, default=100000)
+    ap.add_argument("--samples", type=int, default=1000000)
+    ap.add_argument("--measure", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    from hyprof import render as R
+
+    formats = args.formats.split(",") if args.formats else sorted(R.FORMATS)
+    if args.measure:
+        measure(args.measure, formats)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="hyprof-bench-") as tmp:
+        t0 = time.perf_counter()
+        paths = write_traces(tmp, args.nodes, args.samples)
+        print("wrote the traces in %.1f s (Python %s)"
+              % (time.perf_counter() - t0, sys.version.split()[0]))
+        worst = {}
+        for name, path in paths.items():
+            res = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", path,
+                                  "--formats", ",".join(formats)],
+                                 capture_output=True, text=True, check=False)
+            if res.returncode != 0:
+                print("%s: the measuring process failed:\n%s" % (name, res.stderr[-2000:]))
+                return 1
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print("\n%s: %.1f MiB trace, %d call-path nodes, load %.3f s,"
+                  " peak RSS %.0f MiB after the load, %.0f MiB after every format"
+                  % (name, r["size"] / 1048576.0, r["nodes"], r["load"],
+                     r["rss_after_load_mib"], r["peak_rss_mib"]))
+            for fmt in formats:
+                f = r[fmt]
+                if "error" in f:
+                    print("  %-11s  n/a: %s" % (fmt, f["error"]))
+                    continue
+                print("  %-11s %7.3f s  %9.1f KiB" % (fmt, f["seconds"], f["bytes"] / 1024.0))
+                worst[fmt] = max(worst.get(fmt, 0.0), r["load"] + f["seconds"])
+        print("\nslowest load + render per format (target: under 2 s for text, collapsed,"
+              " speedscope):")
+        for fmt in formats:
+            if fmt in worst:
+                print("  %-11s %7.3f s" % (fmt, worst[fmt]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

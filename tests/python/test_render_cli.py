@@ -1,0 +1,154 @@
+"""The command line end to end: profile a real program with ``hyprof run``,
+then ``hyprof report --format F -o FILE``, ``hyprof merge`` and ``hyprof
+diff``, checking what the files say about the program."""
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import hyprof
+from test_render_support import det_data, need, run_hyprof, sampling_data, write
+
+PROGRAM = textwrap.dedent("""\
+    import sys
+    import time
+
+    def leaf(n):
+        s = 0
+        for i in range(n):
+            s += i * i
+        return s
+
+    def middle(k):
+        return [leaf(300) for _ in range(k)]
+
+    def waiter(seconds):
+        time.sleep(seconds)
+
+    def main():
+        for _ in range(20):
+            middle(10)
+        waiter(float(sys.argv[1]))
+
+    main()
+    """)
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    """Two deterministic runs of PROGRAM, the second sleeping longer."""
+    d = tmp_path_factory.mktemp("cli")
+    (d / "prog.py").write_text(PROGRAM)
+    for name, secs in (("base", "0.02"), ("new", "0.12")):
+        run_hyprof("run", "-q", "-o", d / (name + ".hyprof"), d / "prog.py", secs, cwd=d)
+    return d
+
+
+def test_report_every_format_to_a_file(traces):
+    d = traces
+    trace = d / "base.hyprof"
+    calls = {f.name: f.calls for f in hyprof.load(trace).functions()}
+    assert calls["leaf"] == 200 and calls["middle"] == 20
+    for fmt, name in (("html", "r.html"), ("speedscope", "r.speedscope.json"),
+                      ("collapsed", "r.folded"), ("callgrind", "callgrind.out.r"),
+                      ("dot", "r.dot"), ("pprof", "r.pb.gz")):
+        # Once with --format, once with the format implied by the file name.
+        run_hyprof("report", trace, "--format", fmt, "-o", d / ("x-" + name))
+        run_hyprof("report", trace, "-o", d / name)
+        a, b = (d / ("x-" + name)).read_bytes(), (d / name).read_bytes()
+        if fmt == "pprof":
+            a, b = gzip.decompress(a), gzip.decompress(b)
+            # The comment carries the time it was made; the rest is equal.
+            assert a.count(b"\n") == b.count(b"\n")
+            assert b"leaf" in a
+            continue
+        if fmt != "pprof":
+            a = re.sub(rb"made \S+ \S+", b"", a)
+            b = re.sub(rb"made \S+ \S+", b"", b)
+        assert a == b, fmt
+    folded = (d / "r.folded").read_text()
+    # Frames name the file by its last two path parts.
+    leafs = [ln for ln in folded.splitlines()
+             if re.search(r";leaf \(%s/prog\.py:4\) \d+$" % d.name, ln)]
+    assert len(leafs) == 1 and ";middle (%s/prog.py:10);" % d.name in leafs[0]
+    doc = json.loads((d / "r.speedscope.json").read_text())
+    assert {"leaf", "middle", "waiter"} <= {f["name"] for f in doc["shared"]["frames"]}
+    assert "fn=" in (d / "callgrind.out.r").read_text()
+    assert "digraph" in (d / "r.dot").read_text()
+    assert "leaf" in (d / "r.html").read_text()
+
+
+def test_report_to_stdout_and_options(traces):
+    d = traces
+    out = run_hyprof("report", d / "base.hyprof", "--format", "collapsed", "--metric",
+                     "calls").stdout
+    leaf = [ln for ln in out.splitlines() if re.search(r";leaf \(\S+\) \d+$", ln)]
+    assert len(leaf) == 1 and int(leaf[0].rsplit(" ", 1)[1]) == 200
+    dot = run_hyprof("report", d / "base.hyprof", "--format", "dot", "--threshold", "50").stdout
+    # The 20 ms sleep is most of the run; the 200 short leaf calls are not half.
+    assert '"waiter' in dot and '"middle' not in dot and '"leaf' not in dot
+    bad = run_hyprof("report", d / "base.hyprof", "--format", "collapsed", "--metric", "nope",
+                     check=False)
+    assert bad.returncode == 1
+    assert "unknown metric 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    binary = subprocess.run([sys.executable, "-m", "hyprof", "report", str(d / "base.hyprof"),
+                             "--format", "pprof"], capture_output=True, check=False,
+                            env=_env())
+    assert binary.returncode == 0 and binary.stdout[:2] == b"\x1f\x8b"
+
+
+def _env():
+    import os
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+def test_diff_command(traces):
+    d = traces
+    out = run_hyprof("diff", d / "base.hyprof", d / "new.hyprof").stdout
+    slower = out.split("Slower", 1)[1].split("Faster", 1)[0]
+    # The sleep went from 20 ms to 120 ms: about +100 ms, +500%.
+    m = re.search(r"\+(\d+(?:\.\d+)?) ms\s+\+(\d+\.\d)%\s+waiter", slower)
+    assert m, out
+    assert 90 <= float(m.group(1)) <= 130
+    assert 350 <= float(m.group(2)) <= 700
+    run_hyprof("diff", d / "base.hyprof", d / "new.hyprof", "-o", d / "diff.html")
+    page = (d / "diff.html").read_text()
+    assert "hyprof diff: base.hyprof -&gt; new.hyprof" in page and "waiter" in page
+    bad = run_hyprof("diff", d / "base.hyprof", d / "missing.hyprof", check=False)
+    assert bad.returncode == 1 and "no such file" in bad.stderr
+
+
+def test_merge_command(traces, tmp_path):
+    d = traces
+    out = tmp_path / "both.hyprof"
+    res = run_hyprof("merge", "-o", out, d / "base.hyprof", d / "new.hyprof")
+    assert "2 traces, 2 threads" in res.stderr
+    t = hyprof.load(out)
+    assert len(t.header["sources"]) == 2
+    assert {f.name: f.calls for f in t.functions()}["leaf"] == 400
+    smp = tmp_path / "s.hyprof"
+    write(smp, sampling_data())
+    bad = run_hyprof("merge", "-o", tmp_path / "x.hyprof", d / "base.hyprof", smp, check=False)
+    assert bad.returncode == 1
+    assert "different modes" in bad.stderr and "Traceback" not in bad.stderr
+    write(tmp_path / "d.hyprof", det_data())
+    missing = run_hyprof("merge", "-o", tmp_path / "y.hyprof", tmp_path / "nope.hyprof",
+                         check=False)
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_pprof_of_a_real_run(traces, tmp_path):
+    go = need("go", "golang-go")
+    p = tmp_path / "real.pb.gz"
+    run_hyprof("report", traces / "base.hyprof", "-o", p)
+    out = subprocess.run([go, "tool", "pprof", "-top", "-nodecount=50", str(p)],
+                         capture_output=True, text=True, check=True,
+                         env=dict(_env(), HOME=str(tmp_path))).stdout
+    assert re.search(r"\bleaf\b", out) and re.search(r"\bmiddle\b", out)
