@@ -2,12 +2,13 @@
 
 from ._hyprof import __version__
 from .profiler import Profiler, ProfilerError, profile
+from .sampling import EventError
 from .trace import (Edge, FunctionInfo, FunctionStats, Line, Metric, Node, Sample, SampleKind,
                     Thread, Trace, TraceError, TraceWarning, load)
 
 __all__ = [
     "__version__",
-    "Profiler", "ProfilerError", "profile",
+    "Profiler", "ProfilerError", "profile", "EventError",
     "Edge", "FunctionInfo", "FunctionStats", "Line", "Metric", "Node", "Sample", "SampleKind",
     "Thread", "Trace", "TraceError", "TraceWarning", "load",
 ]
