@@ -659,6 +659,27 @@ static void det_leave(det_prof_t *p, det_thread_t *th, const void *key, int susp
     det_pop(p, th, wall, cpu, suspend);
 }
 
+/* With a context filter (DetProfiler(context=(var, value))) an event counts
+ * only while var holds value in the running context. asyncio tasks and the
+ * threads that code reaches through contextvars.Context.run() (asgiref's
+ * sync_to_async, loop.run_in_executor with copy_context) inherit the value,
+ * so one profile can follow one web request across tasks and threads while
+ * other requests run beside it. The lookup is CPython's cached one
+ * (Python/context.c, contextvar_get): a few loads while the context does
+ * not change. It cannot fail for a ContextVar, which det_init checked. */
+static inline int det_ctx_skip(det_prof_t *p) {
+    PyObject *v = NULL;
+    int skip;
+
+    if (PyContextVar_Get(p->ctx_var, NULL, &v) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    skip = v != p->ctx_value;
+    Py_XDECREF(v);
+    return skip;
+}
+
 /* -------------------------------------------------------- setprofile engine */
 
 static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -668,6 +689,8 @@ static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject
     uint64_t wall, cpu;
 
     if (what >= PyTrace_C_CALL && !p->builtins)
+        return 0;
+    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
         return 0;
     th = thread_get(p);
     if (UNLIKELY(th == NULL)) {
@@ -761,10 +784,13 @@ static inline det_thread_t *mon_thread(det_prof_t *p) {
 
 static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
     det_prof_t *p = (det_prof_t *)self;
-    det_thread_t *th = mon_thread(p);
+    det_thread_t *th;
     PyCodeObject *co = (PyCodeObject *)args[0];
     uint64_t wall, cpu;
 
+    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+        return;
+    th = mon_thread(p);
     if (UNLIKELY(th == NULL || !p->running))
         return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
@@ -778,9 +804,12 @@ static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh
 
 static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspend) {
     det_prof_t *p = (det_prof_t *)self;
-    det_thread_t *th = mon_thread(p);
+    det_thread_t *th;
     uint64_t wall, cpu;
 
+    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+        return;
+    th = mon_thread(p);
     if (UNLIKELY(th == NULL || !p->running))
         return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
@@ -815,10 +844,13 @@ static PyObject *mon_py_yield(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     det_prof_t *p = (det_prof_t *)self;
-    PyMethodDef *ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+    PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
+    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+        Py_RETURN_NONE;
+    ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
     if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
         Py_RETURN_NONE;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
@@ -830,10 +862,13 @@ static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     det_prof_t *p = (det_prof_t *)self;
-    PyMethodDef *ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+    PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
+    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+        Py_RETURN_NONE;
+    ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
     if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
         Py_RETURN_NONE;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
@@ -1214,14 +1249,23 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
 /* ------------------------------------------------------------- the object */
 
 static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"builtins", "engine", "max_nodes", "cpu_clock", NULL};
+    static char *kwlist[] = {"builtins", "engine", "max_nodes", "cpu_clock", "context", NULL};
     int builtins = 1;
     const char *engine = "auto", *cpu_clock = "auto";
     Py_ssize_t max_nodes = DET_DEFAULT_MAX_NODES;
+    PyObject *context = Py_None;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|psns:DetProfiler", kwlist, &builtins, &engine,
-                                     &max_nodes, &cpu_clock))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|psnsO:DetProfiler", kwlist, &builtins,
+                                     &engine, &max_nodes, &cpu_clock, &context))
         return -1;
+    if (context != Py_None &&
+        (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) != 2 ||
+         !PyContextVar_CheckExact(PyTuple_GET_ITEM(context, 0)))) {
+        PyErr_Format(hyp_py_profiler_error,
+                     "context=%R must be None or a (contextvars.ContextVar, value) pair: "
+                     "calls count only while the variable holds the value", context);
+        return -1;
+    }
     if (p->funcs != NULL || p->running) {
         PyErr_SetString(hyp_py_profiler_error, "a DetProfiler cannot be initialised twice");
         return -1;
@@ -1260,6 +1304,10 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
     }
     p->builtins = builtins;
     p->max_nodes = (size_t)max_nodes;
+    if (context != Py_None) {
+        Py_XSETREF(p->ctx_var, Py_NewRef(PyTuple_GET_ITEM(context, 0)));
+        Py_XSETREF(p->ctx_value, Py_NewRef(PyTuple_GET_ITEM(context, 1)));
+    }
     p->session = ++det_sessions;
     p->trunc_func = func_new(p, NULL, DET_FUNC_TRUNCATED);
     if (p->trunc_func == NULL) {
@@ -1304,6 +1352,8 @@ static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
 
 static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
     Py_VISIT(p->hidden);
+    Py_VISIT(p->ctx_var);
+    Py_VISIT(p->ctx_value);
     Py_VISIT(p->bootstrap);
     Py_VISIT(p->callbacks);
     return 0;
@@ -1311,6 +1361,8 @@ static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
 
 static int det_clear(det_prof_t *p) {
     Py_CLEAR(p->hidden);
+    Py_CLEAR(p->ctx_var);
+    Py_CLEAR(p->ctx_value);
     Py_CLEAR(p->bootstrap);
     Py_CLEAR(p->callbacks);
     return 0;

@@ -20,7 +20,8 @@ ProfilerError.__module__ = "hyprof"
 __all__ = ["Profiler", "ProfilerError", "profile"]
 
 
-def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="auto"):
+def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="auto",
+                   context=None):
     if not isinstance(builtins, bool):
         raise ProfilerError("builtins=%r must be True or False" % (builtins,))
     if not isinstance(engine, str):
@@ -31,7 +32,7 @@ def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="a
     if not isinstance(cpu_clock, str):
         raise ProfilerError("cpu_clock=%r must be 'auto' or 'syscall'" % (cpu_clock,))
     return _hyprof.DetProfiler(builtins=builtins, engine=engine, max_nodes=max_nodes,
-                               cpu_clock=cpu_clock)
+                               cpu_clock=cpu_clock, context=context)
 
 
 def _sampling(**options):
@@ -60,10 +61,13 @@ class Profiler:
     Options of the deterministic mode: ``builtins`` (also record C functions,
     named as cProfile names them), ``engine`` ("auto", "setprofile" or, on
     Python 3.12+, "monitoring"), ``max_nodes`` (call paths kept before the
-    rest folds into "[truncated]"; 0 for no limit) and ``cpu_clock`` ("auto"
-    or "syscall"). Raises ProfilerError for a bad option, and from start()
-    when another profiler (hyprof's, cProfile, yappi, a debugger's profile
-    function) is active.
+    rest folds into "[truncated]"; 0 for no limit), ``cpu_clock`` ("auto"
+    or "syscall") and ``context`` (a ``(contextvars.ContextVar, value)``
+    pair: record only the calls made while the variable holds that value,
+    e.g. one web request's work across its asyncio tasks and threads).
+    Raises ProfilerError for a bad option, and from start() when another
+    profiler (hyprof's, cProfile, yappi, a debugger's profile function) is
+    active.
     """
 
     def __init__(self, mode="deterministic", **options):

@@ -38,9 +38,12 @@ Settings (all optional, read at each request so ``override_settings`` works):
 ``HYPROF_OPTIONS``        extra Profiler() arguments per mode, e.g.
                           ``{"sampling": {"interval": 0.002}}``
 ``HYPROF_SQL``            capture SQL queries (True)
+``HYPROF_WAIT``           seconds a triggered request waits for another
+                          profiled request of the process to end (10)
 ========================  ===============================================
 """
 
+import asyncio
 import contextvars
 import datetime
 import html
@@ -64,7 +67,7 @@ from django.utils.module_loading import import_string
 
 import hyprof
 
-__all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "normalize_sql"]
+__all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "is_superuser", "normalize_sql"]
 
 log = logging.getLogger("hyprof.django")
 
@@ -79,6 +82,7 @@ DEFAULTS = {
     "HYPROF_SHOW_CALLBACK": None,
     "HYPROF_OPTIONS": None,
     "HYPROF_SQL": True,
+    "HYPROF_WAIT": 10,
 }
 
 # The request being profiled in this context (a _Run), and the query logs
@@ -155,14 +159,17 @@ _SQL_PLACEHOLDER = re.compile(r"%s|%\([^)]*\)s|\?|:\w+")
 _SQL_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
 _SQL_VALUES_LIST = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
 _SQL_SPACE = re.compile(r"\s+")
-SQL_NAME_LIMIT = 160
+_SQL_SELECT_LIST = re.compile(r"^(SELECT\s+(?:DISTINCT\s+)?)([^,]+?),\s.*?(\sFROM\s)",
+                              re.IGNORECASE)
+SQL_NAME_LIMIT = 200
 
 
 def normalize_sql(sql):
     """The statement with literals and placeholders as ``?``, lists of them
-    folded (``IN (...)``), whitespace collapsed and the result cut to
-    SQL_NAME_LIMIT characters: one name per query shape, whatever its
-    parameters."""
+    folded (``IN (...)``), a SELECT's column list cut to its first column
+    (``SELECT "t"."id", ... FROM``), whitespace collapsed and the result cut
+    to SQL_NAME_LIMIT characters: one short name per query shape, whatever
+    its parameters."""
     if isinstance(sql, bytes):
         sql = sql.decode("utf-8", "replace")
     s = _SQL_SPACE.sub(" ", str(sql)).strip()
@@ -171,6 +178,7 @@ def normalize_sql(sql):
     s = _SQL_NUMBER.sub("?", s)
     s = _SQL_VALUES_LIST.sub(r"\1, ...", s)
     s = _SQL_IN_LIST.sub("(...)", s)
+    s = _SQL_SELECT_LIST.sub(r"\1\2, ...\3", s, count=1)
     if len(s) > SQL_NAME_LIMIT:
         s = s[:SQL_NAME_LIMIT - 3] + "..."
     return s
@@ -336,20 +344,38 @@ class _Run:
         _ACTIVE.reset(active)
 
     def start(self):
+        """Starts the profiler, the slot already held. ProfilerError when
+        another profiler (not the middleware's) is running: the slot is then
+        released and the request goes on unprofiled."""
         self.t0 = time.perf_counter()
         self.started = datetime.datetime.now(datetime.timezone.utc)
-        self.profiler = _new_profiler(self.mode, self.options)
-        self.profiler.start()
+        try:
+            if self.mode == "deterministic":
+                # Only the calls made in this request's context count.
+                self.profiler = hyprof.Profiler(mode=self.mode, context=(_ACTIVE, self),
+                                                **self.options)
+            else:
+                self.profiler = hyprof.Profiler(mode=self.mode, **self.options)
+            self.profiler.start()
+        except BaseException:
+            self.profiler = None
+            with self._lock:
+                self._stopped = True
+            _SLOT.release()
+            raise
 
     def stop(self):
-        """Stops the profiler; safe to call twice and from any thread."""
+        """Stops the profiler and frees the slot; True the first time,
+        False after (safe to call twice, from any thread)."""
         with self._lock:
             if self._stopped:
                 return False
             self._stopped = True
         self.seconds = time.perf_counter() - self.t0
-        if self.profiler is not None:
+        try:
             self.profiler.stop()
+        finally:
+            _SLOT.release()
         return True
 
     def trace_name(self):
@@ -386,10 +412,36 @@ class _Run:
         return (time.perf_counter() - self.t0) * 1e3
 
 
-def _new_profiler(mode, options):
-    """A profiler that records only the work of the request marked in this
-    context by _ACTIVE."""
-    return hyprof.Profiler(mode=mode, context=_ACTIVE, **options)
+class _Slot:
+    """hyprof runs one profiler at a time in a process, so profiled requests
+    take turns: a triggered one waits up to HYPROF_WAIT seconds for the
+    request before it, a sampled one is simply not sampled when the slot is
+    taken. Unprofiled requests never wait. A plain lock, not an asyncio one:
+    the holder may be a thread or a task of any event loop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout):
+        if timeout <= 0:
+            return self._lock.acquire(blocking=False)
+        return self._lock.acquire(timeout=timeout)
+
+    async def aacquire(self, timeout):
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not self._lock.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return True
+
+    def release(self):
+        self._lock.release()
+
+
+_SLOT = _Slot()
 
 
 def _add_header(response, name, value):
@@ -472,13 +524,13 @@ class ProfilerMiddleware:
         _mode_setting("HYPROF_SAMPLE_MODE")
         callback = _show_callback()
         _profile_dir()
+        _wait()
         if rate == 0 and not settings.DEBUG and callback is None:
-            # Nobody but a superuser could trigger a profile. Keep that
-            # possible only when auth is installed; otherwise cost nothing.
-            if not _auth_installed():
-                raise MiddlewareNotUsed(
-                    "hyprof: HYPROF_SAMPLE_RATE is 0, DEBUG is off, no HYPROF_SHOW_CALLBACK "
-                    "and no django.contrib.auth")
+            # No trigger is possible: leave the chain and cost nothing.
+            # (Superusers of a production site need HYPROF_SHOW_CALLBACK =
+            # "hyprof.contrib.django.is_superuser".)
+            raise MiddlewareNotUsed("hyprof: HYPROF_SAMPLE_RATE is 0, DEBUG is off and "
+                                    "there is no HYPROF_SHOW_CALLBACK")
         if _setting("HYPROF_SQL"):
             install_sql_capture()
 
@@ -510,9 +562,7 @@ class ProfilerMiddleware:
         callback = _show_callback()
         if callback is not None:
             return bool(callback(request))
-        user = _user_of(request)
-        return bool(user is not None and getattr(user, "is_active", False)
-                    and getattr(user, "is_superuser", False))
+        return is_superuser(request)
 
     def _plan(self, trigger, request):
         """(mode, output) of the profile to take, a HttpResponse for a bad
@@ -566,9 +616,14 @@ class ProfilerMiddleware:
         if isinstance(plan, HttpResponse):
             return plan
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
+        if not _SLOT.acquire(0 if run.output == "sample" else _wait()):
+            return self._skipped(run, self.get_response(request), _BUSY)
         run.enter()
         try:
-            run.start()
+            try:
+                run.start()
+            except hyprof.ProfilerError as e:
+                return self._skipped(run, self.get_response(request), str(e))
             response = self.get_response(request)
             if run.output == "html" and response.streaming:
                 if getattr(response, "is_async", False):
@@ -589,9 +644,14 @@ class ProfilerMiddleware:
         if isinstance(plan, HttpResponse):
             return plan
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
+        if not await _SLOT.aacquire(0 if run.output == "sample" else _wait()):
+            return self._skipped(run, await self.get_response(request), _BUSY)
         run.enter()
         try:
-            run.start()
+            try:
+                run.start()
+            except hyprof.ProfilerError as e:
+                return self._skipped(run, await self.get_response(request), str(e))
             response = await self.get_response(request)
             if run.output == "html" and response.streaming:
                 if getattr(response, "is_async", False):
@@ -618,8 +678,8 @@ class ProfilerMiddleware:
             else:
                 response.streaming_content = _wrap_stream(run, response.streaming_content,
                                                           self._save)
-        else:
-            self._save(run)
+        elif run.stop():
+            run.save()
         if run.output == "api":
             response["X-Hyprof-Trace"] = run.reserve_path()
             _add_header(response, "Server-Timing", run.server_timing())
@@ -627,8 +687,16 @@ class ProfilerMiddleware:
 
     @staticmethod
     def _save(run):
-        if run.stop() or run.trace_path is None or not os.path.exists(run.trace_path):
+        if run.stop():
             run.save()
+
+    @staticmethod
+    def _skipped(run, response, why):
+        """The normal response of a request that could not be profiled; a
+        client that asked is told why."""
+        if run.output != "sample":
+            response["X-Hyprof-Skipped"] = why.replace("\n", " ")[:300]
+        return response
 
     def _report(self, run, request, response):
         try:
@@ -653,6 +721,16 @@ def _render_html(trace, run, request, response):
              f"{run.seconds * 1e3:.1f} ms, {run.queries.count} SQL queries "
              f"({run.queries.seconds * 1e3:.1f} ms)")
     return render.render(trace, "html", title=title)
+
+
+_BUSY = "another request of this process is being profiled"
+
+
+def _wait():
+    wait = _setting("HYPROF_WAIT")
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
+        raise ImproperlyConfigured(f"HYPROF_WAIT must be a number of seconds >= 0, got {wait!r}")
+    return float(wait)
 
 
 def _wants_json(request):
@@ -690,3 +768,11 @@ def _user_of(request):
         session = import_module(settings.SESSION_ENGINE).SessionStore(key)
     return auth.get_user(types.SimpleNamespace(session=session, META=request.META))
 
+
+
+def is_superuser(request):
+    """A HYPROF_SHOW_CALLBACK for production: only active superusers may
+    profile, whatever DEBUG and INTERNAL_IPS say."""
+    user = _user_of(request)
+    return bool(user is not None and getattr(user, "is_active", False)
+                and getattr(user, "is_superuser", False))

@@ -1,0 +1,594 @@
+"""hyprof.contrib.django.ProfilerMiddleware against real Django, with the
+example shop's app (examples/django/catalog) on a SQLite file."""
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+django = pytest.importorskip("django", reason="Django is not installed "
+                             "(scripts/install-deps.sh installs it)")
+
+SRCDIR = os.environ.get("HYP_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+EXAMPLE = os.path.join(SRCDIR, "examples", "django")
+if EXAMPLE not in sys.path:
+    sys.path.insert(0, EXAMPLE)
+
+from django.conf import settings  # noqa: E402
+
+_TMP = tempfile.mkdtemp(prefix="hyprof-django-test-")
+PROFILE_DIR = os.path.join(_TMP, "profiles")
+
+if not settings.configured:
+    settings.configure(
+        DEBUG=True,
+        SECRET_KEY="test-only",
+        ALLOWED_HOSTS=["testserver"],
+        INTERNAL_IPS=["127.0.0.1"],
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "catalog",
+        ],
+        MIDDLEWARE=[
+            "hyprof.contrib.django.ProfilerMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        ROOT_URLCONF=__name__,
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                               "NAME": os.path.join(_TMP, "db.sqlite3")}},
+        TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates",
+                    "APP_DIRS": True}],
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        USE_TZ=True,
+        HYPROF_PROFILE_DIR=PROFILE_DIR,
+    )
+    django.setup()
+
+from asgiref.sync import sync_to_async  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.http import JsonResponse, StreamingHttpResponse  # noqa: E402
+from django.test import AsyncClient, Client, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+import hyprof  # noqa: E402
+from catalog import views as shop  # noqa: E402
+from catalog.models import Product, seed  # noqa: E402
+from hyprof.contrib import django as hdj  # noqa: E402
+
+N_PRODUCTS = 120
+
+
+# ---------------------------------------------------------------- views of the tests
+
+def work_a(n):
+    return sum(i * i for i in range(n))
+
+
+def work_b(n):
+    return sum(i + 1 for i in range(n))
+
+
+RUNS = {"a": (work_a, 7), "b": (work_b, 11)}
+_sync_barrier = threading.Barrier(2)
+_async_barrier = None
+
+
+def view_work(request, tag):
+    fn, times = RUNS[tag]
+    if "together" in request.GET:
+        # Both requests are inside their views at the same time.
+        _sync_barrier.wait(timeout=20)
+    for _ in range(times):
+        fn(200)
+        if "slow" in request.GET:
+            time.sleep(0.01)
+    if "together" in request.GET:
+        _sync_barrier.wait(timeout=20)
+    return JsonResponse({"tag": tag})
+
+
+async def aview_work(request, tag):
+    fn, times = RUNS[tag]
+    if "together" in request.GET:
+        await _async_barrier.wait()
+    for _ in range(times):
+        fn(200)
+        await asyncio.sleep(0.001)    # lets the other request's task run in between
+    return JsonResponse({"tag": tag})
+
+
+class Boom(Exception):
+    pass
+
+
+def explode(depth):
+    if depth == 0:
+        raise Boom("the view failed")
+    explode(depth - 1)
+
+
+def view_boom(request):
+    explode(3)
+
+
+def rows(n):
+    for i in range(n):
+        yield f"row {i}\n"
+
+
+def view_stream(request):
+    return StreamingHttpResponse(rows(40), content_type="text/plain")
+
+
+async def arows(n):
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield f"row {i}\n".encode()
+
+
+async def view_astream(request):
+    return StreamingHttpResponse(arows(30), content_type="text/plain")
+
+
+urlpatterns = [
+    path("products/", shop.product_list),
+    path("api/products/", shop.product_api),
+    path("summary/", shop.summary_async),
+    path("export.csv", shop.export_csv),
+    path("fib/<int:n>/", shop.fibonacci),
+    path("work/<str:tag>/", view_work),
+    path("awork/<str:tag>/", aview_work),
+    path("boom/", view_boom),
+    path("stream/", view_stream),
+    path("astream/", view_astream),
+]
+
+
+# ---------------------------------------------------------------- helpers
+
+@pytest.fixture(scope="module", autouse=True)
+def database():
+    call_command("migrate", verbosity=0)
+    assert seed(N_PRODUCTS) == N_PRODUCTS
+    from django.contrib.auth.models import User
+
+    if not User.objects.filter(username="root").exists():
+        User.objects.create_superuser("root", "root@example.com", "pw")
+        User.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
+    yield
+
+
+@pytest.fixture
+def profile_dir(tmp_path):
+    d = tmp_path / "profiles"
+    with override_settings(HYPROF_PROFILE_DIR=str(d)):
+        yield d
+
+
+def calls(trace, qualname):
+    """Calls of the functions whose name ends in qualname."""
+    return sum(f.calls for f in trace.functions() if _named(f, qualname))
+
+
+def _named(f, qualname):
+    name = f.name or ""
+    return name == qualname or name.endswith("." + qualname) or name.endswith(":" + qualname)
+
+
+def sql(trace):
+    """{statement: calls} of the SQL entries of a trace."""
+    out = {}
+    for f in trace.functions():
+        if f.name and "SQL: " in f.name:
+            stmt = f.name[f.name.index("SQL: ") + 5:]
+            out[stmt] = out.get(stmt, 0) + f.calls
+    return out
+
+
+def fib_calls(n):
+    return 1 if n < 2 else 1 + fib_calls(n - 1) + fib_calls(n - 2)
+
+
+def api_trace(response, profile_dir):
+    path = response["X-Hyprof-Trace"]
+    assert os.path.dirname(path) == str(profile_dir)
+    assert os.path.exists(path), f"trace {path} was not saved"
+    return hyprof.load(path)
+
+
+def no_profiler_running():
+    return sys.getprofile() is None
+
+
+# ---------------------------------------------------------------- sync views
+
+def test_browser_gets_the_html_report_of_one_request(profile_dir):
+    r = Client().get("/fib/12/?profile")
+    assert r.status_code == 200
+    assert r["Content-Type"].startswith("text/html")
+    assert r["X-Hyprof-Status"] == "200"
+    body = r.content.decode()
+    assert body.lstrip().lower().startswith("<!doctype html")
+    assert "fibonacci" in body and "GET /fib/12/" in body
+    assert "Server-Timing" in r and "hyprof;dur=" in r["Server-Timing"]
+    assert no_profiler_running()
+
+
+def test_api_client_gets_the_response_and_a_trace_with_exact_counts(profile_dir):
+    r = Client().get("/fib/15/", HTTP_X_HYPROF="1")
+    assert r.status_code == 200
+    assert json.loads(r.content) == {"n": 15, "fib": 610}
+    timing = r["Server-Timing"]
+    assert 'hyprof;dur=' in timing and 'desc="0 queries"' in timing
+    trace = api_trace(r, profile_dir)
+    assert trace.mode == "deterministic"
+    assert calls(trace, "fib") == fib_calls(15) == 1973
+    assert calls(trace, "fibonacci") == 1
+    # The file is named by the view, the time and the process.
+    name = os.path.basename(r["X-Hyprof-Trace"])
+    assert name.startswith("catalog.views.fibonacci-")
+    assert name.endswith(f"-{os.getpid()}-" + name.rsplit("-", 1)[1])
+    assert no_profiler_running()
+
+
+def test_accept_json_with_the_url_argument_is_an_api_client(profile_dir):
+    r = Client().get("/api/products/?profile&category=books", HTTP_ACCEPT="application/json")
+    assert r["Content-Type"] == "application/json"
+    assert json.loads(r.content)["count"] == N_PRODUCTS // 5
+    trace = api_trace(r, profile_dir)
+    assert calls(trace, "product_api") == 1
+
+
+def test_sql_queries_appear_in_the_profile_with_their_counts(profile_dir):
+    client = Client()
+    slow = client.get("/products/", HTTP_X_HYPROF="1")
+    assert 'desc="51 queries"' in slow["Server-Timing"]
+    statements = sql(api_trace(slow, profile_dir))
+    # The N+1 pattern: one query for the products, one per row for its category.
+    by_table = {stmt: n for stmt, n in statements.items() if "FROM" in stmt}
+    assert sorted(by_table.values()) == [1, 50], statements
+    one = [s for s, n in by_table.items() if n == 50][0]
+    assert one.startswith("SELECT") and '"catalog_category"' in one and "= ?" in one
+    assert "LIMIT ?" in one
+
+    fast = client.get("/products/?fast", HTTP_X_HYPROF="1")
+    assert 'desc="1 queries"' in fast["Server-Timing"]
+    statements = sql(api_trace(fast, profile_dir))
+    assert list(statements.values()) == [1]
+    assert "INNER JOIN" in list(statements)[0]
+
+
+def test_sql_time_is_part_of_the_caller_time(profile_dir):
+    r = Client().get("/products/", HTTP_X_HYPROF="1")
+    trace = api_trace(r, profile_dir)
+    sql_fs = [f for f in trace.functions() if f.name and "SQL: " in f.name]
+    view = [f for f in trace.functions() if _named(f, "product_list")]
+    assert len(view) == 1
+    total_sql = sum(f.wall_cum for f in sql_fs)
+    assert 0 < total_sql < view[0].wall_cum
+
+
+def test_normalize_sql_folds_literals_and_lists():
+    n = hdj.normalize_sql
+    assert n('SELECT "a"."id" FROM "a" WHERE "a"."id" IN (%s, %s, %s) AND x = 3') == \
+        'SELECT "a"."id" FROM "a" WHERE "a"."id" IN (...) AND x = ?'
+    assert n("select * from t  where name = 'O''Brien'\n and t1.n = 2.5") == \
+        "select * from t where name = ? and t1.n = ?"
+    assert n('INSERT INTO "t" ("a", "b") VALUES (%s, %s), (%s, %s), (%s, %s)') == \
+        'INSERT INTO "t" ("a", "b") VALUES (...), ...'
+    assert n('SELECT "t"."id", "t"."name", "t"."price" FROM "t" WHERE "t"."id" = %s') == \
+        'SELECT "t"."id", ... FROM "t" WHERE "t"."id" = ?'
+    long = n("UPDATE t SET " + ", ".join(f"col{i} = {i}" for i in range(100)))
+    assert len(long) == hdj.SQL_NAME_LIMIT and long.endswith("...")
+
+
+# ---------------------------------------------------------------- async, concurrency
+
+@pytest.mark.parametrize("trigger", ["header", "param"])
+def test_async_view_under_asgi_has_its_own_functions(profile_dir, trigger):
+    async def go():
+        client = AsyncClient()
+        if trigger == "header":
+            return await client.get("/summary/", headers={"X-Hyprof": "1"})
+        return await client.get("/summary/?profile", headers={"Accept": "application/json"})
+
+    r = asyncio.run(go())
+    assert r.status_code == 200
+    data = json.loads(r.content)
+    assert data["status"] == "ok" and len(data["categories"]) == 5
+    trace = api_trace(r, profile_dir)
+    assert calls(trace, "summary_async") == 1
+    assert calls(trace, "score") == 1              # the async view's own function
+    assert calls(trace, "_category_totals") == 1   # run in a sync_to_async thread
+    assert list(sql(trace).values()) == [1]
+    assert no_profiler_running()
+
+
+def test_concurrent_requests_in_threads_get_separate_profiles(profile_dir):
+    # Both requests are in flight at once; hyprof profiles one at a time in a
+    # process, so the second waits for the first's profile to end.
+    results = {}
+
+    def one(tag):
+        results[tag] = Client().get(f"/work/{tag}/?slow", HTTP_X_HYPROF="1")
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    a = api_trace(results["a"], profile_dir)
+    b = api_trace(results["b"], profile_dir)
+    assert results["a"]["X-Hyprof-Trace"] != results["b"]["X-Hyprof-Trace"]
+    assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
+    assert (calls(b, "work_a"), calls(b, "work_b")) == (0, 11)
+    assert calls(a, "view_work") == 1 and calls(b, "view_work") == 1
+
+
+def test_concurrent_requests_in_tasks_get_separate_profiles(profile_dir):
+    global _async_barrier
+
+    async def go():
+        client = AsyncClient()
+        return await asyncio.gather(client.get("/awork/a/", headers={"X-Hyprof": "1"}),
+                                    client.get("/awork/b/", headers={"X-Hyprof": "1"}))
+
+    ra, rb = asyncio.run(go())
+    a = api_trace(ra, profile_dir)
+    b = api_trace(rb, profile_dir)
+    assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
+    assert (calls(b, "work_a"), calls(b, "work_b")) == (0, 11)
+    assert calls(a, "aview_work") == 1 and calls(b, "aview_work") == 1
+
+
+def test_unprofiled_task_on_the_same_loop_stays_out_of_the_profile(profile_dir):
+    async def go():
+        global _async_barrier
+        _async_barrier = asyncio.Barrier(2)
+        client = AsyncClient()
+        # The two views run interleaved on one event loop thread.
+        return await asyncio.gather(
+            client.get("/awork/a/?together", headers={"X-Hyprof": "1"}),
+            client.get("/awork/b/?together"))
+
+    ra, rb = asyncio.run(go())
+    assert "X-Hyprof-Trace" not in rb
+    a = api_trace(ra, profile_dir)
+    assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
+    assert calls(a, "aview_work") == 1
+
+
+def test_unprofiled_concurrent_request_stays_out_of_the_profile(profile_dir):
+    results = {}
+
+    def one(tag, headers):
+        results[tag] = Client().get(f"/work/{tag}/?together", **headers)
+
+    threads = [threading.Thread(target=one, args=("a", {"HTTP_X_HYPROF": "1"})),
+               threading.Thread(target=one, args=("b", {}))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert "X-Hyprof-Trace" not in results["b"]
+    a = api_trace(results["a"], profile_dir)
+    assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
+
+
+# ---------------------------------------------------------------- streaming, errors
+
+def test_streaming_response_is_profiled_until_its_body_is_consumed(profile_dir):
+    r = Client().get("/stream/", HTTP_X_HYPROF="1")
+    assert r.streaming
+    path = r["X-Hyprof-Trace"]
+    assert not os.path.exists(path), "saved before the body was sent"
+    chunks = list(r.streaming_content)
+    assert len(chunks) == 40 and chunks[-1] == b"row 39\n"
+    r.close()
+    trace = hyprof.load(path)
+    assert calls(trace, "view_stream") == 1
+    assert calls(trace, "rows") >= 1            # the generator ran inside the profile
+    assert no_profiler_running()
+
+
+def test_streaming_csv_export_with_orm_iteration(profile_dir):
+    r = Client().get("/export.csv", HTTP_X_HYPROF="1")
+    body = b"".join(r.streaming_content).decode()
+    r.close()
+    assert len(body.splitlines()) == N_PRODUCTS + 1
+    trace = hyprof.load(r["X-Hyprof-Trace"])
+    statements = sql(trace)
+    # iterator(chunk_size=50) over 120 rows: one query on SQLite (no server cursor).
+    assert sum(statements.values()) >= 1
+    assert any('"catalog_product"' in s for s in statements)
+
+
+def test_async_streaming_response_under_asgi(profile_dir):
+    async def go():
+        r = await AsyncClient().get("/astream/", headers={"X-Hyprof": "1"})
+        chunks = [c async for c in r]
+        return r, chunks
+
+    r, chunks = asyncio.run(go())
+    assert len(chunks) == 30
+    trace = hyprof.load(r["X-Hyprof-Trace"])
+    assert calls(trace, "view_astream") == 1
+
+
+def test_html_report_of_a_streaming_response_consumes_it_inside_the_profile(profile_dir):
+    r = Client().get("/export.csv?profile")
+    assert r["Content-Type"].startswith("text/html")
+    assert not r.streaming
+    assert "SQL: SELECT" in r.content.decode()
+
+
+def test_view_that_raises_still_stops_the_profiler(profile_dir):
+    r = Client(raise_request_exception=False).get("/boom/", HTTP_X_HYPROF="1")
+    assert r.status_code == 500
+    trace = api_trace(r, profile_dir)
+    assert calls(trace, "explode") == 4
+    assert no_profiler_running()
+    # The next request profiles normally.
+    r = Client().get("/fib/5/", HTTP_X_HYPROF="1")
+    assert calls(api_trace(r, profile_dir), "fib") == fib_calls(5)
+
+
+def test_bad_mode_is_refused_with_a_clear_message(profile_dir):
+    r = Client().get("/fib/5/?profile=../../etc/passwd")
+    assert r.status_code == 400
+    text = r.content.decode()
+    assert "unknown profile mode" in text and "deterministic" in text and "sampling" in text
+    assert not profile_dir.exists() or not any(profile_dir.iterdir())
+
+
+# ---------------------------------------------------------------- who may profile
+
+def test_client_outside_internal_ips_gets_the_normal_response(profile_dir):
+    r = Client(REMOTE_ADDR="10.1.2.3").get("/fib/10/?profile", HTTP_X_HYPROF="1")
+    assert r.status_code == 200 and json.loads(r.content)["fib"] == 55
+    assert not any(h.lower().startswith("x-hyprof") for h in r.headers)
+    assert "Server-Timing" not in r
+    assert not profile_dir.exists()
+
+
+def test_superuser_may_profile_from_anywhere(profile_dir):
+    client = Client(REMOTE_ADDR="10.1.2.3")
+    assert client.login(username="root", password="pw")
+    r = client.get("/fib/10/", HTTP_X_HYPROF="1")
+    assert calls(api_trace(r, profile_dir), "fib") == fib_calls(10)
+
+
+def test_staff_user_who_is_not_superuser_may_not(profile_dir):
+    client = Client(REMOTE_ADDR="10.1.2.3")
+    assert client.login(username="staff", password="pw")
+    r = client.get("/fib/10/?profile")
+    assert r["Content-Type"] == "application/json"
+    assert "X-Hyprof-Trace" not in r
+
+
+def test_superuser_under_asgi(profile_dir):
+    async def go():
+        client = AsyncClient(REMOTE_ADDR="10.1.2.3")
+        assert await client.alogin(username="root", password="pw")
+        return await client.get("/summary/", headers={"X-Hyprof": "1"})
+
+    r = asyncio.run(go())
+    assert calls(api_trace(r, profile_dir), "score") == 1
+
+
+def test_debug_off_means_no_profile_and_no_middleware(profile_dir):
+    with override_settings(DEBUG=False):
+        client = Client()
+        assert client.login(username="root", password="pw")
+        r = client.get("/fib/10/?profile", HTTP_X_HYPROF="1")
+        assert r["Content-Type"] == "application/json"
+        assert "X-Hyprof-Trace" not in r and "Server-Timing" not in r
+        with pytest.raises(django.core.exceptions.MiddlewareNotUsed):
+            hdj.ProfilerMiddleware(lambda request: None)
+    assert not profile_dir.exists()
+
+
+def allow_header_only(request):
+    return request.headers.get("X-Team") == "perf"
+
+
+def test_show_callback_replaces_the_rule(profile_dir):
+    with override_settings(HYPROF_SHOW_CALLBACK=f"{__name__}.allow_header_only"):
+        # Internal IP and DEBUG no longer suffice...
+        r = Client().get("/fib/8/", HTTP_X_HYPROF="1")
+        assert "X-Hyprof-Trace" not in r
+        # ...the callback decides, also with DEBUG off.
+        with override_settings(DEBUG=False):
+            r = Client(REMOTE_ADDR="10.9.9.9").get("/fib/8/", HTTP_X_HYPROF="1",
+                                                    HTTP_X_TEAM="perf")
+            assert calls(api_trace(r, profile_dir), "fib") == fib_calls(8)
+    with override_settings(HYPROF_SHOW_CALLBACK=lambda request: False):
+        assert "X-Hyprof-Trace" not in Client().get("/fib/8/", HTTP_X_HYPROF="1")
+
+
+def test_bad_settings_name_themselves():
+    mw = hdj.ProfilerMiddleware
+    for value in (1.5, -0.1, "0.5", True, None):
+        with override_settings(HYPROF_SAMPLE_RATE=value):
+            with pytest.raises(ImproperlyConfigured, match="HYPROF_SAMPLE_RATE"):
+                mw(lambda request: None)
+    with override_settings(HYPROF_SHOW_CALLBACK="no.such.module.func"):
+        with pytest.raises(ImproperlyConfigured, match="HYPROF_SHOW_CALLBACK"):
+            mw(lambda request: None)
+    with override_settings(HYPROF_SHOW_CALLBACK=42):
+        with pytest.raises(ImproperlyConfigured, match="HYPROF_SHOW_CALLBACK"):
+            mw(lambda request: None)
+    with override_settings(HYPROF_MODE="fast"):
+        with pytest.raises(ImproperlyConfigured, match="HYPROF_MODE"):
+            mw(lambda request: None)
+    with override_settings(HYPROF_OPTIONS={"sampling": 3}):
+        with pytest.raises(ImproperlyConfigured, match="HYPROF_OPTIONS"):
+            hdj._profiler_options("sampling")
+
+
+# ---------------------------------------------------------------- production sampling
+
+def test_sample_rate_one_profiles_every_request_in_sampling_mode(profile_dir):
+    with override_settings(DEBUG=False, HYPROF_SAMPLE_RATE=1.0):
+        client = Client(REMOTE_ADDR="10.1.2.3")
+        for _ in range(3):
+            r = client.get("/fib/18/")
+            assert json.loads(r.content)["fib"] == 2584
+            # Sampled requests carry nothing the client could see.
+            assert "X-Hyprof-Trace" not in r and "Server-Timing" not in r
+    files = sorted(os.listdir(profile_dir))
+    assert len(files) == 3
+    for name in files:
+        assert name.startswith("catalog.views.fibonacci-")
+        assert f"-{os.getpid()}-" in name
+        trace = hyprof.load(os.path.join(profile_dir, name))
+        assert trace.mode == "sampling"
+    assert no_profiler_running()
+
+
+def test_sample_rate_takes_that_share_of_requests(profile_dir, monkeypatch):
+    import random
+
+    monkeypatch.setattr(hdj, "_random", random.Random(1234))
+    same = random.Random(1234)
+    expected = sum(same.random() < 0.25 for _ in range(40))
+    with override_settings(DEBUG=False, HYPROF_SAMPLE_RATE=0.25,
+                           HYPROF_SAMPLE_MODE="deterministic"):
+        client = Client()
+        for _ in range(40):
+            client.get("/fib/3/")
+    files = os.listdir(profile_dir)
+    assert len(files) == expected and 4 <= expected <= 16
+
+
+def test_sample_rate_zero_saves_nothing(profile_dir):
+    with override_settings(HYPROF_SAMPLE_RATE=0):
+        for _ in range(5):
+            Client(REMOTE_ADDR="10.1.2.3").get("/fib/3/")
+    assert not profile_dir.exists()
+
+
+def test_query_capture_outside_a_request():
+    with hdj.capture_queries() as q:
+        assert Product.objects.filter(stock__gt=5).count() > 0
+        list(Product.objects.all()[:3])
+    assert q.count == 2
+    assert sorted(n for n, _ in q.by_statement.values()) == [1, 1]
+
+    async def from_task():
+        with hdj.capture_queries() as q:
+            await sync_to_async(lambda: Product.objects.count())()
+        return q.count
+
+    assert asyncio.run(from_task()) == 1
