@@ -156,6 +156,16 @@ def page(tree, base=None, title="hyprof profile", subtitle=""):
         table_title="Functions: change from base to new" if base is not None else "Functions")
 
 
+def command_line(header):
+    """The profiled command as the user typed it (``python -m hyprof run
+    app.py`` rather than the path of hyprof's __main__.py)."""
+    argv = [str(a) for a in header.get("argv") or []]
+    if argv and os.path.basename(argv[0]) == "__main__.py" and \
+            os.path.basename(os.path.dirname(argv[0])) == "hyprof":
+        argv[0] = "python -m hyprof"
+    return " ".join(argv)
+
+
 def describe(header, mode):
     """One line about where a trace came from, for the report's subtitle."""
     parts = ["%s mode" % mode]
@@ -182,7 +192,6 @@ def render(trace, threads=None, title=None, **options):
         threads = len(list(trace.threads())) > 1
     tree = _model.from_trace(trace, split_threads=threads)
     header = getattr(trace, "header", {}) or {}
-    argv = header.get("argv") or []
     if title is None:
-        title = "hyprof: %s" % " ".join(str(a) for a in argv) if argv else "hyprof profile"
+        title = "hyprof: %s" % command_line(header) if header.get("argv") else "hyprof profile"
     return page(tree, title=title, subtitle=describe(header, trace.mode))
