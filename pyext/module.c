@@ -2,12 +2,15 @@
  * their types and functions here. */
 #include "pyhyprof.h"
 
+#include "alloc.h"
 #include "sampler.h"
 
 static int hyp_py_exec(PyObject *module) {
     if (hyp_py_trace_init(module) < 0)
         return -1;
     if (hyp_py_det_init(module) < 0)
+        return -1;
+    if (hyp_py_alloc_init(module) < 0)
         return -1;
     if (hyp_py_sampler_init(module) < 0)
         return -1;

@@ -36,6 +36,10 @@ def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="a
 
 
 def _sampling(**options):
+    if options.get("memory_only"):
+        # Allocations alone need no CPU sampler (pyext/alloc.c).
+        from . import memory
+        return memory.create(**options)
     try:
         from . import sampling
     except ImportError as e:
@@ -117,6 +121,17 @@ class Profiler:
         """Writes the trace to path (a .hyprof file)."""
         self._engine.write(os.fspath(path))
         return path
+
+    def heap(self):
+        """The live heap of the allocation collector (mode="sampling" with
+        memory=True): [(stack, bytes)], largest first, where stack is a tuple
+        of hyprof.memory.Frame(name, filename, line), root first, and bytes
+        the estimated bytes those sampled blocks stand for. While running it
+        is the heap now; after stop, the heap at stop."""
+        heap = getattr(self._engine, "heap", None)
+        if heap is None:
+            raise ProfilerError("heap() needs mode='sampling' with memory=True")
+        return heap()
 
     def __repr__(self):
         return "<hyprof.Profiler mode=%s engine=%s %s>" % (

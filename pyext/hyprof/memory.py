@@ -1,0 +1,124 @@
+"""The allocation collector of the sampling mode (the C side is pyext/alloc.c).
+
+``Profiler(mode="sampling", memory=True)`` samples the allocations made
+through CPython's allocator (the PYMEM_DOMAIN_MEM and PYMEM_DOMAIN_OBJ
+domains) by bytes: one sample per ``memory_interval`` bytes on average, with
+exponentially distributed gaps, each sample weighted by the bytes it stands
+for, so the totals are unbiased estimates. ``memory_only=True`` collects
+allocations alone, without CPU samples. See docs/memory.md.
+"""
+
+from collections import namedtuple
+
+from . import _hyprof
+
+ProfilerError = _hyprof.ProfilerError
+
+__all__ = ["DEFAULT_INTERVAL", "MAX_INTERVAL", "Frame", "MemoryEngine", "check_options",
+           "create"]
+
+DEFAULT_INTERVAL = 512 * 1024
+MAX_INTERVAL = 1 << 40
+DEFAULT_MAX_FRAMES = 128
+MAX_FRAMES = 512
+
+Frame = namedtuple("Frame", "name filename line")
+Frame.__doc__ = "One frame of a live-heap stack: function name, file name, executing line."
+
+
+def check_options(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=False,
+                  memory_max_frames=DEFAULT_MAX_FRAMES):
+    """Validates the memory options; returns (enabled, only, interval,
+    max_frames). Raises ProfilerError naming the bad option and what is
+    accepted."""
+    if not isinstance(memory, bool):
+        raise ProfilerError("memory=%r must be True or False" % (memory,))
+    if not isinstance(memory_only, bool):
+        raise ProfilerError("memory_only=%r must be True or False" % (memory_only,))
+    if (isinstance(memory_interval, bool)
+            or not isinstance(memory_interval, (int, float))):
+        raise ProfilerError("memory_interval=%r must be a number of bytes (the mean sampling "
+                            "interval; default %d, 512 KiB)" % (memory_interval,
+                                                               DEFAULT_INTERVAL))
+    if not 1 <= memory_interval <= MAX_INTERVAL:
+        raise ProfilerError("memory_interval=%r is out of range: the mean sampling interval "
+                            "must be between 1 byte and 1 TiB (%d); the default is %d "
+                            "(512 KiB)" % (memory_interval, MAX_INTERVAL, DEFAULT_INTERVAL))
+    if (isinstance(memory_max_frames, bool) or not isinstance(memory_max_frames, int)
+            or not 1 <= memory_max_frames <= MAX_FRAMES):
+        raise ProfilerError("memory_max_frames=%r must be an integer between 1 and %d"
+                            % (memory_max_frames, MAX_FRAMES))
+    enabled = memory or memory_only
+    if not enabled and memory_interval != DEFAULT_INTERVAL:
+        raise ProfilerError("memory_interval=%r is given but memory sampling is off: pass "
+                            "memory=True" % (memory_interval,))
+    return enabled, memory_only, float(memory_interval), memory_max_frames
+
+
+class MemoryEngine:
+    """Runs the allocation collector; the engine behind
+    ``Profiler(mode="sampling", memory_only=True)``, and the part the CPU
+    sampler runs beside itself with ``memory=True``."""
+
+    engine = "alloc"
+
+    def __init__(self, interval=DEFAULT_INTERVAL, max_frames=DEFAULT_MAX_FRAMES):
+        self.interval = float(interval)
+        self.max_frames = max_frames
+        self._ran = False
+
+    @property
+    def running(self):
+        return _hyprof.alloc_running() and self._ran
+
+    def start(self):
+        if self.running:
+            raise ProfilerError("this profiler is already running")
+        _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames)
+        self._ran = True
+
+    def stop(self):
+        if not self.running:
+            raise ProfilerError("this profiler is not running")
+        _hyprof.alloc_stop()
+
+    def _check_ran(self):
+        if not self._ran:
+            raise ProfilerError("the profiler has not run: start() and stop() it first")
+
+    def trace(self):
+        """The allocations as a hyprof.Trace: sample kinds "alloc"
+        (alloc_samples, alloc_bytes) and "live" (live_samples, live_bytes,
+        the sampled blocks still allocated at stop)."""
+        self._check_ran()
+        return _hyprof.alloc_trace()
+
+    def write(self, path):
+        self._check_ran()
+        _hyprof.alloc_write(path)
+
+    def heap(self):
+        """[(stack, bytes)], largest first: the estimated bytes still held,
+        per stack (a tuple of Frame, root first). While running it is the
+        heap now; after stop, the heap at stop."""
+        self._check_ran()
+        rows = _hyprof.alloc_heap()
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        return [(tuple(Frame(*f) for f in frames), nbytes) for frames, nbytes, _ in rows]
+
+    def stats(self):
+        """Counters: samples taken, estimated allocated and live bytes, live
+        sampled blocks, samples dropped, whether the hook stays chained."""
+        return _hyprof.alloc_stats()
+
+
+def create(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=False,
+           memory_max_frames=DEFAULT_MAX_FRAMES):
+    """The factory for ``memory_only=True``: validates and returns a
+    MemoryEngine."""
+    enabled, only, interval, frames = check_options(memory, memory_interval, memory_only,
+                                                    memory_max_frames)
+    if not only:
+        raise ProfilerError("memory=True beside CPU samples needs the sampling mode's CPU "
+                            "sampler; use memory_only=True for allocations alone")
+    return MemoryEngine(interval, frames)

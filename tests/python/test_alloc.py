@@ -1,0 +1,460 @@
+"""The allocation collector: Profiler(mode="sampling", memory_only=True).
+
+Workloads allocate known byte counts, so the estimates are checked against
+the truth; the interval is small enough that the sampling error (about
+1/sqrt(samples)) stays far inside the tolerances."""
+
+import ctypes
+import gc
+import gzip
+import json
+import os
+import sys
+import threading
+import tracemalloc
+
+import pytest
+
+import hyprof
+from hyprof import _hyprof, memory
+
+MiB = 1 << 20
+
+
+# ---------------------------------------------------------------- workloads
+
+def big_buffers(n_mib, keep):
+    """n_mib buffers of 1 MiB (one bytearray object and its 1 MiB + 1 buffer)."""
+    for _ in range(n_mib):
+        keep.append(bytearray(MiB))
+
+
+def small_objects(out, idx):
+    """One 128-byte bytes object (33-byte header + 95 bytes) per slot of out;
+    the list and the indexes are made by the caller, so nothing else here
+    allocates."""
+    for i in idx:
+        out[i] = bytes(95)
+
+
+def kept_buffers(keep):
+    for _ in range(16):
+        keep.append(bytearray(MiB))
+
+
+def freed_buffers():
+    tmp = [bytearray(MiB) for _ in range(16)]
+    del tmp
+
+
+def by_leaf(trace, metric):
+    """{leaf function name: value} from the trace's stacks."""
+    out = {}
+    for frames, value in trace.stacks(metric):
+        out[frames[-1].name] = out.get(frames[-1].name, 0) + value
+    return out
+
+
+def by_function(trace, metric):
+    """{function name: value} summed over every stack the function is on."""
+    out = {}
+    for frames, value in trace.stacks(metric):
+        for name in {f.name for f in frames}:
+            out[name] = out.get(name, 0) + value
+    return out
+
+
+def heap_by_function(heap):
+    out = {}
+    for stack, nbytes in heap:
+        for name in {f.name for f in stack}:
+            out[name] = out.get(name, 0) + nbytes
+    return out
+
+
+class _Allocator(ctypes.Structure):
+    _fields_ = [("ctx", ctypes.c_void_p), ("malloc", ctypes.c_void_p),
+                ("calloc", ctypes.c_void_p), ("realloc", ctypes.c_void_p),
+                ("free", ctypes.c_void_p)]
+
+
+def allocators():
+    """The installed (ctx, malloc, calloc, realloc, free) of the MEM and OBJ
+    domains, read with PyMem_GetAllocator()."""
+    get = ctypes.pythonapi.PyMem_GetAllocator
+    get.argtypes = [ctypes.c_int, ctypes.POINTER(_Allocator)]
+    get.restype = None
+    out = []
+    for domain in (1, 2):  # PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ
+        a = _Allocator()
+        get(domain, ctypes.byref(a))
+        out.append((a.ctx, a.malloc, a.calloc, a.realloc, a.free))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_collector_left():
+    yield
+    if _hyprof.alloc_running():
+        _hyprof.alloc_stop()
+        pytest.fail("a test left the allocation collector running")
+
+
+def profiler(interval=8192, **kw):
+    return hyprof.Profiler(mode="sampling", memory_only=True, memory_interval=interval, **kw)
+
+
+# ---------------------------------------------------------------- options
+
+@pytest.mark.parametrize("bad", [0, 0.5, -4096, 2 ** 41, float("nan"), float("inf")])
+def test_out_of_range_interval_is_refused(bad):
+    with pytest.raises(hyprof.ProfilerError, match=r"memory_interval=.* out of range.*1 TiB"):
+        profiler(interval=bad)
+
+
+@pytest.mark.parametrize("bad", ["512k", True, None, [1]])
+def test_interval_of_wrong_type_is_refused(bad):
+    with pytest.raises(hyprof.ProfilerError, match="memory_interval=.*number of bytes"):
+        profiler(interval=bad)
+
+
+def test_other_bad_options():
+    with pytest.raises(hyprof.ProfilerError, match="memory_only=.*True or False"):
+        hyprof.Profiler(mode="sampling", memory_only="yes")
+    with pytest.raises(hyprof.ProfilerError, match="memory_max_frames"):
+        profiler(memory_max_frames=0)
+    with pytest.raises(hyprof.ProfilerError, match="memory_interval"):
+        _hyprof.alloc_start(interval=0)
+    with pytest.raises(hyprof.ProfilerError, match="max_frames"):
+        _hyprof.alloc_start(max_frames=100000)
+    assert not _hyprof.alloc_running()
+
+
+def test_state_errors():
+    p = profiler()
+    with pytest.raises(hyprof.ProfilerError, match="not run"):
+        p.heap()
+    with pytest.raises(hyprof.ProfilerError, match="not running"):
+        p.stop()
+    with p:
+        with pytest.raises(hyprof.ProfilerError, match="already running"):
+            profiler().start()
+        with pytest.raises(hyprof.ProfilerError, match="stop"):
+            p.trace()
+    assert not p.running
+
+
+def test_default_interval_is_512_kib():
+    p = hyprof.Profiler(mode="sampling", memory_only=True)
+    with p:
+        pass
+    assert p.trace().header["memory_interval"] == 512 * 1024
+    assert memory.DEFAULT_INTERVAL == 524288
+
+
+# ---------------------------------------------------------------- estimates
+
+def test_estimated_shares_of_two_functions():
+    n_small = 16 * MiB // 128
+    out = [None] * n_small
+    idx = list(range(n_small))
+    keep = []
+    gc.collect()
+    p = profiler(interval=8192)
+    with p:
+        big_buffers(48, keep)
+        small_objects(out, idx)
+    t = p.trace()
+    alloc = by_leaf(t, "alloc_bytes")
+    big = alloc.get("big_buffers", 0)
+    small = alloc.get("small_objects", 0)
+    # Each function's bytes within 10% of the truth, and so the shares.
+    assert big == pytest.approx(48 * MiB, rel=0.10)
+    assert small == pytest.approx(16 * MiB, rel=0.10)
+    assert big / (big + small) == pytest.approx(0.75, rel=0.10)
+    # Small objects: about one sample per interval, each weighing about one interval.
+    count = by_leaf(t, "alloc_samples")["small_objects"]
+    assert count == pytest.approx(16 * MiB / 8192, rel=0.15)
+    # Everything was kept: the live heap holds the same.
+    live = by_leaf(t, "live_bytes")
+    assert live["big_buffers"] == pytest.approx(48 * MiB, rel=0.10)
+    assert live["small_objects"] == pytest.approx(16 * MiB, rel=0.10)
+    del out, keep
+
+
+def test_small_objects_at_the_default_interval_are_unbiased():
+    # At 512 KiB a run of 64 MiB in 128-byte objects gives ~128 samples; the
+    # mean of several runs must still land on the truth.
+    n = 64 * MiB // 128
+    idx = list(range(n))
+    estimates = []
+    for _ in range(4):
+        out = [None] * n
+        p = profiler(interval=memory.DEFAULT_INTERVAL)
+        with p:
+            small_objects(out, idx)
+        estimates.append(by_leaf(p.trace(), "alloc_bytes").get("small_objects", 0))
+        del out
+    assert sum(estimates) / len(estimates) == pytest.approx(64 * MiB, rel=0.10)
+
+
+# ---------------------------------------------------------------- live heap
+
+def test_freed_buffers_leave_the_live_heap_and_kept_ones_stay():
+    keep = []
+    gc.collect()
+    p = profiler(interval=65536)
+    p.start()
+    try:
+        kept_buffers(keep)
+        freed_buffers()
+        now = heap_by_function(p.heap())
+    finally:
+        p.stop()
+    assert now["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert "freed_buffers" not in now
+    t = p.trace()
+    alloc = by_function(t, "alloc_bytes")
+    live = by_function(t, "live_bytes")
+    assert alloc["freed_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert alloc["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert live["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert "freed_buffers" not in live
+    # heap() after stop is the heap at stop.
+    assert heap_by_function(p.heap())["kept_buffers"] == live["kept_buffers"]
+    # Stacks in heap() carry file and line.
+    stack = next(s for s, _ in p.heap() if s[-1].name == "kept_buffers")
+    assert stack[-1].filename == __file__
+    assert stack[-1].line == kept_buffers.__code__.co_firstlineno + 2
+    del keep
+
+
+def grow(chunks):
+    b = bytearray()
+    for c in chunks:
+        b += c
+    return b
+
+
+def test_realloc_moves_the_block_in_the_live_heap():
+    chunks = [b"x" * 4096] * 2048  # grows to 8 MiB by realloc
+    p = profiler(interval=65536)
+    with p:
+        kept = grow(chunks)
+        dropped = grow(chunks)
+        del dropped
+    live = by_function(p.trace(), "live_bytes")
+    # Only the final block of the kept buffer remains; each earlier size it
+    # went through was a block freed by the realloc.
+    assert live["grow"] == pytest.approx(len(kept), rel=0.05)
+    del kept
+
+
+# ---------------------------------------------------------------- chaining
+
+def test_allocators_are_restored_exactly():
+    before = allocators()
+    p = profiler()
+    p.start()
+    during = allocators()
+    p.stop()
+    assert during != before
+    assert allocators() == before
+
+
+def test_tracemalloc_below_keeps_working():
+    tracemalloc.start()
+    try:
+        before = allocators()
+        keep = []
+        p = profiler(interval=65536)
+        with p:
+            snap0 = tracemalloc.take_snapshot()
+            kept_buffers(keep)
+            snap1 = tracemalloc.take_snapshot()
+        assert allocators() == before
+        traced = sum(s.size_diff for s in snap1.compare_to(snap0, "filename")
+                     if s.traceback[0].filename == __file__)
+        assert traced >= 16 * MiB
+        assert by_function(p.trace(), "alloc_bytes")["kept_buffers"] == pytest.approx(
+            16 * MiB, rel=0.05)
+        # tracemalloc still traces after hyprof left.
+        size0 = tracemalloc.get_traced_memory()[0]
+        more = bytearray(4 * MiB)
+        assert tracemalloc.get_traced_memory()[0] - size0 >= 4 * MiB
+        del more, keep
+    finally:
+        tracemalloc.stop()
+
+
+def test_tracemalloc_on_top_stopped_later():
+    keep = []
+    original = allocators()
+    p = profiler(interval=65536)
+    p.start()
+    tracemalloc.start()
+    try:
+        kept_buffers(keep)
+        p.stop()  # tracemalloc is on top: hyprof's hook stays as a pass-through
+        assert _hyprof.alloc_stats()["chained"] is True
+        with pytest.raises(hyprof.ProfilerError, match="tracemalloc"):
+            profiler().start()
+        size0 = tracemalloc.get_traced_memory()[0]
+        more = bytearray(2 * MiB)
+        assert tracemalloc.get_traced_memory()[0] - size0 >= 2 * MiB
+        del more
+    finally:
+        tracemalloc.stop()
+    assert by_function(p.trace(), "alloc_bytes")["kept_buffers"] == pytest.approx(
+        16 * MiB, rel=0.05)
+    # With tracemalloc gone, the next run takes the hook out and starts cleanly.
+    q = profiler()
+    with q:
+        pass
+    assert _hyprof.alloc_stats()["chained"] is False
+    assert allocators() == original
+    del keep
+
+
+# ---------------------------------------------------------------- reentrancy
+
+def test_own_allocations_are_not_sampled():
+    # Every allocation is sampled at interval 1; heap() resolves and builds
+    # Python objects in C, which must not show up as samples of its caller.
+    p = profiler(interval=1)
+    with p:
+        junk = [bytes(50) for _ in range(1000)]
+        for _ in range(20):
+            p.heap()
+    heap_line = next(i for i, line in enumerate(open(memory.__file__), 1)
+                     if "_hyprof.alloc_heap()" in line)
+    for line in p.trace().lines():
+        assert not (line.filename == memory.__file__ and line.line == heap_line)
+    del junk
+
+
+# ---------------------------------------------------------------- threads, fork
+
+def thread_work(n_mib, keep):
+    for _ in range(n_mib):
+        keep.append(bytearray(MiB))
+
+
+def test_threads_are_told_apart():
+    keeps = {n: [] for n in (2, 4, 8)}
+    threads = [threading.Thread(target=thread_work, args=(n, keeps[n]), name="alloc-%d" % n)
+               for n in keeps]
+    p = profiler(interval=65536)
+    with p:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    t = p.trace()
+    names = {th.name: th.id for th in t.threads()}
+    for n in keeps:
+        tid = names["alloc-%d" % n]
+        got = 0
+        for frames, value in t.stacks("alloc_bytes", thread=tid):
+            if any(f.name == "thread_work" for f in frames):
+                got += value
+        assert got == pytest.approx(n * MiB, rel=0.05), n
+    del keeps
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_fork_child_does_not_inherit_a_running_collector():
+    before = allocators()
+    p = profiler(interval=4096)
+    p.start()
+    keep = [bytes(100) for _ in range(1000)]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # The child: no collector, the previous allocators, and it can
+        # profile on its own.
+        try:
+            ok = (not _hyprof.alloc_running() and allocators() == before
+                  and _hyprof.alloc_stats()["samples"] == 0)
+            q = profiler(interval=65536)
+            with q:
+                kept = [bytearray(MiB) for _ in range(4)]
+            got = by_function(q.trace(), "alloc_bytes").get(
+                "test_fork_child_does_not_inherit_a_running_collector.<locals>.<listcomp>",
+                by_function(q.trace(), "alloc_bytes").get(
+                    "test_fork_child_does_not_inherit_a_running_collector", 0))
+            os.write(w, json.dumps([ok, got]).encode())
+            del kept
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    more = [bytes(100) for _ in range(1000)]
+    p.stop()
+    ok, got = json.loads(data)
+    assert ok, "the child inherited the collector"
+    assert got == pytest.approx(4 * MiB, rel=0.05)
+    assert _hyprof.alloc_stats()["samples"] > 0
+    del keep, more
+
+
+# ---------------------------------------------------------------- trace and reports
+
+def test_trace_file_carries_bytes(tmp_path):
+    keep = []
+    p = profiler(interval=65536)
+    with p:
+        kept_buffers(keep)
+    path = tmp_path / "mem.hyprof"
+    p.write(path)
+    t = hyprof.load(path, keep_samples=True)
+    units = {m.name: (m.unit, m.kind) for m in t.metrics}
+    assert units == {"alloc_samples": ("count", "own"), "alloc_bytes": ("bytes", "own"),
+                     "live_samples": ("count", "own"), "live_bytes": ("bytes", "own")}
+    kinds = {k.name: (k.unit, t.metrics[k.count_metric].name, t.metrics[k.weight_metric].name)
+             for k in t.sample_kinds}
+    assert kinds == {"alloc": ("bytes", "alloc_samples", "alloc_bytes"),
+                     "live": ("bytes", "live_samples", "live_bytes")}
+    assert t.header["trigger"] == "alloc"
+    samples = t.samples()
+    alloc_kind = next(i for i, k in enumerate(t.sample_kinds) if k.name == "alloc")
+    total = sum(s.weight for s in samples if s.kind == alloc_kind)
+    assert by_function(t, "alloc_bytes")["kept_buffers"] <= total
+    assert by_function(t, "alloc_bytes")["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    del keep
+
+
+def test_reports_show_bytes():
+    keep = []
+    p = profiler(interval=65536)
+    with p:
+        kept_buffers(keep)
+    t = p.trace()
+    expected = by_function(t, "alloc_bytes")["kept_buffers"]
+    # Folded stacks of the bytes column sum to the estimate.
+    folded = t.to_collapsed(metric="alloc_bytes")
+    total = sum(int(line.rsplit(" ", 1)[1]) for line in folded.splitlines()
+                if "kept_buffers" in line)
+    assert total == expected
+    # speedscope: the byte columns as profiles in bytes.
+    doc = json.loads(t.to_speedscope())
+    units = {prof["name"].split()[-1] if " " in prof["name"] else prof["name"]: prof["unit"]
+             for prof in doc["profiles"]}
+    assert "bytes" in units.values()
+    assert all(prof["unit"] == "bytes" for prof in doc["profiles"]
+               if "bytes" in prof["name"])
+    # pprof: one sample type per column, the byte columns in unit "bytes".
+    raw = gzip.decompress(t.to_pprof())
+    assert b"alloc_alloc_space" in raw and b"live_alloc_space" in raw and b"bytes" in raw
+    assert b"alloc_samples" in raw and b"live_samples" in raw
+    # The HTML report carries the columns too.
+    html = t.to_html()
+    assert "alloc_bytes" in html and "live_bytes" in html
+    del keep
