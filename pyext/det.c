@@ -40,6 +40,17 @@
 #endif
 #include <opcode.h>
 
+/* The co_extra API was renamed in 3.12 (PyUnstable_); the old names warn. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define det_code_get_extra PyUnstable_Code_GetExtra
+#define det_code_set_extra PyUnstable_Code_SetExtra
+#define det_request_extra_index PyUnstable_Eval_RequestCodeExtraIndex
+#else
+#define det_code_get_extra _PyCode_GetExtra
+#define det_code_set_extra _PyCode_SetExtra
+#define det_request_extra_index _PyEval_RequestCodeExtraIndex
+#endif
+
 #define DET_GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
 #define DET_DEFAULT_MAX_NODES 1000000u
 #define DET_CHUNK_NODES 1024u
@@ -179,7 +190,7 @@ static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
     det_extra_t *extra = NULL;
     det_func_t *f;
 
-    if (_PyCode_GetExtra((PyObject *)co, det_extra_index, (void **)&extra) < 0) {
+    if (det_code_get_extra((PyObject *)co, det_extra_index, (void **)&extra) < 0) {
         PyErr_Clear();
         extra = NULL;
     }
@@ -194,7 +205,7 @@ static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
         extra = hyp__malloc(sizeof *extra);
         if (extra == NULL)
             return f; /* the function works; only its cache slot is missing */
-        if (_PyCode_SetExtra((PyObject *)co, det_extra_index, extra) < 0) {
+        if (det_code_set_extra((PyObject *)co, det_extra_index, extra) < 0) {
             PyErr_Clear();
             hyp__free(extra);
             return f;
@@ -425,6 +436,8 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
  * Python: the caller has saved any pending exception). Past the node limit,
  * calls fold into one "[truncated]" child per parent, and everything below a
  * truncated node folds into it. Returns NULL on allocation failure. */
+static void thread_name(det_thread_t *th);
+
 static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *parent,
                               const void *key, PyObject *callable, PyObject *self_arg) {
     det_node_t *prev = NULL, *n;
@@ -452,6 +465,8 @@ static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *paren
             n->truncated = 1;
         return n;
     }
+    if (UNLIKELY(th->name_pending))
+        thread_name(th);
     if (callable == NULL)
         f = py_func(p, (PyCodeObject *)key);
     else
@@ -469,7 +484,11 @@ static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *paren
 static void thread_name(det_thread_t *th) {
     PyObject *threading, *active, *t = NULL, *name = NULL, *key;
 
-    snprintf(th->name, sizeof th->name, "Thread-%lu", th->ident);
+    /* A thread's first events can come before threading registers it; the
+     * name is looked up again when its next call path is created. */
+    th->name_pending = th->name_pending == 0 ? 256 : th->name_pending - 1;
+    if (th->name[0] == '\0')
+        snprintf(th->name, sizeof th->name, "Thread-%lu", th->ident);
     threading = PyImport_ImportModule("threading");
     if (threading == NULL)
         goto done;
@@ -486,8 +505,10 @@ static void thread_name(det_thread_t *th) {
     Py_DECREF(active);
     if (name != NULL && PyUnicode_Check(name)) {
         const char *s = PyUnicode_AsUTF8(name);
-        if (s != NULL)
+        if (s != NULL) {
             snprintf(th->name, sizeof th->name, "%s", s);
+            th->name_pending = 0;
+        }
     }
     Py_XDECREF(name);
 done:
@@ -1000,9 +1021,11 @@ static PyMethodDef det_methods[];
 static PyObject *describe_profiler(PyThreadState *ts) {
     PyObject *obj = ts->c_profileobj;
     const char *tname = obj != NULL ? Py_TYPE(obj)->tp_name : "no object";
+    PyTypeObject *t;
 
-    if (obj != NULL && strcmp(tname, "_lsprof.Profiler") == 0)
-        return PyUnicode_FromString("cProfile (_lsprof.Profiler)");
+    for (t = obj != NULL ? Py_TYPE(obj) : NULL; t != NULL; t = t->tp_base)
+        if (strcmp(t->tp_name, "_lsprof.Profiler") == 0)
+            return PyUnicode_FromFormat("cProfile (%s)", tname);
     if (obj != NULL && PyCallable_Check(obj) && !PyType_Check(obj)) {
         PyObject *r = PyObject_Repr(obj);
         if (r != NULL) {
@@ -1230,6 +1253,12 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     drop_stop_frames(p);
     close_open_frames(p);
     p->wall_total += hyp_clock_ticks() - p->wall_start;
+    if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0 &&
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "hyprof: another profile function replaced hyprof's on %R while it "
+                         "ran; the calls made there after that are missing",
+                         p->replaced) < 0)
+        PyErr_Clear();
     det_active = NULL;
     det_tls.session = 0;
     det_tls.th = NULL;
@@ -1284,7 +1313,7 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
         p->engine = DET_ENGINE_MONITORING;
     } else {
         PyErr_Format(hyp_py_profiler_error,
-                     "engine=%R is not known: use 'auto', 'setprofile' or 'monitoring'", engine);
+                     "engine='%s' is not known: use 'auto', 'setprofile' or 'monitoring'", engine);
         return -1;
     }
     if (strcmp(cpu_clock, "auto") == 0) {
@@ -1293,7 +1322,7 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
         p->cpu_flags = HYP_CPU_CLOCK_FORCE_SYSCALL;
     } else {
         PyErr_Format(hyp_py_profiler_error,
-                     "cpu_clock=%s is not known: use 'auto' or 'syscall'", cpu_clock);
+                     "cpu_clock='%s' is not known: use 'auto' or 'syscall'", cpu_clock);
         return -1;
     }
     if (max_nodes < 0 || (size_t)max_nodes > (size_t)UINT32_MAX / 2) {
@@ -1547,7 +1576,7 @@ int hyp_py_det_init(PyObject *module) {
     PyObject *bases;
 
     if (det_extra_index < 0) {
-        det_extra_index = _PyEval_RequestCodeExtraIndex(det_extra_free);
+        det_extra_index = det_request_extra_index(det_extra_free);
         if (det_extra_index < 0) {
             PyErr_SetString(PyExc_RuntimeError, "no co_extra slot left for hyprof");
             return -1;

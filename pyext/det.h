@@ -78,6 +78,7 @@ typedef struct det_thread_s {
     unsigned long ident;
     uint64_t os_tid;
     char name[64];
+    int name_pending;         /* threading did not know the thread yet */
     uint64_t last_wall, last_cpu;
 } det_thread_t;
 

@@ -1,0 +1,530 @@
+"""The deterministic mode: exact call counts against cProfile, time shares,
+edges, threads, generators, coroutines, exceptions, stop mid-stack, the
+refusal to start over another profiler, builtins=False, pstats and the
+node limit. Every test runs with each engine the interpreter has."""
+
+import asyncio
+import cProfile
+import marshal
+import pstats
+import sys
+import threading
+import time
+
+import pytest
+
+import hyprof
+from hyprof.render.pstats import PstatsExport, func_key
+
+ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+def profile(fn, engine, **options):
+    p = hyprof.Profiler(engine=engine, **options)
+    p.start()
+    try:
+        fn()
+    finally:
+        p.stop()
+    return p.trace()
+
+
+def by_name(trace, thread=None):
+    """Functions by short name (a Python function's last qualified part)."""
+    return {f.name.rsplit(".", 1)[-1] if f.kind == "python" else f.name: f
+            for f in trace.functions(thread)}
+
+
+def spin(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+# ------------------------------------------------------------ programs
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def is_even(n):
+    return True if n == 0 else is_odd(n - 1)
+
+
+def is_odd(n):
+    return False if n == 0 else is_even(n - 1)
+
+
+class Boom(Exception):
+    pass
+
+
+def maybe_raise(i):
+    if i % 3 == 0:
+        raise Boom(i)
+    return i
+
+
+def middle(i):
+    return maybe_raise(i) * 2
+
+
+def catcher():
+    total = 0
+    for i in range(30):
+        try:
+            total += middle(i)
+        except Boom:
+            total -= 1
+    return total
+
+
+def countdown(n):
+    while n:
+        yield n
+        n -= 1
+
+
+def consume_generators():
+    return sum(countdown(10)) + len(list(countdown(5))) + max(countdown(3))
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+    def norm(self):
+        return abs(self.x)
+
+
+def builtins_and_methods():
+    out = []
+    for i in range(20):
+        out.append(Point(i).norm())
+        out.append(len(str(i)))
+    d = {}
+    d.setdefault("k", []).append(1)
+    " ".join(["a", "b"]).split()
+    return sorted(out, key=abs)
+
+
+PROGRAMS = {
+    "recursion": lambda: fib(15),
+    "mutual recursion": lambda: is_even(41),
+    "exceptions": catcher,
+    "builtins": builtins_and_methods,
+    "generators": consume_generators,
+}
+GENERATOR_FUNCS = {"countdown"}
+
+
+def cprofile_stats(fn):
+    pr = cProfile.Profile()
+    pr.enable()
+    fn()
+    pr.disable()
+    return {k: v for k, v in pstats.Stats(pr).stats.items()
+            if "_lsprof.Profiler" not in k[2] and k[2] != "<lambda>"}
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_call_counts_match_cprofile(program, engine):
+    fn = PROGRAMS[program]
+    fn()  # warm up: first calls may import or specialise
+    expected = cprofile_stats(fn)
+    got = {func_key(f): f for f in profile(fn, engine).functions() if f.name != "<lambda>"}
+    assert expected, "cProfile saw nothing"
+    for key, (cc, nc, _tt, _ct, _callers) in expected.items():
+        assert key in got, "hyprof misses %r (cProfile: %d calls)" % (key, nc)
+        f = got[key]
+        if key[2] in GENERATOR_FUNCS:
+            # cProfile counts each resumption; hyprof each instance.
+            assert f.calls == 3 and f.primitive_calls == 3
+            assert nc == (10 + 1) + (5 + 1) + (3 + 1)
+            continue
+        assert (f.calls, f.primitive_calls) == (nc, cc), key
+    assert set(got) == set(expected)
+
+
+def test_recursion_counts_primitive_calls_once(engine):
+    f = by_name(profile(lambda: fib(12), engine))["fib"]
+    assert f.calls == 465
+    assert f.primitive_calls == 1
+    assert f.wall_cum >= f.wall_own * 0.99
+    # Recursion is not double counted: fib's cumulative time is that of its
+    # outermost call, less than the whole run.
+    assert f.wall_cum < 1.0
+
+
+def test_edges_count_calls_per_caller(engine):
+    t = profile(catcher, engine)
+    edges = {(e.caller.name if e.caller else None, e.callee.name): e for e in t.edges()}
+    assert edges[("catcher", "middle")].calls == 30
+    assert edges[("middle", "maybe_raise")].calls == 30
+    assert edges[("middle", "maybe_raise")].primitive_calls == 30
+
+
+# ------------------------------------------------------------ times
+
+
+def sleeper():
+    time.sleep(0.2)
+
+
+def spinner():
+    spin(0.1)
+
+
+def measured(fn):
+    """(wall, cpu) seconds of one call, measured around it: the reference
+    hyprof's numbers are checked against, whatever the machine's load."""
+    w, c = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - w, time.thread_time() - c
+
+
+def test_time_shares_sleep_vs_spin(engine):
+    ref = {}
+
+    def work():
+        ref["sleeper"] = measured(sleeper)
+        ref["spinner"] = measured(spinner)
+
+    fs = by_name(profile(work, engine))
+    s, p = fs["sleeper"], fs["spinner"]
+    assert ref["sleeper"][0] >= 0.2 and ref["spinner"][1] >= 0.1
+    assert s.wall_cum == pytest.approx(ref["sleeper"][0], rel=0.10)
+    assert s.cpu_cum == pytest.approx(ref["sleeper"][1], abs=0.005)
+    assert s.cpu_cum < 0.02
+    assert p.wall_cum == pytest.approx(ref["spinner"][0], rel=0.10)
+    assert p.cpu_cum == pytest.approx(ref["spinner"][1], rel=0.10)
+    assert p.cpu_cum == pytest.approx(0.1, rel=0.15)
+    # Shares: the sleeper has about 2/3 of the wall time and almost no CPU.
+    share = s.wall_cum / (s.wall_cum + p.wall_cum)
+    ref_share = ref["sleeper"][0] / (ref["sleeper"][0] + ref["spinner"][0])
+    assert share == pytest.approx(ref_share, rel=0.10)
+    # With builtins, the sleep is time.sleep's own time, not sleeper's.
+    assert fs["<built-in method time.sleep>"].wall_own == pytest.approx(ref["sleeper"][0],
+                                                                        rel=0.10)
+    assert s.wall_own < 0.01
+    # The loop is spin's own time; the thread_time() calls are their own.
+    assert p.cpu_own < 0.01
+    assert fs["spin"].cpu_own + fs["<built-in method time.thread_time>"].cpu_own == \
+        pytest.approx(ref["spinner"][1], rel=0.10)
+
+
+def test_builtins_false_leaves_c_functions_out(engine):
+    def work():
+        sleeper()
+        builtins_and_methods()
+
+    t = profile(work, engine, builtins=False)
+    assert all(f.kind == "python" for f in t.functions())
+    fs = by_name(t)
+    # The sleep is now sleeper's own time.
+    assert fs["sleeper"].wall_own == pytest.approx(0.2, rel=0.10)
+    assert fs["norm"].calls == 20
+    assert fs["__init__"].calls == 20
+
+
+# ------------------------------------------------------------ generators
+
+
+def slow_gen():
+    for i in range(3):
+        time.sleep(0.02)  # runs inside the generator
+        yield i
+
+
+def consume_slowly():
+    for _ in slow_gen():
+        time.sleep(0.05)  # the generator is suspended meanwhile
+
+
+def test_generator_one_call_per_instance_times_only_while_running(engine):
+    fs = by_name(profile(consume_slowly, engine, builtins=False))
+    g = fs["slow_gen"]
+    assert g.calls == 1
+    # Own time: the three 20 ms sleeps inside it, not the consumer's 150 ms.
+    assert g.wall_own == pytest.approx(0.06, rel=0.25)
+    # Cumulative wall time spans the instance's first entry to its exit.
+    assert g.wall_cum == pytest.approx(0.06 + 0.15, rel=0.15)
+    assert g.cpu_cum < 0.02
+    c = fs["consume_slowly"]
+    assert c.wall_own == pytest.approx(0.15, rel=0.15)
+    assert c.wall_cum == pytest.approx(0.21, rel=0.15)
+
+
+async def nap(t):
+    await asyncio.sleep(t)
+    return t
+
+
+async def gather_naps():
+    return await asyncio.gather(nap(0.1), nap(0.1), nap(0.05))
+
+
+def test_coroutines_counted_per_instance(engine):
+    fs = by_name(profile(lambda: asyncio.run(gather_naps()), engine))
+    n = fs["nap"]
+    assert n.calls == 3
+    assert n.wall_cum == pytest.approx(0.25, rel=0.15)
+    assert n.wall_own < 0.02
+    assert n.cpu_cum < 0.02
+    assert fs["gather_naps"].calls == 1
+    assert fs["gather_naps"].wall_cum == pytest.approx(0.1, rel=0.15)
+
+
+def test_abandoned_generator_keeps_its_running_time(engine):
+    def work():
+        g = countdown(100)
+        next(g)
+        next(g)
+        del g  # closed without finishing
+
+    fs = by_name(profile(work, engine))
+    assert fs["countdown"].calls == 1
+    assert fs["countdown"].wall_cum >= fs["countdown"].wall_own
+
+
+# ------------------------------------------------------------ exceptions, stop
+
+
+def deep_raise(n):
+    if n == 0:
+        raise Boom("deep")
+    return deep_raise(n - 1)
+
+
+def test_exception_unwinding_closes_frames(engine):
+    def work():
+        for _ in range(5):
+            try:
+                deep_raise(10)
+            except Boom:
+                pass
+        time.sleep(0.05)
+
+    fs = by_name(profile(work, engine))
+    d = fs["deep_raise"]
+    assert (d.calls, d.primitive_calls) == (55, 5)
+    # Had a frame stayed open, the sleep after it would count in its time.
+    assert d.wall_cum < 0.01
+
+
+def test_stop_mid_stack_closes_open_frames(engine):
+    p = hyprof.Profiler(engine=engine)
+
+    def inner():
+        time.sleep(0.05)
+        p.stop()
+        time.sleep(0.1)  # after stop: not counted
+
+    def outer():
+        inner()
+
+    p.start()
+    outer()
+    fs = by_name(p.trace())
+    assert fs["outer"].calls == 1 and fs["inner"].calls == 1
+    assert fs["inner"].wall_cum == pytest.approx(0.05, rel=0.2)
+    assert fs["outer"].wall_cum == pytest.approx(0.05, rel=0.2)
+    # The profiler's own stop path is not in the profile.
+    assert not [f for f in fs if "stop" in f]
+
+
+# ------------------------------------------------------------ threads
+
+
+def test_threads_started_before_and_after_start(engine):
+    go = threading.Event()
+
+    def worker():
+        spin(0.03)
+
+    def early():
+        go.wait()
+        worker()
+
+    before = threading.Thread(target=early, name="before-start")
+    before.start()
+    p = hyprof.Profiler(engine=engine)
+    p.start()
+    go.set()
+    after = threading.Thread(target=worker, name="after-start")
+    after.start()
+    after.join()
+    before.join()
+    worker()
+    p.stop()
+    t = p.trace()
+    threads = {th.name: th for th in t.threads()}
+    assert {"MainThread", "before-start", "after-start"} <= set(threads)
+    assert threads["after-start"].ident == after.ident
+    assert threads["after-start"].os_tid == after.native_id
+    for name in ("MainThread", "before-start", "after-start"):
+        fs = by_name(t, threads[name])
+        assert fs["worker"].calls == 1, name
+        assert fs["worker"].cpu_cum == pytest.approx(0.03, rel=0.2), name
+    assert by_name(t)["worker"].calls == 3
+
+
+# ------------------------------------------------------------ refusals
+
+
+def test_refuses_to_start_over_cprofile(engine):
+    pr = cProfile.Profile()
+    pr.enable()
+    try:
+        with pytest.raises(hyprof.ProfilerError, match="cProfile"):
+            hyprof.Profiler(engine=engine).start()
+        # cProfile was not replaced: it still records.
+        fib(5)
+    finally:
+        pr.disable()
+    assert any(k[2] == "fib" and v[1] == 15 for k, v in pstats.Stats(pr).stats.items())
+
+
+def test_refuses_to_start_over_a_profile_function(engine):
+    def foreign(frame, event, arg):
+        pass
+
+    sys.setprofile(foreign)
+    try:
+        with pytest.raises(hyprof.ProfilerError, match="foreign"):
+            hyprof.Profiler(engine=engine).start()
+        assert sys.getprofile() is foreign
+    finally:
+        sys.setprofile(None)
+
+
+def test_one_hyprof_profiler_at_a_time(engine):
+    a = hyprof.Profiler(engine=engine)
+    b = hyprof.Profiler(engine=engine)
+    with a:
+        with pytest.raises(hyprof.ProfilerError, match="another hyprof profiler"):
+            b.start()
+        with pytest.raises(hyprof.ProfilerError, match="already running"):
+            a.start()
+        with pytest.raises(hyprof.ProfilerError, match="stop"):
+            a.trace()
+    with b:
+        fib(3)
+    assert by_name(b.trace())["fib"].calls == 5
+
+
+def test_bad_options_name_the_problem():
+    with pytest.raises(hyprof.ProfilerError, match="engine='fast'"):
+        hyprof.Profiler(engine="fast")
+    with pytest.raises(ValueError, match="mode='exact'"):
+        hyprof.Profiler(mode="exact")
+    with pytest.raises(hyprof.ProfilerError, match="builtins"):
+        hyprof.Profiler(builtins="yes")
+    with pytest.raises(hyprof.ProfilerError, match="max_nodes"):
+        hyprof.Profiler(max_nodes=-1)
+    with pytest.raises(hyprof.ProfilerError, match="colour"):
+        hyprof.Profiler(colour="red")
+    with pytest.raises(hyprof.ProfilerError, match="not running"):
+        hyprof.Profiler().stop()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="sys.monitoring exists")
+def test_monitoring_engine_needs_312():
+    with pytest.raises(hyprof.ProfilerError, match="3.12"):
+        hyprof.Profiler(engine="monitoring")
+
+
+# ------------------------------------------------------------ outputs
+
+
+def test_write_and_load_round_trip(engine, tmp_path):
+    p = hyprof.Profiler(engine=engine)
+    with p:
+        fib(10)
+    path = p.write(tmp_path / "fib.hyprof")
+    t = hyprof.load(path)
+    assert t.mode == "deterministic"
+    assert t.header["engine"] == engine
+    assert t.header["clock_wall"] in ("tsc", "monotonic")
+    assert t.header["clock_cpu"] in ("perf_mmap", "thread_cputime", "mixed")
+    assert [m.name for m in t.metrics] == ["calls", "wall_own", "cpu_own", "wall_cum", "cpu_cum"]
+    assert by_name(t)["fib"].calls == 177
+    assert by_name(t)["fib"].calls == by_name(p.trace())["fib"].calls
+
+
+def test_pstats_loads_the_trace_with_cprofile_order(engine, tmp_path):
+    t = profile(lambda: (fib(10), catcher()), engine)
+    st = pstats.Stats(PstatsExport(t))
+    key = (fib.__code__.co_filename, fib.__code__.co_firstlineno, "fib")
+    cc, nc, tt, ct, callers = st.stats[key]
+    assert (cc, nc) == (1, 177)  # primitive calls first, as cProfile
+    assert ct >= tt > 0
+    # fib calls itself 176 times and is called once from the lambda.
+    assert callers[key][0] == 176
+    mr = (middle.__code__.co_filename, maybe_raise.__code__.co_firstlineno, "maybe_raise")
+    mid = (middle.__code__.co_filename, middle.__code__.co_firstlineno, "middle")
+    assert st.stats[mr][4][mid][:2] == (30, 30)
+    assert st.total_calls == sum(v[1] for v in st.stats.values())
+    assert ("~", 0, "<built-in method builtins.len>") not in st.stats  # not called here
+    path = tmp_path / "out.prof"
+    path.write_bytes(hyprof.render.render(t, "pstats"))
+    st2 = pstats.Stats(str(path))
+    assert st2.stats[key][:2] == (1, 177)
+    assert marshal.loads(path.read_bytes())[key][1] == 177
+
+
+def test_node_limit_folds_into_truncated(engine):
+    funcs = []
+    for i in range(50):
+        ns = {}
+        exec("def f%d():\n    return %d\n" % (i, i), ns)
+        funcs.append(ns["f%d" % i])
+
+    def work():
+        for f in funcs:
+            f()
+            f()
+
+    t = profile(work, engine, max_nodes=10)
+    fs = by_name(t)
+    assert "[truncated]" in fs
+    kept = sum(fs[n].calls for n in fs if n.startswith("f"))
+    assert kept + fs["[truncated]"].calls >= 100
+    assert fs["[truncated]"].calls >= 2 * (50 - 10)
+    assert t.header["truncated"] >= fs["[truncated]"].calls
+    assert t.node_count <= 10 + 3
+
+
+def test_decorator_with_and_without_arguments(tmp_path):
+    @hyprof.profile(report=False)
+    def plain(n):
+        return fib(n)
+
+    out = tmp_path / "d.hyprof"
+
+    @hyprof.profile(output=out, builtins=False)
+    def with_args(n):
+        return fib(n)
+
+    assert plain(5) == 5 and plain(6) == 8
+    assert by_name(plain.trace())["fib"].calls == 15 + 25
+    assert with_args(7) == 13
+    assert by_name(hyprof.load(out))["fib"].calls == 41
+    assert isinstance(plain.profiler, hyprof.Profiler)
+
+    @hyprof.profile(report=False)
+    def recursive(n):
+        return n if n < 1 else recursive(n - 1)
+
+    recursive(3)
+    fs = by_name(recursive.trace())
+    # The profiled call and its three recursive calls, which pass through the
+    # wrapper (running straight through while its profiler runs).
+    assert (fs["recursive"].calls, fs["recursive"].primitive_calls) == (4, 1)
+    assert fs["wrapper"].calls == 3
