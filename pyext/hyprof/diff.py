@@ -149,7 +149,8 @@ class Diff:
                f" ({fmt(self.new_total - self.base_total)}"
                + (f", {100 * total_rel:+.1f}%" if total_rel is not None else "") + ")", ""]
         for title, rows in (("Slower", self.slower()), ("Faster", self.faster())):
-            out.append(f"{title} ({len(rows)} functions{', top %d' % limit if len(rows) > limit else ''}):")
+            top = f", top {limit}" if len(rows) > limit else ""
+            out.append(f"{title} ({len(rows)} functions{top}):")
             if not rows:
                 out.append("  (none)")
                 out.append("")

@@ -189,8 +189,7 @@ def _header_value_ok(v):
 def merge(paths, out):
     """Reads trace files, merges them and writes ``out``. Returns the data
     written. Raises MergeError, or hyprof.TraceError for an unreadable input."""
-    from . import _hyprof
-    from . import load
+    from . import _hyprof, load
 
     paths = [os.fspath(p) for p in paths]
     if not paths:

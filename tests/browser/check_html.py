@@ -80,12 +80,12 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800)
         errors.append("the report's script did not finish (no data-ready on <body>)")
     if re.search(r"<html[^>]*data-errors=", dom):
         errors.append("the page's error trap fired")
-    trapped = re.search(r'<pre id="hyprof-errors">(.*?)</pre>', dom, re.S)
+    trapped = re.search(r'<pre id="hyprof-errors">(.*?)</pre>', dom, re.DOTALL)
     if trapped is None:
         errors.append("no #hyprof-errors element: not a hyprof report?")
     elif trapped.group(1).strip():
         errors.append("page errors: " + html.unescape(trapped.group(1).strip()))
-    canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.S)
+    canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.DOTALL)
     labels = html.unescape(canvas.group(1)).split("\n") if canvas and canvas.group(1) else []
     rows = re.findall(r'<td class="name" title="([^"]*)"', dom)
     rows = [html.unescape(r) for r in rows]

@@ -5,7 +5,6 @@ import json
 import re
 
 import pytest
-
 from hyprof import diff as D
 from test_render_support import MS, det_data, sampling_data, write
 
@@ -59,7 +58,7 @@ def test_diff_new_and_removed_functions(tmp_path):
 
 def test_diff_html_is_a_differential_flame_graph(pair, tmp_path):
     page = D.render(*pair, fmt="html")
-    data = json.loads(re.search(r'id="hyprof-data">(.*?)</script>', page, re.S).group(1))
+    data = json.loads(re.search(r'id="hyprof-data">(.*?)</script>', page, re.DOTALL).group(1))
     names = [f[0] for f in data["funcs"]]
     col = data["default"]
     assert data["metrics"][col]["name"] == "wall_own"

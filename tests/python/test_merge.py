@@ -1,8 +1,7 @@
 """hyprof.merge: traces of several processes combined into one."""
 
-import pytest
-
 import hyprof
+import pytest
 from hyprof import merge as M
 from hyprof import render as R
 from test_render_support import MS, det_data, sampling_data, write

@@ -9,9 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 import hyprof
+import pytest
 from test_render_support import det_data, need, run_hyprof, sampling_data, write
 
 PROGRAM = textwrap.dedent("""\

@@ -9,13 +9,31 @@ import re
 import subprocess
 
 import pytest
-
 from hyprof import render as R
 from hyprof.render import pprof as P
-from test_render_support import (DET_TOTAL_CPU, DET_TOTAL_WALL, MS, det_data, det_trace,  # noqa: F401
-                                 need, sampling_data, sampling_trace, write)
+from test_render_support import (
+    DET_TOTAL_CPU,
+    DET_TOTAL_WALL,
+    MS,
+    det_data,
+    det_trace_in,
+    need,
+    sampling_data,
+    sampling_trace_in,
+    write,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def det_trace(tmp_path):
+    return det_trace_in(tmp_path)
+
+
+@pytest.fixture
+def sampling_trace(tmp_path):
+    return sampling_trace_in(tmp_path)
 
 
 def folded(text):
@@ -183,7 +201,7 @@ def test_callgrind_sampling_per_line_costs(tmp_path, sampling_trace):
     assert rows["PROGRAM TOTALS"] == (27, 270 * MS)
     assert rows["app.py:work:10"] == (26, 260 * MS)
     # Own samples of work by executing line: 12 (5 + 7 from the worker), 14 (4).
-    block = re.search(r"^fn=\(2\)(?: work:10)?\n(.*?)\n\n", text, re.M | re.S).group(1)
+    block = re.search(r"^fn=\(2\)(?: work:10)?\n(.*?)\n\n", text, re.MULTILINE | re.DOTALL).group(1)
     assert "12 12 %d" % (120 * MS) in block.splitlines()
     assert "14 4 %d" % (40 * MS) in block.splitlines()
 

@@ -6,12 +6,20 @@ import os
 import re
 
 import pytest
-
 from hyprof import render as R
-from test_render_support import (DET_TOTAL_WALL, MS, det_data, det_trace,  # noqa: F401
-                                 sampling_trace, write)
+from test_render_support import DET_TOTAL_WALL, MS, det_data, det_trace_in, sampling_trace_in, write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture
+def det_trace(tmp_path):
+    return det_trace_in(tmp_path)
+
+
+@pytest.fixture
+def sampling_trace(tmp_path):
+    return sampling_trace_in(tmp_path)
 CHECK = os.path.join(HERE, "..", "browser", "check_html.py")
 
 
@@ -25,7 +33,8 @@ def _checker():
 
 
 def _data(page):
-    m = re.search(r'<script type="application/json" id="hyprof-data">(.*?)</script>', page, re.S)
+    m = re.search(r'<script type="application/json" id="hyprof-data">(.*?)</script>', page,
+                  re.DOTALL)
     assert m, "the report has no data block"
     return json.loads(m.group(1))
 

@@ -11,9 +11,8 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 import hyprof
+import pytest
 from hyprof import _hyprof
 
 MS = 1_000_000  # nanoseconds
@@ -113,14 +112,14 @@ def write(path, data):
     return hyprof.load(path)
 
 
-@pytest.fixture
-def det_trace(tmp_path):
-    return write(tmp_path / "det.hyprof", det_data())
+def det_trace_in(directory):
+    """The deterministic trace, written in directory and loaded."""
+    return write(directory / "det.hyprof", det_data())
 
 
-@pytest.fixture
-def sampling_trace(tmp_path):
-    return write(tmp_path / "sampling.hyprof", sampling_data())
+def sampling_trace_in(directory):
+    """The sampling trace, written in directory and loaded."""
+    return write(directory / "sampling.hyprof", sampling_data())
 
 
 def run_hyprof(*args, cwd=None, check=True):

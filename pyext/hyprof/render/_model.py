@@ -283,7 +283,7 @@ def _columns(metrics, sample_kinds):
             r, event, label = "calls", "", "calls"
         elif m.unit == "ns":
             r, event = "time", ""
-            label = _LABELS.get(m.name) or (m.name[:-4] if m.name.endswith("_own") else m.name)
+            label = _LABELS.get(m.name) or (m.name.removesuffix("_own"))
         else:
             r, event, label = "other", "", m.name
         out.append((i, Column(m.name, label, m.unit, r, event)))

@@ -39,11 +39,13 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
     keep = {f for f, v in cum.items() if 100.0 * v / denom >= threshold}
     funcs = tree.funcs
 
+    if title is None:
+        title = ("hyprof call graph: %s, total %s (functions under %g%% and edges under %g%%"
+                 " pruned)" % (column.label, _model.format_value(total, column.unit),
+                               threshold, edge_threshold))
     out = ["digraph hyprof {",
            '  graph [fontname="Helvetica", nodesep=0.25, ranksep=0.35, label=%s, labelloc=t];'
-           % _quote(title or "hyprof call graph: %s, total %s (functions under %g%%"
-                    " and edges under %g%% pruned)"
-                    % (column.label, _model.format_value(total, column.unit), threshold, edge_threshold)),
+           % _quote(title),
            '  node [shape=box, style="filled,rounded", fontname="Helvetica", fontcolor=white];',
            '  edge [fontname="Helvetica"];']
     for f in sorted(keep, key=lambda f: -cum[f]):

@@ -14,9 +14,12 @@ class ReportMethods:
 
         out = render(self, fmt, **options)
         if path is not None:
-            mode = "wb" if isinstance(out, bytes) else "w"
-            with open(os.fspath(path), mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-                f.write(out)
+            if isinstance(out, bytes):
+                with open(os.fspath(path), "wb") as f:
+                    f.write(out)
+            else:
+                with open(os.fspath(path), "w", encoding="utf-8") as f:
+                    f.write(out)
         return out
 
     def to_html(self, **options):
