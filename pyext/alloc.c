@@ -953,6 +953,16 @@ static PyObject *hyp_py_alloc_after_fork(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* For hyprof's own threads (the sampler's resolver): everything the calling
+ * thread allocates from now on stays out of the allocation profile. */
+static PyObject *hyp_py_alloc_exclude_thread(PyObject *self, PyObject *unused) {
+    hyp_py_alloc_tls_t *t = &hyp_py_tls;
+
+    if (t->guard == 0)
+        hyp_py_guard_enter(t);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef hyp_py_alloc_methods[] = {
     {"alloc_start", (PyCFunction)(void (*)(void))hyp_py_alloc_start, METH_VARARGS | METH_KEYWORDS,
      "alloc_start(interval=524288, max_frames=128)\n\nStarts sampling allocations of the MEM "
@@ -968,6 +978,8 @@ static PyMethodDef hyp_py_alloc_methods[] = {
      "alloc_trace() -> Trace\n\nThe last run's allocation trace."},
     {"alloc_write", hyp_py_alloc_write, METH_O,
      "alloc_write(path)\n\nWrites the last run's allocation trace to path."},
+    {"alloc_exclude_thread", hyp_py_alloc_exclude_thread, METH_NOARGS,
+     "Leaves the calling thread's allocations out of every later allocation profile."},
     {"_alloc_after_fork", hyp_py_alloc_after_fork, METH_NOARGS,
      "Drops the collector in a forked child."},
     {NULL, NULL, 0, NULL},
@@ -1007,6 +1019,15 @@ static int hyp_py_copy_string(hyp_profile_t *dst, hyp_id_t id, hyp_id_t *out) {
     const char *s = hyp_profile_string_at(hyp_py_alloc.prof, id, &len);
 
     return hyp_profile_string(dst, s, len, out);
+}
+
+int hyp_py_alloc_declare(hyp_profile_t *p) {
+    uint32_t k;
+    int rc;
+
+    if ((rc = hyp_py_kind_in(p, "alloc", "alloc_samples", "alloc_bytes", &k)) < 0)
+        return rc;
+    return hyp_py_kind_in(p, "live", "live_samples", "live_bytes", &k);
 }
 
 int hyp_py_alloc_merge(hyp_profile_t *dst) {
@@ -1075,8 +1096,10 @@ int hyp_py_alloc_merge(hyp_profile_t *dst) {
         s.kind = kinds[a->kind];
         s.time_ns = a->time_ns;
         s.weight = a->weight;
-        if ((rc = hyp_profile_add_sample(dst, &s)) < 0)
+        if ((rc = hyp_profile_add_sample(dst, &s)) < 0) {
+            hyp_profile_add_dropped(dst, "alloc: out of memory", hyp_py_alloc.nsamples - i);
             goto done;
+        }
     }
     rc = 0;
 done:

@@ -20,6 +20,12 @@
 #define HYP_PY_ALLOC_NMETRICS 4
 extern const hyp_metric_t hyp_py_alloc_metrics[HYP_PY_ALLOC_NMETRICS];
 
+/* Declares the "alloc" and "live" sample kinds in p, whose metric columns
+ * must include the four columns above (looked up by name); a kind already
+ * declared is kept. The CPU sampler calls it before its writer begins, so the
+ * trace header lists the kinds. Returns 0, HYP_EINVAL or HYP_ENOMEM. */
+int hyp_py_alloc_declare(hyp_profile_t *p);
+
 /* Copies every alloc and live sample of the collector's last run into dst,
  * whose metric columns must include the four columns above (looked up by
  * name); declares the "alloc" and "live" sample kinds in dst. Needs the GIL.

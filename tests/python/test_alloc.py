@@ -458,3 +458,4 @@ def test_reports_show_bytes():
     html = t.to_html()
     assert "alloc_bytes" in html and "live_bytes" in html
     del keep
+
