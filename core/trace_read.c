@@ -568,6 +568,13 @@ static int hyp__read_meta_map(hyp_reader_t *r, hyp__cur_t *c, uint64_t n, int sk
     return 0;
 }
 
+/* Fails the header, freeing what it allocated. */
+#define HYP__HFAIL(...)                   \
+    do {                                  \
+        rc = hyp__fail(r, __VA_ARGS__);   \
+        goto out;                         \
+    } while (0)
+
 static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t len) {
     hyp__cur_t c = {obj, obj + len}, body;
     hyp_metric_t *metrics = NULL;
@@ -621,26 +628,29 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
             size_t vl;
 
             if (hyp__cur_str(&c, &v, &vl) < 0)
-                return hyp__fail(r, HYP_EFORMAT, "the header's mode is not a string");
+                HYP__HFAIL(HYP_EFORMAT, "the header's mode is not a string");
             if (hyp__streq(v, vl, "deterministic"))
                 mode = HYP_MODE_DETERMINISTIC;
             else if (hyp__streq(v, vl, "sampling"))
                 mode = HYP_MODE_SAMPLING;
             else
-                return hyp__fail(r, HYP_EFORMAT,
+                HYP__HFAIL(HYP_EFORMAT,
                                  "the header's mode is neither \"deterministic\" nor "
                                  "\"sampling\"");
         } else if (hyp__streq(s, sl, "metrics")) {
-            if (hyp__cur_array(&c, &nmetrics) < 0)
-                return hyp__fail(r, HYP_EFORMAT, "the header's metrics is not an array");
-            if (nmetrics > 4096)
-                return hyp__fail(r, HYP_ELIMIT, "the header declares %llu metric columns",
-                                 (unsigned long long)nmetrics);
+            uint64_t count;
+
             if (metrics != NULL)
-                return hyp__fail(r, HYP_EFORMAT, "the header has two \"metrics\" entries");
+                HYP__HFAIL(HYP_EFORMAT, "the header has two \"metrics\" entries");
+            if (hyp__cur_array(&c, &count) < 0)
+                HYP__HFAIL(HYP_EFORMAT, "the header's metrics is not an array");
+            nmetrics = count;
+            if (nmetrics > 4096)
+                HYP__HFAIL(HYP_ELIMIT, "the header declares %llu metric columns",
+                                 (unsigned long long)nmetrics);
             metrics = hyp__calloc((size_t)nmetrics, sizeof(*metrics));
             if (metrics == NULL)
-                return hyp__fail(r, HYP_ENOMEM, "out of memory");
+                HYP__HFAIL(HYP_ENOMEM, "out of memory");
             for (mi = 0; mi < nmetrics; mi++) {
                 const char *ms[3];
                 size_t ml[3];
@@ -673,9 +683,9 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
         } else if (hyp__streq(s, sl, "sample_kinds")) {
             kinds = c.p;
             if (hyp__cur_skip(&c) < 0)
-                return hyp__fail(r, HYP_EFORMAT, "the header's sample_kinds is malformed");
+                HYP__HFAIL(HYP_EFORMAT, "the header's sample_kinds is malformed");
         } else if (hyp__cur_skip(&c) < 0) {
-            return hyp__fail(r, HYP_EFORMAT, "a header value is malformed");
+            HYP__HFAIL(HYP_EFORMAT, "a header value is malformed");
         }
     }
     if (mode < 0) {

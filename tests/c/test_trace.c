@@ -556,6 +556,26 @@ static void test_garbage_record(void) {
     CU_ASSERT_EQUAL(st.record, 6);
     CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "not valid msgpack"));
 
+    mp_init(&m); /* a header with two "metrics" entries (found by the fuzzer: it leaked) */
+    mp_str(&m, "HYPROF");
+    msgpack_pack_map(&m.pk, 4);
+    mp_str(&m, "version");
+    msgpack_pack_array(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    mp_str(&m, "metrics");
+    msgpack_pack_array(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 3);
+    mp_str(&m, "n");
+    mp_str(&m, "ns");
+    mp_str(&m, "own");
+    mp_str(&m, "metrics");
+    msgpack_pack_array(&m.pk, 0);
+    mp_str(&m, "mode");
+    mp_str(&m, "sampling");
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "two \"metrics\""));
+
     mp_init(&m);
     mp_head(&m, 1);
     msgpack_pack_uint32(&m.pk, 5); /* a record that is not an array */
