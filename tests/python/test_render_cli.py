@@ -151,3 +151,53 @@ def test_pprof_of_a_real_run(traces, tmp_path):
                          capture_output=True, text=True, check=True,
                          env=dict(_env(), HOME=str(tmp_path))).stdout
     assert re.search(r"\bleaf\b", out) and re.search(r"\bmiddle\b", out)
+
+
+CPU_PROGRAM = textwrap.dedent("""\
+    import threading
+
+    def leaf(n):
+        s = 0
+        for i in range(n):
+            s += i * i
+        return s
+
+    def spin():
+        for _ in range(40):
+            leaf(100000)
+
+    t = threading.Thread(target=spin, name="spinner")
+    t.start()
+    spin()
+    t.join()
+    """)
+
+
+def test_sampling_run_in_every_format(tmp_path):
+    (tmp_path / "cpu.py").write_text(CPU_PROGRAM)
+    res = run_hyprof("run", "-q", "--mode", "sampling", "-o", tmp_path / "s.hyprof",
+                     tmp_path / "cpu.py", cwd=tmp_path, check=False)
+    if res.returncode != 0 and "not available" in res.stderr:
+        pytest.skip("the sampling mode is not available here: " + res.stderr.strip())
+    assert res.returncode == 0, res.stderr
+    trace = hyprof.load(tmp_path / "s.hyprof")
+    total = sum(f.own_samples for f in trace.functions())
+    assert total >= 10
+    leaf = {f.name: f for f in trace.functions()}["leaf"]
+    assert leaf.own_samples >= 0.8 * total  # nearly all the time is in leaf
+    folded = run_hyprof("report", tmp_path / "s.hyprof", "--format", "collapsed",
+                        "--threads").stdout
+    per_thread = {}
+    for line in folded.splitlines():
+        stack, n = line.rsplit(" ", 1)
+        per_thread[stack.split(";", 1)[0]] = per_thread.get(stack.split(";", 1)[0], 0) + int(n)
+    assert set(per_thread) == {"[thread] MainThread", "[thread] spinner"}
+    assert sum(per_thread.values()) == total
+    for fmt, name in (("html", "s.html"), ("speedscope", "s.json"), ("callgrind", "cg.out"),
+                      ("dot", "s.dot"), ("pprof", "s.pb.gz")):
+        run_hyprof("report", tmp_path / "s.hyprof", "--format", fmt, "-o", tmp_path / name)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["profiles"][0]["type"] == "sampled"
+    assert sum(sum(p["weights"]) for p in doc["profiles"]) == sum(
+        f.own_weight for f in trace.functions())
+    assert "leaf" in (tmp_path / "s.html").read_text()

@@ -263,6 +263,12 @@ def test_pprof_read_by_go_tool_pprof(tmp_path, det_trace, sampling_trace):
     assert top["work"] == ("16", "26") and top["helper"] == ("10", "10")
     top = _top(_pprof(go, s, "-top", "-sample_index=cpu"))
     assert top["work"] == ("160ms", "260ms")
+    # Python's "<module>" survives pprof's C++ demangler.
+    data = det_data()
+    data["functions"][0] = ("<module>", "app.py", 1, 0)
+    m = tmp_path / "m.pb.gz"
+    m.write_bytes(R.render(write(tmp_path / "m.hyprof", data), "pprof"))
+    assert _top(_pprof(go, m, "-top"))["<module>"] == ("1ms", "60.50ms")
     threads = _pprof(go, s, "-tags")
     assert re.search(r"\b7\.0 \(25\.93%\): worker", threads)
 

@@ -82,7 +82,7 @@ def _sample_types(tree):
         elif c.role == "samples":
             typ, unit = "samples", "count"
         elif c.role == "weight" and c.unit == "ns":
-            typ = "wall" if "wall" in c.event else "cpu"
+            typ = "wall" if "wall" in c.event or tree.header.get("clock") == "wall" else "cpu"
         elif c.role == "weight" and c.unit == "bytes":
             typ = "alloc_space"
         elif c.role == "weight":
@@ -143,7 +143,8 @@ def build(trace, metric=None):
                     m = bytearray()
                     _int(1, fid, m)
                     _int(2, st(f.name), m)
-                    _int(3, st(f.name), m)
+                    # No system_name: pprof demangles a name equal to it, which
+                    # empties Python names such as "<module>".
                     _int(4, st(f.filename), m)
                     _int(5, f.lineno, m)
                     _bytes(5, m, func_msgs)
