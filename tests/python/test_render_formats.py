@@ -261,6 +261,7 @@ def test_pprof_read_by_go_tool_pprof(tmp_path, det_trace, sampling_trace):
     s.write_bytes(R.render(sampling_trace, "pprof"))
     top = _top(_pprof(go, s, "-top"))
     assert top["work"] == ("16", "26") and top["helper"] == ("10", "10")
+    assert "samples/count[dflt] cpu/nanoseconds" in _pprof(go, s, "-raw")
     top = _top(_pprof(go, s, "-top", "-sample_index=cpu"))
     assert top["work"] == ("160ms", "260ms")
     # Python's "<module>" survives pprof's C++ demangler.
@@ -285,8 +286,8 @@ def test_pprof_profile_proto_fields(tmp_path):
     strings = [s.decode() for s in P.decode(msg)[6]]
     assert strings[0] == ""
     types = [(strings[t[1][0]], strings[t[2][0]]) for t in _messages(msg, 1)]
-    assert types == [("cpu_clock_samples", "count"), ("cpu_clock_cpu", "nanoseconds"),
-                     ("alloc_samples", "count"), ("alloc_alloc_space", "bytes")]
+    assert types == [("cpu_clock_samples", "count"), ("cpu", "nanoseconds"),
+                     ("alloc_samples", "count"), ("alloc_space", "bytes")]
     funcs = {strings[f[2][0]]: (strings[f[4][0]], f[5][0]) for f in _messages(msg, 5)}
     assert funcs == {"main": ("app.py", 1), "work": ("app.py", 10), "helper": ("lib.py", 5)}
     locs = _messages(msg, 4)

@@ -70,9 +70,13 @@ class _Strings:
         return j
 
 
+_HEAP_EVENTS = ("live", "inuse", "heap")
+
+
 def _sample_types(tree):
     """(type, unit) per column, in pprof's vocabulary: samples/count,
-    cpu/nanoseconds, wall/nanoseconds, alloc_space/bytes, calls/count."""
+    cpu/nanoseconds, wall/nanoseconds, alloc_space/bytes, inuse_space/bytes
+    (the live heap), calls/count."""
     events = {c.event for c in tree.columns if c.event}
     out = []
     for c in tree.columns:
@@ -80,25 +84,25 @@ def _sample_types(tree):
         if c.name in _TYPES:
             typ, unit = _TYPES[c.name]
         elif c.role == "samples":
-            typ, unit = "samples", "count"
+            typ = "samples" if len(events) == 1 else "%s_samples" % c.event
+            unit = "count"
         elif c.role == "weight" and c.unit == "ns":
             typ = "wall" if "wall" in c.event or tree.header.get("clock") == "wall" else "cpu"
         elif c.role == "weight" and c.unit == "bytes":
-            typ = "alloc_space"
+            typ = "inuse_space" if c.event in _HEAP_EVENTS else (
+                "alloc_space" if c.event == "alloc" else "%s_space" % c.event)
         elif c.role == "weight":
             typ = c.event
         else:
             typ = c.name
-        if len(events) > 1 and c.event:
-            # Several sample kinds: keep their columns apart.
-            typ = "%s_%s" % (c.event, typ) if typ != c.event else typ
-        out.append((typ.replace("-", "_"), unit))
-    seen = {}
-    for i, (typ, unit) in enumerate(out):
-        if typ in seen:
-            out[i] = ("%s_%s" % (tree.columns[i].name.replace("-", "_"), unit), unit)
-        seen[out[i][0]] = i
-    return out
+        out.append([typ.replace("-", "_"), unit])
+    # Names must be unique: two kinds with the same kind of weight keep
+    # their own names.
+    names = [t for t, _ in out]
+    for i, c in enumerate(tree.columns):
+        if names.count(out[i][0]) > 1:
+            out[i][0] = ("%s_%s" % (c.event or c.name, out[i][0])).replace("-", "_")
+    return [tuple(t) for t in out]
 
 
 def build(trace, metric=None):
