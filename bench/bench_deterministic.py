@@ -1,0 +1,286 @@
+"""Overhead of hyprof's deterministic mode against cProfile and yappi.
+
+Each workload runs unprofiled, under hyprof (recording wall AND CPU time),
+under cProfile, and under yappi with its wall and its CPU clock, interleaved
+in one process over several rounds; the table gives each profiler's median
+slowdown (profiled time / unprofiled time) and hyprof's extra time as a
+fraction of cProfile's ((hyprof - 1) / (cProfile - 1): below 1.0 hyprof is
+cheaper). On 3.12+ hyprof's two engines (sys.monitoring and the profile hook)
+are both measured.
+
+    python bench/bench_deterministic.py [--rounds 7] [--scale 1.0]
+    python bench/bench_deterministic.py --all-pythons \\
+        --pythonpath '/path/to/build-{major}{minor}/python'
+
+--all-pythons runs this script under every CPython scripts/pythons.sh finds
+(pyenv's 3.11, 3.12, 3.13), each with its own build of hyprof on PYTHONPATH.
+"""
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+# ------------------------------------------------------------------ workloads
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def tree_depth(node):
+    if not node:
+        return 0
+    return 1 + max(tree_depth(node[0]), tree_depth(node[1]))
+
+
+def build_tree(d):
+    return None if d == 0 else (build_tree(d - 1), build_tree(d - 1))
+
+
+def w_recursive(scale):
+    for _ in range(max(1, int(16 * scale))):
+        fib(20)
+        tree_depth(build_tree(12))
+
+
+class Vector:
+    __slots__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x = x
+        self.y = y
+
+    def add(self, other):
+        return Vector(self.x + other.x, self.y + other.y)
+
+    def scale(self, k):
+        return Vector(self.x * k, self.y * k)
+
+    @property
+    def norm2(self):
+        return self.x * self.x + self.y * self.y
+
+
+class Particle:
+    def __init__(self, i):
+        self.pos = Vector(i, -i)
+        self.vel = Vector(1, 2)
+
+    def step(self, dt):
+        self.pos = self.pos.add(self.vel.scale(dt))
+        return self.pos.norm2
+
+
+def w_methods(scale):
+    ps = [Particle(i) for i in range(100)]
+    total = 0
+    for _ in range(max(1, int(2000 * scale))):
+        for p in ps:
+            total += p.step(0.01)
+    return total
+
+
+def w_strings(scale):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"] * 50
+    out = []
+    for i in range(max(1, int(2000 * scale))):
+        s = " ".join(words[i % 7:])
+        parts = s.split()
+        counts = {}
+        for w in parts:
+            counts[w] = counts.get(w, 0) + 1
+        out.append(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0])
+        out.append(s.upper().replace("A", "a").find("zeta"))
+    return len(out)
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    customer: str
+    items: list
+    total: float = 0.0
+
+
+EMAIL = re.compile(r"^[\w.+-]+@([\w-]+\.)+\w+$")
+
+
+def w_stdlib(scale):
+    n = 0
+    for i in range(max(1, int(600 * scale))):
+        orders = [Order(j, "c%d@example.com" % j, [{"sku": k, "q": k % 3} for k in range(5)])
+                  for j in range(10)]
+        blob = json.dumps([dataclasses.asdict(o) for o in orders])
+        back = json.loads(blob)
+        n += sum(1 for o in back if EMAIL.match(o["customer"]))
+    return n
+
+
+WORKLOADS = {
+    "recursive": w_recursive,
+    "methods": w_methods,
+    "strings": w_strings,
+    "stdlib": w_stdlib,
+}
+
+# ------------------------------------------------------------------ profilers
+
+
+def run_plain(fn, scale):
+    t = time.perf_counter()
+    fn(scale)
+    return time.perf_counter() - t
+
+
+def run_hyprof(engine):
+    import hyprof
+
+    def run(fn, scale):
+        p = hyprof.Profiler(engine=engine)
+        t = time.perf_counter()
+        p.start()
+        fn(scale)
+        p.stop()
+        return time.perf_counter() - t
+    return run
+
+
+def run_cprofile(fn, scale):
+    import cProfile
+    p = cProfile.Profile()
+    t = time.perf_counter()
+    p.enable()
+    fn(scale)
+    p.disable()
+    return time.perf_counter() - t
+
+
+def run_yappi(clock):
+    import yappi
+
+    def run(fn, scale):
+        yappi.set_clock_type(clock)
+        yappi.clear_stats()
+        t = time.perf_counter()
+        yappi.start(builtins=True)
+        fn(scale)
+        yappi.stop()
+        dt = time.perf_counter() - t
+        yappi.clear_stats()
+        return dt
+    return run
+
+
+def profilers():
+    out = {"none": run_plain}
+    try:
+        import hyprof
+        from hyprof import _hyprof
+        out["hyprof"] = run_hyprof("auto")
+        if _hyprof.DEFAULT_ENGINE != "setprofile":
+            out["hyprof-setprofile"] = run_hyprof("setprofile")
+    except ImportError as e:
+        sys.exit("bench: cannot import hyprof (%s): build it and set PYTHONPATH" % e)
+    out["cProfile"] = run_cprofile
+    try:
+        import yappi  # noqa: F401
+        out["yappi-wall"] = run_yappi("wall")
+        out["yappi-cpu"] = run_yappi("cpu")
+    except ImportError:
+        print("note: yappi is not installed for this Python; skipping it")
+    return out
+
+
+def measure(rounds, scale, only=None):
+    profs = profilers()
+    names = list(profs)
+    results = {w: {p: [] for p in names} for w in WORKLOADS if not only or w in only}
+    for w in results:  # warm up: imports, specialisation, regex caches
+        for p in names:
+            profs[p](WORKLOADS[w], scale * 0.2)
+    for r in range(rounds):
+        for w in results:
+            # Rotate the order each round so no profiler always runs first.
+            order = names[r % len(names):] + names[:r % len(names)]
+            for p in order:
+                gc.collect()
+                results[w][p].append(profs[p](WORKLOADS[w], scale))
+    return names, results
+
+
+def report(names, results):
+    medians = {w: {p: statistics.median(v) for p, v in r.items()} for w, r in results.items()}
+    print("Python %s, %s" % (sys.version.split()[0], sys.executable))
+    head = "%-10s %9s" % ("workload", "base s") + "".join("%19s" % n for n in names[1:])
+    head += "   hyprof/cProfile extra"
+    print(head)
+    for w, m in medians.items():
+        base = m["none"]
+        row = "%-10s %9.3f" % (w, base)
+        for p in names[1:]:
+            row += "%18.2fx" % (m[p] / base)
+        ratio = (m["hyprof"] / base - 1) / max(m["cProfile"] / base - 1, 1e-9)
+        row += "   %.2f" % ratio
+        if "hyprof-setprofile" in m:
+            row += " (setprofile %.2f)" % (
+                (m["hyprof-setprofile"] / base - 1) / max(m["cProfile"] / base - 1, 1e-9))
+        print(row)
+    print("slowdown = profiled / unprofiled time (median of the rounds); extra ratio = "
+          "(hyprof - 1) / (cProfile - 1), below 1.0 is cheaper than cProfile")
+
+
+def pythons(repo):
+    script = os.path.join(repo, "scripts", "pythons.sh")
+    try:
+        out = subprocess.run(["sh", script], capture_output=True, text=True, check=True).stdout
+        found = out.split()
+    except (OSError, subprocess.CalledProcessError):
+        found = []
+    return found or [sys.executable]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    ap.add_argument("--scale", type=float, default=1.0, help="workload size factor")
+    ap.add_argument("--workload", action="append", choices=sorted(WORKLOADS),
+                    help="run only this workload (repeatable)")
+    ap.add_argument("--all-pythons", action="store_true",
+                    help="run under every CPython scripts/pythons.sh lists")
+    ap.add_argument("--pythonpath", default=os.environ.get("PYTHONPATH", ""),
+                    help="PYTHONPATH for --all-pythons; {major} and {minor} are replaced "
+                         "by each interpreter's version")
+    args = ap.parse_args()
+    if args.rounds < 1 or args.scale <= 0:
+        ap.error("--rounds must be 1 or more and --scale positive")
+    if args.all_pythons:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        status = 0
+        for py in pythons(repo):
+            ver = subprocess.run([py, "-c", "import sys; print(*sys.version_info[:2])"],
+                                 capture_output=True, text=True).stdout.split()
+            if len(ver) != 2:
+                continue
+            env = dict(os.environ,
+                       PYTHONPATH=args.pythonpath.format(major=ver[0], minor=ver[1]))
+            cmd = [py, os.path.abspath(__file__), "--rounds", str(args.rounds),
+                   "--scale", str(args.scale)]
+            for w in args.workload or ():
+                cmd += ["--workload", w]
+            print(flush=True)
+            status |= subprocess.run(cmd, env=env).returncode
+        return status
+    names, results = measure(args.rounds, args.scale, args.workload)
+    report(names, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
