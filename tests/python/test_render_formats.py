@@ -319,3 +319,17 @@ def test_trace_methods_match_the_registry(tmp_path, det_trace):
     assert (tmp_path / "p.pb.gz").read_bytes() == out
     det_trace.report("collapsed", path=tmp_path / "f.folded")
     assert (tmp_path / "f.folded").read_text().startswith("main (app.py:1) 1000000\n")
+
+
+def test_empty_trace_in_every_export(tmp_path):
+    data = det_data()
+    data.update(functions=[], threads=[], nodes=[], rows=[])
+    trace = write(tmp_path / "empty.hyprof", data)
+    assert R.render(trace, "collapsed") == ""
+    doc = json.loads(R.render(trace, "speedscope"))
+    _schema_validate(doc)
+    assert doc["profiles"][0]["endValue"] == 0
+    assert "totals: 0 0" in R.render(trace, "callgrind")
+    assert "total 0 ns" in R.render(trace, "dot")
+    assert P.decode(R.render(trace, "pprof"))[6]  # a string table, no samples
+    assert "<canvas" in R.render(trace, "html")
