@@ -43,6 +43,9 @@
 #endif
 
 #define HYP_PY_ALLOC_MAX_FRAMES_DEFAULT 128
+/* A code unit (_Py_CODEUNIT, internal since 3.13) is two bytes in 3.11-3.13;
+ * PyCode_Addr2Line() takes a byte offset. */
+#define HYP_PY_CODEUNIT_BYTES 2
 /* A record's live-table tag is its pending index until it is resolved, then
  * this bit with the profile's thread id (bits 32-62) and node id (0-31). */
 #define HYP_PY_TAG_RESOLVED (UINT64_C(1) << 63)
@@ -519,7 +522,7 @@ static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
 
         if (hyp_py_func(f->code, &func) < 0)
             return -1;
-        line = PyCode_Addr2Line(f->code, (int)f->lasti * (int)sizeof(_Py_CODEUNIT));
+        line = PyCode_Addr2Line(f->code, (int)f->lasti * HYP_PY_CODEUNIT_BYTES);
         if ((rc = hyp_profile_node(hyp_py_alloc.prof, parent, func,
                                    line > 0 ? (uint32_t)line : 0, &parent)) < 0)
             return hyp_py_fail(rc);
@@ -690,9 +693,9 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         if (hyp__heap_check_interval(interval) < 0) {
             PyErr_Format(hyp_py_profiler_error,
                          "memory_interval=%R is out of range: the mean sampling interval "
-                         "must be between 1 byte and 1 TiB (%.0f bytes); the default is "
-                         "524288 (512 KiB)",
-                         interval_obj, HYP_HEAP_INTERVAL_MAX);
+                         "must be between 1 byte and 1 TiB (1099511627776 bytes); the "
+                         "default is 524288 (512 KiB)",
+                         interval_obj);
             return NULL;
         }
     }

@@ -450,9 +450,9 @@ def test_reports_show_bytes():
     assert "bytes" in units.values()
     assert all(prof["unit"] == "bytes" for prof in doc["profiles"]
                if "bytes" in prof["name"])
-    # pprof: one sample type per column, the byte columns in unit "bytes".
+    # pprof: the byte columns in pprof's heap vocabulary, unit "bytes".
     raw = gzip.decompress(t.to_pprof())
-    assert b"alloc_alloc_space" in raw and b"live_alloc_space" in raw and b"bytes" in raw
+    assert b"alloc_space" in raw and b"inuse_space" in raw and b"bytes" in raw
     assert b"alloc_samples" in raw and b"live_samples" in raw
     # The HTML report carries the columns too.
     html = t.to_html()
