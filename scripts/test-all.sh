@@ -8,8 +8,9 @@
 #   4. `make distcheck`;
 #   5. the trace reader's fuzzer for HYP_FUZZ_SECONDS (default 60);
 #   6. `pip install` of the tree into a fresh virtual environment.
-# Ends with one line "test-all: N passed, N failed, N skipped" counting the
-# steps, and exits non-zero if any step failed.
+# Ends with a line per step, then one line "test-all: N passed, N failed,
+# N skipped" counting the individual CUnit and pytest tests of every build, and
+# exits non-zero if any step failed.
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -80,5 +81,19 @@ step fuzz sh tests/fuzz/run.sh "${HYP_FUZZ_SECONDS:-60}"
 : >"$logdir/pip-install.log.start"
 step pip-install sh tests/packaging/check-pip-install.sh
 
-echo "test-all: $passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ] || { echo "failed steps:$failures"; exit 1; }
+echo "steps: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ] || echo "failed steps:$failures"
+# Count the tests themselves: CUnit's run summaries and pytest's closing lines.
+find build -path '*/tests/*' -name '*.log' ! -name test-suite.log 2>/dev/null | xargs cat 2>/dev/null |
+    awk '
+    /^ *tests +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+/ { p += $4; f += $5 }
+    /^SKIP: / { s += 1 }
+    /[0-9]+ (passed|failed|skipped)/ && /in [0-9.]+s/ {
+        for (i = 1; i < NF; i++) {
+            n = $i + 0; w = $(i + 1); sub(/,$/, "", w)
+            if (w == "passed") p += n; else if (w == "failed" || w == "error" || w == "errors") f += n
+            else if (w == "skipped") s += n
+        }
+    }
+    END { printf "test-all: %d passed, %d failed, %d skipped\n", p, f, s }'
+[ "$failed" = 0 ] || exit 1
