@@ -1,0 +1,160 @@
+"""python -m hyprof run / report, as a user runs them (subprocesses)."""
+
+import os
+import pstats
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import hyprof
+from hyprof import cli
+
+PROGRAM = textwrap.dedent("""\
+    import sys
+
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    def main():
+        fib(12)
+        print("argv=%r name=%s" % (sys.argv, __name__))
+        if len(sys.argv) > 1 and sys.argv[1] == "fail":
+            raise KeyError("boom")
+        if len(sys.argv) > 1:
+            sys.exit(int(sys.argv[1]))
+
+    if __name__ == "__main__":
+        main()
+    """)
+
+
+def hyprof_cmd(*args, cwd):
+    # The child imports the same hyprof as this test, wherever it runs.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    return subprocess.run([sys.executable, "-m", "hyprof"] + [str(a) for a in args], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def program(tmp_path):
+    path = tmp_path / "prog.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def test_run_gives_argv_main_and_exit_code(program, tmp_path):
+    out = tmp_path / "o.hyprof"
+    r = hyprof_cmd("run", "-o", out, program.name, "3", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "argv=['prog.py', '3'] name=__main__" in r.stdout
+    # The report printed after the run, and the trace it names.
+    assert "fib" in r.stderr and "calls" in r.stderr
+    assert str(out) in r.stderr
+    fs = {f.name: f for f in hyprof.load(out).functions()}
+    assert (fs["fib"].calls, fs["fib"].primitive_calls) == (465, 1)
+    assert fs["main"].calls == 1 and fs["<module>"].calls == 1
+
+
+def test_run_exception_prints_traceback_and_exits_1(program, tmp_path):
+    r = hyprof_cmd("run", "-q", "-o", tmp_path / "e.hyprof", program.name, "fail", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "KeyError: 'boom'" in r.stderr
+    assert 'prog.py", line' in r.stderr
+    assert "cli.py" not in r.stderr  # hyprof's frames are not in the traceback
+    assert (tmp_path / "e.hyprof").exists()  # the profile up to the exception
+
+
+def test_run_default_output_and_exit_zero(program, tmp_path):
+    r = hyprof_cmd("run", "-q", program.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "prog.hyprof").exists()
+    assert r.stderr == ""
+
+
+def test_run_module(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tool.py").write_text(PROGRAM)
+    r = hyprof_cmd("run", "-q", "-o", "m.hyprof", "-m", "pkg.tool", "7", cwd=tmp_path)
+    assert r.returncode == 7, r.stderr
+    assert "name=__main__" in r.stdout
+    assert str(pkg / "tool.py") in r.stdout  # argv[0] is the module's file, as python -m
+    assert "'7']" in r.stdout
+    fs = {f.name: f for f in hyprof.load(tmp_path / "m.hyprof").functions()}
+    assert fs["fib"].calls == 465
+
+
+def test_run_missing_script_or_module(tmp_path):
+    r = hyprof_cmd("run", "nope.py", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "nope.py" in r.stderr and "no such file" in r.stderr
+    r = hyprof_cmd("run", "-m", "no_such_module_xyz", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "no_such_module_xyz" in r.stderr
+
+
+@pytest.fixture
+def trace_file(program, tmp_path):
+    out = tmp_path / "t.hyprof"
+    r = hyprof_cmd("run", "-q", "-o", out, program.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_report_table_sort_and_limit(trace_file, tmp_path):
+    r = hyprof_cmd("report", trace_file, "--sort", "calls", "--limit", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("calls"))
+    rows = lines[head + 1:head + 3]
+    assert "465/1" in rows[0] and "fib" in rows[0]  # most calls first
+    assert lines[head + 3].startswith("... ")
+    r = hyprof_cmd("report", trace_file, "--sort", "name", "--limit", "0", cwd=tmp_path)
+    names = [ln.split()[6] for ln in r.stdout.splitlines()[3:] if ln.strip()]
+    assert names == sorted(names)
+
+
+def test_report_tree_and_pstats(trace_file, tmp_path):
+    r = hyprof_cmd("report", trace_file, "--format", "tree", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    tree = r.stdout.splitlines()
+    main = next(ln for ln in tree if " main " in ln)
+    fib = next(ln for ln in tree if " fib " in ln)
+    assert len(fib) - len(fib.lstrip()) >= 0
+    assert fib.index("fib") > main.index("main")  # fib is drawn under main
+    r = hyprof_cmd("report", trace_file, "--format", "pstats", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "function calls (" in r.stdout and "465/1" in r.stdout
+    prof = tmp_path / "t.prof"
+    r = hyprof_cmd("report", trace_file, "--format", "pstats", "-o", prof, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    st = pstats.Stats(str(prof))
+    assert any(k[2] == "fib" and v[:2] == (1, 465) for k, v in st.stats.items())
+
+
+def test_report_errors_name_the_problem(trace_file, tmp_path):
+    r = hyprof_cmd("report", trace_file, "--sort", "bogus", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "--sort" in r.stderr and "bogus" in r.stderr
+    r = hyprof_cmd("report", trace_file, "--limit", "-3", cwd=tmp_path)
+    assert r.returncode == 2 and "--limit" in r.stderr
+    r = hyprof_cmd("report", tmp_path / "missing.hyprof", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "missing.hyprof" in r.stderr and "no such file" in r.stderr
+    bad = tmp_path / "bad.hyprof"
+    bad.write_bytes(b"not a trace at all")
+    r = hyprof_cmd("report", bad, cwd=tmp_path)
+    assert r.returncode == 1 and "bad.hyprof" in r.stderr
+    r = hyprof_cmd("frobnicate", cwd=tmp_path)
+    assert r.returncode == 2 and "frobnicate" in r.stderr
+
+
+def test_main_entry_point(trace_file, capsys):
+    assert cli.main(["report", str(trace_file), "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "hyprof deterministic profile" in out
