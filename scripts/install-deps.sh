@@ -28,4 +28,8 @@ PIP_PACKAGES="pytest msgpack jsonschema django yappi"
 for py in $(sh "$(dirname "$0")/pythons.sh"); do
     echo "install-deps: Python packages for $py"
     "$py" -m pip install -q --disable-pip-version-check $PIP_PACKAGES
+    # memray, for bench/bench_alloc.py, has wheels for Linux and macOS only;
+    # where it does not install, the benchmark leaves it out.
+    "$py" -m pip install -q --disable-pip-version-check memray ||
+        echo "install-deps: memray is not available for $py; bench_alloc.py skips it"
 done
