@@ -634,33 +634,49 @@ static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t 
     return 0;
 }
 
-static PyObject *hyp_py_u64_tuple(const uint64_t *v, size_t n) {
-    PyObject *t = PyTuple_New((Py_ssize_t)n);
+/* Packs n rows of own and cum values into two bytes objects of uint64. */
+static int hyp_py_pack_values(size_t n, size_t m, const uint64_t *(*own_at)(const hyp_flat_t *,
+                                                                            size_t, int),
+                              const hyp_flat_t *f, PyObject **own, PyObject **cum) {
+    uint64_t *po, *pc;
     size_t i;
 
-    for (i = 0; t != NULL && i < n; i++) {
-        PyObject *x = PyLong_FromUnsignedLongLong(v[i]);
-
-        if (x == NULL) {
-            Py_CLEAR(t);
-            break;
-        }
-        PyTuple_SET_ITEM(t, (Py_ssize_t)i, x);
+    *own = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * m * sizeof(uint64_t)));
+    *cum = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * m * sizeof(uint64_t)));
+    if (*own == NULL || *cum == NULL)
+        return -1;
+    po = (uint64_t *)PyBytes_AS_STRING(*own);
+    pc = (uint64_t *)PyBytes_AS_STRING(*cum);
+    for (i = 0; i < n && m > 0; i++) {
+        memcpy(po + i * m, own_at(f, i, 0), m * sizeof(uint64_t));
+        memcpy(pc + i * m, own_at(f, i, 1), m * sizeof(uint64_t));
     }
-    return t;
+    return 0;
 }
 
-/* flat(profile, thread=-1) -> ([(func, own, cum)], [(caller or -1, callee, own, cum)]) */
+static const uint64_t *hyp_py_entry_vals(const hyp_flat_t *f, size_t i, int cum) {
+    return cum ? hyp_flat_at(f, i)->cum : hyp_flat_at(f, i)->own;
+}
+
+static const uint64_t *hyp_py_edge_vals(const hyp_flat_t *f, size_t i, int cum) {
+    return cum ? hyp_flat_edge_at(f, i)->cum : hyp_flat_edge_at(f, i)->own;
+}
+
+/* flat(profile, thread=-1, edges=True) -> (funcs, own, cum, callers, callees, eown, ecum):
+ * packed arrays, so that a trace of 100 000 functions or edges costs no
+ * Python object per value. funcs, callers, callees are uint32 (a caller of
+ * 0xffffffff is the root), the value arrays uint64, metric_count per row.
+ * The edge arrays are empty unless edges is true. */
 static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
-    PyObject *cap, *fl = NULL, *el = NULL, *res = NULL;
+    PyObject *cap, *res = NULL, *o[7] = {NULL};
     long long thread = -1;
+    int want_edges = 1, rc, k;
     hyp_profile_t *p;
     hyp_flat_t *f = NULL;
     hyp_id_t tid;
-    size_t i, m;
-    int rc;
+    size_t i, m, n, ne;
 
-    if (!PyArg_ParseTuple(args, "O|L:flat", &cap, &thread))
+    if (!PyArg_ParseTuple(args, "O|Lp:flat", &cap, &thread, &want_edges))
         return NULL;
     p = hyp_py_capsule_profile(cap);
     if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
@@ -675,32 +691,25 @@ static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, hyp_strerror(rc));
         return NULL;
     }
-    fl = PyList_New((Py_ssize_t)hyp_flat_count(f));
-    for (i = 0; fl != NULL && i < hyp_flat_count(f); i++) {
-        const hyp_flat_entry_t *e = hyp_flat_at(f, i);
-        PyObject *t = Py_BuildValue("(INN)", e->func, hyp_py_u64_tuple(e->own, m),
-                                    hyp_py_u64_tuple(e->cum, m));
-        if (t == NULL)
-            Py_CLEAR(fl);
-        else
-            PyList_SET_ITEM(fl, (Py_ssize_t)i, t);
+    n = hyp_flat_count(f);
+    ne = want_edges ? hyp_flat_edge_count(f) : 0;
+    o[0] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(uint32_t)));
+    o[3] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
+    o[4] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
+    if (o[0] == NULL || o[3] == NULL || o[4] == NULL ||
+        hyp_py_pack_values(n, m, hyp_py_entry_vals, f, &o[1], &o[2]) < 0 ||
+        hyp_py_pack_values(ne, m, hyp_py_edge_vals, f, &o[5], &o[6]) < 0)
+        goto out;
+    for (i = 0; i < n; i++)
+        ((uint32_t *)PyBytes_AS_STRING(o[0]))[i] = hyp_flat_at(f, i)->func;
+    for (i = 0; i < ne; i++) {
+        ((uint32_t *)PyBytes_AS_STRING(o[3]))[i] = hyp_flat_edge_at(f, i)->caller;
+        ((uint32_t *)PyBytes_AS_STRING(o[4]))[i] = hyp_flat_edge_at(f, i)->callee;
     }
-    el = PyList_New((Py_ssize_t)hyp_flat_edge_count(f));
-    for (i = 0; el != NULL && i < hyp_flat_edge_count(f); i++) {
-        const hyp_edge_t *e = hyp_flat_edge_at(f, i);
-        PyObject *t = Py_BuildValue("(LINN)",
-                                    e->caller == HYP_NO_ID ? -1LL : (long long)e->caller,
-                                    e->callee, hyp_py_u64_tuple(e->own, m),
-                                    hyp_py_u64_tuple(e->cum, m));
-        if (t == NULL)
-            Py_CLEAR(el);
-        else
-            PyList_SET_ITEM(el, (Py_ssize_t)i, t);
-    }
-    if (fl != NULL && el != NULL)
-        res = PyTuple_Pack(2, fl, el);
-    Py_XDECREF(fl);
-    Py_XDECREF(el);
+    res = PyTuple_Pack(7, o[0], o[1], o[2], o[3], o[4], o[5], o[6]);
+out:
+    for (k = 0; k < 7; k++)
+        Py_XDECREF(o[k]);
     hyp_flat_free(f);
     return res;
 }
@@ -1299,7 +1308,8 @@ static PyMethodDef hyp_py_trace_methods[] = {
      "write_trace(path, data) -> None\n\nWrites a trace through the C writer from Python "
      "tables (the dict hyprof.trace.Trace.to_data() returns)."},
     {"flat", hyp_py_flat, METH_VARARGS,
-     "flat(profile, thread=-1) -> (functions, edges)\n\nFlat statistics of a loaded trace."},
+     "flat(profile, thread=-1, edges=True) -> (functions, edges)\n\nFlat statistics of a "
+     "loaded trace (edges empty unless asked for)."},
     {"node_values", hyp_py_node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

@@ -52,138 +52,137 @@ def _scale(metric):
     return _NS if metric.unit == "ns" else 1
 
 
-class FunctionStats:
+class _Values:
+    """Packed own/cum values (uint64, metric_count per row) of flat entries
+    or edges, as the C aggregation returns them."""
+
+    __slots__ = ("own", "cum", "width")
+
+    def __init__(self, own, cum, width):
+        self.own = array.array("Q")
+        self.own.frombytes(own)
+        self.cum = array.array("Q")
+        self.cum.frombytes(cum)
+        self.width = width
+
+
+class _Stats:
+    __slots__ = ("_vals", "_row", "_trace")
+
+    def _raw(self, which, col):
+        """Raw value of metric column index col ('own' or 'cum'), 0 if none."""
+        if col is None:
+            return 0
+        return getattr(self._vals, which)[self._row * self._vals.width + col]
+
+    def _dict(self, which):
+        w = self._vals.width
+        row = getattr(self._vals, which)[self._row * w:(self._row + 1) * w]
+        return dict(zip(self._trace._metric_names, row))
+
+    @property
+    def own(self):
+        """{metric name: raw value}: each column's own aggregate."""
+        return self._dict("own")
+
+    @property
+    def cum(self):
+        """{metric name: raw value}: each column's cumulative aggregate
+        (recursion once; primitive calls for a calls column)."""
+        return self._dict("cum")
+
+    def _seconds(self, which, name):
+        t = self._trace
+        col = t._metric_index_of.get(name)
+        if col is None:
+            return 0.0
+        return self._raw(which, col) * _scale(t.metrics[col])
+
+    def _time_cum(self, clock):
+        # the producer's measured cumulative column if there is one, else the
+        # inclusive sum of the own column
+        if clock + "_cum" in self._trace._metric_index_of:
+            return self._seconds("cum", clock + "_cum")
+        return self._seconds("cum", clock + "_own")
+
+    @property
+    def calls(self):
+        return self._raw("own", self._trace._calls_col)
+
+    @property
+    def primitive_calls(self):
+        return self._raw("cum", self._trace._calls_col)
+
+    @property
+    def wall_own(self):
+        return self._seconds("own", "wall_own")
+
+    @property
+    def wall_cum(self):
+        return self._time_cum("wall")
+
+    @property
+    def cpu_own(self):
+        return self._seconds("own", "cpu_own")
+
+    @property
+    def cpu_cum(self):
+        return self._time_cum("cpu")
+
+    @property
+    def own_samples(self):
+        return self._raw("own", self._trace._count_col)
+
+    @property
+    def cum_samples(self):
+        return self._raw("cum", self._trace._count_col)
+
+    @property
+    def own_weight(self):
+        return self._raw("own", self._trace._weight_col)
+
+    @property
+    def cum_weight(self):
+        return self._raw("cum", self._trace._weight_col)
+
+
+class FunctionStats(_Stats):
     """Per-function totals. ``own``/``cum`` map metric names to raw values
     (``cum`` counts recursion once; for a calls column it holds the primitive
-    calls). Deterministic traces also have calls, primitive_calls, wall_own,
-    wall_cum, cpu_own and cpu_cum (seconds); sampling traces own_samples,
-    cum_samples, own_weight and cum_weight of the first sample kind."""
+    calls). Deterministic traces: calls, primitive_calls, wall_own, wall_cum,
+    cpu_own and cpu_cum (seconds). Sampling traces: own_samples, cum_samples,
+    own_weight and cum_weight of the first sample kind."""
 
-    __slots__ = ("id", "name", "filename", "lineno", "kind", "own", "cum", "_trace")
+    __slots__ = ("id", "name", "filename", "lineno", "kind")
 
-    def __init__(self, info, own, cum, trace):
+    def __init__(self, info, vals, row, trace):
         self.id, self.name, self.filename, self.lineno, self.kind = info
-        self.own = own
-        self.cum = cum
-        self._trace = trace
+        self._vals, self._row, self._trace = vals, row, trace
 
     @property
     def info(self):
         return FunctionInfo(self.id, self.name, self.filename, self.lineno, self.kind)
-
-    def _value(self, column, which):
-        m = self._trace._metric_by_name.get(column)
-        if m is None:
-            raise AttributeError(column)
-        return getattr(self, which)[column] * _scale(m)
-
-    @property
-    def calls(self):
-        return self.own.get(self._trace._calls_column, 0)
-
-    @property
-    def primitive_calls(self):
-        return self.cum.get(self._trace._calls_column, 0)
-
-    @property
-    def wall_own(self):
-        return self._own_time("wall")
-
-    @property
-    def wall_cum(self):
-        return self._cum_time("wall")
-
-    @property
-    def cpu_own(self):
-        return self._own_time("cpu")
-
-    @property
-    def cpu_cum(self):
-        return self._cum_time("cpu")
-
-    def _own_time(self, clock):
-        col = clock + "_own"
-        if col in self._trace._metric_by_name:
-            return self._value(col, "own")
-        return 0.0
-
-    def _cum_time(self, clock):
-        # The producer's measured cumulative column if there is one, else the
-        # inclusive sum of the own column.
-        if clock + "_cum" in self._trace._metric_by_name:
-            return self._value(clock + "_cum", "cum")
-        if clock + "_own" in self._trace._metric_by_name:
-            return self._value(clock + "_own", "cum")
-        return 0.0
-
-    def _kind_cols(self):
-        k = self._trace.sample_kinds
-        if not k:
-            return None, None
-        m = self._trace.metrics
-        return m[k[0].count_metric].name, m[k[0].weight_metric].name
-
-    @property
-    def own_samples(self):
-        c, _ = self._kind_cols()
-        return self.own.get(c, 0) if c else 0
-
-    @property
-    def cum_samples(self):
-        c, _ = self._kind_cols()
-        return self.cum.get(c, 0) if c else 0
-
-    @property
-    def own_weight(self):
-        _, w = self._kind_cols()
-        return self.own.get(w, 0) if w else 0
-
-    @property
-    def cum_weight(self):
-        _, w = self._kind_cols()
-        return self.cum.get(w, 0) if w else 0
 
     def __repr__(self):
         return "<FunctionStats %s (%s:%d) own=%r cum=%r>" % (
             self.name, self.filename, self.lineno, self.own, self.cum)
 
 
-class Edge:
+class Edge(_Stats):
     """Calls from ``caller`` to ``callee`` (FunctionStats; caller is None for
-    calls from the root). ``own``/``cum`` are the callee's raw values on those
-    call paths, recursion through the same edge counted once in ``cum``."""
+    calls from the root). ``own``/``cum`` and the named values are the
+    callee's on those call paths, recursion through the same edge counted
+    once in ``cum`` (so primitive_calls is pstats' "cc" of the caller)."""
 
-    __slots__ = ("caller", "callee", "own", "cum", "_trace")
+    __slots__ = ("caller", "callee")
 
-    def __init__(self, caller, callee, own, cum, trace):
-        self.caller, self.callee, self.own, self.cum, self._trace = caller, callee, own, cum, trace
-
-    @property
-    def calls(self):
-        return self.own.get(self._trace._calls_column, 0)
-
-    @property
-    def primitive_calls(self):
-        return self.cum.get(self._trace._calls_column, 0)
-
-    def _seconds(self, col, which):
-        m = self._trace._metric_by_name.get(col)
-        return getattr(self, which)[col] * _scale(m) if m else 0.0
-
-    @property
-    def wall_own(self):
-        return self._seconds("wall_own", "own")
-
-    @property
-    def wall_cum(self):
-        if "wall_cum" in self._trace._metric_by_name:
-            return self._seconds("wall_cum", "cum")
-        return self._seconds("wall_own", "cum")
+    def __init__(self, caller, callee, vals, row, trace):
+        self.caller, self.callee = caller, callee
+        self._vals, self._row, self._trace = vals, row, trace
 
     @property
     def samples(self):
-        k = self._trace.sample_kinds
-        return self.cum.get(self._trace.metrics[k[0].count_metric].name, 0) if k else 0
+        return self.cum_samples
 
     def __repr__(self):
         return "<Edge %s -> %s own=%r cum=%r>" % (
@@ -231,9 +230,15 @@ class Trace(ReportMethods):
         self.sample_total = data["sample_total"]
         self.skipped_records = data["skipped"]
         self._samples = data["samples"]
-        self._metric_by_name = {m.name: m for m in self.metrics}
-        self._calls_column = next((m.name for m in self.metrics if m.kind == "calls"), None)
+        self._metric_names = [m.name for m in self.metrics]
+        self._metric_index_of = {m.name: i for i, m in enumerate(self.metrics)}
+        self._calls_col = next((i for i, m in enumerate(self.metrics) if m.kind == "calls"),
+                               None)
+        k = self.sample_kinds
+        self._count_col = k[0].count_metric if k else None
+        self._weight_col = k[0].weight_metric if k else None
         self._flat_cache = {}
+        self._edge_cache = {}
 
     def __repr__(self):
         return "<hyprof.Trace %s %s: %d functions, %d nodes, %d threads>" % (
@@ -257,31 +262,44 @@ class Trace(ReportMethods):
         return thread
 
     def _flat(self, thread):
+        """{func id: FunctionStats} of one thread (-1: all), cached."""
         t = self._thread_arg(thread)
-        cached = self._flat_cache.get(t)
-        if cached is None:
-            entries, edges = _hyprof.flat(self._profile, t)
-            names = [m.name for m in self.metrics]
-            funcs = {}
-            for fid, own, cum in entries:
-                funcs[fid] = FunctionStats(self.function_table[fid], dict(zip(names, own)),
-                                           dict(zip(names, cum)), self)
-            out_edges = []
-            for caller, callee, own, cum in edges:
-                out_edges.append(Edge(funcs.get(caller) if caller >= 0 else None,
-                                      funcs[callee], dict(zip(names, own)),
-                                      dict(zip(names, cum)), self))
-            cached = self._flat_cache[t] = (funcs, out_edges)
-        return cached
+        funcs = self._flat_cache.get(t)
+        if funcs is None:
+            ids, own, cum = _hyprof.flat(self._profile, t, False)[:3]
+            fids = array.array("I")
+            fids.frombytes(ids)
+            vals = _Values(own, cum, len(self.metrics))
+            ft = self.function_table
+            funcs = {fid: FunctionStats(ft[fid], vals, i, self) for i, fid in enumerate(fids)}
+            self._flat_cache[t] = funcs
+        return funcs
+
+    def _edges(self, thread):
+        t = self._thread_arg(thread)
+        edges = self._edge_cache.get(t)
+        if edges is None:
+            funcs = self._flat(thread)
+            callers_b, callees_b, own, cum = _hyprof.flat(self._profile, t, True)[3:]
+            callers = array.array("I")
+            callers.frombytes(callers_b)
+            callees = array.array("I")
+            callees.frombytes(callees_b)
+            vals = _Values(own, cum, len(self.metrics))
+            get = funcs.get
+            edges = [Edge(get(a), funcs[b], vals, i, self)
+                     for i, (a, b) in enumerate(zip(callers, callees))]
+            self._edge_cache[t] = edges
+        return edges
 
     def functions(self, thread=None):
         """[FunctionStats] of every function with a non-zero value, for one
         thread (a Thread or its id) or all."""
-        return list(self._flat(thread)[0].values())
+        return list(self._flat(thread).values())
 
     def edges(self, thread=None):
         """[Edge] caller -> callee."""
-        return list(self._flat(thread)[1])
+        return list(self._edges(thread))
 
     def threads(self):
         """[Thread]: id (index), os_tid, ident, name."""
