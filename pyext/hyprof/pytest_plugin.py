@@ -4,7 +4,7 @@ Registered as the ``hyprof`` plugin (entry point in the ``pytest11`` group)
 when hyprof is installed; from a build tree, load it with
 ``-p hyprof.pytest_plugin``.
 
-- ``pytest --hyprof`` profiles each test's call phase (deterministic by
+- ``pytest --hyprof`` profiles each test function (deterministic by
   default, ``--hyprof-mode sampling``) and prints the slowest functions of
   the whole run at the end; ``--hyprof-dir DIR`` saves one trace per test.
 - The ``hyprof_budget`` fixture fails a test that calls a function, or runs
@@ -16,13 +16,19 @@ when hyprof is installed; from a build tree, load it with
               client.get("/products/")
 """
 
+import functools
 import importlib
+import inspect
 import os
 import re
 
 import pytest
 
 MODES = ("deterministic", "sampling")
+
+# The --hyprof profiler of the running test, which a budget pauses: hyprof
+# runs one profiler at a time.
+_run_profiler = None
 
 
 def pytest_addoption(parser):
@@ -76,25 +82,90 @@ class RunProfiler:
         self.errors = []
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_call(self, item):
+    def pytest_pyfunc_call(self, pyfuncitem):
+        """Profiles the test function itself, not pytest's hooks around it:
+        the function is swapped for one that runs it inside the profiler."""
         import hyprof
 
+        item = pyfuncitem
         try:
             profiler = hyprof.Profiler(mode=self.mode)
-            profiler.start()
         except hyprof.ProfilerError as e:
-            # Another profiler is running (the test's own, or a debugger's):
-            # leave the test alone rather than fail it.
             self.errors.append(f"{item.nodeid}: not profiled: {e}")
+            yield
+            return
+        original = item.obj
+        if inspect.iscoroutinefunction(original) or not callable(original):
+            # Run by another plugin (pytest-asyncio...): profile its hook.
+            yield from self._around(item, profiler)
+            return
+
+        @functools.wraps(original)
+        def profiled(*args, **kwargs):
+            if not self._start(item, profiler):
+                return original(*args, **kwargs)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                # stop() first: it hides itself, so the plugin's own code
+                # after the test stays out of the profile.
+                try:
+                    profiler.stop()
+                except hyprof.ProfilerError:
+                    pass  # a budget's block failed to resume it
+                self._stop(profiler)
+                self._collect(item, profiler)
+
+        item.obj = profiled
+        try:
+            yield
+        finally:
+            item.obj = original
+
+    def _around(self, item, profiler):
+        if not self._start(item, profiler):
             yield
             return
         try:
             yield
         finally:
-            profiler.stop()
+            self._stop(profiler)
             self._collect(item, profiler)
 
+    def _start(self, item, profiler):
+        global _run_profiler
+        import hyprof
+
+        try:
+            profiler.start()
+        except hyprof.ProfilerError as e:
+            # Another profiler is running (the test's own, or a debugger's):
+            # leave the test alone rather than fail it.
+            self.errors.append(f"{item.nodeid}: not profiled: {e}")
+            return False
+        _run_profiler = profiler
+        return True
+
+    @staticmethod
+    def _stop(profiler):
+        global _run_profiler
+        import hyprof
+
+        _run_profiler = None
+        try:
+            profiler.stop()
+        except hyprof.ProfilerError:
+            pass  # stopped already, or a budget's block failed to resume it
+
     def _collect(self, item, profiler):
+        """Adds a test's profile to the run's totals and saves its trace; a
+        failure here is reported in the summary, never fails the test."""
+        try:
+            self._add(item, profiler)
+        except Exception as e:
+            self.errors.append(f"{item.nodeid}: profile lost: {type(e).__name__}: {e}")
+
+    def _add(self, item, profiler):
         self.tests += 1
         trace = profiler.trace()
         sampling = trace.mode == "sampling"
@@ -102,7 +173,6 @@ class RunProfiler:
             key = (f.name, f.filename, f.lineno)
             row = self.totals.setdefault(key, [0, 0.0, 0.0])
             if sampling:
-                row[0] += 0
                 row[1] += f.own_samples
                 row[2] += f.cum_samples
             else:
@@ -255,18 +325,30 @@ class Budget:
         if self.targets:
             import hyprof
 
+            # Under --hyprof, the test's profiler pauses for the block.
+            self._paused = _run_profiler if _run_profiler is not None and \
+                _run_profiler.running else None
             try:
+                if self._paused is not None:
+                    self._paused.stop()
                 self._profiler = hyprof.Profiler(mode="deterministic", builtins=True)
                 self._profiler.start()
             except BaseException:
                 if self.max_queries is not None:
                     self._queries_cm.__exit__(None, None, None)
+                self._resume()
                 raise
         return self
+
+    def _resume(self):
+        paused, self._paused = getattr(self, "_paused", None), None
+        if paused is not None:
+            paused.start()
 
     def __exit__(self, exc_type, exc, tb):
         if self._profiler is not None:
             self._profiler.stop()
+            self._resume()
         if self.max_queries is not None:
             self._queries_cm.__exit__(None, None, None)
             self.queries = self.query_log.count

@@ -20,7 +20,7 @@ EXAMPLE = os.path.join(SRCDIR, "examples", "django")
 if EXAMPLE not in sys.path:
     sys.path.insert(0, EXAMPLE)
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
 _TMP = tempfile.mkdtemp(prefix="hyprof-django-test-")
 PROFILE_DIR = os.path.join(_TMP, "profiles")
@@ -54,17 +54,16 @@ if not settings.configured:
     )
     django.setup()
 
-from asgiref.sync import sync_to_async  # noqa: E402
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.http import JsonResponse, StreamingHttpResponse  # noqa: E402
-from django.test import AsyncClient, Client, override_settings  # noqa: E402
-from django.urls import path  # noqa: E402
-
-import hyprof  # noqa: E402
-from catalog import views as shop  # noqa: E402
-from catalog.models import Product, seed  # noqa: E402
-from hyprof.contrib import django as hdj  # noqa: E402
+import hyprof
+from asgiref.sync import sync_to_async
+from catalog import views as shop
+from catalog.models import Product, seed
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.http import JsonResponse, StreamingHttpResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import path
+from hyprof.contrib import django as hdj
 
 N_PRODUCTS = 120
 
@@ -183,7 +182,7 @@ def calls(trace, qualname):
 
 def _named(f, qualname):
     name = f.name or ""
-    return name == qualname or name.endswith("." + qualname) or name.endswith(":" + qualname)
+    return name == qualname or name.endswith(("." + qualname, ":" + qualname))
 
 
 def sql(trace):
@@ -337,8 +336,6 @@ def test_concurrent_requests_in_threads_get_separate_profiles(profile_dir):
 
 
 def test_concurrent_requests_in_tasks_get_separate_profiles(profile_dir):
-    global _async_barrier
-
     async def go():
         client = AsyncClient()
         return await asyncio.gather(client.get("/awork/a/", headers={"X-Hyprof": "1"}),

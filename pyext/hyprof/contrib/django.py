@@ -348,7 +348,7 @@ class _Run:
         another profiler (not the middleware's) is running: the slot is then
         released and the request goes on unprofiled."""
         self.t0 = time.perf_counter()
-        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.started = datetime.datetime.now(datetime.UTC)
         try:
             if self.mode == "deterministic":
                 # Only the calls made in this request's context count.
