@@ -46,6 +46,10 @@
 /* A code unit (_Py_CODEUNIT, internal since 3.13) is two bytes in 3.11-3.13;
  * PyCode_Addr2Line() takes a byte offset. */
 #define HYP_PY_CODEUNIT_BYTES 2
+/* Pending records past which the hook asks the interpreter to resolve them
+ * soon (Py_AddPendingCall), so a long run holds a bounded number of records
+ * and of code-object references. */
+#define HYP_PY_RESOLVE_BATCH 4096
 /* A record's live-table tag is its pending index until it is resolved, then
  * this bit with the profile's thread id (bits 32-62) and node id (0-31). */
 #define HYP_PY_TAG_RESOLVED (UINT64_C(1) << 63)
@@ -141,6 +145,7 @@ static struct {
     uint64_t dropped_heap;  /* blocks the live table could not hold */
     uint64_t est_bytes;     /* sum of the alloc samples' weights */
     int live_added;         /* live samples already written for this run */
+    int resolve_scheduled;  /* a pending call to resolve is queued */
 } hyp_py_alloc;
 
 static uint64_t hyp_py_now_ns(void) {
@@ -163,6 +168,8 @@ static void hyp_py_guard_exit(hyp_py_alloc_tls_t *t) {
 }
 
 /* ---------------------------------------------------------------- slow path */
+
+static int hyp_py_resolve_later(void *arg);
 
 /* Remembers a sampling thread the first time it samples, with its
  * threading.Thread while it is still registered: a thread that ends before
@@ -242,6 +249,9 @@ static void hyp_py_record(void *ptr, size_t size) {
                          (uint64_t)hyp_py_alloc.npend) < 0)
         hyp_py_alloc.dropped_heap++;
     hyp_py_alloc.npend++;
+    if (hyp_py_alloc.npend >= HYP_PY_RESOLVE_BATCH && !hyp_py_alloc.resolve_scheduled &&
+        Py_AddPendingCall(hyp_py_resolve_later, NULL) == 0)
+        hyp_py_alloc.resolve_scheduled = 1;
 }
 
 /* The countdown crossed zero, or this thread's state belongs to another run.
@@ -574,6 +584,26 @@ static int hyp_py_resolve(void) {
     hyp_py_alloc.nframes = 0;
     hyp_py_alloc.npend = 0;
     return rc;
+}
+
+/* Runs from the eval loop (Py_AddPendingCall), with the GIL and outside any
+ * allocator call. It must not raise into the code it interrupts: a failure is
+ * counted in the trace's dropped map by hyp_py_resolve(). */
+static int hyp_py_resolve_later(void *arg) {
+    hyp_py_alloc_tls_t *t = &hyp_py_tls;
+    PyObject *type, *value, *tb;
+
+    HYP__UNUSED(arg);
+    hyp_py_alloc.resolve_scheduled = 0;
+    if (!hyp_py_alloc.running || hyp_py_alloc.npend == 0)
+        return 0;
+    PyErr_Fetch(&type, &value, &tb);
+    hyp_py_guard_enter(t);
+    if (hyp_py_resolve() < 0)
+        PyErr_Clear();
+    hyp_py_guard_exit(t);
+    PyErr_Restore(type, value, tb);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- run state */

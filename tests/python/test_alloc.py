@@ -333,6 +333,23 @@ def test_own_allocations_are_not_sampled():
     del junk
 
 
+def test_long_runs_resolve_in_batches():
+    # At interval 1 every allocation is a sample: the hook hands batches of
+    # records to the interpreter to resolve, so few stay pending, and none
+    # is lost on the way to the trace.
+    p = profiler(interval=1)
+    with p:
+        junk = [str(i) for i in range(20000)]
+        pending = p._engine.stats()["pending"]
+        taken = p._engine.stats()["samples"]
+    assert taken >= 20000
+    assert pending < 4096 + 1000
+    t = p.trace()
+    assert sum(v for _, v in t.stacks("alloc_samples")) == p._engine.stats()["samples"]
+    assert t.dropped == {}
+    del junk
+
+
 # ---------------------------------------------------------------- threads, fork
 
 def thread_work(n_mib, keep):
