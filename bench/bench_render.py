@@ -29,7 +29,7 @@ FILES = ["app/main.py", "app/views.py", "app/models.py", "lib/db.py", "lib/json.
          "lib/http.py", "lib/template.py", "lib/cache.py"]
 
 
-def _tree(nnodes, rng):
+def _tree(nnodes, rng, lines=True):
     """A call tree shaped like a web app's: a few deep spines, wide fans."""
     nfuncs = max(50, nnodes // 20)
     functions = [("func_%d" % i, FILES[i % len(FILES)], 10 + 7 * i, 0) for i in range(nfuncs)]
@@ -44,7 +44,7 @@ def _tree(nnodes, rng):
         if depth[parent] > 60:
             parent = rng.randrange(0, max(1, i // 10))
         depth.append(depth[parent] + 1)
-        nodes.append((parent, rng.randrange(nfuncs), rng.randrange(1, 400)))
+        nodes.append((parent, rng.randrange(nfuncs), rng.randrange(1, 400) if lines else 0))
     return functions, nodes
 
 
@@ -77,7 +77,8 @@ def write_traces(tmp, nnodes, nsamples):
         _hyprof.write_trace(path, data)
         paths[name] = path
         del samples, data
-    functions, nodes = _tree(nnodes, rng)
+    # The deterministic mode records no lines: a node per (parent, function).
+    functions, nodes = _tree(nnodes, rng, lines=False)
     rows = []
     for i in range(1, len(nodes) + 1):
         own = int(rng.expovariate(1 / 20000.0))
@@ -101,6 +102,16 @@ def write_traces(tmp, nnodes, nsamples):
     return paths
 
 
+def peak_rss_mib():
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss,
+    which a child started by fork and exec inherits from its parent."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def measure(path, formats):
     """Runs in a fresh process: load, then each format; prints JSON."""
     import hyprof
@@ -111,7 +122,7 @@ def measure(path, formats):
     trace = hyprof.load(path)
     out["load"] = time.perf_counter() - t0
     out["nodes"] = trace.node_count
-    out["rss_after_load_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["rss_after_load_mib"] = peak_rss_mib()
     for fmt in formats:
         t0 = time.perf_counter()
         try:
@@ -120,7 +131,7 @@ def measure(path, formats):
             out[fmt] = {"error": str(e)}
             continue
         out[fmt] = {"seconds": time.perf_counter() - t0, "bytes": len(text)}
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(out))
 
 

@@ -61,7 +61,7 @@ def _union(bt, nt, shared, scale=1.0):
         where = [0] * len(tree)
         for c in range(ncols):
             vals[c][0] += tree.values[cols[c]][0] * factor
-        for i in tree.order[1:]:
+        for i in range(1, len(tree)):
             f = tree.funcs[tree.func[i]]
             k = _key(f)
             j = fid.get(k)

@@ -8,7 +8,7 @@ quadratic in the depth of the tree.
 A node ``i`` is ``parent[i]``, ``func[i]`` (an index into ``funcs``) and
 ``line[i]``; node 0 is the root, whose function is -1. Each metric column
 holds the node's own (exclusive) value; inclusive values are subtree sums.
-Parents always come before their children (``order`` is a preorder).
+Parents always come before their children (``parent[i] < i``).
 """
 
 from collections import namedtuple
@@ -48,21 +48,23 @@ def frame_label(func, line=0):
 
 
 class CallTree:
-    """Node arrays, one own-value column per metric, and the functions."""
+    """Node arrays, one own-value column per metric, and the functions.
+
+    Every producer numbers nodes so that a parent comes before its children
+    (``parent[i] < i``); walks in index order rely on it."""
 
     def __init__(self, funcs, parent, func, line, columns, values, mode="sampling",
-                 header=None, threads=None, thread_of=None):
-        self.funcs = list(funcs)
-        self.parent = list(parent)
-        self.func = list(func)
-        self.line = list(line)
+                 header=None, threads=None):
+        self.funcs = funcs if isinstance(funcs, list) else list(funcs)
+        self.parent = parent
+        self.func = func
+        self.line = line
         self.columns = list(columns)
-        self.values = [list(v) for v in values]
+        self.values = [v if isinstance(v, list) else list(v) for v in values]
         self.mode = mode
         self.header = dict(header or {})
-        # For trees that put each thread under its own pseudo-root.
+        # The trace's threads, for trees that give each its own pseudo-root.
         self.threads = threads
-        self.thread_of = thread_of
         n = len(self.parent)
         if not (len(self.func) == len(self.line) == n) or any(len(v) != n for v in self.values):
             raise ReportError("call tree arrays of different lengths")
@@ -71,8 +73,12 @@ class CallTree:
                               % (len(self.columns), len(self.values)))
         if n == 0 or self.parent[0] != -1:
             raise ReportError("call tree has no root node")
-        self._order = None
+        bad = next((i for i in range(1, n) if not 0 <= parent[i] < i), None)
+        if bad is not None:
+            raise ReportError("node %d has parent %d, which does not come before it"
+                              % (bad, parent[bad]))
         self._children = None
+        self._outer = None
         # The column reports open on; None: wall time, or the sample count.
         self.default = None
 
@@ -82,34 +88,13 @@ class CallTree:
     # ------------------------------------------------------------ structure
 
     @property
-    def order(self):
-        """Node ids in preorder (parents before children, siblings by id)."""
-        if self._order is None:
-            kids = self.children
-            order = []
-            stack = [0]
-            while stack:
-                i = stack.pop()
-                order.append(i)
-                k = kids[i]
-                if k:
-                    stack.extend(reversed(k))
-            if len(order) != len(self.parent):
-                raise ReportError("call tree has %d nodes not reachable from the root"
-                                  % (len(self.parent) - len(order)))
-            self._order = order
-        return self._order
-
-    @property
     def children(self):
+        """Each node's children, in id order."""
         if self._children is None:
             kids = [[] for _ in self.parent]
             parent = self.parent
             for i in range(1, len(parent)):
-                p = parent[i]
-                if not 0 <= p < len(parent) or p == i:
-                    raise ReportError("node %d has an invalid parent %d" % (i, p))
-                kids[p].append(i)
+                kids[parent[i]].append(i)
             self._children = kids
         return self._children
 
@@ -140,16 +125,14 @@ class CallTree:
         """Subtree sums of one column, as a list indexed by node."""
         inc = list(self.values[col])
         parent = self.parent
-        for i in reversed(self.order):
-            p = parent[i]
-            if p >= 0:
-                inc[p] += inc[i]
+        for i in range(len(inc) - 1, 0, -1):
+            inc[parent[i]] += inc[i]
         return inc
 
     def depth(self):
         d = [0] * len(self.parent)
         parent = self.parent
-        for i in self.order[1:]:
+        for i in range(1, len(d)):
             d[i] = d[parent[i]] + 1
         return d
 
@@ -158,66 +141,80 @@ class CallTree:
     def by_function(self):
         """A tree whose children are unique per function: the sampling mode's
         per-line nodes of one function under one parent become one node, as
-        flame graphs and folded stacks want. Frames lose their executing line."""
+        flame graphs and folded stacks want. Frames lose their executing line.
+        A tree without lines is returned as it is: a node is unique per
+        (parent, function, line), so there is nothing to merge."""
+        if not any(self.line):
+            return self
         key_to_new = {}
         new_of = [0] * len(self.parent)
-        parent, func, line = [-1], [-1], [0]
-        vals = [[0] for _ in self.columns]
-        merged = False
-        for i in self.order[1:]:
-            np_ = new_of[self.parent[i]]
-            key = (np_, self.func[i])
+        parent, func = [-1], [-1]
+        vals = [[v[0]] for v in self.values]
+        old_vals = self.values
+        opar, ofunc = self.parent, self.func
+        for i in range(1, len(opar)):
+            np_ = new_of[opar[i]]
+            key = (np_, ofunc[i])
             j = key_to_new.get(key)
             if j is None:
-                j = len(parent)
-                key_to_new[key] = j
+                j = key_to_new[key] = len(parent)
                 parent.append(np_)
-                func.append(self.func[i])
-                line.append(0)
-                for v in vals:
-                    v.append(0)
+                func.append(ofunc[i])
+                for c, v in enumerate(vals):
+                    v.append(old_vals[c][i])
             else:
-                merged = True
+                for c, v in enumerate(vals):
+                    v[j] += old_vals[c][i]
             new_of[i] = j
-            for c, v in enumerate(vals):
-                v[j] += self.values[c][i]
-        for c, v in enumerate(vals):
-            v[0] += self.values[c][0]
-        if not merged and not any(self.line):
-            return self
-        return CallTree(self.funcs, parent, func, line, self.columns, vals, self.mode,
-                        self.header, self.threads, None)
+        return CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals,
+                        self.mode, self.header, self.threads)
+
+    @property
+    def outer(self):
+        """For each node, whether no ancestor has its function: the nodes
+        whose inclusive values a function's total counts, so recursion is
+        counted once. One depth-first walk, cached."""
+        if self._outer is None:
+            func, kids = self.func, self.children
+            outer = [True] * len(func)
+            active = {}
+            # A node id to enter it, ~id to leave it.
+            stack = list(reversed(kids[0]))
+            while stack:
+                i = stack.pop()
+                if i < 0:
+                    f = func[~i]
+                    c = active[f] - 1
+                    if c:
+                        active[f] = c
+                    else:
+                        del active[f]
+                    continue
+                f = func[i]
+                c = active.get(f, 0)
+                if c:
+                    outer[i] = False
+                active[f] = c + 1
+                stack.append(~i)
+                k = kids[i]
+                if k:
+                    stack.extend(reversed(k))
+            self._outer = outer
+        return self._outer
 
     def function_totals(self, col):
         """Per-function own and inclusive sums of a column, recursion counted
         once (a node adds to its function's inclusive value only when no
         ancestor has the same function). Returns two dicts func -> value."""
         inc = self.inclusive(col)
+        vals, func, outer = self.values[col], self.func, self.outer
         own = {}
         cum = {}
-        vals = self.values[col]
-        func = self.func
-        kids = self.children
-        # Count of each function on the current root->node path.
-        active = {}
-        stack = [(0, False)]
-        while stack:
-            i, leaving = stack.pop()
+        for i in range(1, len(func)):
             f = func[i]
-            if leaving:
-                c = active[f] - 1
-                if c:
-                    active[f] = c
-                else:
-                    del active[f]
-                continue
-            if f >= 0:
-                own[f] = own.get(f, 0) + vals[i]
-                if f not in active:
-                    cum[f] = cum.get(f, 0) + inc[i]
-                active[f] = active.get(f, 0) + 1
-                stack.append((i, True))
-            stack.extend((k, False) for k in kids[i])
+            own[f] = own.get(f, 0) + vals[i]
+            if outer[i]:
+                cum[f] = cum.get(f, 0) + inc[i]
         return own, cum
 
     def edge_totals(self, col, calls_col=None):
@@ -226,32 +223,16 @@ class CallTree:
         under that caller. The root caller is -1."""
         inc = self.inclusive(col)
         calls = self.values[calls_col] if calls_col is not None else None
-        func = self.func
-        kids = self.children
+        func, parent, outer = self.func, self.parent, self.outer
         edges = {}
-        active = {}
-        stack = [(0, False)]
-        while stack:
-            i, leaving = stack.pop()
-            f = func[i]
-            if leaving:
-                c = active[f] - 1
-                if c:
-                    active[f] = c
-                else:
-                    del active[f]
-                continue
-            if i:
-                key = (func[self.parent[i]], f)
-                n, v = edges.get(key, (0, 0))
-                n += calls[i] if calls is not None else 0
-                if f not in active:
-                    v += inc[i]
-                edges[key] = (n, v)
-            if f >= 0:
-                active[f] = active.get(f, 0) + 1
-                stack.append((i, True))
-            stack.extend((k, False) for k in kids[i])
+        for i in range(1, len(func)):
+            key = (func[parent[i]], func[i])
+            n, v = edges.get(key, (0, 0))
+            if calls is not None:
+                n += calls[i]
+            if outer[i]:
+                v += inc[i]
+            edges[key] = (n, v)
         return edges
 
 

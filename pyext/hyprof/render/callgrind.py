@@ -43,46 +43,42 @@ def render(trace, **options):
     ncol = len(cols)
     vals = [tree.values[c] for c in cols]
     incs = [tree.inclusive(c) for c in cols]
-    func, line, parent, kids = tree.func, tree.line, tree.parent, tree.children
+    calls_of = tree.values[calls_col] if calls_col is not None else None
+    func, line, parent, outer = tree.func, tree.line, tree.parent, tree.outer
     funcs = tree.funcs
+    first = [f.lineno for f in funcs]
+    pos = [line[i] or (first[func[i]] if i else 0) for i in range(len(func))]
+    cidx = range(ncol)
 
-    def pos(i):
-        return line[i] or funcs[func[i]].lineno or 0
-
-    # self[f][line] -> costs; calls[f][(line, callee, callee_line)] -> [n, costs]
+    # selfcost[f][line] -> costs; calls[f][(line, callee, callee line)] -> [n, costs]
     selfcost = {}
     calls = {}
-    active = {}
-    stack = [(k, False) for k in reversed(kids[0])]
-    while stack:
-        i, leaving = stack.pop()
+    for i in range(1, len(func)):
         f = func[i]
-        if leaving:
-            c = active[f] - 1
-            if c:
-                active[f] = c
-            else:
-                del active[f]
-            continue
-        per_line = selfcost.setdefault(f, {})
-        lc = per_line.get(pos(i))
+        ln = pos[i]
+        per_line = selfcost.get(f)
+        if per_line is None:
+            per_line = selfcost[f] = {}
+        lc = per_line.get(ln)
         if lc is None:
-            lc = per_line[pos(i)] = [0] * ncol
-        for c in range(ncol):
+            lc = per_line[ln] = [0] * ncol
+        for c in cidx:
             lc[c] += vals[c][i]
         p = parent[i]
         if p > 0:
-            key = (pos(p), f, funcs[f].lineno or pos(i))
-            ec = calls.setdefault(func[p], {}).get(key)
+            pf = func[p]
+            key = (pos[p], f, first[f] or ln)
+            per_caller = calls.get(pf)
+            if per_caller is None:
+                per_caller = calls[pf] = {}
+            ec = per_caller.get(key)
             if ec is None:
-                ec = calls[func[p]][key] = [0, [0] * ncol]
-            ec[0] += tree.values[calls_col][i] if calls_col is not None else 1
-            if f not in active:
-                for c in range(ncol):
-                    ec[1][c] += incs[c][i]
-        active[f] = active.get(f, 0) + 1
-        stack.append((i, True))
-        stack.extend((k, False) for k in reversed(kids[i]))
+                ec = per_caller[key] = [0, [0] * ncol]
+            ec[0] += calls_of[i] if calls_of is not None else 1
+            if outer[i]:
+                cost = ec[1]
+                for c in cidx:
+                    cost[c] += incs[c][i]
 
     header = tree.header
     events = " ".join(_event_name(tree.columns[c]) for c in cols)

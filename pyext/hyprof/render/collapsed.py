@@ -24,13 +24,15 @@ def render_tree(tree, metric=None, lines=False):
     func, line, kids = tree.func, tree.line, tree.children
     out = []
     path = []
-    stack = [(k, 0) for k in reversed(kids[0])]
+    # A node id enters it, ~id leaves it.
+    stack = list(reversed(kids[0]))
     while stack:
-        i, d = stack.pop()
-        del path[d:]
+        i = stack.pop()
+        if i < 0:
+            path.pop()
+            continue
         if lines and line[i]:
-            f = tree.funcs[func[i]]
-            path.append(_clean(_model.frame_label(f, line[i])))
+            path.append(_clean(_model.frame_label(tree.funcs[func[i]], line[i])))
         else:
             path.append(flabel[func[i]])
         v = vals[i]
@@ -38,8 +40,10 @@ def render_tree(tree, metric=None, lines=False):
             out.append("%s %d\n" % (";".join(path), v))
         k = kids[i]
         if k:
-            d += 1
-            stack.extend((c, d) for c in reversed(k))
+            stack.append(~i)
+            stack.extend(reversed(k))
+        else:
+            path.pop()
     return "".join(out)
 
 

@@ -32,6 +32,26 @@ def _varint(n, out):
     out.append(n)
 
 
+_SMALL = [bytes([i]) for i in range(128)]
+
+
+def _uvarint(n):
+    """The varint encoding of n >= 0, as bytes (small values cached)."""
+    if n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field_bytes(field, data):
+    """A length-delimited field: key, length, data."""
+    return _uvarint((field << 3) | 2) + _uvarint(len(data)) + data
+
+
 def _key(field, wire, out):
     _varint((field << 3) | wire, out)
 
@@ -118,6 +138,7 @@ def build(trace, metric=None):
     types = None
     default_col = None
     thread_key = st("thread")
+    loc_bytes = {}
     for t in threads:
         tree = _model.from_trace(trace, thread=None if t is None else t.id)
         if types is None:
@@ -128,14 +149,17 @@ def build(trace, metric=None):
             tlabel = bytearray()
             _int(1, thread_key, tlabel)
             _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
-        funcs, func, line, kids = tree.funcs, tree.func, tree.line, tree.children
+        funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
         vals = tree.values
         ncol = len(vals)
-        loc_of = [0] * len(tree)
-        path = []
-        stack = [(k, 0) for k in reversed(kids[0])]
-        while stack:
-            i, d = stack.pop()
+        # The packed location ids of each node's stack, leaf first: the
+        # node's own location's varint before its parent's (parents come
+        # first, so each is one concatenation).
+        stack_of = [b""] * len(tree)
+        sample_tail = b""
+        if tlabel is not None:
+            sample_tail = _field_bytes(3, bytes(tlabel))
+        for i in range(1, len(func)):
             f = funcs[func[i]]
             ln = line[i] or f.lineno
             lk = (f, ln)
@@ -161,19 +185,14 @@ def build(trace, metric=None):
                 _int(2, ln, ln_msg)
                 _bytes(4, ln_msg, m)
                 _bytes(4, m, loc_msgs)
-            loc_of[i] = lid
-            del path[d:]
-            path.append(lid)
-            row = [vals[c][i] for c in range(ncol)]
+                loc_bytes[lid] = _uvarint(lid)
+            stk = stack_of[i] = loc_bytes[lid] + stack_of[parent[i]]
+            row = [v[i] for v in vals]
             if any(row):
-                m = bytearray()
-                _packed(1, path[::-1], m)
-                _packed(2, row, m)
-                if tlabel is not None:
-                    _bytes(3, tlabel, m)
-                _bytes(2, m, samples)
-            if kids[i]:
-                stack.extend((c, d + 1) for c in reversed(kids[i]))
+                body = (_field_bytes(1, stk)
+                        + _field_bytes(2, b"".join(_uvarint(v) for v in row))
+                        + sample_tail)
+                samples += _field_bytes(2, body)
     for typ, unit in types:
         m = bytearray()
         _int(1, st(typ), m)
@@ -219,7 +238,7 @@ def build(trace, metric=None):
 def render(trace, metric=None, **options):
     """Gzipped profile.proto bytes; ``metric`` picks pprof's default sample type."""
     _model.reject_options("pprof", options)
-    return gzip.compress(build(trace, metric), mtime=0)
+    return gzip.compress(build(trace, metric), compresslevel=6, mtime=0)
 
 
 # For tests and tools that want to look inside without a protobuf library.

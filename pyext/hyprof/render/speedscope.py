@@ -42,52 +42,74 @@ def _frames(funcs):
     return frames
 
 
-def _evented(tree, col, name, unit):
+# The event and sample arrays are written as JSON text directly: they are
+# most of the file, and a dict per event would cost more than the walk.
+
+def _evented(tree, col):
+    """The events array of an evented profile, as JSON text, and its end."""
     inc = tree.inclusive(col)
     func, kids = tree.func, tree.children
-    events = []
-    # (node, start, leaving): children are laid out one after the other from
-    # the parent's start; a node closes at start + inclusive.
-    stack = [(k, None, False) for k in reversed(kids[0])]
+    parts = []
+    start = [0] * len(func)
+    # Children are laid out one after the other from their parent's start;
+    # a node closes at its start + inclusive. A node id enters, ~id leaves.
+    stack = list(reversed(kids[0]))
     t = 0
     while stack:
-        i, start, leaving = stack.pop()
-        if leaving:
-            t = start + inc[i]
-            events.append({"type": "C", "frame": func[i], "at": t})
+        i = stack.pop()
+        if i < 0:
+            i = ~i
+            t = start[i] + inc[i]
+            parts.append('{"type":"C","frame":%d,"at":%d}' % (func[i], t))
             continue
         if not inc[i]:
             continue
-        start = t
-        events.append({"type": "O", "frame": func[i], "at": start})
-        stack.append((i, start, True))
-        stack.extend((k, None, False) for k in reversed(kids[i]))
-    return {"type": "evented", "name": name, "unit": unit, "startValue": 0,
-            "endValue": t, "events": events}
+        start[i] = t
+        parts.append('{"type":"O","frame":%d,"at":%d}' % (func[i], t))
+        stack.append(~i)
+        k = kids[i]
+        if k:
+            stack.extend(reversed(k))
+    return "[" + ",".join(parts) + "]", t
 
 
-def _sampled(tree, col, name, unit):
+def _sampled(tree, col):
+    """The samples and weights arrays of a sampled profile, as JSON text,
+    and the total weight."""
     vals = tree.values[col]
     func, kids = tree.func, tree.children
+    fstr = {f: str(f) for f in set(func)}
     samples, weights = [], []
     path = []
-    stack = [(k, 0) for k in reversed(kids[0])]
+    stack = list(reversed(kids[0]))
     while stack:
-        i, d = stack.pop()
-        del path[d:]
-        path.append(func[i])
-        if vals[i]:
-            samples.append(list(path))
-            weights.append(vals[i])
-        if kids[i]:
-            stack.extend((c, d + 1) for c in reversed(kids[i]))
-    total = sum(weights)
-    return {"type": "sampled", "name": name, "unit": unit, "startValue": 0,
-            "endValue": total, "samples": samples, "weights": weights}
+        i = stack.pop()
+        if i < 0:
+            path.pop()
+            continue
+        path.append(fstr[func[i]])
+        v = vals[i]
+        if v:
+            samples.append("[" + ",".join(path) + "]")
+            weights.append("%d" % v)
+        k = kids[i]
+        if k:
+            stack.append(~i)
+            stack.extend(reversed(k))
+        else:
+            path.pop()
+    return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", sum(vals) - vals[0]
 
 
-def build(trace, metric=None):
-    """The speedscope document as a dict."""
+def _profile(meta, arrays):
+    """A profile object: meta's fields, then the raw JSON arrays."""
+    text = json.dumps(meta, separators=(",", ":"))[:-1]
+    return text + "".join(',"%s":%s' % kv for kv in arrays) + "}"
+
+
+def render(trace, metric=None, **options):
+    """Speedscope JSON text; ``metric`` limits it to one column."""
+    _model.reject_options("speedscope", options)
     threads = list(trace.threads()) or [None]
     trees = []
     for t in threads:
@@ -110,29 +132,29 @@ def build(trace, metric=None):
         cols = [tree.column(metric)] if metric else _default_columns(tree)
         for col in cols:
             c = tree.columns[col]
-            unit = _UNITS.get(c.unit, "none")
-            name = "%s (%s)" % (tname, c.label)
+            meta = {"name": "%s (%s)" % (tname, c.label), "unit": _UNITS.get(c.unit, "none"),
+                    "startValue": 0}
             if tree.mode == "deterministic":
-                if c.name == "calls":
+                if c.role == "calls":
                     raise _model.ReportError(
                         "speedscope shows time, not call counts; pick wall or cpu")
-                profiles.append(_evented(tree, col, name, unit))
+                events, end = _evented(tree, col)
+                meta.update(type="evented", endValue=end)
+                profiles.append(_profile(meta, [("events", events)]))
             else:
-                profiles.append(_sampled(tree, col, name, unit))
+                samples, weights, total = _sampled(tree, col)
+                meta.update(type="sampled", endValue=total)
+                profiles.append(_profile(meta, [("samples", samples), ("weights", weights)]))
     header = getattr(trace, "header", {}) or {}
     argv = header.get("argv") or []
-    title = " ".join(argv) if argv else "hyprof profile"
-    return {
-        "$schema": SCHEMA_URL,
-        "shared": {"frames": _frames(funcs)},
-        "profiles": profiles,
-        "name": title,
-        "activeProfileIndex": 0,
-        "exporter": "hyprof",
-    }
+    rest = {"name": " ".join(str(a) for a in argv) if argv else "hyprof profile",
+            "activeProfileIndex": 0, "exporter": "hyprof"}
+    return ('{"$schema":%s,"shared":%s,"profiles":[%s],%s'
+            % (json.dumps(SCHEMA_URL), json.dumps({"frames": _frames(funcs)},
+                                                  separators=(",", ":")),
+               ",".join(profiles), json.dumps(rest, separators=(",", ":"))[1:]))
 
 
-def render(trace, metric=None, **options):
-    """Speedscope JSON text; ``metric`` limits it to one column."""
-    _model.reject_options("speedscope", options)
-    return json.dumps(build(trace, metric), separators=(",", ":"))
+def build(trace, metric=None):
+    """The speedscope document as a dict."""
+    return json.loads(render(trace, metric))
