@@ -20,8 +20,9 @@ fail() { echo "check-pip-install: FAIL: $*" >&2; exit 1; }
 echo "check-pip-install: $PY, source $SRC, work dir $WORK"
 "$PY" -m venv "$WORK/venv" || fail "cannot create a venv with $PY"
 VPY="$WORK/venv/bin/python"
-"$VPY" -m pip install -q --disable-pip-version-check --upgrade pip setuptools build >/dev/null \
-    || fail "cannot install pip, setuptools and build into the venv"
+"$VPY" -m pip install -q --disable-pip-version-check --upgrade pip setuptools build \
+    >"$WORK/venv.log" 2>&1 \
+    || { cat "$WORK/venv.log"; fail "cannot install pip, setuptools and build into the venv"; }
 
 # Build the sdist from a copy, so nothing is written into the source tree,
 # then install from the sdist: this proves the sdist is complete.
@@ -54,31 +55,27 @@ if __name__ == "__main__":
     main()
 PYEOF
 
-"$VPY" - "$WORK" <<'PYEOF'
+# Profile it with the console script, as a user would, then load the trace
+# with the installed package.
+"$WORK/venv/bin/hyprof" run -q -o "$WORK/tiny.hyprof" "$WORK/tiny.py" \
+    || fail "hyprof run tiny.py failed"
+"$VPY" - "$WORK/tiny.hyprof" <<'PYEOF'
 import os
-import runpy
 import sys
 
 import hyprof
 
-work = sys.argv[1]
 where = os.path.dirname(hyprof.__file__)
 assert "site-packages" in where, f"hyprof imported from {where}, not from the venv"
-out = os.path.join(work, "tiny.hyprof")
-p = hyprof.Profiler(mode="deterministic")
-p.start()
-try:
-    runpy.run_path(os.path.join(work, "tiny.py"), run_name="__main__")
-finally:
-    p.stop()
-p.write(out)
-trace = hyprof.load(out)
+trace = hyprof.load(sys.argv[1])
 calls = {f.name: f.calls for f in trace.functions()}
-leaf = [c for name, c in calls.items() if name.split(".")[-1] == "leaf"]
-assert leaf == [50], f"expected leaf() called 50 times, trace has {leaf} ({sorted(calls)[:20]})"
-print("check-pip-install: profiled tiny.py: leaf() called 50 times")
+assert calls.get("leaf") == 50, f"expected leaf() called 50 times, the trace has {calls}"
+assert calls.get("main") == 1, f"expected main() called once, the trace has {calls}"
+print("check-pip-install: hyprof run tiny.py: leaf() called 50 times, main() once")
 PYEOF
 
+"$VPY" -m pip install -q --disable-pip-version-check pytest >"$WORK/pytest-pip.log" 2>&1 \
+    || { cat "$WORK/pytest-pip.log"; fail "cannot install pytest into the venv"; }
 "$VPY" -c "
 from importlib.metadata import entry_points
 eps = [e for e in entry_points(group='pytest11') if e.name == 'hyprof']
@@ -86,5 +83,26 @@ assert eps and eps[0].value == 'hyprof.pytest_plugin', eps
 eps[0].load()
 print('check-pip-install: pytest11 entry point hyprof ->', eps[0].value)
 " || fail "the pytest11 entry point is missing or does not load"
+
+"$VPY" -c "import importlib.util as u; assert u.find_spec('hyprof.contrib.django')" \
+    || fail "hyprof.contrib.django is not installed"
+
+# The plugin, found through its entry point (no -p): pytest --hyprof.
+mkdir "$WORK/t"
+cat >"$WORK/t/test_tiny.py" <<'PYEOF'
+import sys
+
+sys.path.insert(0, "..")
+import tiny  # noqa: E402
+
+
+def test_main():
+    assert tiny.main() == 2450
+PYEOF
+(cd "$WORK/t" && "$VPY" -m pytest -q -p no:cacheprovider --hyprof) >"$WORK/pytest.log" 2>&1 \
+    || { cat "$WORK/pytest.log"; fail "pytest --hyprof failed"; }
+grep -Eq "^ +50 .* leaf \(tiny.py:1\)" "$WORK/pytest.log" \
+    || { cat "$WORK/pytest.log"; fail "pytest --hyprof did not list leaf() with 50 calls"; }
+echo "check-pip-install: pytest --hyprof lists leaf() with 50 calls"
 
 echo "check-pip-install: OK"
