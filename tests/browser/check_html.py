@@ -55,12 +55,14 @@ def _run(browser, args, timeout):
 _CONSOLE = re.compile(r":(INFO|WARNING|ERROR):CONSOLE[:(](\d+)\)?\] \"(.*)\", source: (.*)$")
 
 
-def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800):
-    """Returns a dict: ok, errors (list), frames, labels, console (list)."""
+def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800, fragment=""):
+    """Returns a dict: ok, errors (list), frames, labels, table (function
+    names in table order), status, crumbs, console (list). ``fragment`` is
+    the report's view (``metric=cpu&search=x&zoom=f&sort=own``)."""
     browser = find_browser()
     if browser is None:
         return None
-    url = "file://" + os.path.abspath(path)
+    url = "file://" + os.path.abspath(path) + ("#" + fragment if fragment else "")
     res = _run(browser, ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
                          "--window-size=%d,%d" % (width, height), "--dump-dom", url], timeout)
     dom = res.stdout
@@ -87,7 +89,8 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800)
         errors.append("page errors: " + html.unescape(trapped.group(1).strip()))
     canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.DOTALL)
     labels = html.unescape(canvas.group(1)).split("\n") if canvas and canvas.group(1) else []
-    rows = re.findall(r'<td class="name" title="([^"]*)"', dom)
+    table = re.search(r'<table class="funcs" id="hyprof-table">(.*?)</table>', dom, re.S)
+    rows = re.findall(r'<td class="name" title="([^"]*)"', table.group(1) if table else "")
     rows = [html.unescape(r) for r in rows]
     frames = int(attrs.get("data-frames", "0") or 0)
     if frames == 0:
@@ -104,8 +107,12 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800)
                               "--screenshot=" + os.path.abspath(screenshot), url], timeout)
         if shot.returncode != 0 or not os.path.exists(screenshot):
             errors.append("chromium could not take a screenshot: %s" % shot.stderr[-500:])
+    status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.S)
+    crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
     return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
-            "table": rows, "console": console}
+            "table": rows, "console": console,
+            "status": html.unescape(status.group(1)) if status else "",
+            "crumbs": [html.unescape(c) for c in crumbs]}
 
 
 def main(argv=None):
@@ -115,12 +122,14 @@ def main(argv=None):
     ap.add_argument("--screenshot", help="also save a PNG of the page here")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=800)
+    ap.add_argument("--view", default="",
+                    help="the report's view, as its URL fragment: metric=cpu&search=x&zoom=f")
     args = ap.parse_args(argv)
     if not os.path.exists(args.report):
         print("check_html: %s: no such file" % args.report, file=sys.stderr)
         return 2
     result = check(args.report, args.expect, args.screenshot, width=args.width,
-                   height=args.height)
+                   height=args.height, fragment=args.view)
     if result is None:
         print("SKIP: no Chromium found (apt-get install chromium)")
         return 77

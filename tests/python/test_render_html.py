@@ -105,3 +105,29 @@ def test_html_metric_titles_for_sampling(sampling_trace):
     assert "[thread] MainThread" in names and "[thread] worker" in names
     assert sum(data["values"][0]) == 27
     assert sum(data["values"][1]) == 270 * MS
+
+
+def test_html_view_search_zoom_metric_sort(tmp_path, det_trace):
+    """The controls, driven through the report's URL fragment."""
+    check = _checker()
+    path = tmp_path / "v.html"
+    path.write_text(R.render(det_trace, "html"))
+    # Search: helper holds 3.5 ms of 60.5 ms (5.79%); the table keeps matches.
+    res = check.check(str(path), fragment="search=help")
+    assert res["ok"], res["errors"]
+    assert "search matches 5.79%" in res["status"]
+    assert res["table"] == ["helper"]
+    # Metric: CPU time, where the sleep is 10 us of 10.51 ms.
+    res = check.check(str(path), fragment="metric=cpu&sort=own")
+    assert res["ok"], res["errors"]
+    assert "total cpu: 10.510 ms" in res["status"]
+    assert res["table"][0] == "work"  # 6.5 ms self
+    assert res["table"][-1] == "time.sleep"
+    # Zoom: the path to the heaviest work frame, and only its subtree drawn.
+    res = check.check(str(path), fragment="zoom=work")
+    assert res["ok"], res["errors"]
+    assert res["crumbs"] == ["all", "main", "work"]
+    assert "time.sleep" not in res["labels"] and "helper" in res["labels"]
+    # Sort by name, ascending.
+    res = check.check(str(path), fragment="sort=name")
+    assert res["table"] == ["helper", "main", "time.sleep", "work"]

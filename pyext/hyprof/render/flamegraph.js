@@ -473,6 +473,50 @@
     renderTable();
   }
 
-  refresh();
+  // A view can be linked to: #metric=cpu&search=json&zoom=Scorer.score&sort=own
+  // (metric by name or label, search as typed, zoom to the heaviest frame of
+  // a function, sort by a table column's key).
+  function applyHash() {
+    var zoomTo = null;
+    (location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
+      var eq = kv.indexOf("=");
+      if (eq < 0) return;
+      var k = decodeURIComponent(kv.slice(0, eq));
+      var v = decodeURIComponent(kv.slice(eq + 1).replace(/\+/g, " "));
+      if (k === "metric") {
+        for (var i = 0; i < D.metrics.length; i++) {
+          if (D.metrics[i].name === v || D.metrics[i].label === v) {
+            metric = i;
+            select.value = String(i);
+          }
+        }
+      } else if (k === "search") {
+        search.value = v;
+        setSearch(v);
+      } else if (k === "sort") {
+        if (tableColumns().some(function (c) { return c[0] === v; })) {
+          sortKey = v;
+          sortDir = v === "name" || v === "file" ? 1 : -1;
+        }
+      } else if (k === "zoom") {
+        zoomTo = v;
+      }
+    });
+    computeInc();
+    if (DIFF) diffScale();
+    zoom = 0;
+    if (zoomTo !== null) {
+      var best = -1;
+      for (var n = 1; n < N; n++) {
+        if (fname(n) === zoomTo && (best < 0 || inc[n] > inc[best])) best = n;
+      }
+      if (best > 0) zoom = best;
+    }
+    draw();
+    renderTable();
+  }
+  window.addEventListener("hashchange", applyHash);
+
+  applyHash();
   document.body.setAttribute("data-ready", "1");
 })();
