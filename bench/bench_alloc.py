@@ -78,7 +78,7 @@ def run_child(config, scale):
     stop = lambda: None  # noqa: E731
     extra = {}
     if config == "none":
-        pass
+        import hyprof  # noqa: F401  (the same modules loaded as under hyprof)
     elif config.startswith("hyprof"):
         import hyprof
         interval = 512 * 1024 if config == "hyprof" else int(config.split("-")[1]) * 1024

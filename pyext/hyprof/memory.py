@@ -8,6 +8,7 @@ for, so the totals are unbiased estimates. ``memory_only=True`` collects
 allocations alone, without CPU samples. See docs/memory.md.
 """
 
+import atexit
 from collections import namedtuple
 
 from . import _hyprof
@@ -122,3 +123,16 @@ def create(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=False,
         raise ProfilerError("memory=True beside CPU samples needs the sampling mode's CPU "
                             "sampler; use memory_only=True for allocations alone")
     return MemoryEngine(interval, frames)
+
+
+def _at_exit():
+    # A collector left running would keep sampling through the interpreter's
+    # finalisation; stop it while Python still runs.
+    if _hyprof.alloc_running():
+        try:
+            _hyprof.alloc_stop()
+        except Exception:
+            pass
+
+
+atexit.register(_at_exit)
