@@ -471,6 +471,15 @@ def test_reports_show_bytes():
     raw = gzip.decompress(t.to_pprof())
     assert b"alloc_space" in raw and b"inuse_space" in raw and b"bytes" in raw
     assert b"alloc_samples" in raw and b"live_samples" in raw
+    # The text table by a byte column, in bytes, and its hottest lines.
+    table = t.report("text", metric="live_bytes")
+    row = next(line for line in table.splitlines() if "kept_buffers" in line)
+    assert row.split()[0:2] == ["%.1f" % (expected / MiB), "MiB"]
+    assert "(live_bytes, bytes)" in table
+    with pytest.raises(ValueError, match="metric='nope'"):
+        t.report("text", metric="nope")
+    line = max((ln for ln in t.lines() if ln.filename == __file__), key=lambda ln: ln.weight)
+    assert line.line == kept_buffers.__code__.co_firstlineno + 2
     # The HTML report carries the columns too.
     html = t.to_html()
     assert "alloc_bytes" in html and "live_bytes" in html

@@ -111,21 +111,60 @@ def summary(trace):
     return line
 
 
-def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True, **options):
+def _amount(v, unit):
+    if unit == "bytes":
+        for div, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if v >= div:
+                return "%.1f %s" % (v / div, name)
+        return "%d B" % v
+    return "%d" % v
+
+
+def _metric_table(trace, funcs, metric, sort, limit, out):
+    """A sampling trace's table by one metric column (``alloc_bytes``,
+    ``live_bytes``, an event's weight), in that column's unit."""
+    unit = next(m.unit for m in trace.metrics if m.name == metric)
+    which = "own" if sort == "own" else "cum"
+    if sort in ("own", "cum", "samples"):
+        funcs.sort(key=lambda f: f.cum[metric] if which == "cum" else f.own[metric],
+                   reverse=True)
+    funcs = [f for f in funcs if f.cum[metric]]
+    shown = funcs[:limit] if limit else funcs
+    total = sum(f.own[metric] for f in funcs) or 1
+    out.append("%12s %7s %12s %7s  %s (%s, %s)" % ("own", "own%", "cum", "cum%", "function",
+                                                    metric, unit))
+    for f in shown:
+        out.append("%12s %6.2f%% %12s %6.2f%%  %s  %s" % (
+            _amount(f.own[metric], unit), 100.0 * f.own[metric] / total,
+            _amount(f.cum[metric], unit), 100.0 * f.cum[metric] / total, f.name,
+            short_location(f)))
+    return funcs
+
+
+def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True, metric=None,
+           **options):
     """The table as a string: ``limit`` rows (0 or None for all) sorted by
-    ``sort`` (see SORTS), for one thread or all."""
+    ``sort`` (see SORTS), for one thread or all. For a sampling trace,
+    ``metric`` picks the column shown (``alloc_bytes``, ``live_bytes``, ...)
+    instead of the first sample count."""
     if options:
         raise ReportError("the text format takes no option %s"
                           % ", ".join(repr(k) for k in sorted(options)))
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise ReportError("limit=%r must be a non-negative integer" % (limit,))
+    names = [m.name for m in trace.metrics]
+    if metric is not None and (trace.mode != "sampling" or metric not in names):
+        raise ReportError("metric=%r: a sampling trace's column is expected; this trace has %s"
+                          % (metric, ", ".join(names)))
     funcs = sorted_functions(trace, sort, thread, builtins)
     shown = funcs[:limit] if limit else funcs
     out = []
     if header:
         out.append(summary(trace))
         out.append("")
-    if trace.mode == "deterministic":
+    if metric is not None:
+        funcs = _metric_table(trace, funcs, metric, sort, limit, out)
+    elif trace.mode == "deterministic":
         out.append("%12s %11s %11s %11s %11s %11s  %s" % (
             "calls", "own wall", "cum wall", "own cpu", "cum cpu", "cum/call", "function"))
         for f in shown:
