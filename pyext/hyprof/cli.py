@@ -210,8 +210,9 @@ def _configure_report(p):
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE instead of standard output")
     p.add_argument("--metric", default=None,
-                   help="html, speedscope, collapsed, dot, pprof: the metric to show, e.g. "
-                        "wall, cpu, calls, or a sample kind's samples/weight")
+                   help="text, html, speedscope, collapsed, dot, pprof: the metric to show, "
+                        "e.g. wall, cpu, calls, or a sample kind's samples/weight "
+                        "(alloc_bytes, live_bytes)")
     p.add_argument("--threshold", type=float, default=None, metavar="PCT",
                    help="dot: leave out functions under PCT percent (default 0.5)")
     p.add_argument("--threads", action="store_true",
@@ -237,8 +238,11 @@ def _export_options(args, fmt):
 
 def _report_options(args, fmt):
     if fmt == "text":
-        return {"sort": args.sort, "limit": args.limit, "thread": args.thread,
+        opts = {"sort": args.sort, "limit": args.limit, "thread": args.thread,
                 "builtins": args.builtins}
+        if args.metric is not None:
+            opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
+        return opts
     if fmt == "tree":
         return {"thread": args.thread, "clock": args.clock}
     if fmt == "pstats":
