@@ -266,7 +266,14 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
 #if PY_VERSION_HEX < 0x030C0000
         /* Mark the code so that its death is heard; without the mark it is
          * not cached, and each of its samples is checked again. */
-        if (_PyCode_SetExtra((PyObject *)code, hyp__extra_index, code) < 0) {
+        void *mark = NULL;
+
+        /* Setting a slot that holds a value calls the free function on the
+         * old value (3.11 Objects/codeobject.c, _PyCode_SetExtra), which would
+         * look like a death: a code marked by an earlier session keeps its
+         * mark. */
+        if ((_PyCode_GetExtra((PyObject *)code, hyp__extra_index, &mark) < 0 || mark != code) &&
+            (PyErr_Clear(), _PyCode_SetExtra((PyObject *)code, hyp__extra_index, code) < 0)) {
             PyErr_Clear();
             if ((ret = hyp_profile_func(M.profile, &f, func)) < 0)
                 return ret;

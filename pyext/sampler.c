@@ -18,6 +18,7 @@
 #endif
 #include "sampler.h"
 
+#include "alloc.h"
 #include "codemap.h"
 #include "internal.h"
 #include "pyhyprof.h"
@@ -30,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -77,6 +79,7 @@ typedef struct {
     int has_timer;
     uint64_t last_count; /* counter at the previous sample (handler-owned) */
     uint64_t last_wall;  /* wall sampler: time of the previous tick */
+    uint64_t rng;        /* period jitter state (handler-owned) */
     _Atomic uint64_t wall_weight;
     hyp__ring_t ring;
 } hyp_slot_t;
@@ -120,6 +123,7 @@ static struct {
     PyObject *event_error;
     PyObject *profiler_error;
     char kind_names[HYP__MAX_KINDS][64];
+    int memory; /* the allocation collector's samples are merged at stop */
 } S;
 
 static _Atomic int hyp__handler_sigs[NSIG];
@@ -271,12 +275,26 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
         } else {
             weight = S.pcfg.freq ? 0 : S.pcfg.period;
         }
+        if (!S.pcfg.freq && S.pcfg.period >= 8) {
+            /* A fixed period locks onto a program that repeats at the same
+             * rate and samples one phase of it (aliasing): each next period
+             * is drawn uniformly within +-12.5% of the one asked for. The
+             * weights are measured, so the jitter biases nothing. */
+            uint64_t x = slot->rng, next;
+
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            slot->rng = x;
+            next = S.pcfg.period - S.pcfg.period / 8 + x % (S.pcfg.period / 4 + 1);
+            ioctl(slot->fd, PERF_EVENT_IOC_PERIOD, &next);
+        }
         break;
     case TRIG_TIMER:
         weight = S.period_ns * (1 + (uint64_t)(si->si_overrun > 0 ? si->si_overrun : 0));
         break;
     case TRIG_WALL:
-        weight = atomic_load_explicit(&slot->wall_weight, memory_order_relaxed);
+        weight = atomic_exchange_explicit(&slot->wall_weight, 0, memory_order_relaxed);
         break;
     default:
         weight = S.period_ns;
@@ -428,6 +446,7 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->has_timer = 0;
     slot->seen = 1;
     slot->last_wall = 0;
+    slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
     th.os_tid = (uint64_t)tid;
     th.ident = ident;
     if (hyp__thread_name(ident, &th.name) < 0 || hyp_profile_thread(S.profile, &th, &slot->thread) < 0) {
@@ -644,7 +663,9 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             return;
         if (holder) {
             /* Running Python: it samples itself in the handler. */
-            atomic_store_explicit(&slot->wall_weight, weight, memory_order_relaxed);
+            /* Added up, so that the time of a signal still pending (a
+             * standard signal coalesces) lands in the next sample. */
+            atomic_fetch_add_explicit(&slot->wall_weight, weight, memory_order_relaxed);
             memset(&si, 0, sizeof(si));
             si.si_signo = S.signo;
             si.si_code = SI_QUEUE;
@@ -695,8 +716,9 @@ static void *hyp__wall_main(void *arg) {
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
             ;
         now = hyp__now();
-        if (now > t + 10 * S.period_ns)
-            t = now; /* fell far behind (suspended): do not burst */
+        if (now > t + S.period_ns / 2)
+            t = now; /* woke up late: no burst of catch-up ticks (weights
+                      * measure the time that really passed) */
         for (i = 0; i < S.nslots && !atomic_load(&S.wall_stop); i++) {
             hyp_slot_t *slot = &S.slots[i];
 
@@ -839,13 +861,14 @@ static void hyp__free_profile(void) {
 static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "event", "clock", "period", "frequency", "depth", "signo",
                              "ring_words", "meta", "disable", "threads_active", "event_error",
-                             "profiler_error", "kinds", NULL};
+                             "profiler_error", "kinds", "memory", NULL};
     const char *path, *event = NULL, *clock = "cpu";
     unsigned long long period = 0;
     double frequency = 0;
     int depth = 128, signo = SIGPROF, ring_words = 1 << 17, ret, i;
     PyObject *meta = NULL, *disable = NULL, *active = NULL, *eerr = NULL, *perr = NULL;
     PyObject *extra = NULL;
+    int memory = 0;
     const char *xname[HYP__MAX_KINDS], *xunit[HYP__MAX_KINDS];
     char xcount[HYP__MAX_KINDS][80];
     Py_ssize_t nextra = 0;
@@ -853,7 +876,8 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     const char *chain[8];
     size_t nchain = 0;
     int dis_perf = 0, dis_hw = 0, dis_timer = 0, dis_itimer = 0;
-    hyp_metric_t metrics[2 * HYP__MAX_KINDS];
+    hyp_metric_t metrics[2 * HYP__MAX_KINDS + HYP_PY_ALLOC_NMETRICS];
+    size_t nmetrics;
     hyp_sample_kind_t kind;
     hyp_func_t tf;
     struct rlimit rl;
@@ -862,9 +886,9 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *result;
 
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zsKdiiiOOOOOO", kwlist, &path, &event, &clock,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zsKdiiiOOOOOOp", kwlist, &path, &event, &clock,
                                      &period, &frequency, &depth, &signo, &ring_words, &meta,
-                                     &disable, &active, &eerr, &perr, &extra))
+                                     &disable, &active, &eerr, &perr, &extra, &memory))
         return NULL;
     if (eerr != NULL && eerr != Py_None) {
         Py_XSETREF(S.event_error, Py_NewRef(eerr));
@@ -1078,7 +1102,13 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         metrics[3 + 2 * i].unit = xunit[i];
         metrics[3 + 2 * i].kind = HYP_METRIC_OWN;
     }
-    S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2 + 2 * (size_t)nextra);
+    nmetrics = 2 + 2 * (size_t)nextra;
+    if (memory) {
+        /* The allocation collector's columns (pyext/alloc.c), merged at stop. */
+        memcpy(metrics + nmetrics, hyp_py_alloc_metrics, sizeof(hyp_py_alloc_metrics));
+        nmetrics += HYP_PY_ALLOC_NMETRICS;
+    }
+    S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, nmetrics);
     if (S.profile == NULL) {
         hyp__reset_session();
         return PyErr_NoMemory();
@@ -1096,6 +1126,9 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         snprintf(S.kind_names[i], sizeof(S.kind_names[i]), "%s", kind.name);
     }
     S.kinds = (uint32_t)nextra + 1;
+    S.memory = memory;
+    if (memory && hyp_py_alloc_declare(S.profile) < 0)
+        goto nomem;
     hyp_profile_set_node_limit(S.profile, 1000000);
     if (hyp_profile_string(S.profile, "[truncated]", 11, &tf.name) < 0 ||
         hyp_profile_string(S.profile, "", 0, &tf.file) < 0)
@@ -1379,6 +1412,9 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         atomic_fetch_add(&S.lost[LOST_RING_FULL], hyp__ring_dropped(&S.wall_ring));
     S.running = 0;
     hyp__codemap_stop();
+    if (S.memory && (ret = hyp_py_alloc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
+        S.writer_err == 0)
+        S.writer_err = ret;
     for (i = 0; i < LOST_COUNT; i++) {
         uint64_t n = atomic_load(&S.lost[i]);
         if (n)

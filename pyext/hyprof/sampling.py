@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from . import _hyprof
+from . import _hyprof, memory as _memory
 from .profiler import ProfilerError
 
 __all__ = ["EventError", "SamplingEngine", "create"]
@@ -49,7 +49,9 @@ def _check_number(name, value, kind, low, high):
 
 
 def create(event=None, period=None, frequency=None, clock="cpu", depth=128, signal=None,
-           output=None, flush_interval=0.1, ring_size=1 << 17, disable=None):
+           output=None, flush_interval=0.1, ring_size=1 << 17, disable=None, memory=False,
+           memory_interval=_memory.DEFAULT_INTERVAL, memory_only=False,
+           memory_max_frames=_memory.DEFAULT_MAX_FRAMES):
     """Makes the sampling engine behind Profiler(mode="sampling").
 
     event: a name libpfm4 encodes ("cycles", "instructions", "cache-misses",
@@ -65,7 +67,14 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
     output: path the trace is streamed to (default: a temporary file).
     disable: trigger kinds to skip when choosing ("hardware", "perf",
       "timer", "itimer"), to force a fallback.
+    memory: also sample allocations, one per memory_interval bytes on
+      average (default 512 KiB), into the same trace (docs/memory.md);
+      memory_only=True samples allocations alone (hyprof.memory).
     """
+    mem, only, mem_interval, mem_frames = _memory.check_options(
+        memory, memory_interval, memory_only, memory_max_frames)
+    if only:
+        return _memory.create(memory, memory_interval, memory_only, memory_max_frames)
     if clock not in ("cpu", "wall"):
         raise ProfilerError("clock=%r must be 'cpu' or 'wall'" % (clock,))
     if event is not None and not isinstance(event, str):
@@ -91,7 +100,8 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
     return SamplingEngine(event=event, period=period, frequency=frequency, clock=clock,
                           depth=depth, signal=int(signal), output=output,
                           flush_interval=float(flush_interval), ring_size=ring_size,
-                          disable=disable)
+                          disable=disable,
+                          memory=(mem_interval, mem_frames) if mem else None)
 
 
 class SamplingEngine:
@@ -111,6 +121,7 @@ class SamplingEngine:
         self._prev_hook = None
         self._pid = None
         self._session = 0
+        self._memory = None
         self.running = False
 
     # ------------------------------------------------------------ lifecycle
@@ -143,24 +154,32 @@ class SamplingEngine:
             ready = threading.Event()
             self._resolver = threading.Thread(target=self._resolve_loop, args=(ready,),
                                               name="hyprof-resolver", daemon=True)
+            # The allocation collector starts first, so that a failure of
+            # either leaves nothing running.
+            if o.get("memory") is not None:
+                self._memory = _memory.MemoryEngine(*o["memory"])
+                self._memory.start()
             try:
                 self._info = _hyprof._sampler_start(
                     self._path, event=o["event"], clock=o["clock"],
                     period=o["period"] or 0, frequency=float(o["frequency"] or 0),
                     depth=o["depth"], signo=o["signal"], ring_words=o["ring_size"], meta=meta,
                     disable=o["disable"], threads_active=threading._active,
-                    event_error=EventError, profiler_error=ProfilerError)
+                    event_error=EventError, profiler_error=ProfilerError,
+                    memory=o.get("memory") is not None)
             except BaseException:
+                if o.get("memory") is not None:
+                    self._memory.stop()
                 self._cleanup_path()
                 raise
             self._pid = os.getpid()
             self._session += 1
             self.running = True
             _active = self
-            self._prev_hook = getattr(threading, "_profile_hook", None)
-            threading.setprofile(self._make_thread_hook(self._prev_hook))
             self._resolver.start()
             ready.wait()
+            self._prev_hook = getattr(threading, "_profile_hook", None)
+            threading.setprofile(self._make_thread_hook(self._prev_hook))
         return self
 
     def stop(self):
@@ -177,6 +196,8 @@ class SamplingEngine:
             self._stop_event.set()
             if threading.current_thread() is not self._resolver:
                 self._resolver.join()
+            if self._opts.get("memory") is not None and self._memory.running:
+                self._memory.stop()  # before the sampler, which merges its samples
             self._stats = _hyprof._sampler_stop()
         return self
 
@@ -195,6 +216,7 @@ class SamplingEngine:
 
     def _resolve_loop(self, ready):
         _hyprof._sampler_exclude_thread()
+        _hyprof.alloc_exclude_thread()
         ready.set()
         interval = self._opts["flush_interval"]
         while not self._stop_event.wait(interval):
@@ -221,6 +243,15 @@ class SamplingEngine:
         fully qualified name), period, frequency, signal, fallback (the chain
         tried)."""
         return dict(self._info) if self._info else None
+
+    def heap(self):
+        """The live heap of the allocation collector (memory=True); see
+        hyprof.Profiler.heap()."""
+        if self._opts.get("memory") is None:
+            raise ProfilerError("heap() needs memory=True")
+        if self._memory is None:
+            raise ProfilerError("the profiler has not run yet")
+        return self._memory.heap()
 
     @property
     def stats(self):

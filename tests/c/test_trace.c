@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const hyp_metric_t det_metrics[] = {
@@ -765,6 +766,83 @@ static void test_files(void) {
     hyp_profile_free(p);
 }
 
+/* A trace larger than the reader's buffer, read from a file and from a pipe
+ * fed in odd-sized pieces: records cut across reads are reassembled. */
+static void test_large_trace_through_file_and_pipe(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, smp_metrics, 4), *q;
+    hyp_sample_kind_t kc = {"cpu-clock", "ns", 0, 1};
+    hyp_thread_t t = {1, 1, 0};
+    char path[] = "/tmp/hyprof-test-XXXXXX";
+    hyp_id_t nodes[500], f;
+    hyp_read_status_t st;
+    hyp_reader_t *r;
+    const uint64_t *row;
+    unsigned char *buf;
+    size_t len, i, off;
+    int fd, pfd[2], rc;
+    pid_t child;
+
+    hyp_profile_sample_kind(p, &kc, NULL);
+    t.name = str_id(p, "main");
+    hyp_profile_thread(p, &t, NULL);
+    for (i = 0; i < 500; i++) {
+        char name[24];
+
+        snprintf(name, sizeof(name), "a_rather_long_name_%zu", i);
+        f = func_id(p, name, "some/module/path.py", (uint32_t)i, HYP_FUNC_PYTHON);
+        CU_ASSERT_EQUAL_FATAL(hyp_profile_node(p, i < 5 ? 0 : nodes[i / 5], f, 1, &nodes[i]), 0);
+    }
+    for (i = 0; i < 300000; i++) {
+        hyp_sample_t s = {0, nodes[(i * 7919) % 500], 0, i * 1000000, 1000000 + i % 3};
+        CU_ASSERT_EQUAL_FATAL(hyp_profile_add_sample(p, &s), 0);
+    }
+    fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    close(fd);
+    CU_ASSERT_EQUAL_FATAL(hyp_trace_save(p, path), 0);
+    CU_ASSERT_EQUAL(hyp_trace_load(path, NULL, &q, &st), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(q), 300000);
+    row = hyp_profile_row(q, 0, nodes[0]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 600); /* every 500th sample */
+    assert_same_profile(p, q);
+    hyp_profile_free(q);
+
+    buf = write_mem(p, &len);
+    CU_ASSERT_FATAL(len > 1000000);
+    CU_ASSERT_EQUAL_FATAL(pipe(pfd), 0);
+    child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        close(pfd[0]);
+        for (off = 0; off < len;) {
+            size_t n = len - off < 4099 ? len - off : 4099;
+            ssize_t w = write(pfd[1], buf + off, n);
+
+            if (w <= 0)
+                _exit(1);
+            off += (size_t)w;
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    CU_ASSERT_EQUAL_FATAL(hyp_reader_open_fd(&r, pfd[0], NULL), 0);
+    while ((rc = hyp_reader_next(r)) > 0)
+        ;
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(hyp_reader_status(r)->error, 0);
+    q = hyp_reader_profile(r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    assert_same_profile(p, q);
+    hyp_reader_close(r);
+    close(pfd[0]);
+    waitpid(child, NULL, 0);
+    free(buf);
+    unlink(path);
+    hyp_profile_free(p);
+}
+
 static const hyp_test_case_t cases[] = {
     {"deterministic round trip", test_det_round_trip},
     {"sampling streams in chunks", test_sampling_streams_in_chunks},
@@ -779,6 +857,7 @@ static const hyp_test_case_t cases[] = {
     {"limits and hostile lengths", test_limits_and_hostile_lengths},
     {"error codes are distinct", test_error_codes_are_distinct},
     {"files and descriptors", test_files},
+    {"a large trace through a file and a pipe", test_large_trace_through_file_and_pipe},
     {NULL, NULL},
 };
 

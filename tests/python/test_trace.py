@@ -261,6 +261,34 @@ def test_every_cut_loads_or_raises_trace_error(write_trace, tmp_path):
     assert loaded > len(full) // 2
 
 
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "corpus")
+
+
+def test_node_cap_is_visible():
+    # written by the C producer with a cap of 5 nodes (tests/fuzz/make_seeds.c):
+    # main > fib > fib > fib fit; main > len folds into "[truncated]"
+    t = hyprof.load(os.path.join(CORPUS, "deterministic.hyprof"))
+    assert t.truncated_nodes == 1
+    f = by_name(t.functions())
+    assert f["[truncated]"].kind == "special"
+    assert f["[truncated]"].calls == 1
+    assert (f["fib"].calls, f["fib"].primitive_calls) == (3, 1)
+    assert "len" not in f
+    assert t.header["argv"] == ["app.py", "-v"]
+
+
+def test_streamed_trace_from_c(tmp_path):
+    # two flushes of a sampling profile, with metadata set after the header
+    t = hyprof.load(os.path.join(CORPUS, "sampling.hyprof"), keep_samples=True)
+    assert t.sample_total == 80
+    assert len(t.samples()) == 80
+    assert t.dropped == {"ring full": 4}
+    assert t.header["duration"] == 0.5 and t.header["event"] == "cpu-clock"
+    assert [th.name for th in t.threads()] == ["MainThread", "worker"]
+    assert sum(f.own_samples for f in t.functions()) == 80 - 10  # 10 are alloc samples
+    assert sum(f.own["alloc_samples"] for f in t.functions()) == 10
+
+
 def test_write_trace_rejects_bad_tables(tmp_path):
     out = str(tmp_path / "x.hyprof")
     data = det_data()

@@ -1,0 +1,384 @@
+"""The sampling mode: triggers and the trace header, accuracy of the sampled
+shares, stacks, lines and threads (docs/sampling.md)."""
+
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+import hyprof
+from hyprof import _hyprof, events
+
+
+def spin(n):
+    s = 0
+    for i in range(n):
+        s += i * i  # the hot line
+    return s
+
+
+SPIN_HOT_LINE = spin.__code__.co_firstlineno + 3
+
+
+def f70(n):
+    return spin(7 * n)
+
+
+def f30(n):
+    return spin(3 * n)
+
+
+def cpu_for(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        spin(2000)
+
+
+def by_name(trace):
+    return {f.name: f for f in trace.functions()}
+
+
+def sampled(**opts):
+    opts.setdefault("frequency", 1000)
+    return hyprof.Profiler(mode="sampling", **opts)
+
+
+# ------------------------------------------------------------------ triggers
+
+
+def test_default_trigger_is_reported_with_its_fallback_chain():
+    p = sampled()
+    with p:
+        cpu_for(0.2)
+    h = p.trace().header
+    assert h["mode"] == "sampling"
+    cycles_opens, _, why = events.probe("cycles")
+    if cycles_opens:
+        assert h["event"] == "cycles" and h["trigger"] == "perf_event"
+    else:
+        # No PMU here: cycles was tried, failed with its reason, cpu-clock used.
+        assert h["trigger"] == "perf_event"
+        assert h["event"] == "cpu-clock"
+        assert h["event_name"].startswith("perf::PERF_COUNT_SW_CPU_CLOCK")
+        assert h["fallback"][0].startswith("cycles: ")
+        assert "ENOENT" in h["fallback"][0] or "permission" in h["fallback"][0]
+        assert h["fallback"][1] == "cpu-clock: used"
+    assert h["period"] == 1000000 and h["frequency"] == 1000
+    assert h["clock"] == "cpu" and h["signal"] == signal.SIGPROF
+
+
+def test_named_software_event_and_period():
+    p = sampled(event="task-clock", frequency=None, period=2000000)
+    with p:
+        cpu_for(0.3)
+    t = p.trace()
+    assert t.header["event"] == "task-clock"
+    assert t.header["event_name"].startswith("perf::PERF_COUNT_SW_TASK_CLOCK")
+    assert t.header["period"] == 2000000
+    total = sum(f.own_samples for f in t.functions())
+    # 0.3 s of CPU at one sample per 2 ms.
+    assert 110 <= total <= 170
+    weight = sum(f.own_weight for f in t.functions())
+    assert 0.25e9 <= weight <= 0.4e9
+
+
+def test_unknown_event_raises_event_error():
+    with pytest.raises(hyprof.EventError) as e:
+        sampled(event="no-such-event-42").start()
+    assert "unknown event 'no-such-event-42'" in str(e.value)
+    assert "hyprof events" in str(e.value)
+    assert isinstance(e.value, hyprof.ProfilerError)
+
+
+def test_hardware_event_without_pmu_says_why_and_what_works():
+    if events.probe("cycles")[0]:
+        pytest.skip("this machine has a hardware PMU: cycles opens")
+    for name in ("cycles", "instructions", "cache-misses"):
+        with pytest.raises(hyprof.EventError) as e:
+            sampled(event=name).start()
+        msg = str(e.value)
+        assert "no hardware PMU" in msg and "ENOENT" in msg
+        assert "cpu-clock" in msg
+
+
+def test_posix_timer_fallback():
+    p = sampled(frequency=200, disable=("perf",))
+    with p:
+        cpu_for(0.5)
+    t = p.trace()
+    assert t.header["trigger"] == "posix-timer"
+    assert t.header["fallback"] == ["cycles: disabled", "cpu-clock: disabled",
+                                    "posix-timer: used"]
+    total = sum(f.own_samples for f in t.functions())
+    assert 70 <= total <= 120  # 0.5 s at 200 Hz
+    # The weights add up to the CPU time, overruns included.
+    assert 0.4e9 <= sum(f.own_weight for f in t.functions()) <= 0.6e9
+
+
+def test_setitimer_fallback():
+    p = sampled(frequency=100, disable=("perf", "timer"))
+    with p:
+        cpu_for(0.5)
+    t = p.trace()
+    assert t.header["trigger"] == "setitimer"
+    assert t.header["fallback"][-1] == "setitimer: used"
+    assert 35 <= sum(f.own_samples for f in t.functions()) <= 65
+
+
+def test_setitimer_needs_sigprof():
+    with pytest.raises(hyprof.EventError) as e:
+        sampled(disable=("perf", "timer"), signal=signal.SIGRTMIN + 2).start()
+    assert "setitimer: needs signal SIGPROF" in str(e.value)
+
+
+@pytest.mark.parametrize("opts, words", [
+    ({"clock": "both"}, "clock"),
+    ({"depth": 0}, "depth"),
+    ({"frequency": 50000}, "frequency"),
+    ({"frequency": 10, "period": 10}, "not both"),
+    ({"event": 3}, "event name"),
+    ({"disable": ("gpu",)}, "disable"),
+    ({"signal": "SIGPROF"}, "signal"),
+])
+def test_bad_options_are_named(opts, words):
+    with pytest.raises(hyprof.ProfilerError) as e:
+        hyprof.Profiler(mode="sampling", **opts)
+    assert words in str(e.value)
+
+
+def test_wall_clock_takes_no_event():
+    with pytest.raises(hyprof.ProfilerError) as e:
+        sampled(clock="wall", event="cpu-clock").start()
+    assert "takes no event" in str(e.value)
+
+
+# ------------------------------------------------------------------ accuracy
+
+
+def _split_run(clock, seconds=2.0):
+    """Runs f70/f30 (or busy70 and a sleeping function for the wall clock)
+    alternately and returns (sampled share of the busy one, its measured
+    share, trace)."""
+    spent = {"f70": 0.0, "f30": 0.0}
+    now = time.thread_time if clock == "cpu" else time.perf_counter
+    rng = random.Random(7)
+    p = sampled(clock=clock)
+    p.start()
+    end = now() + seconds
+    while now() < end:
+        # Work units of random length, so that no rhythm of the program can
+        # lock onto the sampling period.
+        n = rng.randint(500, 3000)
+        t0 = now()
+        if clock == "cpu":
+            f70(n)
+        else:
+            busy70(n * 7e-6)
+        t1 = now()
+        if clock == "cpu":
+            f30(n)
+        else:
+            sleeper(t1 - t0)
+        t2 = now()
+        spent["f70"] += t1 - t0
+        spent["f30"] += t2 - t1
+    p.stop()
+    t = p.trace()
+    fs = by_name(t)
+    busy = fs["f70"] if clock == "cpu" else fs["busy70"]
+    other = fs["f30"] if clock == "cpu" else fs["sleeper"]
+    if clock == "cpu":
+        total = busy.cum_samples + other.cum_samples
+        share = busy.cum_samples / total
+    else:
+        # Wall-clock ticks come from a sampler thread that a loaded machine
+        # can delay, and a standard signal to a running thread coalesces;
+        # each sample's weight is the time since the thread's previous one,
+        # so the time shares are the weights'.
+        total = busy.cum_weight + other.cum_weight
+        share = busy.cum_weight / total
+    return share, spent["f70"] / (spent["f70"] + spent["f30"]), t
+
+
+def sleeper(f70_seconds):
+    time.sleep(f70_seconds * 3 / 7)
+
+
+def busy70(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        spin(100)
+
+
+def test_cpu_shares_within_three_points():
+    got, want, t = _split_run("cpu")
+    assert 0.6 < want < 0.8
+    assert abs(got - want) <= 0.03, (got, want)
+    # About 1000 samples per CPU second.
+    total = sum(f.own_samples for f in t.functions())
+    assert 1700 <= total <= 2200
+
+
+def test_wall_shares_within_three_points_with_a_sleeping_function():
+    got, want, t = _split_run("wall")
+    assert 0.6 < want < 0.8
+    assert abs(got - want) <= 0.03, (got, want)
+    assert t.header["clock"] == "wall" and t.header["trigger"] == "wall-sampler"
+    # The sleeping time is sampled in time.sleep's caller; about one sample
+    # per millisecond of sleep, whatever the load of the machine.
+    fs = by_name(t)
+    assert fs["sleeper"].own_samples > 150
+    assert 0.4e9 <= fs["sleeper"].own_weight <= 0.8e9
+
+
+# ------------------------------------------------------------------ stacks, lines, threads
+
+
+def recurse(n):
+    if n == 0:
+        return spin(20000)
+    return recurse(n - 1)
+
+
+def test_depth_limit_marks_truncated_stacks():
+    p = sampled(depth=20)
+    with p:
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            recurse(60)
+    t = p.trace()
+    stacks = t.stacks("samples")
+    assert stacks
+    deep = [(frames, v) for frames, v in stacks if any("recurse" in str(f) for f in frames)]
+    assert deep
+    for frames, v in deep:
+        names = [getattr(f, "name", f) for f in frames]
+        assert names[0] == "[truncated]", names[:3]
+        assert len(names) == 21  # the marker and the 20 innermost frames
+    fs = by_name(t)
+    assert fs["[truncated]"].cum_samples == sum(v for _, v in deep)
+
+
+def test_lines_show_the_hot_line():
+    p = sampled()
+    with p:
+        cpu_for(0.3)
+    lines = [x for x in p.trace().lines() if x.filename == __file__]
+    assert lines and lines[0].line == SPIN_HOT_LINE
+    # Every node of spin keeps a line inside spin's body.
+    for n in p.trace().nodes():
+        if n.function is not None and getattr(n.function, "name", None) == "spin":
+            assert spin.__code__.co_firstlineno <= n.line <= SPIN_HOT_LINE + 1
+
+
+def test_edges_and_cumulative_counts():
+    p = sampled()
+    with p:
+        end = time.thread_time() + 0.4
+        while time.thread_time() < end:
+            f70(500)
+            f30(500)
+    t = p.trace()
+    fs = by_name(t)
+    assert fs["spin"].own_samples > 0
+    assert fs["f70"].own_samples <= fs["f70"].cum_samples
+    assert fs["spin"].cum_samples >= fs["spin"].own_samples
+    callers = {e.caller.name for e in t.edges() if e.callee is not None
+               and e.callee.name == "spin" and e.caller is not None}
+    assert {"f70", "f30"} <= callers
+
+
+def test_threads_started_after_start_are_sampled():
+    p = sampled()
+    done = []
+
+    def worker():
+        cpu_for(0.3)
+        done.append(1)
+
+    with p:
+        th = threading.Thread(target=worker, name="late-worker")
+        th.start()
+        th.join()
+    t = p.trace()
+    names = {th.name for th in t.threads()}
+    assert "late-worker" in names and "MainThread" in names
+    assert "hyprof-resolver" not in names
+    late = [th for th in t.threads() if th.name == "late-worker"][0]
+    fs = {f.name.rsplit(".", 1)[-1]: f for f in t.functions(thread=late.id)}
+    assert fs["worker"].cum_samples >= 200  # 0.3 s at 1 kHz
+    main = [th for th in t.threads() if th.name == "MainThread"][0]
+    assert "worker" not in {f.name.rsplit(".", 1)[-1] for f in t.functions(thread=main.id)}
+    assert done == [1]
+
+
+def test_trace_is_streamed_while_running(tmp_path):
+    out = tmp_path / "stream.hyprof"
+    p = sampled(output=str(out), flush_interval=0.05)
+    p.start()
+    try:
+        cpu_for(0.2)
+        time.sleep(0.15)
+        size_running = out.stat().st_size
+        cpu_for(0.2)
+    finally:
+        p.stop()
+    assert size_running > 200  # samples reached the file before stop()
+    assert out.stat().st_size > size_running
+    t = hyprof.load(str(out))
+    assert sum(f.own_samples for f in t.functions()) >= 300
+
+
+def test_write_copies_the_trace(tmp_path):
+    p = sampled()
+    with p:
+        cpu_for(0.1)
+    path = tmp_path / "copy.hyprof"
+    p.write(str(path))
+    t = hyprof.load(str(path))
+    assert by_name(t)["spin"].own_samples > 0
+    assert t.header["trigger"] == p.trace().header["trigger"]
+
+
+def test_running_profiler_refuses_trace_and_second_session():
+    p = sampled()
+    p.start()
+    try:
+        with pytest.raises(hyprof.ProfilerError):
+            p.trace()
+        with pytest.raises(hyprof.ProfilerError) as e:
+            sampled().start()
+        assert "another sampling profiler" in str(e.value)
+    finally:
+        p.stop()
+    with pytest.raises(hyprof.ProfilerError):
+        p.stop()
+
+
+def test_events_listing_has_generic_events_and_says_what_opens():
+    evs = events.list_events(pmu="perf")
+    by = {e.name: e for e in evs}
+    assert by["PERF_COUNT_SW_CPU_CLOCK"].opens is True
+    assert by["PERF_COUNT_SW_TASK_CLOCK"].opens is True
+    cyc = by["PERF_COUNT_HW_CPU_CYCLES"]
+    assert cyc.hardware
+    assert cyc.opens == events.probe("cycles")[0]
+    if not cyc.opens:
+        assert "ENOENT" in cyc.reason
+    table = events.format_events(evs)
+    assert "cpu-clock" in table and "posix-timer" in table
+
+
+def test_resolver_flushes_without_growing_memory():
+    """A long-ish run at a high rate keeps no samples in memory: they are
+    flushed to the trace file in chunks."""
+    p = sampled(frequency=2000, flush_interval=0.05)
+    with p:
+        cpu_for(1.0)
+    st = p._engine.stats
+    assert st["samples"] >= 1500
+    assert st["lost"]["ring-full"] == 0
+    assert os.path.getsize(p._engine.trace_path) > 0
