@@ -224,7 +224,7 @@ def _configure_report(p):
 def _export_options(args, fmt):
     """Options of the exporters of docs/reports.md, for those given."""
     opts = {}
-    if args.metric is not None and fmt in ("speedscope", "collapsed", "dot", "pprof"):
+    if args.metric is not None and fmt in ("html", "speedscope", "collapsed", "dot", "pprof"):
         opts["metric"] = args.metric
     if args.threshold is not None and fmt == "dot":
         opts["threshold"] = args.threshold

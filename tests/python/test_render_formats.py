@@ -333,3 +333,25 @@ def test_empty_trace_in_every_export(tmp_path):
     assert "total 0 ns" in R.render(trace, "dot")
     assert P.decode(R.render(trace, "pprof"))[6]  # a string table, no samples
     assert "<canvas" in R.render(trace, "html")
+
+
+def test_pprof_heap_profile_types(tmp_path):
+    """An allocation trace (the memory-only sampler's alloc and live kinds)."""
+    data = sampling_data()
+    data["metrics"] = [("alloc_samples", "count", "own"), ("alloc_bytes", "bytes", "own"),
+                       ("live_samples", "count", "own"), ("live_bytes", "bytes", "own")]
+    data["sample_kinds"] = [("alloc", "bytes", 0, 1), ("live", "bytes", 2, 3)]
+    data["sample_list"] = [(0, 4, 0, 1, 4096), (0, 4, 1, 2, 4096), (1, 2, 0, 3, 512)]
+    trace = write(tmp_path / "heap.hyprof", data)
+    msg = gzip.decompress(R.render(trace, "pprof", metric="live_bytes"))
+    strings = [s.decode() for s in P.decode(msg)[6]]
+    types = [(strings[t[1][0]], strings[t[2][0]]) for t in _messages(msg, 1)]
+    assert types == [("alloc_samples", "count"), ("alloc_space", "bytes"),
+                     ("live_samples", "count"), ("inuse_space", "bytes")]
+    assert strings[P.decode(msg)[14][0]] == "inuse_space"  # the default sample type
+    assert folded(R.render(trace, "collapsed", metric="live_bytes")) == {
+        "main (app.py:1);work (app.py:10);helper (lib.py:5)": 4096}
+    html = R.render(trace, "html", metric="alloc")
+    data = json.loads(re.search(r'id="hyprof-data">(.*?)</script>', html, re.DOTALL).group(1))
+    assert data["metrics"][data["default"]]["name"] == "alloc_bytes"
+    assert data["metrics"][data["default"]]["title"] == "alloc (bytes)"

@@ -166,8 +166,10 @@ class CallTree:
                 for c, v in enumerate(vals):
                     v[j] += old_vals[c][i]
             new_of[i] = j
-        return CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals,
-                        self.mode, self.header, self.threads)
+        merged = CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals,
+                          self.mode, self.header, self.threads)
+        merged.default = self.default
+        return merged
 
     @property
     def outer(self):

@@ -184,13 +184,16 @@ def describe(header, mode):
     return ", ".join(parts)
 
 
-def render(trace, threads=None, title=None, **options):
-    """The HTML report of a trace. ``threads``: give each thread its own
-    frame under the root (default: when the trace has more than one)."""
+def render(trace, metric=None, threads=None, title=None, **options):
+    """The HTML report of a trace. ``metric``: the one it opens on (all stay
+    selectable); ``threads``: give each thread its own frame under the root
+    (default: when the trace has more than one)."""
     _model.reject_options("html", options)
     if threads is None:
         threads = len(list(trace.threads())) > 1
     tree = _model.from_trace(trace, split_threads=threads)
+    if metric is not None:
+        tree.default = tree.column(metric)
     header = getattr(trace, "header", {}) or {}
     if title is None:
         title = "hyprof: %s" % command_line(header) if header.get("argv") else "hyprof profile"
