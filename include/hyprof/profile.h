@@ -140,9 +140,11 @@ HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 
 /* Caps the number of CCT nodes (0: no cap). Once the cap is reached,
- * hyp_profile_node() returns the node of the special function "[truncated]"
- * under the requested parent's nearest existing ancestor instead of a new
- * node, and counts each fold; nothing is dropped silently. */
+ * hyp_profile_node() returns, instead of a new node, the node of the special
+ * function "[truncated]" under the requested parent (or the parent itself if
+ * it is such a node, so a whole folded subtree lands in one node), and counts
+ * each fold; nothing is dropped silently. Each ordinary node gets at most one
+ * "[truncated]" child, so the tree stays below twice the cap. */
 HYP_EXTERN void hyp_profile_set_node_limit(hyp_profile_t *p, size_t max_nodes);
 HYP_EXTERN uint64_t hyp_profile_truncated(const hyp_profile_t *p);
 

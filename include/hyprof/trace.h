@@ -33,7 +33,9 @@ HYP_EXTERN int hyp_writer_open_fd(hyp_writer_t **w, int fd);
 HYP_EXTERN int hyp_writer_open_mem(hyp_writer_t **w);
 
 /* Writes the magic and the header of p (mode, metric columns, sample kinds,
- * metadata). Must be the first call. */
+ * metadata). Must be the first call. The sample kinds are fixed from then on
+ * (a flush after declaring another fails with HYP_ESTATE); metadata set later
+ * is written in the end record. */
 HYP_EXTERN int hyp_writer_begin(hyp_writer_t *w, const hyp_profile_t *p);
 /* Writes the table entries added to p since the last flush, then p's pending
  * samples, and empties the pending list. Data reaches the file descriptor
