@@ -252,14 +252,17 @@ def test_depth_limit_marks_truncated_stacks():
     t = p.trace()
     stacks = t.stacks("samples")
     assert stacks
-    deep = [(frames, v) for frames, v in stacks if any("recurse" in str(f) for f in frames)]
-    assert deep
+    # Samples in spin, at the bottom of the 61 recursive calls, are deeper
+    # than 20 frames: they keep the 20 innermost under the marker.
+    deep = [(frames, v) for frames, v in stacks if frames[-1].name == "spin"]
+    assert sum(v for _, v in deep) >= 200
     for frames, v in deep:
-        names = [getattr(f, "name", f) for f in frames]
+        names = [f.name for f in frames]
         assert names[0] == "[truncated]", names[:3]
         assert len(names) == 21  # the marker and the 20 innermost frames
+        assert names[1:-1] == ["recurse"] * 19
     fs = by_name(t)
-    assert fs["[truncated]"].cum_samples == sum(v for _, v in deep)
+    assert fs["[truncated]"].cum_samples >= sum(v for _, v in deep)
 
 
 def test_lines_show_the_hot_line():
