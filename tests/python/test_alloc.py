@@ -485,3 +485,45 @@ def test_reports_show_bytes():
     assert "alloc_bytes" in html and "live_bytes" in html
     del keep
 
+
+# ---------------------------------------------------------------- beside the CPU sampler
+
+def spin(seconds):
+    import time
+    end = time.process_time() + seconds
+    n = 0
+    while time.process_time() < end:
+        n += 1
+    return n
+
+
+def test_beside_cpu_samples_in_one_trace(tmp_path):
+    keep = []
+    p = hyprof.Profiler(mode="sampling", memory=True, memory_interval=65536,
+                        output=str(tmp_path / "both.hyprof"))
+    with p:
+        kept_buffers(keep)
+        freed_buffers()
+        spin(0.3)
+        now = heap_by_function(p.heap())
+    assert now["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    t = hyprof.load(tmp_path / "both.hyprof")
+    kinds = [k.name for k in t.sample_kinds]
+    assert kinds[-2:] == ["alloc", "live"] and len(kinds) >= 3
+    alloc = by_function(t, "alloc_bytes")
+    live = by_function(t, "live_bytes")
+    assert alloc["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert alloc["freed_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert live["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    assert "freed_buffers" not in live
+    # The CPU samples land in the busy function, in the same call tree.
+    cpu = by_function(t, t.metrics[t.sample_kinds[0].count_metric].name)
+    assert cpu.get("spin", 0) > 0
+    # The same function is one function in both kinds of samples.
+    names = [f.name for f in t.function_table]
+    assert len(names) == len(set((f.name, f.filename, f.lineno) for f in t.function_table))
+    # The sampler's resolver thread allocates, but is not profiled.
+    for frames, _ in t.stacks("alloc_samples"):
+        assert not any(f.name.endswith("_resolve_loop") for f in frames)
+    assert p.heap() and not _hyprof.alloc_running()
+    del keep
