@@ -89,7 +89,7 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
         errors.append("page errors: " + html.unescape(trapped.group(1).strip()))
     canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.DOTALL)
     labels = html.unescape(canvas.group(1)).split("\n") if canvas and canvas.group(1) else []
-    table = re.search(r'<table class="funcs" id="hyprof-table">(.*?)</table>', dom, re.S)
+    table = re.search(r'<table class="funcs" id="hyprof-table">(.*?)</table>', dom, re.DOTALL)
     rows = re.findall(r'<td class="name" title="([^"]*)"', table.group(1) if table else "")
     rows = [html.unescape(r) for r in rows]
     frames = int(attrs.get("data-frames", "0") or 0)
@@ -107,7 +107,7 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
                               "--screenshot=" + os.path.abspath(screenshot), url], timeout)
         if shot.returncode != 0 or not os.path.exists(screenshot):
             errors.append("chromium could not take a screenshot: %s" % shot.stderr[-500:])
-    status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.S)
+    status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.DOTALL)
     crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
     return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
             "table": rows, "console": console,

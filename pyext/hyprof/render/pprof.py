@@ -151,7 +151,6 @@ def build(trace, metric=None):
             _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
         funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
         vals = tree.values
-        ncol = len(vals)
         # The packed location ids of each node's stack, leaf first: the
         # node's own location's varint before its parent's (parents come
         # first, so each is one concatenation).
