@@ -1,7 +1,9 @@
 """Compare two traces: which functions got slower or faster.
 
 ``diff(base, new)`` matches functions by name and file (not by line, so an
-edit that moves a function does not hide it) and reports, per function, the
+edit that moves a function does not hide it; a file found under another
+directory in the new trace only, such as another checkout or release
+directory, is the same file) and reports, per function, the
 inclusive value in each trace, the absolute change and the relative one. The
 same matching over call paths gives a differential flame graph: the new
 trace's flame graph coloured by how much each frame's own value changed (red
@@ -20,8 +22,30 @@ class DiffError(ValueError):
     """The two traces cannot be compared (different modes, no shared metric)."""
 
 
-def _key(f):
-    return (f.name, f.filename, f.kind)
+def _key(f, files=None):
+    return (f.name, files.get(f.filename, f.filename) if files else f.filename, f.kind)
+
+
+def _moved_files(bt, nt):
+    """Base file -> new file, for files that only changed directory (another
+    checkout, virtualenv or release directory): a file found in one trace
+    only whose name matches exactly one file found in the other only."""
+    bfiles = {f.filename for f in bt.funcs if f.filename}
+    nfiles = {f.filename for f in nt.funcs if f.filename}
+
+    def by_name(files):
+        out = {}
+        for path in files:
+            out.setdefault(path.rsplit("/", 1)[-1], []).append(path)
+        return out
+
+    only_new = by_name(nfiles - bfiles)
+    moved = {}
+    for name, paths in by_name(bfiles - nfiles).items():
+        cands = only_new.get(name, [])
+        if len(paths) == 1 and len(cands) == 1:
+            moved[paths[0]] = cands[0]
+    return moved
 
 
 def _trees(base, new, metric):
@@ -56,18 +80,20 @@ def _union(bt, nt, shared, scale=1.0):
     ncols = len(shared)
     newv = [[0] for _ in shared]
     basev = [[0] for _ in shared]
-    for tree, vals, factor in ((bt, basev, scale), (nt, newv, 1.0)):
+    moved = _moved_files(bt, nt)
+    for tree, vals, factor, files in ((bt, basev, scale, moved), (nt, newv, 1.0, None)):
         cols = [tree.column(c.name) for c in shared]
         where = [0] * len(tree)
         for c in range(ncols):
             vals[c][0] += tree.values[cols[c]][0] * factor
         for i in range(1, len(tree)):
             f = tree.funcs[tree.func[i]]
-            k = _key(f)
+            k = _key(f, files)
             j = fid.get(k)
             if j is None:
                 j = fid[k] = len(funcs)
-                funcs.append(f)
+                funcs.append(f if not files or f.filename not in files
+                             else f._replace(filename=files[f.filename]))
             p = where[tree.parent[i]]
             n = index.get((p, j))
             if n is None:
@@ -157,7 +183,7 @@ class Diff:
                 continue
             table = [("base", "new", "delta", "relative", "function")]
             for r in rows[:limit]:
-                where = f" ({r.filename})" if r.filename else ""
+                where = f" ({_model.short_path(r.filename)})" if r.filename else ""
                 table.append((fmt(r.base), fmt(r.new),
                               ("+" if r.delta > 0 else "") + fmt(r.delta), rel(r),
                               r.name + where))

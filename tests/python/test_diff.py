@@ -102,3 +102,18 @@ def test_diff_errors(tmp_path, pair):
         D.render(*pair, fmt="pprof")
     with pytest.raises(D.DiffError, match="not a hyprof Trace"):
         D.diff("base.hyprof", det)
+
+
+def test_diff_follows_a_moved_checkout(tmp_path):
+    """The same code run from another directory still matches, file by file."""
+    base_data = det_data()
+    new_data = det_data(helper_ms=9)
+    for data, root in ((base_data, "/srv/releases/41/"), (new_data, "/srv/releases/42/")):
+        data["functions"] = [(n, root + f if f else f, ln, k) for n, f, ln, k in
+                             data["functions"]]
+    d = D.diff(write(tmp_path / "a.hyprof", base_data), write(tmp_path / "b.hyprof", new_data))
+    rows = {r.name: r for r in d.rows}
+    assert len(rows) == 4
+    assert rows["helper"].filename == "/srv/releases/42/lib.py"
+    assert (rows["helper"].base, rows["helper"].new) == (3_500_000, 9_500_000)
+    assert "helper (42/lib.py)" in d.to_text()
