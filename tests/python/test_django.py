@@ -449,6 +449,38 @@ def test_bad_mode_is_refused_with_a_clear_message(profile_dir):
     assert not profile_dir.exists() or not any(profile_dir.iterdir())
 
 
+def test_request_while_another_profiler_runs_is_served_unprofiled(profile_dir):
+    with hyprof.Profiler():
+        r = Client().get("/fib/6/", HTTP_X_HYPROF="1")
+    assert json.loads(r.content)["fib"] == 8
+    assert "X-Hyprof-Trace" not in r
+    assert "already running" in r["X-Hyprof-Skipped"]
+    assert no_profiler_running()
+    # Once it is gone, profiling works again.
+    r = Client().get("/fib/6/", HTTP_X_HYPROF="1")
+    assert calls(api_trace(r, profile_dir), "fib") == fib_calls(6)
+
+
+def test_profiled_requests_take_turns_and_give_up_after_hyprof_wait(profile_dir):
+    assert hdj._SLOT.acquire(0)       # as if another request were being profiled
+    try:
+        with override_settings(HYPROF_WAIT=0.2):
+            t0 = time.monotonic()
+            r = Client().get("/fib/6/", HTTP_X_HYPROF="1")
+            waited = time.monotonic() - t0
+        with override_settings(HYPROF_SAMPLE_RATE=1.0, HYPROF_WAIT=5):
+            t0 = time.monotonic()
+            Client(REMOTE_ADDR="10.1.2.3").get("/fib/6/")
+            sampled_wait = time.monotonic() - t0
+    finally:
+        hdj._SLOT.release()
+    assert json.loads(r.content)["fib"] == 8
+    assert r["X-Hyprof-Skipped"] == "another request of this process is being profiled"
+    assert waited >= 0.2
+    assert sampled_wait < 2           # a sampled request never waits
+    assert not profile_dir.exists()
+
+
 # ---------------------------------------------------------------- who may profile
 
 def test_client_outside_internal_ips_gets_the_normal_response(profile_dir):
@@ -532,6 +564,12 @@ def test_bad_settings_name_themselves():
     with override_settings(HYPROF_OPTIONS={"sampling": 3}):
         with pytest.raises(ImproperlyConfigured, match="HYPROF_OPTIONS"):
             hdj._profiler_options("sampling")
+    with override_settings(HYPROF_OPTIONS={"deterministic": {"max_nodes": "many"}}):
+        with pytest.raises(ImproperlyConfigured, match=r"HYPROF_OPTIONS\['deterministic'\]"):
+            mw(lambda request: None)
+    with override_settings(HYPROF_WAIT=-1):
+        with pytest.raises(ImproperlyConfigured, match="HYPROF_WAIT"):
+            mw(lambda request: None)
 
 
 # ---------------------------------------------------------------- production sampling
@@ -589,3 +627,50 @@ def test_query_capture_outside_a_request():
         return q.count
 
     assert asyncio.run(from_task()) == 1
+
+
+# ---------------------------------------------------------------- the profiler's context filter
+
+ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_context_filter_follows_tasks_and_threads_of_one_context(engine):
+    """What the middleware relies on: only calls made while the variable
+    holds the value count, in tasks and executor threads that inherit it."""
+    import concurrent.futures
+    import contextvars
+
+    var = contextvars.ContextVar("test_request")
+    mine = object()
+
+    async def request(tag, marked):
+        if marked:
+            var.set(mine)
+        fn, times = RUNS[tag]
+        loop = asyncio.get_running_loop()
+        for _ in range(times):
+            fn(50)
+            await asyncio.sleep(0)
+        # An executor thread running a copy of this context.
+        ctx = contextvars.copy_context()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            await loop.run_in_executor(pool, ctx.run, fn, 50)
+
+    async def both():
+        await asyncio.gather(request("a", True), request("b", False))
+
+    p = hyprof.Profiler(context=(var, mine), engine=engine)
+    with p:
+        asyncio.run(both())
+        work_b(50)          # outside the context: not counted
+    trace = p.trace()
+    assert (calls(trace, "work_a"), calls(trace, "work_b")) == (7 + 1, 0)
+    assert len(trace.threads()) == 2        # the loop's thread and the executor's
+
+
+def test_context_filter_refuses_what_is_not_a_context_variable():
+    with pytest.raises(hyprof.ProfilerError, match=r"\(contextvars.ContextVar, value\) pair"):
+        hyprof.Profiler(context="request")
+    with pytest.raises(hyprof.ProfilerError, match="pair"):
+        hyprof.Profiler(context=(object(), 1))

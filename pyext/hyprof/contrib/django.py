@@ -151,6 +151,22 @@ def _profiler_options(mode):
     return dict(opts.get(mode, {}))
 
 
+def _check_profiler_options():
+    """Makes (without starting) a profiler with each mode's options, so a
+    bad one stops the server at start rather than skip every profile."""
+    for mode in MODES:
+        opts = _profiler_options(mode)
+        if not opts:
+            continue
+        if "context" in opts:
+            raise ImproperlyConfigured(f"HYPROF_OPTIONS[{mode!r}] cannot set 'context': the "
+                                       "middleware sets it to follow each request")
+        try:
+            hyprof.Profiler(mode=mode, **opts)
+        except hyprof.ProfilerError as e:
+            raise ImproperlyConfigured(f"HYPROF_OPTIONS[{mode!r}]: {e}") from e
+
+
 # ---------------------------------------------------------------- SQL capture
 
 _SQL_STRING = re.compile(r"'(?:[^']|'')*'")
@@ -374,6 +390,10 @@ class _Run:
         self.seconds = time.perf_counter() - self.t0
         try:
             self.profiler.stop()
+        except Exception as e:  # e.g. out of memory while profiling: say so, serve on
+            self.error = e
+            log.exception("hyprof: the profile of %s %s failed", self.request.method,
+                          self.request.path)
         finally:
             _SLOT.release()
         return True
@@ -525,6 +545,7 @@ class ProfilerMiddleware:
         callback = _show_callback()
         _profile_dir()
         _wait()
+        _check_profiler_options()
         if rate == 0 and not settings.DEBUG and callback is None:
             # No trigger is possible: leave the chain and cost nothing.
             # (Superusers of a production site need HYPROF_SHOW_CALLBACK =
@@ -664,7 +685,8 @@ class ProfilerMiddleware:
             raise
         finally:
             run.exit()
-        return self._finish(run, request, response)
+        # Writing the trace or rendering the report blocks: not on the loop.
+        return await sync_to_async(self._finish, thread_sensitive=False)(run, request, response)
 
     def _finish(self, run, request, response):
         if run.output == "html":
