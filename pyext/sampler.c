@@ -73,7 +73,8 @@ typedef struct {
     PyThreadState *tstate;
     pid_t tid;
     unsigned long ident;
-    hyp_id_t thread;     /* the profile's thread id */
+    hyp_id_t thread;     /* the profile's thread id, HYP_NO_ID until its first sample */
+    hyp_id_t name;       /* string id of its name, HYP_NO_ID until threading names it */
     int fd;              /* perf event, or -1 */
     timer_t timer;
     int has_timer;
@@ -342,26 +343,49 @@ static int hyp__install(int signo, char *msg, size_t msglen) {
 
 /* ---------------------------------------------------------------- threads */
 
+/* The thread's name from threading._active[ident]._name, read from the
+ * dicts without running any Python code (this runs in the resolver, which a
+ * code object's destruction can call). Returns 1 and sets *name when the
+ * thread is known to threading, 0 when not (yet), or HYP_ENOMEM. */
 static int hyp__thread_name(unsigned long ident, hyp_id_t *name) {
-    PyObject *key, *th = NULL, *nm = NULL;
+    PyObject *key, *th = NULL, *dict, *nm = NULL;
     const char *u = NULL;
     Py_ssize_t n = 0;
-    int ret;
 
     if (S.threads_active != NULL && (key = PyLong_FromUnsignedLong(ident)) != NULL) {
         th = PyDict_GetItemWithError(S.threads_active, key); /* borrowed */
         Py_DECREF(key);
-        if (th != NULL && (nm = PyObject_GetAttrString(th, "name")) != NULL && PyUnicode_Check(nm))
-            u = PyUnicode_AsUTF8AndSize(nm, &n);
+        if (th != NULL && (dict = PyObject_GenericGetDict(th, NULL)) != NULL) {
+            nm = PyDict_GetItemString(dict, "_name"); /* borrowed */
+            if (nm != NULL && PyUnicode_Check(nm))
+                u = PyUnicode_AsUTF8AndSize(nm, &n);
+            Py_DECREF(dict);
+        }
     }
     PyErr_Clear();
-    if (u == NULL) {
-        u = "";
-        n = 0;
-    }
-    ret = hyp_profile_string(S.profile, u, (size_t)n, name);
-    Py_XDECREF(nm);
-    return ret;
+    if (u == NULL)
+        return 0;
+    return hyp_profile_string(S.profile, u, (size_t)n, name) < 0 ? HYP_ENOMEM : 1;
+}
+
+/* The slot's thread in the profile, made at its first sample, so that a
+ * thread found by the enumeration before threading named it gets its name.
+ * Returns 0 or HYP_ENOMEM. */
+static int hyp__slot_thread(hyp_slot_t *slot) {
+    hyp_thread_t th;
+    int ret;
+
+    if (slot->thread != HYP_NO_ID)
+        return 0;
+    th.os_tid = (uint64_t)slot->tid;
+    th.ident = slot->ident;
+    th.name = slot->name;
+    ret = slot->name != HYP_NO_ID ? 1 : hyp__thread_name(slot->ident, &th.name);
+    if (ret < 0)
+        return ret;
+    if (ret == 0 && hyp_profile_string(S.profile, "", 0, &th.name) < 0)
+        return HYP_ENOMEM;
+    return hyp_profile_thread(S.profile, &th, &slot->thread);
 }
 
 static void hyp__fd_map(int fd, hyp_slot_t *slot) {
@@ -414,7 +438,6 @@ static void hyp__disarm(hyp_slot_t *slot) {
 static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ident, char *msg,
                                  size_t msglen) {
     hyp_slot_t *slot = NULL;
-    hyp_thread_t th;
     int i, ret;
 
     for (i = 0; i < HYP__MAX_THREADS; i++) {
@@ -447,13 +470,9 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->seen = 1;
     slot->last_wall = 0;
     slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
-    th.os_tid = (uint64_t)tid;
-    th.ident = ident;
-    if (hyp__thread_name(ident, &th.name) < 0 || hyp_profile_thread(S.profile, &th, &slot->thread) < 0) {
-        snprintf(msg, msglen, "out of memory");
-        hyp__lose(LOST_NO_SLOT);
-        return NULL;
-    }
+    slot->thread = HYP_NO_ID;
+    if (hyp__thread_name(ident, &slot->name) != 1)
+        slot->name = HYP_NO_ID;
     ret = hyp__arm(slot, msg, msglen);
     if (ret < 0) {
         hyp__lose(LOST_NO_SLOT);
@@ -520,8 +539,11 @@ static void hyp__sync_threads(void) {
         if (slot == NULL)
             slot = hyp__register(all[i].ts, (pid_t)all[i].native_id, all[i].ident, msg,
                                  sizeof(msg));
-        if (slot != NULL)
+        if (slot != NULL) {
             slot->seen = 1;
+            if (slot->name == HYP_NO_ID && hyp__thread_name(slot->ident, &slot->name) != 1)
+                slot->name = HYP_NO_ID;
+        }
     }
     for (j = 0; j < S.nslots; j++)
         if (S.slots[j].used && !S.slots[j].seen)
@@ -588,6 +610,8 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             if (S.writer_err == 0)
                 S.writer_err = ret;
         } else {
+            if ((ret = hyp__slot_thread(slot)) < 0 && S.writer_err == 0)
+                S.writer_err = ret;
             s.thread = slot->thread;
             s.node = node;
             s.kind = (uint32_t)((hdr >> 24) & 0xff);
