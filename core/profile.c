@@ -349,8 +349,7 @@ static int hyp__string_add(hyp_profile_t *p, const char *s, size_t len, uint64_t
     p->strs[p->nstrs].s = copy;
     p->strs[p->nstrs].len = len;
     p->str_hash[p->nstrs] = hash;
-    /* A table read from a file may hold the same string twice: the hash
-     * keeps the first id. */
+    /* the reservation may have rehashed: find the empty slot again */
     HYP__HTAB_PROBE(&p->str_ht, hash, i,
                     p->str_hash[hid] == hash && p->strs[hid].len == len &&
                         memcmp(p->strs[hid].s, s, len) == 0);
@@ -386,10 +385,6 @@ int hyp_profile_string(hyp_profile_t *p, const char *s, size_t len, hyp_id_t *id
         return rc;
     *id = (hyp_id_t)(p->nstrs - 1);
     return 0;
-}
-
-int hyp__profile_append_string(hyp_profile_t *p, const char *s, size_t len) {
-    return hyp__string_add(p, s, len, hyp__hash_bytes(s, len));
 }
 
 size_t hyp_profile_string_count(const hyp_profile_t *p) {
@@ -455,12 +450,6 @@ int hyp_profile_func(hyp_profile_t *p, const hyp_func_t *f, hyp_id_t *id) {
         return rc;
     *id = (hyp_id_t)(p->nfuncs - 1);
     return 0;
-}
-
-int hyp__profile_append_func(hyp_profile_t *p, const hyp_func_t *f) {
-    if (!hyp__func_valid(p, f))
-        return HYP_ERANGE;
-    return hyp__func_add(p, f, hyp__func_hash(f));
 }
 
 size_t hyp_profile_func_count(const hyp_profile_t *p) {
@@ -573,12 +562,6 @@ int hyp_profile_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func, uint32_t 
         return rc;
     *id = (hyp_id_t)(p->nnodes - 1);
     return 0;
-}
-
-int hyp__profile_append_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func, uint32_t line) {
-    if (parent >= p->nnodes || func >= p->nfuncs)
-        return HYP_ERANGE;
-    return hyp__node_add(p, parent, func, line, hyp__node_hash(parent, func, line));
 }
 
 size_t hyp_profile_node_count(const hyp_profile_t *p) {

@@ -80,12 +80,6 @@ struct hyp_profile_s {
     hyp_id_t trunc_func; /* HYP_NO_ID until the first fold */
 };
 
-/* Appends without interning, keeping the id the caller expects (the reader
- * must keep a file's ids even if a table holds the same entry twice).
- * Returns 0, HYP_ERANGE or HYP_ENOMEM. */
-int hyp__profile_append_string(hyp_profile_t *p, const char *s, size_t len);
-int hyp__profile_append_func(hyp_profile_t *p, const hyp_func_t *f);
-int hyp__profile_append_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func, uint32_t line);
 
 /* Adds one value to one column of the (thread, node) row, unchecked ids. */
 int hyp__profile_add_one(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, size_t metric,

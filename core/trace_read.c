@@ -34,6 +34,12 @@ struct hyp_reader_s {
     int taken;
     hyp_sample_t *samples;
     size_t nsamples, csamples;
+    /* the file's string, function and node ids to the profile's: a writer
+     * interns its tables, but one that repeats an entry must not make one
+     * function two (recursion and flat totals go by function id), and the
+     * profile read must write back into the same trace */
+    hyp_id_t *smap, *fmap, *nmap;
+    size_t nsmap, csmap, nfmap, cfmap, nnmap, cnmap;
     unsigned char *header;    /* a copy of the header map's bytes */
     size_t header_len;
     hyp_read_status_t st;
@@ -811,9 +817,11 @@ static int hyp__read_strings(hyp_reader_t *r, hyp__cur_t *c) {
     uint64_t n, i;
     int rc;
 
-    rc = hyp__table_start(r, c, what, r->profile->nstrs, 1, &n);
+    rc = hyp__table_start(r, c, what, r->nsmap, 1, &n);
     if (rc < 0)
         return rc;
+    if (hyp__grow((void **)&r->smap, &r->csmap, r->nsmap + n, sizeof(*r->smap)) < 0)
+        return hyp__fail(r, HYP_ENOMEM, "out of memory");
     for (i = 0; i < n; i++) {
         const char *s;
         size_t len;
@@ -821,8 +829,9 @@ static int hyp__read_strings(hyp_reader_t *r, hyp__cur_t *c) {
         if (hyp__cur_str(c, &s, &len) < 0)
             return hyp__fail(r, HYP_EFORMAT, "strings record: entry %llu is not a string",
                              (unsigned long long)i);
-        if (hyp__profile_append_string(r->profile, s, len) < 0)
+        if (hyp_profile_string(r->profile, s, len, &r->smap[r->nsmap]) < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->nsmap++;
     }
     return 0;
 }
@@ -833,26 +842,31 @@ static int hyp__read_funcs(hyp_reader_t *r, hyp__cur_t *c) {
     uint64_t n, i;
     int rc;
 
-    rc = hyp__table_start(r, c, what, p->nfuncs, 4, &n);
+    rc = hyp__table_start(r, c, what, r->nfmap, 4, &n);
     if (rc < 0)
         return rc;
+    if (hyp__grow((void **)&r->fmap, &r->cfmap, r->nfmap + n, sizeof(*r->fmap)) < 0)
+        return hyp__fail(r, HYP_ENOMEM, "out of memory");
     for (i = 0; i < n; i++) {
         hyp_func_t f;
 
         if (hyp__cur_u32(c, &f.name) < 0 || hyp__cur_u32(c, &f.file) < 0 ||
             hyp__cur_u32(c, &f.lineno) < 0 || hyp__cur_u32(c, &f.kind) < 0)
             return hyp__fail(r, HYP_EFORMAT,
-                             "function %zu is not four unsigned 32-bit integers", p->nfuncs);
-        if (f.name >= p->nstrs || f.file >= p->nstrs)
+                             "function %zu is not four unsigned 32-bit integers", r->nfmap);
+        if (f.name >= r->nsmap || f.file >= r->nsmap)
             return hyp__fail(r, HYP_ERANGE,
                              "function %zu refers to string %u beyond the string table (%zu "
                              "strings)",
-                             p->nfuncs, f.name >= p->nstrs ? f.name : f.file, p->nstrs);
+                             r->nfmap, f.name >= r->nsmap ? f.name : f.file, r->nsmap);
         if (f.kind > HYP_FUNC_SPECIAL)
             return hyp__fail(r, HYP_EFORMAT, "function %zu has kind %u (0, 1 or 2 expected)",
-                             p->nfuncs, f.kind);
-        if (hyp__profile_append_func(p, &f) < 0)
+                             r->nfmap, f.kind);
+        f.name = r->smap[f.name];
+        f.file = r->smap[f.file];
+        if (hyp_profile_func(p, &f, &r->fmap[r->nfmap]) < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->nfmap++;
     }
     return 0;
 }
@@ -873,11 +887,12 @@ static int hyp__read_threads(hyp_reader_t *r, hyp__cur_t *c) {
             hyp__cur_u32(c, &t.name) < 0)
             return hyp__fail(r, HYP_EFORMAT, "thread %zu is not [os_tid, ident, name]",
                              p->nthreads);
-        if (t.name >= p->nstrs)
+        if (t.name >= r->nsmap)
             return hyp__fail(r, HYP_ERANGE,
                              "thread %zu refers to string %u beyond the string table (%zu "
                              "strings)",
-                             p->nthreads, t.name, p->nstrs);
+                             p->nthreads, t.name, r->nsmap);
+        t.name = r->smap[t.name];
         if (hyp_profile_thread(p, &t, NULL) < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
     }
@@ -890,28 +905,41 @@ static int hyp__read_nodes(hyp_reader_t *r, hyp__cur_t *c) {
     uint64_t n, i;
     int rc;
 
-    rc = hyp__table_start(r, c, what, p->nnodes, 3, &n);
+    if (r->nnmap == 0) { /* the implicit root */
+        if (hyp__grow((void **)&r->nmap, &r->cnmap, 1, sizeof(*r->nmap)) < 0)
+            return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->nmap[r->nnmap++] = HYP_ROOT_NODE;
+    }
+    rc = hyp__table_start(r, c, what, r->nnmap, 3, &n);
     if (rc < 0)
         return rc;
+    if (hyp__grow((void **)&r->nmap, &r->cnmap, r->nnmap + n, sizeof(*r->nmap)) < 0)
+        return hyp__fail(r, HYP_ENOMEM, "out of memory");
     for (i = 0; i < n; i++) {
         uint32_t parent, func, line;
 
         if (hyp__cur_u32(c, &parent) < 0 || hyp__cur_u32(c, &func) < 0 ||
             hyp__cur_u32(c, &line) < 0)
-            return hyp__fail(r, HYP_EFORMAT, "node %zu is not [parent, func, line]", p->nnodes);
-        if (parent >= p->nnodes)
+            return hyp__fail(r, HYP_EFORMAT, "node %zu is not [parent, func, line]", r->nnmap);
+        if (parent >= r->nnmap)
             return hyp__fail(r, HYP_ERANGE,
-                             "node %zu refers to parent %u beyond the node table", p->nnodes,
+                             "node %zu refers to parent %u beyond the node table", r->nnmap,
                              parent);
-        if (func >= p->nfuncs)
+        if (func >= r->nfmap)
             return hyp__fail(r, HYP_ERANGE,
                              "node %zu refers to function %u beyond the function table (%zu "
                              "functions)",
-                             p->nnodes, func, p->nfuncs);
-        if (hyp__profile_append_node(p, parent, func, line) < 0)
+                             r->nnmap, func, r->nfmap);
+        if (hyp_profile_node(p, r->nmap[parent], r->fmap[func], line, &r->nmap[r->nnmap]) < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->nnmap++;
     }
     return 0;
+}
+
+/* The file's node count, the root included. */
+static size_t hyp__file_nodes(const hyp_reader_t *r) {
+    return r->nnmap ? r->nnmap : 1;
 }
 
 static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c) {
@@ -941,12 +969,12 @@ static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c) {
         if (hyp__cur_u32(c, &node) < 0)
             return hyp__fail(r, HYP_EFORMAT, "metrics record: row %llu's node is not an id",
                              (unsigned long long)i);
-        if (node >= p->nnodes)
+        if (node >= hyp__file_nodes(r))
             return hyp__fail(r, HYP_ERANGE,
                              "metrics record: row %llu refers to node %u beyond the node table "
                              "(%zu nodes)",
-                             (unsigned long long)i, node, p->nnodes);
-        row = hyp__profile_row_index(p, (hyp_id_t)thread, node);
+                             (unsigned long long)i, node, hyp__file_nodes(r));
+        row = hyp__profile_row_index(p, (hyp_id_t)thread, node ? r->nmap[node] : 0);
         if (row < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
         v = p->vals + (size_t)row * m;
@@ -1000,11 +1028,12 @@ static int hyp__read_samples(hyp_reader_t *r, hyp__cur_t *c) {
             hyp__cur_uint(c, &weight) < 0)
             return hyp__fail(r, HYP_EFORMAT, "samples record: sample %llu is malformed",
                              (unsigned long long)i);
-        if (node >= p->nnodes)
+        if (node >= hyp__file_nodes(r))
             return hyp__fail(r, HYP_ERANGE,
                              "samples record: sample %llu refers to node %u beyond the node "
                              "table (%zu nodes)",
-                             (unsigned long long)i, node, p->nnodes);
+                             (unsigned long long)i, node, hyp__file_nodes(r));
+        node = node ? r->nmap[node] : 0;
         if (dt > UINT64_MAX - t)
             return hyp__fail(r, HYP_EFORMAT, "samples record: sample %llu's time overflows",
                              (unsigned long long)i);
@@ -1085,10 +1114,10 @@ static int hyp__read_end(hyp_reader_t *r, hyp__cur_t *c) {
                 p->sample_total = v;
             else if (s[0] == 't')
                 p->truncated = v;
-            else if (v != p->nnodes)
+            else if (v != hyp__file_nodes(r))
                 return hyp__fail(r, HYP_EFORMAT,
                                  "end record: it counts %llu nodes but the trace holds %zu",
-                                 (unsigned long long)v, p->nnodes);
+                                 (unsigned long long)v, hyp__file_nodes(r));
         } else if (hyp__streq(s, len, "dropped")) {
             rc = hyp__read_dropped_map(r, c, 1);
             if (rc == -1)
@@ -1360,6 +1389,9 @@ void hyp_reader_close(hyp_reader_t *r) {
     hyp__free(r->buf);
     hyp__free(r->samples);
     hyp__free(r->header);
+    hyp__free(r->smap);
+    hyp__free(r->fmap);
+    hyp__free(r->nmap);
     hyp__free(r);
 }
 

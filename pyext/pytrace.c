@@ -292,6 +292,29 @@ static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
     return rc;
 }
 
+/* Like hyp_py_set with a key decoded as the trace's strings are (lossless
+ * for bytes that are not UTF-8). */
+static int hyp_py_set_key(PyObject *d, const char *key, PyObject *v) {
+    PyObject *k;
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    k = hyp_py_str(key, strlen(key));
+    if (k == NULL) {
+        Py_DECREF(v);
+        return -1;
+    }
+    rc = PyDict_SetItem(d, k, v);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *hyp_py_cstr(const char *s) {
+    return hyp_py_str(s, strlen(s));
+}
+
 /* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
 static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr_len,
                                    const hyp_sample_t *samples, size_t nsamples, int keep,
@@ -335,7 +358,7 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
         }
     }
     for (i = 0; i < p->nmeta; i++) {
-        if (hyp_py_set(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
+        if (hyp_py_set_key(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
             Py_DECREF(header);
             goto fail;
         }
@@ -349,7 +372,8 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
 
     l = PyList_New((Py_ssize_t)p->nmetrics);
     for (i = 0; l != NULL && i < p->nmetrics; i++) {
-        PyObject *t = Py_BuildValue("(sss)", p->metrics[i].name, p->metrics[i].unit,
+        PyObject *t = Py_BuildValue("(NNs)", hyp_py_cstr(p->metrics[i].name),
+                                    hyp_py_cstr(p->metrics[i].unit),
                                     hyp__metric_kind_name(p->metrics[i].kind));
         if (t == NULL)
             Py_CLEAR(l);
@@ -361,8 +385,9 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
 
     l = PyList_New((Py_ssize_t)p->nkinds);
     for (i = 0; l != NULL && i < p->nkinds; i++) {
-        PyObject *t = Py_BuildValue("(ssII)", p->kinds[i].name, p->kinds[i].unit,
-                                    p->kinds[i].count_metric, p->kinds[i].weight_metric);
+        PyObject *t = Py_BuildValue("(NNII)", hyp_py_cstr(p->kinds[i].name),
+                                    hyp_py_cstr(p->kinds[i].unit), p->kinds[i].count_metric,
+                                    p->kinds[i].weight_metric);
         if (t == NULL)
             Py_CLEAR(l);
         else
@@ -419,8 +444,8 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
         if (dropped == NULL)
             goto fail;
         for (i = 0; i < p->ndropped; i++) {
-            if (hyp_py_set(dropped, p->dropped[i].reason,
-                           PyLong_FromUnsignedLongLong(p->dropped[i].n)) < 0) {
+            if (hyp_py_set_key(dropped, p->dropped[i].reason,
+                               PyLong_FromUnsignedLongLong(p->dropped[i].n)) < 0) {
                 Py_DECREF(dropped);
                 goto fail;
             }
@@ -831,15 +856,50 @@ static PyObject **hyp_py_items(PyObject *o, Py_ssize_t n, const char *what, Py_s
     return PySequence_Fast_ITEMS(seq);
 }
 
+/* Encodes a str as the trace stores strings (UTF-8, surrogates from
+ * undecodable bytes back to those bytes) into a new bytes object kept in
+ * holder (a list). Returns the C string, or NULL with an exception set. */
+static const char *hyp_py_encode(PyObject *s, PyObject *holder, const char *what) {
+    PyObject *b;
+
+    if (!PyUnicode_Check(s)) {
+        PyErr_Format(PyExc_TypeError, "write_trace: %s must be a str, not %.100s", what,
+                     Py_TYPE(s)->tp_name);
+        return NULL;
+    }
+    b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
+    if (b == NULL)
+        return NULL;
+    if (PyList_Append(holder, b) < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    Py_DECREF(b);
+    if (strlen(PyBytes_AS_STRING(b)) != (size_t)PyBytes_GET_SIZE(b)) {
+        PyErr_Format(PyExc_ValueError, "write_trace: %s %R contains a NUL character", what, s);
+        return NULL;
+    }
+    return PyBytes_AS_STRING(b);
+}
+
+static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held);
+
 static int hyp_py_meta_set(hyp_profile_t *p, PyObject *key, PyObject *v) {
+    PyObject *held = PyList_New(0);
+    int rc;
+
+    if (held == NULL)
+        return -1;
+    rc = hyp_py_meta_set_held(p, key, v, held);
+    Py_DECREF(held);
+    return rc;
+}
+
+static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held) {
     const char *k;
     int rc;
 
-    if (!PyUnicode_Check(key)) {
-        PyErr_SetString(PyExc_TypeError, "write_trace: header keys must be str");
-        return -1;
-    }
-    k = PyUnicode_AsUTF8(key);
+    k = hyp_py_encode(key, held, "a header key");
     if (k == NULL)
         return -1;
     if (hyp__meta_key_reserved(k))
@@ -868,7 +928,7 @@ static int hyp_py_meta_set(hyp_profile_t *p, PyObject *key, PyObject *v) {
     } else if (PyFloat_Check(v)) {
         rc = hyp_profile_set_meta_float(p, k, PyFloat_AS_DOUBLE(v));
     } else if (PyUnicode_Check(v)) {
-        const char *s = PyUnicode_AsUTF8(v);
+        const char *s = hyp_py_encode(v, held, "a header value");
 
         if (s == NULL)
             return -1;
@@ -890,7 +950,7 @@ static int hyp_py_meta_set(hyp_profile_t *p, PyObject *key, PyObject *v) {
         for (i = 0; i < n; i++) {
             PyObject *s = PySequence_Fast_GET_ITEM(seq, i);
 
-            sv[i] = PyUnicode_Check(s) ? PyUnicode_AsUTF8(s) : NULL;
+            sv[i] = PyUnicode_Check(s) ? hyp_py_encode(s, held, "a header value") : NULL;
             if (sv[i] == NULL) {
                 PyMem_Free(sv);
                 Py_DECREF(seq);
@@ -1237,16 +1297,19 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         }
         while (PyDict_Next(o, &pos, &key, &value)) {
             uint64_t cnt;
-            const char *reason = PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : NULL;
+            PyObject *held = PyList_New(0);
+            const char *reason = held ? hyp_py_encode(key, held, "a dropped reason") : NULL;
 
             if (reason == NULL) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "write_trace: dropped reasons must be str");
+                Py_XDECREF(held);
                 goto fail;
             }
-            if (hyp_py_get_u64(value, "a dropped count", &cnt) < 0)
+            if (hyp_py_get_u64(value, "a dropped count", &cnt) < 0) {
+                Py_DECREF(held);
                 goto fail;
+            }
             hyp_profile_add_dropped(p, reason, cnt);
+            Py_DECREF(held);
         }
     }
     o = PyDict_GetItemString(data, "truncated_nodes");

@@ -486,6 +486,66 @@ static void test_valid_handmade_trace(void) {
     CU_ASSERT_EQUAL(st.records, 7);
 }
 
+/* A writer that repeats table entries: the repeats are the same entries. */
+static void test_repeated_entries_are_one(void) {
+    hyp_read_status_t st;
+    hyp_profile_t *q;
+    hyp_flat_t *f;
+    mp_t m;
+
+    mp_init(&m);
+    mp_head(&m, 1);
+    mp_tables(&m); /* strings f, x.py; function 0; thread 0; nodes 1 (f), 2 (f under f) */
+    msgpack_pack_array(&m.pk, 3); /* strings 2, 3 repeat "f" and "x.py" */
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_array(&m.pk, 2);
+    mp_str(&m, "f");
+    mp_str(&m, "x.py");
+    msgpack_pack_array(&m.pk, 3); /* function 1 = function 0, through the repeated strings */
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_array(&m.pk, 3); /* node 3 = node 1 (root > f), node 4: f under node 3 */
+    msgpack_pack_uint32(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_array(&m.pk, 6);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_array(&m.pk, 3); /* calls: 2 on node 1, 3 on node 3, 4 on node 4 */
+    msgpack_pack_uint32(&m.pk, 5);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_array(&m.pk, 6);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, 4);
+    mp_end(&m, 5);
+    CU_ASSERT_EQUAL_FATAL(read_mem(m.sb.data, m.sb.size, NULL, &q, &st), 0);
+    msgpack_sbuffer_destroy(&m.sb);
+    CU_ASSERT_EQUAL(hyp_profile_string_count(q), 2);
+    CU_ASSERT_EQUAL(hyp_profile_func_count(q), 1);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(q), 3); /* root, f, f > f */
+    CU_ASSERT_EQUAL(hyp_profile_row(q, 0, 1)[0], 5);
+    CU_ASSERT_EQUAL(hyp_profile_row(q, 0, 2)[0], 4);
+    CU_ASSERT_EQUAL_FATAL(hyp_flat_compute(q, HYP_NO_ID, &f), 0);
+    CU_ASSERT_EQUAL(hyp_flat_count(f), 1);
+    CU_ASSERT_EQUAL(hyp_flat_at(f, 0)->own[0], 9);
+    CU_ASSERT_EQUAL(hyp_flat_at(f, 0)->cum[0], 5); /* primitive: the outer f */
+    hyp_flat_free(f);
+    hyp_profile_free(q);
+}
+
 static void test_unknown_record_is_skipped(void) {
     hyp_read_status_t st;
     mp_t m;
@@ -850,6 +910,7 @@ static const hyp_test_case_t cases[] = {
     {"cut at every byte offset", test_cut_at_every_offset},
     {"a hand-made trace reads", test_valid_handmade_trace},
     {"unknown record types are skipped", test_unknown_record_is_skipped},
+    {"repeated table entries are one", test_repeated_entries_are_one},
     {"wrong magic", test_wrong_magic},
     {"unknown major version", test_unknown_major_version},
     {"garbage records", test_garbage_record},
