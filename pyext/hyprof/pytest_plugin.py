@@ -21,6 +21,7 @@ import importlib
 import inspect
 import os
 import re
+import types
 
 import pytest
 
@@ -240,29 +241,33 @@ class _Target:
             self.qualname = getattr(code, "co_qualname", code.co_name)
             self.builtin_names = ()
         else:
-            # A builtin: no code object; the profiler names it by module and name.
+            # A C function: no code object; the profiler names it as
+            # cProfile does, which depends on what it is bound to.
             self.filename = None
             self.lineno = None
-            self.qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", str(spec)))
-            mod = getattr(obj, "__module__", None) or "builtins"
-            self_obj = getattr(obj, "__self__", None)
-            owner = type(self_obj).__name__ if self_obj is not None and \
-                not isinstance(self_obj, type(os)) else None
-            names = {self.qualname, f"{mod}.{self.qualname}", f"<built-in method {self.qualname}>",
-                     f"<built-in function {self.qualname}>"}
-            if owner:
-                names.add(f"{owner}.{self.qualname}")
+            name = getattr(obj, "__name__", str(spec))
+            self.qualname = getattr(obj, "__qualname__", name)
+            owner = getattr(obj, "__objclass__", None)       # list.append, str.join
+            bound = getattr(obj, "__self__", None)
+            names = set()
+            if owner is not None:
+                names.add(f"<method '{name}' of '{owner.__name__}' objects>")
+            elif isinstance(bound, types.ModuleType):      # len, math.sqrt
+                names.add(f"<built-in method {bound.__name__}.{name}>")
+            elif isinstance(bound, type):                    # dict.fromkeys
+                names.add(f"<built-in method {name}>")
+            elif bound is not None:                          # "".join
+                names.add(f"<method '{name}' of '{type(bound).__name__}' objects>")
+            if not names:
+                raise BudgetError(f"hyprof_budget: {spec!r} is neither a Python function nor "
+                                  "a C function the profiler can name")
             self.builtin_names = tuple(names)
 
     def matches(self, f):
         if self.filename is not None:
-            return (f.filename == self.filename and f.lineno == self.lineno) or \
-                (f.filename == self.filename and _short(f.name) == self.qualname)
-        return f.name in self.builtin_names or _short(f.name) == self.qualname
-
-
-def _short(name):
-    return name.rsplit(":", 1)[-1] if name else name
+            return f.filename == self.filename and (f.lineno == self.lineno or
+                                                    f.name == self.qualname)
+        return f.name in self.builtin_names
 
 
 def _callable_name(obj):

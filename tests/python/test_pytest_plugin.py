@@ -52,6 +52,14 @@ def test_budget_typo(hyprof_budget):
         pass
 
 
+def test_budget_builtins(hyprof_budget):
+    items = []
+    with hyprof_budget(max_calls={"builtins.len": 3, "builtins.list.append": 5}) as b:
+        for i in range(4):
+            items.append(len(items))
+    assert b.calls == {"builtins.len": 4, "builtins.list.append": 4}
+
+
 def test_budget_callable(hyprof_budget):
     with hyprof_budget(max_calls={subject.fib: 176}) as b:
         subject.fib(10)
@@ -105,10 +113,13 @@ def test_budgets_pass_and_fail_with_the_counts(tmp_path, extra):
     assert outcome(proc, "test_budget_callable") == "FAILED"
     assert outcome(proc, "test_budget_exceeded") == "FAILED"
     assert outcome(proc, "test_budget_typo") == "FAILED"
+    assert outcome(proc, "test_budget_builtins") == "FAILED"
     assert "hyprof_budget exceeded: subject.leaf was called 12 times, budget 10" in out
     assert "hyprof_budget exceeded: subject.fib was called 177 times, budget 176" in out
     assert "cannot find 'subject.leef': subject has no attribute 'leef'" in out
-    assert "3 failed, 3 passed" in out
+    assert "hyprof_budget exceeded: builtins.len was called 4 times, budget 3" in out
+    assert "builtins.list.append was called" not in out      # 4 calls, within 5
+    assert "4 failed, 3 passed" in out
 
 
 def test_hyprof_prints_the_slowest_functions_with_exact_calls(tmp_path):
