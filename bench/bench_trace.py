@@ -22,15 +22,14 @@ import sys
 import tempfile
 import time
 
-import msgpack
-
 import hyprof
+import msgpack
 from hyprof import _hyprof
 
 
 def tree(nnodes, rng):
     nfuncs = max(50, nnodes // 20)
-    functions = [("f%d" % i, "mod%d.py" % (i % 40), 1 + i, 0) for i in range(nfuncs)]
+    functions = [(f"f{i}", f"mod{i % 40}.py", 1 + i, 0) for i in range(nfuncs)]
     nodes = []
     depth = [0]
     for i in range(1, nnodes):
@@ -113,7 +112,7 @@ def timed(fn, repeat=3):
 
 def run(name, path, nsamples, metric):
     size = os.path.getsize(path)
-    print("%s: %.1f MB" % (name, size / 1e6)
+    print(f"{name}: {size / 1e6:.1f} MB"
           + (", %.2f bytes/sample (whole file)" % (size / nsamples) if nsamples else ""))
     t_load, t = timed(lambda: hyprof.load(path))
 
@@ -122,8 +121,7 @@ def run(name, path, nsamples, metric):
             return sum(1 for _ in msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30))
 
     t_unpack, _ = timed(unpack)
-    print("  hyprof.load %.3f s   msgpack.Unpacker decode only %.3f s   ratio %.2f"
-          % (t_load, t_unpack, t_load / t_unpack))
+    print(f"  hyprof.load {t_load:.3f} s   msgpack.Unpacker decode only {t_unpack:.3f} s   ratio {t_load / t_unpack:.2f}")
 
     def flat():
         t._flat_cache.clear()
@@ -133,16 +131,15 @@ def run(name, path, nsamples, metric):
     t_py, (own, cum) = timed(lambda: python_flat(t, metric), repeat=1)
     check = {f.id: (f.own[metric], f.cum[metric]) for f in funcs}
     assert all(check[f] == (own[f], cum[f]) for f in own if own[f] or cum[f]), "mismatch"
-    print("  Trace.functions() %.3f s   pure Python %.3f s   ratio %.1fx faster"
-          % (t_flat, t_py, t_py / t_flat))
+    print(f"  Trace.functions() {t_flat:.3f} s   pure Python {t_py:.3f} s   ratio {t_py / t_flat:.1f}x faster")
 
     def end_to_end():
         u = hyprof.load(path)
         return len(u.functions()), len(u.edges())
 
     t_all, (nf, ne) = timed(end_to_end)
-    print("  load + functions() + edges(): %.3f s (%d functions, %d edges; target < 2 s)"
-          % (t_all, nf, ne))
+    print(f"  load + functions() + edges(): {t_all:.3f} s ({nf} functions, {ne} edges;"
+          " target < 2 s)")
 
 
 def main():
@@ -156,13 +153,11 @@ def main():
         sp = os.path.join(tmp, "sampling.hyprof")
         t0 = time.perf_counter()
         _hyprof.write_trace(sp, sampling_data(functions, nodes, args.samples, rng))
-        print("(wrote the sampling trace in %.2f s from Python tables)"
-              % (time.perf_counter() - t0))
-        run("sampling, %d nodes, %d samples" % (args.nodes, args.samples), sp, args.samples,
-            "samples")
+        print(f"(wrote the sampling trace in {time.perf_counter() - t0:.2f} s from Python tables)")
+        run(f"sampling, {args.nodes} nodes, {args.samples} samples", sp, args.samples, "samples")
         dp = os.path.join(tmp, "deterministic.hyprof")
         _hyprof.write_trace(dp, det_data(functions, nodes, rng))
-        run("deterministic, %d nodes" % args.nodes, dp, 0, "wall_own")
+        run(f"deterministic, {args.nodes} nodes", dp, 0, "wall_own")
     return 0
 
 

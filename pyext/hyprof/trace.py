@@ -9,7 +9,6 @@ integers of every metric column, by name.
 
 import array
 import os
-import sys
 import warnings
 from collections import namedtuple
 
@@ -17,8 +16,19 @@ from . import _hyprof
 from .render.methods import ReportMethods
 
 __all__ = [
-    "Trace", "TraceError", "TraceWarning", "load", "Metric", "SampleKind", "FunctionInfo",
-    "FunctionStats", "Edge", "Thread", "Node", "Sample", "Line",
+    "Edge",
+    "FunctionInfo",
+    "FunctionStats",
+    "Line",
+    "Metric",
+    "Node",
+    "Sample",
+    "SampleKind",
+    "Thread",
+    "Trace",
+    "TraceError",
+    "TraceWarning",
+    "load",
 ]
 
 
@@ -56,7 +66,7 @@ class _Values:
     """Packed own/cum values (uint64, metric_count per row) of flat entries
     or edges, as the C aggregation returns them."""
 
-    __slots__ = ("own", "cum", "width")
+    __slots__ = ("cum", "own", "width")
 
     def __init__(self, own, cum, width):
         self.own = array.array("Q")
@@ -67,7 +77,7 @@ class _Values:
 
 
 class _Stats:
-    __slots__ = ("_vals", "_row", "_trace")
+    __slots__ = ("_row", "_trace", "_vals")
 
     def _raw(self, which, col):
         """Raw value of metric column index col ('own' or 'cum'), 0 if none."""
@@ -153,7 +163,7 @@ class FunctionStats(_Stats):
     cpu_own and cpu_cum (seconds). Sampling traces: own_samples, cum_samples,
     own_weight and cum_weight of the first sample kind."""
 
-    __slots__ = ("id", "name", "filename", "lineno", "kind")
+    __slots__ = ("filename", "id", "kind", "lineno", "name")
 
     def __init__(self, info, vals, row, trace):
         self.id, self.name, self.filename, self.lineno, self.kind = info
@@ -164,8 +174,8 @@ class FunctionStats(_Stats):
         return FunctionInfo(self.id, self.name, self.filename, self.lineno, self.kind)
 
     def __repr__(self):
-        return "<FunctionStats %s (%s:%d) own=%r cum=%r>" % (
-            self.name, self.filename, self.lineno, self.own, self.cum)
+        return (f"<FunctionStats {self.name} ({self.filename}:{self.lineno}) own={self.own!r}"
+                f" cum={self.cum!r}>")
 
 
 class Edge(_Stats):
@@ -174,7 +184,7 @@ class Edge(_Stats):
     callee's on those call paths, recursion through the same edge counted
     once in ``cum`` (so primitive_calls is pstats' "cc" of the caller)."""
 
-    __slots__ = ("caller", "callee")
+    __slots__ = ("callee", "caller")
 
     def __init__(self, caller, callee, vals, row, trace):
         self.caller, self.callee = caller, callee
@@ -185,7 +195,7 @@ class Edge(_Stats):
         return self.cum_samples
 
     def __repr__(self):
-        return "<Edge %s -> %s own=%r cum=%r>" % (
+        return "<Edge {} -> {} own={!r} cum={!r}>".format(
             self.caller.name if self.caller else "<root>", self.callee.name, self.own, self.cum)
 
 
@@ -196,7 +206,7 @@ def load(path, keep_samples=False):
     data = _hyprof.read_trace(os.fspath(path), keep_samples=keep_samples)
     trace = Trace(data, os.fspath(path))
     if trace.truncated:
-        warnings.warn("%s: %s; loaded what is complete" % (trace.path, trace.message),
+        warnings.warn(f"{trace.path}: {trace.message}; loaded what is complete",
                       TraceWarning, stacklevel=2)
     return trace
 
@@ -241,9 +251,8 @@ class Trace(ReportMethods):
         self._edge_cache = {}
 
     def __repr__(self):
-        return "<hyprof.Trace %s %s: %d functions, %d nodes, %d threads>" % (
-            self.path or "", self.mode, len(self.function_table), self.node_count,
-            len(self._threads))
+        return (f"<hyprof.Trace {self.path or ''} {self.mode}: {len(self.function_table)}"
+                f" functions, {self.node_count} nodes, {len(self._threads)} threads>")
 
     @property
     def node_count(self):
@@ -257,8 +266,8 @@ class Trace(ReportMethods):
         if isinstance(thread, Thread):
             thread = thread.id
         if not isinstance(thread, int) or not 0 <= thread < len(self._threads):
-            raise ValueError("no thread %r in this trace (threads 0 to %d)"
-                             % (thread, len(self._threads) - 1))
+            raise ValueError(f"no thread {thread!r} in this trace"
+                             f" (threads 0 to {len(self._threads) - 1})")
         return thread
 
     def _flat(self, thread):
@@ -337,8 +346,7 @@ class Trace(ReportMethods):
         for i, m in enumerate(self.metrics):
             if m.name == metric:
                 return i
-        raise ValueError("no metric %r in this trace (it has %s)"
-                         % (metric, ", ".join(m.name for m in self.metrics)))
+        raise ValueError("no metric {!r} in this trace (it has {})".format(metric, ", ".join(m.name for m in self.metrics)))
 
     def stacks(self, metric=None, thread=None):
         """[(frames root->leaf, value)] of every node with a non-zero own
@@ -437,5 +445,3 @@ class Trace(ReportMethods):
         _hyprof.write_trace(os.fspath(path), self.to_data())
 
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    raise ImportError("hyprof needs CPython 3.11 or later")

@@ -7,10 +7,9 @@ import subprocess
 import sys
 import warnings
 
+import hyprof
 import msgpack
 import pytest
-
-import hyprof
 from hyprof import _hyprof
 
 MS = 1_000_000
@@ -162,7 +161,7 @@ def test_rewrite_keeps_every_number(write_trace, tmp_path):
     t = hyprof.load(write_trace(smp_data()))
     t.write(tmp_path / "again.hyprof")
     u = hyprof.load(tmp_path / "again.hyprof")
-    key = lambda f: (f.name, f.filename, f.lineno)  # noqa: E731
+    key = lambda f: (f.name, f.filename, f.lineno)
     assert sorted((key(f), f.own, f.cum) for f in t.functions()) == \
         sorted((key(f), f.own, f.cum) for f in u.functions())
     assert u.dropped == t.dropped
@@ -181,8 +180,8 @@ def test_not_a_trace(tmp_path):
     p.write_text("hello\n")
     with pytest.raises(hyprof.TraceError) as e:
         hyprof.load(p)
-    assert str(e.value) == "%s: record 0 at byte 0: not a hyprof trace: the file does not " \
-        "start with the string \"HYPROF\"" % p
+    assert str(e.value) == f"{p}: record 0 at byte 0: not a hyprof trace: the file does not " \
+        "start with the string \"HYPROF\""
     assert isinstance(e.value, ValueError)
 
 
@@ -210,8 +209,8 @@ def test_reference_out_of_range_names_record_and_byte(tmp_path):
     p.write_bytes(head + raw([4, 3, [120, 0, 0]]))
     with pytest.raises(hyprof.TraceError) as e:
         hyprof.load(p)
-    assert str(e.value) == ("%s: record 6 at byte %d: node 3 refers to parent 120 beyond the "
-                            "node table" % (p, len(head)))
+    assert str(e.value) == (f"{p}: record 6 at byte {len(head)}: node 3 refers to parent 120"
+                            " beyond the node table")
 
 
 def test_handmade_trace_with_unknown_record(tmp_path):
@@ -312,7 +311,8 @@ def test_write_trace_rejects_bad_tables(tmp_path):
 
 def decode_with_msgpack(path):
     """An independent reader of the format, from docs/FORMAT.md."""
-    objs = list(msgpack.Unpacker(open(path, "rb"), raw=False, strict_map_key=False))
+    with open(path, "rb") as f:
+        objs = list(msgpack.Unpacker(f, raw=False, strict_map_key=False))
     assert objs[0] == "HYPROF"
     header = objs[1]
     m = len(header["metrics"])
@@ -432,9 +432,8 @@ def cct_of(func):
                 n = nindex[k] = len(nodes)
             calls[n] = calls.get(n, 0) + 1
             stack.append(n)
-        elif event in ("return", "c_return", "c_exception"):
-            if len(stack) > 1:
-                stack.pop()
+        elif event in ("return", "c_return", "c_exception") and len(stack) > 1:
+            stack.pop()
 
     sys.setprofile(prof)
     try:
