@@ -578,17 +578,23 @@ def test_sample_rate_one_profiles_every_request_in_sampling_mode(profile_dir):
     with override_settings(DEBUG=False, HYPROF_SAMPLE_RATE=1.0):
         client = Client(REMOTE_ADDR="10.1.2.3")
         for _ in range(3):
-            r = client.get("/fib/18/")
-            assert json.loads(r.content)["fib"] == 2584
+            r = client.get("/fib/27/")
+            assert json.loads(r.content)["fib"] == 196418
             # Sampled requests carry nothing the client could see.
             assert "X-Hyprof-Trace" not in r and "Server-Timing" not in r
     files = sorted(os.listdir(profile_dir))
     assert len(files) == 3
+    total = in_fib = 0
     for name in files:
         assert name.startswith("catalog.views.fibonacci-")
         assert f"-{os.getpid()}-" in name
         trace = hyprof.load(os.path.join(profile_dir, name))
         assert trace.mode == "sampling"
+        total += sum(f.own_samples for f in trace.functions())
+        in_fib += sum(f.cum_samples for f in trace.functions() if f.name == "fibonacci")
+    # fib(27) burns some 20 ms of CPU or more; at 1000 samples a second
+    # most samples land in the view.
+    assert total >= 10 and in_fib >= 0.5 * total, (total, in_fib)
     assert no_profiler_running()
 
 

@@ -36,7 +36,8 @@ Settings (all optional, read at each request so ``override_settings`` works):
 ``HYPROF_PROFILE_DIR``    where traces are saved (<tmp>/hyprof)
 ``HYPROF_SHOW_CALLBACK``  callable(request) -> bool, or its dotted path
 ``HYPROF_OPTIONS``        extra Profiler() arguments per mode, e.g.
-                          ``{"sampling": {"interval": 0.002}}``
+                          ``{"sampling": {"frequency": 250}}`` (sampled
+                          requests default to 1000 samples per second)
 ``HYPROF_SQL``            capture SQL queries (True)
 ``HYPROF_WAIT``           seconds a triggered request waits for another
                           profiled request of the process to end (10)
@@ -72,6 +73,7 @@ __all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "is_superuser", 
 log = logging.getLogger("hyprof.django")
 
 MODES = ("deterministic", "sampling")
+SAMPLE_FREQUENCY = 1000   # samples per second of CPU, for sampled requests
 DEFAULTS = {
     "HYPROF_TRIGGER_PARAM": "profile",
     "HYPROF_TRIGGER_HEADER": "X-Hyprof",
@@ -371,7 +373,12 @@ class _Run:
                 self.profiler = hyprof.Profiler(mode=self.mode, context=(_ACTIVE, self),
                                                 **self.options)
             else:
-                self.profiler = hyprof.Profiler(mode=self.mode, **self.options)
+                options = dict(self.options)
+                if "period" not in options:
+                    # A request lasts milliseconds: sample every millisecond
+                    # of CPU, not at the default 100 Hz, or most get nothing.
+                    options.setdefault("frequency", SAMPLE_FREQUENCY)
+                self.profiler = hyprof.Profiler(mode=self.mode, **options)
             self.profiler.start()
         except BaseException:
             self.profiler = None
