@@ -131,3 +131,22 @@ def test_html_view_search_zoom_metric_sort(tmp_path, det_trace):
     # Sort by name, ascending.
     res = check.check(str(path), fragment="sort=name")
     assert res["table"] == ["helper", "main", "time.sleep", "work"]
+
+
+def test_html_deep_recursion(tmp_path):
+    """2,000 nested calls: drawn up to the canvas's limit, with a note."""
+    check = _checker()
+    n = 2000
+    data = det_data()
+    data.update(functions=[("rec", "r.py", 1, 0)], nodes=[(i, 0, 0) for i in range(n)],
+                rows=[(0, i, (1, 1000, 1000, 0, 0)) for i in range(1, n + 1)])
+    trace = write(tmp_path / "deep.hyprof", data)
+    page = R.render(trace, "html")
+    assert _data(page)["table"]["cum"][1][0] == n * 1000  # recursion counted once
+    path = tmp_path / "deep.html"
+    path.write_text(page)
+    res = check.check(str(path), expect=["rec"])
+    assert res["ok"], res["errors"]
+    assert res["frames"] == 1500
+    assert "frames deeper than 1500 levels: zoom in" in res["status"]
+    assert R.render(trace, "collapsed").count("rec (r.py:1)") == n * (n + 1) // 2

@@ -13,6 +13,10 @@
   var N = D.parent.length;
   var DIFF = !!D.base;
   var ROW = 18;
+  // Browsers refuse canvases much taller than 32k pixels: deeper frames wait
+  // for a zoom.
+  var MAX_LEVELS = 1500;
+  var clipped = false;
   var TABLE_LIMIT = 300;
 
   // ------------------------------------------------------------ tree arrays
@@ -189,6 +193,7 @@
 
   function layout(width) {
     levels = [];
+    clipped = false;
     function put(level, node, x, w) {
       (levels[level] || (levels[level] = [])).push(node, x, w);
     }
@@ -209,7 +214,10 @@
       var cx = x;
       for (var k = kidStart[n]; k < kidStart[n + 1]; k++) {
         var c = kids[k], cw = inc[c] * scale;
-        if (cw >= 0.4) stack.push(c, cx, lev + 1);
+        if (cw >= 0.4) {
+          if (lev + 1 < MAX_LEVELS) stack.push(c, cx, lev + 1);
+          else clipped = true;
+        }
         cx += cw;
       }
     }
@@ -336,6 +344,7 @@
     var txt = "total " + D.metrics[metric].label + ": " + fmt(inc[0], unit());
     if (DIFF) txt = "base " + fmt(baseInc[0], unit()) + " \u2192 new " + fmt(inc[0], unit());
     if (matchNode) txt += " \u2014 search matches " + pct(matchedTotal(), inc[0]);
+    if (clipped) txt += " \u2014 frames deeper than " + MAX_LEVELS + " levels: zoom in";
     el.textContent = txt;
   }
 
