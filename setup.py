@@ -19,6 +19,7 @@ from glob import glob
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -58,10 +59,10 @@ class BuildExt(build_ext):
     gives one sentence naming it instead of a screen of compiler errors."""
 
     # header, library, Debian package
-    REQUIRED = [
+    REQUIRED = (
         ("msgpack.h", "msgpackc", "libmsgpack-dev"),
         ("perfmon/pfmlib_perf_event.h", "pfm", "libpfm4-dev"),
-    ]
+    )
 
     def run(self):
         self._check_python_headers()
@@ -90,7 +91,7 @@ class BuildExt(build_ext):
                                                  if a.startswith("-I")])
                 cc.link_executable(objs, os.path.join(tmp, "check"), libraries=[lib],
                                    library_dirs=ext.library_dirs)
-            except Exception:
+            except (CompileError, LinkError):
                 sys.exit(f"hyprof: cannot compile against <{header}> and -l{lib}: "
                          f"install the Debian package {package}")
 

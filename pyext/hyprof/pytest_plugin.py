@@ -163,7 +163,7 @@ class RunProfiler:
         failure here is reported in the summary, never fails the test."""
         try:
             self._add(item, profiler)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- whatever it is, the test's outcome stands
             self.errors.append(f"{item.nodeid}: profile lost: {type(e).__name__}: {e}")
 
     def _add(self, item, profiler):
@@ -185,7 +185,7 @@ class RunProfiler:
             try:
                 profiler.write(path)
                 self.saved += 1
-            except Exception as e:
+            except (OSError, ValueError) as e:
                 self.errors.append(f"{item.nodeid}: cannot save {path}: {e}")
 
     def pytest_terminal_summary(self, terminalreporter):

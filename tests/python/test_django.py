@@ -257,7 +257,7 @@ def test_sql_queries_appear_in_the_profile_with_their_counts(profile_dir):
     # The N+1 pattern: one query for the products, one per row for its category.
     by_table = {stmt: n for stmt, n in statements.items() if "FROM" in stmt}
     assert sorted(by_table.values()) == [1, 50], statements
-    one = [s for s, n in by_table.items() if n == 50][0]
+    one = next(s for s, n in by_table.items() if n == 50)
     assert one.startswith("SELECT") and '"catalog_category"' in one and "= ?" in one
     assert "LIMIT ?" in one
 
@@ -265,7 +265,7 @@ def test_sql_queries_appear_in_the_profile_with_their_counts(profile_dir):
     assert 'desc="1 queries"' in fast["Server-Timing"]
     statements = sql(api_trace(fast, profile_dir))
     assert list(statements.values()) == [1]
-    assert "INNER JOIN" in list(statements)[0]
+    assert "INNER JOIN" in next(iter(statements))
 
 
 def test_sql_time_is_part_of_the_caller_time(profile_dir):
@@ -546,30 +546,26 @@ def test_show_callback_replaces_the_rule(profile_dir):
         assert "X-Hyprof-Trace" not in Client().get("/fib/8/", HTTP_X_HYPROF="1")
 
 
-def test_bad_settings_name_themselves():
-    mw = hdj.ProfilerMiddleware
-    for value in (1.5, -0.1, "0.5", True, None):
-        with override_settings(HYPROF_SAMPLE_RATE=value):
-            with pytest.raises(ImproperlyConfigured, match="HYPROF_SAMPLE_RATE"):
-                mw(lambda request: None)
-    with override_settings(HYPROF_SHOW_CALLBACK="no.such.module.func"):
-        with pytest.raises(ImproperlyConfigured, match="HYPROF_SHOW_CALLBACK"):
-            mw(lambda request: None)
-    with override_settings(HYPROF_SHOW_CALLBACK=42):
-        with pytest.raises(ImproperlyConfigured, match="HYPROF_SHOW_CALLBACK"):
-            mw(lambda request: None)
-    with override_settings(HYPROF_MODE="fast"):
-        with pytest.raises(ImproperlyConfigured, match="HYPROF_MODE"):
-            mw(lambda request: None)
-    with override_settings(HYPROF_OPTIONS={"sampling": 3}):
-        with pytest.raises(ImproperlyConfigured, match="HYPROF_OPTIONS"):
-            hdj._profiler_options("sampling")
-    with override_settings(HYPROF_OPTIONS={"deterministic": {"max_nodes": "many"}}):
-        with pytest.raises(ImproperlyConfigured, match=r"HYPROF_OPTIONS\['deterministic'\]"):
-            mw(lambda request: None)
-    with override_settings(HYPROF_WAIT=-1):
-        with pytest.raises(ImproperlyConfigured, match="HYPROF_WAIT"):
-            mw(lambda request: None)
+@pytest.mark.parametrize("overrides, named", [
+    ({"HYPROF_SAMPLE_RATE": 1.5}, "HYPROF_SAMPLE_RATE"),
+    ({"HYPROF_SAMPLE_RATE": -0.1}, "HYPROF_SAMPLE_RATE"),
+    ({"HYPROF_SAMPLE_RATE": "0.5"}, "HYPROF_SAMPLE_RATE"),
+    ({"HYPROF_SAMPLE_RATE": True}, "HYPROF_SAMPLE_RATE"),
+    ({"HYPROF_SAMPLE_RATE": None}, "HYPROF_SAMPLE_RATE"),
+    ({"HYPROF_SHOW_CALLBACK": "no.such.module.func"}, "HYPROF_SHOW_CALLBACK"),
+    ({"HYPROF_SHOW_CALLBACK": 42}, "HYPROF_SHOW_CALLBACK"),
+    ({"HYPROF_MODE": "fast"}, "HYPROF_MODE"),
+    ({"HYPROF_SAMPLE_MODE": "exact"}, "HYPROF_SAMPLE_MODE"),
+    ({"HYPROF_OPTIONS": {"sampling": 3}}, "HYPROF_OPTIONS"),
+    ({"HYPROF_OPTIONS": {"deterministic": {"max_nodes": "many"}}},
+     r"HYPROF_OPTIONS\['deterministic'\]"),
+    ({"HYPROF_OPTIONS": {"deterministic": {"context": None}}}, "cannot set 'context'"),
+    ({"HYPROF_WAIT": -1}, "HYPROF_WAIT"),
+    ({"HYPROF_PROFILE_DIR": 7}, "HYPROF_PROFILE_DIR"),
+])
+def test_bad_settings_name_themselves(overrides, named):
+    with override_settings(**overrides), pytest.raises(ImproperlyConfigured, match=named):
+        hdj.ProfilerMiddleware(lambda request: None)
 
 
 # ---------------------------------------------------------------- production sampling

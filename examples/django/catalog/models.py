@@ -15,7 +15,7 @@ class Product(models.Model):
     stock = models.IntegerField(default=0)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ("name",)
 
     def __str__(self):
         return self.name

@@ -4,9 +4,9 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     initial = True
-    dependencies = []
+    dependencies = ()
 
-    operations = [
+    operations = (
         migrations.CreateModel(
             name="Category",
             fields=[
@@ -26,6 +26,6 @@ class Migration(migrations.Migration):
                 ("category", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE,
                                                related_name="products", to="catalog.category")),
             ],
-            options={"ordering": ["name"]},
+            options={"ordering": ("name",)},
         ),
-    ]
+    )
