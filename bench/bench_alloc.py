@@ -7,9 +7,11 @@ rotates), and the medians are compared.
 
     ./pyrun bench/bench_alloc.py [--rounds 7] [--scale 1.0]
 
-Prints, per configuration: median seconds, slowdown against the unprofiled
-run of the same rounds, and peak RSS (and its excess over the unprofiled
-run). hyprof's target is a slowdown of at most 1.05 at the default interval.
+Prints, per configuration: median CPU seconds of the workload (CPU time, so
+that other processes on a busy machine do not count; the workload is
+single-threaded), the median of the per-round slowdowns against the
+unprofiled run of the same round, the median wall seconds, and peak RSS (and
+its excess over the unprofiled run). hyprof's target is a slowdown of at most 1.05 at the default interval.
 """
 
 import argparse
@@ -105,11 +107,13 @@ def run_child(config, scale):
     else:
         raise SystemExit("unknown configuration %r" % config)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     live = workload(scale)
+    cpu = time.process_time() - c0
     elapsed = time.perf_counter() - t0
     stop()
     del live
-    extra.update(config=config, seconds=elapsed,
+    extra.update(config=config, seconds=cpu, wall=elapsed,
                  maxrss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(json.dumps(extra))
 
@@ -166,22 +170,23 @@ def main():
         "memray": "memray (Python frames)",
     }
     print()
-    print("%-34s %9s %9s %11s %11s" % ("configuration", "median s", "slowdown", "peak RSS",
-                                       "RSS extra"))
+    print("%-34s %9s %9s %9s %11s %11s" % ("configuration", "CPU s", "slowdown", "wall s",
+                                            "peak RSS", "RSS extra"))
     for c in configs:
         t = statistics.median(x["seconds"] for x in results[c])
         rss = statistics.median(x["maxrss_kib"] for x in results[c])
         # Ratios of paired rounds, then their median: robust to a slow round.
         ratios = [x["seconds"] / b["seconds"] for x, b in zip(results[c], results["none"])]
-        print("%-34s %9.3f %9.3f %8.1f MiB %7.1f MiB" % (
-            labels.get(c, c), t, statistics.median(ratios), rss / 1024.0,
+        wall = statistics.median(x["wall"] for x in results[c])
+        print("%-34s %9.3f %9.3f %9.3f %7.1f MiB %7.1f MiB" % (
+            labels.get(c, c), t, statistics.median(ratios), wall, rss / 1024.0,
             (rss - base_rss) / 1024.0))
     hy = statistics.median(x["seconds"] / b["seconds"]
                            for x, b in zip(results["hyprof"], results["none"]))
     samples = statistics.median(x.get("samples", 0) for x in results["hyprof"])
     print()
     print("hyprof at the default interval: slowdown %.3f (target <= 1.05), %d samples per run; "
-          "unprofiled median %.3f s" % (hy, samples, base_t))
+          "unprofiled median %.3f CPU s" % (hy, samples, base_t))
 
 
 if __name__ == "__main__":
