@@ -676,3 +676,25 @@ def test_context_filter_refuses_what_is_not_a_context_variable():
         hyprof.Profiler(context="request")
     with pytest.raises(hyprof.ProfilerError, match="pair"):
         hyprof.Profiler(context=(object(), 1))
+
+
+# ---------------------------------------------------------------- the pytest plugin's query budget
+
+def test_query_budget_counts_the_queries_of_requests():
+    from hyprof.pytest_plugin import Budget
+
+    with Budget(max_queries=2) as b:
+        Client().get("/products/?fast")
+    assert b.queries == 1
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"51 SQL queries ran, budget 3:\n    50 x SELECT .*catalog_category"), \
+            Budget(max_queries=3):
+        Client().get("/products/")
+
+
+def test_middleware_is_a_coroutine_function_for_an_async_chain():
+    async def get_response(request):
+        return None
+
+    assert asyncio.iscoroutinefunction(hdj.ProfilerMiddleware(get_response))
+    assert not asyncio.iscoroutinefunction(hdj.ProfilerMiddleware(lambda request: None))
