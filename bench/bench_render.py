@@ -32,7 +32,7 @@ FILES = ["app/main.py", "app/views.py", "app/models.py", "lib/db.py", "lib/json.
 def _tree(nnodes, rng, lines=True):
     """A call tree shaped like a web app's: a few deep spines, wide fans."""
     nfuncs = max(50, nnodes // 20)
-    functions = [("func_%d" % i, FILES[i % len(FILES)], 10 + 7 * i, 0) for i in range(nfuncs)]
+    functions = [(f"func_{i}", FILES[i % len(FILES)], 10 + 7 * i, 0) for i in range(nfuncs)]
     nodes = []
     depth = [0]
     for i in range(1, nnodes):
@@ -54,8 +54,8 @@ def write_traces(tmp, nnodes, nsamples):
     rng = random.Random(7)
     paths = {}
     functions, nodes = _tree(nnodes // 5, rng)
-    for name, n in (("sampling-%d" % nsamples, nsamples),
-                    ("sampling-%d" % (nsamples // 10), nsamples // 10)):
+    for name, n in ((f"sampling-{nsamples}", nsamples),
+                    (f"sampling-{nsamples // 10}", nsamples // 10)):
         leaves = list(range(1, len(nodes) + 1))
         samples = []
         t = 0
@@ -96,9 +96,9 @@ def write_traces(tmp, nnodes, nsamples):
         "rows": rows,
         "sample_list": [],
     }
-    path = os.path.join(tmp, "deterministic-%d.hyprof" % nnodes)
+    path = os.path.join(tmp, f"deterministic-{nnodes}.hyprof")
     _hyprof.write_trace(path, data)
-    paths["deterministic-%d" % nnodes] = path
+    paths[f"deterministic-{nnodes}"] = path
     return paths
 
 
@@ -152,33 +152,32 @@ def main():
     with tempfile.TemporaryDirectory(prefix="hyprof-bench-") as tmp:
         t0 = time.perf_counter()
         paths = write_traces(tmp, args.nodes, args.samples)
-        print("wrote the traces in %.1f s (Python %s)"
-              % (time.perf_counter() - t0, sys.version.split()[0]))
+        print(f"wrote the traces in {time.perf_counter() - t0:.1f} s"
+              f" (Python {sys.version.split()[0]})")
         worst = {}
         for name, path in paths.items():
             res = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", path,
                                   "--formats", ",".join(formats)],
                                  capture_output=True, text=True, check=False)
             if res.returncode != 0:
-                print("%s: the measuring process failed:\n%s" % (name, res.stderr[-2000:]))
+                print(f"{name}: the measuring process failed:\n{res.stderr[-2000:]}")
                 return 1
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            print("\n%s: %.1f MiB trace, %d call-path nodes, load %.3f s,"
-                  " peak RSS %.0f MiB after the load, %.0f MiB after every format"
-                  % (name, r["size"] / 1048576.0, r["nodes"], r["load"],
-                     r["rss_after_load_mib"], r["peak_rss_mib"]))
+            print(f"\n{name}: {r['size'] / 1048576.0:.1f} MiB trace, {r['nodes']} call-path"
+                  f" nodes, load {r['load']:.3f} s, peak RSS {r['rss_after_load_mib']:.0f} MiB"
+                  f" after the load, {r['peak_rss_mib']:.0f} MiB after every format")
             for fmt in formats:
                 f = r[fmt]
                 if "error" in f:
-                    print("  %-11s  n/a: %s" % (fmt, f["error"]))
+                    print(f"  {fmt:<11}  n/a: {f['error']}")
                     continue
-                print("  %-11s %7.3f s  %9.1f KiB" % (fmt, f["seconds"], f["bytes"] / 1024.0))
+                print(f"  {fmt:<11} {f['seconds']:7.3f} s  {f['bytes'] / 1024.0:9.1f} KiB")
                 worst[fmt] = max(worst.get(fmt, 0.0), r["load"] + f["seconds"])
         print("\nslowest load + render per format (target: under 2 s for text, collapsed,"
               " speedscope):")
         for fmt in formats:
             if fmt in worst:
-                print("  %-11s %7.3f s" % (fmt, worst[fmt]))
+                print(f"  {fmt:<11} {worst[fmt]:7.3f} s")
     return 0
 
 

@@ -59,9 +59,10 @@ def _trees(base, new, metric):
     nt = _model.from_trace(new).by_function()
     shared = [c for c in nt.columns if any(c.name == b.name for b in bt.columns)]
     if not shared:
-        raise DiffError("the two traces have no metric in common (base: %s; new: %s)"
-                        % (", ".join(c.name for c in bt.columns),
-                           ", ".join(c.name for c in nt.columns)))
+        have_base = ", ".join(c.name for c in bt.columns)
+        have_new = ", ".join(c.name for c in nt.columns)
+        raise DiffError(f"the two traces have no metric in common (base: {have_base};"
+                        f" new: {have_new})")
     if metric is not None:
         for t, name in ((bt, "base"), (nt, "new")):
             try:
@@ -254,21 +255,20 @@ def run_cli(args):
     traces = []
     for path in (args.base, args.new):
         if not os.path.exists(path):
-            raise CLIError("cannot read %r: no such file" % path)
+            raise CLIError(f"cannot read {path!r}: no such file")
         try:
             traces.append(load(path))
         except TraceError as e:
-            raise CLIError("cannot read %r: %s" % (path, e)) from None
+            raise CLIError(f"cannot read {path!r}: {e}") from None
     if args.limit < 1:
-        raise CLIError("--limit must be 1 or more, not %d" % args.limit)
+        raise CLIError(f"--limit must be 1 or more, not {args.limit}")
     fmt = args.format
     if fmt is None:
         fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"
     try:
         d = diff(traces[0], traces[1], metric=args.metric, normalize=args.normalize)
         out = d.to_text(limit=args.limit) if fmt == "text" else d.to_html(
-            title="hyprof diff: %s -> %s" % (os.path.basename(args.base),
-                                              os.path.basename(args.new)))
+            title=f"hyprof diff: {os.path.basename(args.base)} -> {os.path.basename(args.new)}")
     except (DiffError, _model.ReportError) as e:
         raise CLIError(str(e)) from None
     if args.output:
@@ -276,7 +276,7 @@ def run_cli(args):
             with open(args.output, "w", encoding="utf-8") as f:
                 f.write(out)
         except OSError as e:
-            raise CLIError("cannot write %r: %s" % (args.output, e.strerror or e)) from None
+            raise CLIError(f"cannot write {args.output!r}: {e.strerror or e}") from None
     else:
         sys.stdout.write(out)
     return 0

@@ -36,13 +36,13 @@ def _metric_kind(kind):
 def _describe(path, header):
     parts = [str(path)]
     if header.get("pid") is not None:
-        parts.append("pid %s" % header["pid"])
+        parts.append(f"pid {header['pid']}")
     host = header.get("hostname") or header.get("host")
     if host:
-        parts.append("host %s" % host)
+        parts.append(f"host {host}")
     argv = header.get("argv")
     if argv:
-        parts.append("cmd: %s" % " ".join(str(a) for a in argv))
+        parts.append("cmd: " + " ".join(str(a) for a in argv))
     return ", ".join(parts)
 
 
@@ -52,12 +52,12 @@ def merge_traces(traces, names=None):
     traces = list(traces)
     if len(traces) < 1:
         raise MergeError("nothing to merge: give at least one trace")
-    names = list(names) if names is not None else ["trace %d" % i for i in range(len(traces))]
+    names = list(names) if names is not None else [f"trace {i}" for i in range(len(traces))]
     modes = {t.mode for t in traces}
     if len(modes) > 1:
-        which = ", ".join("%s is %s" % (n, t.mode) for n, t in zip(names, traces))
-        raise MergeError("cannot merge traces of different modes (%s); merge deterministic"
-                         " traces and sampling traces separately" % which)
+        which = ", ".join(f"{n} is {t.mode}" for n, t in zip(names, traces))
+        raise MergeError(f"cannot merge traces of different modes ({which}); merge deterministic"
+                         " traces and sampling traces separately")
     mode = traces[0].mode
 
     # Metric columns: the union, by name; a name must mean the same thing.
@@ -70,8 +70,8 @@ def merge_traces(traces, names=None):
                 mindex[m.name] = len(metrics)
                 metrics.append((m.name, m.unit, kind))
             elif metrics[j][1:] != (m.unit, kind):
-                raise MergeError("metric %r is (%s, %s) in one trace but (%s, %s) in %s"
-                                 % (m.name, metrics[j][1], metrics[j][2], m.unit, kind, n))
+                raise MergeError(f"metric {m.name!r} is ({metrics[j][1]}, {metrics[j][2]}) in"
+                                 f" one trace but ({m.unit}, {kind}) in {n}")
     kinds, kindex = [], {}
     for t in traces:
         tm = [m.name for m in t.metrics]
@@ -103,9 +103,9 @@ def merge_traces(traces, names=None):
         cols = [mindex[m.name] for m in t.metrics]
         names_in = [m.name for m in t.metrics]
         for th in t.threads():
-            tname = th.name or "thread %s" % th.os_tid
-            label = "%s [pid %s]" % (tname, pid) if pid is not None else "%s [%s]" % (
-                tname, os.path.basename(str(n)))
+            tname = th.name or f"thread {th.os_tid}"
+            where = f"pid {pid}" if pid is not None else os.path.basename(str(n))
+            label = f"{tname} [{where}]"
             tid = len(threads)
             threads.append((int(th.os_tid or 0), int(th.ident or 0), label))
             thread_sources.append(str(si))
@@ -117,8 +117,7 @@ def merge_traces(traces, names=None):
                 else:
                     p = local.get(nd.parent)
                     if p is None:
-                        raise MergeError("%s: node %d comes before its parent %d"
-                                         % (n, nd.id, nd.parent))
+                        raise MergeError(f"{n}: node {nd.id} comes before its parent {nd.parent}")
                     key = (p, func_id(nd.function), int(nd.line or 0))
                     merged = nindex.get(key)
                     if merged is None:
@@ -195,7 +194,7 @@ def merge(paths, out):
     if not paths:
         raise MergeError("nothing to merge: give at least one trace file")
     if os.path.abspath(os.fspath(out)) in {os.path.abspath(p) for p in paths}:
-        raise MergeError("the output %s is also an input; write the merge elsewhere" % out)
+        raise MergeError(f"the output {out} is also an input; write the merge elsewhere")
     traces = [load(p) for p in paths]
     data = merge_traces(traces, names=paths)
     _hyprof.write_trace(os.fspath(out), data)
@@ -220,16 +219,15 @@ def run_cli(args):
 
     for p in args.traces:
         if not os.path.exists(p):
-            raise CLIError("cannot read %r: no such file" % p)
+            raise CLIError(f"cannot read {p!r}: no such file")
     try:
         data = merge(args.traces, args.output)
     except (MergeError, TraceError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
-        raise CLIError("%s: %s" % (e.filename or args.output, e.strerror or e)) from None
-    sys.stderr.write("hyprof merge: %d traces, %d threads, %d call paths -> %s\n"
-                     % (len(args.traces), len(data["threads"]), len(data["nodes"]),
-                        args.output))
+        raise CLIError(f"{e.filename or args.output}: {e.strerror or e}") from None
+    sys.stderr.write(f"hyprof merge: {len(args.traces)} traces, {len(data['threads'])} threads,"
+                     f" {len(data['nodes'])} call paths -> {args.output}\n")
     return 0
 
 

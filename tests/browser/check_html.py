@@ -64,7 +64,7 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
         return None
     url = "file://" + os.path.abspath(path) + ("#" + fragment if fragment else "")
     res = _run(browser, ["--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
-                         "--window-size=%d,%d" % (width, height), "--dump-dom", url], timeout)
+                         f"--window-size={width},{height}", "--dump-dom", url], timeout)
     dom = res.stdout
     errors = []
     console = []
@@ -73,9 +73,9 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
         if m:
             console.append(m.group(3))
             if m.group(1) == "ERROR" or "Uncaught" in m.group(3):
-                errors.append("console: %s (%s)" % (m.group(3), m.group(4)))
+                errors.append(f"console: {m.group(3)} ({m.group(4)})")
     if res.returncode != 0:
-        errors.append("chromium exited with status %d" % res.returncode)
+        errors.append(f"chromium exited with status {res.returncode}")
     body = re.search(r"<body([^>]*)>", dom)
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1))) if body else {}
     if attrs.get("data-ready") != "1":
@@ -97,16 +97,16 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
         errors.append("the flame graph drew no frames")
     for name in expect:
         if not any(name in lab for lab in labels):
-            errors.append("%r is not drawn on the flame graph (drawn: %s)"
-                          % (name, ", ".join(labels[:30])))
+            drawn = ", ".join(labels[:30])
+            errors.append(f"{name!r} is not drawn on the flame graph (drawn: {drawn})")
         if not any(name in r for r in rows):
-            errors.append("%r is not in the function table" % name)
+            errors.append(f"{name!r} is not in the function table")
     if screenshot:
         shot = _run(browser, ["--hide-scrollbars", "--virtual-time-budget=10000",
-                              "--window-size=%d,%d" % (width, height),
+                              f"--window-size={width},{height}",
                               "--screenshot=" + os.path.abspath(screenshot), url], timeout)
         if shot.returncode != 0 or not os.path.exists(screenshot):
-            errors.append("chromium could not take a screenshot: %s" % shot.stderr[-500:])
+            errors.append(f"chromium could not take a screenshot: {shot.stderr[-500:]}")
     status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.DOTALL)
     crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
     return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
@@ -126,7 +126,7 @@ def main(argv=None):
                     help="the report's view, as its URL fragment: metric=cpu&search=x&zoom=f")
     args = ap.parse_args(argv)
     if not os.path.exists(args.report):
-        print("check_html: %s: no such file" % args.report, file=sys.stderr)
+        print(f"check_html: {args.report}: no such file", file=sys.stderr)
         return 2
     result = check(args.report, args.expect, args.screenshot, width=args.width,
                    height=args.height, fragment=args.view)

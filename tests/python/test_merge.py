@@ -24,7 +24,7 @@ def test_merge_deterministic_workers(tmp_path):
     assert [th.name for th in t.threads()] == ["MainThread [pid 101]", "MainThread [pid 102]"]
     assert t.header["merged"] is True
     assert t.header["sources"] == [
-        "%s, pid 101, cmd: app.py --fast" % a, "%s, pid 102, cmd: app.py --fast" % b]
+        f"{a}, pid 101, cmd: app.py --fast", f"{b}, pid 102, cmd: app.py --fast"]
     assert t.header["thread_sources"] == ["0", "1"]
     assert t.header["argv"] == ["app.py", "--fast"]
     assert "pid" not in t.header
@@ -45,7 +45,7 @@ def test_merge_deterministic_workers(tmp_path):
 def test_merge_sampling_and_reports(tmp_path):
     paths = []
     for i, extra in enumerate((0, 3, 6)):
-        p = tmp_path / ("w%d.hyprof" % i)
+        p = tmp_path / f"w{i}.hyprof"
         write(p, sampling_data(pid=200 + 10 * i, extra_helper=extra))
         paths.append(p)
     out = tmp_path / "all.hyprof"

@@ -73,8 +73,8 @@ def test_report_every_format_to_a_file(traces):
     folded = (d / "r.folded").read_text()
     # Frames name the file by its last two path parts.
     leafs = [ln for ln in folded.splitlines()
-             if re.search(r";leaf \(%s/prog\.py:4\) \d+$" % d.name, ln)]
-    assert len(leafs) == 1 and ";middle (%s/prog.py:10);" % d.name in leafs[0]
+             if re.search(rf";leaf \({d.name}/prog\.py:4\) \d+$", ln)]
+    assert len(leafs) == 1 and f";middle ({d.name}/prog.py:10);" in leafs[0]
     doc = json.loads((d / "r.speedscope.json").read_text())
     assert {"leaf", "middle", "waiter"} <= {f["name"] for f in doc["shared"]["frames"]}
     assert "fn=" in (d / "callgrind.out.r").read_text()

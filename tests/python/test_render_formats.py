@@ -40,7 +40,7 @@ def folded(text):
     out = {}
     for line in text.splitlines():
         m = re.fullmatch(r"(.+) (\d+)", line)
-        assert m, "not a folded stack line: %r" % line
+        assert m, f"not a folded stack line: {line!r}"
         out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
     return out
 
@@ -202,8 +202,8 @@ def test_callgrind_sampling_per_line_costs(tmp_path, sampling_trace):
     assert rows["app.py:work:10"] == (26, 260 * MS)
     # Own samples of work by executing line: 12 (5 + 7 from the worker), 14 (4).
     block = re.search(r"^fn=\(2\)(?: work:10)?\n(.*?)\n\n", text, re.MULTILINE | re.DOTALL).group(1)
-    assert "12 12 %d" % (120 * MS) in block.splitlines()
-    assert "14 4 %d" % (40 * MS) in block.splitlines()
+    assert f"12 12 {120 * MS}" in block.splitlines()
+    assert f"14 4 {40 * MS}" in block.splitlines()
 
 
 # ---------------------------------------------------------------- dot
@@ -214,7 +214,7 @@ def test_dot_renders_with_graphviz_and_prunes(tmp_path, det_trace):
     svg = subprocess.run([dot, "-Tsvg"], input=text, capture_output=True, text=True,
                          check=True).stdout
     for name in ("main", "work", "helper", "time.sleep"):
-        assert ">%s</text>" % name in svg
+        assert f">{name}</text>" in svg
     assert "30×" in svg  # main -> work -> helper: 30 calls
     assert "82.64%" in svg  # time.sleep's share of the wall time
     # helper is 5.79% of the wall time: pruned at a 10% threshold.

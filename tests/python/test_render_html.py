@@ -7,7 +7,14 @@ import re
 
 import pytest
 from hyprof import render as R
-from test_render_support import DET_TOTAL_WALL, MS, det_data, det_trace_in, sampling_trace_in, write
+from test_render_support import (
+    DET_TOTAL_WALL,
+    MS,
+    det_data,
+    det_trace_in,
+    sampling_trace_in,
+    write,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

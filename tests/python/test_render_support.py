@@ -129,9 +129,9 @@ def run_hyprof(*args, cwd=None, check=True):
     res = subprocess.run([sys.executable, "-m", "hyprof", *map(str, args)], cwd=cwd, env=env,
                          capture_output=True, text=True, check=False)
     if check and res.returncode != 0:
-        raise AssertionError("hyprof %s failed (%d):\n%s%s"
-                             % (" ".join(map(str, args)), res.returncode, res.stdout,
-                                res.stderr))
+        command = " ".join(map(str, args))
+        raise AssertionError(f"hyprof {command} failed ({res.returncode}):\n{res.stdout}"
+                             f"{res.stderr}")
     return res
 
 
@@ -143,5 +143,5 @@ def need(tool, package):
             cand = os.path.join(d, tool)
             if os.access(cand, os.X_OK):
                 return cand
-        pytest.skip("%s is not installed (apt-get install %s)" % (tool, package))
+        pytest.skip(f"{tool} is not installed (apt-get install {package})")
     return path

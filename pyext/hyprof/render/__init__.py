@@ -1,9 +1,8 @@
 """Report formats. Each is a function ``(trace, **options) -> str | bytes``
 registered in FORMATS under the name ``--format`` takes."""
 
+from . import callgrind, collapsed, dot, html, pprof, pstats, speedscope, text, tree
 from ._model import ReportError
-from . import callgrind, collapsed, dot, html, pprof, speedscope
-from . import pstats, text, tree
 
 FORMATS = {
     "text": text.render,
@@ -52,8 +51,8 @@ def render(trace, fmt, **options):
     try:
         fn = FORMATS[fmt]
     except KeyError:
-        raise ReportError("unknown report format %r; choose one of: %s"
-                          % (fmt, ", ".join(sorted(FORMATS)))) from None
+        choices = ", ".join(sorted(FORMATS))
+        raise ReportError(f"unknown report format {fmt!r}; choose one of: {choices}") from None
     return fn(trace, **options)
 
 

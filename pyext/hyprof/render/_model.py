@@ -43,7 +43,7 @@ def short_path(path):
 def frame_label(func, line=0):
     """The name of a frame in stack-based formats: ``name (file:line)``."""
     if func.kind == "python" or (func.filename and func.kind not in ("builtin", "special")):
-        return "%s (%s:%d)" % (func.name, short_path(func.filename), line or func.lineno)
+        return f"{func.name} ({short_path(func.filename)}:{line or func.lineno})"
     return func.name
 
 
@@ -69,14 +69,14 @@ class CallTree:
         if not (len(self.func) == len(self.line) == n) or any(len(v) != n for v in self.values):
             raise ReportError("call tree arrays of different lengths")
         if len(self.values) != len(self.columns):
-            raise ReportError("call tree has %d columns but %d value arrays"
-                              % (len(self.columns), len(self.values)))
+            raise ReportError(f"call tree has {len(self.columns)} columns but"
+                              f" {len(self.values)} value arrays")
         if n == 0 or self.parent[0] != -1:
             raise ReportError("call tree has no root node")
         bad = next((i for i in range(1, n) if not 0 <= parent[i] < i), None)
         if bad is not None:
-            raise ReportError("node %d has parent %d, which does not come before it"
-                              % (bad, parent[bad]))
+            raise ReportError(f"node {bad} has parent {parent[bad]}, which does not come"
+                              " before it")
         self._children = None
         self._outer = None
         # The column reports open on; None: wall time, or the sample count.
@@ -103,8 +103,8 @@ class CallTree:
         for i, c in enumerate(self.columns):
             if name in (c.name, c.label):
                 return i
-        raise ReportError("unknown metric %r; this trace has: %s"
-                          % (name, ", ".join(c.label for c in self.columns) or "none"))
+        known = ", ".join(c.label for c in self.columns) or "none"
+        raise ReportError(f"unknown metric {name!r}; this trace has: {known}")
 
     def default_column(self):
         """The metric a report shows unless told: wall time, or sample counts."""
@@ -261,7 +261,7 @@ def _columns(metrics, sample_kinds):
             continue
         if i in role:
             r, event = role[i]
-            label = "%s samples" % event if r == "samples" else event
+            label = f"{event} samples" if r == "samples" else event
         elif kind == "calls":
             r, event, label = "calls", "", "calls"
         elif m.unit == "ns":
@@ -302,7 +302,7 @@ def from_trace(trace, thread=None, split_threads=False):
     With ``split_threads`` each thread gets its own pseudo-root under node 0,
     named after the thread, so one picture shows all threads apart."""
     if not hasattr(trace, "nodes") or not hasattr(trace, "metrics"):
-        raise ReportError("expected a hyprof Trace, got %s" % type(trace).__name__)
+        raise ReportError(f"expected a hyprof Trace, got {type(trace).__name__}")
     metrics = list(trace.metrics)
     picked = _columns(metrics, getattr(trace, "sample_kinds", None))
     keep = [i for i, _ in picked]
@@ -328,13 +328,13 @@ def from_trace(trace, thread=None, split_threads=False):
             nd, vals, table = raw
             n = len(nd) // 3
             if len(vals) != n * nm:
-                raise ReportError("the trace's node values do not match its %d nodes" % n)
+                raise ReportError(f"the trace's node values do not match its {n} nodes")
             fmap = [intern(f) for f in table]
             base = len(parent) - 1  # node i (i >= 1) becomes base + i
             for i in range(1, n):
                 p = nd[3 * i]
                 if p >= i:
-                    raise ReportError("node %d comes before its parent %d" % (i, p))
+                    raise ReportError(f"node {i} comes before its parent {p}")
                 parent.append(root if p == 0 else base + p)
                 func.append(fmap[nd[3 * i + 1]])
                 line.append(nd[3 * i + 2])
@@ -358,7 +358,7 @@ def from_trace(trace, thread=None, split_threads=False):
                 continue
             p = ids.get(nd.parent)
             if p is None:
-                raise ReportError("node %d comes before its parent %d" % (nd.id, nd.parent))
+                raise ReportError(f"node {nd.id} comes before its parent {nd.parent}")
             ids[nd.id] = len(parent)
             parent.append(p)
             func.append(intern(nd.function))
@@ -373,7 +373,7 @@ def from_trace(trace, thread=None, split_threads=False):
             tname = getattr(t, "name", None) or "thread %s" % (getattr(t, "os_tid", "") or t.id)
             j = len(parent)
             parent.append(0)
-            func.append(intern(Func("[thread] %s" % tname, "", 0, "special")))
+            func.append(intern(Func(f"[thread] {tname}", "", 0, "special")))
             line.append(0)
             for v in values:
                 v.append(0)
@@ -387,8 +387,8 @@ def from_trace(trace, thread=None, split_threads=False):
 def reject_options(fmt, options):
     """Unknown options are a user's typo: say so rather than ignore them."""
     if options:
-        raise ReportError("the %s format has no option %s"
-                          % (fmt, ", ".join(sorted(repr(k) for k in options))))
+        names = ", ".join(sorted(repr(k) for k in options))
+        raise ReportError(f"the {fmt} format has no option {names}")
 
 
 def format_value(value, unit):

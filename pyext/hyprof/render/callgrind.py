@@ -20,13 +20,13 @@ def _event_name(col):
     base = {"wall": "Wall", "cpu": "CPU"}.get(col.label, col.label)
     base = re.sub(r"[^A-Za-z0-9_]", "_", base)
     suffix = _UNIT_SUFFIX.get(col.unit)
-    return "%s_%s" % (base, suffix) if suffix else base
+    return f"{base}_{suffix}" if suffix else base
 
 
 def _fn_name(f):
     name = f.name.replace("\n", " ")
     if f.kind == "python" and f.lineno:
-        return "%s:%d" % (name, f.lineno)
+        return f"{name}:{f.lineno}"
     return name
 
 
@@ -85,11 +85,11 @@ def render(trace, **options):
     totals = " ".join(str(incs[c][0]) for c in range(ncol))
     out = ["# callgrind format", "version: 1", "creator: hyprof"]
     if header.get("pid") is not None:
-        out.append("pid: %s" % header["pid"])
+        out.append(f"pid: {header['pid']}")
     argv = header.get("argv")
     if argv:
-        out.append("cmd: %s" % " ".join(str(a) for a in argv).replace("\n", " "))
-    out += ["part: 1", "positions: line", "events: %s" % events, "summary: %s" % totals, ""]
+        out.append("cmd: " + " ".join(str(a) for a in argv).replace("\n", " "))
+    out += ["part: 1", "positions: line", f"events: {events}", f"summary: {totals}", ""]
 
     # Name compression: each file and function name is written once in full.
     file_ids, fn_ids = {}, {}
@@ -98,26 +98,26 @@ def render(trace, **options):
         j = file_ids.get(name)
         if j is None:
             j = file_ids[name] = len(file_ids) + 1
-            return "(%d) %s" % (j, name or "<built-in>")
-        return "(%d)" % j
+            return f"({j}) {name or '<built-in>'}"
+        return f"({j})"
 
     def fn(f):
         j = fn_ids.get(f)
         if j is None:
             j = fn_ids[f] = len(fn_ids) + 1
-            return "(%d) %s" % (j, _fn_name(funcs[f]))
-        return "(%d)" % j
+            return f"({j}) {_fn_name(funcs[f])}"
+        return f"({j})"
 
     for f in sorted(selfcost, key=lambda f: (funcs[f].filename, funcs[f].lineno, f)):
         out.append("fl=" + fl(funcs[f].filename))
         out.append("fn=" + fn(f))
         for ln, cost in sorted(selfcost[f].items()):
-            out.append("%d %s" % (ln, " ".join(map(str, cost))))
+            out.append(f"{ln} {' '.join(map(str, cost))}")
         for (ln, g, gline), (n, cost) in sorted(calls.get(f, {}).items()):
             out.append("cfi=" + fl(funcs[g].filename))
             out.append("cfn=" + fn(g))
-            out.append("calls=%d %d" % (n, gline))
-            out.append("%d %s" % (ln, " ".join(map(str, cost))))
+            out.append(f"calls={n} {gline}")
+            out.append(f"{ln} {' '.join(map(str, cost))}")
         out.append("")
-    out.append("totals: %s" % totals)
+    out.append(f"totals: {totals}")
     return "\n".join(out) + "\n"

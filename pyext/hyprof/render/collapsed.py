@@ -37,7 +37,7 @@ def render_tree(tree, metric=None, lines=False):
             path.append(flabel[func[i]])
         v = vals[i]
         if v:
-            out.append("%s %d\n" % (";".join(path), v))
+            out.append(f"{';'.join(path)} {v}\n")
         k = kids[i]
         if k:
             stack.append(~i)

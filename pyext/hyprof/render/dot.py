@@ -12,7 +12,8 @@ from . import _model
 
 
 def _quote(s):
-    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def _color(frac):
@@ -20,14 +21,13 @@ def _color(frac):
     frac = min(max(frac, 0.0), 1.0)
     hue = (2.0 / 3.0) * (1.0 - frac ** 0.5)
     sat, val = 0.9, 0.75 + 0.2 * frac
-    return "%.3f %.3f %.3f" % (hue, sat, val)
+    return f"{hue:.3f} {sat:.3f} {val:.3f}"
 
 
 def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None):
     for name, v in (("threshold", threshold), ("edge_threshold", edge_threshold)):
         if not isinstance(v, (int, float)) or not 0 <= v <= 100:
-            raise _model.ReportError("%s must be a percentage between 0 and 100, not %r"
-                                     % (name, v))
+            raise _model.ReportError(f"{name} must be a percentage between 0 and 100, not {v!r}")
     col = tree.column(metric) if metric else tree.default_column()
     column = tree.columns[col]
     calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
@@ -40,12 +40,12 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
     funcs = tree.funcs
 
     if title is None:
-        title = ("hyprof call graph: %s, total %s (functions under %g%% and edges under %g%%"
-                 " pruned)" % (column.label, _model.format_value(total, column.unit),
-                               threshold, edge_threshold))
+        title = (f"hyprof call graph: {column.label}, total"
+                 f" {_model.format_value(total, column.unit)} (functions under {threshold:g}%"
+                 f" and edges under {edge_threshold:g}% pruned)")
     out = ["digraph hyprof {",
-           '  graph [fontname="Helvetica", nodesep=0.25, ranksep=0.35, label=%s, labelloc=t];'
-           % _quote(title),
+           ('  graph [fontname="Helvetica", nodesep=0.25, ranksep=0.35,'
+            f" label={_quote(title)}, labelloc=t];"),
            '  node [shape=box, style="filled,rounded", fontname="Helvetica", fontcolor=white];',
            '  edge [fontname="Helvetica"];']
     for f in sorted(keep, key=lambda f: -cum[f]):
@@ -53,15 +53,16 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
         fn = funcs[f]
         lines = [fn.name]
         if fn.filename:
-            lines.append("%s:%d" % (fn.filename.rsplit("/", 1)[-1], fn.lineno))
-        lines.append("%.2f%% (%s)" % (100 * fr, _model.format_value(cum[f], column.unit)))
-        lines.append("self %.2f%%" % (100.0 * own.get(f, 0) / denom))
+            lines.append(f"{fn.filename.rsplit('/', 1)[-1]}:{fn.lineno}")
+        lines.append(f"{100 * fr:.2f}% ({_model.format_value(cum[f], column.unit)})")
+        lines.append(f"self {100.0 * own.get(f, 0) / denom:.2f}%")
         if ncalls is not None:
-            lines.append("%d calls" % ncalls.get(f, 0))
-        tooltip = "%s %s:%d" % (fn.name, fn.filename, fn.lineno) if fn.filename else fn.name
-        out.append("  f%d [label=%s, tooltip=%s, fillcolor=%s, fontsize=%.1f, penwidth=%.2f];"
-                   % (f, _quote("\n".join(lines)), _quote(tooltip), _quote(_color(fr)),
-                      10 + 14 * fr ** 0.5, 0.5 + 3 * fr))
+            lines.append(f"{ncalls.get(f, 0)} calls")
+        tooltip = f"{fn.name} {fn.filename}:{fn.lineno}" if fn.filename else fn.name
+        label = _quote("\n".join(lines))
+        out.append(f"  f{f} [label={label}, tooltip={_quote(tooltip)},"
+                   f" fillcolor={_quote(_color(fr))}, fontsize={10 + 14 * fr ** 0.5:.1f},"
+                   f" penwidth={0.5 + 3 * fr:.2f}];")
     for (a, b), (n, v) in sorted(edges.items(), key=lambda e: -e[1][1]):
         if a not in keep or b not in keep:
             continue
@@ -70,11 +71,10 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
             continue
         label = "%.2f%%" % (100 * fr)
         if calls_col is not None:
-            label += "\n%d\u00d7" % n
-        out.append("  f%d -> f%d [label=%s, color=%s, fontcolor=%s, penwidth=%.2f,"
-                   " arrowsize=%.2f];"
-                   % (a, b, _quote(label), _quote(_color(fr)), _quote(_color(fr)),
-                      0.5 + 4 * fr, 0.5 + 0.5 * fr))
+            label += f"\n{n}\u00d7"
+        color = _quote(_color(fr))
+        out.append(f"  f{a} -> f{b} [label={_quote(label)}, color={color}, fontcolor={color},"
+                   f" penwidth={0.5 + 4 * fr:.2f}, arrowsize={0.5 + 0.5 * fr:.2f}];")
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -25,8 +25,8 @@ def _asset(name):
         with open(os.path.join(_HERE, name), encoding="utf-8") as f:
             return f.read()
     except OSError as e:
-        raise _model.ReportError("the HTML report's %s is missing from the hyprof package (%s);"
-                                 " reinstall hyprof" % (name, e)) from None
+        raise _model.ReportError(f"the HTML report's {name} is missing from the hyprof"
+                                 f" package ({e}); reinstall hyprof") from None
 
 
 _TITLES = {"wall_own": "Wall time", "cpu_own": "CPU time", "calls": "Calls"}
@@ -36,7 +36,7 @@ def _title(col):
     if col.name in _TITLES:
         return _TITLES[col.name]
     unit = {"ns": "ns", "bytes": "bytes"}.get(col.unit)
-    return "%s (%s)" % (col.label, unit) if unit else col.label
+    return f"{col.label} ({unit})" if unit else col.label
 
 
 def _data(tree, base=None, title="", subtitle=""):
@@ -168,7 +168,7 @@ def command_line(header):
 
 def describe(header, mode):
     """One line about where a trace came from, for the report's subtitle."""
-    parts = ["%s mode" % mode]
+    parts = [f"{mode} mode"]
     for key, fmt in (("trigger", "trigger %s"), ("event", "event %s"), ("python", "Python %s"),
                      ("pid", "pid %s")):
         v = header.get(key)
@@ -176,11 +176,12 @@ def describe(header, mode):
             parts.append(fmt % v)
     sources = header.get("sources")
     if sources:
-        parts.append("merged from %d traces" % len(sources))
+        parts.append(f"merged from {len(sources)} traces")
     start = header.get("start_time")
     if isinstance(start, (int, float)) and start > 0:
         secs = start / 1e9 if start > 1e12 else start
-        parts.append("started %s UTC" % time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs)))
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
+        parts.append(f"started {started} UTC")
     return ", ".join(parts)
 
 
@@ -196,5 +197,5 @@ def render(trace, metric=None, threads=None, title=None, **options):
         tree.default = tree.column(metric)
     header = getattr(trace, "header", {}) or {}
     if title is None:
-        title = "hyprof: %s" % command_line(header) if header.get("argv") else "hyprof profile"
+        title = f"hyprof: {command_line(header)}" if header.get("argv") else "hyprof profile"
     return page(tree, title=title, subtitle=describe(header, trace.mode))

@@ -104,13 +104,13 @@ def _sample_types(tree):
         if c.name in _TYPES:
             typ, unit = _TYPES[c.name]
         elif c.role == "samples":
-            typ = "samples" if len(events) == 1 else "%s_samples" % c.event
+            typ = "samples" if len(events) == 1 else f"{c.event}_samples"
             unit = "count"
         elif c.role == "weight" and c.unit == "ns":
             typ = "wall" if "wall" in c.event or tree.header.get("clock") == "wall" else "cpu"
         elif c.role == "weight" and c.unit == "bytes":
             typ = "inuse_space" if c.event in _HEAP_EVENTS else (
-                "alloc_space" if c.event == "alloc" else "%s_space" % c.event)
+                "alloc_space" if c.event == "alloc" else f"{c.event}_space")
         elif c.role == "weight":
             typ = c.event
         else:
@@ -121,7 +121,7 @@ def _sample_types(tree):
     names = [t for t, _ in out]
     for i, c in enumerate(tree.columns):
         if names.count(out[i][0]) > 1:
-            out[i][0] = ("%s_%s" % (c.event or c.name, out[i][0])).replace("-", "_")
+            out[i][0] = (f"{c.event or c.name}_{out[i][0]}").replace("-", "_")
     return [tuple(t) for t in out]
 
 
@@ -223,7 +223,8 @@ def build(trace, metric=None):
     pt = bytearray()
     _int(1, st(ptype), pt)
     _int(2, st(punit), pt)
-    comment = st("hyprof %s trace, made %s" % (trace.mode, time.strftime("%Y-%m-%d %H:%M:%S")))
+    made = time.strftime("%Y-%m-%d %H:%M:%S")
+    comment = st(f"hyprof {trace.mode} trace, made {made}")
     for s in st.table:
         _bytes(6, s.encode("utf-8", "surrogateescape"), out)
     out += tail
@@ -275,6 +276,6 @@ def decode(data):
             v = struct.unpack_from("<i", data, pos)[0]
             pos += 4
         else:
-            raise ValueError("unsupported protobuf wire type %d" % wire)
+            raise ValueError(f"unsupported protobuf wire type {wire}")
         fields.setdefault(field, []).append(v)
     return fields

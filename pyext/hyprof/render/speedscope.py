@@ -60,12 +60,12 @@ def _evented(tree, col):
         if i < 0:
             i = ~i
             t = start[i] + inc[i]
-            parts.append('{"type":"C","frame":%d,"at":%d}' % (func[i], t))
+            parts.append(f'{{"type":"C","frame":{func[i]},"at":{t}}}')
             continue
         if not inc[i]:
             continue
         start[i] = t
-        parts.append('{"type":"O","frame":%d,"at":%d}' % (func[i], t))
+        parts.append(f'{{"type":"O","frame":{func[i]},"at":{t}}}')
         stack.append(~i)
         k = kids[i]
         if k:
@@ -91,7 +91,7 @@ def _sampled(tree, col):
         v = vals[i]
         if v:
             samples.append("[" + ",".join(path) + "]")
-            weights.append("%d" % v)
+            weights.append(str(v))
         k = kids[i]
         if k:
             stack.append(~i)
@@ -104,7 +104,7 @@ def _sampled(tree, col):
 def _profile(meta, arrays):
     """A profile object: meta's fields, then the raw JSON arrays."""
     text = json.dumps(meta, separators=(",", ":"))[:-1]
-    return text + "".join(',"%s":%s' % kv for kv in arrays) + "}"
+    return text + "".join(f',"{key}":{value}' for key, value in arrays) + "}"
 
 
 def render(trace, metric=None, **options):
@@ -132,7 +132,7 @@ def render(trace, metric=None, **options):
         cols = [tree.column(metric)] if metric else _default_columns(tree)
         for col in cols:
             c = tree.columns[col]
-            meta = {"name": "%s (%s)" % (tname, c.label), "unit": _UNITS.get(c.unit, "none"),
+            meta = {"name": f"{tname} ({c.label})", "unit": _UNITS.get(c.unit, "none"),
                     "startValue": 0}
             if tree.mode == "deterministic":
                 if c.role == "calls":
@@ -149,10 +149,10 @@ def render(trace, metric=None, **options):
     argv = header.get("argv") or []
     rest = {"name": " ".join(str(a) for a in argv) if argv else "hyprof profile",
             "activeProfileIndex": 0, "exporter": "hyprof"}
-    return ('{"$schema":%s,"shared":%s,"profiles":[%s],%s'
-            % (json.dumps(SCHEMA_URL), json.dumps({"frames": _frames(funcs)},
-                                                  separators=(",", ":")),
-               ",".join(profiles), json.dumps(rest, separators=(",", ":"))[1:]))
+    shared = json.dumps({"frames": _frames(funcs)}, separators=(",", ":"))
+    tail = json.dumps(rest, separators=(",", ":"))[1:]
+    return (f'{{"$schema":{json.dumps(SCHEMA_URL)},"shared":{shared},'
+            f'"profiles":[{",".join(profiles)}],{tail}')
 
 
 def build(trace, metric=None):
