@@ -277,7 +277,7 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
             PyErr_Clear();
             if ((ret = hyp_profile_func(M.profile, &f, func)) < 0)
                 return ret;
-            ln = PyCode_Addr2Line(code, (int)lasti * (int)sizeof(_Py_CODEUNIT));
+            ln = hyp__walk_line(code, lasti);
             *line = ln > 0 ? (uint32_t)ln : 0;
             return 0;
         }
@@ -301,7 +301,7 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
             return HYP_ENOMEM;
     }
     if (e->lines[lasti] == 0) {
-        ln = PyCode_Addr2Line(code, (int)lasti * (int)sizeof(_Py_CODEUNIT));
+        ln = hyp__walk_line(code, lasti);
         e->lines[lasti] = ln > 0 ? (uint32_t)ln + 1 : 1;
     }
     *line = e->lines[lasti] - 1;

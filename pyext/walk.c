@@ -68,6 +68,10 @@ uint32_t hyp__walk_fingerprint(PyCodeObject *code) {
     return hyp__fp(code);
 }
 
+int hyp__walk_line(PyCodeObject *code, uint32_t lasti) {
+    return PyCode_Addr2Line(code, (int)(lasti * sizeof(_Py_CODEUNIT)));
+}
+
 Py_ssize_t hyp__walk_code_units(PyCodeObject *code) {
     return Py_SIZE(code);
 }
@@ -181,7 +185,12 @@ size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, siz
     PyThreadState *ts;
     size_t n = 0;
 
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030D0000
+    /* HEAD_LOCK() of 3.13 calls a function libpython does not export; the
+     * exported PyMutex_Lock() takes the same mutex (and may let other threads
+     * run while it waits, which the caller allows). */
+    PyMutex_Lock(&_PyRuntime.interpreters.mutex);
+#elif PY_VERSION_HEX >= 0x030C0000
     HEAD_LOCK(&_PyRuntime);
 #else
     PyThread_acquire_lock(_PyRuntime.interpreters.mutex, WAIT_LOCK);
@@ -193,7 +202,9 @@ size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, siz
             out[n].ident = ts->thread_id;
         }
     }
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030D0000
+    PyMutex_Unlock(&_PyRuntime.interpreters.mutex);
+#elif PY_VERSION_HEX >= 0x030C0000
     HEAD_UNLOCK(&_PyRuntime);
 #else
     PyThread_release_lock(_PyRuntime.interpreters.mutex);

@@ -59,6 +59,10 @@ int hyp__walk_remote_available(void);
 /* The fingerprint hyp__walk_own() stores for code, computed the same way. */
 uint32_t hyp__walk_fingerprint(PyCodeObject *code);
 
+/* The source line of instruction offset lasti (in code units) of code, or
+ * -1. Needs the GIL. */
+int hyp__walk_line(PyCodeObject *code, uint32_t lasti);
+
 /* The code object's size in code units. */
 Py_ssize_t hyp__walk_code_units(PyCodeObject *code);
 
