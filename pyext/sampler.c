@@ -1035,8 +1035,11 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
                 close(fd);
         }
         if (ret < 0) {
+            char full[1200];
+
+            snprintf(full, sizeof(full), "event=%s: %s", event, msg);
             hyp__reset_session();
-            return hyp__raise(S.event_error, msg);
+            return hyp__raise(S.event_error, full);
         }
         S.trigger = TRIG_PERF;
         snprintf(evname, sizeof(evname), "%s", event);

@@ -19,6 +19,7 @@ import traceback
 import types
 
 from . import diff as _diff
+from . import events as _events
 from . import merge as _merge
 from . import render as _render
 from .profiler import Profiler, ProfilerError
@@ -55,6 +56,23 @@ def _configure_run(p):
     p.add_argument("--engine", default="auto", choices=("auto", "setprofile", "monitoring"),
                    help="how calls are received (deterministic mode; default: the fastest "
                         "this Python has)")
+    g = p.add_argument_group("sampling mode (--mode sampling; see docs/sampling.md)")
+    g.add_argument("--event", default=None,
+                   help="the event that triggers samples: cycles, instructions, cpu-clock, "
+                        "task-clock, a PMU's own name (python -m hyprof events lists them); "
+                        "default: the best that works here")
+    g.add_argument("--frequency", type=float, default=None, metavar="HZ",
+                   help="samples per second of each thread (default 100)")
+    g.add_argument("--period", type=int, default=None,
+                   help="events between samples (nanoseconds for clocks), instead of "
+                        "--frequency")
+    g.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="cpu: sample running threads; wall: also waiting ones (I/O, locks, "
+                        "sleep)")
+    g.add_argument("--depth", type=int, default=128,
+                   help="frames kept per sample (default 128)")
+    g.add_argument("--signal", type=int, default=None, metavar="SIGNO",
+                   help="the signal number that carries samples (default SIGPROF)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report after the run")
     p.add_argument("--sort", default="cum", choices=_text.SORTS,
@@ -68,6 +86,9 @@ def _configure_run(p):
 def _profiler_options(args):
     if args.mode == "deterministic":
         return {"builtins": args.builtins, "engine": args.engine}
+    if args.mode == "sampling":
+        return {"event": args.event, "frequency": args.frequency, "period": args.period,
+                "clock": args.clock, "depth": args.depth, "signal": args.signal}
     return {}
 
 
@@ -218,7 +239,8 @@ def _configure_report(p):
     p.add_argument("--threads", action="store_true",
                    help="collapsed: put each thread's stacks under a frame of its own")
     p.add_argument("--lines", action="store_true",
-                   help="collapsed: keep each frame's executing line (sampling traces)")
+                   help="text: the hottest source lines with their text (sampling traces); "
+                        "collapsed: keep each frame's executing line")
 
 
 def _export_options(args, fmt):
@@ -281,6 +303,10 @@ def _report(args):
         raise CLIError("--thread %d: the trace has threads 0 to %d"
                        % (args.thread, len(trace.threads()) - 1))
     fmt = args.format or _render.format_for_path(args.output or "", "text")
+    if args.lines and fmt == "text":
+        from .sampling import lines_report
+        sys.stdout.write(lines_report(trace, limit=args.limit, thread=args.thread))
+        return 0
     try:
         if fmt == "pstats" and args.output is None:
             # pstats' own table on a console; the binary file with -o.
@@ -315,6 +341,8 @@ COMMANDS = {
               _merge.run_cli),
     "diff": ("compare two traces: which functions got slower or faster", _diff.configure_cli,
              _diff.run_cli),
+    "events": ("list the sampling events of this machine and whether each opens",
+               _events.configure_cli, _events.run_cli),
 }
 
 

@@ -22,7 +22,7 @@ import time
 from . import _hyprof, memory as _memory
 from .profiler import ProfilerError
 
-__all__ = ["EventError", "SamplingEngine", "create"]
+__all__ = ["EventError", "SamplingEngine", "create", "lines_report"]
 
 
 class EventError(ProfilerError):
@@ -300,6 +300,26 @@ class SamplingEngine:
                 self._cleanup_path()
             except Exception:
                 pass
+
+
+def lines_report(trace, limit=30, thread=None):
+    """The hottest source lines of a sampling trace, with their text: what
+    ``python -m hyprof report --lines`` prints."""
+    import linecache
+    rows = trace.lines(thread) if thread is not None else trace.lines()
+    total = sum(r.samples for r in rows) or 1
+    unit = trace.sample_kinds[0].unit if trace.sample_kinds else ""
+    out = ["%8s %6s %12s  %s" % ("samples", "%", "weight", "line")]
+    for r in rows[:limit or None]:
+        src = linecache.getline(r.filename, r.line).strip() if r.line else ""
+        where = "%s:%d" % (r.filename, r.line)
+        w = ("%.3fs" % (r.weight / 1e9)) if unit == "ns" else str(r.weight)
+        out.append("%8d %5.1f%% %12s  %s" % (r.samples, 100.0 * r.samples / total, w, where))
+        if src:
+            out.append("%29s  %s" % ("", src[:120]))
+    if len(rows) > (limit or len(rows)):
+        out.append("(%d more lines; -n 0 shows all)" % (len(rows) - limit))
+    return "\n".join(out) + "\n"
 
 
 def _at_exit():
