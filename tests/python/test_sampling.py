@@ -390,3 +390,50 @@ def test_resolver_flushes_without_growing_memory():
     assert st["samples"] >= 1500
     assert st["lost"]["ring-full"] == 0
     assert os.path.getsize(p._engine.trace_path) > 0
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "hyprof"] + list(args), capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_run_sampling_and_report_lines(tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text("def hot():\n"
+                    "    s = 0\n"
+                    "    for i in range(4000000):\n"
+                    "        s += i % 7\n"
+                    "    return s\n"
+                    "hot()\n")
+    out = tmp_path / "p.hyprof"
+    r = _cli("run", "--mode", "sampling", "--frequency", "1000", "--clock", "cpu", "-q",
+             "-o", str(out), str(prog), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    t = hyprof.load(str(out))
+    assert t.mode == "sampling" and t.header["frequency"] == 1000
+    assert by_name(t)["hot"].own_samples >= 20
+    r = _cli("report", "--lines", "-n", "2", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # The two hottest lines are the loop's, each followed by its source text.
+    assert "prog.py:4" in r.stdout or "prog.py:3" in r.stdout
+    assert any(x.strip() == "s += i % 7" for x in lines)
+
+
+def test_cli_events_and_a_bad_event(tmp_path):
+    r = _cli("events", "--pmu", "perf")
+    assert r.returncode == 0, r.stderr
+    assert "perf::PERF_COUNT_SW_CPU_CLOCK" in r.stdout and "cpu-clock" in r.stdout
+    prog = tmp_path / "p.py"
+    prog.write_text("pass\n")
+    r = _cli("run", "--mode", "sampling", "--event", "no-such-event", str(prog),
+             cwd=str(tmp_path))
+    assert r.returncode == 1
+    assert "unknown event 'no-such-event'" in r.stderr
+    r = _cli("events", "--pmu", "nope")
+    assert r.returncode == 1 and "no PMU 'nope'" in r.stderr
