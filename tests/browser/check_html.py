@@ -109,10 +109,12 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
             errors.append(f"chromium could not take a screenshot: {shot.stderr[-500:]}")
     status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.DOTALL)
     crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
+    tip = re.search(r'<div id="hyprof-tip"[^>]*>(.*?)</div>', dom, re.DOTALL)
     return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
             "table": rows, "console": console,
             "status": html.unescape(status.group(1)) if status else "",
-            "crumbs": [html.unescape(c) for c in crumbs]}
+            "crumbs": [html.unescape(c) for c in crumbs],
+            "tooltip": html.unescape(tip.group(1)) if tip else ""}
 
 
 def main(argv=None):

@@ -135,6 +135,11 @@ def test_html_view_search_zoom_metric_sort(tmp_path, det_trace):
     assert res["ok"], res["errors"]
     assert res["crumbs"] == ["all", "main", "work"]
     assert "time.sleep" not in res["labels"] and "helper" in res["labels"]
+    # The tooltip of work's heaviest frame (main > work).
+    res = check.check(str(path), fragment="hover=work")
+    assert res["tooltip"].split("\n") == [
+        "work", "app.py:10",
+        "wall: 9.500 ms (15.70%) total, 6.000 ms (9.92%) self", "calls: 3"]
     # Sort by name, ascending.
     res = check.check(str(path), fragment="sort=name")
     assert res["table"] == ["helper", "main", "time.sleep", "work"]

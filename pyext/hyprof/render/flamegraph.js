@@ -484,9 +484,17 @@
 
   // A view can be linked to: #metric=cpu&search=json&zoom=Scorer.score&sort=own
   // (metric by name or label, search as typed, zoom to the heaviest frame of
-  // a function, sort by a table column's key).
+  // a function, sort by a table column's key; hover=f shows f's tooltip).
+  function heaviest(name) {
+    var best = -1;
+    for (var n = 1; n < N; n++) {
+      if (fname(n) === name && (best < 0 || inc[n] > inc[best])) best = n;
+    }
+    return best;
+  }
+
   function applyHash() {
-    var zoomTo = null;
+    var zoomTo = null, hoverOn = null;
     (location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
       var eq = kv.indexOf("=");
       if (eq < 0) return;
@@ -509,20 +517,23 @@
         }
       } else if (k === "zoom") {
         zoomTo = v;
+      } else if (k === "hover") {
+        hoverOn = v;
       }
     });
     computeInc();
     if (DIFF) diffScale();
     zoom = 0;
-    if (zoomTo !== null) {
-      var best = -1;
-      for (var n = 1; n < N; n++) {
-        if (fname(n) === zoomTo && (best < 0 || inc[n] > inc[best])) best = n;
-      }
-      if (best > 0) zoom = best;
-    }
+    if (zoomTo !== null && heaviest(zoomTo) > 0) zoom = heaviest(zoomTo);
     draw();
     renderTable();
+    // The tooltip of a function's heaviest frame, as hovering shows it.
+    if (hoverOn !== null && heaviest(hoverOn) > 0) {
+      tip.textContent = describe(heaviest(hoverOn));
+      tip.style.display = "block";
+      tip.style.left = "40px";
+      tip.style.top = "40px";
+    }
   }
   window.addEventListener("hashchange", applyHash);
 
