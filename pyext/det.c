@@ -23,6 +23,7 @@
 
 #include "internal.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -79,6 +80,14 @@ static __thread struct {
 } det_tls __attribute__((tls_model("initial-exec")));
 
 static Py_ssize_t det_extra_index = -1;
+
+/* A forked child is another thread (new tid) whose CPU clock must be its own:
+ * the inherited perf page still follows the parent's thread. Forgetting the
+ * thread-local state makes the child's next event register it afresh. */
+static void det_atfork_child(void) {
+    det_tls.session = 0;
+    det_tls.th = NULL;
+}
 
 /* The co_extra slot holds one of these per code object seen: it outlives
  * profilers (freed with the code object), so it says which session its
@@ -1263,10 +1272,11 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     det_tls.session = 0;
     det_tls.th = NULL;
     p->session = ++det_sessions; /* old co_extra slots and thread states stop matching */
-    Py_DECREF(p);
     err = p->error;
+    p->error = 0;
+    /* The reference start() took for det_active; the caller holds another. */
+    Py_DECREF(p);
     if (err != 0) {
-        p->error = 0;
         if (err == HYP_ENOMEM)
             return PyErr_NoMemory();
         PyErr_Format(hyp_py_profiler_error, "profiling failed: %s", hyp_strerror(err));
@@ -1576,6 +1586,10 @@ int hyp_py_det_init(PyObject *module) {
     PyObject *bases;
 
     if (det_extra_index < 0) {
+        if (pthread_atfork(NULL, NULL, det_atfork_child) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "cannot register hyprof's fork handler");
+            return -1;
+        }
         det_extra_index = det_request_extra_index(det_extra_free);
         if (det_extra_index < 0) {
             PyErr_SetString(PyExc_RuntimeError, "no co_extra slot left for hyprof");

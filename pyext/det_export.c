@@ -53,8 +53,16 @@ static int export_func(hyp_profile_t *prof, det_func_t *f) {
     return hyp_profile_func(prof, &hf, &f->export_id);
 }
 
-static uint64_t to_ns(uint64_t ticks, double ns_per_tick) {
-    return (uint64_t)((double)ticks * ns_per_tick + 0.5);
+/* Own times round down and cumulative times up, so that a function's summed
+ * own time never exceeds its cumulative time by a rounding. */
+static uint64_t to_ns_down(uint64_t ticks, double ns_per_tick) {
+    return (uint64_t)((double)ticks * ns_per_tick);
+}
+
+static uint64_t to_ns_up(uint64_t ticks, double ns_per_tick) {
+    double ns = (double)ticks * ns_per_tick;
+    uint64_t r = (uint64_t)ns;
+    return (double)r < ns ? r + 1 : r;
 }
 
 /* Walks one thread's tree in preorder without recursion (trees can be as
@@ -77,10 +85,10 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
                                    &n->export_id)) != 0)
             return rc;
         v[0] = n->calls;
-        v[1] = to_ns(n->wall_own, k);
-        v[2] = to_ns(n->cpu_own, k);
-        v[3] = to_ns(n->wall_cum, k);
-        v[4] = to_ns(n->cpu_cum, k);
+        v[1] = to_ns_down(n->wall_own, k);
+        v[2] = to_ns_down(n->cpu_own, k);
+        v[3] = to_ns_up(n->wall_cum, k);
+        v[4] = to_ns_up(n->cpu_cum, k);
         if ((rc = hyp_profile_add(prof, tid, n->export_id, v)) != 0)
             return rc;
         if (n->first_child != NULL) {
