@@ -37,9 +37,12 @@
 #if defined(__GNUC__)
 #define HYP_PY_LIKELY(x) __builtin_expect(!!(x), 1)
 #define HYP_PY_TLS __thread __attribute__((tls_model("initial-exec")))
+/* Kept out of line, so the hooks' fast path saves no registers for it. */
+#define HYP_PY_COLD __attribute__((noinline, cold))
 #else
 #define HYP_PY_LIKELY(x) (x)
 #define HYP_PY_TLS _Thread_local
+#define HYP_PY_COLD
 #endif
 
 #define HYP_PY_ALLOC_MAX_FRAMES_DEFAULT 128
@@ -256,7 +259,7 @@ static void hyp_py_record(void *ptr, size_t size) {
 
 /* The countdown crossed zero, or this thread's state belongs to another run.
  * Decides whether the block is sampled and draws the next gap. */
-static void hyp_py_slow(hyp_py_alloc_tls_t *t, void *ptr, size_t size) {
+static HYP_PY_COLD void hyp_py_slow(hyp_py_alloc_tls_t *t, void *ptr, size_t size) {
     uint64_t gen = atomic_load_explicit(&hyp_py_alloc.gen, memory_order_relaxed);
 
     if (t->guard)
