@@ -181,7 +181,6 @@ def run_yappi(clock):
 def profilers():
     out = {"none": run_plain}
     try:
-        import hyprof
         from hyprof import _hyprof
         out["hyprof"] = run_hyprof("auto")
         if _hyprof.DEFAULT_ENGINE != "setprofile":

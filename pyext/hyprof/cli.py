@@ -124,8 +124,8 @@ def _prepare_script(path, argv):
 
 
 def _prepare_module(name, argv):
-    import runpy
     import importlib.util
+    import runpy
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError) as e:
@@ -281,6 +281,7 @@ _PSTATS_SORT = {"calls": "ncalls", "pcalls": "pcalls", "own": "tottime", "tottim
 def _pstats_text(trace, args):
     import io
     import pstats
+
     from .render.pstats import PstatsExport
     buf = io.StringIO()
     st = pstats.Stats(PstatsExport(trace, args.clock, args.thread), stream=buf)
