@@ -164,11 +164,14 @@ def profile(func=None, *, output=None, report=None, limit=20, **options):
     if not callable(func):
         raise ProfilerError("profile() decorates a function, not %r" % (func,))
     profiler = Profiler(**options)
+    engine = profiler._engine
     state = {"calls": 0}
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        if profiler.running:
+        # The engine's attribute, not the property: reading it is no call
+        # that would show in the profile.
+        if engine.running:
             return func(*args, **kwargs)
         profiler.start()
         try:
