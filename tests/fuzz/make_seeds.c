@@ -1,6 +1,7 @@
 /* Writes the fuzz seed corpus: small real traces of both modes, one cut
  * short and one with a record type from the future. Run by
- * tests/fuzz/run.sh --seeds DIR; the results are kept in tests/fuzz/corpus. */
+ * tests/fuzz/run.sh --seeds DIR; the results are kept in tests/fuzz/corpus
+ * (named *.seed: git and the distribution leave out *.hyprof files). */
 #include "hyprof.h"
 
 #include <stdio.h>
@@ -67,8 +68,8 @@ static int deterministic(const char *dir) {
     hyp_writer_begin(w, p);
     hyp_writer_finish(w, p);
     buf = hyp_writer_data(w, &len);
-    rc = save(dir, "deterministic.hyprof", buf, len);
-    rc |= save(dir, "deterministic-cut.hyprof", buf, len * 2 / 3);
+    rc = save(dir, "deterministic.seed", buf, len);
+    rc |= save(dir, "deterministic-cut.seed", buf, len * 2 / 3);
     hyp_writer_close(w);
     hyp_profile_free(p);
     return rc;
@@ -113,7 +114,7 @@ static int sampling(const char *dir) {
     hyp_profile_set_meta_float(p, "duration", 0.5);
     hyp_writer_finish(w, p);
     buf = hyp_writer_data(w, &len);
-    rc = save(dir, "sampling.hyprof", buf, len);
+    rc = save(dir, "sampling.seed", buf, len);
     hyp_writer_close(w);
     hyp_profile_free(p);
     return rc;
@@ -134,7 +135,7 @@ static int future(const char *dir) {
         "\x93\x05\x00\x92\x01\x05"                /* node 1: 5 calls */
         "\x92\x08\x81\xa5" "nodes" "\x02";        /* end */
 
-    return save(dir, "future-record.hyprof", t, sizeof(t) - 1);
+    return save(dir, "future-record.seed", t, sizeof(t) - 1);
 }
 
 int main(int argc, char **argv) {

@@ -266,7 +266,7 @@ CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", 
 def test_node_cap_is_visible():
     # written by the C producer with a cap of 5 nodes (tests/fuzz/make_seeds.c):
     # main > fib > fib > fib fit; main > len folds into "[truncated]"
-    t = hyprof.load(os.path.join(CORPUS, "deterministic.hyprof"))
+    t = hyprof.load(os.path.join(CORPUS, "deterministic.seed"))
     assert t.truncated_nodes == 1
     f = by_name(t.functions())
     assert f["[truncated]"].kind == "special"
@@ -278,7 +278,7 @@ def test_node_cap_is_visible():
 
 def test_streamed_trace_from_c(tmp_path):
     # two flushes of a sampling profile, with metadata set after the header
-    t = hyprof.load(os.path.join(CORPUS, "sampling.hyprof"), keep_samples=True)
+    t = hyprof.load(os.path.join(CORPUS, "sampling.seed"), keep_samples=True)
     assert t.sample_total == 80
     assert len(t.samples()) == 80
     assert t.dropped == {"ring full": 4}
