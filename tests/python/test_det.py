@@ -364,6 +364,37 @@ def test_stop_mid_stack_closes_open_frames(engine):
     assert not [f for f in fs if "stop" in f]
 
 
+def test_stop_closes_other_threads_open_frames(engine):
+    started = threading.Event()
+    ref = {}
+
+    def long_sleep():
+        started.set()
+        time.sleep(0.4)
+
+    def background():
+        long_sleep()
+
+    p = hyprof.Profiler(engine=engine)
+    p.start()
+    t = threading.Thread(target=background, name="bg")
+    t.start()
+    started.wait()
+    ref["start"] = time.perf_counter()
+    time.sleep(0.1)
+    ref["stop"] = time.perf_counter()
+    p.stop()
+    t.join()  # its returns come after stop and are ignored
+    tr = p.trace()
+    bg = next(th for th in tr.threads() if th.name == "bg")
+    fs = by_name(tr, bg)
+    # Closed at stop: about 0.1 s, not the 0.4 s the call took.
+    assert fs["long_sleep"].calls == 1
+    assert ref["stop"] - ref["start"] <= fs["long_sleep"].wall_cum < 0.3
+    assert fs["long_sleep"].cpu_cum < 0.02
+    assert fs["background"].wall_cum >= fs["long_sleep"].wall_cum
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
 def test_forked_child_gets_its_own_cpu_clock(engine, tmp_path):
     out = tmp_path / "child.hyprof"
