@@ -3,6 +3,8 @@ C writer from Python tables; errors on bad files; and the same file read by
 the msgpack package agreeing with the C reader."""
 
 import os
+import pathlib
+import random
 import subprocess
 import sys
 import warnings
@@ -286,6 +288,47 @@ def test_streamed_trace_from_c(tmp_path):
     assert [th.name for th in t.threads()] == ["MainThread", "worker"]
     assert sum(f.own_samples for f in t.functions()) == 80 - 10  # 10 are alloc samples
     assert sum(f.own["alloc_samples"] for f in t.functions()) == 10
+
+
+def test_mutated_traces_load_or_raise_trace_error(tmp_path):
+    # bytes flipped, dropped and repeated in real traces: each either loads
+    # (and then every view works and it writes back) or raises TraceError;
+    # never another exception, never a crash
+    rng = random.Random(1234)
+    seeds = [pathlib.Path(CORPUS, n).read_bytes() for n in sorted(os.listdir(CORPUS))]
+    path = tmp_path / "m.hyprof"
+    outcomes = {"loaded": 0, "error": 0}
+    for i in range(1500):
+        b = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            k = rng.randrange(len(b))
+            op = rng.randrange(3)
+            if op == 0:
+                b[k] = rng.randrange(256)
+            elif op == 1:
+                del b[k:k + rng.randrange(1, 9)]
+            else:
+                b[k:k] = b[k:k + rng.randrange(1, 9)]
+        path.write_bytes(bytes(b))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", hyprof.TraceWarning)
+            try:
+                t = hyprof.load(path, keep_samples=True)
+            except hyprof.TraceError:
+                outcomes["error"] += 1
+                continue
+        t.functions(), t.edges(), t.nodes(), t.lines(), t.samples(), t.threads()
+        try:
+            t.stacks()
+        except ValueError as e:
+            assert "no metric" in str(e)
+        if i % 10 == 0:
+            try:
+                t.write(tmp_path / "w.hyprof")
+            except (ValueError, TypeError) as e:
+                assert "write_trace" in str(e)
+        outcomes["loaded"] += 1
+    assert outcomes["loaded"] > 100 and outcomes["error"] > 100
 
 
 def test_write_trace_rejects_bad_tables(tmp_path):
