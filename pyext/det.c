@@ -446,6 +446,8 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
  * calls fold into one "[truncated]" child per parent, and everything below a
  * truncated node folds into it. Returns NULL on allocation failure. */
 static void thread_name(det_thread_t *th);
+static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint64_t cpu,
+                           int suspend);
 
 static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *parent,
                               const void *key, PyObject *callable, PyObject *self_arg) {
@@ -526,6 +528,40 @@ done:
 
 /* The calling thread's state, created at its first event. Called with the
  * GIL held and any pending exception saved. */
+static int thread_alive(PyInterpreterState *interp, det_thread_t *th) {
+    PyThreadState *ts;
+
+    for (ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts))
+        if (ts->thread_id == th->ident && (uint64_t)ts->native_thread_id == th->os_tid)
+            return 1;
+    return 0;
+}
+
+/* Frees the stack and the CPU clock of the threads that have ended (their
+ * calls all returned; any left open are closed at their last event). */
+static void sweep_dead_threads(det_prof_t *p) {
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    det_thread_t **pp = &p->live, *th;
+
+    while ((th = *pp) != NULL) {
+        if (thread_alive(interp, th)) {
+            pp = &th->live_next;
+            continue;
+        }
+        *pp = th->live_next;
+        th->live_next = NULL;
+        th->live = 0;
+        p->nlive--;
+        while (th->depth != 0)
+            det_pop(p, th, th->last_wall, th->last_cpu, 0);
+        th->lost = 0;
+        hyp_cpu_clock_destroy(&th->cpu);
+        hyp__free(th->stack);
+        th->stack = NULL;
+        th->cap = 0;
+    }
+}
+
 static det_thread_t *thread_slow(det_prof_t *p) {
     unsigned long ident = PyThread_get_thread_ident();
     uint64_t tid = (uint64_t)syscall(SYS_gettid);
@@ -534,25 +570,32 @@ static det_thread_t *thread_slow(det_prof_t *p) {
     for (th = p->threads; th != NULL; th = th->next)
         if (th->ident == ident && th->os_tid == tid)
             break;
+    if (th == NULL || !th->live)
+        sweep_dead_threads(p);
     if (th == NULL) {
         th = hyp__calloc(1, sizeof *th);
         if (th == NULL)
             return NULL;
-        th->cap = 256;
-        th->stack = hyp__malloc(th->cap * sizeof *th->stack);
-        if (th->stack == NULL) {
-            hyp__free(th);
-            return NULL;
-        }
         th->ident = ident;
         th->os_tid = tid;
-        hyp_cpu_clock_init(&th->cpu, p->cpu_flags, &th->cpu_err);
         thread_name(th);
         th->next = p->threads;
         p->threads = th;
         p->nthreads++;
-    } else if (th->cpu.page == NULL && th->cpu.source == HYP_CPU_PERF_MMAP) {
+    }
+    if (!th->live) {
+        /* A new thread, or one whose ident and tid a dead one had. */
+        th->cap = 256;
+        th->stack = hyp__malloc(th->cap * sizeof *th->stack);
+        if (th->stack == NULL) {
+            th->cap = 0;
+            return NULL;
+        }
         hyp_cpu_clock_init(&th->cpu, p->cpu_flags, &th->cpu_err);
+        th->live = 1;
+        th->live_next = p->live;
+        p->live = th;
+        p->nlive++;
     }
     th->tstate = PyThreadState_Get();
     th->session = p->session;
@@ -1261,6 +1304,7 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     p->running = 0;
     drop_stop_frames(p);
     close_open_frames(p);
+    sweep_dead_threads(p);
     p->wall_total += hyp_clock_ticks() - p->wall_start;
     if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0 &&
         PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
@@ -1537,9 +1581,9 @@ static PyObject *det_get_counters(det_prof_t *p, void *closure) {
         fast += th->cpu.reads;
         slow += th->cpu.resyncs;
     }
-    return Py_BuildValue("{s:n,s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:O}", "nodes", (Py_ssize_t)p->nodes,
-                         "functions", (Py_ssize_t)p->nfuncs, "threads",
-                         (Py_ssize_t)p->nthreads, "truncated", (unsigned long long)p->truncated,
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:O}", "nodes",
+                         (Py_ssize_t)p->nodes, "functions", (Py_ssize_t)p->nfuncs, "threads",
+                         (Py_ssize_t)p->nthreads, "threads_holding_clocks", (Py_ssize_t)p->nlive, "truncated", (unsigned long long)p->truncated,
                          "unmatched", (unsigned long long)p->unmatched, "generators_lost",
                          (unsigned long long)p->gens_lost, "cpu_fast_reads", fast,
                          "cpu_resyncs", slow, "replaced", p->replaced);

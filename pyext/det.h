@@ -80,6 +80,11 @@ typedef struct det_thread_s {
     char name[64];
     int name_pending;         /* threading did not know the thread yet */
     uint64_t last_wall, last_cpu;
+    /* Threads holding a stack and a CPU clock, swept of the dead ones when a
+     * thread registers and at stop(), so short-lived threads do not pile up
+     * resources; a dead thread keeps only its tree. */
+    struct det_thread_s *live_next;
+    int live;
 } det_thread_t;
 
 typedef struct {
@@ -96,6 +101,8 @@ typedef struct {
     uint64_t gens_lost;       /* suspended instances the table had no room for */
     det_thread_t *threads;
     size_t nthreads;
+    det_thread_t *live;       /* threads holding resources (live_next list) */
+    size_t nlive;
     /* Functions, in creation order. */
     det_func_t **funcs;
     size_t nfuncs, funcs_cap;

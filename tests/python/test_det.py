@@ -456,6 +456,25 @@ def test_threads_started_before_and_after_start(engine):
     assert by_name(t)["worker"].calls == 3
 
 
+def test_ended_threads_release_their_clocks(engine):
+    def short():
+        fib(5)
+
+    p = hyprof.Profiler(engine=engine)
+    with p:
+        for _ in range(40):
+            t = threading.Thread(target=short)
+            t.start()
+            t.join()
+    c = p._engine.counters
+    assert c["threads"] == 41
+    # Only the main thread still holds a stack and a perf page.
+    assert c["threads_holding_clocks"] == 1
+    fs = by_name(p.trace())
+    assert fs["fib"].calls == 40 * 15
+    assert len(p.trace().threads()) == 41
+
+
 # ------------------------------------------------------------ refusals
 
 
