@@ -137,6 +137,19 @@ def test_report_tree_and_pstats(trace_file, tmp_path):
     assert any(k[2] == "fib" and v[:2] == (1, 465) for k, v in st.stats.items())
 
 
+def test_gprof2dot_reads_the_pstats_export(trace_file, tmp_path):
+    pytest.importorskip("gprof2dot", reason="gprof2dot is not installed "
+                        "(scripts/install-deps.sh installs it)")
+    prof = tmp_path / "g.prof"
+    r = hyprof_cmd("report", trace_file, "--format", "pstats", "-o", prof, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "gprof2dot", "-f", "pstats", "-n", "0", "-e", "0",
+                        str(prof)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "prog:6:main" in r.stdout and "prog:3:fib" in r.stdout
+    assert "465" in r.stdout or "465\u00d7" in r.stdout  # fib's call count
+
+
 def test_report_errors_name_the_problem(trace_file, tmp_path):
     r = hyprof_cmd("report", trace_file, "--sort", "bogus", cwd=tmp_path)
     assert r.returncode == 2
