@@ -49,13 +49,7 @@ def stats(trace, clock="wall", thread=None):
         if callee is None:
             continue
         ckey = func_key(e.caller)
-        if clock == "wall":
-            tt, ct = e.wall_own, e.wall_cum
-        else:
-            m = trace._metric_by_name
-            tt = e.own.get("cpu_own", 0) * 1e-9 if "cpu_own" in m else 0.0
-            ct = e.cum.get("cpu_cum", 0) * 1e-9 if "cpu_cum" in m else 0.0
-        val = (e.calls, e.primitive_calls, tt, ct)
+        val = (e.calls, e.primitive_calls, getattr(e, own), getattr(e, cum))
         callers = callee[4]
         callers[ckey] = _add(callers[ckey], val) if ckey in callers else val
     return out
