@@ -42,7 +42,7 @@ def short_path(path):
 
 def frame_label(func, line=0):
     """The name of a frame in stack-based formats: ``name (file:line)``."""
-    if func.kind == "python" or (func.filename and func.kind not in ("builtin", "special")):
+    if func.filename and func.kind not in ("builtin", "special"):
         return f"{func.name} ({short_path(func.filename)}:{line or func.lineno})"
     return func.name
 
