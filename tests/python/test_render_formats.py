@@ -261,7 +261,9 @@ def test_pprof_read_by_go_tool_pprof(tmp_path, det_trace, sampling_trace):
     s.write_bytes(R.render(sampling_trace, "pprof"))
     top = _top(_pprof(go, s, "-top"))
     assert top["work"] == ("16", "26") and top["helper"] == ("10", "10")
-    assert "samples/count[dflt] cpu/nanoseconds" in _pprof(go, s, "-raw")
+    raw = _pprof(go, s, "-raw")
+    assert "samples/count[dflt] cpu/nanoseconds" in raw
+    assert "PeriodType: cpu nanoseconds\nPeriod: 10000000\n" in raw
     top = _top(_pprof(go, s, "-top", "-sample_index=cpu"))
     assert top["work"] == ("160ms", "260ms")
     # Python's "<module>" survives pprof's C++ demangler.

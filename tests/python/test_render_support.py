@@ -95,7 +95,8 @@ def sampling_data(pid=4321, extra_helper=0, alloc=False):
         samples.append((1, 2, 1, t + 3, 512))
     return {
         "mode": "sampling",
-        "header": {"argv": ["app.py"], "pid": pid, "trigger": "timer", "event": "cpu-clock"},
+        "header": {"argv": ["app.py"], "pid": pid, "trigger": "timer", "event": "cpu-clock",
+                   "period": 10 * MS},
         "metrics": metrics,
         "sample_kinds": kinds,
         "functions": [MAIN, WORK, HELPER],

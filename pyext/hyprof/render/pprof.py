@@ -219,7 +219,18 @@ def build(trace, metric=None):
     dur = header.get("duration_ns") or header.get("duration")
     if isinstance(dur, (int, float)) and dur > 0:
         _int(10, int(dur if dur > 1e6 else dur * 1e9), tail)
+    # The sampling period: the trigger's (e.g. 10 ms of CPU time per sample)
+    # when the trace says it and a time column gives its unit; else one
+    # sample of the default type.
+    dtype = types[default_col][0]
     ptype, punit = types[default_col]
+    period = 1
+    hp = header.get("period")
+    if trace.mode == "sampling" and isinstance(hp, int) and hp > 0:
+        timed = [t for t in types if t[1] == "nanoseconds"]
+        if timed:
+            ptype, punit = timed[0]
+            period = hp
     pt = bytearray()
     _int(1, st(ptype), pt)
     _int(2, st(punit), pt)
@@ -229,9 +240,9 @@ def build(trace, metric=None):
         _bytes(6, s.encode("utf-8", "surrogateescape"), out)
     out += tail
     _bytes(11, pt, out)
-    _int(12, 1, out)
+    _int(12, period, out)
     _packed(13, [comment], out)
-    _int(14, st.ids[ptype], out)
+    _int(14, st.ids[dtype], out)
     return bytes(out)
 
 
