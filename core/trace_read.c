@@ -412,10 +412,62 @@ static int hyp__read_magic(hyp_reader_t *r, const unsigned char *obj, size_t len
     return 0;
 }
 
+/* An array of strings becomes a HYP_META_STRV entry; any other array is
+ * skipped (bindings that decode the raw header still see it). */
+static int hyp__read_meta_array(hyp_reader_t *r, const char *key, hyp__cur_t *c) {
+    hyp_meta_t m = {.key = key, .type = HYP_META_STRV};
+    hyp__cur_t start = *c, probe;
+    uint64_t n, k;
+    char **copies;
+    size_t done = 0;
+    int rc = 0;
+
+    if (hyp__cur_array(c, &n) < 0)
+        return -1;
+    probe = *c;
+    for (k = 0; k < n; k++) {
+        const char *s;
+        size_t l;
+
+        if (hyp__cur_str(&probe, &s, &l) < 0) {
+            *c = start;
+            return hyp__cur_skip(c) < 0 ? -1 : 0;
+        }
+    }
+    copies = hyp__calloc((size_t)n, sizeof(*copies));
+    if (copies == NULL)
+        return HYP_ENOMEM;
+    for (k = 0; k < n && rc == 0; k++) {
+        const char *s;
+        size_t l;
+
+        hyp__cur_str(c, &s, &l);
+        copies[k] = hyp__strndup(s, l);
+        if (copies[k] == NULL)
+            rc = HYP_ENOMEM;
+        else
+            done++;
+    }
+    if (rc == 0) {
+        m.v.sv.v = (const char *const *)copies;
+        m.v.sv.n = (size_t)n;
+        rc = hyp_profile_set_meta(r->profile, &m);
+    }
+    for (k = 0; k < done; k++)
+        hyp__free(copies[k]);
+    hyp__free(copies);
+    return rc;
+}
+
+/* Reads one metadata value into the profile. Returns 0 (also for a value
+ * the C model cannot hold, which is skipped), -1 when malformed, or
+ * HYP_ENOMEM. The header was scanned whole, so fixed-size payloads are
+ * within bounds. */
 static int hyp__read_meta_value(hyp_reader_t *r, const char *key, hyp__cur_t *c) {
     hyp_meta_t m = {.key = key};
-    char **copies = NULL;
-    int rc = 0;
+    uint64_t u, bits;
+    int64_t i;
+    int is_uint;
 
     if (c->p >= c->end)
         return -1;
@@ -431,32 +483,31 @@ static int hyp__read_meta_value(hyp_reader_t *r, const char *key, hyp__cur_t *c)
         c->p++;
         break;
     case 0xca: {
-        uint32_t bits = (uint32_t)hyp__be(c->p + 1, 4);
+        uint32_t b32 = (uint32_t)hyp__be(c->p + 1, 4);
         float f;
 
-        memcpy(&f, &bits, sizeof(f));
+        memcpy(&f, &b32, sizeof(f));
         m.type = HYP_META_FLOAT;
         m.v.f = f;
         c->p += 5;
         break;
     }
-    case 0xcb: {
-        uint64_t bits = hyp__be(c->p + 1, 8);
-
+    case 0xcb:
+        bits = hyp__be(c->p + 1, 8);
         m.type = HYP_META_FLOAT;
         memcpy(&m.v.f, &bits, sizeof(m.v.f));
         c->p += 9;
         break;
-    }
     default:
         if (hyp__cur_is_str(c)) {
             const char *str;
             size_t n;
             char *copy;
+            int rc;
 
             hyp__cur_str(c, &str, &n);
             if (memchr(str, '\0', n) != NULL)
-                return 0; /* not representable as a C string; bindings see it raw */
+                return 0; /* not a C string; bindings see it raw */
             copy = hyp__strndup(str, n);
             if (copy == NULL)
                 return HYP_ENOMEM;
@@ -465,76 +516,18 @@ static int hyp__read_meta_value(hyp_reader_t *r, const char *key, hyp__cur_t *c)
             rc = hyp_profile_set_meta(r->profile, &m);
             hyp__free(copy);
             return rc;
-        } else {
-            int64_t i;
-            uint64_t u;
-            int is_uint;
-            hyp__cur_t save = *c;
-
-            if (hyp__cur_int(c, &i, &is_uint, &u) == 0) {
-                m.type = is_uint ? HYP_META_UINT : HYP_META_INT;
-                if (is_uint)
-                    m.v.u = u;
-                else
-                    m.v.i = i;
-                break;
-            }
-            *c = save;
-            {
-                uint64_t n, k;
-                size_t done = 0;
-
-                if (hyp__cur_array(c, &n) == 0) {
-                    /* an array of strings; anything else is kept only by
-                     * bindings that decode the raw header */
-                    hyp__cur_t probe = *c;
-                    int all_str = 1;
-
-                    for (k = 0; k < n && all_str; k++) {
-                        const char *s;
-                        size_t l;
-
-                        all_str = hyp__cur_str(&probe, &s, &l) == 0;
-                    }
-                    if (!all_str) {
-                        *c = save;
-                        return hyp__cur_skip(c) < 0 ? -1 : 0;
-                    }
-                    copies = hyp__calloc((size_t)n, sizeof(*copies));
-                    if (copies == NULL) {
-                        rc = HYP_ENOMEM;
-                        break;
-                    }
-                    for (k = 0; k < n; k++) {
-                        const char *s;
-                        size_t l;
-
-                        hyp__cur_str(c, &s, &l);
-                        copies[k] = hyp__strndup(s, l);
-                        if (copies[k] == NULL) {
-                            rc = HYP_ENOMEM;
-                            break;
-                        }
-                        done++;
-                    }
-                    if (rc == 0) {
-                        m.type = HYP_META_STRV;
-                        m.v.sv.v = (const char *const *)copies;
-                        m.v.sv.n = (size_t)n;
-                        rc = hyp_profile_set_meta(r->profile, &m);
-                    }
-                    for (k = 0; k < done; k++)
-                        hyp__free(copies[k]);
-                    hyp__free(copies);
-                    return rc;
-                }
-                *c = save;
-                return hyp__cur_skip(c) < 0 ? -1 : 0;
-            }
         }
+        if ((*c->p & 0xf0) == 0x90 || *c->p == 0xdc || *c->p == 0xdd)
+            return hyp__read_meta_array(r, key, c);
+        if (hyp__cur_int(c, &i, &is_uint, &u) < 0)
+            return hyp__cur_skip(c) < 0 ? -1 : 0; /* a map, bin or ext: skipped */
+        m.type = is_uint ? HYP_META_UINT : HYP_META_INT;
+        if (is_uint)
+            m.v.u = u;
+        else
+            m.v.i = i;
+        break;
     }
-    if (rc < 0)
-        return rc;
     return hyp_profile_set_meta(r->profile, &m);
 }
 
