@@ -41,7 +41,10 @@ def find_browser():
 def _run(browser, args, timeout):
     profile = tempfile.mkdtemp(prefix="hyprof-chromium-")
     try:
+        # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers
+        # often have a tiny /dev/shm.
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-dev-shm-usage",
                "--disable-extensions", "--disable-background-networking",
                "--user-data-dir=" + profile, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
