@@ -57,11 +57,13 @@ enum {
     LOST_CODE_FREED,     /* a frame's code object died unseen before resolution */
     LOST_WALL_RACE,      /* a waiting thread woke up while its stack was read */
     LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
+    LOST_WALK_FAULT,     /* the frame chain pointed to freed memory mid-pop */
     LOST_COUNT
 };
 static const char *const hyp__lost_names[LOST_COUNT] = {
     "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
-    "no-python-frames", "code-freed", "wall-race",      "thread-unsampled"};
+    "no-python-frames", "code-freed", "wall-race",      "thread-unsampled",
+    "walk-fault"};
 
 typedef struct {
     _Atomic int live;    /* 1 while the slot's thread is sampled */
@@ -81,6 +83,7 @@ typedef struct {
     uint64_t last_count; /* counter at the previous sample (handler-owned) */
     uint64_t last_wall;  /* wall sampler: time of the previous tick */
     uint64_t rng;        /* period jitter state (handler-owned) */
+    uint64_t nsamples;   /* samples taken by the handler (handler-owned) */
     _Atomic uint64_t wall_weight;
     hyp__ring_t ring;
 } hyp_slot_t;
@@ -158,7 +161,7 @@ static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight) {
 
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
     if (n <= 0) {
-        hyp__lose(LOST_NO_FRAMES);
+        hyp__lose(n < 0 ? LOST_WALK_FAULT : LOST_NO_FRAMES);
         return -1;
     }
     buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
@@ -276,11 +279,13 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
         } else {
             weight = S.pcfg.freq ? 0 : S.pcfg.period;
         }
-        if (!S.pcfg.freq && S.pcfg.period >= 8) {
+        if (!S.pcfg.freq && S.pcfg.period >= 8 && (++slot->nsamples & 7) == 0) {
             /* A fixed period locks onto a program that repeats at the same
-             * rate and samples one phase of it (aliasing): each next period
-             * is drawn uniformly within +-12.5% of the one asked for. The
-             * weights are measured, so the jitter biases nothing. */
+             * rate and samples one phase of it (aliasing): every 8th sample,
+             * the period is drawn anew uniformly within +-12.5% of the one
+             * asked for (the ioctl costs a few microseconds, hence not at
+             * each sample). The weights are measured, so the jitter biases
+             * nothing. */
             uint64_t x = slot->rng, next;
 
             x ^= x << 13;
@@ -996,6 +1001,10 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         hyp__reset_session();
         return PyErr_NoMemory();
     }
+    if (hyp__walk_guard_install() < 0) {
+        hyp__reset_session();
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     if (hyp__install(signo, msg, sizeof(msg)) < 0) {
         hyp__reset_session();
         return hyp__raise(S.profiler_error, msg);
@@ -1576,6 +1585,16 @@ static PyObject *perf_probe(PyObject *self, PyObject *args) {
                          ret == 0 ? "opens" : msg);
 }
 
+/* _walk_guard_check() -> int: walks a frame chain into an unmapped page under
+ * the fault guard; -1 means the fault was caught (tests). */
+static PyObject *walk_guard_check(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    if (hyp__walk_guard_install() < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(hyp__walk_guard_check());
+}
+
 static PyMethodDef hyp__sampler_methods[] = {
     {"_sampler_start", (PyCFunction)(void (*)(void))sampler_start, METH_VARARGS | METH_KEYWORDS,
      "Starts the sampling session (internal; use hyprof.Profiler(mode=\"sampling\"))."},
@@ -1590,6 +1609,8 @@ static PyMethodDef hyp__sampler_methods[] = {
     {"_sampler_trace", sampler_trace, METH_NOARGS, "The last session's profile as a Trace."},
     {"_sampler_after_fork_child", sampler_after_fork_child, METH_NOARGS,
      "Forgets the parent's session in a forked child."},
+    {"_walk_guard_check", walk_guard_check, METH_NOARGS,
+     "Walks a frame chain into an unmapped page under the fault guard (tests)."},
     {"perf_events", perf_events, METH_NOARGS,
      "[(pmu, name, description, is_hardware)] for every event libpfm4 knows here."},
     {"perf_probe", perf_probe, METH_VARARGS,

@@ -20,8 +20,11 @@
 #include <internal/pycore_runtime.h>
 #endif
 
+#include <setjmp.h>
+#include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -149,8 +152,144 @@ static int hyp__walk(PyThreadState *ts, uint64_t *out, int max, int *truncated, 
     return n;
 }
 
+/* ------------------------------------------------------------ fault guard
+ *
+ * The own-thread walk reads frames in place. A sample can land in the few
+ * instructions where the interpreter has already freed what the frame chain
+ * still points to: 3.11 and 3.12 pop a frame (and may unmap its data-stack
+ * chunk, Python/pystate.c _PyThreadState_PopFrame) before they move
+ * current_frame to the caller (Python/ceval.c). A read there faults. The walk
+ * therefore runs under a guard: a SIGSEGV/SIGBUS handler that, when the fault
+ * happens inside a guarded walk on this thread, jumps back out of it (the
+ * sample is dropped and counted); any other fault goes to the handler that
+ * was installed before (faulthandler, or the default action), unchanged. */
+
+static __thread sigjmp_buf *hyp__guard_jmp __attribute__((tls_model("initial-exec")));
+static struct sigaction hyp__prev_segv, hyp__prev_bus;
+
+static void hyp__on_fault(int signo, siginfo_t *si, void *uc) {
+    struct sigaction *prev = signo == SIGBUS ? &hyp__prev_bus : &hyp__prev_segv;
+    sigjmp_buf *jmp = hyp__guard_jmp;
+
+    if (jmp != NULL) {
+        hyp__guard_jmp = NULL;
+        siglongjmp(*jmp, 1);
+    }
+    /* Not ours: hand it on as if hyprof were not there. */
+    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction != NULL) {
+        prev->sa_sigaction(signo, si, uc);
+        return;
+    }
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler != NULL) {
+        prev->sa_handler(signo);
+        return;
+    }
+    /* The default action: restore it; returning re-executes the faulting
+     * instruction, which now ends the process as it would have. */
+    signal(signo, SIG_DFL);
+}
+
+int hyp__walk_guard_install(void) {
+    struct sigaction sa, cur;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = hyp__on_fault;
+    /* SA_NODEFER: the jump out leaves the signal mask as the walk had it. */
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSEGV, NULL, &cur) < 0)
+        return -1;
+    if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == hyp__on_fault)) {
+        if (sigaction(SIGSEGV, &sa, &hyp__prev_segv) < 0)
+            return -1;
+    }
+    if (sigaction(SIGBUS, NULL, &cur) < 0)
+        return -1;
+    if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == hyp__on_fault)) {
+        if (sigaction(SIGBUS, &sa, &hyp__prev_bus) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The walk of the caller's own frames: the same steps as hyp__walk(), reading
+ * the fields in place instead of copying each frame and code header (this
+ * runs in the signal handler at every sample), under the fault guard. */
 int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
-    return hyp__walk(ts, out, max, truncated, 0);
+    sigjmp_buf jmp;
+    _PyInterpreterFrame *f;
+    const _Py_CODEUNIT *instr;
+    PyCodeObject *code;
+    Py_ssize_t lasti;
+    int n = 0, steps = 0;
+
+    *truncated = 0;
+    if (sigsetjmp(jmp, 0) != 0)
+        return -1; /* a read faulted: hyp__on_fault jumped here */
+    hyp__guard_jmp = &jmp;
+#if PY_VERSION_HEX >= 0x030D0000
+    f = ts->current_frame;
+#else
+    f = ts->cframe != NULL ? ts->cframe->current_frame : NULL;
+#endif
+    for (; f != NULL && steps < HYP__WALK_HARD_LIMIT; f = f->previous, steps++) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (f->owner == FRAME_OWNED_BY_CSTACK)
+            continue;
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+        code = (PyCodeObject *)f->f_executable;
+        instr = f->instr_ptr;
+#else
+        code = f->f_code;
+        instr = f->prev_instr;
+#endif
+        if (code == NULL || Py_TYPE(code) != &PyCode_Type)
+            continue;
+        if (n == max) {
+            *truncated = 1;
+            break;
+        }
+        lasti = instr - _PyCode_CODE(code);
+        if (lasti < 0 || lasti >= Py_SIZE(code))
+            lasti = 0;
+        out[2 * n] = (uint64_t)(uintptr_t)code;
+        out[2 * n + 1] = (uint64_t)(uint32_t)lasti | ((uint64_t)hyp__fp(code) << 32);
+        n++;
+    }
+    hyp__guard_jmp = NULL;
+    return n;
+}
+
+int hyp__walk_guard_check(void) {
+    /* A thread state whose frame chain points into a page that no longer
+     * exists: the situation of a sample taken mid-pop, made on purpose. */
+    union {
+        PyThreadState ts;
+        char b[sizeof(PyThreadState)];
+    } fake;
+#if PY_VERSION_HEX < 0x030D0000
+    _PyCFrame cf;
+#endif
+    uint64_t out[8];
+    int truncated = 0, n;
+    long page = sysconf(_SC_PAGESIZE);
+    void *gone = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                      -1, 0);
+
+    if (gone == MAP_FAILED)
+        return -2;
+    munmap(gone, (size_t)page);
+    memset(&fake, 0, sizeof(fake));
+#if PY_VERSION_HEX >= 0x030D0000
+    fake.ts.current_frame = (_PyInterpreterFrame *)gone;
+#else
+    memset(&cf, 0, sizeof(cf));
+    cf.current_frame = (_PyInterpreterFrame *)gone;
+    fake.ts.cframe = &cf;
+#endif
+    n = hyp__walk_own(&fake.ts, out, 4, &truncated);
+    return n;
 }
 
 int hyp__walk_remote(PyThreadState *ts, uint64_t *out, int max, int *truncated) {

@@ -22,8 +22,20 @@
  * thread state (the thread is stopped in a signal handler or an allocator
  * hook, so its frame chain cannot change under the walk). Async-signal-safe:
  * reads memory only. Stores at most max frames in out (2 words each) and
- * returns their number; *truncated is set when more frames were left out. */
+ * returns their number; *truncated is set when more frames were left out.
+ * Returns -1 when a read faulted (the interpreter was between freeing a frame
+ * and unlinking it): with hyp__walk_guard_install() done, that fault is
+ * caught and the walk abandoned instead of crashing. */
 int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated);
+
+/* Installs the fault guard of hyp__walk_own() on SIGSEGV and SIGBUS, on top
+ * of (and passing every other fault to) the handlers installed before.
+ * Idempotent. Returns 0 or -1 (errno set). */
+int hyp__walk_guard_install(void);
+
+/* Walks a made-up thread state whose frame chain points to an unmapped page,
+ * under the guard: returns -1 when the guard caught the fault (a test). */
+int hyp__walk_guard_check(void);
 
 /* The same walk for a thread that is not the caller, reading every word
  * through process_vm_readv(), so a frame chain that changes under the walk

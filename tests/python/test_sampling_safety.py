@@ -307,3 +307,28 @@ def test_sampling_in_process_while_other_threads_block_on_locks():
     # Waiting on the lock is seen, in the function that waits.
     assert fs["blocked"].cum_samples >= 100
     assert fs["blocked"].cum_weight >= 0.25e9
+
+
+def test_a_frame_chain_into_freed_memory_is_survived():
+    """The interpreter frees a frame (and may unmap its stack chunk) a few
+    instructions before it unlinks it; a sample landing there reads unmapped
+    memory. The walk's fault guard catches it, and any other fault still
+    reaches the handler installed before (here faulthandler's)."""
+    r = run_script("""
+        import faulthandler
+        faulthandler.enable()
+        from hyprof import _hyprof
+        results = [_hyprof._walk_guard_check() for _ in range(3)]
+        cpu_for(0.01)
+        print(json.dumps({"results": results}))
+    """)
+    assert r["results"] == [-1, -1, -1]
+    proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent("""
+        import ctypes, faulthandler
+        faulthandler.enable()
+        from hyprof import _hyprof
+        _hyprof._walk_guard_check()
+        ctypes.string_at(0)  # a real crash: faulthandler must report it
+    """)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in proc.stderr
