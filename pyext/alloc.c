@@ -181,22 +181,28 @@ static int hyp_py_resolve_later(void *arg);
  * an allocation made by the dict's own resize leaves the old table intact
  * until the swap (Objects/dictobject.c), so the walk sees a whole table. */
 static void hyp_py_note_thread(uint64_t ident, uint64_t native) {
-    hyp_py_athread_t *a;
+    hyp_py_athread_t *a = NULL;
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     size_t i;
 
-    for (i = 0; i < hyp_py_alloc.nthreads; i++)
+    for (i = 0; i < hyp_py_alloc.nthreads && a == NULL; i++)
         if (hyp_py_alloc.threads[i].ident == ident && hyp_py_alloc.threads[i].native == native)
-            return;
-    if (hyp__grow((void **)&hyp_py_alloc.threads, &hyp_py_alloc.cthreads,
-                  hyp_py_alloc.nthreads + 1, sizeof(*hyp_py_alloc.threads)) < 0)
-        return; /* resolution falls back to a name made from the thread id */
-    a = &hyp_py_alloc.threads[hyp_py_alloc.nthreads++];
-    a->ident = ident;
-    a->native = native;
-    a->id = HYP_NO_ID;
-    a->thread = NULL;
+            a = &hyp_py_alloc.threads[i];
+    /* A thread samples before threading registers it (its start-up
+     * allocates); it is looked up again at its next samples. */
+    if (a != NULL && (a->thread != NULL || a->id != HYP_NO_ID))
+        return;
+    if (a == NULL) {
+        if (hyp__grow((void **)&hyp_py_alloc.threads, &hyp_py_alloc.cthreads,
+                      hyp_py_alloc.nthreads + 1, sizeof(*hyp_py_alloc.threads)) < 0)
+            return; /* resolution falls back to a name made from the thread id */
+        a = &hyp_py_alloc.threads[hyp_py_alloc.nthreads++];
+        a->ident = ident;
+        a->native = native;
+        a->id = HYP_NO_ID;
+        a->thread = NULL;
+    }
     if (hyp_py_alloc.active == NULL || !PyDict_Check(hyp_py_alloc.active))
         return;
     while (PyDict_Next(hyp_py_alloc.active, &pos, &key, &value)) {
@@ -448,6 +454,16 @@ static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     if (a != NULL && a->id != HYP_NO_ID) {
         *id = a->id;
         return 0;
+    }
+    if (a != NULL && a->thread == NULL && hyp_py_alloc.active != NULL &&
+        PyDict_Check(hyp_py_alloc.active)) {
+        /* Not registered at its samples; perhaps it is by now. */
+        PyObject *key = PyLong_FromUnsignedLongLong(ident);
+
+        if (key != NULL)
+            a->thread = Py_XNewRef(PyDict_GetItemWithError(hyp_py_alloc.active, key));
+        Py_XDECREF(key);
+        PyErr_Clear();
     }
     if (a != NULL && a->thread != NULL) {
         pyname = PyObject_GetAttrString(a->thread, "name");
