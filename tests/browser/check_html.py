@@ -30,6 +30,14 @@ import tempfile
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
+def tool_env():
+    """The environment without a sanitized build's preloaded runtimes
+    (run-pytest.sh sets them for the interpreter): Chromium does not start
+    with AddressSanitizer preloaded."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 def find_browser():
     for name in BROWSERS:
         path = shutil.which(name)
@@ -48,6 +56,7 @@ def _run(browser, args, timeout):
                "--disable-extensions", "--disable-background-networking",
                "--user-data-dir=" + profile, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=tool_env(),
                               check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)

@@ -11,7 +11,14 @@ import textwrap
 
 import hyprof
 import pytest
-from test_render_support import det_data, need, run_hyprof, sampling_data, write
+from test_render_support import (
+    det_data,
+    need,
+    run_hyprof,
+    sampling_data,
+    tool_env,
+    write,
+)
 
 PROGRAM = textwrap.dedent("""\
     import sys
@@ -158,7 +165,7 @@ def test_pprof_of_a_real_run(traces, tmp_path):
     run_hyprof("report", traces / "base.hyprof", "-o", p)
     out = subprocess.run([go, "tool", "pprof", "-top", "-nodecount=50", str(p)],
                          capture_output=True, text=True, check=True,
-                         env=dict(_env(), HOME=str(tmp_path))).stdout
+                         env=tool_env(HOME=str(tmp_path))).stdout
     assert re.search(r"\bleaf\b", out) and re.search(r"\bmiddle\b", out)
 
 

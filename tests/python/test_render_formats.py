@@ -20,6 +20,7 @@ from test_render_support import (
     need,
     sampling_data,
     sampling_trace_in,
+    tool_env,
     write,
 )
 
@@ -165,7 +166,8 @@ def _annotate(tmp_path, text, *args):
     tool = need("callgrind_annotate", "valgrind")
     path = tmp_path / "callgrind.out.1"
     path.write_text(text)
-    res = subprocess.run([tool, *args, str(path)], capture_output=True, text=True, check=True)
+    res = subprocess.run([tool, *args, str(path)], capture_output=True, text=True, check=True,
+                         env=tool_env())
     return res.stdout
 
 
@@ -212,7 +214,7 @@ def test_dot_renders_with_graphviz_and_prunes(tmp_path, det_trace):
     dot = need("dot", "graphviz")
     text = R.render(det_trace, "dot")
     svg = subprocess.run([dot, "-Tsvg"], input=text, capture_output=True, text=True,
-                         check=True).stdout
+                         env=tool_env(), check=True).stdout
     for name in ("main", "work", "helper", "time.sleep"):
         assert f">{name}</text>" in svg
     assert "30×" in svg  # main -> work -> helper: 30 calls
@@ -223,14 +225,15 @@ def test_dot_renders_with_graphviz_and_prunes(tmp_path, det_trace):
     cpu = R.render(det_trace, "dot", metric="cpu", threshold=1)
     assert "time.sleep" not in cpu  # 10 us of 10.51 ms CPU
     subprocess.run([dot, "-Tsvg", "-o", str(tmp_path / "s.svg")], input=R.render(
-        write(tmp_path / "s.hyprof", sampling_data()), "dot"), text=True, check=True)
+        write(tmp_path / "s.hyprof", sampling_data()), "dot"), text=True, check=True,
+        env=tool_env())
     assert (tmp_path / "s.svg").stat().st_size > 1000
 
 
 # ---------------------------------------------------------------- pprof
 
 def _pprof(tool, path, *args):
-    env = dict(os.environ, HOME=str(path.parent), PPROF_TMPDIR=str(path.parent))
+    env = tool_env(HOME=str(path.parent), PPROF_TMPDIR=str(path.parent))
     return subprocess.run([tool, "tool", "pprof", *args, str(path)], capture_output=True,
                           text=True, check=True, env=env).stdout
 

@@ -136,6 +136,16 @@ def run_hyprof(*args, cwd=None, check=True):
     return res
 
 
+def tool_env(**extra):
+    """The environment for external tools (dot, go, callgrind_annotate):
+    without a sanitized build's preloaded runtimes, which are for the
+    interpreter only."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 def need(tool, package):
     """The path of an external tool, or a skip naming the package to install."""
     path = shutil.which(tool)
