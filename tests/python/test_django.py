@@ -528,6 +528,17 @@ def test_debug_off_means_no_profile_and_no_middleware(profile_dir):
     assert not profile_dir.exists()
 
 
+def test_is_superuser_callback_lets_superusers_profile_production(profile_dir):
+    with override_settings(DEBUG=False,
+                           HYPROF_SHOW_CALLBACK="hyprof.contrib.django.is_superuser"):
+        anonymous = Client().get("/fib/7/", HTTP_X_HYPROF="1")
+        root = Client(REMOTE_ADDR="10.1.2.3")
+        assert root.login(username="root", password="pw")
+        r = root.get("/fib/7/", HTTP_X_HYPROF="1")
+    assert "X-Hyprof-Trace" not in anonymous and "Server-Timing" not in anonymous
+    assert calls(api_trace(r, profile_dir), "fib") == fib_calls(7)
+
+
 def allow_header_only(request):
     return request.headers.get("X-Team") == "perf"
 
