@@ -4,6 +4,7 @@ example shop's app (examples/django/catalog) on a SQLite file."""
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -166,6 +167,10 @@ def database():
         User.objects.create_superuser("root", "root@example.com", "pw")
         User.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
     yield
+    from django.db import connections
+
+    connections.close_all()
+    shutil.rmtree(_TMP, ignore_errors=True)
 
 
 @pytest.fixture
