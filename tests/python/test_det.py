@@ -396,6 +396,8 @@ def test_stop_closes_other_threads_open_frames(engine):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
+# Threads of earlier tests, joined, may not have left the kernel's count yet.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_gets_its_own_cpu_clock(engine, tmp_path):
     out = tmp_path / "child.hyprof"
     p = hyprof.Profiler(engine=engine)
