@@ -23,6 +23,7 @@
 
 #include "internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -1475,7 +1476,7 @@ static void det_dealloc(det_prof_t *p) {
 static PyObject *det_write(det_prof_t *p, PyObject *arg) {
     PyObject *bytes;
     hyp_profile_t *prof;
-    int rc;
+    int rc, saved_errno = 0;
 
     if (!PyUnicode_FSConverter(arg, &bytes))
         return NULL;
@@ -1491,13 +1492,18 @@ static PyObject *det_write(det_prof_t *p, PyObject *arg) {
     }
     Py_BEGIN_ALLOW_THREADS
     rc = hyp_trace_save(prof, PyBytes_AS_STRING(bytes));
+    saved_errno = errno;
     Py_END_ALLOW_THREADS
     hyp_profile_free(prof);
     if (rc != 0) {
-        if (rc == HYP_EIO)
+        /* A file that cannot be created or written is the OSError a user
+         * expects (FileNotFoundError, PermissionError, ...), with its name. */
+        if ((rc == HYP_EIO || rc == HYP_ENOENT || rc == HYP_EPERM) && saved_errno != 0) {
+            errno = saved_errno;
             PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        else
+        } else {
             PyErr_Format(hyp_py_profiler_error, "cannot write %R: %s", arg, hyp_strerror(rc));
+        }
         Py_DECREF(bytes);
         return NULL;
     }

@@ -558,6 +558,8 @@ def test_write_and_load_round_trip(engine, tmp_path):
     assert [m.name for m in t.metrics] == ["calls", "wall_own", "cpu_own", "wall_cum", "cpu_cum"]
     assert by_name(t)["fib"].calls == 177
     assert by_name(t)["fib"].calls == by_name(p.trace())["fib"].calls
+    with pytest.raises(FileNotFoundError, match="no-such-dir"):
+        p.write(tmp_path / "no-such-dir" / "x.hyprof")
 
 
 def test_pstats_loads_the_trace_with_cprofile_order(engine, tmp_path):
