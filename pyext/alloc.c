@@ -97,6 +97,13 @@ typedef struct {
 } hyp_py_frame_t;
 
 typedef struct {
+    PyCodeObject *code; /* strong reference; NULL marks an empty slot */
+    uint32_t lasti;
+    hyp_id_t func;
+    uint32_t line;
+} hyp_py_site_t;
+
+typedef struct {
     hyp_id_t thread;
     hyp_id_t node;
     uint32_t kind; /* 0 alloc, 1 live */
@@ -134,7 +141,12 @@ static struct {
     /* Resolved data of the current or last run. */
     hyp_profile_t *prof;
     uint32_t kind_alloc, kind_live;
-    PyObject *funcs; /* {code object: function id}; keeps the codes alive */
+    /* (code, instruction) -> (function, line): resolution's cache. Each
+     * entry holds a reference to its code, so an address in it cannot be
+     * reused by another code object. Keyed by address, because hashing a
+     * code object hashes its whole bytecode on 3.12+ (Objects/codeobject.c). */
+    hyp_py_site_t *sites;
+    size_t nsites, site_mask;
     PyObject *active; /* threading._active, {ident: Thread} */
     hyp_py_athread_t *threads;
     size_t nthreads, cthreads;
@@ -410,32 +422,70 @@ static int hyp_py_intern_obj(PyObject *s, hyp_id_t *id) {
                                                                          : 0;
 }
 
-static int hyp_py_func(PyCodeObject *code, hyp_id_t *id) {
-    PyObject *v = PyDict_GetItemWithError(hyp_py_alloc.funcs, (PyObject *)code);
-    hyp_func_t f;
-    int rc;
+static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) {
+    uint64_t x = (uint64_t)(uintptr_t)code ^ ((uint64_t)lasti << 40) ^ lasti;
 
-    if (v != NULL) {
-        *id = (hyp_id_t)PyLong_AsUnsignedLong(v);
-        return 0;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    return (size_t)x & mask;
+}
+
+static int hyp_py_site_grow(void) {
+    size_t cap = hyp_py_alloc.sites == NULL ? 256 : (hyp_py_alloc.site_mask + 1) * 2, i;
+    hyp_py_site_t *t = hyp__calloc(cap, sizeof(*t));
+
+    if (t == NULL)
+        return hyp_py_fail(HYP_ENOMEM);
+    for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++) {
+        hyp_py_site_t *e = &hyp_py_alloc.sites[i];
+        size_t j;
+
+        if (e->code == NULL)
+            continue;
+        for (j = hyp_py_site_slot(e->code, e->lasti, cap - 1); t[j].code != NULL;
+             j = (j + 1) & (cap - 1))
+            ;
+        t[j] = *e;
     }
-    if (PyErr_Occurred())
+    hyp__free(hyp_py_alloc.sites);
+    hyp_py_alloc.sites = t;
+    hyp_py_alloc.site_mask = cap - 1;
+    return 0;
+}
+
+/* The function and line of an instruction of a code object. */
+static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint32_t *line) {
+    hyp_py_site_t *e;
+    hyp_func_t f;
+    size_t i;
+    int rc, ln;
+
+    if ((hyp_py_alloc.nsites + 1) * 2 > hyp_py_alloc.site_mask + 1 && hyp_py_site_grow() < 0)
         return -1;
+    for (i = hyp_py_site_slot(code, lasti, hyp_py_alloc.site_mask);
+         (e = &hyp_py_alloc.sites[i])->code != NULL; i = (i + 1) & hyp_py_alloc.site_mask) {
+        if (e->code == code && e->lasti == lasti) {
+            *func = e->func;
+            *line = e->line;
+            return 0;
+        }
+    }
     if (hyp_py_intern_obj(code->co_qualname, &f.name) < 0 ||
         hyp_py_intern_obj(code->co_filename, &f.file) < 0)
         return -1;
     f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
     f.kind = HYP_FUNC_PYTHON;
-    if ((rc = hyp_profile_func(hyp_py_alloc.prof, &f, id)) < 0)
+    if ((rc = hyp_profile_func(hyp_py_alloc.prof, &f, func)) < 0)
         return hyp_py_fail(rc);
-    v = PyLong_FromUnsignedLong(*id);
-    if (v == NULL)
-        return -1;
-    /* The dict owns a reference to the code, so the address cannot be
-     * reused while the mapping exists. */
-    rc = PyDict_SetItem(hyp_py_alloc.funcs, (PyObject *)code, v);
-    Py_DECREF(v);
-    return rc;
+    ln = PyCode_Addr2Line(code, (int)lasti * HYP_PY_CODEUNIT_BYTES);
+    *line = ln > 0 ? (uint32_t)ln : 0;
+    e->code = (PyCodeObject *)Py_NewRef(code);
+    e->lasti = lasti;
+    e->func = *func;
+    e->line = *line;
+    hyp_py_alloc.nsites++;
+    return 0;
 }
 
 static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
@@ -547,13 +597,11 @@ static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
     }
     for (i = rec->depth; i-- > 0;) {
         const hyp_py_frame_t *f = &hyp_py_alloc.frames[rec->frame0 + i];
-        int line;
+        uint32_t line;
 
-        if (hyp_py_func(f->code, &func) < 0)
+        if (hyp_py_site(f->code, f->lasti, &func, &line) < 0)
             return -1;
-        line = PyCode_Addr2Line(f->code, (int)f->lasti * HYP_PY_CODEUNIT_BYTES);
-        if ((rc = hyp_profile_node(hyp_py_alloc.prof, parent, func,
-                                   line > 0 ? (uint32_t)line : 0, &parent)) < 0)
+        if ((rc = hyp_profile_node(hyp_py_alloc.prof, parent, func, line, &parent)) < 0)
             return hyp_py_fail(rc);
     }
     *node = parent;
@@ -636,7 +684,11 @@ static void hyp_py_release_run(void) {
     hyp__heap_destroy(&hyp_py_alloc.heap);
     hyp_profile_free(hyp_py_alloc.prof);
     hyp_py_alloc.prof = NULL;
-    Py_CLEAR(hyp_py_alloc.funcs);
+    for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++)
+        Py_XDECREF(hyp_py_alloc.sites[i].code);
+    hyp__free(hyp_py_alloc.sites);
+    hyp_py_alloc.sites = NULL;
+    hyp_py_alloc.nsites = hyp_py_alloc.site_mask = 0;
     Py_CLEAR(hyp_py_alloc.active);
     for (i = 0; i < hyp_py_alloc.nthreads; i++)
         Py_CLEAR(hyp_py_alloc.threads[i].thread);
@@ -773,7 +825,6 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
     hyp_py_release_run();
     hyp_py_alloc.interval = interval;
     hyp_py_alloc.max_frames = max_frames;
-    hyp_py_alloc.funcs = PyDict_New();
     {
         PyObject *threading = PyImport_ImportModule("threading");
 
@@ -784,7 +835,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         if (hyp_py_alloc.active == NULL)
             PyErr_Clear(); /* threads are then named by their kernel id */
     }
-    if (hyp_py_alloc.funcs == NULL || hyp_py_new_profile() < 0) {
+    if (hyp_py_new_profile() < 0) {
         hyp_py_release_run();
         hyp_py_guard_exit(t);
         return NULL;
