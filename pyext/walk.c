@@ -175,40 +175,37 @@ static void hyp__on_fault(int signo, siginfo_t *si, void *uc) {
         hyp__guard_jmp = NULL;
         siglongjmp(*jmp, 1);
     }
-    /* Not ours: hand it on as if hyprof were not there. */
-    if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction != NULL) {
-        prev->sa_sigaction(signo, si, uc);
-        return;
-    }
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler != NULL) {
-        prev->sa_handler(signo);
-        return;
-    }
-    /* The default action: restore it; returning re-executes the faulting
-     * instruction, which now ends the process as it would have. */
-    signal(signo, SIG_DFL);
+    /* Not ours: put back the handler that was there before and let the fault
+     * happen again, now reaching it exactly as if hyprof were not there
+     * (faulthandler's dump, or the default action). A fault sent with
+     * kill() is not re-executed: raise it again. */
+    sigaction(signo, prev, NULL);
+    if (si != NULL && si->si_code <= 0)
+        raise(signo);
+    (void)uc;
 }
 
 int hyp__walk_guard_install(void) {
-    struct sigaction sa, cur;
+    static int installed;
+    struct sigaction sa;
 
+    /* Once per process: re-installing on top of a handler installed later
+     * (faulthandler.enable()) would make that handler and this one hand a
+     * real fault back and forth. */
+    if (installed)
+        return 0;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = hyp__on_fault;
     /* SA_NODEFER: the jump out leaves the signal mask as the walk had it. */
     sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, NULL, &cur) < 0)
+    if (sigaction(SIGSEGV, &sa, &hyp__prev_segv) < 0)
         return -1;
-    if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == hyp__on_fault)) {
-        if (sigaction(SIGSEGV, &sa, &hyp__prev_segv) < 0)
-            return -1;
-    }
-    if (sigaction(SIGBUS, NULL, &cur) < 0)
+    if (sigaction(SIGBUS, &sa, &hyp__prev_bus) < 0) {
+        sigaction(SIGSEGV, &hyp__prev_segv, NULL);
         return -1;
-    if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == hyp__on_fault)) {
-        if (sigaction(SIGBUS, &sa, &hyp__prev_bus) < 0)
-            return -1;
     }
+    installed = 1;
     return 0;
 }
 

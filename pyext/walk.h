@@ -28,9 +28,10 @@
  * caught and the walk abandoned instead of crashing. */
 int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated);
 
-/* Installs the fault guard of hyp__walk_own() on SIGSEGV and SIGBUS, on top
- * of (and passing every other fault to) the handlers installed before.
- * Idempotent. Returns 0 or -1 (errno set). */
+/* Installs the fault guard of hyp__walk_own() on SIGSEGV and SIGBUS, once per
+ * process, on top of the handlers installed before: any fault outside a
+ * guarded walk puts the previous handler back and reaches it. Returns 0 or
+ * -1 (errno set). */
 int hyp__walk_guard_install(void);
 
 /* Walks a made-up thread state whose frame chain points to an unmapped page,

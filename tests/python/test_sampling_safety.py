@@ -332,3 +332,20 @@ def test_a_frame_chain_into_freed_memory_is_survived():
     """)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGSEGV
     assert "Fatal Python error: Segmentation fault" in proc.stderr
+
+
+def test_a_crash_after_sampling_still_reaches_faulthandler():
+    """faulthandler enabled after the guard (its previous handler is then
+    hyprof's): a real crash is reported once and ends the process."""
+    proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent("""
+        import ctypes, faulthandler
+        p = hyprof.Profiler(mode="sampling", frequency=1000)
+        with p:
+            cpu_for(0.05)
+        faulthandler.enable()
+        with hyprof.Profiler(mode="sampling", frequency=1000):
+            cpu_for(0.05)
+        ctypes.string_at(0)
+    """)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGSEGV
+    assert proc.stderr.count("Fatal Python error: Segmentation fault") == 1
