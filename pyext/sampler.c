@@ -199,7 +199,8 @@ static inline int hyp__claim(hyp_slot_t *slot) {
 }
 
 static inline int hyp__valid_slot(const hyp_slot_t *slot) {
-    return slot != NULL && S.slots != NULL && slot >= S.slots && slot < S.slots + HYP__MAX_THREADS &&
+    return slot != NULL && S.slots != NULL && slot >= S.slots &&
+           slot < S.slots + HYP__MAX_THREADS &&
            ((const char *)slot - (const char *)S.slots) % sizeof(hyp_slot_t) == 0;
 }
 
@@ -1581,7 +1582,7 @@ static PyObject *perf_probe(PyObject *self, PyObject *args) {
             close(fd);
         Py_END_ALLOW_THREADS
     }
-    return Py_BuildValue("(Oss)", ret == 0 ? Py_True : Py_False, ret == 0 || ev.name[0] ? ev.name : "",
+    return Py_BuildValue("(Oss)", ret == 0 ? Py_True : Py_False, ev.name,
                          ret == 0 ? "opens" : msg);
 }
 

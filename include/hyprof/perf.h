@@ -23,7 +23,7 @@ extern "C" {
 typedef struct {
     size_t size;                  /* sizeof(hyp_perf_event_t), set by the caller */
     struct perf_event_attr attr;  /* type and config as libpfm4 encoded them */
-    char name[256];               /* libpfm4's fully qualified name (perf::PERF_COUNT_SW_CPU_CLOCK:u=1:...) */
+    char name[256];               /* libpfm4's fully qualified name */
     char pmu[64];                 /* the PMU that knows it ("perf", "skl", ...) */
     int is_hardware;              /* needs a hardware PMU (PERF_TYPE_HARDWARE, _RAW, caches) */
     int is_clock;                 /* cpu-clock or task-clock: counts nanoseconds */
@@ -44,7 +44,7 @@ HYP_EXTERN int hyp_perf_encode(const char *name, hyp_perf_event_t *ev, char *msg
 typedef struct {
     size_t size;        /* sizeof(hyp_perf_config_t), set by the caller */
     uint64_t period;    /* events between two overflows; or, when freq is set, */
-    int freq;           /*   the overflow rate in Hz that the kernel keeps by adjusting the period */
+    int freq;           /*   the rate in Hz the kernel keeps by adjusting the period */
     int signo;          /* signal sent to the thread at each overflow; 0: counting only */
 } hyp_perf_config_t;
 

@@ -79,9 +79,11 @@ def format_events(events, verbose=False):
         why = e.description if e.opens or e.opens is None else _short_reason(e.reason)
         if verbose and e.opens is False:
             why = e.reason
+        why = why.replace("\n", " ")
+        if not verbose:
+            why = why[:100]
         lines.append("%-*s  %-16s  %-5s  %s" % (width, "%s::%s" % (e.pmu, e.name),
-                                               ALIASES.get(e.name, ""), opens,
-                                               why.replace("\n", " ")[:100 if not verbose else None]))
+                                               ALIASES.get(e.name, ""), opens, why))
     lines.append("")
     lines.append("Timer triggers (no perf_event_open needed): posix-timer (per-thread CPU time, "
                  "at most CONFIG_HZ samples/s), setitimer (ITIMER_PROF, SIGPROF).")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import hyprof
-from hyprof import _hyprof, events
+from hyprof import events
 
 
 def spin(n):

@@ -13,8 +13,6 @@ import textwrap
 import threading
 import time
 
-import pytest
-
 import hyprof
 
 PRELUDE = textwrap.dedent("""\
@@ -107,7 +105,6 @@ def test_deep_recursion_generators_and_exceptions():
 
 
 def test_code_objects_dying_constantly_never_get_a_wrong_name(tmp_path):
-    mod = tmp_path / "hotmod.py"
     r = run_script("""
         import importlib, gc
         sys.path.insert(0, %r)
