@@ -151,6 +151,14 @@ def test_call_counts_match_cprofile(program, engine):
             continue
         assert (f.calls, f.primitive_calls) == (nc, cc), key
     assert set(got) == set(expected)
+    # Callers too: calls per (caller, callee) pair, as pstats shows them.
+    ours = pstats.Stats(PstatsExport(profile(fn, engine))).stats
+    for key, (_cc, _nc, _tt, _ct, callers) in expected.items():
+        if key[2] in GENERATOR_FUNCS:
+            continue
+        want = {c: v[0] for c, v in callers.items() if c[2] != "<lambda>"}
+        have = {c: v[0] for c, v in ours[key][4].items() if c[2] != "<lambda>"}
+        assert have == want, key
 
 
 def test_recursion_counts_primitive_calls_once(engine):
