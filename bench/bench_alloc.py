@@ -5,7 +5,7 @@ installed. Each configuration runs in its own child process, so each peak
 RSS is its own; the configurations are interleaved round by round (the order
 rotates), and the medians are compared.
 
-    ./pyrun bench/bench_alloc.py [--rounds 7] [--scale 1.0]
+    ./pyrun bench/bench_alloc.py [--rounds 7] [--scale 2.0]
 
 Prints, per configuration: median CPU seconds of the workload (CPU time, so
 that other processes on a busy machine do not count; the workload is
@@ -139,7 +139,7 @@ def available_configs():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--scale", type=float, default=2.0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
