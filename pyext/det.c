@@ -1306,6 +1306,16 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     drop_stop_frames(p);
     close_open_frames(p);
     sweep_dead_threads(p);
+    {
+        /* Names as they are now: a thread may have been renamed since it
+         * registered. */
+        PyObject *exc_type, *exc_value, *exc_tb;
+        det_thread_t *th;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        for (th = p->live; th != NULL; th = th->live_next)
+            thread_name(th);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
     p->wall_total += hyp_clock_ticks() - p->wall_start;
     if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0 &&
         PyErr_WarnFormat(PyExc_RuntimeWarning, 1,

@@ -453,9 +453,15 @@ def test_threads_started_before_and_after_start(engine):
     after.join()
     before.join()
     worker()
-    p.stop()
+    main_name = threading.current_thread().name
+    threading.current_thread().name = "renamed-main"  # names are taken at stop
+    try:
+        p.stop()
+    finally:
+        threading.current_thread().name = main_name
     t = p.trace()
     threads = {th.name: th for th in t.threads()}
+    threads["MainThread"] = threads.pop("renamed-main")
     assert {"MainThread", "before-start", "after-start"} <= set(threads)
     assert threads["after-start"].ident == after.ident
     assert threads["after-start"].os_tid == after.native_id
