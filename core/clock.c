@@ -217,6 +217,7 @@ int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err) {
             close((int)fd);
             if (err == 0) {
                 c->page = page;
+                c->owner_pid = (int64_t)getpid();
                 c->lock = &((volatile struct perf_event_mmap_page *)page)->lock;
                 c->source = HYP_CPU_PERF_MMAP;
             }
@@ -233,7 +234,8 @@ int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err) {
 void hyp_cpu_clock_destroy(hyp_cpu_clock_t *c) {
     if (c == NULL || c->page == NULL)
         return;
-    munmap(c->page, (size_t)sysconf(_SC_PAGESIZE));
+    if (c->owner_pid == (int64_t)getpid())
+        munmap(c->page, (size_t)sysconf(_SC_PAGESIZE));
     c->page = NULL;
     c->lock = NULL;
     c->source = HYP_CPU_SYSCALL;

@@ -68,6 +68,7 @@ typedef struct {
     uint64_t last_cpu;             /* CPU ticks at the last read */
     uint64_t resyncs;              /* reads that needed the system call */
     uint64_t reads;
+    int64_t owner_pid;             /* the process that mapped the page */
 } hyp_cpu_clock_t;
 
 /* Options for hyp_cpu_clock_init(). */
@@ -78,7 +79,9 @@ typedef struct {
  * is returned through *perf_err when it is not NULL: 0, HYP_EPERM,
  * HYP_ENOTSUP, ...). Returns 0, or HYP_EINVAL if c is NULL. */
 HYP_EXTERN int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err);
-/* Unmaps the page. Safe to call from any thread, and twice. */
+/* Unmaps the page. Safe to call from any thread, and twice. In a forked
+ * child it leaves the parent's mapping alone: the kernel does not copy perf
+ * mappings into a child, so the address may since hold another mapping. */
 HYP_EXTERN void hyp_cpu_clock_destroy(hyp_cpu_clock_t *c);
 /* The slow path of hyp_cpu_clock_read(): resynchronises with the system
  * call. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +165,39 @@ static void test_cpu_clock_excludes_sleep(void) {
     hyp_cpu_clock_destroy(&c);
 }
 
+/* perf mappings are not copied into a forked child, so the child's own page
+ * can land at the address of one of the parent's: destroying the parent's
+ * copy there must not unmap the child's page. */
+static void test_cpu_clock_destroy_in_forked_child(void) {
+    hyp_cpu_clock_t parent;
+    pid_t pid;
+    int status = -1;
+
+    hyp_cpu_clock_init(&parent, 0, NULL);
+    if (parent.source != HYP_CPU_PERF_MMAP) {
+        printf("\n    no perf page (perf_event_open refused): nothing to check ");
+        hyp_cpu_clock_destroy(&parent);
+        return;
+    }
+    pid = fork();
+    if (pid == 0) {
+        hyp_cpu_clock_t mine;
+        uint64_t wall, a, b;
+
+        hyp_cpu_clock_init(&mine, 0, NULL);
+        hyp_cpu_clock_destroy(&parent);
+        a = hyp_cpu_clock_read(&mine, &wall); /* faults if the page went */
+        spin_cpu_ns(2000000ull);
+        b = hyp_cpu_clock_read(&mine, &wall);
+        hyp_cpu_clock_destroy(&mine);
+        _exit(b > a ? 0 : 3);
+    }
+    CU_ASSERT_FATAL(pid > 0);
+    waitpid(pid, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    hyp_cpu_clock_destroy(&parent);
+}
+
 static const hyp_test_case_t cases[] = {
     {"wall ticks match CLOCK_MONOTONIC within 0.1%", test_wall_matches_monotonic},
     {"init is idempotent", test_init_is_idempotent},
@@ -171,6 +205,7 @@ static const hyp_test_case_t cases[] = {
     {"CPU clock within 2% of the syscall (fallback)", test_cpu_clock_syscall_fallback},
     {"CPU clock excludes sleeps", test_cpu_clock_excludes_sleep},
     {"CPU clock init rejects NULL", test_cpu_clock_rejects_null},
+    {"destroy in a forked child leaves its page", test_cpu_clock_destroy_in_forked_child},
     {NULL, NULL},
 };
 

@@ -5,6 +5,7 @@ node limit. Every test runs with each engine the interpreter has."""
 
 import asyncio
 import cProfile
+import gc
 import marshal
 import os
 import pstats
@@ -408,12 +409,20 @@ def test_stop_closes_other_threads_open_frames(engine):
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_gets_its_own_cpu_clock(engine, tmp_path):
     out = tmp_path / "child.hyprof"
+    old = hyprof.Profiler(engine=engine)  # its clock pages are the parent's
+    with old:
+        fib(3)
     p = hyprof.Profiler(engine=engine)
     p.start()
     pid = os.fork()
     if pid == 0:  # the child: profile on, with its own thread state
         status = 1
         try:
+            # Freeing a profiler of the parent must leave the child's clock
+            # mapped (perf mappings are not copied into a child, so the
+            # child's page may sit at the address of one of the parent's).
+            del old
+            gc.collect()
             sleeper()
             p.stop()
             p.write(out)
