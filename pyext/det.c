@@ -965,6 +965,76 @@ static PyMethodDef det_mon_defs[EV_COUNT] = {
     {"hyprof_c_raise", DET_FASTCALL(mon_c_return), METH_FASTCALL, NULL},
 };
 
+/* The callables registered with sys.monitoring: plain vectorcall objects,
+ * so an event costs one indirect call into the engine, without the
+ * builtin-function layer's keyword and recursion checks. */
+typedef PyObject *(*det_cb_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *prof;
+    det_cb_fn fn;
+    const char *name;
+} det_cb_t;
+
+static PyObject *det_cb_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames) {
+    det_cb_t *cb = (det_cb_t *)self;
+
+    (void)kwnames; /* sys.monitoring passes none */
+    return cb->fn(cb->prof, args, PyVectorcall_NARGS(nargsf));
+}
+
+static int det_cb_traverse(det_cb_t *cb, visitproc visit, void *arg) {
+    Py_VISIT(cb->prof);
+    return 0;
+}
+
+static int det_cb_clear(det_cb_t *cb) {
+    Py_CLEAR(cb->prof);
+    return 0;
+}
+
+static void det_cb_dealloc(det_cb_t *cb) {
+    PyObject_GC_UnTrack(cb);
+    det_cb_clear(cb);
+    PyObject_GC_Del(cb);
+}
+
+static PyObject *det_cb_repr(det_cb_t *cb) {
+    return PyUnicode_FromFormat("<hyprof monitoring callback %s>", cb->name);
+}
+
+static PyTypeObject det_cb_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hyprof._hyprof.MonitoringCallback",
+    .tp_basicsize = sizeof(det_cb_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(det_cb_t, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_traverse = (traverseproc)det_cb_traverse,
+    .tp_clear = (inquiry)det_cb_clear,
+    .tp_dealloc = (destructor)det_cb_dealloc,
+    .tp_repr = (reprfunc)det_cb_repr,
+};
+
+static PyObject *det_cb_new(det_prof_t *p, const PyMethodDef *def) {
+    det_cb_t *cb;
+
+    if (!(det_cb_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&det_cb_type) < 0)
+        return NULL;
+    cb = PyObject_GC_New(det_cb_t, &det_cb_type);
+    if (cb == NULL)
+        return NULL;
+    cb->vectorcall = det_cb_vectorcall;
+    cb->prof = Py_NewRef((PyObject *)p);
+    cb->fn = (det_cb_fn)(void (*)(void))def->ml_meth;
+    cb->name = def->ml_name;
+    PyObject_GC_Track(cb);
+    return (PyObject *)cb;
+}
+
 static PyObject *monitoring_module(void) {
     PyObject *sys = PyImport_ImportModule("sys"), *mon;
 
@@ -992,7 +1062,7 @@ static int monitoring_start(det_prof_t *p) {
         if (cbs == NULL)
             goto fail;
         for (i = 0; i < EV_COUNT; i++) {
-            PyObject *f = PyCFunction_New(&det_mon_defs[i], (PyObject *)p);
+            PyObject *f = det_cb_new(p, &det_mon_defs[i]);
             if (f == NULL) {
                 Py_DECREF(cbs);
                 goto fail;
