@@ -148,7 +148,9 @@ def test_default_interval_is_512_kib():
     p = hyprof.Profiler(mode="sampling", memory_only=True)
     with p:
         pass
-    assert p.trace().header["memory_interval"] == 512 * 1024
+    header = p.trace().header
+    assert header["memory_interval"] == 512 * 1024
+    assert header["argv"] == sys.argv and header["pid"] == os.getpid()
     assert memory.DEFAULT_INTERVAL == 524288
 
 
