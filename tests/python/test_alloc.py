@@ -201,6 +201,22 @@ def test_small_objects_at_the_default_interval_are_unbiased():
     assert sum(estimates) / len(estimates) == pytest.approx(64 * MiB, rel=0.12), estimates
 
 
+def test_a_run_does_not_inherit_the_previous_runs_gaps():
+    # A run with a large interval leaves each thread mid-gap; the next run,
+    # at 64 KiB, must sample every 1 MiB buffer from its first one.
+    p = profiler(interval=64 * MiB)
+    with p:
+        junk = [bytes(1000) for _ in range(1000)]
+    for _ in range(3):
+        keep = []
+        q = profiler(interval=65536)
+        with q:
+            kept_buffers(keep)
+        assert by_function(q.trace(), "alloc_samples")["kept_buffers"] == 16
+        del keep
+    del junk
+
+
 # ---------------------------------------------------------------- live heap
 
 def test_freed_buffers_leave_the_live_heap_and_kept_ones_stay():
