@@ -8,13 +8,15 @@
  *     lock, no Python API but PyGILState_GetThisThreadState(), a
  *     pthread_getspecific() read);
  *   - the wall-clock sampler (a pthread without Python): reads the GIL's
- *     state, signals the threads running Python and reads the frames of the
- *     waiting ones through process_vm_readv(), into its own ring;
+ *     state and reads the frames of the threads that do not hold it (waiting
+ *     ones) through process_vm_readv(), into its own ring; the threads
+ *     running Python sample themselves through their CPU clock, which fires
+ *     in user mode only, so no thread is ever signalled inside a system call;
  *   - everything else runs with the GIL: start, stop, thread registration,
  *     the resolver, code-death notices. The GIL serialises the consumers of
  *     the rings, so each ring has one producer and one consumer at a time. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* gettid, SIGEV_THREAD_ID, rt_tgsigqueueinfo */
+#define _GNU_SOURCE /* gettid, SIGEV_THREAD_ID */
 #endif
 #include "sampler.h"
 
@@ -43,9 +45,8 @@
 #define HYP__REC_HEAD 3 /* header, time, weight */
 #define HYP__POISON_MAX 64
 
-enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER, TRIG_WALL };
-static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer",
-                                              "wall-sampler"};
+enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER };
+static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer"};
 
 /* Reasons a sample can be lost before it reaches the profile. */
 enum {
@@ -81,10 +82,8 @@ typedef struct {
     timer_t timer;
     int has_timer;
     uint64_t last_count; /* counter at the previous sample (handler-owned) */
-    uint64_t last_wall;  /* wall sampler: time of the previous tick */
     uint64_t rng;        /* period jitter state (handler-owned) */
     uint64_t nsamples;   /* samples taken by the handler (handler-owned) */
-    _Atomic uint64_t wall_weight;
     hyp__ring_t ring;
 } hyp_slot_t;
 
@@ -254,10 +253,6 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
         if (si->si_code == SI_TIMER)
             slot = si->si_value.sival_ptr;
         break;
-    case TRIG_WALL:
-        if (si->si_code == SI_QUEUE && si->si_pid == S.pid)
-            slot = si->si_value.sival_ptr;
-        break;
     case TRIG_ITIMER:
         slot = hyp__tls_slot;
         if (!hyp__valid_slot(slot))
@@ -300,12 +295,20 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
     case TRIG_TIMER:
         weight = S.period_ns * (1 + (uint64_t)(si->si_overrun > 0 ? si->si_overrun : 0));
         break;
-    case TRIG_WALL:
-        weight = atomic_exchange_explicit(&slot->wall_weight, 0, memory_order_relaxed);
-        break;
     default:
         weight = S.period_ns;
         break;
+    }
+    if (S.wall) {
+        int holder = 0;
+        unsigned long sw;
+
+        /* Wall clock: this trigger samples the thread only while it runs
+         * Python (holds the GIL); the wall sampler covers the rest. */
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder) {
+            atomic_store(&slot->busy, 0);
+            goto out;
+        }
     }
     hyp__capture(slot, 0, weight);
     atomic_store(&slot->busy, 0);
@@ -474,7 +477,6 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->fd = -1;
     slot->has_timer = 0;
     slot->seen = 1;
-    slot->last_wall = 0;
     slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
     slot->thread = HYP_NO_ID;
     if (hyp__thread_name(ident, &slot->name) != 1)
@@ -679,35 +681,20 @@ static void hyp__on_code_death(PyCodeObject *code) {
 
 /* ---------------------------------------------------------------- wall sampler */
 
-static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
+/* One tick of the wall-clock sampler for one thread. A thread that holds the
+ * GIL runs Python and samples itself through its CPU trigger (in user mode
+ * only, so never inside a system call); any other thread is waiting (I/O, a
+ * lock, sleep, the GIL) or in C code without the GIL, and is read from here,
+ * without being signalled. weight: the wall time this tick stands for. */
+static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now, uint64_t weight) {
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
     unsigned long sw1, sw2;
     int holder = 0, holder2 = 0, truncated = 0, n, attempt;
-    uint64_t weight;
-    siginfo_t si;
 
-    weight = slot->last_wall ? now - slot->last_wall : S.period_ns;
-    slot->last_wall = now;
     for (attempt = 0; attempt < 3; attempt++) {
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0)
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0 || holder)
             return;
-        if (holder) {
-            /* Running Python: it samples itself in the handler. */
-            /* Added up, so that the time of a signal still pending (a
-             * standard signal coalesces) lands in the next sample. */
-            atomic_fetch_add_explicit(&slot->wall_weight, weight, memory_order_relaxed);
-            memset(&si, 0, sizeof(si));
-            si.si_signo = S.signo;
-            si.si_code = SI_QUEUE;
-            si.si_pid = S.pid;
-            si.si_uid = getuid();
-            si.si_value.sival_ptr = slot;
-            if (syscall(SYS_rt_tgsigqueueinfo, S.pid, slot->tid, S.signo, &si) < 0)
-                hyp__lose(errno == ESRCH ? LOST_THREAD_EXITING : LOST_RING_FULL);
-            return;
-        }
-        /* Waiting (I/O, lock, sleep, the GIL) or in C code without the GIL:
-         * its frames cannot change until it takes the GIL back, which moves
+        /* Its frames cannot change until it takes the GIL back, which moves
          * the switch counter. */
         atomic_store(&S.remote_inflight, 1);
         n = hyp__walk_remote(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
@@ -732,13 +719,13 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
 static void *hyp__wall_main(void *arg) {
     struct timespec next;
     sigset_t all;
-    uint64_t t, now;
+    uint64_t t, now, prev;
     int i;
 
     (void)arg;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    t = hyp__now();
+    t = prev = hyp__now();
     while (!atomic_load(&S.wall_stop)) {
         t += S.period_ns;
         next.tv_sec = (time_t)(t / 1000000000u);
@@ -754,9 +741,10 @@ static void *hyp__wall_main(void *arg) {
 
             atomic_store(&slot->sbusy, 1);
             if (atomic_load(&slot->live))
-                hyp__wall_tick(slot, now);
+                hyp__wall_tick(slot, now, now - prev);
             atomic_store(&slot->sbusy, 0);
         }
+        prev = now;
     }
     return NULL;
 }
@@ -1030,11 +1018,15 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
                               "stacks, and this process may not use it (seccomp?); use "
                               "clock=\"cpu\"");
         }
-        S.trigger = TRIG_WALL;
-        snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "wall-sampler: used");
+        /* Waiting threads: the sampler thread. Running ones: their own CPU
+         * clock, chosen below (no hardware counter, no process-wide timer). */
+        snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "wall-sampler: used for waiting threads");
         chain[nchain] = chainbuf[nchain];
         nchain++;
-    } else if (event != NULL) {
+        dis_hw = 1;
+        dis_itimer = 1;
+    }
+    if (!S.wall && event != NULL) {
         ret = hyp__probe_event(event, hz ? hz : period, hz != 0, msg, sizeof(msg));
         if (ret == 0) {
             /* Open it once on this thread to learn whether it works here. */
@@ -1073,7 +1065,8 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
                     close(fd);
                 if (ret == 0) {
                     S.trigger = TRIG_PERF;
-                    snprintf(evname, sizeof(evname), "%s", tries[t]);
+                    if (!S.wall)
+                        snprintf(evname, sizeof(evname), "%s", tries[t]);
                     snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: used", tries[t]);
                 } else {
                     snprintf(chainbuf[nchain], sizeof(chainbuf[0]), "%s: %s (%.440s)", tries[t],
@@ -1180,7 +1173,10 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     if (hyp_profile_set_meta_str(S.profile, "clock", clock) < 0 ||
-        hyp_profile_set_meta_str(S.profile, "trigger", hyp__trig_names[S.trigger]) < 0 ||
+        hyp_profile_set_meta_str(S.profile, "trigger",
+                                 S.wall ? "wall-sampler" : hyp__trig_names[S.trigger]) < 0 ||
+        (S.wall && hyp_profile_set_meta_str(S.profile, "running_trigger",
+                                            hyp__trig_names[S.trigger]) < 0) ||
         hyp_profile_set_meta_str(S.profile, "event", S.trigger == TRIG_PERF ? evname : evname) <
             0 ||
         hyp_profile_set_meta_strv(S.profile, "fallback", chain, nchain) < 0 ||
@@ -1270,7 +1266,8 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         S.wall_started = 1;
     }
     result = Py_BuildValue(
-        "{s:s,s:s,s:s,s:K,s:K,s:i,s:N}", "trigger", hyp__trig_names[S.trigger], "event", evname,
+        "{s:s,s:s,s:s,s:K,s:K,s:i,s:N}", "trigger",
+        S.wall ? "wall-sampler" : hyp__trig_names[S.trigger], "event", evname,
         "event_name", S.trigger == TRIG_PERF ? S.event.name : evname, "period",
         (unsigned long long)(S.trigger == TRIG_PERF && !S.pcfg.freq ? S.pcfg.period : S.period_ns),
         "frequency", (unsigned long long)(hz ? hz : (S.period_ns ? 1000000000u / S.period_ns : 0)),
