@@ -67,25 +67,31 @@ class MemoryEngine:
         self.interval = float(interval)
         self.max_frames = max_frames
         self._ran = False
+        self._on = False  # this engine started the process's collector
 
     @property
     def running(self):
-        return _hyprof.alloc_running() and self._ran
+        # The collector is one per process; after a fork, the child's is off.
+        return self._on and _hyprof.alloc_running()
 
     def start(self):
         if self.running:
             raise ProfilerError("this profiler is already running")
         _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames)
-        self._ran = True
+        self._ran = self._on = True
 
     def stop(self):
         if not self.running:
             raise ProfilerError("this profiler is not running")
+        self._on = False
         _hyprof.alloc_stop()
 
     def _check_ran(self):
         if not self._ran:
             raise ProfilerError("the profiler has not run: start() and stop() it first")
+        if not self._on and _hyprof.alloc_running():
+            raise ProfilerError("another allocation profiler runs now and holds the "
+                                "collector; its data replaced this one's")
 
     def trace(self):
         """The allocations as a hyprof.Trace: sample kinds "alloc"

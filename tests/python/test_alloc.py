@@ -137,11 +137,21 @@ def test_state_errors():
     with pytest.raises(hyprof.ProfilerError, match="not running"):
         p.stop()
     with p:
+        other = profiler()
         with pytest.raises(hyprof.ProfilerError, match="already running"):
-            profiler().start()
+            other.start()
+        assert not other.running
+        with pytest.raises(hyprof.ProfilerError, match="not running"):
+            other.stop()
+        assert p.running
         with pytest.raises(hyprof.ProfilerError, match="stop"):
             p.trace()
     assert not p.running
+    q = profiler()
+    with q:
+        assert not p.running
+        with pytest.raises(hyprof.ProfilerError, match="another allocation profiler"):
+            p.trace()
 
 
 def test_default_interval_is_512_kib():
