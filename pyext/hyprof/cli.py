@@ -30,6 +30,11 @@ class CLIError(Exception):
     """A problem the command reports in one line and exits 1 for."""
 
 
+class UsageError(CLIError):
+    """Options that do not go together: reported like argparse's own
+    errors, with exit status 2."""
+
+
 def _nonneg_int(s):
     try:
         v = int(s)
@@ -38,6 +43,27 @@ def _nonneg_int(s):
     if v < 0:
         raise argparse.ArgumentTypeError("%r must be 0 or more" % s)
     return v
+
+
+def _ranged(kind, low, high, what):
+    """An argparse type: a number of ``kind`` between low and high, so a
+    value out of range is a usage error (status 2) naming the option."""
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not %s" % (s, what)) from None
+        if not low <= v <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError("%r must be between %s and %s" % (s, low, high))
+        return v
+    return parse
+
+
+# Options of one mode only, with their defaults: giving one in the other
+# mode is a usage error, not an option silently ignored.
+_SAMPLING_ONLY = {"event": None, "frequency": None, "period": None, "clock": None,
+                  "depth": None, "signal": None}
+_DETERMINISTIC_ONLY = {"builtins": True, "engine": "auto"}
 
 
 # ------------------------------------------------------------------ run
@@ -49,7 +75,7 @@ def _configure_run(p):
                         "directory)")
     p.add_argument("-m", dest="module", action="store_true",
                    help="run a library module as a script, like python -m")
-    p.add_argument("--mode", default="deterministic",
+    p.add_argument("--mode", default="deterministic", choices=("deterministic", "sampling"),
                    help="deterministic (every call, the default) or sampling")
     p.add_argument("--no-builtins", dest="builtins", action="store_false",
                    help="leave C functions (builtins, methods of C types) out")
@@ -61,15 +87,16 @@ def _configure_run(p):
                    help="the event that triggers samples: cycles, instructions, cpu-clock, "
                         "task-clock, a PMU's own name (python -m hyprof events lists them); "
                         "default: the best that works here")
-    g.add_argument("--frequency", type=float, default=None, metavar="HZ",
+    g.add_argument("--frequency", type=_ranged(float, 1, 20000, "a number"), default=None,
+                   metavar="HZ",
                    help="samples per second of each thread (default 100)")
-    g.add_argument("--period", type=int, default=None,
+    g.add_argument("--period", type=_ranged(int, 1, 1 << 62, "an integer"), default=None,
                    help="events between samples (nanoseconds for clocks), instead of "
                         "--frequency")
-    g.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+    g.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="cpu: sample running threads; wall: also waiting ones (I/O, locks, "
                         "sleep)")
-    g.add_argument("--depth", type=int, default=128,
+    g.add_argument("--depth", type=_ranged(int, 1, 512, "an integer"), default=None,
                    help="frames kept per sample (default 128)")
     g.add_argument("--signal", type=int, default=None, metavar="SIGNO",
                    help="the signal number that carries samples (default SIGPROF)")
@@ -84,12 +111,18 @@ def _configure_run(p):
 
 
 def _profiler_options(args):
+    other = _SAMPLING_ONLY if args.mode == "deterministic" else _DETERMINISTIC_ONLY
+    for dest, default in other.items():
+        if getattr(args, dest) != default:
+            flag = "--no-builtins" if dest == "builtins" else "--" + dest
+            raise UsageError("%s is an option of --mode %s, not of --mode %s" % (
+                flag, "deterministic" if args.mode == "sampling" else "sampling", args.mode))
     if args.mode == "deterministic":
         return {"builtins": args.builtins, "engine": args.engine}
-    if args.mode == "sampling":
-        return {"event": args.event, "frequency": args.frequency, "period": args.period,
-                "clock": args.clock, "depth": args.depth, "signal": args.signal}
-    return {}
+    if args.period is not None and args.frequency is not None:
+        raise UsageError("give --period or --frequency, not both")
+    return {"event": args.event, "frequency": args.frequency, "period": args.period,
+            "clock": args.clock or "cpu", "depth": args.depth or 128, "signal": args.signal}
 
 
 def _default_output(args):
@@ -109,8 +142,10 @@ def _prepare_script(path, argv):
         raise CLIError("cannot run %r: %s" % (path, e.strerror or e)) from None
     try:
         code = compile(source, path, "exec")
-    except SyntaxError:
-        traceback.print_exc()
+    except (SyntaxError, ValueError) as e:
+        # Python's own account of the error, without hyprof's frames; 3.11
+        # raises ValueError for null bytes, 3.12 SyntaxError.
+        sys.stderr.write("".join(traceback.format_exception_only(type(e), e)))
         raise CLIError("cannot run %r: it is not valid Python" % path) from None
     main = types.ModuleType("__main__")
     main.__file__ = path
@@ -141,6 +176,18 @@ def _prepare_module(name, argv):
     return code, main
 
 
+def _check_output(out):
+    """Raises CLIError if the trace could not be written to out."""
+    if os.path.isdir(out):
+        raise CLIError("cannot write the trace to %r: it is a directory; give -o FILE" % out)
+    parent = os.path.dirname(out) or "."
+    if not os.path.isdir(parent):
+        raise CLIError("cannot write the trace to %r: no directory %r" % (out, parent))
+    target = out if os.path.exists(out) else parent
+    if not os.access(target, os.W_OK):
+        raise CLIError("cannot write the trace to %r: permission denied" % out)
+
+
 def _finish(profiler, args, out, status):
     """Writes, reports; returns the exit status."""
     try:
@@ -159,6 +206,14 @@ def _finish(profiler, args, out, status):
 
 def _run(args):
     out = args.output or _default_output(args)
+    # Options and the output path are checked before the program runs, so
+    # a long run is not lost to a typo.
+    try:
+        profiler = Profiler(mode=args.mode, **_profiler_options(args))
+    except ProfilerError as e:
+        # The constructor only checks option values: a usage error.
+        raise UsageError(str(e)) from None
+    _check_output(out)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     saved_main = sys.modules.get("__main__")
     if args.module:
@@ -167,10 +222,6 @@ def _run(args):
         code, main = _prepare_script(args.program, args.args)
         globs = main.__dict__
         sys.modules["__main__"] = main
-    try:
-        profiler = Profiler(mode=args.mode, **_profiler_options(args))
-    except ProfilerError as e:
-        raise CLIError(str(e)) from None
     status = 0
     try:
         profiler.start()
@@ -294,6 +345,8 @@ def _report(args):
     from .trace import TraceError, load
     if not os.path.exists(args.trace):
         raise CLIError("cannot read %r: no such file" % args.trace)
+    if os.path.isdir(args.trace):
+        raise CLIError("cannot read %r: it is a directory, not a trace file" % args.trace)
     try:
         trace = load(args.trace)
     except TraceError as e:
@@ -301,8 +354,9 @@ def _report(args):
     except OSError as e:
         raise CLIError("cannot read %r: %s" % (args.trace, e.strerror or e)) from None
     if args.thread is not None and args.thread >= len(trace.threads()):
-        raise CLIError("--thread %d: the trace has threads 0 to %d"
-                       % (args.thread, len(trace.threads()) - 1))
+        n = len(trace.threads())
+        raise CLIError("--thread %d: the trace has %s" % (
+            args.thread, "threads 0 to %d" % (n - 1) if n else "no threads"))
     fmt = args.format or _render.format_for_path(args.output or "", "text")
     if args.lines and fmt == "text":
         from .sampling import lines_report
@@ -366,7 +420,7 @@ def main(argv=None):
         return COMMANDS[args.command][2](args)
     except CLIError as e:
         sys.stderr.write("hyprof %s: error: %s\n" % (args.command, e))
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     except BrokenPipeError:
         return 0
 

@@ -260,6 +260,8 @@ def run_cli(args):
             traces.append(load(path))
         except TraceError as e:
             raise CLIError(f"cannot read {path!r}: {e}") from None
+        except OSError as e:  # a directory, an unreadable file
+            raise CLIError(f"cannot read {path!r}: {e.strerror or e}") from None
     if args.limit < 1:
         raise CLIError(f"--limit must be 1 or more, not {args.limit}")
     fmt = args.format

@@ -9,6 +9,7 @@ returning an engine with ``start()``, ``stop()``, ``trace()`` and
 
 import atexit
 import functools
+import inspect
 import os
 import sys
 
@@ -54,6 +55,20 @@ _MODES = {
 }
 
 
+def _options_of(mode):
+    """The keyword options a built-in mode takes, or None if unknown."""
+    if mode == "deterministic":
+        fn = _deterministic
+    elif mode == "sampling":
+        try:
+            from .sampling import create as fn
+        except ImportError:
+            return None
+    else:
+        return None
+    return list(inspect.signature(fn).parameters)
+
+
 class Profiler:
     """Profiles the whole process (every thread) between start() and stop().
 
@@ -75,14 +90,23 @@ class Profiler:
     """
 
     def __init__(self, mode="deterministic", **options):
-        factory = _MODES.get(mode)
+        factory = _MODES.get(mode) if isinstance(mode, str) else None
         if factory is None:
             raise ProfilerError("mode=%r is not known: use %s" % (
                 mode, " or ".join(repr(m) for m in _MODES)))
+        accepted = _options_of(mode)
+        for name in options:
+            if accepted is not None and name not in accepted:
+                others = [m for m in _MODES if m != mode and name in (_options_of(m) or ())]
+                raise ProfilerError("%s=%r is not an option of mode=%r%s; it takes %s" % (
+                    name, options[name], mode,
+                    " (it is one of mode=%r)" % others[0] if others else "",
+                    ", ".join(accepted)))
         try:
             self._engine = factory(**options)
         except TypeError as e:
             raise ProfilerError("bad option for mode=%r: %s" % (mode, e)) from None
+        self._started = False
         self.mode = mode
         hide = getattr(self._engine, "hide", None)
         if hide is not None:
@@ -99,6 +123,7 @@ class Profiler:
 
     def start(self):
         self._engine.start()
+        self._started = True
         return self
 
     def stop(self):
@@ -107,6 +132,7 @@ class Profiler:
 
     def __enter__(self):
         self._engine.start()
+        self._started = True
         return self
 
     def __exit__(self, *exc):
@@ -115,12 +141,21 @@ class Profiler:
 
     def trace(self):
         """The profile as a hyprof.Trace, without touching the disk."""
+        self._check_ran()
         return self._engine.trace()
 
     def write(self, path):
         """Writes the trace to path (a .hyprof file)."""
-        self._engine.write(os.fspath(path))
+        path_ = os.fspath(path)
+        self._check_ran()
+        self._engine.write(path_)
         return path
+
+    def _check_ran(self):
+        # An empty trace written before any start() would look like a
+        # profile of a program that did nothing.
+        if not self._started:
+            raise ProfilerError("the profiler has not run yet: start() and stop() it first")
 
     def heap(self):
         """The live heap of the allocation collector (mode="sampling" with

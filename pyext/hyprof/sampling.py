@@ -38,11 +38,15 @@ _active = None
 _active_lock = threading.Lock()
 
 
+_MIN_CLOCK_PERIOD = 50000  # ns: 1 s / 20000, the highest frequency
+
+
 def _check_number(name, value, kind, low, high):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProfilerError("%s=%r must be a number" % (name, value))
+        raise ProfilerError("%s=%r must be %s" % (
+            name, value, "an integer" if kind is int else "a number"))
     if not (low <= value <= high):
         raise ProfilerError("%s=%r must be between %s and %s" % (name, value, low, high))
     return value
@@ -83,6 +87,14 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
     if period is not None and frequency is not None:
         raise ProfilerError("give period= or frequency=, not both")
     _check_number("period", period, int, 1, 1 << 62)
+    if period is not None and period < _MIN_CLOCK_PERIOD and (
+            event is None or event.lower().rsplit(":", 1)[-1] in ("cpu-clock", "task-clock")):
+        # A clock or timer period is in nanoseconds; below the 20000 Hz
+        # that frequency= allows, the signals leave the program almost no
+        # time to run (period=1 did not finish a 20 ms script in a minute).
+        raise ProfilerError("period=%d is too short for a clock: it counts nanoseconds, and "
+                            "must be at least %d (20000 samples per second)"
+                            % (period, _MIN_CLOCK_PERIOD))
     _check_number("frequency", frequency, (int, float), 1, 20000)
     _check_number("depth", depth, int, 1, 512)
     _check_number("flush_interval", flush_interval, (int, float), 0.001, 60)

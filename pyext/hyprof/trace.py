@@ -8,6 +8,7 @@ integers of every metric column, by name.
 """
 
 import array
+import errno
 import os
 import warnings
 from collections import namedtuple
@@ -203,6 +204,9 @@ def load(path, keep_samples=False):
     """Reads a trace file. Raises FileNotFoundError for a missing file and
     TraceError for one that is not a readable trace; a truncated trace loads
     with a TraceWarning and ``trace.truncated`` set."""
+    if os.path.isdir(os.fspath(path)):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a trace file",
+                                os.fspath(path))
     data = _hyprof.read_trace(os.fspath(path), keep_samples=keep_samples)
     trace = Trace(data, os.fspath(path))
     if trace.truncated:
@@ -265,9 +269,11 @@ class Trace(ReportMethods):
             return -1
         if isinstance(thread, Thread):
             thread = thread.id
-        if not isinstance(thread, int) or not 0 <= thread < len(self._threads):
-            raise ValueError(f"no thread {thread!r} in this trace"
-                             f" (threads 0 to {len(self._threads) - 1})")
+        if isinstance(thread, bool) or not isinstance(thread, int) or \
+                not 0 <= thread < len(self._threads):
+            n = len(self._threads)
+            raise ValueError(f"no thread {thread!r} in this trace ("
+                             + (f"threads 0 to {n - 1})" if n else "it has no threads)"))
         return thread
 
     def _flat(self, thread):

@@ -1,0 +1,416 @@
+"""Bad input, as a careless or hostile user gives it: each case must end in
+a short error naming the input (exit status 2 for usage errors, 1 for the
+rest, no traceback from hyprof), never a crash, a hang, a silent success or
+an output file that looks valid."""
+
+import cProfile
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import hyprof
+from hyprof import EventError, Profiler, ProfilerError, TraceError, load
+from hyprof.render import ReportError
+
+PROGRAM = "def f(n):\n    return sum(i * i for i in range(n))\n\nfor _ in range(50):\n    f(1000)\n"
+
+SCRIPTS = {
+    "ok.py": PROGRAM,
+    "syntax.py": "def f(:\n",
+    "nul.py": "x = 1\0\n",
+    "raises.py": PROGRAM + "raise RuntimeError('boom from the program')\n",
+    "exit3.py": PROGRAM + "import sys\nsys.exit(3)\n",
+    "stdin.py": PROGRAM + "import sys\nprint('read', len(sys.stdin.read()))\n",
+}
+
+
+def hyprof_cmd(*args, cwd, stdin=""):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    return subprocess.run([sys.executable, "-m", "hyprof"] + [str(a) for a in args], cwd=cwd,
+                          input=stdin, capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A directory with the scripts and one file of each bad kind."""
+    d = tmp_path_factory.mktemp("bad")
+    for name, text in SCRIPTS.items():
+        (d / name).write_text(text)
+    for args in (("-o", "det.hyprof"), ("--mode", "sampling", "-o", "samp.hyprof")):
+        r = hyprof_cmd("run", "-q", *args, "ok.py", cwd=d)
+        assert r.returncode == 0, r.stderr
+    det = (d / "det.hyprof").read_bytes()
+    (d / "empty.hyprof").write_bytes(b"")
+    (d / "trunc.hyprof").write_bytes(det[:40])
+    (d / "garbage.hyprof").write_bytes(bytes(range(256)) * 4)
+    (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    (d / "data.json").write_text('{"functions": []}\n')
+    cProfile.runctx("sum(range(10))", {}, {}, str(d / "stats.prof"))
+    (d / "adir").mkdir()
+    return d
+
+
+BAD_TRACES = [
+    # (file, key words of the message)
+    ("missing.hyprof", ["missing.hyprof", "no such file"]),
+    ("adir", ["adir", "directory"]),
+    ("empty.hyprof", ["empty.hyprof", "empty"]),
+    ("trunc.hyprof", ["trunc.hyprof", "cut"]),
+    ("garbage.hyprof", ["garbage.hyprof", "not a hyprof trace"]),
+    ("image.png", ["image.png", "not a hyprof trace"]),
+    ("data.json", ["data.json", "not a hyprof trace"]),
+    ("stats.prof", ["stats.prof", "not a hyprof trace"]),
+]
+
+CLI_CASES = [
+    # (arguments, exit status, key words of stderr's last line)
+    (["bogus"], 2, ["invalid choice", "bogus"]),
+    (["report", "--bogus", "det.hyprof"], 2, ["unrecognized arguments", "--bogus"]),
+    (["report", "det.hyprof", "--format", "bogus"], 2, ["--format", "bogus", "text"]),
+    (["report", "det.hyprof", "--limit", "-1"], 2, ["--limit", "-1", "0 or more"]),
+    (["report", "det.hyprof", "--limit", "abc"], 2, ["--limit", "abc", "integer"]),
+    (["report", "det.hyprof", "--sort", "bogus"], 2, ["--sort", "bogus", "cum"]),
+    (["report", "det.hyprof", "--thread", "99"], 1, ["--thread 99", "threads 0 to"]),
+    (["report", "det.hyprof", "--metric", "bogus"], 1, ["bogus", "wall"]),
+    (["report", "det.hyprof", "-f", "dot", "--threshold", "-5"], 1, ["threshold", "0 and 100"]),
+    (["report", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),
+    (["report", "det.hyprof", "-o", "nodir/r.txt"], 1, ["nodir/r.txt", "no such file"]),
+    (["merge", "det.hyprof", "samp.hyprof", "-o", "m.hyprof"], 1,
+     ["different modes", "deterministic", "sampling"]),
+    (["merge", "det.hyprof", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),
+    (["merge", "det.hyprof"], 2, ["-o"]),
+    (["diff", "det.hyprof", "samp.hyprof"], 1, ["deterministic", "sampling", "same mode"]),
+    (["run", "-q", "-o", "r.hyprof", "missing.py"], 1, ["missing.py", "no such file"]),
+    (["run", "-q", "-o", "r.hyprof", "adir"], 1, ["adir", "directory"]),
+    (["run", "-q", "-o", "r.hyprof", "syntax.py"], 1, ["syntax.py", "not valid Python"]),
+    (["run", "-q", "-o", "r.hyprof", "image.png"], 1, ["image.png", "not valid Python"]),
+    (["run", "-q", "-o", "r.hyprof", "nul.py"], 1, ["nul.py", "not valid Python"]),
+    (["run", "-q", "-o", "r.hyprof", "-m", "no_such_module_x"], 1,
+     ["no_such_module_x", "no module"]),
+    (["run", "-q"], 2, ["required", "program"]),
+    (["run", "-q", "-o", "nodir/r.hyprof", "ok.py"], 1, ["nodir/r.hyprof", "no directory"]),
+    (["run", "-q", "-o", "adir", "ok.py"], 1, ["adir", "directory", "-o FILE"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "bogus", "ok.py"], 2,
+     ["--mode", "bogus", "deterministic", "sampling"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--event", "bogus", "ok.py"], 1,
+     ["bogus", "unknown event", "cpu-clock"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--clock", "bogus", "ok.py"], 2,
+     ["--clock", "bogus", "wall"]),
+    (["run", "-q", "-o", "r.hyprof", "--limit", "-1", "ok.py"], 2, ["--limit", "-1"]),
+    (["run", "-q", "-o", "r.hyprof", "--sort", "bogus", "ok.py"], 2, ["--sort", "bogus"]),
+]
+for value in ("0", "-5", "1e9", "nan", "inf"):
+    CLI_CASES.append((["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--frequency",
+                       value, "ok.py"], 2, ["--frequency", value, "between 1 and 20000"]))
+CLI_CASES += [
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--frequency", "abc", "ok.py"], 2,
+     ["--frequency", "abc", "not a number"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--period", "0", "ok.py"], 2,
+     ["--period", "'0'", "between 1"]),
+    # A nanosecond period would leave the program no time to run.
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--period", "1", "ok.py"], 2,
+     ["period=1", "at least 50000"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--period", "100000",
+      "--frequency", "100", "ok.py"], 2, ["--period", "--frequency", "not both"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--depth", "0", "ok.py"], 2,
+     ["--depth", "between 1 and 512"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--depth", "100000", "ok.py"], 2,
+     ["--depth", "between 1 and 512"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--signal", "abc", "ok.py"], 2,
+     ["--signal", "abc"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--signal", "9", "ok.py"], 1,
+     ["signal 9", "SIGPROF", "SIGRTMIN"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--signal", "999", "ok.py"], 1,
+     ["signal 999", "SIGPROF"]),
+    # SIGINT carries Python's KeyboardInterrupt handler: taken.
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--signal", "2", "ok.py"], 1,
+     ["signal 2", "already has a handler", "another signal"]),
+    # An option of the other mode is not silently ignored.
+    (["run", "-q", "-o", "r.hyprof", "--event", "cpu-clock", "ok.py"], 2,
+     ["--event", "--mode sampling"]),
+    (["run", "-q", "-o", "r.hyprof", "--depth", "5", "ok.py"], 2, ["--depth", "--mode sampling"]),
+    (["run", "-q", "-o", "r.hyprof", "--clock", "wall", "ok.py"], 2,
+     ["--clock", "--mode sampling"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--no-builtins", "ok.py"], 2,
+     ["--no-builtins", "--mode deterministic"]),
+    (["run", "-q", "-o", "r.hyprof", "--mode", "sampling", "--engine", "setprofile", "ok.py"],
+     2, ["--engine", "--mode deterministic"]),
+]
+for name, words in BAD_TRACES:
+    CLI_CASES += [(["report", name], 1, ["cannot read"] + words),
+                  (["diff", "det.hyprof", name], 1, words),
+                  (["diff", name, "det.hyprof"], 1, words),
+                  (["merge", name, "det.hyprof", "-o", "m.hyprof"], 1, words)]
+
+
+def check_error(r, status, words):
+    assert r.returncode == status, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("hyprof"), r.stderr
+    for w in words:
+        assert w.lower() in last.lower(), (w, last)
+
+
+@pytest.mark.parametrize("args,status,words", CLI_CASES,
+                         ids=[" ".join(c[0]) for c in CLI_CASES])
+def test_cli_bad_input(files, args, status, words):
+    outputs = ("r.hyprof", "m.hyprof", os.path.join("adir", "r.hyprof"))
+    for o in outputs:
+        if os.path.exists(files / o):
+            os.unlink(files / o)
+    r = hyprof_cmd(*args, cwd=files)
+    check_error(r, status, words)
+    # A failed command leaves no file that looks like a result.
+    for o in outputs:
+        assert not os.path.exists(files / o), o
+    assert sorted(os.listdir(files / "adir")) == []
+
+
+def test_cli_event_without_pmu_suggests_cpu_clock(files):
+    r = hyprof_cmd("run", "-q", "-o", "cyc.hyprof", "--mode", "sampling", "--event", "cycles",
+                   "ok.py", cwd=files)
+    if r.returncode == 0:  # a machine with a hardware PMU
+        assert load(files / "cyc.hyprof").mode == "sampling"
+        return
+    check_error(r, 1, ["cycles", "cpu-clock"])
+    assert not os.path.exists(files / "cyc.hyprof")
+
+
+@pytest.mark.parametrize("script,status,words", [
+    ("raises.py", 1, ["RuntimeError", "boom from the program"]),
+    ("exit3.py", 3, []),
+])
+def test_cli_program_failure_keeps_trace(files, tmp_path, script, status, words):
+    out = tmp_path / "t.hyprof"
+    r = hyprof_cmd("run", "-q", "-o", out, script, cwd=files)
+    assert r.returncode == status, r.stderr
+    for w in words:
+        assert w in r.stderr
+    assert "cli.py" not in r.stderr  # the program's traceback, not hyprof's
+    calls = {f.name: f.calls for f in load(out).functions()}
+    assert calls["f"] == 50
+
+
+def test_cli_program_reads_stdin(files, tmp_path):
+    out = tmp_path / "t.hyprof"
+    r = hyprof_cmd("run", "-q", "-o", out, "stdin.py", cwd=files, stdin="hello")
+    assert r.returncode == 0, r.stderr
+    assert "read 5" in r.stdout
+    assert {f.name: f.calls for f in load(out).functions()}["f"] == 50
+
+
+# ------------------------------------------------------------------ API
+
+API_OPTION_CASES = [
+    # (Profiler keyword arguments, exception type, key words)
+    ({"mode": "bogus"}, ProfilerError, ["mode='bogus'", "deterministic", "sampling"]),
+    ({"mode": []}, ProfilerError, ["mode=[]", "deterministic"]),
+    ({"builtins": "yes"}, ProfilerError, ["builtins='yes'", "True or False"]),
+    ({"engine": "bogus"}, ProfilerError, ["engine='bogus'", "setprofile"]),
+    ({"engine": 3}, ProfilerError, ["engine=3", "setprofile"]),
+    ({"max_nodes": -1}, ProfilerError, ["max_nodes=-1", "0"]),
+    ({"context": 5}, ProfilerError, ["context=5", "ContextVar"]),
+    ({"event": "cpu-clock"}, ProfilerError, ["event=", "mode='deterministic'",
+                                             "mode='sampling'"]),
+    ({"foo": 1}, ProfilerError, ["foo=1", "not an option", "builtins"]),
+    ({"mode": "sampling", "builtins": False}, ProfilerError,
+     ["builtins=", "mode='sampling'", "mode='deterministic'"]),
+    ({"mode": "sampling", "event": 1}, ProfilerError, ["event=1", "cpu-clock"]),
+    ({"mode": "sampling", "period": 0}, ProfilerError, ["period=0", "between"]),
+    ({"mode": "sampling", "period": 10}, ProfilerError, ["period=10", "at least 50000"]),
+    ({"mode": "sampling", "period": 1.5}, ProfilerError, ["period=1.5", "integer"]),
+    ({"mode": "sampling", "period": "5"}, ProfilerError, ["period='5'", "integer"]),
+    ({"mode": "sampling", "frequency": 0}, ProfilerError, ["frequency=0", "between 1 and"]),
+    ({"mode": "sampling", "frequency": -5}, ProfilerError, ["frequency=-5", "between 1 and"]),
+    ({"mode": "sampling", "frequency": 1e9}, ProfilerError, ["frequency=", "between 1 and"]),
+    ({"mode": "sampling", "frequency": float("nan")}, ProfilerError, ["frequency=nan"]),
+    ({"mode": "sampling", "frequency": "x"}, ProfilerError, ["frequency='x'", "number"]),
+    ({"mode": "sampling", "frequency": 100, "period": 100000}, ProfilerError, ["not both"]),
+    ({"mode": "sampling", "depth": 0}, ProfilerError, ["depth=0", "between 1 and 512"]),
+    ({"mode": "sampling", "depth": 2.0}, ProfilerError, ["depth=2.0", "integer"]),
+    ({"mode": "sampling", "clock": "bogus"}, ProfilerError, ["clock='bogus'", "wall"]),
+    ({"mode": "sampling", "signal": "x"}, ProfilerError, ["signal='x'", "SIGPROF"]),
+    ({"mode": "sampling", "disable": ["x"]}, ProfilerError, ["disable=", "itimer"]),
+    ({"mode": "sampling", "memory": "yes"}, ProfilerError, ["memory='yes'", "True or False"]),
+    ({"mode": "sampling", "memory": True, "memory_interval": 0}, ProfilerError,
+     ["memory_interval=0", "between"]),
+    ({"mode": "sampling", "memory": True, "memory_interval": -1}, ProfilerError,
+     ["memory_interval=-1", "between"]),
+    ({"mode": "sampling", "memory": True, "memory_interval": "x"}, ProfilerError,
+     ["memory_interval='x'", "bytes"]),
+    ({"mode": "sampling", "memory_interval": 4096}, ProfilerError,
+     ["memory_interval=4096", "memory=True"]),
+]
+
+
+@pytest.mark.parametrize("options,exc,words", API_OPTION_CASES,
+                         ids=[repr(c[0]) for c in API_OPTION_CASES])
+def test_profiler_bad_options(options, exc, words):
+    with pytest.raises(exc) as info:
+        Profiler(**options)
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.parametrize("options,exc,words", [
+    ({"event": "bogus"}, EventError, ["bogus", "unknown event", "cpu-clock"]),
+    ({"signal": 0}, ProfilerError, ["signal 0", "SIGPROF"]),
+    ({"signal": 9}, ProfilerError, ["signal 9", "SIGPROF"]),
+])
+def test_sampling_start_refuses(options, exc, words):
+    p = Profiler(mode="sampling", **options)
+    with pytest.raises(exc) as info:
+        p.start()
+    assert not p.running
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+@pytest.mark.parametrize("name", ["adir", os.path.join("nodir", "t.hyprof")])
+def test_sampling_output_path_refused_at_start(files, name):
+    p = Profiler(mode="sampling", output=str(files / name))
+    with pytest.raises(OSError) as info:
+        p.start()
+    assert name in str(info.value)
+    assert not p.running
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_profiler_lifecycle_errors(mode, tmp_path):
+    p = Profiler(mode=mode)
+    out = tmp_path / "t.hyprof"
+    with pytest.raises(ProfilerError, match="not running"):
+        p.stop()
+    # Before any run there is no profile: no empty trace that looks valid.
+    with pytest.raises(ProfilerError, match="has not run yet"):
+        p.trace()
+    with pytest.raises(ProfilerError, match="has not run yet"):
+        p.write(out)
+    assert not out.exists()
+    p.start()
+    try:
+        with pytest.raises(ProfilerError, match="already running"):
+            p.start()
+        with pytest.raises(ProfilerError, match="stop"):
+            p.write(out)
+        with pytest.raises(ProfilerError, match="stop"):
+            p.trace()
+    finally:
+        p.stop()
+    assert not out.exists()
+    with pytest.raises(ProfilerError, match="not running"):
+        p.stop()
+    for bad, exc in ((tmp_path, IsADirectoryError), (tmp_path / "no" / "t.hyprof",
+                                                      FileNotFoundError)):
+        with pytest.raises(exc):
+            p.write(bad)
+    for bad in (None, 5):
+        with pytest.raises(TypeError):
+            p.write(bad)
+    p.write(out)
+    assert load(out).mode == mode
+
+
+@pytest.mark.parametrize("name,words", BAD_TRACES)
+def test_load_bad_files(files, name, words):
+    exc = TraceError
+    if name == "missing.hyprof":
+        exc = FileNotFoundError
+    elif name == "adir":
+        exc = OSError
+    with pytest.raises(exc) as info:
+        load(files / name)
+    for w in words[:1] + (words[1:] if exc is TraceError else []):
+        assert w.lower() in str(info.value).lower(), (w, str(info.value))
+
+
+def test_load_bad_argument_types():
+    for bad in (None, 5):
+        with pytest.raises(TypeError):
+            load(bad)
+
+
+TRACE_CALLS = [
+    # (what, call(trace), exception, key words)
+    ("functions thread 99", lambda t: t.functions(thread=99), ValueError, ["thread 99"]),
+    ("functions thread -1", lambda t: t.functions(thread=-1), ValueError, ["thread -1"]),
+    ("functions thread 'a'", lambda t: t.functions(thread="a"), ValueError, ["thread 'a'"]),
+    ("functions thread True", lambda t: t.functions(thread=True), ValueError, ["thread True"]),
+    ("edges thread 99", lambda t: t.edges(thread=99), ValueError, ["thread 99"]),
+    ("nodes thread 99", lambda t: t.nodes(thread=99), ValueError, ["thread 99"]),
+    ("stacks metric", lambda t: t.stacks(metric="bogus"), ValueError, ["bogus", "wall_own"]),
+    ("report format", lambda t: t.report("bogus"), ReportError, ["bogus", "text"]),
+    ("report metric", lambda t: t.report("text", metric="bogus"), ReportError, ["bogus"]),
+    ("report sort", lambda t: t.report("text", sort="bogus"), ReportError, ["bogus", "cum"]),
+    ("report limit", lambda t: t.report("text", limit=-1), ReportError, ["limit=-1"]),
+    ("report option", lambda t: t.report("text", bogus=1), ReportError, ["bogus"]),
+    ("tree clock", lambda t: t.report("tree", clock="bogus"), ReportError, ["bogus", "wall"]),
+    ("html metric", lambda t: t.to_html(metric="bogus"), ReportError, ["bogus", "wall"]),
+    ("dot threshold", lambda t: t.to_dot(threshold=500), ReportError, ["threshold", "100"]),
+]
+
+
+@pytest.mark.parametrize("what,call,exc,words", TRACE_CALLS, ids=[c[0] for c in TRACE_CALLS])
+def test_trace_bad_arguments(files, what, call, exc, words):
+    t = load(files / "det.hyprof")
+    with pytest.raises(exc) as info:
+        call(t)
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_thread_of_traceless_trace_is_named(files):
+    p = Profiler(mode="sampling", memory=True, memory_only=True)
+    p.start()
+    p.stop()
+    t = p.trace()
+    if t.threads():
+        pytest.skip("this trace has threads")
+    with pytest.raises(ValueError, match="no threads"):
+        t.functions(thread=0)
+
+
+@pytest.mark.parametrize("other", ["cprofile", "setprofile"])
+def test_deterministic_refuses_another_profiler(other):
+    if other == "cprofile":
+        prof = cProfile.Profile()
+        prof.enable()
+    else:
+        sys.setprofile(lambda *a: None)
+    try:
+        with pytest.raises(ProfilerError) as info:
+            Profiler().start()
+    finally:
+        if other == "cprofile":
+            prof.disable()
+        else:
+            sys.setprofile(None)
+    assert "already has a profile function" in str(info.value)
+    assert "stop it first" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_profiler_started_in_a_thread_that_ends(mode):
+    p = Profiler(mode=mode)
+
+    def work():
+        p.start()
+        sum(i * i for i in range(20000))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(30)
+    assert p.running
+    p.stop()
+    assert not p.running
+    trace = p.trace()
+    assert trace.mode == mode
+    if mode == "deterministic":
+        # work() began before start(): its callees are recorded.
+        assert any(f.name.endswith("<genexpr>") and f.calls == 1 for f in trace.functions())
