@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 import types
+import warnings
 
 from . import diff as _diff
 from . import events as _events
@@ -24,6 +25,7 @@ from . import merge as _merge
 from . import render as _render
 from .profiler import Profiler, ProfilerError
 from .render import text as _text
+from .trace import TraceWarning
 
 
 class CLIError(Exception):
@@ -62,7 +64,8 @@ def _ranged(kind, low, high, what):
 # Options of one mode only, with their defaults: giving one in the other
 # mode is a usage error, not an option silently ignored.
 _SAMPLING_ONLY = {"event": None, "frequency": None, "period": None, "clock": None,
-                  "depth": None, "signal": None}
+                  "depth": None, "signal": None, "memory": False, "memory_only": False,
+                  "memory_interval": None}
 _DETERMINISTIC_ONLY = {"builtins": True, "engine": "auto"}
 
 
@@ -100,6 +103,13 @@ def _configure_run(p):
                    help="frames kept per sample (default 128)")
     g.add_argument("--signal", type=int, default=None, metavar="SIGNO",
                    help="the signal number that carries samples (default SIGPROF)")
+    g.add_argument("--memory", action="store_true",
+                   help="also sample allocations and record the live heap (docs/memory.md)")
+    g.add_argument("--memory-only", action="store_true",
+                   help="sample allocations alone, without CPU samples")
+    g.add_argument("--memory-interval", type=_ranged(int, 1, 1 << 40, "a number of bytes"),
+                   default=None, metavar="BYTES",
+                   help="mean bytes allocated between allocation samples (default 524288)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report after the run")
     p.add_argument("--sort", default="cum", choices=_text.SORTS,
@@ -114,15 +124,22 @@ def _profiler_options(args):
     other = _SAMPLING_ONLY if args.mode == "deterministic" else _DETERMINISTIC_ONLY
     for dest, default in other.items():
         if getattr(args, dest) != default:
-            flag = "--no-builtins" if dest == "builtins" else "--" + dest
+            flag = "--no-builtins" if dest == "builtins" else "--" + dest.replace("_", "-")
             raise UsageError("%s is an option of --mode %s, not of --mode %s" % (
                 flag, "deterministic" if args.mode == "sampling" else "sampling", args.mode))
     if args.mode == "deterministic":
         return {"builtins": args.builtins, "engine": args.engine}
     if args.period is not None and args.frequency is not None:
         raise UsageError("give --period or --frequency, not both")
-    return {"event": args.event, "frequency": args.frequency, "period": args.period,
+    opts = {"event": args.event, "frequency": args.frequency, "period": args.period,
             "clock": args.clock or "cpu", "depth": args.depth or 128, "signal": args.signal}
+    if args.memory or args.memory_only:
+        opts.update(memory=True, memory_only=args.memory_only)
+        if args.memory_interval is not None:
+            opts["memory_interval"] = args.memory_interval
+    elif args.memory_interval is not None:
+        raise UsageError("--memory-interval needs --memory or --memory-only")
+    return opts
 
 
 def _default_output(args):
@@ -416,6 +433,17 @@ def main(argv=None):
     """The ``hyprof`` console entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    show = warnings.showwarning
+
+    def show_trace_warning(message, category, *rest, **kw):
+        # A cut-short trace is the user's input, not hyprof's code: one
+        # line without a source location.
+        if issubclass(category, TraceWarning):
+            sys.stderr.write("hyprof %s: warning: %s\n" % (args.command, message))
+        else:
+            show(message, category, *rest, **kw)
+
+    warnings.showwarning = show_trace_warning
     try:
         return COMMANDS[args.command][2](args)
     except CLIError as e:
@@ -423,6 +451,8 @@ def main(argv=None):
         return 2 if isinstance(e, UsageError) else 1
     except BrokenPipeError:
         return 0
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -249,9 +249,11 @@ def run_cli(args):
     import os
     import sys
 
-    from .cli import CLIError
+    from .cli import CLIError, UsageError
     from .trace import TraceError, load
 
+    if args.limit < 1:
+        raise UsageError(f"--limit must be 1 or more, not {args.limit}")
     traces = []
     for path in (args.base, args.new):
         if not os.path.exists(path):
@@ -262,8 +264,6 @@ def run_cli(args):
             raise CLIError(f"cannot read {path!r}: {e}") from None
         except OSError as e:  # a directory, an unreadable file
             raise CLIError(f"cannot read {path!r}: {e.strerror or e}") from None
-    if args.limit < 1:
-        raise CLIError(f"--limit must be 1 or more, not {args.limit}")
     fmt = args.format
     if fmt is None:
         fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"

@@ -85,6 +85,7 @@ CLI_CASES = [
     (["merge", "det.hyprof", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),
     (["merge", "det.hyprof"], 2, ["-o"]),
     (["diff", "det.hyprof", "samp.hyprof"], 1, ["deterministic", "sampling", "same mode"]),
+    (["diff", "det.hyprof", "det.hyprof", "--limit", "0"], 2, ["--limit", "1 or more"]),
     (["run", "-q", "-o", "r.hyprof", "missing.py"], 1, ["missing.py", "no such file"]),
     (["run", "-q", "-o", "r.hyprof", "adir"], 1, ["adir", "directory"]),
     (["run", "-q", "-o", "r.hyprof", "syntax.py"], 1, ["syntax.py", "not valid Python"]),
@@ -170,6 +171,26 @@ def test_cli_bad_input(files, args, status, words):
     for o in outputs:
         assert not os.path.exists(files / o), o
     assert sorted(os.listdir(files / "adir")) == []
+
+
+@pytest.mark.parametrize("command", [["report"], ["diff", "det.hyprof"]])
+def test_cli_cut_short_trace_is_one_warning_line(files, tmp_path, command):
+    data = (files / "det.hyprof").read_bytes()
+    cut = tmp_path / "cut.hyprof"
+    for n in range(len(data) - 1, 0, -1):  # the longest prefix that loads
+        cut.write_bytes(data[:n])
+        try:
+            with pytest.warns(hyprof.TraceWarning):
+                load(cut)
+            break
+        except TraceError:
+            continue
+    r = hyprof_cmd(*command, cut, cwd=files)
+    assert r.returncode == 0, r.stderr
+    warning = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warning) == 1 and warning[0].startswith("hyprof "), r.stderr
+    assert "cut.hyprof" in warning[0] and "loaded what is complete" in warning[0]
+    assert "load(" not in r.stderr and ".py:" not in r.stderr
 
 
 def test_cli_event_without_pmu_suggests_cpu_clock(files):
@@ -391,8 +412,10 @@ def test_deterministic_refuses_another_profiler(other):
             prof.disable()
         else:
             sys.setprofile(None)
-    assert "already has a profile function" in str(info.value)
-    assert "stop it first" in str(info.value)
+    msg = str(info.value)
+    # 3.12+ names cProfile through its sys.monitoring tool id.
+    assert ("cProfile" if other == "cprofile" else "has a profile function") in msg, msg
+    assert "does not replace another profiler" in msg and "stop it first" in msg
 
 
 @pytest.mark.parametrize("mode", ["deterministic", "sampling"])
