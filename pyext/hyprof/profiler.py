@@ -37,13 +37,13 @@ def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="a
 
 
 def _sampling(**options):
-    if options.get("memory_only"):
-        # Allocations alone need no CPU sampler (pyext/alloc.c).
-        from . import memory
-        return memory.create(**options)
     try:
         from . import sampling
     except ImportError as e:
+        if options.get("memory_only"):
+            # Allocations alone need no CPU sampler (pyext/alloc.c).
+            from . import memory
+            return memory.create(**options)
         raise ProfilerError("mode='sampling' is not available in this build (%s)" % e) from None
     return sampling.create(**options)
 

@@ -78,6 +78,13 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
     mem, only, mem_interval, mem_frames = _memory.check_options(
         memory, memory_interval, memory_only, memory_max_frames)
     if only:
+        given = [n for n, v in (("event", event), ("period", period), ("frequency", frequency),
+                                ("signal", signal), ("output", output), ("disable", disable))
+                 if v is not None] + (["clock"] if clock != "cpu" else [])
+        if given:
+            raise ProfilerError("memory_only=True samples allocations alone, without the CPU "
+                                "sampler: %s do not apply (use memory=True for both)"
+                                % ", ".join("%s=" % n for n in given))
         return _memory.create(memory, memory_interval, memory_only, memory_max_frames)
     if clock not in ("cpu", "wall"):
         raise ProfilerError("clock=%r must be 'cpu' or 'wall'" % (clock,))

@@ -558,3 +558,35 @@ def test_beside_cpu_samples_in_one_trace(tmp_path):
         assert not any(f.name.endswith("_resolve_loop") for f in frames)
     assert p.heap() and not _hyprof.alloc_running()
     del keep
+
+
+# ---------------------------------------------------------------- command line
+
+def test_memory_only_refuses_cpu_sampler_options():
+    with pytest.raises(hyprof.ProfilerError, match=r"memory_only=True .*event=, clock="):
+        hyprof.Profiler(mode="sampling", memory_only=True, event="cpu-clock", clock="wall")
+
+
+def test_command_line_memory_run(tmp_path):
+    import subprocess
+    script = tmp_path / "prog.py"
+    script.write_text("def kept(keep):\n"
+                      "    for _ in range(16):\n"
+                      "        keep.append(bytearray(1 << 20))\n"
+                      "keep = []\n"
+                      "kept(keep)\n")
+    out = tmp_path / "mem.hyprof"
+    run = subprocess.run([sys.executable, "-m", "hyprof", "run", "--mode", "sampling",
+                          "--memory-only", "--memory-interval", "65536", "-q", "-o", str(out),
+                          str(script)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    t = hyprof.load(out)
+    assert by_function(t, "live_bytes")["kept"] == pytest.approx(16 * MiB, rel=0.05)
+    report = subprocess.run([sys.executable, "-m", "hyprof", "report", str(out), "--metric",
+                             "alloc_bytes"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    row = next(line for line in report.stdout.splitlines() if " kept " in line)
+    assert "16.0 MiB" in row
+    bad = subprocess.run([sys.executable, "-m", "hyprof", "run", "--mode", "sampling",
+                          "--memory-interval", "0", str(script)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--memory-interval" in bad.stderr
