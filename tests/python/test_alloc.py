@@ -345,6 +345,58 @@ def test_tracemalloc_on_top_stopped_later():
     del keep
 
 
+@pytest.mark.parametrize("pymalloc", ["debug", "malloc", "pymalloc_debug"])
+def test_other_allocators_below(pymalloc):
+    # PYTHONMALLOC installs CPython's debug hooks or the C library's malloc
+    # below hyprof's hook; both keep working, and the estimate holds.
+    import subprocess
+    code = ("import hyprof\n"
+            "def kept(keep):\n"
+            "    for _ in range(16):\n"
+            "        keep.append(bytearray(1 << 20))\n"
+            "keep = []\n"
+            "p = hyprof.Profiler(mode='sampling', memory_only=True, memory_interval=65536)\n"
+            "with p:\n"
+            "    kept(keep)\n"
+            "    junk = [bytes(100) for _ in range(10000)]\n"
+            "    del junk\n"
+            "live = {s[-1].name: b for s, b in p.heap()}\n"
+            "print(live.get('kept', 0))\n")
+    env = dict(os.environ, PYTHONMALLOC=pymalloc)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == pytest.approx(16 * MiB, rel=0.05)
+
+
+def test_start_stop_while_threads_allocate():
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            junk = [bytes(64) for _ in range(200)]
+            del junk
+
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(20):
+            p = profiler(interval=4096)
+            with p:
+                keep = [bytearray(65536) for _ in range(8)]
+                p.heap()
+            t = p.trace()
+            stats = p._engine.stats()
+            assert sum(v for _, v in t.stacks("alloc_samples")) == stats["samples"]
+            assert by_function(t, "live_bytes").get(
+                "test_start_stop_while_threads_allocate", 0) >= 8 * 65536 * 0.5
+            del keep
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+
+
 # ---------------------------------------------------------------- reentrancy
 
 def test_own_allocations_are_not_sampled():
