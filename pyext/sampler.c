@@ -44,6 +44,7 @@
 #define HYP__REC_MAGIC 0xA5ULL
 #define HYP__REC_HEAD 3 /* header, time, weight */
 #define HYP__POISON_MAX 64
+#define HYP__LAST_DEPTH 64 /* frames of the last stack kept per thread (wall clock) */
 
 enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER };
 static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer"};
@@ -84,6 +85,14 @@ typedef struct {
     uint64_t last_count; /* counter at the previous sample (handler-owned) */
     uint64_t rng;        /* period jitter state (handler-owned) */
     uint64_t nsamples;   /* samples taken by the handler (handler-owned) */
+    _Atomic uint64_t wall_last; /* wall clock: the sampler's previous tick for this thread */
+    _Atomic uint64_t wall_pending; /* wall clock: tick time owed to the thread's next sample */
+    /* Wall clock: the stack of the thread's last self-taken sample, for the
+     * time owed to it that it could not take itself (seqlock: odd while the
+     * handler writes). */
+    _Atomic uint64_t last_seq;
+    uint64_t last_hdr;
+    uint64_t last[HYP_WALK_WORDS * HYP__LAST_DEPTH];
     hyp__ring_t ring;
 } hyp_slot_t;
 
@@ -154,9 +163,9 @@ static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, i
 
 /* Records the calling thread's stack into slot's ring. The thread is the
  * slot's own (checked by the caller) and is stopped here. */
-static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight) {
+static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int keep_last) {
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
-    int truncated = 0, n;
+    int truncated = 0, n, k;
 
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
     if (n <= 0) {
@@ -164,6 +173,14 @@ static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight) {
         return -1;
     }
     buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
+    if (keep_last) {
+        /* The innermost frames (a deeper stack is marked truncated). */
+        k = n < HYP__LAST_DEPTH ? n : HYP__LAST_DEPTH;
+        atomic_fetch_add(&slot->last_seq, 1);
+        memcpy(slot->last, buf + HYP__REC_HEAD, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)k);
+        slot->last_hdr = hyp__rec_header(slot->index, kind, truncated || k < n, k);
+        atomic_fetch_add(&slot->last_seq, 1);
+    }
     buf[1] = hyp__now() - S.t0;
     buf[2] = weight;
     /* A full ring counts the drop itself (ring.h). */
@@ -229,7 +246,7 @@ int hyp_py_sampler_capture(uint32_t kind, uint64_t weight) {
     }
     if (hyp__claim(slot) < 0)
         return -1;
-    ret = hyp__capture(slot, kind, weight);
+    ret = hyp__capture(slot, kind, weight, 0);
     atomic_store(&slot->busy, 0);
     return ret;
 }
@@ -305,12 +322,16 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
 
         /* Wall clock: this trigger samples the thread only while it runs
          * Python (holds the GIL); the wall sampler covers the rest. */
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder) {
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder ||
+            (weight = atomic_exchange(&slot->wall_pending, 0)) == 0) {
             atomic_store(&slot->busy, 0);
             goto out;
         }
+        /* The sampler's ticks decide when a sample is due (uniformly in wall
+         * time, whatever the thread does); this thread, running Python, takes
+         * the ones owed to it at its next CPU-clock signal, with their time. */
     }
-    hyp__capture(slot, 0, weight);
+    hyp__capture(slot, 0, weight, S.wall);
     atomic_store(&slot->busy, 0);
 out:
     errno = saved;
@@ -477,6 +498,9 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->fd = -1;
     slot->has_timer = 0;
     slot->seen = 1;
+    atomic_store(&slot->wall_last, hyp__now());
+    atomic_store(&slot->wall_pending, 0);
+    atomic_store(&slot->last_seq, 0);
     slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
     slot->thread = HYP_NO_ID;
     if (hyp__thread_name(ident, &slot->name) != 1)
@@ -681,19 +705,54 @@ static void hyp__on_code_death(PyCodeObject *code) {
 
 /* ---------------------------------------------------------------- wall sampler */
 
+/* Time owed to a thread as a GIL holder that it stopped running before it
+ * could take it (its CPU clock signals it only after a CPU period): that time
+ * was spent where the thread's last self-taken sample was, so it goes there,
+ * read under the seqlock; if the handler is writing it, to the next sample. */
+static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP__LAST_DEPTH], seq, hdr, owed;
+    int n;
+
+    owed = atomic_exchange(&slot->wall_pending, 0);
+    if (owed == 0)
+        return;
+    seq = atomic_load(&slot->last_seq);
+    hdr = slot->last_hdr;
+    n = (int)(hdr & 0xffff);
+    if ((seq & 1) == 0 && seq != 0 && n > 0 && n <= HYP__LAST_DEPTH) {
+        memcpy(buf + HYP__REC_HEAD, slot->last, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)n);
+        if (atomic_load(&slot->last_seq) == seq) {
+            buf[0] = hdr;
+            buf[1] = now - S.t0;
+            buf[2] = owed;
+            hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
+            return;
+        }
+    }
+    atomic_fetch_add(&slot->wall_pending, owed);
+}
+
 /* One tick of the wall-clock sampler for one thread. A thread that holds the
  * GIL runs Python and samples itself through its CPU trigger (in user mode
  * only, so never inside a system call); any other thread is waiting (I/O, a
  * lock, sleep, the GIL) or in C code without the GIL, and is read from here,
- * without being signalled. weight: the wall time this tick stands for. */
-static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now, uint64_t weight) {
+ * without being signalled. */
+static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
     unsigned long sw1, sw2;
     int holder = 0, holder2 = 0, truncated = 0, n, attempt;
 
     for (attempt = 0; attempt < 3; attempt++) {
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0 || holder)
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0)
             return;
+        if (holder) {
+            /* Running Python: the sample is owed, and taken by the thread
+             * itself at its next CPU-clock signal (never inside a system
+             * call). */
+            atomic_fetch_add(&slot->wall_pending,
+                             now - atomic_exchange(&slot->wall_last, now));
+            return;
+        }
         /* Its frames cannot change until it takes the GIL back, which moves
          * the switch counter. */
         atomic_store(&S.remote_inflight, 1);
@@ -703,9 +762,10 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now, uint64_t weight) {
             if (n == 0) {
                 hyp__lose(LOST_NO_FRAMES);
             } else {
+                hyp__wall_owed(slot, now);
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
-                buf[2] = weight;
+                buf[2] = now - atomic_exchange(&slot->wall_last, now);
                 hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             }
             atomic_store(&S.remote_inflight, 0);
@@ -719,13 +779,13 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now, uint64_t weight) {
 static void *hyp__wall_main(void *arg) {
     struct timespec next;
     sigset_t all;
-    uint64_t t, now, prev;
+    uint64_t t, now;
     int i;
 
     (void)arg;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    t = prev = hyp__now();
+    t = hyp__now();
     while (!atomic_load(&S.wall_stop)) {
         t += S.period_ns;
         next.tv_sec = (time_t)(t / 1000000000u);
@@ -741,10 +801,9 @@ static void *hyp__wall_main(void *arg) {
 
             atomic_store(&slot->sbusy, 1);
             if (atomic_load(&slot->live))
-                hyp__wall_tick(slot, now, now - prev);
+                hyp__wall_tick(slot, now);
             atomic_store(&slot->sbusy, 0);
         }
-        prev = now;
     }
     return NULL;
 }
