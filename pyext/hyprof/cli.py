@@ -23,7 +23,7 @@ from . import diff as _diff
 from . import events as _events
 from . import merge as _merge
 from . import render as _render
-from .profiler import Profiler, ProfilerError
+from .profiler import _STOP_PATH, Profiler, ProfilerError
 from .render import text as _text
 from .trace import TraceWarning
 
@@ -221,6 +221,31 @@ def _finish(profiler, args, out, status):
     return status
 
 
+def _exit_writing_trace(profiler, args, out, real_exit):
+    """The program's os._exit: it skips finally blocks and atexit, so the
+    trace is written first; only in this process, as a forked child that
+    leaves through os._exit (multiprocessing's do) has no trace to write."""
+    here = [True]
+    os.register_at_fork(after_in_child=lambda: here.clear())
+
+    def _exit(status):
+        # No calls before stop(), which would show in the profile.
+        if here and profiler._engine.running:
+            try:
+                profiler.stop()
+                status = _finish(profiler, args, out, status)
+            except Exception as e:
+                sys.stderr.write("hyprof run: error: cannot write the trace at os._exit: %s\n"
+                                 % (e,))
+                status = status or 1
+        real_exit(status)
+
+    hide = getattr(profiler._engine, "hide", None)
+    if hide is not None:
+        hide(_STOP_PATH + (_exit.__code__,))
+    return _exit
+
+
 def _run(args):
     out = args.output or _default_output(args)
     # Options and the output path are checked before the program runs, so
@@ -240,6 +265,8 @@ def _run(args):
         globs = main.__dict__
         sys.modules["__main__"] = main
     status = 0
+    real_exit = os._exit
+    os._exit = _exit_writing_trace(profiler, args, out, real_exit)
     try:
         profiler.start()
         try:
@@ -269,6 +296,7 @@ def _run(args):
         traceback.print_exception(etype, value, tb)
         status = 1
     finally:
+        os._exit = real_exit
         sys.argv[:] = saved_argv
         if saved_path0 is not None:
             sys.path[0] = saved_path0

@@ -24,6 +24,10 @@ SCRIPTS = {
     "raises.py": PROGRAM + "raise RuntimeError('boom from the program')\n",
     "exit3.py": PROGRAM + "import sys\nsys.exit(3)\n",
     "stdin.py": PROGRAM + "import sys\nprint('read', len(sys.stdin.read()))\n",
+    "osexit.py": PROGRAM + "import os\nos._exit(4)\n",
+    # A forked child leaving through os._exit, as multiprocessing's do.
+    "forkexit.py": PROGRAM + "import os\npid = os.fork()\nif pid == 0:\n    f(10)\n"
+                             "    os._exit(0)\nos.waitpid(pid, 0)\n",
 }
 
 
@@ -216,6 +220,19 @@ def test_cli_program_failure_keeps_trace(files, tmp_path, script, status, words)
     assert "cli.py" not in r.stderr  # the program's traceback, not hyprof's
     calls = {f.name: f.calls for f in load(out).functions()}
     assert calls["f"] == 50
+
+
+@pytest.mark.parametrize("script,status", [("osexit.py", 4), ("forkexit.py", 0)])
+def test_cli_os_exit_keeps_trace(files, tmp_path, script, status):
+    # os._exit skips finally blocks and atexit: the trace is written first,
+    # once, by the process that hyprof started.
+    out = tmp_path / "t.hyprof"
+    r = hyprof_cmd("run", "-o", out, script, cwd=files)
+    assert r.returncode == status, r.stderr
+    assert r.stderr.count("trace written to") == 1, r.stderr
+    calls = {f.name: f.calls for f in load(out).functions()}
+    assert calls["f"] == 50
+    assert not any("_exit" in name for name in calls if "posix" not in name), calls
 
 
 def test_cli_program_reads_stdin(files, tmp_path):
