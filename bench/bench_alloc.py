@@ -11,10 +11,12 @@ Prints, per configuration: median CPU seconds of the workload (CPU time, so
 that other processes on a busy machine do not count; the workload is
 single-threaded), the median of the per-round slowdowns against the
 unprofiled run of the same round, the median wall seconds, and peak RSS (and
-its excess over the unprofiled run). hyprof's target is a slowdown of at most 1.05 at the default interval.
+its excess over the unprofiled run). hyprof's target is a slowdown of at most
+1.05 at the default interval.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -24,11 +26,10 @@ import sys
 import tempfile
 import time
 
-
 # ---------------------------------------------------------------- the workload
 
 class Record:
-    __slots__ = ("key", "tags", "payload")
+    __slots__ = ("key", "payload", "tags")
 
     def __init__(self, key, tags, payload):
         self.key = key
@@ -77,10 +78,11 @@ def workload(scale):
 def run_child(config, scale):
     """Runs the workload once under config; prints a JSON line."""
     tmpdir = tempfile.mkdtemp(prefix="bench-alloc-")
-    stop = lambda: None  # noqa: E731
+    stop = lambda: None
     extra = {}
     if config == "none":
-        import hyprof  # noqa: F401  (the same modules loaded as under hyprof)
+        # The same modules loaded as under hyprof, so peak RSS compares alike.
+        import hyprof
     elif config.startswith("hyprof"):
         import hyprof
         interval = 512 * 1024 if config == "hyprof" else int(config.split("-")[1]) * 1024
@@ -120,7 +122,7 @@ def run_child(config, scale):
 
 def measure(config, scale):
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", config,
-                          "--scale", str(scale)], capture_output=True, text=True)
+                          "--scale", str(scale)], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError("%s failed:\n%s" % (config, out.stderr.strip()))
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -128,11 +130,8 @@ def measure(config, scale):
 
 def available_configs():
     configs = ["none", "hyprof", "hyprof-64", "tracemalloc-1", "tracemalloc-25"]
-    try:
-        import memray  # noqa: F401
+    if importlib.util.find_spec("memray") is not None:
         configs.append("memray")
-    except ImportError:
-        pass
     return configs
 
 

@@ -123,8 +123,8 @@ def create(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=False,
            memory_max_frames=DEFAULT_MAX_FRAMES):
     """The factory for ``memory_only=True``: validates and returns a
     MemoryEngine."""
-    enabled, only, interval, frames = check_options(memory, memory_interval, memory_only,
-                                                    memory_max_frames)
+    _, only, interval, frames = check_options(memory, memory_interval, memory_only,
+                                              memory_max_frames)
     if not only:
         raise ProfilerError("memory=True beside CPU samples needs the sampling mode's CPU "
                             "sampler; use memory_only=True for allocations alone")
@@ -137,7 +137,7 @@ def _at_exit():
     if _hyprof.alloc_running():
         try:
             _hyprof.alloc_stop()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110  (at exit there is no one to tell)
             pass
 
 
