@@ -270,7 +270,8 @@ static void test_out_of_memory_leaves_table_unchanged(void) {
     uintptr_t p;
 
     hyp__heap_init(h);
-    CU_ASSERT_EQUAL(hyp_replace_allocator(failing_malloc, failing_realloc, failing_calloc, free), 0);
+    CU_ASSERT_EQUAL(
+        hyp_replace_allocator(failing_malloc, failing_realloc, failing_calloc, free), 0);
     fail_after = 1; /* the first table, then nothing */
     for (p = 1; p <= 32; p++)
         CU_ASSERT_EQUAL_FATAL(hyp__heap_insert(h, p * 8, 1, 1, p), 0);
