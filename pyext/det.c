@@ -37,6 +37,7 @@
 #define Py_BUILD_CORE 1
 #endif
 #include "internal/pycore_frame.h"
+#include "internal/pycore_context.h"
 #if PY_VERSION_HEX >= 0x030D0000
 #include "internal/pycore_ceval.h"
 #endif
@@ -69,9 +70,10 @@
 
 PyObject *hyp_py_profiler_error;
 
-/* The one active profiler (hyprof allows one at a time, on all threads) and
- * the calling thread's state for it. The session number tells a thread state
- * left over from an earlier start() from a current one without touching it.
+/* The one active profiler without a context (it excludes every other
+ * profiler, on all threads) and the calling thread's state for the profiler
+ * it last recorded into. The session number tells a thread state left over
+ * from an earlier start() from a current one without touching it.
  * initial-exec keeps the lookup a single load from the thread pointer. */
 static det_prof_t *det_active;
 static uint64_t det_sessions;
@@ -79,6 +81,34 @@ static __thread struct {
     uint64_t session;
     det_thread_t *th;
 } det_tls __attribute__((tls_model("initial-exec")));
+
+/* The context-bound profilers running at once (DetProfiler(context=(var,
+ * value))): they share one ContextVar and one engine, whose hooks are
+ * installed while at least one runs, and each event goes to the profiler
+ * whose value the variable holds in the running context, or to none. The
+ * generation changes at every start and stop, so a thread's cached choice
+ * (det_pick) is checked with one compare. */
+static struct {
+    det_prof_t **profs;       /* strong references */
+    size_t n, cap;
+    PyObject *var;            /* the shared ContextVar, strong */
+    int engine;
+    uint64_t gen;
+    PyObject *bootstrap;      /* threading.setprofile() hook for new threads */
+    PyObject *callbacks;      /* sys.monitoring callables, a tuple */
+    long mask;                /* sys.monitoring events set */
+} det_group = {NULL, 0, 0, NULL, 0, 1, NULL, NULL, 0};
+
+/* The calling thread's last choice: the variable's value it was made for
+ * (borrowed: a running profiler holds its value, and a value with no
+ * profiler cannot become one's without a generation change), the profiler
+ * (NULL for none) and the thread's state in it. */
+static __thread struct {
+    uint64_t gen;
+    PyObject *value;
+    det_prof_t *p;
+    det_thread_t *th;
+} det_pick __attribute__((tls_model("initial-exec")));
 
 static Py_ssize_t det_extra_index = -1;
 
@@ -88,6 +118,9 @@ static Py_ssize_t det_extra_index = -1;
 static void det_atfork_child(void) {
     det_tls.session = 0;
     det_tls.th = NULL;
+    det_pick.gen = 0;
+    det_pick.p = NULL;
+    det_pick.th = NULL;
 }
 
 /* The co_extra slot holds one of these per code object seen: it outlives
@@ -196,6 +229,34 @@ static det_func_t *func_new(det_prof_t *p, const void *key, uint32_t kind) {
     return f;
 }
 
+static int ctab_grow(det_prof_t *p);
+
+/* The function of key in p's table of functions by key (C functions, and
+ * the Python functions of a profiler whose co_extra slot another one took),
+ * or NULL. */
+static det_func_t *ctab_find(det_prof_t *p, const void *key) {
+    size_t j;
+
+    if (p->ctab_cap == 0)
+        return NULL;
+    for (j = ptr_hash(key, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
+        if (p->ctab[j]->key == key)
+            return p->ctab[j];
+    return NULL;
+}
+
+static int ctab_add(det_prof_t *p, det_func_t *f) {
+    size_t j;
+
+    if ((p->ctab_used + 1) * 2 > p->ctab_cap && ctab_grow(p) != 0)
+        return HYP_ENOMEM;
+    for (j = ptr_hash(f->key, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
+        ;
+    p->ctab[j] = f;
+    p->ctab_used++;
+    return 0;
+}
+
 static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
     det_extra_t *extra = NULL;
     det_func_t *f;
@@ -206,11 +267,24 @@ static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
     }
     if (extra != NULL && extra->session == p->session && extra->func != NULL)
         return extra->func;
+    /* Context-bound profilers running together share the one slot: the one
+     * that filled it last owns it, the others keep their functions in their
+     * table by key too, so a function is never made twice in a profile. */
+    f = p->ctx_var != NULL ? ctab_find(p, co) : NULL;
+    if (f != NULL) {
+        if (extra != NULL) {
+            extra->session = p->session;
+            extra->func = f;
+        }
+        return f;
+    }
     f = func_new(p, co, DET_FUNC_PYTHON);
     if (f == NULL)
         return NULL;
     Py_INCREF(co);
     f->code = (PyObject *)co;
+    if (p->ctx_var != NULL && ctab_add(p, f) != 0)
+        return NULL;
     if (extra == NULL) {
         extra = hyp__malloc(sizeof *extra);
         if (extra == NULL)
@@ -613,6 +687,106 @@ static inline det_thread_t *thread_get(det_prof_t *p) {
     return NULL;
 }
 
+/* The calling thread's state in p if it has one for this run, else NULL. */
+static det_thread_t *thread_find(det_prof_t *p) {
+    unsigned long ident;
+    uint64_t tid;
+    det_thread_t *th = thread_get(p);
+
+    if (th != NULL)
+        return th;
+    ident = PyThread_get_thread_ident();
+    tid = (uint64_t)syscall(SYS_gettid);
+    for (th = p->threads; th != NULL; th = th->next) {
+        if (th->ident == ident && th->os_tid == tid && th->live && th->session == p->session &&
+            th->tstate == PyThreadState_Get()) {
+            det_tls.session = p->session;
+            det_tls.th = th;
+            return th;
+        }
+    }
+    return NULL;
+}
+
+/* The calling thread's state in p, made at its first event there; NULL when
+ * it cannot be allocated. Called with the GIL held. */
+static det_thread_t *thread_of(det_prof_t *p) {
+    det_thread_t *th = thread_find(p);
+    PyObject *exc_type, *exc_value, *exc_tb;
+
+    if (th != NULL)
+        return th;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    th = thread_slow(p);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+    return th;
+}
+
+/* ------------------------------------------------- context-bound profilers */
+
+/* The context-bound profiler that owns the calling thread's running context
+ * (the shared ContextVar holds its value there) and the thread's state in
+ * it, or NULL. The thread's last choice stands while the variable's value is
+ * the one it was made for, which CPython's own cache of the variable says
+ * without a lookup (Python/context.c, 3.11-3.13, contextvar_get): var_cached
+ * is the value in the running context as long as var_cached_tsid and
+ * var_cached_tsver are the thread state's id and context_ver. context_ver
+ * changes whenever the thread enters or leaves a context (Context.run, an
+ * asyncio task's step), and ContextVar.set()/reset() refresh or clear the
+ * cache, so neither a context switch nor a set() in place can leave a stale
+ * choice standing. A miss looks the variable up (a HAMT search) and caches
+ * the choice when CPython cached the value. */
+static det_prof_t *pick_slow(det_thread_t **pth) {
+    PyContextVar *var = (PyContextVar *)det_group.var;
+    PyThreadState *ts = PyThreadState_Get();
+    PyObject *v = NULL;
+    det_prof_t *p = NULL;
+    det_thread_t *th = NULL;
+    size_t i;
+
+    *pth = NULL;
+    if (var == NULL)
+        return NULL;
+    if (PyContextVar_Get((PyObject *)var, NULL, &v) < 0) {
+        PyErr_Clear(); /* cannot happen for a ContextVar; nothing was pending */
+        return NULL;
+    }
+    for (i = 0; v != NULL && i < det_group.n; i++) {
+        if (det_group.profs[i]->ctx_value == v) {
+            p = det_group.profs[i];
+            break;
+        }
+    }
+    if (p != NULL && (th = thread_of(p)) == NULL) {
+        set_error(p, HYP_ENOMEM);
+        Py_DECREF(v);
+        return NULL;
+    }
+    if (v != NULL && var->var_cached == v && var->var_cached_tsid == ts->id &&
+        var->var_cached_tsver == ts->context_ver) {
+        det_pick.gen = det_group.gen;
+        det_pick.value = v;
+        det_pick.p = p;
+        det_pick.th = th;
+    }
+    Py_XDECREF(v);
+    *pth = th;
+    return p;
+}
+
+static inline det_prof_t *pick(det_thread_t **pth) {
+    PyContextVar *var = (PyContextVar *)det_group.var;
+    PyThreadState *ts = PyThreadState_Get();
+
+    if (LIKELY(det_pick.gen == det_group.gen && var != NULL && var->var_cached != NULL &&
+               var->var_cached == det_pick.value && var->var_cached_tsid == ts->id &&
+               var->var_cached_tsver == ts->context_ver)) {
+        *pth = det_pick.th;
+        return det_pick.p;
+    }
+    return pick_slow(pth);
+}
+
 static int stack_grow(det_thread_t *th) {
     size_t cap = th->cap * 2;
     det_frame_t *s = hyp__realloc(th->stack, cap * sizeof *s);
@@ -733,50 +907,14 @@ static void det_leave(det_prof_t *p, det_thread_t *th, const void *key, int susp
     det_pop(p, th, wall, cpu, suspend);
 }
 
-/* With a context filter (DetProfiler(context=(var, value))) an event counts
- * only while var holds value in the running context. asyncio tasks and the
- * threads that code reaches through contextvars.Context.run() (asgiref's
- * sync_to_async, loop.run_in_executor with copy_context) inherit the value,
- * so one profile can follow one web request across tasks and threads while
- * other requests run beside it. The lookup is CPython's cached one
- * (Python/context.c, contextvar_get): a few loads while the context does
- * not change. It cannot fail for a ContextVar, which det_init checked. */
-static inline int det_ctx_skip(det_prof_t *p) {
-    PyObject *v = NULL;
-    int skip;
-
-    if (PyContextVar_Get(p->ctx_var, NULL, &v) < 0) {
-        PyErr_Clear();
-        return 1;
-    }
-    skip = v != p->ctx_value;
-    Py_XDECREF(v);
-    return skip;
-}
-
 /* -------------------------------------------------------- setprofile engine */
 
-static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
-    det_prof_t *p = (det_prof_t *)obj;
-    det_thread_t *th;
+/* One event for p on the calling thread (th). */
+static inline void trace_event(det_prof_t *p, det_thread_t *th, PyFrameObject *frame, int what,
+                               PyObject *arg) {
     PyCodeObject *co;
     uint64_t wall, cpu;
 
-    if (what >= PyTrace_C_CALL && !p->builtins)
-        return 0;
-    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
-        return 0;
-    th = thread_get(p);
-    if (UNLIKELY(th == NULL)) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        th = thread_slow(p);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
-        if (th == NULL) {
-            set_error(p, HYP_ENOMEM);
-            return 0;
-        }
-    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     switch (what) {
     case PyTrace_CALL:
@@ -806,20 +944,61 @@ static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject
     }
     th->last_wall = wall;
     th->last_cpu = cpu;
+}
+
+/* The profile function of the profiler without a context (obj). */
+static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+    det_prof_t *p = (det_prof_t *)obj;
+    det_thread_t *th;
+
+    if (what >= PyTrace_C_CALL && !p->builtins)
+        return 0;
+    th = thread_get(p);
+    if (UNLIKELY(th == NULL)) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        th = thread_slow(p);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        if (th == NULL) {
+            set_error(p, HYP_ENOMEM);
+            return 0;
+        }
+    }
+    trace_event(p, th, frame, what, arg);
+    return 0;
+}
+
+/* The profile function of the context-bound profilers (obj unused): the
+ * event goes to the profiler of the running context, if any. */
+static int det_ctx_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+    det_thread_t *th;
+    det_prof_t *p = pick(&th);
+
+    (void)obj;
+    if (p == NULL || (what >= PyTrace_C_CALL && !p->builtins))
+        return 0;
+    trace_event(p, th, frame, what, arg);
     return 0;
 }
 
 /* threading.setprofile()'s hook, run by each thread started while profiling:
- * it installs the C function on its thread in place of itself. */
+ * it installs the C function on its thread in place of itself. self is the
+ * profiler without a context, or None for the context-bound ones. */
 static PyObject *det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     det_prof_t *p = (det_prof_t *)self;
 
     (void)args;
     (void)nargs;
-    if (det_active == p && p->running && p->engine == DET_ENGINE_SETPROFILE)
+    if (self == Py_None) {
+        if (det_group.n != 0 && det_group.engine == DET_ENGINE_SETPROFILE)
+            PyEval_SetProfile(det_ctx_tracefunc, NULL);
+        else
+            PyEval_SetProfile(NULL, NULL);
+    } else if (det_active == p && p->running && p->engine == DET_ENGINE_SETPROFILE) {
         PyEval_SetProfile(det_tracefunc, (PyObject *)p);
-    else
+    } else {
         PyEval_SetProfile(NULL, NULL);
+    }
     Py_RETURN_NONE;
 }
 
@@ -857,16 +1036,19 @@ static inline det_thread_t *mon_thread(det_prof_t *p) {
 }
 
 static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
-    det_prof_t *p = (det_prof_t *)self;
+    det_prof_t *p;
     det_thread_t *th;
     PyCodeObject *co = (PyCodeObject *)args[0];
     uint64_t wall, cpu;
 
-    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+    if (LIKELY(self != Py_None)) {
+        p = (det_prof_t *)self;
+        th = mon_thread(p);
+        if (UNLIKELY(th == NULL || !p->running))
+            return;
+    } else if ((p = pick(&th)) == NULL) {
         return;
-    th = mon_thread(p);
-    if (UNLIKELY(th == NULL || !p->running))
-        return;
+    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     if (UNLIKELY(co->co_flags & DET_GEN_FLAGS))
         det_enter(p, th, co, NULL, NULL, current_iframe(th), fresh, wall, cpu);
@@ -877,15 +1059,18 @@ static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh
 }
 
 static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspend) {
-    det_prof_t *p = (det_prof_t *)self;
+    det_prof_t *p;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
+    if (LIKELY(self != Py_None)) {
+        p = (det_prof_t *)self;
+        th = mon_thread(p);
+        if (UNLIKELY(th == NULL || !p->running))
+            return;
+    } else if ((p = pick(&th)) == NULL) {
         return;
-    th = mon_thread(p);
-    if (UNLIKELY(th == NULL || !p->running))
-        return;
+    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     det_leave(p, th, args[0], suspend, wall, cpu);
     th->last_wall = wall;
@@ -917,16 +1102,24 @@ static PyObject *mon_py_yield(PyObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    det_prof_t *p = (det_prof_t *)self;
+    det_prof_t *p;
     PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
-        Py_RETURN_NONE;
-    ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-    if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
-        Py_RETURN_NONE;
+    if (LIKELY(self != Py_None)) {
+        p = (det_prof_t *)self;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+            Py_RETURN_NONE;
+    } else {
+        /* The group's events are those of all its profilers. */
+        if ((p = pick(&th)) == NULL || !p->builtins)
+            Py_RETURN_NONE;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL)
+            Py_RETURN_NONE;
+    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     det_enter(p, th, ml, args[2], nargs > 3 ? args[3] : NULL, NULL, 1, wall, cpu);
     th->last_wall = wall;
@@ -935,16 +1128,24 @@ static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t narg
 }
 
 static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    det_prof_t *p = (det_prof_t *)self;
+    det_prof_t *p;
     PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (UNLIKELY(p->ctx_var != NULL) && det_ctx_skip(p))
-        Py_RETURN_NONE;
-    ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-    if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
-        Py_RETURN_NONE;
+    if (LIKELY(self != Py_None)) {
+        p = (det_prof_t *)self;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+            Py_RETURN_NONE;
+    } else {
+        /* The group's events are those of all its profilers. */
+        if ((p = pick(&th)) == NULL || !p->builtins)
+            Py_RETURN_NONE;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL)
+            Py_RETURN_NONE;
+    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     det_leave(p, th, ml, 0, wall, cpu);
     th->last_wall = wall;
@@ -1019,7 +1220,7 @@ static PyTypeObject det_cb_type = {
     .tp_repr = (reprfunc)det_cb_repr,
 };
 
-static PyObject *det_cb_new(det_prof_t *p, const PyMethodDef *def) {
+static PyObject *det_cb_new(PyObject *prof, const PyMethodDef *def) {
     det_cb_t *cb;
 
     if (!(det_cb_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&det_cb_type) < 0)
@@ -1028,7 +1229,7 @@ static PyObject *det_cb_new(det_prof_t *p, const PyMethodDef *def) {
     if (cb == NULL)
         return NULL;
     cb->vectorcall = det_cb_vectorcall;
-    cb->prof = Py_NewRef((PyObject *)p);
+    cb->prof = Py_NewRef(prof);
     cb->fn = (det_cb_fn)(void (*)(void))def->ml_meth;
     cb->name = def->ml_name;
     PyObject_GC_Track(cb);
@@ -1062,7 +1263,7 @@ static int monitoring_start(det_prof_t *p) {
         if (cbs == NULL)
             goto fail;
         for (i = 0; i < EV_COUNT; i++) {
-            PyObject *f = det_cb_new(p, &det_mon_defs[i]);
+            PyObject *f = det_cb_new((PyObject *)p, &det_mon_defs[i]);
             if (f == NULL) {
                 Py_DECREF(cbs);
                 goto fail;
@@ -1168,15 +1369,54 @@ static int check_foreign(det_prof_t *p) {
     PyThreadState *ts;
     PyObject *threading, *hook;
 
-    if (det_active != NULL) {
-        PyErr_SetString(hyp_py_profiler_error,
-                        det_active == p ? "this profiler is already running"
-                                        : "another hyprof profiler is already running; stop it "
-                                          "before starting this one (one at a time, on all threads)");
+    if (p->running) {
+        PyErr_SetString(hyp_py_profiler_error, "this profiler is already running");
         return -1;
     }
+    if (det_active != NULL) {
+        PyErr_SetString(hyp_py_profiler_error,
+                        "another hyprof profiler is already running; stop it before starting "
+                        "this one (a profiler without a context runs alone, on all threads)");
+        return -1;
+    }
+    if (det_group.n != 0 && p->ctx_var == NULL) {
+        PyErr_Format(hyp_py_profiler_error,
+                     "%zu hyprof profiler(s) bound to a context are running; a profiler without "
+                     "a context cannot run beside them: stop them first, or give this one a "
+                     "context=(var, value) of its own",
+                     det_group.n);
+        return -1;
+    }
+    if (det_group.n != 0) {
+        /* Joining the running context-bound profilers: the hooks, the tool
+         * id and threading's hook are already theirs. */
+        if (p->ctx_var != det_group.var) {
+            PyErr_Format(hyp_py_profiler_error,
+                         "context-bound profilers running at the same time must share one "
+                         "ContextVar (each with its own value): %R is running, not %R",
+                         det_group.var, p->ctx_var);
+            return -1;
+        }
+        if (p->engine != det_group.engine) {
+            PyErr_Format(hyp_py_profiler_error,
+                         "context-bound profilers running at the same time must use one engine: "
+                         "'%s' is running",
+                         det_group.engine == DET_ENGINE_MONITORING ? "monitoring" : "setprofile");
+            return -1;
+        }
+        for (size_t i = 0; i < det_group.n; i++) {
+            if (det_group.profs[i]->ctx_value == p->ctx_value) {
+                PyErr_Format(hyp_py_profiler_error,
+                             "another profiler bound to the same context value (%R) is running: "
+                             "each event goes to one profiler, so each needs its own value",
+                             p->ctx_value);
+                return -1;
+            }
+        }
+    }
     for (ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts)) {
-        if (ts->c_profilefunc != NULL) {
+        if (ts->c_profilefunc != NULL &&
+            !(det_group.n != 0 && ts->c_profilefunc == det_ctx_tracefunc)) {
             PyObject *who = describe_profiler(ts);
             PyErr_Format(hyp_py_profiler_error,
                          "cannot start: thread %lu already has a profile function (%U); hyprof "
@@ -1186,6 +1426,8 @@ static int check_foreign(det_prof_t *p) {
             return -1;
         }
     }
+    if (det_group.n != 0)
+        return 0;
 #if PY_VERSION_HEX >= 0x030C0000
     {
         PyObject *owner = monitoring_owner();
@@ -1235,6 +1477,182 @@ static int threading_setprofile(PyObject *hook) {
     return 0;
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* Sets the sys.monitoring events the context-bound profilers need (those of
+ * the running ones and of joining, which may be NULL), taking the tool id
+ * and registering the callbacks the first time. */
+static int group_monitoring_set(det_prof_t *joining) {
+    PyObject *mon = monitoring_module(), *r;
+    int i, builtins = joining != NULL && joining->builtins, fresh = det_group.mask == 0;
+    long mask = 0;
+    size_t k;
+
+    if (mon == NULL)
+        return -1;
+    if (joining != NULL && joining->missing == NULL) {
+        joining->missing = PyObject_GetAttrString(mon, "MISSING");
+        if (joining->missing == NULL)
+            goto fail;
+    }
+    for (k = 0; k < det_group.n; k++)
+        builtins |= det_group.profs[k]->builtins;
+    if (det_group.callbacks == NULL) {
+        PyObject *cbs = PyTuple_New(EV_COUNT);
+        if (cbs == NULL)
+            goto fail;
+        for (i = 0; i < EV_COUNT; i++) {
+            PyObject *f = det_cb_new(Py_None, &det_mon_defs[i]);
+            if (f == NULL) {
+                Py_DECREF(cbs);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(cbs, i, f);
+        }
+        det_group.callbacks = cbs;
+    }
+    if (fresh) {
+        r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+        for (i = 0; i < EV_COUNT; i++) {
+            r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
+                                    1 << det_events[i].bit,
+                                    PyTuple_GET_ITEM(det_group.callbacks, i));
+            if (r == NULL)
+                goto fail_free;
+            Py_DECREF(r);
+        }
+    }
+    for (i = 0; i < (builtins ? EV_COUNT : EV_CALL); i++)
+        mask |= 1L << det_events[i].bit;
+    if (mask != det_group.mask) {
+        r = PyObject_CallMethod(mon, "set_events", "il", DET_TOOL_ID, mask);
+        if (r == NULL)
+            goto fail_free;
+        Py_DECREF(r);
+        det_group.mask = mask;
+    }
+    Py_DECREF(mon);
+    return 0;
+fail_free:
+    if (fresh) {
+        PyObject *exc_type, *exc_value, *exc_tb;
+        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        monitoring_stop(NULL);
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+    }
+fail:
+    Py_DECREF(mon);
+    return -1;
+}
+#endif
+
+/* Adds a context-bound profiler to the running ones, installing the hooks
+ * for the first. On error nothing is changed and an exception is set. */
+static int group_join(det_prof_t *p) {
+    PyThreadState *ts;
+
+    if (det_group.n == det_group.cap &&
+        hyp__grow((void **)&det_group.profs, &det_group.cap, det_group.n + 1,
+                  sizeof *det_group.profs) != 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (det_group.n == 0) {
+        /* The variable first: a hook may run before this returns. */
+        det_group.var = Py_NewRef(p->ctx_var);
+        det_group.engine = p->engine;
+        if (p->engine == DET_ENGINE_MONITORING) {
+#if PY_VERSION_HEX >= 0x030C0000
+            if (group_monitoring_set(p) < 0)
+                goto fail;
+#endif
+        } else {
+            if (det_group.bootstrap == NULL) {
+                det_group.bootstrap = PyCFunction_New(&det_bootstrap_def, Py_None);
+                if (det_group.bootstrap == NULL)
+                    goto fail;
+            }
+            if (threading_setprofile(det_group.bootstrap) < 0)
+                goto fail;
+            for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+                 ts = PyThreadState_Next(ts)) {
+                if (_PyEval_SetProfile(ts, det_ctx_tracefunc, NULL) < 0) {
+                    PyObject *exc_type, *exc_value, *exc_tb;
+                    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+                    for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
+                         ts != NULL; ts = PyThreadState_Next(ts))
+                        if (ts->c_profilefunc == det_ctx_tracefunc)
+                            _PyEval_SetProfile(ts, NULL, NULL);
+                    threading_setprofile(Py_None);
+                    PyErr_Restore(exc_type, exc_value, exc_tb);
+                    goto fail;
+                }
+            }
+        }
+    } else if (p->engine == DET_ENGINE_MONITORING) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (group_monitoring_set(p) < 0)
+            return -1;
+#endif
+    }
+    det_group.profs[det_group.n++] = (det_prof_t *)Py_NewRef((PyObject *)p);
+    det_group.gen++;
+    return 0;
+fail:
+    Py_CLEAR(det_group.var);
+    return -1;
+}
+
+/* Removes p from the running context-bound profilers, removing the hooks
+ * with the last one. The reference the group held passes to the caller. */
+static void group_leave(det_prof_t *p) {
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyThreadState *ts;
+    size_t i;
+
+    for (i = 0; i < det_group.n && det_group.profs[i] != p; i++)
+        ;
+    if (i == det_group.n)
+        return;
+    memmove(&det_group.profs[i], &det_group.profs[i + 1],
+            (det_group.n - i - 1) * sizeof *det_group.profs);
+    det_group.n--;
+    det_group.gen++;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    if (det_group.n != 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+        /* The C events may no longer be needed. */
+        if (det_group.engine == DET_ENGINE_MONITORING && group_monitoring_set(NULL) < 0)
+            PyErr_Clear();
+#endif
+    } else if (det_group.engine == DET_ENGINE_MONITORING) {
+#if PY_VERSION_HEX >= 0x030C0000
+        monitoring_stop(NULL);
+        det_group.mask = 0;
+#endif
+    } else {
+        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+             ts = PyThreadState_Next(ts)) {
+            if (ts->c_profilefunc == det_ctx_tracefunc) {
+                _PyEval_SetProfile(ts, NULL, NULL);
+            } else if (p->replaced != NULL) {
+                PyObject *who = PyUnicode_FromFormat("thread %lu", (unsigned long)ts->thread_id);
+                if (who != NULL) {
+                    PyList_Append(p->replaced, who);
+                    Py_DECREF(who);
+                }
+            }
+        }
+        threading_setprofile(Py_None);
+        PyErr_Clear();
+    }
+    if (det_group.n == 0)
+        Py_CLEAR(det_group.var);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
 static PyObject *det_start(det_prof_t *p, PyObject *unused) {
     PyThreadState *ts;
 
@@ -1254,6 +1672,13 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
         p->unix_start = (double)ts_now.tv_sec + ts_now.tv_nsec / 1e9;
     }
     p->wall_start = hyp_clock_ticks();
+    if (p->ctx_var != NULL) {
+        /* The group holds the reference det_active would. */
+        if (group_join(p) < 0)
+            return NULL;
+        p->running = 1;
+        Py_RETURN_NONE;
+    }
     if (p->engine == DET_ENGINE_MONITORING) {
 #if PY_VERSION_HEX >= 0x030C0000
         if (monitoring_start(p) < 0)
@@ -1292,7 +1717,7 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
  * wrappers named by hide()) from the top of the calling thread's stack: they
  * are the profiler's, not the program's. */
 static void drop_stop_frames(det_prof_t *p) {
-    det_thread_t *th = det_tls.session == p->session ? det_tls.th : NULL;
+    det_thread_t *th = thread_find(p);
 
     while (th != NULL && th->depth != 0) {
         det_frame_t *f = &th->stack[th->depth - 1];
@@ -1313,7 +1738,7 @@ static void drop_stop_frames(det_prof_t *p) {
  * other threads' at the wall clock now and their CPU time at their last
  * event (their CPU clock can only be read on their own thread). */
 static void close_open_frames(det_prof_t *p) {
-    det_thread_t *me = det_tls.session == p->session ? det_tls.th : NULL, *th;
+    det_thread_t *me = thread_find(p), *th;
     uint64_t wall_now = hyp_clock_ticks();
 
     for (th = p->threads; th != NULL; th = th->next) {
@@ -1348,7 +1773,9 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
         PyErr_SetString(hyp_py_profiler_error, "the profiler is not running");
         return NULL;
     }
-    if (p->engine == DET_ENGINE_MONITORING) {
+    if (p->ctx_var != NULL) {
+        group_leave(p);
+    } else if (p->engine == DET_ENGINE_MONITORING) {
 #if PY_VERSION_HEX >= 0x030C0000
         monitoring_stop(p);
 #endif
@@ -1393,13 +1820,16 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
                          "ran; the calls made there after that are missing",
                          p->replaced) < 0)
         PyErr_Clear();
-    det_active = NULL;
-    det_tls.session = 0;
-    det_tls.th = NULL;
+    if (p->ctx_var == NULL) {
+        det_active = NULL;
+        det_tls.session = 0;
+        det_tls.th = NULL;
+    }
     p->session = ++det_sessions; /* old co_extra slots and thread states stop matching */
     err = p->error;
     p->error = 0;
-    /* The reference start() took for det_active; the caller holds another. */
+    /* The reference start() took for det_active or the group; the caller
+     * holds another. */
     Py_DECREF(p);
     if (err != 0) {
         if (err == HYP_ENOMEM)
