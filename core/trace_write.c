@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <msgpack.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define HYP__DRAIN_BYTES (1u << 20)
@@ -551,13 +552,15 @@ int hyp_writer_finish(hyp_writer_t *w, hyp_profile_t *p) {
 
 int hyp_trace_save(const hyp_profile_t *p, const char *path) {
     hyp_writer_t *w;
-    int rc, rc2;
+    struct stat st;
+    int rc, rc2, regular;
 
     if (p == NULL || path == NULL)
         return HYP_EINVAL;
     rc = hyp_writer_open(&w, path);
     if (rc < 0)
         return rc;
+    regular = fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode);
     rc = hyp_writer_begin(w, p);
     if (rc == 0) {
         /* The profile is not changed: its pending samples are written as
@@ -570,6 +573,11 @@ int hyp_trace_save(const hyp_profile_t *p, const char *path) {
         w->state = HYP__W_FINISHED;
     }
     rc2 = hyp_writer_close(w);
+    /* A file cut short by a full disk or a size limit would load as a
+     * truncated trace of a smaller program: remove it. Devices and pipes
+     * are left alone. */
+    if ((rc < 0 || rc2 < 0) && regular)
+        unlink(path);
     return rc < 0 ? rc : rc2;
 }
 

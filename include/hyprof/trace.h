@@ -50,7 +50,8 @@ HYP_EXTERN const void *hyp_writer_data(const hyp_writer_t *w, size_t *len);
  * earlier call met, so one check at the end is enough. */
 HYP_EXTERN int hyp_writer_close(hyp_writer_t *w);
 
-/* Writes a whole profile to path: begin, finish, close. */
+/* Writes a whole profile to path: begin, finish, close. On error the
+ * regular file at path is removed rather than left cut short. */
 HYP_EXTERN int hyp_trace_save(const hyp_profile_t *p, const char *path);
 
 /* ---------------------------------------------------------------- reader */

@@ -193,6 +193,17 @@ def _prepare_module(name, argv):
     return code, main
 
 
+def _remove_partial(path):
+    """Removes a report cut short by a full disk, which would look complete
+    to whoever opens it; devices and pipes are left alone."""
+    import stat
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def _check_output(out):
     """Raises CLIError if the trace could not be written to out."""
     if os.path.isdir(out):
@@ -421,6 +432,7 @@ def _report(args):
             with open(args.output, mode) as f:
                 f.write(out)
         except OSError as e:
+            _remove_partial(args.output)
             raise CLIError("cannot write %r: %s" % (args.output, e.strerror or e)) from None
         return 0
     if isinstance(out, bytes):

@@ -278,6 +278,8 @@ def run_cli(args):
             with open(args.output, "w", encoding="utf-8") as f:
                 f.write(out)
         except OSError as e:
+            from .cli import _remove_partial
+            _remove_partial(args.output)
             raise CLIError(f"cannot write {args.output!r}: {e.strerror or e}") from None
     else:
         sys.stdout.write(out)

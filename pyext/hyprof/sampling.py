@@ -296,7 +296,19 @@ class SamplingEngine:
         if self._path is None:
             raise ProfilerError("the profiler has not run yet")
         if os.path.abspath(path) != os.path.abspath(self._path):
-            shutil.copyfile(self._path, path)
+            try:
+                shutil.copyfile(self._path, path)
+            except OSError:
+                # A copy cut short by a full disk would load as a truncated
+                # trace: remove it (a regular file only, not /dev/full, and
+                # not a file the copy never reached).
+                try:
+                    if os.path.isfile(path) and \
+                            os.path.getsize(path) < os.path.getsize(self._path):
+                        os.unlink(path)
+                except OSError:
+                    pass
+                raise
         return path
 
     @property

@@ -355,6 +355,54 @@ def test_profiler_lifecycle_errors(mode, tmp_path):
     assert load(out).mode == mode
 
 
+WRITE_UNDER_LIMIT = """
+import os, resource, sys
+import hyprof
+p = hyprof.Profiler(mode=sys.argv[1], **({"frequency": 5000} if sys.argv[1] == "sampling" else {}))
+p.start()
+ns = {}
+for i in range(2000):
+    exec("def f%d(): return sum(range(%d))" % (i, i), ns)
+    ns["f%d" % i]()
+p.stop()
+size = os.path.getsize(p._engine.trace_path) if sys.argv[1] == "sampling" else 1 << 20
+limit = min(size // 2, 16384)
+# Writes past the limit fail with EFBIG (Python ignores SIGXFSZ).
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    p.write(sys.argv[2])
+except OSError as e:
+    print("OSError", e.errno)
+"""
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_write_cut_short_leaves_no_file(tmp_path, mode):
+    out = tmp_path / "t.hyprof"
+    r = subprocess.run([sys.executable, "-c", WRITE_UNDER_LIMIT, mode, str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["OSError", "27"], (r.stdout, r.stderr)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["report", "det.hyprof", "-f", "html", "-o", "r.html"],
+                                     ["diff", "det.hyprof", "det.hyprof", "-o", "r.html"]])
+def test_cli_report_cut_short_leaves_no_file(files, command):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    r = subprocess.run([sys.executable, "-m", "hyprof"] + command, cwd=files, env=env,
+                       capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    check_error(r, 1, ["cannot write", "r.html", "too large"])
+    assert not (files / "r.html").exists()
+
+
 @pytest.mark.parametrize("name,words", BAD_TRACES)
 def test_load_bad_files(files, name, words):
     exc = TraceError
