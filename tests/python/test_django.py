@@ -320,38 +320,56 @@ def test_async_view_under_asgi_has_its_own_functions(profile_dir, trigger):
 
 
 def test_concurrent_requests_in_threads_get_separate_profiles(profile_dir):
-    # Both requests are in flight at once; hyprof profiles one at a time in a
-    # process, so the second waits for the first's profile to end.
+    # Both requests are profiled at once: each view waits at a barrier for
+    # the other to be inside its view, before and after its work, so neither
+    # profile can end before the other has started.
     results = {}
 
     def one(tag):
-        results[tag] = Client().get(f"/work/{tag}/?slow", HTTP_X_HYPROF="1")
+        results[tag] = Client().get(f"/work/{tag}/?together&slow", HTTP_X_HYPROF="1")
 
     threads = [threading.Thread(target=one, args=(t,)) for t in "ab"]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    for r in results.values():
+        assert r.status_code == 200 and "X-Hyprof-Skipped" not in r
     a = api_trace(results["a"], profile_dir)
     b = api_trace(results["b"], profile_dir)
     assert results["a"]["X-Hyprof-Trace"] != results["b"]["X-Hyprof-Trace"]
     assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
     assert (calls(b, "work_a"), calls(b, "work_b")) == (0, 11)
+    # Each generator expression and sum() once per call of its work.
+    assert (calls(a, "<genexpr>"), calls(b, "<genexpr>")) == (7, 11)
+    assert (calls(a, "<built-in method builtins.sum>"),
+            calls(b, "<built-in method builtins.sum>")) == (7, 11)
     assert calls(a, "view_work") == 1 and calls(b, "view_work") == 1
+    assert no_profiler_running()
 
 
 def test_concurrent_requests_in_tasks_get_separate_profiles(profile_dir):
     async def go():
+        global _async_barrier
+        _async_barrier = asyncio.Barrier(2)
         client = AsyncClient()
-        return await asyncio.gather(client.get("/awork/a/", headers={"X-Hyprof": "1"}),
-                                    client.get("/awork/b/", headers={"X-Hyprof": "1"}))
+        # Both views are inside their profiles at once, their steps
+        # interleaved on one event loop thread.
+        return await asyncio.gather(
+            client.get("/awork/a/?together", headers={"X-Hyprof": "1"}),
+            client.get("/awork/b/?together", headers={"X-Hyprof": "1"}))
 
     ra, rb = asyncio.run(go())
+    for r in (ra, rb):
+        assert r.status_code == 200 and "X-Hyprof-Skipped" not in r
     a = api_trace(ra, profile_dir)
     b = api_trace(rb, profile_dir)
+    assert ra["X-Hyprof-Trace"] != rb["X-Hyprof-Trace"]
     assert (calls(a, "work_a"), calls(a, "work_b")) == (7, 0)
     assert (calls(b, "work_a"), calls(b, "work_b")) == (0, 11)
+    assert (calls(a, "<genexpr>"), calls(b, "<genexpr>")) == (7, 11)
     assert calls(a, "aview_work") == 1 and calls(b, "aview_work") == 1
+    assert no_profiler_running()
 
 
 def test_unprofiled_task_on_the_same_loop_stays_out_of_the_profile(profile_dir):
@@ -466,8 +484,9 @@ def test_request_while_another_profiler_runs_is_served_unprofiled(profile_dir):
     assert calls(api_trace(r, profile_dir), "fib") == fib_calls(6)
 
 
-def test_profiled_requests_take_turns_and_give_up_after_hyprof_wait(profile_dir):
-    assert hdj._SLOT.acquire(0)       # as if another request were being profiled
+def test_a_sampling_profile_runs_alone_and_others_give_up_after_hyprof_wait(profile_dir):
+    # As if a request were being profiled in the sampling mode.
+    assert hdj._SLOT.acquire(True, 0)
     try:
         with override_settings(HYPROF_WAIT=0.2):
             t0 = time.monotonic()
@@ -478,12 +497,31 @@ def test_profiled_requests_take_turns_and_give_up_after_hyprof_wait(profile_dir)
             Client(REMOTE_ADDR="10.1.2.3").get("/fib/6/")
             sampled_wait = time.monotonic() - t0
     finally:
-        hdj._SLOT.release()
+        hdj._SLOT.release(True)
     assert json.loads(r.content)["fib"] == 8
-    assert r["X-Hyprof-Skipped"] == "another request of this process is being profiled"
+    assert r["X-Hyprof-Skipped"] == ("another request of this process is being profiled "
+                                     "in the sampling mode")
     assert waited >= 0.2
     assert sampled_wait < 2           # a sampled request never waits
     assert not profile_dir.exists()
+
+
+def test_deterministic_profiles_run_beside_each_other_not_beside_a_sampling_one(profile_dir):
+    # As if another request were being profiled in the deterministic mode.
+    assert hdj._SLOT.acquire(False, 0)
+    try:
+        with override_settings(HYPROF_WAIT=5):
+            t0 = time.monotonic()
+            r = Client().get("/fib/6/", HTTP_X_HYPROF="1")
+            waited = time.monotonic() - t0
+        with override_settings(HYPROF_SAMPLE_RATE=1.0):
+            Client(REMOTE_ADDR="10.1.2.3").get("/fib/6/")
+    finally:
+        hdj._SLOT.release(False)
+    assert "X-Hyprof-Skipped" not in r and waited < 2
+    assert calls(api_trace(r, profile_dir), "fib") == fib_calls(6)
+    # The sampled request was not sampled: only the triggered trace exists.
+    assert len(os.listdir(profile_dir)) == 1
 
 
 # ---------------------------------------------------------------- who may profile

@@ -17,9 +17,11 @@ Add ``"hyprof.contrib.django.ProfilerMiddleware"`` first in ``MIDDLEWARE``.
 A request's profile follows the request, not a thread: the middleware marks
 the request's context (a ``ContextVar``), which asyncio tasks and
 ``sync_to_async`` threads inherit, and the profiler records only the work done
-in that context. So concurrent requests get separate profiles, and an async
+in that context. So concurrent requests, in threads or in tasks, are profiled
+at the same time, each in its own profile with only its own work, and an async
 view's own functions, its tasks and its ORM calls in worker threads all land
-in its profile.
+in its profile. (A profile in the sampling mode runs alone in the process:
+other sampled requests are then not sampled, and triggered ones wait.)
 
 SQL queries run during a profiled request appear in the profile as functions
 named ``SQL: SELECT ...`` (the statement, normalised), called where the ORM
@@ -39,8 +41,10 @@ Settings (all optional, read at each request so ``override_settings`` works):
                           ``{"sampling": {"frequency": 250}}`` (sampled
                           requests default to 1000 samples per second)
 ``HYPROF_SQL``            capture SQL queries (True)
-``HYPROF_WAIT``           seconds a triggered request waits for another
-                          profiled request of the process to end (10)
+``HYPROF_WAIT``           seconds a triggered request waits for a profile
+                          in the sampling mode (which runs alone in the
+                          process) to end (10); deterministic profiles of
+                          concurrent requests run at the same time
 ========================  ===============================================
 """
 
@@ -354,6 +358,9 @@ class _Run:
         self._lock = threading.Lock()
         self._stopped = False
         self._tokens = []
+        # A deterministic profile follows this request's context and runs
+        # beside the others; a sampling one runs alone (see _Slot).
+        self.alone = mode != "deterministic"
 
     # The context marks: set while the request's own code runs.
     def enter(self):
@@ -389,7 +396,7 @@ class _Run:
             self.profiler = None
             with self._lock:
                 self._stopped = True
-            _SLOT.release()
+            _SLOT.release(self.alone)
             raise
 
     def stop(self):
@@ -407,7 +414,7 @@ class _Run:
             log.exception("hyprof: the profile of %s %s failed", self.request.method,
                           self.request.path)
         finally:
-            _SLOT.release()
+            _SLOT.release(self.alone)
         return True
 
     def trace_name(self):
@@ -445,32 +452,58 @@ class _Run:
 
 
 class _Slot:
-    """hyprof runs one profiler at a time in a process, so profiled requests
-    take turns: a triggered one waits up to HYPROF_WAIT seconds for the
-    request before it, a sampled one is simply not sampled when the slot is
-    taken. Unprofiled requests never wait. A plain lock, not an asyncio one:
-    the holder may be a thread or a task of any event loop."""
+    """Deterministic profiles, each bound to its request's context, run side
+    by side: any number of requests hold the slot together. A sampling
+    profile does not follow a context and runs alone in the process, so it
+    holds the slot alone: a triggered one waits up to HYPROF_WAIT seconds
+    for the profiles before it, a sampled one is simply not sampled while
+    anything is profiled, and a deterministic one waits for a sampling one.
+    Unprofiled requests never wait. A plain lock, not an asyncio one: the
+    holders may be threads or tasks of any event loop."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._shared = 0      # deterministic profiles running
+        self._alone = False   # a sampling profile running
 
-    def acquire(self, timeout):
-        if timeout <= 0:
-            return self._lock.acquire(blocking=False)
-        return self._lock.acquire(timeout=timeout)
+    def _take(self, alone):
+        if self._alone or (alone and self._shared):
+            return False
+        if alone:
+            self._alone = True
+        else:
+            self._shared += 1
+        return True
 
-    async def aacquire(self, timeout):
+    def acquire(self, alone, timeout):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._take(alone):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    async def aacquire(self, alone, timeout):
         deadline = time.monotonic() + timeout
         delay = 0.001
-        while not self._lock.acquire(blocking=False):
+        while True:
+            with self._cond:
+                if self._take(alone):
+                    return True
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-        return True
 
-    def release(self):
-        self._lock.release()
+    def release(self, alone):
+        with self._cond:
+            if alone:
+                self._alone = False
+            else:
+                self._shared -= 1
+            self._cond.notify_all()
 
 
 _SLOT = _Slot()
@@ -649,7 +682,7 @@ class ProfilerMiddleware:
         if isinstance(plan, HttpResponse):
             return plan
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
-        if not _SLOT.acquire(0 if run.output == "sample" else _wait()):
+        if not _SLOT.acquire(run.alone, 0 if run.output == "sample" else _wait()):
             return self._skipped(run, self.get_response(request), _BUSY)
         run.enter()
         try:
@@ -677,7 +710,7 @@ class ProfilerMiddleware:
         if isinstance(plan, HttpResponse):
             return plan
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
-        if not await _SLOT.aacquire(0 if run.output == "sample" else _wait()):
+        if not await _SLOT.aacquire(run.alone, 0 if run.output == "sample" else _wait()):
             return self._skipped(run, await self.get_response(request), _BUSY)
         run.enter()
         try:
@@ -757,7 +790,7 @@ def _render_html(trace, run, request, response):
     return render.render(trace, "html", title=title)
 
 
-_BUSY = "another request of this process is being profiled"
+_BUSY = "another request of this process is being profiled in the sampling mode"
 
 
 def _wait():
