@@ -83,10 +83,12 @@ class Profiler:
     rest folds into "[truncated]"; 0 for no limit), ``cpu_clock`` ("auto"
     or "syscall") and ``context`` (a ``(contextvars.ContextVar, value)``
     pair: record only the calls made while the variable holds that value,
-    e.g. one web request's work across its asyncio tasks and threads).
-    Raises ProfilerError for a bad option, and from start() when another
-    profiler (hyprof's, cProfile, yappi, a debugger's profile function) is
-    active.
+    e.g. one web request's work across its asyncio tasks and threads;
+    several such profilers, one per value of one variable, run at the same
+    time, each recording only its own context's calls). Raises
+    ProfilerError for a bad option, and from start() when another profiler
+    (hyprof's, cProfile, yappi, a debugger's profile function) is in the
+    way.
     """
 
     def __init__(self, mode="deterministic", **options):
