@@ -175,6 +175,9 @@ def _prepare_script(path, argv):
     return code, main
 
 
+_MODULE_RUNNER = "<hyprof -m>"  # the file name of the line that runs -m's module
+
+
 def _prepare_module(name, argv):
     import importlib.util
     import runpy
@@ -184,11 +187,19 @@ def _prepare_module(name, argv):
         raise CLIError("cannot run module %r: %s" % (name, e)) from None
     if spec is None:
         raise CLIError("cannot run module %r: no module of that name" % name)
+    if spec.submodule_search_locations is not None:
+        try:
+            main_spec = importlib.util.find_spec(name + ".__main__")
+        except (ImportError, ValueError):
+            main_spec = None
+        if main_spec is None:
+            raise CLIError("cannot run module %r: it is a package without a __main__ module"
+                           % name)
     sys.argv[:] = [name] + argv
     sys.path[0] = os.getcwd()
     # runpy's own runner sets sys.argv[0] to the module's file and
     # __main__ as python -m does.
-    code = compile("_run_module_as_main(%r, alter_argv=True)" % name, "<hyprof -m>", "exec")
+    code = compile("_run_module_as_main(%r, alter_argv=True)" % name, _MODULE_RUNNER, "exec")
     main = {"_run_module_as_main": runpy._run_module_as_main}
     return code, main
 
@@ -302,7 +313,7 @@ def _run(args):
         # The program's own exception: shown as Python shows it, without
         # hyprof's frames.
         etype, value, tb = sys.exc_info()
-        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, _MODULE_RUNNER):
             tb = tb.tb_next
         traceback.print_exception(etype, value, tb)
         status = 1

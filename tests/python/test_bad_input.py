@@ -97,6 +97,8 @@ CLI_CASES = [
     (["run", "-q", "-o", "r.hyprof", "nul.py"], 1, ["nul.py", "not valid Python"]),
     (["run", "-q", "-o", "r.hyprof", "-m", "no_such_module_x"], 1,
      ["no_such_module_x", "no module"]),
+    # A package without __main__ cannot run: no trace of nothing is written.
+    (["run", "-q", "-o", "r.hyprof", "-m", "json"], 1, ["'json'", "package without a __main__"]),
     (["run", "-q"], 2, ["required", "program"]),
     (["run", "-q", "-o", "nodir/r.hyprof", "ok.py"], 1, ["nodir/r.hyprof", "no directory"]),
     (["run", "-q", "-o", "adir", "ok.py"], 1, ["adir", "directory", "-o FILE"]),
@@ -233,6 +235,14 @@ def test_cli_os_exit_keeps_trace(files, tmp_path, script, status):
     calls = {f.name: f.calls for f in load(out).functions()}
     assert calls["f"] == 50
     assert not any("_exit" in name for name in calls if "posix" not in name), calls
+
+
+def test_cli_module_failure_shows_the_modules_traceback(files, tmp_path):
+    (tmp_path / "failmod.py").write_text("raise ValueError('from the module')\n")
+    r = hyprof_cmd("run", "-q", "-o", tmp_path / "t.hyprof", "-m", "failmod", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "ValueError: from the module" in r.stderr
+    assert "<hyprof -m>" not in r.stderr and "cli.py" not in r.stderr, r.stderr
 
 
 def test_cli_program_reads_stdin(files, tmp_path):
