@@ -110,8 +110,15 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         signal = _signal.SIGPROF
     if isinstance(signal, bool) or not isinstance(signal, int):
         raise ProfilerError("signal=%r must be a signal number such as signal.SIGPROF" % (signal,))
+    if output is not None:
+        try:
+            output = os.fspath(output)
+        except TypeError:
+            raise ProfilerError("output=%r must be a file path (str or os.PathLike)"
+                                % (output,)) from None
     if disable is not None:
-        disable = tuple(disable)
+        # One kind alone may be given as a string, not split into letters.
+        disable = (disable,) if isinstance(disable, str) else tuple(disable)
         for d in disable:
             if d not in ("hardware", "perf", "timer", "itimer"):
                 raise ProfilerError("disable=%r: each item must be 'hardware', 'perf', 'timer' "
