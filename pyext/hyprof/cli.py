@@ -243,6 +243,34 @@ def _finish(profiler, args, out, status):
     return status
 
 
+class _Terminated(SystemExit):
+    """SIGTERM while the program runs (timeout, docker stop, kill)."""
+
+
+def _catch_sigterm():
+    """Makes SIGTERM, whose default kills the process before the trace is
+    written, end the program like sys.exit; returns the previous handler,
+    or None if the program's own handler stays. A second SIGTERM kills at
+    once, and forked children keep the default."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def on_term(signo, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise _Terminated(128 + signo)
+
+    def in_child():
+        if signal.getsignal(signal.SIGTERM) is on_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, on_term)
+    os.register_at_fork(after_in_child=in_child)
+    return signal.SIG_DFL
+
+
 def _exit_writing_trace(profiler, args, out, real_exit):
     """The program's os._exit: it skips finally blocks and atexit, so the
     trace is written first; only in this process, as a forked child that
@@ -287,8 +315,10 @@ def _run(args):
         globs = main.__dict__
         sys.modules["__main__"] = main
     status = 0
+    terminated = False
     real_exit = os._exit
     os._exit = _exit_writing_trace(profiler, args, out, real_exit)
+    term_handler = _catch_sigterm()
     try:
         profiler.start()
         try:
@@ -296,6 +326,7 @@ def _run(args):
         finally:
             profiler.stop()
     except SystemExit as e:
+        terminated = isinstance(e, _Terminated)
         code_ = e.code
         if code_ is None:
             status = 0
@@ -319,12 +350,22 @@ def _run(args):
         status = 1
     finally:
         os._exit = real_exit
+        if term_handler is not None:
+            import signal
+            signal.signal(signal.SIGTERM, term_handler)
         sys.argv[:] = saved_argv
         if saved_path0 is not None:
             sys.path[0] = saved_path0
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
-    return _finish(profiler, args, out, status)
+    status = _finish(profiler, args, out, status)
+    if terminated:
+        # Dies of the signal as it would have without hyprof, so that a
+        # parent sees the same status.
+        import signal
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGTERM)
+    return status
 
 
 # ------------------------------------------------------------------ report

@@ -5,6 +5,7 @@ an output file that looks valid."""
 
 import cProfile
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -243,6 +244,35 @@ def test_cli_module_failure_shows_the_modules_traceback(files, tmp_path):
     assert r.returncode == 1, r.stderr
     assert "ValueError: from the module" in r.stderr
     assert "<hyprof -m>" not in r.stderr and "cli.py" not in r.stderr, r.stderr
+
+
+def test_cli_sigterm_keeps_trace(tmp_path):
+    # SIGTERM (timeout, docker stop) by default kills before the trace is
+    # written; the program now ends as by sys.exit and hyprof then dies of
+    # the signal, as the program would have.
+    (tmp_path / "spin.py").write_text(
+        "import sys, time\n"
+        "def spin():\n"
+        "    print('ready', flush=True)\n"
+        "    while True:\n"
+        "        time.sleep(0.01)\n"
+        "spin()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    out = tmp_path / "t.hyprof"
+    proc = subprocess.Popen([sys.executable, "-m", "hyprof", "run", "-q", "-o", str(out),
+                             "spin.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    calls = {f.name: f.calls for f in load(out).functions()}
+    assert calls["spin"] == 1 and calls["<built-in method time.sleep>"] >= 1
 
 
 def test_cli_program_reads_stdin(files, tmp_path):
