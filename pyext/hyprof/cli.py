@@ -306,6 +306,9 @@ def _run(args):
         # The constructor only checks option values: a usage error.
         raise UsageError(str(e)) from None
     _check_output(out)
+    if not args.module and os.path.isfile(out) and os.path.isfile(args.program) and \
+            os.path.samefile(out, args.program):
+        raise UsageError("-o %s would overwrite the program with its trace" % out)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     saved_main = sys.modules.get("__main__")
     if args.module:

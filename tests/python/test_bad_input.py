@@ -104,6 +104,7 @@ CLI_CASES = [
     # A package without __main__ cannot run: no trace of nothing is written.
     (["run", "-q", "-o", "r.hyprof", "-m", "json"], 1, ["'json'", "package without a __main__"]),
     (["run", "-q"], 2, ["required", "program"]),
+    (["run", "-q", "-o", "./ok.py", "ok.py"], 2, ["./ok.py", "overwrite the program"]),
     (["run", "-q", "-o", "nodir/r.hyprof", "ok.py"], 1, ["nodir/r.hyprof", "no directory"]),
     (["run", "-q", "-o", "adir", "ok.py"], 1, ["adir", "directory", "-o FILE"]),
     (["run", "-q", "-o", "r.hyprof", "--mode", "bogus", "ok.py"], 2,
@@ -177,6 +178,7 @@ def test_cli_bad_input(files, args, status, words):
             os.unlink(files / o)
     r = hyprof_cmd(*args, cwd=files)
     check_error(r, status, words)
+    assert (files / "ok.py").read_text() == PROGRAM
     # A failed command leaves no file that looks like a result.
     for o in outputs:
         assert not os.path.exists(files / o), o
