@@ -204,6 +204,14 @@ def _prepare_module(name, argv):
     return code, main
 
 
+def _same_file(a, b):
+    """Whether the paths name one existing file (an output over an input)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _remove_partial(path):
     """Removes a report cut short by a full disk, which would look complete
     to whoever opens it; devices and pipes are left alone."""
@@ -468,6 +476,8 @@ def _report(args):
         n = len(trace.threads())
         raise CLIError("--thread %d: the trace has %s" % (
             args.thread, "threads 0 to %d" % (n - 1) if n else "no threads"))
+    if args.output is not None and _same_file(args.output, args.trace):
+        raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
     fmt = args.format or _render.format_for_path(args.output or "", "text")
     if args.lines and fmt == "text":
         from .sampling import lines_report

@@ -264,6 +264,9 @@ def run_cli(args):
             raise CLIError(f"cannot read {path!r}: {e}") from None
         except OSError as e:  # a directory, an unreadable file
             raise CLIError(f"cannot read {path!r}: {e.strerror or e}") from None
+    from .cli import _same_file
+    if args.output and (_same_file(args.output, args.base) or _same_file(args.output, args.new)):
+        raise UsageError(f"-o {args.output} is one of the traces: write the diff elsewhere")
     fmt = args.format
     if fmt is None:
         fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"

@@ -94,6 +94,10 @@ CLI_CASES = [
     (["diff", "det.hyprof", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),
     (["diff", "det.hyprof", "det.hyprof", "--metric", "bogus"], 1, ["bogus", "wall"]),
     (["report", os.devnull], 1, [os.devnull, "empty"]),
+    # An output over an input would destroy it.
+    (["report", "det.hyprof", "-o", "./det.hyprof"], 2, ["./det.hyprof", "the trace itself"]),
+    (["diff", "det.hyprof", "samp.hyprof", "-o", "samp.hyprof"], 2,
+     ["samp.hyprof", "one of the traces"]),
     (["run", "-q", "-o", "r.hyprof", "missing.py"], 1, ["missing.py", "no such file"]),
     (["run", "-q", "-o", "r.hyprof", "adir"], 1, ["adir", "directory"]),
     (["run", "-q", "-o", "r.hyprof", "syntax.py"], 1, ["syntax.py", "not valid Python"]),
@@ -179,6 +183,8 @@ def test_cli_bad_input(files, args, status, words):
     r = hyprof_cmd(*args, cwd=files)
     check_error(r, status, words)
     assert (files / "ok.py").read_text() == PROGRAM
+    assert load(files / "det.hyprof").mode == "deterministic"
+    assert load(files / "samp.hyprof").mode == "sampling"
     # A failed command leaves no file that looks like a result.
     for o in outputs:
         assert not os.path.exists(files / o), o
