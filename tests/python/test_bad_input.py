@@ -10,9 +10,8 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
 import hyprof
+import pytest
 from hyprof import EventError, Profiler, ProfilerError, TraceError, load
 from hyprof.render import ReportError
 
@@ -37,6 +36,7 @@ def hyprof_cmd(*args, cwd, stdin=""):
         [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     return subprocess.run([sys.executable, "-m", "hyprof"] + [str(a) for a in args], cwd=cwd,
+                          check=False,
                           input=stdin, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -438,7 +438,7 @@ except OSError as e:
 @pytest.mark.parametrize("mode", ["deterministic", "sampling"])
 def test_write_cut_short_leaves_no_file(tmp_path, mode):
     out = tmp_path / "t.hyprof"
-    r = subprocess.run([sys.executable, "-c", WRITE_UNDER_LIMIT, mode, str(out)],
+    r = subprocess.run([sys.executable, "-c", WRITE_UNDER_LIMIT, mode, str(out)], check=False,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["OSError", "27"], (r.stdout, r.stderr)
@@ -457,6 +457,7 @@ def test_cli_report_cut_short_leaves_no_file(files, command):
         [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     r = subprocess.run([sys.executable, "-m", "hyprof"] + command, cwd=files, env=env,
+                       check=False,
                        capture_output=True, text=True, timeout=120, preexec_fn=limit)
     check_error(r, 1, ["cannot write", "r.html", "too large"])
     assert not (files / "r.html").exists()
