@@ -292,7 +292,7 @@ def _exit_writing_trace(profiler, args, out, real_exit):
             try:
                 profiler.stop()
                 status = _finish(profiler, args, out, status)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 -- the program's exit must happen
                 sys.stderr.write("hyprof run: error: cannot write the trace at os._exit: %s\n"
                                  % (e,))
                 status = status or 1

@@ -97,11 +97,11 @@ class Profiler:
             raise ProfilerError("mode=%r is not known: use %s" % (
                 mode, " or ".join(repr(m) for m in _MODES)))
         accepted = _options_of(mode)
-        for name in options:
+        for name, value in options.items():
             if accepted is not None and name not in accepted:
                 others = [m for m in _MODES if m != mode and name in (_options_of(m) or ())]
                 raise ProfilerError("%s=%r is not an option of mode=%r%s; it takes %s" % (
-                    name, options[name], mode,
+                    name, value, mode,
                     " (it is one of mode=%r)" % others[0] if others else "",
                     ", ".join(accepted)))
         try:
