@@ -48,15 +48,16 @@ step() {
     fi
 }
 
-build_and_check() {
-    # build_and_check DIR PYTHON [CONFIGURE ARGS...]
+build_and_check() (
+    # build_and_check DIR PYTHON [CONFIGURE ARGS...], in a subshell so that
+    # the steps after it still run from the top of the tree.
     dir=$1
     py=$2
     shift 2
     rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" &&
         "$top/configure" PYTHON="$py" "$@" &&
         make -j2 && make -j2 check
-}
+)
 
 mkdir -p "$logdir"
 : >"$logdir/deps.log.start"
@@ -84,7 +85,7 @@ step pip-install sh tests/packaging/check-pip-install.sh
 echo "steps: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ] || echo "failed steps:$failures"
 # Count the tests themselves: CUnit's run summaries and pytest's closing lines.
-find build -path '*/tests/*' -name '*.log' ! -name test-suite.log 2>/dev/null | xargs cat 2>/dev/null |
+find "$top/build" -path '*/tests/*' -name '*.log' ! -name test-suite.log 2>/dev/null | xargs cat 2>/dev/null |
     awk '
     /^ *tests +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+/ { p += $4; f += $5 }
     /^SKIP: / { s += 1 }
