@@ -405,7 +405,17 @@ def _configure_report(p):
                         "e.g. wall, cpu, calls, or a sample kind's samples/weight "
                         "(alloc_bytes, live_bytes)")
     p.add_argument("--threshold", type=float, default=None, metavar="PCT",
-                   help="dot: leave out functions under PCT percent (default 0.5)")
+                   help="dot, tree: leave out functions or frames under PCT percent "
+                        "(default 0.5)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="tree: colours (auto: on a terminal, never in a pipe or a file, "
+                        "off with NO_COLOR)")
+    p.add_argument("--collapse-libs", action="store_true",
+                   help="tree: hide library internals (standard library, site-packages, "
+                        "C functions) called from library frames")
+    p.add_argument("--collapse", action="append", metavar="PATTERN", default=None,
+                   help="tree: hide frames of files matching PATTERN (fnmatch) called from "
+                        "such frames; repeatable")
     p.add_argument("--threads", action="store_true",
                    help="collapsed: put each thread's stacks under a frame of its own")
     p.add_argument("--lines", action="store_true",
@@ -428,6 +438,24 @@ def _export_options(args, fmt):
     return opts
 
 
+def _use_color(args):
+    if args.color != "auto":
+        return args.color == "always"
+    return (args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
+
+
+def _tree_options(args):
+    from .render import tree as _tree
+    opts = {"thread": args.thread, "clock": args.clock, "color": _use_color(args)}
+    if args.threshold is not None:
+        opts["min_percent"] = args.threshold
+    if args.collapse_libs or args.collapse:
+        opts["collapse"] = ((list(_tree.LIBRARY_PATTERNS) if args.collapse_libs else [])
+                            + (args.collapse or []))
+    return opts
+
+
 def _report_options(args, fmt):
     if fmt == "text":
         opts = {"sort": args.sort, "limit": args.limit, "thread": args.thread,
@@ -436,7 +464,7 @@ def _report_options(args, fmt):
             opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
         return opts
     if fmt == "tree":
-        return {"thread": args.thread, "clock": args.clock}
+        return _tree_options(args)
     if fmt == "pstats":
         return {"thread": args.thread, "clock": args.clock}
     return _export_options(args, fmt)

@@ -4,8 +4,15 @@ Deterministic traces weigh a node by its cumulative wall time (or CPU time
 with ``clock="cpu"``) and show its calls; sampling traces by its inclusive
 samples. Children are sorted heaviest first; nodes under ``min_percent`` of
 the total are summed into one "(n more)" line, and depth stops at
-``max_depth``.
+``max_depth``. ``color`` adds ANSI colours (the CLI turns it on for a
+terminal, never for a pipe or a file); ``collapse`` hides library internals:
+frames of library files called from library frames (the standard library,
+site-packages, frozen modules, C functions; or files matching the given
+patterns), so a call into a library shows as one line and the user code it
+calls back comes right under it.
 """
+
+import fnmatch
 
 from ._model import ReportError
 from .text import short_location, summary
@@ -28,17 +35,69 @@ def _weights(trace, nodes, clock):
     return w, "samples"
 
 
+# Where library code lives, wherever the trace was made.
+LIBRARY_PATTERNS = ("*/lib/python3*/*", "*/site-packages/*", "*/dist-packages/*", "<frozen *")
+
+# ANSI styles: share of the total >= 20% red, >= 5% yellow, else green.
+_RESET, _BOLD, _DIM = "\x1b[0m", "\x1b[1m", "\x1b[2m"
+
+
+def _heat(share):
+    return "\x1b[31m" if share >= 20 else "\x1b[33m" if share >= 5 else "\x1b[32m"
+
+
+def _library_test(collapse):
+    """A predicate on FunctionInfo for the collapse option: True for the
+    library defaults, or a pattern / list of patterns (fnmatch on the file)."""
+    if collapse is True:
+        patterns = LIBRARY_PATTERNS
+    elif isinstance(collapse, str):
+        patterns = (collapse,)
+    else:
+        patterns = tuple(collapse)
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise ReportError("collapse takes True or file patterns such as '*/site-packages/*',"
+                          " not %r" % (collapse,))
+
+    def is_library(f):
+        if f.kind != "python":
+            return True  # C functions belong to whatever called them
+        return any(fnmatch.fnmatchcase(f.filename, p) for p in patterns)
+    return is_library
+
+
 def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, header=True,
-           **options):
+           color=False, collapse=None, **options):
     """The tree as a string."""
     if options:
         raise ReportError("the tree format takes no option %s"
                           % ", ".join(repr(k) for k in sorted(options)))
+    if not isinstance(min_percent, (int, float)) or not 0 <= min_percent <= 100:
+        raise ReportError("min_percent must be a percentage from 0 to 100, not %r"
+                          % (min_percent,))
     nodes = trace.nodes(thread)
     weights, unit = _weights(trace, nodes, clock)
     children = [[] for _ in nodes]
     for nd in nodes[1:]:
         children[nd.parent].append(nd.id)
+    folded = [0] * len(nodes)  # library frames folded into each shown frame
+    if collapse:
+        is_library = _library_test(collapse)
+        lib = [False] + [is_library(nd.function) for nd in nodes[1:]]
+        # A library frame called from a library frame is hidden: its
+        # children take its place, recursively.
+        for i in range(1, len(nodes)):
+            if not lib[i] or lib[nodes[i].parent] or not children[i]:
+                continue  # only a library's entry frames gather hidden ones
+            shown, todo = [], list(children[i])
+            while todo:
+                c = todo.pop()
+                if lib[c]:
+                    folded[i] += 1
+                    todo.extend(children[c])
+                else:
+                    shown.append(c)
+            children[i] = shown
     if trace.mode == "deterministic":
         total = sum(weights[c] for c in children[0])
     else:
@@ -56,6 +115,15 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
         def what(i):
             return "%6.2f%% %10d %s" % (100.0 * weights[i] / total, weights[i], unit)
     pad = " " * len(what(0))
+
+    def line(i, depth):
+        f = nodes[i].function
+        more = "  [+%d library frames]" % folded[i] if folded[i] else ""
+        if not color:
+            return "%s %s%s  %s%s" % (what(i), "  " * depth, f.name, short_location(f), more)
+        return "%s%s%s %s%s%s%s  %s%s%s%s" % (
+            _heat(100.0 * weights[i] / total), what(i), _RESET, "  " * depth, _BOLD, f.name,
+            _RESET, _DIM, short_location(f), more, _RESET)
     # (node id, depth), or (-count, depth) for a line folding small siblings.
     stack = [(c, 0) for c in sorted(children[0], key=lambda c: weights[c])]
     while stack:
@@ -64,8 +132,7 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
             out.append("%s %s(%d more, each under %.1f%%)" % (pad, "  " * depth, -i,
                                                                min_percent))
             continue
-        f = nodes[i].function
-        out.append("%s %s%s  %s" % (what(i), "  " * depth, f.name, short_location(f)))
+        out.append(line(i, depth))
         if not children[i]:
             continue
         if depth + 1 >= max_depth:
