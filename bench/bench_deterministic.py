@@ -139,17 +139,45 @@ def run_plain(fn, scale):
     return time.perf_counter() - t
 
 
-def run_hyprof(engine):
+def run_hyprof(engine, module=None, context=False):
+    import contextvars
+
     import hyprof
+    module = module or hyprof
+    var = contextvars.ContextVar("bench_request")
 
     def run(fn, scale):
-        p = hyprof.Profiler(engine=engine)
+        if context:
+            # A web request's profile: only its context's calls count.
+            ctx = contextvars.copy_context()
+            ctx.run(var.set, "request")
+            p = module.Profiler(engine=engine, context=(var, "request"))
+            t = time.perf_counter()
+            ctx.run(p.start)
+            ctx.run(fn, scale)
+            ctx.run(p.stop)
+            return time.perf_counter() - t
+        p = module.Profiler(engine=engine)
         t = time.perf_counter()
         p.start()
         fn(scale)
         p.stop()
         return time.perf_counter() - t
     return run
+
+
+def load_baseline(directory):
+    """The hyprof package of another build (directory holds its hyprof/),
+    imported beside this one as hyprof_baseline, so both are measured in the
+    same run."""
+    import importlib.util
+    pkg = os.path.join(directory, "hyprof")
+    spec = importlib.util.spec_from_file_location(
+        "hyprof_baseline", os.path.join(pkg, "__init__.py"), submodule_search_locations=[pkg])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["hyprof_baseline"] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def run_cprofile(fn, scale):
@@ -178,15 +206,24 @@ def run_yappi(clock):
     return run
 
 
-def profilers():
+def profilers(baseline=None, context=False):
     out = {"none": run_plain}
     try:
         from hyprof import _hyprof
         out["hyprof"] = run_hyprof("auto")
         if _hyprof.DEFAULT_ENGINE != "setprofile":
             out["hyprof-setprofile"] = run_hyprof("setprofile")
+        if context:
+            out["hyprof-context"] = run_hyprof("auto", context=True)
     except ImportError as e:
         sys.exit("bench: cannot import hyprof (%s): build it and set PYTHONPATH" % e)
+    if baseline is not None:
+        base = load_baseline(baseline)
+        out["base:hyprof"] = run_hyprof("auto", base)
+        if _hyprof.DEFAULT_ENGINE != "setprofile":
+            out["base:setprofile"] = run_hyprof("setprofile", base)
+        if context:
+            out["base:context"] = run_hyprof("auto", base, context=True)
     out["cProfile"] = run_cprofile
     try:
         import yappi  # noqa: F401
@@ -197,8 +234,8 @@ def profilers():
     return out
 
 
-def measure(rounds, scale, only=None):
-    profs = profilers()
+def measure(rounds, scale, only=None, baseline=None, context=False):
+    profs = profilers(baseline, context)
     names = list(profs)
     results = {w: {p: [] for p in names} for w in WORKLOADS if not only or w in only}
     for w in results:  # warm up: imports, specialisation, regex caches
@@ -230,6 +267,12 @@ def report(names, results):
         if "hyprof-setprofile" in m:
             row += " (setprofile %.2f)" % (
                 (m["hyprof-setprofile"] / base - 1) / max(m["cProfile"] / base - 1, 1e-9))
+        for this, before in (("hyprof", "base:hyprof"), ("hyprof-setprofile", "base:setprofile"),
+                             ("hyprof-context", "base:context")):
+            if this in m and before in m:
+                # This build's extra time over the baseline build's.
+                row += "  %s/%s %.2f" % (this, before, (m[this] / base - 1) /
+                                         max(m[before] / base - 1, 1e-9))
         print(row)
     print("slowdown = profiled / unprofiled time (median of the rounds); extra ratio = "
           "(hyprof - 1) / (cProfile - 1), below 1.0 is cheaper than cProfile")
@@ -251,6 +294,11 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="workload size factor")
     ap.add_argument("--workload", action="append", choices=sorted(WORKLOADS),
                     help="run only this workload (repeatable)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also measure the hyprof package of another build (DIR/hyprof, e.g. "
+                         "BUILD/python), side by side with this one")
+    ap.add_argument("--context", action="store_true",
+                    help="also measure a profiler bound to a context (context=(var, value))")
     ap.add_argument("--all-pythons", action="store_true",
                     help="run under every CPython scripts/pythons.sh lists")
     ap.add_argument("--pythonpath", default=os.environ.get("PYTHONPATH", ""),
@@ -276,7 +324,7 @@ def main():
             print(flush=True)
             status |= subprocess.run(cmd, env=env).returncode
         return status
-    names, results = measure(args.rounds, args.scale, args.workload)
+    names, results = measure(args.rounds, args.scale, args.workload, args.baseline, args.context)
     report(names, results)
     return 0
 
