@@ -283,7 +283,7 @@ def test_cli_sigterm_keeps_trace(tmp_path):
         proc.kill()
     assert proc.returncode == -signal.SIGTERM, err
     calls = {f.name: f.calls for f in load(out).functions()}
-    assert calls["spin"] == 1 and calls["<built-in method time.sleep>"] >= 1
+    assert calls["spin"] == 1  # the signal may land before its first sleep
 
 
 def test_cli_program_reads_stdin(files, tmp_path):
