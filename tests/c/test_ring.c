@@ -4,6 +4,7 @@
 #include "ring.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 static void test_ring_capacity(void) {
@@ -83,7 +84,9 @@ static void test_ring_overflow(void) {
 
 struct hyp_t_spsc {
     hyp__ring_t ring;
-    unsigned refused;
+    /* 64 bits, like the ring's counter: on a loaded machine the producer can
+     * be refused billions of times while the consumer waits for a CPU. */
+    uint64_t refused;
 };
 
 static void *hyp_t_producer(void *arg) {
@@ -96,8 +99,10 @@ static void *hyp_t_producer(void *arg) {
         rec[0] = ((uint64_t)i << 8) | n;
         for (j = 1; j < n + 1; j++)
             rec[j] = (uint64_t)i * 31u + j;
-        while (hyp__ring_write(&s->ring, rec, n + 1) != 0)
+        while (hyp__ring_write(&s->ring, rec, n + 1) != 0) {
             s->refused++;
+            sched_yield();
+        }
     }
     return NULL;
 }
