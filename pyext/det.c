@@ -968,8 +968,9 @@ static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject
     return 0;
 }
 
-/* The profile function of the context-bound profilers (obj unused): the
- * event goes to the profiler of the running context, if any. */
+/* The profile function of the context-bound profilers (obj, their
+ * threading hook, unused): the event goes to the profiler of the running
+ * context, if any. */
 static int det_ctx_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
     det_thread_t *th;
     det_prof_t *p = pick(&th);
@@ -991,7 +992,7 @@ static PyObject *det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t
     (void)nargs;
     if (self == Py_None) {
         if (det_group.n != 0 && det_group.engine == DET_ENGINE_SETPROFILE)
-            PyEval_SetProfile(det_ctx_tracefunc, NULL);
+            PyEval_SetProfile(det_ctx_tracefunc, det_group.bootstrap);
         else
             PyEval_SetProfile(NULL, NULL);
     } else if (det_active == p && p->running && p->engine == DET_ENGINE_SETPROFILE) {
@@ -1578,7 +1579,8 @@ static int group_join(det_prof_t *p) {
                 goto fail;
             for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
                  ts = PyThreadState_Next(ts)) {
-                if (_PyEval_SetProfile(ts, det_ctx_tracefunc, NULL) < 0) {
+                /* The object sys.getprofile() shows: the hook itself. */
+                if (_PyEval_SetProfile(ts, det_ctx_tracefunc, det_group.bootstrap) < 0) {
                     PyObject *exc_type, *exc_value, *exc_tb;
                     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
                     for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);

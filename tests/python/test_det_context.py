@@ -338,6 +338,8 @@ def test_refusals(engine):
     pa = hyprof.Profiler(engine=engine, context=(VAR, "a"))
     ctx_a.run(pa.start)
     try:
+        # The hook is visible, as any profile function is.
+        assert (sys.getprofile() is not None) == (engine == "setprofile")
         with pytest.raises(hyprof.ProfilerError, match="without a context"):
             hyprof.Profiler(engine=engine).start()
         other = contextvars.ContextVar("other")
@@ -353,6 +355,7 @@ def test_refusals(engine):
                 hyprof.Profiler(engine=e2, context=(VAR, "b")).start()
     finally:
         ctx_a.run(pa.stop)
+    assert sys.getprofile() is None
     p = hyprof.Profiler(engine=engine)
     p.start()
     try:
