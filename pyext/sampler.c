@@ -87,6 +87,8 @@ typedef struct {
     uint64_t nsamples;   /* samples taken by the handler (handler-owned) */
     _Atomic uint64_t wall_last; /* wall clock: the sampler's previous tick for this thread */
     _Atomic uint64_t wall_pending; /* wall clock: tick time owed to the thread's next sample */
+    _Atomic uint64_t wall_ran; /* wall clock: time of its last CPU signal holding the GIL */
+    int wall_held;       /* wall clock: the sampler's previous tick found it holding the GIL */
     /* Wall clock: the stack of the thread's last self-taken sample, for the
      * time owed to it that it could not take itself (seqlock: odd while the
      * handler writes). */
@@ -146,6 +148,20 @@ static inline uint64_t hyp__now(void) {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The CPU time of thread tid (0: the calling thread), in ns; 0 if it is
+ * gone. clock_gettime() is async-signal-safe. A thread's CPU clock is
+ * MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) (Linux include/linux/posix-timers.h),
+ * as in core/timer.c. */
+static uint64_t hyp__thread_cpu_ns(pid_t tid) {
+    struct timespec ts;
+    clockid_t clock =
+        tid ? (clockid_t)((~(unsigned)tid << 3) | 4 | 2) : CLOCK_THREAD_CPUTIME_ID;
+
+    if (clock_gettime(clock, &ts) < 0)
+        return 0;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -309,11 +325,16 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
             ioctl(slot->fd, PERF_EVENT_IOC_PERIOD, &next);
         }
         break;
-    case TRIG_TIMER:
-        weight = S.period_ns * (1 + (uint64_t)(si->si_overrun > 0 ? si->si_overrun : 0));
-        break;
     default:
-        weight = S.period_ns;
+        /* Timers: the thread's CPU time since its previous sample. A
+         * timer's expiries are checked at the kernel's tick, on the CPU the
+         * thread runs on; on a loaded machine, where a thread runs in slices
+         * shorter than a tick, whole expiries go unseen, overruns included
+         * (measured on Linux 6.18: 0 to 12 expiries for 100 ms of CPU at
+         * 8 ms), so period * (1 + overrun) would undercount. */
+        count = hyp__thread_cpu_ns(0);
+        weight = count > slot->last_count ? count - slot->last_count : 0;
+        slot->last_count = count;
         break;
     }
     if (S.wall) {
@@ -322,8 +343,13 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
 
         /* Wall clock: this trigger samples the thread only while it runs
          * Python (holds the GIL); the wall sampler covers the rest. */
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder ||
-            (weight = atomic_exchange(&slot->wall_pending, 0)) == 0) {
+        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder) {
+            atomic_store(&slot->busy, 0);
+            goto out;
+        }
+        /* Proof that it ran Python until now, for the sampler's next tick. */
+        atomic_store(&slot->wall_ran, hyp__now());
+        if ((weight = atomic_exchange(&slot->wall_pending, 0)) == 0) {
             atomic_store(&slot->busy, 0);
             goto out;
         }
@@ -500,9 +526,12 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->seen = 1;
     atomic_store(&slot->wall_last, hyp__now());
     atomic_store(&slot->wall_pending, 0);
+    atomic_store(&slot->wall_ran, 0);
+    slot->wall_held = 0;
     atomic_store(&slot->last_seq, 0);
     slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
     slot->thread = HYP_NO_ID;
+    slot->last_count = hyp__thread_cpu_ns(tid); /* timers' weights start here */
     if (hyp__thread_name(ident, &slot->name) != 1)
         slot->name = HYP_NO_ID;
     ret = hyp__arm(slot, msg, msglen);
@@ -738,7 +767,7 @@ static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
  * lock, sleep, the GIL) or in C code without the GIL, and is read from here,
  * without being signalled. */
 static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
-    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH], prev, ran;
     unsigned long sw1, sw2;
     int holder = 0, holder2 = 0, truncated = 0, n, attempt;
 
@@ -751,6 +780,7 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
              * call). */
             atomic_fetch_add(&slot->wall_pending,
                              now - atomic_exchange(&slot->wall_last, now));
+            slot->wall_held = 1;
             return;
         }
         /* Its frames cannot change until it takes the GIL back, which moves
@@ -762,10 +792,24 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             if (n == 0) {
                 hyp__lose(LOST_NO_FRAMES);
             } else {
+                prev = atomic_exchange(&slot->wall_last, now);
+                ran = atomic_load(&slot->wall_ran);
+                if (slot->wall_held && ran > prev && ran < now) {
+                    /* It held the GIL at the previous tick and still ran
+                     * Python at ran: until then the time is its running
+                     * stack's, not this waiting one's. This matters when this
+                     * tick comes late: on a machine short of CPUs the sampler
+                     * often gets one just when this thread blocks and frees
+                     * its own, and the whole late interval would go to the
+                     * wait. */
+                    atomic_fetch_add(&slot->wall_pending, ran - prev);
+                    prev = ran;
+                }
+                slot->wall_held = 0;
                 hyp__wall_owed(slot, now);
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
-                buf[2] = now - atomic_exchange(&slot->wall_last, now);
+                buf[2] = now - prev;
                 hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             }
             atomic_store(&S.remote_inflight, 0);
@@ -1489,6 +1533,31 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         pthread_join(S.wall_thread, NULL);
         Py_END_ALLOW_THREADS
         S.wall_started = 0;
+    }
+    if (S.wall) {
+        /* A last tick for every thread (the sampler thread has ended, the
+         * handlers record nothing more): the time since its previous tick,
+         * and the time it owed as a GIL holder, go to its stacks instead of
+         * nowhere, so that each thread's weights add up to its wall time. */
+        PyThreadState *self_ts = PyThreadState_Get();
+        uint64_t now = hyp__now();
+
+        for (i = 0; i < S.nslots; i++) {
+            hyp_slot_t *slot = &S.slots[i];
+
+            if (!slot->used || !atomic_load(&slot->live))
+                continue;
+            if (slot->tstate == self_ts) {
+                hyp__wall_owed(slot, now);
+                if (hyp__claim(slot) == 0) {
+                    hyp__capture(slot, 0, now - atomic_exchange(&slot->wall_last, now), 0);
+                    atomic_store(&slot->busy, 0);
+                }
+            } else {
+                hyp__wall_tick(slot, now);
+                hyp__wall_owed(slot, now);
+            }
+        }
     }
     for (i = 0; i < S.nslots; i++) {
         if (!S.slots[i].used)
