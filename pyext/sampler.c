@@ -357,7 +357,7 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
          * time, whatever the thread does); this thread, running Python, takes
          * the ones owed to it at its next CPU-clock signal, with their time. */
     }
-    hyp__capture(slot, 0, weight, S.wall);
+    hyp__capture(slot, 0, weight, 1);
     atomic_store(&slot->busy, 0);
 out:
     errno = saved;
@@ -738,13 +738,22 @@ static void hyp__on_code_death(PyCodeObject *code) {
  * could take it (its CPU clock signals it only after a CPU period): that time
  * was spent where the thread's last self-taken sample was, so it goes there,
  * read under the seqlock; if the handler is writing it, to the next sample. */
+static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight, uint64_t now);
+
 static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
-    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP__LAST_DEPTH], seq, hdr, owed;
+    uint64_t owed = atomic_exchange(&slot->wall_pending, 0);
+
+    if (owed != 0 && hyp__write_last(slot, &S.wall_ring, owed, now) < 0)
+        atomic_fetch_add(&slot->wall_pending, owed);
+}
+
+/* Writes a record of weight for the stack of slot's last self-taken sample
+ * into ring. Returns 0, or -1 when there is none or the handler is writing
+ * it. */
+static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight, uint64_t now) {
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP__LAST_DEPTH], seq, hdr;
     int n;
 
-    owed = atomic_exchange(&slot->wall_pending, 0);
-    if (owed == 0)
-        return;
     seq = atomic_load(&slot->last_seq);
     hdr = slot->last_hdr;
     n = (int)(hdr & 0xffff);
@@ -753,12 +762,12 @@ static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
         if (atomic_load(&slot->last_seq) == seq) {
             buf[0] = hdr;
             buf[1] = now - S.t0;
-            buf[2] = owed;
-            hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
-            return;
+            buf[2] = weight;
+            hyp__ring_write(ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
+            return 0;
         }
     }
-    atomic_fetch_add(&slot->wall_pending, owed);
+    return -1;
 }
 
 /* One tick of the wall-clock sampler for one thread. A thread that holds the
@@ -1556,6 +1565,22 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
             } else {
                 hyp__wall_tick(slot, now);
                 hyp__wall_owed(slot, now);
+            }
+        }
+    } else if (S.trigger != TRIG_NONE) {
+        /* The stopping thread's CPU time since its last sample (which a
+         * timer on a loaded machine delivers late, see the handler) goes to
+         * that sample's stack, so that its weights add up to its CPU time. */
+        hyp_slot_t *slot = hyp__slot_of(PyThreadState_Get());
+        uint64_t c = 0;
+
+        if (slot != NULL && atomic_load(&slot->live)) {
+            while (atomic_load(&slot->busy))
+                sched_yield();
+            if (S.trigger == TRIG_PERF ? slot->fd >= 0 && hyp_perf_read(slot->fd, &c) == 0
+                                       : (c = hyp__thread_cpu_ns(0)) != 0) {
+                if (c > slot->last_count)
+                    hyp__write_last(slot, &slot->ring, c - slot->last_count, hyp__now());
             }
         }
     }
