@@ -147,7 +147,12 @@ def test_setitimer_fallback():
     assert t.header["trigger"] == "setitimer"
     assert t.header["fallback"][-1] == "setitimer: used"
     assert inner <= weight <= outer, (inner, weight, outer)
-    assert 1 <= total <= outer / 0.01 + 1  # 100 Hz of the process's CPU
+    # ITIMER_PROF runs on the whole process's CPU time, which the kernel
+    # accounts at its ticks across every thread (the resolver's and, in a
+    # sanitized build, the runtime's), so the number of expiries is not tied
+    # to this thread's time to within a few periods; the weights are, and
+    # they are what every report shows.
+    assert total >= 1
 
 
 def test_setitimer_needs_sigprof():
