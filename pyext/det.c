@@ -1102,25 +1102,42 @@ static PyObject *mon_py_yield(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* The profiler, thread and method definition a CALL or C_RETURN event is
+ * for, or 0 when the event is not one to record. Inlined into both callbacks,
+ * so the hot path pays for no extra call. */
+static inline int mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               det_prof_t **pp, det_thread_t **thp, PyMethodDef **mlp) {
+    det_prof_t *p;
+    det_thread_t *th;
+    PyMethodDef *ml;
+
+    if (LIKELY(self != Py_None)) {
+        p = (det_prof_t *)self;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+            return 0;
+    } else {
+        /* The group's events are those of all its profilers. */
+        if ((p = pick(&th)) == NULL || !p->builtins)
+            return 0;
+        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL)
+            return 0;
+    }
+    *pp = p;
+    *thp = th;
+    *mlp = ml;
+    return 1;
+}
+
 static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     det_prof_t *p;
     PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (LIKELY(self != Py_None)) {
-        p = (det_prof_t *)self;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
-            Py_RETURN_NONE;
-    } else {
-        /* The group's events are those of all its profilers. */
-        if ((p = pick(&th)) == NULL || !p->builtins)
-            Py_RETURN_NONE;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-        if (ml == NULL)
-            Py_RETURN_NONE;
-    }
+    if (!mon_c_target(self, args, nargs, &p, &th, &ml))
+        Py_RETURN_NONE;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     det_enter(p, th, ml, args[2], nargs > 3 ? args[3] : NULL, NULL, 1, wall, cpu);
     th->last_wall = wall;
@@ -1134,19 +1151,8 @@ static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t 
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (LIKELY(self != Py_None)) {
-        p = (det_prof_t *)self;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
-            Py_RETURN_NONE;
-    } else {
-        /* The group's events are those of all its profilers. */
-        if ((p = pick(&th)) == NULL || !p->builtins)
-            Py_RETURN_NONE;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-        if (ml == NULL)
-            Py_RETURN_NONE;
-    }
+    if (!mon_c_target(self, args, nargs, &p, &th, &ml))
+        Py_RETURN_NONE;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     det_leave(p, th, ml, 0, wall, cpu);
     th->last_wall = wall;

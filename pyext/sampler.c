@@ -986,6 +986,21 @@ static void hyp__free_profile(void) {
     S.profile = NULL;
 }
 
+/* Undoes a start that failed after the threads were registered: stops the
+ * sampling, retires every slot and forgets the session. */
+static void hyp__undo_start(void) {
+    int i;
+
+    atomic_store(&S.active, 0);
+    for (i = 0; i < S.nslots; i++)
+        if (S.slots[i].used)
+            hyp__retire(&S.slots[i]);
+    S.running = 0;
+    hyp__codemap_stop();
+    hyp__free_profile();
+    hyp__reset_session();
+}
+
 /* start(path, event, clock, period, frequency, depth, signo, ring_words,
  *       meta, disable, threads_active, event_error, profiler_error) -> dict */
 static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
@@ -1352,27 +1367,13 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     hyp__tls_slot = first;
     hyp__sync_threads();
     if (S.trigger == TRIG_ITIMER && (ret = hyp_itimer_set(S.period_ns, msg, sizeof(msg))) < 0) {
-        atomic_store(&S.active, 0);
-        for (i = 0; i < S.nslots; i++)
-            if (S.slots[i].used)
-                hyp__retire(&S.slots[i]);
-        S.running = 0;
-        hyp__codemap_stop();
-        hyp__free_profile();
-        hyp__reset_session();
+        hyp__undo_start();
         return hyp__raise(S.event_error, msg);
     }
     if (S.wall) {
         atomic_store(&S.wall_stop, 0);
         if (pthread_create(&S.wall_thread, NULL, hyp__wall_main, NULL) != 0) {
-            atomic_store(&S.active, 0);
-            for (i = 0; i < S.nslots; i++)
-                if (S.slots[i].used)
-                    hyp__retire(&S.slots[i]);
-            S.running = 0;
-            hyp__codemap_stop();
-            hyp__free_profile();
-            hyp__reset_session();
+            hyp__undo_start();
             return hyp__raise(S.profiler_error, "cannot start the wall-clock sampler thread");
         }
         S.wall_started = 1;
