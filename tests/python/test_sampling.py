@@ -200,8 +200,16 @@ def _split_run(clock, seconds=2.0):
     end = now() + seconds
     while now() < end:
         # Work units of random length, so that no rhythm of the program can
-        # lock onto the sampling period.
-        n = rng.randint(500, 3000)
+        # lock onto the sampling period. For the CPU clock they last 1 to
+        # 10 ms (f70), longer than the 1 ms period: a periodic sampler then
+        # miscounts each unit by less than one sample, where units shorter
+        # than the period are hit at random (a binomial spread of about one
+        # point over 2000 samples, so that an exact sampler would still fail
+        # a three-point test a few times in a thousand). Longer units also
+        # shrink the time each measured interval spends outside its function
+        # (the thread_time() calls), which pulls the measured split towards
+        # 50/50.
+        n = rng.randint(5000, 50000) if clock == "cpu" else rng.randint(500, 3000)
         t0 = now()
         if clock == "cpu":
             f70(n)
