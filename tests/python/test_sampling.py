@@ -122,6 +122,39 @@ def _timer_run(clock, **opts):
             c2 - c1, c3 - c0)
 
 
+def cpu_and_sleep(seconds):
+    """About `seconds` of CPU in 2 ms bursts, each followed by a 1 ms sleep:
+    the thread is switched out and in a few hundred times."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        stop = time.thread_time() + 0.002
+        while time.thread_time() < stop:
+            spin(200)
+        time.sleep(0.001)
+
+
+def test_clock_event_weights_add_up_to_the_thread_cpu_time():
+    # A software clock's weights are the thread's CPU time, read from the
+    # event's control page while the thread is not switched and by a system
+    # call when it was: the sleeps (wall time, no CPU) must not be in them.
+    p = sampled(frequency=1000)
+    c0 = time.thread_time()
+    with p:
+        c1 = time.thread_time()
+        cpu_and_sleep(0.4)
+        c2 = time.thread_time()
+    c3 = time.thread_time()
+    t = p.trace()
+    assert t.header["trigger"] == "perf_event" and t.header["event"] == "cpu-clock"
+    me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
+    fs = t.functions(thread=me)
+    weight = sum(f.own_weight for f in fs) / 1e9
+    assert c2 - c1 <= weight <= c3 - c0, (c2 - c1, weight, c3 - c0)
+    # About one sample per millisecond of CPU.
+    total = sum(f.own_samples for f in fs)
+    assert 0.5 * weight / 0.001 <= total <= weight / 0.001 + 2, (total, weight)
+
+
 # CPU timers are checked at the kernel's tick, on the CPU the thread runs on:
 # on a loaded machine, where the thread runs in slices shorter than a tick,
 # their expiries come late and fewer signals come (at load 10 on 2 CPUs, a
