@@ -559,6 +559,10 @@ static void hyp__unmap(hyp_slot_t *slot) {
 
 static void hyp__disarm(hyp_slot_t *slot) {
     if (slot->fd >= 0) {
+        /* The mapped page keeps the event alive after close() until it is
+         * unmapped: stop its signals now. */
+        if (slot->page != NULL)
+            ioctl(slot->fd, PERF_EVENT_IOC_DISABLE, 0);
         hyp__fd_map(slot->fd, NULL);
         close(slot->fd);
         slot->fd = -1;
@@ -859,7 +863,7 @@ static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight,
 static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH], prev, ran;
     unsigned long sw1, sw2;
-    int holder = 0, holder2 = 0, truncated = 0, n, attempt;
+    int holder = 0, holder2 = 0, truncated = 0, n, attempt, stable;
 
     for (attempt = 0; attempt < 3; attempt++) {
         if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0)
@@ -876,9 +880,18 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
         /* Its frames cannot change until it takes the GIL back, which moves
          * the switch counter. */
         atomic_store(&S.remote_inflight, 1);
-        n = hyp__walk_remote(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
-        if (hyp__walk_gil_state(slot->tstate, &holder2, &sw2) == 0 && sw1 == sw2 && !holder2 &&
-            n >= 0) {
+        n = hyp__walk_remote(slot->tstate, (unsigned long)slot->tid, buf + HYP__REC_HEAD,
+                             S.depth, &truncated);
+        stable = hyp__walk_gil_state(slot->tstate, &holder2, &sw2) == 0 && sw1 == sw2 &&
+                 !holder2;
+        if (stable && n < 0) {
+            /* Its thread state is gone (the thread ended, or a C thread
+             * released its PyGILState) and is retired at the next pass. */
+            atomic_store(&S.remote_inflight, 0);
+            hyp__lose(LOST_THREAD_EXITING);
+            return;
+        }
+        if (stable && n >= 0) {
             if (n == 0) {
                 hyp__lose(LOST_NO_FRAMES);
             } else {
@@ -1434,6 +1447,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     S.exclude = NULL;
     S.t0 = hyp__now();
     S.running = 1;
+    hyp__walk_gil_bind(PyThreadState_Get());
     atomic_store(&S.active, 1);
 
     /* Every thread that exists now, this one first (its trigger was probed). */
