@@ -308,8 +308,14 @@ def _run(args):
     out = args.output or _default_output(args)
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
+    opts = _profiler_options(args)
+    if args.mode == "sampling" and (not os.path.exists(out) or os.path.isfile(out)):
+        # Streamed to its place as it runs: a program killed outright
+        # (SIGKILL, the OOM killer) still leaves the samples flushed so far,
+        # which load as a truncated trace.
+        opts["output"] = out
     try:
-        profiler = Profiler(mode=args.mode, **_profiler_options(args))
+        profiler = Profiler(mode=args.mode, **opts)
     except ProfilerError as e:
         # The constructor only checks option values: a usage error.
         raise UsageError(str(e)) from None

@@ -4,6 +4,8 @@ shares, stacks, lines and threads (docs/sampling.md)."""
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -505,6 +507,40 @@ def test_cli_run_sampling_and_report_lines(tmp_path):
     # The two hottest lines are the loop's, each followed by its source text.
     assert "prog.py:4" in r.stdout or "prog.py:3" in r.stdout
     assert any(x.strip() == "s += i % 7" for x in lines)
+
+
+def test_cli_run_killed_outright_leaves_the_samples_flushed_so_far(tmp_path):
+    # SIGKILL (or the OOM killer) runs no Python code: the trace streamed to
+    # -o as the program ran is what is left, and it loads as truncated.
+    prog = tmp_path / "forever.py"
+    prog.write_text("import sys\n"
+                    "def hot():\n"
+                    "    s = 0\n"
+                    "    for i in range(200000):\n"
+                    "        s += i % 7\n"
+                    "    return s\n"
+                    "n = 0\n"
+                    "while True:\n"
+                    "    hot()\n"
+                    "    n += 1\n"
+                    "    if n == 20:\n"
+                    "        print('ready', flush=True)\n")
+    out = tmp_path / "k.hyprof"
+    proc = subprocess.Popen([sys.executable, "-m", "hyprof", "run", "--mode", "sampling",
+                             "--frequency", "1000", "-q", "-o",
+                             str(out), str(prog)],
+                            cwd=str(tmp_path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # a few flushes
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with pytest.warns(hyprof.TraceWarning, match="without an end record"):
+        t = hyprof.load(str(out))
+    assert t.truncated
+    assert by_name(t)["hot"].own_samples >= 10
 
 
 def test_cli_events_and_a_bad_event(tmp_path):
