@@ -309,10 +309,12 @@ def _run(args):
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
     opts = _profiler_options(args)
-    if args.mode == "sampling" and (not os.path.exists(out) or os.path.isfile(out)):
+    if args.mode == "sampling" and not args.memory_only and \
+            (not os.path.exists(out) or os.path.isfile(out)):
         # Streamed to its place as it runs: a program killed outright
         # (SIGKILL, the OOM killer) still leaves the samples flushed so far,
-        # which load as a truncated trace.
+        # which load as a truncated trace. (Allocation samples alone are
+        # kept in memory and written at the end.)
         opts["output"] = out
     try:
         profiler = Profiler(mode=args.mode, **opts)
