@@ -1,8 +1,10 @@
 """The sampling mode: triggers and the trace header, accuracy of the sampled
 shares, stacks, lines and threads (docs/sampling.md)."""
 
+import mmap
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -85,6 +87,41 @@ def test_named_software_event_and_period():
     assert 110 <= total <= 170
     weight = sum(f.own_weight for f in t.functions())
     assert 0.25e9 <= weight <= 0.4e9
+
+
+def touch_pages(pages):
+    """One minor page fault per page: fresh anonymous memory, written once."""
+    m = mmap.mmap(-1, pages * 4096)
+    for i in range(0, pages * 4096, 4096):
+        m[i] = 1
+    m.close()
+
+
+def test_a_counted_event_samples_where_its_events_happen():
+    # A software event that counts occurrences, not time, takes the path of
+    # hardware counters (weights read from the counter, the period redrawn
+    # every 8th sample): page faults, which this machine has without a PMU.
+    p = sampled(event="page-faults", frequency=None, period=16)
+    f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    with p:
+        for _ in range(10):
+            touch_pages(2000)
+            spin(100000)  # CPU, no faults
+    f1 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    t = p.trace()
+    assert t.header["event"] == "page-faults" and t.header["trigger"] == "perf_event"
+    assert t.header["event_name"].startswith("perf::PERF_COUNT_SW_PAGE_FAULTS")
+    assert t.header["period"] == 16
+    assert [(m.name, m.unit) for m in t.metrics] == [("samples", "count"),
+                                                     ("page-faults", "events")]
+    fs = by_name(t)
+    me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
+    weight = sum(f.own_weight for f in t.functions(thread=me))
+    # The weights are the faults counted, every one of them.
+    assert 20000 <= fs["touch_pages"].own_weight <= weight <= f1 - f0, (
+        fs["touch_pages"].own_weight, weight, f1 - f0)
+    assert fs["touch_pages"].own_samples >= 0.9 * sum(f.own_samples for f in t.functions())
+    assert "spin" not in fs or fs["spin"].own_weight < 0.01 * weight
 
 
 def test_unknown_event_raises_event_error():
