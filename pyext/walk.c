@@ -103,7 +103,8 @@ static inline _PyInterpreterFrame *hyp__first_frame(PyThreadState *ts, int remot
 /* The part of a code object the walk needs: everything before the bytecode. */
 #define HYP__CODE_HEAD offsetof(PyCodeObject, co_code_adaptive)
 
-static int hyp__walk(PyThreadState *ts, uint64_t *out, int max, int *truncated, int remote) {
+static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, int max,
+                     int *truncated, int remote) {
     union {
         _PyInterpreterFrame f;
         char bytes[HYP__FRAME_HEAD];
@@ -112,13 +113,21 @@ static int hyp__walk(PyThreadState *ts, uint64_t *out, int max, int *truncated, 
         PyCodeObject c;
         char bytes[HYP__CODE_HEAD];
     } cb;
-    _PyInterpreterFrame *addr = hyp__first_frame(ts, remote);
+    _PyInterpreterFrame *addr;
     const _Py_CODEUNIT *instr;
     PyCodeObject *code;
     Py_ssize_t lasti;
+    unsigned long tid = 0;
     int n = 0, steps = 0;
 
     *truncated = 0;
+    /* Another thread's state may be gone (freed when its thread ended, or at
+     * a C thread's PyGILState_Release()) and its memory reused: a state that
+     * no longer names the thread is not read further. */
+    if (remote && (hyp__read(&tid, &ts->native_thread_id, sizeof(tid), remote) < 0 ||
+                   tid != native_id))
+        return -1;
+    addr = hyp__first_frame(ts, remote);
     for (; addr != NULL && steps < HYP__WALK_HARD_LIMIT; addr = fb.f.previous, steps++) {
         if (hyp__read(&fb, addr, HYP__FRAME_HEAD, remote) < 0)
             return remote ? -1 : n;
@@ -289,27 +298,36 @@ int hyp__walk_guard_check(void) {
     return n;
 }
 
-int hyp__walk_remote(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
-    return hyp__walk(ts, out, max, truncated, 1);
+int hyp__walk_remote(PyThreadState *ts, unsigned long native_id, uint64_t *out, int max,
+                     int *truncated) {
+    return hyp__walk(ts, native_id, out, max, truncated, 1);
+}
+
+/* The GIL of the sampled interpreter. Read through the thread state at every
+ * tick, it was a read of freed memory (and a crash of the wall sampler once
+ * that memory was reused) for a thread that had ended since it was last
+ * enumerated. */
+static struct _gil_runtime_state *hyp__gil;
+
+void hyp__walk_gil_bind(PyThreadState *ts) {
+#if PY_VERSION_HEX >= 0x030C0000
+    __atomic_store_n(&hyp__gil, ts->interp->ceval.gil, __ATOMIC_RELEASE);
+#else
+    (void)ts;
+    __atomic_store_n(&hyp__gil, &_PyRuntime.ceval.gil, __ATOMIC_RELEASE);
+#endif
 }
 
 int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches) {
-#if PY_VERSION_HEX >= 0x030D0000
-    struct _gil_runtime_state *gil = ts->interp->ceval.gil;
+    struct _gil_runtime_state *gil = __atomic_load_n(&hyp__gil, __ATOMIC_ACQUIRE);
 
     if (gil == NULL)
         return -1;
+#if PY_VERSION_HEX >= 0x030D0000
     *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
     *holder = __atomic_load_n(&gil->locked, __ATOMIC_ACQUIRE) &&
               __atomic_load_n(&gil->last_holder, __ATOMIC_ACQUIRE) == ts;
 #else
-#if PY_VERSION_HEX >= 0x030C0000
-    struct _gil_runtime_state *gil = ts->interp->ceval.gil;
-#else
-    struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
-#endif
-    if (gil == NULL)
-        return -1;
     *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
     *holder = _Py_atomic_load(&gil->locked) &&
               (PyThreadState *)_Py_atomic_load(&gil->last_holder) == ts;

@@ -40,17 +40,26 @@ int hyp__walk_guard_check(void);
 
 /* The same walk for a thread that is not the caller, reading every word
  * through process_vm_readv(), so a frame chain that changes under the walk
- * gives garbage at worst, never a fault. Returns the number of frames, or -1
- * when a read failed. The caller decides whether the snapshot is consistent
+ * gives garbage at worst, never a fault. ts may have been freed since it was
+ * registered (a thread that ended, a PyGILState_Release() of a C thread):
+ * its memory is not trusted unless it still names thread native_id. Returns
+ * the number of frames, or -1 when a read failed or ts is no longer that
+ * thread's. The caller decides whether the snapshot is consistent
  * (hyp__walk_gil_state() before and after). */
-int hyp__walk_remote(PyThreadState *ts, uint64_t *out, int max, int *truncated);
+int hyp__walk_remote(PyThreadState *ts, unsigned long native_id, uint64_t *out, int max,
+                     int *truncated);
 
-/* Reads the GIL of ts's interpreter without taking it: *holder is 1 when the
- * GIL is held by ts, and *switches the GIL's switch counter, which moves each
+/* Remembers the GIL of ts's interpreter (with the GIL, at the start of a
+ * session), so that hyp__walk_gil_state() never reads a thread state, which
+ * may have been freed by the time it runs. */
+void hyp__walk_gil_bind(PyThreadState *ts);
+
+/* Reads the GIL bound by hyp__walk_gil_bind() without taking it, and without
+ * reading ts (only its address is compared): *holder is 1 when the GIL is
+ * held by ts, and *switches the GIL's switch counter, which moves each
  * time any thread takes the GIL. A thread that does not hold the GIL cannot
  * change its frames; as long as the counter has not moved, it has not taken
- * the GIL back. Returns 0, or -1 when it cannot be read (CPython without a
- * GIL). */
+ * the GIL back. Returns 0, or -1 when it cannot be read (none bound). */
 int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches);
 
 /* A thread state of the interpreter, as hyp__walk_threads() lists it. */
