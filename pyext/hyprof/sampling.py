@@ -145,6 +145,7 @@ class SamplingEngine:
         self._resolver = None
         self._stop_event = None
         self._prev_hook = None
+        self._hook = None
         self._pid = None
         self._session = 0
         self._memory = None
@@ -205,8 +206,20 @@ class SamplingEngine:
             self._resolver.start()
             ready.wait()
             self._prev_hook = getattr(threading, "_profile_hook", None)
-            threading.setprofile(self._make_thread_hook(self._prev_hook))
+            self._hook = self._make_thread_hook(self._prev_hook)
+            threading.setprofile(self._hook)
+            if self._info.get("trigger") == "setitimer":
+                _guard_exec()
         return self
+
+    def _restore_thread_hook(self):
+        # Only while the hook is still ours: a profiler started before this
+        # one and stopped since (a deterministic one) has put its own choice
+        # there, and bringing back its hook would leave new threads calling
+        # the hook of a profiler that is gone (and refuse its next start).
+        if getattr(threading, "_profile_hook", None) is self._hook:
+            threading.setprofile(self._prev_hook)
+        self._hook = None
 
     def stop(self):
         global _active
@@ -218,7 +231,7 @@ class SamplingEngine:
             self.running = False
             if _active is self:
                 _active = None
-            threading.setprofile(self._prev_hook)
+            self._restore_thread_hook()
             self._stop_event.set()
             if threading.current_thread() is not self._resolver:
                 self._resolver.join()
@@ -238,6 +251,8 @@ class SamplingEngine:
             if prev is not None:
                 return prev(frame, event, arg)
             return None
+        # What another profiler's refusal to start names.
+        hook.__qualname__ = hook.__name__ = "hyprof_sampling_thread_hook"
         return hook
 
     def _resolve_loop(self, ready):
@@ -259,7 +274,7 @@ class SamplingEngine:
         self._resolver = None
         self._path = None
         self._own_path = False
-        threading.setprofile(self._prev_hook)
+        self._restore_thread_hook()
 
     # ------------------------------------------------------------ results
 
@@ -367,6 +382,36 @@ def _at_exit():
             s.stop()
         except Exception:
             pass
+
+
+def _guard_exec():
+    """The setitimer trigger's ITIMER_PROF survives execve(2), and the new
+    program, where SIGPROF has its default action, would be killed by the
+    first expiry. os.execv and os.execve (every os.exec* function calls one of
+    them) disarm it first while a session uses it, and arm it again if the
+    exec fails. Installed once, at the first such session."""
+    if getattr(os.execv, "_hyprof_guard", False):
+        return
+
+    def guard(real):
+        def exec_(*args, **kwargs):
+            s = _active
+            old = None
+            if s is not None and s.running and s._pid == os.getpid() and \
+                    (s._info or {}).get("trigger") == "setitimer":
+                old = _signal.setitimer(_signal.ITIMER_PROF, 0)
+            try:
+                return real(*args, **kwargs)
+            finally:
+                # Reached only when the exec failed.
+                if old is not None and _active is s and s.running:
+                    _signal.setitimer(_signal.ITIMER_PROF, *old)
+        exec_.__name__, exec_.__qualname__, exec_.__doc__ = real.__name__, real.__name__, real.__doc__
+        exec_._hyprof_guard = True
+        return exec_
+
+    os.execv = guard(os.execv)
+    os.execve = guard(os.execve)
 
 
 def _after_fork_in_child():
