@@ -227,7 +227,8 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
     const _Py_CODEUNIT *instr;
     PyCodeObject *code;
     Py_ssize_t lasti;
-    int n = 0, steps = 0;
+    int steps = 0;
+    volatile int n = 0; /* not needed after a jump, but -Wclobbered cannot tell */
 
     *truncated = 0;
     if (sigsetjmp(jmp, 0) != 0)
@@ -239,6 +240,13 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
     f = ts->cframe != NULL ? ts->cframe->current_frame : NULL;
 #endif
     for (; f != NULL && steps < HYP__WALK_HARD_LIMIT; f = f->previous, steps++) {
+        /* 3.11 and 3.12 point tstate->cframe at a new C-stack cframe a few
+         * instructions before they set its current_frame (ceval.c's
+         * prologue): a sample there reads an uninitialised stack word. A
+         * misaligned frame or code pointer is such garbage: the sample is
+         * dropped (walk-fault) instead of reading through it. */
+        if (((uintptr_t)f & (sizeof(void *) - 1)) != 0)
+            break;
 #if PY_VERSION_HEX >= 0x030C0000
         if (f->owner == FRAME_OWNED_BY_CSTACK)
             continue;
@@ -250,6 +258,10 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
         code = f->f_code;
         instr = f->prev_instr;
 #endif
+        if (((uintptr_t)code & (sizeof(void *) - 1)) != 0) {
+            f = (_PyInterpreterFrame *)1; /* garbage, as above */
+            break;
+        }
         if (code == NULL || Py_TYPE(code) != &PyCode_Type)
             continue;
         if (n == max) {
@@ -264,7 +276,7 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
         n++;
     }
     hyp__guard_jmp = NULL;
-    return n;
+    return ((uintptr_t)f & (sizeof(void *) - 1)) != 0 ? -1 : n;
 }
 
 int hyp__walk_guard_check(void) {
