@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -96,6 +97,13 @@ typedef struct {
     _Atomic uint64_t wall_pending; /* wall clock: tick time owed to the thread's next sample */
     _Atomic uint64_t wall_ran; /* wall clock: time of its last CPU signal holding the GIL */
     int wall_held;       /* wall clock: the sampler's previous tick found it holding the GIL */
+    /* Wall clock: the stack the sampler last read from this waiting thread,
+     * good for as long as the thread has not taken the GIL since (sampler-
+     * owned; the buffer is kept across sessions' reuse of the slot). */
+    uint64_t *wall_cache;
+    int wall_cache_n;    /* frames in it, 0: none */
+    int wall_cache_trunc;
+    unsigned long wall_cache_sw; /* the GIL's switch counter when it was read */
     /* Wall clock: the stack of the thread's last self-taken sample, for the
      * time owed to it that it could not take itself (seqlock: odd while the
      * handler writes). */
@@ -397,12 +405,12 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
         break;
     }
     if (S.wall) {
-        int holder = 0;
+        int holder = 0, last = 0;
         unsigned long sw;
 
         /* Wall clock: this trigger samples the thread only while it runs
          * Python (holds the GIL); the wall sampler covers the rest. */
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw) < 0 || !holder) {
+        if (hyp__walk_gil_state(slot->tstate, &holder, &last, &sw) < 0 || !holder) {
             atomic_store(&slot->busy, 0);
             goto out;
         }
@@ -612,6 +620,7 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     atomic_store(&slot->wall_pending, 0);
     atomic_store(&slot->wall_ran, 0);
     slot->wall_held = 0;
+    slot->wall_cache_n = 0;
     atomic_store(&slot->last_seq, 0);
     slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
     slot->thread = HYP_NO_ID;
@@ -855,6 +864,21 @@ static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight,
     return -1;
 }
 
+/* Keeps the stack just read from slot's waiting thread, with the switch
+ * counter it was read at (sampler thread; a failed allocation only means no
+ * cache). */
+static void hyp__wall_cache_keep(hyp_slot_t *slot, const uint64_t *frames, int n, int truncated,
+                                 unsigned long sw) {
+    if (slot->wall_cache == NULL &&
+        (slot->wall_cache = malloc(sizeof(uint64_t) * HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH)) ==
+            NULL)
+        return;
+    memcpy(slot->wall_cache, frames, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)n);
+    slot->wall_cache_n = n;
+    slot->wall_cache_trunc = truncated;
+    slot->wall_cache_sw = sw;
+}
+
 /* One tick of the wall-clock sampler for one thread. A thread that holds the
  * GIL runs Python and samples itself through its CPU trigger (in user mode
  * only, so never inside a system call); any other thread is waiting (I/O, a
@@ -863,10 +887,10 @@ static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight,
 static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH], prev, ran;
     unsigned long sw1, sw2;
-    int holder = 0, holder2 = 0, truncated = 0, n, attempt, stable;
+    int holder = 0, holder2 = 0, last = 0, last2 = 0, truncated = 0, n, attempt, stable, cached;
 
     for (attempt = 0; attempt < 3; attempt++) {
-        if (hyp__walk_gil_state(slot->tstate, &holder, &sw1) < 0)
+        if (hyp__walk_gil_state(slot->tstate, &holder, &last, &sw1) < 0)
             return;
         if (holder) {
             /* Running Python: the sample is owed, and taken by the thread
@@ -878,11 +902,24 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             return;
         }
         /* Its frames cannot change until it takes the GIL back, which moves
-         * the switch counter. */
+         * the switch counter unless it was the last to hold it. */
         atomic_store(&S.remote_inflight, 1);
-        n = hyp__walk_remote(slot->tstate, (unsigned long)slot->tid, buf + HYP__REC_HEAD,
-                             S.depth, &truncated);
-        stable = hyp__walk_gil_state(slot->tstate, &holder2, &sw2) == 0 && sw1 == sw2 &&
+        cached = slot->wall_cache_n > 0 && !last && sw1 == slot->wall_cache_sw;
+        if (cached) {
+            /* It has not taken the GIL since its stack was read: the stack is
+             * the same, and its frames, which hold their code objects, are
+             * all still there. A thread that waits long (a worker pool's
+             * idle threads) costs a copy per tick instead of a walk through
+             * process_vm_readv(). */
+            n = slot->wall_cache_n;
+            truncated = slot->wall_cache_trunc;
+            memcpy(buf + HYP__REC_HEAD, slot->wall_cache,
+                   sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)n);
+        } else {
+            n = hyp__walk_remote(slot->tstate, (unsigned long)slot->tid, buf + HYP__REC_HEAD,
+                                 S.depth, &truncated);
+        }
+        stable = hyp__walk_gil_state(slot->tstate, &holder2, &last2, &sw2) == 0 && sw1 == sw2 &&
                  !holder2;
         if (stable && n < 0) {
             /* Its thread state is gone (the thread ended, or a C thread
@@ -895,6 +932,8 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             if (n == 0) {
                 hyp__lose(LOST_NO_FRAMES);
             } else {
+                if (!cached && !last)
+                    hyp__wall_cache_keep(slot, buf + HYP__REC_HEAD, n, truncated, sw1);
                 prev = atomic_exchange(&slot->wall_last, now);
                 ran = atomic_load(&slot->wall_ran);
                 if (slot->wall_held && ran > prev && ran < now) {
@@ -990,8 +1029,10 @@ static void hyp__reset_session(void) {
     int i;
 
     if (S.slots != NULL) {
-        for (i = 0; i < HYP__MAX_THREADS; i++)
+        for (i = 0; i < HYP__MAX_THREADS; i++) {
             hyp__ring_destroy(&S.slots[i].ring);
+            free(S.slots[i].wall_cache);
+        }
         hyp__free(S.slots);
     }
     hyp__free(S.fd_slot);

@@ -330,20 +330,22 @@ void hyp__walk_gil_bind(PyThreadState *ts) {
 #endif
 }
 
-int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches) {
+int hyp__walk_gil_state(PyThreadState *ts, int *holder, int *last, unsigned long *switches) {
     struct _gil_runtime_state *gil = __atomic_load_n(&hyp__gil, __ATOMIC_ACQUIRE);
+    int locked;
 
     if (gil == NULL)
         return -1;
 #if PY_VERSION_HEX >= 0x030D0000
     *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
-    *holder = __atomic_load_n(&gil->locked, __ATOMIC_ACQUIRE) &&
-              __atomic_load_n(&gil->last_holder, __ATOMIC_ACQUIRE) == ts;
+    locked = __atomic_load_n(&gil->locked, __ATOMIC_ACQUIRE);
+    *last = __atomic_load_n(&gil->last_holder, __ATOMIC_ACQUIRE) == ts;
 #else
     *switches = __atomic_load_n(&gil->switch_number, __ATOMIC_ACQUIRE);
-    *holder = _Py_atomic_load(&gil->locked) &&
-              (PyThreadState *)_Py_atomic_load(&gil->last_holder) == ts;
+    locked = (int)_Py_atomic_load(&gil->locked);
+    *last = (PyThreadState *)_Py_atomic_load(&gil->last_holder) == ts;
 #endif
+    *holder = locked && *last;
     return 0;
 }
 

@@ -56,11 +56,14 @@ void hyp__walk_gil_bind(PyThreadState *ts);
 
 /* Reads the GIL bound by hyp__walk_gil_bind() without taking it, and without
  * reading ts (only its address is compared): *holder is 1 when the GIL is
- * held by ts, and *switches the GIL's switch counter, which moves each
- * time any thread takes the GIL. A thread that does not hold the GIL cannot
- * change its frames; as long as the counter has not moved, it has not taken
- * the GIL back. Returns 0, or -1 when it cannot be read (none bound). */
-int hyp__walk_gil_state(PyThreadState *ts, int *holder, unsigned long *switches);
+ * held by ts; *last is 1 when ts was the last to take it (held or not); and
+ * *switches is the GIL's switch counter, which moves each time the GIL goes to
+ * another thread than its last holder. A thread that does not hold the GIL
+ * cannot change its frames. If the counter has not moved and ts was not the
+ * last holder, ts has not taken the GIL since; if ts was the last holder, it
+ * may have taken it back without moving the counter. Returns 0, or -1 when it
+ * cannot be read (none bound). */
+int hyp__walk_gil_state(PyThreadState *ts, int *holder, int *last, unsigned long *switches);
 
 /* A thread state of the interpreter, as hyp__walk_threads() lists it. */
 typedef struct {

@@ -355,6 +355,48 @@ def test_wall_shares_within_three_points_with_a_sleeping_function():
     assert 0.6e9 <= fs["sleeper"].own_weight <= 1.2e9
 
 
+def waits_first(event):
+    event.wait()
+
+
+def waits_second(event):
+    event.wait()
+
+
+def test_wall_clock_follows_a_waiting_thread_from_one_wait_to_the_next():
+    # The wall sampler reuses the stack it read from a thread that has not
+    # taken the GIL since; once the thread runs and waits elsewhere, the
+    # samples must follow it there. The main thread keeps the GIL busy, so
+    # the waiter's stack is mostly reused, not read.
+    first, second = threading.Event(), threading.Event()
+
+    def worker():
+        waits_first(first)
+        waits_second(second)
+
+    p = sampled(clock="wall", frequency=500)
+    th = threading.Thread(target=worker, name="waiter")
+    with p:
+        th.start()
+        t0 = time.perf_counter()
+        cpu_for(0.5)
+        t1 = time.perf_counter()
+        first.set()
+        cpu_for(0.5)
+        t2 = time.perf_counter()
+        second.set()
+        th.join()
+    t = p.trace()
+    waiter = [x for x in t.threads() if x.name == "waiter"][0]
+    fs = {f.name: f for f in t.functions(thread=waiter)}
+    w1 = fs["waits_first"].cum_weight / 1e9
+    w2 = fs["waits_second"].cum_weight / 1e9
+    # Each wait's time is its own, give or take the ticks around the switch
+    # (and a loaded machine's late start of the thread).
+    assert 0.6 * (t1 - t0) <= w1 <= (t1 - t0) + 0.15, (w1, t1 - t0)
+    assert 0.6 * (t2 - t1) <= w2 <= (t2 - t1) + 0.15, (w2, t2 - t1)
+
+
 # ------------------------------------------------------------------ stacks, lines, threads
 
 
