@@ -34,7 +34,7 @@ static struct {
 } M = {0};
 
 #if PY_VERSION_HEX < 0x030C0000
-static Py_ssize_t hyp__extra_index = -1;
+static destructor hyp__code_dealloc_next;
 #endif
 
 static inline size_t hyp__hash(const void *p) {
@@ -136,12 +136,19 @@ static int hyp__watch(PyCodeEvent event, PyCodeObject *co) {
     return 0;
 }
 #else
-/* The co_extra free function: the value stored is the code object itself,
- * and CPython 3.11 calls this first thing in code_dealloc()
- * (Objects/codeobject.c), while the object is still whole. */
-static void hyp__extra_free(void *value) {
-    if (value != NULL)
-        hyp__died((PyCodeObject *)value);
+/* 3.11 has no code watchers, so the code type's deallocator is wrapped: it
+ * hears of every code object's destruction before code_dealloc()
+ * (Objects/codeobject.c) takes it apart, as a watcher would. Installed once
+ * and kept for the process's life (the map is inactive between sessions), so
+ * a deallocator someone wrapped over it is never cut out of the chain. */
+static void hyp__code_dealloc(PyObject *op) {
+    /* Alive while it is heard of, as 3.12's code_dealloc() keeps it for its
+     * watchers: samples that name it are resolved now, and the resolver
+     * trusts a live reference count only. */
+    Py_SET_REFCNT(op, 1);
+    hyp__died((PyCodeObject *)op);
+    Py_SET_REFCNT(op, 0);
+    hyp__code_dealloc_next(op);
 }
 #endif
 
@@ -155,12 +162,9 @@ int hyp__codemap_start(hyp_profile_t *profile, hyp_code_death_fn on_death) {
     if (M.watcher < 0)
         return -1;
 #else
-    if (hyp__extra_index < 0) {
-        hyp__extra_index = _PyEval_RequestCodeExtraIndex(hyp__extra_free);
-        if (hyp__extra_index < 0) {
-            PyErr_SetString(PyExc_RuntimeError, "no code-object extra slot left for hyprof");
-            return -1;
-        }
+    if (hyp__code_dealloc_next == NULL) {
+        hyp__code_dealloc_next = PyCode_Type.tp_dealloc;
+        PyCode_Type.tp_dealloc = hyp__code_dealloc;
     }
 #endif
     M.active = 1;
@@ -179,8 +183,6 @@ void hyp__codemap_stop(void) {
     }
     M.watcher = -1;
 #endif
-    /* On 3.11 the co_extra marks stay on the code objects; their free
-     * function does nothing while the map is inactive. */
     hyp__free_all();
     M.profile = NULL;
 }
@@ -263,25 +265,6 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
             (ret = hyp__utf8(code->co_filename, "", &f.file)) < 0)
             return ret;
         units = hyp__walk_code_units(code);
-#if PY_VERSION_HEX < 0x030C0000
-        /* Mark the code so that its death is heard; without the mark it is
-         * not cached, and each of its samples is checked again. */
-        void *mark = NULL;
-
-        /* Setting a slot that holds a value calls the free function on the
-         * old value (3.11 Objects/codeobject.c, _PyCode_SetExtra), which would
-         * look like a death: a code marked by an earlier session keeps its
-         * mark. */
-        if ((_PyCode_GetExtra((PyObject *)code, hyp__extra_index, &mark) < 0 || mark != code) &&
-            (PyErr_Clear(), _PyCode_SetExtra((PyObject *)code, hyp__extra_index, code) < 0)) {
-            PyErr_Clear();
-            if ((ret = hyp_profile_func(M.profile, &f, func)) < 0)
-                return ret;
-            ln = hyp__walk_line(code, lasti);
-            *line = ln > 0 ? (uint32_t)ln : 0;
-            return 0;
-        }
-#endif
         e = hyp__insert(code);
         if (e == NULL)
             return HYP_ENOMEM;

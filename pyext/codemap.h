@@ -5,15 +5,13 @@
  * that die between a sample and its resolution and whose address is reused:
  *   3.12+: a code watcher (PyCode_AddWatcher) hears of every code object's
  *          destruction before its memory is freed;
- *   3.11:  a co_extra slot (_PyEval_RequestCodeExtraIndex) is set on every
- *          code object resolved once, and its free function hears of its
- *          destruction.
+ *   3.11:  the code type's deallocator is wrapped and hears the same.
  * On a death the sampler's drain callback runs first (the code object is
  * still whole, so samples that name it resolve correctly), then the code's
- * cache entry goes. A code object that was never resolved before it died
- * (possible on 3.11 only) is recognised by its fingerprint and by reading its
- * header through process_vm_readv(), so a freed object is never trusted: the
- * sample is dropped and counted instead of named wrongly. */
+ * cache entry goes. An address is still checked before its first resolution
+ * (its header read through process_vm_readv(), the fingerprint the sample
+ * recorded), so that a record the death could not reach is dropped and
+ * counted, never named wrongly. */
 #ifndef HYPROF_PYEXT_CODEMAP_H
 #define HYPROF_PYEXT_CODEMAP_H
 
