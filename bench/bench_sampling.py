@@ -3,7 +3,8 @@ py-spy, and the size of its traces.
 
 A CPU-bound pure-Python workload whose stacks are 20 to 40 frames deep (a
 recursive-descent evaluator of generated expressions) runs unprofiled, under
-hyprof sampling at 100 Hz and at 1 kHz, under pyinstrument with a 1 ms
+hyprof sampling at 100 Hz and at 1 kHz (CPU clock, the default, and wall
+clock: hyprof-wall-*, whose sampler thread also ticks), under pyinstrument with a 1 ms
 interval, and under py-spy record at 1 kHz (py-spy samples from its own
 process and pauses the program at each sample), wherever each is installed.
 A last configuration, signal-1000, measures the floor under any in-process
@@ -118,8 +119,9 @@ def child(config, iterations, trace_path, floor_lib=None):
         floor.floor_stop.restype = ctypes.c_long
     if config.startswith("hyprof"):
         import hyprof
-        hz = int(config.split("-")[1])
-        prof = hyprof.Profiler(mode="sampling", frequency=hz, output=trace_path)
+        clock = "wall" if "-wall-" in config else "cpu"
+        hz = int(config.rsplit("-", 1)[1])
+        prof = hyprof.Profiler(mode="sampling", frequency=hz, clock=clock, output=trace_path)
     elif config == "pyinstrument":
         from pyinstrument import Profiler
         prof = Profiler(interval=0.001)
@@ -221,7 +223,7 @@ def main():
     p.expr()
     Parser.atom = orig_atom
 
-    configs = ["none", "hyprof-100", "hyprof-1000"]
+    configs = ["none", "hyprof-100", "hyprof-1000", "hyprof-wall-100", "hyprof-wall-1000"]
     missing = []
     if have_module("pyinstrument"):
         configs.append("pyinstrument")
@@ -257,7 +259,7 @@ def main():
 
     base = results["none"]
     print()
-    print("%-14s %10s %10s %10s %10s %9s %9s %8s" % ("profiler", "cpu s", "cpu ratio", "wall s",
+    print("%-17s %10s %10s %10s %10s %9s %9s %8s" % ("profiler", "cpu s", "cpu ratio", "wall s",
                                                      "wall ratio", "samples", "us/sample",
                                                      "B/sample"))
     for c in configs:
@@ -269,7 +271,7 @@ def main():
             if "bytes" in rs[0] else None
         us = statistics.median((x["cpu"] - b["cpu"]) / x["samples"] * 1e6
                                for x, b in zip(rs, base)) if samples else None
-        print("%-14s %10.3f %10.3f %10.3f %10.3f %9s %9s %8s" % (
+        print("%-17s %10.3f %10.3f %10.3f %10.3f %9s %9s %8s" % (
             c, statistics.median(x["cpu"] for x in rs), cpu_ratio,
             statistics.median(x["wall"] for x in rs), wall_ratio,
             "%d" % samples if samples else "-", "%.1f" % us if us is not None else "-",
