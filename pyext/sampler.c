@@ -82,6 +82,7 @@ typedef struct {
     hyp_id_t thread;     /* the profile's thread id, HYP_NO_ID until its first sample */
     hyp_id_t name;       /* string id of its name, HYP_NO_ID until threading names it */
     int fd;              /* perf event, or -1 */
+    uint64_t perf_id;    /* its kernel id (PERF_EVENT_IOC_ID), 0 if unknown */
     /* A clock event's control page (NULL without one), read by the handler
      * for the thread's CPU time (hyp__slot_cpu_ns). */
     volatile const struct perf_event_mmap_page *page;
@@ -532,6 +533,8 @@ static int hyp__arm(hyp_slot_t *slot, char *msg, size_t msglen) {
             return HYP_ELIMIT;
         }
         slot->last_count = 0;
+        if (ioctl(slot->fd, PERF_EVENT_IOC_ID, &slot->perf_id) < 0)
+            slot->perf_id = 0;
         if (S.event.is_clock) {
             /* Its control page, for the handler's CPU time (no data pages:
              * the samples themselves are not read from the kernel). Without
@@ -565,14 +568,30 @@ static void hyp__unmap(hyp_slot_t *slot) {
     slot->page = NULL;
 }
 
+/* 1 while the slot's descriptor is still its perf event. A program may
+ * close descriptors it did not open (a daemon closing them all, then opening
+ * its log files), and the number then names one of its files, which must
+ * not be read, changed or closed. */
+static int hyp__fd_ours(const hyp_slot_t *slot) {
+    uint64_t id;
+
+    if (slot->fd < 0)
+        return 0;
+    if (slot->perf_id == 0)
+        return 1;
+    return ioctl(slot->fd, PERF_EVENT_IOC_ID, &id) == 0 && id == slot->perf_id;
+}
+
 static void hyp__disarm(hyp_slot_t *slot) {
     if (slot->fd >= 0) {
-        /* The mapped page keeps the event alive after close() until it is
-         * unmapped: stop its signals now. */
-        if (slot->page != NULL)
-            ioctl(slot->fd, PERF_EVENT_IOC_DISABLE, 0);
         hyp__fd_map(slot->fd, NULL);
-        close(slot->fd);
+        if (hyp__fd_ours(slot)) {
+            /* The mapped page keeps the event alive after close() until it
+             * is unmapped: stop its signals now. */
+            if (slot->page != NULL)
+                ioctl(slot->fd, PERF_EVENT_IOC_DISABLE, 0);
+            close(slot->fd);
+        }
         slot->fd = -1;
     }
     if (slot->has_timer) {
@@ -613,6 +632,7 @@ static hyp_slot_t *hyp__register(PyThreadState *ts, pid_t tid, unsigned long ide
     slot->tid = tid;
     slot->ident = ident;
     slot->fd = -1;
+    slot->perf_id = 0;
     slot->page = NULL;
     slot->has_timer = 0;
     slot->seen = 1;
@@ -1717,7 +1737,7 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
             while (atomic_load(&slot->busy))
                 sched_yield();
             if (S.trigger == TRIG_PERF && slot->page == NULL
-                    ? slot->fd >= 0 && hyp_perf_read(slot->fd, &c) == 0
+                    ? hyp__fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0
                     : (c = hyp__thread_cpu_ns(0)) != 0) {
                 if (c > slot->last_count)
                     hyp__write_last(slot, &slot->ring, c - slot->last_count, hyp__now());
@@ -1789,7 +1809,7 @@ static PyObject *sampler_after_fork_child(PyObject *self, PyObject *noargs) {
     if (!S.running)
         Py_RETURN_NONE;
     for (i = 0; i < S.nslots; i++) {
-        if (S.slots[i].fd >= 0 && S.slots[i].used)
+        if (S.slots[i].used && hyp__fd_ours(&S.slots[i]))
             close(S.slots[i].fd);
         S.slots[i].fd = -1;
         S.slots[i].has_timer = 0;

@@ -616,3 +616,43 @@ def test_c_code_without_the_gil(clock):
         assert r["sleeper"][0] >= 100 and r["sleeper"][1] >= 0.3e9, r
     else:
         assert r["sleeper"][0] <= 10, r  # a sleeping thread uses no CPU
+
+
+def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
+    """A daemon closes every descriptor it did not open, then opens its own
+    files, which take the numbers of hyprof's perf events. Sampling goes on
+    (a clock event stays alive through its mapped page), and at stop hyprof
+    neither reads, changes nor closes the program's files."""
+    r = run_script("""
+        p = hyprof.Profiler(mode="sampling", frequency=1000)
+        p.start()
+        threads = [threading.Thread(target=cpu_for, args=(0.2,)) for _ in range(3)]
+        for t in threads: t.start()
+        time.sleep(0.05)
+        perf = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink("/proc/self/fd/" + fd) == "anon_inode:[perf_event]":
+                    perf.append(int(fd))
+            except FileNotFoundError:  # listdir's own descriptor
+                pass
+        for fd in perf:
+            os.close(fd)
+        # The program's own files, at the numbers hyprof had.
+        pipes = []
+        while not set(perf) <= {fd for pair in pipes for fd in pair}:
+            pipes.append(os.pipe())
+        cpu_for(0.2)
+        for t in threads: t.join()
+        p.stop()
+        ok = []
+        for rfd, wfd in pipes:
+            os.write(wfd, b"x")
+            ok.append(os.read(rfd, 1) == b"x")
+        t = p.trace()
+        print(json.dumps({"perf": len(perf), "ok": ok,
+                          "spin": names(t)["spin"].own_samples}))
+    """)
+    assert r["perf"] >= 4  # the main thread's and the three workers'
+    assert r["ok"] and all(r["ok"])
+    assert r["spin"] > 100
