@@ -62,12 +62,13 @@ enum {
     LOST_WALL_RACE,      /* a waiting thread woke up while its stack was read */
     LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
     LOST_WALK_FAULT,     /* the frame chain pointed to freed memory mid-pop */
+    LOST_HANDLER_GONE,   /* the program replaced hyprof's signal handler (estimated) */
     LOST_COUNT
 };
 static const char *const hyp__lost_names[LOST_COUNT] = {
     "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
     "no-python-frames", "code-freed", "wall-race",      "thread-unsampled",
-    "walk-fault"};
+    "walk-fault",     "handler-replaced"};
 
 typedef struct {
     _Atomic int live;    /* 1 while the slot's thread is sampled */
@@ -155,6 +156,7 @@ static struct {
     PyObject *profiler_error;
     char kind_names[HYP__MAX_KINDS][64];
     int memory; /* the allocation collector's samples are merged at stop */
+    int handler_gone_seen; /* a resolver pass found the signal's handler replaced */
 } S;
 
 static _Atomic int hyp__handler_sigs[NSIG];
@@ -463,6 +465,18 @@ static int hyp__install(int signo, char *msg, size_t msglen) {
              "or remove that handler",
              signo, strsignal(signo));
     return -1;
+}
+
+/* 1 when the session's signal no longer runs hyprof's handler: the program
+ * installed its own (signal.signal(SIGPROF, ...)), and the signals meant
+ * for samples go to it. hyprof does not take the signal back; the loss is
+ * counted and reported (LOST_HANDLER_GONE). */
+static int hyp__handler_gone(void) {
+    struct sigaction cur;
+
+    if (S.signo <= 0 || sigaction(S.signo, NULL, &cur) < 0)
+        return 0;
+    return !((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == hyp__on_signal);
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -1252,6 +1266,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     }
 
     memset(&S.lost, 0, sizeof(S.lost));
+    S.handler_gone_seen = 0;
     S.wall = strcmp(clock, "wall") == 0;
     S.signo = signo;
     S.depth = depth;
@@ -1584,6 +1599,12 @@ static PyObject *sampler_register_thread(PyObject *self, PyObject *noargs) {
                              sizeof(msg));
     if (slot == NULL)
         Py_RETURN_FALSE;
+    /* The resolver's enumeration may have found the thread state before
+     * threading had named the thread; it has now (this runs from the thread
+     * hook, in the thread's first call), and the thread may end before the
+     * resolver next looks. */
+    if (slot->name == HYP_NO_ID && hyp__thread_name(slot->ident, &slot->name) != 1)
+        slot->name = HYP_NO_ID;
     hyp__tls_slot = slot;
     Py_RETURN_TRUE;
 }
@@ -1623,6 +1644,8 @@ static PyObject *sampler_sync(PyObject *self, PyObject *noargs) {
     (void)noargs;
     if (!S.running)
         Py_RETURN_FALSE;
+    if (!S.handler_gone_seen && hyp__handler_gone())
+        S.handler_gone_seen = 1;
     hyp__drain_all();
     hyp__sync_threads();
     hyp__flush();
@@ -1685,7 +1708,7 @@ static PyObject *sampler_stats(PyObject *self, PyObject *noargs) {
 /* Stops the session: triggers off, every ring resolved, the trace finished.
  * Returns the statistics. */
 static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
-    int i, ret;
+    int i, ret, gone;
     char msg[256];
 
     (void)self;
@@ -1693,6 +1716,11 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     if (!S.running)
         return hyp__raise(S.profiler_error, "the sampling profiler is not running");
     atomic_store(&S.active, 0);
+    gone = hyp__handler_gone();
+    if (gone && S.wall)
+        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* waiting threads were still read */
+    else if (!gone && S.handler_gone_seen)
+        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* it came back: at least one */
     if (S.trigger == TRIG_ITIMER)
         hyp_itimer_set(0, NULL, 0);
     if (S.wall_started) {
@@ -1726,6 +1754,28 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
                 hyp__wall_owed(slot, now);
             }
         }
+    } else if (gone) {
+        /* The program took the signal: what each thread ran since its last
+         * sample went to the program's handler, about one sample per period
+         * (a frequency-driven counter's period is unknown: at least one). */
+        uint64_t missed = 0, per = S.trigger == TRIG_PERF ? (S.pcfg.freq ? 0 : S.pcfg.period)
+                                                          : S.period_ns;
+
+        for (i = 0; i < S.nslots; i++) {
+            hyp_slot_t *slot = &S.slots[i];
+            uint64_t c = 0;
+
+            if (!slot->used || !atomic_load(&slot->live))
+                continue;
+            while (atomic_load(&slot->busy))
+                sched_yield();
+            if (S.trigger == TRIG_PERF && slot->page == NULL
+                    ? hyp__fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0
+                    : (c = hyp__thread_cpu_ns(slot->tid)) != 0)
+                if (c > slot->last_count)
+                    missed += per ? (c - slot->last_count) / per : 1;
+        }
+        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], missed ? missed : 1);
     } else if (S.trigger != TRIG_NONE) {
         /* The stopping thread's CPU time since its last sample (which a
          * timer on a loaded machine delivers late, see the handler) goes to

@@ -238,6 +238,18 @@ class SamplingEngine:
             if self._opts.get("memory") is not None and self._memory.running:
                 self._memory.stop()  # before the sampler, which merges its samples
             self._stats = _hyprof._sampler_stop()
+        replaced = self._stats["lost"].get("handler-replaced", 0)
+        if replaced:
+            import warnings
+            signo = (self._info or {}).get("signal") or _signal.SIGPROF
+            try:
+                name = _signal.Signals(signo).name
+            except ValueError:
+                name = "signal %d" % signo
+            warnings.warn("hyprof: the program replaced the sampler's handler of %s while it "
+                          "ran; about %d samples went to the program's handler instead (give "
+                          "Profiler(signal=...) another signal to leave %s to the program)"
+                          % (name, replaced, name), RuntimeWarning, stacklevel=3)
         return self
 
     def _make_thread_hook(self, prev):

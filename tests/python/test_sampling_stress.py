@@ -656,3 +656,36 @@ def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
     assert r["perf"] >= 4  # the main thread's and the three workers'
     assert r["ok"] and all(r["ok"])
     assert r["spin"] > 100
+
+
+def test_a_program_that_takes_the_signal_over_gets_it_and_the_loss_is_reported():
+    """The program installs its own SIGPROF handler while hyprof samples
+    with it. hyprof does not take the signal back; the samples that went to
+    the program are counted (estimated from each thread's CPU time since its
+    last sample), a RuntimeWarning says so at stop, and so does the report."""
+    r = run_script("""
+        import warnings
+        from hyprof import render
+        calls = [0]
+        def mine(signo, frame):
+            calls[0] += 1
+        p = hyprof.Profiler(mode="sampling", frequency=1000)
+        p.start()
+        cpu_for(0.2)
+        signal.signal(signal.SIGPROF, mine)
+        cpu_for(0.3)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            p.stop()
+        t = p.trace()
+        print(json.dumps({"calls": calls[0], "dropped": t.dropped,
+                          "warned": [str(x.message) for x in w],
+                          "samples": names(t)["spin"].own_samples,
+                          "report": render.render(t, "text")}))
+    """)
+    assert r["calls"] > 50  # the program's handler got the signals
+    assert r["samples"] > 50  # those taken before
+    # About one per period of the 0.3 s that followed.
+    assert 0.5 * r["calls"] <= r["dropped"]["handler-replaced"] <= 2 * r["calls"] + 100
+    assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
+    assert "handler-replaced" in r["report"] and "--signal" in r["report"]

@@ -108,6 +108,14 @@ def summary(trace):
             trace.truncated_nodes)
     if trace.truncated:
         line += "\nnote: the trace is truncated: %s" % trace.message
+    if trace.dropped:
+        lost = sorted(trace.dropped.items(), key=lambda kv: (-kv[1], kv[0]))
+        line += "\nnote: %d samples lost (%s)" % (
+            sum(trace.dropped.values()), ", ".join("%s %d" % kv for kv in lost))
+        if "handler-replaced" in trace.dropped:
+            line += ("\nnote: the program replaced hyprof's handler of signal %s while it "
+                     "sampled; give the profiler another signal (--signal, signal=) to leave "
+                     "that one to the program" % h.get("signal", "?"))
     return line
 
 
