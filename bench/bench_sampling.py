@@ -145,7 +145,7 @@ def child(config, iterations, trace_path, floor_lib=None):
         st = prof._engine.stats
         out["samples"] = st["samples"]
         out["bytes"] = os.path.getsize(trace_path)
-        out["lost"] = sum(st["lost"].values())
+        out["lost"] = {k: v for k, v in st["lost"].items() if v}
         out["trigger"] = prof.trace().header["event"]
     print(json.dumps(out))
 
@@ -276,11 +276,16 @@ def main():
             statistics.median(x["wall"] for x in rs), wall_ratio,
             "%d" % samples if samples else "-", "%.1f" % us if us is not None else "-",
             "%.1f" % bps if bps else "-"))
-    lost = sum(x.get("lost", 0) for c in configs for x in results[c])
+    lost = {}
+    for c in configs:
+        for x in results[c]:
+            for k, v in x.get("lost", {}).items():
+                lost[k] = lost.get(k, 0) + v
     trig = results["hyprof-1000"][0]["trigger"]
     print()
-    print("hyprof trigger: %s; samples lost: %d. Targets: 100 Hz <= 1.01, 1 kHz <= 1.03 "
-          "(cpu ratio), <= 16 B/sample." % (trig, lost))
+    print("hyprof trigger: %s; samples lost: %s. Targets: 100 Hz <= 1.01, 1 kHz <= 1.03 "
+          "(cpu ratio), <= 16 B/sample." % (
+              trig, ", ".join("%s %d" % kv for kv in sorted(lost.items())) or "none"))
     if "signal-1000" in results:
         # Per round, so that both sides of the difference saw the same load.
         own = statistics.median(x["cpu"] / b["cpu"] - f["cpu"] / b["cpu"] for x, f, b in
