@@ -238,7 +238,13 @@ def test_fifty_thousand_frames_at_every_depth():
         # The innermost frames are kept (the leaf is named), under a
         # [truncated] root that stands for the rest; no stack is longer.
         assert v["spin"] >= 5, (key, v)
-        assert v["trunc"] >= v["total"] * 0.9 - 2, (key, v)
+        # Every sample in spin, 50 001 frames down, is truncated.
+        assert v["trunc"] >= v["spin"], (key, v)
+        if key.endswith("-cpu"):
+            # In CPU time nearly all of the run is that deep. (In wall time a
+            # loaded machine keeps the thread waiting for a CPU wherever it
+            # is, shallow frames included.)
+            assert v["trunc"] >= v["total"] * 0.9 - 2, (key, v)
         assert v["longest"] <= depth + 1, (key, v)
 
 
