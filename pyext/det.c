@@ -1484,6 +1484,50 @@ static int threading_setprofile(PyObject *hook) {
     return 0;
 }
 
+/* Removes the profile hook fn(obj) from every thread that still has it,
+ * names in replaced (when not NULL) the threads where someone replaced it
+ * while it ran, and clears threading's hook. Leaves any pending exception as
+ * it was. */
+static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *replaced) {
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyThreadState *ts;
+
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->c_profilefunc == fn && ts->c_profileobj == obj) {
+            _PyEval_SetProfile(ts, NULL, NULL);
+        } else if (replaced != NULL) {
+            PyObject *who = PyUnicode_FromFormat("thread %lu", (unsigned long)ts->thread_id);
+            if (who != NULL) {
+                PyList_Append(replaced, who);
+                Py_DECREF(who);
+            }
+        }
+    }
+    threading_setprofile(Py_None);
+    PyErr_Clear();
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* Sets the profile hook fn(obj) on every thread, and bootstrap as
+ * threading's hook for the threads started later. On failure nothing stays
+ * set. Returns 0, or -1 with an exception set. */
+static int hooks_install(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap) {
+    PyThreadState *ts;
+
+    if (threading_setprofile(bootstrap) < 0)
+        return -1;
+    for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (_PyEval_SetProfile(ts, fn, obj) < 0) {
+            hooks_remove(fn, obj, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 /* Sets the sys.monitoring events the context-bound profilers need (those of
  * the running ones and of joining, which may be NULL), taking the tool id
@@ -1558,8 +1602,6 @@ fail:
 /* Adds a context-bound profiler to the running ones, installing the hooks
  * for the first. On error nothing is changed and an exception is set. */
 static int group_join(det_prof_t *p) {
-    PyThreadState *ts;
-
     if (det_group.n == det_group.cap &&
         hyp__grow((void **)&det_group.profs, &det_group.cap, det_group.n + 1,
                   sizeof *det_group.profs) != 0) {
@@ -1581,23 +1623,9 @@ static int group_join(det_prof_t *p) {
                 if (det_group.bootstrap == NULL)
                     goto fail;
             }
-            if (threading_setprofile(det_group.bootstrap) < 0)
+            /* The object sys.getprofile() shows: the hook itself. */
+            if (hooks_install(det_ctx_tracefunc, det_group.bootstrap, det_group.bootstrap) < 0)
                 goto fail;
-            for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
-                 ts = PyThreadState_Next(ts)) {
-                /* The object sys.getprofile() shows: the hook itself. */
-                if (_PyEval_SetProfile(ts, det_ctx_tracefunc, det_group.bootstrap) < 0) {
-                    PyObject *exc_type, *exc_value, *exc_tb;
-                    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-                    for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
-                         ts != NULL; ts = PyThreadState_Next(ts))
-                        if (ts->c_profilefunc == det_ctx_tracefunc)
-                            _PyEval_SetProfile(ts, NULL, NULL);
-                    threading_setprofile(Py_None);
-                    PyErr_Restore(exc_type, exc_value, exc_tb);
-                    goto fail;
-                }
-            }
         }
     } else if (p->engine == DET_ENGINE_MONITORING) {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -1617,7 +1645,6 @@ fail:
  * with the last one. The reference the group held passes to the caller. */
 static void group_leave(det_prof_t *p) {
     PyObject *exc_type, *exc_value, *exc_tb;
-    PyThreadState *ts;
     size_t i;
 
     for (i = 0; i < det_group.n && det_group.profs[i] != p; i++)
@@ -1641,20 +1668,7 @@ static void group_leave(det_prof_t *p) {
         det_group.mask = 0;
 #endif
     } else {
-        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
-             ts = PyThreadState_Next(ts)) {
-            if (ts->c_profilefunc == det_ctx_tracefunc) {
-                _PyEval_SetProfile(ts, NULL, NULL);
-            } else if (p->replaced != NULL) {
-                PyObject *who = PyUnicode_FromFormat("thread %lu", (unsigned long)ts->thread_id);
-                if (who != NULL) {
-                    PyList_Append(p->replaced, who);
-                    Py_DECREF(who);
-                }
-            }
-        }
-        threading_setprofile(Py_None);
-        PyErr_Clear();
+        hooks_remove(det_ctx_tracefunc, det_group.bootstrap, p->replaced);
     }
     if (det_group.n == 0)
         Py_CLEAR(det_group.var);
@@ -1662,8 +1676,6 @@ static void group_leave(det_prof_t *p) {
 }
 
 static PyObject *det_start(det_prof_t *p, PyObject *unused) {
-    PyThreadState *ts;
-
     (void)unused;
     if (check_foreign(p) < 0)
         return NULL;
@@ -1698,22 +1710,8 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
             if (p->bootstrap == NULL)
                 return NULL;
         }
-        if (threading_setprofile(p->bootstrap) < 0)
+        if (hooks_install(det_tracefunc, (PyObject *)p, p->bootstrap) < 0)
             return NULL;
-        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
-             ts = PyThreadState_Next(ts)) {
-            if (_PyEval_SetProfile(ts, det_tracefunc, (PyObject *)p) < 0) {
-                PyObject *exc_type, *exc_value, *exc_tb;
-                PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-                for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
-                     ts = PyThreadState_Next(ts))
-                    if (ts->c_profilefunc == det_tracefunc)
-                        _PyEval_SetProfile(ts, NULL, NULL);
-                threading_setprofile(Py_None);
-                PyErr_Restore(exc_type, exc_value, exc_tb);
-                return NULL;
-            }
-        }
     }
     Py_INCREF(p);
     det_active = p;
@@ -1773,7 +1771,6 @@ static void close_open_frames(det_prof_t *p) {
 }
 
 static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
-    PyThreadState *ts;
     int err;
 
     (void)unused;
@@ -1788,24 +1785,7 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
         monitoring_stop(p);
 #endif
     } else {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-        for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
-             ts = PyThreadState_Next(ts)) {
-            if (ts->c_profilefunc == det_tracefunc && ts->c_profileobj == (PyObject *)p) {
-                _PyEval_SetProfile(ts, NULL, NULL);
-            } else if (p->replaced != NULL) {
-                /* Someone replaced the hook on this thread while it ran. */
-                PyObject *who = PyUnicode_FromFormat("thread %lu", (unsigned long)ts->thread_id);
-                if (who != NULL) {
-                    PyList_Append(p->replaced, who);
-                    Py_DECREF(who);
-                }
-            }
-        }
-        threading_setprofile(Py_None);
-        PyErr_Clear();
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        hooks_remove(det_tracefunc, (PyObject *)p, p->replaced);
     }
     p->running = 0;
     drop_stop_frames(p);
