@@ -252,9 +252,22 @@ static uint64_t set_cpu(hyp_cpu_clock_t *c, uint64_t cpu, uint64_t now, uint64_t
     return c->last_cpu;
 }
 
+uint32_t hyp__cpu_pair(volatile const uint32_t *lock, uint64_t *ns, uint64_t *ticks) {
+    uint32_t before = 0;
+    int tries;
+
+    for (tries = 0; tries < 3; tries++) {
+        before = *lock;
+        *ns = hyp_clock_thread_cpu_ns();
+        *ticks = hyp_clock_ticks();
+        if (*lock == before)
+            return before;
+    }
+    return *lock + 1;
+}
+
 uint64_t hyp_cpu_clock_resync(hyp_cpu_clock_t *c, uint64_t *wall) {
     uint64_t ns, now;
-    int tries;
 
     c->resyncs++;
     if (c->lock == NULL) {
@@ -263,20 +276,9 @@ uint64_t hyp_cpu_clock_resync(hyp_cpu_clock_t *c, uint64_t *wall) {
         return set_cpu(c, wall_source == HYP_WALL_TSC ? (uint64_t)((double)ns * ticks_per_ns) : ns,
                        now, wall);
     }
-    /* Take the system call's value and the TSC between two reads of the
-     * seqlock word; if the word moved, the thread was switched during the
-     * reads, so try again (a few times at most: the pair is still a good
-     * reading, only its base may be off by one switch). */
-    for (tries = 0; tries < 3; tries++) {
-        uint32_t before = *c->lock;
-        ns = hyp_clock_thread_cpu_ns();
-        now = read_tsc();
-        if (*c->lock == before) {
-            c->seen = before;
-            break;
-        }
-    }
-    if (tries == 3)
-        c->seen = *c->lock + 1; /* keep resyncing until the word is stable */
+    /* The lock is set only with the TSC as the wall source, so the ticks are
+     * the TSC's; a word that never held still keeps the next read
+     * resynchronising. */
+    c->seen = hyp__cpu_pair(c->lock, &ns, &now);
     return set_cpu(c, (uint64_t)((double)ns * ticks_per_ns), now, wall);
 }

@@ -20,6 +20,15 @@ char *hyp__strndup(const char *s, size_t n);
  * leaving the array unchanged on failure. */
 int hyp__grow(void **ptr, size_t *cap, size_t need, size_t elem);
 
+/* The calling thread's CPU time in ns (*ns) and hyp_clock_ticks() at the
+ * same instant (*ticks), both read between two reads of *lock, the seqlock
+ * word of a perf event's control page, which the kernel bumps when the
+ * thread is scheduled in or out (core/clock.c). Returns the word they were
+ * stable at; after three tries that each saw the thread switched, the last
+ * word + 1 (the pair is still a fair reading, only not known to be
+ * unswitched). Async-signal-safe. */
+uint32_t hyp__cpu_pair(volatile const uint32_t *lock, uint64_t *ns, uint64_t *ticks);
+
 #define HYP__UNUSED(x) ((void)(x))
 #define HYP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -191,7 +191,9 @@ static uint64_t hyp__thread_cpu_ns(pid_t tid) {
  * thread is scheduled in or out, and not at an overflow; if the word is the
  * one seen at the previous sample, the thread has run all along, and its CPU
  * time advanced by the wall time. Otherwise one clock_gettime() resynchronises
- * (as core/clock.c does for the deterministic mode). Measured in the handler
+ * (hyp__cpu_pair(), which core/clock.c uses for the deterministic mode's
+ * clock; that clock counts in ticks, these weights in ns, converted at one
+ * rate for the whole session). Measured in the handler
  * on a VM: read(2) of the counter took about 2.2 us, this path about 0.1 us.
  * Called by the slot's own thread only, with the slot claimed. */
 static uint64_t hyp__slot_cpu_ns(hyp_slot_t *slot) {
@@ -199,25 +201,13 @@ static uint64_t hyp__slot_cpu_ns(hyp_slot_t *slot) {
     uint32_t before = *lock;
     uint64_t ticks = hyp_clock_ticks();
     uint64_t ns;
-    int tries;
 
     if (before == slot->page_seen && *lock == before) {
         slot->page_cpu += (uint64_t)((double)(ticks - slot->page_ticks) * S.ns_per_tick);
         slot->page_ticks = ticks;
         return slot->page_cpu;
     }
-    /* The system call and the ticks between two reads of the word: if it
-     * moved, the thread was switched in between; try again. */
-    for (tries = 0; tries < 3; tries++) {
-        before = *lock;
-        ns = hyp__thread_cpu_ns(0);
-        ticks = hyp_clock_ticks();
-        if (*lock == before)
-            break;
-    }
-    /* After three switches in a row the pair is still a fair reading; the
-     * next sample resynchronises again. */
-    slot->page_seen = tries < 3 ? before : before + 1;
+    slot->page_seen = hyp__cpu_pair(lock, &ns, &ticks);
     slot->page_ticks = ticks;
     slot->page_cpu = ns;
     return ns;
@@ -327,10 +317,59 @@ int hyp_py_sampler_capture(uint32_t kind, uint64_t weight) {
 
 /* ---------------------------------------------------------------- signal handler */
 
+/* The count since the slot's previous sample, from its handler: exact even
+ * when signals of a standard signal number coalesced. A clock event's count
+ * is the thread's CPU time, read from its control page without a system
+ * call. Timers: the thread's CPU time too; a timer's expiries are checked at
+ * the kernel's tick, on the CPU the thread runs on, and on a loaded machine,
+ * where a thread runs in slices shorter than a tick, whole expiries go
+ * unseen, overruns included (measured on Linux 6.18: 0 to 12 expiries for
+ * 100 ms of CPU at 8 ms), so period * (1 + overrun) would undercount. Never
+ * backwards: a control-page reading may run a little ahead of the next
+ * resynchronisation. */
+static inline uint64_t hyp__cpu_weight(hyp_slot_t *slot) {
+    uint64_t count, weight;
+
+    if (S.trigger != TRIG_PERF)
+        count = hyp__thread_cpu_ns(0);
+    else if (slot->page != NULL)
+        count = hyp__slot_cpu_ns(slot);
+    else if (hyp_perf_read(slot->fd, &count) < 0)
+        return S.pcfg.freq ? 0 : S.pcfg.period;
+    if (count <= slot->last_count)
+        return 0;
+    weight = count - slot->last_count;
+    slot->last_count = count;
+    return weight;
+}
+
+/* A fixed period locks onto a program that repeats at the same rate and
+ * samples one phase of it (aliasing): now and then, the period is drawn anew
+ * uniformly within +-12.5% of the one asked for. The weights are measured,
+ * so the jitter biases nothing. The ioctl is costly: on a clock event it
+ * restarts the kernel's timer, which took about 10 us on a VM, against under
+ * 1 us for the whole handler otherwise. Hardware counts, which can repeat to
+ * the cycle, are redrawn every 8th sample; a clock, whose expiries interrupt
+ * latency already blurs, every 64th. */
+static inline void hyp__redraw_period(hyp_slot_t *slot) {
+    uint64_t x, next;
+
+    if (S.pcfg.freq || S.pcfg.period < 8 ||
+        (++slot->nsamples & (S.event.is_clock ? 63 : 7)) != 0)
+        return;
+    x = slot->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    slot->rng = x;
+    next = S.pcfg.period - S.pcfg.period / 8 + x % (S.pcfg.period / 4 + 1);
+    ioctl(slot->fd, PERF_EVENT_IOC_PERIOD, &next);
+}
+
 static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
     int saved = errno;
     hyp_slot_t *slot = NULL;
-    uint64_t weight = 0, count;
+    uint64_t weight = 0;
 
     (void)uc;
     if (!atomic_load_explicit(&S.active, memory_order_acquire) || signo != S.signo)
@@ -356,58 +395,11 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
     }
     if (hyp__claim(slot) < 0)
         goto out;
-    switch (S.trigger) {
-    case TRIG_PERF:
-        /* The count since the previous sample: exact even when signals of
-         * a standard signal number coalesced. A clock event's count is the
-         * thread's CPU time, read without a system call. */
-        if (slot->page != NULL) {
-            /* Never backwards: a reading may run a little ahead of the
-             * next resynchronisation. */
-            count = hyp__slot_cpu_ns(slot);
-            weight = count > slot->last_count ? count - slot->last_count : 0;
-            if (count > slot->last_count)
-                slot->last_count = count;
-        } else if (hyp_perf_read(slot->fd, &count) == 0) {
-            weight = count - slot->last_count;
-            slot->last_count = count;
-        } else {
-            weight = S.pcfg.freq ? 0 : S.pcfg.period;
-        }
-        if (!S.pcfg.freq && S.pcfg.period >= 8 &&
-            (++slot->nsamples & (S.event.is_clock ? 63 : 7)) == 0) {
-            /* A fixed period locks onto a program that repeats at the same
-             * rate and samples one phase of it (aliasing): now and then, the
-             * period is drawn anew uniformly within +-12.5% of the one asked
-             * for. The weights are measured, so the jitter biases nothing.
-             * The ioctl is costly: on a clock event it restarts the kernel's
-             * timer, which took about 10 us on a VM, against 0.5 us for the
-             * rest of the handler. Hardware counts, which can repeat to the
-             * cycle, are redrawn every 8th sample; a clock, whose expiries
-             * interrupt latency already blurs, every 64th. */
-            uint64_t x = slot->rng, next;
-
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            slot->rng = x;
-            next = S.pcfg.period - S.pcfg.period / 8 + x % (S.pcfg.period / 4 + 1);
-            ioctl(slot->fd, PERF_EVENT_IOC_PERIOD, &next);
-        }
-        break;
-    default:
-        /* Timers: the thread's CPU time since its previous sample. A
-         * timer's expiries are checked at the kernel's tick, on the CPU the
-         * thread runs on; on a loaded machine, where a thread runs in slices
-         * shorter than a tick, whole expiries go unseen, overruns included
-         * (measured on Linux 6.18: 0 to 12 expiries for 100 ms of CPU at
-         * 8 ms), so period * (1 + overrun) would undercount. */
-        count = hyp__thread_cpu_ns(0);
-        weight = count > slot->last_count ? count - slot->last_count : 0;
-        slot->last_count = count;
-        break;
-    }
-    if (S.wall) {
+    if (S.trigger == TRIG_PERF)
+        hyp__redraw_period(slot);
+    if (!S.wall) {
+        weight = hyp__cpu_weight(slot);
+    } else {
         int holder = 0, last = 0;
         unsigned long sw;
 
@@ -594,6 +586,18 @@ static int hyp__fd_ours(const hyp_slot_t *slot) {
     if (slot->perf_id == 0)
         return 1;
     return ioctl(slot->fd, PERF_EVENT_IOC_ID, &id) == 0 && id == slot->perf_id;
+}
+
+/* The slot's count now, read from outside its handler (at stop, with the
+ * handler quiet), in the unit of slot->last_count: the perf event's counter
+ * where the handler reads it, else the thread's CPU time. 0 when it cannot
+ * be read. */
+static uint64_t hyp__slot_count_now(const hyp_slot_t *slot) {
+    uint64_t c;
+
+    if (S.trigger == TRIG_PERF && slot->page == NULL)
+        return hyp__fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0 ? c : 0;
+    return hyp__thread_cpu_ns(slot->tid);
 }
 
 static void hyp__disarm(hyp_slot_t *slot) {
@@ -1763,17 +1767,14 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
 
         for (i = 0; i < S.nslots; i++) {
             hyp_slot_t *slot = &S.slots[i];
-            uint64_t c = 0;
+            uint64_t c;
 
             if (!slot->used || !atomic_load(&slot->live))
                 continue;
             while (atomic_load(&slot->busy))
                 sched_yield();
-            if (S.trigger == TRIG_PERF && slot->page == NULL
-                    ? hyp__fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0
-                    : (c = hyp__thread_cpu_ns(slot->tid)) != 0)
-                if (c > slot->last_count)
-                    missed += per ? (c - slot->last_count) / per : 1;
+            if ((c = hyp__slot_count_now(slot)) > slot->last_count)
+                missed += per ? (c - slot->last_count) / per : 1;
         }
         atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], missed ? missed : 1);
     } else if (S.trigger != TRIG_NONE) {
@@ -1781,17 +1782,13 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
          * timer on a loaded machine delivers late, see the handler) goes to
          * that sample's stack, so that its weights add up to its CPU time. */
         hyp_slot_t *slot = hyp__slot_of(PyThreadState_Get());
-        uint64_t c = 0;
+        uint64_t c;
 
         if (slot != NULL && atomic_load(&slot->live)) {
             while (atomic_load(&slot->busy))
                 sched_yield();
-            if (S.trigger == TRIG_PERF && slot->page == NULL
-                    ? hyp__fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0
-                    : (c = hyp__thread_cpu_ns(0)) != 0) {
-                if (c > slot->last_count)
-                    hyp__write_last(slot, &slot->ring, c - slot->last_count, hyp__now());
-            }
+            if ((c = hyp__slot_count_now(slot)) > slot->last_count)
+                hyp__write_last(slot, &slot->ring, c - slot->last_count, hyp__now());
         }
     }
     for (i = 0; i < S.nslots; i++) {
