@@ -11,6 +11,7 @@ semantics, code-object lifetime, fork.
 """
 
 import atexit
+import functools
 import os
 import shutil
 import signal as _signal
@@ -406,6 +407,7 @@ def _guard_exec():
         return
 
     def guard(real):
+        @functools.wraps(real)
         def exec_(*args, **kwargs):
             s = _active
             old = None
@@ -418,7 +420,6 @@ def _guard_exec():
                 # Reached only when the exec failed.
                 if old is not None and _active is s and s.running:
                     _signal.setitimer(_signal.ITIMER_PROF, *old)
-        exec_.__name__, exec_.__qualname__, exec_.__doc__ = real.__name__, real.__name__, real.__doc__
         exec_._hyprof_guard = True
         return exec_
 
