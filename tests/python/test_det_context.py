@@ -208,9 +208,9 @@ def gen_steps(n):
         yield i
 
 
-def test_generator_resumed_in_another_context(engine):
-    """Each profile holds the resumptions made in its context: the instance is
-    one call in each, its body's calls where they ran."""
+def started_in_two_contexts(engine):
+    """Two contexts where VAR is "a" and "b", and a profiler bound to each,
+    started in it: (ctx_a, ctx_b, pa, pb)."""
     ctx_a, ctx_b = contextvars.copy_context(), contextvars.copy_context()
     ctx_a.run(VAR.set, "a")
     ctx_b.run(VAR.set, "b")
@@ -218,6 +218,13 @@ def test_generator_resumed_in_another_context(engine):
     pb = hyprof.Profiler(engine=engine, context=(VAR, "b"))
     ctx_a.run(pa.start)
     ctx_b.run(pb.start)
+    return ctx_a, ctx_b, pa, pb
+
+
+def test_generator_resumed_in_another_context(engine):
+    """Each profile holds the resumptions made in its context: the instance is
+    one call in each, its body's calls where they ran."""
+    ctx_a, ctx_b, pa, pb = started_in_two_contexts(engine)
     g = ctx_a.run(gen_steps, 10)
     ctx_a.run(next, g)
     ctx_a.run(next, g)
@@ -305,13 +312,7 @@ def test_start_stop_in_any_order(engine, order):
 
 
 def test_stopped_profiler_keeps_its_counts_while_the_other_runs(engine):
-    ctx_a, ctx_b = contextvars.copy_context(), contextvars.copy_context()
-    ctx_a.run(VAR.set, "a")
-    ctx_b.run(VAR.set, "b")
-    pa = hyprof.Profiler(engine=engine, context=(VAR, "a"))
-    pb = hyprof.Profiler(engine=engine, context=(VAR, "b"))
-    ctx_a.run(pa.start)
-    ctx_b.run(pb.start)
+    ctx_a, ctx_b, pa, pb = started_in_two_contexts(engine)
     ctx_a.run(work_a, 4)
     ctx_b.run(work_b, 3)
     ctx_a.run(pa.stop)
