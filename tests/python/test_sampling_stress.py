@@ -634,14 +634,21 @@ def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
         p.start()
         threads = [threading.Thread(target=cpu_for, args=(0.2,)) for _ in range(3)]
         for t in threads: t.start()
-        time.sleep(0.05)
-        perf = []
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                if os.readlink("/proc/self/fd/" + fd) == "anon_inode:[perf_event]":
-                    perf.append(int(fd))
-            except FileNotFoundError:  # listdir's own descriptor
-                pass
+        def perf_fds():
+            found = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    if os.readlink("/proc/self/fd/" + fd) == "anon_inode:[perf_event]":
+                        found.append(int(fd))
+                except FileNotFoundError:  # listdir's own descriptor
+                    pass
+            return found
+        # Until every worker is registered (at its first call; a loaded
+        # machine may take a while to run them).
+        deadline = time.time() + 10
+        while len(perf_fds()) < 4 and time.time() < deadline:
+            time.sleep(0.01)
+        perf = perf_fds()
         for fd in perf:
             os.close(fd)
         # The program's own files, at the numbers hyprof had.
