@@ -632,7 +632,11 @@ def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
     r = run_script("""
         p = hyprof.Profiler(mode="sampling", frequency=1000)
         p.start()
-        threads = [threading.Thread(target=cpu_for, args=(0.2,)) for _ in range(3)]
+        done = threading.Event()
+        def worker():
+            cpu_for(0.2)
+            done.wait()  # still registered when the descriptors are closed
+        threads = [threading.Thread(target=worker) for _ in range(3)]
         for t in threads: t.start()
         def perf_fds():
             found = []
@@ -646,9 +650,10 @@ def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
         # Until every worker is registered (at its first call; a loaded
         # machine may take a while to run them).
         deadline = time.time() + 10
-        while len(perf_fds()) < 4 and time.time() < deadline:
-            time.sleep(0.01)
         perf = perf_fds()
+        while len(perf) < 4 and time.time() < deadline:
+            time.sleep(0.01)
+            perf = perf_fds()
         for fd in perf:
             os.close(fd)
         # The program's own files, at the numbers hyprof had.
@@ -656,6 +661,7 @@ def test_a_program_that_closes_every_descriptor_keeps_the_files_it_opens_next():
         while not set(perf) <= {fd for pair in pipes for fd in pair}:
             pipes.append(os.pipe())
         cpu_for(0.2)
+        done.set()
         for t in threads: t.join()
         p.stop()
         ok = []
