@@ -84,6 +84,7 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     uint64_t *fown = NULL, *fcum = NULL, *eown = NULL, *ecum = NULL;
     uint32_t *child_start = NULL, *children = NULL, *edge_of = NULL;
     uint32_t *fdepth = NULL, *edepth = NULL, *stack = NULL, *next = NULL;
+    size_t *rec_of = NULL, *erec_of = NULL;
     unsigned char *outer_f = NULL, *outer_e = NULL;
     hyp__edges_t edges = {0};
     hyp_flat_t *f = NULL;
@@ -107,9 +108,24 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     next = hyp__calloc(N, sizeof(uint32_t));
     outer_f = hyp__calloc(N, 1);
     outer_e = hyp__calloc(N, 1);
+    rec_of = hyp__calloc(M + 1, sizeof(size_t));
+    erec_of = hyp__calloc(M + 1, sizeof(size_t));
     if (!vals || !sub || !part || !child_start || !children || !edge_of || !fdepth || !stack ||
-        !next || !outer_f || !outer_e)
+        !next || !outer_f || !outer_e || !rec_of || !erec_of)
         goto out;
+    /* Columns whose recursive part the producer measured on the live stack
+     * (REC, EDGE_REC): those take it out instead of the ancestor rule. */
+    for (m = 0; m < M; m++)
+        rec_of[m] = erec_of[m] = SIZE_MAX;
+    for (m = 0; m < M; m++) {
+        size_t b = hyp__metric_base(p->metrics, M, m);
+        if (b != SIZE_MAX) {
+            if (p->metrics[m].kind == HYP_METRIC_REC)
+                rec_of[b] = m;
+            else
+                erec_of[b] = m;
+        }
+    }
     if (M > 0 && (rc = hyp_profile_node_values(p, thread, vals)) < 0)
         goto out;
     rc = HYP_ENOMEM;
@@ -191,12 +207,17 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
             hyp_metric_kind_t kind = p->metrics[m].kind;
             uint64_t o = kind == HYP_METRIC_CUM ? pt[m] : v[m];
             uint64_t c = kind == HYP_METRIC_OWN ? s[m] : v[m];
+            int rec = kind == HYP_METRIC_REC || kind == HYP_METRIC_EDGE_REC;
 
             fo[m] += o;
             eo[m] += o;
-            if (outer_f[n])
+            if (rec_of[m] != SIZE_MAX)
+                fc[m] += c > v[rec_of[m]] ? c - v[rec_of[m]] : 0;
+            else if (outer_f[n] || rec)
                 fc[m] += c;
-            if (outer_e[n])
+            if (erec_of[m] != SIZE_MAX)
+                ec[m] += c > v[erec_of[m]] ? c - v[erec_of[m]] : 0;
+            else if (outer_e[n] || rec)
                 ec[m] += c;
         }
     }
@@ -260,6 +281,8 @@ out:
     hyp__free(next);
     hyp__free(outer_f);
     hyp__free(outer_e);
+    hyp__free(rec_of);
+    hyp__free(erec_of);
     hyp__free(fown);
     hyp__free(fcum);
     hyp__free(eown);

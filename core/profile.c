@@ -26,8 +26,48 @@ const char *hyp__metric_kind_name(hyp_metric_kind_t kind) {
         return "cum";
     case HYP_METRIC_CALLS:
         return "calls";
+    case HYP_METRIC_REC:
+        return "rec";
+    case HYP_METRIC_EDGE_REC:
+        return "edge_rec";
     }
     return "?";
+}
+
+int hyp__metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind) {
+    static const hyp_metric_kind_t all[] = {HYP_METRIC_OWN, HYP_METRIC_CUM, HYP_METRIC_CALLS,
+                                            HYP_METRIC_REC, HYP_METRIC_EDGE_REC};
+    size_t i;
+
+    for (i = 0; i < HYP__ARRAY_SIZE(all); i++) {
+        const char *name = hyp__metric_kind_name(all[i]);
+        if (strlen(name) == len && memcmp(name, s, len) == 0) {
+            *kind = all[i];
+            return 0;
+        }
+    }
+    return HYP_EINVAL;
+}
+
+size_t hyp__metric_base(const hyp_metric_t *metrics, size_t nmetrics, size_t i) {
+    const char *suffix, *name = metrics[i].name;
+    size_t len = strlen(name), slen, j;
+
+    if (metrics[i].kind == HYP_METRIC_REC)
+        suffix = ".rec";
+    else if (metrics[i].kind == HYP_METRIC_EDGE_REC)
+        suffix = ".edge_rec";
+    else
+        return SIZE_MAX;
+    slen = strlen(suffix);
+    if (len <= slen || strcmp(name + len - slen, suffix) != 0)
+        return SIZE_MAX;
+    for (j = 0; j < nmetrics; j++)
+        if (strlen(metrics[j].name) == len - slen && memcmp(metrics[j].name, name, len - slen) == 0)
+            return metrics[j].kind == HYP_METRIC_CALLS || metrics[j].kind == HYP_METRIC_CUM
+                       ? j
+                       : SIZE_MAX;
+    return SIZE_MAX;
 }
 
 /* ---------------------------------------------------------------- hashing */
@@ -128,8 +168,10 @@ hyp_profile_t *hyp_profile_new(hyp_mode_t mode, const hyp_metric_t *metrics, siz
     for (i = 0; i < nmetrics; i++) {
         if (metrics[i].name == NULL || metrics[i].name[0] == '\0' || metrics[i].unit == NULL)
             return NULL;
-        if (metrics[i].kind != HYP_METRIC_OWN && metrics[i].kind != HYP_METRIC_CUM &&
-            metrics[i].kind != HYP_METRIC_CALLS)
+        if ((unsigned)metrics[i].kind > HYP_METRIC_EDGE_REC)
+            return NULL;
+        if ((metrics[i].kind == HYP_METRIC_REC || metrics[i].kind == HYP_METRIC_EDGE_REC) &&
+            hyp__metric_base(metrics, nmetrics, i) == SIZE_MAX)
             return NULL;
         for (j = 0; j < i; j++)
             if (strcmp(metrics[i].name, metrics[j].name) == 0)

@@ -102,5 +102,10 @@ int hyp__profile_set_dropped(hyp_profile_t *p, const char *reason, size_t len, u
 int hyp__meta_key_reserved(const char *key);
 
 const char *hyp__metric_kind_name(hyp_metric_kind_t kind);
+/* The kind named by s (len bytes): 0, or HYP_EINVAL for an unknown name. */
+int hyp__metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind);
+/* The column a REC or EDGE_REC column qualifies, found by name; SIZE_MAX for
+ * other kinds and for a name that has no valid base (see profile.h). */
+size_t hyp__metric_base(const hyp_metric_t *metrics, size_t nmetrics, size_t i);
 
 #endif /* HYPROF_CORE_PROFILE_INT_H */

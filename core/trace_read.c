@@ -664,13 +664,7 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
                 for (; an > 3; an--)
                     if (hyp__cur_skip(&c) < 0)
                         goto bad_metric;
-                if (hyp__streq(ms[2], ml[2], "own"))
-                    metrics[mi].kind = HYP_METRIC_OWN;
-                else if (hyp__streq(ms[2], ml[2], "cum"))
-                    metrics[mi].kind = HYP_METRIC_CUM;
-                else if (hyp__streq(ms[2], ml[2], "calls"))
-                    metrics[mi].kind = HYP_METRIC_CALLS;
-                else
+                if (hyp__metric_kind_parse(ms[2], ml[2], &metrics[mi].kind) != 0)
                     goto bad_metric;
                 metrics[mi].name = hyp__strndup(ms[0], ml[0]);
                 metrics[mi].unit = hyp__strndup(ms[1], ml[1]);
@@ -694,7 +688,8 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
     r->profile = hyp_profile_new((hyp_mode_t)mode, metrics, (size_t)nmetrics);
     if (r->profile == NULL) {
         rc = hyp__fail(r, HYP_EFORMAT,
-                       "the header's metric columns are invalid (an empty or repeated name)");
+                       "the header's metric columns are invalid (an empty or repeated name, or"
+                       " a rec column without its calls or cum column)");
         goto out;
     }
     if (kinds != NULL) {
@@ -765,7 +760,9 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
     }
     goto out;
 bad_metric:
-    rc = hyp__fail(r, HYP_EFORMAT, "a metric column is not [name, unit, \"own\"|\"cum\"|\"calls\"]");
+    rc = hyp__fail(r, HYP_EFORMAT,
+                   "a metric column is not [name, unit, kind] with kind \"own\", \"cum\","
+                   " \"calls\", \"rec\" or \"edge_rec\"");
 out:
     if (metrics != NULL) {
         for (k = 0; k < nmetrics; k++) {

@@ -699,45 +699,14 @@ static void hyp_py_release_run(void) {
     hyp_py_alloc.live_added = 0;
 }
 
-/* The command line and the wall-clock start, as the other modes' headers
- * carry them. */
-static int hyp_py_set_run_meta(hyp_profile_t *p) {
-    PyObject *argv = PySys_GetObject("argv"); /* borrowed; may be unset */
-    const char **v = NULL;
-    struct timespec now;
-    Py_ssize_t i, n = 0;
-    int rc;
-
-    clock_gettime(CLOCK_REALTIME, &now);
-    if ((rc = hyp_profile_set_meta_float(p, "start_time",
-                                         (double)now.tv_sec + now.tv_nsec * 1e-9)) < 0)
-        return hyp_py_fail(rc);
-    if (argv == NULL || !PyList_Check(argv))
-        return 0;
-    n = PyList_GET_SIZE(argv);
-    v = hyp__calloc((size_t)n + 1, sizeof(*v));
-    if (v == NULL)
-        return hyp_py_fail(HYP_ENOMEM);
-    for (i = 0; i < n; i++) {
-        PyObject *a = PyList_GET_ITEM(argv, i);
-
-        v[i] = PyUnicode_Check(a) ? PyUnicode_AsUTF8(a) : "?";
-        if (v[i] == NULL) {
-            hyp__free(v);
-            return -1;
-        }
-    }
-    rc = hyp_profile_set_meta_strv(p, "argv", v, (size_t)n);
-    hyp__free(v);
-    return rc < 0 ? hyp_py_fail(rc) : 0;
-}
-
 static int hyp_py_new_profile(void) {
     hyp_sample_kind_t ka = {"alloc", "bytes", 0, 1}, kl = {"live", "bytes", 2, 3};
     hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, hyp_py_alloc_metrics,
                                        HYP_PY_ALLOC_NMETRICS);
+    struct timespec now;
     int rc;
 
+    clock_gettime(CLOCK_REALTIME, &now);
     if (p == NULL)
         return hyp_py_fail(HYP_ENOMEM);
     if ((rc = hyp_profile_sample_kind(p, &ka, &hyp_py_alloc.kind_alloc)) < 0 ||
@@ -747,14 +716,9 @@ static int hyp_py_new_profile(void) {
         (rc = hyp_profile_set_meta_float(p, "memory_interval", hyp_py_alloc.interval)) < 0 ||
         (rc = hyp_profile_set_meta_int(p, "memory_max_frames", hyp_py_alloc.max_frames)) < 0 ||
         (rc = hyp_profile_set_meta_str(p, "memory_domains", "mem,obj")) < 0 ||
-        (rc = hyp_profile_set_meta_str(p, "python", Py_GetVersion())) < 0 ||
-        (rc = hyp_profile_set_meta_int(p, "pid", (int64_t)getpid())) < 0) {
+        (rc = hyp_py_set_run_meta(p, (double)now.tv_sec + now.tv_nsec * 1e-9)) < 0) {
         hyp_profile_free(p);
         return hyp_py_fail(rc);
-    }
-    if (hyp_py_set_run_meta(p) < 0) {
-        hyp_profile_free(p);
-        return -1;
     }
     /* The same bound as the CPU sampler's: past it, call paths fold into
      * "[truncated]" (counted in the trace), so memory stays bounded. */

@@ -55,6 +55,9 @@
 #endif
 
 #define DET_GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)
+/* Instances whose cumulative wall time spans their life: what they await is
+ * theirs (a generator decorated with types.coroutine is one of them). */
+#define DET_LIFETIME_FLAGS (CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
 #define DET_DEFAULT_MAX_NODES 1000000u
 #define DET_CHUNK_NODES 1024u
 #define DET_GENS_MAX ((size_t)1 << 22)
@@ -225,6 +228,7 @@ static det_func_t *func_new(det_prof_t *p, const void *key, uint32_t kind) {
         return NULL;
     f->key = key;
     f->kind = kind;
+    f->index = (uint32_t)p->nfuncs;
     p->funcs[p->nfuncs++] = f;
     return f;
 }
@@ -634,6 +638,9 @@ static void sweep_dead_threads(det_prof_t *p) {
         hyp__free(th->stack);
         th->stack = NULL;
         th->cap = 0;
+        hyp__free(th->top);
+        th->top = NULL;
+        th->top_cap = 0;
     }
 }
 
@@ -803,28 +810,71 @@ static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint6
                            int suspend) {
     det_frame_t *f = &th->stack[--th->depth];
     det_node_t *n = f->node;
-    uint64_t w = wall - f->t0, c = cpu - f->c0;
+    uint64_t w = wall - f->t0, c = cpu - f->c0, cum = w;
 
     if (wall < f->t0)
-        w = 0;
+        w = cum = 0;
+    th->top[n->func->index] = f->prev_same;
     n->wall_own += w > f->child_wall ? w - f->child_wall : 0;
     n->cpu_own += c > f->child_cpu ? c - f->child_cpu : 0;
-    n->cpu_cum += c;
-    if (f->gen_frame == NULL) {
-        n->wall_cum += w;
+    if (f->gen_frame != NULL && f->lifetime) {
+        if (suspend) {
+            gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
+        } else {
+            /* A coroutine's whole life: earlier activations were added at
+             * their suspension, the time suspended is added now. */
+            uint64_t span = wall - f->first_wall;
+            cum = span > f->run_wall ? span - f->run_wall : w;
+        }
     } else if (suspend) {
-        n->wall_cum += w;
+        /* A generator counts the time it ran, activation by activation. */
         gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
-    } else {
-        /* The whole life of the instance: earlier activations were added at
-         * their suspension, the time suspended is added now. */
-        uint64_t span = wall - f->first_wall;
-        n->wall_cum += span > f->run_wall ? span - f->run_wall : w;
     }
     if (th->depth != 0) {
-        th->stack[th->depth - 1].child_wall += w;
-        th->stack[th->depth - 1].child_cpu += c;
+        det_frame_t *below = &th->stack[th->depth - 1];
+        below->child_wall += w;
+        below->child_cpu += c;
+        /* Calls folded into their caller's "[truncated]" node are inside its
+         * time already. */
+        if (UNLIKELY(below->node == n))
+            return;
     }
+    n->wall_cum += cum;
+    n->cpu_cum += c;
+    if (UNLIKELY(f->rec != 0)) {
+        if (f->rec & DET_REC_FUNC) {
+            n->wall_rec += cum;
+            n->cpu_rec += c;
+        }
+        if (f->rec & DET_REC_EDGE) {
+            n->wall_erec += cum;
+            n->cpu_erec += c;
+        }
+    }
+}
+
+/* How an open call of n's function (the topmost, 1 + its stack index in
+ * prev) makes a new call of n recursive: always for the function, and for
+ * the edge when one of the function's open calls has n's caller. */
+static int det_rec(const det_thread_t *th, uint32_t prev, const det_node_t *n) {
+    const det_func_t *caller = n->parent->func;
+
+    for (; prev != 0; prev = th->stack[prev - 1].prev_same)
+        if (th->stack[prev - 1].node->parent->func == caller)
+            return DET_REC_FUNC | DET_REC_EDGE;
+    return DET_REC_FUNC;
+}
+
+static int top_grow(det_prof_t *p, det_thread_t *th) {
+    size_t cap = th->top_cap * 2 > p->nfuncs + 64 ? th->top_cap * 2 : p->nfuncs + 64;
+    uint32_t *t = hyp__realloc(th->top, cap * sizeof *t);
+
+    if (t == NULL)
+        return HYP_ENOMEM;
+    memset(t + th->top_cap, 0, (cap - th->top_cap) * sizeof *t);
+    th->top = t;
+    th->top_cap = cap;
+    return 0;
 }
 
 /* Enters a call of key (a code object, or a PyMethodDef when callable is
@@ -836,7 +886,8 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
     det_node_t *parent, *n;
     det_frame_t *f;
     det_gen_t g;
-    int resumed = 0;
+    uint32_t idx, prev;
+    int resumed = 0, rec = 0;
 
     if (UNLIKELY(th->lost != 0 || th->depth == th->cap)) {
         if (th->lost != 0 || stack_grow(th) != 0) {
@@ -862,9 +913,27 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
                 return;
             }
         }
+    }
+    idx = n->func->index;
+    if (UNLIKELY(idx >= th->top_cap) && top_grow(p, th) != 0) {
+        if (resumed)
+            gens_put(p, gen_frame, n, g.first_wall, g.run_wall);
+        th->lost++;
+        set_error(p, HYP_ENOMEM);
+        return;
+    }
+    prev = th->top[idx];
+    if (UNLIKELY(prev != 0))
+        rec = det_rec(th, prev, n);
+    if (!resumed) {
         n->calls++;
+        if (UNLIKELY(rec != 0)) {
+            n->calls_rec++;
+            n->calls_erec += (rec & DET_REC_EDGE) != 0;
+        }
     }
     f = &th->stack[th->depth++];
+    th->top[idx] = (uint32_t)th->depth;
     f->key = key;
     f->node = n;
     f->gen_frame = gen_frame;
@@ -872,9 +941,13 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
     f->c0 = cpu;
     f->child_wall = 0;
     f->child_cpu = 0;
+    f->prev_same = prev;
+    f->rec = (uint8_t)rec;
+    f->lifetime = 0;
     if (gen_frame != NULL) {
         f->first_wall = resumed ? g.first_wall : wall;
         f->run_wall = resumed ? g.run_wall : 0;
+        f->lifetime = (((PyCodeObject *)key)->co_flags & DET_LIFETIME_FLAGS) != 0;
     }
 }
 
@@ -1734,8 +1807,14 @@ static void drop_stop_frames(det_prof_t *p) {
             hidden = f->key == (const void *)PyTuple_GET_ITEM(p->hidden, i);
         if (!hidden)
             break;
-        if (f->gen_frame == NULL && f->node->calls != 0)
+        if (f->gen_frame == NULL && f->node->calls != 0) {
             f->node->calls--;
+            if (f->rec & DET_REC_FUNC)
+                f->node->calls_rec--;
+            if (f->rec & DET_REC_EDGE)
+                f->node->calls_erec--;
+        }
+        th->top[f->node->func->index] = f->prev_same;
         th->depth--;
     }
 }
@@ -1802,6 +1881,7 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
         PyErr_Restore(exc_type, exc_value, exc_tb);
     }
     p->wall_total += hyp_clock_ticks() - p->wall_start;
+    p->ns_per_tick = hyp_clock_ns_per_tick();
     if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0 &&
         PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
                          "hyprof: another profile function replaced hyprof's on %R while it "
@@ -1916,6 +1996,7 @@ static void free_threads(det_prof_t *p) {
         }
         hyp_cpu_clock_destroy(&th->cpu);
         hyp__free(th->stack);
+        hyp__free(th->top);
         hyp__free(th);
     }
     p->threads = NULL;

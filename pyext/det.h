@@ -24,6 +24,7 @@ typedef struct {
     PyObject *name;   /* strong reference, C functions and "[truncated]" */
     uint32_t kind;
     uint32_t export_id;
+    uint32_t index;   /* in the profiler's funcs[], and the threads' top[] */
 } det_func_t;
 
 /* A calling-context tree node: one call path. Children form a singly linked
@@ -38,10 +39,21 @@ typedef struct det_node_s {
     uint32_t truncated;
     uint64_t calls;
     uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
+    /* The part of calls and of the cumulative times that was recursive on
+     * the live stack: for the function (it was already running on the
+     * thread), and for the edge (the same caller -> callee pair was). */
+    uint64_t calls_rec, wall_rec, cpu_rec;
+    uint64_t calls_erec, wall_erec, cpu_erec;
 } det_node_t;
 
+/* Recursion of an open call, decided on the thread's live stack. */
+enum { DET_REC_FUNC = 1, DET_REC_EDGE = 2 };
+
 /* An open call. A generator or coroutine frame also carries its instance's
- * first entry and the running time of its earlier activations. */
+ * first entry and the running time of its earlier activations. prev_same
+ * links the open calls of one function (1 + the stack index of the next one
+ * down, 0 for none), so recursion is one load and an edge check walks only
+ * the function's own open calls. */
 typedef struct {
     const void *key;
     det_node_t *node;
@@ -49,6 +61,9 @@ typedef struct {
     uint64_t t0, c0;       /* wall and CPU ticks at entry (or resumption) */
     uint64_t child_wall, child_cpu;
     uint64_t first_wall, run_wall;
+    uint32_t prev_same;
+    uint8_t rec;           /* DET_REC_* */
+    uint8_t lifetime;      /* a coroutine: its cumulative wall time is its life */
 } det_frame_t;
 
 /* A suspended generator or coroutine instance, keyed by its frame. */
@@ -69,6 +84,10 @@ typedef struct det_thread_s {
     uint64_t session;
     det_frame_t *stack;
     size_t depth, cap;
+    /* Per function (det_func_t.index): 1 + the stack index of its topmost
+     * open call, 0 when it is not running on this thread. */
+    uint32_t *top;
+    size_t top_cap;
     size_t lost;              /* open calls whose push failed (no memory) */
     det_node_t root;
     det_chunk_t *chunks;
@@ -114,6 +133,7 @@ typedef struct {
     size_t gens_cap, gens_used;
     det_func_t *trunc_func;
     uint64_t wall_start, wall_total; /* ticks */
+    double ns_per_tick;       /* the clock's rate at the last stop(): every export agrees */
     double unix_start;
     PyObject *bootstrap;      /* threading.setprofile() hook for new threads */
     PyObject *callbacks;      /* sys.monitoring callables, a tuple */

@@ -3,18 +3,27 @@
 #include "det.h"
 
 #include "internal.h"
+#include "profile_int.h" /* hyp__profile_set_truncated */
 
 #include <string.h>
 #include <unistd.h>
 
-/* Column order documented in docs/ARCHITECTURE.md. */
+/* Column order documented in docs/FORMAT.md. The ".rec" and ".edge_rec"
+ * columns carry the recursion the engine saw on the live stack. */
 static const hyp_metric_t det_metrics[] = {
     {"calls", "count", HYP_METRIC_CALLS},
     {"wall_own", "ns", HYP_METRIC_OWN},
     {"cpu_own", "ns", HYP_METRIC_OWN},
     {"wall_cum", "ns", HYP_METRIC_CUM},
     {"cpu_cum", "ns", HYP_METRIC_CUM},
+    {"calls.rec", "count", HYP_METRIC_REC},
+    {"wall_cum.rec", "ns", HYP_METRIC_REC},
+    {"cpu_cum.rec", "ns", HYP_METRIC_REC},
+    {"calls.edge_rec", "count", HYP_METRIC_EDGE_REC},
+    {"wall_cum.edge_rec", "ns", HYP_METRIC_EDGE_REC},
+    {"cpu_cum.edge_rec", "ns", HYP_METRIC_EDGE_REC},
 };
+#define DET_NMETRICS HYP__ARRAY_SIZE(det_metrics)
 
 static int intern_obj(hyp_profile_t *prof, PyObject *s, hyp_id_t *id) {
     Py_ssize_t len;
@@ -67,9 +76,10 @@ static uint64_t to_ns_up(uint64_t ticks, double ns_per_tick) {
 
 /* Walks one thread's tree in preorder without recursion (trees can be as
  * deep as the recursion limit allows), giving each node its shared id. */
-static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k) {
+static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k,
+                         uint64_t *folded) {
     det_node_t *n = th->root.first_child;
-    uint64_t v[5];
+    uint64_t v[DET_NMETRICS];
     int rc;
 
     th->root.export_id = HYP_ROOT_NODE;
@@ -89,6 +99,16 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
         v[2] = to_ns_down(n->cpu_own, k);
         v[3] = to_ns_up(n->wall_cum, k);
         v[4] = to_ns_up(n->cpu_cum, k);
+        /* The recursive parts round like the totals they are taken from, so
+         * that a node that only recursed keeps nothing outside. */
+        v[5] = n->calls_rec;
+        v[6] = to_ns_up(n->wall_rec, k);
+        v[7] = to_ns_up(n->cpu_rec, k);
+        v[8] = n->calls_erec;
+        v[9] = to_ns_up(n->wall_erec, k);
+        v[10] = to_ns_up(n->cpu_erec, k);
+        if (n->truncated)
+            *folded += n->calls;
         if ((rc = hyp_profile_add(prof, tid, n->export_id, v)) != 0)
             return rc;
         if (n->first_child != NULL) {
@@ -102,31 +122,6 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
             n = n->next_sibling;
     }
     return 0;
-}
-
-static int set_argv(hyp_profile_t *prof) {
-    PyObject *argv = PySys_GetObject("argv"); /* borrowed */
-    const char **v;
-    Py_ssize_t i, n;
-    int rc;
-
-    if (argv == NULL || !PyList_Check(argv))
-        return hyp_profile_set_meta_strv(prof, "argv", NULL, 0);
-    n = PyList_GET_SIZE(argv);
-    v = hyp__calloc((size_t)n + 1, sizeof *v);
-    if (v == NULL)
-        return HYP_ENOMEM;
-    for (i = 0; i < n; i++) {
-        PyObject *a = PyList_GET_ITEM(argv, i);
-        v[i] = PyUnicode_Check(a) ? PyUnicode_AsUTF8(a) : "?";
-        if (v[i] == NULL) {
-            PyErr_Clear();
-            v[i] = "?";
-        }
-    }
-    rc = hyp_profile_set_meta_strv(prof, "argv", v, (size_t)n);
-    hyp__free(v);
-    return rc;
 }
 
 static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
@@ -153,34 +148,33 @@ static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
                                                            ? "monitoring"
                                                            : "setprofile")) != 0 ||
         (rc = hyp_profile_set_meta_bool(prof, "builtins", p->builtins)) != 0 ||
-        (rc = hyp_profile_set_meta_str(prof, "python", Py_GetVersion())) != 0 ||
-        (rc = hyp_profile_set_meta_int(prof, "pid", (int64_t)getpid())) != 0 ||
-        (rc = hyp_profile_set_meta_float(prof, "start_time", p->unix_start)) != 0 ||
+        (rc = hyp_py_set_run_meta(prof, p->unix_start)) != 0 ||
         (rc = hyp_profile_set_meta_float(prof, "duration", (double)p->wall_total * k / 1e9)) !=
             0 ||
         (rc = hyp_profile_set_meta_int(prof, "max_nodes", (int64_t)p->max_nodes)) != 0 ||
-        (rc = hyp_profile_set_meta_int(prof, "truncated", (int64_t)p->truncated)) != 0 ||
         (rc = hyp_profile_set_meta_int(prof, "unmatched_returns", (int64_t)p->unmatched)) != 0 ||
         (rc = hyp_profile_set_meta_int(prof, "generators_lost", (int64_t)p->gens_lost)) != 0)
         return rc;
-    return set_argv(prof);
+    return 0;
 }
 
 hyp_profile_t *hyp__det_export(det_prof_t *p) {
     hyp_profile_t *prof;
     det_thread_t *th;
-    double k = hyp_clock_ns_per_tick();
+    double k = p->ns_per_tick != 0 ? p->ns_per_tick : hyp_clock_ns_per_tick();
+    uint64_t folded = 0;
     size_t i;
     int rc = 0;
 
-    prof = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, HYP__ARRAY_SIZE(det_metrics));
+    prof = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, DET_NMETRICS);
     if (prof == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    /* The engine folds calls past its own limit already; the profile's limit
-     * (the same) guards the shared tree, which threads can only make smaller. */
-    hyp_profile_set_node_limit(prof, p->max_nodes != 0 ? p->max_nodes + p->nthreads + 1 : 0);
+    /* The engine folds calls past its own limit already (its "[truncated]"
+     * nodes come on top, one per parent at most), and the export can only
+     * merge nodes: the profile needs no limit of its own, which would fold
+     * the engine's folds again and count them twice. */
     for (i = 0; i < p->nfuncs; i++)
         p->funcs[i]->export_id = HYP_NO_ID;
     rc = set_meta(prof, p, k);
@@ -202,9 +196,15 @@ hyp_profile_t *hyp__det_export(det_prof_t *p) {
             if ((rc = hyp_profile_string(prof, th->name, strlen(th->name), &t.name)) != 0 ||
                 (rc = hyp_profile_thread(prof, &t, &tid)) != 0)
                 break;
-            rc = export_thread(prof, th, tid, k);
+            rc = export_thread(prof, th, tid, k, &folded);
         }
         hyp__free(order);
+    }
+    /* The calls the engine folded into "[truncated]", whichever place says
+     * it: the header and the end record. */
+    if (rc == 0) {
+        hyp__profile_set_truncated(prof, folded);
+        rc = hyp_profile_set_meta_int(prof, "truncated", (int64_t)folded);
     }
     if (rc != 0) {
         hyp_profile_free(prof);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HYP_PY_CAPSULE "hyprof._hyprof.profile"
 
@@ -588,6 +589,39 @@ out:
 
 /* Used by the rest of the module: a Trace made from a live profile, without
  * touching the disk and without changing the profile. */
+int hyp_py_set_run_meta(hyp_profile_t *p, double start_time) {
+    PyObject *argv = PySys_GetObject("argv"); /* borrowed; may be unset */
+    const char *full = Py_GetVersion();
+    char version[32];
+    const char **v;
+    Py_ssize_t i, n;
+    int rc;
+
+    /* "3.12.4 (main, ...) [GCC ...]": the version is the first word. */
+    snprintf(version, sizeof version, "%.*s", (int)strcspn(full, " "), full);
+    if ((rc = hyp_profile_set_meta_str(p, "python", version)) < 0 ||
+        (rc = hyp_profile_set_meta_int(p, "pid", (int64_t)getpid())) < 0 ||
+        (rc = hyp_profile_set_meta_float(p, "start_time", start_time)) < 0)
+        return rc;
+    if (argv == NULL || !PyList_Check(argv))
+        return hyp_profile_set_meta_strv(p, "argv", NULL, 0);
+    n = PyList_GET_SIZE(argv);
+    v = hyp__calloc((size_t)n + 1, sizeof *v);
+    if (v == NULL)
+        return HYP_ENOMEM;
+    for (i = 0; i < n; i++) {
+        PyObject *a = PyList_GET_ITEM(argv, i);
+        v[i] = PyUnicode_Check(a) ? PyUnicode_AsUTF8(a) : "?";
+        if (v[i] == NULL) {
+            PyErr_Clear();
+            v[i] = "?";
+        }
+    }
+    rc = hyp_profile_set_meta_strv(p, "argv", v, (size_t)n);
+    hyp__free(v);
+    return rc;
+}
+
 PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
     hyp_read_options_t opts;
     hyp_writer_t *w = NULL;
@@ -1027,16 +1061,11 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                              "write_trace: metric %zd must be (name, unit, kind) strings", i);
             goto fail;
         }
-        if (strcmp(kind, "own") == 0)
-            metrics[i].kind = HYP_METRIC_OWN;
-        else if (strcmp(kind, "cum") == 0)
-            metrics[i].kind = HYP_METRIC_CUM;
-        else if (strcmp(kind, "calls") == 0)
-            metrics[i].kind = HYP_METRIC_CALLS;
-        else {
+        if (hyp__metric_kind_parse(kind, strlen(kind), &metrics[i].kind) != 0) {
             PyErr_Format(PyExc_ValueError,
-                         "write_trace: metric %zd has kind %R (\"own\", \"cum\" or \"calls\")", i,
-                         it[2]);
+                         "write_trace: metric %zd has kind %R (\"own\", \"cum\", \"calls\","
+                         " \"rec\" or \"edge_rec\")",
+                         i, it[2]);
             goto fail;
         }
     }
@@ -1044,7 +1073,8 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     Py_CLEAR(seq);
     if (p == NULL) {
         PyErr_SetString(PyExc_ValueError,
-                        "write_trace: invalid metric columns (empty or repeated names)");
+                        "write_trace: invalid metric columns (empty or repeated names, or a"
+                        " rec column without its calls or cum column)");
         goto fail;
     }
 

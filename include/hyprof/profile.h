@@ -26,6 +26,16 @@
  * Per-function cumulative values never double-count recursion: a node counts
  * only when no ancestor is the same function.
  *
+ * A producer that sees the live stack (the deterministic mode) can say
+ * exactly which part of a CALLS or CUM column was recursive, which the tree
+ * cannot tell when a generator resumed elsewhere or two functions share a
+ * name. It adds, for such a base column named B:
+ *   HYP_METRIC_REC       named "B.rec": the part of the node's B that was
+ *                        recursive for its function (already running);
+ *   HYP_METRIC_EDGE_REC  named "B.edge_rec": the part that was recursive for
+ *                        its caller -> callee edge.
+ * The aggregations then use base minus rec instead of the ancestor rule.
+ *
  * Thread safety: none; a profile is owned by one thread at a time. */
 #ifndef HYPROF_PROFILE_H
 #define HYPROF_PROFILE_H
@@ -52,7 +62,9 @@ typedef enum {
 typedef enum {
     HYP_METRIC_OWN = 0,
     HYP_METRIC_CUM = 1,
-    HYP_METRIC_CALLS = 2
+    HYP_METRIC_CALLS = 2,
+    HYP_METRIC_REC = 3,     /* see below */
+    HYP_METRIC_EDGE_REC = 4
 } hyp_metric_kind_t;
 
 typedef struct {

@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 #define HYP_FORMAT_MAJOR 1
-#define HYP_FORMAT_MINOR 0
+#define HYP_FORMAT_MINOR 1
 
 /* ---------------------------------------------------------------- writer */
 

@@ -353,12 +353,96 @@ static void test_empty_profile(void) {
     hyp_profile_free(p);
 }
 
+/* Recursion measured by the producer on the live stack: a generator g
+ * created under a resumes later under b, whose body calls a again. The tree
+ * says a -> g -> a (the inner a "recursive"), the stack said otherwise for
+ * g's inner a only when a really was running; the rec columns carry it, and
+ * the aggregation takes base minus rec for functions and edges. */
+static const hyp_metric_t rec_metrics[] = {
+    {"calls", "count", HYP_METRIC_CALLS},
+    {"wall_own", "ns", HYP_METRIC_OWN},
+    {"wall_cum", "ns", HYP_METRIC_CUM},
+    {"calls.rec", "count", HYP_METRIC_REC},
+    {"wall_cum.rec", "ns", HYP_METRIC_REC},
+    {"calls.edge_rec", "count", HYP_METRIC_EDGE_REC},
+    {"wall_cum.edge_rec", "ns", HYP_METRIC_EDGE_REC},
+};
+
+static void test_rec_columns(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, rec_metrics, 7);
+    hyp_thread_t t = {1, 1, 0};
+    hyp_id_t a, g, n1, n2, n3;
+    /* calls, own, cum, calls.rec, cum.rec, calls.edge_rec, cum.edge_rec */
+    uint64_t v1[7] = {2, 30, 100, 0, 0, 0, 0}; /* root -> a: two calls */
+    uint64_t v2[7] = {1, 10, 40, 0, 0, 0, 0};  /* a -> g */
+    uint64_t v3[7] = {3, 30, 30, 1, 10, 1, 10}; /* g -> a: one of three recursive */
+    const hyp_flat_entry_t *e;
+    const hyp_edge_t *ed;
+    hyp_flat_t *f;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, "main", 4, &t.name), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_thread(p, &t, NULL), 0);
+    a = mkfunc(p, 0);
+    g = mkfunc(p, 1);
+    hyp_profile_node(p, 0, a, 0, &n1);
+    hyp_profile_node(p, n1, g, 0, &n2);
+    hyp_profile_node(p, n2, a, 0, &n3);
+    hyp_profile_add(p, 0, n1, v1);
+    hyp_profile_add(p, 0, n2, v2);
+    hyp_profile_add(p, 0, n3, v3);
+    CU_ASSERT_EQUAL_FATAL(hyp_flat_compute(p, HYP_NO_ID, &f), 0);
+    e = entry_of(f, a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_EQUAL(e->own[0], 5);
+    CU_ASSERT_EQUAL(e->cum[0], 4);        /* the ancestor rule would say 2 */
+    CU_ASSERT_EQUAL(e->cum[2], 100 + 20); /* it would say 100 */
+    CU_ASSERT_EQUAL(e->own[3], 1);        /* the rec columns add up as they are */
+    ed = edge_of(f, g, a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ed);
+    CU_ASSERT_EQUAL(ed->own[0], 3);
+    CU_ASSERT_EQUAL(ed->cum[0], 2);
+    CU_ASSERT_EQUAL(ed->cum[2], 20);
+    e = entry_of(f, g);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_EQUAL(e->cum[0], 1);
+    CU_ASSERT_EQUAL(e->cum[2], 40);
+    hyp_flat_free(f);
+    hyp_profile_free(p);
+}
+
+/* A rec column must name a calls or cum column it qualifies. */
+static void test_rec_columns_need_a_base(void) {
+    static const hyp_metric_t no_base[] = {
+        {"calls", "count", HYP_METRIC_CALLS},
+        {"wall.rec", "ns", HYP_METRIC_REC},
+    };
+    static const hyp_metric_t own_base[] = {
+        {"wall_own", "ns", HYP_METRIC_OWN},
+        {"wall_own.edge_rec", "ns", HYP_METRIC_EDGE_REC},
+    };
+    static const hyp_metric_t bad_suffix[] = {
+        {"calls", "count", HYP_METRIC_CALLS},
+        {"calls.edge_rec", "count", HYP_METRIC_REC},
+    };
+    hyp_profile_t *p;
+
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, no_base, 2));
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, own_base, 2));
+    CU_ASSERT_PTR_NULL(hyp_profile_new(HYP_MODE_DETERMINISTIC, bad_suffix, 2));
+    p = hyp_profile_new(HYP_MODE_DETERMINISTIC, rec_metrics, 7);
+    CU_ASSERT_PTR_NOT_NULL(p);
+    hyp_profile_free(p);
+}
+
 static const hyp_test_case_t cases[] = {
     {"recursion is counted once", test_recursion_counted_once},
     {"random trees match a brute force", test_random_trees_match_brute_force},
     {"threads add up", test_threads_add_up},
     {"a 200 000-deep tree", test_deep_tree},
     {"an empty profile", test_empty_profile},
+    {"live-stack recursion columns", test_rec_columns},
+    {"rec columns need a base column", test_rec_columns_need_a_base},
     {NULL, NULL},
 };
 
