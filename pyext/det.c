@@ -217,7 +217,26 @@ static inline size_t ptr_hash(const void *p, size_t mask) {
     return (size_t)(h >> 32) & mask;
 }
 
+/* Makes th's top[] hold every function of p: the hot path indexes it
+ * without a bound check. */
+static int top_grow(det_prof_t *p, det_thread_t *th) {
+    size_t cap = th->top_cap * 2 > p->nfuncs + 64 ? th->top_cap * 2 : p->nfuncs + 64;
+
+    if (th->top_cap >= p->nfuncs)
+        return 0;
+    uint32_t *t;
+
+    t = hyp__realloc(th->top, cap * sizeof *t);
+    if (t == NULL)
+        return HYP_ENOMEM;
+    memset(t + th->top_cap, 0, (cap - th->top_cap) * sizeof *t);
+    th->top = t;
+    th->top_cap = cap;
+    return 0;
+}
+
 static det_func_t *func_new(det_prof_t *p, const void *key, uint32_t kind) {
+    det_thread_t *th;
     det_func_t *f;
 
     if (p->nfuncs == p->funcs_cap &&
@@ -230,6 +249,9 @@ static det_func_t *func_new(det_prof_t *p, const void *key, uint32_t kind) {
     f->kind = kind;
     f->index = (uint32_t)p->nfuncs;
     p->funcs[p->nfuncs++] = f;
+    for (th = p->live; th != NULL; th = th->live_next)
+        if (top_grow(p, th) != 0)
+            return NULL; /* f stays in funcs[], freed with them */
     return f;
 }
 
@@ -513,6 +535,7 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
         return NULL;
     n->key = key;
     n->func = f;
+    n->fidx = f->index;
     n->parent = parent;
     n->next_sibling = parent->first_child;
     parent->first_child = n;
@@ -673,6 +696,12 @@ static det_thread_t *thread_slow(det_prof_t *p) {
             th->cap = 0;
             return NULL;
         }
+        if (top_grow(p, th) != 0) {
+            hyp__free(th->stack);
+            th->stack = NULL;
+            th->cap = 0;
+            return NULL;
+        }
         hyp_cpu_clock_init(&th->cpu, p->cpu_flags, &th->cpu_err);
         th->live = 1;
         th->live_next = p->live;
@@ -814,7 +843,7 @@ static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint6
 
     if (wall < f->t0)
         w = cum = 0;
-    th->top[n->func->index] = f->prev_same;
+    th->top[n->fidx] = f->prev_same;
     n->wall_own += w > f->child_wall ? w - f->child_wall : 0;
     n->cpu_own += c > f->child_cpu ? c - f->child_cpu : 0;
     if (f->gen_frame != NULL && f->lifetime) {
@@ -843,12 +872,12 @@ static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint6
     n->cpu_cum += c;
     if (UNLIKELY(f->rec != 0)) {
         if (f->rec & DET_REC_FUNC) {
-            n->wall_rec += cum;
-            n->cpu_rec += c;
+            n->rec->wall += cum;
+            n->rec->cpu += c;
         }
         if (f->rec & DET_REC_EDGE) {
-            n->wall_erec += cum;
-            n->cpu_erec += c;
+            n->rec->edge_wall += cum;
+            n->rec->edge_cpu += c;
         }
     }
 }
@@ -865,17 +894,21 @@ static int det_rec(const det_thread_t *th, uint32_t prev, const det_node_t *n) {
     return DET_REC_FUNC;
 }
 
-static int top_grow(det_prof_t *p, det_thread_t *th) {
-    size_t cap = th->top_cap * 2 > p->nfuncs + 64 ? th->top_cap * 2 : p->nfuncs + 64;
-    uint32_t *t = hyp__realloc(th->top, cap * sizeof *t);
+#define DET_CHUNK_RECS 256u
 
-    if (t == NULL)
-        return HYP_ENOMEM;
-    memset(t + th->top_cap, 0, (cap - th->top_cap) * sizeof *t);
-    th->top = t;
-    th->top_cap = cap;
-    return 0;
+static det_rec_t *rec_alloc(det_thread_t *th) {
+    det_rec_chunk_t *c = th->rec_chunks;
+
+    if (c == NULL || c->used == DET_CHUNK_RECS) {
+        c = hyp__calloc(1, sizeof *c + DET_CHUNK_RECS * sizeof(det_rec_t));
+        if (c == NULL)
+            return NULL;
+        c->next = th->rec_chunks;
+        th->rec_chunks = c;
+    }
+    return &c->recs[c->used++];
 }
+
 
 /* Enters a call of key (a code object, or a PyMethodDef when callable is
  * not NULL). gen_frame is the frame of a generator or coroutine (NULL
@@ -914,22 +947,20 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
             }
         }
     }
-    idx = n->func->index;
-    if (UNLIKELY(idx >= th->top_cap) && top_grow(p, th) != 0) {
-        if (resumed)
-            gens_put(p, gen_frame, n, g.first_wall, g.run_wall);
-        th->lost++;
-        set_error(p, HYP_ENOMEM);
-        return;
-    }
+    idx = n->fidx; /* below top_cap: func_new() and thread_slow() see to it */
     prev = th->top[idx];
-    if (UNLIKELY(prev != 0))
+    if (UNLIKELY(prev != 0)) {
         rec = det_rec(th, prev, n);
+        if (n->rec == NULL && (n->rec = rec_alloc(th)) == NULL) {
+            set_error(p, HYP_ENOMEM); /* stop() reports it; the call still counts */
+            rec = 0;
+        }
+    }
     if (!resumed) {
         n->calls++;
         if (UNLIKELY(rec != 0)) {
-            n->calls_rec++;
-            n->calls_erec += (rec & DET_REC_EDGE) != 0;
+            n->rec->calls++;
+            n->rec->edge_calls += (rec & DET_REC_EDGE) != 0;
         }
     }
     f = &th->stack[th->depth++];
@@ -1810,11 +1841,11 @@ static void drop_stop_frames(det_prof_t *p) {
         if (f->gen_frame == NULL && f->node->calls != 0) {
             f->node->calls--;
             if (f->rec & DET_REC_FUNC)
-                f->node->calls_rec--;
+                f->node->rec->calls--;
             if (f->rec & DET_REC_EDGE)
-                f->node->calls_erec--;
+                f->node->rec->edge_calls--;
         }
-        th->top[f->node->func->index] = f->prev_same;
+        th->top[f->node->fidx] = f->prev_same;
         th->depth--;
     }
 }
@@ -1989,10 +2020,15 @@ static void free_threads(det_prof_t *p) {
 
     for (th = p->threads; th != NULL; th = next) {
         det_chunk_t *c, *cn;
+        det_rec_chunk_t *r, *rn;
         next = th->next;
         for (c = th->chunks; c != NULL; c = cn) {
             cn = c->next;
             hyp__free(c);
+        }
+        for (r = th->rec_chunks; r != NULL; r = rn) {
+            rn = r->next;
+            hyp__free(r);
         }
         hyp_cpu_clock_destroy(&th->cpu);
         hyp__free(th->stack);

@@ -27,6 +27,21 @@ typedef struct {
     uint32_t index;   /* in the profiler's funcs[], and the threads' top[] */
 } det_func_t;
 
+/* The part of a node's calls and cumulative times that was recursive on the
+ * live stack: for the function (it was already running on the thread), and
+ * for the edge (the same caller -> callee pair was). Allocated at a node's
+ * first recursive call, so the nodes that never recurse stay small. */
+typedef struct {
+    uint64_t calls, wall, cpu;
+    uint64_t edge_calls, edge_wall, edge_cpu;
+} det_rec_t;
+
+typedef struct det_rec_chunk_s {
+    struct det_rec_chunk_s *next;
+    size_t used;
+    det_rec_t recs[];
+} det_rec_chunk_t;
+
 /* A calling-context tree node: one call path. Children form a singly linked
  * list kept in most-recently-used order, so the usual lookup is one compare. */
 typedef struct det_node_s {
@@ -35,15 +50,12 @@ typedef struct det_node_s {
     struct det_node_s *first_child;
     struct det_node_s *next_sibling;
     det_func_t *func;
+    uint32_t fidx;        /* func->index, read on every call without a load of func */
     uint32_t export_id;
     uint32_t truncated;
     uint64_t calls;
     uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
-    /* The part of calls and of the cumulative times that was recursive on
-     * the live stack: for the function (it was already running on the
-     * thread), and for the edge (the same caller -> callee pair was). */
-    uint64_t calls_rec, wall_rec, cpu_rec;
-    uint64_t calls_erec, wall_erec, cpu_erec;
+    det_rec_t *rec;       /* NULL until the node's first recursive call */
 } det_node_t;
 
 /* Recursion of an open call, decided on the thread's live stack. */
@@ -91,6 +103,7 @@ typedef struct det_thread_s {
     size_t lost;              /* open calls whose push failed (no memory) */
     det_node_t root;
     det_chunk_t *chunks;
+    det_rec_chunk_t *rec_chunks;
     hyp_cpu_clock_t cpu;
     int cpu_err;
     PyThreadState *tstate;

@@ -101,12 +101,16 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
         v[4] = to_ns_up(n->cpu_cum, k);
         /* The recursive parts round like the totals they are taken from, so
          * that a node that only recursed keeps nothing outside. */
-        v[5] = n->calls_rec;
-        v[6] = to_ns_up(n->wall_rec, k);
-        v[7] = to_ns_up(n->cpu_rec, k);
-        v[8] = n->calls_erec;
-        v[9] = to_ns_up(n->wall_erec, k);
-        v[10] = to_ns_up(n->cpu_erec, k);
+        if (n->rec != NULL) {
+            v[5] = n->rec->calls;
+            v[6] = to_ns_up(n->rec->wall, k);
+            v[7] = to_ns_up(n->rec->cpu, k);
+            v[8] = n->rec->edge_calls;
+            v[9] = to_ns_up(n->rec->edge_wall, k);
+            v[10] = to_ns_up(n->rec->edge_cpu, k);
+        } else {
+            memset(v + 5, 0, 6 * sizeof v[0]);
+        }
         if (n->truncated)
             *folded += n->calls;
         if ((rc = hyp_profile_add(prof, tid, n->export_id, v)) != 0)

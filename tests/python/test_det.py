@@ -797,3 +797,24 @@ def test_decorator_with_and_without_arguments(tmp_path):
     # wrapper (running straight through while its profiler runs).
     assert (fs["recursive"].calls, fs["recursive"].primitive_calls) == (4, 1)
     assert fs["wrapper"].calls == 3
+
+
+def test_templates_sharing_a_name_are_not_recursive(engine):
+    """jinja2 compiles every template of a DictLoader to a "root" function in
+    "<template>": a child template's root drives its parent's. Ten instances
+    of ten distinct functions, none recursive."""
+    jinja2 = pytest.importorskip("jinja2")
+    pages = {f"page{i}.html": '{% extends "base.html" %}{% block body %}' + str(i) +
+             "{% endblock %}" for i in range(5)}
+    env = jinja2.Environment(loader=jinja2.DictLoader(
+        {"base.html": "<p>{% block body %}{% endblock %}</p>", **pages}))
+    templates = [env.get_template(name) for name in pages]
+
+    def render():
+        for t in templates:
+            t.render()
+
+    render()
+    roots = [f for f in profile(render, engine).functions() if f.name == "root"]
+    assert sum(f.calls for f in roots) == 10
+    assert sum(f.primitive_calls for f in roots) == 10

@@ -1,8 +1,10 @@
 """The text table, the call tree and the pstats export on traces with known
 numbers (tests/python/test_render_support.py), for both modes."""
 
+import asyncio
 import pstats
 
+import hyprof
 import pytest
 from hyprof import render as R
 from hyprof.render import pstats as P
@@ -116,3 +118,29 @@ def test_sorted_functions_api(det):
     funcs = T.sorted_functions(det, "own")
     assert [f.name for f in funcs] == ["time.sleep", "work", "helper", "main"]
     assert funcs[0].wall_own == pytest.approx(50 * MS / 1e9)
+
+
+async def nap(t):
+    await asyncio.sleep(t)
+
+
+async def naps():
+    await asyncio.gather(nap(0.06), nap(0.06), nap(0.03))
+
+
+def test_rows_longer_than_the_run_are_marked():
+    """Overlapping coroutines each count their own life: a row with more
+    cumulative wall time than the run says why, in the table and the tree."""
+    with hyprof.Profiler(builtins=False) as p:
+        asyncio.run(naps())
+    t = p.trace()
+    fs = {f.name.rsplit(".", 1)[-1]: f for f in t.functions()}
+    assert fs["nap"].wall_cum > t.header["duration"]
+    out = R.render(t, "text", limit=0)
+    marked = [ln for ln in out.splitlines() if T.OVERLAP_MARK in ln]
+    assert any(" nap " in ln for ln in marked)
+    assert not any(" naps " in ln for ln in marked)
+    assert T.OVERLAP_NOTE in out
+    tree = R.render(t, "tree", min_percent=0, max_depth=100)
+    assert any("nap" in ln and T.OVERLAP_MARK in ln for ln in tree.splitlines())
+    assert T.OVERLAP_NOTE not in R.render(t, "text", limit=1, sort="name")

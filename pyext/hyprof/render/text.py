@@ -75,6 +75,19 @@ def _seconds(s):
     return "%.6f" % s
 
 
+OVERLAP_MARK = "[>run]"
+OVERLAP_NOTE = ("note: %s rows have a cumulative wall time longer than the run: their instances"
+                " overlapped (concurrent coroutines each count their own span)" % OVERLAP_MARK)
+
+
+def longer_than_run(trace, wall_seconds):
+    """Whether a deterministic row's cumulative wall time exceeds the
+    profile's duration, which only overlapping instances can make it do."""
+    d = trace.header.get("duration")
+    return (trace.mode == "deterministic" and isinstance(d, (int, float)) and d > 0
+            and wall_seconds > d * 1.001 + 1e-6)
+
+
 def _calls(f):
     if f.calls != f.primitive_calls:
         return "%d/%d" % (f.calls, f.primitive_calls)
@@ -175,11 +188,15 @@ def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True,
     elif trace.mode == "deterministic":
         out.append("%12s %11s %11s %11s %11s %11s  %s" % (
             "calls", "own wall", "cum wall", "own cpu", "cum cpu", "cum/call", "function"))
+        overlaps = False
         for f in shown:
             percall = f.wall_cum / f.calls if f.calls else 0.0
-            out.append("%12s %11s %11s %11s %11s %11s  %s  %s" % (
+            mark = ""
+            if longer_than_run(trace, f.wall_cum):
+                mark, overlaps = "  " + OVERLAP_MARK, True
+            out.append("%12s %11s %11s %11s %11s %11s  %s  %s%s" % (
                 _calls(f), _seconds(f.wall_own), _seconds(f.wall_cum), _seconds(f.cpu_own),
-                _seconds(f.cpu_cum), _seconds(percall), f.name, short_location(f)))
+                _seconds(f.cpu_cum), _seconds(percall), f.name, short_location(f), mark))
     else:
         total = sum(f.own_samples for f in funcs) or 1
         out.append("%10s %7s %10s %7s  %s" % ("own", "own%", "cum", "cum%", "function"))
@@ -190,4 +207,6 @@ def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True,
     if limit and len(funcs) > limit:
         out.append("... %d more function%s (--limit 0 shows all)" % (
             len(funcs) - limit, "" if len(funcs) - limit == 1 else "s"))
+    if metric is None and trace.mode == "deterministic" and overlaps:
+        out.append(OVERLAP_NOTE)
     return "\n".join(out) + "\n"

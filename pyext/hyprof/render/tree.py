@@ -15,7 +15,7 @@ calls back comes right under it.
 import fnmatch
 
 from ._model import ReportError
-from .text import short_location, summary
+from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, short_location, summary
 
 
 def _weights(trace, nodes, clock):
@@ -116,9 +116,14 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
             return "%6.2f%% %10d %s" % (100.0 * weights[i] / total, weights[i], unit)
     pad = " " * len(what(0))
 
+    overlaps = []
+
     def line(i, depth):
         f = nodes[i].function
         more = "  [+%d library frames]" % folded[i] if folded[i] else ""
+        if clock == "wall" and longer_than_run(trace, weights[i] * 1e-9):
+            more += "  " + OVERLAP_MARK
+            overlaps.append(i)
         if not color:
             return "%s %s%s  %s%s" % (what(i), "  " * depth, f.name, short_location(f), more)
         return "%s%s%s %s%s%s%s  %s%s%s%s" % (
@@ -144,4 +149,6 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
         if small:
             stack.append((-len(small), depth + 1))
         stack.extend((c, depth + 1) for c in kids if 100.0 * weights[c] / total >= min_percent)
+    if overlaps:
+        out.append(OVERLAP_NOTE)
     return "\n".join(out) + "\n"
