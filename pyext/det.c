@@ -527,10 +527,87 @@ static det_node_t *node_alloc(det_thread_t *th) {
     return &c->nodes[c->used++];
 }
 
+/* Children beyond this many are found through the thread's table. */
+#define DET_LIST_MAX 8u
+
+static inline size_t kid_hash(const det_node_t *parent, const void *key, size_t mask) {
+    uint64_t h = (uint64_t)(uintptr_t)parent * 0x9E3779B97F4A7C15ull ^
+                 (uint64_t)(uintptr_t)key * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ h >> 31) & mask;
+}
+
+static det_node_t *kids_find(const det_thread_t *th, const det_node_t *parent,
+                             const void *key) {
+    size_t j, mask = th->kids_cap - 1;
+    det_node_t *n;
+
+    for (j = kid_hash(parent, key, mask); (n = th->kids[j]) != NULL; j = (j + 1) & mask)
+        if (n->parent == parent && n->key == key)
+            return n;
+    return NULL;
+}
+
+static void kids_put(det_thread_t *th, det_node_t *n) {
+    size_t j, mask = th->kids_cap - 1;
+
+    for (j = kid_hash(n->parent, n->key, mask); th->kids[j] != NULL; j = (j + 1) & mask)
+        ;
+    th->kids[j] = n;
+    th->kids_used++;
+}
+
+/* Room for `more` entries at most half full. */
+static int kids_reserve(det_thread_t *th, size_t more) {
+    det_node_t **old = th->kids;
+    size_t i, cap = th->kids_cap ? th->kids_cap : 256, old_cap = th->kids_cap;
+
+    while ((th->kids_used + more) * 2 > cap)
+        cap *= 2;
+    if (cap == old_cap)
+        return 0;
+    th->kids = hyp__calloc(cap, sizeof *th->kids);
+    if (th->kids == NULL) {
+        th->kids = old;
+        return HYP_ENOMEM;
+    }
+    th->kids_cap = cap;
+    th->kids_used = 0;
+    for (i = 0; i < old_cap; i++)
+        if (old[i] != NULL)
+            kids_put(th, old[i]);
+    hyp__free(old);
+    return 0;
+}
+
+/* The child of parent for key, or NULL: the list for a few children, the
+ * table for many. A hit in the list moves to its front. */
+static det_node_t *kid_find(det_thread_t *th, det_node_t *parent, const void *key) {
+    det_node_t *prev = NULL, *n;
+
+    if (parent->nkids > DET_LIST_MAX)
+        return kids_find(th, parent, key);
+    for (n = parent->first_child; n != NULL; prev = n, n = n->next_sibling) {
+        if (n->key == key) {
+            if (prev != NULL) {
+                prev->next_sibling = n->next_sibling;
+                n->next_sibling = parent->first_child;
+                parent->first_child = n;
+            }
+            return n;
+        }
+    }
+    return NULL;
+}
+
 static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *key,
                              det_func_t *f) {
-    det_node_t *n = node_alloc(th);
+    det_node_t *n, *c;
 
+    /* The table's room first, so that a node is never linked without it. */
+    if (parent->nkids >= DET_LIST_MAX &&
+        kids_reserve(th, parent->nkids == DET_LIST_MAX ? DET_LIST_MAX + 1 : 1) != 0)
+        return NULL;
+    n = node_alloc(th);
     if (n == NULL)
         return NULL;
     n->key = key;
@@ -539,6 +616,12 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
     n->parent = parent;
     n->next_sibling = parent->first_child;
     parent->first_child = n;
+    if (++parent->nkids == DET_LIST_MAX + 1) {
+        for (c = parent->first_child; c != NULL; c = c->next_sibling)
+            kids_put(th, c);
+    } else if (parent->nkids > DET_LIST_MAX + 1) {
+        kids_put(th, n);
+    }
     return n;
 }
 
@@ -553,26 +636,19 @@ static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint6
 
 static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *parent,
                               const void *key, PyObject *callable, PyObject *self_arg) {
-    det_node_t *prev = NULL, *n;
+    det_node_t *n;
     det_func_t *f;
 
     if (parent->truncated)
         return parent;
-    for (n = parent->first_child; n != NULL; prev = n, n = n->next_sibling) {
-        if (n->key == key) {
-            if (prev != NULL) {
-                prev->next_sibling = n->next_sibling;
-                n->next_sibling = parent->first_child;
-                parent->first_child = n;
-            }
-            return n;
-        }
-    }
+    n = kid_find(th, parent, key);
+    if (n != NULL)
+        return n;
     if (p->max_nodes != 0 && p->nodes >= p->max_nodes) {
         p->truncated++;
-        for (n = parent->first_child; n != NULL; n = n->next_sibling)
-            if (n->truncated)
-                return n;
+        n = kid_find(th, parent, &p->trunc_func);
+        if (n != NULL)
+            return n;
         n = node_link(th, parent, &p->trunc_func, p->trunc_func);
         if (n != NULL)
             n->truncated = 1;
@@ -2030,6 +2106,7 @@ static void free_threads(det_prof_t *p) {
             rn = r->next;
             hyp__free(r);
         }
+        hyp__free(th->kids);
         hyp_cpu_clock_destroy(&th->cpu);
         hyp__free(th->stack);
         hyp__free(th->top);

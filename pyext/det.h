@@ -43,7 +43,10 @@ typedef struct det_rec_chunk_s {
 } det_rec_chunk_t;
 
 /* A calling-context tree node: one call path. Children form a singly linked
- * list kept in most-recently-used order, so the usual lookup is one compare. */
+ * list kept in most-recently-used order, so the usual lookup is one compare;
+ * the children of a node that has more than a few are also in the thread's
+ * table by (parent, key), so a call costs the same however many siblings
+ * its node has. */
 typedef struct det_node_s {
     const void *key;
     struct det_node_s *parent;
@@ -53,6 +56,7 @@ typedef struct det_node_s {
     uint32_t fidx;        /* func->index, read on every call without a load of func */
     uint32_t export_id;
     uint32_t truncated;
+    uint32_t nkids;
     uint64_t calls;
     uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
     det_rec_t *rec;       /* NULL until the node's first recursive call */
@@ -104,6 +108,10 @@ typedef struct det_thread_s {
     det_node_t root;
     det_chunk_t *chunks;
     det_rec_chunk_t *rec_chunks;
+    /* Children of the nodes with more than DET_LIST_MAX, by (parent, key):
+     * open addressing, at most half full, never shrunk. */
+    det_node_t **kids;
+    size_t kids_cap, kids_used;
     hyp_cpu_clock_t cpu;
     int cpu_err;
     PyThreadState *tstate;

@@ -818,3 +818,40 @@ def test_templates_sharing_a_name_are_not_recursive(engine):
     roots = [f for f in profile(render, engine).functions() if f.name == "root"]
     assert sum(f.calls for f in roots) == 10
     assert sum(f.primitive_calls for f in roots) == 10
+
+
+def test_many_callees_of_one_call_path_are_counted_exactly(engine):
+    """A call path with hundreds of distinct callees (looked up through the
+    thread's table rather than its list of children) keeps every one apart,
+    on every thread, and folds exactly at the node limit."""
+    ns = {}
+    exec(compile("".join(f"def g{i}(k=None):\n    return k() if k else {i}\n"
+                         for i in range(300)), "<callees>", "exec"), ns)
+    funcs = [ns[f"g{i}"] for i in range(300)]
+
+    def dispatch():
+        for rnd in range(3):
+            for i, f in enumerate(funcs):
+                f(funcs[(i + rnd) % 300] if i % 7 == 0 else None)
+
+    def work():
+        dispatch()
+        t = threading.Thread(target=dispatch)
+        t.start()
+        t.join()
+
+    t = profile(work, engine, builtins=False)
+    calls = {f.name: f.calls for f in t.functions() if f.name.startswith("g")}
+    want = {f"g{i}": 6 for i in range(300)}
+    for rnd in range(3):
+        for i in range(0, 300, 7):
+            want[f"g{(i + rnd) % 300}"] += 2
+    assert calls == want
+    assert all(len([f for f in t.functions(th) if f.name.startswith("g")]) == 300
+               for th in t.threads())
+    t = profile(dispatch, engine, builtins=False, max_nodes=100)
+    fs = by_name(t)
+    assert fs["dispatch"].calls == 1
+    assert sum(f.calls for f in t.functions() if f.name.startswith("g")) + \
+        fs["[truncated]"].calls == sum(want.values()) // 2
+    assert t.truncated_nodes == fs["[truncated]"].calls
