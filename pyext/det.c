@@ -2243,7 +2243,6 @@ static PyObject *det_dumps(det_prof_t *p, PyObject *unused) {
 
 static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
     hyp_profile_t *prof;
-    PyObject *t;
 
     (void)unused;
     if (p->running) {
@@ -2253,9 +2252,7 @@ static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
     prof = hyp__det_export(p);
     if (prof == NULL)
         return NULL;
-    t = hyp_py_trace_from_profile(prof);
-    hyp_profile_free(prof);
-    return t;
+    return hyp_py_trace_take_profile(prof);
 }
 
 static PyObject *det_get_running(det_prof_t *p, void *closure) {

@@ -22,6 +22,9 @@ int hyp_py_det_init(PyObject *module);
  * samples included, the profile itself unchanged), or NULL with an exception
  * set. Needs the GIL. */
 PyObject *hyp_py_trace_from_profile(hyp_profile_t *p);
+/* The same for a profile that nothing else holds: the Trace takes it over
+ * (freed on failure too), with no copy. */
+PyObject *hyp_py_trace_take_profile(hyp_profile_t *p);
 /* Sets the header entries every producer writes about the run: "python"
  * (the version, as sys.version.split()[0]), "pid", "start_time" (Unix
  * seconds) and "argv". Returns 0 or an HYP_E* code. Needs the GIL. */

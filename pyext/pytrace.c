@@ -317,6 +317,40 @@ static PyObject *hyp_py_cstr(const char *s) {
 }
 
 /* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
+/* The metric columns and the sample kinds, as tuples (the Trace's tables) or
+ * as the lists a header written to msgpack reads back as. */
+static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
+    PyObject *l = PyList_New((Py_ssize_t)p->nmetrics);
+    size_t i;
+
+    for (i = 0; l != NULL && i < p->nmetrics; i++) {
+        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp_py_cstr(p->metrics[i].name),
+                                    hyp_py_cstr(p->metrics[i].unit),
+                                    hyp__metric_kind_name(p->metrics[i].kind));
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    return l;
+}
+
+static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
+    PyObject *l = PyList_New((Py_ssize_t)p->nkinds);
+    size_t i;
+
+    for (i = 0; l != NULL && i < p->nkinds; i++) {
+        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp_py_cstr(p->kinds[i].name),
+                                    hyp_py_cstr(p->kinds[i].unit), p->kinds[i].count_metric,
+                                    p->kinds[i].weight_metric);
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    return l;
+}
+
 static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr_len,
                                    const hyp_sample_t *samples, size_t nsamples, int keep,
                                    const hyp_read_status_t *st) {
@@ -353,7 +387,9 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
                        Py_BuildValue("[ii]", HYP_FORMAT_MAJOR, HYP_FORMAT_MINOR)) < 0 ||
             hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
                                                                 ? "sampling"
-                                                                : "deterministic")) < 0) {
+                                                                : "deterministic")) < 0 ||
+            hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
+            hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
             Py_DECREF(header);
             goto fail;
         }
@@ -371,30 +407,8 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
                                                        : "deterministic")) < 0)
         goto fail;
 
-    l = PyList_New((Py_ssize_t)p->nmetrics);
-    for (i = 0; l != NULL && i < p->nmetrics; i++) {
-        PyObject *t = Py_BuildValue("(NNs)", hyp_py_cstr(p->metrics[i].name),
-                                    hyp_py_cstr(p->metrics[i].unit),
-                                    hyp__metric_kind_name(p->metrics[i].kind));
-        if (t == NULL)
-            Py_CLEAR(l);
-        else
-            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
-    }
-    if (hyp_py_set(d, "metrics", l) < 0)
-        goto fail;
-
-    l = PyList_New((Py_ssize_t)p->nkinds);
-    for (i = 0; l != NULL && i < p->nkinds; i++) {
-        PyObject *t = Py_BuildValue("(NNII)", hyp_py_cstr(p->kinds[i].name),
-                                    hyp_py_cstr(p->kinds[i].unit), p->kinds[i].count_metric,
-                                    p->kinds[i].weight_metric);
-        if (t == NULL)
-            Py_CLEAR(l);
-        else
-            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
-    }
-    if (hyp_py_set(d, "sample_kinds", l) < 0)
+    if (hyp_py_set(d, "metrics", hyp_py_metrics_list(p, 0)) < 0 ||
+        hyp_py_set(d, "sample_kinds", hyp_py_kinds_list(p, 0)) < 0)
         goto fail;
 
     l = PyList_New((Py_ssize_t)p->nstrs);
@@ -620,6 +634,21 @@ int hyp_py_set_run_meta(hyp_profile_t *p, double start_time) {
     rc = hyp_profile_set_meta_strv(p, "argv", v, (size_t)n);
     hyp__free(v);
     return rc;
+}
+
+PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
+    PyObject *data, *mod, *result = NULL;
+
+    data = hyp_py_trace_data(p, NULL, 0, NULL, 0, 1, NULL);
+    if (data == NULL)
+        return NULL;
+    mod = PyImport_ImportModule("hyprof.trace");
+    if (mod != NULL) {
+        result = PyObject_CallMethod(mod, "_from_data", "(Os)", data, "<profile>");
+        Py_DECREF(mod);
+    }
+    Py_DECREF(data);
+    return result;
 }
 
 PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
