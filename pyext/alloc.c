@@ -409,17 +409,9 @@ static int hyp_py_fail(int rc) {
 }
 
 static int hyp_py_intern_obj(PyObject *s, hyp_id_t *id) {
-    const char *u;
-    Py_ssize_t len;
+    int rc = hyp_py_intern_str(hyp_py_alloc.prof, s, "?", id);
 
-    if (s == NULL || !PyUnicode_Check(s)) {
-        u = "?";
-        len = 1;
-    } else if ((u = PyUnicode_AsUTF8AndSize(s, &len)) == NULL) {
-        return -1;
-    }
-    return hyp_profile_string(hyp_py_alloc.prof, u, (size_t)len, id) < 0 ? hyp_py_fail(HYP_ENOMEM)
-                                                                         : 0;
+    return rc < 0 ? hyp_py_fail(rc) : 0;
 }
 
 static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) {
@@ -716,7 +708,7 @@ static int hyp_py_new_profile(void) {
         (rc = hyp_profile_set_meta_float(p, "memory_interval", hyp_py_alloc.interval)) < 0 ||
         (rc = hyp_profile_set_meta_int(p, "memory_max_frames", hyp_py_alloc.max_frames)) < 0 ||
         (rc = hyp_profile_set_meta_str(p, "memory_domains", "mem,obj")) < 0 ||
-        (rc = hyp_py_set_run_meta(p, (double)now.tv_sec + now.tv_nsec * 1e-9)) < 0) {
+        (rc = hyp_py_set_run_meta(p, (double)now.tv_sec + now.tv_nsec * 1e-9, NULL)) < 0) {
         hyp_profile_free(p);
         return hyp_py_fail(rc);
     }

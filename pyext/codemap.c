@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* process_vm_readv */
 #endif
 #include "codemap.h"
+#include "pyhyprof.h" /* hyp_py_intern_str */
 
 #include "internal.h"
 #include "walk.h"
@@ -229,19 +230,6 @@ static int hyp__trustworthy(PyCodeObject *addr, uint32_t fp) {
     return hyp__walk_fingerprint(&copy.c) == fp;
 }
 
-static int hyp__utf8(PyObject *s, const char *fallback, hyp_id_t *id) {
-    const char *u = NULL;
-    Py_ssize_t n = 0;
-
-    if (s != NULL && PyUnicode_Check(s))
-        u = PyUnicode_AsUTF8AndSize(s, &n);
-    if (u == NULL) {
-        PyErr_Clear();
-        u = fallback;
-        n = (Py_ssize_t)strlen(fallback);
-    }
-    return hyp_profile_string(M.profile, u, (size_t)n, id);
-}
 
 int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint32_t *line) {
     PyCodeObject *code = (PyCodeObject *)(uintptr_t)code_word;
@@ -261,8 +249,8 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
             return 1;
         f.kind = HYP_FUNC_PYTHON;
         f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
-        if ((ret = hyp__utf8(code->co_qualname, "<unknown>", &f.name)) < 0 ||
-            (ret = hyp__utf8(code->co_filename, "", &f.file)) < 0)
+        if ((ret = hyp_py_intern_str(M.profile, code->co_qualname, "<unknown>", &f.name)) < 0 ||
+            (ret = hyp_py_intern_str(M.profile, code->co_filename, "", &f.file)) < 0)
             return ret;
         units = hyp__walk_code_units(code);
         e = hyp__insert(code);

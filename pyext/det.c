@@ -1871,6 +1871,16 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
         clock_gettime(CLOCK_REALTIME, &ts_now);
         p->unix_start = (double)ts_now.tv_sec + ts_now.tv_nsec / 1e9;
     }
+    if (p->argv == NULL) {
+        /* The program's command line as it started, not what sys.argv says
+         * when the trace is written (hyprof run gives it back at the end). */
+        PyObject *argv = PySys_GetObject("argv"); /* borrowed */
+        if (argv != NULL && PyList_Check(argv)) {
+            p->argv = PyList_GetSlice(argv, 0, PyList_GET_SIZE(argv));
+            if (p->argv == NULL)
+                return NULL;
+        }
+    }
     p->wall_start = hyp_clock_ticks();
     if (p->ctx_var != NULL) {
         /* The group holds the reference det_active would. */
@@ -2128,6 +2138,7 @@ static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
 
 static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
     Py_VISIT(p->hidden);
+    Py_VISIT(p->argv);
     Py_VISIT(p->ctx_var);
     Py_VISIT(p->ctx_value);
     Py_VISIT(p->bootstrap);
@@ -2137,6 +2148,7 @@ static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
 
 static int det_clear(det_prof_t *p) {
     Py_CLEAR(p->hidden);
+    Py_CLEAR(p->argv);
     Py_CLEAR(p->ctx_var);
     Py_CLEAR(p->ctx_value);
     Py_CLEAR(p->bootstrap);

@@ -164,6 +164,7 @@ typedef struct {
     PyObject *hidden;         /* code objects of the Python wrappers' stop path, a tuple */
     PyObject *ctx_var;        /* context filter: a ContextVar, or NULL for none */
     PyObject *ctx_value;      /* ...and the value it must hold for an event to count */
+    PyObject *argv;           /* a copy of sys.argv at the first start(), or NULL */
 } det_prof_t;
 
 /* det.c */

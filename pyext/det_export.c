@@ -25,20 +25,6 @@ static const hyp_metric_t det_metrics[] = {
 };
 #define DET_NMETRICS HYP__ARRAY_SIZE(det_metrics)
 
-static int intern_obj(hyp_profile_t *prof, PyObject *s, hyp_id_t *id) {
-    Py_ssize_t len;
-    const char *u;
-
-    if (s == NULL || !PyUnicode_Check(s))
-        return hyp_profile_string(prof, "", 0, id);
-    u = PyUnicode_AsUTF8AndSize(s, &len);
-    if (u == NULL) {
-        PyErr_Clear();
-        return hyp_profile_string(prof, "?", 1, id);
-    }
-    return hyp_profile_string(prof, u, (size_t)len, id);
-}
-
 static int export_func(hyp_profile_t *prof, det_func_t *f) {
     hyp_func_t hf;
     int rc;
@@ -48,13 +34,13 @@ static int export_func(hyp_profile_t *prof, det_func_t *f) {
     memset(&hf, 0, sizeof hf);
     if (f->kind == DET_FUNC_PYTHON) {
         PyCodeObject *co = (PyCodeObject *)f->code;
-        if ((rc = intern_obj(prof, co->co_qualname, &hf.name)) != 0 ||
-            (rc = intern_obj(prof, co->co_filename, &hf.file)) != 0)
+        if ((rc = hyp_py_intern_str(prof, co->co_qualname, NULL, &hf.name)) != 0 ||
+            (rc = hyp_py_intern_str(prof, co->co_filename, NULL, &hf.file)) != 0)
             return rc;
         hf.lineno = co->co_firstlineno > 0 ? (uint32_t)co->co_firstlineno : 0;
         hf.kind = HYP_FUNC_PYTHON;
     } else {
-        if ((rc = intern_obj(prof, f->name, &hf.name)) != 0 ||
+        if ((rc = hyp_py_intern_str(prof, f->name, NULL, &hf.name)) != 0 ||
             (rc = hyp_profile_string(prof, "", 0, &hf.file)) != 0)
             return rc;
         hf.kind = f->kind == DET_FUNC_BUILTIN ? HYP_FUNC_BUILTIN : HYP_FUNC_SPECIAL;
@@ -152,7 +138,7 @@ static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
                                                            ? "monitoring"
                                                            : "setprofile")) != 0 ||
         (rc = hyp_profile_set_meta_bool(prof, "builtins", p->builtins)) != 0 ||
-        (rc = hyp_py_set_run_meta(prof, p->unix_start)) != 0 ||
+        (rc = hyp_py_set_run_meta(prof, p->unix_start, p->argv)) != 0 ||
         (rc = hyp_profile_set_meta_float(prof, "duration", (double)p->wall_total * k / 1e9)) !=
             0 ||
         (rc = hyp_profile_set_meta_int(prof, "max_nodes", (int64_t)p->max_nodes)) != 0 ||

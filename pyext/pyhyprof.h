@@ -27,7 +27,18 @@ PyObject *hyp_py_trace_from_profile(hyp_profile_t *p);
 PyObject *hyp_py_trace_take_profile(hyp_profile_t *p);
 /* Sets the header entries every producer writes about the run: "python"
  * (the version, as sys.version.split()[0]), "pid", "start_time" (Unix
- * seconds) and "argv". Returns 0 or an HYP_E* code. Needs the GIL. */
-int hyp_py_set_run_meta(hyp_profile_t *p, double start_time);
+ * seconds) and "argv" (a list of str: the program's when it started, or
+ * NULL for sys.argv now). Returns 0 or an HYP_E* code. Needs the GIL. */
+int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv);
+/* Interns a str in p's string table exactly: as UTF-8, with the surrogates
+ * of an undecodable file name written back as the bytes they stand for
+ * (surrogateescape), which readers decode the same way. fallback (may be
+ * NULL for "") stands for s when it is not a str. Returns 0 or an HYP_E*
+ * code; no Python exception is left set. */
+int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, const char *fallback, hyp_id_t *id);
+/* Sets header entries from a dict of str keys to None, bool, int, float,
+ * str or a list of str (strings kept exactly, as hyp_py_intern_str does;
+ * the format's own keys are ignored). Returns 0, or -1 with an exception. */
+int hyp_py_set_meta_dict(hyp_profile_t *p, PyObject *dict);
 
 #endif

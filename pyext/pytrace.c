@@ -603,11 +603,40 @@ out:
 
 /* Used by the rest of the module: a Trace made from a live profile, without
  * touching the disk and without changing the profile. */
-int hyp_py_set_run_meta(hyp_profile_t *p, double start_time) {
-    PyObject *argv = PySys_GetObject("argv"); /* borrowed; may be unset */
+int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, const char *fallback, hyp_id_t *id) {
+    const char *u;
+    Py_ssize_t len;
+    PyObject *b;
+    int rc;
+
+    if (s == NULL || !PyUnicode_Check(s)) {
+        fallback = fallback != NULL ? fallback : "";
+        return hyp_profile_string(p, fallback, strlen(fallback), id);
+    }
+    u = PyUnicode_AsUTF8AndSize(s, &len);
+    if (u != NULL)
+        return hyp_profile_string(p, u, (size_t)len, id);
+    PyErr_Clear();
+    b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
+    if (b == NULL) {
+        /* a surrogate that no byte stands for: made in Python, never a file name */
+        PyErr_Clear();
+        b = PyUnicode_AsEncodedString(s, "utf-8", "backslashreplace");
+        if (b == NULL) {
+            PyErr_Clear();
+            return HYP_ENOMEM;
+        }
+    }
+    rc = hyp_profile_string(p, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), id);
+    Py_DECREF(b);
+    return rc;
+}
+
+int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv) {
     const char *full = Py_GetVersion();
     char version[32];
     const char **v;
+    PyObject *held;
     Py_ssize_t i, n;
     int rc;
 
@@ -617,22 +646,39 @@ int hyp_py_set_run_meta(hyp_profile_t *p, double start_time) {
         (rc = hyp_profile_set_meta_int(p, "pid", (int64_t)getpid())) < 0 ||
         (rc = hyp_profile_set_meta_float(p, "start_time", start_time)) < 0)
         return rc;
+    if (argv == NULL)
+        argv = PySys_GetObject("argv"); /* borrowed; may be unset */
     if (argv == NULL || !PyList_Check(argv))
         return hyp_profile_set_meta_strv(p, "argv", NULL, 0);
     n = PyList_GET_SIZE(argv);
     v = hyp__calloc((size_t)n + 1, sizeof *v);
-    if (v == NULL)
+    held = PyList_New(0);
+    if (v == NULL || held == NULL) {
+        hyp__free(v);
+        Py_XDECREF(held);
+        PyErr_Clear();
         return HYP_ENOMEM;
+    }
+    /* Arguments as the bytes they were (surrogateescape), like file names. */
     for (i = 0; i < n; i++) {
         PyObject *a = PyList_GET_ITEM(argv, i);
-        v[i] = PyUnicode_Check(a) ? PyUnicode_AsUTF8(a) : "?";
-        if (v[i] == NULL) {
+        PyObject *b = PyUnicode_Check(a) ? PyUnicode_AsEncodedString(a, "utf-8",
+                                                                      "surrogateescape")
+                                         : PyObject_Str(a);
+        if (b != NULL && PyUnicode_Check(b))
+            Py_SETREF(b, PyUnicode_AsEncodedString(b, "utf-8", "backslashreplace"));
+        if (b == NULL || PyList_Append(held, b) < 0 ||
+            strlen(PyBytes_AS_STRING(b)) != (size_t)PyBytes_GET_SIZE(b)) {
             PyErr_Clear();
-            v[i] = "?";
+            v[i] = "?"; /* not a str that bytes stand for, or one holding a NUL */
+        } else {
+            v[i] = PyBytes_AS_STRING(b);
         }
+        Py_XDECREF(b);
     }
     rc = hyp_profile_set_meta_strv(p, "argv", v, (size_t)n);
     hyp__free(v);
+    Py_DECREF(held);
     return rc;
 }
 
@@ -832,8 +878,6 @@ static int hyp_py_fail_rc(int rc, const char *what) {
 }
 
 static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id_t *id) {
-    const char *u;
-    Py_ssize_t len;
     int rc;
 
     if (!PyUnicode_Check(s)) {
@@ -841,20 +885,7 @@ static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id
                      Py_TYPE(s)->tp_name);
         return -1;
     }
-    u = PyUnicode_AsUTF8AndSize(s, &len);
-    if (u == NULL) {
-        /* a name holding surrogates (an undecodable file name) */
-        PyObject *b;
-
-        PyErr_Clear();
-        b = PyUnicode_AsEncodedString(s, "utf-8", "surrogateescape");
-        if (b == NULL)
-            return -1;
-        rc = hyp_profile_string(p, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), id);
-        Py_DECREF(b);
-    } else {
-        rc = hyp_profile_string(p, u, (size_t)len, id);
-    }
+    rc = hyp_py_intern_str(p, s, NULL, id);
     return rc < 0 ? hyp_py_fail_rc(rc, what) : 0;
 }
 
@@ -947,13 +978,20 @@ static const char *hyp_py_encode(PyObject *s, PyObject *holder, const char *what
 
 static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held);
 
-static int hyp_py_meta_set(hyp_profile_t *p, PyObject *key, PyObject *v) {
-    PyObject *held = PyList_New(0);
-    int rc;
+int hyp_py_set_meta_dict(hyp_profile_t *p, PyObject *dict) {
+    PyObject *key, *value, *held;
+    Py_ssize_t pos = 0;
+    int rc = 0;
 
+    if (!PyDict_Check(dict)) {
+        PyErr_SetString(PyExc_TypeError, "header entries must be a dict");
+        return -1;
+    }
+    held = PyList_New(0);
     if (held == NULL)
         return -1;
-    rc = hyp_py_meta_set_held(p, key, v, held);
+    while (rc == 0 && PyDict_Next(dict, &pos, &key, &value))
+        rc = hyp_py_meta_set_held(p, key, value, held);
     Py_DECREF(held);
     return rc;
 }
@@ -983,7 +1021,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
                 return -1;
             rc = hyp_profile_set_meta(p, &m);
         } else if (overflow < 0) {
-            PyErr_Format(PyExc_ValueError, "write_trace: header entry %R is below -2**63", key);
+            PyErr_Format(PyExc_ValueError, "header entry %R is below -2**63", key);
             return -1;
         } else {
             rc = hyp_profile_set_meta_int(p, k, x);
@@ -1019,8 +1057,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
                 Py_DECREF(seq);
                 if (!PyErr_Occurred())
                     PyErr_Format(PyExc_TypeError,
-                                 "write_trace: header entry %R: only lists of str are supported",
-                                 key);
+                                 "header entry %R: only lists of str are supported", key);
                 return -1;
             }
         }
@@ -1029,12 +1066,20 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
         Py_DECREF(seq);
     } else {
         PyErr_Format(PyExc_TypeError,
-                     "write_trace: header entry %R is a %.100s (None, bool, int, float, str or "
-                     "a list of str expected)",
+                     "header entry %R is a %.100s (None, bool, int, float, str or a list of str "
+                     "expected)",
                      key, Py_TYPE(v)->tp_name);
         return -1;
     }
-    return rc < 0 ? hyp_py_fail_rc(rc, "header entry") : 0;
+    if (rc == HYP_ENOMEM) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (rc < 0) {
+        PyErr_Format(PyExc_ValueError, "header entry %R: %s", key, hyp_strerror(rc));
+        return -1;
+    }
+    return 0;
 }
 
 /* Builds a profile from the dict Trace.to_data() returns. */
@@ -1141,16 +1186,12 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
 
     o = PyDict_GetItemString(data, "header");
     if (o != NULL && o != Py_None) {
-        PyObject *key, *value;
-        Py_ssize_t pos = 0;
-
         if (!PyDict_Check(o)) {
             PyErr_SetString(PyExc_TypeError, "write_trace: \"header\" must be a dict");
             goto fail;
         }
-        while (PyDict_Next(o, &pos, &key, &value))
-            if (hyp_py_meta_set(p, key, value) < 0)
-                goto fail;
+        if (hyp_py_set_meta_dict(p, o) < 0)
+            goto fail;
     }
 
     /* functions: (name, filename, lineno, kind) */

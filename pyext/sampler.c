@@ -1081,71 +1081,16 @@ static void hyp__reset_session(void) {
     Py_CLEAR(S.threads_active);
 }
 
-static int hyp__set_meta(PyObject *meta) {
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    const char *k;
-    int ret = 0;
+/* What every producer says about the run, at the start of this session. */
+static int hyp__set_run_meta(void) {
+    struct timespec now;
+    int rc;
 
-    if (meta == NULL || meta == Py_None)
-        return 0;
-    if (!PyDict_Check(meta)) {
-        PyErr_SetString(PyExc_TypeError, "meta must be a dict");
+    clock_gettime(CLOCK_REALTIME, &now);
+    rc = hyp_py_set_run_meta(S.profile, (double)now.tv_sec + now.tv_nsec * 1e-9, NULL);
+    if (rc < 0) {
+        PyErr_Format(PyExc_MemoryError, "cannot set the trace's header: %s", hyp_strerror(rc));
         return -1;
-    }
-    while (PyDict_Next(meta, &pos, &key, &value)) {
-        if (!PyUnicode_Check(key) || (k = PyUnicode_AsUTF8(key)) == NULL)
-            return -1;
-        if (PyBool_Check(value)) {
-            ret = hyp_profile_set_meta_bool(S.profile, k, value == Py_True);
-        } else if (PyLong_Check(value)) {
-            long long v = PyLong_AsLongLong(value);
-            if (v == -1 && PyErr_Occurred())
-                return -1;
-            ret = hyp_profile_set_meta_int(S.profile, k, v);
-        } else if (PyFloat_Check(value)) {
-            ret = hyp_profile_set_meta_float(S.profile, k, PyFloat_AsDouble(value));
-        } else if (PyUnicode_Check(value)) {
-            const char *v = PyUnicode_AsUTF8(value);
-            if (v == NULL)
-                return -1;
-            ret = hyp_profile_set_meta_str(S.profile, k, v);
-        } else if (PyList_Check(value) || PyTuple_Check(value)) {
-            PyObject *seq = PySequence_Fast(value, "meta list");
-            Py_ssize_t n, i;
-            const char **v;
-
-            if (seq == NULL)
-                return -1;
-            n = PySequence_Fast_GET_SIZE(seq);
-            v = hyp__calloc((size_t)n + 1, sizeof(char *));
-            if (v == NULL) {
-                Py_DECREF(seq);
-                PyErr_NoMemory();
-                return -1;
-            }
-            for (i = 0; i < n; i++) {
-                PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
-                v[i] = PyUnicode_Check(it) ? PyUnicode_AsUTF8(it) : NULL;
-                if (v[i] == NULL) {
-                    PyErr_Clear();
-                    v[i] = "?";
-                }
-            }
-            ret = hyp_profile_set_meta_strv(S.profile, k, v, (size_t)n);
-            hyp__free(v);
-            Py_DECREF(seq);
-        } else if (value == Py_None) {
-            continue;
-        } else {
-            PyErr_Format(PyExc_TypeError, "meta value of %s must be str, int, float, bool or list",
-                         k);
-            return -1;
-        }
-        if (ret < 0) {
-            PyErr_NoMemory();
-            return -1;
-        }
     }
     return 0;
 }
@@ -1470,7 +1415,8 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     tf.kind = HYP_FUNC_SPECIAL;
     if (hyp_profile_func(S.profile, &tf, &S.func_truncated) < 0)
         goto nomem;
-    if (hyp__set_meta(meta) < 0) {
+    if ((meta != NULL && meta != Py_None && hyp_py_set_meta_dict(S.profile, meta) < 0) ||
+        hyp__set_run_meta() < 0) {
         hyp__free_profile();
         hyp__reset_session();
         return NULL;

@@ -528,9 +528,12 @@ def _report(args):
     except _render.ReportError as e:
         raise CLIError(str(e)) from None
     if args.output is not None:
-        mode = "wb" if isinstance(out, bytes) else "w"
+        if isinstance(out, str):
+            # An undecodable file name in the trace is written back as the
+            # bytes it was (surrogateescape), as the trace itself keeps it.
+            out = out.encode("utf-8", "surrogateescape")
         try:
-            with open(args.output, mode) as f:
+            with open(args.output, "wb") as f:
                 f.write(out)
         except OSError as e:
             _remove_partial(args.output)
@@ -541,7 +544,13 @@ def _report(args):
             raise CLIError("the %s format is binary: give -o FILE" % fmt)
         sys.stdout.buffer.write(out)
     else:
-        sys.stdout.write(out)
+        sys.stdout.flush()
+        enc = sys.stdout.encoding or "utf-8"
+        try:
+            data = out.encode(enc, "surrogateescape")
+        except UnicodeEncodeError:  # a console that cannot show every name
+            data = out.encode(enc, "backslashreplace")
+        sys.stdout.buffer.write(data)
     return 0
 
 

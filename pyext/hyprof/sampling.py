@@ -170,13 +170,9 @@ class SamplingEngine:
                 fd, self._path = tempfile.mkstemp(prefix="hyprof-", suffix=".hyprof")
                 os.close(fd)
                 self._own_path = True
-            meta = {
-                "python": sys.version.split()[0],
-                "pid": os.getpid(),
-                "argv": [str(a) for a in sys.argv],
-                "start_time": time.time(),
-                "executable": sys.executable,
-            }
+            # python, pid, argv and start_time: the engine sets them, as the
+            # other producers do.
+            meta = {"executable": sys.executable}
             # The resolver exists before the thread hook, so it is never sampled.
             self._stop_event = threading.Event()
             ready = threading.Event()

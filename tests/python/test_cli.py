@@ -36,7 +36,8 @@ def hyprof_cmd(*args, cwd):
         [os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))]
         + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     return subprocess.run([sys.executable, "-m", "hyprof"] + [str(a) for a in args], cwd=cwd,
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, errors="surrogateescape", env=env,
+                          timeout=120)
 
 
 @pytest.fixture
@@ -171,3 +172,30 @@ def test_main_entry_point(trace_file, capsys):
     assert cli.main(["report", str(trace_file), "--limit", "1"]) == 0
     out = capsys.readouterr().out
     assert "hyprof deterministic profile" in out
+
+
+def test_undecodable_file_names_are_kept_exactly(tmp_path):
+    """Linux file names are bytes: a script whose name is not UTF-8 (é in
+    Latin-1) keeps its name byte for byte in the trace, its argv and every
+    report written with -o, none of which fails over it."""
+    raw = bytes(tmp_path) + b"/prog\xe9.py"
+    with open(raw, "w") as f:
+        f.write(PROGRAM)
+    name = os.fsdecode(raw)
+    out = tmp_path / "o.hyprof"
+    r = hyprof_cmd("run", "-o", out, name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    t = hyprof.load(out)
+    files = {f.filename for f in t.functions() if f.name in ("fib", "main")}
+    assert files == {name} and os.fsencode(name) == raw
+    assert t.header["argv"][-1] == name
+    for fmt in ("text", "tree", "html", "speedscope", "collapsed", "callgrind", "dot", "pprof",
+                "pstats"):
+        dest = tmp_path / f"report.{fmt}"
+        r = hyprof_cmd("report", out, "--format", fmt, "-o", dest, cwd=tmp_path)
+        assert r.returncode == 0, (fmt, r.stderr)
+        if fmt in ("text", "tree", "collapsed", "callgrind", "dot"):
+            assert b"prog\xe9.py" in dest.read_bytes(), fmt
+    assert name in {k[0] for k in pstats.Stats(str(tmp_path / "report.pstats")).stats}
+    r = hyprof_cmd("report", out, cwd=tmp_path)
+    assert r.returncode == 0 and "fib" in r.stdout, r.stderr
