@@ -1549,12 +1549,26 @@ static PyObject *describe_profiler(PyThreadState *ts) {
     return PyUnicode_FromFormat("a C profile function with a %s object", tname);
 }
 
+/* threading's hook for the threads started later (threading.getprofile()),
+ * a new reference; NULL with no exception if it cannot be read. */
+static PyObject *threading_getprofile(void) {
+    PyObject *threading = PyImport_ImportModule("threading"), *r = NULL;
+
+    if (threading != NULL) {
+        r = PyObject_CallMethod(threading, "getprofile", NULL);
+        Py_DECREF(threading);
+    }
+    if (r == NULL)
+        PyErr_Clear();
+    return r;
+}
+
 /* Refuses to start over another profiler: hyprof never silently replaces a
  * profile function, nor takes a monitoring tool id that is in use. */
 static int check_foreign(det_prof_t *p) {
     PyInterpreterState *interp = PyThreadState_Get()->interp;
     PyThreadState *ts;
-    PyObject *threading, *hook;
+    PyObject *hook;
 
     if (p->running) {
         PyErr_SetString(hyp_py_profiler_error, "this profiler is already running");
@@ -1630,15 +1644,9 @@ static int check_foreign(det_prof_t *p) {
             return -1;
     }
 #endif
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL)
-        return -1;
-    hook = PyObject_GetAttrString(threading, "_profile_hook");
-    Py_DECREF(threading);
-    if (hook == NULL) {
-        PyErr_Clear();
+    hook = threading_getprofile();
+    if (hook == NULL)
         return 0;
-    }
     if (hook != Py_None) {
         PyErr_Format(hyp_py_profiler_error,
                      "cannot start: threading.setprofile() holds another profile function (%R) "
@@ -1664,12 +1672,36 @@ static int threading_setprofile(PyObject *hook) {
     return 0;
 }
 
+/* Whether hook is bootstrap, or a hook that hands new threads on to it
+ * (one that names what it wraps in __wrapped__, as hyprof's sampler does). */
+static int hook_chains_to(PyObject *hook, PyObject *bootstrap) {
+    PyObject *h = Py_NewRef(hook);
+    int depth, found = 0;
+
+    for (depth = 0; h != NULL && h != Py_None && depth < 16; depth++) {
+        PyObject *next;
+        if (h == bootstrap) {
+            found = 1;
+            break;
+        }
+        next = PyObject_GetAttrString(h, "__wrapped__");
+        if (next == NULL)
+            PyErr_Clear();
+        Py_SETREF(h, next);
+    }
+    Py_XDECREF(h);
+    return found;
+}
+
 /* Removes the profile hook fn(obj) from every thread that still has it,
  * names in replaced (when not NULL) the threads where someone replaced it
- * while it ran, and clears threading's hook. Leaves any pending exception as
- * it was. */
-static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *replaced) {
-    PyObject *exc_type, *exc_value, *exc_tb;
+ * while it ran, and clears threading's hook if it still is bootstrap: a
+ * program that set its own with threading.setprofile() keeps it, and
+ * replaced says that the threads started after it are missing. Leaves any
+ * pending exception as it was. */
+static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
+                         PyObject *replaced) {
+    PyObject *exc_type, *exc_value, *exc_tb, *hook;
     PyThreadState *ts;
 
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
@@ -1685,7 +1717,18 @@ static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *replaced) {
             }
         }
     }
-    threading_setprofile(Py_None);
+    hook = threading_getprofile();
+    if (hook == NULL || hook == Py_None || hook_chains_to(hook, bootstrap)) {
+        threading_setprofile(Py_None);
+    } else if (replaced != NULL) {
+        PyObject *who = PyUnicode_FromFormat("the threads started after threading.setprofile(%R)",
+                                             hook);
+        if (who != NULL) {
+            PyList_Append(replaced, who);
+            Py_DECREF(who);
+        }
+    }
+    Py_XDECREF(hook);
     PyErr_Clear();
     PyErr_Restore(exc_type, exc_value, exc_tb);
 }
@@ -1701,7 +1744,7 @@ static int hooks_install(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap) {
     for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
         if (_PyEval_SetProfile(ts, fn, obj) < 0) {
-            hooks_remove(fn, obj, NULL);
+            hooks_remove(fn, obj, bootstrap, NULL);
             return -1;
         }
     }
@@ -1848,7 +1891,7 @@ static void group_leave(det_prof_t *p) {
         det_group.mask = 0;
 #endif
     } else {
-        hooks_remove(det_ctx_tracefunc, det_group.bootstrap, p->replaced);
+        hooks_remove(det_ctx_tracefunc, det_group.bootstrap, det_group.bootstrap, p->replaced);
     }
     if (det_group.n == 0)
         Py_CLEAR(det_group.var);
@@ -1981,7 +2024,7 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
         monitoring_stop(p);
 #endif
     } else {
-        hooks_remove(det_tracefunc, (PyObject *)p, p->replaced);
+        hooks_remove(det_tracefunc, (PyObject *)p, p->bootstrap, p->replaced);
     }
     p->running = 0;
     drop_stop_frames(p);
@@ -1999,12 +2042,20 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     }
     p->wall_total += hyp_clock_ticks() - p->wall_start;
     p->ns_per_tick = hyp_clock_ns_per_tick();
-    if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0 &&
-        PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
-                         "hyprof: another profile function replaced hyprof's on %R while it "
-                         "ran; the calls made there after that are missing",
-                         p->replaced) < 0)
-        PyErr_Clear();
+    if (p->replaced != NULL && PyList_GET_SIZE(p->replaced) != 0) {
+        PyObject *sep = PyUnicode_FromString(", "), *where = NULL;
+        if (sep != NULL)
+            where = PyUnicode_Join(sep, p->replaced);
+        if (where == NULL ||
+            PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                             "hyprof: another profile function replaced hyprof's while it ran, "
+                             "on %U; the calls made there after that are missing",
+                             where) < 0)
+            PyErr_Clear();
+        Py_XDECREF(sep);
+        Py_XDECREF(where);
+        PyList_SetSlice(p->replaced, 0, PyList_GET_SIZE(p->replaced), NULL);
+    }
     if (p->ctx_var == NULL) {
         det_active = NULL;
         det_tls.session = 0;

@@ -260,8 +260,10 @@ class SamplingEngine:
             if prev is not None:
                 return prev(frame, event, arg)
             return None
-        # What another profiler's refusal to start names.
+        # What another profiler's refusal to start names, and the hook it
+        # hands new threads on to (the deterministic mode's stop() reads it).
         hook.__qualname__ = hook.__name__ = "hyprof_sampling_thread_hook"
+        hook.__wrapped__ = prev
         return hook
 
     def _resolve_loop(self, ready):

@@ -855,3 +855,39 @@ def test_many_callees_of_one_call_path_are_counted_exactly(engine):
     assert sum(f.calls for f in t.functions() if f.name.startswith("g")) + \
         fs["[truncated]"].calls == sum(want.values()) // 2
     assert t.truncated_nodes == fs["[truncated]"].calls
+
+
+def test_program_taking_threadings_hook_is_warned_about_and_kept(engine):
+    """A program that calls threading.setprofile() while the profile-hook
+    engine runs takes the threads started after it: stop() says so, naming
+    the hook, and leaves the program's hook in place. With sys.monitoring
+    those threads are still recorded."""
+    def own_hook(*args):
+        return None
+
+    def work():
+        threading.setprofile(own_hook)
+        try:
+            t = threading.Thread(target=fib, args=(10,), name="after-hook")
+            t.start()
+            t.join()
+        finally:
+            assert threading.getprofile() is own_hook
+    p = hyprof.Profiler(engine=engine)
+    p.start()
+    try:
+        if engine == "setprofile":
+            with pytest.warns(RuntimeWarning, match=r"threading\.setprofile\(<function"):
+                try:
+                    work()
+                finally:
+                    p.stop()
+            assert threading.getprofile() is own_hook
+        else:
+            try:
+                work()
+            finally:
+                p.stop()
+            assert "after-hook" in [t.name for t in p.trace().threads()]
+    finally:
+        threading.setprofile(None)
