@@ -36,9 +36,8 @@ enum {
  * negative error. */
 int hyp__trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out);
 
-/* The raw bytes of the header map the reader accepted (valid until the
- * reader is closed), so a binding can decode values the C model cannot hold
- * (maps, nested arrays). NULL before the header. */
-const void *hyp__reader_header_bytes(const hyp_reader_t *r, size_t *len);
+/* The format version of the trace being read: 0, or -1 before its header.
+ * (The header's other entries are in the profile's metadata.) */
+int hyp__reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor);
 
 #endif /* HYPROF_CORE_TRACE_INT_H */

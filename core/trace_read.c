@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 #define HYP__READ_CHUNK (64u * 1024)
 #define HYP__DEFAULT_MAX_RECORD ((size_t)64 << 20)
 #define HYP__DEFAULT_MAX_TABLE ((size_t)1 << 26)
+/* Header and end-record metadata: entries, and strings in one list value. */
+#define HYP__META_MAX_ENTRIES 4096u
+#define HYP__META_MAX_STRINGS 65536u
 
 enum { HYP__R_MAGIC, HYP__R_HEADER, HYP__R_RECORDS, HYP__R_ENDED, HYP__R_DONE, HYP__R_FAILED };
 
@@ -40,8 +44,8 @@ struct hyp_reader_s {
      * profile read must write back into the same trace */
     hyp_id_t *smap, *fmap, *nmap;
     size_t nsmap, csmap, nfmap, cfmap, nnmap, cnmap;
-    unsigned char *header;    /* a copy of the header map's bytes */
-    size_t header_len;
+    unsigned version_minor;   /* the trace's format version, once the header is read */
+    int have_header;
     hyp_read_status_t st;
 };
 
@@ -412,8 +416,9 @@ static int hyp__read_magic(hyp_reader_t *r, const unsigned char *obj, size_t len
     return 0;
 }
 
-/* An array of strings becomes a HYP_META_STRV entry; any other array is
- * skipped (bindings that decode the raw header still see it). */
+/* An array of strings becomes a HYP_META_STRV entry; any other array, and
+ * one of more than HYP__META_MAX_STRINGS strings, is skipped: a few bytes of
+ * input per string must not cost a hundred each in memory. */
 static int hyp__read_meta_array(hyp_reader_t *r, const char *key, hyp__cur_t *c) {
     hyp_meta_t m = {.key = key, .type = HYP_META_STRV};
     hyp__cur_t start = *c, probe;
@@ -424,6 +429,10 @@ static int hyp__read_meta_array(hyp_reader_t *r, const char *key, hyp__cur_t *c)
 
     if (hyp__cur_array(c, &n) < 0)
         return -1;
+    if (n > HYP__META_MAX_STRINGS) {
+        *c = start;
+        return hyp__cur_skip(c) < 0 ? -1 : 0;
+    }
     probe = *c;
     for (k = 0; k < n; k++) {
         const char *s;
@@ -538,6 +547,10 @@ static int hyp__read_meta_map(hyp_reader_t *r, hyp__cur_t *c, uint64_t n, int sk
     uint64_t k;
     int rc;
 
+    /* Each entry is looked up by key when set: bound their number, so that
+     * a map of a million one-byte keys is refused rather than quadratic. */
+    if (n > HYP__META_MAX_ENTRIES)
+        return HYP_ERANGE;
     for (k = 0; k < n; k++) {
         const char *s;
         size_t len;
@@ -612,6 +625,7 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
                                  "reads %d.x)",
                                  (unsigned long long)major, (unsigned long long)minor,
                                  HYP_FORMAT_MAJOR);
+            r->version_minor = minor > UINT_MAX ? UINT_MAX : (unsigned)minor;
             have_version = 1;
         } else if (hyp__cur_skip(&c) < 0) {
             return hyp__fail(r, HYP_EFORMAT, "a header value is malformed");
@@ -747,17 +761,13 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
     rc = hyp__read_meta_map(r, &c, n, 1);
     if (rc == -1)
         rc = hyp__fail(r, HYP_EFORMAT, "a header entry is malformed");
+    else if (rc == HYP_ERANGE)
+        rc = hyp__fail(r, HYP_EFORMAT, "the header has %llu entries (at most %u)",
+                       (unsigned long long)n, HYP__META_MAX_ENTRIES);
     else if (rc < 0)
         rc = hyp__fail(r, rc, "out of memory");
-    if (rc == 0) {
-        r->header = hyp__malloc(len);
-        if (r->header == NULL) {
-            rc = hyp__fail(r, HYP_ENOMEM, "out of memory");
-            goto out;
-        }
-        memcpy(r->header, obj, len);
-        r->header_len = len;
-    }
+    if (rc == 0)
+        r->have_header = 1;
     goto out;
 bad_metric:
     rc = hyp__fail(r, HYP_EFORMAT,
@@ -1123,6 +1133,9 @@ static int hyp__read_end(hyp_reader_t *r, hyp__cur_t *c) {
             rc = hyp__read_meta_map(r, c, mn, 0);
             if (rc == -1)
                 return hyp__fail(r, HYP_EFORMAT, "end record: a \"meta\" entry is malformed");
+            if (rc == HYP_ERANGE)
+                return hyp__fail(r, HYP_EFORMAT, "end record: \"meta\" has %llu entries (at "
+                                 "most %u)", (unsigned long long)mn, HYP__META_MAX_ENTRIES);
             if (rc < 0)
                 return hyp__fail(r, rc, "out of memory");
         } else if (hyp__cur_skip(c) < 0) {
@@ -1363,10 +1376,12 @@ const hyp_read_status_t *hyp_reader_status(const hyp_reader_t *r) {
     return &r->st;
 }
 
-const void *hyp__reader_header_bytes(const hyp_reader_t *r, size_t *len) {
-    if (len != NULL)
-        *len = r->header_len;
-    return r->header;
+int hyp__reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor) {
+    if (!r->have_header)
+        return -1;
+    *major = HYP_FORMAT_MAJOR;
+    *minor = r->version_minor;
+    return 0;
 }
 
 void hyp_reader_close(hyp_reader_t *r) {
@@ -1378,7 +1393,6 @@ void hyp_reader_close(hyp_reader_t *r) {
         hyp_profile_free(r->profile);
     hyp__free(r->buf);
     hyp__free(r->samples);
-    hyp__free(r->header);
     hyp__free(r->smap);
     hyp__free(r->fmap);
     hyp__free(r->nmap);

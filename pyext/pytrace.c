@@ -52,198 +52,6 @@ static PyObject *hyp_py_str(const char *s, size_t len) {
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
 }
 
-static uint64_t hyp_py_be(const unsigned char *p, size_t n) {
-    uint64_t v = 0;
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Decodes one msgpack object of a buffer the reader already validated (the
- * header map). Extension types become (type, bytes) tuples. */
-static PyObject *hyp_py_unpack(const unsigned char **pp, const unsigned char *end, int depth) {
-    const unsigned char *p = *pp;
-    unsigned b;
-    uint64_t n = 0, i;
-    PyObject *o = NULL;
-
-    if (p >= end || depth > 32)
-        goto bad;
-    b = *p++;
-    if (b <= 0x7f) {
-        o = PyLong_FromLong((long)b);
-    } else if (b >= 0xe0) {
-        o = PyLong_FromLong((long)(int8_t)b);
-    } else if (b <= 0x8f || b == 0xde || b == 0xdf) {
-        if (b <= 0x8f) {
-            n = b & 0x0f;
-        } else {
-            size_t w = b == 0xde ? 2 : 4;
-            if ((size_t)(end - p) < w)
-                goto bad;
-            n = hyp_py_be(p, w);
-            p += w;
-        }
-        o = PyDict_New();
-        for (i = 0; o != NULL && i < n; i++) {
-            PyObject *k = hyp_py_unpack(&p, end, depth + 1), *v;
-
-            if (k == NULL)
-                goto fail;
-            v = hyp_py_unpack(&p, end, depth + 1);
-            if (v == NULL) {
-                Py_DECREF(k);
-                goto fail;
-            }
-            if (PyDict_SetItem(o, k, v) < 0) {
-                /* an unhashable key (a map or list): keep it as a string */
-                PyObject *ks;
-
-                PyErr_Clear();
-                ks = PyObject_Repr(k);
-                if (ks == NULL || PyDict_SetItem(o, ks, v) < 0) {
-                    Py_XDECREF(ks);
-                    Py_DECREF(k);
-                    Py_DECREF(v);
-                    goto fail;
-                }
-                Py_DECREF(ks);
-            }
-            Py_DECREF(k);
-            Py_DECREF(v);
-        }
-    } else if (b <= 0x9f || b == 0xdc || b == 0xdd) {
-        if (b <= 0x9f) {
-            n = b & 0x0f;
-        } else {
-            size_t w = b == 0xdc ? 2 : 4;
-            if ((size_t)(end - p) < w)
-                goto bad;
-            n = hyp_py_be(p, w);
-            p += w;
-        }
-        if (n > (uint64_t)(end - p))
-            goto bad;
-        o = PyList_New((Py_ssize_t)n);
-        for (i = 0; o != NULL && i < n; i++) {
-            PyObject *v = hyp_py_unpack(&p, end, depth + 1);
-
-            if (v == NULL)
-                goto fail;
-            PyList_SET_ITEM(o, (Py_ssize_t)i, v);
-        }
-    } else if (b <= 0xbf || (b >= 0xd9 && b <= 0xdb) || (b >= 0xc4 && b <= 0xc6)) {
-        int is_str = b <= 0xbf || b >= 0xd9;
-
-        if (b <= 0xbf) {
-            n = b & 0x1f;
-        } else {
-            size_t w = (size_t)1 << (is_str ? b - 0xd9 : b - 0xc4);
-            if ((size_t)(end - p) < w)
-                goto bad;
-            n = hyp_py_be(p, w);
-            p += w;
-        }
-        if (n > (uint64_t)(end - p))
-            goto bad;
-        o = is_str ? hyp_py_str((const char *)p, (size_t)n)
-                   : PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-        p += n;
-    } else {
-        switch (b) {
-        case 0xc0:
-            o = Py_NewRef(Py_None);
-            break;
-        case 0xc2:
-            o = Py_NewRef(Py_False);
-            break;
-        case 0xc3:
-            o = Py_NewRef(Py_True);
-            break;
-        case 0xca:
-        case 0xcb: {
-            size_t w = b == 0xca ? 4 : 8;
-            uint64_t bits;
-
-            if ((size_t)(end - p) < w)
-                goto bad;
-            bits = hyp_py_be(p, w);
-            p += w;
-            if (w == 4) {
-                uint32_t b32 = (uint32_t)bits;
-                float f;
-
-                memcpy(&f, &b32, sizeof(f));
-                o = PyFloat_FromDouble(f);
-            } else {
-                double d;
-
-                memcpy(&d, &bits, sizeof(d));
-                o = PyFloat_FromDouble(d);
-            }
-            break;
-        }
-        case 0xcc:
-        case 0xcd:
-        case 0xce:
-        case 0xcf: {
-            size_t w = (size_t)1 << (b - 0xcc);
-
-            if ((size_t)(end - p) < w)
-                goto bad;
-            o = PyLong_FromUnsignedLongLong(hyp_py_be(p, w));
-            p += w;
-            break;
-        }
-        case 0xd0:
-        case 0xd1:
-        case 0xd2:
-        case 0xd3: {
-            size_t w = (size_t)1 << (b - 0xd0);
-            uint64_t x;
-
-            if ((size_t)(end - p) < w)
-                goto bad;
-            x = hyp_py_be(p, w);
-            if (w < 8 && (x >> (8 * w - 1)) & 1)
-                x |= ~(uint64_t)0 << (8 * w);
-            o = PyLong_FromLongLong((long long)(int64_t)x);
-            p += w;
-            break;
-        }
-        default: { /* extension types */
-            size_t len;
-
-            if (b >= 0xd4 && b <= 0xd8) {
-                len = (size_t)1 << (b - 0xd4);
-            } else if (b >= 0xc7 && b <= 0xc9) {
-                size_t w = (size_t)1 << (b - 0xc7);
-                if ((size_t)(end - p) < w)
-                    goto bad;
-                len = (size_t)hyp_py_be(p, w);
-                p += w;
-            } else {
-                goto bad;
-            }
-            if ((size_t)(end - p) < len + 1)
-                goto bad;
-            o = Py_BuildValue("(iy#)", (int)(int8_t)p[0], (const char *)p + 1, (Py_ssize_t)len);
-            p += len + 1;
-            break;
-        }
-        }
-    }
-    *pp = p;
-    return o;
-bad:
-    PyErr_SetString(PyExc_ValueError, "malformed msgpack in the trace header");
-fail:
-    Py_XDECREF(o);
-    return NULL;
-}
-
 static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
     size_t i;
     PyObject *l;
@@ -351,7 +159,7 @@ static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
     return l;
 }
 
-static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr_len,
+static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
                                    const hyp_sample_t *samples, size_t nsamples, int keep,
                                    const hyp_read_status_t *st) {
     PyObject *d = NULL, *cap, *l, *header;
@@ -366,33 +174,20 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, const void *hdr, size_t hdr
     if (d == NULL || hyp_py_set(d, "profile", Py_NewRef(cap)) < 0)
         goto fail;
 
-    /* the header: every entry as written, then entries set after it began */
-    if (hdr != NULL) {
-        const unsigned char *hp = hdr;
-
-        header = hyp_py_unpack(&hp, hp + hdr_len, 0);
-        if (header == NULL)
-            goto fail;
-        if (!PyDict_Check(header)) {
-            Py_DECREF(header);
-            PyErr_SetString(PyExc_ValueError, "the trace header is not a map");
-            goto fail;
-        }
-    } else {
-        header = PyDict_New();
-        if (header == NULL)
-            goto fail;
-        if (hyp_py_set(header, "format", PyUnicode_FromString(HYP__FORMAT_NAME)) < 0 ||
-            hyp_py_set(header, "version",
-                       Py_BuildValue("[ii]", HYP_FORMAT_MAJOR, HYP_FORMAT_MINOR)) < 0 ||
-            hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
-                                                                ? "sampling"
-                                                                : "deterministic")) < 0 ||
-            hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
-            hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
-            Py_DECREF(header);
-            goto fail;
-        }
+    /* The header: the format's own entries, then the profile's metadata
+     * (the reader's, which has bounded and typed every value). */
+    header = PyDict_New();
+    if (header == NULL)
+        goto fail;
+    if (hyp_py_set(header, "format", PyUnicode_FromString(HYP__FORMAT_NAME)) < 0 ||
+        hyp_py_set(header, "version", Py_BuildValue("[iI]", HYP_FORMAT_MAJOR, minor)) < 0 ||
+        hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
+                                                            ? "sampling"
+                                                            : "deterministic")) < 0 ||
+        hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
+        hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
+        Py_DECREF(header);
+        goto fail;
     }
     for (i = 0; i < p->nmeta; i++) {
         if (hyp_py_set_key(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
@@ -588,12 +383,13 @@ static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwa
         goto out;
     }
     {
-        size_t hdr_len, ns;
-        const void *hdr = hyp__reader_header_bytes(r, &hdr_len);
+        unsigned major, minor = HYP_FORMAT_MINOR;
+        size_t ns;
         const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
 
+        hyp__reader_version(r, &major, &minor);
         p = hyp_reader_take_profile(r);
-        result = hyp_py_trace_data(p, hdr, hdr_len, samples, ns, keep, st);
+        result = hyp_py_trace_data(p, minor, samples, ns, keep, st);
     }
 out:
     hyp_reader_close(r);
@@ -685,7 +481,7 @@ int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv) {
 PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
     PyObject *data, *mod, *result = NULL;
 
-    data = hyp_py_trace_data(p, NULL, 0, NULL, 0, 1, NULL);
+    data = hyp_py_trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL);
     if (data == NULL)
         return NULL;
     mod = PyImport_ImportModule("hyprof.trace");
@@ -727,11 +523,10 @@ PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
         goto out;
     }
     {
-        size_t hdr_len, ns;
-        const void *hdr = hyp__reader_header_bytes(r, &hdr_len);
+        size_t ns;
         const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
 
-        data = hyp_py_trace_data(hyp_reader_take_profile(r), hdr, hdr_len, samples, ns, 1,
+        data = hyp_py_trace_data(hyp_reader_take_profile(r), HYP_FORMAT_MINOR, samples, ns, 1,
                                  hyp_reader_status(r));
     }
     if (data == NULL)

@@ -2,11 +2,13 @@
 C writer from Python tables; errors on bad files; and the same file read by
 the msgpack package agreeing with the C reader."""
 
+import json
 import os
 import pathlib
 import random
 import subprocess
 import sys
+import textwrap
 import warnings
 
 import hyprof
@@ -530,3 +532,36 @@ def test_synthetic_example_output_loads(builddir, tmp_path):
     assert f["walk"].wall_own == pytest.approx(0.030)
     assert t.header["producer"] == "examples/c/synthetic"
 
+
+
+def test_hostile_header_values_stay_small_and_typed(tmp_path):
+    """The header is decoded once, by the C reader, into typed and bounded
+    entries: a list of millions of one-byte strings is skipped rather than
+    costing a hundred bytes of memory per input byte, a map of a million keys
+    is refused by name, and values the model has no type for (extension
+    types, maps, binary) are left out instead of reaching the reports."""
+    script = textwrap.dedent("""
+        import json, resource, sys, msgpack, hyprof, hyprof.render
+        path = sys.argv[1]
+        head = dict(HEAD, argv=["x"] * 3_000_000, pid=msgpack.ExtType(5, b"zz"),
+                    event={"a": 1}, host=b"bin", keep="yes")
+        with open(path, "wb") as f:
+            f.write(b"".join(msgpack.packb(o) for o in ["HYPROF", head] + TABLES))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = hyprof.load(path)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(json.dumps([grown, sorted(k for k in ("argv", "pid", "event", "host")
+                                        if k in t.header),
+                          t.header["keep"], len(t.function_table)]))
+    """)
+    setup = f"HEAD = {HEAD!r}\nTABLES = {TABLES!r}\n"
+    r = subprocess.run([sys.executable, "-c", setup + script, str(tmp_path / "big.hyprof")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    grown, present, keep, rows = json.loads(r.stdout)
+    assert grown < 64 * 1024, r.stdout  # KiB: the file alone is 6 MB
+    assert present == [] and keep == "yes" and rows > 0
+    p = tmp_path / "keys.hyprof"
+    p.write_bytes(raw("HYPROF", dict(HEAD, **{f"k{i}": 0 for i in range(100_000)}), *TABLES))
+    with pytest.raises(hyprof.TraceError, match="the header has 100005 entries"):
+        hyprof.load(p)
