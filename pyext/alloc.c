@@ -423,6 +423,23 @@ static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) 
     return (size_t)x & mask;
 }
 
+/* Entries of the resolution cache at most: each holds its code object, so
+ * a program that keeps making functions must not keep them all alive. */
+#define HYP_PY_MAX_SITES ((size_t)1 << 16)
+
+/* Empties the resolution cache, releasing its code objects: when it is full
+ * (the functions met since are resolved again, once each), and at stop(),
+ * after which nothing is resolved. */
+static void hyp_py_drop_sites(void) {
+    size_t i;
+
+    for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++)
+        Py_XDECREF(hyp_py_alloc.sites[i].code);
+    hyp__free(hyp_py_alloc.sites);
+    hyp_py_alloc.sites = NULL;
+    hyp_py_alloc.nsites = hyp_py_alloc.site_mask = 0;
+}
+
 static int hyp_py_site_grow(void) {
     size_t cap = hyp_py_alloc.sites == NULL ? 256 : (hyp_py_alloc.site_mask + 1) * 2, i;
     hyp_py_site_t *t = hyp__calloc(cap, sizeof(*t));
@@ -453,6 +470,8 @@ static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint3
     size_t i;
     int rc, ln;
 
+    if (hyp_py_alloc.nsites >= HYP_PY_MAX_SITES)
+        hyp_py_drop_sites();
     if ((hyp_py_alloc.nsites + 1) * 2 > hyp_py_alloc.site_mask + 1 && hyp_py_site_grow() < 0)
         return -1;
     for (i = hyp_py_site_slot(code, lasti, hyp_py_alloc.site_mask);
@@ -676,11 +695,7 @@ static void hyp_py_release_run(void) {
     hyp__heap_destroy(&hyp_py_alloc.heap);
     hyp_profile_free(hyp_py_alloc.prof);
     hyp_py_alloc.prof = NULL;
-    for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++)
-        Py_XDECREF(hyp_py_alloc.sites[i].code);
-    hyp__free(hyp_py_alloc.sites);
-    hyp_py_alloc.sites = NULL;
-    hyp_py_alloc.nsites = hyp_py_alloc.site_mask = 0;
+    hyp_py_drop_sites();
     Py_CLEAR(hyp_py_alloc.active);
     for (i = 0; i < hyp_py_alloc.nthreads; i++)
         Py_CLEAR(hyp_py_alloc.threads[i].thread);
@@ -760,6 +775,7 @@ static int hyp_py_stop(void) {
     rc = hyp_py_resolve();
     if (rc == 0)
         rc = hyp_py_finish_profile();
+    hyp_py_drop_sites();
     hyp_py_guard_exit(t);
     return rc;
 }

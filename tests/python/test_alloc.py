@@ -651,3 +651,24 @@ def test_command_line_memory_run(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "hyprof", "run", "--mode", "sampling",
                           "--memory-interval", "0", str(script)], capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "--memory-interval" in bad.stderr
+
+
+def test_code_objects_are_not_kept_alive():
+    """The resolution cache holds the code objects it met while it runs, at
+    most 65,536 of them, and none after stop(): a program that keeps making
+    functions is not kept from freeing them."""
+    import weakref
+    funcs = []
+    for i in range(200):
+        ns = {}
+        exec(f"def made{i}():\n    return [str(j) for j in range(20)]\n", ns)
+        funcs.append(ns[f"made{i}"])
+    refs = [weakref.ref(f.__code__) for f in funcs]
+    p = profiler(interval=1)
+    with p:
+        for f in funcs:
+            f()
+    assert any(f.name.startswith("made") for f in p.trace().functions())
+    del funcs, f, ns
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0
