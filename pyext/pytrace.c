@@ -879,7 +879,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
 
 /* Builds a profile from the dict Trace.to_data() returns. */
 static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
-    PyObject *o, *seq = NULL, *holder = NULL, **it;
+    PyObject *o, *seq = NULL, *holder = NULL, **it, *names = NULL;
     hyp_metric_t *metrics = NULL;
     hyp_profile_t *p = NULL;
     hyp_id_t *func_ids = NULL, *node_ids = NULL;
@@ -904,9 +904,14 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         return NULL;
     }
 
+    /* Metric and sample kind names, encoded as hyp_py_encode() does (names
+     * are kept exactly), held until the profile has copied them. */
+    names = PyList_New(0);
+    if (names == NULL)
+        return NULL;
     seq = hyp_py_seq(data, "metrics", 1);
     if (seq == NULL)
-        return NULL;
+        goto fail;
     nmetrics = PySequence_Fast_GET_SIZE(seq);
     metrics = PyMem_Calloc((size_t)nmetrics + 1, sizeof(*metrics));
     if (metrics == NULL) {
@@ -919,8 +924,8 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "metric", i, &holder);
         if (it == NULL)
             goto fail;
-        metrics[i].name = PyUnicode_Check(it[0]) ? PyUnicode_AsUTF8(it[0]) : NULL;
-        metrics[i].unit = PyUnicode_Check(it[1]) ? PyUnicode_AsUTF8(it[1]) : NULL;
+        metrics[i].name = PyUnicode_Check(it[0]) ? hyp_py_encode(it[0], names, "a metric") : NULL;
+        metrics[i].unit = PyUnicode_Check(it[1]) ? hyp_py_encode(it[1], names, "a unit") : NULL;
         kind = PyUnicode_Check(it[2]) ? PyUnicode_AsUTF8(it[2]) : NULL;
         /* the strings live as long as data holds the tuples */
         Py_CLEAR(holder);
@@ -956,8 +961,8 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 4, "sample kind", i, &holder);
         if (it == NULL)
             goto fail;
-        k.name = PyUnicode_Check(it[0]) ? PyUnicode_AsUTF8(it[0]) : NULL;
-        k.unit = PyUnicode_Check(it[1]) ? PyUnicode_AsUTF8(it[1]) : NULL;
+        k.name = PyUnicode_Check(it[0]) ? hyp_py_encode(it[0], names, "a sample kind") : NULL;
+        k.unit = PyUnicode_Check(it[1]) ? hyp_py_encode(it[1], names, "a unit") : NULL;
         if (k.name == NULL || k.unit == NULL || hyp_py_get_u32(it[2], "count_metric",
                                                                &k.count_metric) < 0 ||
             hyp_py_get_u32(it[3], "weight_metric", &k.weight_metric) < 0) {
@@ -1218,8 +1223,10 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     PyMem_Free(metrics);
     PyMem_Free(func_ids);
     PyMem_Free(node_ids);
+    Py_DECREF(names);
     return p;
 fail:
+    Py_XDECREF(names);
     Py_XDECREF(holder);
     Py_XDECREF(seq);
     PyMem_Free(metrics);

@@ -9,6 +9,7 @@ integers of every metric column, by name.
 
 import array
 import errno
+import math
 import os
 import warnings
 from collections import namedtuple
@@ -57,6 +58,46 @@ Line = namedtuple("Line", "filename line samples weight")
 
 _KINDS = ("python", "builtin", "special")
 _NS = 1e-9
+
+# The header entries reports read, and what each must be. A trace that
+# gives one of them another type loads with a TraceError naming it, rather
+# than failing later inside a renderer.
+_STR = (str, "a string")
+_STRS = (list, "a list of strings")
+_COUNT = (int, "a non-negative integer")
+_SECONDS = (float, "a finite number of seconds")
+_HEADER_TYPES = {
+    "argv": _STRS, "sources": _STRS, "thread_sources": _STRS,
+    "pid": _COUNT, "signal": _COUNT, "period": _COUNT, "duration_ns": _COUNT,
+    "truncated": _COUNT, "max_nodes": _COUNT,
+    "start_time": _SECONDS, "start": _SECONDS, "duration": _SECONDS, "ns_per_tick": _SECONDS,
+    "event": _STR, "trigger": _STR, "clock": _STR, "clock_wall": _STR, "clock_cpu": _STR,
+    "engine": _STR, "python": _STR, "hostname": _STR, "host": _STR, "executable": _STR,
+}
+# Seconds beyond this (about the year 5000) are no time a report can show.
+_MAX_SECONDS = 1e11
+
+
+def _check_header(header, path):
+    """Raises TraceError for a known header entry of the wrong type or out
+    of range."""
+    for key, (typ, what) in _HEADER_TYPES.items():
+        v = header.get(key)
+        if v is None:
+            continue
+        if typ is list:
+            ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+        elif typ is int:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif typ is float:
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and math.isfinite(v) and 0 <= v < _MAX_SECONDS)
+        else:
+            ok = isinstance(v, typ)
+        if not ok:
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise TraceError(f"{path or '<trace>'}: the header's {key!r} is {shown}: {what}"
+                             " expected")
 
 
 def _scale(metric):
@@ -226,6 +267,7 @@ class Trace(ReportMethods):
         self.path = path
         self._profile = data["profile"]
         self.header = data["header"]
+        _check_header(self.header, path)
         self.mode = data["mode"]
         self.metrics = [Metric(*m) for m in data["metrics"]]
         self.sample_kinds = [SampleKind(*k) for k in data["sample_kinds"]]

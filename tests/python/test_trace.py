@@ -565,3 +565,44 @@ def test_hostile_header_values_stay_small_and_typed(tmp_path):
     p.write_bytes(raw("HYPROF", dict(HEAD, **{f"k{i}": 0 for i in range(100_000)}), *TABLES))
     with pytest.raises(hyprof.TraceError, match="the header has 100005 entries"):
         hyprof.load(p)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("argv", 7), ("sources", 12), ("pid", "42"), ("pid", -1),
+    ("start_time", float("inf")), ("start_time", 1e30), ("duration", float("nan")),
+    ("event", 5), ("signal", True),
+])
+def test_header_entries_of_the_wrong_type_are_named_at_load(tmp_path, key, value):
+    p = tmp_path / "bad.hyprof"
+    p.write_bytes(raw("HYPROF", dict(HEAD, **{key: value}), *TABLES, [5, 0, [1, 3, 2, 4]]))
+    with pytest.raises(hyprof.TraceError, match=rf"bad.hyprof: the header's '{key}' is"):
+        hyprof.load(p)
+
+
+def test_odd_but_valid_traces_render_in_every_format(tmp_path):
+    """Names that are not UTF-8 (a metric, a function, a file, a thread), a
+    key holding a NUL and an unknown entry: the trace loads and every format
+    renders it."""
+    from hyprof import render as R
+    # bytes packed as msgpack str (use_bin_type=False): names that are not UTF-8
+    head = dict(HEAD, metrics=[["calls", "count", "calls"], ["wall_own", "ns", "own"],
+                               [b"odd\xe9", "ns", "own"]])
+    head["k\0ey"] = "v"
+    head["unknown"] = {"a": [1, 2]}
+    tables = [[1, 0, [b"f\xe9", b"x\xe9.py", b"main\xe9"]],
+              [2, 0, [0, 1, 3, 0]], [3, 0, [5, 5, 2]], [4, 1, [0, 0, 0, 1, 0, 0]]]
+    p = tmp_path / "odd.hyprof"
+    p.write_bytes(b"".join(msgpack.packb(o, use_bin_type=False) for o in
+                           ["HYPROF", head, *tables, [5, 0, [1, 3, 500, 7, 2, 2, 100, 9]],
+                            [8, {"samples": 0, "nodes": 3, "truncated_nodes": 0,
+                                 "dropped": {}}]]))
+    t = hyprof.load(p)
+    assert "unknown" not in t.header
+    for fmt in sorted(R.FORMATS):
+        out = R.render(t, fmt)
+        assert out, fmt
+    t.write(tmp_path / "again.hyprof")
+    again = hyprof.load(tmp_path / "again.hyprof")
+    assert {(f.name, f.filename) for f in again.functions()} == \
+        {(f.name, f.filename) for f in t.functions()} == {("f\udce9", "x\udce9.py")}
+    assert [m.name for m in again.metrics] == ["calls", "wall_own", "odd\udce9"]
