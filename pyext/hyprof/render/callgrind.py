@@ -4,9 +4,9 @@ callgrind_annotate (https://valgrind.org/docs/manual/cl-format.html).
 Positions are source lines. Each function's own cost is written per line
 (the executing line in the sampling mode, the function's first line in the
 deterministic mode), each call as ``cfn=`` + ``calls=`` with the callee's
-inclusive cost on that call site. A callee's inclusive cost is counted once
-per outermost call, so a recursive function's inclusive cost is not doubled
-(as KCachegrind's cycle detection would otherwise have to undo).
+inclusive cost on that call site. Inclusive costs are the trace's own
+totals (trace.functions() and trace.edges()), so a recursive function's
+inclusive cost is not doubled.
 """
 
 import re
@@ -30,12 +30,101 @@ def _fn_name(f):
     return name
 
 
+def _components(graph):
+    """{function: its strongly connected component's id} of the call graph
+    (Tarjan's algorithm, without recursion): an edge a -> b closes a cycle
+    back into b exactly when a and b share a component."""
+    index, low, comp = {}, {}, {}
+    stack, on_stack = [], set()
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(graph.get(start, ())))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(graph.get(w, ()))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    u = work[-1][0]
+                    low[u] = min(low[u], low[v])
+                if low[v] == index[v]:
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp[w] = v
+                        if w == v:
+                            break
+    return comp
+
+
+def _call_costs(trace, tree, col, target):
+    """{(caller, callee): cost} of one column: each edge's cumulative value
+    from the trace's aggregation (trace.edges()). callgrind_annotate gives
+    a function the sum of its incoming call costs as its inclusive cost, so
+    where recursion makes those add up to more than the function's total
+    (``target``, from trace.functions()), the excess comes off the calls
+    that close a cycle back into the function; what is left is the
+    function's exact total."""
+    edges = {k: v for k, (_, v) in _model.edge_totals(trace, tree, col).items()}
+    incoming, graph = {}, {}
+    for (a, b), v in edges.items():
+        incoming.setdefault(b, []).append(a)
+        graph.setdefault(a, []).append(b)
+    comp = None
+    for b, callers in incoming.items():
+        excess = sum(edges[(a, b)] for a in callers) - target[b]
+        if excess == 0:
+            continue
+        if excess < 0:
+            a = max(callers, key=lambda a: edges[(a, b)])
+            edges[(a, b)] -= excess
+            continue
+        if comp is None:
+            comp = _components(graph)
+        order = sorted(callers, key=lambda a: (comp.get(a) != comp.get(b), -edges[(a, b)]))
+        for a in order:
+            cut = min(excess, edges[(a, b)])
+            edges[(a, b)] -= cut
+            excess -= cut
+            if not excess:
+                break
+    return edges
+
+
+def _split(cost, weights):
+    """cost split over call sites in proportion to their weights, exactly."""
+    if len(weights) == 1:
+        return [cost]
+    total = sum(weights)
+    if not total:
+        return [cost] + [0] * (len(weights) - 1)
+    parts = [cost * w // total for w in weights]
+    parts[max(range(len(weights)), key=lambda i: weights[i])] += cost - sum(parts)
+    return parts
+
+
 def render(trace, **options):
     """Callgrind text with every cost column of the trace (call counts go to
     ``calls=`` lines; a sampling trace has none, so ``calls=`` counts the
-    distinct call paths)."""
+    distinct call paths). Self costs come from the call tree; inclusive
+    costs, on the call lines, from the trace's own totals, so that
+    callgrind_annotate shows every function's total as the text table
+    does. The calls from the root come from one function, ``<program>``,
+    so tools see the top of the graph as one entry."""
     _model.reject_options("callgrind", options)
-    tree = _model.from_trace(trace)
+    tree = _model.call_tree(trace)
     cols = [i for i, c in enumerate(tree.columns) if c.name != "calls"]
     if not cols:
         raise _model.ReportError("the trace has no cost columns for callgrind")
@@ -44,15 +133,20 @@ def render(trace, **options):
     vals = [tree.values[c] for c in cols]
     incs = [tree.inclusive(c) for c in cols]
     calls_of = tree.values[calls_col] if calls_col is not None else None
-    func, line, parent, outer = tree.func, tree.line, tree.parent, tree.outer
+    func, line, parent = tree.func, tree.line, tree.parent
     funcs = tree.funcs
-    first = [f.lineno for f in funcs]
+    root = len(funcs)  # the program's pseudo-function
+    header = tree.header
+    names = [_fn_name(f) for f in funcs] + ["<program>"]
+    files = [f.filename for f in funcs] + [""]
+    first = [f.lineno for f in funcs] + [0]
     pos = [line[i] or (first[func[i]] if i else 0) for i in range(len(func))]
     cidx = range(ncol)
 
-    # selfcost[f][line] -> costs; calls[f][(line, callee, callee line)] -> [n, costs]
-    selfcost = {}
-    calls = {}
+    # selfcost[f][line] -> costs; sites[(f, callee)][(line, callee line)] ->
+    # [calls, weights of the split]
+    selfcost = {root: {0: [vals[c][0] for c in cidx]}}
+    sites = {}
     for i in range(1, len(func)):
         f = func[i]
         ln = pos[i]
@@ -65,22 +159,34 @@ def render(trace, **options):
         for c in cidx:
             lc[c] += vals[c][i]
         p = parent[i]
-        if p > 0:
-            pf = func[p]
-            key = (pos[p], f, first[f] or ln)
-            per_caller = calls.get(pf)
-            if per_caller is None:
-                per_caller = calls[pf] = {}
-            ec = per_caller.get(key)
-            if ec is None:
-                ec = per_caller[key] = [0, [0] * ncol]
-            ec[0] += calls_of[i] if calls_of is not None else 1
-            if outer[i]:
-                cost = ec[1]
-                for c in cidx:
-                    cost[c] += incs[c][i]
+        pf = func[p] if p > 0 else root
+        per_edge = sites.get((pf, f))
+        if per_edge is None:
+            per_edge = sites[(pf, f)] = {}
+        key = (pos[p], first[f] or ln)
+        site = per_edge.get(key)
+        if site is None:
+            site = per_edge[key] = [0, [0] * ncol]
+        site[0] += calls_of[i] if calls_of is not None else 1
+        w = site[1]
+        for c in cidx:
+            w[c] += incs[c][i]
 
-    header = tree.header
+    cum = _model.function_totals(trace, tree)[1]
+    costs = []
+    for c in cols:
+        edges = _call_costs(trace, tree, c, cum[c])
+        costs.append({(root if a < 0 else a, b): v for (a, b), v in edges.items()})
+    # calls[f] -> [(line, callee, callee line, calls, costs)]
+    calls = {}
+    for (a, b), per_edge in sites.items():
+        keys = sorted(per_edge)
+        split = [_split(costs[c].get((a, b), 0), [per_edge[k][1][c] for k in keys])
+                 for c in cidx]
+        out = calls.setdefault(a, [])
+        for j, (ln, gline) in enumerate(keys):
+            out.append((ln, b, gline, per_edge[(ln, gline)][0], [split[c][j] for c in cidx]))
+
     events = " ".join(_event_name(tree.columns[c]) for c in cols)
     totals = " ".join(str(incs[c][0]) for c in range(ncol))
     out = ["# callgrind format", "version: 1", "creator: hyprof"]
@@ -105,16 +211,18 @@ def render(trace, **options):
         j = fn_ids.get(f)
         if j is None:
             j = fn_ids[f] = len(fn_ids) + 1
-            return f"({j}) {_fn_name(funcs[f])}"
+            return f"({j}) {names[f]}"
         return f"({j})"
 
-    for f in sorted(selfcost, key=lambda f: (funcs[f].filename, funcs[f].lineno, f)):
-        out.append("fl=" + fl(funcs[f].filename))
+    order = sorted((f for f in selfcost if f != root),
+                   key=lambda f: (funcs[f].filename, funcs[f].lineno, f))
+    for f in order + [root]:
+        out.append("fl=" + fl(files[f]))
         out.append("fn=" + fn(f))
         for ln, cost in sorted(selfcost[f].items()):
             out.append(f"{ln} {' '.join(map(str, cost))}")
-        for (ln, g, gline), (n, cost) in sorted(calls.get(f, {}).items()):
-            out.append("cfi=" + fl(funcs[g].filename))
+        for ln, g, gline, n, cost in sorted(calls.get(f, ()), key=lambda s: s[:3]):
+            out.append("cfi=" + fl(files[g]))
             out.append("cfn=" + fn(g))
             out.append(f"calls={n} {gline}")
             out.append(f"{ln} {' '.join(map(str, cost))}")
