@@ -263,7 +263,7 @@ def test_pstats(trace, tmp_path):
 def test_callgrind(trace, tmp_path):
     text = R.render(trace, "callgrind")
     tree = _model.call_tree(trace)
-    names = [CG._fn_name(f) for f in tree.funcs]
+    names = CG._fn_names(tree.funcs)
     cols = [c for c in own_columns(trace) if c[0] != "calls"]
 
     def row_name(f):

@@ -17,6 +17,7 @@ C aggregation, ``trace.functions()`` and ``trace.edges()``, through
 recursion is on its own.
 """
 
+import os
 from collections import namedtuple
 
 Func = namedtuple("Func", "name filename lineno kind")
@@ -416,6 +417,52 @@ def edge_totals(trace, tree, col, thread=None):
         n, v = out.get((a, b), (0, 0))
         out[(a, b)] = (n + e.calls, v + e.cum.get(cum_name, 0))
     return out
+
+
+def program_argv(header):
+    """The profiled program's command line as the program saw it
+    (``["app.py", "--fast"]``, ``["-m", "pkg.tool"]``), or [] when the trace
+    does not say. A trace made by ``hyprof run`` may record hyprof's own
+    command line: the program is read out of it with hyprof's own argument
+    parser."""
+    argv = [str(a) for a in header.get("argv") or []]
+    if not argv:
+        return []
+    base = os.path.basename(argv[0])
+    if base == "hyprof" or (base == "__main__.py" and
+                            os.path.basename(os.path.dirname(argv[0])) == "hyprof"):
+        import contextlib
+        import io
+
+        from ..cli import build_parser
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                args, _ = build_parser().parse_known_args(argv[1:])
+        except SystemExit:  # not a command line hyprof takes
+            args = None
+        if args is not None and getattr(args, "command", None) == "run":
+            prog = ["-m", args.program] if args.module else [args.program]
+            return prog + list(args.args)
+    return argv
+
+
+def program(header):
+    """The profiled program's command line as one string ("" if unknown)."""
+    return " ".join(program_argv(header))
+
+
+def program_name(header):
+    """What a profile is named after: the program's script (its file name)
+    or module, without arguments; "" when the trace does not say."""
+    argv = program_argv(header)
+    if not argv:
+        return ""
+    if argv[0] == "-m" and len(argv) > 1:
+        return argv[1]
+    base = os.path.basename(argv[0])
+    if base == "__main__.py" and os.path.dirname(argv[0]):
+        return os.path.basename(os.path.dirname(argv[0]))  # python -m package
+    return base or argv[0]
 
 
 def reject_options(fmt, options):

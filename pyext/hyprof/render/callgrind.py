@@ -6,7 +6,9 @@ Positions are source lines. Each function's own cost is written per line
 deterministic mode), each call as ``cfn=`` + ``calls=`` with the callee's
 inclusive cost on that call site. Inclusive costs are the trace's own
 totals (trace.functions() and trace.edges()), so a recursive function's
-inclusive cost is not doubled.
+inclusive cost is not doubled. Module bodies are named after their module
+(``<module myprog>``) and no two functions share a name, so tools that
+match functions by name (gprof2dot) keep them apart.
 """
 
 import re
@@ -23,11 +25,44 @@ def _event_name(col):
     return f"{base}_{suffix}" if suffix else base
 
 
+def _module_name(filename):
+    """A module's name from its file: ``myprog`` for myprog.py, the package
+    for its __init__.py, the frozen module's name."""
+    if filename.startswith("<frozen ") and filename.endswith(">"):
+        return filename[8:-1]
+    base = filename.rsplit("/", 1)[-1]
+    stem = base.rsplit(".", 1)[0] if base.endswith((".py", ".pyw", ".pyc")) else base
+    if stem == "__init__" and "/" in filename:
+        stem = filename.rsplit("/", 2)[-2]
+    return stem or filename
+
+
 def _fn_name(f):
     name = f.name.replace("\n", " ")
+    if f.kind == "python" and name == "<module>" and f.filename:
+        # Tools that match functions by name (gprof2dot) would make one node
+        # of every module body.
+        return f"<module {_module_name(f.filename)}>"
     if f.kind == "python" and f.lineno:
         return f"{name}:{f.lineno}"
     return name
+
+
+def _fn_names(funcs):
+    """A name per function, never the same for two: a name shared by
+    functions of different files gets the file, a name still shared its
+    index."""
+    names = [_fn_name(f) for f in funcs]
+    for step in (lambda i: f"{names[i]} ({_model.short_path(funcs[i].filename)})",
+                 lambda i: f"{names[i]} #{i}"):
+        seen = {}
+        for i, n in enumerate(names):
+            seen.setdefault(n, []).append(i)
+        for group in seen.values():
+            if len(group) > 1:
+                for i in group:
+                    names[i] = step(i)
+    return names
 
 
 def _components(graph):
@@ -121,8 +156,9 @@ def render(trace, **options):
     distinct call paths). Self costs come from the call tree; inclusive
     costs, on the call lines, from the trace's own totals, so that
     callgrind_annotate shows every function's total as the text table
-    does. The calls from the root come from one function, ``<program>``,
-    so tools see the top of the graph as one entry."""
+    does. The calls from the root come from a function named after the
+    program (``<program app.py>``), so tools see the top of the graph as
+    one entry."""
     _model.reject_options("callgrind", options)
     tree = _model.call_tree(trace)
     cols = [i for i, c in enumerate(tree.columns) if c.name != "calls"]
@@ -137,8 +173,12 @@ def render(trace, **options):
     funcs = tree.funcs
     root = len(funcs)  # the program's pseudo-function
     header = tree.header
-    names = [_fn_name(f) for f in funcs] + ["<program>"]
-    files = [f.filename for f in funcs] + [""]
+    names = _fn_names(funcs)
+    prog = _model.program_name(header)
+    names.append(f"<program {prog}>" if prog else "<program>")
+    prog_argv = _model.program_argv(header)
+    root_file = prog_argv[0] if prog_argv and prog_argv[0] != "-m" else ""
+    files = [f.filename for f in funcs] + [root_file]
     first = [f.lineno for f in funcs] + [0]
     pos = [line[i] or (first[func[i]] if i else 0) for i in range(len(func))]
     cidx = range(ncol)
@@ -192,9 +232,8 @@ def render(trace, **options):
     out = ["# callgrind format", "version: 1", "creator: hyprof"]
     if header.get("pid") is not None:
         out.append(f"pid: {header['pid']}")
-    argv = header.get("argv")
-    if argv:
-        out.append("cmd: " + " ".join(str(a) for a in argv).replace("\n", " "))
+    if prog_argv:
+        out.append("cmd: " + " ".join(prog_argv).replace("\n", " "))
     out += ["part: 1", "positions: line", f"events: {events}", f"summary: {totals}", ""]
 
     # Name compression: each file and function name is written once in full.

@@ -51,7 +51,8 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
             and 100.0 * cum[f] / denom >= threshold}
 
     if title is None:
-        title = (f"hyprof call graph: {column.label}, total"
+        prog = _model.program(getattr(trace, "header", {}) or {})
+        title = (f"hyprof call graph{' of ' + prog if prog else ''}: {column.label}, total"
                  f" {_model.format_value(total, column.unit)} (functions under {threshold:g}%"
                  f" and edges under {edge_threshold:g}% pruned)")
     out = ["digraph hyprof {",

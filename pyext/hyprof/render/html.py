@@ -148,16 +148,6 @@ def page(tree, table, base=None, title="hyprof profile", subtitle="", default=No
         table_title="Functions: change from base to new" if base is not None else "Functions")
 
 
-def command_line(header):
-    """The profiled command as the user typed it (``python -m hyprof run
-    app.py`` rather than the path of hyprof's __main__.py)."""
-    argv = [str(a) for a in header.get("argv") or []]
-    if argv and os.path.basename(argv[0]) == "__main__.py" and \
-            os.path.basename(os.path.dirname(argv[0])) == "hyprof":
-        argv[0] = "python -m hyprof"
-    return " ".join(argv)
-
-
 def describe(header, mode):
     """One line about where a trace came from, for the report's subtitle."""
     parts = [f"{mode} mode"]
@@ -189,6 +179,7 @@ def render(trace, metric=None, threads=None, title=None, **options):
     own, cum = _model.function_totals(trace, tree)
     header = getattr(trace, "header", {}) or {}
     if title is None:
-        title = f"hyprof: {command_line(header)}" if header.get("argv") else "hyprof profile"
+        prog = _model.program(header)
+        title = f"hyprof: {prog}" if prog else "hyprof profile"
     return page(tree, {"own": own, "cum": cum}, title=title,
                 subtitle=describe(header, trace.mode), default=default)

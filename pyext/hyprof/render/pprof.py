@@ -236,7 +236,8 @@ def build(trace, metric=None):
     _int(1, st(ptype), pt)
     _int(2, st(punit), pt)
     made = time.strftime("%Y-%m-%d %H:%M:%S")
-    comment = st(f"hyprof {trace.mode} trace, made {made}")
+    prog = _model.program(header)
+    comment = st(f"hyprof {trace.mode} trace{' of ' + prog if prog else ''}, made {made}")
     for s in st.table:
         _bytes(6, s.encode("utf-8", "surrogateescape"), out)
     out += tail

@@ -47,14 +47,19 @@ def _frames(funcs):
 
 def _evented(tree, col, top, frame):
     """The events array of an evented profile of the subtree under node
-    ``top``, as JSON text, and its end. ``frame``: tree function -> frame id."""
+    ``top``, as JSON text, and its end. ``frame``: tree function -> frame id.
+
+    The deterministic engine writes a node's children most recently called
+    first; they are laid out in the reverse order, the order of their last
+    call, which for children called once each is the order they ran in."""
     inc = tree.inclusive(col)
     func, kids = tree.func, tree.children
     parts = []
     start = [0] * len(func)
     # Children are laid out one after the other from their parent's start;
-    # a node closes at its start + inclusive. A node id enters, ~id leaves.
-    stack = list(reversed(kids[top]))
+    # a node closes at its start + inclusive. A node id enters, ~id leaves;
+    # the stack pops children in id order reversed.
+    stack = list(kids[top])
     t = 0
     while stack:
         i = stack.pop()
@@ -70,7 +75,7 @@ def _evented(tree, col, top, frame):
         stack.append(~i)
         k = kids[i]
         if k:
-            stack.extend(reversed(k))
+            stack.extend(k)
     return "[" + ",".join(parts) + "]", t
 
 
@@ -110,7 +115,8 @@ def _profile(meta, arrays):
 
 
 def render(trace, metric=None, **options):
-    """Speedscope JSON text; ``metric`` limits it to one column."""
+    """Speedscope JSON text; ``metric`` limits it to one column. The file is
+    named after the profiled program."""
     _model.reject_options("speedscope", options)
     threads = list(trace.threads())
     if threads:
@@ -149,8 +155,7 @@ def render(trace, metric=None, **options):
                 meta.update(type="sampled", endValue=total)
                 profiles.append(_profile(meta, [("samples", samples), ("weights", weights)]))
     header = getattr(trace, "header", {}) or {}
-    argv = header.get("argv") or []
-    rest = {"name": " ".join(str(a) for a in argv) if argv else "hyprof profile",
+    rest = {"name": _model.program(header) or "hyprof profile",
             "activeProfileIndex": 0, "exporter": "hyprof"}
     shared = json.dumps({"frames": _frames(funcs)}, separators=(",", ":"))
     tail = json.dumps(rest, separators=(",", ":"))[1:]
