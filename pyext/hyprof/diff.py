@@ -55,8 +55,8 @@ def _trees(base, new, metric):
     if base.mode != new.mode:
         raise DiffError(f"cannot compare a {base.mode} trace with a {new.mode} trace;"
                         " profile both runs in the same mode")
-    bt = _model.from_trace(base).by_function()
-    nt = _model.from_trace(new).by_function()
+    bt = _model.call_tree(base).by_function()
+    nt = _model.call_tree(new).by_function()
     shared = [c for c in nt.columns if any(c.name == b.name for b in bt.columns)]
     if not shared:
         have_base = ", ".join(c.name for c in bt.columns)
@@ -74,7 +74,9 @@ def _trees(base, new, metric):
 
 def _union(bt, nt, shared, scale=1.0):
     """One tree holding every call path of either trace, with two value sets:
-    the new trace's and the base trace's, column by column."""
+    the new trace's and the base trace's, column by column; and, for each
+    trace, a function -> union index callable (the trace's functions are
+    matched as the call paths are)."""
     funcs, fid = [], {}
     parent, func = [-1], [-1]
     index = {}
@@ -82,7 +84,9 @@ def _union(bt, nt, shared, scale=1.0):
     newv = [[0] for _ in shared]
     basev = [[0] for _ in shared]
     moved = _moved_files(bt, nt)
+    keys = []
     for tree, vals, factor, files in ((bt, basev, scale, moved), (nt, newv, 1.0, None)):
+        keys.append(files)
         cols = [tree.column(c.name) for c in shared]
         where = [0] * len(tree)
         for c in range(ncols):
@@ -111,7 +115,10 @@ def _union(bt, nt, shared, scale=1.0):
     line = [0] * len(parent)
     new = _model.CallTree(funcs, parent, func, line, shared, newv, nt.mode, nt.header)
     base = _model.CallTree(funcs, parent, func, line, shared, basev, bt.mode, bt.header)
-    return base, new
+
+    def index_of(files):
+        return lambda f: fid.get(_key(f, files))
+    return base, new, index_of(keys[0]), index_of(keys[1])
 
 
 def _scale(bt, nt, metric, normalize):
@@ -130,21 +137,27 @@ class Diff:
         bt, nt, shared = _trees(base, new, metric)
         factor = _scale(bt, nt, metric, normalize)
         self.normalized = bool(normalize)
-        self.base_tree, self.new_tree = _union(bt, nt, shared, factor)
+        self.base_tree, self.new_tree, base_index, new_index = _union(bt, nt, shared, factor)
         t = self.new_tree
         self.column = t.column(metric) if metric else t.default_column()
         self.metric = t.columns[self.column]
         self.mode = new.mode
-        b_own, b_cum = self.base_tree.function_totals(self.column)
-        n_own, n_cum = t.function_totals(self.column)
+        # Per-function totals are the traces' own (trace.functions()), added
+        # up over the functions the union matches together.
+        b_own, b_cum = _model.function_totals(base, t, funcs=base_index)
+        n_own, n_cum = _model.function_totals(new, t, funcs=new_index)
+        if factor != 1.0:
+            b_own = [[v * factor for v in col] for col in b_own]
+            b_cum = [[v * factor for v in col] for col in b_cum]
+        self._table = {"own": n_own, "cum": n_cum, "base_own": b_own, "base_cum": b_cum}
+        c = self.column
         rows = []
         for f, fn in enumerate(t.funcs):
-            b, n = b_cum.get(f, 0), n_cum.get(f, 0)
+            b, n = b_cum[c][f], n_cum[c][f]
             if not b and not n:
                 continue
             rel = (n - b) / b if b else None
-            rows.append(DiffRow(fn.name, fn.filename, b, n, n - b, rel,
-                                b_own.get(f, 0), n_own.get(f, 0)))
+            rows.append(DiffRow(fn.name, fn.filename, b, n, n - b, rel, b_own[c][f], n_own[c][f]))
         self.rows = rows
         self.base_total = self.base_tree.inclusive(self.column)[0]
         self.new_total = t.inclusive(self.column)[0]
@@ -203,8 +216,8 @@ class Diff:
         if self.normalized:
             sub += "; base scaled to the new total"
         # The page opens on this diff's metric.
-        self.new_tree.default = self.column
-        return _html.page(self.new_tree, base=self.base_tree, title=title, subtitle=sub)
+        return _html.page(self.new_tree, self._table, base=self.base_tree, title=title,
+                          subtitle=sub, default=self.column)
 
 
 def diff(base, new, metric=None, normalize=False):

@@ -11,6 +11,7 @@ import textwrap
 
 import hyprof
 import pytest
+from test_det import ENGINES
 from test_render_support import (
     det_data,
     need,
@@ -217,3 +218,108 @@ def test_sampling_run_in_every_format(tmp_path):
     assert sum(sum(p["weights"]) for p in doc["profiles"]) == sum(
         f.own_weight for f in trace.functions())
     assert "leaf" in (tmp_path / "s.html").read_text()
+
+
+# ------------------------------------------------------------ the shape in the tools
+
+SHAPED = textwrap.dedent("""\
+    import sys
+
+    import shapelib
+
+    def first():
+        return shapelib.work(40000)
+
+    def second():
+        return shapelib.work(20000)
+
+    def main():
+        first()
+        second()
+        return int(sys.argv[1])
+
+    main()
+    """)
+
+SHAPELIB = textwrap.dedent("""\
+    def work(n):
+        s = 0
+        for i in range(n):
+            s += i * i
+        return s
+    """)
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory):
+    """{engine: trace path} of SHAPED, a program that imports a module of
+    its own, run as ``hyprof run -o T myprog.py 3`` from its directory."""
+    d = tmp_path_factory.mktemp("shaped")
+    (d / "myprog.py").write_text(SHAPED)
+    (d / "shapelib.py").write_text(SHAPELIB)
+    out = {}
+    for engine in ENGINES:
+        out[engine] = d / f"{engine}.hyprof"
+        run_hyprof("run", "-q", "--engine", engine, "-o", out[engine], "myprog.py", "3", cwd=d)
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gprof2dot_keeps_the_top_of_the_program(shaped, engine, tmp_path):
+    """Module bodies are named after their module in callgrind output, so
+    gprof2dot (which matches functions by name) keeps exec -> the program's
+    module body -> main, with main's share of the run."""
+    tool = need("gprof2dot", "gprof2dot")
+    cg = tmp_path / "callgrind.out.myprog"
+    run_hyprof("report", shaped[engine], "-o", cg)
+    text = cg.read_text()
+    assert "<module myprog>" in text and "<module shapelib>" in text
+    dot = subprocess.run([tool, "-f", "callgrind", str(cg)], capture_output=True, text=True,
+                         check=True, env=tool_env()).stdout
+    edges = re.findall(r'^\s*"([^"]*)" -> "([^"]*)" \[.*label="([\d.]+)%', dot, re.MULTILINE)
+    share = {(a, b): float(p) for a, b, p in edges}
+    exec_ = next(a for a, b in share if b == "<module myprog>")
+    assert "exec" in exec_
+    main = next(b for a, b in share if a == "<module myprog>" and b.startswith("main:"))
+    trace = hyprof.load(shaped[engine])
+    funcs = {f.name: f for f in trace.functions()}
+    total = sum(f.wall_own for f in funcs.values())
+    # gprof2dot adds up self costs along the edges itself: near main's total.
+    assert share[("<module myprog>", main)] == pytest.approx(
+        100 * funcs["main"].wall_cum / total, rel=0.02)
+    assert share[(exec_, "<module myprog>")] > share[("<module myprog>", main)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_speedscope_time_order_is_execution_order(shaped, engine, tmp_path):
+    """main calls first, then second: speedscope's time order view shows
+    them in that order."""
+    out = tmp_path / "s.speedscope.json"
+    run_hyprof("report", shaped[engine], "-o", out)
+    doc = json.loads(out.read_text())
+    names = [f["name"] for f in doc["shared"]["frames"]]
+    wall = next(p for p in doc["profiles"] if p["name"] == "MainThread (wall)")
+    opened = [names[ev["frame"]] for ev in wall["events"] if ev["type"] == "O"]
+    under_main = opened[opened.index("main"):]
+    assert under_main.index("first") < under_main.index("second"), under_main
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_profiles_are_named_after_the_program(shaped, mode, tmp_path):
+    """Not after hyprof's command line: the program and its arguments."""
+    if mode == "deterministic":
+        trace = shaped["setprofile"]
+    else:
+        trace = tmp_path / "s.hyprof"
+        d = shaped["setprofile"].parent
+        res = run_hyprof("run", "-q", "--mode", "sampling", "-o", trace, "myprog.py", "3",
+                         cwd=d, check=False)
+        if res.returncode != 0 and "not available" in res.stderr:
+            pytest.skip("the sampling mode is not available here: " + res.stderr.strip())
+        assert res.returncode == 0, res.stderr
+    t = hyprof.load(trace)
+    assert json.loads(t.to_speedscope())["name"] == "myprog.py 3"
+    assert "<title>hyprof: myprog.py 3</title>" in t.to_html()
+    callgrind = t.to_callgrind()
+    assert "\ncmd: myprog.py 3\n" in callgrind and "fn=(" in callgrind
+    assert "<program myprog.py>" in callgrind
+    assert "hyprof call graph of myprog.py 3:" in t.to_dot()

@@ -204,8 +204,11 @@ def _annotate(tmp_path, text, *args):
     tool = need("callgrind_annotate", "valgrind")
     path = tmp_path / "callgrind.out.1"
     path.write_text(text)
+    # Run where no profiled file lives: callgrind_annotate strips the working
+    # directory from fl= names but not from cfi= ones, which would split a
+    # function in two.
     res = subprocess.run([tool, *args, str(path)], capture_output=True, text=True, check=True,
-                         env=tool_env())
+                         env=tool_env(), cwd=tmp_path)
     return res.stdout
 
 

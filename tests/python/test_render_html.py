@@ -151,7 +151,8 @@ def test_html_deep_recursion(tmp_path):
     n = 2000
     data = det_data()
     data.update(functions=[("rec", "r.py", 1, 0)], nodes=[(i, 0, 0) for i in range(n)],
-                rows=[(0, i, (1, 1000, 1000, 0, 0)) for i in range(1, n + 1)])
+                rows=[(0, i, (1, 1000, 1000, (n + 1 - i) * 1000, (n + 1 - i) * 1000))
+                      for i in range(1, n + 1)])
     trace = write(tmp_path / "deep.hyprof", data)
     page = R.render(trace, "html")
     assert _data(page)["table"]["cum"][1][0] == n * 1000  # recursion counted once

@@ -7,10 +7,17 @@ quadratic in the depth of the tree.
 
 A node ``i`` is ``parent[i]``, ``func[i]`` (an index into ``funcs``) and
 ``line[i]``; node 0 is the root, whose function is -1. Each metric column
-holds the node's own (exclusive) value; inclusive values are subtree sums.
-Parents always come before their children (``parent[i] < i``).
+holds the node's own (exclusive) value. Parents always come before their
+children (``parent[i] < i``).
+
+The tree gives call paths only. Per-function and caller -> callee totals
+(recursion counted once, measured cumulative times) come from the trace's
+C aggregation, ``trace.functions()`` and ``trace.edges()``, through
+:func:`function_totals` and :func:`edge_totals`: no report decides what
+recursion is on its own.
 """
 
+import os
 from collections import namedtuple
 
 Func = namedtuple("Func", "name filename lineno kind")
@@ -54,7 +61,7 @@ class CallTree:
     (``parent[i] < i``); walks in index order rely on it."""
 
     def __init__(self, funcs, parent, func, line, columns, values, mode="sampling",
-                 header=None, threads=None):
+                 header=None, threads=None, measured=None):
         self.funcs = funcs if isinstance(funcs, list) else list(funcs)
         self.parent = parent
         self.func = func
@@ -65,6 +72,9 @@ class CallTree:
         self.header = dict(header or {})
         # The trace's threads, for trees that give each its own pseudo-root.
         self.threads = threads
+        # The producer's measured cumulative columns, by metric name: each
+        # node's own value of it (wall_cum: the node's calls' wall time).
+        self.measured = dict(measured or {})
         n = len(self.parent)
         if not (len(self.func) == len(self.line) == n) or any(len(v) != n for v in self.values):
             raise ReportError("call tree arrays of different lengths")
@@ -78,9 +88,8 @@ class CallTree:
             raise ReportError(f"node {bad} has parent {parent[bad]}, which does not come"
                               " before it")
         self._children = None
-        self._outer = None
-        # The column reports open on; None: wall time, or the sample count.
-        self.default = None
+        self._by_function = None
+        self._index = None
 
     def __len__(self):
         return len(self.parent)
@@ -108,8 +117,6 @@ class CallTree:
 
     def default_column(self):
         """The metric a report shows unless told: wall time, or sample counts."""
-        if self.default is not None:
-            return self.default
         for want in ("wall_own",):
             for i, c in enumerate(self.columns):
                 if c.name == want:
@@ -138,19 +145,33 @@ class CallTree:
 
     # ------------------------------------------------------------ reshaping
 
+    def index(self, func):
+        """The index in ``funcs`` of a function (a Func, FunctionInfo or
+        FunctionStats), or None."""
+        if self._index is None:
+            self._index = {f: i for i, f in enumerate(self.funcs)}
+        return self._index.get(_func_key(func))
+
     def by_function(self):
         """A tree whose children are unique per function: the sampling mode's
         per-line nodes of one function under one parent become one node, as
         flame graphs and folded stacks want. Frames lose their executing line.
         A tree without lines is returned as it is: a node is unique per
-        (parent, function, line), so there is nothing to merge."""
+        (parent, function, line), so there is nothing to merge. Made once
+        per tree; reports read it and never change it."""
+        if self._by_function is None:
+            self._by_function = self._merge_lines()
+        return self._by_function
+
+    def _merge_lines(self):
         if not any(self.line):
             return self
         key_to_new = {}
         new_of = [0] * len(self.parent)
         parent, func = [-1], [-1]
-        vals = [[v[0]] for v in self.values]
-        old_vals = self.values
+        names = list(self.measured)
+        vals = [[v[0]] for v in self.values] + [[self.measured[k][0]] for k in names]
+        old_vals = self.values + [self.measured[k] for k in names]
         opar, ofunc = self.parent, self.func
         for i in range(1, len(opar)):
             np_ = new_of[opar[i]]
@@ -166,76 +187,9 @@ class CallTree:
                 for c, v in enumerate(vals):
                     v[j] += old_vals[c][i]
             new_of[i] = j
-        merged = CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals,
-                          self.mode, self.header, self.threads)
-        merged.default = self.default
-        return merged
-
-    @property
-    def outer(self):
-        """For each node, whether no ancestor has its function: the nodes
-        whose inclusive values a function's total counts, so recursion is
-        counted once. One depth-first walk, cached."""
-        if self._outer is None:
-            func, kids = self.func, self.children
-            outer = [True] * len(func)
-            active = {}
-            # A node id to enter it, ~id to leave it.
-            stack = list(reversed(kids[0]))
-            while stack:
-                i = stack.pop()
-                if i < 0:
-                    f = func[~i]
-                    c = active[f] - 1
-                    if c:
-                        active[f] = c
-                    else:
-                        del active[f]
-                    continue
-                f = func[i]
-                c = active.get(f, 0)
-                if c:
-                    outer[i] = False
-                active[f] = c + 1
-                stack.append(~i)
-                k = kids[i]
-                if k:
-                    stack.extend(reversed(k))
-            self._outer = outer
-        return self._outer
-
-    def function_totals(self, col):
-        """Per-function own and inclusive sums of a column, recursion counted
-        once (a node adds to its function's inclusive value only when no
-        ancestor has the same function). Returns two dicts func -> value."""
-        inc = self.inclusive(col)
-        vals, func, outer = self.values[col], self.func, self.outer
-        own = {}
-        cum = {}
-        for i in range(1, len(func)):
-            f = func[i]
-            own[f] = own.get(f, 0) + vals[i]
-            if outer[i]:
-                cum[f] = cum.get(f, 0) + inc[i]
-        return own, cum
-
-    def edge_totals(self, col, calls_col=None):
-        """Caller -> callee edges: {(caller, callee): (calls, inclusive)} with
-        the callee's inclusive value counted once per outermost callee node
-        under that caller. The root caller is -1."""
-        inc = self.inclusive(col)
-        calls = self.values[calls_col] if calls_col is not None else None
-        func, parent, outer = self.func, self.parent, self.outer
-        edges = {}
-        for i in range(1, len(func)):
-            key = (func[parent[i]], func[i])
-            n, v = edges.get(key, (0, 0))
-            if calls is not None:
-                n += calls[i]
-            if outer[i]:
-                v += inc[i]
-            edges[key] = (n, v)
-        return edges
+        nv = len(self.values)
+        return CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals[:nv],
+                        self.mode, self.header, self.threads, dict(zip(names, vals[nv:])))
 
 
 # ---------------------------------------------------------------- from traces
@@ -307,12 +261,14 @@ def from_trace(trace, thread=None, split_threads=False):
     picked = _columns(metrics, getattr(trace, "sample_kinds", None))
     keep = [i for i, _ in picked]
     columns = [c for _, c in picked]
-    names = [metrics[i].name for i in keep]
+    # The producer's measured cumulative columns (wall_cum), per node.
+    keep_cum = [i for i, m in enumerate(metrics) if _metric_kind(m.kind) == "cum"]
+    names = [metrics[i].name for i in keep + keep_cum]
     nm = len(metrics)
     funcs = []
     func_ids = {}
     parent, func, line = [-1], [-1], [0]
-    values = [[0] for _ in keep]
+    values = [[0] for _ in keep + keep_cum]
 
     def intern(fs):
         k = _func_key(fs)
@@ -338,7 +294,7 @@ def from_trace(trace, thread=None, split_threads=False):
                 parent.append(root if p == 0 else base + p)
                 func.append(fmap[nd[3 * i + 1]])
                 line.append(nd[3 * i + 2])
-            for c, m in enumerate(keep):
+            for c, m in enumerate(keep + keep_cum):
                 col = vals[m::nm]
                 v = values[c]
                 v[root] += col[0]
@@ -350,7 +306,7 @@ def from_trace(trace, thread=None, split_threads=False):
             if isinstance(vals, dict):
                 vals = [vals.get(name, 0) or 0 for name in names]
             else:
-                vals = [vals[i] or 0 for i in keep]
+                vals = [vals[i] or 0 for i in keep + keep_cum]
             if nd.parent is None or nd.function is None:
                 ids[nd.id] = root
                 for c, v in enumerate(values):
@@ -380,8 +336,133 @@ def from_trace(trace, thread=None, split_threads=False):
             add_nodes(t.id, j)
     else:
         add_nodes(thread, 0)
-    return CallTree(funcs, parent, func, line, columns, values, trace.mode,
-                    getattr(trace, "header", {}), threads)
+    measured = {metrics[m].name: values[len(keep) + c] for c, m in enumerate(keep_cum)}
+    return CallTree(funcs, parent, func, line, columns, values[:len(keep)], trace.mode,
+                    getattr(trace, "header", {}), threads, measured)
+
+
+def call_tree(trace, split_threads=False):
+    """The trace's CallTree (with each thread under a pseudo-root of its own
+    when ``split_threads``), built once per trace and shared by every
+    report made from it. Reports read it and never change it."""
+    cache = getattr(trace, "_call_trees", None)
+    if cache is None:
+        cache = {}
+        try:
+            trace._call_trees = cache
+        except AttributeError:  # an object that takes no attributes: no cache
+            pass
+    key = bool(split_threads)
+    tree = cache.get(key)
+    if tree is None:
+        tree = cache[key] = from_trace(trace, split_threads=key)
+    return tree
+
+
+def thread_roots(tree):
+    """[(thread, pseudo-root node)] of a tree made with split_threads."""
+    kids = tree.children[0]
+    return list(zip(tree.threads or [], kids))
+
+
+def _cum_metric(trace, name):
+    """The metric holding an own column's cumulative value: the producer's
+    measured ``X_cum`` beside ``X_own`` when there is one, else the column
+    itself (whose cumulative value the aggregation sums over subtrees)."""
+    if name.endswith("_own"):
+        cum = name[:-4] + "_cum"
+        if any(m.name == cum for m in trace.metrics):
+            return cum
+    return name
+
+
+def function_totals(trace, tree, thread=None, funcs=None):
+    """Per-function totals of every column of ``tree``, from the trace's C
+    aggregation (``trace.functions()``): two lists, own and cum, each one
+    list per column indexed like ``tree.funcs`` (or like ``funcs``, a
+    function -> index callable). cum is what the text table shows: the
+    measured cumulative time (``wall_cum``) for a time column, recursion
+    counted once; primitive calls for the calls column. Functions that share
+    an index (the same name, file and line) add up."""
+    if funcs is None:
+        funcs = tree.index
+    names = [(c.name, _cum_metric(trace, c.name)) for c in tree.columns]
+    own = [[0] * len(tree.funcs) for _ in names]
+    cum = [[0] * len(tree.funcs) for _ in names]
+    for f in trace.functions(thread):
+        i = funcs(f)
+        if i is None:
+            continue
+        fo, fc = f.own, f.cum
+        for c, (o, k) in enumerate(names):
+            own[c][i] += fo.get(o, 0)
+            cum[c][i] += fc.get(k, 0)
+    return own, cum
+
+
+def edge_totals(trace, tree, col, thread=None):
+    """Caller -> callee totals of one column from the trace's C aggregation
+    (``trace.edges()``): {(caller index or -1 for the root, callee index):
+    (calls, cum)}, cum being the callee's cumulative value on that edge."""
+    name = tree.columns[col].name
+    cum_name = _cum_metric(trace, name)
+    out = {}
+    for e in trace.edges(thread):
+        b = tree.index(e.callee)
+        if b is None:
+            continue
+        a = -1 if e.caller is None else tree.index(e.caller)
+        if a is None:
+            continue
+        n, v = out.get((a, b), (0, 0))
+        out[(a, b)] = (n + e.calls, v + e.cum.get(cum_name, 0))
+    return out
+
+
+def program_argv(header):
+    """The profiled program's command line as the program saw it
+    (``["app.py", "--fast"]``, ``["-m", "pkg.tool"]``), or [] when the trace
+    does not say. A trace made by ``hyprof run`` may record hyprof's own
+    command line: the program is read out of it with hyprof's own argument
+    parser."""
+    argv = [str(a) for a in header.get("argv") or []]
+    if not argv:
+        return []
+    base = os.path.basename(argv[0])
+    if base == "hyprof" or (base == "__main__.py" and
+                            os.path.basename(os.path.dirname(argv[0])) == "hyprof"):
+        import contextlib
+        import io
+
+        from ..cli import build_parser
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                args, _ = build_parser().parse_known_args(argv[1:])
+        except SystemExit:  # not a command line hyprof takes
+            args = None
+        if args is not None and getattr(args, "command", None) == "run":
+            prog = ["-m", args.program] if args.module else [args.program]
+            return prog + list(args.args)
+    return argv
+
+
+def program(header):
+    """The profiled program's command line as one string ("" if unknown)."""
+    return " ".join(program_argv(header))
+
+
+def program_name(header):
+    """What a profile is named after: the program's script (its file name)
+    or module, without arguments; "" when the trace does not say."""
+    argv = program_argv(header)
+    if not argv:
+        return ""
+    if argv[0] == "-m" and len(argv) > 1:
+        return argv[1]
+    base = os.path.basename(argv[0])
+    if base == "__main__.py" and os.path.dirname(argv[0]):
+        return os.path.basename(os.path.dirname(argv[0]))  # python -m package
+    return base or argv[0]
 
 
 def reject_options(fmt, options):

@@ -52,5 +52,5 @@ def render(trace, metric=None, lines=False, threads=False, **options):
     time, or the sample count); ``lines`` keeps executing lines in frame
     names; ``threads`` puts each thread's stacks under a frame of its own."""
     _model.reject_options("collapsed", options)
-    tree = _model.from_trace(trace, split_threads=threads)
+    tree = _model.call_tree(trace, split_threads=threads)
     return render_tree(tree, metric=metric, lines=lines)

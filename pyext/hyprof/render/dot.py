@@ -24,23 +24,35 @@ def _color(frac):
     return f"{hue:.3f} {sat:.3f} {val:.3f}"
 
 
-def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None):
+def _calls(n, primitive):
+    return f"{n}/{primitive} calls" if n != primitive else f"{n} calls"
+
+
+def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **options):
+    """Dot text. ``threshold``/``edge_threshold``: percentages below which
+    functions and edges are left out. The numbers are the trace's own
+    per-function and per-edge totals (``trace.functions()``,
+    ``trace.edges()``); each box's tooltip gives them exactly."""
+    _model.reject_options("dot", options)
+    tree = _model.call_tree(trace)
     for name, v in (("threshold", threshold), ("edge_threshold", edge_threshold)):
         if not isinstance(v, (int, float)) or not 0 <= v <= 100:
             raise _model.ReportError(f"{name} must be a percentage between 0 and 100, not {v!r}")
     col = tree.column(metric) if metric else tree.default_column()
     column = tree.columns[col]
     calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
-    own, cum = tree.function_totals(col)
-    ncalls = tree.function_totals(calls_col)[0] if calls_col is not None else None
-    edges = tree.edge_totals(col, calls_col)
+    owns, cums = _model.function_totals(trace, tree)
+    own, cum = owns[col], cums[col]
+    edges = _model.edge_totals(trace, tree, col)
     total = tree.inclusive(col)[0]
     denom = float(total) or 1.0
-    keep = {f for f, v in cum.items() if 100.0 * v / denom >= threshold}
     funcs = tree.funcs
+    keep = {f for f in range(len(funcs)) if (cum[f] or own[f])
+            and 100.0 * cum[f] / denom >= threshold}
 
     if title is None:
-        title = (f"hyprof call graph: {column.label}, total"
+        prog = _model.program(getattr(trace, "header", {}) or {})
+        title = (f"hyprof call graph{' of ' + prog if prog else ''}: {column.label}, total"
                  f" {_model.format_value(total, column.unit)} (functions under {threshold:g}%"
                  f" and edges under {edge_threshold:g}% pruned)")
     out = ["digraph hyprof {",
@@ -55,10 +67,13 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
         if fn.filename:
             lines.append(f"{fn.filename.rsplit('/', 1)[-1]}:{fn.lineno}")
         lines.append(f"{100 * fr:.2f}% ({_model.format_value(cum[f], column.unit)})")
-        lines.append(f"self {100.0 * own.get(f, 0) / denom:.2f}%")
-        if ncalls is not None:
-            lines.append(f"{ncalls.get(f, 0)} calls")
-        tooltip = f"{fn.name} {fn.filename}:{fn.lineno}" if fn.filename else fn.name
+        lines.append(f"self {100.0 * own[f] / denom:.2f}%")
+        tip = [f"{fn.name} {fn.filename}:{fn.lineno}" if fn.filename else fn.name,
+               f"total {cum[f]} {column.unit}", f"self {own[f]} {column.unit}"]
+        if calls_col is not None:
+            lines.append(_calls(owns[calls_col][f], cums[calls_col][f]))
+            tip.append(lines[-1])
+        tooltip = "\n".join(tip)
         label = _quote("\n".join(lines))
         out.append(f"  f{f} [label={label}, tooltip={_quote(tooltip)},"
                    f" fillcolor={_quote(_color(fr))}, fontsize={10 + 14 * fr ** 0.5:.1f},"
@@ -73,14 +88,11 @@ def render_tree(tree, metric=None, threshold=0.5, edge_threshold=0.1, title=None
         if calls_col is not None:
             label += f"\n{n}\u00d7"
         color = _quote(_color(fr))
-        out.append(f"  f{a} -> f{b} [label={_quote(label)}, color={color}, fontcolor={color},"
-                   f" penwidth={0.5 + 4 * fr:.2f}, arrowsize={0.5 + 0.5 * fr:.2f}];")
+        tip = _quote(f"{funcs[a].name} -> {funcs[b].name}\ntotal {v} {column.unit}")
+        out.append(f"  f{a} -> f{b} [label={_quote(label)}, tooltip={tip}, color={color},"
+                   f" fontcolor={color}, penwidth={0.5 + 4 * fr:.2f},"
+                   f" arrowsize={0.5 + 0.5 * fr:.2f}];")
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, **options):
-    """Dot text. ``threshold``/``edge_threshold``: percentages below which
-    functions and edges are left out."""
-    _model.reject_options("dot", options)
-    return render_tree(_model.from_trace(trace), metric, threshold, edge_threshold)

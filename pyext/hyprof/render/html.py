@@ -39,18 +39,15 @@ def _title(col):
     return f"{col.label} ({unit})" if unit else col.label
 
 
-def _data(tree, base=None, title="", subtitle=""):
+def _data(tree, table, default, base=None, title="", subtitle=""):
+    """The page's data. ``table``: {"own": [...], "cum": [...]} (and
+    "base_own", "base_cum" for a diff), per column and function, as
+    _model.function_totals gives them."""
     columns = tree.columns
     metrics = [{"name": c.name, "label": c.label, "unit": c.unit, "title": _title(c)}
                for c in columns]
     calls = next((i for i, c in enumerate(columns) if c.name == "calls"), None)
-    default = tree.default_column()
-    table = {"own": [], "cum": []}
-    for col in range(len(columns)):
-        own, cum = tree.function_totals(col)
-        table["own"].append([own.get(f, 0) for f in range(len(tree.funcs))])
-        table["cum"].append([cum.get(f, 0) for f in range(len(tree.funcs))])
-    data = {
+    return {
         "title": title,
         "subtitle": subtitle,
         "mode": tree.mode,
@@ -61,17 +58,9 @@ def _data(tree, base=None, title="", subtitle=""):
         "parent": tree.parent,
         "func": tree.func,
         "values": tree.values,
-        "base": None,
+        "base": base.values if base is not None else None,
         "table": table,
     }
-    if base is not None:
-        table["base_own"], table["base_cum"] = [], []
-        for col in range(len(columns)):
-            own, cum = base.function_totals(col)
-            table["base_own"].append([own.get(f, 0) for f in range(len(tree.funcs))])
-            table["base_cum"].append([cum.get(f, 0) for f in range(len(tree.funcs))])
-        data["base"] = base.values
-    return data
 
 
 _PAGE = """<!DOCTYPE html>
@@ -141,12 +130,15 @@ _DIFF_LEGEND = ('<div class="legend">Width: the new profile. Colour: change in s
                 '<span class="swatch" style="background:#ebebeb"></span>unchanged</div>')
 
 
-def page(tree, base=None, title="hyprof profile", subtitle=""):
-    """The HTML text for a CallTree; with ``base`` (a tree of the same shape
-    holding the older values) a differential flame graph."""
+def page(tree, table, base=None, title="hyprof profile", subtitle="", default=None):
+    """The HTML text for a CallTree and its function table (see _data); with
+    ``base`` (a tree of the same shape holding the older values) a
+    differential flame graph. ``default``: the column the page opens on."""
     tree = tree.by_function() if base is None else tree
-    data = json.dumps(_data(tree, base, title, subtitle), separators=(",", ":"),
-                      allow_nan=False)
+    if default is None:
+        default = tree.default_column()
+    data = json.dumps(_data(tree, table, default, base, title, subtitle),
+                      separators=(",", ":"), allow_nan=False)
     # Nothing in the data may close the script element.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return _PAGE.format(
@@ -154,16 +146,6 @@ def page(tree, base=None, title="hyprof profile", subtitle=""):
         css=_asset("flamegraph.css"), js=_asset("flamegraph.js"), data=data,
         legend=_DIFF_LEGEND if base is not None else "",
         table_title="Functions: change from base to new" if base is not None else "Functions")
-
-
-def command_line(header):
-    """The profiled command as the user typed it (``python -m hyprof run
-    app.py`` rather than the path of hyprof's __main__.py)."""
-    argv = [str(a) for a in header.get("argv") or []]
-    if argv and os.path.basename(argv[0]) == "__main__.py" and \
-            os.path.basename(os.path.dirname(argv[0])) == "hyprof":
-        argv[0] = "python -m hyprof"
-    return " ".join(argv)
 
 
 def describe(header, mode):
@@ -192,10 +174,12 @@ def render(trace, metric=None, threads=None, title=None, **options):
     _model.reject_options("html", options)
     if threads is None:
         threads = len(list(trace.threads())) > 1
-    tree = _model.from_trace(trace, split_threads=threads)
-    if metric is not None:
-        tree.default = tree.column(metric)
+    tree = _model.call_tree(trace, split_threads=threads)
+    default = tree.column(metric) if metric is not None else None
+    own, cum = _model.function_totals(trace, tree)
     header = getattr(trace, "header", {}) or {}
     if title is None:
-        title = f"hyprof: {command_line(header)}" if header.get("argv") else "hyprof profile"
-    return page(tree, title=title, subtitle=describe(header, trace.mode))
+        prog = _model.program(header)
+        title = f"hyprof: {prog}" if prog else "hyprof profile"
+    return page(tree, {"own": own, "cum": cum}, title=title,
+                subtitle=describe(header, trace.mode), default=default)

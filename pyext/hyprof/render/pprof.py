@@ -127,7 +127,8 @@ def _sample_types(tree):
 
 def build(trace, metric=None):
     """The uncompressed profile.proto message, as bytes."""
-    threads = list(trace.threads()) or [None]
+    threads = list(trace.threads())
+    tree = _model.call_tree(trace, split_threads=bool(threads))
     st = _Strings()
     out = bytearray()
     locations = {}   # (func key, line) -> id
@@ -135,63 +136,63 @@ def build(trace, metric=None):
     func_msgs = bytearray()
     loc_msgs = bytearray()
     samples = bytearray()
-    types = None
-    default_col = None
+    types = _sample_types(tree)
+    default_col = tree.column(metric) if metric else tree.default_column()
     thread_key = st("thread")
     loc_bytes = {}
-    for t in threads:
-        tree = _model.from_trace(trace, thread=None if t is None else t.id)
-        if types is None:
-            types = _sample_types(tree)
-            default_col = tree.column(metric) if metric else tree.default_column()
-        tlabel = None
-        if t is not None:
-            tlabel = bytearray()
-            _int(1, thread_key, tlabel)
-            _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
-        funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
-        vals = tree.values
-        # The packed location ids of each node's stack, leaf first: the
-        # node's own location's varint before its parent's (parents come
-        # first, so each is one concatenation).
-        stack_of = [b""] * len(tree)
-        sample_tail = b""
-        if tlabel is not None:
-            sample_tail = _field_bytes(3, bytes(tlabel))
-        for i in range(1, len(func)):
-            f = funcs[func[i]]
-            ln = line[i] or f.lineno
-            lk = (f, ln)
-            lid = locations.get(lk)
-            if lid is None:
-                fid = functions.get(f)
-                if fid is None:
-                    fid = functions[f] = len(functions) + 1
-                    m = bytearray()
-                    _int(1, fid, m)
-                    _int(2, st(f.name), m)
-                    # No system_name: pprof demangles a name equal to it, which
-                    # empties Python names such as "<module>".
-                    _int(4, st(f.filename), m)
-                    _int(5, f.lineno, m)
-                    _bytes(5, m, func_msgs)
-                lid = locations[lk] = len(locations) + 1
+    funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
+    vals = tree.values
+    # Each thread's pseudo-root (when the tree has them) is the top of its
+    # stacks and gives its samples their thread label.
+    tail_of = [b""] * len(tree)
+    tops = set()
+    for t, top in _model.thread_roots(tree) if threads else ():
+        tlabel = bytearray()
+        _int(1, thread_key, tlabel)
+        _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
+        tail_of[top] = _field_bytes(3, bytes(tlabel))
+        tops.add(top)
+    # The packed location ids of each node's stack, leaf first: the node's
+    # own location's varint before its parent's (parents come first, so each
+    # is one concatenation).
+    stack_of = [b""] * len(tree)
+    for i in range(1, len(func)):
+        if i in tops:
+            continue
+        tail_of[i] = tail_of[parent[i]]
+        f = funcs[func[i]]
+        ln = line[i] or f.lineno
+        lk = (f, ln)
+        lid = locations.get(lk)
+        if lid is None:
+            fid = functions.get(f)
+            if fid is None:
+                fid = functions[f] = len(functions) + 1
                 m = bytearray()
-                _int(1, lid, m)
-                _int(2, 1, m)
-                ln_msg = bytearray()
-                _int(1, fid, ln_msg)
-                _int(2, ln, ln_msg)
-                _bytes(4, ln_msg, m)
-                _bytes(4, m, loc_msgs)
-                loc_bytes[lid] = _uvarint(lid)
-            stk = stack_of[i] = loc_bytes[lid] + stack_of[parent[i]]
-            row = [v[i] for v in vals]
-            if any(row):
-                body = (_field_bytes(1, stk)
-                        + _field_bytes(2, b"".join(_uvarint(v) for v in row))
-                        + sample_tail)
-                samples += _field_bytes(2, body)
+                _int(1, fid, m)
+                _int(2, st(f.name), m)
+                # No system_name: pprof demangles a name equal to it, which
+                # empties Python names such as "<module>".
+                _int(4, st(f.filename), m)
+                _int(5, f.lineno, m)
+                _bytes(5, m, func_msgs)
+            lid = locations[lk] = len(locations) + 1
+            m = bytearray()
+            _int(1, lid, m)
+            _int(2, 1, m)
+            ln_msg = bytearray()
+            _int(1, fid, ln_msg)
+            _int(2, ln, ln_msg)
+            _bytes(4, ln_msg, m)
+            _bytes(4, m, loc_msgs)
+            loc_bytes[lid] = _uvarint(lid)
+        stk = stack_of[i] = loc_bytes[lid] + stack_of[parent[i]]
+        row = [v[i] for v in vals]
+        if any(row):
+            body = (_field_bytes(1, stk)
+                    + _field_bytes(2, b"".join(_uvarint(v) for v in row))
+                    + tail_of[i])
+            samples += _field_bytes(2, body)
     for typ, unit in types:
         m = bytearray()
         _int(1, st(typ), m)
@@ -235,7 +236,8 @@ def build(trace, metric=None):
     _int(1, st(ptype), pt)
     _int(2, st(punit), pt)
     made = time.strftime("%Y-%m-%d %H:%M:%S")
-    comment = st(f"hyprof {trace.mode} trace, made {made}")
+    prog = _model.program(header)
+    comment = st(f"hyprof {trace.mode} trace{' of ' + prog if prog else ''}, made {made}")
     for s in st.table:
         _bytes(6, s.encode("utf-8", "surrogateescape"), out)
     out += tail

@@ -45,60 +45,67 @@ def _frames(funcs):
 # The event and sample arrays are written as JSON text directly: they are
 # most of the file, and a dict per event would cost more than the walk.
 
-def _evented(tree, col):
-    """The events array of an evented profile, as JSON text, and its end."""
+def _evented(tree, col, top, frame):
+    """The events array of an evented profile of the subtree under node
+    ``top``, as JSON text, and its end. ``frame``: tree function -> frame id.
+
+    The deterministic engine writes a node's children most recently called
+    first; they are laid out in the reverse order, the order of their last
+    call, which for children called once each is the order they ran in."""
     inc = tree.inclusive(col)
     func, kids = tree.func, tree.children
     parts = []
     start = [0] * len(func)
     # Children are laid out one after the other from their parent's start;
-    # a node closes at its start + inclusive. A node id enters, ~id leaves.
-    stack = list(reversed(kids[0]))
+    # a node closes at its start + inclusive. A node id enters, ~id leaves;
+    # the stack pops children in id order reversed.
+    stack = list(kids[top])
     t = 0
     while stack:
         i = stack.pop()
         if i < 0:
             i = ~i
             t = start[i] + inc[i]
-            parts.append(f'{{"type":"C","frame":{func[i]},"at":{t}}}')
+            parts.append(f'{{"type":"C","frame":{frame(func[i])},"at":{t}}}')
             continue
         if not inc[i]:
             continue
         start[i] = t
-        parts.append(f'{{"type":"O","frame":{func[i]},"at":{t}}}')
+        parts.append(f'{{"type":"O","frame":{frame(func[i])},"at":{t}}}')
         stack.append(~i)
         k = kids[i]
         if k:
-            stack.extend(reversed(k))
+            stack.extend(k)
     return "[" + ",".join(parts) + "]", t
 
 
-def _sampled(tree, col):
-    """The samples and weights arrays of a sampled profile, as JSON text,
-    and the total weight."""
+def _sampled(tree, col, top, frame):
+    """The samples and weights arrays of a sampled profile of the subtree
+    under node ``top``, as JSON text, and the total weight."""
     vals = tree.values[col]
     func, kids = tree.func, tree.children
-    fstr = {f: str(f) for f in set(func)}
     samples, weights = [], []
     path = []
-    stack = list(reversed(kids[0]))
+    total = 0
+    stack = list(reversed(kids[top]))
     while stack:
         i = stack.pop()
         if i < 0:
             path.pop()
             continue
-        path.append(fstr[func[i]])
+        path.append(str(frame(func[i])))
         v = vals[i]
         if v:
             samples.append("[" + ",".join(path) + "]")
             weights.append(str(v))
+            total += v
         k = kids[i]
         if k:
             stack.append(~i)
             stack.extend(reversed(k))
         else:
             path.pop()
-    return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", sum(vals) - vals[0]
+    return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", total
 
 
 def _profile(meta, arrays):
@@ -108,28 +115,30 @@ def _profile(meta, arrays):
 
 
 def render(trace, metric=None, **options):
-    """Speedscope JSON text; ``metric`` limits it to one column."""
+    """Speedscope JSON text; ``metric`` limits it to one column. The file is
+    named after the profiled program."""
     _model.reject_options("speedscope", options)
-    threads = list(trace.threads()) or [None]
-    trees = []
-    for t in threads:
-        tid = None if t is None else t.id
-        tree = _model.from_trace(trace, thread=tid).by_function()
-        tname = "all threads" if t is None else (t.name or "thread %s" % (t.os_tid or t.id))
-        trees.append((tname, tree))
-    # Frames are shared: intern the functions of all the threads' trees.
+    threads = list(trace.threads())
+    if threads:
+        tree = _model.call_tree(trace, split_threads=True).by_function()
+        tops = [(t.name or "thread %s" % (t.os_tid or t.id), top)
+                for t, top in _model.thread_roots(tree)]
+    else:
+        tree = _model.call_tree(trace).by_function()
+        tops = [("all threads", 0)]
+    # Frames are shared by the threads' profiles: one per function used.
     funcs, fid = [], {}
+
+    def frame(f):
+        j = fid.get(f)
+        if j is None:
+            j = fid[f] = len(funcs)
+            funcs.append(tree.funcs[f])
+        return j
+
+    cols = [tree.column(metric)] if metric else _default_columns(tree)
     profiles = []
-    for tname, tree in trees:
-        remap = []
-        for f in tree.funcs:
-            j = fid.get(f)
-            if j is None:
-                j = fid[f] = len(funcs)
-                funcs.append(f)
-            remap.append(j)
-        tree.func = [remap[f] if f >= 0 else -1 for f in tree.func]
-        cols = [tree.column(metric)] if metric else _default_columns(tree)
+    for tname, top in tops:
         for col in cols:
             c = tree.columns[col]
             meta = {"name": f"{tname} ({c.label})", "unit": _UNITS.get(c.unit, "none"),
@@ -138,16 +147,15 @@ def render(trace, metric=None, **options):
                 if c.role == "calls":
                     raise _model.ReportError(
                         "speedscope shows time, not call counts; pick wall or cpu")
-                events, end = _evented(tree, col)
+                events, end = _evented(tree, col, top, frame)
                 meta.update(type="evented", endValue=end)
                 profiles.append(_profile(meta, [("events", events)]))
             else:
-                samples, weights, total = _sampled(tree, col)
+                samples, weights, total = _sampled(tree, col, top, frame)
                 meta.update(type="sampled", endValue=total)
                 profiles.append(_profile(meta, [("samples", samples), ("weights", weights)]))
     header = getattr(trace, "header", {}) or {}
-    argv = header.get("argv") or []
-    rest = {"name": " ".join(str(a) for a in argv) if argv else "hyprof profile",
+    rest = {"name": _model.program(header) or "hyprof profile",
             "activeProfileIndex": 0, "exporter": "hyprof"}
     shared = json.dumps({"frames": _frames(funcs)}, separators=(",", ":"))
     tail = json.dumps(rest, separators=(",", ":"))[1:]

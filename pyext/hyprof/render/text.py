@@ -101,9 +101,10 @@ def summary(trace):
     threads = len(trace.threads())
     if trace.mode == "deterministic":
         calls = sum(f.calls for f in funcs)
-        top = [n for n in trace.nodes() if n.parent == 0]
-        wall = sum(n.values.get("wall_cum", 0) for n in top) * 1e-9
-        cpu = sum(n.values.get("cpu_cum", 0) for n in top) * 1e-9
+        # The calls from the root, as the aggregation totals them.
+        top = [e for e in trace.edges() if e.caller is None]
+        wall = sum(e.cum.get("wall_cum", 0) for e in top) * 1e-9
+        cpu = sum(e.cum.get("cpu_cum", 0) for e in top) * 1e-9
         line = ("hyprof deterministic profile: %d calls of %d functions, %.3f s wall, "
                 "%.3f s CPU in profiled calls, %d thread%s"
                 % (calls, len(funcs), wall, cpu, threads, "" if threads == 1 else "s"))

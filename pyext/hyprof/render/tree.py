@@ -14,25 +14,31 @@ calls back comes right under it.
 
 import fnmatch
 
+from . import _model
 from ._model import ReportError
 from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, short_location, summary
 
 
-def _weights(trace, nodes, clock):
-    n = len(nodes)
+def _weights(trace, tree, clock):
     if trace.mode == "deterministic":
-        col = "%s_cum" % clock
         if clock not in ("wall", "cpu"):
             raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
-        return [nd.values.get(col, 0) for nd in nodes], "s"
+        col = "%s_cum" % clock
+        return tree.measured.get(col) or [0] * len(tree), "s"
     kinds = trace.sample_kinds
     if not kinds:
         raise ReportError("this trace has no samples to weigh the tree by")
-    name = trace.metrics[kinds[0].count_metric].name
-    w = [nd.values.get(name, 0) for nd in nodes]
-    for i in range(n - 1, 0, -1):  # parents come before children
-        w[nodes[i].parent] += w[i]
-    return w, "samples"
+    return tree.inclusive(tree.column(trace.metrics[kinds[0].count_metric].name)), "samples"
+
+
+def _tree_of(trace, thread):
+    """The shared call tree and the node whose children are the top of the
+    report: the root, or one thread's pseudo-root."""
+    if thread is None:
+        return _model.call_tree(trace), 0
+    tid = trace._thread_arg(thread)  # a clear error for a thread not there
+    tree = _model.call_tree(trace, split_threads=True)
+    return tree, dict((t.id, top) for t, top in _model.thread_roots(tree))[tid]
 
 
 # Where library code lives, wherever the trace was made.
@@ -75,19 +81,20 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     if not isinstance(min_percent, (int, float)) or not 0 <= min_percent <= 100:
         raise ReportError("min_percent must be a percentage from 0 to 100, not %r"
                           % (min_percent,))
-    nodes = trace.nodes(thread)
-    weights, unit = _weights(trace, nodes, clock)
-    children = [[] for _ in nodes]
-    for nd in nodes[1:]:
-        children[nd.parent].append(nd.id)
-    folded = [0] * len(nodes)  # library frames folded into each shown frame
+    tree, top = _tree_of(trace, thread)
+    weights, unit = _weights(trace, tree, clock)
+    funcs, func = tree.funcs, tree.func
+    parent = tree.parent
+    children = [list(k) for k in tree.children]
+    folded = [0] * len(tree)  # library frames folded into each shown frame
     if collapse:
         is_library = _library_test(collapse)
-        lib = [False] + [is_library(nd.function) for nd in nodes[1:]]
+        lib = [False] + [is_library(funcs[func[i]]) for i in range(1, len(tree))]
+        lib[top] = False
         # A library frame called from a library frame is hidden: its
         # children take its place, recursively.
-        for i in range(1, len(nodes)):
-            if not lib[i] or lib[nodes[i].parent] or not children[i]:
+        for i in range(1, len(tree)):
+            if not lib[i] or lib[parent[i]] or not children[i]:
                 continue  # only a library's entry frames gather hidden ones
             shown, todo = [], list(children[i])
             while todo:
@@ -99,18 +106,20 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
                     shown.append(c)
             children[i] = shown
     if trace.mode == "deterministic":
-        total = sum(weights[c] for c in children[0])
+        total = sum(weights[c] for c in children[top])
     else:
-        total = weights[0]
+        total = weights[top]
     total = total or 1
     out = []
     if header:
         out.append(summary(trace))
         out.append("")
     if trace.mode == "deterministic":
+        calls = tree.values[tree.column("calls")]
+
         def what(i):
             return "%6.2f%% %10.6f s %8d calls" % (
-                100.0 * weights[i] / total, weights[i] * 1e-9, nodes[i].values.get("calls", 0))
+                100.0 * weights[i] / total, weights[i] * 1e-9, calls[i])
     else:
         def what(i):
             return "%6.2f%% %10d %s" % (100.0 * weights[i] / total, weights[i], unit)
@@ -119,7 +128,7 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     overlaps = []
 
     def line(i, depth):
-        f = nodes[i].function
+        f = funcs[func[i]]
         more = "  [+%d library frames]" % folded[i] if folded[i] else ""
         if clock == "wall" and longer_than_run(trace, weights[i] * 1e-9):
             more += "  " + OVERLAP_MARK
@@ -130,7 +139,7 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
             _heat(100.0 * weights[i] / total), what(i), _RESET, "  " * depth, _BOLD, f.name,
             _RESET, _DIM, short_location(f), more, _RESET)
     # (node id, depth), or (-count, depth) for a line folding small siblings.
-    stack = [(c, 0) for c in sorted(children[0], key=lambda c: weights[c])]
+    stack = [(c, 0) for c in sorted(children[top], key=lambda c: weights[c])]
     while stack:
         i, depth = stack.pop()
         if i < 0:
