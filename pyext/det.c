@@ -613,6 +613,7 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
     n->key = key;
     n->func = f;
     n->fidx = f->index;
+    n->seq = th->nseq++;
     n->parent = parent;
     n->next_sibling = parent->first_child;
     parent->first_child = n;
@@ -639,6 +640,8 @@ static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *paren
     det_node_t *n;
     det_func_t *f;
 
+    if (UNLIKELY(th->name_pending))
+        thread_name(th); /* also when every call of the thread is folded */
     if (parent->truncated)
         return parent;
     n = kid_find(th, parent, key);
@@ -654,8 +657,6 @@ static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *paren
             n->truncated = 1;
         return n;
     }
-    if (UNLIKELY(th->name_pending))
-        thread_name(th);
     if (callable == NULL)
         f = py_func(p, (PyCodeObject *)key);
     else

@@ -57,6 +57,7 @@ typedef struct det_node_s {
     uint32_t export_id;
     uint32_t truncated;
     uint32_t nkids;
+    uint32_t seq;         /* creation order in its thread: exports list children by it */
     uint64_t calls;
     uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
     det_rec_t *rec;       /* NULL until the node's first recursive call */
@@ -108,6 +109,7 @@ typedef struct det_thread_s {
     det_node_t root;
     det_chunk_t *chunks;
     det_rec_chunk_t *rec_chunks;
+    uint32_t nseq;            /* nodes created, for det_node_t.seq */
     /* Children of the nodes with more than DET_LIST_MAX, by (parent, key):
      * open addressing, at most half full, never shrunk. */
     det_node_t **kids;

@@ -60,14 +60,64 @@ static uint64_t to_ns_up(uint64_t ticks, double ns_per_tick) {
     return (double)r < ns ? r + 1 : r;
 }
 
+/* Sorts a list of siblings by creation: the engine keeps them in
+ * most-recently-used order, a trace lists them in the order they were first
+ * called (what a time-ordered view shows). A merge sort, iterative. */
+static det_node_t *sort_siblings(det_node_t *list) {
+    size_t width, n = 0;
+    det_node_t *x;
+
+    for (x = list; x != NULL; x = x->next_sibling)
+        n++;
+    for (width = 1; width < n; width *= 2) {
+        det_node_t *rest = list, *head = NULL, **tail = &head;
+        while (rest != NULL) {
+            det_node_t *a = rest, *b, *end;
+            size_t i, na = 0, nb = 0;
+            for (i = 0; i < width && rest != NULL; i++, na++)
+                rest = rest->next_sibling;
+            b = rest;
+            for (i = 0; i < width && rest != NULL; i++, nb++)
+                rest = rest->next_sibling;
+            end = rest;
+            while (na > 0 || nb > 0) {
+                det_node_t **pick = nb == 0 || (na > 0 && a->seq <= b->seq) ? &a : &b;
+                *tail = *pick;
+                tail = &(*pick)->next_sibling;
+                *pick = (*pick)->next_sibling;
+                if (pick == &a)
+                    na--;
+                else
+                    nb--;
+            }
+            *tail = end;
+        }
+        list = head;
+    }
+    return list;
+}
+
+static void sort_tree(det_thread_t *th) {
+    det_chunk_t *c;
+    size_t i;
+
+    th->root.first_child = sort_siblings(th->root.first_child);
+    for (c = th->chunks; c != NULL; c = c->next)
+        for (i = 0; i < c->used; i++)
+            if (c->nodes[i].first_child != NULL)
+                c->nodes[i].first_child = sort_siblings(c->nodes[i].first_child);
+}
+
 /* Walks one thread's tree in preorder without recursion (trees can be as
  * deep as the recursion limit allows), giving each node its shared id. */
 static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k,
                          uint64_t *folded) {
-    det_node_t *n = th->root.first_child;
+    det_node_t *n;
     uint64_t v[DET_NMETRICS];
     int rc;
 
+    sort_tree(th);
+    n = th->root.first_child;
     th->root.export_id = HYP_ROOT_NODE;
     while (n != NULL) {
         /* A leaf whose only call was the profiler's own stop path has

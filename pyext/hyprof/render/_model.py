@@ -421,29 +421,9 @@ def edge_totals(trace, tree, col, thread=None):
 
 def program_argv(header):
     """The profiled program's command line as the program saw it
-    (``["app.py", "--fast"]``, ``["-m", "pkg.tool"]``), or [] when the trace
-    does not say. A trace made by ``hyprof run`` may record hyprof's own
-    command line: the program is read out of it with hyprof's own argument
-    parser."""
-    argv = [str(a) for a in header.get("argv") or []]
-    if not argv:
-        return []
-    base = os.path.basename(argv[0])
-    if base == "hyprof" or (base == "__main__.py" and
-                            os.path.basename(os.path.dirname(argv[0])) == "hyprof"):
-        import contextlib
-        import io
-
-        from ..cli import build_parser
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                args, _ = build_parser().parse_known_args(argv[1:])
-        except SystemExit:  # not a command line hyprof takes
-            args = None
-        if args is not None and getattr(args, "command", None) == "run":
-            prog = ["-m", args.program] if args.module else [args.program]
-            return prog + list(args.args)
-    return argv
+    (``["app.py", "--fast"]``), or [] when the trace does not say: every
+    producer records the program's ``sys.argv`` as it started."""
+    return [str(a) for a in header.get("argv") or []]
 
 
 def program(header):

@@ -49,17 +49,16 @@ def _evented(tree, col, top, frame):
     """The events array of an evented profile of the subtree under node
     ``top``, as JSON text, and its end. ``frame``: tree function -> frame id.
 
-    The deterministic engine writes a node's children most recently called
-    first; they are laid out in the reverse order, the order of their last
-    call, which for children called once each is the order they ran in."""
+    The deterministic engine writes a node's children in the order they
+    were first called; they are laid out in that order."""
     inc = tree.inclusive(col)
     func, kids = tree.func, tree.children
     parts = []
     start = [0] * len(func)
     # Children are laid out one after the other from their parent's start;
     # a node closes at its start + inclusive. A node id enters, ~id leaves;
-    # the stack pops children in id order reversed.
-    stack = list(kids[top])
+    # the stack pops children in id order.
+    stack = list(reversed(kids[top]))
     t = 0
     while stack:
         i = stack.pop()
@@ -75,7 +74,7 @@ def _evented(tree, col, top, frame):
         stack.append(~i)
         k = kids[i]
         if k:
-            stack.extend(k)
+            stack.extend(reversed(k))
     return "[" + ",".join(parts) + "]", t
 
 
