@@ -6,7 +6,9 @@
 #   3. the C tests under AddressSanitizer and UndefinedBehaviorSanitizer, and
 #      the Python tests once with the extension built with both;
 #   4. `make distcheck`;
-#   5. the trace reader's fuzzer for HYP_FUZZ_SECONDS (default 60);
+#   5. the trace reader's fuzzer for HYP_FUZZ_SECONDS (default 60), then the
+#      fuzzer of what runs after it (every report, merge, diff and write of
+#      what the reader accepts) for HYP_FUZZ_RENDER_SECONDS (default 30);
 #   6. `pip install` of the tree into a fresh virtual environment.
 # Ends with a line per step, then one line "test-all: N passed, N failed,
 # N skipped" counting the individual CUnit and pytest tests of every build, and
@@ -79,6 +81,9 @@ step asan build_and_check "$top/build/asan" "$(sh scripts/pythons.sh | head -n 1
 step distcheck sh -c "cd '$top/build/py$first' && make distcheck"
 : >"$logdir/fuzz.log.start"
 step fuzz sh tests/fuzz/run.sh "${HYP_FUZZ_SECONDS:-60}"
+: >"$logdir/fuzz-render.log.start"
+step fuzz-render "$top/build/py$first/pyrun" tests/fuzz/fuzz_render.py \
+    "${HYP_FUZZ_RENDER_SECONDS:-30}" "$top/build/fuzz-render"
 : >"$logdir/pip-install.log.start"
 step pip-install sh tests/packaging/check-pip-install.sh
 

@@ -27,6 +27,9 @@ def _kind_code(kind):
     return _KIND_CODES.get(kind, 0)
 
 
+_U64_MAX = 2 ** 64 - 1
+
+
 def _metric_kind(kind):
     if isinstance(kind, str):
         return kind
@@ -132,9 +135,10 @@ def merge_traces(traces, names=None):
                     for c, v in zip(cols, vals):
                         row[c] = int(v or 0)
                     rows.append((tid, merged, row))
+        # Counts saturate, as the trace's unsigned 64-bit fields do.
         for reason, count in (getattr(t, "dropped", None) or {}).items():
-            dropped[reason] = dropped.get(reason, 0) + int(count)
-        truncated += int(getattr(t, "truncated_nodes", 0) or 0)
+            dropped[reason] = min(dropped.get(reason, 0) + int(count), _U64_MAX)
+        truncated = min(truncated + int(getattr(t, "truncated_nodes", 0) or 0), _U64_MAX)
 
     header = _merged_header([getattr(t, "header", {}) or {} for t in traces])
     header["sources"] = sources
