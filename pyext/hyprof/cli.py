@@ -588,7 +588,7 @@ def main(argv=None):
     def show_trace_warning(message, category, *rest, **kw):
         # A cut-short trace is the user's input, not hyprof's code: one
         # line without a source location.
-        if issubclass(category, TraceWarning):
+        if issubclass(category, (TraceWarning, _render.ReportWarning)):
             sys.stderr.write("hyprof %s: warning: %s\n" % (args.command, message))
         else:
             show(message, category, *rest, **kw)

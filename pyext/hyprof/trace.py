@@ -13,6 +13,7 @@ import math
 import os
 import warnings
 from collections import namedtuple
+from collections.abc import Sequence
 
 from . import _hyprof
 from .render.methods import ReportMethods
@@ -241,6 +242,49 @@ class Edge(_Stats):
             self.caller.name if self.caller else "<root>", self.callee.name, self.own, self.cum)
 
 
+class CallPath(Sequence):
+    """The frames of one call path, root first (FunctionInfo), as a sequence
+    that compares and hashes like the tuple of them. It holds the node, not
+    the frames: a deep tree's paths cost one object each, not their depth."""
+
+    __slots__ = ("_tables", "_node")
+
+    def __init__(self, tables, node):
+        self._tables = tables
+        self._node = node
+
+    def __len__(self):
+        return self._tables[2][self._node]
+
+    def _frames(self):
+        nd, ft, _ = self._tables
+        out = []
+        i = self._node
+        while i > 0:
+            out.append(ft[nd[3 * i + 1]])
+            i = nd[3 * i]
+        out.reverse()
+        return out
+
+    def __iter__(self):
+        return iter(self._frames())
+
+    def __getitem__(self, index):
+        frames = self._frames()
+        return tuple(frames[index]) if isinstance(index, slice) else frames[index]
+
+    def __eq__(self, other):
+        if isinstance(other, CallPath) and other._tables is self._tables:
+            return other._node == self._node
+        return isinstance(other, (tuple, list, Sequence)) and tuple(self) == tuple(other)
+
+    def __hash__(self):
+        return hash(tuple(self))
+
+    def __repr__(self):
+        return "CallPath(%s)" % " -> ".join(f.name for f in self)
+
+
 def load(path, keep_samples=False):
     """Reads a trace file. Raises FileNotFoundError for a missing file and
     TraceError for one that is not a readable trace; a truncated trace loads
@@ -399,8 +443,9 @@ class Trace(ReportMethods):
     def stacks(self, metric=None, thread=None):
         """[(frames root->leaf, value)] of every node with a non-zero own
         value of ``metric`` (default: the first sample count, else the first
-        own column); frames are FunctionInfo. For a cum column the value is
-        the node's exclusive part (its value less its children's)."""
+        own column); frames are a CallPath of FunctionInfo (a sequence equal
+        to their tuple). For a cum column the value is the node's exclusive
+        part (its value less its children's)."""
         mi = self._metric_index(metric)
         nm = len(self.metrics)
         vals = self._node_values(thread)
@@ -413,13 +458,11 @@ class Trace(ReportMethods):
                 own[nd[3 * i]] -= col[i]
             col = [max(v, 0) for v in own]
         ft = self.function_table
-        paths = [()] * n
-        out = []
+        depth = [0] * n
         for i in range(1, n):
-            paths[i] = paths[nd[3 * i]] + (ft[nd[3 * i + 1]],)
-            if col[i]:
-                out.append((paths[i], col[i]))
-        return out
+            depth[i] = depth[nd[3 * i]] + 1
+        tables = (nd, ft, depth)
+        return [(CallPath(tables, i), col[i]) for i in range(1, n) if col[i]]
 
     def lines(self, thread=None):
         """[Line(filename, line, samples, weight)] own samples per source line

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from hyprof import render as R
@@ -401,3 +402,49 @@ def test_pprof_heap_profile_types(tmp_path):
     data = json.loads(re.search(r'id="hyprof-data">(.*?)</script>', html, re.DOTALL).group(1))
     assert data["metrics"][data["default"]]["name"] == "alloc_bytes"
     assert data["metrics"][data["default"]]["title"] == "alloc (bytes)"
+
+
+DEEP = r"""
+import json, resource, sys, warnings
+import hyprof
+from hyprof import render as R
+from hyprof.render import _model
+sys.setrecursionlimit(30000)
+def down(n):
+    return 0 if n == 0 else down(n - 1) + 1
+with hyprof.Profiler(builtins=False) as p:
+    down(12000)
+t = p.trace()
+_model.MAX_PATH_FRAMES = 1 << 20   # the default is 4 times this: a smaller test
+out = {}
+for fmt in ("collapsed", "pprof", "speedscope", "html", "callgrind", "text"):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        data = R.render(t, fmt)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    out[fmt] = [len(data), grown, [str(x.message) for x in w]]
+paths = t.stacks()
+out["stacks"] = [len(paths), max(len(f) for f, _ in paths), paths[5][0] == tuple(paths[5][0])]
+print(json.dumps(out))
+"""
+
+
+def test_deep_call_paths_stay_within_memory(tmp_path):
+    """A 12,000-deep recursion: formats that write each path whole (folded
+    stacks, pprof, speedscope's samples of a sampling trace) stop at their
+    frame budget and say so; every format stays within memory proportional
+    to its output; Trace.stacks() gives every path without copying it."""
+    r = subprocess.run([sys.executable, "-c", DEEP], capture_output=True, text=True,
+                       timeout=300, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for fmt in ("collapsed", "pprof"):
+        size, grown, warned = out[fmt]
+        assert size < 64 << 20, fmt  # 12,000 paths of 6,000 frames would be 72M frames
+        assert any("call paths left out" in m for m in warned), (fmt, warned)
+    for fmt, (size, grown, warned) in out.items():
+        if fmt != "stacks":
+            assert grown < 400 * 1024, (fmt, grown)  # KiB
+    n, deepest, same = out["stacks"]
+    assert n == 12001 and deepest == 12001 and same

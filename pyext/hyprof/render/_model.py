@@ -18,6 +18,7 @@ recursion is on its own.
 """
 
 import os
+import warnings
 from collections import namedtuple
 
 Func = namedtuple("Func", "name filename lineno kind")
@@ -32,6 +33,46 @@ _LABELS = {
     "cpu_own": "cpu",
     "calls": "calls",
 }
+
+
+class ReportWarning(UserWarning):
+    """A report left part of the trace out, and says what and why."""
+
+
+# Formats that write each call path whole on a line or sample of its own
+# (folded stacks, pprof samples, speedscope's sampled profiles) grow with the
+# number of paths times their depth: a 50,000-deep recursion alone would be
+# 1.25 billion frames. Past this many frames the paths that do not fit are
+# left out, with a ReportWarning, rather than exhausting memory.
+MAX_PATH_FRAMES = 1 << 22
+
+
+class PathBudget:
+    """Counts the frames a format writes; take(depth) says whether a path of
+    that depth still fits."""
+
+    def __init__(self, fmt, limit=None):
+        self.fmt = fmt
+        self.left = MAX_PATH_FRAMES if limit is None else limit
+        self.written = self.skipped = 0
+        self.deepest = 0
+
+    def take(self, depth):
+        if depth > self.left:
+            self.skipped += 1
+            self.deepest = max(self.deepest, depth)
+            return False
+        self.left -= depth
+        self.written += 1
+        return True
+
+    def warn(self):
+        if self.skipped:
+            warnings.warn(ReportWarning(
+                f"{self.fmt}: {self.skipped} of {self.written + self.skipped} call paths left"
+                f" out: each is written with its whole stack (up to {self.deepest} frames"
+                f" deep here), and the report stops at {MAX_PATH_FRAMES} frames; the html,"
+                " text, tree and callgrind reports show every path"), stacklevel=3)
 
 
 class ReportError(ValueError):

@@ -22,6 +22,7 @@ def render_tree(tree, metric=None, lines=False):
     vals = tree.values[col]
     flabel = [_clean(_model.frame_label(f)) for f in tree.funcs]
     func, line, kids = tree.func, tree.line, tree.children
+    budget = _model.PathBudget("collapsed")
     out = []
     path = []
     # A node id enters it, ~id leaves it.
@@ -36,7 +37,7 @@ def render_tree(tree, metric=None, lines=False):
         else:
             path.append(flabel[func[i]])
         v = vals[i]
-        if v:
+        if v and budget.take(len(path)):
             out.append(f"{';'.join(path)} {v}\n")
         k = kids[i]
         if k:
@@ -44,6 +45,7 @@ def render_tree(tree, metric=None, lines=False):
             stack.extend(reversed(k))
         else:
             path.pop()
+    budget.warn()
     return "".join(out)
 
 

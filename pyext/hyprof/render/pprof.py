@@ -152,47 +152,63 @@ def build(trace, metric=None):
         _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
         tail_of[top] = _field_bytes(3, bytes(tlabel))
         tops.add(top)
-    # The packed location ids of each node's stack, leaf first: the node's
-    # own location's varint before its parent's (parents come first, so each
-    # is one concatenation).
-    stack_of = [b""] * len(tree)
     for i in range(1, len(func)):
-        if i in tops:
+        if i not in tops:
+            tail_of[i] = tail_of[parent[i]]
+    # Depth first, keeping the location ids of the current path only: a
+    # sample's stack (leaf first) is made when it is written, so memory
+    # follows the output, and the output stops at the path budget.
+    budget = _model.PathBudget("pprof")
+    kids = tree.children
+    path = []
+    walk = list(reversed(kids[0]))
+    while walk:
+        i = walk.pop()
+        if i < 0:
+            path.pop()
             continue
-        tail_of[i] = tail_of[parent[i]]
-        f = funcs[func[i]]
-        ln = line[i] or f.lineno
-        lk = (f, ln)
-        lid = locations.get(lk)
-        if lid is None:
-            fid = functions.get(f)
-            if fid is None:
-                fid = functions[f] = len(functions) + 1
+        if i in tops:
+            path.append(b"")  # a thread's pseudo-root: no location of its own
+        else:
+            f = funcs[func[i]]
+            ln = line[i] or f.lineno
+            lk = (f, ln)
+            lid = locations.get(lk)
+            if lid is None:
+                fid = functions.get(f)
+                if fid is None:
+                    fid = functions[f] = len(functions) + 1
+                    m = bytearray()
+                    _int(1, fid, m)
+                    _int(2, st(f.name), m)
+                    # No system_name: pprof demangles a name equal to it, which
+                    # empties Python names such as "<module>".
+                    _int(4, st(f.filename), m)
+                    _int(5, f.lineno, m)
+                    _bytes(5, m, func_msgs)
+                lid = locations[lk] = len(locations) + 1
                 m = bytearray()
-                _int(1, fid, m)
-                _int(2, st(f.name), m)
-                # No system_name: pprof demangles a name equal to it, which
-                # empties Python names such as "<module>".
-                _int(4, st(f.filename), m)
-                _int(5, f.lineno, m)
-                _bytes(5, m, func_msgs)
-            lid = locations[lk] = len(locations) + 1
-            m = bytearray()
-            _int(1, lid, m)
-            _int(2, 1, m)
-            ln_msg = bytearray()
-            _int(1, fid, ln_msg)
-            _int(2, ln, ln_msg)
-            _bytes(4, ln_msg, m)
-            _bytes(4, m, loc_msgs)
-            loc_bytes[lid] = _uvarint(lid)
-        stk = stack_of[i] = loc_bytes[lid] + stack_of[parent[i]]
-        row = [v[i] for v in vals]
-        if any(row):
-            body = (_field_bytes(1, stk)
-                    + _field_bytes(2, b"".join(_uvarint(v) for v in row))
-                    + tail_of[i])
-            samples += _field_bytes(2, body)
+                _int(1, lid, m)
+                _int(2, 1, m)
+                ln_msg = bytearray()
+                _int(1, fid, ln_msg)
+                _int(2, ln, ln_msg)
+                _bytes(4, ln_msg, m)
+                _bytes(4, m, loc_msgs)
+                loc_bytes[lid] = _uvarint(lid)
+            path.append(loc_bytes[lid])
+            row = [v[i] for v in vals]
+            if any(row) and budget.take(len(path)):
+                body = (_field_bytes(1, b"".join(reversed(path)))
+                        + _field_bytes(2, b"".join(_uvarint(v) for v in row))
+                        + tail_of[i])
+                samples += _field_bytes(2, body)
+        if kids[i]:
+            walk.append(~i)
+            walk.extend(reversed(kids[i]))
+        else:
+            path.pop()
+    budget.warn()
     for typ, unit in types:
         m = bytearray()
         _int(1, st(typ), m)

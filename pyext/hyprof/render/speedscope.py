@@ -86,6 +86,7 @@ def _sampled(tree, col, top, frame):
     samples, weights = [], []
     path = []
     total = 0
+    budget = _model.PathBudget("speedscope")
     stack = list(reversed(kids[top]))
     while stack:
         i = stack.pop()
@@ -94,7 +95,7 @@ def _sampled(tree, col, top, frame):
             continue
         path.append(str(frame(func[i])))
         v = vals[i]
-        if v:
+        if v and budget.take(len(path)):
             samples.append("[" + ",".join(path) + "]")
             weights.append(str(v))
             total += v
@@ -104,6 +105,7 @@ def _sampled(tree, col, top, frame):
             stack.extend(reversed(k))
         else:
             path.pop()
+    budget.warn()
     return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", total
 
 
