@@ -1,40 +1,28 @@
-/* Error codes to sentences (hyp_strerror) and names (hyp_err_name). */
+/* Error codes to sentences (hyp_strerror) and names (hyp_err_name), from
+ * the one list in include/hyprof/common.h. */
 #include "internal.h"
 
-#define HYP__ERRORS(X)                                                                         \
-    X(HYP_OK, "success")                                                                       \
-    X(HYP_ENOMEM, "out of memory")                                                             \
-    X(HYP_EINVAL, "invalid argument")                                                          \
-    X(HYP_EIO, "input/output error")                                                           \
-    X(HYP_ETRUNCATED, "the trace is truncated: it ends in the middle of a record")             \
-    X(HYP_EFORMAT, "malformed trace: not valid msgpack, or a record of the wrong shape")       \
-    X(HYP_EMAGIC, "not a hyprof trace: the file does not start with the hyprof magic")         \
-    X(HYP_EVERSION, "unsupported trace format version")                                        \
-    X(HYP_ERANGE, "a reference in the trace points outside its table")                         \
-    X(HYP_ELIMIT, "a record or table exceeds the configured size limit")                       \
-    X(HYP_ENOENT, "no such event, file or object")                                             \
-    X(HYP_ENOTSUP, "not supported on this machine")                                            \
-    X(HYP_EPERM, "permission denied")                                                          \
-    X(HYP_EBUSY, "resource busy: a profiler is already active")                                \
-    X(HYP_ESTATE, "operation not valid in the current state")
-
 const char *hyp_strerror(int err) {
-#define HYP__STRERROR_CASE(code, text) \
-    case code:                         \
+#define HYP__STRERROR_CASE(name, value, text) \
+    case HYP_##name:                          \
         return text;
     switch (err) {
-        HYP__ERRORS(HYP__STRERROR_CASE)
+    case HYP_OK:
+        return "success";
+        HYP_ERRNO_MAP(HYP__STRERROR_CASE)
     }
 #undef HYP__STRERROR_CASE
     return "unknown error";
 }
 
 const char *hyp_err_name(int err) {
-#define HYP__NAME_CASE(code, text) \
-    case code:                     \
-        return #code;
+#define HYP__NAME_CASE(name, value, text) \
+    case HYP_##name:                      \
+        return "HYP_" #name;
     switch (err) {
-        HYP__ERRORS(HYP__NAME_CASE)
+    case HYP_OK:
+        return "HYP_OK";
+        HYP_ERRNO_MAP(HYP__NAME_CASE)
     }
 #undef HYP__NAME_CASE
     return "HYP_E_UNKNOWN";

@@ -23,24 +23,31 @@ extern "C" {
 #define HYP_VERSION_STRING "0.1.0"
 
 /* Error codes. Functions return 0 on success and one of these (always
- * negative) on failure; hyp_strerror() turns a code into a sentence.
- * New codes are only ever appended. */
+ * negative) on failure; hyp_strerror() turns a code into its sentence and
+ * hyp_err_name() into its name. One list gives the three (as libuv's
+ * UV_ERRNO_MAP does), so they cannot disagree. New codes are only ever
+ * appended. */
+#define HYP_ERRNO_MAP(XX)                                                                       \
+    XX(ENOMEM, -1, "out of memory")                                                            \
+    XX(EINVAL, -2, "invalid argument")                                                         \
+    XX(EIO, -3, "input/output error")                                                          \
+    XX(ETRUNCATED, -4, "the trace is truncated: it ends in the middle of a record")            \
+    XX(EFORMAT, -5, "malformed trace: not valid msgpack, or a record of the wrong shape")      \
+    XX(EMAGIC, -6, "not a hyprof trace: the file does not start with the hyprof magic")        \
+    XX(EVERSION, -7, "unsupported trace format version")                                       \
+    XX(ERANGE, -8, "a reference in the trace points outside its table")                        \
+    XX(ELIMIT, -9, "a record or table exceeds the configured size limit")                      \
+    XX(ENOENT, -10, "no such event, file or object")                                           \
+    XX(ENOTSUP, -11, "not supported on this machine")                                          \
+    XX(EPERM, -12, "permission denied")                                                        \
+    XX(EBUSY, -13, "resource busy: a profiler is already active")                              \
+    XX(ESTATE, -14, "operation not valid in the current state")
+
 typedef enum {
     HYP_OK = 0,
-    HYP_ENOMEM = -1,      /* out of memory */
-    HYP_EINVAL = -2,      /* invalid argument */
-    HYP_EIO = -3,         /* read or write error (errno kept by the caller) */
-    HYP_ETRUNCATED = -4,  /* the trace ends in the middle of a record */
-    HYP_EFORMAT = -5,     /* not valid msgpack, or a record of the wrong shape */
-    HYP_EMAGIC = -6,      /* not a hyprof trace (wrong magic) */
-    HYP_EVERSION = -7,    /* unsupported major format version */
-    HYP_ERANGE = -8,      /* a reference (string, function, node, thread) out of range */
-    HYP_ELIMIT = -9,      /* a record or table exceeds a configured limit */
-    HYP_ENOENT = -10,     /* no such event, file or object */
-    HYP_ENOTSUP = -11,    /* not supported on this machine (no PMU, no perf_event_open) */
-    HYP_EPERM = -12,      /* permission denied (perf_event_paranoid, seccomp) */
-    HYP_EBUSY = -13,      /* already running, or the resource is taken */
-    HYP_ESTATE = -14      /* call not valid in the current state */
+#define HYP__ERRNO_ENUM(name, value, text) HYP_##name = value,
+    HYP_ERRNO_MAP(HYP__ERRNO_ENUM)
+#undef HYP__ERRNO_ENUM
 } hyp_error_t;
 
 /* Returns a static, human-readable sentence for an error code; never NULL. */
