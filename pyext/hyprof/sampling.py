@@ -369,13 +369,19 @@ class SamplingEngine:
 def lines_report(trace, limit=30, thread=None):
     """The hottest source lines of a sampling trace, with their text: what
     ``python -m hyprof report --lines`` prints."""
-    import linecache
+    from .render._model import read_source
+    sources = {}
     rows = trace.lines(thread) if thread is not None else trace.lines()
     total = sum(r.samples for r in rows) or 1
     unit = trace.sample_kinds[0].unit if trace.sample_kinds else ""
     out = ["%8s %6s %12s  %s" % ("samples", "%", "weight", "line")]
     for r in rows[:limit or None]:
-        src = linecache.getline(r.filename, r.line).strip() if r.line else ""
+        src = ""
+        if r.line:
+            text = sources.get(r.filename)
+            if text is None:
+                text = sources[r.filename] = read_source(r.filename)
+            src = text[r.line - 1].strip() if r.line <= len(text) else ""
         where = "%s:%d" % (r.filename, r.line)
         w = ("%.3fs" % (r.weight / 1e9)) if unit == "ns" else str(r.weight)
         out.append("%8d %5.1f%% %12s  %s" % (r.samples, 100.0 * r.samples / total, w, where))

@@ -656,3 +656,35 @@ def test_extra_sample_kinds_are_declared_for_other_samplers(tmp_path):
     assert stats["samples"] >= 5
     with pytest.raises(TypeError):
         _hyprof._sampler_start(path, kinds=[("a", "b")] * 8)
+
+
+def test_report_lines_reads_only_regular_files_of_bounded_size(tmp_path):
+    """A trace from elsewhere names whatever files it likes: the lines
+    report shows source only from regular files up to 8 MiB, and never
+    opens a device or a FIFO (a FIFO would hang, /dev/zero grow forever)."""
+    from test_render_support import SAMPLING_METRICS, run_hyprof
+    from hyprof import _hyprof
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.py"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)
+    good = tmp_path / "good.py"
+    good.write_text("x = 1\nhot = sum(range(10))  # the hot line\n")
+    names = ["/dev/zero", str(fifo), str(big), str(good)]
+    data = {
+        "mode": "sampling", "header": {}, "metrics": list(SAMPLING_METRICS),
+        "sample_kinds": [("cpu-clock", "ns", 0, 1)],
+        "functions": [(f"f{i}", n, 1, 0) for i, n in enumerate(names)],
+        "threads": [(1, 1, "MainThread")],
+        "nodes": [(0, i, 2) for i in range(len(names))],
+        "rows": [],
+        "sample_list": [(0, i + 1, 0, 10 * (i + 1), 10) for i in range(len(names))],
+    }
+    path = tmp_path / "t.hyprof"
+    _hyprof.write_trace(str(path), data)
+    r = run_hyprof("report", path, "--lines")
+    assert "hot = sum(range(10))" in r.stdout
+    for n in names:
+        assert f"{n}:2" in r.stdout
+    assert len(r.stdout.splitlines()) == 1 + 4 + 1

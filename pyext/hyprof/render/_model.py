@@ -35,6 +35,39 @@ _LABELS = {
 }
 
 
+# Source files a report may read lines from: regular files up to this size.
+MAX_SOURCE_BYTES = 8 << 20
+
+
+def read_source(path):
+    """The lines of a source file a trace names, or [] when it is not a
+    regular file hyprof can read (a trace from elsewhere may name a device,
+    a FIFO, a socket or a huge file: none is opened or read), or is larger
+    than MAX_SOURCE_BYTES."""
+    import stat
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SOURCE_BYTES:
+            return []
+        # O_NONBLOCK: what was swapped for a FIFO since the stat cannot
+        # block the open; fstat then checks it is still that regular file.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError, TypeError):
+        return []
+    try:
+        st2 = os.fstat(fd)
+        if not stat.S_ISREG(st2.st_mode) or (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+            return []
+        data = os.read(fd, MAX_SOURCE_BYTES + 1)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SOURCE_BYTES:
+        return []
+    return data.decode("utf-8", "replace").splitlines()
+
+
 class ReportWarning(UserWarning):
     """A report left part of the trace out, and says what and why."""
 
