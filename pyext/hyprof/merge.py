@@ -13,27 +13,14 @@ in the merged call tree, which is what every report reads.
 
 import os
 
+from ._kinds import func_kind_code, metric_kind_name
+
 
 class MergeError(ValueError):
     """The traces cannot be merged (different modes, conflicting metrics)."""
 
 
-_KIND_CODES = {"python": 0, "builtin": 1, "special": 2}
-
-
-def _kind_code(kind):
-    if isinstance(kind, int):
-        return kind
-    return _KIND_CODES.get(kind, 0)
-
-
 _U64_MAX = 2 ** 64 - 1
-
-
-def _metric_kind(kind):
-    if isinstance(kind, str):
-        return kind
-    return {0: "own", 1: "cum", 2: "calls"}.get(kind, "own")
 
 
 def _describe(path, header):
@@ -67,7 +54,7 @@ def merge_traces(traces, names=None):
     metrics, mindex = [], {}
     for n, t in zip(names, traces):
         for m in t.metrics:
-            kind = _metric_kind(m.kind)
+            kind = metric_kind_name(m.kind)
             j = mindex.get(m.name)
             if j is None:
                 mindex[m.name] = len(metrics)
@@ -92,7 +79,7 @@ def merge_traces(traces, names=None):
     truncated = 0
 
     def func_id(fs):
-        key = (fs.name, fs.filename or "", int(fs.lineno or 0), _kind_code(fs.kind))
+        key = (fs.name, fs.filename or "", int(fs.lineno or 0), func_kind_code(fs.kind))
         j = findex.get(key)
         if j is None:
             j = findex[key] = len(functions)

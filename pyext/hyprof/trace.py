@@ -16,6 +16,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 from . import _hyprof
+from ._kinds import func_kind_code, func_kind_name
 from .render.methods import ReportMethods
 
 __all__ = [
@@ -57,7 +58,6 @@ Node.__doc__ = ("A call-tree node. parent and function are None for the root; va
 Sample = namedtuple("Sample", "thread node kind time weight")
 Line = namedtuple("Line", "filename line samples weight")
 
-_KINDS = ("python", "builtin", "special")
 _NS = 1e-9
 
 # The header entries reports read, and what each must be. A trace that
@@ -317,7 +317,7 @@ class Trace(ReportMethods):
         self.sample_kinds = [SampleKind(*k) for k in data["sample_kinds"]]
         self.strings = data["strings"]
         s = self.strings
-        self.function_table = [FunctionInfo(i, s[n], s[f], line, _KINDS[k] if k < 3 else k)
+        self.function_table = [FunctionInfo(i, s[n], s[f], line, func_kind_name(k))
                                for i, (n, f, line, k) in enumerate(data["functions"])]
         self._threads = [Thread(i, tid, ident, s[name])
                          for i, (tid, ident, name) in enumerate(data["threads"])]
@@ -519,7 +519,7 @@ class Trace(ReportMethods):
             "metrics": [tuple(m) for m in self.metrics],
             "sample_kinds": [tuple(k) for k in self.sample_kinds],
             "header": dict(self.header),
-            "functions": [(f.name, f.filename, f.lineno, _KINDS.index(f.kind))
+            "functions": [(f.name, f.filename, f.lineno, func_kind_code(f.kind))
                           for f in self.function_table],
             "threads": [(t.os_tid, t.ident, t.name) for t in self._threads],
             "nodes": [(nd[3 * i], nd[3 * i + 1], nd[3 * i + 2])

@@ -21,6 +21,8 @@ import os
 import warnings
 from collections import namedtuple
 
+from .._kinds import func_kind_name, metric_kind_name
+
 Func = namedtuple("Func", "name filename lineno kind")
 # A value column: the metric's name, a short label for people, its unit, its
 # role ("time", "calls", "samples", "weight" or "other") and, for a sample
@@ -268,12 +270,6 @@ class CallTree:
 
 # ---------------------------------------------------------------- from traces
 
-def _kind_name(kind):
-    if isinstance(kind, str):
-        return kind
-    return {0: "python", 1: "builtin", 2: "special"}.get(kind, "python")
-
-
 def _columns(metrics, sample_kinds):
     """The columns a stack report can add up (own values and call counts),
     as (metric index, Column). A sample kind's two columns are labelled
@@ -284,7 +280,7 @@ def _columns(metrics, sample_kinds):
         role[k.weight_metric] = ("weight", k.name)
     out = []
     for i, m in enumerate(metrics):
-        kind = _metric_kind(m.kind)
+        kind = metric_kind_name(m.kind)
         if kind not in ("own", "calls"):
             continue
         if i in role:
@@ -301,14 +297,8 @@ def _columns(metrics, sample_kinds):
     return out
 
 
-def _metric_kind(kind):
-    if isinstance(kind, str):
-        return kind
-    return {0: "own", 1: "cum", 2: "calls"}.get(kind, "own")
-
-
 def _func_key(fs):
-    return (fs.name, fs.filename or "", int(fs.lineno or 0), _kind_name(getattr(fs, "kind", 0)))
+    return (fs.name, fs.filename or "", int(fs.lineno or 0), func_kind_name(getattr(fs, "kind", 0)))
 
 
 def _raw_tables(trace, thread):
@@ -336,7 +326,7 @@ def from_trace(trace, thread=None, split_threads=False):
     keep = [i for i, _ in picked]
     columns = [c for _, c in picked]
     # The producer's measured cumulative columns (wall_cum), per node.
-    keep_cum = [i for i, m in enumerate(metrics) if _metric_kind(m.kind) == "cum"]
+    keep_cum = [i for i, m in enumerate(metrics) if metric_kind_name(m.kind) == "cum"]
     names = [metrics[i].name for i in keep + keep_cum]
     nm = len(metrics)
     funcs = []
