@@ -23,9 +23,10 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
+
+import _pythons
 
 # ------------------------------------------------------------------ workloads
 
@@ -278,16 +279,6 @@ def report(names, results):
           "(hyprof - 1) / (cProfile - 1), below 1.0 is cheaper than cProfile")
 
 
-def pythons(repo):
-    script = os.path.join(repo, "scripts", "pythons.sh")
-    try:
-        out = subprocess.run(["sh", script], capture_output=True, text=True, check=True).stdout
-        found = out.split()
-    except (OSError, subprocess.CalledProcessError):
-        found = []
-    return found or [sys.executable]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
@@ -299,31 +290,15 @@ def main():
                          "BUILD/python), side by side with this one")
     ap.add_argument("--context", action="store_true",
                     help="also measure a profiler bound to a context (context=(var, value))")
-    ap.add_argument("--all-pythons", action="store_true",
-                    help="run under every CPython scripts/pythons.sh lists")
-    ap.add_argument("--pythonpath", default=os.environ.get("PYTHONPATH", ""),
-                    help="PYTHONPATH for --all-pythons; {major} and {minor} are replaced "
-                         "by each interpreter's version")
+    _pythons.add_options(ap)
     args = ap.parse_args()
     if args.rounds < 1 or args.scale <= 0:
         ap.error("--rounds must be 1 or more and --scale positive")
     if args.all_pythons:
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        status = 0
-        for py in pythons(repo):
-            ver = subprocess.run([py, "-c", "import sys; print(*sys.version_info[:2])"],
-                                 capture_output=True, text=True).stdout.split()
-            if len(ver) != 2:
-                continue
-            env = dict(os.environ,
-                       PYTHONPATH=args.pythonpath.format(major=ver[0], minor=ver[1]))
-            cmd = [py, os.path.abspath(__file__), "--rounds", str(args.rounds),
-                   "--scale", str(args.scale)]
-            for w in args.workload or ():
-                cmd += ["--workload", w]
-            print(flush=True)
-            status |= subprocess.run(cmd, env=env).returncode
-        return status
+        extra = ["--rounds", str(args.rounds), "--scale", str(args.scale)]
+        for w in args.workload or ():
+            extra += ["--workload", w]
+        return _pythons.run_all(__file__, args.pythonpath, extra)
     names, results = measure(args.rounds, args.scale, args.workload, args.baseline, args.context)
     report(names, results)
     return 0

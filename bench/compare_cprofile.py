@@ -28,9 +28,9 @@ import email
 import email.policy
 import io
 import json
-import os
-import subprocess
 import sys
+
+import _pythons
 
 GEN_FLAGS = 0x20 | 0x80 | 0x200 | 0x100  # generator, coroutine, async gen, iterable coroutine
 
@@ -247,40 +247,21 @@ def compare(name, make, engines, show):
     return rows
 
 
-def pythons(repo):
-    out = subprocess.run(["sh", os.path.join(repo, "scripts", "pythons.sh")],
-                         capture_output=True, text=True).stdout.split()
-    return out or [sys.executable]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", action="append", choices=sorted(WORKLOADS),
                     help="run only this workload (repeatable)")
     ap.add_argument("--show", type=int, default=10,
                     help="differences listed per workload and engine (default 10)")
-    ap.add_argument("--all-pythons", action="store_true",
-                    help="run under every CPython scripts/pythons.sh lists")
-    ap.add_argument("--pythonpath", default=os.environ.get("PYTHONPATH", ""),
-                    help="PYTHONPATH for --all-pythons; {major} and {minor} are replaced")
+    _pythons.add_options(ap)
     args = ap.parse_args()
     if args.show < 0:
         ap.error("--show must be 0 or more")
     if args.all_pythons:
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        status = 0
-        for py in pythons(repo):
-            ver = subprocess.run([py, "-c", "import sys; print(*sys.version_info[:2])"],
-                                 capture_output=True, text=True).stdout.split()
-            if len(ver) != 2:
-                continue
-            env = dict(os.environ, PYTHONPATH=args.pythonpath.format(major=ver[0], minor=ver[1]))
-            cmd = [py, os.path.abspath(__file__), "--show", str(args.show)]
-            for w in args.workload or ():
-                cmd += ["--workload", w]
-            print(flush=True)
-            status |= subprocess.run(cmd, env=env).returncode
-        return status
+        extra = ["--show", str(args.show)]
+        for w in args.workload or ():
+            extra += ["--workload", w]
+        return _pythons.run_all(__file__, args.pythonpath, extra)
     try:
         from hyprof import _hyprof
     except ImportError as e:
