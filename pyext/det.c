@@ -579,6 +579,40 @@ static int kids_reserve(det_thread_t *th, size_t more) {
     return 0;
 }
 
+/* Recounts the children of every node of th's tree and refills the table
+ * from them: for stop(), after it took nodes out of the tree or moved them
+ * to another parent. Walks the tree without recursion. */
+static int kids_rebuild(det_thread_t *th) {
+    det_node_t *n = &th->root, *c;
+    int rc = 0;
+
+    if (th->kids != NULL)
+        memset(th->kids, 0, th->kids_cap * sizeof *th->kids);
+    th->kids_used = 0;
+    while (n != NULL) {
+        uint32_t k = 0;
+        for (c = n->first_child; c != NULL; c = c->next_sibling)
+            k++;
+        n->nkids = k;
+        n->hot = n->first_child;
+        if (k > DET_LIST_MAX && kids_reserve(th, k) == 0) {
+            for (c = n->first_child; c != NULL; c = c->next_sibling)
+                kids_put(th, c);
+        } else if (k > DET_LIST_MAX) {
+            n->nkids = DET_LIST_MAX; /* no room: found through the list, slowly */
+            rc = HYP_ENOMEM;
+        }
+        if (n->first_child != NULL) {
+            n = n->first_child;
+            continue;
+        }
+        while (n != NULL && n != &th->root && n->next_sibling == NULL)
+            n = n->parent;
+        n = n == NULL || n == &th->root ? NULL : n->next_sibling;
+    }
+    return rc;
+}
+
 /* The child of parent for key, or NULL: the list for a few children, the
  * table for many. A hit in the list moves to its front. */
 static det_node_t *kid_find(det_thread_t *th, det_node_t *parent, const void *key) {
@@ -617,6 +651,7 @@ static det_node_t *node_link(det_thread_t *th, det_node_t *parent, const void *k
     n->parent = parent;
     n->next_sibling = parent->first_child;
     parent->first_child = n;
+    parent->hot = n;
     if (++parent->nkids == DET_LIST_MAX + 1) {
         for (c = parent->first_child; c != NULL; c = c->next_sibling)
             kids_put(th, c);
@@ -646,12 +681,12 @@ static det_node_t *child_slow(det_prof_t *p, det_thread_t *th, det_node_t *paren
         return parent;
     n = kid_find(th, parent, key);
     if (n != NULL)
-        return n;
+        return parent->hot = n;
     if (p->max_nodes != 0 && p->nodes >= p->max_nodes) {
         p->truncated++;
         n = kid_find(th, parent, &p->trunc_func);
         if (n != NULL)
-            return n;
+            return parent->hot = n;
         n = node_link(th, parent, &p->trunc_func, p->trunc_func);
         if (n != NULL)
             n->truncated = 1;
@@ -911,52 +946,65 @@ static int stack_grow(det_thread_t *th) {
     return 0;
 }
 
+/* The cold parts of closing a frame, out of line so that the common path
+ * stays small. A generator or coroutine frame: stores a suspended instance
+ * and returns what its activation adds to the cumulative wall time. */
+static __attribute__((noinline)) uint64_t det_pop_gen(det_prof_t *p, const det_frame_t *f,
+                                                      det_node_t *n, uint64_t wall, uint64_t w,
+                                                      int suspend) {
+    if (suspend) {
+        gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
+        return w;
+    }
+    if (f->lifetime) {
+        /* A coroutine's whole life: earlier activations were added at their
+         * suspension, the time suspended is added now. */
+        uint64_t span = wall - f->first_wall;
+        return span > f->run_wall ? span - f->run_wall : w;
+    }
+    return w; /* a generator counts the time it ran, activation by activation */
+}
+
+static __attribute__((noinline)) void det_pop_rec(det_node_t *n, int rec, uint64_t cum,
+                                                  uint64_t c) {
+    if (rec & DET_REC_FUNC) {
+        n->rec->wall += cum;
+        n->rec->cpu += c;
+    }
+    if (rec & DET_REC_EDGE) {
+        n->rec->edge_wall += cum;
+        n->rec->edge_cpu += c;
+    }
+}
+
 /* Closes the top frame at (wall, cpu). */
 static inline void det_pop(det_prof_t *p, det_thread_t *th, uint64_t wall, uint64_t cpu,
                            int suspend) {
     det_frame_t *f = &th->stack[--th->depth];
     det_node_t *n = f->node;
-    uint64_t w = wall - f->t0, c = cpu - f->c0, cum = w;
+    uint64_t w = wall - f->t0, c = cpu - f->c0, cum;
 
-    if (wall < f->t0)
-        w = cum = 0;
+    if (UNLIKELY(wall < f->t0))
+        w = 0;
+    cum = w;
     th->top[n->fidx] = f->prev_same;
     n->wall_own += w > f->child_wall ? w - f->child_wall : 0;
     n->cpu_own += c > f->child_cpu ? c - f->child_cpu : 0;
-    if (f->gen_frame != NULL && f->lifetime) {
-        if (suspend) {
-            gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
-        } else {
-            /* A coroutine's whole life: earlier activations were added at
-             * their suspension, the time suspended is added now. */
-            uint64_t span = wall - f->first_wall;
-            cum = span > f->run_wall ? span - f->run_wall : w;
-        }
-    } else if (suspend) {
-        /* A generator counts the time it ran, activation by activation. */
-        gens_put(p, f->gen_frame, n, f->first_wall, f->run_wall + w);
-    }
-    if (th->depth != 0) {
-        det_frame_t *below = &th->stack[th->depth - 1];
+    if (UNLIKELY(f->gen_frame != NULL))
+        cum = det_pop_gen(p, f, n, wall, w, suspend);
+    if (LIKELY(th->depth != 0)) {
+        det_frame_t *below = f - 1;
         below->child_wall += w;
         below->child_cpu += c;
         /* Calls folded into their caller's "[truncated]" node are inside its
          * time already. */
-        if (UNLIKELY(below->node == n))
+        if (UNLIKELY(n->truncated) && below->node == n)
             return;
     }
     n->wall_cum += cum;
     n->cpu_cum += c;
-    if (UNLIKELY(f->rec != 0)) {
-        if (f->rec & DET_REC_FUNC) {
-            n->rec->wall += cum;
-            n->rec->cpu += c;
-        }
-        if (f->rec & DET_REC_EDGE) {
-            n->rec->edge_wall += cum;
-            n->rec->edge_cpu += c;
-        }
-    }
+    if (UNLIKELY(f->rec != 0))
+        det_pop_rec(n, f->rec, cum, c);
 }
 
 /* How an open call of n's function (the topmost, 1 + its stack index in
@@ -986,6 +1034,24 @@ static det_rec_t *rec_alloc(det_thread_t *th) {
     return &c->recs[c->used++];
 }
 
+/* A call of n made while its function is open (prev): how it is recursive,
+ * its node's recursive parts made room for and, for a call rather than a
+ * resumption, counted. Out of line: most calls are not recursive. */
+static __attribute__((noinline)) int det_enter_rec(det_prof_t *p, det_thread_t *th, uint32_t prev,
+                                                   det_node_t *n, int call) {
+    int rec = det_rec(th, prev, n);
+
+    if (n->rec == NULL && (n->rec = rec_alloc(th)) == NULL) {
+        set_error(p, HYP_ENOMEM); /* stop() reports it; the call still counts */
+        return 0;
+    }
+    if (call) {
+        n->rec->calls++;
+        n->rec->edge_calls += (rec & DET_REC_EDGE) != 0;
+    }
+    return rec;
+}
+
 
 /* Enters a call of key (a code object, or a PyMethodDef when callable is
  * not NULL). gen_frame is the frame of a generator or coroutine (NULL
@@ -1011,7 +1077,7 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
         resumed = 1;
     } else {
         parent = th->depth != 0 ? th->stack[th->depth - 1].node : &th->root;
-        n = parent->first_child;
+        n = parent->hot;
         if (UNLIKELY(n == NULL || n->key != key)) {
             PyObject *exc_type, *exc_value, *exc_tb;
             PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
@@ -1026,20 +1092,9 @@ static void det_enter(det_prof_t *p, det_thread_t *th, const void *key, PyObject
     }
     idx = n->fidx; /* below top_cap: func_new() and thread_slow() see to it */
     prev = th->top[idx];
-    if (UNLIKELY(prev != 0)) {
-        rec = det_rec(th, prev, n);
-        if (n->rec == NULL && (n->rec = rec_alloc(th)) == NULL) {
-            set_error(p, HYP_ENOMEM); /* stop() reports it; the call still counts */
-            rec = 0;
-        }
-    }
-    if (!resumed) {
-        n->calls++;
-        if (UNLIKELY(rec != 0)) {
-            n->rec->calls++;
-            n->rec->edge_calls += (rec & DET_REC_EDGE) != 0;
-        }
-    }
+    if (UNLIKELY(prev != 0))
+        rec = det_enter_rec(p, th, prev, n, !resumed);
+    n->calls += !resumed;
     f = &th->stack[th->depth++];
     th->top[idx] = (uint32_t)th->depth;
     f->key = key;

@@ -50,14 +50,15 @@ typedef struct det_rec_chunk_s {
 typedef struct det_node_s {
     const void *key;
     struct det_node_s *parent;
+    struct det_node_s *hot;   /* the child found last: the first one compared */
     struct det_node_s *first_child;
     struct det_node_s *next_sibling;
     det_func_t *func;
     uint32_t fidx;        /* func->index, read on every call without a load of func */
     uint32_t export_id;
-    uint32_t truncated;
     uint32_t nkids;
-    uint32_t seq;         /* creation order in its thread: exports list children by it */
+    uint32_t seq : 31;    /* creation order in its thread: exports list children by it */
+    uint32_t truncated : 1;
     uint64_t calls;
     uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
     det_rec_t *rec;       /* NULL until the node's first recursive call */
