@@ -1719,14 +1719,32 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Takes n (with everything under it) out of its parent's children: a node
+ * whose only calls were the stop path's has nothing of the program's. */
+static void unlink_node(det_node_t *n) {
+    det_node_t **link;
+
+    if (n->parent == NULL)
+        return;
+    for (link = &n->parent->first_child; *link != NULL; link = &(*link)->next_sibling) {
+        if (*link == n) {
+            *link = n->next_sibling;
+            n->next_sibling = NULL;
+            return;
+        }
+    }
+}
+
 /* Drops the calls of the stopping path itself (the C stop() and the Python
  * wrappers named by hide()) from the top of the calling thread's stack: they
- * are the profiler's, not the program's. */
+ * are the profiler's, not the program's. A call path entered only by them
+ * leaves the tree, so that no report shows it. */
 static void drop_stop_frames(det_prof_t *p) {
     det_thread_t *th = thread_find(p);
 
     while (th != NULL && th->depth != 0) {
         det_frame_t *f = &th->stack[th->depth - 1];
+        det_node_t *n = f->node;
         int hidden = f->key == &det_methods_stop_def;
         Py_ssize_t i;
 
@@ -1734,9 +1752,12 @@ static void drop_stop_frames(det_prof_t *p) {
             hidden = f->key == (const void *)PyTuple_GET_ITEM(p->hidden, i);
         if (!hidden)
             break;
-        if (f->gen_frame == NULL && f->node->calls != 0)
-            f->node->calls--;
+        if (f->gen_frame == NULL && n->calls != 0)
+            n->calls--;
         th->depth--;
+        if (f->gen_frame == NULL && n->calls == 0 && n->wall_cum == 0 && n->cpu_cum == 0 &&
+            !n->truncated && n != &th->root)
+            unlink_node(n);
     }
 }
 

@@ -655,3 +655,27 @@ def test_decorator_with_and_without_arguments(tmp_path):
     # wrapper (running straight through while its profiler runs).
     assert (fs["recursive"].calls, fs["recursive"].primitive_calls) == (4, 1)
     assert fs["wrapper"].calls == 3
+
+
+def test_decorator_and_context_manager_record_only_the_program(engine, profiler_frames):
+    # Not Profiler.stop or __exit__ (with the C stop under them) at the end
+    # of the tree: the roots are the profiled code's own calls.
+    @hyprof.profile(report=False, engine=engine)
+    def work():
+        return fib(8)
+
+    work()
+    t = work.trace()
+    assert profiler_frames(t) == []
+    assert [n.function.name.rsplit(".", 1)[-1] for n in t.nodes()[1:] if n.parent == 0] == ["work"]
+    with hyprof.Profiler(engine=engine) as p:
+        fib(6)
+    assert profiler_frames(p.trace()) == []
+    assert [n.function.name.rsplit(".", 1)[-1] for n in p.trace().nodes()[1:] if n.parent == 0] == ["fib"]
+    p = hyprof.Profiler(engine=engine)
+    for _ in range(2):  # each stop drops its own path, not the others' calls
+        p.start()
+        fib(5)
+        p.stop()
+    assert profiler_frames(p.trace()) == []
+    assert by_name(p.trace())["fib"].calls == 30
