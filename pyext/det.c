@@ -302,8 +302,36 @@ static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
     return f;
 }
 
+/* Whether repr(o) names a C method without an address: the descriptors of C
+ * types print as "<method 'append' of 'list' objects>". */
+static int is_c_descriptor(PyObject *o) {
+    return Py_IS_TYPE(o, &PyMethodDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type) ||
+           Py_IS_TYPE(o, &PyWrapperDescr_Type);
+}
+
+/* The descriptor of ml in the MRO of type, borrowed, or NULL. */
+static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t i;
+
+    for (i = 0; mro != NULL && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
+        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+        PyObject *o = dict != NULL ? PyDict_GetItemString(dict, ml->ml_name) : NULL;
+        if (o != NULL && (Py_IS_TYPE(o, &PyMethodDescr_Type) ||
+                          Py_IS_TYPE(o, &PyClassMethodDescr_Type)) &&
+            ((PyMethodDescrObject *)o)->d_method == ml)
+            return o;
+    }
+    return NULL;
+}
+
 /* cProfile's name for a C function (Modules/_lsprof.c, normalizeUserObj):
- * "<built-in method builtins.len>", "<method 'append' of 'list' objects>". */
+ * "<built-in method builtins.len>", "<method 'append' of 'list' objects>".
+ * Where cProfile would print the repr of a Python override found under the
+ * method's name ("<function Random.seed at 0x7f...>", an address that
+ * differs in every process), the C method's own descriptor names it
+ * ("<method 'seed' of '_random.Random' objects>"), so that a name is the
+ * same in every run. */
 static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) {
     PyObject *name, *mo, *res = NULL;
 
@@ -331,6 +359,8 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
     if (name != NULL) {
         mo = _PyType_Lookup(Py_TYPE(self), name);
         Py_DECREF(name);
+        if (mo != NULL && !is_c_descriptor(mo))
+            mo = c_method_descr(Py_TYPE(self), ml);
         if (mo != NULL) {
             Py_INCREF(mo);
             res = PyObject_Repr(mo);
