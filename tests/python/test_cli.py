@@ -89,6 +89,48 @@ def test_run_module(tmp_path):
     assert fs["fib"].calls == 465
 
 
+SPIN_PROGRAM = textwrap.dedent("""\
+    import time
+
+    def spin():
+        end = time.process_time() + 0.15
+        while time.process_time() < end:
+            pass
+
+    spin()
+    """)
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_run_records_only_the_program(tmp_path, mode, how, profiler_frames):
+    # Neither hyprof's CLI, nor runpy, nor the exec that runs the program,
+    # nor the profiler's stop: the tree starts at the program's <module>.
+    (tmp_path / "spinner.py").write_text(SPIN_PROGRAM)
+    target = ["spinner.py"] if how == "script" else ["-m", "spinner"]
+    opts = ["--mode", mode] + (["--frequency", "1000"] if mode == "sampling" else [])
+    r = hyprof_cmd("run", "-q", "-o", "s.hyprof", *opts, *target, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    t = hyprof.load(tmp_path / "s.hyprof")
+    assert profiler_frames(t) == []
+    roots = {(n.function.name, os.path.basename(n.function.filename))
+             for n in t.nodes()[1:] if n.parent == 0}
+    assert roots == {("<module>", "spinner.py")}
+    assert [f.name for f in t.functions() if f.name == "spin"] == ["spin"]
+
+
+def test_run_interrupted_shows_only_the_programs_traceback(tmp_path):
+    (tmp_path / "intr.py").write_text("def work():\n    raise KeyboardInterrupt\n\nwork()\n")
+    r = hyprof_cmd("run", "-q", "-o", "i.hyprof", "intr.py", cwd=tmp_path)
+    assert r.returncode == 130
+    plain = subprocess.run([sys.executable, "intr.py"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    # The traceback python itself prints (which names the script by its
+    # absolute path): the same frames, no frame of hyprof.
+    assert r.stderr == plain.stderr.replace(str(tmp_path / "intr.py"), "intr.py")
+    assert "Traceback" in r.stderr and 'intr.py", line 2, in work' in r.stderr
+
+
 NAMES_PROGRAM = textwrap.dedent("""\
     import collections
     import random
