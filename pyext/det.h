@@ -121,6 +121,8 @@ typedef struct {
     PyObject *replaced;       /* names of threads whose hook was replaced, a list */
     PyObject *weakrefs;
     PyObject *hidden;         /* code objects of the Python wrappers' stop path, a tuple */
+    PyObject *omit_cut;       /* code objects left out with their callees at stop, a tuple */
+    PyObject *omit_skip;      /* ...and left out alone (their callees move up), a tuple */
     PyObject *ctx_var;        /* context filter: a ContextVar, or NULL for none */
     PyObject *ctx_value;      /* ...and the value it must hold for an event to count */
 } det_prof_t;

@@ -652,9 +652,24 @@ def test_decorator_with_and_without_arguments(tmp_path):
     recursive(3)
     fs = by_name(recursive.trace())
     # The profiled call and its three recursive calls, which pass through the
-    # wrapper (running straight through while its profiler runs).
+    # wrapper (running straight through while its profiler runs): the
+    # wrapper is hyprof's, not in the profile, and the calls nest directly.
     assert (fs["recursive"].calls, fs["recursive"].primitive_calls) == (4, 1)
-    assert fs["wrapper"].calls == 3
+    assert "wrapper" not in fs
+    assert [n.function.name.rsplit(".", 1)[-1] for n in recursive.trace().nodes()[1:]] == \
+        ["recursive"] * 4
+
+    @hyprof.profile(report=False)
+    def both(n):
+        if n > 0:
+            both.__wrapped__(n - 1)
+            both(n - 1)
+
+    both(2)
+    # The calls through the wrapper join the direct ones of the same path.
+    nodes = both.trace().nodes()[1:]
+    assert [(n.parent, n.values["calls"]) for n in nodes] == [(0, 1), (1, 2), (2, 4)]
+    assert all(nodes[i + 1].values["wall_cum"] <= nodes[i].values["wall_cum"] for i in (0, 1))
 
 
 def test_decorator_and_context_manager_record_only_the_program(engine, profiler_frames):
