@@ -495,7 +495,8 @@ def _hide_own_paths():
     hook = SamplingEngine._make_thread_hook(None, None)
     hide_code(*_OWN_PATHS)
     hide_code(SamplingEngine.start.__code__, SamplingEngine.stop.__code__, hook.__code__,
-              _at_exit.__code__, _after_fork_in_child.__code__)
+              _at_exit.__code__, _after_fork_in_child.__code__,
+              _memory.MemoryEngine.start.__code__, _memory.MemoryEngine.stop.__code__)
 
 
 _hide_own_paths()
