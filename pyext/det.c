@@ -315,11 +315,19 @@ static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
     Py_ssize_t i;
 
     for (i = 0; mro != NULL && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
-        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict;
+        /* 3.12 keeps the dict of a static builtin type out of tp_dict. */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *dict = PyType_GetDict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+#else
+        PyObject *dict = Py_XNewRef(((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict);
+#endif
         PyObject *o = dict != NULL ? PyDict_GetItemString(dict, ml->ml_name) : NULL;
-        if (o != NULL && (Py_IS_TYPE(o, &PyMethodDescr_Type) ||
-                          Py_IS_TYPE(o, &PyClassMethodDescr_Type)) &&
-            ((PyMethodDescrObject *)o)->d_method == ml)
+        int found = o != NULL &&
+                    (Py_IS_TYPE(o, &PyMethodDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type)) &&
+                    ((PyMethodDescrObject *)o)->d_method == ml;
+        /* The type, in the MRO, keeps its dict and the descriptor alive. */
+        Py_XDECREF(dict);
+        if (found)
             return o;
     }
     return NULL;
