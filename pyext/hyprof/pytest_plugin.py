@@ -437,13 +437,18 @@ def _hide_own_code(profiler):
     codes = (RunProfiler._start.__code__, RunProfiler._stop.__code__,
              Budget.__enter__.__code__, Budget.__exit__.__code__,
              _PausedInit.__call__.__code__, _pause_run_profiler.__code__)
+    # A test run by another plugin (a coroutine) is profiled from the hook
+    # wrappers, which the profiler sees resumed after the test: they leave
+    # the tree at stop with what they call.
+    wrappers = (RunProfiler.pytest_pyfunc_call.__code__, RunProfiler._around.__code__)
     hide = getattr(profiler._engine, "hide", None)
     if hide is not None:
         from .profiler import _STOP_PATH
         hide(_STOP_PATH + codes)
+        profiler._engine.omit(wrappers, ())
     else:
         from .sampling import hide_code
-        hide_code(*codes)
+        hide_code(*codes, *wrappers)
 
 
 def _query_counter():

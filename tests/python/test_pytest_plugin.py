@@ -154,6 +154,34 @@ def test_hyprof_summary_has_only_the_tests_code(tmp_path, profiler_frames):
         assert profiler_frames(hyprof.load(str(tmp_path / "t" / name))) == [], name
 
 
+def test_a_test_run_by_another_plugin_has_none_of_the_plugins_frames(tmp_path,
+                                                                     profiler_frames):
+    # A coroutine test, run by a plugin of its own (as pytest-asyncio does):
+    # hyprof profiles around that plugin's hook, and its hook wrappers,
+    # resumed after the test, are not in the trace.
+    (tmp_path / "conftest.py").write_text(textwrap.dedent('''
+        import asyncio, inspect
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_pyfunc_call(pyfuncitem):
+            if inspect.iscoroutinefunction(pyfuncitem.obj):
+                asyncio.run(pyfuncitem.obj())
+                return True
+    '''))
+    (tmp_path / "test_co.py").write_text(textwrap.dedent('''
+        import subject
+
+        async def test_co():
+            assert subject.fib(12) == 144
+    '''))
+    proc = run_pytest(tmp_path, "--hyprof-dir", str(tmp_path / "t"), "test_co.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trace = hyprof.load(str(tmp_path / "t" / os.listdir(tmp_path / "t")[0]))
+    assert [f.calls for f in trace.functions() if f.name == "fib"] == [465]
+    assert profiler_frames(trace) == []
+
+
 def test_hyprof_dir_saves_one_trace_per_test(tmp_path):
     out_dir = tmp_path / "traces"
     proc = run_pytest(tmp_path, "--hyprof-dir", str(out_dir), "-k", "fib or leaf and not budget")
