@@ -239,6 +239,8 @@ static void hyp_py_record(void *ptr, size_t size) {
     ts = _PyThreadState_UncheckedGet(); /* PyThreadState_GetUnchecked() in 3.13 */
     n = ts != NULL ? hyp__walk_own(ts, hyp_py_alloc.walk, hyp_py_alloc.max_frames, &truncated)
                    : 0;
+    if (n < 0)
+        n = 0; /* a faulted walk, or hyprof's own stack: the block has no frames */
     if (hyp__grow((void **)&hyp_py_alloc.pend, &hyp_py_alloc.cpend, hyp_py_alloc.npend + 1,
                   sizeof(*hyp_py_alloc.pend)) < 0 ||
         hyp__grow((void **)&hyp_py_alloc.frames, &hyp_py_alloc.cframes,

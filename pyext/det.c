@@ -328,8 +328,44 @@ static det_func_t *py_func(det_prof_t *p, PyCodeObject *co) {
     return f;
 }
 
+/* Whether repr(o) names a C method without an address: the descriptors of C
+ * types print as "<method 'append' of 'list' objects>". */
+static int is_c_descriptor(PyObject *o) {
+    return Py_IS_TYPE(o, &PyMethodDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type) ||
+           Py_IS_TYPE(o, &PyWrapperDescr_Type);
+}
+
+/* The descriptor of ml in the MRO of type, borrowed, or NULL. */
+static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t i;
+
+    for (i = 0; mro != NULL && PyTuple_Check(mro) && i < PyTuple_GET_SIZE(mro); i++) {
+        /* 3.12 keeps the dict of a static builtin type out of tp_dict. */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *dict = PyType_GetDict((PyTypeObject *)PyTuple_GET_ITEM(mro, i));
+#else
+        PyObject *dict = Py_XNewRef(((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict);
+#endif
+        PyObject *o = dict != NULL ? PyDict_GetItemString(dict, ml->ml_name) : NULL;
+        int found = o != NULL &&
+                    (Py_IS_TYPE(o, &PyMethodDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type)) &&
+                    ((PyMethodDescrObject *)o)->d_method == ml;
+        /* The type, in the MRO, keeps its dict and the descriptor alive. */
+        Py_XDECREF(dict);
+        if (found)
+            return o;
+    }
+    return NULL;
+}
+
 /* cProfile's name for a C function (Modules/_lsprof.c, normalizeUserObj):
- * "<built-in method builtins.len>", "<method 'append' of 'list' objects>". */
+ * "<built-in method builtins.len>", "<method 'append' of 'list' objects>".
+ * Where cProfile would print the repr of a Python override found under the
+ * method's name ("<function Random.seed at 0x7f...>", an address that
+ * differs in every process), the C method's own descriptor names it
+ * ("<method 'seed' of '_random.Random' objects>"), so that a name is the
+ * same in every run. */
 static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) {
     PyObject *name, *mo, *res = NULL;
 
@@ -357,6 +393,8 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
     if (name != NULL) {
         mo = _PyType_Lookup(Py_TYPE(self), name);
         Py_DECREF(name);
+        if (mo != NULL && !is_c_descriptor(mo))
+            mo = c_method_descr(Py_TYPE(self), ml);
         if (mo != NULL) {
             Py_INCREF(mo);
             res = PyObject_Repr(mo);
@@ -368,7 +406,11 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
     PyErr_Clear();
     if (module != NULL && PyUnicode_Check(module))
         return PyUnicode_FromFormat("<built-in method %S.%s>", module, ml->ml_name);
-    return PyUnicode_FromFormat("<built-in method %s>", ml->ml_name);
+    /* cProfile prints the method's repr, "<built-in method __new__ of type
+     * object at 0x7f...>": the same without the address, which differs in
+     * every process. */
+    return PyUnicode_FromFormat("<built-in method %s of %s object>", ml->ml_name,
+                                Py_TYPE(self)->tp_name);
 }
 
 static int ctab_grow(det_prof_t *p) {
@@ -2008,14 +2050,32 @@ static PyObject *det_start(det_prof_t *p, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Takes n (with everything under it) out of its parent's children: a node
+ * whose only calls were the stop path's has nothing of the program's. */
+static void unlink_node(det_node_t *n) {
+    det_node_t **link;
+
+    if (n->parent == NULL)
+        return;
+    for (link = &n->parent->first_child; *link != NULL; link = &(*link)->next_sibling) {
+        if (*link == n) {
+            *link = n->next_sibling;
+            n->next_sibling = NULL;
+            return;
+        }
+    }
+}
+
 /* Drops the calls of the stopping path itself (the C stop() and the Python
  * wrappers named by hide()) from the top of the calling thread's stack: they
- * are the profiler's, not the program's. */
+ * are the profiler's, not the program's. A call path entered only by them
+ * leaves the tree, so that no report shows it. */
 static void drop_stop_frames(det_prof_t *p) {
     det_thread_t *th = thread_find(p);
 
     while (th != NULL && th->depth != 0) {
         det_frame_t *f = &th->stack[th->depth - 1];
+        det_node_t *n = f->node;
         int hidden = f->key == &det_methods_stop_def;
         Py_ssize_t i;
 
@@ -2023,16 +2083,190 @@ static void drop_stop_frames(det_prof_t *p) {
             hidden = f->key == (const void *)PyTuple_GET_ITEM(p->hidden, i);
         if (!hidden)
             break;
-        if (f->gen_frame == NULL && f->node->calls != 0) {
-            f->node->calls--;
+        if (f->gen_frame == NULL && n->calls != 0) {
+            n->calls--;
             if (f->rec & DET_REC_FUNC)
-                f->node->rec->calls--;
+                n->rec->calls--;
             if (f->rec & DET_REC_EDGE)
-                f->node->rec->edge_calls--;
+                n->rec->edge_calls--;
         }
-        th->top[f->node->fidx] = f->prev_same;
+        th->top[n->fidx] = f->prev_same;
         th->depth--;
+        if (f->gen_frame == NULL && n->calls == 0 && n->wall_cum == 0 && n->cpu_cum == 0 &&
+            !n->truncated && n != &th->root) {
+            unlink_node(n);
+            th->reshaped = 1;
+        }
     }
+}
+
+/* ------------------------------------------------------------ omitted code
+ *
+ * omit(cut, skip) names code objects of hyprof's own that the program calls
+ * (the integrations' wrappers and helpers): at stop, once every call is
+ * closed, their nodes leave the trees. A cut node goes with its subtree, its
+ * time becoming its caller's own; a skipped node alone, its own time going
+ * to its caller and its children moving up to the caller, merged with the
+ * caller's children of the same function. */
+
+enum { OMIT_KEEP = 0, OMIT_SKIP = 1, OMIT_CUT = 2 };
+
+static int omit_kind(det_prof_t *p, const void *key) {
+    Py_ssize_t i;
+
+    for (i = 0; p->omit_cut != NULL && i < PyTuple_GET_SIZE(p->omit_cut); i++)
+        if (key == (const void *)PyTuple_GET_ITEM(p->omit_cut, i))
+            return OMIT_CUT;
+    for (i = 0; p->omit_skip != NULL && i < PyTuple_GET_SIZE(p->omit_skip); i++)
+        if (key == (const void *)PyTuple_GET_ITEM(p->omit_skip, i))
+            return OMIT_SKIP;
+    return OMIT_KEEP;
+}
+
+/* A growable array of node pointers (a work list). */
+typedef struct {
+    det_node_t **v;
+    size_t n, cap;
+} det_nodes_t;
+
+static int nodes_push(det_nodes_t *a, det_node_t *n) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        det_node_t **v = hyp__calloc(cap, sizeof *v);
+        if (v == NULL)
+            return HYP_ENOMEM;
+        if (a->n != 0)
+            memcpy(v, a->v, a->n * sizeof *v);
+        hyp__free(a->v);
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = n;
+    return 0;
+}
+
+static det_node_t *child_like(det_node_t *parent, det_node_t *n) {
+    det_node_t *c;
+
+    for (c = parent->first_child; c != NULL; c = c->next_sibling)
+        if (c != n && c->key == n->key && c->truncated == n->truncated)
+            return c;
+    return NULL;
+}
+
+/* Adds src (a node moving up) into dst, a node of the same function at its
+ * new place, and so on down: children of src without a counterpart under
+ * dst become dst's. dst has not been scanned yet. */
+static int merge_into(det_node_t *dst, det_node_t *src) {
+    det_nodes_t pairs = {NULL, 0, 0};
+    int rc;
+
+    if ((rc = nodes_push(&pairs, dst)) == 0)
+        rc = nodes_push(&pairs, src);
+    while (rc == 0 && pairs.n != 0) {
+        det_node_t *s = pairs.v[--pairs.n], *d = pairs.v[--pairs.n], *c, *next, *same;
+        d->calls += s->calls;
+        d->wall_own += s->wall_own;
+        d->wall_cum += s->wall_cum;
+        d->cpu_own += s->cpu_own;
+        d->cpu_cum += s->cpu_cum;
+        if (s->rec != NULL && d->rec == NULL) {
+            d->rec = s->rec;
+        } else if (s->rec != NULL) {
+            d->rec->calls += s->rec->calls;
+            d->rec->wall += s->rec->wall;
+            d->rec->cpu += s->rec->cpu;
+            d->rec->edge_calls += s->rec->edge_calls;
+            d->rec->edge_wall += s->rec->edge_wall;
+            d->rec->edge_cpu += s->rec->edge_cpu;
+        }
+        s->rec = NULL;
+        for (c = s->first_child; rc == 0 && c != NULL; c = next) {
+            next = c->next_sibling;
+            same = child_like(d, c);
+            if (same != NULL) {
+                if ((rc = nodes_push(&pairs, same)) == 0)
+                    rc = nodes_push(&pairs, c);
+            } else {
+                c->parent = d;
+                c->next_sibling = d->first_child;
+                d->first_child = c;
+            }
+        }
+        s->first_child = NULL;
+    }
+    hyp__free(pairs.v);
+    return rc;
+}
+
+/* Scans one thread's tree in preorder (a node's children are scanned after
+ * its own list is settled). */
+static int omit_thread(det_prof_t *p, det_thread_t *th) {
+    det_nodes_t todo = {NULL, 0, 0};
+    int rc = nodes_push(&todo, &th->root);
+
+    while (rc == 0 && todo.n != 0) {
+        det_node_t *parent = todo.v[--todo.n], **link = &parent->first_child;
+        while (rc == 0 && *link != NULL) {
+            det_node_t *c = *link, *g, *next, *same;
+            int kind = c->truncated ? OMIT_KEEP : omit_kind(p, c->key);
+            if (kind == OMIT_KEEP) {
+                rc = nodes_push(&todo, c);
+                link = &c->next_sibling;
+                continue;
+            }
+            *link = c->next_sibling;
+            th->reshaped = 1;
+            if (kind == OMIT_CUT) {
+                parent->wall_own += c->wall_cum;
+                parent->cpu_own += c->cpu_cum;
+                continue;
+            }
+            parent->wall_own += c->wall_own;
+            parent->cpu_own += c->cpu_own;
+            for (g = c->first_child; rc == 0 && g != NULL; g = next) {
+                next = g->next_sibling;
+                same = child_like(parent, g);
+                if (same != NULL) {
+                    rc = merge_into(same, g);
+                } else {
+                    /* In c's place, so that this loop scans it next. */
+                    g->parent = parent;
+                    g->next_sibling = *link;
+                    *link = g;
+                }
+            }
+            c->first_child = NULL;
+        }
+    }
+    hyp__free(todo.v);
+    return rc;
+}
+
+/* After the stop path's and omit()'s nodes left the trees, the lookups of
+ * the next start() must not find them: each reshaped tree's table of
+ * children and its last-found children are made again from the tree. */
+static void reindex_trees(det_prof_t *p) {
+    det_thread_t *th;
+
+    for (th = p->threads; th != NULL; th = th->next) {
+        if (!th->reshaped)
+            continue;
+        th->reshaped = 0;
+        if (kids_rebuild(th) != 0)
+            set_error(p, HYP_ENOMEM);
+    }
+}
+
+static void omit_nodes(det_prof_t *p) {
+    det_thread_t *th;
+
+    if ((p->omit_cut == NULL || PyTuple_GET_SIZE(p->omit_cut) == 0) &&
+        (p->omit_skip == NULL || PyTuple_GET_SIZE(p->omit_skip) == 0))
+        return;
+    for (th = p->threads; th != NULL; th = th->next)
+        if (omit_thread(p, th) != 0)
+            set_error(p, HYP_ENOMEM);
 }
 
 /* Closes every open call at stop time: the calling thread's at its clock,
@@ -2085,6 +2319,8 @@ static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
     p->running = 0;
     drop_stop_frames(p);
     close_open_frames(p);
+    omit_nodes(p);
+    reindex_trees(p);
     sweep_dead_threads(p);
     {
         /* Names as they are now: a thread may have been renamed since it
@@ -2243,7 +2479,21 @@ static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
     Py_RETURN_NONE;
 }
 
+static PyObject *det_omit(det_prof_t *p, PyObject *args) {
+    PyObject *cut, *skip;
+
+    if (!PyArg_ParseTuple(args, "O!O!:omit", &PyTuple_Type, &cut, &PyTuple_Type, &skip))
+        return NULL;
+    Py_INCREF(cut);
+    Py_INCREF(skip);
+    Py_XSETREF(p->omit_cut, cut);
+    Py_XSETREF(p->omit_skip, skip);
+    Py_RETURN_NONE;
+}
+
 static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
+    Py_VISIT(p->omit_cut);
+    Py_VISIT(p->omit_skip);
     Py_VISIT(p->hidden);
     Py_VISIT(p->argv);
     Py_VISIT(p->ctx_var);
@@ -2254,6 +2504,8 @@ static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
 }
 
 static int det_clear(det_prof_t *p) {
+    Py_CLEAR(p->omit_cut);
+    Py_CLEAR(p->omit_skip);
     Py_CLEAR(p->hidden);
     Py_CLEAR(p->argv);
     Py_CLEAR(p->ctx_var);
@@ -2413,6 +2665,9 @@ static PyMethodDef det_methods[] = {
     {"trace", (PyCFunction)det_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
     {"hide", (PyCFunction)det_hide, METH_O,
      "Names the code objects of the wrappers that call stop(), left out of the profile."},
+    {"omit", (PyCFunction)det_omit, METH_VARARGS,
+     "omit(cut, skip): code objects of hyprof's own that the program calls, left out of the "
+     "profile at stop: cut with their callees, skip alone."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -111,6 +111,7 @@ typedef struct det_thread_s {
     det_chunk_t *chunks;
     det_rec_chunk_t *rec_chunks;
     uint32_t nseq;            /* nodes created, for det_node_t.seq */
+    int reshaped;             /* stop() took nodes out of the tree or moved them */
     /* Children of the nodes with more than DET_LIST_MAX, by (parent, key):
      * open addressing, at most half full, never shrunk. */
     det_node_t **kids;
@@ -165,6 +166,8 @@ typedef struct {
     PyObject *replaced;       /* names of threads whose hook was replaced, a list */
     PyObject *weakrefs;
     PyObject *hidden;         /* code objects of the Python wrappers' stop path, a tuple */
+    PyObject *omit_cut;       /* code objects left out with their callees at stop, a tuple */
+    PyObject *omit_skip;      /* ...and left out alone (their callees move up), a tuple */
     PyObject *ctx_var;        /* context filter: a ContextVar, or NULL for none */
     PyObject *ctx_value;      /* ...and the value it must hold for an event to count */
     PyObject *argv;           /* a copy of sys.argv at the first start(), or NULL */

@@ -63,12 +63,13 @@ enum {
     LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
     LOST_WALK_FAULT,     /* the frame chain pointed to freed memory mid-pop */
     LOST_HANDLER_GONE,   /* the program replaced hyprof's signal handler (estimated) */
+    LOST_OWN,            /* the stack was hyprof's own (starting, stopping), not the program's */
     LOST_COUNT
 };
 static const char *const hyp__lost_names[LOST_COUNT] = {
     "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
     "no-python-frames", "code-freed", "wall-race",      "thread-unsampled",
-    "walk-fault",     "handler-replaced"};
+    "walk-fault",     "handler-replaced", "profiler-frames"};
 
 typedef struct {
     _Atomic int live;    /* 1 while the slot's thread is sampled */
@@ -233,7 +234,7 @@ static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int ke
 
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
     if (n <= 0) {
-        hyp__lose(n < 0 ? LOST_WALK_FAULT : LOST_NO_FRAMES);
+        hyp__lose(n == HYP_WALK_OWN ? LOST_OWN : n < 0 ? LOST_WALK_FAULT : LOST_NO_FRAMES);
         return -1;
     }
     buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
@@ -959,6 +960,11 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
         }
         stable = hyp__walk_gil_state(slot->tstate, &holder2, &last2, &sw2) == 0 && sw1 == sw2 &&
                  !holder2;
+        if (stable && n == HYP_WALK_OWN) {
+            atomic_store(&S.remote_inflight, 0);
+            hyp__lose(LOST_OWN);
+            return;
+        }
         if (stable && n < 0) {
             /* Its thread state is gone (the thread ended, or a C thread
              * released its PyGILState) and is retired at the next pass. */
@@ -1899,7 +1905,54 @@ static PyObject *walk_guard_check(PyObject *self, PyObject *noargs) {
     return PyLong_FromLong(hyp__walk_guard_check());
 }
 
+/* _walk_set_scope(root, cut, skip): the frame that called the profiled
+ * program (or None), the code objects of hyprof's start and stop paths (left
+ * out with what they call) and of its pass-through wrappers (left out
+ * alone), tuples; see hyp__walk_set_root(). The tuples are kept, so their
+ * code objects live. */
+static PyObject *walk_set_scope(PyObject *self, PyObject *args) {
+    static PyObject *kept;
+    PyObject *root, *cut, *skip, *both;
+    PyCodeObject *codes[HYP_WALK_MAX_HIDDEN];
+    int flags[HYP_WALK_MAX_HIDDEN];
+    Py_ssize_t i, n;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!O!", &root, &PyTuple_Type, &cut, &PyTuple_Type, &skip))
+        return NULL;
+    if (root != Py_None && !PyFrame_Check(root)) {
+        PyErr_SetString(PyExc_TypeError, "_walk_set_scope(): root must be a frame or None");
+        return NULL;
+    }
+    both = PySequence_Concat(cut, skip);
+    if (both == NULL)
+        return NULL;
+    n = PyTuple_GET_SIZE(both);
+    if (n > HYP_WALK_MAX_HIDDEN) {
+        Py_DECREF(both);
+        PyErr_Format(PyExc_ValueError, "_walk_set_scope(): at most %d code objects",
+                     HYP_WALK_MAX_HIDDEN);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (!PyCode_Check(PyTuple_GET_ITEM(both, i))) {
+            Py_DECREF(both);
+            PyErr_SetString(PyExc_TypeError, "_walk_set_scope(): code objects only");
+            return NULL;
+        }
+        codes[i] = (PyCodeObject *)PyTuple_GET_ITEM(both, i);
+        flags[i] = i < PyTuple_GET_SIZE(cut);
+    }
+    hyp__walk_set_root(root != Py_None ? (PyFrameObject *)root : NULL);
+    hyp__walk_set_hidden(codes, flags, (int)n);
+    Py_XSETREF(kept, both); /* the old codes are no longer compared against */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef hyp__sampler_methods[] = {
+    {"_walk_set_scope", walk_set_scope, METH_VARARGS,
+     "Sets the frame that called the profiled program and hyprof's own code objects "
+     "(internal)."},
     {"_sampler_start", (PyCFunction)(void (*)(void))sampler_start, METH_VARARGS | METH_KEYWORDS,
      "Starts the sampling session (internal; use hyprof.Profiler(mode=\"sampling\"))."},
     {"_sampler_stop", sampler_stop, METH_NOARGS, "Stops the session; returns its statistics."},

@@ -98,6 +98,42 @@ static inline _PyInterpreterFrame *hyp__first_frame(PyThreadState *ts, int remot
 #endif
 }
 
+/* The scope of hyp__walk_set_root() and hyp__walk_set_hidden(): written
+ * with the GIL while no signal reads them, or (root) atomically. */
+static _PyInterpreterFrame *hyp__root;
+static PyCodeObject *hyp__hidden[HYP_WALK_MAX_HIDDEN];
+static int hyp__hidden_cut[HYP_WALK_MAX_HIDDEN];
+static int hyp__nhidden;
+
+void hyp__walk_set_root(PyFrameObject *root) {
+    __atomic_store_n(&hyp__root, root != NULL ? root->f_frame : NULL, __ATOMIC_RELEASE);
+}
+
+int hyp__walk_set_hidden(PyCodeObject *const *codes, const int *cut, int n) {
+    int i;
+
+    if (n < 0 || n > HYP_WALK_MAX_HIDDEN)
+        return -1;
+    __atomic_store_n(&hyp__nhidden, 0, __ATOMIC_RELEASE);
+    for (i = 0; i < n; i++) {
+        hyp__hidden[i] = codes[i];
+        hyp__hidden_cut[i] = cut[i];
+    }
+    __atomic_store_n(&hyp__nhidden, n, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* 0 for the program's code, 1 for a frame to leave out, 2 for one to leave
+ * out with its callees. */
+static inline int hyp__hidden_kind(const PyCodeObject *code, int nhidden) {
+    int i;
+
+    for (i = 0; i < nhidden; i++)
+        if (hyp__hidden[i] == code)
+            return hyp__hidden_cut[i] ? 2 : 1;
+    return 0;
+}
+
 /* The part of a frame the walk needs: everything before localsplus. */
 #define HYP__FRAME_HEAD offsetof(_PyInterpreterFrame, localsplus)
 /* The part of a code object the walk needs: everything before the bytecode. */
@@ -113,12 +149,12 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
         PyCodeObject c;
         char bytes[HYP__CODE_HEAD];
     } cb;
-    _PyInterpreterFrame *addr;
+    _PyInterpreterFrame *addr, *root;
     const _Py_CODEUNIT *instr;
     PyCodeObject *code;
     Py_ssize_t lasti;
     unsigned long tid = 0;
-    int n = 0, steps = 0;
+    int n = 0, steps = 0, nhidden, own = 0, kind;
 
     *truncated = 0;
     /* Another thread's state may be gone (freed when its thread ended, or at
@@ -127,8 +163,12 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
     if (remote && (hyp__read(&tid, &ts->native_thread_id, sizeof(tid), remote) < 0 ||
                    tid != native_id))
         return -1;
+    root = __atomic_load_n(&hyp__root, __ATOMIC_ACQUIRE);
+    nhidden = __atomic_load_n(&hyp__nhidden, __ATOMIC_ACQUIRE);
     addr = hyp__first_frame(ts, remote);
     for (; addr != NULL && steps < HYP__WALK_HARD_LIMIT; addr = fb.f.previous, steps++) {
+        if (addr == root)
+            return n != 0 ? n : HYP_WALK_OWN;
         if (hyp__read(&fb, addr, HYP__FRAME_HEAD, remote) < 0)
             return remote ? -1 : n;
 #if PY_VERSION_HEX >= 0x030C0000
@@ -147,6 +187,12 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
         /* 3.13 frames may run something else than code (f_executable). */
         if (Py_TYPE(&cb.c) != &PyCode_Type)
             continue;
+        if ((kind = hyp__hidden_kind(code, nhidden)) != 0) {
+            if (kind == 2)
+                n = 0; /* what it called is hyprof's too */
+            own = 1;
+            continue;
+        }
         if (n == max) {
             *truncated = 1;
             break;
@@ -158,7 +204,7 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
         out[2 * n + 1] = (uint64_t)(uint32_t)lasti | ((uint64_t)hyp__fp(&cb.c) << 32);
         n++;
     }
-    return n;
+    return n == 0 && own ? HYP_WALK_OWN : n;
 }
 
 /* ------------------------------------------------------------ fault guard
@@ -223,12 +269,12 @@ int hyp__walk_guard_install(void) {
  * runs in the signal handler at every sample), under the fault guard. */
 int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
     sigjmp_buf jmp;
-    _PyInterpreterFrame *f;
+    _PyInterpreterFrame *f, *root = __atomic_load_n(&hyp__root, __ATOMIC_ACQUIRE);
     const _Py_CODEUNIT *instr;
     PyCodeObject *code;
     Py_ssize_t lasti;
-    int steps = 0;
-    volatile int n = 0; /* not needed after a jump, but -Wclobbered cannot tell */
+    int steps = 0, nhidden = __atomic_load_n(&hyp__nhidden, __ATOMIC_ACQUIRE), kind;
+    volatile int n = 0, own = 0; /* not needed after a jump, but -Wclobbered cannot tell */
 
     *truncated = 0;
     if (sigsetjmp(jmp, 0) != 0)
@@ -247,6 +293,10 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
          * dropped (walk-fault) instead of reading through it. */
         if (((uintptr_t)f & (sizeof(void *) - 1)) != 0)
             break;
+        if (f == root) {
+            hyp__guard_jmp = NULL;
+            return n != 0 ? n : HYP_WALK_OWN;
+        }
 #if PY_VERSION_HEX >= 0x030C0000
         if (f->owner == FRAME_OWNED_BY_CSTACK)
             continue;
@@ -264,6 +314,12 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
         }
         if (code == NULL || Py_TYPE(code) != &PyCode_Type)
             continue;
+        if ((kind = hyp__hidden_kind(code, nhidden)) != 0) {
+            if (kind == 2)
+                n = 0; /* what it called is hyprof's too */
+            own = 1;
+            continue;
+        }
         if (n == max) {
             *truncated = 1;
             break;
@@ -276,7 +332,9 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
         n++;
     }
     hyp__guard_jmp = NULL;
-    return ((uintptr_t)f & (sizeof(void *) - 1)) != 0 ? -1 : n;
+    if (((uintptr_t)f & (sizeof(void *) - 1)) != 0)
+        return -1;
+    return n == 0 && own ? HYP_WALK_OWN : n;
 }
 
 int hyp__walk_guard_check(void) {

@@ -25,8 +25,28 @@
  * returns their number; *truncated is set when more frames were left out.
  * Returns -1 when a read faulted (the interpreter was between freeing a frame
  * and unlinking it): with hyp__walk_guard_install() done, that fault is
- * caught and the walk abandoned instead of crashing. */
+ * caught and the walk abandoned instead of crashing; HYP_WALK_OWN for a stack
+ * of hyprof's own code. */
 int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated);
+
+/* What a walk returns for a stack that is hyprof's own code (see
+ * hyp__walk_set_scope()): the sample is dropped. */
+#define HYP_WALK_OWN (-2)
+
+/* The program's part of a stack. root is the frame (a PyFrameObject, or
+ * NULL for none) that called the profiled program: a walk stops there, so
+ * that the frames that ran the program (hyprof run, runpy, a decorator's
+ * wrapper) are not recorded. codes are up to HYP_WALK_MAX_HIDDEN code
+ * objects of hyprof's own: a frame of one is left out, and, when its cut
+ * flag is set (a start or stop path), so are the frames it called, which
+ * leaves the sample to the program's frame that called into hyprof. A stack
+ * left with no frame returns HYP_WALK_OWN. Both hold for the walks of the
+ * sampler and of the allocation collector. Set with the GIL, before the
+ * signals that read them are armed; root must be reset (NULL) before its
+ * frame returns. */
+#define HYP_WALK_MAX_HIDDEN 64
+void hyp__walk_set_root(PyFrameObject *root);
+int hyp__walk_set_hidden(PyCodeObject *const *codes, const int *cut, int n);
 
 /* Installs the fault guard of hyp__walk_own() on SIGSEGV and SIGBUS, once per
  * process, on top of the handlers installed before: any fault outside a
@@ -43,8 +63,8 @@ int hyp__walk_guard_check(void);
  * gives garbage at worst, never a fault. ts may have been freed since it was
  * registered (a thread that ended, a PyGILState_Release() of a C thread):
  * its memory is not trusted unless it still names thread native_id. Returns
- * the number of frames, or -1 when a read failed or ts is no longer that
- * thread's. The caller decides whether the snapshot is consistent
+ * the number of frames, -1 when a read failed or ts is no longer that
+ * thread's, or HYP_WALK_OWN. The caller decides whether the snapshot is consistent
  * (hyp__walk_gil_state() before and after). */
 int hyp__walk_remote(PyThreadState *ts, unsigned long native_id, uint64_t *out, int max,
                      int *truncated);

@@ -175,10 +175,16 @@ def _prepare_script(path, argv):
     return code, main
 
 
-_MODULE_RUNNER = "<hyprof -m>"  # the file name of the line that runs -m's module
+class _ModuleError(ImportError):
+    """runpy's reason why a module cannot run."""
 
 
 def _prepare_module(name, argv):
+    """Finds the module's code and makes the __main__ module it runs in, as
+    python -m does (runpy._run_module_as_main), before the profiler starts:
+    the program is its code alone, without runpy's frames around it. The
+    import of its parent packages happens here, unprofiled, as does the
+    script's compilation."""
     import importlib.util
     import runpy
     try:
@@ -197,10 +203,18 @@ def _prepare_module(name, argv):
                            % name)
     sys.argv[:] = [name] + argv
     sys.path[0] = os.getcwd()
-    # runpy's own runner sets sys.argv[0] to the module's file and
-    # __main__ as python -m does.
-    code = compile("_run_module_as_main(%r, alter_argv=True)" % name, _MODULE_RUNNER, "exec")
-    main = {"_run_module_as_main": runpy._run_module_as_main}
+    try:
+        _, spec, code = runpy._get_module_details(name, _ModuleError)
+    except _ModuleError as e:
+        raise CLIError("cannot run module %r: %s" % (name, e)) from None
+    except Exception as e:  # noqa: BLE001 -- a parent package failed to import
+        sys.stderr.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+        raise CLIError("cannot run module %r: importing it failed" % name) from None
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=spec.origin, __cached__=spec.cached if spec.has_location
+                         else None, __loader__=spec.loader, __package__=spec.parent,
+                         __spec__=spec, __builtins__=__builtins__)
+    sys.argv[0] = spec.origin
     return code, main
 
 
@@ -301,7 +315,25 @@ def _exit_writing_trace(profiler, args, out, real_exit):
     hide = getattr(profiler._engine, "hide", None)
     if hide is not None:
         hide(_STOP_PATH + (_exit.__code__,))
+    _hide_in_samples(_exit.__code__)
     return _exit
+
+
+def _hide_in_samples(*codes):
+    try:
+        from .sampling import hide_code
+    except ImportError:
+        return  # a build without the sampler
+    hide_code(*codes)
+
+
+def _print_program_exception():
+    """The program's own exception, shown as Python shows it: without
+    hyprof's frames (the ones of this file at the bottom of the stack)."""
+    etype, value, tb = sys.exc_info()
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(etype, value, tb)
 
 
 def _run(args):
@@ -328,20 +360,24 @@ def _run(args):
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     saved_main = sys.modules.get("__main__")
     if args.module:
-        code, globs = _prepare_module(args.program, args.args)
+        code, main = _prepare_module(args.program, args.args)
     else:
         code, main = _prepare_script(args.program, args.args)
-        globs = main.__dict__
-        sys.modules["__main__"] = main
+    sys.modules["__main__"] = main
+    # The program's code called as a function of its module's namespace (a
+    # module's code runs in its globals, as with exec, but without exec's
+    # frame): the first call the profile records is the program's own
+    # <module>, and a sample stops at this frame.
+    program = types.FunctionType(code, main.__dict__)
     status = 0
     terminated = False
     real_exit = os._exit
     os._exit = _exit_writing_trace(profiler, args, out, real_exit)
     term_handler = _catch_sigterm()
     try:
-        profiler.start()
+        profiler._start_below(sys._getframe())
         try:
-            exec(code, globs)
+            program()
         finally:
             profiler.stop()
     except SystemExit as e:
@@ -355,17 +391,12 @@ def _run(args):
             sys.stderr.write("%s\n" % (code_,))
             status = 1
     except KeyboardInterrupt:
-        traceback.print_exc()
+        _print_program_exception()
         status = 130
     except ProfilerError as e:
         raise CLIError(str(e)) from None
     except BaseException:
-        # The program's own exception: shown as Python shows it, without
-        # hyprof's frames.
-        etype, value, tb = sys.exc_info()
-        while tb is not None and tb.tb_frame.f_code.co_filename in (__file__, _MODULE_RUNNER):
-            tb = tb.tb_next
-        traceback.print_exception(etype, value, tb)
+        _print_program_exception()
         status = 1
     finally:
         os._exit = real_exit

@@ -63,11 +63,26 @@ class MemoryEngine:
 
     engine = "alloc"
 
-    def __init__(self, interval=DEFAULT_INTERVAL, max_frames=DEFAULT_MAX_FRAMES):
+    def __init__(self, interval=DEFAULT_INTERVAL, max_frames=DEFAULT_MAX_FRAMES,
+                 scoped=False):
         self.interval = float(interval)
         self.max_frames = max_frames
         self._ran = False
         self._on = False  # this engine started the process's collector
+        # Alone (memory_only), the engine sets the walks' scope itself, as
+        # the CPU sampler does for both (hyprof.sampling): root is the frame
+        # that calls the profiled program, if known.
+        self._scoped = scoped
+        self.root = None
+
+    def _set_scope(self, root):
+        if not self._scoped:
+            return
+        try:
+            from .sampling import _set_scope
+        except ImportError:
+            return  # no sampler in this build: the walks keep every frame
+        _set_scope(root)
 
     @property
     def running(self):
@@ -77,14 +92,24 @@ class MemoryEngine:
     def start(self):
         if self.running:
             raise ProfilerError("this profiler is already running")
-        _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames)
+        self._set_scope(self.root)
+        try:
+            _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames)
+        except BaseException:
+            self.root = None
+            self._set_scope(None)
+            raise
         self._ran = self._on = True
 
     def stop(self):
         if not self.running:
             raise ProfilerError("this profiler is not running")
         self._on = False
-        _hyprof.alloc_stop()
+        try:
+            _hyprof.alloc_stop()
+        finally:
+            self.root = None
+            self._set_scope(None)
 
     def _check_ran(self):
         if not self._ran:
@@ -128,7 +153,7 @@ def create(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=False,
     if not only:
         raise ProfilerError("memory=True beside CPU samples needs the sampling mode's CPU "
                             "sampler; use memory_only=True for allocations alone")
-    return MemoryEngine(interval, frames)
+    return MemoryEngine(interval, frames, scoped=True)
 
 
 def _at_exit():

@@ -128,6 +128,17 @@ class Profiler:
         self._started = True
         return self
 
+    def _start_below(self, frame):
+        """start() for a program that frame calls: in sampling mode, a
+        sample stops at frame, so that frame and its callers (hyprof run,
+        a wrapper) are not the program's. The deterministic mode records
+        only calls made after start() anyway."""
+        if hasattr(self._engine, "root"):
+            self._engine.root = frame
+        self._engine.start()
+        self._started = True
+        return self
+
     def stop(self):
         self._engine.stop()
         return self
@@ -178,6 +189,10 @@ class Profiler:
 # The wrappers through which a program stops the profiler: their calls are
 # the profiler's own and are left out of the profile.
 _STOP_PATH = (Profiler.stop.__code__, Profiler.__exit__.__code__)
+# Every path of the wrappers into and out of an engine: a sample with one of
+# them on its stack is the profiler's own (hyprof.sampling.hide_code).
+_OWN_PATHS = _STOP_PATH + (Profiler.start.__code__, Profiler.__enter__.__code__,
+                           Profiler._start_below.__code__)
 
 
 def _report(trace, limit=20):
@@ -210,7 +225,8 @@ def profile(func=None, *, output=None, report=None, limit=20, **options):
         # that would show in the profile.
         if engine.running:
             return func(*args, **kwargs)
-        profiler.start()
+        # A sample stops at this wrapper: the profile is func's.
+        profiler._start_below(sys._getframe())
         try:
             return func(*args, **kwargs)
         finally:
@@ -227,6 +243,12 @@ def profile(func=None, *, output=None, report=None, limit=20, **options):
 
     wrapper.profiler = profiler
     wrapper.trace = profiler.trace
+    # A recursive call passes the wrapper again: its frame is not func's.
+    if hasattr(engine, "omit"):
+        engine.omit((), (wrapper.__code__,))
+    elif profiler.mode == "sampling":
+        from .sampling import hide_code
+        hide_code(wrapper.__code__, callees=False)
     if report or (report is None and output is None):
         atexit.register(_print_report)
     return wrapper

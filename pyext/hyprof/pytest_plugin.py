@@ -21,6 +21,7 @@ import importlib
 import inspect
 import os
 import re
+import sys
 import types
 
 import pytest
@@ -95,6 +96,7 @@ class RunProfiler:
             self.errors.append(f"{item.nodeid}: not profiled: {e}")
             yield
             return
+        _hide_own_code(profiler)
         original = item.obj
         if inspect.iscoroutinefunction(original) or not callable(original):
             # Run by another plugin (pytest-asyncio...): profile its hook.
@@ -103,7 +105,8 @@ class RunProfiler:
 
         @functools.wraps(original)
         def profiled(*args, **kwargs):
-            if not self._start(item, profiler):
+            # A sample stops at this frame: the profile is the test's.
+            if not self._start(item, profiler, sys._getframe()):
                 return original(*args, **kwargs)
             try:
                 return original(*args, **kwargs)
@@ -133,12 +136,15 @@ class RunProfiler:
             self._stop(profiler)
             self._collect(item, profiler)
 
-    def _start(self, item, profiler):
+    def _start(self, item, profiler, frame=None):
         global _run_profiler
         import hyprof
 
         try:
-            profiler.start()
+            if frame is not None:
+                profiler._start_below(frame)
+            else:
+                profiler.start()
         except hyprof.ProfilerError as e:
             # Another profiler is running (the test's own, or a debugger's):
             # leave the test alone rather than fail it.
@@ -298,7 +304,23 @@ def _import_dotted(path):
                       "imported")
 
 
-class Budget:
+class _PausedInit(type):
+    """Budget's metaclass: the --hyprof profiler of the test pauses while a
+    budget is made (its names are resolved then, imports included), so that
+    none of that is in the test's profile."""
+
+    def __call__(cls, *args, **kwargs):
+        # A sampling profile would start over at a pause: there, samples in
+        # this path go to the test's frame that called it (_hide_own_code).
+        paused = _pause_run_profiler(deterministic_only=True)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            if paused is not None:
+                paused.start()
+
+
+class Budget(metaclass=_PausedInit):
     """``with hyprof_budget(max_calls={...}, max_queries=N) as b:``; after
     the block, ``b.calls`` maps each name to its count and ``b.queries`` is
     the number of SQL queries (None when not counted)."""
@@ -324,25 +346,31 @@ class Budget:
         self._profiler = None
 
     def __enter__(self):
-        if self.max_queries is not None:
-            self._queries_cm = _query_counter()
-            self.query_log = self._queries_cm.__enter__()
-        if self.targets:
-            import hyprof
+        # Under --hyprof, the test's profiler pauses for the block, before
+        # anything else: this method and what it calls stay out of the
+        # test's profile (the stop drops them, _hide_own_code).
+        self._paused = _pause_run_profiler(deterministic_only=not self.targets)
+        try:
+            if self.max_queries is not None:
+                self._queries_cm = _query_counter()
+                self.query_log = self._queries_cm.__enter__()
+            if self.targets:
+                import hyprof
 
-            # Under --hyprof, the test's profiler pauses for the block.
-            self._paused = _run_profiler if _run_profiler is not None and \
-                _run_profiler.running else None
-            try:
-                if self._paused is not None:
-                    self._paused.stop()
-                self._profiler = hyprof.Profiler(mode="deterministic", builtins=True)
-                self._profiler.start()
-            except BaseException:
-                if self.max_queries is not None:
-                    self._queries_cm.__exit__(None, None, None)
-                self._resume()
-                raise
+                try:
+                    self._profiler = hyprof.Profiler(mode="deterministic", builtins=True)
+                    self._profiler.start()
+                except BaseException:
+                    if self.max_queries is not None:
+                        self._queries_cm.__exit__(None, None, None)
+                    raise
+        except BaseException:
+            self._resume()
+            raise
+        if not self.targets:
+            # Nothing of the budget's runs in the block: the test's profiler
+            # records it.
+            self._resume()
         return self
 
     def _resume(self):
@@ -351,9 +379,22 @@ class Budget:
             paused.start()
 
     def __exit__(self, exc_type, exc, tb):
+        self._paused = self._paused or _pause_run_profiler(deterministic_only=True)
+        failure = None
+        try:
+            failure = self._check(exc_type)
+        finally:
+            # The test's profiler resumes last, so the budget's own work is
+            # not in the test's profile.
+            self._resume()
+        if failure is not None:
+            raise failure
+        return False
+
+    def _check(self, exc_type):
+        """The budget's verdict: None, or the pytest failure to raise."""
         if self._profiler is not None:
             self._profiler.stop()
-            self._resume()
         if self.max_queries is not None:
             self._queries_cm.__exit__(None, None, None)
             self.queries = self.query_log.count
@@ -362,7 +403,7 @@ class Budget:
             for target, _ in self.targets:
                 self.calls[target.label] = sum(f.calls for f in functions if target.matches(f))
         if exc_type is not None:
-            return False
+            return None
         problems = []
         for target, limit in self.targets:
             n = self.calls[target.label]
@@ -374,8 +415,40 @@ class Budget:
                 lines.append(f"    {rec['calls']} x {rec['sql']}")
             problems.append("\n".join(lines))
         if problems:
-            pytest.fail("hyprof_budget exceeded: " + "; ".join(problems), pytrace=False)
-        return False
+            return pytest.fail.Exception("hyprof_budget exceeded: " + "; ".join(problems),
+                                         pytrace=False)
+        return None
+
+
+def _pause_run_profiler(deterministic_only=False):
+    """Stops the --hyprof profiler of the running test, if it runs; returns
+    it (to start again), or None."""
+    paused = _run_profiler
+    if paused is None or not paused._engine.running or \
+            (deterministic_only and paused.mode != "deterministic"):
+        return None
+    paused.stop()
+    return paused
+
+
+def _hide_own_code(profiler):
+    """The plugin's own frames that the --hyprof profiler may see, at the top
+    of the stack when it stops or pauses: the stop drops them."""
+    codes = (RunProfiler._start.__code__, RunProfiler._stop.__code__,
+             Budget.__enter__.__code__, Budget.__exit__.__code__,
+             _PausedInit.__call__.__code__, _pause_run_profiler.__code__)
+    # A test run by another plugin (a coroutine) is profiled from the hook
+    # wrappers, which the profiler sees resumed after the test: they leave
+    # the tree at stop with what they call.
+    wrappers = (RunProfiler.pytest_pyfunc_call.__code__, RunProfiler._around.__code__)
+    hide = getattr(profiler._engine, "hide", None)
+    if hide is not None:
+        from .profiler import _STOP_PATH
+        hide(_STOP_PATH + codes)
+        profiler._engine.omit(wrappers, ())
+    else:
+        from .sampling import hide_code
+        hide_code(*codes, *wrappers)
 
 
 def _query_counter():

@@ -23,7 +23,7 @@ import time
 from . import _hyprof, memory as _memory
 from .profiler import ProfilerError
 
-__all__ = ["EventError", "SamplingEngine", "create", "lines_report"]
+__all__ = ["EventError", "SamplingEngine", "create", "hide_code", "lines_report"]
 
 
 class EventError(ProfilerError):
@@ -131,13 +131,51 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
                           memory=(mem_interval, mem_frames) if mem else None)
 
 
+# Code objects of hyprof's own code that samples leave out: the paths into
+# and out of a session (start, stop, the thread hook, the integrations'
+# wrappers), with what they call, which leaves such a sample to the
+# program's frame that called into hyprof, or drops it ("profiler-frames")
+# when there is none; and wrappers that call the program through, alone.
+_own_code = {"cut": [], "skip": []}
+
+
+def hide_code(*codes, callees=True):
+    """Leaves hyprof's own code objects out of every sample (for the
+    integrations: the CLI, the pytest plugin, the Django middleware): a start
+    or stop path with what it calls (callees=True), a wrapper that calls the
+    program alone (callees=False). Takes effect at the next start()."""
+    kind = _own_code["cut" if callees else "skip"]
+    for c in codes:
+        if c not in kind:
+            kind.append(c)
+
+
+def _set_scope(root):
+    _hyprof._walk_set_scope(root, tuple(_own_code["cut"]), tuple(_own_code["skip"]))
+
+
+def end_scope(engine):
+    """The frame that called the profiled program returns while engine's
+    session goes on (the Django middleware's streamed responses): samples
+    stop there no longer."""
+    with _active_lock:
+        if engine.root is not None and _active is engine and engine.running:
+            engine.root = None
+            _set_scope(None)
+
+
 class SamplingEngine:
     """One sampling session at a time per process; start() and stop() may be
-    called many times (each start begins a new trace) and from any thread."""
+    called many times (each start begins a new trace) and from any thread.
+
+    ``root``, when set before start() (Profiler._start_below), is the frame
+    that calls the profiled program: the session's samples stop there, so
+    that it and its callers are not in the profile; stop() resets it."""
 
     engine = "sampling"
 
     def __init__(self, **options):
+        self.root = None
         self._opts = options
         self._path = None
         self._own_path = False
@@ -180,6 +218,8 @@ class SamplingEngine:
                                               name="hyprof-resolver", daemon=True)
             # The allocation collector starts first, so that a failure of
             # either leaves nothing running.
+            # The scope of the walks is set before any signal is armed.
+            _set_scope(self.root)
             if o.get("memory") is not None:
                 self._memory = _memory.MemoryEngine(*o["memory"])
                 self._memory.start()
@@ -195,6 +235,7 @@ class SamplingEngine:
                 if o.get("memory") is not None:
                     self._memory.stop()
                 self._cleanup_path()
+                self._end_scope()
                 raise
             self._pid = os.getpid()
             self._session += 1
@@ -234,7 +275,10 @@ class SamplingEngine:
                 self._resolver.join()
             if self._opts.get("memory") is not None and self._memory.running:
                 self._memory.stop()  # before the sampler, which merges its samples
-            self._stats = _hyprof._sampler_stop()
+            try:
+                self._stats = _hyprof._sampler_stop()
+            finally:
+                self._end_scope()
         replaced = self._stats["lost"].get("handler-replaced", 0)
         if replaced:
             import warnings
@@ -248,6 +292,12 @@ class SamplingEngine:
                           "Profiler(signal=...) another signal to leave %s to the program)"
                           % (name, replaced, name), RuntimeWarning, stacklevel=3)
         return self
+
+    def _end_scope(self):
+        # The root frame is about to return: no later walk may compare
+        # against its address.
+        self.root = None
+        _set_scope(None)
 
     def _make_thread_hook(self, prev):
         register = _hyprof._sampler_register_thread
@@ -442,3 +492,15 @@ def _after_fork_in_child():
 
 atexit.register(_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _hide_own_paths():
+    from .profiler import _OWN_PATHS
+    hook = SamplingEngine._make_thread_hook(None, None)
+    hide_code(*_OWN_PATHS)
+    hide_code(SamplingEngine.start.__code__, SamplingEngine.stop.__code__, hook.__code__,
+              _at_exit.__code__, _after_fork_in_child.__code__,
+              _memory.MemoryEngine.start.__code__, _memory.MemoryEngine.stop.__code__)
+
+
+_hide_own_paths()

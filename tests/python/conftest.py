@@ -24,3 +24,29 @@ def write_trace(tmp_path):
         return path
 
     return write
+
+
+def _profiler_frames(trace):
+    """The frames of a trace's call tree that are not the profiled program's:
+    hyprof's own code and C methods, runpy's, and an exec at the root (the
+    one that would run a program); sorted (name, file) pairs."""
+    import hyprof
+
+    pkg = os.path.dirname(os.path.abspath(hyprof.__file__))
+    bad = set()
+    for node in trace.nodes()[1:]:
+        f = node.function
+        path = os.path.abspath(f.filename) if f.filename and not f.filename.startswith("<") \
+            else f.filename
+        if (path.startswith(pkg + os.sep) or "runpy" in f.filename or "hyprof" in f.name
+                or "<hyprof" in f.filename
+                or (node.parent == 0 and f.name == "<built-in method builtins.exec>")):
+            bad.add((f.name, f.filename))
+    return sorted(bad)
+
+
+@pytest.fixture
+def profiler_frames():
+    """profiler_frames(trace) -> the frames of the trace that are hyprof's,
+    runpy's or the CLI's (none is the expected answer)."""
+    return _profiler_frames

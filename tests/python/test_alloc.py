@@ -628,7 +628,7 @@ def test_memory_only_refuses_cpu_sampler_options():
         hyprof.Profiler(mode="sampling", memory_only=True, event="cpu-clock", clock="wall")
 
 
-def test_command_line_memory_run(tmp_path):
+def test_command_line_memory_run(tmp_path, profiler_frames):
     import subprocess
     script = tmp_path / "prog.py"
     script.write_text("def kept(keep):\n"
@@ -643,6 +643,8 @@ def test_command_line_memory_run(tmp_path):
     assert run.returncode == 0, run.stderr
     t = hyprof.load(out)
     assert by_function(t, "live_bytes")["kept"] == pytest.approx(16 * MiB, rel=0.05)
+    # The stacks start at the program's <module>: no frame of the CLI's or runpy's.
+    assert profiler_frames(t) == []
     report = subprocess.run([sys.executable, "-m", "hyprof", "report", str(out), "--metric",
                              "alloc_bytes"], capture_output=True, text=True, check=False)
     assert report.returncode == 0, report.stderr

@@ -90,6 +90,107 @@ def test_run_module(tmp_path):
     assert fs["fib"].calls == 465
 
 
+SPIN_PROGRAM = textwrap.dedent("""\
+    import time
+
+    def spin():
+        end = time.process_time() + 0.15
+        while time.process_time() < end:
+            pass
+
+    spin()
+    """)
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_run_records_only_the_program(tmp_path, mode, how, profiler_frames):
+    # Neither hyprof's CLI, nor runpy, nor the exec that runs the program,
+    # nor the profiler's stop: the tree starts at the program's <module>.
+    (tmp_path / "spinner.py").write_text(SPIN_PROGRAM)
+    target = ["spinner.py"] if how == "script" else ["-m", "spinner"]
+    opts = ["--mode", mode] + (["--frequency", "1000"] if mode == "sampling" else [])
+    r = hyprof_cmd("run", "-q", "-o", "s.hyprof", *opts, *target, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    t = hyprof.load(tmp_path / "s.hyprof")
+    assert profiler_frames(t) == []
+    roots = {(n.function.name, os.path.basename(n.function.filename))
+             for n in t.nodes()[1:] if n.parent == 0}
+    assert roots == {("<module>", "spinner.py")}
+    assert [f.name for f in t.functions() if f.name == "spin"] == ["spin"]
+
+
+def test_run_interrupted_shows_only_the_programs_traceback(tmp_path):
+    (tmp_path / "intr.py").write_text("def work():\n    raise KeyboardInterrupt\n\nwork()\n")
+    r = hyprof_cmd("run", "-q", "-o", "i.hyprof", "intr.py", cwd=tmp_path)
+    assert r.returncode == 130
+    plain = subprocess.run([sys.executable, "intr.py"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=60)
+    # The traceback python itself prints (which names the script by its
+    # absolute path): the same frames, no frame of hyprof.
+    assert r.stderr == plain.stderr.replace(str(tmp_path / "intr.py"), "intr.py")
+    assert "Traceback" in r.stderr and 'intr.py", line 2, in work' in r.stderr
+
+
+NAMES_PROGRAM = textwrap.dedent("""\
+    import collections
+    import random
+
+    class Dice(random.Random):
+        def roll(self):
+            return self.randint(1, 6)
+
+    class Rolls(list):
+        def append(self, roll):
+            super().append(roll)   # a static builtin type's C method
+
+    def main():
+        d = Dice(3)          # Random.__init__ calls the C seed through super()
+        d.seed(5)
+        random.seed(7)
+        rolls = Rolls()
+        for _ in range(50):
+            rolls.append(d.roll())
+        counts = collections.Counter(rolls)
+        return sorted(counts.items(), key=lambda kv: kv[0])
+
+    main()
+    """)
+
+
+@pytest.mark.parametrize("engine", ["setprofile"] + (["monitoring"]
+                                                       if sys.version_info >= (3, 12) else []))
+def test_two_runs_name_every_function_alike(tmp_path, engine):
+    # Two processes, two address spaces: names carry no address, so diff
+    # and merge see one function where the two runs ran one.
+    (tmp_path / "dice.py").write_text(NAMES_PROGRAM)
+    for out in ("a.hyprof", "b.hyprof"):
+        r = hyprof_cmd("run", "-q", "--engine", engine, "-o", out, "dice.py", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    a, b = (hyprof.load(tmp_path / n) for n in ("a.hyprof", "b.hyprof"))
+    names_a = {(f.name, f.filename, f.lineno) for f in a.functions()}
+    names_b = {(f.name, f.filename, f.lineno) for f in b.functions()}
+    assert names_a == names_b
+    assert not [n for n in names_a if " at 0x" in n[0]], names_a
+    assert {"<method 'seed' of '_random.Random' objects>",
+            "<method 'append' of 'list' objects>"} <= {n[0] for n in names_a}
+    from hyprof import diff
+    rows = diff.diff(a, b).rows
+    assert len(rows) == len(names_a)
+    assert [r.name for r in rows if r.base == 0 or r.new == 0] == []
+    r = hyprof_cmd("diff", "a.hyprof", "b.hyprof", "-n", "1000", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows_text = [ln for ln in r.stdout.splitlines() if "relative" not in ln]
+    assert [ln for ln in rows_text if " new " in ln or "-100.0%" in ln] == [], r.stdout
+    r = hyprof_cmd("merge", "-o", "m.hyprof", "a.hyprof", "b.hyprof", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    merged = {f.name: f.calls for f in hyprof.load(tmp_path / "m.hyprof").functions()}
+    assert len(merged) == len(names_a)
+    calls_a = {f.name: f.calls for f in a.functions()}
+    calls_b = {f.name: f.calls for f in b.functions()}
+    assert merged == {k: calls_a[k] + calls_b[k] for k in calls_a}
+
+
 def test_run_missing_script_or_module(tmp_path):
     r = hyprof_cmd("run", "nope.py", cwd=tmp_path)
     assert r.returncode == 1

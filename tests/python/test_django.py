@@ -434,6 +434,28 @@ def test_streaming_csv_export_with_orm_iteration(profile_dir):
     assert any('"catalog_product"' in s for s in statements)
 
 
+def test_profiles_hold_only_the_requests_code(profile_dir, profiler_frames):
+    # Neither the middleware nor its SQL capture: the request's calls from
+    # the first one below the middleware, the queries' "SQL:" frames where
+    # the ORM ran them, a streamed body's chunks at the top of the tree.
+    from django.db import connections
+
+    connections.close_all()  # the first request connects: the capture hooks in
+    client = Client()
+    for url in ("/products/", "/export.csv", "/stream/"):
+        r = client.get(url, HTTP_X_HYPROF="1")
+        if r.streaming:
+            b"".join(r.streaming_content)
+            r.close()
+        trace = api_trace(r, profile_dir)
+        assert profiler_frames(trace) == [], url
+        roots = {n.function.name for n in trace.nodes()[1:] if n.parent == 0}
+        assert "convert_exception_to_response.<locals>.inner" in roots, (url, roots)
+        assert not [f for f in trace.functions() if f.filename == hdj.__file__], url
+    assert sum(sql(api_trace(client.get("/products/", HTTP_X_HYPROF="1"),
+                             profile_dir)).values()) == 51
+
+
 def test_async_streaming_response_under_asgi(profile_dir):
     async def go():
         r = await AsyncClient().get("/astream/", headers={"X-Hyprof": "1"})
@@ -646,6 +668,20 @@ def test_sample_rate_one_profiles_every_request_in_sampling_mode(profile_dir):
     # most samples land in the view.
     assert total >= 10 and in_fib >= 0.5 * total, (total, in_fib)
     assert no_profiler_running()
+
+
+def test_sampled_requests_hold_only_the_requests_code(profile_dir, profiler_frames):
+    # A sample stops at the middleware: not its frames, nor the server's
+    # (here the test client's and pytest's) around it.
+    with override_settings(DEBUG=False, HYPROF_SAMPLE_RATE=1.0):
+        client = Client(REMOTE_ADDR="10.1.2.3")
+        for _ in range(2):
+            assert json.loads(client.get("/fib/25/").content)["fib"] == 75025
+    for name in os.listdir(profile_dir):
+        trace = hyprof.load(os.path.join(profile_dir, name))
+        assert profiler_frames(trace) == []
+        roots = {n.function.name for n in trace.nodes()[1:] if n.parent == 0}
+        assert roots == {"convert_exception_to_response.<locals>.inner"}, roots
 
 
 def test_sample_rate_takes_that_share_of_requests(profile_dir, monkeypatch):

@@ -139,6 +139,49 @@ def test_hyprof_prints_the_slowest_functions_with_exact_calls(tmp_path):
     assert own == sorted(own, reverse=True)
 
 
+def test_hyprof_summary_has_only_the_tests_code(tmp_path, profiler_frames):
+    # Budgets included: neither the plugin, nor the budget's own profiler
+    # and trace, nor the resolution of its names are the test's calls.
+    proc = run_pytest(tmp_path, "--hyprof", "--hyprof-top", "200",
+                      "--hyprof-dir", str(tmp_path / "t"))
+    out = proc.stdout
+    assert "7 tests profiled" in out, out + proc.stderr
+    rows = summary_rows(out)
+    # (The blocks of the budgets are counted by their own profilers.)
+    assert rows["leaf (subject.py:6)"][0] == 30, rows
+    assert [k for k in rows if "hyprof" in k or (".py:" in k and "subject.py" not in k)] == []
+    for name in os.listdir(tmp_path / "t"):
+        assert profiler_frames(hyprof.load(str(tmp_path / "t" / name))) == [], name
+
+
+def test_a_test_run_by_another_plugin_has_none_of_the_plugins_frames(tmp_path,
+                                                                     profiler_frames):
+    # A coroutine test, run by a plugin of its own (as pytest-asyncio does):
+    # hyprof profiles around that plugin's hook, and its hook wrappers,
+    # resumed after the test, are not in the trace.
+    (tmp_path / "conftest.py").write_text(textwrap.dedent('''
+        import asyncio, inspect
+        import pytest
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_pyfunc_call(pyfuncitem):
+            if inspect.iscoroutinefunction(pyfuncitem.obj):
+                asyncio.run(pyfuncitem.obj())
+                return True
+    '''))
+    (tmp_path / "test_co.py").write_text(textwrap.dedent('''
+        import subject
+
+        async def test_co():
+            assert subject.fib(12) == 144
+    '''))
+    proc = run_pytest(tmp_path, "--hyprof-dir", str(tmp_path / "t"), "test_co.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trace = hyprof.load(str(tmp_path / "t" / os.listdir(tmp_path / "t")[0]))
+    assert [f.calls for f in trace.functions() if f.name == "fib"] == [465]
+    assert profiler_frames(trace) == []
+
+
 def test_hyprof_dir_saves_one_trace_per_test(tmp_path):
     out_dir = tmp_path / "traces"
     proc = run_pytest(tmp_path, "--hyprof-dir", str(out_dir), "-k", "fib or leaf and not budget")
@@ -175,6 +218,9 @@ def test_sampling_mode(tmp_path):
     spin = [f for f in trace.functions() if f.name == "spin"]
     total = sum(f.own_samples for f in trace.functions())
     assert spin and total > 0
+    # The test function is the root of every sample: not pytest's frames
+    # above it, nor the plugin's wrapper.
+    assert {n.function.name for n in trace.nodes()[1:] if n.parent == 0} == {"test_spin"}
     # The test burns CPU in spin(): most samples are in it.
     assert spin[0].cum_samples >= 0.5 * total
 

@@ -555,6 +555,28 @@ def test_resolver_flushes_without_growing_memory():
     assert os.path.getsize(p._engine.trace_path) > 0
 
 
+def test_decorator_and_context_manager_record_only_the_program(profiler_frames):
+    # The decorated function is the root of every sample: not its wrapper,
+    # nor the callers above it (this test and pytest), nor the start and
+    # stop paths.
+    @hyprof.profile(mode="sampling", frequency=1000, report=False)
+    def work():
+        cpu_for(0.1)
+
+    work()
+    t = work.trace()
+    assert profiler_frames(t) == []
+    roots = {n.function.name for n in t.nodes()[1:] if n.parent == 0}
+    assert roots == {work.__wrapped__.__qualname__}
+    assert by_name(t)[work.__wrapped__.__qualname__].cum_samples >= 20
+    with sampled(clock="wall") as p:
+        cpu_for(0.05)
+    # A block's samples keep the frames around it, which are this process's
+    # own (python -m pytest runs under runpy), but none of hyprof's.
+    assert [f for f in profiler_frames(p.trace()) if "runpy" not in f[1]] == []
+    assert by_name(p.trace())["cpu_for"].cum_samples >= 10
+
+
 # ------------------------------------------------------------------ command line
 
 

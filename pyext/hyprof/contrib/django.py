@@ -51,12 +51,14 @@ Settings (all optional, read at each request so ``override_settings`` works):
 import asyncio
 import contextvars
 import datetime
+import functools
 import html
 import itertools
 import logging
 import os
 import random
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -292,17 +294,33 @@ def _sql_frame(statement):
 
 
 def _execute_wrapper(execute, sql, params, many, context):
+    # The program's profile shows the query's "SQL:" frame where the ORM ran
+    # it: this wrapper is left out of it, and its own work, in the two
+    # helpers, with what they call (_OMIT).
+    begun = _sql_begin(sql)
+    if begun is None:
+        return execute(sql, params, many, context)
+    try:
+        return begun[0](execute, sql, params, many, context)
+    finally:
+        _sql_end(begun)
+
+
+def _sql_begin(sql):
+    """(the query's SQL frame, sinks, statement, start time), or None when
+    no log listens."""
     sinks = _SINKS.get()
     if not sinks:
-        return execute(sql, params, many, context)
+        return None
     statement = normalize_sql(sql)
-    t0 = time.perf_counter()
-    try:
-        return _sql_frame(statement)(execute, sql, params, many, context)
-    finally:
-        dt = time.perf_counter() - t0
-        for sink in sinks:
-            sink.add(statement, dt)
+    return _sql_frame(statement), sinks, statement, time.perf_counter()
+
+
+def _sql_end(begun):
+    _, sinks, statement, t0 = begun
+    dt = time.perf_counter() - t0
+    for sink in sinks:
+        sink.add(statement, dt)
 
 
 def _add_wrapper(connection):
@@ -357,26 +375,26 @@ class _Run:
         self.error = None
         self._lock = threading.Lock()
         self._stopped = False
-        self._tokens = []
         # A deterministic profile follows this request's context and runs
         # beside the others; a sampling one runs alone (see _Slot).
         self.alone = mode != "deterministic"
 
-    # The context marks: set while the request's own code runs.
+    # The context marks: set while the request's own code runs. The
+    # variable the deterministic profiler follows is set last and reset
+    # first, by calls it does not see (a C call made through a partial), so
+    # that no call of the middleware's starts inside the request's context
+    # and ends outside it (it would stay open, and the request's later calls
+    # would nest under it).
     def enter(self):
-        self._tokens.append((_ACTIVE.set(self), self.queries.activate()
-                             if _setting("HYPROF_SQL") else None))
+        """Marks the request's context; returns the tokens for _leave()."""
+        sinks = self.queries.activate() if _setting("HYPROF_SQL") else None
+        return _set_active(self), sinks
 
-    def exit(self):
-        active, sinks = self._tokens.pop()
-        if sinks is not None:
-            self.queries.deactivate(sinks)
-        _ACTIVE.reset(active)
-
-    def start(self):
-        """Starts the profiler, the slot already held. ProfilerError when
-        another profiler (not the middleware's) is running: the slot is then
-        released and the request goes on unprofiled."""
+    def start(self, frame):
+        """Starts the profiler, the slot already held, for the request that
+        frame (the middleware's) runs. ProfilerError when another profiler
+        (not the middleware's) is running: the slot is then released and the
+        request goes on unprofiled."""
         self.t0 = time.perf_counter()
         self.started = datetime.datetime.now(datetime.UTC)
         try:
@@ -391,13 +409,24 @@ class _Run:
                     # of CPU, not at the default 100 Hz, or most get nothing.
                     options.setdefault("frequency", SAMPLE_FREQUENCY)
                 self.profiler = hyprof.Profiler(mode=self.mode, **options)
-            self.profiler.start()
+            _leave_out_own_code(self.profiler)
+            # A sample stops at the middleware's frame: the server's frames
+            # around it are not the request's.
+            self.profiler._start_below(frame)
         except BaseException:
             self.profiler = None
             with self._lock:
                 self._stopped = True
             _SLOT.release(self.alone)
             raise
+
+    def leave_frame(self):
+        """The middleware's frame returns while the profile goes on (a
+        streaming body): samples no longer stop there."""
+        if self.profiler is not None and getattr(self.profiler._engine, "root", None) \
+                is not None:
+            from hyprof import sampling
+            sampling.end_scope(self.profiler._engine)
 
     def stop(self):
         """Stops the profiler and frees the slot; True the first time,
@@ -514,19 +543,23 @@ def _add_header(response, name, value):
     response[name] = f"{old}, {value}" if old else value
 
 
+# The wrappers below are left out of the request's profile (_OMIT) and call
+# no C function of their own (len(), next()) that would show in it: they
+# use the methods, which the profilers do not record.
+
 def _drain(content):
     """Consumes a streaming body inside the profile, discarding it; returns
     the number of bytes."""
     n = 0
     for chunk in content:
-        n += len(chunk)
+        n += chunk.__len__()
     return n
 
 
 async def _adrain(content):
     n = 0
     async for chunk in content:
-        n += len(chunk)
+        n += chunk.__len__()
     return n
 
 
@@ -537,13 +570,14 @@ def _wrap_stream(run, content, finish):
     it = iter(content)
     try:
         while True:
-            run.enter()
+            tokens = run.enter()
             try:
-                chunk = next(it)
+                chunk = it.__next__()
             except StopIteration:
                 return
             finally:
-                run.exit()
+                _leave(tokens)
+                _reset_active(tokens[0])
             yield chunk
     finally:
         close = getattr(it, "close", None)
@@ -556,19 +590,31 @@ async def _awrap_stream(run, content, finish):
     it = content.__aiter__()
     try:
         while True:
-            run.enter()
+            tokens = run.enter()
             try:
                 chunk = await it.__anext__()
             except StopAsyncIteration:
                 return
             finally:
-                run.exit()
+                _leave(tokens)
+                _reset_active(tokens[0])
             yield chunk
     finally:
         aclose = getattr(it, "aclose", None)
         if aclose is not None:
             await aclose()
         finish(run)
+
+
+_set_active = functools.partial(_ACTIVE.set)
+_reset_active = functools.partial(_ACTIVE.reset)
+
+
+def _leave(tokens):
+    """Ends what _Run.enter() began, but the profiled variable (reset after
+    this returns, with _reset_active)."""
+    if tokens[1] is not None:
+        _SINKS.reset(tokens[1])
 
 
 class ProfilerMiddleware:
@@ -684,10 +730,10 @@ class ProfilerMiddleware:
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
         if not _SLOT.acquire(run.alone, 0 if run.output == "sample" else _wait()):
             return self._skipped(run, self.get_response(request), _BUSY)
-        run.enter()
+        tokens = run.enter()
         try:
             try:
-                run.start()
+                run.start(sys._getframe())
             except hyprof.ProfilerError as e:
                 return self._skipped(run, self.get_response(request), str(e))
             response = self.get_response(request)
@@ -700,8 +746,12 @@ class ProfilerMiddleware:
             run.stop()
             raise
         finally:
-            run.exit()
-        return self._finish(run, request, response)
+            _leave(tokens)
+            _reset_active(tokens[0])
+        try:
+            return self._finish(run, request, response)
+        finally:
+            run.leave_frame()
 
     async def __acall__(self, request):
         plan = await self._adecide(request)
@@ -712,10 +762,10 @@ class ProfilerMiddleware:
         run = _Run(plan[0], plan[1], _profiler_options(plan[0]), request)
         if not await _SLOT.aacquire(run.alone, 0 if run.output == "sample" else _wait()):
             return self._skipped(run, await self.get_response(request), _BUSY)
-        run.enter()
+        tokens = run.enter()
         try:
             try:
-                run.start()
+                run.start(sys._getframe())
             except hyprof.ProfilerError as e:
                 return self._skipped(run, await self.get_response(request), str(e))
             response = await self.get_response(request)
@@ -729,9 +779,14 @@ class ProfilerMiddleware:
             run.stop()
             raise
         finally:
-            run.exit()
+            _leave(tokens)
+            _reset_active(tokens[0])
         # Writing the trace or rendering the report blocks: not on the loop.
-        return await sync_to_async(self._finish, thread_sensitive=False)(run, request, response)
+        try:
+            return await sync_to_async(self._finish, thread_sensitive=False)(run, request,
+                                                                             response)
+        finally:
+            run.leave_frame()
 
     def _finish(self, run, request, response):
         if run.output == "html":
@@ -843,3 +898,26 @@ def is_superuser(request):
     user = _user_of(request)
     return bool(user is not None and getattr(user, "is_active", False)
                 and getattr(user, "is_superuser", False))
+
+
+# hyprof's own code that a request's profile leaves out (docs/django.md):
+# what the middleware runs inside the request's profile, with what it calls
+# ("cut"), and the wrappers that call the request's code through ("skip").
+_OMIT_CUT = (_Run.start, _Run.stop, _Run.enter, _leave, _Run.leave_frame, _sql_begin,
+             _sql_end, ProfilerMiddleware._finish, ProfilerMiddleware._save,
+             QueryLog.activate, _on_connection_created)
+_OMIT_SKIP = (_execute_wrapper, _drain, _adrain, _wrap_stream, _awrap_stream)
+
+
+def _leave_out_own_code(profiler):
+    cut = tuple(f.__code__ for f in _OMIT_CUT)
+    skip = tuple(f.__code__ for f in _OMIT_SKIP)
+    engine = profiler._engine
+    if hasattr(engine, "omit"):
+        from hyprof.profiler import _STOP_PATH
+        engine.hide(_STOP_PATH + (_Run.stop.__code__,))
+        engine.omit(cut, skip)
+    else:
+        from hyprof import sampling
+        sampling.hide_code(*cut)
+        sampling.hide_code(*skip, callees=False)
