@@ -28,6 +28,7 @@ import email
 import email.policy
 import io
 import json
+import re
 import sys
 
 import _pythons
@@ -183,6 +184,8 @@ def cprofile_counts(fn):
     out = {}
     for e in pr.getstats():
         key = cProfile.label(e.code)
+        # hyprof names a C method by cProfile's name without the address.
+        key = key[:2] + (re.sub(r" at 0x[0-9a-f]+", "", key[2]),)
         if "_lsprof.Profiler" in key[2]:
             continue
         gen = not isinstance(e.code, str) and bool(e.code.co_flags & GEN_FLAGS)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,7 +87,7 @@ int hyp_writer_open(hyp_writer_t **w, const char *path) {
 
     if (w == NULL || path == NULL)
         return HYP_EINVAL;
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno == ENOENT ? HYP_ENOENT : errno == EACCES ? HYP_EPERM : HYP_EIO;
     rc = hyp__writer_new(w, fd, 1);
@@ -550,17 +551,57 @@ int hyp_writer_finish(hyp_writer_t *w, hyp_profile_t *p) {
     return hyp__drain(w);
 }
 
+/* Creates a new file beside path, exclusively and without following a
+ * symlink, mode 0600 (less by the umask): the file a trace is written to
+ * before it replaces path. tmp receives its name. Returns the descriptor,
+ * or -1 with errno set. */
+static int hyp__create_beside(const char *path, char *tmp, size_t cap) {
+    static unsigned counter;
+    int i, fd = -1;
+
+    for (i = 0; i < 100 && fd < 0; i++) {
+        int n = snprintf(tmp, cap, "%s.%ld.%u.tmp", path, (long)getpid(), counter++);
+        if (n < 0 || (size_t)n >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return -1;
+    }
+    return fd;
+}
+
 int hyp_trace_save(const hyp_profile_t *p, const char *path) {
     hyp_writer_t *w;
     struct stat st;
-    int rc, rc2, regular;
+    char tmp[4096];
+    int rc, rc2, regular, fd;
 
     if (p == NULL || path == NULL)
         return HYP_EINVAL;
-    rc = hyp_writer_open(&w, path);
-    if (rc < 0)
-        return rc;
-    regular = fstat(w->fd, &st) == 0 && S_ISREG(st.st_mode);
+    /* A trace replaces a regular file (or a symlink: the link, never what it
+     * points to) by a rename, from a file created exclusively: a name planted
+     * in a shared directory cannot redirect the write, and a reader never
+     * sees half a trace. A device or a FIFO the caller names is written to. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        rc = hyp_writer_open(&w, path);
+        if (rc < 0)
+            return rc;
+        tmp[0] = '\0';
+        regular = 0;
+    } else {
+        fd = hyp__create_beside(path, tmp, sizeof tmp);
+        if (fd < 0)
+            return errno == ENOENT ? HYP_ENOENT : errno == EACCES ? HYP_EPERM : HYP_EIO;
+        rc = hyp__writer_new(&w, fd, 1);
+        if (rc < 0) {
+            close(fd);
+            unlink(tmp);
+            return rc;
+        }
+        regular = 1;
+    }
     rc = hyp_writer_begin(w, p);
     if (rc == 0) {
         /* The profile is not changed: its pending samples are written as
@@ -573,11 +614,14 @@ int hyp_trace_save(const hyp_profile_t *p, const char *path) {
         w->state = HYP__W_FINISHED;
     }
     rc2 = hyp_writer_close(w);
+    if (!regular)
+        return rc < 0 ? rc : rc2;
     /* A file cut short by a full disk or a size limit would load as a
-     * truncated trace of a smaller program: remove it. Devices and pipes
-     * are left alone. */
-    if ((rc < 0 || rc2 < 0) && regular)
-        unlink(path);
+     * truncated trace of a smaller program: it never takes path's place. */
+    if (rc == 0 && rc2 == 0 && rename(tmp, path) != 0)
+        rc = errno == EACCES ? HYP_EPERM : HYP_EIO;
+    if (rc < 0 || rc2 < 0)
+        unlink(tmp);
     return rc < 0 ? rc : rc2;
 }
 

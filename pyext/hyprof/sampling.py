@@ -13,14 +13,11 @@ semantics, code-object lifetime, fork.
 import atexit
 import functools
 import os
-import shutil
 import signal as _signal
 import sys
-import tempfile
 import threading
-import time
 
-from . import _hyprof, memory as _memory
+from . import _files, _hyprof, memory as _memory
 from .profiler import ProfilerError
 
 __all__ = ["EventError", "SamplingEngine", "create", "hide_code", "lines_report"]
@@ -205,7 +202,8 @@ class SamplingEngine:
             if o["output"] is not None:
                 self._path, self._own_path = os.fspath(o["output"]), False
             else:
-                fd, self._path = tempfile.mkstemp(prefix="hyprof-", suffix=".hyprof")
+                fd, self._path = _files.private_temp("hyprof-", ".hyprof")
+                _OWN_TEMPS.add(self._path)
                 os.close(fd)
                 self._own_path = True
             # python, pid, argv and start_time: the engine sets them, as the
@@ -379,19 +377,8 @@ class SamplingEngine:
         if self._path is None:
             raise ProfilerError("the profiler has not run yet")
         if os.path.abspath(path) != os.path.abspath(self._path):
-            try:
-                shutil.copyfile(self._path, path)
-            except OSError:
-                # A copy cut short by a full disk would load as a truncated
-                # trace: remove it (a regular file only, not /dev/full, and
-                # not a file the copy never reached).
-                try:
-                    if os.path.isfile(path) and \
-                            os.path.getsize(path) < os.path.getsize(self._path):
-                        os.unlink(path)
-                except OSError:
-                    pass
-                raise
+            # A copy cut short by a full disk never takes path's place.
+            _files.copy_replacing(self._path, path)
         return path
 
     @property
@@ -401,6 +388,7 @@ class SamplingEngine:
 
     def _cleanup_path(self):
         if self._own_path and self._path is not None:
+            _OWN_TEMPS.discard(self._path)
             try:
                 os.unlink(self._path)
             except OSError:
@@ -442,6 +430,12 @@ def lines_report(trace, limit=30, thread=None):
     return "\n".join(out) + "\n"
 
 
+# The stream files this process created: removed at exit, whoever still
+# holds their profiler (a module global outlives every __del__).
+_OWN_TEMPS = set()
+_OWN_PID = os.getpid()
+
+
 def _at_exit():
     s = _active
     if s is not None and s.running and s._pid == os.getpid():
@@ -449,6 +443,13 @@ def _at_exit():
             s.stop()
         except Exception:
             pass
+    if os.getpid() == _OWN_PID:
+        for path in list(_OWN_TEMPS):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        _OWN_TEMPS.clear()
 
 
 def _guard_exec():
@@ -482,7 +483,9 @@ def _guard_exec():
 
 
 def _after_fork_in_child():
-    global _active
+    global _active, _OWN_PID
+    _OWN_TEMPS.clear()  # the parent's, which it removes itself
+    _OWN_PID = os.getpid()
     _hyprof._sampler_after_fork_child()
     s = _active
     _active = None

@@ -35,7 +35,7 @@ Settings (all optional, read at each request so ``override_settings`` works):
 ``HYPROF_MODE``           mode of triggered profiles ("deterministic")
 ``HYPROF_SAMPLE_RATE``    share of requests profiled in production (0)
 ``HYPROF_SAMPLE_MODE``    mode of those profiles ("sampling")
-``HYPROF_PROFILE_DIR``    where traces are saved (<tmp>/hyprof)
+``HYPROF_PROFILE_DIR``    where traces are saved (a private per-user directory)
 ``HYPROF_SHOW_CALLBACK``  callable(request) -> bool, or its dotted path
 ``HYPROF_OPTIONS``        extra Profiler() arguments per mode, e.g.
                           ``{"sampling": {"frequency": 250}}`` (sampled
@@ -59,7 +59,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -78,6 +77,7 @@ from django.http import HttpResponse
 from django.utils.module_loading import import_string
 
 import hyprof
+from hyprof import _files
 
 __all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "is_superuser", "normalize_sql"]
 
@@ -131,7 +131,8 @@ def _mode_setting(name):
 def _profile_dir():
     d = _setting("HYPROF_PROFILE_DIR")
     if d is None:
-        return os.path.join(tempfile.gettempdir(), "hyprof")
+        # Per user and private: traces hold paths, argv and SQL shapes.
+        return _files.private_subdir("django")
     if not isinstance(d, (str, os.PathLike)) or not str(d):
         raise ImproperlyConfigured(f"HYPROF_PROFILE_DIR must be a directory path, got {d!r}")
     return os.fspath(d)
@@ -460,7 +461,7 @@ class _Run:
     def save(self):
         path = self.reserve_path()
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             self.profiler.write(path)
         except Exception as e:  # the user's response matters more than the trace
             self.error = e
