@@ -68,12 +68,16 @@ def test_a_trace_replaces_a_planted_symlink_instead_of_following_it(tmp_path, mo
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
 
-def test_django_default_directory_is_private(tmpdir_only):
+def test_django_default_directory_is_private(tmpdir_only, monkeypatch):
     pytest.importorskip("django")
     from django.conf import settings
     if not settings.configured:
         settings.configure()
     from hyprof.contrib import django as hd
+    setting = hd._setting
+    # The default, whatever another test configured.
+    monkeypatch.setattr(hd, "_setting",
+                        lambda name: None if name == "HYPROF_PROFILE_DIR" else setting(name))
     d = hd._profile_dir()
     assert d == str(tmpdir_only / "django")
     assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
