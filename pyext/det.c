@@ -359,6 +359,32 @@ static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
     return NULL;
 }
 
+/* A repr without the address it may hold: "<built-in method __new__ of
+ * type object at 0x7f...>" becomes "<built-in method __new__ of type
+ * object>", the same in every process. Steals repr. */
+static PyObject *unaddressed(PyObject *repr) {
+    PyObject *needle = PyUnicode_FromString(" at 0x"), *head = NULL, *tail = NULL, *out;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(repr), at = -1, end = -1;
+
+    if (needle != NULL)
+        at = PyUnicode_Find(repr, needle, 0, len, 1);
+    Py_XDECREF(needle);
+    if (at >= 0)
+        end = PyUnicode_FindChar(repr, '>', at, len, 1);
+    if (end >= 0) {
+        head = PyUnicode_Substring(repr, 0, at);
+        tail = PyUnicode_Substring(repr, end, len);
+    }
+    out = head != NULL && tail != NULL ? PyUnicode_Concat(head, tail) : NULL;
+    Py_XDECREF(head);
+    Py_XDECREF(tail);
+    PyErr_Clear();
+    if (out == NULL)
+        return repr;
+    Py_DECREF(repr);
+    return out;
+}
+
 /* cProfile's name for a C function (Modules/_lsprof.c, normalizeUserObj):
  * "<built-in method builtins.len>", "<method 'append' of 'list' objects>".
  * Where cProfile would print the repr of a Python override found under the
@@ -391,26 +417,25 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
     }
     name = PyUnicode_FromString(ml->ml_name);
     if (name != NULL) {
-        mo = _PyType_Lookup(Py_TYPE(self), name);
+        PyObject *found;
+        mo = found = _PyType_Lookup(Py_TYPE(self), name);
         Py_DECREF(name);
         if (mo != NULL && !is_c_descriptor(mo))
             mo = c_method_descr(Py_TYPE(self), ml);
+        if (mo == NULL)
+            mo = found; /* its repr, with the address taken out below */
         if (mo != NULL) {
             Py_INCREF(mo);
             res = PyObject_Repr(mo);
             Py_DECREF(mo);
             if (res != NULL)
-                return res;
+                return unaddressed(res);
         }
     }
     PyErr_Clear();
     if (module != NULL && PyUnicode_Check(module))
         return PyUnicode_FromFormat("<built-in method %S.%s>", module, ml->ml_name);
-    /* cProfile prints the method's repr, "<built-in method __new__ of type
-     * object at 0x7f...>": the same without the address, which differs in
-     * every process. */
-    return PyUnicode_FromFormat("<built-in method %s of %s object>", ml->ml_name,
-                                Py_TYPE(self)->tp_name);
+    return PyUnicode_FromFormat("<built-in method %s>", ml->ml_name);
 }
 
 static int ctab_grow(det_prof_t *p) {
