@@ -283,9 +283,11 @@ def test_gprof2dot_keeps_the_top_of_the_program(shaped, engine, tmp_path):
     trace = hyprof.load(shaped[engine])
     funcs = {f.name: f for f in trace.functions()}
     total = sum(f.wall_own for f in funcs.values())
-    # gprof2dot adds up self costs along the edges itself: near main's total.
+    # gprof2dot adds up self costs along the edges itself: near main's total
+    # (within 5%: it splits the costs of the calls it sees by their counts,
+    # and a sanitized build's slower calls make that split coarser).
     assert share[("<module myprog>", main)] == pytest.approx(
-        100 * funcs["main"].wall_cum / total, rel=0.02)
+        100 * funcs["main"].wall_cum / total, rel=0.05)
     assert share[(top, "<module myprog>")] > share[("<module myprog>", main)]
 
 
