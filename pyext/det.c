@@ -2155,17 +2155,8 @@ typedef struct {
 } det_nodes_t;
 
 static int nodes_push(det_nodes_t *a, det_node_t *n) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        det_node_t **v = hyp__calloc(cap, sizeof *v);
-        if (v == NULL)
-            return HYP_ENOMEM;
-        if (a->n != 0)
-            memcpy(v, a->v, a->n * sizeof *v);
-        hyp__free(a->v);
-        a->v = v;
-        a->cap = cap;
-    }
+    if (a->n == a->cap && hyp__grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v) != 0)
+        return HYP_ENOMEM;
     a->v[a->n++] = n;
     return 0;
 }
