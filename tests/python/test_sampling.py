@@ -189,9 +189,12 @@ def test_clock_event_weights_add_up_to_the_thread_cpu_time():
     fs = t.functions(thread=me)
     weight = sum(f.own_weight for f in fs) / 1e9
     assert c2 - c1 <= weight <= c3 - c0, (c2 - c1, weight, c3 - c0)
-    # About one sample per millisecond of CPU.
+    # About one sample per millisecond of CPU. The period is drawn anew every
+    # 64th sample within 1 ms +-12.5% (against aliasing), so a 0.4 s run has
+    # six draws and its mean period may lie well below 1 ms; never below
+    # 0.875 ms. Signals are lost, never made, so that is the upper bound.
     total = sum(f.own_samples for f in fs)
-    assert 0.5 * weight / 0.001 <= total <= weight / 0.001 + 2, (total, weight)
+    assert 0.5 * weight / 0.001 <= total <= weight / 0.000875 + 2, (total, weight)
 
 
 # CPU timers are checked at the kernel's tick, on the CPU the thread runs on:
