@@ -82,14 +82,70 @@ static int hyp__writer_new(hyp_writer_t **out, int fd, int own_fd) {
     return 0;
 }
 
+/* Creates a new file beside path, exclusively and without following a
+ * symlink, mode 0600 (less by the umask): the file a trace is written to
+ * before it replaces path. tmp receives its name. Returns the descriptor,
+ * or -1 with errno set. */
+static int hyp__create_beside(const char *path, char *tmp, size_t cap) {
+    static unsigned counter;
+    int i, fd = -1;
+
+    for (i = 0; i < 100 && fd < 0; i++) {
+        int n = snprintf(tmp, cap, "%s.%ld.%u.tmp", path, (long)getpid(), counter++);
+        if (n < 0 || (size_t)n >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return -1;
+    }
+    return fd;
+}
+
+/* Opens the file a trace goes to. A trace replaces a regular file (or a
+ * symlink: the link, never what it points to) by a rename, from a file
+ * created beside it exclusively: a name planted in a shared directory
+ * cannot redirect the write. tmp receives that file's name. A device or a
+ * FIFO the caller names (/dev/null, /dev/stdout: a link of root's) is opened
+ * and written to, tmp then ""; through a symlink only if the link is the
+ * caller's or root's, as the kernel's protected_symlinks rule has it for
+ * sticky directories, so another user's link never points the write at a
+ * device. Returns the descriptor, or -1 with errno set. */
+static int hyp__open_trace_file(const char *path, char *tmp, size_t cap) {
+    struct stat st;
+    int trusted = 1;
+
+    tmp[0] = '\0';
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        trusted = st.st_uid == 0 || st.st_uid == geteuid();
+    if (trusted && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return open(path, O_WRONLY | O_CLOEXEC);
+    return hyp__create_beside(path, tmp, cap);
+}
+
+static int hyp__file_errno(void) {
+    return errno == ENOENT ? HYP_ENOENT : errno == EACCES || errno == EPERM ? HYP_EPERM : HYP_EIO;
+}
+
+/* A stream must be at its path from its first byte (a program killed
+ * outright leaves the samples flushed so far), so the file created
+ * exclusively beside path takes its place at once. */
 int hyp_writer_open(hyp_writer_t **w, const char *path) {
+    char tmp[4096];
     int fd, rc, saved;
 
     if (w == NULL || path == NULL)
         return HYP_EINVAL;
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd = hyp__open_trace_file(path, tmp, sizeof tmp);
     if (fd < 0)
-        return errno == ENOENT ? HYP_ENOENT : errno == EACCES ? HYP_EPERM : HYP_EIO;
+        return hyp__file_errno();
+    if (tmp[0] != '\0' && rename(tmp, path) != 0) {
+        rc = hyp__file_errno();
+        close(fd);
+        unlink(tmp);
+        return rc;
+    }
     rc = hyp__writer_new(w, fd, 1);
     if (rc < 0) {
         saved = errno;
@@ -551,56 +607,24 @@ int hyp_writer_finish(hyp_writer_t *w, hyp_profile_t *p) {
     return hyp__drain(w);
 }
 
-/* Creates a new file beside path, exclusively and without following a
- * symlink, mode 0600 (less by the umask): the file a trace is written to
- * before it replaces path. tmp receives its name. Returns the descriptor,
- * or -1 with errno set. */
-static int hyp__create_beside(const char *path, char *tmp, size_t cap) {
-    static unsigned counter;
-    int i, fd = -1;
-
-    for (i = 0; i < 100 && fd < 0; i++) {
-        int n = snprintf(tmp, cap, "%s.%ld.%u.tmp", path, (long)getpid(), counter++);
-        if (n < 0 || (size_t)n >= cap) {
-            errno = ENAMETOOLONG;
-            return -1;
-        }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0 && errno != EEXIST)
-            return -1;
-    }
-    return fd;
-}
-
 int hyp_trace_save(const hyp_profile_t *p, const char *path) {
     hyp_writer_t *w;
-    struct stat st;
     char tmp[4096];
-    int rc, rc2, regular, fd;
+    int rc, rc2, fd;
 
     if (p == NULL || path == NULL)
         return HYP_EINVAL;
-    /* A trace replaces a regular file (or a symlink: the link, never what it
-     * points to) by a rename, from a file created exclusively: a name planted
-     * in a shared directory cannot redirect the write, and a reader never
-     * sees half a trace. A device or a FIFO the caller names is written to. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        rc = hyp_writer_open(&w, path);
-        if (rc < 0)
-            return rc;
-        tmp[0] = '\0';
-        regular = 0;
-    } else {
-        fd = hyp__create_beside(path, tmp, sizeof tmp);
-        if (fd < 0)
-            return errno == ENOENT ? HYP_ENOENT : errno == EACCES ? HYP_EPERM : HYP_EIO;
-        rc = hyp__writer_new(&w, fd, 1);
-        if (rc < 0) {
-            close(fd);
+    /* Written whole before it takes path's place: a reader never sees half
+     * a trace. */
+    fd = hyp__open_trace_file(path, tmp, sizeof tmp);
+    if (fd < 0)
+        return hyp__file_errno();
+    rc = hyp__writer_new(&w, fd, 1);
+    if (rc < 0) {
+        close(fd);
+        if (tmp[0] != '\0')
             unlink(tmp);
-            return rc;
-        }
-        regular = 1;
+        return rc;
     }
     rc = hyp_writer_begin(w, p);
     if (rc == 0) {
@@ -614,15 +638,55 @@ int hyp_trace_save(const hyp_profile_t *p, const char *path) {
         w->state = HYP__W_FINISHED;
     }
     rc2 = hyp_writer_close(w);
-    if (!regular)
+    if (tmp[0] == '\0')
         return rc < 0 ? rc : rc2;
     /* A file cut short by a full disk or a size limit would load as a
      * truncated trace of a smaller program: it never takes path's place. */
     if (rc == 0 && rc2 == 0 && rename(tmp, path) != 0)
-        rc = errno == EACCES ? HYP_EPERM : HYP_EIO;
+        rc = hyp__file_errno();
     if (rc < 0 || rc2 < 0)
         unlink(tmp);
     return rc < 0 ? rc : rc2;
+}
+
+int hyp_trace_copy(const char *src, const char *dst) {
+    char tmp[4096], buf[1 << 16];
+    int in, out, rc = 0;
+    ssize_t n;
+
+    if (src == NULL || dst == NULL)
+        return HYP_EINVAL;
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return hyp__file_errno();
+    out = hyp__open_trace_file(dst, tmp, sizeof tmp);
+    if (out < 0) {
+        rc = hyp__file_errno();
+        close(in);
+        return rc;
+    }
+    while (rc == 0 && (n = read(in, buf, sizeof buf)) != 0) {
+        if (n < 0) {
+            if (errno != EINTR)
+                rc = HYP_EIO;
+            continue;
+        }
+        for (ssize_t off = 0, k; rc == 0 && off < n; off += k > 0 ? k : 0) {
+            k = write(out, buf + off, (size_t)(n - off));
+            if (k < 0 && errno != EINTR)
+                rc = hyp__file_errno();
+        }
+    }
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = HYP_EIO;
+    if (tmp[0] == '\0')
+        return rc;
+    if (rc == 0 && rename(tmp, dst) != 0)
+        rc = hyp__file_errno();
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
 }
 
 int hyp__trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out) {

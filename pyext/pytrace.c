@@ -1262,6 +1262,27 @@ static PyObject *hyp_py_write_trace(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *hyp_py_copy_trace(PyObject *self, PyObject *args) {
+    PyObject *src_obj, *dst_obj, *src = NULL, *dst = NULL;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:copy_trace", &src_obj, &dst_obj))
+        return NULL;
+    if (!PyUnicode_FSConverter(src_obj, &src) || !PyUnicode_FSConverter(dst_obj, &dst)) {
+        Py_XDECREF(src);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_trace_copy(PyBytes_AS_STRING(src), PyBytes_AS_STRING(dst));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(src);
+    Py_DECREF(dst);
+    if (rc < 0)
+        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dst_obj);
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- registration */
 
 static PyMethodDef hyp_py_trace_methods[] = {
@@ -1272,6 +1293,10 @@ static PyMethodDef hyp_py_trace_methods[] = {
     {"write_trace", hyp_py_write_trace, METH_VARARGS,
      "write_trace(path, data) -> None\n\nWrites a trace through the C writer from Python "
      "tables (the dict hyprof.trace.Trace.to_data() returns)."},
+    {"copy_trace", hyp_py_copy_trace, METH_VARARGS,
+     "copy_trace(src, dst) -> None\n\nCopies a trace file by the writer's rules: dst is "
+     "replaced by renaming a file created exclusively beside it, never written through a "
+     "symlink."},
     {"flat", hyp_py_flat, METH_VARARGS,
      "flat(profile, thread=-1, edges=True) -> (functions, edges)\n\nFlat statistics of a "
      "loaded trace (edges empty unless asked for)."},

@@ -50,9 +50,18 @@ HYP_EXTERN const void *hyp_writer_data(const hyp_writer_t *w, size_t *len);
  * earlier call met, so one check at the end is enough. */
 HYP_EXTERN int hyp_writer_close(hyp_writer_t *w);
 
-/* Writes a whole profile to path: begin, finish, close. On error the
- * regular file at path is removed rather than left cut short. */
+/* Writes a whole profile to path: begin, finish, close. A regular file (or
+ * a symlink: the link itself) at path is replaced by renaming a file created
+ * exclusively beside it, 0600, once the trace is whole; on error path is left
+ * as it was. A device or FIFO named by the caller (or by a symlink of the
+ * caller's or root's) is written to. */
 HYP_EXTERN int hyp_trace_save(const hyp_profile_t *p, const char *path);
+
+/* Copies the trace file src to dst byte for byte, by hyp_trace_save()'s
+ * rules: a regular file (or a symlink) at dst is replaced by renaming a file
+ * created exclusively beside it, never written through; a copy cut short
+ * leaves dst as it was. */
+HYP_EXTERN int hyp_trace_copy(const char *src, const char *dst);
 
 /* ---------------------------------------------------------------- reader */
 

@@ -59,31 +59,3 @@ def private_subdir(name):
 def private_temp(prefix, suffix):
     """A new file in private_dir(), created exclusively, 0600: (fd, path)."""
     return tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=private_dir())
-
-
-def copy_replacing(src, dst):
-    """Copies src to dst as the C writer saves a trace: a regular file (or a
-    symlink: the link itself) at dst is replaced by renaming a file created
-    exclusively beside it, 0600, so a planted symlink cannot redirect the
-    write and no reader sees half a copy; a device or FIFO dst is written
-    to. A copy cut short leaves dst as it was."""
-    import shutil
-    try:
-        st = os.stat(dst)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        shutil.copyfile(src, dst)
-        return
-    d = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dst) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

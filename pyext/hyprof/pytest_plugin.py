@@ -55,7 +55,9 @@ def pytest_configure(config):
         if os.path.exists(opt.hyprof_dir) and not os.path.isdir(opt.hyprof_dir):
             raise pytest.UsageError(f"--hyprof-dir {opt.hyprof_dir!r} exists and is not "
                                     "a directory")
-        os.makedirs(opt.hyprof_dir, exist_ok=True)
+        # Traces hold command lines and paths: a directory hyprof makes is
+        # the user's alone (one that exists keeps its mode).
+        os.makedirs(opt.hyprof_dir, mode=0o700, exist_ok=True)
     config.pluginmanager.register(RunProfiler(opt.hyprof_mode, opt.hyprof_dir,
                                               opt.hyprof_top), "hyprof-run-profiler")
 

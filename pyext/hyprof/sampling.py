@@ -378,7 +378,7 @@ class SamplingEngine:
             raise ProfilerError("the profiler has not run yet")
         if os.path.abspath(path) != os.path.abspath(self._path):
             # A copy cut short by a full disk never takes path's place.
-            _files.copy_replacing(self._path, path)
+            _hyprof.copy_trace(self._path, path)
         return path
 
     @property

@@ -68,6 +68,80 @@ def test_a_trace_replaces_a_planted_symlink_instead_of_following_it(tmp_path, mo
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
 
+def test_a_stream_replaces_a_planted_symlink_instead_of_following_it(tmp_path):
+    # The stream of `hyprof run --mode sampling` (output=) is at its path
+    # from the start, so a killed program leaves its samples: it too takes
+    # the name's place rather than write through a link planted there.
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    target = tmp_path / "out.hyprof"
+    os.symlink(victim, target)
+    with hyprof.Profiler(mode="sampling", frequency=1000, output=target):
+        st = os.lstat(target)
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077 == 0
+        sum(range(10000))
+    assert victim.read_text() == "precious\n"
+    assert hyprof.load(target).mode == "sampling"
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+
+def test_a_link_of_another_user_never_points_a_trace_at_a_fifo(tmp_path):
+    # A FIFO or device the user names is written to (a link of the user's or
+    # root's, like /dev/stdout, too); another user's link to one is a name
+    # to replace, not a way in.
+    if os.getuid() != 0:
+        pytest.skip("making a symlink another user owns needs root")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    target = tmp_path / "out.hyprof"
+    os.symlink(fifo, target)
+    os.lchown(target, 54321, 54321)
+    import threading
+    got = []
+    # Drains the FIFO should the trace go there (so a wrong write fails the
+    # test rather than hang it); released below when nothing came.
+    drain = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    drain.start()
+    p = hyprof.Profiler()
+    with p:
+        sum(range(1000))
+    p.write(target)
+    if not got:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    drain.join(10)
+    assert got == [b""]
+    assert stat.S_ISREG(os.lstat(target).st_mode) and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert hyprof.load(target).mode == "deterministic"
+
+
+def test_a_trace_is_written_to_a_fifo_the_user_names(tmp_path):
+    import threading
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    p = hyprof.Profiler()
+    with p:
+        sum(range(1000))
+    p.write(fifo)
+    reader.join(10)
+    copy = tmp_path / "copy.hyprof"
+    copy.write_bytes(got[0])
+    assert hyprof.load(copy).mode == "deterministic"
+
+
+def test_pytest_plugin_makes_its_directory_private(tmp_path):
+    d = tmp_path / "traces" / "run"
+    (tmp_path / "test_one.py").write_text("def test_one():\n    sum(range(100))\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "hyprof.pytest_plugin",
+                        "--hyprof-dir", str(d), str(tmp_path / "test_one.py")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700
+    assert any(n.endswith(".hyprof") for n in os.listdir(d))
+
+
 def test_django_default_directory_is_private(tmpdir_only, monkeypatch):
     pytest.importorskip("django")
     from django.conf import settings
