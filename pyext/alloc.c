@@ -1030,26 +1030,14 @@ static PyObject *hyp_py_alloc_trace(PyObject *self, PyObject *unused) {
 
 /* Writes the last run's trace to a file. */
 static PyObject *hyp_py_alloc_write(PyObject *self, PyObject *path) {
-    PyObject *bytes = NULL;
-    int rc;
-
+    (void)self;
     if (hyp_py_alloc.running || hyp_py_alloc.prof == NULL) {
         PyErr_SetString(hyp_py_profiler_error,
                         hyp_py_alloc.running ? "the allocation profiler is running: stop it first"
                                              : "the allocation profiler has not run");
         return NULL;
     }
-    if (!PyUnicode_FSConverter(path, &bytes))
-        return NULL;
-    rc = hyp_trace_save(hyp_py_alloc.prof, PyBytes_AS_STRING(bytes));
-    Py_DECREF(bytes);
-    if (rc == HYP_EIO)
-        return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
-    if (rc < 0) {
-        PyErr_Format(hyp_py_profiler_error, "cannot write %R: %s", path, hyp_strerror(rc));
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return hyp_py_save(hyp_py_alloc.prof, path);
 }
 
 /* os.register_at_fork(after_in_child=...): the child keeps only the thread

@@ -6,7 +6,7 @@
 #include "sampler.h"
 
 static int hyp_py_exec(PyObject *module) {
-    if (hyp_py_trace_init(module) < 0)
+    if (hyp_py_trace_read_init(module) < 0 || hyp_py_trace_write_init(module) < 0)
         return -1;
     if (hyp_py_det_init(module) < 0)
         return -1;

@@ -14,8 +14,20 @@ typedef struct {
     PyObject *trace_error; /* hyprof.TraceError, set by the Python package */
 } hyp_py_state_t;
 
-/* pytrace.c: hyprof._hyprof.read_trace() and the write helpers. */
-int hyp_py_trace_init(PyObject *module);
+/* The capsule name of a C profile a loaded Trace holds. */
+#define HYP_PY_CAPSULE "hyprof._hyprof.profile"
+
+/* pytrace_read.c: read_trace() and a loaded trace's aggregations. */
+int hyp_py_trace_read_init(PyObject *module);
+/* pytrace_write.c: write_trace(), save_profile(), copy_trace(). */
+int hyp_py_trace_write_init(PyObject *module);
+/* Writes p to the file path names (str, bytes or os.PathLike) with
+ * hyp_trace_save(), the GIL released. Returns None, or NULL with OSError
+ * (errno's subclass and the file name where the system said why) or
+ * MemoryError set. */
+PyObject *hyp_py_save(const hyp_profile_t *p, PyObject *path);
+/* The C profile in a loaded Trace's capsule, or NULL with an exception set. */
+hyp_profile_t *hyp_py_capsule_profile(PyObject *cap);
 /* det.c: hyprof._hyprof.DetProfiler and ProfilerError (the deterministic mode). */
 int hyp_py_det_init(PyObject *module);
 /* Returns a new hyprof.Trace holding a copy of the profile (its pending

@@ -532,7 +532,7 @@ class Trace(ReportMethods):
 
     def write(self, path):
         """Writes the trace's tables and metric rows to path (samples are
-        folded into the rows)."""
-        _hyprof.write_trace(os.fspath(path), self.to_data())
+        folded into the rows), from the C profile it was made from."""
+        _hyprof.save_profile(self._profile, os.fspath(path))
 
 

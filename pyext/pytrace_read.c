@@ -1,0 +1,604 @@
+/* pyext/pytrace_read.c: traces into Python. _hyprof.read_trace() reads a
+ * file with the core's reader; hyp_py_trace_take_profile() and
+ * hyp_py_trace_from_profile() make a Trace of a profile the module built;
+ * flat() and node_values() compute a loaded trace's aggregations in C.
+ *
+ * A Trace is made from a dict of plain Python objects (header, tables, the
+ * node array as bytes) plus a capsule that keeps the C profile, so that
+ * hyprof.trace.Trace asks for flat statistics and node values per thread
+ * later, computed in C, and writes itself from it. */
+#include "pyhyprof.h"
+
+#include "profile_int.h"
+#include "trace_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+static PyObject *hyp_py_trace_error_cls; /* hyprof.TraceError, once registered */
+
+static PyObject *hyp_py_trace_error(void) {
+    if (hyp_py_trace_error_cls == NULL) {
+        PyObject *mod = PyImport_ImportModule("hyprof.trace");
+
+        if (mod != NULL) {
+            hyp_py_trace_error_cls = PyObject_GetAttrString(mod, "TraceError");
+            Py_DECREF(mod);
+        }
+        if (hyp_py_trace_error_cls == NULL) {
+            PyErr_Clear();
+            return PyExc_ValueError;
+        }
+    }
+    return hyp_py_trace_error_cls;
+}
+
+static PyObject *hyp_py_set_trace_error(PyObject *self, PyObject *cls) {
+    if (!PyType_Check(cls) || !PyObject_IsSubclass(cls, PyExc_ValueError)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "TraceError must be a subclass of ValueError");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(hyp_py_trace_error_cls, cls);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- msgpack -> Python */
+
+static PyObject *hyp_py_str(const char *s, size_t len) {
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+}
+
+static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
+    size_t i;
+    PyObject *l;
+
+    switch (m->type) {
+    case HYP_META_NIL:
+        Py_RETURN_NONE;
+    case HYP_META_BOOL:
+        return PyBool_FromLong(m->v.b);
+    case HYP_META_INT:
+        return PyLong_FromLongLong(m->v.i);
+    case HYP_META_UINT:
+        return PyLong_FromUnsignedLongLong(m->v.u);
+    case HYP_META_FLOAT:
+        return PyFloat_FromDouble(m->v.f);
+    case HYP_META_STR:
+        return hyp_py_str(m->v.s, strlen(m->v.s));
+    case HYP_META_STRV:
+        l = PyList_New((Py_ssize_t)m->v.sv.n);
+        for (i = 0; l != NULL && i < m->v.sv.n; i++) {
+            PyObject *s = hyp_py_str(m->v.sv.v[i], strlen(m->v.sv.v[i]));
+
+            if (s == NULL) {
+                Py_CLEAR(l);
+                break;
+            }
+            PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+        }
+        return l;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- profile -> dict */
+
+static void hyp_py_capsule_free(PyObject *cap) {
+    hyp_profile_free(PyCapsule_GetPointer(cap, HYP_PY_CAPSULE));
+}
+
+static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* Like hyp_py_set with a key decoded as the trace's strings are (lossless
+ * for bytes that are not UTF-8). */
+static int hyp_py_set_key(PyObject *d, const char *key, PyObject *v) {
+    PyObject *k;
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    k = hyp_py_str(key, strlen(key));
+    if (k == NULL) {
+        Py_DECREF(v);
+        return -1;
+    }
+    rc = PyDict_SetItem(d, k, v);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *hyp_py_cstr(const char *s) {
+    return hyp_py_str(s, strlen(s));
+}
+
+/* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
+/* The metric columns and the sample kinds, as tuples (the Trace's tables) or
+ * as the lists a header written to msgpack reads back as. */
+static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
+    PyObject *l = PyList_New((Py_ssize_t)p->nmetrics);
+    size_t i;
+
+    for (i = 0; l != NULL && i < p->nmetrics; i++) {
+        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp_py_cstr(p->metrics[i].name),
+                                    hyp_py_cstr(p->metrics[i].unit),
+                                    hyp__metric_kind_name(p->metrics[i].kind));
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    return l;
+}
+
+static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
+    PyObject *l = PyList_New((Py_ssize_t)p->nkinds);
+    size_t i;
+
+    for (i = 0; l != NULL && i < p->nkinds; i++) {
+        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp_py_cstr(p->kinds[i].name),
+                                    hyp_py_cstr(p->kinds[i].unit), p->kinds[i].count_metric,
+                                    p->kinds[i].weight_metric);
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    return l;
+}
+
+static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
+                                   const hyp_sample_t *samples, size_t nsamples, int keep,
+                                   const hyp_read_status_t *st) {
+    PyObject *d = NULL, *cap, *l, *header;
+    size_t i, n;
+
+    cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
+    if (cap == NULL) {
+        hyp_profile_free(p);
+        return NULL;
+    }
+    d = PyDict_New();
+    if (d == NULL || hyp_py_set(d, "profile", Py_NewRef(cap)) < 0)
+        goto fail;
+
+    /* The header: the format's own entries, then the profile's metadata
+     * (the reader's, which has bounded and typed every value). */
+    header = PyDict_New();
+    if (header == NULL)
+        goto fail;
+    if (hyp_py_set(header, "format", PyUnicode_FromString(HYP__FORMAT_NAME)) < 0 ||
+        hyp_py_set(header, "version", Py_BuildValue("[iI]", HYP_FORMAT_MAJOR, minor)) < 0 ||
+        hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
+                                                            ? "sampling"
+                                                            : "deterministic")) < 0 ||
+        hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
+        hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
+        Py_DECREF(header);
+        goto fail;
+    }
+    for (i = 0; i < p->nmeta; i++) {
+        if (hyp_py_set_key(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
+            Py_DECREF(header);
+            goto fail;
+        }
+    }
+    if (hyp_py_set(d, "header", header) < 0)
+        goto fail;
+    if (hyp_py_set(d, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
+                                                       ? "sampling"
+                                                       : "deterministic")) < 0)
+        goto fail;
+
+    if (hyp_py_set(d, "metrics", hyp_py_metrics_list(p, 0)) < 0 ||
+        hyp_py_set(d, "sample_kinds", hyp_py_kinds_list(p, 0)) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nstrs);
+    for (i = 0; l != NULL && i < p->nstrs; i++) {
+        PyObject *s = hyp_py_str(p->strs[i].s, p->strs[i].len);
+        if (s == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, s);
+    }
+    if (hyp_py_set(d, "strings", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nfuncs);
+    for (i = 0; l != NULL && i < p->nfuncs; i++) {
+        const hyp_func_t *f = &p->funcs[i];
+        PyObject *t = Py_BuildValue("(IIII)", f->name, f->file, f->lineno, f->kind);
+        if (t == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, t);
+    }
+    if (hyp_py_set(d, "functions", l) < 0)
+        goto fail;
+
+    l = PyList_New((Py_ssize_t)p->nthreads);
+    for (i = 0; l != NULL && i < p->nthreads; i++) {
+        const hyp_thread_t *t = &p->threads[i];
+        PyObject *x = Py_BuildValue("(KKI)", (unsigned long long)t->os_tid,
+                                    (unsigned long long)t->ident, t->name);
+        if (x == NULL)
+            Py_CLEAR(l);
+        else
+            PyList_SET_ITEM(l, (Py_ssize_t)i, x);
+    }
+    if (hyp_py_set(d, "threads", l) < 0)
+        goto fail;
+
+    /* nodes as (parent, func, line) uint32 triples; the root's are all ~0 */
+    if (hyp_py_set(d, "nodes", PyBytes_FromStringAndSize((const char *)p->nodes,
+                                                         (Py_ssize_t)(p->nnodes *
+                                                                      sizeof(hyp_node_t)))) < 0)
+        goto fail;
+
+    {
+        PyObject *dropped = PyDict_New();
+
+        if (dropped == NULL)
+            goto fail;
+        for (i = 0; i < p->ndropped; i++) {
+            if (hyp_py_set_key(dropped, p->dropped[i].reason,
+                               PyLong_FromUnsignedLongLong(p->dropped[i].n)) < 0) {
+                Py_DECREF(dropped);
+                goto fail;
+            }
+        }
+        if (hyp_py_set(d, "dropped", dropped) < 0)
+            goto fail;
+    }
+    if (hyp_py_set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(p->truncated)) < 0 ||
+        hyp_py_set(d, "sample_total", PyLong_FromUnsignedLongLong(p->sample_total)) < 0 ||
+        hyp_py_set(d, "truncated", PyBool_FromLong(st != NULL && st->truncated)) < 0 ||
+        hyp_py_set(d, "message", PyUnicode_FromString(st != NULL ? st->message : "")) < 0 ||
+        hyp_py_set(d, "skipped", PyLong_FromUnsignedLongLong(st != NULL ? st->skipped : 0)) < 0)
+        goto fail;
+
+    if (keep) {
+        /* columns: thread, node, kind (uint32), time, weight (uint64) */
+        PyObject *cols[5] = {NULL};
+        static const char *names[5] = {"thread", "node", "kind", "time", "weight"};
+        PyObject *sd = PyDict_New();
+        int k;
+
+        if (sd == NULL)
+            goto fail;
+        n = nsamples;
+        for (k = 0; k < 5; k++) {
+            cols[k] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (k < 3 ? 4 : 8)));
+            if (cols[k] == NULL)
+                break;
+        }
+        if (k == 5) {
+            uint32_t *th = (uint32_t *)PyBytes_AS_STRING(cols[0]);
+            uint32_t *no = (uint32_t *)PyBytes_AS_STRING(cols[1]);
+            uint32_t *ki = (uint32_t *)PyBytes_AS_STRING(cols[2]);
+            uint64_t *ti = (uint64_t *)PyBytes_AS_STRING(cols[3]);
+            uint64_t *we = (uint64_t *)PyBytes_AS_STRING(cols[4]);
+
+            for (i = 0; i < n; i++) {
+                th[i] = samples[i].thread;
+                no[i] = samples[i].node;
+                ki[i] = samples[i].kind;
+                ti[i] = samples[i].time_ns;
+                we[i] = samples[i].weight;
+            }
+        }
+        for (k = 0; k < 5; k++) {
+            if (cols[k] == NULL || hyp_py_set(sd, names[k], cols[k]) < 0) {
+                int j;
+
+                for (j = k + 1; j < 5; j++)
+                    Py_XDECREF(cols[j]);
+                Py_DECREF(sd);
+                goto fail;
+            }
+        }
+        if (hyp_py_set(d, "samples", sd) < 0)
+            goto fail;
+    } else if (PyDict_SetItemString(d, "samples", Py_None) < 0) {
+        goto fail;
+    }
+    Py_DECREF(cap);
+    return d;
+fail:
+    Py_DECREF(cap);
+    Py_XDECREF(d);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- read_trace */
+
+static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"path", "keep_samples", NULL};
+    PyObject *path_obj, *path_bytes = NULL, *result = NULL;
+    hyp_read_options_t opts;
+    hyp_reader_t *r = NULL;
+    const hyp_read_status_t *st;
+    hyp_profile_t *p;
+    int keep = 0, rc, saved_errno = 0;
+    const char *path;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:read_trace", kwlist, &path_obj, &keep))
+        return NULL;
+    if (!PyUnicode_FSConverter(path_obj, &path_bytes))
+        return NULL;
+    path = PyBytes_AS_STRING(path_bytes);
+    memset(&opts, 0, sizeof(opts));
+    opts.size = sizeof(opts);
+    opts.keep_samples = keep;
+
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_reader_open(&r, path, &opts);
+    if (rc < 0)
+        saved_errno = errno;
+    else
+        while ((rc = hyp_reader_next(r)) > 0)
+            ;
+    Py_END_ALLOW_THREADS
+
+    if (r == NULL) {
+        errno = saved_errno;
+        if (rc == HYP_ENOMEM)
+            PyErr_NoMemory();
+        else
+            PyErr_SetFromErrnoWithFilenameObject(saved_errno == ENOENT   ? PyExc_FileNotFoundError
+                                                 : saved_errno == EACCES ? PyExc_PermissionError
+                                                                         : PyExc_OSError,
+                                                 path_obj);
+        goto out;
+    }
+    st = hyp_reader_status(r);
+    if (rc == HYP_ENOMEM) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (rc == HYP_EIO) {
+        PyErr_Format(PyExc_OSError, "%U: %s", path_obj, st->message);
+        goto out;
+    }
+    if (rc < 0 && rc != HYP_ETRUNCATED) {
+        PyErr_Format(hyp_py_trace_error(), "%U: %s", path_obj, st->message);
+        goto out;
+    }
+    if (hyp_reader_profile(r) == NULL) {
+        PyErr_Format(hyp_py_trace_error(), "%U: %s (nothing usable: the header is incomplete)",
+                     path_obj, st->message);
+        goto out;
+    }
+    {
+        unsigned major, minor = HYP_FORMAT_MINOR;
+        size_t ns;
+        const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
+
+        hyp__reader_version(r, &major, &minor);
+        p = hyp_reader_take_profile(r);
+        result = hyp_py_trace_data(p, minor, samples, ns, keep, st);
+    }
+out:
+    hyp_reader_close(r);
+    Py_DECREF(path_bytes);
+    return result;
+}
+
+/* Used by the rest of the module: a Trace made from a profile it built,
+ * without touching the disk. */
+PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
+    PyObject *data, *mod, *result = NULL;
+
+    data = hyp_py_trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL);
+    if (data == NULL)
+        return NULL;
+    mod = PyImport_ImportModule("hyprof.trace");
+    if (mod != NULL) {
+        result = PyObject_CallMethod(mod, "_from_data", "(Os)", data, "<profile>");
+        Py_DECREF(mod);
+    }
+    Py_DECREF(data);
+    return result;
+}
+
+PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
+    hyp_read_options_t opts;
+    hyp_writer_t *w = NULL;
+    hyp_reader_t *r = NULL;
+    PyObject *data = NULL, *mod, *result = NULL;
+    const void *buf;
+    size_t len;
+    int rc;
+
+    rc = hyp__trace_save_mem(src, &w);
+    if (rc < 0) {
+        PyErr_Format(rc == HYP_ENOMEM ? PyExc_MemoryError : PyExc_RuntimeError,
+                     "cannot snapshot the profile: %s", hyp_strerror(rc));
+        return NULL;
+    }
+    buf = hyp_writer_data(w, &len);
+    memset(&opts, 0, sizeof(opts));
+    opts.size = sizeof(opts);
+    opts.keep_samples = 1;
+    opts.max_record_bytes = len + 16;
+    rc = hyp_reader_open_mem(&r, buf, len, &opts);
+    if (rc == 0)
+        while ((rc = hyp_reader_next(r)) > 0)
+            ;
+    if (rc < 0) {
+        PyErr_Format(PyExc_RuntimeError, "cannot snapshot the profile: %s",
+                     r != NULL ? hyp_reader_status(r)->message : hyp_strerror(rc));
+        goto out;
+    }
+    {
+        size_t ns;
+        const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
+
+        data = hyp_py_trace_data(hyp_reader_take_profile(r), HYP_FORMAT_MINOR, samples, ns, 1,
+                                 hyp_reader_status(r));
+    }
+    if (data == NULL)
+        goto out;
+    mod = PyImport_ImportModule("hyprof.trace");
+    if (mod != NULL) {
+        result = PyObject_CallMethod(mod, "_from_data", "(Os)", data, "<profile>");
+        Py_DECREF(mod);
+    }
+out:
+    Py_XDECREF(data);
+    hyp_reader_close(r);
+    hyp_writer_close(w);
+    return result;
+}
+
+/* ---------------------------------------------------------------- aggregations */
+
+hyp_profile_t *hyp_py_capsule_profile(PyObject *cap) {
+    return PyCapsule_GetPointer(cap, HYP_PY_CAPSULE);
+}
+
+static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t *out) {
+    if (thread < 0) {
+        *out = HYP_NO_ID;
+        return 0;
+    }
+    if ((unsigned long long)thread >= p->nthreads) {
+        PyErr_Format(PyExc_ValueError, "no thread %lld: the trace has %zu threads", thread,
+                     p->nthreads);
+        return -1;
+    }
+    *out = (hyp_id_t)thread;
+    return 0;
+}
+
+/* Packs n rows of own and cum values into two bytes objects of uint64. */
+static int hyp_py_pack_values(size_t n, size_t m, const uint64_t *(*own_at)(const hyp_flat_t *,
+                                                                            size_t, int),
+                              const hyp_flat_t *f, PyObject **own, PyObject **cum) {
+    uint64_t *po, *pc;
+    size_t i;
+
+    *own = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * m * sizeof(uint64_t)));
+    *cum = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * m * sizeof(uint64_t)));
+    if (*own == NULL || *cum == NULL)
+        return -1;
+    po = (uint64_t *)PyBytes_AS_STRING(*own);
+    pc = (uint64_t *)PyBytes_AS_STRING(*cum);
+    for (i = 0; i < n && m > 0; i++) {
+        memcpy(po + i * m, own_at(f, i, 0), m * sizeof(uint64_t));
+        memcpy(pc + i * m, own_at(f, i, 1), m * sizeof(uint64_t));
+    }
+    return 0;
+}
+
+static const uint64_t *hyp_py_entry_vals(const hyp_flat_t *f, size_t i, int cum) {
+    return cum ? hyp_flat_at(f, i)->cum : hyp_flat_at(f, i)->own;
+}
+
+static const uint64_t *hyp_py_edge_vals(const hyp_flat_t *f, size_t i, int cum) {
+    return cum ? hyp_flat_edge_at(f, i)->cum : hyp_flat_edge_at(f, i)->own;
+}
+
+/* flat(profile, thread=-1, edges=True) -> (funcs, own, cum, callers, callees, eown, ecum):
+ * packed arrays, so that a trace of 100 000 functions or edges costs no
+ * Python object per value. funcs, callers, callees are uint32 (a caller of
+ * 0xffffffff is the root), the value arrays uint64, metric_count per row.
+ * The edge arrays are empty unless edges is true. */
+static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
+    PyObject *cap, *res = NULL, *o[7] = {NULL};
+    long long thread = -1;
+    int want_edges = 1, rc, k;
+    hyp_profile_t *p;
+    hyp_flat_t *f = NULL;
+    hyp_id_t tid;
+    size_t i, m, n, ne;
+
+    if (!PyArg_ParseTuple(args, "O|Lp:flat", &cap, &thread, &want_edges))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+        return NULL;
+    m = p->nmetrics;
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_flat_compute(p, tid, &f);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        if (rc == HYP_ENOMEM)
+            return PyErr_NoMemory();
+        PyErr_SetString(PyExc_ValueError, hyp_strerror(rc));
+        return NULL;
+    }
+    n = hyp_flat_count(f);
+    ne = want_edges ? hyp_flat_edge_count(f) : 0;
+    o[0] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(uint32_t)));
+    o[3] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
+    o[4] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
+    if (o[0] == NULL || o[3] == NULL || o[4] == NULL ||
+        hyp_py_pack_values(n, m, hyp_py_entry_vals, f, &o[1], &o[2]) < 0 ||
+        hyp_py_pack_values(ne, m, hyp_py_edge_vals, f, &o[5], &o[6]) < 0)
+        goto out;
+    for (i = 0; i < n; i++)
+        ((uint32_t *)PyBytes_AS_STRING(o[0]))[i] = hyp_flat_at(f, i)->func;
+    for (i = 0; i < ne; i++) {
+        ((uint32_t *)PyBytes_AS_STRING(o[3]))[i] = hyp_flat_edge_at(f, i)->caller;
+        ((uint32_t *)PyBytes_AS_STRING(o[4]))[i] = hyp_flat_edge_at(f, i)->callee;
+    }
+    res = PyTuple_Pack(7, o[0], o[1], o[2], o[3], o[4], o[5], o[6]);
+out:
+    for (k = 0; k < 7; k++)
+        Py_XDECREF(o[k]);
+    hyp_flat_free(f);
+    return res;
+}
+
+/* node_values(profile, thread=-1) -> bytes of node_count * metric_count uint64 */
+static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
+    PyObject *cap, *b;
+    long long thread = -1;
+    hyp_profile_t *p;
+    hyp_id_t tid;
+
+    if (!PyArg_ParseTuple(args, "O|L:node_values", &cap, &thread))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+        return NULL;
+    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(p->nnodes * p->nmetrics * sizeof(uint64_t)));
+    if (b == NULL)
+        return NULL;
+    hyp_profile_node_values(p, tid, (uint64_t *)PyBytes_AS_STRING(b));
+    return b;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+static PyMethodDef hyp_py_trace_read_methods[] = {
+    {"read_trace", (PyCFunction)(void (*)(void))hyp_py_read_trace, METH_VARARGS | METH_KEYWORDS,
+     "read_trace(path, keep_samples=False) -> dict\n\nReads a trace with the C reader. Raises "
+     "hyprof.TraceError naming the file, the record and the byte offset of a problem; a "
+     "truncated trace returns what is complete with 'truncated' set."},
+    {"flat", hyp_py_flat, METH_VARARGS,
+     "flat(profile, thread=-1, edges=True) -> (functions, edges)\n\nFlat statistics of a "
+     "loaded trace (edges empty unless asked for)."},
+    {"node_values", hyp_py_node_values, METH_VARARGS,
+     "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
+     "uint64."},
+    {"_set_trace_error", hyp_py_set_trace_error, METH_O,
+     "Registers the exception class bad traces raise."},
+    {NULL, NULL, 0, NULL},
+};
+
+int hyp_py_trace_read_init(PyObject *module) {
+    return PyModule_AddFunctions(module, hyp_py_trace_read_methods);
+}
