@@ -148,7 +148,9 @@ def tool_env(**extra):
 
 def need(tool, package):
     """The path of an external tool, or a skip naming the package to install."""
-    path = shutil.which(tool)
+    # pip installs a tool's script beside the interpreter, which need not be
+    # on PATH (pyenv's versions are not).
+    path = shutil.which(tool) or shutil.which(tool, path=os.path.dirname(sys.executable))
     if path is None:
         for d in ("/usr/lib/go/bin", "/usr/lib/go-1.19/bin"):
             cand = os.path.join(d, tool)

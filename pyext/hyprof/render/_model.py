@@ -110,6 +110,30 @@ class PathBudget:
                 " text, tree and callgrind reports show every path"), stacklevel=3)
 
 
+def walk_paths(kids, top, label):
+    """Depth first under node ``top``, children in order: yields (i, path)
+    on entering each node i, path being the labels of the nodes from top's
+    child down to i (one list, changed as the walk goes on: copy it to keep
+    it). label(i) is called once per node, in this order. Memory follows the
+    depth, not the number of paths."""
+    path = []
+    # A node id enters it, ~id leaves it.
+    stack = list(reversed(kids[top]))
+    while stack:
+        i = stack.pop()
+        if i < 0:
+            path.pop()
+            continue
+        path.append(label(i))
+        yield i, path
+        k = kids[i]
+        if k:
+            stack.append(~i)
+            stack.extend(reversed(k))
+        else:
+            path.pop()
+
+
 class ReportError(ValueError):
     """A report cannot be made from this trace with these options."""
 

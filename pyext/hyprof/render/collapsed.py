@@ -21,30 +21,19 @@ def render_tree(tree, metric=None, lines=False):
     col = tree.column(metric) if metric else tree.default_column()
     vals = tree.values[col]
     flabel = [_clean(_model.frame_label(f)) for f in tree.funcs]
-    func, line, kids = tree.func, tree.line, tree.children
+    func, line = tree.func, tree.line
+
+    def label(i):
+        if lines and line[i]:
+            return _clean(_model.frame_label(tree.funcs[func[i]], line[i]))
+        return flabel[func[i]]
+
     budget = _model.PathBudget("collapsed")
     out = []
-    path = []
-    # A node id enters it, ~id leaves it.
-    stack = list(reversed(kids[0]))
-    while stack:
-        i = stack.pop()
-        if i < 0:
-            path.pop()
-            continue
-        if lines and line[i]:
-            path.append(_clean(_model.frame_label(tree.funcs[func[i]], line[i])))
-        else:
-            path.append(flabel[func[i]])
+    for i, path in _model.walk_paths(tree.children, 0, label):
         v = vals[i]
         if v and budget.take(len(path)):
             out.append(f"{';'.join(path)} {v}\n")
-        k = kids[i]
-        if k:
-            stack.append(~i)
-            stack.extend(reversed(k))
-        else:
-            path.pop()
     budget.warn()
     return "".join(out)
 

@@ -155,59 +155,50 @@ def build(trace, metric=None):
     for i in range(1, len(func)):
         if i not in tops:
             tail_of[i] = tail_of[parent[i]]
+    def location(i):
+        if i in tops:
+            return b""  # a thread's pseudo-root: no location of its own
+        f = funcs[func[i]]
+        ln = line[i] or f.lineno
+        lk = (f, ln)
+        lid = locations.get(lk)
+        if lid is None:
+            fid = functions.get(f)
+            if fid is None:
+                fid = functions[f] = len(functions) + 1
+                m = bytearray()
+                _int(1, fid, m)
+                _int(2, st(f.name), m)
+                # No system_name: pprof demangles a name equal to it, which
+                # empties Python names such as "<module>".
+                _int(4, st(f.filename), m)
+                _int(5, f.lineno, m)
+                _bytes(5, m, func_msgs)
+            lid = locations[lk] = len(locations) + 1
+            m = bytearray()
+            _int(1, lid, m)
+            _int(2, 1, m)
+            ln_msg = bytearray()
+            _int(1, fid, ln_msg)
+            _int(2, ln, ln_msg)
+            _bytes(4, ln_msg, m)
+            _bytes(4, m, loc_msgs)
+            loc_bytes[lid] = _uvarint(lid)
+        return loc_bytes[lid]
+
     # Depth first, keeping the location ids of the current path only: a
     # sample's stack (leaf first) is made when it is written, so memory
     # follows the output, and the output stops at the path budget.
     budget = _model.PathBudget("pprof")
-    kids = tree.children
-    path = []
-    walk = list(reversed(kids[0]))
-    while walk:
-        i = walk.pop()
-        if i < 0:
-            path.pop()
-            continue
+    for i, path in _model.walk_paths(tree.children, 0, location):
         if i in tops:
-            path.append(b"")  # a thread's pseudo-root: no location of its own
-        else:
-            f = funcs[func[i]]
-            ln = line[i] or f.lineno
-            lk = (f, ln)
-            lid = locations.get(lk)
-            if lid is None:
-                fid = functions.get(f)
-                if fid is None:
-                    fid = functions[f] = len(functions) + 1
-                    m = bytearray()
-                    _int(1, fid, m)
-                    _int(2, st(f.name), m)
-                    # No system_name: pprof demangles a name equal to it, which
-                    # empties Python names such as "<module>".
-                    _int(4, st(f.filename), m)
-                    _int(5, f.lineno, m)
-                    _bytes(5, m, func_msgs)
-                lid = locations[lk] = len(locations) + 1
-                m = bytearray()
-                _int(1, lid, m)
-                _int(2, 1, m)
-                ln_msg = bytearray()
-                _int(1, fid, ln_msg)
-                _int(2, ln, ln_msg)
-                _bytes(4, ln_msg, m)
-                _bytes(4, m, loc_msgs)
-                loc_bytes[lid] = _uvarint(lid)
-            path.append(loc_bytes[lid])
-            row = [v[i] for v in vals]
-            if any(row) and budget.take(len(path)):
-                body = (_field_bytes(1, b"".join(reversed(path)))
-                        + _field_bytes(2, b"".join(_uvarint(v) for v in row))
-                        + tail_of[i])
-                samples += _field_bytes(2, body)
-        if kids[i]:
-            walk.append(~i)
-            walk.extend(reversed(kids[i]))
-        else:
-            path.pop()
+            continue
+        row = [v[i] for v in vals]
+        if any(row) and budget.take(len(path)):
+            body = (_field_bytes(1, b"".join(reversed(path)))
+                    + _field_bytes(2, b"".join(_uvarint(v) for v in row))
+                    + tail_of[i])
+            samples += _field_bytes(2, body)
     budget.warn()
     for typ, unit in types:
         m = bytearray()

@@ -82,29 +82,16 @@ def _sampled(tree, col, top, frame):
     """The samples and weights arrays of a sampled profile of the subtree
     under node ``top``, as JSON text, and the total weight."""
     vals = tree.values[col]
-    func, kids = tree.func, tree.children
+    func = tree.func
     samples, weights = [], []
-    path = []
     total = 0
     budget = _model.PathBudget("speedscope")
-    stack = list(reversed(kids[top]))
-    while stack:
-        i = stack.pop()
-        if i < 0:
-            path.pop()
-            continue
-        path.append(str(frame(func[i])))
+    for i, path in _model.walk_paths(tree.children, top, lambda i: str(frame(func[i]))):
         v = vals[i]
         if v and budget.take(len(path)):
             samples.append("[" + ",".join(path) + "]")
             weights.append(str(v))
             total += v
-        k = kids[i]
-        if k:
-            stack.append(~i)
-            stack.extend(reversed(k))
-        else:
-            path.pop()
     budget.warn()
     return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", total
 
