@@ -6,7 +6,9 @@ compiles the same C core and extension with the same flags, so that
 with the Debian -dev packages (libmsgpack-dev, libpfm4-dev, python3-dev).
 
 The source list is taken from the tree (core/*.c, pyext/*.c) so it cannot
-drift from Makefile.am, and the version from include/hyprof/common.h.
+drift from Makefile.am, and the version from include/hyprof/common.h. As
+there, the core is a library of its own and the extension is compiled
+without core/ on its include path.
 """
 
 import os
@@ -18,6 +20,7 @@ import sysconfig
 from glob import glob
 
 from setuptools import Extension, find_packages, setup
+from setuptools.command.build_clib import build_clib
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError, LinkError
 
@@ -54,33 +57,21 @@ def _pkg_config(*names):
     return None
 
 
-class BuildExt(build_ext):
-    """Checks the C dependencies before compiling, so a missing -dev package
-    gives one sentence naming it instead of a screen of compiler errors."""
+# header, library, Debian package
+REQUIRED = (
+    ("msgpack.h", "msgpackc", "libmsgpack-dev"),
+    ("perfmon/pfmlib_perf_event.h", "pfm", "libpfm4-dev"),
+)
 
-    # header, library, Debian package
-    REQUIRED = (
-        ("msgpack.h", "msgpackc", "libmsgpack-dev"),
-        ("perfmon/pfmlib_perf_event.h", "pfm", "libpfm4-dev"),
-    )
 
-    def run(self):
-        self._check_python_headers()
-        super().run()
+def _check_deps(cc):
+    """Compiles and links a one-line program against each C dependency, so a
+    missing -dev package gives one sentence naming it instead of a screen of
+    compiler errors."""
+    import tempfile
 
-    def _check_python_headers(self):
-        include = sysconfig.get_paths()["include"]
-        if not os.path.exists(os.path.join(include, "Python.h")):
-            sys.exit(f"hyprof: Python.h not found in {include}: install the Debian package "
-                     "python3-dev (or use an interpreter that ships its headers)")
-
-    def _check(self, header, lib, package):
-        import tempfile
-
-        cc = self.compiler
-        if cc is None:
-            return
-        ext = self.extensions[0]
+    ext = EXTENSION
+    for header, lib, package in REQUIRED:
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "check.c")
             with open(src, "w") as f:
@@ -95,17 +86,33 @@ class BuildExt(build_ext):
                 sys.exit(f"hyprof: cannot compile against <{header}> and -l{lib}: "
                          f"install the Debian package {package}")
 
-    def build_extensions(self):
-        # The library checks need the compiler object, which build_ext.run()
-        # creates just before calling this.
-        for header, lib, package in self.REQUIRED:
-            self._check(header, lib, package)
-        super().build_extensions()
+
+class BuildClib(build_clib):
+    """The core library, built first: the dependency checks run here."""
+
+    def build_libraries(self, libraries):
+        # build_clib.run() creates the compiler object just before this.
+        _check_deps(self.compiler)
+        super().build_libraries(libraries)
 
 
-def _extension():
-    sources = _rel("core/*.c") + _rel("pyext/*.c")
-    if not sources:
+class BuildExt(build_ext):
+    def run(self):
+        include = sysconfig.get_paths()["include"]
+        if not os.path.exists(os.path.join(include, "Python.h")):
+            sys.exit(f"hyprof: Python.h not found in {include}: install the Debian package "
+                     "python3-dev (or use an interpreter that ships its headers)")
+        super().run()
+
+
+def _build():
+    """The C core as a static library of its own (compiled with core/ on the
+    include path) and the extension module (compiled without it, as in the
+    autotools build, so that it uses the public headers and
+    include/hyprof/internal/ only), linked together."""
+    core = _rel("core/*.c")
+    pyext = _rel("pyext/*.c")
+    if not core or not pyext:
         sys.exit("setup.py: no C sources found under core/ and pyext/")
     compile_args = ["-std=gnu11", "-fvisibility=hidden", "-pthread"]
     link_args = ["-pthread"]
@@ -120,16 +127,24 @@ def _extension():
     # configure adds -lrt for timer_create/clock_gettime where the C library
     # lacks them; glibc >= 2.17 has them, and linking librt is harmless.
     libraries.append("rt")
-    return Extension(
+    macros = [("HYP_BUILDING", None)]
+    core_lib = ("hyprofcore", {"sources": core, "include_dirs": ["include", "core"],
+                               "macros": macros, "cflags": compile_args})
+    ext = Extension(
         "hyprof._hyprof",
-        sources=sources,
-        include_dirs=["include", "core", "pyext"],
-        define_macros=[("HYP_BUILDING", None)],
+        sources=pyext,
+        include_dirs=["include", "pyext"],
+        define_macros=macros,
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-        libraries=libraries,
+        # The core first: a static library's symbols are taken only for what
+        # is still undefined, and the core itself needs libpfm and msgpack.
+        libraries=["hyprofcore"] + libraries,
     )
+    return core_lib, ext
 
+
+CORE_LIB, EXTENSION = _build()
 
 setup(
     version=_version(),
@@ -137,6 +152,7 @@ setup(
     packages=find_packages(where="pyext"),
     # The HTML report's script and style sheet, read when a report is made.
     package_data={"hyprof.render": ["*.js", "*.css"]},
-    ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExt},
+    libraries=[CORE_LIB],
+    ext_modules=[EXTENSION],
+    cmdclass={"build_clib": BuildClib, "build_ext": BuildExt},
 )

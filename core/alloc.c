@@ -1,5 +1,5 @@
 /* The one place the core allocates; see hyp_replace_allocator(). */
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* The wall and per-thread CPU clocks (include/hyprof/clock.h). */
 #include "hyprof/clock.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <errno.h>
 #include <linux/perf_event.h>

@@ -1,6 +1,6 @@
 /* Error codes to sentences (hyp_strerror) and names (hyp_err_name), from
  * the one list in include/hyprof/common.h. */
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 const char *hyp_strerror(int err) {
 #define HYP__STRERROR_CASE(name, value, text) \

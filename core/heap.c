@@ -1,7 +1,7 @@
-/* The byte-interval sampler and the live-heap table (core/heap.h). */
-#include "heap.h"
+/* The byte-interval sampler and the live-heap table (hyprof/internal/heap.h). */
+#include "hyprof/internal/heap.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <math.h>
 #include <string.h>

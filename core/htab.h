@@ -8,7 +8,7 @@
 #ifndef HYPROF_CORE_HTAB_H
 #define HYPROF_CORE_HTAB_H
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <stdint.h>
 

@@ -4,7 +4,7 @@
 #endif
 #include "hyprof/perf.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -9,7 +9,7 @@
 static const char *const hyp__reserved_keys[] = {"format", "version", "mode", "metrics",
                                                  "sample_kinds"};
 
-int hyp__meta_key_reserved(const char *key) {
+int hyp_meta_key_reserved(const char *key) {
     size_t i;
 
     for (i = 0; i < HYP__ARRAY_SIZE(hyp__reserved_keys); i++)
@@ -18,7 +18,7 @@ int hyp__meta_key_reserved(const char *key) {
     return 0;
 }
 
-const char *hyp__metric_kind_name(hyp_metric_kind_t kind) {
+const char *hyp_metric_kind_name(hyp_metric_kind_t kind) {
     switch (kind) {
     case HYP_METRIC_OWN:
         return "own";
@@ -34,13 +34,13 @@ const char *hyp__metric_kind_name(hyp_metric_kind_t kind) {
     return "?";
 }
 
-int hyp__metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind) {
+int hyp_metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind) {
     static const hyp_metric_kind_t all[] = {HYP_METRIC_OWN, HYP_METRIC_CUM, HYP_METRIC_CALLS,
                                             HYP_METRIC_REC, HYP_METRIC_EDGE_REC};
     size_t i;
 
     for (i = 0; i < HYP__ARRAY_SIZE(all); i++) {
-        const char *name = hyp__metric_kind_name(all[i]);
+        const char *name = hyp_metric_kind_name(all[i]);
         if (strlen(name) == len && memcmp(name, s, len) == 0) {
             *kind = all[i];
             return 0;
@@ -220,7 +220,7 @@ uint64_t hyp_profile_truncated(const hyp_profile_t *p) {
     return p->truncated;
 }
 
-void hyp__profile_set_truncated(hyp_profile_t *p, uint64_t n) {
+void hyp_profile_set_truncated(hyp_profile_t *p, uint64_t n) {
     p->truncated = n;
 }
 
@@ -285,7 +285,7 @@ int hyp_profile_set_meta(hyp_profile_t *p, const hyp_meta_t *entry) {
     int rc;
 
     if (entry == NULL || entry->key == NULL || entry->key[0] == '\0' ||
-        hyp__meta_key_reserved(entry->key))
+        hyp_meta_key_reserved(entry->key))
         return HYP_EINVAL;
     rc = hyp__meta_copy(&copy, entry);
     if (rc == 0) {
@@ -614,6 +614,10 @@ const hyp_node_t *hyp_profile_node_at(const hyp_profile_t *p, hyp_id_t id) {
     return id < p->nnodes ? &p->nodes[id] : NULL;
 }
 
+const hyp_node_t *hyp_profile_nodes(const hyp_profile_t *p) {
+    return p->nodes;
+}
+
 /* ---------------------------------------------------------------- threads */
 
 int hyp_profile_thread(hyp_profile_t *p, const hyp_thread_t *t, hyp_id_t *id) {
@@ -901,6 +905,18 @@ void hyp_profile_add_dropped(hyp_profile_t *p, const char *reason, uint64_t n) {
         d = &p->dropped[0];
     }
     d->n += n;
+}
+
+size_t hyp_profile_dropped_count(const hyp_profile_t *p) {
+    return p->ndropped;
+}
+
+const char *hyp_profile_dropped_at(const hyp_profile_t *p, size_t i, uint64_t *n) {
+    if (i >= p->ndropped)
+        return NULL;
+    if (n != NULL)
+        *n = p->dropped[i].n;
+    return p->dropped[i].reason;
 }
 
 int hyp__profile_set_dropped(hyp_profile_t *p, const char *reason, size_t len, uint64_t n) {

@@ -7,7 +7,7 @@
 
 #include "hyprof/profile.h"
 #include "htab.h"
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 typedef struct {
     char *s;
@@ -93,17 +93,10 @@ int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t 
  * and empties the list. Returns 0 or HYP_ENOMEM. */
 int hyp__profile_samples_flushed(hyp_profile_t *p);
 
-void hyp__profile_set_truncated(hyp_profile_t *p, uint64_t n);
 void hyp__profile_set_sample_total(hyp_profile_t *p, uint64_t n);
 /* Sets the dropped count of a reason (the end record's totals). */
 int hyp__profile_set_dropped(hyp_profile_t *p, const char *reason, size_t len, uint64_t n);
 
-/* Header keys the format itself uses; hyp_profile_set_meta() refuses them. */
-int hyp__meta_key_reserved(const char *key);
-
-const char *hyp__metric_kind_name(hyp_metric_kind_t kind);
-/* The kind named by s (len bytes): 0, or HYP_EINVAL for an unknown name. */
-int hyp__metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind);
 /* The column a REC or EDGE_REC column qualifies, found by name; SIZE_MAX for
  * other kinds and for a name that has no valid base (see profile.h). */
 size_t hyp__metric_base(const hyp_metric_t *metrics, size_t nmetrics, size_t i);

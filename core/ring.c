@@ -1,7 +1,7 @@
-/* The sampler's single-producer single-consumer word ring (core/ring.h). */
-#include "ring.h"
+/* The sampler's single-producer single-consumer word ring (hyprof/internal/ring.h). */
+#include "hyprof/internal/ring.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <string.h>
 

@@ -5,7 +5,7 @@
 #endif
 #include "hyprof/perf.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 
 #define HYP__MAGIC "HYPROF"
 #define HYP__MAGIC_LEN 6
-#define HYP__FORMAT_NAME "hyprof"
+#define HYP__FORMAT_NAME HYP_FORMAT_NAME
 
 /* Record type codes: the first element of every record array. */
 enum {
@@ -29,15 +29,5 @@ enum {
 #define HYP__BATCH_ENTRIES 8192
 #define HYP__BATCH_BYTES (1u << 20)
 #define HYP__BATCH_SAMPLES 65536
-
-/* Writes a whole profile to a new memory writer without changing it, as
- * hyp_trace_save() does to a file; the Python binding uses it to turn a live
- * profile into a Trace. Returns 0 and sets *out (closed by the caller), or a
- * negative error. */
-int hyp__trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out);
-
-/* The format version of the trace being read: 0, or -1 before its header.
- * (The header's other entries are in the profile's metadata.) */
-int hyp__reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor);
 
 #endif /* HYPROF_CORE_TRACE_INT_H */

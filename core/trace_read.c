@@ -564,7 +564,7 @@ static int hyp__read_meta_map(hyp_reader_t *r, hyp__cur_t *c, uint64_t n, int sk
         }
         memcpy(key, s, len);
         key[len] = '\0';
-        if (hyp__meta_key_reserved(key)) {
+        if (hyp_meta_key_reserved(key)) {
             if (!skip_reserved)
                 return -1;
             if (hyp__cur_skip(c) < 0)
@@ -678,7 +678,7 @@ static int hyp__read_header(hyp_reader_t *r, const unsigned char *obj, size_t le
                 for (; an > 3; an--)
                     if (hyp__cur_skip(&c) < 0)
                         goto bad_metric;
-                if (hyp__metric_kind_parse(ms[2], ml[2], &metrics[mi].kind) != 0)
+                if (hyp_metric_kind_parse(ms[2], ml[2], &metrics[mi].kind) != 0)
                     goto bad_metric;
                 metrics[mi].name = hyp__strndup(ms[0], ml[0]);
                 metrics[mi].unit = hyp__strndup(ms[1], ml[1]);
@@ -1376,7 +1376,7 @@ const hyp_read_status_t *hyp_reader_status(const hyp_reader_t *r) {
     return &r->st;
 }
 
-int hyp__reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor) {
+int hyp_reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor) {
     if (!r->have_header)
         return -1;
     *major = HYP_FORMAT_MAJOR;

@@ -258,7 +258,7 @@ int hyp_writer_begin(hyp_writer_t *w, const hyp_profile_t *p) {
         msgpack_pack_array(&w->pk, 3);
         hyp__pack_cstr(w, p->metrics[i].name);
         hyp__pack_cstr(w, p->metrics[i].unit);
-        hyp__pack_cstr(w, hyp__metric_kind_name(p->metrics[i].kind));
+        hyp__pack_cstr(w, hyp_metric_kind_name(p->metrics[i].kind));
     }
     hyp__pack_cstr(w, "sample_kinds");
     msgpack_pack_array(&w->pk, p->nkinds);
@@ -689,7 +689,7 @@ int hyp_trace_copy(const char *src, const char *dst) {
     return rc;
 }
 
-int hyp__trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out) {
+int hyp_trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out) {
     hyp_writer_t *w;
     int rc;
 

@@ -25,8 +25,8 @@
 #include "alloc.h"
 
 #include "det.h" /* hyp_py_profiler_error */
-#include "heap.h"
-#include "internal.h"
+#include "hyprof/internal/heap.h"
+#include "hyprof/internal/util.h"
 #include "walk.h"
 
 #include <stdatomic.h>

@@ -2,7 +2,7 @@
  *
  * The allocation collector of the sampling mode (pyext/alloc.c): a hook on
  * CPython's PYMEM_DOMAIN_MEM and PYMEM_DOMAIN_OBJ allocators that samples
- * allocations by bytes (core/heap.h), records each sampled block's Python
+ * allocations by bytes (hyprof/internal/heap.h), records each sampled block's Python
  * stack, size and thread, and keeps the sampled blocks still alive.
  *
  * The collector fills its own profile, whose metric columns are

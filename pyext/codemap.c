@@ -5,7 +5,7 @@
 #include "codemap.h"
 #include "pyhyprof.h" /* hyp_py_intern_str */
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 #include "walk.h"
 
 #include <string.h>

@@ -21,7 +21,7 @@
  * cumulative wall time spans its first entry to its final exit. */
 #include "det.h"
 
-#include "internal.h"
+#include "hyprof/internal/util.h"
 
 #include <errno.h>
 #include <pthread.h>

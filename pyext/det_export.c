@@ -2,8 +2,7 @@
  * a hyp_profile_t (the shared model), converting ticks to nanoseconds. */
 #include "det.h"
 
-#include "internal.h"
-#include "profile_int.h" /* hyp__profile_set_truncated */
+#include "hyprof/internal/util.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -243,7 +242,7 @@ hyp_profile_t *hyp__det_export(det_prof_t *p) {
     /* The calls the engine folded into "[truncated]", whichever place says
      * it: the header and the end record. */
     if (rc == 0) {
-        hyp__profile_set_truncated(prof, folded);
+        hyp_profile_set_truncated(prof, folded);
         rc = hyp_profile_set_meta_int(prof, "truncated", (int64_t)folded);
     }
     if (rc != 0) {

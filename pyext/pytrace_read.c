@@ -9,8 +9,8 @@
  * later, computed in C, and writes itself from it. */
 #include "pyhyprof.h"
 
-#include "profile_int.h"
-#include "trace_int.h"
+#include "hyprof/internal/util.h"
+
 
 #include <errno.h>
 #include <string.h>
@@ -122,17 +122,16 @@ static PyObject *hyp_py_cstr(const char *s) {
     return hyp_py_str(s, strlen(s));
 }
 
-/* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
 /* The metric columns and the sample kinds, as tuples (the Trace's tables) or
  * as the lists a header written to msgpack reads back as. */
 static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
-    PyObject *l = PyList_New((Py_ssize_t)p->nmetrics);
-    size_t i;
+    size_t i, n = hyp_profile_metric_count(p);
+    PyObject *l = PyList_New((Py_ssize_t)n);
 
-    for (i = 0; l != NULL && i < p->nmetrics; i++) {
-        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp_py_cstr(p->metrics[i].name),
-                                    hyp_py_cstr(p->metrics[i].unit),
-                                    hyp__metric_kind_name(p->metrics[i].kind));
+    for (i = 0; l != NULL && i < n; i++) {
+        const hyp_metric_t *m = hyp_profile_metric_at(p, i);
+        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp_py_cstr(m->name),
+                                    hyp_py_cstr(m->unit), hyp_metric_kind_name(m->kind));
         if (t == NULL)
             Py_CLEAR(l);
         else
@@ -142,13 +141,13 @@ static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
 }
 
 static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
-    PyObject *l = PyList_New((Py_ssize_t)p->nkinds);
-    size_t i;
+    size_t i, n = hyp_profile_sample_kind_count(p);
+    PyObject *l = PyList_New((Py_ssize_t)n);
 
-    for (i = 0; l != NULL && i < p->nkinds; i++) {
-        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp_py_cstr(p->kinds[i].name),
-                                    hyp_py_cstr(p->kinds[i].unit), p->kinds[i].count_metric,
-                                    p->kinds[i].weight_metric);
+    for (i = 0; l != NULL && i < n; i++) {
+        const hyp_sample_kind_t *k = hyp_profile_sample_kind_at(p, i);
+        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp_py_cstr(k->name),
+                                    hyp_py_cstr(k->unit), k->count_metric, k->weight_metric);
         if (t == NULL)
             Py_CLEAR(l);
         else
@@ -157,10 +156,12 @@ static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
     return l;
 }
 
+/* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
 static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
                                    const hyp_sample_t *samples, size_t nsamples, int keep,
                                    const hyp_read_status_t *st) {
     PyObject *d = NULL, *cap, *l, *header;
+    const char *mode = hyp_profile_mode(p) == HYP_MODE_SAMPLING ? "sampling" : "deterministic";
     size_t i, n;
 
     cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
@@ -177,36 +178,37 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     header = PyDict_New();
     if (header == NULL)
         goto fail;
-    if (hyp_py_set(header, "format", PyUnicode_FromString(HYP__FORMAT_NAME)) < 0 ||
+    if (hyp_py_set(header, "format", PyUnicode_FromString(HYP_FORMAT_NAME)) < 0 ||
         hyp_py_set(header, "version", Py_BuildValue("[iI]", HYP_FORMAT_MAJOR, minor)) < 0 ||
-        hyp_py_set(header, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
-                                                            ? "sampling"
-                                                            : "deterministic")) < 0 ||
+        hyp_py_set(header, "mode", PyUnicode_FromString(mode)) < 0 ||
         hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
         hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
         Py_DECREF(header);
         goto fail;
     }
-    for (i = 0; i < p->nmeta; i++) {
-        if (hyp_py_set_key(header, p->meta[i].m.key, hyp_py_meta_value(&p->meta[i].m)) < 0) {
+    for (i = 0; i < hyp_profile_meta_count(p); i++) {
+        const hyp_meta_t *m = hyp_profile_meta_at(p, i);
+
+        if (hyp_py_set_key(header, m->key, hyp_py_meta_value(m)) < 0) {
             Py_DECREF(header);
             goto fail;
         }
     }
     if (hyp_py_set(d, "header", header) < 0)
         goto fail;
-    if (hyp_py_set(d, "mode", PyUnicode_FromString(p->mode == HYP_MODE_SAMPLING
-                                                       ? "sampling"
-                                                       : "deterministic")) < 0)
+    if (hyp_py_set(d, "mode", PyUnicode_FromString(mode)) < 0)
         goto fail;
 
     if (hyp_py_set(d, "metrics", hyp_py_metrics_list(p, 0)) < 0 ||
         hyp_py_set(d, "sample_kinds", hyp_py_kinds_list(p, 0)) < 0)
         goto fail;
 
-    l = PyList_New((Py_ssize_t)p->nstrs);
-    for (i = 0; l != NULL && i < p->nstrs; i++) {
-        PyObject *s = hyp_py_str(p->strs[i].s, p->strs[i].len);
+    n = hyp_profile_string_count(p);
+    l = PyList_New((Py_ssize_t)n);
+    for (i = 0; l != NULL && i < n; i++) {
+        size_t len;
+        const char *str = hyp_profile_string_at(p, (hyp_id_t)i, &len);
+        PyObject *s = hyp_py_str(str, len);
         if (s == NULL)
             Py_CLEAR(l);
         else
@@ -215,9 +217,10 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     if (hyp_py_set(d, "strings", l) < 0)
         goto fail;
 
-    l = PyList_New((Py_ssize_t)p->nfuncs);
-    for (i = 0; l != NULL && i < p->nfuncs; i++) {
-        const hyp_func_t *f = &p->funcs[i];
+    n = hyp_profile_func_count(p);
+    l = PyList_New((Py_ssize_t)n);
+    for (i = 0; l != NULL && i < n; i++) {
+        const hyp_func_t *f = hyp_profile_func_at(p, (hyp_id_t)i);
         PyObject *t = Py_BuildValue("(IIII)", f->name, f->file, f->lineno, f->kind);
         if (t == NULL)
             Py_CLEAR(l);
@@ -227,9 +230,10 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     if (hyp_py_set(d, "functions", l) < 0)
         goto fail;
 
-    l = PyList_New((Py_ssize_t)p->nthreads);
-    for (i = 0; l != NULL && i < p->nthreads; i++) {
-        const hyp_thread_t *t = &p->threads[i];
+    n = hyp_profile_thread_count(p);
+    l = PyList_New((Py_ssize_t)n);
+    for (i = 0; l != NULL && i < n; i++) {
+        const hyp_thread_t *t = hyp_profile_thread_at(p, (hyp_id_t)i);
         PyObject *x = Py_BuildValue("(KKI)", (unsigned long long)t->os_tid,
                                     (unsigned long long)t->ident, t->name);
         if (x == NULL)
@@ -241,9 +245,10 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
         goto fail;
 
     /* nodes as (parent, func, line) uint32 triples; the root's are all ~0 */
-    if (hyp_py_set(d, "nodes", PyBytes_FromStringAndSize((const char *)p->nodes,
-                                                         (Py_ssize_t)(p->nnodes *
-                                                                      sizeof(hyp_node_t)))) < 0)
+    if (hyp_py_set(d, "nodes", PyBytes_FromStringAndSize(
+                                   (const char *)hyp_profile_nodes(p),
+                                   (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)))) <
+        0)
         goto fail;
 
     {
@@ -251,9 +256,11 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
 
         if (dropped == NULL)
             goto fail;
-        for (i = 0; i < p->ndropped; i++) {
-            if (hyp_py_set_key(dropped, p->dropped[i].reason,
-                               PyLong_FromUnsignedLongLong(p->dropped[i].n)) < 0) {
+        for (i = 0; i < hyp_profile_dropped_count(p); i++) {
+            uint64_t count;
+            const char *reason = hyp_profile_dropped_at(p, i, &count);
+
+            if (hyp_py_set_key(dropped, reason, PyLong_FromUnsignedLongLong(count)) < 0) {
                 Py_DECREF(dropped);
                 goto fail;
             }
@@ -261,8 +268,8 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
         if (hyp_py_set(d, "dropped", dropped) < 0)
             goto fail;
     }
-    if (hyp_py_set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(p->truncated)) < 0 ||
-        hyp_py_set(d, "sample_total", PyLong_FromUnsignedLongLong(p->sample_total)) < 0 ||
+    if (hyp_py_set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(hyp_profile_truncated(p))) < 0 ||
+        hyp_py_set(d, "sample_total", PyLong_FromUnsignedLongLong(hyp_profile_sample_total(p))) < 0 ||
         hyp_py_set(d, "truncated", PyBool_FromLong(st != NULL && st->truncated)) < 0 ||
         hyp_py_set(d, "message", PyUnicode_FromString(st != NULL ? st->message : "")) < 0 ||
         hyp_py_set(d, "skipped", PyLong_FromUnsignedLongLong(st != NULL ? st->skipped : 0)) < 0)
@@ -385,7 +392,7 @@ static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwa
         size_t ns;
         const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
 
-        hyp__reader_version(r, &major, &minor);
+        hyp_reader_version(r, &major, &minor);
         p = hyp_reader_take_profile(r);
         result = hyp_py_trace_data(p, minor, samples, ns, keep, st);
     }
@@ -421,7 +428,7 @@ PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
     size_t len;
     int rc;
 
-    rc = hyp__trace_save_mem(src, &w);
+    rc = hyp_trace_save_mem(src, &w);
     if (rc < 0) {
         PyErr_Format(rc == HYP_ENOMEM ? PyExc_MemoryError : PyExc_RuntimeError,
                      "cannot snapshot the profile: %s", hyp_strerror(rc));
@@ -473,9 +480,9 @@ static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t 
         *out = HYP_NO_ID;
         return 0;
     }
-    if ((unsigned long long)thread >= p->nthreads) {
+    if ((unsigned long long)thread >= hyp_profile_thread_count(p)) {
         PyErr_Format(PyExc_ValueError, "no thread %lld: the trace has %zu threads", thread,
-                     p->nthreads);
+                     hyp_profile_thread_count(p));
         return -1;
     }
     *out = (hyp_id_t)thread;
@@ -529,7 +536,7 @@ static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
     p = hyp_py_capsule_profile(cap);
     if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
         return NULL;
-    m = p->nmetrics;
+    m = hyp_profile_metric_count(p);
     Py_BEGIN_ALLOW_THREADS
     rc = hyp_flat_compute(p, tid, &f);
     Py_END_ALLOW_THREADS
@@ -574,7 +581,8 @@ static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
     p = hyp_py_capsule_profile(cap);
     if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
         return NULL;
-    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(p->nnodes * p->nmetrics * sizeof(uint64_t)));
+    b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(hyp_profile_node_count(p) *
+                                                   hyp_profile_metric_count(p) * sizeof(uint64_t)));
     if (b == NULL)
         return NULL;
     hyp_profile_node_values(p, tid, (uint64_t *)PyBytes_AS_STRING(b));

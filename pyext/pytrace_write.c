@@ -5,7 +5,8 @@
  * loaded Trace's own C profile; copy_trace(). */
 #include "pyhyprof.h"
 
-#include "profile_int.h"
+#include "hyprof/internal/util.h"
+
 
 #include <errno.h>
 #include <string.h>
@@ -226,7 +227,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
     k = hyp_py_encode(key, held, "a header key");
     if (k == NULL)
         return -1;
-    if (hyp__meta_key_reserved(k))
+    if (hyp_meta_key_reserved(k))
         return 0; /* the format's own keys come from the other fields */
     if (v == Py_None) {
         hyp_meta_t m = {.key = k, .type = HYP_META_NIL};
@@ -363,7 +364,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                              "write_trace: metric %zd must be (name, unit, kind) strings", i);
             goto fail;
         }
-        if (hyp__metric_kind_parse(kind, strlen(kind), &metrics[i].kind) != 0) {
+        if (hyp_metric_kind_parse(kind, strlen(kind), &metrics[i].kind) != 0) {
             PyErr_Format(PyExc_ValueError,
                          "write_trace: metric %zd has kind %R (\"own\", \"cum\", \"calls\","
                          " \"rec\" or \"edge_rec\")",
@@ -539,7 +540,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                 PyMem_Free(vals);
                 goto fail;
             }
-            if (node > (uint64_t)nnodes || thread >= p->nthreads) {
+            if (node > (uint64_t)nnodes || thread >= hyp_profile_thread_count(p)) {
                 PyErr_Format(PyExc_ValueError,
                              "write_trace: row %zd refers to %s %u beyond its table", i,
                              node > (uint64_t)nnodes ? "node" : "thread",
@@ -646,7 +647,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
 
         if (hyp_py_get_u64(o, "truncated_nodes", &t) < 0)
             goto fail;
-        hyp__profile_set_truncated(p, p->truncated + t);
+        hyp_profile_set_truncated(p, hyp_profile_truncated(p) + t);
     }
     PyMem_Free(metrics);
     PyMem_Free(func_ids);

@@ -22,9 +22,9 @@
 
 #include "alloc.h"
 #include "codemap.h"
-#include "internal.h"
+#include "hyprof/internal/util.h"
 #include "pyhyprof.h"
-#include "ring.h"
+#include "hyprof/internal/ring.h"
 #include "walk.h"
 
 #include <errno.h>

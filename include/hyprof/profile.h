@@ -158,7 +158,11 @@ HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
  * each fold; nothing is dropped silently. Each ordinary node gets at most one
  * "[truncated]" child, so the tree stays below twice the cap. */
 HYP_EXTERN void hyp_profile_set_node_limit(hyp_profile_t *p, size_t max_nodes);
+/* The calls folded into "[truncated]" nodes. A producer that folds its own
+ * tree before it builds the profile (the deterministic mode) sets its count;
+ * hyp_profile_node() adds its own folds to it. */
 HYP_EXTERN uint64_t hyp_profile_truncated(const hyp_profile_t *p);
+HYP_EXTERN void hyp_profile_set_truncated(hyp_profile_t *p, uint64_t n);
 
 /* ---------------------------------------------------------------- metadata */
 
@@ -171,6 +175,9 @@ HYP_EXTERN int hyp_profile_set_meta_float(hyp_profile_t *p, const char *key, dou
 HYP_EXTERN int hyp_profile_set_meta_bool(hyp_profile_t *p, const char *key, int value);
 HYP_EXTERN int hyp_profile_set_meta_strv(hyp_profile_t *p, const char *key,
                                          const char *const *values, size_t n);
+/* 1 for the header keys the format itself uses ("format", "version",
+ * "mode", "metrics", "sample_kinds"), which hyp_profile_set_meta() refuses. */
+HYP_EXTERN int hyp_meta_key_reserved(const char *key);
 /* Entries in insertion order; the pointers live as long as the profile. */
 HYP_EXTERN size_t hyp_profile_meta_count(const hyp_profile_t *p);
 HYP_EXTERN const hyp_meta_t *hyp_profile_meta_at(const hyp_profile_t *p, size_t i);
@@ -199,6 +206,9 @@ HYP_EXTERN int hyp_profile_node(hyp_profile_t *p, hyp_id_t parent, hyp_id_t func
                                 hyp_id_t *id);
 HYP_EXTERN size_t hyp_profile_node_count(const hyp_profile_t *p);
 HYP_EXTERN const hyp_node_t *hyp_profile_node_at(const hyp_profile_t *p, hyp_id_t id);
+/* The node table, node_count() entries indexed by id (the root first); valid
+ * until the next node is added. */
+HYP_EXTERN const hyp_node_t *hyp_profile_nodes(const hyp_profile_t *p);
 
 /* Adds a thread. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
 HYP_EXTERN int hyp_profile_thread(hyp_profile_t *p, const hyp_thread_t *t, hyp_id_t *id);
@@ -209,6 +219,11 @@ HYP_EXTERN const hyp_thread_t *hyp_profile_thread_at(const hyp_profile_t *p, hyp
 
 HYP_EXTERN size_t hyp_profile_metric_count(const hyp_profile_t *p);
 HYP_EXTERN const hyp_metric_t *hyp_profile_metric_at(const hyp_profile_t *p, size_t i);
+/* The format's name of a metric kind ("own", "cum", "calls", "rec",
+ * "edge_rec"; "?" for a value outside the enum). */
+HYP_EXTERN const char *hyp_metric_kind_name(hyp_metric_kind_t kind);
+/* The kind named by s (len bytes): 0, or HYP_EINVAL for an unknown name. */
+HYP_EXTERN int hyp_metric_kind_parse(const char *s, size_t len, hyp_metric_kind_t *kind);
 
 /* Adds values (an array of metric_count() values) to the row of (thread,
  * node), creating the row. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
@@ -240,6 +255,10 @@ HYP_EXTERN uint64_t hyp_profile_sample_total(const hyp_profile_t *p);
 /* Counts samples lost before they reached the profile (full ring, failed
  * resolution), by reason; written to the trace's end record. */
 HYP_EXTERN void hyp_profile_add_dropped(hyp_profile_t *p, const char *reason, uint64_t n);
+/* The reasons counted so far, in the order first seen: the i-th reason (NUL
+ * terminated, living as long as the profile) and its count in *n. */
+HYP_EXTERN size_t hyp_profile_dropped_count(const hyp_profile_t *p);
+HYP_EXTERN const char *hyp_profile_dropped_at(const hyp_profile_t *p, size_t i, uint64_t *n);
 
 #ifdef __cplusplus
 }

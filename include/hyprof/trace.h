@@ -19,6 +19,8 @@ extern "C" {
 
 #define HYP_FORMAT_MAJOR 1
 #define HYP_FORMAT_MINOR 1
+/* The header's "format" entry. */
+#define HYP_FORMAT_NAME "hyprof"
 
 /* ---------------------------------------------------------------- writer */
 
@@ -63,6 +65,12 @@ HYP_EXTERN int hyp_trace_save(const hyp_profile_t *p, const char *path);
  * leaves dst as it was. */
 HYP_EXTERN int hyp_trace_copy(const char *src, const char *dst);
 
+/* Writes a whole profile to a new memory writer without changing it, as
+ * hyp_trace_save() does to a file (pending samples as samples, the rest as
+ * metric rows). Returns 0 and sets *out (closed by the caller), or a
+ * negative error. */
+HYP_EXTERN int hyp_trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out);
+
 /* ---------------------------------------------------------------- reader */
 
 typedef struct {
@@ -101,6 +109,10 @@ HYP_EXTERN hyp_profile_t *hyp_reader_take_profile(hyp_reader_t *r);
 /* Samples kept so far when keep_samples is set. */
 HYP_EXTERN const hyp_sample_t *hyp_reader_samples(const hyp_reader_t *r, size_t *n);
 HYP_EXTERN const hyp_read_status_t *hyp_reader_status(const hyp_reader_t *r);
+/* The format version of the trace being read (the major is always
+ * HYP_FORMAT_MAJOR): 0, or -1 before its header was read. The header's other
+ * entries are in the profile's metadata. */
+HYP_EXTERN int hyp_reader_version(const hyp_reader_t *r, unsigned *major, unsigned *minor);
 HYP_EXTERN void hyp_reader_close(hyp_reader_t *r);
 
 /* Reads a whole trace. On success or truncation *out holds every complete

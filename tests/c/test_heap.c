@@ -1,7 +1,7 @@
 /* Suite for core/heap.c: the byte-interval sampler and the live-heap table. */
 #include "harness.h"
 
-#include "heap.h"
+#include "hyprof/internal/heap.h"
 #include "hyprof.h"
 
 #include <math.h>

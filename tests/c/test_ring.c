@@ -1,7 +1,7 @@
 /* The sample ring (core/ring.c): SPSC order, wraparound, overflow counting. */
 #include "harness.h"
 
-#include "ring.h"
+#include "hyprof/internal/ring.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,4 +1,5 @@
-/* core/ring.h: internal to hyprof (core and extension); not installed, not API.
+/* hyprof/internal/ring.h: shared by the core and the CPython binding;
+ * not installed, not API.
  *
  * A single-producer single-consumer ring of 64-bit words, lock-free, for the
  * sampler: the producer is a signal handler (or an allocator hook) on one
@@ -13,8 +14,8 @@
  * ring loses samples visibly, never silently. Positions are free-running
  * 64-bit word counts (they never wrap in practice), indexed modulo the
  * capacity, so a record may straddle the end of the buffer. */
-#ifndef HYPROF_CORE_RING_H
-#define HYPROF_CORE_RING_H
+#ifndef HYPROF_INTERNAL_RING_H
+#define HYPROF_INTERNAL_RING_H
 
 #include "hyprof/common.h"
 
@@ -108,4 +109,4 @@ static inline uint64_t hyp__ring_written(hyp__ring_t *r) {
     return atomic_load_explicit(&r->written, memory_order_relaxed);
 }
 
-#endif /* HYPROF_CORE_RING_H */
+#endif /* HYPROF_INTERNAL_RING_H */

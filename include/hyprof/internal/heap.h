@@ -1,4 +1,5 @@
-/* core/heap.h: internal to hyprof (core and extension); not installed, not API.
+/* hyprof/internal/heap.h: shared by the core and the CPython binding;
+ * not installed, not API.
  *
  * The two pure-C halves of the allocation profiler:
  *
@@ -18,8 +19,8 @@
  *
  * Neither locks: the caller serialises (the extension calls both with the
  * GIL held). Neither calls into Python. */
-#ifndef HYPROF_CORE_HEAP_H
-#define HYPROF_CORE_HEAP_H
+#ifndef HYPROF_INTERNAL_HEAP_H
+#define HYPROF_INTERNAL_HEAP_H
 
 #include "hyprof/common.h"
 
@@ -113,4 +114,4 @@ static inline int hyp__heap_maybe(const hyp__heap_t *h, uintptr_t ptr) {
     return h->filter[hyp__heap_filter_index(ptr)] != 0;
 }
 
-#endif /* HYPROF_CORE_HEAP_H */
+#endif /* HYPROF_INTERNAL_HEAP_H */

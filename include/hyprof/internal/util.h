@@ -1,6 +1,10 @@
-/* core/internal.h: internal to the hyprof core; not installed, not API. */
-#ifndef HYPROF_CORE_INTERNAL_H
-#define HYPROF_CORE_INTERNAL_H
+/* hyprof/internal/util.h: shared by the core and the CPython binding;
+ * not installed, not API.
+ *
+ * The core's allocator wrapper and array growth, and the seqlock reading of
+ * a thread's CPU time, which the binding's engines use as the core does. */
+#ifndef HYPROF_INTERNAL_UTIL_H
+#define HYPROF_INTERNAL_UTIL_H
 
 #include "hyprof/common.h"
 
@@ -32,4 +36,4 @@ uint32_t hyp__cpu_pair(volatile const uint32_t *lock, uint64_t *ns, uint64_t *ti
 #define HYP__UNUSED(x) ((void)(x))
 #define HYP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#endif /* HYPROF_CORE_INTERNAL_H */
+#endif /* HYPROF_INTERNAL_UTIL_H */
