@@ -50,3 +50,19 @@ def profiler_frames():
     """profiler_frames(trace) -> the frames of the trace that are hyprof's,
     runpy's or the CLI's (none is the expected answer)."""
     return _profiler_frames
+
+
+@pytest.fixture
+def det_trace(tmp_path):
+    """The render tests' deterministic trace (test_render_support), loaded."""
+    from test_render_support import det_trace_in
+
+    return det_trace_in(tmp_path)
+
+
+@pytest.fixture
+def sampling_trace(tmp_path):
+    """The render tests' sampling trace (test_render_support), loaded."""
+    from test_render_support import sampling_trace_in
+
+    return sampling_trace_in(tmp_path)

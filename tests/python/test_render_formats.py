@@ -19,10 +19,8 @@ from test_render_support import (
     DET_TOTAL_WALL,
     MS,
     det_data,
-    det_trace_in,
     need,
     sampling_data,
-    sampling_trace_in,
     tool_env,
     write,
 )
@@ -30,14 +28,6 @@ from test_render_support import (
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture
-def det_trace(tmp_path):
-    return det_trace_in(tmp_path)
-
-
-@pytest.fixture
-def sampling_trace(tmp_path):
-    return sampling_trace_in(tmp_path)
 
 
 def folded(text):

@@ -11,22 +11,12 @@ from test_render_support import (
     DET_TOTAL_WALL,
     MS,
     det_data,
-    det_trace_in,
-    sampling_trace_in,
     write,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture
-def det_trace(tmp_path):
-    return det_trace_in(tmp_path)
-
-
-@pytest.fixture
-def sampling_trace(tmp_path):
-    return sampling_trace_in(tmp_path)
 CHECK = os.path.join(HERE, "..", "browser", "check_html.py")
 
 
