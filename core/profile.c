@@ -208,6 +208,29 @@ fail:
     return NULL;
 }
 
+hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src) {
+    hyp_profile_t *p;
+    uint32_t k;
+    size_t i;
+
+    if (src == NULL)
+        return NULL;
+    p = hyp_profile_new(src->mode, src->metrics, src->nmetrics);
+    if (p == NULL)
+        return NULL;
+    for (i = 0; i < src->nkinds; i++)
+        if (hyp_profile_sample_kind(p, &src->kinds[i], &k) < 0)
+            goto fail;
+    for (i = 0; i < src->nmeta; i++)
+        if (hyp_profile_set_meta(p, &src->meta[i].m) < 0)
+            goto fail;
+    p->node_limit = src->node_limit;
+    return p;
+fail:
+    hyp_profile_free(p);
+    return NULL;
+}
+
 hyp_mode_t hyp_profile_mode(const hyp_profile_t *p) {
     return p->mode;
 }

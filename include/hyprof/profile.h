@@ -148,6 +148,12 @@ typedef struct hyp_profile_s hyp_profile_t;
 HYP_EXTERN hyp_profile_t *hyp_profile_new(hyp_mode_t mode, const hyp_metric_t *metrics,
                                           size_t nmetrics);
 HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
+/* Creates an empty profile shaped like src: the same mode, metric columns,
+ * sample kinds (same numbers), header entries and node limit, and no tables,
+ * rows or samples. For a producer that hands out what it recorded so far and
+ * goes on in a fresh profile (the sampler's windows). NULL when out of
+ * memory. */
+HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
 
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 

@@ -320,6 +320,53 @@ out:
     return rc;
 }
 
+static void test_new_like_keeps_the_shape_not_the_data(void) {
+    hyp_metric_t metrics[] = {
+        {"samples", "count", HYP_METRIC_OWN},
+        {"cpu-clock", "ns", HYP_METRIC_OWN},
+    };
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2), *q;
+    hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
+    hyp_thread_t th = {1, 1, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 7};
+    hyp_id_t f, n1;
+    uint32_t kind;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_sample_kind(p, &k, &kind), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(p, "event", "cpu-clock"), 0);
+    hyp_profile_set_node_limit(p, 3);
+    f = func_named(p, "f");
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, f, 1, &n1), 0);
+    s.node = n1;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    hyp_profile_add_dropped(p, "ring full", 2);
+
+    q = hyp_profile_new_like(p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_EQUAL(hyp_profile_mode(q), HYP_MODE_SAMPLING);
+    CU_ASSERT_EQUAL(hyp_profile_metric_count(q), 2);
+    CU_ASSERT_STRING_EQUAL(hyp_profile_metric_at(q, 1)->name, "cpu-clock");
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind_count(q), 1);
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind_at(q, 0)->weight_metric, 1);
+    CU_ASSERT_STRING_EQUAL(hyp_profile_meta_get(q, "event")->v.s, "cpu-clock");
+    /* nothing recorded comes along */
+    CU_ASSERT_EQUAL(hyp_profile_string_count(q), 0);
+    CU_ASSERT_EQUAL(hyp_profile_func_count(q), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(q), 1);
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(q), 0);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(q), 0);
+    CU_ASSERT_EQUAL(hyp_profile_dropped_count(q), 0);
+    /* the node limit does: the fourth node folds */
+    f = func_named(q, "g");
+    CU_ASSERT_EQUAL(hyp_profile_node(q, 0, f, 1, &n1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(q, n1, f, 2, &n1), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(q, n1, f, 3, &n1), 0);
+    CU_ASSERT(hyp_profile_truncated(q) > 0);
+    hyp_profile_free(p);
+    hyp_profile_free(q);
+}
+
 static void test_allocation_failures_are_clean(void) {
     long n;
     int rc = HYP_ENOMEM;
@@ -346,6 +393,7 @@ static const hyp_test_case_t cases[] = {
     {"rows per thread and merged", test_rows_per_thread},
     {"metadata entries", test_meta},
     {"samples feed their kind's columns", test_samples},
+    {"new_like keeps the shape, not the data", test_new_like_keeps_the_shape_not_the_data},
     {"allocation failures leave no leak", test_allocation_failures_are_clean},
     {NULL, NULL},
 };
