@@ -19,7 +19,7 @@ typedef struct {
 
 /* pytrace_read.c: read_trace() and a loaded trace's aggregations. */
 int hyp_py_trace_read_init(PyObject *module);
-/* pytrace_write.c: write_trace(), save_profile(), copy_trace(). */
+/* pytrace_write.c: write_trace(), save_profile(), merge_profiles(), copy_trace(). */
 int hyp_py_trace_write_init(PyObject *module);
 /* Writes p to the file path names (str, bytes or os.PathLike) with
  * hyp_trace_save(), the GIL released. Returns None, or NULL with OSError

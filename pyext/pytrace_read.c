@@ -11,7 +11,6 @@
 
 #include "hyprof/internal/util.h"
 
-
 #include <errno.h>
 #include <string.h>
 

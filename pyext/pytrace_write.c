@@ -1,12 +1,12 @@
 /* pyext/pytrace_write.c: Python into traces. What every producer of the
  * module writes (hyp_py_intern_str(), hyp_py_set_run_meta(),
  * hyp_py_set_meta_dict()); _hyprof.write_trace(), which builds a profile from
- * the Python tables of a merge or a diff; save_profile(), which writes a
- * loaded Trace's own C profile; copy_trace(). */
+ * the Python tables of a merge or a diff; merge_profiles(), which adds up
+ * profiles of one shape in C (a sampler's windows); save_profile(), which
+ * writes a loaded Trace's own C profile; copy_trace(). */
 #include "pyhyprof.h"
 
 #include "hyprof/internal/util.h"
-
 
 #include <errno.h>
 #include <string.h>
@@ -705,6 +705,57 @@ static PyObject *hyp_py_write_trace(PyObject *self, PyObject *args) {
     return res;
 }
 
+/* merge_profiles([capsule, ...], header) -> Trace: a new profile shaped like
+ * the first, with every one added in (hyp_profile_merge()) and the header
+ * entries of the dict set over theirs. The inputs are not changed. */
+static PyObject *hyp_py_merge_profiles(PyObject *self, PyObject *args) {
+    PyObject *list, *header, *seq;
+    hyp_profile_t *dst = NULL;
+    Py_ssize_t i, n;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!:merge_profiles", &list, &PyDict_Type, &header))
+        return NULL;
+    seq = PySequence_Fast(list, "merge_profiles: expected a sequence of profiles");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    for (i = 0; i < n; i++) {
+        hyp_profile_t *src = hyp_py_capsule_profile(PySequence_Fast_GET_ITEM(seq, i));
+
+        if (src == NULL)
+            goto fail;
+        if (dst == NULL && (dst = hyp_profile_new_like(src)) == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        if ((rc = hyp_profile_merge(dst, src)) < 0) {
+            if (rc == HYP_ENOMEM)
+                PyErr_NoMemory();
+            else
+                PyErr_Format(PyExc_ValueError,
+                             "merge_profiles: profile %zd is not shaped like the first (mode, "
+                             "metrics or sample kinds differ)", i);
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    if (dst == NULL) {
+        PyErr_SetString(PyExc_ValueError, "merge_profiles: no profile to merge");
+        return NULL;
+    }
+    if (hyp_py_set_meta_dict(dst, header) < 0) {
+        hyp_profile_free(dst);
+        return NULL;
+    }
+    return hyp_py_trace_take_profile(dst);
+fail:
+    Py_DECREF(seq);
+    hyp_profile_free(dst);
+    return NULL;
+}
+
 /* A loaded trace writes its own C profile: no tables rebuilt from Python. */
 static PyObject *hyp_py_save_profile(PyObject *self, PyObject *args) {
     PyObject *cap, *path_obj;
@@ -748,6 +799,10 @@ static PyMethodDef hyp_py_trace_write_methods[] = {
     {"save_profile", hyp_py_save_profile, METH_VARARGS,
      "save_profile(profile, path) -> None\n\nWrites a loaded trace's C profile (its "
      "capsule) to path; samples are folded into the rows."},
+    {"merge_profiles", hyp_py_merge_profiles, METH_VARARGS,
+     "merge_profiles(profiles, header) -> Trace\n\nAdds up profiles of one shape (a "
+     "sampler's windows: Trace._profile capsules) into a new Trace, with the header "
+     "entries given set over theirs."},
     {"copy_trace", hyp_py_copy_trace, METH_VARARGS,
      "copy_trace(src, dst) -> None\n\nCopies a trace file by the writer's rules: dst is "
      "replaced by renaming a file created exclusively beside it, never written through a "

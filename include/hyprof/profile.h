@@ -154,6 +154,15 @@ HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
  * goes on in a fresh profile (the sampler's windows). NULL when out of
  * memory. */
 HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
+/* Adds src into dst (core/merge.c): its strings, functions, call paths and
+ * threads are interned in dst (a thread of the same kernel id and Python
+ * ident is the same thread), its rows added value by value, its dropped
+ * counts, folded calls and sample total added; its pending samples are not
+ * carried over (their values are in the rows). The profiles must have the
+ * same mode, metric columns and sample kinds (hyp_profile_new_like() makes
+ * one): HYP_EINVAL otherwise. Returns 0, HYP_EINVAL or HYP_ENOMEM (dst then
+ * holds part of src). */
+HYP_EXTERN int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src);
 
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 

@@ -288,7 +288,7 @@ static void t_free(void *p) {
 
 /* Builds a small profile of both kinds of data, returning the first error. */
 static int build_under_pressure(void) {
-    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3);
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_DETERMINISTIC, det_metrics, 3), *q = NULL;
     hyp_thread_t th = {1, 1, 0};
     uint64_t v[] = {1, 2, 3};
     hyp_id_t parent = 0, f, t;
@@ -315,8 +315,17 @@ static int build_under_pressure(void) {
         if (i % 7 == 6)
             parent = 0;
     }
+    /* and a copy of it, merged into a profile shaped like it */
+    q = hyp_profile_new_like(p);
+    if (q == NULL) {
+        rc = HYP_ENOMEM;
+        goto out;
+    }
+    if ((rc = hyp_profile_merge(q, p)) < 0)
+        goto out;
 out:
     hyp_profile_free(p);
+    hyp_profile_free(q);
     return rc;
 }
 
@@ -367,6 +376,61 @@ static void test_new_like_keeps_the_shape_not_the_data(void) {
     hyp_profile_free(q);
 }
 
+static void test_merge_adds_rows_by_path_and_thread(void) {
+    hyp_metric_t metrics[] = {
+        {"samples", "count", HYP_METRIC_OWN},
+        {"cpu-clock", "ns", HYP_METRIC_OWN},
+    };
+    hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
+    hyp_profile_t *a = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2), *b, *c;
+    hyp_thread_t t1 = {11, 1, 0}, t2 = {22, 2, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 100};
+    hyp_id_t fa, fb, n, m, th;
+    const uint64_t *row;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_sample_kind(a, &k, NULL), 0);
+    b = hyp_profile_new_like(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    /* a: t1 runs f -> g once */
+    fa = func_named(a, "f");
+    fb = func_named(a, "g");
+    CU_ASSERT_EQUAL(hyp_profile_thread(a, &t1, &th), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(a, 0, fa, 1, &n), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(a, n, fb, 2, &m), 0);
+    s.thread = th;
+    s.node = m;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(a, &s), 0);
+    /* b: its tables in another order; t2, then t1 running f -> g twice */
+    fb = func_named(b, "g");
+    fa = func_named(b, "f");
+    CU_ASSERT_EQUAL(hyp_profile_thread(b, &t2, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_thread(b, &t1, &th), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(b, 0, fa, 1, &n), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(b, n, fb, 2, &m), 0);
+    s.thread = th;
+    s.node = m;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(b, &s), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(b, &s), 0);
+    hyp_profile_add_dropped(b, "ring full", 3);
+
+    CU_ASSERT_EQUAL(hyp_profile_merge(a, b), 0);
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(a), 2); /* t1 is one thread */
+    CU_ASSERT_EQUAL(hyp_profile_node_count(a), 3);   /* f -> g is one path */
+    row = hyp_profile_row(a, 0, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 3);
+    CU_ASSERT_EQUAL(row[1], 300);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(a), 3);
+    CU_ASSERT_EQUAL(hyp_profile_dropped_count(a), 1);
+    /* profiles of another shape are refused */
+    c = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2);
+    CU_ASSERT_EQUAL(hyp_profile_merge(a, c), HYP_EINVAL); /* no sample kind */
+    CU_ASSERT_EQUAL(hyp_profile_merge(a, a), HYP_EINVAL);
+    hyp_profile_free(a);
+    hyp_profile_free(b);
+    hyp_profile_free(c);
+}
+
 static void test_allocation_failures_are_clean(void) {
     long n;
     int rc = HYP_ENOMEM;
@@ -394,6 +458,7 @@ static const hyp_test_case_t cases[] = {
     {"metadata entries", test_meta},
     {"samples feed their kind's columns", test_samples},
     {"new_like keeps the shape, not the data", test_new_like_keeps_the_shape_not_the_data},
+    {"merge adds rows by call path and thread", test_merge_adds_rows_by_path_and_thread},
     {"allocation failures leave no leak", test_allocation_failures_are_clean},
     {NULL, NULL},
 };
