@@ -462,7 +462,9 @@ def _query_counter():
     if not settings.configured:
         raise BudgetError("hyprof_budget: max_queries counts Django's SQL queries, and "
                           "Django's settings are not configured")
-    from hyprof.contrib.django import capture_queries
+    # The SQL capture alone: Django's database layer, not its request
+    # handling (a project's tests may not even have a URLconf).
+    from hyprof.contrib.django_sql import capture_queries
 
     return capture_queries()
 

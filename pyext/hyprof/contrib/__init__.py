@@ -1,7 +1,10 @@
 """Integrations of hyprof with other software.
 
 - ``hyprof.contrib.django``: ``ProfilerMiddleware`` (one request on demand,
-  or a share of requests in production) and SQL query capture.
+  or a share of requests in production).
+- ``hyprof.contrib.django_sql``: Django's SQL queries captured per context
+  (``capture_queries``), which the middleware and the pytest plugin use; it
+  needs Django's database layer only.
 
 The pytest plugin lives in ``hyprof.pytest_plugin``. None of these modules is
 imported by ``import hyprof``: each needs its framework installed.

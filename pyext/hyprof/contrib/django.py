@@ -25,7 +25,11 @@ other sampled requests are then not sampled, and triggered ones wait.)
 
 SQL queries run during a profiled request appear in the profile as functions
 named ``SQL: SELECT ...`` (the statement, normalised), called where the ORM
-ran them, with their number of calls and their time.
+ran them, with their number of calls and their time. The capture is
+hyprof.contrib.django_sql (``capture_queries`` and ``normalize_sql`` are
+also importable from here); this module holds the settings, the profile of
+one request (_Run), the gate that lets sampling profiles run alone (_Slot)
+and the middleware.
 
 Settings (all optional, read at each request so ``override_settings`` works):
 
@@ -71,15 +75,18 @@ from asgiref.sync import (
 )
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
-from django.db import connections
-from django.db.backends.signals import connection_created
 from django.http import HttpResponse
 from django.utils.module_loading import import_string
 
 import hyprof
-from hyprof import _files
+from hyprof import _files, sampling
+from hyprof.contrib import django_sql
+from hyprof.contrib.django_sql import (SQL_NAME_LIMIT, QueryLog, capture_queries,
+                                       install_sql_capture, normalize_sql)
+from hyprof.profiler import _STOP_PATH
 
-__all__ = ["ProfilerMiddleware", "QueryLog", "capture_queries", "is_superuser", "normalize_sql"]
+__all__ = ["SQL_NAME_LIMIT", "ProfilerMiddleware", "QueryLog", "capture_queries", "is_superuser",
+           "normalize_sql"]
 
 log = logging.getLogger("hyprof.django")
 
@@ -98,11 +105,10 @@ DEFAULTS = {
     "HYPROF_WAIT": 10,
 }
 
-# The request being profiled in this context (a _Run), and the query logs
-# that want to see the queries run in this context. Context variables, not
-# thread-locals: asyncio tasks and sync_to_async threads inherit them.
+# The request being profiled in this context (a _Run). A context variable,
+# not a thread-local: asyncio tasks and sync_to_async threads inherit it (as
+# they do the query logs of hyprof.contrib.django_sql).
 _ACTIVE = contextvars.ContextVar("hyprof_django_request", default=None)
-_SINKS = contextvars.ContextVar("hyprof_django_query_sinks", default=())
 
 
 def _setting(name):
@@ -179,168 +185,6 @@ def _check_profiler_options():
             hyprof.Profiler(mode=mode, **opts)
         except hyprof.ProfilerError as e:
             raise ImproperlyConfigured(f"HYPROF_OPTIONS[{mode!r}]: {e}") from e
-
-
-# ---------------------------------------------------------------- SQL capture
-
-_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
-_SQL_NUMBER = re.compile(r"(?<![\w\"`.])-?\d+(?:\.\d+)?\b")
-_SQL_PLACEHOLDER = re.compile(r"%s|%\([^)]*\)s|\?|:\w+")
-_SQL_IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-_SQL_VALUES_LIST = re.compile(r"(\(\s*\?(?:\s*,\s*\?)*\s*\))(?:\s*,\s*\(\s*\?(?:\s*,\s*\?)*\s*\))+")
-_SQL_SPACE = re.compile(r"\s+")
-_SQL_SELECT_LIST = re.compile(r"^(SELECT\s+(?:DISTINCT\s+)?)([^,]+?),\s.*?(\sFROM\s)",
-                              re.IGNORECASE)
-SQL_NAME_LIMIT = 200
-
-
-def normalize_sql(sql):
-    """The statement with literals and placeholders as ``?``, lists of them
-    folded (``IN (...)``), a SELECT's column list cut to its first column
-    (``SELECT "t"."id", ... FROM``), whitespace collapsed and the result cut
-    to SQL_NAME_LIMIT characters: one short name per query shape, whatever
-    its parameters."""
-    if isinstance(sql, bytes):
-        sql = sql.decode("utf-8", "replace")
-    s = _SQL_SPACE.sub(" ", str(sql)).strip()
-    s = _SQL_STRING.sub("?", s)
-    s = _SQL_PLACEHOLDER.sub("?", s)
-    s = _SQL_NUMBER.sub("?", s)
-    s = _SQL_VALUES_LIST.sub(r"\1, ...", s)
-    s = _SQL_IN_LIST.sub("(...)", s)
-    s = _SQL_SELECT_LIST.sub(r"\1\2, ...\3", s, count=1)
-    if len(s) > SQL_NAME_LIMIT:
-        s = s[:SQL_NAME_LIMIT - 3] + "..."
-    return s
-
-
-class QueryLog:
-    """The queries seen while this log is active: count, total time, and per
-    normalised statement the number of runs and their time (seconds)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.count = 0
-        self.seconds = 0.0
-        self.by_statement = {}
-
-    def add(self, statement, seconds):
-        with self._lock:
-            self.count += 1
-            self.seconds += seconds
-            n, t = self.by_statement.get(statement, (0, 0.0))
-            self.by_statement[statement] = (n + 1, t + seconds)
-
-    def activate(self):
-        """Starts seeing the queries of this context; returns a token for
-        deactivate()."""
-        install_sql_capture()
-        return _SINKS.set(_SINKS.get() + (self,))
-
-    def deactivate(self, token):
-        _SINKS.reset(token)
-
-    def as_records(self):
-        """[{"sql", "calls", "seconds"}], slowest first."""
-        with self._lock:
-            items = list(self.by_statement.items())
-        items.sort(key=lambda kv: kv[1][1], reverse=True)
-        return [{"sql": s, "calls": n, "seconds": t} for s, (n, t) in items]
-
-
-class capture_queries:
-    """Context manager: ``with capture_queries() as q: ...`` then ``q.count``,
-    ``q.seconds``, ``q.by_statement``. Sees the queries of this context and
-    of the tasks and sync_to_async threads started from it."""
-
-    def __enter__(self):
-        self.log = QueryLog()
-        self._token = self.log.activate()
-        return self.log
-
-    def __exit__(self, *exc):
-        self.log.deactivate(self._token)
-        return False
-
-
-def _sql_trampoline(execute, sql, params, many, context):
-    return execute(sql, params, many, context)
-
-
-_SQL_FRAMES = {}
-_SQL_FRAMES_LIMIT = 2000
-_SQL_FRAMES_LOCK = threading.Lock()
-
-
-def _sql_frame(statement):
-    """A function named "SQL: <statement>" that calls through: running a
-    query inside it makes the profiler see the query as a call of its own,
-    nested where the ORM ran it, timed exactly like any function."""
-    fn = _SQL_FRAMES.get(statement)
-    if fn is not None:
-        return fn
-    with _SQL_FRAMES_LOCK:
-        fn = _SQL_FRAMES.get(statement)
-        if fn is None:
-            # Bound the number of code objects made: past the limit, new
-            # shapes share one name instead of growing memory forever.
-            name = f"SQL: {statement}" if len(_SQL_FRAMES) < _SQL_FRAMES_LIMIT \
-                else "SQL: (other statements)"
-            code = _sql_trampoline.__code__.replace(co_name=name, co_qualname=name,
-                                                    co_filename="<sql>", co_firstlineno=1)
-            fn = types.FunctionType(code, {}, name)
-            fn.__module__ = "sql"
-            _SQL_FRAMES[statement] = fn
-    return fn
-
-
-def _execute_wrapper(execute, sql, params, many, context):
-    # The program's profile shows the query's "SQL:" frame where the ORM ran
-    # it: this wrapper is left out of it, and its own work, in the two
-    # helpers, with what they call (_OMIT).
-    begun = _sql_begin(sql)
-    if begun is None:
-        return execute(sql, params, many, context)
-    try:
-        return begun[0](execute, sql, params, many, context)
-    finally:
-        _sql_end(begun)
-
-
-def _sql_begin(sql):
-    """(the query's SQL frame, sinks, statement, start time), or None when
-    no log listens."""
-    sinks = _SINKS.get()
-    if not sinks:
-        return None
-    statement = normalize_sql(sql)
-    return _sql_frame(statement), sinks, statement, time.perf_counter()
-
-
-def _sql_end(begun):
-    _, sinks, statement, t0 = begun
-    dt = time.perf_counter() - t0
-    for sink in sinks:
-        sink.add(statement, dt)
-
-
-def _add_wrapper(connection):
-    if _execute_wrapper not in connection.execute_wrappers:
-        connection.execute_wrappers.append(_execute_wrapper)
-
-
-def _on_connection_created(sender, connection, **kwargs):
-    _add_wrapper(connection)
-
-
-def install_sql_capture():
-    """Puts the query wrapper on every database connection: those of this
-    thread now, and each new one when it connects. Idempotent. The wrapper
-    costs one context-variable read per query when nothing listens."""
-    connection_created.connect(_on_connection_created, weak=False,
-                               dispatch_uid="hyprof.contrib.django.sql")
-    for conn in connections.all():
-        _add_wrapper(conn)
 
 
 # ---------------------------------------------------------------- profiling one request
@@ -426,7 +270,6 @@ class _Run:
         streaming body): samples no longer stop there."""
         if self.profiler is not None and getattr(self.profiler._engine, "root", None) \
                 is not None:
-            from hyprof import sampling
             sampling.end_scope(self.profiler._engine)
 
     def stop(self):
@@ -615,7 +458,7 @@ def _leave(tokens):
     """Ends what _Run.enter() began, but the profiled variable (reset after
     this returns, with _reset_active)."""
     if tokens[1] is not None:
-        _SINKS.reset(tokens[1])
+        QueryLog.deactivate(tokens[1])
 
 
 class ProfilerMiddleware:
@@ -904,10 +747,9 @@ def is_superuser(request):
 # hyprof's own code that a request's profile leaves out (docs/django.md):
 # what the middleware runs inside the request's profile, with what it calls
 # ("cut"), and the wrappers that call the request's code through ("skip").
-_OMIT_CUT = (_Run.start, _Run.stop, _Run.enter, _leave, _Run.leave_frame, _sql_begin,
-             _sql_end, ProfilerMiddleware._finish, ProfilerMiddleware._save,
-             QueryLog.activate, _on_connection_created)
-_OMIT_SKIP = (_execute_wrapper, _drain, _adrain, _wrap_stream, _awrap_stream)
+_OMIT_CUT = (_Run.start, _Run.stop, _Run.enter, _leave, _Run.leave_frame,
+             ProfilerMiddleware._finish, ProfilerMiddleware._save) + django_sql.OMIT_CUT
+_OMIT_SKIP = (_drain, _adrain, _wrap_stream, _awrap_stream) + django_sql.OMIT_SKIP
 
 
 def _leave_out_own_code(profiler):
@@ -915,10 +757,8 @@ def _leave_out_own_code(profiler):
     skip = tuple(f.__code__ for f in _OMIT_SKIP)
     engine = profiler._engine
     if hasattr(engine, "omit"):
-        from hyprof.profiler import _STOP_PATH
         engine.hide(_STOP_PATH + (_Run.stop.__code__,))
         engine.omit(cut, skip)
     else:
-        from hyprof import sampling
         sampling.hide_code(*cut)
         sampling.hide_code(*skip, callees=False)
