@@ -1,10 +1,10 @@
 """hyprof: a profiler for CPython, deterministic or sampling, one trace format."""
 
 from ._hyprof import __version__
-from .profiler import Profiler, ProfilerError, profile
-from .sampling import EventError
+from .errors import EventError, ProfilerError, TraceError, TraceWarning
+from .profiler import Profiler, profile
 from .trace import (Edge, FunctionInfo, FunctionStats, Line, Metric, Node, Sample, SampleKind,
-                    Thread, Trace, TraceError, TraceWarning, load)
+                    Thread, Trace, load)
 
 __all__ = [
     "__version__",

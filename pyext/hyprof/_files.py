@@ -12,9 +12,7 @@ import os
 import stat
 import tempfile
 
-
-class PrivateDirError(PermissionError):
-    """The per-user directory exists but is not safe to write traces in."""
+from .errors import PrivateDirError
 
 
 def private_dir():

@@ -7,19 +7,19 @@ directory, is the same file) and reports, per function, the
 inclusive value in each trace, the absolute change and the relative one. The
 same matching over call paths gives a differential flame graph: the new
 trace's flame graph coloured by how much each frame's own value changed (red
-slower, blue faster).
+slower, blue faster). A library: it raises DiffError (and ReportError for a
+bad metric); ``hyprof diff`` is hyprof.cli.diff.
 """
 
 from collections import namedtuple
 
+from .errors import DiffError, ReportError
 from .render import _model
 from .render import html as _html
 
+__all__ = ["Diff", "DiffError", "DiffRow", "diff", "render"]
+
 DiffRow = namedtuple("DiffRow", "name filename base new delta relative base_own new_own")
-
-
-class DiffError(ValueError):
-    """The two traces cannot be compared (different modes, no shared metric)."""
 
 
 def _key(f, files=None):
@@ -67,7 +67,7 @@ def _trees(base, new, metric):
         for t, name in ((bt, "base"), (nt, "new")):
             try:
                 t.column(metric)
-            except _model.ReportError as e:
+            except ReportError as e:
                 raise DiffError(f"{name} trace: {e}") from None
     return bt, nt, shared
 
@@ -235,68 +235,3 @@ def render(base, new, fmt="text", metric=None, normalize=False, limit=20):
     if fmt == "html":
         return d.to_html()
     raise DiffError(f"diff makes text or html reports, not {fmt!r}")
-
-
-# ---------------------------------------------------------------- command line
-
-def configure_cli(p):
-    """``hyprof diff BASE NEW [--format text|html] [-o FILE]``"""
-    p.add_argument("base", help="the trace before the change")
-    p.add_argument("new", help="the trace after it")
-    p.add_argument("-f", "--format", choices=("text", "html"), default=None,
-                   help="text (a table, the default) or html (a differential flame graph; "
-                        "implied by -o NAME.html)")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the report to FILE instead of standard output")
-    p.add_argument("--metric", default=None,
-                   help="what to compare: wall (default), cpu, calls, or a sample kind's "
-                        "samples or weight")
-    p.add_argument("-n", "--limit", type=int, default=20,
-                   help="rows per table (default 20)")
-    p.add_argument("--normalize", action="store_true",
-                   help="scale the base to the new total: compare shares, for runs of "
-                        "different lengths")
-
-
-def run_cli(args):
-    import os
-    import sys
-
-    from .cli import CLIError, UsageError
-    from .trace import TraceError, load
-
-    if args.limit < 1:
-        raise UsageError(f"--limit must be 1 or more, not {args.limit}")
-    traces = []
-    for path in (args.base, args.new):
-        if not os.path.exists(path):
-            raise CLIError(f"cannot read {path!r}: no such file")
-        try:
-            traces.append(load(path))
-        except TraceError as e:
-            raise CLIError(f"cannot read {path!r}: {e}") from None
-        except OSError as e:  # a directory, an unreadable file
-            raise CLIError(f"cannot read {path!r}: {e.strerror or e}") from None
-    from .cli import _same_file
-    if args.output and (_same_file(args.output, args.base) or _same_file(args.output, args.new)):
-        raise UsageError(f"-o {args.output} is one of the traces: write the diff elsewhere")
-    fmt = args.format
-    if fmt is None:
-        fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"
-    try:
-        d = diff(traces[0], traces[1], metric=args.metric, normalize=args.normalize)
-        out = d.to_text(limit=args.limit) if fmt == "text" else d.to_html(
-            title=f"hyprof diff: {os.path.basename(args.base)} -> {os.path.basename(args.new)}")
-    except (DiffError, _model.ReportError) as e:
-        raise CLIError(str(e)) from None
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(out)
-        except OSError as e:
-            from .cli import _remove_partial
-            _remove_partial(args.output)
-            raise CLIError(f"cannot write {args.output!r}: {e.strerror or e}") from None
-    else:
-        sys.stdout.write(out)
-    return 0

@@ -1,4 +1,5 @@
-"""``python -m hyprof events``: the sampling events of this machine.
+"""The sampling events of this machine (what ``python -m hyprof events``,
+hyprof.cli.events, lists).
 
 Lists every event libpfm4 knows for the PMUs it detects here (the generic
 perf_events ones always, plus the CPU's own PMU when there is one), and
@@ -89,25 +90,3 @@ def format_events(events, verbose=False):
                  "at most CONFIG_HZ samples/s), setitimer (ITIMER_PROF, SIGPROF).")
     lines.append("Use an event with: python -m hyprof run --mode sampling --event NAME script.py")
     return "\n".join(lines)
-
-
-def configure_cli(p):
-    p.add_argument("--pmu", default=None, help="only the events of this PMU (perf, perf_raw, "
-                                               "or the CPU's own)")
-    p.add_argument("--opens", action="store_true", help="only the events that open here")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="the whole reason an event does not open")
-
-
-def run_cli(args):
-    import sys
-    evs = list_events(pmu=args.pmu)
-    if args.pmu is not None and not evs:
-        known = sorted({e[0] for e in _hyprof.perf_events()})
-        sys.stderr.write("hyprof events: error: no PMU %r here; libpfm4 detects: %s\n"
-                         % (args.pmu, ", ".join(known)))
-        return 1
-    if args.opens:
-        evs = [e for e in evs if e.opens]
-    sys.stdout.write(format_events(evs, verbose=args.verbose) + "\n")
-    return 0

@@ -11,9 +11,8 @@ allocations alone, without CPU samples. See docs/memory.md.
 import atexit
 from collections import namedtuple
 
-from . import _hyprof
-
-ProfilerError = _hyprof.ProfilerError
+from . import _hyprof, _scope
+from .errors import ProfilerError
 
 __all__ = ["DEFAULT_INTERVAL", "MAX_INTERVAL", "Frame", "MemoryEngine", "check_options",
            "create"]
@@ -76,13 +75,8 @@ class MemoryEngine:
         self.root = None
 
     def _set_scope(self, root):
-        if not self._scoped:
-            return
-        try:
-            from .sampling import _set_scope
-        except ImportError:
-            return  # no sampler in this build: the walks keep every frame
-        _set_scope(root)
+        if self._scoped:
+            _scope.set_scope(root)
 
     @property
     def running(self):
@@ -167,3 +161,6 @@ def _at_exit():
 
 
 atexit.register(_at_exit)
+# The collector's start and stop are its own paths, in a sample's stack
+# beside the CPU sampler's or alone.
+_scope.hide_code(MemoryEngine.start.__code__, MemoryEngine.stop.__code__)

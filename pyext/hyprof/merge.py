@@ -8,16 +8,16 @@ still tell the workers apart. The merged header lists the sources
 (``sources``: one line per input, with its pid and command) and says which
 source each thread came from (``thread_sources``: the source's index per
 thread). Individual samples are not carried over: their values are already
-in the merged call tree, which is what every report reads.
+in the merged call tree, which is what every report reads. A library: it
+raises MergeError; ``hyprof merge`` is hyprof.cli.merge.
 """
 
 import os
 
+from . import _hyprof
 from ._kinds import func_kind_code, metric_kind_name
-
-
-class MergeError(ValueError):
-    """The traces cannot be merged (different modes, conflicting metrics)."""
+from .errors import MergeError
+from .trace import load
 
 
 _U64_MAX = 2 ** 64 - 1
@@ -176,50 +176,24 @@ def _header_value_ok(v):
     return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
 
 
+def check_output(paths, out):
+    """Raises MergeError when there is nothing to merge, or when ``out``
+    names one of the input files, which the merge would replace."""
+    if not paths:
+        raise MergeError("nothing to merge: give at least one trace file")
+    if os.path.abspath(os.fspath(out)) in {os.path.abspath(os.fspath(p)) for p in paths}:
+        raise MergeError(f"the output {out} is also an input; write the merge elsewhere")
+
+
 def merge(paths, out):
     """Reads trace files, merges them and writes ``out``. Returns the data
     written. Raises MergeError, or hyprof.TraceError for an unreadable input."""
-    from . import _hyprof, load
-
     paths = [os.fspath(p) for p in paths]
-    if not paths:
-        raise MergeError("nothing to merge: give at least one trace file")
-    if os.path.abspath(os.fspath(out)) in {os.path.abspath(p) for p in paths}:
-        raise MergeError(f"the output {out} is also an input; write the merge elsewhere")
+    check_output(paths, out)
     traces = [load(p) for p in paths]
     data = merge_traces(traces, names=paths)
     _hyprof.write_trace(os.fspath(out), data)
     return data
 
 
-# ---------------------------------------------------------------- command line
-
-def configure_cli(p):
-    """``hyprof merge -o OUT A B ...``"""
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="the merged trace to write")
-    p.add_argument("traces", nargs="+", metavar="TRACE",
-                   help="trace files of the same mode (all deterministic, or all sampling)")
-
-
-def run_cli(args):
-    import sys
-
-    from .cli import CLIError
-    from .trace import TraceError
-
-    for p in args.traces:
-        if not os.path.exists(p):
-            raise CLIError(f"cannot read {p!r}: no such file")
-    try:
-        data = merge(args.traces, args.output)
-    except (MergeError, TraceError) as e:
-        raise CLIError(str(e)) from None
-    except OSError as e:
-        raise CLIError(f"{e.filename or args.output}: {e.strerror or e}") from None
-    sys.stderr.write(f"hyprof merge: {len(args.traces)} traces, {len(data['threads'])} threads,"
-                     f" {len(data['nodes'])} call paths -> {args.output}\n")
-    return 0
-
-
-__all__ = ["MergeError", "merge", "merge_traces"]
+__all__ = ["MergeError", "check_output", "merge", "merge_traces"]

@@ -1,4 +1,5 @@
-"""The Profiler class, the ``profile`` decorator and ProfilerError.
+"""The Profiler class and the ``profile`` decorator (their ProfilerError is
+hyprof.errors').
 
 ``Profiler(mode="deterministic")`` records every call on every thread with
 wall and CPU time (the C engine in pyext/det.c); other modes plug in through
@@ -13,10 +14,8 @@ import inspect
 import os
 import sys
 
-from . import _hyprof
-
-ProfilerError = _hyprof.ProfilerError
-ProfilerError.__module__ = "hyprof"
+from . import _hyprof, _scope, sampling
+from .errors import ProfilerError
 
 __all__ = ["Profiler", "ProfilerError", "profile"]
 
@@ -36,37 +35,18 @@ def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="a
                                cpu_clock=cpu_clock, context=context)
 
 
-def _sampling(**options):
-    try:
-        from . import sampling
-    except ImportError as e:
-        if options.get("memory_only"):
-            # Allocations alone need no CPU sampler (pyext/alloc.c).
-            from . import memory
-            return memory.create(**options)
-        raise ProfilerError("mode='sampling' is not available in this build (%s)" % e) from None
-    return sampling.create(**options)
-
-
 # Mode name -> factory(**options) -> engine.
 _MODES = {
     "deterministic": _deterministic,
-    "sampling": _sampling,
+    "sampling": sampling.create,
 }
 
 
 def _options_of(mode):
     """The keyword options a built-in mode takes, or None if unknown."""
-    if mode == "deterministic":
-        fn = _deterministic
-    elif mode == "sampling":
-        try:
-            from .sampling import create as fn
-        except ImportError:
-            return None
-    else:
+    if mode not in ("deterministic", "sampling"):
         return None
-    return list(inspect.signature(fn).parameters)
+    return list(inspect.signature(_MODES[mode]).parameters)
 
 
 class Profiler:
@@ -190,9 +170,9 @@ class Profiler:
 # the profiler's own and are left out of the profile.
 _STOP_PATH = (Profiler.stop.__code__, Profiler.__exit__.__code__)
 # Every path of the wrappers into and out of an engine: a sample with one of
-# them on its stack is the profiler's own (hyprof.sampling.hide_code).
-_OWN_PATHS = _STOP_PATH + (Profiler.start.__code__, Profiler.__enter__.__code__,
-                           Profiler._start_below.__code__)
+# them on its stack is the profiler's own.
+_scope.hide_code(*_STOP_PATH, Profiler.start.__code__, Profiler.__enter__.__code__,
+                 Profiler._start_below.__code__)
 
 
 def _report(trace, limit=20):
@@ -247,8 +227,7 @@ def profile(func=None, *, output=None, report=None, limit=20, **options):
     if hasattr(engine, "omit"):
         engine.omit((), (wrapper.__code__,))
     elif profiler.mode == "sampling":
-        from .sampling import hide_code
-        hide_code(wrapper.__code__, callees=False)
+        _scope.hide_code(wrapper.__code__, callees=False)
     if report or (report is None and output is None):
         atexit.register(_print_report)
     return wrapper

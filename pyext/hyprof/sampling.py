@@ -17,19 +17,11 @@ import signal as _signal
 import sys
 import threading
 
-from . import _files, _hyprof, memory as _memory
-from .profiler import ProfilerError
+from . import _files, _hyprof, _scope, memory as _memory
+from ._scope import hide_code
+from .errors import EventError, ProfilerError
 
 __all__ = ["EventError", "SamplingEngine", "create", "hide_code", "lines_report"]
-
-
-class EventError(ProfilerError):
-    """A sampling event or trigger that cannot be used on this machine. The
-    message says why (unknown name, no PMU, perf_event_paranoid, seccomp) and
-    what would work instead."""
-
-
-EventError.__module__ = "hyprof"
 
 # The one running session of this process (signals and rings are per process).
 _active = None
@@ -128,29 +120,6 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
                           memory=(mem_interval, mem_frames) if mem else None)
 
 
-# Code objects of hyprof's own code that samples leave out: the paths into
-# and out of a session (start, stop, the thread hook, the integrations'
-# wrappers), with what they call, which leaves such a sample to the
-# program's frame that called into hyprof, or drops it ("profiler-frames")
-# when there is none; and wrappers that call the program through, alone.
-_own_code = {"cut": [], "skip": []}
-
-
-def hide_code(*codes, callees=True):
-    """Leaves hyprof's own code objects out of every sample (for the
-    integrations: the CLI, the pytest plugin, the Django middleware): a start
-    or stop path with what it calls (callees=True), a wrapper that calls the
-    program alone (callees=False). Takes effect at the next start()."""
-    kind = _own_code["cut" if callees else "skip"]
-    for c in codes:
-        if c not in kind:
-            kind.append(c)
-
-
-def _set_scope(root):
-    _hyprof._walk_set_scope(root, tuple(_own_code["cut"]), tuple(_own_code["skip"]))
-
-
 def end_scope(engine):
     """The frame that called the profiled program returns while engine's
     session goes on (the Django middleware's streamed responses): samples
@@ -158,7 +127,7 @@ def end_scope(engine):
     with _active_lock:
         if engine.root is not None and _active is engine and engine.running:
             engine.root = None
-            _set_scope(None)
+            _scope.set_scope(None)
 
 
 class SamplingEngine:
@@ -217,7 +186,7 @@ class SamplingEngine:
             # The allocation collector starts first, so that a failure of
             # either leaves nothing running.
             # The scope of the walks is set before any signal is armed.
-            _set_scope(self.root)
+            _scope.set_scope(self.root)
             if o.get("memory") is not None:
                 self._memory = _memory.MemoryEngine(*o["memory"])
                 self._memory.start()
@@ -295,7 +264,7 @@ class SamplingEngine:
         # The root frame is about to return: no later walk may compare
         # against its address.
         self.root = None
-        _set_scope(None)
+        _scope.set_scope(None)
 
     def _make_thread_hook(self, prev):
         register = _hyprof._sampler_register_thread
@@ -498,12 +467,9 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hide_own_paths():
-    from .profiler import _OWN_PATHS
     hook = SamplingEngine._make_thread_hook(None, None)
-    hide_code(*_OWN_PATHS)
     hide_code(SamplingEngine.start.__code__, SamplingEngine.stop.__code__, hook.__code__,
-              _at_exit.__code__, _after_fork_in_child.__code__,
-              _memory.MemoryEngine.start.__code__, _memory.MemoryEngine.stop.__code__)
+              _at_exit.__code__, _after_fork_in_child.__code__)
 
 
 _hide_own_paths()

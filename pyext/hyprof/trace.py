@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from . import _hyprof
 from ._kinds import func_kind_code, func_kind_name
+from .errors import TraceError, TraceWarning
 from .render.methods import ReportMethods
 
 __all__ = [
@@ -35,17 +36,6 @@ __all__ = [
     "load",
 ]
 
-
-class TraceError(ValueError):
-    """A trace file that cannot be read: not a trace, an unsupported format
-    version, or corrupt (the message names the file, record and byte)."""
-
-
-class TraceWarning(UserWarning):
-    """A trace that was cut short: what is complete was loaded."""
-
-
-_hyprof._set_trace_error(TraceError)
 
 Metric = namedtuple("Metric", "name unit kind")
 Metric.__doc__ = "A metric column: kind is 'own', 'cum' or 'calls'."

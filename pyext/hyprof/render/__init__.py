@@ -2,7 +2,7 @@
 registered in FORMATS under the name ``--format`` takes."""
 
 from . import callgrind, collapsed, dot, html, pprof, pstats, speedscope, text, tree
-from ._model import ReportError, ReportWarning
+from ..errors import ReportError, ReportWarning
 
 FORMATS = {
     "text": text.render,

@@ -22,6 +22,7 @@ import warnings
 from collections import namedtuple
 
 from .._kinds import func_kind_name, metric_kind_name
+from ..errors import ReportError, ReportWarning
 
 Func = namedtuple("Func", "name filename lineno kind")
 # A value column: the metric's name, a short label for people, its unit, its
@@ -68,10 +69,6 @@ def read_source(path):
     if len(data) > MAX_SOURCE_BYTES:
         return []
     return data.decode("utf-8", "replace").splitlines()
-
-
-class ReportWarning(UserWarning):
-    """A report left part of the trace out, and says what and why."""
 
 
 # Formats that write each call path whole on a line or sample of its own
@@ -132,10 +129,6 @@ def walk_paths(kids, top, label):
             stack.extend(reversed(k))
         else:
             path.pop()
-
-
-class ReportError(ValueError):
-    """A report cannot be made from this trace with these options."""
 
 
 def short_path(path):

@@ -1,15 +1,14 @@
-"""The command line: ``hyprof run`` profiles a program, ``hyprof report``
-renders a trace.
+"""``hyprof run``: profiles a program and writes its trace.
 
     python -m hyprof run [-o OUT] script.py [args...]
     python -m hyprof run [-o OUT] -m module [args...]
-    python -m hyprof report OUT [--format text|tree|pstats|...] [--sort KEY] [--limit N]
 
-``run`` gives the program the ``sys.argv``, ``__main__`` and ``sys.path[0]``
-it would have without hyprof, and exits with the program's own status:
-SystemExit's code, or 1 after printing an uncaught exception's traceback.
-Each subcommand is a ``(configure(subparser), run(args) -> status)`` pair
-in COMMANDS, so others can be added.
+The program gets the ``sys.argv``, ``__main__`` and ``sys.path[0]`` it
+would have without hyprof, and the command exits with the program's own
+status: SystemExit's code, or 1 after printing an uncaught exception's
+traceback. The trace is written however the program ends (returning,
+sys.exit, an exception, os._exit, SIGTERM), then a table of its most
+expensive functions is printed unless -q.
 """
 
 import argparse
@@ -17,49 +16,14 @@ import os
 import sys
 import traceback
 import types
-import warnings
 
-from . import diff as _diff
-from . import events as _events
-from . import merge as _merge
-from . import render as _render
-from .profiler import _STOP_PATH, Profiler, ProfilerError
-from .render import text as _text
-from .trace import TraceWarning
-
-
-class CLIError(Exception):
-    """A problem the command reports in one line and exits 1 for."""
-
-
-class UsageError(CLIError):
-    """Options that do not go together: reported like argparse's own
-    errors, with exit status 2."""
-
-
-def _nonneg_int(s):
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % s) from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("%r must be 0 or more" % s)
-    return v
-
-
-def _ranged(kind, low, high, what):
-    """An argparse type: a number of ``kind`` between low and high, so a
-    value out of range is a usage error (status 2) naming the option."""
-    def parse(s):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError("%r is not %s" % (s, what)) from None
-        if not low <= v <= high:  # also refuses nan
-            raise argparse.ArgumentTypeError("%r must be between %s and %s" % (s, low, high))
-        return v
-    return parse
-
+from .. import render as _render
+from ..errors import CLIError, ProfilerError, UsageError
+from ..profiler import _STOP_PATH, Profiler
+from ..render import text as _text
+from ..sampling import hide_code
+from . import files
+from .options import nonneg_int, ranged
 
 # Options of one mode only, with their defaults: giving one in the other
 # mode is a usage error, not an option silently ignored.
@@ -69,10 +33,10 @@ _SAMPLING_ONLY = {"event": None, "frequency": None, "period": None, "clock": Non
 _DETERMINISTIC_ONLY = {"builtins": True, "engine": "auto"}
 
 
-# ------------------------------------------------------------------ run
+HELP = "profile a Python program and write its trace"
 
 
-def _configure_run(p):
+def configure(p):
     p.add_argument("-o", "--output", metavar="OUT",
                    help="trace file to write (default: <program>.hyprof in the current "
                         "directory)")
@@ -90,16 +54,16 @@ def _configure_run(p):
                    help="the event that triggers samples: cycles, instructions, cpu-clock, "
                         "task-clock, a PMU's own name (python -m hyprof events lists them); "
                         "default: the best that works here")
-    g.add_argument("--frequency", type=_ranged(float, 1, 20000, "a number"), default=None,
+    g.add_argument("--frequency", type=ranged(float, 1, 20000, "a number"), default=None,
                    metavar="HZ",
                    help="samples per second of each thread (default 100)")
-    g.add_argument("--period", type=_ranged(int, 1, 1 << 62, "an integer"), default=None,
+    g.add_argument("--period", type=ranged(int, 1, 1 << 62, "an integer"), default=None,
                    help="events between samples (nanoseconds for clocks), instead of "
                         "--frequency")
     g.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="cpu: sample running threads; wall: also waiting ones (I/O, locks, "
                         "sleep)")
-    g.add_argument("--depth", type=_ranged(int, 1, 512, "an integer"), default=None,
+    g.add_argument("--depth", type=ranged(int, 1, 512, "an integer"), default=None,
                    help="frames kept per sample (default 128)")
     g.add_argument("--signal", type=int, default=None, metavar="SIGNO",
                    help="the signal number that carries samples (default SIGPROF)")
@@ -107,14 +71,14 @@ def _configure_run(p):
                    help="also sample allocations and record the live heap (docs/memory.md)")
     g.add_argument("--memory-only", action="store_true",
                    help="sample allocations alone, without CPU samples")
-    g.add_argument("--memory-interval", type=_ranged(int, 1, 1 << 40, "a number of bytes"),
+    g.add_argument("--memory-interval", type=ranged(int, 1, 1 << 40, "a number of bytes"),
                    default=None, metavar="BYTES",
                    help="mean bytes allocated between allocation samples (default 524288)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report after the run")
     p.add_argument("--sort", default="cum", choices=_text.SORTS,
                    help="order of the report printed after the run (default: cum)")
-    p.add_argument("--limit", type=_nonneg_int, default=15,
+    p.add_argument("--limit", type=nonneg_int, default=15,
                    help="rows of the report printed after the run (default: 15)")
     p.add_argument("program", help="the script (or, with -m, the module) to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
@@ -218,43 +182,13 @@ def _prepare_module(name, argv):
     return code, main
 
 
-def _same_file(a, b):
-    """Whether the paths name one existing file (an output over an input)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _remove_partial(path):
-    """Removes a report cut short by a full disk, which would look complete
-    to whoever opens it; devices and pipes are left alone."""
-    import stat
-    try:
-        if stat.S_ISREG(os.stat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def _check_output(out):
-    """Raises CLIError if the trace could not be written to out."""
-    if os.path.isdir(out):
-        raise CLIError("cannot write the trace to %r: it is a directory; give -o FILE" % out)
-    parent = os.path.dirname(out) or "."
-    if not os.path.isdir(parent):
-        raise CLIError("cannot write the trace to %r: no directory %r" % (out, parent))
-    target = out if os.path.exists(out) else parent
-    if not os.access(target, os.W_OK):
-        raise CLIError("cannot write the trace to %r: permission denied" % out)
-
-
 def _finish(profiler, args, out, status):
     """Writes, reports; returns the exit status."""
     try:
-        profiler.write(out)
-    except OSError as e:
-        sys.stderr.write("hyprof: cannot write %r: %s\n" % (out, e.strerror or e))
+        files.write_trace(out, profiler.write)
+    except CLIError as e:
+        # The program's own status stands: a failed write only adds 1 to 0.
+        sys.stderr.write("hyprof: %s\n" % e)
         return status or 1
     if not args.quiet:
         trace = profiler.trace()
@@ -315,16 +249,8 @@ def _exit_writing_trace(profiler, args, out, real_exit):
     hide = getattr(profiler._engine, "hide", None)
     if hide is not None:
         hide(_STOP_PATH + (_exit.__code__,))
-    _hide_in_samples(_exit.__code__)
+    hide_code(_exit.__code__)
     return _exit
-
-
-def _hide_in_samples(*codes):
-    try:
-        from .sampling import hide_code
-    except ImportError:
-        return  # a build without the sampler
-    hide_code(*codes)
 
 
 def _print_program_exception():
@@ -336,7 +262,7 @@ def _print_program_exception():
     traceback.print_exception(etype, value, tb)
 
 
-def _run(args):
+def run(args):
     out = args.output or _default_output(args)
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
@@ -353,7 +279,7 @@ def _run(args):
     except ProfilerError as e:
         # The constructor only checks option values: a usage error.
         raise UsageError(str(e)) from None
-    _check_output(out)
+    files.check_trace_output(out)
     if not args.module and os.path.isfile(out) and os.path.isfile(args.program) and \
             os.path.samefile(out, args.program):
         raise UsageError("-o %s would overwrite the program with its trace" % out)
@@ -416,225 +342,3 @@ def _run(args):
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGTERM)
     return status
-
-
-# ------------------------------------------------------------------ report
-
-
-def _configure_report(p):
-    p.add_argument("trace", help="a .hyprof trace file")
-    p.add_argument("-f", "--format", default=None, choices=sorted(_render.FORMATS),
-                   help="text (a table, the default), tree (the call tree), pstats, html, "
-                        "speedscope, collapsed, callgrind, dot, pprof (default: implied by "
-                        "-o's name, else text); see docs/reports.md")
-    p.add_argument("-s", "--sort", default="cum", choices=_text.SORTS,
-                   help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
-    p.add_argument("-n", "--limit", type=_nonneg_int, default=30,
-                   help="table rows (0: all; default 30)")
-    p.add_argument("--thread", type=_nonneg_int, default=None,
-                   help="one thread's statistics (its id in the trace's threads table)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="the time the tree and pstats use (default: wall)")
-    p.add_argument("--no-builtins", dest="builtins", action="store_false",
-                   help="leave C functions out of the table")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the report to FILE instead of standard output")
-    p.add_argument("--metric", default=None,
-                   help="text, html, speedscope, collapsed, dot, pprof: the metric to show, "
-                        "e.g. wall, cpu, calls, or a sample kind's samples/weight "
-                        "(alloc_bytes, live_bytes)")
-    p.add_argument("--threshold", type=float, default=None, metavar="PCT",
-                   help="dot, tree: leave out functions or frames under PCT percent "
-                        "(default 0.5)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="tree: colours (auto: on a terminal, never in a pipe or a file, "
-                        "off with NO_COLOR)")
-    p.add_argument("--collapse-libs", action="store_true",
-                   help="tree: hide library internals (standard library, site-packages, "
-                        "C functions) called from library frames")
-    p.add_argument("--collapse", action="append", metavar="PATTERN", default=None,
-                   help="tree: hide frames of files matching PATTERN (fnmatch) called from "
-                        "such frames; repeatable")
-    p.add_argument("--threads", action="store_true",
-                   help="collapsed: put each thread's stacks under a frame of its own")
-    p.add_argument("--lines", action="store_true",
-                   help="text: the hottest source lines with their text (sampling traces); "
-                        "collapsed: keep each frame's executing line")
-
-
-def _export_options(args, fmt):
-    """Options of the exporters of docs/reports.md, for those given."""
-    opts = {}
-    if args.metric is not None and fmt in ("html", "speedscope", "collapsed", "dot", "pprof"):
-        opts["metric"] = args.metric
-    if args.threshold is not None and fmt == "dot":
-        opts["threshold"] = args.threshold
-    if fmt == "collapsed":
-        opts["threads"] = args.threads
-        opts["lines"] = args.lines
-    if fmt == "html" and args.threads:
-        opts["threads"] = True
-    return opts
-
-
-def _use_color(args):
-    if args.color != "auto":
-        return args.color == "always"
-    return (args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-            and os.environ.get("TERM") != "dumb")
-
-
-def _tree_options(args):
-    from .render import tree as _tree
-    opts = {"thread": args.thread, "clock": args.clock, "color": _use_color(args)}
-    if args.threshold is not None:
-        opts["min_percent"] = args.threshold
-    if args.collapse_libs or args.collapse:
-        opts["collapse"] = ((list(_tree.LIBRARY_PATTERNS) if args.collapse_libs else [])
-                            + (args.collapse or []))
-    return opts
-
-
-def _report_options(args, fmt):
-    if fmt == "text":
-        opts = {"sort": args.sort, "limit": args.limit, "thread": args.thread,
-                "builtins": args.builtins}
-        if args.metric is not None:
-            opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
-        return opts
-    if fmt == "tree":
-        return _tree_options(args)
-    if fmt == "pstats":
-        return {"thread": args.thread, "clock": args.clock}
-    return _export_options(args, fmt)
-
-
-_PSTATS_SORT = {"calls": "ncalls", "pcalls": "pcalls", "own": "tottime", "tottime": "tottime",
-                "cum": "cumulative", "cumtime": "cumulative", "cpu": "tottime",
-                "cpucum": "cumulative", "percall": "cumulative", "name": "name",
-                "file": "filename", "samples": "tottime"}
-
-
-def _pstats_text(trace, args):
-    import io
-    import pstats
-
-    from .render.pstats import PstatsExport
-    buf = io.StringIO()
-    st = pstats.Stats(PstatsExport(trace, args.clock, args.thread), stream=buf)
-    st.sort_stats(_PSTATS_SORT.get(args.sort, "cumulative"))
-    st.print_stats(*([args.limit] if args.limit else []))
-    return buf.getvalue()
-
-
-def _report(args):
-    from .trace import TraceError, load
-    if not os.path.exists(args.trace):
-        raise CLIError("cannot read %r: no such file" % args.trace)
-    if os.path.isdir(args.trace):
-        raise CLIError("cannot read %r: it is a directory, not a trace file" % args.trace)
-    try:
-        trace = load(args.trace)
-    except TraceError as e:
-        raise CLIError("cannot read %r: %s" % (args.trace, e)) from None
-    except OSError as e:
-        raise CLIError("cannot read %r: %s" % (args.trace, e.strerror or e)) from None
-    if args.thread is not None and args.thread >= len(trace.threads()):
-        n = len(trace.threads())
-        raise CLIError("--thread %d: the trace has %s" % (
-            args.thread, "threads 0 to %d" % (n - 1) if n else "no threads"))
-    if args.output is not None and _same_file(args.output, args.trace):
-        raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
-    fmt = args.format or _render.format_for_path(args.output or "", "text")
-    if args.lines and fmt == "text":
-        from .sampling import lines_report
-        sys.stdout.write(lines_report(trace, limit=args.limit, thread=args.thread))
-        return 0
-    try:
-        if fmt == "pstats" and args.output is None:
-            # pstats' own table on a console; the binary file with -o.
-            out = _pstats_text(trace, args)
-        else:
-            out = _render.render(trace, fmt, **_report_options(args, fmt))
-    except _render.ReportError as e:
-        raise CLIError(str(e)) from None
-    if args.output is not None:
-        if isinstance(out, str):
-            # An undecodable file name in the trace is written back as the
-            # bytes it was (surrogateescape), as the trace itself keeps it.
-            out = out.encode("utf-8", "surrogateescape")
-        try:
-            with open(args.output, "wb") as f:
-                f.write(out)
-        except OSError as e:
-            _remove_partial(args.output)
-            raise CLIError("cannot write %r: %s" % (args.output, e.strerror or e)) from None
-        return 0
-    if isinstance(out, bytes):
-        if sys.stdout.isatty():
-            raise CLIError("the %s format is binary: give -o FILE" % fmt)
-        sys.stdout.buffer.write(out)
-    else:
-        sys.stdout.flush()
-        enc = sys.stdout.encoding or "utf-8"
-        try:
-            data = out.encode(enc, "surrogateescape")
-        except UnicodeEncodeError:  # a console that cannot show every name
-            data = out.encode(enc, "backslashreplace")
-        sys.stdout.buffer.write(data)
-    return 0
-
-
-# name -> (help, configure(subparser), run(args) -> exit status)
-COMMANDS = {
-    "run": ("profile a Python program and write its trace", _configure_run, _run),
-    "report": ("print a trace as a table, a call tree or another format", _configure_report,
-               _report),
-    "merge": ("merge traces of several processes into one", _merge.configure_cli,
-              _merge.run_cli),
-    "diff": ("compare two traces: which functions got slower or faster", _diff.configure_cli,
-             _diff.run_cli),
-    "events": ("list the sampling events of this machine and whether each opens",
-               _events.configure_cli, _events.run_cli),
-}
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="hyprof", description="Profile Python programs: every call (deterministic) or "
-                                   "sampled, with wall and CPU time.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name, (help_, configure, _) in COMMANDS.items():
-        configure(sub.add_parser(name, help=help_, description=help_))
-    return parser
-
-
-def main(argv=None):
-    """The ``hyprof`` console entry point; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    show = warnings.showwarning
-
-    def show_trace_warning(message, category, *rest, **kw):
-        # A cut-short trace is the user's input, not hyprof's code: one
-        # line without a source location.
-        if issubclass(category, (TraceWarning, _render.ReportWarning)):
-            sys.stderr.write("hyprof %s: warning: %s\n" % (args.command, message))
-        else:
-            show(message, category, *rest, **kw)
-
-    warnings.showwarning = show_trace_warning
-    try:
-        return COMMANDS[args.command][2](args)
-    except CLIError as e:
-        sys.stderr.write("hyprof %s: error: %s\n" % (args.command, e))
-        return 2 if isinstance(e, UsageError) else 1
-    except BrokenPipeError:
-        return 0
-    finally:
-        warnings.showwarning = show
-
-
-if __name__ == "__main__":
-    sys.exit(main())

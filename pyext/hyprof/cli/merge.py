@@ -1,0 +1,31 @@
+"""``hyprof merge -o OUT A B ...``: traces of several processes merged into one
+(the library is hyprof.merge)."""
+
+import sys
+
+from .. import _hyprof
+from ..errors import CLIError, MergeError
+from ..merge import check_output, merge_traces
+from . import files
+
+HELP = "merge traces of several processes into one"
+
+
+def configure(p):
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the merged trace to write")
+    p.add_argument("traces", nargs="+", metavar="TRACE",
+                   help="trace files of the same mode (all deterministic, or all sampling)")
+
+
+def run(args):
+    try:
+        check_output(args.traces, args.output)
+        traces = [files.load_trace(p) for p in args.traces]
+        data = merge_traces(traces, names=args.traces)
+    except MergeError as e:
+        raise CLIError(str(e)) from None
+    files.write_trace(args.output, _hyprof.write_trace, data)
+    sys.stderr.write(f"hyprof merge: {len(args.traces)} traces, {len(data['threads'])} threads,"
+                     f" {len(data['nodes'])} call paths -> {args.output}\n")
+    return 0

@@ -1,0 +1,161 @@
+"""``hyprof report``: renders a trace as a table, a call tree or another
+format (docs/reports.md), on standard output or into a file.
+
+    python -m hyprof report OUT [--format text|tree|pstats|...] [--sort KEY] [--limit N]
+"""
+
+import os
+import sys
+
+from .. import render as _render
+from ..errors import CLIError, ReportError, UsageError
+from ..render import text as _text
+from ..render import tree as _tree
+from ..render.pstats import PstatsExport
+from ..sampling import lines_report
+from . import files
+from .options import nonneg_int
+
+HELP = "print a trace as a table, a call tree or another format"
+
+
+def configure(p):
+    p.add_argument("trace", help="a .hyprof trace file")
+    p.add_argument("-f", "--format", default=None, choices=sorted(_render.FORMATS),
+                   help="text (a table, the default), tree (the call tree), pstats, html, "
+                        "speedscope, collapsed, callgrind, dot, pprof (default: implied by "
+                        "-o's name, else text); see docs/reports.md")
+    p.add_argument("-s", "--sort", default="cum", choices=_text.SORTS,
+                   help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
+    p.add_argument("-n", "--limit", type=nonneg_int, default=30,
+                   help="table rows (0: all; default 30)")
+    p.add_argument("--thread", type=nonneg_int, default=None,
+                   help="one thread's statistics (its id in the trace's threads table)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="the time the tree and pstats use (default: wall)")
+    p.add_argument("--no-builtins", dest="builtins", action="store_false",
+                   help="leave C functions out of the table")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of standard output")
+    p.add_argument("--metric", default=None,
+                   help="text, html, speedscope, collapsed, dot, pprof: the metric to show, "
+                        "e.g. wall, cpu, calls, or a sample kind's samples/weight "
+                        "(alloc_bytes, live_bytes)")
+    p.add_argument("--threshold", type=float, default=None, metavar="PCT",
+                   help="dot, tree: leave out functions or frames under PCT percent "
+                        "(default 0.5)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="tree: colours (auto: on a terminal, never in a pipe or a file, "
+                        "off with NO_COLOR)")
+    p.add_argument("--collapse-libs", action="store_true",
+                   help="tree: hide library internals (standard library, site-packages, "
+                        "C functions) called from library frames")
+    p.add_argument("--collapse", action="append", metavar="PATTERN", default=None,
+                   help="tree: hide frames of files matching PATTERN (fnmatch) called from "
+                        "such frames; repeatable")
+    p.add_argument("--threads", action="store_true",
+                   help="collapsed: put each thread's stacks under a frame of its own")
+    p.add_argument("--lines", action="store_true",
+                   help="text: the hottest source lines with their text (sampling traces); "
+                        "collapsed: keep each frame's executing line")
+
+
+def _export_options(args, fmt):
+    """Options of the exporters of docs/reports.md, for those given."""
+    opts = {}
+    if args.metric is not None and fmt in ("html", "speedscope", "collapsed", "dot", "pprof"):
+        opts["metric"] = args.metric
+    if args.threshold is not None and fmt == "dot":
+        opts["threshold"] = args.threshold
+    if fmt == "collapsed":
+        opts["threads"] = args.threads
+        opts["lines"] = args.lines
+    if fmt == "html" and args.threads:
+        opts["threads"] = True
+    return opts
+
+
+def _use_color(args):
+    if args.color != "auto":
+        return args.color == "always"
+    return (args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
+
+
+def _tree_options(args):
+    opts = {"thread": args.thread, "clock": args.clock, "color": _use_color(args)}
+    if args.threshold is not None:
+        opts["min_percent"] = args.threshold
+    if args.collapse_libs or args.collapse:
+        opts["collapse"] = ((list(_tree.LIBRARY_PATTERNS) if args.collapse_libs else [])
+                            + (args.collapse or []))
+    return opts
+
+
+def _report_options(args, fmt):
+    if fmt == "text":
+        opts = {"sort": args.sort, "limit": args.limit, "thread": args.thread,
+                "builtins": args.builtins}
+        if args.metric is not None:
+            opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
+        return opts
+    if fmt == "tree":
+        return _tree_options(args)
+    if fmt == "pstats":
+        return {"thread": args.thread, "clock": args.clock}
+    return _export_options(args, fmt)
+
+
+_PSTATS_SORT = {"calls": "ncalls", "pcalls": "pcalls", "own": "tottime", "tottime": "tottime",
+                "cum": "cumulative", "cumtime": "cumulative", "cpu": "tottime",
+                "cpucum": "cumulative", "percall": "cumulative", "name": "name",
+                "file": "filename", "samples": "tottime"}
+
+
+def _pstats_text(trace, args):
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    st = pstats.Stats(PstatsExport(trace, args.clock, args.thread), stream=buf)
+    st.sort_stats(_PSTATS_SORT.get(args.sort, "cumulative"))
+    st.print_stats(*([args.limit] if args.limit else []))
+    return buf.getvalue()
+
+
+def run(args):
+    trace = files.load_trace(args.trace)
+    if args.thread is not None and args.thread >= len(trace.threads()):
+        n = len(trace.threads())
+        raise CLIError("--thread %d: the trace has %s" % (
+            args.thread, "threads 0 to %d" % (n - 1) if n else "no threads"))
+    if args.output is not None and files.same_file(args.output, args.trace):
+        raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
+    fmt = args.format or _render.format_for_path(args.output or "", "text")
+    if args.lines and fmt == "text":
+        sys.stdout.write(lines_report(trace, limit=args.limit, thread=args.thread))
+        return 0
+    try:
+        if fmt == "pstats" and args.output is None:
+            # pstats' own table on a console; the binary file with -o.
+            out = _pstats_text(trace, args)
+        else:
+            out = _render.render(trace, fmt, **_report_options(args, fmt))
+    except ReportError as e:
+        raise CLIError(str(e)) from None
+    if args.output is not None:
+        files.write_report(args.output, out)
+        return 0
+    if isinstance(out, bytes):
+        if sys.stdout.isatty():
+            raise CLIError("the %s format is binary: give -o FILE" % fmt)
+        sys.stdout.buffer.write(out)
+    else:
+        sys.stdout.flush()
+        enc = sys.stdout.encoding or "utf-8"
+        try:
+            data = out.encode(enc, "surrogateescape")
+        except UnicodeEncodeError:  # a console that cannot show every name
+            data = out.encode(enc, "backslashreplace")
+        sys.stdout.buffer.write(data)
+    return 0
