@@ -56,4 +56,4 @@ def render(trace, fmt, **options):
     return fn(trace, **options)
 
 
-__all__ = ["FORMATS", "SUFFIXES", "ReportError", "format_for_path", "render"]
+__all__ = ["FORMATS", "SUFFIXES", "ReportError", "ReportWarning", "format_for_path", "render"]

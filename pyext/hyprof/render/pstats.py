@@ -12,7 +12,7 @@ calls on that edge. Times are wall seconds, or CPU seconds with
 
 import marshal
 
-from ._model import ReportError
+from ..errors import ReportError
 
 
 def func_key(f):

@@ -14,8 +14,8 @@ calls back comes right under it.
 
 import fnmatch
 
+from ..errors import ReportError
 from . import _model
-from ._model import ReportError
 from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, short_location, summary
 
 
