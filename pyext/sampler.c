@@ -146,6 +146,16 @@ static struct {
     _Atomic int wall_stop;
     _Atomic int remote_inflight;
     hyp__ring_t wall_ring;
+    /* Wall clock, the program having replaced hyprof's handler: the running
+     * threads' samples went to its handler with the signal, and the time
+     * owed to them is no stack's. wall_gone: the sampler's last tick found
+     * the handler replaced (sampler-owned; stop sets it once the sampler
+     * has ended); wall_gone_seen: some tick did; wall_lost_ns: the time
+     * owed to GIL holders while it was, counted lost at stop as samples of
+     * the period (handler-replaced). */
+    _Atomic int wall_gone;
+    _Atomic int wall_gone_seen;
+    _Atomic uint64_t wall_lost_ns;
     /* resolver */
     int resolving;
     PyCodeObject *poison[HYP__POISON_MAX];
@@ -870,13 +880,17 @@ static void hyp__on_code_death(PyCodeObject *code) {
 /* Time owed to a thread as a GIL holder that it stopped running before it
  * could take it (its CPU clock signals it only after a CPU period): that time
  * was spent where the thread's last self-taken sample was, so it goes there,
- * read under the seqlock; if the handler is writing it, to the next sample. */
+ * read under the seqlock; if the handler is writing it, to the next sample.
+ * While the program holds the signal (S.wall_gone) it goes to no stack: the
+ * thread ran on meanwhile, and its samples went to the program's handler. */
 static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight, uint64_t now);
 
 static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
     uint64_t owed = atomic_exchange(&slot->wall_pending, 0);
 
-    if (owed != 0 && hyp__write_last(slot, &S.wall_ring, owed, now) < 0)
+    if (owed != 0 && atomic_load(&S.wall_gone))
+        atomic_fetch_add(&S.wall_lost_ns, owed);
+    else if (owed != 0 && hyp__write_last(slot, &S.wall_ring, owed, now) < 0)
         atomic_fetch_add(&slot->wall_pending, owed);
 }
 
@@ -934,9 +948,14 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
         if (holder) {
             /* Running Python: the sample is owed, and taken by the thread
              * itself at its next CPU-clock signal (never inside a system
-             * call). */
-            atomic_fetch_add(&slot->wall_pending,
-                             now - atomic_exchange(&slot->wall_last, now));
+             * call). With the signal taken over, no signal will take it:
+             * the tick's time and what was owed before are lost. */
+            prev = now - atomic_exchange(&slot->wall_last, now);
+            if (atomic_load(&S.wall_gone))
+                atomic_fetch_add(&S.wall_lost_ns,
+                                 prev + atomic_exchange(&slot->wall_pending, 0));
+            else
+                atomic_fetch_add(&slot->wall_pending, prev);
             slot->wall_held = 1;
             return;
         }
@@ -1026,6 +1045,17 @@ static void *hyp__wall_main(void *arg) {
         if (now > t + S.period_ns / 2)
             t = now; /* woke up late: no burst of catch-up ticks (weights
                       * measure the time that really passed) */
+        /* Whether the program has taken the signal over, once per tick (one
+         * sigaction() call): from the first tick that finds it so, the time
+         * owed to GIL holders, whose samples the signal was to take, goes to
+         * no stack. Found by the tick after the takeover, so at most one
+         * period of time before it is counted lost with the rest. */
+        if (hyp__handler_gone()) {
+            atomic_store(&S.wall_gone, 1);
+            atomic_store(&S.wall_gone_seen, 1);
+        } else {
+            atomic_store(&S.wall_gone, 0);
+        }
         for (i = 0; i < S.nslots && !atomic_load(&S.wall_stop); i++) {
             hyp_slot_t *slot = &S.slots[i];
 
@@ -1221,6 +1251,9 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     }
 
     memset(&S.lost, 0, sizeof(S.lost));
+    atomic_store(&S.wall_gone, 0);
+    atomic_store(&S.wall_gone_seen, 0);
+    atomic_store(&S.wall_lost_ns, 0);
     S.handler_gone_seen = 0;
     S.wall = strcmp(clock, "wall") == 0;
     S.signo = signo;
@@ -1673,9 +1706,7 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         return hyp__raise(S.profiler_error, "the sampling profiler is not running");
     atomic_store(&S.active, 0);
     gone = hyp__handler_gone();
-    if (gone && S.wall)
-        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* waiting threads were still read */
-    else if (!gone && S.handler_gone_seen)
+    if (!S.wall && !gone && S.handler_gone_seen)
         atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* it came back: at least one */
     if (S.trigger == TRIG_ITIMER)
         hyp_itimer_set(0, NULL, 0);
@@ -1690,10 +1721,14 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         /* A last tick for every thread (the sampler thread has ended, the
          * handlers record nothing more): the time since its previous tick,
          * and the time it owed as a GIL holder, go to its stacks instead of
-         * nowhere, so that each thread's weights add up to its wall time. */
+         * nowhere, so that each thread's weights add up to its wall time;
+         * to the loss while the program holds the signal, as at every tick. */
         PyThreadState *self_ts = PyThreadState_Get();
-        uint64_t now = hyp__now();
+        uint64_t now = hyp__now(), lost;
 
+        /* The sampler has ended: these ticks are the last, and see the
+         * handler as it is now. */
+        atomic_store(&S.wall_gone, gone);
         for (i = 0; i < S.nslots; i++) {
             hyp_slot_t *slot = &S.slots[i];
 
@@ -1701,7 +1736,10 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
                 continue;
             if (slot->tstate == self_ts) {
                 hyp__wall_owed(slot, now);
-                if (hyp__claim(slot) == 0) {
+                if (gone) {
+                    atomic_fetch_add(&S.wall_lost_ns,
+                                     now - atomic_exchange(&slot->wall_last, now));
+                } else if (hyp__claim(slot) == 0) {
                     hyp__capture(slot, 0, now - atomic_exchange(&slot->wall_last, now), 0);
                     atomic_store(&slot->busy, 0);
                 }
@@ -1710,6 +1748,13 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
                 hyp__wall_owed(slot, now);
             }
         }
+        /* The running threads' time while the program held the signal, as
+         * samples of the period (the waiting threads were still read); at
+         * least one if it ever held it, so that the stop warns. */
+        lost = (atomic_load(&S.wall_lost_ns) + S.period_ns / 2) / (S.period_ns ? S.period_ns : 1);
+        if (lost == 0 && (gone || S.handler_gone_seen || atomic_load(&S.wall_gone_seen)))
+            lost = 1;
+        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], lost);
     } else if (gone) {
         /* The program took the signal: what each thread ran since its last
          * sample went to the program's handler, about one sample per period

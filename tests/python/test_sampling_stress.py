@@ -9,6 +9,7 @@ program did and where its samples went, never how fast a busy machine ran it."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -708,3 +709,64 @@ def test_a_program_that_takes_the_signal_over_gets_it_and_the_loss_is_reported()
     assert 0.5 * r["calls"] <= r["dropped"]["handler-replaced"] <= 2 * r["calls"] + 100
     assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
     assert "handler-replaced" in r["report"] and "--signal" in r["report"]
+
+
+def test_wall_clock_gives_no_stack_the_time_after_the_program_takes_the_signal():
+    """The wall clock's running threads take their samples in hyprof's handler
+    of the signal the trace header names; once the program installs its own
+    handler there, the wall time it keeps running is still owed to its
+    thread, but no stack may get it (it ran elsewhere meanwhile): it is
+    counted lost as handler-replaced, in samples of the period, with the same
+    warning as the CPU clock gives. That time once went to the stack of the
+    last sample (0.6 s of weight for 0.2 s)."""
+    r = run_script("""
+        import warnings
+        calls = [0]
+        def mine(signo, frame):
+            calls[0] += 1
+        def busy_for(seconds):
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                spin(1000)
+        def before():
+            busy_for(0.2)
+        def after():
+            busy_for(0.4)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=1000)
+        t0 = time.perf_counter()
+        p.start()
+        signo = p._engine.info["signal"]
+        before()
+        t1 = time.perf_counter()
+        signal.signal(signo, mine)
+        after()
+        t2 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            p.stop()
+        t3 = time.perf_counter()
+        t = p.trace()
+        me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
+        f = {x.name.rsplit(".", 1)[-1]: x for x in t.functions(thread=me.id)}
+        print(json.dumps({
+            "signal": t.header["signal"], "signo": signo, "calls": calls[0],
+            "weight": sum(x.own_weight for x in f.values()) / 1e9,
+            "before": f["before"].cum_weight / 1e9 if "before" in f else 0,
+            "after": f["after"].cum_weight / 1e9 if "after" in f else 0,
+            "dropped": t.dropped, "warned": [str(x.message) for x in w],
+            "pre": t1 - t0, "post": t2 - t1, "tail": t3 - t1}))
+    """)
+    assert r["signal"] == r["signo"] == signal.SIGPROF
+    assert r["calls"] > 20  # the program's handler got the signals
+    # The thread's weights are its time before the takeover: not less than
+    # most of it (the time owed at the takeover, under a CPU period plus a
+    # tick, is lost with the rest), and of the time after it only the moments
+    # it waited for the GIL (the resolver's passes), which the sampler reads
+    # without any signal: 0.4 s went to the last stack before.
+    assert 0.6 * r["pre"] <= r["weight"] <= r["pre"] + 0.05, r
+    assert 0.6 * r["pre"] <= r["before"] and r["after"] <= 0.05, r
+    # One sample per millisecond from the takeover to the stop, whatever the
+    # program's handler saw (the sampler's ticks, not its signals).
+    assert 0.6 * r["post"] * 1000 <= r["dropped"]["handler-replaced"] <= r["tail"] * 1000 + 5, r
+    assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
+
