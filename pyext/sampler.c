@@ -51,13 +51,15 @@
 enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER };
 static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer"};
 
-/* Reasons a sample can be lost before it reaches the profile. */
+/* Reasons a sample can be lost before it reaches the profile. A thread found
+ * without a Python frame (starting, ending, or running C code from its first
+ * call) is not one: there was nothing to sample, and it is counted apart
+ * (S.no_frames). */
 enum {
     LOST_RING_FULL = 0,  /* the thread's ring had no room */
     LOST_REENTRANT,      /* the signal interrupted another capture on its thread */
     LOST_UNKNOWN_THREAD, /* the signal hit a thread hyprof has not registered */
     LOST_THREAD_EXITING, /* the thread was tearing down its Python state */
-    LOST_NO_FRAMES,      /* the thread was running no Python code */
     LOST_CODE_FREED,     /* a frame's code object died unseen before resolution */
     LOST_WALL_RACE,      /* a waiting thread woke up while its stack was read */
     LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
@@ -67,9 +69,8 @@ enum {
     LOST_COUNT
 };
 static const char *const hyp__lost_names[LOST_COUNT] = {
-    "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
-    "no-python-frames", "code-freed", "wall-race",      "thread-unsampled",
-    "walk-fault",     "handler-replaced", "profiler-frames"};
+    "ring-full",  "reentrant",  "unknown-thread", "thread-exiting",   "code-freed",
+    "wall-race",  "thread-unsampled", "walk-fault", "handler-replaced", "profiler-frames"};
 
 typedef struct {
     _Atomic int live;    /* 1 while the slot's thread is sampled */
@@ -140,6 +141,9 @@ static struct {
     hyp_id_t func_truncated;
     uint32_t kinds;      /* sample kinds declared */
     _Atomic uint64_t lost[LOST_COUNT];
+    /* Samples that found their thread without a Python frame: no loss, and
+     * reported apart from the losses ("no_python_frames"). */
+    _Atomic uint64_t no_frames;
     /* wall-clock sampler */
     pthread_t wall_thread;
     int wall_started;
@@ -228,6 +232,11 @@ static inline void hyp__lose(int why) {
     atomic_fetch_add_explicit(&S.lost[why], 1, memory_order_relaxed);
 }
 
+/* A sample found its thread without a Python frame (no loss). */
+static inline void hyp__no_frames(void) {
+    atomic_fetch_add_explicit(&S.no_frames, 1, memory_order_relaxed);
+}
+
 static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, int n) {
     return (HYP__REC_MAGIC << 56) | ((uint64_t)(slot & 0xffff) << 32) |
            ((uint64_t)(kind & 0xff) << 24) | ((uint64_t)(truncated ? 1 : 0) << 16) |
@@ -243,8 +252,12 @@ static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int ke
     int truncated = 0, n, k;
 
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
-    if (n <= 0) {
-        hyp__lose(n == HYP_WALK_OWN ? LOST_OWN : n < 0 ? LOST_WALK_FAULT : LOST_NO_FRAMES);
+    if (n == 0) {
+        hyp__no_frames(); /* its weight is no stack's: it ran no Python */
+        return -1;
+    }
+    if (n < 0) {
+        hyp__lose(n == HYP_WALK_OWN ? LOST_OWN : LOST_WALK_FAULT);
         return -1;
     }
     buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
@@ -992,26 +1005,30 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             return;
         }
         if (stable && n >= 0) {
+            if (n > 0 && !cached && !last)
+                hyp__wall_cache_keep(slot, buf + HYP__REC_HEAD, n, truncated, sw1);
+            prev = atomic_exchange(&slot->wall_last, now);
+            ran = atomic_load(&slot->wall_ran);
+            if (slot->wall_held && ran > prev && ran < now) {
+                /* It held the GIL at the previous tick and still ran Python
+                 * at ran: until then the time is its running stack's, not
+                 * this waiting one's. This matters when this tick comes
+                 * late: on a machine short of CPUs the sampler often gets
+                 * one just when this thread blocks and frees its own, and
+                 * the whole late interval would go to the wait. */
+                atomic_fetch_add(&slot->wall_pending, ran - prev);
+                prev = ran;
+            }
+            slot->wall_held = 0;
+            hyp__wall_owed(slot, now);
             if (n == 0) {
-                hyp__lose(LOST_NO_FRAMES);
+                /* No Python frame (a thread starting or ending, or one
+                 * waiting in C code called from its first call, such as
+                 * _thread.start_new_thread(time.sleep, ...)): nothing was
+                 * lost, and the time since the previous tick is no stack's,
+                 * not the thread's next one's. */
+                hyp__no_frames();
             } else {
-                if (!cached && !last)
-                    hyp__wall_cache_keep(slot, buf + HYP__REC_HEAD, n, truncated, sw1);
-                prev = atomic_exchange(&slot->wall_last, now);
-                ran = atomic_load(&slot->wall_ran);
-                if (slot->wall_held && ran > prev && ran < now) {
-                    /* It held the GIL at the previous tick and still ran
-                     * Python at ran: until then the time is its running
-                     * stack's, not this waiting one's. This matters when this
-                     * tick comes late: on a machine short of CPUs the sampler
-                     * often gets one just when this thread blocks and frees
-                     * its own, and the whole late interval would go to the
-                     * wait. */
-                    atomic_fetch_add(&slot->wall_pending, ran - prev);
-                    prev = ran;
-                }
-                slot->wall_held = 0;
-                hyp__wall_owed(slot, now);
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
                 buf[2] = now - prev;
@@ -1251,6 +1268,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     }
 
     memset(&S.lost, 0, sizeof(S.lost));
+    atomic_store(&S.no_frames, 0);
     atomic_store(&S.wall_gone, 0);
     atomic_store(&S.wall_gone_seen, 0);
     atomic_store(&S.wall_lost_ns, 0);
@@ -1678,6 +1696,7 @@ static PyObject *hyp__stats_dict(void) {
     Py_DECREF(v);
         HYP__SET("samples", PyLong_FromUnsignedLongLong(
                                 S.profile ? hyp_profile_sample_total(S.profile) : 0));
+        HYP__SET("no_python_frames", PyLong_FromUnsignedLongLong(atomic_load(&S.no_frames)));
         HYP__SET("code_deaths", PyLong_FromUnsignedLongLong(deaths));
         HYP__SET("code_cached", PyLong_FromSize_t(entries));
         HYP__SET("running", PyBool_FromLong(S.running));
@@ -1811,6 +1830,11 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         if (n)
             hyp_profile_add_dropped(S.profile, hyp__lost_names[i], n);
     }
+    /* Apart from the losses, in the END record's metadata. */
+    ret = hyp_profile_set_meta_int(S.profile, "no_python_frames",
+                                   (int64_t)atomic_load(&S.no_frames));
+    if (ret < 0 && S.writer_err == 0)
+        S.writer_err = ret;
     hyp__flush();
     ret = hyp_writer_finish(S.writer, S.profile);
     if (ret == 0)

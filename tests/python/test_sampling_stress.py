@@ -770,3 +770,96 @@ def test_wall_clock_gives_no_stack_the_time_after_the_program_takes_the_signal()
     assert 0.6 * r["post"] * 1000 <= r["dropped"]["handler-replaced"] <= r["tail"] * 1000 + 5, r
     assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
 
+
+def test_threads_without_python_frames_are_not_losses_and_their_time_is_nobodys():
+    """A thread can exist without a Python frame: starting or ending, or
+    running C code from its first call (_thread.start_new_thread(time.sleep,
+    ...), a C wait that calls Python later). At the wall clock the sampler
+    found such threads at every tick, and counted each as a lost sample:
+    heavy thread churn reported hundreds of thousands. They are no loss
+    (there was nothing to sample) and are reported apart; the time without
+    frames goes to no stack, not to the thread's next one; a real loss is
+    still a loss."""
+    r = run_script("""
+        import _thread, queue
+        from hyprof import render
+        def short(i):
+            spin(200 + 50 * (i % 7))
+        def work():
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:
+                spin(1000)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=2000,
+                            flush_interval=0.01)
+        p.start()
+        # A thread whose only call is C: it never has a frame.
+        _thread.start_new_thread(time.sleep, (0.3,))
+        # One that waits in C (SimpleQueue.get through a callable iterator)
+        # and then runs Python; the wait is nobody's time.
+        q = queue.SimpleQueue()
+        done = threading.Event()
+        def finish(_):
+            done.set()
+        _thread.start_new_thread(list, (map(lambda f: f(), iter(q.get, None)),))
+        for wave in range(100):
+            ts = [threading.Thread(target=short, args=(i,)) for i in range(8)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+        time.sleep(0.3)
+        q.put(work)
+        q.put(lambda: finish(None))
+        q.put(None)
+        done.wait()
+        time.sleep(0.05)
+        p.stop()
+        t = p.trace()
+        st = p._engine.stats
+        w = [th for th in t.threads()
+             if "work" in {f.name.rsplit(".", 1)[-1] for f in t.functions(thread=th.id)}]
+        weight = sum(f.own_weight for f in t.functions(thread=w[0].id)) / 1e9 if w else 0
+        print(json.dumps({"dropped": t.dropped, "lost": st["lost"],
+                          "apart": st.get("no_python_frames"),
+                          "header": t.header.get("no_python_frames"),
+                          "worker": weight,
+                          "report": render.render(t, "text")}))
+    """)
+    assert "no-python-frames" not in r["dropped"], r["dropped"]
+    assert "no-python-frames" not in r["lost"], r["lost"]
+    # The sleeping thread alone is found frameless at about every tick of its
+    # 0.3 s (2 kHz): counted apart, in the stats and the trace header.
+    assert r["apart"] is not None and r["apart"] >= 100, r["apart"]
+    assert r["header"] == r["apart"]
+    assert "without a Python frame" in r["report"]
+    assert "no-python-frames" not in r["report"]
+    # The worker's weights are its 50 ms of work, not its 0.3 s wait before.
+    assert 0.02 <= r["worker"] <= 0.2, r["worker"]
+
+
+def test_a_real_loss_is_still_reported_beside_frameless_threads():
+    """Rings too small for what the threads produce between two resolver
+    passes refuse records: those are lost samples (ring-full), reported as
+    such, while frameless threads stay out of the losses."""
+    r = run_script("""
+        import _thread
+        # Frameless from before the start, so found by it (the resolver's
+        # first pass, which would find it otherwise, is 2 s away).
+        _thread.start_new_thread(time.sleep, (0.6,))
+        time.sleep(0.05)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=5000,
+                            flush_interval=2.0, ring_size=1024)
+        p.start()
+        ev = threading.Event()
+        def deep(n):
+            return ev.wait() if n == 0 else deep(n - 1)
+        waiters = [threading.Thread(target=deep, args=(100,)) for _ in range(4)]
+        for th in waiters: th.start()
+        cpu_for(0.4)
+        ev.set()
+        for th in waiters: th.join()
+        p.stop()
+        t = p.trace()
+        print(json.dumps({"dropped": t.dropped, "apart": p._engine.stats["no_python_frames"]}))
+    """)
+    assert r["dropped"].get("ring-full", 0) > 0, r
+    assert "no-python-frames" not in r["dropped"], r
+    assert r["apart"] > 0, r
