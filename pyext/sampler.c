@@ -51,13 +51,15 @@
 enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER };
 static const char *const hyp__trig_names[] = {"none", "perf_event", "posix-timer", "setitimer"};
 
-/* Reasons a sample can be lost before it reaches the profile. */
+/* Reasons a sample can be lost before it reaches the profile. A thread found
+ * without a Python frame (starting, ending, or running C code from its first
+ * call) is not one: there was nothing to sample, and it is counted apart
+ * (S.no_frames). */
 enum {
     LOST_RING_FULL = 0,  /* the thread's ring had no room */
     LOST_REENTRANT,      /* the signal interrupted another capture on its thread */
     LOST_UNKNOWN_THREAD, /* the signal hit a thread hyprof has not registered */
     LOST_THREAD_EXITING, /* the thread was tearing down its Python state */
-    LOST_NO_FRAMES,      /* the thread was running no Python code */
     LOST_CODE_FREED,     /* a frame's code object died unseen before resolution */
     LOST_WALL_RACE,      /* a waiting thread woke up while its stack was read */
     LOST_NO_SLOT,        /* more threads than hyprof can follow, or a trigger failed */
@@ -67,9 +69,8 @@ enum {
     LOST_COUNT
 };
 static const char *const hyp__lost_names[LOST_COUNT] = {
-    "ring-full",      "reentrant",  "unknown-thread", "thread-exiting",
-    "no-python-frames", "code-freed", "wall-race",      "thread-unsampled",
-    "walk-fault",     "handler-replaced", "profiler-frames"};
+    "ring-full",  "reentrant",  "unknown-thread", "thread-exiting",   "code-freed",
+    "wall-race",  "thread-unsampled", "walk-fault", "handler-replaced", "profiler-frames"};
 
 typedef struct {
     _Atomic int live;    /* 1 while the slot's thread is sampled */
@@ -140,12 +141,25 @@ static struct {
     hyp_id_t func_truncated;
     uint32_t kinds;      /* sample kinds declared */
     _Atomic uint64_t lost[LOST_COUNT];
+    /* Samples that found their thread without a Python frame: no loss, and
+     * reported apart from the losses ("no_python_frames"). */
+    _Atomic uint64_t no_frames;
     /* wall-clock sampler */
     pthread_t wall_thread;
     int wall_started;
     _Atomic int wall_stop;
     _Atomic int remote_inflight;
     hyp__ring_t wall_ring;
+    /* Wall clock, the program having replaced hyprof's handler: the running
+     * threads' samples went to its handler with the signal, and the time
+     * owed to them is no stack's. wall_gone: the sampler's last tick found
+     * the handler replaced (sampler-owned; stop sets it once the sampler
+     * has ended); wall_gone_seen: some tick did; wall_lost_ns: the time
+     * owed to GIL holders while it was, counted lost at stop as samples of
+     * the period (handler-replaced). */
+    _Atomic int wall_gone;
+    _Atomic int wall_gone_seen;
+    _Atomic uint64_t wall_lost_ns;
     /* resolver */
     int resolving;
     PyCodeObject *poison[HYP__POISON_MAX];
@@ -218,6 +232,11 @@ static inline void hyp__lose(int why) {
     atomic_fetch_add_explicit(&S.lost[why], 1, memory_order_relaxed);
 }
 
+/* A sample found its thread without a Python frame (no loss). */
+static inline void hyp__no_frames(void) {
+    atomic_fetch_add_explicit(&S.no_frames, 1, memory_order_relaxed);
+}
+
 static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, int n) {
     return (HYP__REC_MAGIC << 56) | ((uint64_t)(slot & 0xffff) << 32) |
            ((uint64_t)(kind & 0xff) << 24) | ((uint64_t)(truncated ? 1 : 0) << 16) |
@@ -233,8 +252,12 @@ static int hyp__capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int ke
     int truncated = 0, n, k;
 
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
-    if (n <= 0) {
-        hyp__lose(n == HYP_WALK_OWN ? LOST_OWN : n < 0 ? LOST_WALK_FAULT : LOST_NO_FRAMES);
+    if (n == 0) {
+        hyp__no_frames(); /* its weight is no stack's: it ran no Python */
+        return -1;
+    }
+    if (n < 0) {
+        hyp__lose(n == HYP_WALK_OWN ? LOST_OWN : LOST_WALK_FAULT);
         return -1;
     }
     buf[0] = hyp__rec_header(slot->index, kind, truncated, n);
@@ -870,13 +893,17 @@ static void hyp__on_code_death(PyCodeObject *code) {
 /* Time owed to a thread as a GIL holder that it stopped running before it
  * could take it (its CPU clock signals it only after a CPU period): that time
  * was spent where the thread's last self-taken sample was, so it goes there,
- * read under the seqlock; if the handler is writing it, to the next sample. */
+ * read under the seqlock; if the handler is writing it, to the next sample.
+ * While the program holds the signal (S.wall_gone) it goes to no stack: the
+ * thread ran on meanwhile, and its samples went to the program's handler. */
 static int hyp__write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight, uint64_t now);
 
 static void hyp__wall_owed(hyp_slot_t *slot, uint64_t now) {
     uint64_t owed = atomic_exchange(&slot->wall_pending, 0);
 
-    if (owed != 0 && hyp__write_last(slot, &S.wall_ring, owed, now) < 0)
+    if (owed != 0 && atomic_load(&S.wall_gone))
+        atomic_fetch_add(&S.wall_lost_ns, owed);
+    else if (owed != 0 && hyp__write_last(slot, &S.wall_ring, owed, now) < 0)
         atomic_fetch_add(&slot->wall_pending, owed);
 }
 
@@ -934,9 +961,14 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
         if (holder) {
             /* Running Python: the sample is owed, and taken by the thread
              * itself at its next CPU-clock signal (never inside a system
-             * call). */
-            atomic_fetch_add(&slot->wall_pending,
-                             now - atomic_exchange(&slot->wall_last, now));
+             * call). With the signal taken over, no signal will take it:
+             * the tick's time and what was owed before are lost. */
+            prev = now - atomic_exchange(&slot->wall_last, now);
+            if (atomic_load(&S.wall_gone))
+                atomic_fetch_add(&S.wall_lost_ns,
+                                 prev + atomic_exchange(&slot->wall_pending, 0));
+            else
+                atomic_fetch_add(&slot->wall_pending, prev);
             slot->wall_held = 1;
             return;
         }
@@ -973,26 +1005,30 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
             return;
         }
         if (stable && n >= 0) {
+            if (n > 0 && !cached && !last)
+                hyp__wall_cache_keep(slot, buf + HYP__REC_HEAD, n, truncated, sw1);
+            prev = atomic_exchange(&slot->wall_last, now);
+            ran = atomic_load(&slot->wall_ran);
+            if (slot->wall_held && ran > prev && ran < now) {
+                /* It held the GIL at the previous tick and still ran Python
+                 * at ran: until then the time is its running stack's, not
+                 * this waiting one's. This matters when this tick comes
+                 * late: on a machine short of CPUs the sampler often gets
+                 * one just when this thread blocks and frees its own, and
+                 * the whole late interval would go to the wait. */
+                atomic_fetch_add(&slot->wall_pending, ran - prev);
+                prev = ran;
+            }
+            slot->wall_held = 0;
+            hyp__wall_owed(slot, now);
             if (n == 0) {
-                hyp__lose(LOST_NO_FRAMES);
+                /* No Python frame (a thread starting or ending, or one
+                 * waiting in C code called from its first call, such as
+                 * _thread.start_new_thread(time.sleep, ...)): nothing was
+                 * lost, and the time since the previous tick is no stack's,
+                 * not the thread's next one's. */
+                hyp__no_frames();
             } else {
-                if (!cached && !last)
-                    hyp__wall_cache_keep(slot, buf + HYP__REC_HEAD, n, truncated, sw1);
-                prev = atomic_exchange(&slot->wall_last, now);
-                ran = atomic_load(&slot->wall_ran);
-                if (slot->wall_held && ran > prev && ran < now) {
-                    /* It held the GIL at the previous tick and still ran
-                     * Python at ran: until then the time is its running
-                     * stack's, not this waiting one's. This matters when this
-                     * tick comes late: on a machine short of CPUs the sampler
-                     * often gets one just when this thread blocks and frees
-                     * its own, and the whole late interval would go to the
-                     * wait. */
-                    atomic_fetch_add(&slot->wall_pending, ran - prev);
-                    prev = ran;
-                }
-                slot->wall_held = 0;
-                hyp__wall_owed(slot, now);
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
                 buf[2] = now - prev;
@@ -1026,6 +1062,17 @@ static void *hyp__wall_main(void *arg) {
         if (now > t + S.period_ns / 2)
             t = now; /* woke up late: no burst of catch-up ticks (weights
                       * measure the time that really passed) */
+        /* Whether the program has taken the signal over, once per tick (one
+         * sigaction() call): from the first tick that finds it so, the time
+         * owed to GIL holders, whose samples the signal was to take, goes to
+         * no stack. Found by the tick after the takeover, so at most one
+         * period of time before it is counted lost with the rest. */
+        if (hyp__handler_gone()) {
+            atomic_store(&S.wall_gone, 1);
+            atomic_store(&S.wall_gone_seen, 1);
+        } else {
+            atomic_store(&S.wall_gone, 0);
+        }
         for (i = 0; i < S.nslots && !atomic_load(&S.wall_stop); i++) {
             hyp_slot_t *slot = &S.slots[i];
 
@@ -1221,6 +1268,10 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     }
 
     memset(&S.lost, 0, sizeof(S.lost));
+    atomic_store(&S.no_frames, 0);
+    atomic_store(&S.wall_gone, 0);
+    atomic_store(&S.wall_gone_seen, 0);
+    atomic_store(&S.wall_lost_ns, 0);
     S.handler_gone_seen = 0;
     S.wall = strcmp(clock, "wall") == 0;
     S.signo = signo;
@@ -1645,6 +1696,7 @@ static PyObject *hyp__stats_dict(void) {
     Py_DECREF(v);
         HYP__SET("samples", PyLong_FromUnsignedLongLong(
                                 S.profile ? hyp_profile_sample_total(S.profile) : 0));
+        HYP__SET("no_python_frames", PyLong_FromUnsignedLongLong(atomic_load(&S.no_frames)));
         HYP__SET("code_deaths", PyLong_FromUnsignedLongLong(deaths));
         HYP__SET("code_cached", PyLong_FromSize_t(entries));
         HYP__SET("running", PyBool_FromLong(S.running));
@@ -1673,9 +1725,7 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         return hyp__raise(S.profiler_error, "the sampling profiler is not running");
     atomic_store(&S.active, 0);
     gone = hyp__handler_gone();
-    if (gone && S.wall)
-        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* waiting threads were still read */
-    else if (!gone && S.handler_gone_seen)
+    if (!S.wall && !gone && S.handler_gone_seen)
         atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], 1); /* it came back: at least one */
     if (S.trigger == TRIG_ITIMER)
         hyp_itimer_set(0, NULL, 0);
@@ -1690,10 +1740,14 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         /* A last tick for every thread (the sampler thread has ended, the
          * handlers record nothing more): the time since its previous tick,
          * and the time it owed as a GIL holder, go to its stacks instead of
-         * nowhere, so that each thread's weights add up to its wall time. */
+         * nowhere, so that each thread's weights add up to its wall time;
+         * to the loss while the program holds the signal, as at every tick. */
         PyThreadState *self_ts = PyThreadState_Get();
-        uint64_t now = hyp__now();
+        uint64_t now = hyp__now(), lost;
 
+        /* The sampler has ended: these ticks are the last, and see the
+         * handler as it is now. */
+        atomic_store(&S.wall_gone, gone);
         for (i = 0; i < S.nslots; i++) {
             hyp_slot_t *slot = &S.slots[i];
 
@@ -1701,7 +1755,10 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
                 continue;
             if (slot->tstate == self_ts) {
                 hyp__wall_owed(slot, now);
-                if (hyp__claim(slot) == 0) {
+                if (gone) {
+                    atomic_fetch_add(&S.wall_lost_ns,
+                                     now - atomic_exchange(&slot->wall_last, now));
+                } else if (hyp__claim(slot) == 0) {
                     hyp__capture(slot, 0, now - atomic_exchange(&slot->wall_last, now), 0);
                     atomic_store(&slot->busy, 0);
                 }
@@ -1710,6 +1767,13 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
                 hyp__wall_owed(slot, now);
             }
         }
+        /* The running threads' time while the program held the signal, as
+         * samples of the period (the waiting threads were still read); at
+         * least one if it ever held it, so that the stop warns. */
+        lost = (atomic_load(&S.wall_lost_ns) + S.period_ns / 2) / (S.period_ns ? S.period_ns : 1);
+        if (lost == 0 && (gone || S.handler_gone_seen || atomic_load(&S.wall_gone_seen)))
+            lost = 1;
+        atomic_fetch_add(&S.lost[LOST_HANDLER_GONE], lost);
     } else if (gone) {
         /* The program took the signal: what each thread ran since its last
          * sample went to the program's handler, about one sample per period
@@ -1766,6 +1830,11 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
         if (n)
             hyp_profile_add_dropped(S.profile, hyp__lost_names[i], n);
     }
+    /* Apart from the losses, in the END record's metadata. */
+    ret = hyp_profile_set_meta_int(S.profile, "no_python_frames",
+                                   (int64_t)atomic_load(&S.no_frames));
+    if (ret < 0 && S.writer_err == 0)
+        S.writer_err = ret;
     hyp__flush();
     ret = hyp_writer_finish(S.writer, S.profile);
     if (ret == 0)

@@ -400,6 +400,27 @@ def test_wall_clock_follows_a_waiting_thread_from_one_wait_to_the_next():
     assert 0.6 * (t2 - t1) <= w2 <= (t2 - t1) + 0.15, (w2, t2 - t1)
 
 
+
+def test_text_report_lists_frameless_samples_apart_from_losses():
+    # The header's count (this trace's) and the loss of that name in traces
+    # written before it was counted apart are both reported as no loss.
+    from hyprof.render import text
+    with sampled() as p:
+        cpu_for(0.05)
+    t = p.trace()
+    assert isinstance(t.header["no_python_frames"], int)
+    t.header["no_python_frames"] = 3
+    t.dropped = {"no-python-frames": 4, "ring-full": 2}
+    line = text.summary(t)
+    assert "2 samples lost (ring-full 2)" in line, line
+    assert "7 samples found a thread without a Python frame" in line, line
+    assert "no-python-frames" not in line
+    t.dropped = {"no-python-frames": 4}
+    t.header["no_python_frames"] = "hostile"
+    line = text.summary(t)
+    assert "samples lost" not in line and "4 samples found a thread without" in line, line
+
+
 # ------------------------------------------------------------------ stacks, lines, threads
 
 

@@ -9,6 +9,7 @@ program did and where its samples went, never how fast a busy machine ran it."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -708,3 +709,157 @@ def test_a_program_that_takes_the_signal_over_gets_it_and_the_loss_is_reported()
     assert 0.5 * r["calls"] <= r["dropped"]["handler-replaced"] <= 2 * r["calls"] + 100
     assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
     assert "handler-replaced" in r["report"] and "--signal" in r["report"]
+
+
+def test_wall_clock_gives_no_stack_the_time_after_the_program_takes_the_signal():
+    """The wall clock's running threads take their samples in hyprof's handler
+    of the signal the trace header names; once the program installs its own
+    handler there, the wall time it keeps running is still owed to its
+    thread, but no stack may get it (it ran elsewhere meanwhile): it is
+    counted lost as handler-replaced, in samples of the period, with the same
+    warning as the CPU clock gives. That time once went to the stack of the
+    last sample (0.6 s of weight for 0.2 s)."""
+    r = run_script("""
+        import warnings
+        calls = [0]
+        def mine(signo, frame):
+            calls[0] += 1
+        def busy_for(seconds):
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                spin(1000)
+        def before():
+            busy_for(0.2)
+        def after():
+            busy_for(0.4)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=1000)
+        t0 = time.perf_counter()
+        p.start()
+        signo = p._engine.info["signal"]
+        before()
+        t1 = time.perf_counter()
+        signal.signal(signo, mine)
+        after()
+        t2 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            p.stop()
+        t3 = time.perf_counter()
+        t = p.trace()
+        me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
+        f = {x.name.rsplit(".", 1)[-1]: x for x in t.functions(thread=me.id)}
+        print(json.dumps({
+            "signal": t.header["signal"], "signo": signo, "calls": calls[0],
+            "weight": sum(x.own_weight for x in f.values()) / 1e9,
+            "before": f["before"].cum_weight / 1e9 if "before" in f else 0,
+            "after": f["after"].cum_weight / 1e9 if "after" in f else 0,
+            "dropped": t.dropped, "warned": [str(x.message) for x in w],
+            "pre": t1 - t0, "post": t2 - t1, "tail": t3 - t1}))
+    """)
+    assert r["signal"] == r["signo"] == signal.SIGPROF
+    assert r["calls"] > 20  # the program's handler got the signals
+    # The thread's weights are its time before the takeover: not less than
+    # most of it (the time owed at the takeover, under a CPU period plus a
+    # tick, is lost with the rest), and of the time after it only the moments
+    # it waited for the GIL (the resolver's passes), which the sampler reads
+    # without any signal: 0.4 s went to the last stack before.
+    assert 0.6 * r["pre"] <= r["weight"] <= r["pre"] + 0.05, r
+    assert 0.6 * r["pre"] <= r["before"] and r["after"] <= 0.05, r
+    # One sample per millisecond from the takeover to the stop, whatever the
+    # program's handler saw (the sampler's ticks, not its signals).
+    assert 0.6 * r["post"] * 1000 <= r["dropped"]["handler-replaced"] <= r["tail"] * 1000 + 5, r
+    assert len(r["warned"]) == 1 and "replaced the sampler's handler of SIGPROF" in r["warned"][0]
+
+
+def test_threads_without_python_frames_are_not_losses_and_their_time_is_nobodys():
+    """A thread can exist without a Python frame: starting or ending, or
+    running C code from its first call (_thread.start_new_thread(time.sleep,
+    ...), a C wait that calls Python later). At the wall clock the sampler
+    found such threads at every tick, and counted each as a lost sample:
+    heavy thread churn reported hundreds of thousands. They are no loss
+    (there was nothing to sample) and are reported apart; the time without
+    frames goes to no stack, not to the thread's next one; a real loss is
+    still a loss."""
+    r = run_script("""
+        import _thread, queue
+        from hyprof import render
+        def short(i):
+            spin(200 + 50 * (i % 7))
+        def work():
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:
+                spin(1000)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=2000,
+                            flush_interval=0.01)
+        p.start()
+        # A thread whose only call is C: it never has a frame.
+        _thread.start_new_thread(time.sleep, (0.3,))
+        # One that waits in C (SimpleQueue.get through a callable iterator)
+        # and then runs Python; the wait is nobody's time.
+        q = queue.SimpleQueue()
+        done = threading.Event()
+        def finish(_):
+            done.set()
+        _thread.start_new_thread(list, (map(lambda f: f(), iter(q.get, None)),))
+        for wave in range(100):
+            ts = [threading.Thread(target=short, args=(i,)) for i in range(8)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+        time.sleep(0.3)
+        q.put(work)
+        q.put(lambda: finish(None))
+        q.put(None)
+        done.wait()
+        time.sleep(0.05)
+        p.stop()
+        t = p.trace()
+        st = p._engine.stats
+        w = [th for th in t.threads()
+             if "work" in {f.name.rsplit(".", 1)[-1] for f in t.functions(thread=th.id)}]
+        weight = sum(f.own_weight for f in t.functions(thread=w[0].id)) / 1e9 if w else 0
+        print(json.dumps({"dropped": t.dropped, "lost": st["lost"],
+                          "apart": st.get("no_python_frames"),
+                          "header": t.header.get("no_python_frames"),
+                          "worker": weight,
+                          "report": render.render(t, "text")}))
+    """)
+    assert "no-python-frames" not in r["dropped"], r["dropped"]
+    assert "no-python-frames" not in r["lost"], r["lost"]
+    # The sleeping thread alone is found frameless at about every tick of its
+    # 0.3 s (2 kHz): counted apart, in the stats and the trace header.
+    assert r["apart"] is not None and r["apart"] >= 100, r["apart"]
+    assert r["header"] == r["apart"]
+    assert "without a Python frame" in r["report"]
+    assert "no-python-frames" not in r["report"]
+    # The worker's weights are its 50 ms of work, not its 0.3 s wait before.
+    assert 0.02 <= r["worker"] <= 0.2, r["worker"]
+
+
+def test_a_real_loss_is_still_reported_beside_frameless_threads():
+    """Rings too small for what the threads produce between two resolver
+    passes refuse records: those are lost samples (ring-full), reported as
+    such, while frameless threads stay out of the losses."""
+    r = run_script("""
+        import _thread
+        # Frameless from before the start, so found by it (the resolver's
+        # first pass, which would find it otherwise, is 2 s away).
+        _thread.start_new_thread(time.sleep, (0.6,))
+        time.sleep(0.05)
+        p = hyprof.Profiler(mode="sampling", clock="wall", frequency=5000,
+                            flush_interval=2.0, ring_size=1024)
+        p.start()
+        ev = threading.Event()
+        def deep(n):
+            return ev.wait() if n == 0 else deep(n - 1)
+        waiters = [threading.Thread(target=deep, args=(100,)) for _ in range(4)]
+        for th in waiters: th.start()
+        cpu_for(0.4)
+        ev.set()
+        for th in waiters: th.join()
+        p.stop()
+        t = p.trace()
+        print(json.dumps({"dropped": t.dropped, "apart": p._engine.stats["no_python_frames"]}))
+    """)
+    assert r["dropped"].get("ring-full", 0) > 0, r
+    assert "no-python-frames" not in r["dropped"], r
+    assert r["apart"] > 0, r

@@ -122,14 +122,23 @@ def summary(trace):
             trace.truncated_nodes)
     if trace.truncated:
         line += "\nnote: the trace is truncated: %s" % trace.message
-    if trace.dropped:
-        lost = sorted(trace.dropped.items(), key=lambda kv: (-kv[1], kv[0]))
+    # Samples that found a thread without a Python frame are no loss; traces
+    # written before they were counted apart list them among the losses.
+    dropped = {k: v for k, v in trace.dropped.items() if k != "no-python-frames"}
+    frameless = trace.dropped.get("no-python-frames", 0)
+    if isinstance(h.get("no_python_frames"), int) and not isinstance(h["no_python_frames"], bool):
+        frameless += h["no_python_frames"]
+    if dropped:
+        lost = sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))
         line += "\nnote: %d samples lost (%s)" % (
-            sum(trace.dropped.values()), ", ".join("%s %d" % kv for kv in lost))
+            sum(dropped.values()), ", ".join("%s %d" % kv for kv in lost))
         if "handler-replaced" in trace.dropped:
             line += ("\nnote: the program replaced hyprof's handler of signal %s while it "
                      "sampled; give the profiler another signal (--signal, signal=) to leave "
                      "that one to the program" % h.get("signal", "?"))
+    if frameless > 0:
+        line += ("\nnote: %d samples found a thread without a Python frame (starting, ending "
+                 "or in C code): not lost, there was nothing to sample" % frameless)
     return line
 
 
