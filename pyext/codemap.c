@@ -188,6 +188,15 @@ void hyp__codemap_stop(void) {
     M.profile = NULL;
 }
 
+void hyp__codemap_rebind(hyp_profile_t *profile) {
+    size_t i;
+
+    M.profile = profile;
+    for (i = 0; i < M.cap; i++)
+        if (M.tab[i].code != NULL && M.tab[i].code != HYP__TOMB)
+            M.tab[i].func = HYP_NO_ID;
+}
+
 void hyp__codemap_abandon(void) {
     M.active = 0;
     M.tab = NULL; /* the parent's memory, left alone in a forked child */
@@ -242,24 +251,30 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
     if (e != NULL && e->fp != fp)
         return 1; /* cannot happen while deaths are heard; never guess */
     if (e == NULL) {
-        hyp_func_t f;
         Py_ssize_t units;
 
         if (!hyp__trustworthy(code, fp))
             return 1;
-        f.kind = HYP_FUNC_PYTHON;
-        f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
-        if ((ret = hyp_py_intern_str(M.profile, code->co_qualname, "<unknown>", &f.name)) < 0 ||
-            (ret = hyp_py_intern_str(M.profile, code->co_filename, "", &f.file)) < 0)
-            return ret;
         units = hyp__walk_code_units(code);
         e = hyp__insert(code);
         if (e == NULL)
             return HYP_ENOMEM;
         e->fp = fp;
         e->nunits = units > 0 ? (uint32_t)units : 0;
-        if ((ret = hyp_profile_func(M.profile, &f, &e->func)) < 0)
+        e->func = HYP_NO_ID;
+    }
+    if (e->func == HYP_NO_ID) {
+        /* New, or the profile was changed (hyp__codemap_rebind()). */
+        hyp_func_t f;
+
+        f.kind = HYP_FUNC_PYTHON;
+        f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
+        if ((ret = hyp_py_intern_str(M.profile, code->co_qualname, "<unknown>", &f.name)) < 0 ||
+            (ret = hyp_py_intern_str(M.profile, code->co_filename, "", &f.file)) < 0 ||
+            (ret = hyp_profile_func(M.profile, &f, &e->func)) < 0) {
+            e->func = HYP_NO_ID;
             return ret;
+        }
     }
     *func = e->func;
     if (lasti >= e->nunits) {

@@ -28,6 +28,10 @@ typedef void (*hyp_code_death_fn)(PyCodeObject *code);
 int hyp__codemap_start(hyp_profile_t *profile, hyp_code_death_fn on_death);
 /* Stops watching and frees the cache. Idempotent. */
 void hyp__codemap_stop(void);
+/* Resolves into another profile from now on (the sampler's next window):
+ * every cached function id is made again there at its next resolution; the
+ * line tables and the death watch are kept. */
+void hyp__codemap_rebind(hyp_profile_t *profile);
 /* Forgets everything without calling Python (a forked child). */
 void hyp__codemap_abandon(void);
 

@@ -26,6 +26,9 @@ int hyp_py_trace_write_init(PyObject *module);
  * (errno's subclass and the file name where the system said why) or
  * MemoryError set. */
 PyObject *hyp_py_save(const hyp_profile_t *p, PyObject *path);
+/* A capsule that owns p (freed with it, or at once on failure), as a Trace
+ * holds its profile; merge_profiles() takes a list of them. */
+PyObject *hyp_py_profile_capsule(hyp_profile_t *p);
 /* The C profile in a loaded Trace's capsule, or NULL with an exception set. */
 hyp_profile_t *hyp_py_capsule_profile(PyObject *cap);
 /* det.c: hyprof._hyprof.DetProfiler and ProfilerError (the deterministic mode). */

@@ -88,6 +88,14 @@ static void hyp_py_capsule_free(PyObject *cap) {
     hyp_profile_free(PyCapsule_GetPointer(cap, HYP_PY_CAPSULE));
 }
 
+PyObject *hyp_py_profile_capsule(hyp_profile_t *p) {
+    PyObject *cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
+
+    if (cap == NULL)
+        hyp_profile_free(p);
+    return cap;
+}
+
 static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
     int rc;
 
@@ -163,11 +171,9 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     const char *mode = hyp_profile_mode(p) == HYP_MODE_SAMPLING ? "sampling" : "deterministic";
     size_t i, n;
 
-    cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
-    if (cap == NULL) {
-        hyp_profile_free(p);
+    cap = hyp_py_profile_capsule(p);
+    if (cap == NULL)
         return NULL;
-    }
     d = PyDict_New();
     if (d == NULL || hyp_py_set(d, "profile", Py_NewRef(cap)) < 0)
         goto fail;

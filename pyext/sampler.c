@@ -144,6 +144,9 @@ static struct {
     /* Samples that found their thread without a Python frame: no loss, and
      * reported apart from the losses ("no_python_frames"). */
     _Atomic uint64_t no_frames;
+    uint64_t lost_given[LOST_COUNT]; /* the part of lost[] already in a window */
+    uint64_t no_frames_given;        /* and of no_frames */
+    uint64_t window_start;           /* hyp__now() when the current window began */
     /* wall-clock sampler */
     pthread_t wall_thread;
     int wall_started;
@@ -1202,7 +1205,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *result;
 
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zsKdiiiOOOOOOp", kwlist, &path, &event, &clock,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "z|zsKdiiiOOOOOOp", kwlist, &path, &event, &clock,
                                      &period, &frequency, &depth, &signo, &ring_words, &meta,
                                      &disable, &active, &eerr, &perr, &extra, &memory))
         return NULL;
@@ -1215,6 +1218,9 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     if (S.running)
         return hyp__raise(S.profiler_error, "a sampling profiler is already running in this "
                                             "process; stop it first");
+    if (path == NULL && memory)
+        return hyp__raise(S.profiler_error, "memory sampling is not available in windows yet: "
+                                            "the allocation samples are merged at stop");
     if (extra != NULL && extra != Py_None) {
         Py_ssize_t k;
 
@@ -1507,13 +1513,15 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
                                      (int64_t)(1000000000u / (S.period_ns ? S.period_ns : 1))) < 0)
             goto nomem;
     }
-    if ((ret = hyp_writer_open(&S.writer, path)) < 0) {
+    /* No path: windows. The profile stays in memory and is handed out by
+     * hyp__take_window(); nothing is streamed. */
+    if (path != NULL && (ret = hyp_writer_open(&S.writer, path)) < 0) {
         snprintf(msg, sizeof(msg), "cannot open the trace file %s: %s", path, strerror(errno));
         hyp__free_profile();
         hyp__reset_session();
         return hyp__raise(PyExc_OSError, msg);
     }
-    if (hyp_writer_begin(S.writer, S.profile) < 0) {
+    if (S.writer != NULL && hyp_writer_begin(S.writer, S.profile) < 0) {
         snprintf(msg, sizeof(msg), "cannot write the trace header to %s", path);
         hyp__free_profile();
         hyp__reset_session();
@@ -1529,6 +1537,9 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         S.threads_active = Py_NewRef(active);
     S.exclude = NULL;
     S.t0 = hyp__now();
+    S.window_start = S.t0;
+    memset(S.lost_given, 0, sizeof S.lost_given);
+    S.no_frames_given = 0;
     S.running = 1;
     hyp__walk_gil_bind(PyThreadState_Get());
     atomic_store(&S.active, 1);
@@ -1715,6 +1726,105 @@ static PyObject *sampler_stats(PyObject *self, PyObject *noargs) {
 
 /* Stops the session: triggers off, every ring resolved, the trace finished.
  * Returns the statistics. */
+/* Adds the losses counted since the previous window (or the session's
+ * start) to p's dropped counts: samples that never reached the profile,
+ * reported in the window they were lost in. A ring's refusals are counted
+ * when its thread is retired; live rings are read here. The samples that
+ * found no Python frame, which are no loss, go apart, in the header's
+ * "no_python_frames" (written with the end record). Returns 0 or an HYP_E*
+ * code. */
+static int hyp__add_losses(hyp_profile_t *p) {
+    uint64_t ring = 0, n;
+    int i;
+
+    for (i = 0; i < S.nslots; i++)
+        if (S.slots[i].used)
+            ring += hyp__ring_dropped(&S.slots[i].ring);
+    if (S.wall && S.running)
+        ring += hyp__ring_dropped(&S.wall_ring);
+    for (i = 0; i < LOST_COUNT; i++) {
+        n = atomic_load(&S.lost[i]) + (i == LOST_RING_FULL ? ring : 0);
+        if (n > S.lost_given[i])
+            hyp_profile_add_dropped(p, hyp__lost_names[i], n - S.lost_given[i]);
+        S.lost_given[i] = n;
+    }
+    n = atomic_load(&S.no_frames);
+    i = hyp_profile_set_meta_int(p, "no_python_frames", (int64_t)(n - S.no_frames_given));
+    S.no_frames_given = n;
+    return i;
+}
+
+/* Sets p's "window_start" and "window_end" (Unix seconds) and "duration":
+ * from the previous window's end (or the session's start) to now, which
+ * begins the next one. Returns 0 or an HYP_E* code. */
+static int hyp__end_window(hyp_profile_t *p) {
+    struct timespec wall;
+    uint64_t now = hyp__now();
+    double end, start;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &wall);
+    end = (double)wall.tv_sec + wall.tv_nsec * 1e-9;
+    start = end - (double)(now - S.window_start) * 1e-9;
+    if ((rc = hyp_profile_set_meta_float(p, "window_start", start)) < 0 ||
+        (rc = hyp_profile_set_meta_float(p, "window_end", end)) < 0 ||
+        (rc = hyp_profile_set_meta_float(p, "duration", end - start)) < 0)
+        return rc;
+    S.window_start = now;
+    return 0;
+}
+
+/* Hands out the profile recorded since the session started or the previous
+ * window, and goes on in a fresh one of the same shape: the string, function,
+ * call-path and thread tables start empty, so a service that runs for days
+ * with code churn holds only what the current window saw. The slots' thread
+ * ids and the code map's function ids belong to the profile and are made
+ * again in the new one; the code map keeps its line tables. Returns the old
+ * profile, its window's times and losses set, or NULL with an HYP_E* code in
+ * *rc. With the GIL, while the session runs. */
+static hyp_profile_t *hyp__take_window(int *rc) {
+    hyp_profile_t *old = S.profile, *fresh;
+    hyp_func_t tf;
+    int i;
+
+    hyp__drain_all();
+    hyp__sync_threads();
+    fresh = hyp_profile_new_like(old);
+    if (fresh == NULL || hyp_profile_string(fresh, "[truncated]", 11, &tf.name) < 0 ||
+        hyp_profile_string(fresh, "", 0, &tf.file) < 0) {
+        hyp_profile_free(fresh);
+        *rc = HYP_ENOMEM;
+        return NULL;
+    }
+    tf.lineno = 0;
+    tf.kind = HYP_FUNC_SPECIAL;
+    if ((*rc = hyp_profile_func(fresh, &tf, &S.func_truncated)) < 0) {
+        hyp_profile_free(fresh);
+        return NULL;
+    }
+    for (i = 0; i < S.nslots; i++) {
+        hyp_slot_t *slot = &S.slots[i];
+        size_t len;
+        const char *name;
+
+        if (!slot->used)
+            continue;
+        slot->thread = HYP_NO_ID;
+        if (slot->name != HYP_NO_ID) {
+            name = hyp_profile_string_at(old, slot->name, &len);
+            if (name == NULL || hyp_profile_string(fresh, name, len, &slot->name) < 0)
+                slot->name = HYP_NO_ID; /* named again at its next sample */
+        }
+    }
+    if ((*rc = hyp__add_losses(old)) < 0 || (*rc = hyp__end_window(old)) < 0) {
+        hyp_profile_free(fresh);
+        return NULL;
+    }
+    S.profile = fresh;
+    hyp__codemap_rebind(fresh);
+    return old;
+}
+
 static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     int i, ret, gone;
     char msg[256];
@@ -1825,23 +1935,20 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     if (S.memory && (ret = hyp_py_alloc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
         S.writer_err == 0)
         S.writer_err = ret;
-    for (i = 0; i < LOST_COUNT; i++) {
-        uint64_t n = atomic_load(&S.lost[i]);
-        if (n)
-            hyp_profile_add_dropped(S.profile, hyp__lost_names[i], n);
-    }
-    /* Apart from the losses, in the END record's metadata. */
-    ret = hyp_profile_set_meta_int(S.profile, "no_python_frames",
-                                   (int64_t)atomic_load(&S.no_frames));
-    if (ret < 0 && S.writer_err == 0)
+    if ((ret = hyp__add_losses(S.profile)) < 0 && S.writer_err == 0)
         S.writer_err = ret;
+    if (S.writer == NULL && (ret = hyp__end_window(S.profile)) < 0 && S.writer_err == 0)
+        S.writer_err = ret; /* windows: the last one ends here */
     hyp__flush();
-    ret = hyp_writer_finish(S.writer, S.profile);
-    if (ret == 0)
-        ret = hyp_writer_close(S.writer);
-    else
-        hyp_writer_close(S.writer);
-    S.writer = NULL;
+    ret = 0;
+    if (S.writer != NULL) {
+        ret = hyp_writer_finish(S.writer, S.profile);
+        if (ret == 0)
+            ret = hyp_writer_close(S.writer);
+        else
+            hyp_writer_close(S.writer);
+        S.writer = NULL;
+    }
     if (ret == 0)
         ret = S.writer_err;
     Py_CLEAR(S.threads_active);
@@ -1853,15 +1960,35 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     return hyp__stats_dict();
 }
 
-/* The profile of the last session, as a Trace. */
-static PyObject *sampler_trace(PyObject *self, PyObject *noargs) {
+/* _sampler_window() -> capsule: the profile of the samples since the session
+ * started or the previous window, while a session without a stream runs;
+ * after its stop, the last of them, once. Windows are added up into Traces
+ * by _hyprof.merge_profiles(), which a consumer asks for when it needs one. */
+static PyObject *sampler_window(PyObject *self, PyObject *noargs) {
+    hyp_profile_t *p;
+    int rc = 0;
+
     (void)self;
     (void)noargs;
     if (S.profile == NULL)
-        return hyp__raise(S.profiler_error, "no sampling profile: start and stop a session first");
-    if (S.running)
-        hyp__drain_all();
-    return hyp_py_trace_from_profile(S.profile);
+        return hyp__raise(S.profiler_error, "no sampling session to take a window of");
+    if (S.writer != NULL)
+        return hyp__raise(S.profiler_error,
+                          "this sampling session streams to a file; windows are taken from a "
+                          "session started without one");
+    if (!S.running) {
+        /* The last window: stop added its losses and ended the code map. */
+        p = S.profile;
+        S.profile = NULL;
+        return hyp_py_profile_capsule(p);
+    }
+    p = hyp__take_window(&rc);
+    if (p == NULL) {
+        if (rc == HYP_ENOMEM)
+            return PyErr_NoMemory();
+        return hyp__raise(S.profiler_error, hyp_strerror(rc));
+    }
+    return hyp_py_profile_capsule(p);
 }
 
 /* In a forked child: the parent's session does not exist here. No signal
@@ -2032,7 +2159,9 @@ static PyMethodDef hyp__sampler_methods[] = {
     {"_sampler_exclude_thread", sampler_exclude_thread, METH_NOARGS,
      "Never samples the calling thread (the resolver)."},
     {"_sampler_stats", sampler_stats, METH_NOARGS, "The session's statistics."},
-    {"_sampler_trace", sampler_trace, METH_NOARGS, "The last session's profile as a Trace."},
+    {"_sampler_window", sampler_window, METH_NOARGS,
+     "The profile of the samples since the previous window (a capsule for merge_profiles), "
+     "from a session started without a path."},
     {"_sampler_after_fork_child", sampler_after_fork_child, METH_NOARGS,
      "Forgets the parent's session in a forked child."},
     {"_walk_guard_check", walk_guard_check, METH_NOARGS,

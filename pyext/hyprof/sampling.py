@@ -45,7 +45,7 @@ def _check_number(name, value, kind, low, high):
 def create(event=None, period=None, frequency=None, clock="cpu", depth=128, signal=None,
            output=None, flush_interval=0.1, ring_size=1 << 17, disable=None, memory=False,
            memory_interval=_memory.DEFAULT_INTERVAL, memory_only=False,
-           memory_max_frames=_memory.DEFAULT_MAX_FRAMES):
+           memory_max_frames=_memory.DEFAULT_MAX_FRAMES, windows=False):
     """Makes the sampling engine behind Profiler(mode="sampling").
 
     event: a name libpfm4 encodes ("cycles", "instructions", "cache-misses",
@@ -64,6 +64,8 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
     memory: also sample allocations, one per memory_interval bytes on
       average (default 512 KiB), into the same trace (docs/memory.md);
       memory_only=True samples allocations alone (hyprof.memory).
+    windows: nothing is streamed; the samples are taken out in windows while
+      the session runs (hyprof.continuous, docs/continuous.md).
     """
     mem, only, mem_interval, mem_frames = _memory.check_options(
         memory, memory_interval, memory_only, memory_max_frames)
@@ -100,6 +102,9 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         signal = _signal.SIGPROF
     if isinstance(signal, bool) or not isinstance(signal, int):
         raise ProfilerError("signal=%r must be a signal number such as signal.SIGPROF" % (signal,))
+    if windows and (output is not None or mem):
+        raise ProfilerError("a continuous profiler keeps its samples in memory and hands them "
+                            "out in windows: output= and memory= do not apply")
     if output is not None:
         try:
             output = os.fspath(output)
@@ -117,7 +122,8 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
                           depth=depth, signal=int(signal), output=output,
                           flush_interval=float(flush_interval), ring_size=ring_size,
                           disable=disable,
-                          memory=(mem_interval, mem_frames) if mem else None)
+                          memory=(mem_interval, mem_frames) if mem else None,
+                          windows=bool(windows))
 
 
 def end_scope(engine):
@@ -168,7 +174,9 @@ class SamplingEngine:
                 raise ProfilerError("another sampling profiler is running in this process; "
                                     "stop it first")
             self._cleanup_path()
-            if o["output"] is not None:
+            if o.get("windows"):
+                self._path, self._own_path = None, False
+            elif o["output"] is not None:
                 self._path, self._own_path = os.fspath(o["output"]), False
             else:
                 fd, self._path = _files.private_temp("hyprof-", ".hyprof")
@@ -329,9 +337,20 @@ class SamplingEngine:
             return _hyprof._sampler_stats()
         return self._stats
 
+    def take_window(self):
+        """The profile of the samples since the previous window (a capsule
+        for _hyprof.merge_profiles), from an engine made with windows=True;
+        after stop(), the last one, once."""
+        if not self._opts.get("windows"):
+            raise ProfilerError("windows are taken from an engine made with windows=True")
+        return _hyprof._sampler_window()
+
     def trace(self):
         if self.running:
             raise ProfilerError("stop the profiler before reading its trace")
+        if self._opts.get("windows"):
+            raise ProfilerError("a continuous profiler's samples are taken in windows "
+                                "(hyprof.continuous)")
         if self._path is None:
             if self._pid is not None and self._pid != os.getpid():
                 raise ProfilerError("this profiler ran in the parent process (pid %d); a "

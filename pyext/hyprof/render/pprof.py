@@ -219,7 +219,8 @@ def build(trace, metric=None):
     # The string table must hold every index used, so strings go last but
     # all interning is done before the header fields below use them.
     header = getattr(trace, "header", {}) or {}
-    start = header.get("start_time") or header.get("start")
+    # A window of a long run starts where the window does.
+    start = header.get("window_start") or header.get("start_time") or header.get("start")
     tail = bytearray()
     if isinstance(start, (int, float)) and start > 0:
         # Seconds since the epoch, or already nanoseconds.

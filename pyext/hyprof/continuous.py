@@ -1,0 +1,326 @@
+"""Continuous profiling: one sampler for the life of a process, cut into
+windows (docs/continuous.md).
+
+A service starts it once::
+
+    import hyprof.continuous
+    prof = hyprof.continuous.start(frequency=100, directory="/var/lib/app/profiles")
+
+and then hands what it saw to whoever asks: ``take()`` gives the samples
+since the previous ``take()``, ``collect(30)`` those of the next 30 seconds
+(what ``/debug/pprof/profile?seconds=30`` serves, hyprof.serve), ``recent(60)``
+those of the last minute; with ``directory=`` every ``window`` seconds is
+also written there as a complete trace, the oldest files removed beyond
+``keep`` files or ``max_bytes``.
+
+How it stays bounded: the sampler's profile is cut every ``tick`` seconds
+(1 s by default; the C engine swaps in a fresh profile, so its string,
+function and call-path tables hold only what one tick saw), and the ticks of
+the last ``retain`` seconds are kept, as C profiles; a window is those ticks
+added up in C when someone asks for it. Memory follows what ``retain``
+seconds of the program ran, however long the process lives and however much
+code it churns. Cutting, adding up and writing run in the profiler's own
+daemon thread or the caller's; the program's threads only take samples.
+"""
+
+import collections
+import os
+import re
+import socket
+import threading
+import time
+
+from . import _hyprof, sampling
+from .errors import ProfilerError
+
+DEFAULT_FREQUENCY = 100
+# A window written to disk, and the longest collect(): at most retain.
+DEFAULT_WINDOW = 60.0
+DEFAULT_RETAIN = 300.0
+_FILE_RE = re.compile(r"^hyprof-\d{8}T\d{6}\.\d{6}Z-.+-\d+\.hyprof$")
+
+_current = None
+_current_lock = threading.Lock()
+
+
+def _check(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not low <= value <= high:
+        raise ProfilerError(f"{name}={value!r} must be a number from {low} to {high}")
+    return float(value)
+
+
+class ContinuousProfiler:
+    """An always-on sampler from which windows are taken while it runs.
+
+    frequency, clock, event, depth, signal, disable: as for
+    Profiler(mode="sampling").
+    tick: seconds between cuts of the sampler's profile (0.1 to 60).
+    retain: seconds of ticks kept for collect() and recent() (at least
+      window and tick).
+    directory, window, keep, max_bytes: with a directory, every window
+      seconds is written there as a trace; then at most keep files (a count)
+      and max_bytes bytes of them stay, the oldest removed first.
+    """
+
+    def __init__(self, frequency=DEFAULT_FREQUENCY, clock="cpu", event=None, depth=128,
+                 signal=None, disable=None, tick=1.0, retain=DEFAULT_RETAIN, directory=None,
+                 window=DEFAULT_WINDOW, keep=None, max_bytes=None):
+        self.tick = _check("tick", tick, 0.1, 60)
+        self.window = _check("window", window, 1, 86400)
+        self.retain = _check("retain", retain, 0.1, 86400)
+        if self.retain < max(self.tick, self.window if directory is not None else 0):
+            raise ProfilerError(f"retain={retain!r} must be at least tick and window: the "
+                                "ticks of a window are kept until it is written")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or
+                                 keep < 1):
+            raise ProfilerError(f"keep={keep!r} must be a whole number of files, at least 1")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or
+                                      not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ProfilerError(f"max_bytes={max_bytes!r} must be a whole number of bytes, at "
+                                "least 1")
+        if (keep is not None or max_bytes is not None) and directory is None:
+            raise ProfilerError("keep= and max_bytes= rotate the windows written to directory=; "
+                                "give a directory")
+        if directory is not None:
+            try:
+                directory = os.fspath(directory)
+            except TypeError:
+                raise ProfilerError(f"directory={directory!r} must be a path") from None
+        self.directory = directory
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self._engine = sampling.create(event=event, frequency=frequency, clock=clock,
+                                       depth=depth, signal=signal, disable=disable,
+                                       windows=True)
+        self._lock = threading.Lock()         # ticks, sequence numbers, cursors
+        self._cut_lock = threading.Lock()     # one cut at a time
+        # (seq, start and end in Unix seconds, end in monotonic seconds, the
+        # C profile of the tick)
+        self._ticks = collections.deque()
+        self._tick_start = 0.0
+        self._seq = 0
+        self._take_cursor = 0
+        self._disk_cursor = 0
+        self._disk_due = 0.0
+        self._thread = None
+        self._stop = threading.Event()
+        self._pid = None
+        self.stats = {"ticks": 0, "tick_errors": 0, "windows_written": 0, "write_errors": 0,
+                      "files_removed": 0, "bytes_written": 0, "last_error": None}
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self):
+        return self._engine.running and self._pid == os.getpid()
+
+    @property
+    def info(self):
+        """The sampler's trigger, event, period and frequency."""
+        return self._engine.info
+
+    def start(self):
+        if self.directory is not None:
+            try:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            except OSError as e:
+                raise ProfilerError(f"directory {self.directory!r}: {e.strerror or e}") from None
+            if not os.path.isdir(self.directory):
+                raise ProfilerError(f"directory {self.directory!r} is not a directory")
+        self._engine.start()
+        self._tick_start = time.time()
+        self._pid = os.getpid()
+        now = time.monotonic()
+        self._disk_due = now + self.window
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hyprof-windows", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stops sampling; a directory gets its last, shorter window."""
+        if not self.running:
+            raise ProfilerError("the continuous profiler is not running")
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._engine.stop()
+        with self._cut_lock:
+            self._add_tick(self._engine.take_window())
+        if self.directory is not None:
+            self._write_window()
+        return self
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        if self.running:
+            self.stop()
+        return False
+
+    # ------------------------------------------------------------ windows
+
+    def take(self):
+        """A Trace of the samples since the previous take() (or the start),
+        as far back as ``retain`` seconds; its header has window_start,
+        window_end and duration, and lost_seconds when ticks older than
+        retain were gone."""
+        self._cut()
+        with self._lock:
+            since, self._take_cursor = self._take_cursor, self._seq
+        return self._window(since, self._take_cursor)
+
+    def collect(self, seconds):
+        """A Trace of the samples of the next ``seconds`` (blocks for them).
+        Calls may overlap: each gets its own seconds."""
+        seconds = _check("seconds", seconds, 0.001, self.retain)
+        if not self.running:
+            raise ProfilerError("the continuous profiler is not running")
+        start = self._cut()
+        # Stops early with what it has when the profiler stops.
+        self._stop.wait(seconds)
+        end = self._cut() if self.running else self._seq
+        return self._window(start, end)
+
+    def recent(self, seconds=None):
+        """A Trace of the samples of about the last ``seconds`` (default:
+        every tick kept), whole ticks."""
+        self._cut()
+        with self._lock:
+            if seconds is None:
+                first = self._ticks[0][0] - 1 if self._ticks else self._seq
+            else:
+                limit = time.monotonic() - _check("seconds", seconds, 0.001, 1e9)
+                first = next((t[0] - 1 for t in self._ticks if t[3] > limit), self._seq)
+            last = self._seq
+        return self._window(first, last)
+
+    # ------------------------------------------------------------ internals
+
+    def _cut(self):
+        """Cuts the sampler's profile now; returns the sequence number of the
+        last tick, which ends here."""
+        with self._cut_lock:
+            if self.running:
+                try:
+                    self._add_tick(self._engine.take_window())
+                except (ProfilerError, MemoryError) as e:
+                    self.stats["tick_errors"] += 1
+                    self.stats["last_error"] = str(e)
+            return self._seq
+
+    def _add_tick(self, cap):
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            self._seq += 1
+            self._ticks.append((self._seq, self._tick_start, wall, now, cap))
+            self._tick_start = wall
+            self.stats["ticks"] += 1
+            while self._ticks and self._ticks[0][3] < now - self.retain:
+                self._ticks.popleft()
+
+    def _window(self, after, upto):
+        """The ticks numbered after+1 .. upto, added up into one Trace."""
+        with self._lock:
+            ticks = [t for t in self._ticks if after < t[0] <= upto]
+            first = self._ticks[0][0] if self._ticks else upto + 1
+        if not ticks:
+            raise ProfilerError("no samples in that window yet: the profiler has not cut one")
+        start, end = ticks[0][1], ticks[-1][2]
+        header = {"window_start": start, "window_end": end, "duration": end - start,
+                  "ticks": len(ticks)}
+        if after + 1 < first and upto > after:
+            header["lost_ticks"] = min(first, upto + 1) - (after + 1)
+        if self.stats["tick_errors"]:
+            header["tick_errors"] = self.stats["tick_errors"]
+        return _hyprof.merge_profiles([t[4] for t in ticks], header)
+
+    def _loop(self):
+        while not self._stop.wait(self.tick):
+            if not self.running:
+                return
+            self._cut()
+            if self.directory is not None and time.monotonic() >= self._disk_due:
+                self._disk_due += self.window
+                self._write_window()
+
+    def _write_window(self):
+        with self._lock:
+            since, self._disk_cursor = self._disk_cursor, self._seq
+        try:
+            trace = self._window(since, self._disk_cursor)
+        except ProfilerError:
+            return  # nothing new
+        start = trace.header.get("window_start") or time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(start))
+        micro = int((start % 1) * 1e6)
+        host = re.sub(r"[^A-Za-z0-9_.-]+", "_", socket.gethostname()) or "host"
+        path = os.path.join(self.directory,
+                            f"hyprof-{stamp}.{micro:06d}Z-{host}-{os.getpid()}.hyprof")
+        try:
+            trace.write(path)
+        except OSError as e:
+            self.stats["write_errors"] += 1
+            self.stats["last_error"] = f"{path}: {e.strerror or e}"
+            return
+        self.stats["windows_written"] += 1
+        try:
+            self.stats["bytes_written"] += os.path.getsize(path)
+        except OSError:
+            pass
+        self._rotate()
+
+    def _rotate(self):
+        if self.keep is None and self.max_bytes is None:
+            return
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if _FILE_RE.match(n))
+        except OSError:
+            return
+        sizes = []
+        for n in names:
+            try:
+                sizes.append(os.lstat(os.path.join(self.directory, n)).st_size)
+            except OSError:
+                sizes.append(0)
+        total = sum(sizes)
+        # Oldest first (the names sort by time), never the newest.
+        for i, n in enumerate(names[:-1]):
+            count_ok = self.keep is None or len(names) - i <= self.keep
+            bytes_ok = self.max_bytes is None or total <= self.max_bytes
+            if count_ok and bytes_ok:
+                break
+            try:
+                os.unlink(os.path.join(self.directory, n))
+                self.stats["files_removed"] += 1
+            except OSError:
+                pass
+            total -= sizes[i]
+
+
+def start(**options):
+    """Starts the process's continuous profiler (one per process) with
+    ContinuousProfiler's options and returns it."""
+    global _current
+    with _current_lock:
+        if _current is not None and _current.running:
+            raise ProfilerError("a continuous profiler already runs in this process: "
+                                "hyprof.continuous.current() returns it")
+        _current = ContinuousProfiler(**options).start()
+        return _current
+
+
+def current():
+    """The process's running continuous profiler, or None."""
+    p = _current
+    return p if p is not None and p.running else None
+
+
+def stop():
+    """Stops the process's continuous profiler, if one runs."""
+    p = current()
+    if p is not None:
+        p.stop()
+

@@ -1,0 +1,111 @@
+"""The continuous profiler: windows cut from one sampler that keeps running,
+bounded tables, windows written to a directory and rotated."""
+
+import os
+import threading
+import time
+
+import pytest
+
+import hyprof
+import hyprof.continuous as continuous
+from hyprof.errors import ProfilerError
+
+
+def work(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        sum(i * i for i in range(200))
+
+
+def samples(trace):
+    return sum(f.own_samples for f in trace.functions())
+
+
+def test_take_gives_the_samples_since_the_previous_take():
+    with continuous.ContinuousProfiler(frequency=500, tick=0.1, retain=10) as p:
+        work(0.2)
+        a = p.take()
+        work(0.2)
+        b = p.take()
+    assert samples(a) > 0 and samples(b) > 0
+    assert a.header["window_end"] <= b.header["window_start"] + 1e-6
+    assert 0.15 < a.header["duration"] < 5
+    assert any(f.name == "work" for f in b.functions())
+    # The sampler ran all along: one session, cut, never restarted.
+    assert p.stats["ticks"] >= 4 and p.stats["tick_errors"] == 0
+
+
+def test_collect_gives_the_next_seconds_to_each_caller():
+    got = {}
+    with continuous.ContinuousProfiler(frequency=500, tick=0.1, retain=10) as p:
+        threads = [threading.Thread(target=lambda k=k: got.__setitem__(k, p.collect(0.4)))
+                   for k in range(2)]
+        for t in threads:
+            t.start()
+        work(0.6)
+        for t in threads:
+            t.join()
+    for k in range(2):
+        assert 0.35 < got[k].header["duration"] < 2, got[k].header
+        assert samples(got[k]) > 0
+
+
+def test_tables_stay_bounded_under_code_churn():
+    # New functions every tick: a window holds only the code its ticks saw.
+    sizes = []
+    with continuous.ContinuousProfiler(frequency=1000, tick=0.1, retain=0.5) as p:
+        for round_ in range(12):
+            for k in range(30):
+                ns = {}
+                exec(f"def churn_{round_}_{k}(n):\n    return sum(i * i for i in range(n))",
+                     ns)
+                f = ns[f"churn_{round_}_{k}"]
+                end = time.thread_time() + 0.004
+                while time.thread_time() < end:
+                    f(300)
+            sizes.append(len(p.take().function_table))
+        kept = len(p._ticks)
+    assert max(sizes[3:]) < 3 * max(sizes[:3]) + 50, sizes
+    assert kept <= 8  # half a second of 0.1 s ticks, and the ones cut by take()
+
+
+def test_windows_are_written_and_rotated(tmp_path):
+    d = tmp_path / "windows"
+    with continuous.ContinuousProfiler(frequency=500, tick=0.1, window=1, retain=5,
+                                       directory=d, keep=2) as p:
+        work(3.3)
+    names = sorted(os.listdir(d))
+    assert len(names) == 2, names
+    assert p.stats["windows_written"] >= 3 and p.stats["files_removed"] >= 1
+    assert os.stat(d).st_mode & 0o077 == 0
+    for n in names:
+        t = hyprof.load(d / n)
+        assert t.mode == "sampling" and "window_start" in t.header
+    # Names sort by time.
+    starts = [hyprof.load(d / n).header["window_start"] for n in names]
+    assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize("opts, msg", [
+    ({"tick": 0}, "tick=0"),
+    ({"keep": 0, "directory": "x"}, "keep=0"),
+    ({"keep": 3}, "give a directory"),
+    ({"window": 100, "retain": 10, "directory": "x"}, "retain=10"),
+])
+def test_bad_options_are_refused_by_name(opts, msg):
+    with pytest.raises(ProfilerError, match=msg):
+        continuous.ContinuousProfiler(**opts)
+
+
+def test_one_per_process_and_the_sampler_is_taken():
+    p = continuous.start(frequency=200, tick=0.2)
+    try:
+        assert continuous.current() is p
+        with pytest.raises(ProfilerError, match="already"):
+            continuous.start()
+        with pytest.raises(ProfilerError, match="another sampling profiler"):
+            hyprof.Profiler(mode="sampling").start()
+    finally:
+        continuous.stop()
+    assert continuous.current() is None
