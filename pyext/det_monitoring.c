@@ -56,20 +56,25 @@ static inline det_thread_t *mon_thread(det_prof_t *p) {
     return th;
 }
 
+/* The profiler and thread a Python function's event is for (self: the
+ * callback's profiler, or None for the group's), or 0 when there is none. */
+static inline int mon_py_target(PyObject *self, det_prof_t **pp, det_thread_t **thp) {
+    if (DET_LIKELY(self != Py_None)) {
+        *pp = (det_prof_t *)self;
+        *thp = mon_thread(*pp);
+        return DET_LIKELY(*thp != NULL && (*pp)->running);
+    }
+    return (*pp = hyp__det_pick(thp)) != NULL;
+}
+
 static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
     det_prof_t *p;
     det_thread_t *th;
     PyCodeObject *co = (PyCodeObject *)args[0];
     uint64_t wall, cpu;
 
-    if (DET_LIKELY(self != Py_None)) {
-        p = (det_prof_t *)self;
-        th = mon_thread(p);
-        if (DET_UNLIKELY(th == NULL || !p->running))
-            return;
-    } else if ((p = hyp__det_pick(&th)) == NULL) {
+    if (!mon_py_target(self, &p, &th))
         return;
-    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     if (DET_UNLIKELY(co->co_flags & DET_GEN_FLAGS))
         hyp__det_enter(p, th, co, NULL, NULL, current_iframe(th), fresh, wall, cpu);
@@ -84,43 +89,26 @@ static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspe
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (DET_LIKELY(self != Py_None)) {
-        p = (det_prof_t *)self;
-        th = mon_thread(p);
-        if (DET_UNLIKELY(th == NULL || !p->running))
-            return;
-    } else if ((p = hyp__det_pick(&th)) == NULL) {
+    if (!mon_py_target(self, &p, &th))
         return;
-    }
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     hyp__det_leave(p, th, args[0], suspend, wall, cpu);
     th->last_wall = wall;
     th->last_cpu = cpu;
 }
 
-static PyObject *mon_py_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)nargs;
-    mon_enter_py(self, args, 1);
-    Py_RETURN_NONE;
-}
-
-static PyObject *mon_py_resume(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)nargs;
-    mon_enter_py(self, args, 0);
-    Py_RETURN_NONE;
-}
-
-static PyObject *mon_py_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)nargs;
-    mon_leave_py(self, args, 0);
-    Py_RETURN_NONE;
-}
-
-static PyObject *mon_py_yield(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)nargs;
-    mon_leave_py(self, args, 1);
-    Py_RETURN_NONE;
-}
+/* The callbacks of the Python functions' events: start and resume (throw)
+ * enter, return (unwind) and yield leave. */
+#define DET_MON_PY(name, fn, arg)                                                   \
+    static PyObject *name(PyObject *self, PyObject *const *args, Py_ssize_t nargs) { \
+        (void)nargs;                                                                \
+        fn(self, args, arg);                                                        \
+        Py_RETURN_NONE;                                                             \
+    }
+DET_MON_PY(mon_py_start, mon_enter_py, 1)
+DET_MON_PY(mon_py_resume, mon_enter_py, 0)
+DET_MON_PY(mon_py_return, mon_leave_py, 0)
+DET_MON_PY(mon_py_yield, mon_leave_py, 1)
 
 /* The profiler, thread and method definition a CALL or C_RETURN event is
  * for, or 0 when the event is not one to record. Inlined into both callbacks,
@@ -150,33 +138,32 @@ static inline int mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t
     return 1;
 }
 
-static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* A C function's call (enter) or return, raise included. */
+static inline void mon_c_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               int enter) {
     det_prof_t *p;
     PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
     if (!mon_c_target(self, args, nargs, &p, &th, &ml))
-        Py_RETURN_NONE;
+        return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
-    hyp__det_enter(p, th, ml, args[2], nargs > 3 ? args[3] : NULL, NULL, 1, wall, cpu);
+    if (enter)
+        hyp__det_enter(p, th, ml, args[2], nargs > 3 ? args[3] : NULL, NULL, 1, wall, cpu);
+    else
+        hyp__det_leave(p, th, ml, 0, wall, cpu);
     th->last_wall = wall;
     th->last_cpu = cpu;
+}
+
+static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    mon_c_event(self, args, nargs, 1);
     Py_RETURN_NONE;
 }
 
 static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    det_prof_t *p;
-    PyMethodDef *ml;
-    det_thread_t *th;
-    uint64_t wall, cpu;
-
-    if (!mon_c_target(self, args, nargs, &p, &th, &ml))
-        Py_RETURN_NONE;
-    cpu = hyp_cpu_clock_read(&th->cpu, &wall);
-    hyp__det_leave(p, th, ml, 0, wall, cpu);
-    th->last_wall = wall;
-    th->last_cpu = cpu;
+    mon_c_event(self, args, nargs, 0);
     Py_RETURN_NONE;
 }
 
@@ -263,6 +250,44 @@ static PyObject *det_cb_new(PyObject *prof, const PyMethodDef *def) {
     return (PyObject *)cb;
 }
 
+/* One callback of prof (a profiler, or None for the group) per event, a
+ * tuple in det_events' order. */
+static PyObject *callbacks_new(PyObject *prof) {
+    PyObject *cbs = PyTuple_New(EV_COUNT);
+    int i;
+
+    if (cbs == NULL)
+        return NULL;
+    for (i = 0; i < EV_COUNT; i++) {
+        PyObject *f = det_cb_new(prof, &det_mon_defs[i]);
+        if (f == NULL) {
+            Py_DECREF(cbs);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(cbs, i, f);
+    }
+    return cbs;
+}
+
+/* Takes the profiler tool id and registers the first nev callbacks of cbs:
+ * 0, or -1 (the id was not taken) or -2 (it was) with an exception set. */
+static int tool_take(PyObject *mon, PyObject *cbs, int nev) {
+    PyObject *r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
+    int i;
+
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    for (i = 0; i < nev; i++) {
+        r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
+                                1 << det_events[i].bit, PyTuple_GET_ITEM(cbs, i));
+        if (r == NULL)
+            return -2;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 static PyObject *monitoring_module(void) {
     PyObject *sys = PyImport_ImportModule("sys"), *mon;
 
@@ -274,8 +299,8 @@ static PyObject *monitoring_module(void) {
 }
 
 int hyp__det_monitoring_start(det_prof_t *p) {
-    PyObject *mon = monitoring_module(), *r, *cbs;
-    int i, nev = p->builtins ? EV_COUNT : EV_CALL;
+    PyObject *mon = monitoring_module(), *r;
+    int i, rc, nev = p->builtins ? EV_COUNT : EV_CALL;
     long mask = 0;
 
     if (mon == NULL)
@@ -285,32 +310,15 @@ int hyp__det_monitoring_start(det_prof_t *p) {
         if (p->missing == NULL)
             goto fail;
     }
-    if (p->callbacks == NULL) {
-        cbs = PyTuple_New(EV_COUNT);
-        if (cbs == NULL)
-            goto fail;
-        for (i = 0; i < EV_COUNT; i++) {
-            PyObject *f = det_cb_new((PyObject *)p, &det_mon_defs[i]);
-            if (f == NULL) {
-                Py_DECREF(cbs);
-                goto fail;
-            }
-            PyTuple_SET_ITEM(cbs, i, f);
-        }
-        p->callbacks = cbs;
-    }
-    r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
-    if (r == NULL)
+    if (p->callbacks == NULL && (p->callbacks = callbacks_new((PyObject *)p)) == NULL)
         goto fail;
-    Py_DECREF(r);
-    for (i = 0; i < nev; i++) {
-        r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
-                                1 << det_events[i].bit, PyTuple_GET_ITEM(p->callbacks, i));
-        if (r == NULL)
+    if ((rc = tool_take(mon, p->callbacks, nev)) != 0) {
+        if (rc == -2)
             goto fail_free;
-        Py_DECREF(r);
-        mask |= 1L << det_events[i].bit;
+        goto fail;
     }
+    for (i = 0; i < nev; i++)
+        mask |= 1L << det_events[i].bit;
     r = PyObject_CallMethod(mon, "set_events", "il", DET_TOOL_ID, mask);
     if (r == NULL)
         goto fail_free;
@@ -363,7 +371,7 @@ PyObject *hyp__det_monitoring_owner(void) {
 
 int hyp__det_monitoring_group_set(det_prof_t *joining) {
     PyObject *mon = monitoring_module(), *r;
-    int i, builtins = joining != NULL && joining->builtins, fresh = hyp__det_group.mask == 0;
+    int i, rc, builtins = joining != NULL && joining->builtins, fresh = hyp__det_group.mask == 0;
     long mask = 0;
     size_t k;
 
@@ -376,33 +384,13 @@ int hyp__det_monitoring_group_set(det_prof_t *joining) {
     }
     for (k = 0; k < hyp__det_group.n; k++)
         builtins |= hyp__det_group.profs[k]->builtins;
-    if (hyp__det_group.callbacks == NULL) {
-        PyObject *cbs = PyTuple_New(EV_COUNT);
-        if (cbs == NULL)
-            goto fail;
-        for (i = 0; i < EV_COUNT; i++) {
-            PyObject *f = det_cb_new(Py_None, &det_mon_defs[i]);
-            if (f == NULL) {
-                Py_DECREF(cbs);
-                goto fail;
-            }
-            PyTuple_SET_ITEM(cbs, i, f);
-        }
-        hyp__det_group.callbacks = cbs;
-    }
-    if (fresh) {
-        r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
-        if (r == NULL)
-            goto fail;
-        Py_DECREF(r);
-        for (i = 0; i < EV_COUNT; i++) {
-            r = PyObject_CallMethod(mon, "register_callback", "iiO", DET_TOOL_ID,
-                                    1 << det_events[i].bit,
-                                    PyTuple_GET_ITEM(hyp__det_group.callbacks, i));
-            if (r == NULL)
-                goto fail_free;
-            Py_DECREF(r);
-        }
+    if (hyp__det_group.callbacks == NULL &&
+        (hyp__det_group.callbacks = callbacks_new(Py_None)) == NULL)
+        goto fail;
+    if (fresh && (rc = tool_take(mon, hyp__det_group.callbacks, EV_COUNT)) != 0) {
+        if (rc == -2)
+            goto fail_free;
+        goto fail;
     }
     for (i = 0; i < (builtins ? EV_COUNT : EV_CALL); i++)
         mask |= 1L << det_events[i].bit;
