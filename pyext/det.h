@@ -1,121 +1,58 @@
 /* pyext/det.h: internal to the _hyprof extension; not API.
  *
- * The deterministic mode's hot-path structures. Every Python call and, by
- * default, every call of a C function lands in a per-thread calling-context
- * tree of det_node_t; the tree is turned into a hyp_profile_t only when the
- * profile is read (det_export.c). Times are kept in wall-clock ticks
- * (include/hyprof/clock.h) until then. */
+ * The deterministic mode's profiler, hyprof._hyprof.DetProfiler, and what
+ * its files share. Every Python call and, by default, every call of a C
+ * function lands in a per-thread calling-context tree (det_tree.h, plain C);
+ * the tree is turned into a hyp_profile_t only when the profile is read
+ * (det_export.c). Times are kept in wall-clock ticks (include/hyprof/clock.h)
+ * until then.
+ *
+ * The files, by idea:
+ *   det.c            the Python type: options, methods, counters, ProfilerError
+ *   det_tree.[ch]    the call tree, its stack, children table, recursion
+ *                    records and suspended instances (no Python)
+ *   det_func.c       the functions a profile counts: code objects through
+ *                    their co_extra slot, C functions by PyMethodDef and the
+ *                    name cProfile gives them
+ *   det_hot.h        the call hot path both engines inline: thread lookup,
+ *                    the context-bound profilers' pick, enter and leave
+ *   det_setprofile.c the setprofile engine: the C profile function, the
+ *                    threading bootstrap, installing and removing the hooks
+ *   det_monitoring.c the sys.monitoring engine (3.12+)
+ *   det_session.c    start/stop, threads, the context-bound profilers' group
+ *   det_omit.c       leaving hyprof's own code out of the trees at stop
+ *   det_export.c     the trees to a hyp_profile_t
+ * Names that cross files begin with hyp__det_; each file's own are short. */
 #ifndef HYPROF_PYEXT_DET_H
 #define HYPROF_PYEXT_DET_H
 
 #include "pyhyprof.h"
+
+#include "det_tree.h"
 
 #include <stdint.h>
 
 enum { DET_FUNC_PYTHON = 0, DET_FUNC_BUILTIN = 1, DET_FUNC_TRUNCATED = 2 };
 enum { DET_ENGINE_SETPROFILE = 0, DET_ENGINE_MONITORING = 1 };
 
+#define DET_TOOL_ID 2 /* sys.monitoring.PROFILER_ID */
+
 /* A function: a code object (held, so its address cannot be reused while the
  * profile lives) or a C function's PyMethodDef with the name cProfile gives
  * it. */
-typedef struct {
+struct det_func_s {
     const void *key;
     PyObject *code;   /* strong reference, Python functions only */
     PyObject *name;   /* strong reference, C functions and "[truncated]" */
     uint32_t kind;
     uint32_t export_id;
     uint32_t index;   /* in the profiler's funcs[], and the threads' top[] */
-} det_func_t;
-
-/* The part of a node's calls and cumulative times that was recursive on the
- * live stack: for the function (it was already running on the thread), and
- * for the edge (the same caller -> callee pair was). Allocated at a node's
- * first recursive call, so the nodes that never recurse stay small. */
-typedef struct {
-    uint64_t calls, wall, cpu;
-    uint64_t edge_calls, edge_wall, edge_cpu;
-} det_rec_t;
-
-typedef struct det_rec_chunk_s {
-    struct det_rec_chunk_s *next;
-    size_t used;
-    det_rec_t recs[];
-} det_rec_chunk_t;
-
-/* A calling-context tree node: one call path. Children form a singly linked
- * list kept in most-recently-used order, so the usual lookup is one compare;
- * the children of a node that has more than a few are also in the thread's
- * table by (parent, key), so a call costs the same however many siblings
- * its node has. */
-typedef struct det_node_s {
-    const void *key;
-    struct det_node_s *parent;
-    struct det_node_s *hot;   /* the child found last: the first one compared */
-    struct det_node_s *first_child;
-    struct det_node_s *next_sibling;
-    det_func_t *func;
-    uint32_t fidx;        /* func->index, read on every call without a load of func */
-    uint32_t export_id;
-    uint32_t nkids;
-    uint32_t seq : 31;    /* creation order in its thread: exports list children by it */
-    uint32_t truncated : 1;
-    uint64_t calls;
-    uint64_t wall_own, wall_cum, cpu_own, cpu_cum; /* ticks */
-    det_rec_t *rec;       /* NULL until the node's first recursive call */
-} det_node_t;
-
-/* Recursion of an open call, decided on the thread's live stack. */
-enum { DET_REC_FUNC = 1, DET_REC_EDGE = 2 };
-
-/* An open call. A generator or coroutine frame also carries its instance's
- * first entry and the running time of its earlier activations. prev_same
- * links the open calls of one function (1 + the stack index of the next one
- * down, 0 for none), so recursion is one load and an edge check walks only
- * the function's own open calls. */
-typedef struct {
-    const void *key;
-    det_node_t *node;
-    const void *gen_frame; /* NULL for ordinary calls */
-    uint64_t t0, c0;       /* wall and CPU ticks at entry (or resumption) */
-    uint64_t child_wall, child_cpu;
-    uint64_t first_wall, run_wall;
-    uint32_t prev_same;
-    uint8_t rec;           /* DET_REC_* */
-    uint8_t lifetime;      /* a coroutine: its cumulative wall time is its life */
-} det_frame_t;
-
-/* A suspended generator or coroutine instance, keyed by its frame. */
-typedef struct {
-    const void *frame;
-    det_node_t *node;
-    uint64_t first_wall, run_wall;
-} det_gen_t;
-
-typedef struct det_chunk_s {
-    struct det_chunk_s *next;
-    size_t used;
-    det_node_t nodes[];
-} det_chunk_t;
+};
 
 typedef struct det_thread_s {
     struct det_thread_s *next;
     uint64_t session;
-    det_frame_t *stack;
-    size_t depth, cap;
-    /* Per function (det_func_t.index): 1 + the stack index of its topmost
-     * open call, 0 when it is not running on this thread. */
-    uint32_t *top;
-    size_t top_cap;
-    size_t lost;              /* open calls whose push failed (no memory) */
-    det_node_t root;
-    det_chunk_t *chunks;
-    det_rec_chunk_t *rec_chunks;
-    uint32_t nseq;            /* nodes created, for det_node_t.seq */
-    int reshaped;             /* stop() took nodes out of the tree or moved them */
-    /* Children of the nodes with more than DET_LIST_MAX, by (parent, key):
-     * open addressing, at most half full, never shrunk. */
-    det_node_t **kids;
-    size_t kids_cap, kids_used;
+    det_tree_t tree;          /* the tree and the stack of open calls */
     hyp_cpu_clock_t cpu;
     int cpu_err;
     PyThreadState *tstate;
@@ -142,7 +79,6 @@ typedef struct {
     size_t max_nodes, nodes;
     uint64_t truncated;
     uint64_t unmatched;       /* returns that matched no open call */
-    uint64_t gens_lost;       /* suspended instances the table had no room for */
     det_thread_t *threads;
     size_t nthreads;
     det_thread_t *live;       /* threads holding resources (live_next list) */
@@ -153,9 +89,7 @@ typedef struct {
     /* C functions by PyMethodDef pointer: open addressing. */
     det_func_t **ctab;
     size_t ctab_cap, ctab_used;
-    /* Suspended generators by frame: open addressing, backward-shift delete. */
-    det_gen_t *gens;
-    size_t gens_cap, gens_used;
+    det_gens_t gens;          /* suspended generators and coroutines by frame */
     det_func_t *trunc_func;
     uint64_t wall_start, wall_total; /* ticks */
     double ns_per_tick;       /* the clock's rate at the last stop(): every export agrees */
@@ -173,12 +107,136 @@ typedef struct {
     PyObject *argv;           /* a copy of sys.argv at the first start(), or NULL */
 } det_prof_t;
 
-/* det.c */
+/* The first error of a run, which stop() raises. */
+static inline void hyp__det_set_error(det_prof_t *p, int err) {
+    if (p->error == 0)
+        p->error = err;
+}
+
+/* ------------------------------------------------------------ det.c */
 int hyp_py_det_init(PyObject *module);
 extern PyObject *hyp_py_profiler_error;
 
-/* det_export.c: builds a profile from p's trees. Returns NULL with a Python
- * exception set on failure; the caller owns the profile. */
+/* ------------------------------------------------------------ det_func.c */
+/* Takes the co_extra slot and registers its free function, once; 0, or -1
+ * with an exception set. */
+int hyp__det_func_init(void);
+/* A new function of p for key (NULL with no memory); every live thread's
+ * top[] grows to hold it. */
+det_func_t *hyp__det_func_new(det_prof_t *p, const void *key, uint32_t kind);
+/* The function of a code object, or of a C function with its callable (and
+ * the self of a method descriptor's call, or NULL), made at its first call;
+ * NULL with no memory, no Python exception left set. */
+det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co);
+det_func_t *hyp__det_c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable,
+                            PyObject *self_arg);
+/* Frees p's functions and their table. */
+void hyp__det_funcs_free(det_prof_t *p);
+
+/* ------------------------------------------------------------ det_session.c */
+/* The one active profiler without a context (it excludes every other
+ * profiler, on all threads), and the session count: each start(), stop()
+ * and new profiler takes the next number. */
+extern det_prof_t *hyp__det_active;
+extern uint64_t hyp__det_sessions;
+
+/* The calling thread's state for the profiler it last recorded into. The
+ * session number tells a thread state left over from an earlier start()
+ * from a current one without touching it. initial-exec keeps the lookup a
+ * single load from the thread pointer. */
+typedef struct {
+    uint64_t session;
+    det_thread_t *th;
+} det_tls_t;
+extern __thread det_tls_t hyp__det_tls __attribute__((tls_model("initial-exec")));
+
+/* The context-bound profilers running at once (DetProfiler(context=(var,
+ * value))): they share one ContextVar and one engine, whose hooks are
+ * installed while at least one runs, and each event goes to the profiler
+ * whose value the variable holds in the running context, or to none. The
+ * generation changes at every start and stop, so a thread's cached choice
+ * (hyp__det_pick) is checked with one compare. */
+typedef struct {
+    det_prof_t **profs;       /* strong references */
+    size_t n, cap;
+    PyObject *var;            /* the shared ContextVar, strong */
+    int engine;
+    uint64_t gen;
+    PyObject *bootstrap;      /* threading.setprofile() hook for new threads */
+    PyObject *callbacks;      /* sys.monitoring callables, a tuple */
+    long mask;                /* sys.monitoring events set */
+} det_group_t;
+extern det_group_t hyp__det_group;
+
+/* The calling thread's last choice: the variable's value it was made for
+ * (borrowed: a running profiler holds its value, and a value with no
+ * profiler cannot become one's without a generation change), the profiler
+ * (NULL for none) and the thread's state in it. */
+typedef struct {
+    uint64_t gen;
+    PyObject *value;
+    det_prof_t *p;
+    det_thread_t *th;
+} det_pick_t;
+extern __thread det_pick_t hyp__det_pick_tls __attribute__((tls_model("initial-exec")));
+
+/* Registers the fork handler, once; 0, or -1 with an exception set. */
+int hyp__det_session_init(void);
+/* The calling thread's state in p, registered (or made live again) now;
+ * NULL with no memory. Called with the GIL held and any pending exception
+ * saved. */
+det_thread_t *hyp__det_thread_slow(det_prof_t *p);
+/* Looks up threading's name of th (again while threading does not know it). */
+void hyp__det_thread_name(det_thread_t *th);
+/* The context-bound profiler of the running context, and the thread's state
+ * in it, when the cached choice does not stand. */
+det_prof_t *hyp__det_pick_slow(det_thread_t **pth);
+/* start() and stop(); stop_key is the key stop()'s own C call has in the
+ * trees, dropped from the profile. */
+PyObject *hyp__det_start(det_prof_t *p);
+PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key);
+/* Frees p's threads and their trees. */
+void hyp__det_threads_free(det_prof_t *p);
+
+/* ------------------------------------------------------------ det_setprofile.c */
+/* The profile function of the context-bound profilers. */
+int hyp__det_ctx_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg);
+/* Installs p's hooks on every thread and threading's for new ones (0, or
+ * -1 with an exception and nothing installed), and removes them, naming in
+ * p->replaced the threads where another tool had replaced them. */
+int hyp__det_setprofile_start(det_prof_t *p);
+void hyp__det_setprofile_stop(det_prof_t *p);
+/* The same for the context-bound profilers' group. */
+int hyp__det_setprofile_group_start(void);
+void hyp__det_setprofile_group_stop(PyObject *replaced);
+/* A foreign profile function, for the refusal message. */
+PyObject *hyp__det_describe_profiler(PyThreadState *ts);
+/* threading.getprofile(), a new reference; NULL with no exception if it
+ * cannot be read. */
+PyObject *hyp__det_threading_getprofile(void);
+
+/* ------------------------------------------------------------ det_monitoring.c */
+#if PY_VERSION_HEX >= 0x030C0000
+/* Takes the profiler tool id for p, registers its callbacks and sets its
+ * events (0, or -1 with an exception); gives them all back (p may be NULL:
+ * the group's). */
+int hyp__det_monitoring_start(det_prof_t *p);
+void hyp__det_monitoring_stop(det_prof_t *p);
+/* Sets the events the context-bound profilers need (those of the running
+ * ones and of joining, which may be NULL), taking the tool id and
+ * registering the callbacks the first time. */
+int hyp__det_monitoring_group_set(det_prof_t *joining);
+/* The name of the tool holding the profiler's sys.monitoring id, or NULL. */
+PyObject *hyp__det_monitoring_owner(void);
+#endif
+
+/* ------------------------------------------------------------ det_omit.c */
+/* Takes the nodes of the code objects omit() named out of p's trees. */
+void hyp__det_omit_nodes(det_prof_t *p);
+
+/* ------------------------------------------------------------ det_export.c */
+/* Builds a profile from p's trees. Returns NULL with a Python exception set
+ * on failure; the caller owns the profile. */
 hyp_profile_t *hyp__det_export(det_prof_t *p);
 
 #endif

@@ -100,8 +100,8 @@ static void sort_tree(det_thread_t *th) {
     det_chunk_t *c;
     size_t i;
 
-    th->root.first_child = sort_siblings(th->root.first_child);
-    for (c = th->chunks; c != NULL; c = c->next)
+    th->tree.root.first_child = sort_siblings(th->tree.root.first_child);
+    for (c = th->tree.chunks; c != NULL; c = c->next)
         for (i = 0; i < c->used; i++)
             if (c->nodes[i].first_child != NULL)
                 c->nodes[i].first_child = sort_siblings(c->nodes[i].first_child);
@@ -116,8 +116,8 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
     int rc;
 
     sort_tree(th);
-    n = th->root.first_child;
-    th->root.export_id = HYP_ROOT_NODE;
+    n = th->tree.root.first_child;
+    th->tree.root.export_id = HYP_ROOT_NODE;
     while (n != NULL) {
         /* A leaf whose only call was the profiler's own stop path has
          * nothing to show. */
@@ -156,7 +156,7 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
         }
     next:
         while (n != NULL && n->next_sibling == NULL)
-            n = n->parent != &th->root ? n->parent : NULL;
+            n = n->parent != &th->tree.root ? n->parent : NULL;
         if (n != NULL)
             n = n->next_sibling;
     }
@@ -192,7 +192,7 @@ static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
             0 ||
         (rc = hyp_profile_set_meta_int(prof, "max_nodes", (int64_t)p->max_nodes)) != 0 ||
         (rc = hyp_profile_set_meta_int(prof, "unmatched_returns", (int64_t)p->unmatched)) != 0 ||
-        (rc = hyp_profile_set_meta_int(prof, "generators_lost", (int64_t)p->gens_lost)) != 0)
+        (rc = hyp_profile_set_meta_int(prof, "generators_lost", (int64_t)p->gens.lost)) != 0)
         return rc;
     return 0;
 }

@@ -1,5 +1,6 @@
 /* tests/c/harness.h: the CUnit harness shared by the core's test suites.
- * Each core file has one suite, declared here and listed in test_main.c. */
+ * Each core file has one suite, declared here and listed in test_main.c, as
+ * has the extension's plain-C call tree (pyext/det_tree.c). */
 #ifndef HYPROF_TESTS_HARNESS_H
 #define HYPROF_TESTS_HARNESS_H
 
@@ -28,5 +29,6 @@ extern const hyp_test_suite_t hyp_suite_heap;
 extern const hyp_test_suite_t hyp_suite_clock;
 extern const hyp_test_suite_t hyp_suite_ring;
 extern const hyp_test_suite_t hyp_suite_perf;
+extern const hyp_test_suite_t hyp_suite_det_tree;
 
 #endif

@@ -14,6 +14,7 @@ static const hyp_test_suite_t *const suites[] = {
     &hyp_suite_clock,
     &hyp_suite_ring,
     &hyp_suite_perf,
+    &hyp_suite_det_tree,
 };
 
 int main(int argc, char **argv) {
