@@ -1,7 +1,7 @@
 /* pyext/det.c: the deterministic mode's profiler type,
  * hyprof._hyprof.DetProfiler, and hyprof.ProfilerError: the options (the
  * engine, builtins, the node limit, the CPU clock, a context), the methods
- * (start() and stop() run in det_session.c; write(), dumps() and trace()
+ * (start() and stop() run in det_session.c; write() and trace()
  * export the trees through det_export.c), the counters, and the object's
  * life. How the call events are received and counted: det.h lists the
  * files.
@@ -173,53 +173,9 @@ static void det_dealloc(det_prof_t *p) {
 }
 
 static PyObject *det_write(det_prof_t *p, PyObject *arg) {
-    PyObject *bytes;
     hyp_profile_t *prof;
-    int rc, saved_errno = 0;
+    PyObject *res;
 
-    if (!PyUnicode_FSConverter(arg, &bytes))
-        return NULL;
-    if (p->running) {
-        Py_DECREF(bytes);
-        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
-        return NULL;
-    }
-    prof = hyp__det_export(p);
-    if (prof == NULL) {
-        Py_DECREF(bytes);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = hyp_trace_save(prof, PyBytes_AS_STRING(bytes));
-    saved_errno = errno;
-    Py_END_ALLOW_THREADS
-    hyp_profile_free(prof);
-    if (rc != 0) {
-        /* A file that cannot be created or written is the OSError a user
-         * expects (FileNotFoundError, PermissionError, ...), with its name. */
-        if ((rc == HYP_EIO || rc == HYP_ENOENT || rc == HYP_EPERM) && saved_errno != 0) {
-            errno = saved_errno;
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        } else {
-            PyErr_Format(hyp_py_profiler_error, "cannot write %R: %s", arg, hyp_strerror(rc));
-        }
-        Py_DECREF(bytes);
-        return NULL;
-    }
-    Py_DECREF(bytes);
-    Py_RETURN_NONE;
-}
-
-/* The trace as bytes, written by the core's memory writer. */
-static PyObject *det_dumps(det_prof_t *p, PyObject *unused) {
-    hyp_profile_t *prof;
-    hyp_writer_t *w = NULL;
-    const void *data;
-    size_t len = 0;
-    PyObject *res = NULL;
-    int rc;
-
-    (void)unused;
     if (p->running) {
         PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
         return NULL;
@@ -227,24 +183,8 @@ static PyObject *det_dumps(det_prof_t *p, PyObject *unused) {
     prof = hyp__det_export(p);
     if (prof == NULL)
         return NULL;
-    rc = hyp_writer_open_mem(&w);
-    if (rc == 0) {
-        rc = hyp_writer_begin(w, prof);
-        if (rc == 0)
-            rc = hyp_writer_finish(w, prof);
-        if (rc == 0) {
-            data = hyp_writer_data(w, &len);
-            res = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
-        }
-        if (hyp_writer_close(w) != 0 && rc == 0)
-            rc = HYP_EIO;
-    }
+    res = hyp_py_save(prof, arg);
     hyp_profile_free(prof);
-    if (rc != 0) {
-        Py_XDECREF(res);
-        PyErr_Format(hyp_py_profiler_error, "cannot serialise the profile: %s", hyp_strerror(rc));
-        return NULL;
-    }
     return res;
 }
 
@@ -297,7 +237,6 @@ static PyMethodDef det_methods[] = {
     {"stop", (PyCFunction)det_stop, METH_NOARGS,
      "Stops profiling and closes the calls still open at this instant."},
     {"write", (PyCFunction)det_write, METH_O, "Writes the trace to a file."},
-    {"dumps", (PyCFunction)det_dumps, METH_NOARGS, "Returns the trace as bytes."},
     {"trace", (PyCFunction)det_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
     {"hide", (PyCFunction)det_hide, METH_O,
      "Names the code objects of the wrappers that call stop(), left out of the profile."},

@@ -1177,6 +1177,21 @@ static void hyp__undo_start(void) {
 
 /* start(path, event, clock, period, frequency, depth, signo, ring_words,
  *       meta, disable, threads_active, event_error, profiler_error) -> dict */
+/* The "[truncated]" function the samples deeper than the depth start with,
+ * in p (each session's profile and each window's). Returns 0 or an HYP_E*
+ * code. */
+static int hyp__declare_truncated(hyp_profile_t *p) {
+    hyp_func_t tf;
+    int rc;
+
+    if ((rc = hyp_profile_string(p, "[truncated]", 11, &tf.name)) < 0 ||
+        (rc = hyp_profile_string(p, "", 0, &tf.file)) < 0)
+        return rc;
+    tf.lineno = 0;
+    tf.kind = HYP_FUNC_SPECIAL;
+    return hyp_profile_func(p, &tf, &S.func_truncated);
+}
+
 static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "event", "clock", "period", "frequency", "depth", "signo",
                              "ring_words", "meta", "disable", "threads_active", "event_error",
@@ -1198,7 +1213,6 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     hyp_metric_t metrics[2 * HYP__MAX_KINDS + HYP_PY_ALLOC_NMETRICS];
     size_t nmetrics;
     hyp_sample_kind_t kind;
-    hyp_func_t tf;
     struct rlimit rl;
     hyp_slot_t *first;
     uint64_t hz;
@@ -1471,12 +1485,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     if (memory && hyp_py_alloc_declare(S.profile) < 0)
         goto nomem;
     hyp_profile_set_node_limit(S.profile, 1000000);
-    if (hyp_profile_string(S.profile, "[truncated]", 11, &tf.name) < 0 ||
-        hyp_profile_string(S.profile, "", 0, &tf.file) < 0)
-        goto nomem;
-    tf.lineno = 0;
-    tf.kind = HYP_FUNC_SPECIAL;
-    if (hyp_profile_func(S.profile, &tf, &S.func_truncated) < 0)
+    if (hyp__declare_truncated(S.profile) < 0)
         goto nomem;
     if ((meta != NULL && meta != Py_None && hyp_py_set_meta_dict(S.profile, meta) < 0) ||
         hyp__set_run_meta() < 0) {
@@ -1724,8 +1733,6 @@ static PyObject *sampler_stats(PyObject *self, PyObject *noargs) {
     return hyp__stats_dict();
 }
 
-/* Stops the session: triggers off, every ring resolved, the trace finished.
- * Returns the statistics. */
 /* Adds the losses counted since the previous window (or the session's
  * start) to p's dropped counts: samples that never reached the profile,
  * reported in the window they were lost in. A ring's refusals are counted
@@ -1784,21 +1791,13 @@ static int hyp__end_window(hyp_profile_t *p) {
  * *rc. With the GIL, while the session runs. */
 static hyp_profile_t *hyp__take_window(int *rc) {
     hyp_profile_t *old = S.profile, *fresh;
-    hyp_func_t tf;
     int i;
 
     hyp__drain_all();
     hyp__sync_threads();
     fresh = hyp_profile_new_like(old);
-    if (fresh == NULL || hyp_profile_string(fresh, "[truncated]", 11, &tf.name) < 0 ||
-        hyp_profile_string(fresh, "", 0, &tf.file) < 0) {
-        hyp_profile_free(fresh);
-        *rc = HYP_ENOMEM;
-        return NULL;
-    }
-    tf.lineno = 0;
-    tf.kind = HYP_FUNC_SPECIAL;
-    if ((*rc = hyp_profile_func(fresh, &tf, &S.func_truncated)) < 0) {
+    if (fresh == NULL || (*rc = hyp__declare_truncated(fresh)) < 0) {
+        *rc = fresh == NULL ? HYP_ENOMEM : *rc;
         hyp_profile_free(fresh);
         return NULL;
     }
@@ -1825,6 +1824,8 @@ static hyp_profile_t *hyp__take_window(int *rc) {
     return old;
 }
 
+/* Stops the session: triggers off, every ring resolved, the trace finished.
+ * Returns the statistics. */
 static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     int i, ret, gone;
     char msg[256];
