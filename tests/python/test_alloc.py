@@ -9,6 +9,7 @@ import gc
 import gzip
 import json
 import os
+import re
 import sys
 import threading
 import tracemalloc
@@ -649,7 +650,10 @@ def test_command_line_memory_run(tmp_path, profiler_frames):
                              "alloc_bytes"], capture_output=True, text=True, check=False)
     assert report.returncode == 0, report.stderr
     row = next(line for line in report.stdout.splitlines() if " kept " in line)
-    assert "16.0 MiB" in row
+    # The report shows the estimate in MiB; small allocations made beside the
+    # sixteen blocks are sampled too, so the figure is within 5%, as above.
+    shown = [float(v) for v in re.findall(r"([0-9.]+) MiB", row)]
+    assert shown and shown[0] == pytest.approx(16.0, rel=0.05), row
     bad = subprocess.run([sys.executable, "-m", "hyprof", "run", "--mode", "sampling",
                           "--memory-interval", "0", str(script)], capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "--memory-interval" in bad.stderr
