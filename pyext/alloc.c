@@ -24,7 +24,7 @@
  * hyprof's own allocations are never sampled. */
 #include "alloc.h"
 
-#include "det.h" /* hyp_py_profiler_error */
+#include "det.h" /* hyp_py_profiler_error() */
 #include "hyprof/internal/heap.h"
 #include "hyprof/internal/util.h"
 #include "walk.h"
@@ -406,7 +406,7 @@ static int hyp_py_fail(int rc) {
     if (rc == HYP_ENOMEM)
         PyErr_NoMemory();
     else
-        PyErr_Format(hyp_py_profiler_error, "hyprof: allocation profile: %s", hyp_strerror(rc));
+        PyErr_Format(hyp_py_profiler_error(), "hyprof: allocation profile: %s", hyp_strerror(rc));
     return -1;
 }
 
@@ -671,18 +671,17 @@ static int hyp_py_resolve(void) {
  * counted in the trace's dropped map by hyp_py_resolve(). */
 static int hyp_py_resolve_later(void *arg) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
-    PyObject *type, *value, *tb;
 
     HYP__UNUSED(arg);
     hyp_py_alloc.resolve_scheduled = 0;
     if (!hyp_py_alloc.running || hyp_py_alloc.npend == 0)
         return 0;
-    PyErr_Fetch(&type, &value, &tb);
+    HYP_PY_EXC_SAVE(exc);
     hyp_py_guard_enter(t);
     if (hyp_py_resolve() < 0)
         PyErr_Clear();
     hyp_py_guard_exit(t);
-    PyErr_Restore(type, value, tb);
+    HYP_PY_EXC_RESTORE(exc);
     return 0;
 }
 
@@ -797,7 +796,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
     if (interval_obj != NULL && interval_obj != Py_None) {
         if (PyBool_Check(interval_obj) ||
             !(PyLong_Check(interval_obj) || PyFloat_Check(interval_obj))) {
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "memory_interval must be a number of bytes, not %.100s",
                          Py_TYPE(interval_obj)->tp_name);
             return NULL;
@@ -806,7 +805,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         if (interval == -1.0 && PyErr_Occurred())
             return NULL;
         if (hyp__heap_check_interval(interval) < 0) {
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "memory_interval=%R is out of range: the mean sampling interval "
                          "must be between 1 byte and 1 TiB (1099511627776 bytes); the "
                          "default is 524288 (512 KiB)",
@@ -815,12 +814,12 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         }
     }
     if (max_frames < 1 || max_frames > HYP_WALK_MAX_DEPTH) {
-        PyErr_Format(hyp_py_profiler_error, "max_frames=%d is out of range: it must be between 1 "
+        PyErr_Format(hyp_py_profiler_error(), "max_frames=%d is out of range: it must be between 1 "
                      "and %d", max_frames, HYP_WALK_MAX_DEPTH);
         return NULL;
     }
     if (hyp_py_alloc.running) {
-        PyErr_SetString(hyp_py_profiler_error,
+        PyErr_SetString(hyp_py_profiler_error(),
                         "the allocation profiler is already running in this process");
         return NULL;
     }
@@ -828,7 +827,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
      * taking it out if it is on top again, otherwise refuse to wrap twice. */
     hyp_py_unhook();
     if (hyp_py_alloc.hooked_mem || hyp_py_alloc.hooked_obj) {
-        PyErr_SetString(hyp_py_profiler_error,
+        PyErr_SetString(hyp_py_profiler_error(),
                         "cannot start the allocation profiler: the hook of its previous run is "
                         "still chained under an allocator hook installed after it (for "
                         "instance tracemalloc started while hyprof was sampling); stop that "
@@ -868,7 +867,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
 
 static PyObject *hyp_py_alloc_stop(PyObject *self, PyObject *unused) {
     if (!hyp_py_alloc.running) {
-        PyErr_SetString(hyp_py_profiler_error, "the allocation profiler is not running");
+        PyErr_SetString(hyp_py_profiler_error(), "the allocation profiler is not running");
         return NULL;
     }
     if (hyp_py_stop() < 0)
@@ -1013,13 +1012,13 @@ static PyObject *hyp_py_alloc_trace(PyObject *self, PyObject *unused) {
     PyObject *r;
 
     if (hyp_py_alloc.running) {
-        PyErr_SetString(hyp_py_profiler_error,
+        PyErr_SetString(hyp_py_profiler_error(),
                         "the allocation trace is complete at stop; stop the profiler first "
                         "(heap() gives the live heap while it runs)");
         return NULL;
     }
     if (hyp_py_alloc.prof == NULL) {
-        PyErr_SetString(hyp_py_profiler_error, "the allocation profiler has not run");
+        PyErr_SetString(hyp_py_profiler_error(), "the allocation profiler has not run");
         return NULL;
     }
     hyp_py_guard_enter(t);
@@ -1032,7 +1031,7 @@ static PyObject *hyp_py_alloc_trace(PyObject *self, PyObject *unused) {
 static PyObject *hyp_py_alloc_write(PyObject *self, PyObject *path) {
     (void)self;
     if (hyp_py_alloc.running || hyp_py_alloc.prof == NULL) {
-        PyErr_SetString(hyp_py_profiler_error,
+        PyErr_SetString(hyp_py_profiler_error(),
                         hyp_py_alloc.running ? "the allocation profiler is running: stop it first"
                                              : "the allocation profiler has not run");
         return NULL;

@@ -176,11 +176,11 @@ void hyp__codemap_stop(void) {
     M.active = 0;
 #if PY_VERSION_HEX >= 0x030C0000
     if (M.watcher >= 0 && M.profile != NULL) {
-        PyObject *exc = PyErr_GetRaisedException();
+        HYP_PY_EXC_SAVE(exc);
 
         if (PyCode_ClearWatcher(M.watcher) < 0)
             PyErr_Clear();
-        PyErr_SetRaisedException(exc);
+        HYP_PY_EXC_RESTORE(exc);
     }
     M.watcher = -1;
 #endif

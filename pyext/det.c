@@ -24,7 +24,6 @@
 
 #define DET_DEFAULT_MAX_NODES 1000000u
 
-PyObject *hyp_py_profiler_error;
 
 static PyMethodDef det_methods[];
 
@@ -52,13 +51,13 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
     if (context != Py_None &&
         (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) != 2 ||
          !PyContextVar_CheckExact(PyTuple_GET_ITEM(context, 0)))) {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "context=%R must be None or a (contextvars.ContextVar, value) pair: "
                      "calls count only while the variable holds the value", context);
         return -1;
     }
     if (p->funcs != NULL || p->running) {
-        PyErr_SetString(hyp_py_profiler_error, "a DetProfiler cannot be initialised twice");
+        PyErr_SetString(hyp_py_profiler_error(), "a DetProfiler cannot be initialised twice");
         return -1;
     }
     if (engine == NULL || strcmp(engine, "auto") == 0) {
@@ -67,14 +66,14 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
         p->engine = DET_ENGINE_SETPROFILE;
     } else if (strcmp(engine, "monitoring") == 0) {
         if (PY_VERSION_HEX < 0x030C0000) {
-            PyErr_SetString(hyp_py_profiler_error,
+            PyErr_SetString(hyp_py_profiler_error(),
                             "engine='monitoring' needs Python 3.12 or later (sys.monitoring); "
                             "use engine='setprofile' or 'auto'");
             return -1;
         }
         p->engine = DET_ENGINE_MONITORING;
     } else {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "engine='%s' is not known: use 'auto', 'setprofile' or 'monitoring'", engine);
         return -1;
     }
@@ -83,12 +82,12 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
     } else if (strcmp(cpu_clock, "syscall") == 0) {
         p->cpu_flags = HYP_CPU_CLOCK_FORCE_SYSCALL;
     } else {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "cpu_clock='%s' is not known: use 'auto' or 'syscall'", cpu_clock);
         return -1;
     }
     if (max_nodes < 0 || (size_t)max_nodes > (size_t)UINT32_MAX / 2) {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "max_nodes=%zd is out of range: use 0 (no limit) up to %u", max_nodes,
                      UINT32_MAX / 2);
         return -1;
@@ -177,7 +176,7 @@ static PyObject *det_write(det_prof_t *p, PyObject *arg) {
     PyObject *res;
 
     if (p->running) {
-        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
+        PyErr_SetString(hyp_py_profiler_error(), "the profiler is running: stop() it first");
         return NULL;
     }
     prof = hyp__det_export(p);
@@ -193,7 +192,7 @@ static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
 
     (void)unused;
     if (p->running) {
-        PyErr_SetString(hyp_py_profiler_error, "the profiler is running: stop() it first");
+        PyErr_SetString(hyp_py_profiler_error(), "the profiler is running: stop() it first");
         return NULL;
     }
     prof = hyp__det_export(p);
@@ -271,30 +270,11 @@ static PyTypeObject det_type = {
 };
 
 int hyp_py_det_init(PyObject *module) {
-    PyObject *bases;
-
     if (hyp__det_session_init() < 0 || hyp__det_func_init() < 0)
         return -1;
     if (PyType_Ready(&det_type) < 0)
         return -1;
     if (PyModule_AddObjectRef(module, "DetProfiler", (PyObject *)&det_type) < 0)
-        return -1;
-    if (hyp_py_profiler_error == NULL) {
-        /* A RuntimeError (a profiler is in the way) and a ValueError (a bad
-         * option), so either handler catches it. */
-        bases = PyTuple_Pack(2, PyExc_RuntimeError, PyExc_ValueError);
-        if (bases == NULL)
-            return -1;
-        hyp_py_profiler_error = PyErr_NewExceptionWithDoc(
-            "hyprof.ProfilerError",
-            "A profiler cannot start (another one, or a foreign profile function, is active) "
-            "or was given a bad option.",
-            bases, NULL);
-        Py_DECREF(bases);
-        if (hyp_py_profiler_error == NULL)
-            return -1;
-    }
-    if (PyModule_AddObjectRef(module, "ProfilerError", hyp_py_profiler_error) < 0)
         return -1;
     if (PyModule_AddStringConstant(module, "DEFAULT_ENGINE",
                                    PY_VERSION_HEX >= 0x030C0000 ? "monitoring" : "setprofile") < 0)

@@ -115,7 +115,6 @@ static inline void hyp__det_set_error(det_prof_t *p, int err) {
 
 /* ------------------------------------------------------------ det.c */
 int hyp_py_det_init(PyObject *module);
-extern PyObject *hyp_py_profiler_error;
 
 /* ------------------------------------------------------------ det_func.c */
 /* Takes the co_extra slot and registers its free function, once; 0, or -1

@@ -250,7 +250,7 @@ hyp_profile_t *hyp__det_export(det_prof_t *p) {
         if (rc == HYP_ENOMEM)
             PyErr_NoMemory();
         else
-            PyErr_Format(hyp_py_profiler_error, "cannot build the profile: %s", hyp_strerror(rc));
+            PyErr_Format(hyp_py_profiler_error(), "cannot build the profile: %s", hyp_strerror(rc));
         return NULL;
     }
     return prof;

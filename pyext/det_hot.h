@@ -131,10 +131,9 @@ static inline void hyp__det_enter(det_prof_t *p, det_thread_t *th, const void *k
         parent = hyp__det_tree_top(t);
         n = parent->hot;
         if (DET_UNLIKELY(n == NULL || n->key != key)) {
-            PyObject *exc_type, *exc_value, *exc_tb;
-            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            HYP_PY_EXC_SAVE(exc);
             n = hyp__det_child(p, th, parent, key, callable, self_arg);
-            PyErr_Restore(exc_type, exc_value, exc_tb);
+            HYP_PY_EXC_RESTORE(exc);
             if (n == NULL) {
                 t->lost++;
                 hyp__det_set_error(p, HYP_ENOMEM);

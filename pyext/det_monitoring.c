@@ -46,10 +46,9 @@ static inline det_thread_t *mon_thread(det_prof_t *p) {
     det_thread_t *th = hyp__det_thread_get(p);
 
     if (DET_UNLIKELY(th == NULL)) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        HYP_PY_EXC_SAVE(exc);
         th = hyp__det_thread_slow(p);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        HYP_PY_EXC_RESTORE(exc);
         if (th == NULL)
             hyp__det_set_error(p, HYP_ENOMEM);
     }
@@ -405,10 +404,9 @@ int hyp__det_monitoring_group_set(det_prof_t *joining) {
     return 0;
 fail_free:
     if (fresh) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        HYP_PY_EXC_SAVE(exc);
         hyp__det_monitoring_stop(NULL);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        HYP_PY_EXC_RESTORE(exc);
     }
 fail:
     Py_DECREF(mon);

@@ -165,13 +165,12 @@ static det_thread_t *thread_find(det_prof_t *p) {
  * it cannot be allocated. Called with the GIL held. */
 static det_thread_t *thread_of(det_prof_t *p) {
     det_thread_t *th = thread_find(p);
-    PyObject *exc_type, *exc_value, *exc_tb;
 
     if (th != NULL)
         return th;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    HYP_PY_EXC_SAVE(exc);
     th = hyp__det_thread_slow(p);
-    PyErr_Restore(exc_type, exc_value, exc_tb);
+    HYP_PY_EXC_RESTORE(exc);
     return th;
 }
 
@@ -254,7 +253,6 @@ fail:
 /* Removes p from the running context-bound profilers, removing the hooks
  * with the last one. The reference the group held passes to the caller. */
 static void group_leave(det_prof_t *p) {
-    PyObject *exc_type, *exc_value, *exc_tb;
     size_t i;
 
     for (i = 0; i < hyp__det_group.n && hyp__det_group.profs[i] != p; i++)
@@ -265,7 +263,7 @@ static void group_leave(det_prof_t *p) {
             (hyp__det_group.n - i - 1) * sizeof *hyp__det_group.profs);
     hyp__det_group.n--;
     hyp__det_group.gen++;
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    HYP_PY_EXC_SAVE(exc);
     if (hyp__det_group.n != 0) {
 #if PY_VERSION_HEX >= 0x030C0000
         /* The C events may no longer be needed. */
@@ -282,7 +280,7 @@ static void group_leave(det_prof_t *p) {
     }
     if (hyp__det_group.n == 0)
         Py_CLEAR(hyp__det_group.var);
-    PyErr_Restore(exc_type, exc_value, exc_tb);
+    HYP_PY_EXC_RESTORE(exc);
 }
 
 /* ------------------------------------------------------------ start / stop */
@@ -295,17 +293,17 @@ static int check_foreign(det_prof_t *p) {
     PyObject *hook;
 
     if (p->running) {
-        PyErr_SetString(hyp_py_profiler_error, "this profiler is already running");
+        PyErr_SetString(hyp_py_profiler_error(), "this profiler is already running");
         return -1;
     }
     if (hyp__det_active != NULL) {
-        PyErr_SetString(hyp_py_profiler_error,
+        PyErr_SetString(hyp_py_profiler_error(),
                         "another hyprof profiler is already running; stop it before starting "
                         "this one (a profiler without a context runs alone, on all threads)");
         return -1;
     }
     if (hyp__det_group.n != 0 && p->ctx_var == NULL) {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "%zu hyprof profiler(s) bound to a context are running; a profiler without "
                      "a context cannot run beside them: stop them first, or give this one a "
                      "context=(var, value) of its own",
@@ -316,14 +314,14 @@ static int check_foreign(det_prof_t *p) {
         /* Joining the running context-bound profilers: the hooks, the tool
          * id and threading's hook are already theirs. */
         if (p->ctx_var != hyp__det_group.var) {
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "context-bound profilers running at the same time must share one "
                          "ContextVar (each with its own value): %R is running, not %R",
                          hyp__det_group.var, p->ctx_var);
             return -1;
         }
         if (p->engine != hyp__det_group.engine) {
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "context-bound profilers running at the same time must use one engine: "
                          "'%s' is running",
                          hyp__det_group.engine == DET_ENGINE_MONITORING ? "monitoring" : "setprofile");
@@ -331,7 +329,7 @@ static int check_foreign(det_prof_t *p) {
         }
         for (size_t i = 0; i < hyp__det_group.n; i++) {
             if (hyp__det_group.profs[i]->ctx_value == p->ctx_value) {
-                PyErr_Format(hyp_py_profiler_error,
+                PyErr_Format(hyp_py_profiler_error(),
                              "another profiler bound to the same context value (%R) is running: "
                              "each event goes to one profiler, so each needs its own value",
                              p->ctx_value);
@@ -343,7 +341,7 @@ static int check_foreign(det_prof_t *p) {
         if (ts->c_profilefunc != NULL &&
             !(hyp__det_group.n != 0 && ts->c_profilefunc == hyp__det_ctx_tracefunc)) {
             PyObject *who = hyp__det_describe_profiler(ts);
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "cannot start: thread %lu already has a profile function (%U); hyprof "
                          "does not replace another profiler; stop it first",
                          (unsigned long)ts->thread_id, who != NULL ? who : Py_None);
@@ -357,7 +355,7 @@ static int check_foreign(det_prof_t *p) {
     {
         PyObject *owner = hyp__det_monitoring_owner();
         if (owner != NULL) {
-            PyErr_Format(hyp_py_profiler_error,
+            PyErr_Format(hyp_py_profiler_error(),
                          "cannot start: the sys.monitoring profiler tool id (%d) is used by %R; "
                          "hyprof does not replace another profiler; stop it first",
                          DET_TOOL_ID, owner);
@@ -372,7 +370,7 @@ static int check_foreign(det_prof_t *p) {
     if (hook == NULL)
         return 0;
     if (hook != Py_None) {
-        PyErr_Format(hyp_py_profiler_error,
+        PyErr_Format(hyp_py_profiler_error(),
                      "cannot start: threading.setprofile() holds another profile function (%R) "
                      "for new threads; hyprof does not replace another profiler",
                      hook);
@@ -387,7 +385,7 @@ PyObject *hyp__det_start(det_prof_t *p) {
     if (check_foreign(p) < 0)
         return NULL;
     if (hyp_clock_init(0) != 0) {
-        PyErr_SetString(hyp_py_profiler_error, "cannot initialise the clocks");
+        PyErr_SetString(hyp_py_profiler_error(), "cannot initialise the clocks");
         return NULL;
     }
     p->session = ++hyp__det_sessions;
@@ -512,7 +510,7 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
     int err;
 
     if (!p->running) {
-        PyErr_SetString(hyp_py_profiler_error, "the profiler is not running");
+        PyErr_SetString(hyp_py_profiler_error(), "the profiler is not running");
         return NULL;
     }
     if (p->ctx_var != NULL) {
@@ -533,12 +531,11 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
     {
         /* Names as they are now: a thread may have been renamed since it
          * registered. */
-        PyObject *exc_type, *exc_value, *exc_tb;
         det_thread_t *th;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        HYP_PY_EXC_SAVE(exc);
         for (th = p->live; th != NULL; th = th->live_next)
             hyp__det_thread_name(th);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        HYP_PY_EXC_RESTORE(exc);
     }
     p->wall_total += hyp_clock_ticks() - p->wall_start;
     p->ns_per_tick = hyp_clock_ns_per_tick();
@@ -570,7 +567,7 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
     if (err != 0) {
         if (err == HYP_ENOMEM)
             return PyErr_NoMemory();
-        PyErr_Format(hyp_py_profiler_error, "profiling failed: %s", hyp_strerror(err));
+        PyErr_Format(hyp_py_profiler_error(), "profiling failed: %s", hyp_strerror(err));
         return NULL;
     }
     Py_RETURN_NONE;

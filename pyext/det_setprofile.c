@@ -117,10 +117,9 @@ static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject
         return 0;
     th = hyp__det_thread_get(p);
     if (DET_UNLIKELY(th == NULL)) {
-        PyObject *exc_type, *exc_value, *exc_tb;
-        PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+        HYP_PY_EXC_SAVE(exc);
         th = hyp__det_thread_slow(p);
-        PyErr_Restore(exc_type, exc_value, exc_tb);
+        HYP_PY_EXC_RESTORE(exc);
         if (th == NULL) {
             hyp__det_set_error(p, HYP_ENOMEM);
             return 0;
@@ -247,10 +246,10 @@ static int hook_chains_to(PyObject *hook, PyObject *bootstrap) {
  * pending exception as it was. */
 static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
                          PyObject *replaced) {
-    PyObject *exc_type, *exc_value, *exc_tb, *hook;
+    PyObject *hook;
     PyThreadState *ts;
 
-    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    HYP_PY_EXC_SAVE(exc);
     for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
         if (ts->c_profilefunc == fn && ts->c_profileobj == obj) {
@@ -276,7 +275,7 @@ static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
     }
     Py_XDECREF(hook);
     PyErr_Clear();
-    PyErr_Restore(exc_type, exc_value, exc_tb);
+    HYP_PY_EXC_RESTORE(exc);
 }
 
 /* Sets the profile hook fn(obj) on every thread, and bootstrap as

@@ -9,10 +9,35 @@
 
 #include "hyprof.h"
 
-/* Module state shared by the parts. */
+/* The module's state: the exception classes of hyprof.errors, which
+ * module.c imports when the module loads. Every part raises them from here;
+ * none defines an exception of its own. */
 typedef struct {
-    PyObject *trace_error; /* hyprof.TraceError, set by the Python package */
+    PyObject *profiler_error; /* hyprof.ProfilerError: cannot start, bad option */
+    PyObject *event_error;    /* hyprof.EventError: an event this machine lacks */
+    PyObject *trace_error;    /* hyprof.TraceError: a file that is not a trace */
 } hyp_py_state_t;
+
+/* The classes to raise, from the state of the loaded module (the engines
+ * are process-wide, so there is one); once the interpreter has cleared the
+ * module, RuntimeError (ValueError for a trace) stands in. Borrowed. */
+PyObject *hyp_py_profiler_error(void);
+PyObject *hyp_py_event_error(void);
+PyObject *hyp_py_trace_error(void);
+
+/* Saving and restoring the pending exception around code that must run with
+ * none set (a hook that calls back into Python, a cleanup on an error path):
+ * the one place that knows each version's way. HYP_PY_EXC_SAVE declares the
+ * variable it names. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define HYP_PY_EXC_SAVE(saved) PyObject *saved = PyErr_GetRaisedException()
+#define HYP_PY_EXC_RESTORE(saved) PyErr_SetRaisedException(saved)
+#else
+#define HYP_PY_EXC_SAVE(saved)                                                                     \
+    PyObject *saved##_type, *saved##_value, *saved##_tb;                                           \
+    PyErr_Fetch(&saved##_type, &saved##_value, &saved##_tb)
+#define HYP_PY_EXC_RESTORE(saved) PyErr_Restore(saved##_type, saved##_value, saved##_tb)
+#endif
 
 /* The capsule name of a C profile a loaded Trace holds. */
 #define HYP_PY_CAPSULE "hyprof._hyprof.profile"
@@ -31,7 +56,7 @@ PyObject *hyp_py_save(const hyp_profile_t *p, PyObject *path);
 PyObject *hyp_py_profile_capsule(hyp_profile_t *p);
 /* The C profile in a loaded Trace's capsule, or NULL with an exception set. */
 hyp_profile_t *hyp_py_capsule_profile(PyObject *cap);
-/* det.c: hyprof._hyprof.DetProfiler and ProfilerError (the deterministic mode). */
+/* det.c: hyprof._hyprof.DetProfiler (the deterministic mode). */
 int hyp_py_det_init(PyObject *module);
 /* Returns a new hyprof.Trace holding a copy of the profile (its pending
  * samples included, the profile itself unchanged), or NULL with an exception

@@ -14,35 +14,6 @@
 #include <errno.h>
 #include <string.h>
 
-static PyObject *hyp_py_trace_error_cls; /* hyprof.TraceError, once registered */
-
-static PyObject *hyp_py_trace_error(void) {
-    if (hyp_py_trace_error_cls == NULL) {
-        PyObject *mod = PyImport_ImportModule("hyprof.trace");
-
-        if (mod != NULL) {
-            hyp_py_trace_error_cls = PyObject_GetAttrString(mod, "TraceError");
-            Py_DECREF(mod);
-        }
-        if (hyp_py_trace_error_cls == NULL) {
-            PyErr_Clear();
-            return PyExc_ValueError;
-        }
-    }
-    return hyp_py_trace_error_cls;
-}
-
-static PyObject *hyp_py_set_trace_error(PyObject *self, PyObject *cls) {
-    if (!PyType_Check(cls) || !PyObject_IsSubclass(cls, PyExc_ValueError)) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "TraceError must be a subclass of ValueError");
-        return NULL;
-    }
-    Py_INCREF(cls);
-    Py_XSETREF(hyp_py_trace_error_cls, cls);
-    Py_RETURN_NONE;
-}
-
 /* ---------------------------------------------------------------- msgpack -> Python */
 
 static PyObject *hyp_py_str(const char *s, size_t len) {
@@ -607,8 +578,6 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"node_values", hyp_py_node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},
-    {"_set_trace_error", hyp_py_set_trace_error, METH_O,
-     "Registers the exception class bad traces raise."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -170,8 +170,6 @@ static struct {
     int poison_overflow;
     PyThreadState *exclude; /* the resolver thread's own state */
     PyObject *threads_active; /* threading._active, for names */
-    PyObject *event_error;
-    PyObject *profiler_error;
     char kind_names[HYP__MAX_KINDS][64];
     int memory; /* the allocation collector's samples are merged at stop */
     int handler_gone_seen; /* a resolver pass found the signal's handler replaced */
@@ -1176,7 +1174,7 @@ static void hyp__undo_start(void) {
 }
 
 /* start(path, event, clock, period, frequency, depth, signo, ring_words,
- *       meta, disable, threads_active, event_error, profiler_error) -> dict */
+ *       meta, disable, threads_active, kinds, memory) -> dict */
 /* The "[truncated]" function the samples deeper than the depth start with,
  * in p (each session's profile and each window's). Returns 0 or an HYP_E*
  * code. */
@@ -1194,13 +1192,13 @@ static int hyp__declare_truncated(hyp_profile_t *p) {
 
 static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path", "event", "clock", "period", "frequency", "depth", "signo",
-                             "ring_words", "meta", "disable", "threads_active", "event_error",
-                             "profiler_error", "kinds", "memory", NULL};
+                             "ring_words", "meta", "disable", "threads_active", "kinds",
+                             "memory", NULL};
     const char *path, *event = NULL, *clock = "cpu";
     unsigned long long period = 0;
     double frequency = 0;
     int depth = 128, signo = SIGPROF, ring_words = 1 << 17, ret, i;
-    PyObject *meta = NULL, *disable = NULL, *active = NULL, *eerr = NULL, *perr = NULL;
+    PyObject *meta = NULL, *disable = NULL, *active = NULL;
     PyObject *extra = NULL;
     int memory = 0;
     const char *xname[HYP__MAX_KINDS], *xunit[HYP__MAX_KINDS];
@@ -1219,22 +1217,17 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     PyObject *result;
 
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "z|zsKdiiiOOOOOOp", kwlist, &path, &event, &clock,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "z|zsKdiiiOOOOp", kwlist, &path, &event, &clock,
                                      &period, &frequency, &depth, &signo, &ring_words, &meta,
-                                     &disable, &active, &eerr, &perr, &extra, &memory))
+                                     &disable, &active, &extra, &memory))
         return NULL;
-    if (eerr != NULL && eerr != Py_None) {
-        Py_XSETREF(S.event_error, Py_NewRef(eerr));
-    }
-    if (perr != NULL && perr != Py_None) {
-        Py_XSETREF(S.profiler_error, Py_NewRef(perr));
-    }
     if (S.running)
-        return hyp__raise(S.profiler_error, "a sampling profiler is already running in this "
-                                            "process; stop it first");
+        return hyp__raise(hyp_py_profiler_error(), "a sampling profiler is already running in this "
+                                                     "process; stop it first");
     if (path == NULL && memory)
-        return hyp__raise(S.profiler_error, "memory sampling is not available in windows yet: "
-                                            "the allocation samples are merged at stop");
+        return hyp__raise(hyp_py_profiler_error(),
+                          "memory sampling is not available in windows yet: "
+                          "the allocation samples are merged at stop");
     if (extra != NULL && extra != Py_None) {
         Py_ssize_t k;
 
@@ -1248,25 +1241,25 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         }
     }
     if (strcmp(clock, "cpu") != 0 && strcmp(clock, "wall") != 0)
-        return hyp__raise(S.profiler_error, "clock must be \"cpu\" or \"wall\"");
+        return hyp__raise(hyp_py_profiler_error(), "clock must be \"cpu\" or \"wall\"");
     if (depth < 1 || depth > HYP_WALK_MAX_DEPTH) {
         snprintf(msg, sizeof(msg), "depth must be between 1 and %d, not %d", HYP_WALK_MAX_DEPTH,
                  depth);
-        return hyp__raise(S.profiler_error, msg);
+        return hyp__raise(hyp_py_profiler_error(), msg);
     }
     if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP) {
         snprintf(msg, sizeof(msg), "signal %d cannot carry samples; use SIGPROF or a real-time "
                                    "signal (SIGRTMIN to SIGRTMAX)", signo);
-        return hyp__raise(S.profiler_error, msg);
+        return hyp__raise(hyp_py_profiler_error(), msg);
     }
     if (period == 0 && frequency <= 0)
         frequency = 100;
     if (frequency > 0 && (frequency < 1 || frequency > 20000)) {
         snprintf(msg, sizeof(msg), "frequency must be between 1 and 20000 Hz, not %g", frequency);
-        return hyp__raise(S.profiler_error, msg);
+        return hyp__raise(hyp_py_profiler_error(), msg);
     }
     if (ring_words < 1024 || ring_words > (1 << 26))
-        return hyp__raise(S.profiler_error, "ring_words must be between 1024 and 2**26");
+        return hyp__raise(hyp_py_profiler_error(), "ring_words must be between 1024 and 2**26");
     if (disable != NULL && disable != Py_None) {
         PyObject *seq = PySequence_Fast(disable, "disable must be a sequence of trigger names");
         Py_ssize_t k;
@@ -1321,7 +1314,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     }
     if (hyp__install(signo, msg, sizeof(msg)) < 0) {
         hyp__reset_session();
-        return hyp__raise(S.profiler_error, msg);
+        return hyp__raise(hyp_py_profiler_error(), msg);
     }
 
     /* Choose the trigger: the event named, or the first that works of
@@ -1332,13 +1325,13 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
     if (S.wall) {
         if (event != NULL) {
             hyp__reset_session();
-            return hyp__raise(S.profiler_error,
+            return hyp__raise(hyp_py_profiler_error(),
                               "clock=\"wall\" samples on elapsed time and takes no event; give "
                               "either event= (CPU events) or clock=\"wall\"");
         }
         if (!hyp__walk_remote_available()) {
             hyp__reset_session();
-            return hyp__raise(S.profiler_error,
+            return hyp__raise(hyp_py_profiler_error(),
                               "clock=\"wall\" needs process_vm_readv() to read waiting threads' "
                               "stacks, and this process may not use it (seccomp?); use "
                               "clock=\"cpu\"");
@@ -1366,7 +1359,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
 
             snprintf(full, sizeof(full), "event=%s: %s", event, msg);
             hyp__reset_session();
-            return hyp__raise(S.event_error, full);
+            return hyp__raise(hyp_py_event_error(), full);
         }
         S.trigger = TRIG_PERF;
         snprintf(evname, sizeof(evname), "%s", event);
@@ -1438,7 +1431,7 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
             for (k = 0; k < nchain && used < sizeof(msg); k++)
                 used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s;", chain[k]);
             hyp__reset_session();
-            return hyp__raise(S.event_error, msg);
+            return hyp__raise(hyp_py_event_error(), msg);
         }
     }
 
@@ -1562,19 +1555,20 @@ static PyObject *sampler_start(PyObject *self, PyObject *args, PyObject *kw) {
         hyp__codemap_stop();
         hyp__free_profile();
         hyp__reset_session();
-        return hyp__raise(S.event_error, msg);
+        return hyp__raise(hyp_py_event_error(), msg);
     }
     hyp__tls_slot = first;
     hyp__sync_threads();
     if (S.trigger == TRIG_ITIMER && (ret = hyp_itimer_set(S.period_ns, msg, sizeof(msg))) < 0) {
         hyp__undo_start();
-        return hyp__raise(S.event_error, msg);
+        return hyp__raise(hyp_py_event_error(), msg);
     }
     if (S.wall) {
         atomic_store(&S.wall_stop, 0);
         if (pthread_create(&S.wall_thread, NULL, hyp__wall_main, NULL) != 0) {
             hyp__undo_start();
-            return hyp__raise(S.profiler_error, "cannot start the wall-clock sampler thread");
+            return hyp__raise(hyp_py_profiler_error(),
+                              "cannot start the wall-clock sampler thread");
         }
         S.wall_started = 1;
     }
@@ -1833,7 +1827,7 @@ static PyObject *sampler_stop(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     if (!S.running)
-        return hyp__raise(S.profiler_error, "the sampling profiler is not running");
+        return hyp__raise(hyp_py_profiler_error(), "the sampling profiler is not running");
     atomic_store(&S.active, 0);
     gone = hyp__handler_gone();
     if (!S.wall && !gone && S.handler_gone_seen)
@@ -1972,9 +1966,9 @@ static PyObject *sampler_window(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     if (S.profile == NULL)
-        return hyp__raise(S.profiler_error, "no sampling session to take a window of");
+        return hyp__raise(hyp_py_profiler_error(), "no sampling session to take a window of");
     if (S.writer != NULL)
-        return hyp__raise(S.profiler_error,
+        return hyp__raise(hyp_py_profiler_error(),
                           "this sampling session streams to a file; windows are taken from a "
                           "session started without one");
     if (!S.running) {
@@ -1987,7 +1981,7 @@ static PyObject *sampler_window(PyObject *self, PyObject *noargs) {
     if (p == NULL) {
         if (rc == HYP_ENOMEM)
             return PyErr_NoMemory();
-        return hyp__raise(S.profiler_error, hyp_strerror(rc));
+        return hyp__raise(hyp_py_profiler_error(), hyp_strerror(rc));
     }
     return hyp_py_profile_capsule(p);
 }
@@ -2056,7 +2050,7 @@ static PyObject *perf_events(PyObject *self, PyObject *noargs) {
     (void)self;
     (void)noargs;
     if ((ret = hyp_perf_init(msg, sizeof(msg))) < 0)
-        return hyp__raise(S.event_error, msg);
+        return hyp__raise(hyp_py_event_error(), msg);
     l.list = PyList_New(0);
     l.err = 0;
     if (l.list == NULL)

@@ -4,10 +4,9 @@ Every other module imports its errors from here, so a library module never
 reaches into the command line (or another library module) for one. (The
 pytest plugin's BudgetError stays in hyprof.pytest_plugin: pytest loads the
 plugin in every run, and it imports nothing of hyprof until a test uses it.)
-ProfilerError is made by the extension (pyext/det.c creates it with its C
-state, and the C code of every engine raises it): it is re-exported here.
-TraceError is defined here and registered with the extension, whose trace
-reader raises it; EventError is handed to the sampler at each start.
+This module imports nothing: the extension (pyext/module.c) imports it when
+it loads and keeps ProfilerError, EventError and TraceError in its module
+state, which is where the C code of every engine raises them from.
 
 - ProfilerError: a profiler cannot start, or was given a bad option
   (a RuntimeError and a ValueError). EventError, a ProfilerError: a
@@ -23,13 +22,17 @@ reader raises it; EventError is handed to the sampler at each start.
   hyprof.cli only.
 """
 
-from . import _hyprof
-
 __all__ = ["CLIError", "DiffError", "EventError", "MergeError",
            "PrivateDirError", "ProfilerError", "ReportError", "ReportWarning", "TraceError",
            "TraceWarning", "UsageError"]
 
-ProfilerError = _hyprof.ProfilerError
+
+class ProfilerError(RuntimeError, ValueError):
+    """A profiler cannot start (another one, or a foreign profile function, is
+    active) or was given a bad option: a RuntimeError and a ValueError, so
+    either handler catches it."""
+
+
 ProfilerError.__module__ = "hyprof"
 
 
@@ -49,11 +52,6 @@ class TraceError(ValueError):
 
 class TraceWarning(UserWarning):
     """A trace that was cut short: what is complete was loaded."""
-
-
-# The C reader raises this class from now on (until then it falls back to
-# looking it up in hyprof.trace, which re-exports it).
-_hyprof._set_trace_error(TraceError)
 
 
 class ReportError(ValueError):

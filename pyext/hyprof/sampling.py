@@ -204,7 +204,6 @@ class SamplingEngine:
                     period=o["period"] or 0, frequency=float(o["frequency"] or 0),
                     depth=o["depth"], signo=o["signal"], ring_words=o["ring_size"], meta=meta,
                     disable=o["disable"], threads_active=threading._active,
-                    event_error=EventError, profiler_error=ProfilerError,
                     memory=o.get("memory") is not None)
             except BaseException:
                 if o.get("memory") is not None:

@@ -140,3 +140,17 @@ def test_the_sql_capture_needs_no_http_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_errors_are_defined_once_in_python_and_raised_by_the_engines():
+    """hyprof.errors imports nothing of the package (the extension imports it
+    while it loads), and the C engines raise its classes, not copies."""
+    assert GRAPH["hyprof.errors"] == set()
+    from hyprof import _hyprof, errors
+    with pytest.raises(errors.ProfilerError):
+        _hyprof.DetProfiler(max_nodes=-1)
+    with pytest.raises(errors.EventError):
+        hyprof.Profiler(mode="sampling", event="no-such-event").start()
+    with pytest.raises(errors.TraceError):
+        hyprof.load(__file__)
+    assert not hasattr(_hyprof, "ProfilerError") and not hasattr(_hyprof, "_set_trace_error")

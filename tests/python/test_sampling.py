@@ -689,8 +689,7 @@ def test_extra_sample_kinds_are_declared_for_other_samplers(tmp_path):
     from hyprof import _hyprof
     path = str(tmp_path / "k.hyprof")
     _hyprof._sampler_start(path, frequency=200.0, kinds=[("extra", "bytes")],
-                           threads_active=threading._active, event_error=hyprof.EventError,
-                           profiler_error=hyprof.ProfilerError)
+                           threads_active=threading._active)
     try:
         cpu_for(0.05)
     finally:
