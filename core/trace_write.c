@@ -299,45 +299,48 @@ static void hyp__write_strings(hyp_writer_t *w, const hyp_profile_t *p) {
     }
 }
 
-static void hyp__write_funcs(hyp_writer_t *w, const hyp_profile_t *p) {
-    while (w->nfuncs < p->nfuncs && !w->err) {
-        size_t first = w->nfuncs, end = first + HYP__BATCH_ENTRIES, i;
+/* Packs entry i of a table as the record's fields of it. */
+typedef void (*hyp__pack_entry_fn)(hyp_writer_t *w, const hyp_profile_t *p, size_t i);
 
-        if (end > p->nfuncs)
-            end = p->nfuncs;
-        msgpack_pack_array(&w->pk, 3);
-        msgpack_pack_uint32(&w->pk, HYP__REC_FUNCS);
-        msgpack_pack_uint64(&w->pk, first);
-        msgpack_pack_array(&w->pk, (end - first) * 4);
-        for (i = first; i < end; i++) {
-            const hyp_func_t *f = &p->funcs[i];
+static void hyp__pack_func(hyp_writer_t *w, const hyp_profile_t *p, size_t i) {
+    const hyp_func_t *f = &p->funcs[i];
 
-            msgpack_pack_uint32(&w->pk, f->name);
-            msgpack_pack_uint32(&w->pk, f->file);
-            msgpack_pack_uint32(&w->pk, f->lineno);
-            msgpack_pack_uint32(&w->pk, f->kind);
-        }
-        w->nfuncs = end;
-        hyp__maybe_drain(w);
-    }
+    msgpack_pack_uint32(&w->pk, f->name);
+    msgpack_pack_uint32(&w->pk, f->file);
+    msgpack_pack_uint32(&w->pk, f->lineno);
+    msgpack_pack_uint32(&w->pk, f->kind);
 }
 
-static void hyp__write_threads(hyp_writer_t *w, const hyp_profile_t *p) {
-    while (w->nthreads < p->nthreads && !w->err) {
-        size_t first = w->nthreads, end = first + HYP__BATCH_ENTRIES, i;
+static void hyp__pack_thread(hyp_writer_t *w, const hyp_profile_t *p, size_t i) {
+    msgpack_pack_uint64(&w->pk, p->threads[i].os_tid);
+    msgpack_pack_uint64(&w->pk, p->threads[i].ident);
+    msgpack_pack_uint32(&w->pk, p->threads[i].name);
+}
 
-        if (end > p->nthreads)
-            end = p->nthreads;
+static void hyp__pack_node(hyp_writer_t *w, const hyp_profile_t *p, size_t i) {
+    msgpack_pack_uint32(&w->pk, p->nodes[i].parent);
+    msgpack_pack_uint32(&w->pk, p->nodes[i].func);
+    msgpack_pack_uint32(&w->pk, p->nodes[i].line);
+}
+
+/* Writes the entries of a table from *done up to total as records
+ * [rec, first, [width fields an entry...]] of at most HYP__BATCH_ENTRIES
+ * entries, advancing *done: what a stream writes at the next flush is what
+ * the table gained since. */
+static void hyp__write_table(hyp_writer_t *w, const hyp_profile_t *p, uint32_t rec, size_t *done,
+                             size_t total, unsigned width, hyp__pack_entry_fn pack) {
+    while (*done < total && !w->err) {
+        size_t first = *done, end = first + HYP__BATCH_ENTRIES, i;
+
+        if (end > total)
+            end = total;
         msgpack_pack_array(&w->pk, 3);
-        msgpack_pack_uint32(&w->pk, HYP__REC_THREADS);
+        msgpack_pack_uint32(&w->pk, rec);
         msgpack_pack_uint64(&w->pk, first);
-        msgpack_pack_array(&w->pk, (end - first) * 3);
-        for (i = first; i < end; i++) {
-            msgpack_pack_uint64(&w->pk, p->threads[i].os_tid);
-            msgpack_pack_uint64(&w->pk, p->threads[i].ident);
-            msgpack_pack_uint32(&w->pk, p->threads[i].name);
-        }
-        w->nthreads = end;
+        msgpack_pack_array(&w->pk, (end - first) * width);
+        for (i = first; i < end; i++)
+            pack(w, p, i);
+        *done = end;
         hyp__maybe_drain(w);
     }
 }
@@ -345,29 +348,13 @@ static void hyp__write_threads(hyp_writer_t *w, const hyp_profile_t *p) {
 static void hyp__write_nodes(hyp_writer_t *w, const hyp_profile_t *p) {
     if (w->nnodes == 0)
         w->nnodes = 1; /* the root is implicit */
-    while (w->nnodes < p->nnodes && !w->err) {
-        size_t first = w->nnodes, end = first + HYP__BATCH_ENTRIES, i;
-
-        if (end > p->nnodes)
-            end = p->nnodes;
-        msgpack_pack_array(&w->pk, 3);
-        msgpack_pack_uint32(&w->pk, HYP__REC_NODES);
-        msgpack_pack_uint64(&w->pk, first);
-        msgpack_pack_array(&w->pk, (end - first) * 3);
-        for (i = first; i < end; i++) {
-            msgpack_pack_uint32(&w->pk, p->nodes[i].parent);
-            msgpack_pack_uint32(&w->pk, p->nodes[i].func);
-            msgpack_pack_uint32(&w->pk, p->nodes[i].line);
-        }
-        w->nnodes = end;
-        hyp__maybe_drain(w);
-    }
+    hyp__write_table(w, p, HYP__REC_NODES, &w->nnodes, p->nnodes, 3, hyp__pack_node);
 }
 
 static void hyp__write_tables(hyp_writer_t *w, const hyp_profile_t *p) {
     hyp__write_strings(w, p);
-    hyp__write_funcs(w, p);
-    hyp__write_threads(w, p);
+    hyp__write_table(w, p, HYP__REC_FUNCS, &w->nfuncs, p->nfuncs, 4, hyp__pack_func);
+    hyp__write_table(w, p, HYP__REC_THREADS, &w->nthreads, p->nthreads, 3, hyp__pack_thread);
     hyp__write_nodes(w, p);
 }
 

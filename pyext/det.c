@@ -134,27 +134,22 @@ static PyObject *det_omit(det_prof_t *p, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The object members of a profiler, so that traverse and clear cannot
+ * disagree. */
+#define DET_PROF_OBJECTS(X)                                                                    \
+    X(omit_cut) X(omit_skip) X(hidden) X(argv) X(ctx_var) X(ctx_value) X(bootstrap) X(callbacks)
+
 static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
-    Py_VISIT(p->omit_cut);
-    Py_VISIT(p->omit_skip);
-    Py_VISIT(p->hidden);
-    Py_VISIT(p->argv);
-    Py_VISIT(p->ctx_var);
-    Py_VISIT(p->ctx_value);
-    Py_VISIT(p->bootstrap);
-    Py_VISIT(p->callbacks);
+#define DET_VISIT(m) Py_VISIT(p->m);
+    DET_PROF_OBJECTS(DET_VISIT)
+#undef DET_VISIT
     return 0;
 }
 
 static int det_clear(det_prof_t *p) {
-    Py_CLEAR(p->omit_cut);
-    Py_CLEAR(p->omit_skip);
-    Py_CLEAR(p->hidden);
-    Py_CLEAR(p->argv);
-    Py_CLEAR(p->ctx_var);
-    Py_CLEAR(p->ctx_value);
-    Py_CLEAR(p->bootstrap);
-    Py_CLEAR(p->callbacks);
+#define DET_CLEAR(m) Py_CLEAR(p->m);
+    DET_PROF_OBJECTS(DET_CLEAR)
+#undef DET_CLEAR
     return 0;
 }
 
