@@ -18,16 +18,6 @@ typedef struct {
     size_t count;
 } hyp__htab_t;
 
-/* Mixes 64 bits into a well-spread hash (the splitmix64 finaliser). */
-static inline uint64_t hyp__mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static inline uint64_t hyp__hash_bytes(const void *data, size_t len) {
     const unsigned char *p = data;
     uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then mixed */

@@ -12,6 +12,8 @@
 #define Py_BUILD_CORE 1
 #include "walk.h"
 
+#include "hyprof/internal/util.h"
+
 #include <internal/pycore_code.h>
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
@@ -52,19 +54,11 @@ static inline int hyp__read(void *dst, const void *src, size_t n, int remote) {
     return process_vm_readv(getpid(), &local, 1, &far, 1, 0) == (ssize_t)n ? 0 : -1;
 }
 
-static inline uint32_t hyp__mix(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return (uint32_t)h;
-}
-
 static inline uint32_t hyp__fp(const PyCodeObject *co) {
-    return hyp__mix((uint64_t)(uintptr_t)co->co_qualname ^
-                    ((uint64_t)(uintptr_t)co->co_filename << 7) ^
-                    ((uint64_t)(uint32_t)co->co_firstlineno << 40) ^ (uint64_t)Py_SIZE(co));
+    return (uint32_t)hyp__mix64((uint64_t)(uintptr_t)co->co_qualname ^
+                                ((uint64_t)(uintptr_t)co->co_filename << 7) ^
+                                ((uint64_t)(uint32_t)co->co_firstlineno << 40) ^
+                                (uint64_t)Py_SIZE(co));
 }
 
 uint32_t hyp__walk_fingerprint(PyCodeObject *code) {

@@ -1,14 +1,16 @@
 /* hyprof/internal/util.h: shared by the core and the CPython binding;
  * not installed, not API.
  *
- * The core's allocator wrapper and array growth, and the seqlock reading of
- * a thread's CPU time, which the binding's engines use as the core does. */
+ * The core's allocator wrapper and array growth, the seqlock reading of a
+ * thread's CPU time, which the binding's engines use as the core does, and
+ * the one hash mixer of the hash tables and caches. */
 #ifndef HYPROF_INTERNAL_UTIL_H
 #define HYPROF_INTERNAL_UTIL_H
 
 #include "hyprof/common.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The allocator wrapper (core/alloc.c). Internal non-static helpers carry the
  * hyp__ prefix. Each returns NULL on failure and never aborts. */
@@ -32,6 +34,16 @@ int hyp__grow(void **ptr, size_t *cap, size_t need, size_t elem);
  * word + 1 (the pair is still a fair reading, only not known to be
  * unswitched). Async-signal-safe. */
 uint32_t hyp__cpu_pair(volatile const uint32_t *lock, uint64_t *ns, uint64_t *ticks);
+
+/* Mixes 64 bits into a well-spread hash (the splitmix64 finaliser). */
+static inline uint64_t hyp__mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
 
 #define HYP__UNUSED(x) ((void)(x))
 #define HYP__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
