@@ -17,6 +17,7 @@ import tracemalloc
 import hyprof
 import pytest
 from hyprof import _hyprof, memory
+from workloads import busy_for
 
 MiB = 1 << 20
 
@@ -581,13 +582,6 @@ def test_reports_show_bytes():
 
 # ---------------------------------------------------------------- beside the CPU sampler
 
-def spin(seconds):
-    import time
-    end = time.process_time() + seconds
-    n = 0
-    while time.process_time() < end:
-        n += 1
-    return n
 
 
 def test_beside_cpu_samples_in_one_trace(tmp_path):
@@ -597,7 +591,7 @@ def test_beside_cpu_samples_in_one_trace(tmp_path):
     with p:
         kept_buffers(keep)
         freed_buffers()
-        spin(0.3)
+        busy_for(0.3)
         now = heap_by_function(p.heap())
     assert now["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
     t = hyprof.load(tmp_path / "both.hyprof")
@@ -611,7 +605,7 @@ def test_beside_cpu_samples_in_one_trace(tmp_path):
     assert "freed_buffers" not in live
     # The CPU samples land in the busy function, in the same call tree.
     cpu = by_function(t, t.metrics[t.sample_kinds[0].count_metric].name)
-    assert cpu.get("spin", 0) > 0
+    assert cpu.get("busy_for", 0) > 0
     # The same function is one function in both kinds of samples.
     names = [f.name for f in t.function_table]
     assert len(names) == len({(f.name, f.filename, f.lineno) for f in t.function_table})

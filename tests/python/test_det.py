@@ -18,6 +18,7 @@ import pytest
 
 import hyprof
 from hyprof.render.pstats import PstatsExport, func_key
+from workloads import busy_for
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 
@@ -43,10 +44,6 @@ def by_name(trace, thread=None):
             for f in trace.functions(thread)}
 
 
-def spin(seconds):
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        pass
 
 
 # ------------------------------------------------------------ programs
@@ -281,7 +278,7 @@ def sleeper():
 
 
 def spinner():
-    spin(0.1)
+    busy_for(0.1)
 
 
 def measured(fn):
@@ -316,9 +313,9 @@ def test_time_shares_sleep_vs_spin(engine):
     assert fs["<built-in method time.sleep>"].wall_own == pytest.approx(ref["sleeper"][0],
                                                                         rel=0.10)
     assert s.wall_own < 0.01
-    # The loop is spin's own time; the thread_time() calls are their own.
+    # The loop is busy_for's own time; the thread_time() calls are their own.
     assert p.cpu_own < 0.01
-    assert fs["spin"].cpu_own + fs["<built-in method time.thread_time>"].cpu_own == \
+    assert fs["busy_for"].cpu_own + fs["<built-in method time.thread_time>"].cpu_own == \
         pytest.approx(ref["spinner"][1], rel=0.10)
 
 
@@ -540,7 +537,7 @@ def test_threads_started_before_and_after_start(engine):
     go = threading.Event()
 
     def worker():
-        spin(0.03)
+        busy_for(0.03)
 
     def early():
         go.wait()
@@ -749,7 +746,7 @@ def test_trace_and_written_trace_say_the_same(engine, tmp_path):
 
 
 def spun_resumer(gen):
-    spin(0.02)
+    busy_for(0.02)
     if gen is not None:
         next(gen, None)
 

@@ -15,16 +15,8 @@ import pytest
 
 import hyprof
 from hyprof import events
-
-
-def spin(n):
-    s = 0
-    for i in range(n):
-        s += i * i  # the hot line
-    return s
-
-
-SPIN_HOT_LINE = spin.__code__.co_firstlineno + 3
+import workloads
+from workloads import SPIN_HOT_LINE, cpu_for, spin
 
 
 def f70(n):
@@ -33,12 +25,6 @@ def f70(n):
 
 def f30(n):
     return spin(3 * n)
-
-
-def cpu_for(seconds):
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        spin(2000)
 
 
 def by_name(trace):
@@ -456,7 +442,7 @@ def test_lines_show_the_hot_line():
     p = sampled()
     with p:
         cpu_for(0.3)
-    lines = [x for x in p.trace().lines() if x.filename == __file__]
+    lines = [x for x in p.trace().lines() if x.filename == workloads.__file__]
     assert lines and lines[0].line == SPIN_HOT_LINE
     # Every node of spin keeps a line inside spin's body.
     for n in p.trace().nodes():

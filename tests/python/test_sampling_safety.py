@@ -14,21 +14,11 @@ import threading
 import time
 
 import hyprof
+import workloads
 
-PRELUDE = textwrap.dedent("""\
+PRELUDE = workloads.PRELUDE + textwrap.dedent("""\
     import json, os, signal, sys, threading, time
     import hyprof
-
-    def spin(n):
-        s = 0
-        for i in range(n):
-            s += i * i
-        return s
-
-    def cpu_for(seconds):
-        end = time.thread_time() + seconds
-        while time.thread_time() < end:
-            spin(1000)
 
     def names(trace):
         return {f.name.rsplit(".", 1)[-1]: f for f in trace.functions()}
