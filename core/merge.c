@@ -4,8 +4,8 @@
  *
  * Every table of src is mapped into dst through dst's own interning, in id
  * order, so a node's parent is always mapped before it; a thread is the same
- * thread when its kernel id and Python ident are. Rows are added value by
- * value. Linear in the size of src, plus the threads of both. */
+ * thread when its kernel id and Python ident are; label sets are interned
+ * by their strings. Rows are added value by value. Linear in the size of src, plus the threads of both. */
 #include "profile_int.h"
 
 #include <string.h>
@@ -43,8 +43,29 @@ static int hyp__map_thread(hyp_profile_t *dst, const hyp_thread_t *t, const hyp_
     return hyp_profile_thread(dst, &copy, out);
 }
 
+/* Interns src's label sets in dst through the string map. */
+static int hyp__map_labels(hyp_profile_t *dst, const hyp_profile_t *src, const hyp_id_t *smap,
+                           hyp_id_t *lmap) {
+    hyp_label_t set[HYP_MAX_LABELS];
+    size_t i, j, n;
+    int rc;
+
+    lmap[0] = HYP_NO_LABELS;
+    for (i = 1; i < src->nlabsets; i++) {
+        const hyp_label_t *l = hyp_profile_labels_at(src, (hyp_id_t)i, &n);
+
+        for (j = 0; j < n; j++) {
+            set[j].key = smap[l[j].key];
+            set[j].value = smap[l[j].value];
+        }
+        if ((rc = hyp_profile_labels(dst, set, n, &lmap[i])) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
-    hyp_id_t *smap = NULL, *fmap = NULL, *nmap = NULL, *tmap = NULL;
+    hyp_id_t *smap = NULL, *fmap = NULL, *nmap = NULL, *tmap = NULL, *lmap = NULL;
     size_t i;
     int rc = HYP_ENOMEM;
 
@@ -56,7 +77,8 @@ int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
     fmap = hyp__calloc(src->nfuncs + 1, sizeof(*fmap));
     nmap = hyp__calloc(src->nnodes + 1, sizeof(*nmap));
     tmap = hyp__calloc(src->nthreads + 1, sizeof(*tmap));
-    if (smap == NULL || fmap == NULL || nmap == NULL || tmap == NULL)
+    lmap = hyp__calloc(src->nlabsets, sizeof(*lmap));
+    if (smap == NULL || fmap == NULL || nmap == NULL || tmap == NULL || lmap == NULL)
         goto out;
     for (i = 0; i < src->nstrs; i++)
         if ((rc = hyp_profile_string(dst, src->strs[i].s, src->strs[i].len, &smap[i])) < 0)
@@ -79,11 +101,13 @@ int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
     for (i = 0; i < src->nthreads; i++)
         if ((rc = hyp__map_thread(dst, &src->threads[i], smap, &tmap[i])) < 0)
             goto out;
+    if ((rc = hyp__map_labels(dst, src, smap, lmap)) < 0)
+        goto out;
     for (i = 0; i < src->nrows; i++) {
         const hyp__rowkey_t *k = &src->rowkeys[i];
 
-        if ((rc = hyp_profile_add(dst, tmap[k->thread], nmap[k->node],
-                                  src->vals + i * src->nmetrics)) < 0)
+        if ((rc = hyp_profile_add_labeled(dst, tmap[k->thread], nmap[k->node], lmap[k->labels],
+                                          src->vals + i * src->nmetrics)) < 0)
             goto out;
     }
     for (i = 0; i < src->ndropped; i++)
@@ -96,5 +120,6 @@ out:
     hyp__free(fmap);
     hyp__free(nmap);
     hyp__free(tmap);
+    hyp__free(lmap);
     return rc;
 }

@@ -94,13 +94,28 @@ static uint64_t hyp__node_hash_of(const void *ctx, uint32_t id) {
     return hyp__node_hash(n->parent, n->func, n->line);
 }
 
-static inline uint64_t hyp__row_hash(hyp_id_t thread, hyp_id_t node) {
-    return hyp__mix64((uint64_t)thread << 32 | node);
+static inline uint64_t hyp__row_hash(hyp_id_t thread, hyp_id_t node, hyp_id_t labels) {
+    return hyp__mix64(((uint64_t)thread << 32 | node) ^ ((uint64_t)labels * 0x9e3779b97f4a7c15ULL));
 }
 
 static uint64_t hyp__row_hash_of(const void *ctx, uint32_t id) {
     const hyp__rowkey_t *k = &((const hyp_profile_t *)ctx)->rowkeys[id];
-    return hyp__row_hash(k->thread, k->node);
+    return hyp__row_hash(k->thread, k->node, k->labels);
+}
+
+static uint64_t hyp__labels_hash(const hyp_label_t *l, size_t n) {
+    uint64_t h = n;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = hyp__mix64(h ^ ((uint64_t)l[i].key << 32 | l[i].value));
+    return h;
+}
+
+static uint64_t hyp__labels_hash_of(const void *ctx, uint32_t id) {
+    const hyp_profile_t *p = ctx;
+
+    return hyp__labels_hash(p->labs + p->lab_off[id], p->lab_off[id + 1] - p->lab_off[id]);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -141,6 +156,9 @@ void hyp_profile_free(hyp_profile_t *p) {
     hyp__free(p->nodes);
     hyp__htab_destroy(&p->node_ht);
     hyp__free(p->threads);
+    hyp__free(p->labs);
+    hyp__free(p->lab_off);
+    hyp__htab_destroy(&p->lab_ht);
     hyp__free(p->rowkeys);
     hyp__free(p->vals);
     hyp__free(p->svals);
@@ -202,6 +220,11 @@ hyp_profile_t *hyp_profile_new(hyp_mode_t mode, const hyp_metric_t *metrics, siz
     p->nodes[0].func = HYP_NO_ID;
     p->nodes[0].line = 0;
     p->nnodes = 1;
+    /* The empty label set, HYP_NO_LABELS: two offsets, both 0. */
+    if (hyp__grow((void **)&p->lab_off, &p->clabsets, 2, sizeof(*p->lab_off)) < 0)
+        goto fail;
+    p->lab_off[0] = p->lab_off[1] = 0;
+    p->nlabsets = 1;
     return p;
 fail:
     hyp_profile_free(p);
@@ -667,6 +690,72 @@ const hyp_thread_t *hyp_profile_thread_at(const hyp_profile_t *p, hyp_id_t id) {
     return id < p->nthreads ? &p->threads[id] : NULL;
 }
 
+/* ---------------------------------------------------------------- labels */
+
+static int hyp__labels_eq(const hyp_profile_t *p, hyp_id_t id, const hyp_label_t *l, size_t n) {
+    size_t off = p->lab_off[id];
+
+    return p->lab_off[id + 1] - off == n && memcmp(p->labs + off, l, n * sizeof(*l)) == 0;
+}
+
+int hyp_profile_labels(hyp_profile_t *p, const hyp_label_t *labels, size_t n, hyp_id_t *id) {
+    hyp_label_t set[HYP_MAX_LABELS];
+    uint64_t hash;
+    size_t i, j;
+
+    if (id == NULL || (n > 0 && labels == NULL) || n > HYP_MAX_LABELS)
+        return HYP_EINVAL;
+    if (n == 0) {
+        *id = HYP_NO_LABELS;
+        return 0;
+    }
+    /* sorted by key (insertion sort: a set is a handful of labels) */
+    for (i = 0; i < n; i++) {
+        hyp_label_t l = labels[i];
+
+        if (l.key >= p->nstrs || l.value >= p->nstrs)
+            return HYP_ERANGE;
+        for (j = i; j > 0 && set[j - 1].key > l.key; j--)
+            set[j] = set[j - 1];
+        if (j > 0 && set[j - 1].key == l.key)
+            return HYP_EINVAL;
+        set[j] = l;
+    }
+    hash = hyp__labels_hash(set, n);
+    if (p->lab_ht.cap > 0) {
+        HYP__HTAB_PROBE(&p->lab_ht, hash, i, hyp__labels_eq(p, hid, set, n));
+        if (p->lab_ht.slots[i] != 0) {
+            *id = p->lab_ht.slots[i] - 1;
+            return 0;
+        }
+    }
+    if (p->nlabsets >= HYP__MAX_ID ||
+        hyp__grow((void **)&p->labs, &p->clabs, p->nlabs + n, sizeof(*p->labs)) < 0 ||
+        hyp__grow((void **)&p->lab_off, &p->clabsets, p->nlabsets + 2, sizeof(*p->lab_off)) < 0 ||
+        hyp__htab_reserve(&p->lab_ht, hyp__labels_hash_of, p) < 0)
+        return HYP_ENOMEM;
+    memcpy(p->labs + p->nlabs, set, n * sizeof(*set));
+    p->nlabs += n;
+    p->lab_off[p->nlabsets + 1] = p->nlabs;
+    HYP__HTAB_PROBE(&p->lab_ht, hash, i, hyp__labels_eq(p, hid, set, n));
+    p->lab_ht.slots[i] = (uint32_t)p->nlabsets + 1;
+    p->lab_ht.count++;
+    *id = (hyp_id_t)p->nlabsets++;
+    return 0;
+}
+
+size_t hyp_profile_labels_count(const hyp_profile_t *p) {
+    return p->nlabsets;
+}
+
+const hyp_label_t *hyp_profile_labels_at(const hyp_profile_t *p, hyp_id_t id, size_t *n) {
+    if (id >= p->nlabsets)
+        return NULL;
+    if (n != NULL)
+        *n = p->lab_off[id + 1] - p->lab_off[id];
+    return p->labs + p->lab_off[id];
+}
+
 /* ---------------------------------------------------------------- metric rows */
 
 size_t hyp_profile_metric_count(const hyp_profile_t *p) {
@@ -677,24 +766,29 @@ const hyp_metric_t *hyp_profile_metric_at(const hyp_profile_t *p, size_t i) {
     return i < p->nmetrics ? &p->metrics[i] : NULL;
 }
 
-int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node) {
+#define HYP__ROW_EQ(p, hid, t, n, l)                                                           \
+    ((p)->rowkeys[hid].thread == (t) && (p)->rowkeys[hid].node == (n) &&                       \
+     (p)->rowkeys[hid].labels == (l))
+
+int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                              hyp_id_t labels) {
     size_t i;
 
     if (p->row_ht.cap == 0)
         return -1;
-    HYP__HTAB_PROBE(&p->row_ht, hyp__row_hash(thread, node), i,
-                    p->rowkeys[hid].thread == thread && p->rowkeys[hid].node == node);
+    HYP__HTAB_PROBE(&p->row_ht, hyp__row_hash(thread, node, labels), i,
+                    HYP__ROW_EQ(p, hid, thread, node, labels));
     return p->row_ht.slots[i] ? (int64_t)p->row_ht.slots[i] - 1 : -1;
 }
 
-int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node) {
+int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                               hyp_id_t labels) {
     size_t width = p->nmetrics ? p->nmetrics : 1;
-    uint64_t hash = hyp__row_hash(thread, node);
+    uint64_t hash = hyp__row_hash(thread, node, labels);
     size_t i, cap;
 
     if (p->row_ht.cap > 0) {
-        HYP__HTAB_PROBE(&p->row_ht, hash, i,
-                        p->rowkeys[hid].thread == thread && p->rowkeys[hid].node == node);
+        HYP__HTAB_PROBE(&p->row_ht, hash, i, HYP__ROW_EQ(p, hid, thread, node, labels));
         if (p->row_ht.slots[i] != 0)
             return (int64_t)p->row_ht.slots[i] - 1;
     }
@@ -729,24 +823,29 @@ int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node)
         return HYP_ENOMEM;
     p->rowkeys[p->nrows].thread = thread;
     p->rowkeys[p->nrows].node = node;
+    p->rowkeys[p->nrows].labels = labels;
     memset(p->vals + p->nrows * width, 0, width * sizeof(uint64_t));
-    HYP__HTAB_PROBE(&p->row_ht, hash, i,
-                    p->rowkeys[hid].thread == thread && p->rowkeys[hid].node == node);
+    HYP__HTAB_PROBE(&p->row_ht, hash, i, HYP__ROW_EQ(p, hid, thread, node, labels));
     p->row_ht.slots[i] = (uint32_t)p->nrows + 1;
     p->row_ht.count++;
     return (int64_t)p->nrows++;
 }
 
 int hyp_profile_add(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, const uint64_t *values) {
+    return hyp_profile_add_labeled(p, thread, node, HYP_NO_LABELS, values);
+}
+
+int hyp_profile_add_labeled(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, hyp_id_t labels,
+                            const uint64_t *values) {
     int64_t row;
     uint64_t *v;
     size_t m;
 
-    if (thread >= p->nthreads || node >= p->nnodes)
+    if (thread >= p->nthreads || node >= p->nnodes || labels >= p->nlabsets)
         return HYP_ERANGE;
     if (values == NULL && p->nmetrics > 0)
         return HYP_EINVAL;
-    row = hyp__profile_row_index(p, thread, node);
+    row = hyp__profile_row_index(p, thread, node, labels);
     if (row < 0)
         return (int)row;
     v = p->vals + (size_t)row * p->nmetrics;
@@ -755,23 +854,35 @@ int hyp_profile_add(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, const uint
     return 0;
 }
 
-int hyp__profile_add_one(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, size_t metric,
-                         uint64_t value) {
-    int64_t row = hyp__profile_row_index(p, thread, node);
-
-    if (row < 0)
-        return (int)row;
-    p->vals[(size_t)row * p->nmetrics + metric] += value;
-    return 0;
-}
-
 const uint64_t *hyp_profile_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node) {
-    int64_t row = hyp__profile_find_row(p, thread, node);
+    int64_t row = hyp__profile_find_row(p, thread, node, HYP_NO_LABELS);
 
     return row < 0 ? NULL : p->vals + (size_t)row * p->nmetrics;
 }
 
+size_t hyp_profile_row_count(const hyp_profile_t *p) {
+    return p->nrows;
+}
+
+const uint64_t *hyp_profile_row_at(const hyp_profile_t *p, size_t i, hyp_id_t *thread,
+                                   hyp_id_t *node, hyp_id_t *labels) {
+    if (i >= p->nrows)
+        return NULL;
+    if (thread != NULL)
+        *thread = p->rowkeys[i].thread;
+    if (node != NULL)
+        *node = p->rowkeys[i].node;
+    if (labels != NULL)
+        *labels = p->rowkeys[i].labels;
+    return p->vals + i * p->nmetrics;
+}
+
 int hyp_profile_node_values(const hyp_profile_t *p, hyp_id_t thread, uint64_t *out) {
+    return hyp_profile_node_values_where(p, thread, NULL, out);
+}
+
+int hyp_profile_node_values_where(const hyp_profile_t *p, hyp_id_t thread,
+                                  const unsigned char *keep, uint64_t *out) {
     size_t r, m, w = p->nmetrics;
 
     if (thread != HYP_NO_ID && thread >= p->nthreads)
@@ -784,7 +895,7 @@ int hyp_profile_node_values(const hyp_profile_t *p, hyp_id_t thread, uint64_t *o
         const uint64_t *v = p->vals + r * w;
         uint64_t *o;
 
-        if (thread != HYP_NO_ID && k->thread != thread)
+        if ((thread != HYP_NO_ID && k->thread != thread) || (keep != NULL && !keep[k->labels]))
             continue;
         o = out + (size_t)k->node * w;
         for (m = 0; m < w; m++)
@@ -838,11 +949,12 @@ int hyp_profile_add_sample(hyp_profile_t *p, const hyp_sample_t *s) {
 
     if (s == NULL)
         return HYP_EINVAL;
-    if (s->thread >= p->nthreads || s->node >= p->nnodes || s->kind >= p->nkinds)
+    if (s->thread >= p->nthreads || s->node >= p->nnodes || s->kind >= p->nkinds ||
+        s->labels >= p->nlabsets)
         return HYP_ERANGE;
     if (hyp__grow((void **)&p->pending, &p->cpending, p->npending + 1, sizeof(*p->pending)) < 0)
         return HYP_ENOMEM;
-    row = hyp__profile_row_index(p, s->thread, s->node);
+    row = hyp__profile_row_index(p, s->thread, s->node, s->labels);
     if (row < 0)
         return (int)row;
     k = &p->kinds[s->kind];
@@ -875,7 +987,7 @@ int hyp__profile_samples_flushed(hyp_profile_t *p) {
     for (i = 0; i < p->npending; i++) {
         const hyp_sample_t *s = &p->pending[i];
         const hyp_sample_kind_t *k = &p->kinds[s->kind];
-        int64_t row = hyp__profile_find_row(p, s->thread, s->node);
+        int64_t row = hyp__profile_find_row(p, s->thread, s->node, s->labels);
         uint64_t *v;
 
         if (row < 0)

@@ -22,6 +22,7 @@ typedef struct {
 typedef struct {
     hyp_id_t thread;
     hyp_id_t node;
+    hyp_id_t labels;
 } hyp__rowkey_t;
 
 typedef struct {
@@ -55,6 +56,14 @@ struct hyp_profile_s {
     hyp_thread_t *threads;
     size_t nthreads, cthreads;
 
+    /* Label sets: set i is labs[lab_off[i]] .. labs[lab_off[i + 1] - 1],
+     * sorted by key id; set 0 (HYP_NO_LABELS) is empty and not hashed. */
+    hyp_label_t *labs;
+    size_t nlabs, clabs;
+    size_t *lab_off; /* nlabsets + 1 offsets */
+    size_t nlabsets, clabsets;
+    hyp__htab_t lab_ht;
+
     /* Rows of metric values, one per (thread, node) that has any. vals holds
      * nmetrics values per row. svals, allocated with the first flushed sample,
      * holds the part of vals that came from samples already written by a
@@ -81,13 +90,13 @@ struct hyp_profile_s {
 };
 
 
-/* Adds one value to one column of the (thread, node) row, unchecked ids. */
-int hyp__profile_add_one(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node, size_t metric,
-                         uint64_t value);
-/* Returns the row index of (thread, node), creating it; or a negative error. */
-int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
-/* The row index of (thread, node), or -1. */
-int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
+/* Returns the row index of (thread, node, labels), creating it; or a
+ * negative error. Unchecked ids. */
+int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                               hyp_id_t labels);
+/* The row index of (thread, node, labels), or -1. */
+int64_t hyp__profile_find_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                              hyp_id_t labels);
 
 /* Records that the pending samples were written: adds their weights to svals
  * and empties the list. Returns 0 or HYP_ENOMEM. */

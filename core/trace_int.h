@@ -18,10 +18,11 @@ enum {
     HYP__REC_FUNCS = 2,   /* [2, first_id, [name, file, lineno, kind, ...]] */
     HYP__REC_THREADS = 3, /* [3, first_id, [os_tid, ident, name, ...]] */
     HYP__REC_NODES = 4,   /* [4, first_id, [parent, func, line, ...]] */
-    HYP__REC_METRICS = 5, /* [5, thread, [node, v0 .. v(m-1), node, ...]] */
-    HYP__REC_SAMPLES = 6, /* [6, thread, kind, base_time, [node, dt, weight, ...]] */
+    HYP__REC_METRICS = 5, /* [5, thread, [node, v0 .. v(m-1), node, ...], labels?] */
+    HYP__REC_SAMPLES = 6, /* [6, thread, kind, base_time, [node, dt, weight, ...], labels?] */
     HYP__REC_DROPPED = 7, /* [7, {reason: count, ...}] (counts since the last one) */
-    HYP__REC_END = 8      /* [8, {"samples":, "nodes":, "truncated_nodes":, "dropped":, "meta":}] */
+    HYP__REC_END = 8,     /* [8, {"samples":, "nodes":, "truncated_nodes":, "dropped":, "meta":}] */
+    HYP__REC_LABELS = 9   /* [9, first_id, [n, key, value, ..., n, ...]] (1.2) */
 };
 
 /* Batch sizes of the writer: a record stays well below the reader's default

@@ -42,8 +42,8 @@ struct hyp_reader_s {
      * interns its tables, but one that repeats an entry must not make one
      * function two (recursion and flat totals go by function id), and the
      * profile read must write back into the same trace */
-    hyp_id_t *smap, *fmap, *nmap;
-    size_t nsmap, csmap, nfmap, cfmap, nnmap, cnmap;
+    hyp_id_t *smap, *fmap, *nmap, *lmap;
+    size_t nsmap, csmap, nfmap, cfmap, nnmap, cnmap, nlmap, clmap;
     unsigned version_minor;   /* the trace's format version, once the header is read */
     int have_header;
     hyp_read_status_t st;
@@ -937,12 +937,90 @@ static int hyp__read_nodes(hyp_reader_t *r, hyp__cur_t *c) {
     return 0;
 }
 
+/* LABELS (1.2): each set is its label count, then key and value string ids
+ * per label; set 0, the empty set, is implicit. */
+static int hyp__read_labels(hyp_reader_t *r, hyp__cur_t *c) {
+    uint64_t first, n, i, values;
+
+    if (r->nlmap == 0) {
+        if (hyp__grow((void **)&r->lmap, &r->clmap, 1, sizeof(*r->lmap)) < 0)
+            return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->lmap[r->nlmap++] = HYP_NO_LABELS;
+    }
+    if (hyp__cur_uint(c, &first) < 0 || hyp__cur_array(c, &values) < 0)
+        return hyp__fail(r, HYP_EFORMAT, "labels record: not [9, first_id, [sets]]");
+    if (first != r->nlmap)
+        return hyp__fail(r, HYP_EFORMAT, "labels record starts at id %llu but %zu were read before",
+                         (unsigned long long)first, r->nlmap);
+    for (i = 0; i < values; i += 1 + 2 * n) {
+        hyp_label_t set[HYP_MAX_LABELS];
+        uint64_t j;
+        int rc;
+
+        if (hyp__cur_uint(c, &n) < 0 || n == 0 || n > HYP_MAX_LABELS || 1 + 2 * n > values - i)
+            return hyp__fail(r, HYP_EFORMAT,
+                             "labels record: label set %zu does not start with a count from 1 to "
+                             "%d that fits the record",
+                             r->nlmap, HYP_MAX_LABELS);
+        for (j = 0; j < n; j++) {
+            if (hyp__cur_u32(c, &set[j].key) < 0 || hyp__cur_u32(c, &set[j].value) < 0)
+                return hyp__fail(r, HYP_EFORMAT, "labels record: label set %zu is malformed",
+                                 r->nlmap);
+            if (set[j].key >= r->nsmap || set[j].value >= r->nsmap)
+                return hyp__fail(r, HYP_ERANGE,
+                                 "label set %zu refers to a string beyond the string table (%zu "
+                                 "strings)",
+                                 r->nlmap, r->nsmap);
+            set[j].key = r->smap[set[j].key];
+            set[j].value = r->smap[set[j].value];
+        }
+        if (r->nlmap >= r->opts.max_table_entries)
+            return hyp__fail(r, HYP_ELIMIT, "labels table exceeds the limit of %zu entries",
+                             r->opts.max_table_entries);
+        if (hyp__grow((void **)&r->lmap, &r->clmap, r->nlmap + 1, sizeof(*r->lmap)) < 0)
+            return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        rc = hyp_profile_labels(r->profile, set, (size_t)n, &r->lmap[r->nlmap]);
+        if (rc == HYP_EINVAL)
+            return hyp__fail(r, HYP_EFORMAT, "label set %zu names a key twice", r->nlmap);
+        if (rc < 0)
+            return hyp__fail(r, HYP_ENOMEM, "out of memory");
+        r->nlmap++;
+    }
+    return 0;
+}
+
+/* The label set a METRICS or SAMPLES record names after its skip first
+ * elements (1.2), mapped to the profile's; HYP_NO_LABELS when the record has
+ * no such element (c is not moved). */
+static int hyp__record_labels(hyp_reader_t *r, const hyp__cur_t *c, uint64_t nelems,
+                              unsigned skip, const char *what, hyp_id_t *labels) {
+    hyp__cur_t peek = *c;
+    uint64_t id;
+    unsigned i;
+
+    *labels = HYP_NO_LABELS;
+    if (nelems <= skip + 1)
+        return 0;
+    for (i = 0; i < skip; i++)
+        if (hyp__cur_skip(&peek) < 0)
+            return hyp__fail(r, HYP_EFORMAT, "%s record is malformed", what);
+    if (hyp__cur_uint(&peek, &id) < 0)
+        return hyp__fail(r, HYP_EFORMAT, "%s record: the label set is not an unsigned integer",
+                         what);
+    if (id >= (r->nlmap ? r->nlmap : 1))
+        return hyp__fail(r, HYP_ERANGE,
+                         "%s record refers to label set %llu beyond the labels table (%zu sets)",
+                         what, (unsigned long long)id, r->nlmap ? r->nlmap : 1);
+    *labels = id ? r->lmap[id] : HYP_NO_LABELS;
+    return 0;
+}
+
 /* The file's node count, the root included. */
 static size_t hyp__file_nodes(const hyp_reader_t *r) {
     return r->nnmap ? r->nnmap : 1;
 }
 
-static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c) {
+static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c, hyp_id_t labels) {
     hyp_profile_t *p = r->profile;
     size_t m = p->nmetrics;
     uint64_t thread, n, i, j;
@@ -974,7 +1052,7 @@ static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c) {
                              "metrics record: row %llu refers to node %u beyond the node table "
                              "(%zu nodes)",
                              (unsigned long long)i, node, hyp__file_nodes(r));
-        row = hyp__profile_row_index(p, (hyp_id_t)thread, node ? r->nmap[node] : 0);
+        row = hyp__profile_row_index(p, (hyp_id_t)thread, node ? r->nmap[node] : 0, labels);
         if (row < 0)
             return hyp__fail(r, HYP_ENOMEM, "out of memory");
         v = p->vals + (size_t)row * m;
@@ -992,7 +1070,7 @@ static int hyp__read_metrics(hyp_reader_t *r, hyp__cur_t *c) {
     return 0;
 }
 
-static int hyp__read_samples(hyp_reader_t *r, hyp__cur_t *c) {
+static int hyp__read_samples(hyp_reader_t *r, hyp__cur_t *c, hyp_id_t labels) {
     hyp_profile_t *p = r->profile;
     uint64_t thread, kind, t, n, i;
     const hyp_sample_kind_t *k;
@@ -1039,7 +1117,7 @@ static int hyp__read_samples(hyp_reader_t *r, hyp__cur_t *c) {
                              (unsigned long long)i);
         t += dt;
         if (node != last_node) {
-            row = hyp__profile_row_index(p, (hyp_id_t)thread, node);
+            row = hyp__profile_row_index(p, (hyp_id_t)thread, node, labels);
             if (row < 0)
                 return hyp__fail(r, HYP_ENOMEM, "out of memory");
             last_node = node;
@@ -1055,6 +1133,7 @@ static int hyp__read_samples(hyp_reader_t *r, hyp__cur_t *c) {
             s->kind = (uint32_t)kind;
             s->time_ns = t;
             s->weight = weight;
+            s->labels = labels;
         }
     }
     p->sample_total += n;
@@ -1148,6 +1227,7 @@ static int hyp__read_end(hyp_reader_t *r, hyp__cur_t *c) {
 static int hyp__read_record(hyp_reader_t *r, const unsigned char *obj, size_t len) {
     hyp__cur_t c = {obj, obj + len};
     uint64_t n, type;
+    hyp_id_t labels;
     int rc;
 
     if (hyp__cur_array(&c, &n) < 0 || n < 1)
@@ -1171,13 +1251,23 @@ static int hyp__read_record(hyp_reader_t *r, const unsigned char *obj, size_t le
         if (n < 3)
             return hyp__fail(r, HYP_EFORMAT, "a metrics record has %llu elements (3 expected)",
                              (unsigned long long)n);
-        rc = hyp__read_metrics(r, &c);
+        if ((rc = hyp__record_labels(r, &c, n, 2, "metrics", &labels)) < 0)
+            return rc;
+        rc = hyp__read_metrics(r, &c, labels);
         break;
     case HYP__REC_SAMPLES:
         if (n < 5)
             return hyp__fail(r, HYP_EFORMAT, "a samples record has %llu elements (5 expected)",
                              (unsigned long long)n);
-        rc = hyp__read_samples(r, &c);
+        if ((rc = hyp__record_labels(r, &c, n, 4, "samples", &labels)) < 0)
+            return rc;
+        rc = hyp__read_samples(r, &c, labels);
+        break;
+    case HYP__REC_LABELS:
+        if (n < 3)
+            return hyp__fail(r, HYP_EFORMAT, "a labels record has %llu elements (3 expected)",
+                             (unsigned long long)n);
+        rc = hyp__read_labels(r, &c);
         break;
     case HYP__REC_DROPPED:
         if (n < 2)
@@ -1396,6 +1486,7 @@ void hyp_reader_close(hyp_reader_t *r) {
     hyp__free(r->smap);
     hyp__free(r->fmap);
     hyp__free(r->nmap);
+    hyp__free(r->lmap);
     hyp__free(r);
 }
 

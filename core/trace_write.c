@@ -23,7 +23,7 @@ struct hyp_writer_s {
     int state;
     msgpack_packer pk;
     /* what was written already: table sizes, sample kinds, metadata */
-    size_t nstrs, nfuncs, nthreads, nnodes, nkinds;
+    size_t nstrs, nfuncs, nthreads, nnodes, nkinds, nlabsets;
     uint64_t meta_seq;
 };
 
@@ -345,6 +345,35 @@ static void hyp__write_table(hyp_writer_t *w, const hyp_profile_t *p, uint32_t r
     }
 }
 
+/* LABELS records: [9, first_id, [n, key, value, ..., n, key, value, ...]],
+ * each set its label count then its pairs; set 0, the empty one, is implicit
+ * as the root node is. */
+static void hyp__write_labels(hyp_writer_t *w, const hyp_profile_t *p) {
+    if (w->nlabsets == 0)
+        w->nlabsets = 1;
+    while (w->nlabsets < p->nlabsets && !w->err) {
+        size_t first = w->nlabsets, end = first, values = 0, i, j;
+
+        while (end < p->nlabsets && end - first < HYP__BATCH_ENTRIES) {
+            values += 1 + 2 * (p->lab_off[end + 1] - p->lab_off[end]);
+            end++;
+        }
+        msgpack_pack_array(&w->pk, 3);
+        msgpack_pack_uint32(&w->pk, HYP__REC_LABELS);
+        msgpack_pack_uint64(&w->pk, first);
+        msgpack_pack_array(&w->pk, values);
+        for (i = first; i < end; i++) {
+            msgpack_pack_uint64(&w->pk, p->lab_off[i + 1] - p->lab_off[i]);
+            for (j = p->lab_off[i]; j < p->lab_off[i + 1]; j++) {
+                msgpack_pack_uint32(&w->pk, p->labs[j].key);
+                msgpack_pack_uint32(&w->pk, p->labs[j].value);
+            }
+        }
+        w->nlabsets = end;
+        hyp__maybe_drain(w);
+    }
+}
+
 static void hyp__write_nodes(hyp_writer_t *w, const hyp_profile_t *p) {
     if (w->nnodes == 0)
         w->nnodes = 1; /* the root is implicit */
@@ -355,13 +384,15 @@ static void hyp__write_tables(hyp_writer_t *w, const hyp_profile_t *p) {
     hyp__write_strings(w, p);
     hyp__write_table(w, p, HYP__REC_FUNCS, &w->nfuncs, p->nfuncs, 4, hyp__pack_func);
     hyp__write_table(w, p, HYP__REC_THREADS, &w->nthreads, p->nthreads, 3, hyp__pack_thread);
+    hyp__write_labels(w, p);
     hyp__write_nodes(w, p);
 }
 
 /* ---------------------------------------------------------------- samples */
 
 /* Writes samples grouped by (thread, kind), each group in its original
- * order; a record ends where time goes backwards or the batch is full. */
+ * order; a record ends where time goes backwards, the label set changes or
+ * the batch is full. A record of labelled samples names their set last. */
 static void hyp__write_samples(hyp_writer_t *w, const hyp_profile_t *p, const hyp_sample_t *s,
                                size_t n) {
     size_t nkeys, i, *start = NULL;
@@ -396,12 +427,13 @@ static void hyp__write_samples(hyp_writer_t *w, const hyp_profile_t *p, const hy
         while (end < n && end - i < HYP__BATCH_SAMPLES) {
             const hyp_sample_t *x = &s[order[end]];
 
-            if (x->thread != first->thread || x->kind != first->kind || x->time_ns < prev)
+            if (x->thread != first->thread || x->kind != first->kind || x->time_ns < prev ||
+                x->labels != first->labels)
                 break;
             prev = x->time_ns;
             end++;
         }
-        msgpack_pack_array(&w->pk, 5);
+        msgpack_pack_array(&w->pk, first->labels != HYP_NO_LABELS ? 6 : 5);
         msgpack_pack_uint32(&w->pk, HYP__REC_SAMPLES);
         msgpack_pack_uint32(&w->pk, first->thread);
         msgpack_pack_uint32(&w->pk, first->kind);
@@ -416,6 +448,8 @@ static void hyp__write_samples(hyp_writer_t *w, const hyp_profile_t *p, const hy
             msgpack_pack_uint64(&w->pk, x->weight);
             prev = x->time_ns;
         }
+        if (first->labels != HYP_NO_LABELS)
+            msgpack_pack_uint32(&w->pk, first->labels);
         hyp__maybe_drain(w);
         i = end;
     }
@@ -470,6 +504,32 @@ int hyp_writer_flush(hyp_writer_t *w, hyp_profile_t *p) {
 
 /* ---------------------------------------------------------------- rows, end */
 
+static int hyp__cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Orders each thread's rows (order[start[t-1] .. start[t]-1]) by label set,
+ * then by row index, so that each set is one run of records. Returns 0 or
+ * HYP_ENOMEM. */
+static int hyp__order_by_labels(const hyp_profile_t *p, uint32_t *order, const size_t *start) {
+    uint64_t *keys = hyp__malloc((p->nrows ? p->nrows : 1) * sizeof(*keys));
+    size_t t, r, j;
+
+    if (keys == NULL)
+        return HYP_ENOMEM;
+    for (t = 0, r = 0; t < p->nthreads; r = start[t++]) {
+        for (j = r; j < start[t]; j++)
+            keys[j - r] = (uint64_t)p->rowkeys[order[j]].labels << 32 | order[j];
+        qsort(keys, start[t] - r, sizeof(*keys), hyp__cmp_u64);
+        for (j = r; j < start[t]; j++)
+            order[j] = (uint32_t)keys[j - r];
+    }
+    hyp__free(keys);
+    return 0;
+}
+
 /* Writes the rows not carried by samples: the rows' values minus sub (the
  * part of flushed samples, may be NULL) minus the contributions of the
  * samples in extra (written in this file as samples). */
@@ -494,7 +554,8 @@ static void hyp__write_rows(hyp_writer_t *w, const hyp_profile_t *p, const uint6
             vals[i] -= sub[i];
     for (i = 0; i < nextra; i++) {
         const hyp_sample_kind_t *k = &p->kinds[extra[i].kind];
-        int64_t row = hyp__profile_find_row(p, extra[i].thread, extra[i].node);
+        int64_t row =
+            hyp__profile_find_row(p, extra[i].thread, extra[i].node, extra[i].labels);
 
         if (row >= 0) {
             vals[(size_t)row * m + k->count_metric] -= 1;
@@ -521,13 +582,19 @@ static void hyp__write_rows(hyp_writer_t *w, const hyp_profile_t *p, const uint6
             order[start[p->rowkeys[r].thread]++] = (uint32_t)r;
     }
     /* start[t] is now the end of thread t's rows */
+    if (p->nlabsets > 1 && hyp__order_by_labels(p, order, start) < 0) {
+        w->err = HYP_ENOMEM;
+        goto out;
+    }
     for (t = 0, r = 0; t < p->nthreads && !w->err; t++) {
         while (r < start[t] && !w->err) {
-            size_t end = r + HYP__BATCH_ENTRIES, j;
+            hyp_id_t labels = p->rowkeys[order[r]].labels;
+            size_t end = r + 1, j;
 
-            if (end > start[t])
-                end = start[t];
-            msgpack_pack_array(&w->pk, 3);
+            while (end < start[t] && end - r < HYP__BATCH_ENTRIES &&
+                   p->rowkeys[order[end]].labels == labels)
+                end++;
+            msgpack_pack_array(&w->pk, labels != HYP_NO_LABELS ? 4 : 3);
             msgpack_pack_uint32(&w->pk, HYP__REC_METRICS);
             msgpack_pack_uint64(&w->pk, t);
             msgpack_pack_array(&w->pk, (end - r) * (m + 1));
@@ -538,6 +605,8 @@ static void hyp__write_rows(hyp_writer_t *w, const hyp_profile_t *p, const uint6
                 for (i = 0; i < m; i++)
                     msgpack_pack_uint64(&w->pk, v[i]);
             }
+            if (labels != HYP_NO_LABELS)
+                msgpack_pack_uint32(&w->pk, labels);
             hyp__maybe_drain(w);
             r = end;
         }

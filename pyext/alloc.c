@@ -563,6 +563,7 @@ static int hyp_py_add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint
     s.kind = kind == 0 ? hyp_py_alloc.kind_alloc : hyp_py_alloc.kind_live;
     s.time_ns = time_ns;
     s.weight = weight;
+    s.labels = HYP_NO_LABELS;
     if ((rc = hyp_profile_add_sample(hyp_py_alloc.prof, &s)) < 0 ||
         (rc = hyp__grow((void **)&hyp_py_alloc.samples, &hyp_py_alloc.csamples,
                         hyp_py_alloc.nsamples + 1, sizeof(*hyp_py_alloc.samples))) < 0)
@@ -1200,6 +1201,7 @@ int hyp_py_alloc_merge(hyp_profile_t *dst) {
         s.kind = kinds[a->kind];
         s.time_ns = a->time_ns;
         s.weight = a->weight;
+        s.labels = HYP_NO_LABELS;
         if ((rc = hyp_profile_add_sample(dst, &s)) < 0) {
             hyp_profile_add_dropped(dst, "alloc: out of memory", hyp_py_alloc.nsamples - i);
             goto done;

@@ -584,7 +584,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     if (seq == NULL)
         goto fail;
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        hyp_sample_t sm;
+        hyp_sample_t sm = {.labels = HYP_NO_LABELS};
         uint32_t node;
 
         it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 5, "sample", i, &holder);

@@ -835,6 +835,7 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             s.kind = (uint32_t)((hdr >> 24) & 0xff);
             s.time_ns = hyp__ring_get(r, pos + 1);
             s.weight = hyp__ring_get(r, pos + 2);
+            s.labels = HYP_NO_LABELS;
             if ((ret = hyp_profile_add_sample(S.profile, &s)) < 0 && S.writer_err == 0)
                 S.writer_err = ret;
         }

@@ -100,6 +100,7 @@ typedef struct {
     uint32_t kind;     /* index into the profile's sample kinds */
     uint64_t time_ns;  /* nanoseconds since the profile's start */
     uint64_t weight;
+    hyp_id_t labels;   /* the label set the sample carries: HYP_NO_LABELS, or see below */
 } hyp_sample_t;
 
 /* A sample kind ties samples to two OWN metric columns: one counts the
@@ -230,6 +231,35 @@ HYP_EXTERN int hyp_profile_thread(hyp_profile_t *p, const hyp_thread_t *t, hyp_i
 HYP_EXTERN size_t hyp_profile_thread_count(const hyp_profile_t *p);
 HYP_EXTERN const hyp_thread_t *hyp_profile_thread_at(const hyp_profile_t *p, hyp_id_t id);
 
+/* ---------------------------------------------------------------- labels */
+
+/* A label of a sample or a row: what the program was doing, as a key and a
+ * value, both string ids ("view" = "catalog.views.product_list"). Rows and
+ * samples carry a label set; rows of one (thread, node) with different sets
+ * are different rows, and every aggregation over nodes adds them up. */
+typedef struct {
+    hyp_id_t key;
+    hyp_id_t value;
+} hyp_label_t;
+
+/* The empty label set, which unlabelled rows and samples carry. */
+#define HYP_NO_LABELS 0u
+/* The most labels one set holds. */
+#define HYP_MAX_LABELS 64
+
+/* Interns a label set: n labels with distinct keys, in any order (the set
+ * keeps them sorted by key id). The same labels always give the same id; no
+ * label gives HYP_NO_LABELS. Returns 0, HYP_EINVAL (a key given twice, more
+ * than HYP_MAX_LABELS), HYP_ERANGE (an unknown string id) or HYP_ENOMEM. */
+HYP_EXTERN int hyp_profile_labels(hyp_profile_t *p, const hyp_label_t *labels, size_t n,
+                                  hyp_id_t *id);
+/* The number of label sets, HYP_NO_LABELS included (at least 1). */
+HYP_EXTERN size_t hyp_profile_labels_count(const hyp_profile_t *p);
+/* The labels of set id, sorted by key id, and their number in *n; NULL for
+ * an id out of range. Valid until the next set is added. */
+HYP_EXTERN const hyp_label_t *hyp_profile_labels_at(const hyp_profile_t *p, hyp_id_t id,
+                                                    size_t *n);
+
 /* ---------------------------------------------------------------- metrics */
 
 HYP_EXTERN size_t hyp_profile_metric_count(const hyp_profile_t *p);
@@ -244,12 +274,25 @@ HYP_EXTERN int hyp_metric_kind_parse(const char *s, size_t len, hyp_metric_kind_
  * node), creating the row. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
 HYP_EXTERN int hyp_profile_add(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
                                const uint64_t *values);
-/* The row of (thread, node), or NULL if it has none. */
+/* The same for the row of (thread, node, labels), labels a label set. */
+HYP_EXTERN int hyp_profile_add_labeled(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,
+                                       hyp_id_t labels, const uint64_t *values);
+/* The unlabelled row of (thread, node), or NULL if it has none. */
 HYP_EXTERN const uint64_t *hyp_profile_row(const hyp_profile_t *p, hyp_id_t thread, hyp_id_t node);
+/* The rows in the order they were made: row i's values (metric_count() of
+ * them), its thread, node and label set in *thread, *node and *labels (each
+ * may be NULL); NULL for i out of range. */
+HYP_EXTERN size_t hyp_profile_row_count(const hyp_profile_t *p);
+HYP_EXTERN const uint64_t *hyp_profile_row_at(const hyp_profile_t *p, size_t i, hyp_id_t *thread,
+                                              hyp_id_t *node, hyp_id_t *labels);
 /* Fills out (node_count() * metric_count() values, node-major) with the
  * values of every node, summed over all threads (thread == HYP_NO_ID) or for
- * one thread. Returns 0 or HYP_ERANGE. */
+ * one thread, and over every label set. Returns 0 or HYP_ERANGE. */
 HYP_EXTERN int hyp_profile_node_values(const hyp_profile_t *p, hyp_id_t thread, uint64_t *out);
+/* The same over the rows whose label set has keep[set] != 0 (keep holds
+ * labels_count() flags; NULL keeps every row). */
+HYP_EXTERN int hyp_profile_node_values_where(const hyp_profile_t *p, hyp_id_t thread,
+                                             const unsigned char *keep, uint64_t *out);
 
 /* ---------------------------------------------------------------- samples */
 

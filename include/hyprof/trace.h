@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 #define HYP_FORMAT_MAJOR 1
-#define HYP_FORMAT_MINOR 1
+#define HYP_FORMAT_MINOR 2
 /* The header's "format" entry. */
 #define HYP_FORMAT_NAME "hyprof"
 

@@ -213,7 +213,7 @@ static void test_samples(void) {
     hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
     hyp_sample_kind_t bad = {"x", "ns", 0, 2};
     hyp_thread_t th = {1, 1, 0};
-    hyp_sample_t s = {0, 0, 0, 0, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 0, HYP_NO_LABELS};
     hyp_id_t f, n1;
     uint32_t kind;
     const uint64_t *row;
@@ -305,12 +305,21 @@ static int build_under_pressure(void) {
     for (i = 0; i < 60; i++) {
         hyp_func_t fn = {0, 0, (uint32_t)i, HYP_FUNC_PYTHON};
 
+        hyp_label_t lab;
+        hyp_id_t set;
+
         snprintf(name, sizeof(name), "f%d", i % 17);
         if ((rc = hyp_profile_string(p, name, strlen(name), &fn.name)) < 0 ||
             (rc = hyp_profile_string(p, "x.py", 4, &fn.file)) < 0 ||
             (rc = hyp_profile_func(p, &fn, &f)) < 0 ||
             (rc = hyp_profile_node(p, parent, f, 0, &parent)) < 0 ||
             (rc = hyp_profile_add(p, t, parent, v)) < 0)
+            goto out;
+        /* and the same call path under a label set of its own */
+        lab.key = fn.file;
+        lab.value = fn.name;
+        if ((rc = hyp_profile_labels(p, &lab, 1, &set)) < 0 ||
+            (rc = hyp_profile_add_labeled(p, t, parent, set, v)) < 0)
             goto out;
         if (i % 7 == 6)
             parent = 0;
@@ -337,7 +346,7 @@ static void test_new_like_keeps_the_shape_not_the_data(void) {
     hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2), *q;
     hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
     hyp_thread_t th = {1, 1, 0};
-    hyp_sample_t s = {0, 0, 0, 0, 7};
+    hyp_sample_t s = {0, 0, 0, 0, 7, HYP_NO_LABELS};
     hyp_id_t f, n1;
     uint32_t kind;
 
@@ -384,7 +393,7 @@ static void test_merge_adds_rows_by_path_and_thread(void) {
     hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
     hyp_profile_t *a = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2), *b, *c;
     hyp_thread_t t1 = {11, 1, 0}, t2 = {22, 2, 0};
-    hyp_sample_t s = {0, 0, 0, 0, 100};
+    hyp_sample_t s = {0, 0, 0, 0, 100, HYP_NO_LABELS};
     hyp_id_t fa, fb, n, m, th;
     const uint64_t *row;
 
@@ -431,6 +440,121 @@ static void test_merge_adds_rows_by_path_and_thread(void) {
     hyp_profile_free(c);
 }
 
+static hyp_id_t str_named(hyp_profile_t *p, const char *s) {
+    hyp_id_t id = HYP_NO_ID;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_string(p, s, strlen(s), &id), 0);
+    return id;
+}
+
+static void test_label_sets(void) {
+    hyp_metric_t metrics[] = {
+        {"samples", "count", HYP_METRIC_OWN},
+        {"cpu-clock", "ns", HYP_METRIC_OWN},
+    };
+    hyp_sample_kind_t k = {"cpu-clock", "ns", 0, 1};
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2), *q;
+    hyp_thread_t th = {7, 7, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 10, HYP_NO_LABELS};
+    hyp_id_t view, method, list, get, post, a, b, c, id, t, n, labels;
+    hyp_label_t l[3];
+    const hyp_label_t *got;
+    uint64_t vals[2 * 2], v2[2] = {5, 50};
+    unsigned char keep[8] = {0};
+    size_t count, i;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_sample_kind(p, &k, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_labels_count(p), 1); /* the empty set */
+    view = str_named(p, "view");
+    method = str_named(p, "method");
+    list = str_named(p, "shop.list");
+    get = str_named(p, "GET");
+    post = str_named(p, "POST");
+    /* the same labels in any order are one set, sorted by key */
+    l[0] = (hyp_label_t){view, list};
+    l[1] = (hyp_label_t){method, get};
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 2, &a), 0);
+    l[0] = (hyp_label_t){method, get};
+    l[1] = (hyp_label_t){view, list};
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 2, &b), 0);
+    CU_ASSERT_EQUAL(a, b);
+    CU_ASSERT_NOT_EQUAL(a, HYP_NO_LABELS);
+    got = hyp_profile_labels_at(p, a, &count);
+    CU_ASSERT_EQUAL_FATAL(count, 2);
+    CU_ASSERT(got[0].key < got[1].key);
+    l[1] = (hyp_label_t){method, post};
+    l[0] = (hyp_label_t){view, list};
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 2, &c), 0);
+    CU_ASSERT_NOT_EQUAL(c, a);
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 0, &id), 0);
+    CU_ASSERT_EQUAL(id, HYP_NO_LABELS);
+    /* bad sets */
+    l[1] = (hyp_label_t){view, get};
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 2, &id), HYP_EINVAL); /* view twice */
+    l[1] = (hyp_label_t){method, 999};
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, 2, &id), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_labels(p, l, HYP_MAX_LABELS + 1, &id), HYP_EINVAL);
+    CU_ASSERT_PTR_NULL(hyp_profile_labels_at(p, 99, &count));
+    CU_ASSERT_EQUAL(hyp_profile_labels_count(p), 3);
+    /* a sample and a row of each set on one (thread, node): three rows */
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, &t), 0);
+    CU_ASSERT_EQUAL(hyp_profile_node(p, 0, func_named(p, "f"), 3, &n), 0);
+    s.thread = t;
+    s.node = n;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    s.labels = a;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    CU_ASSERT_EQUAL(hyp_profile_add_labeled(p, t, n, c, v2), 0);
+    s.labels = 77;
+    CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_add_labeled(p, t, n, 77, v2), HYP_ERANGE);
+    CU_ASSERT_EQUAL(hyp_profile_row_count(p), 3);
+    for (i = 0; i < hyp_profile_row_count(p); i++) {
+        const uint64_t *row = hyp_profile_row_at(p, i, NULL, NULL, &labels);
+
+        CU_ASSERT_EQUAL(row[0], labels == a ? 2 : labels == c ? 5 : 1);
+    }
+    CU_ASSERT_PTR_NULL(hyp_profile_row_at(p, 3, NULL, NULL, NULL));
+    CU_ASSERT_EQUAL(hyp_profile_row(p, t, n)[0], 1); /* the unlabelled row */
+    /* node values add every set up, or those kept */
+    CU_ASSERT_EQUAL(hyp_profile_node_values(p, HYP_NO_ID, vals), 0);
+    CU_ASSERT_EQUAL(vals[2], 8);
+    CU_ASSERT_EQUAL(vals[3], 80);
+    keep[a] = 1;
+    CU_ASSERT_EQUAL(hyp_profile_node_values_where(p, t, keep, vals), 0);
+    CU_ASSERT_EQUAL(vals[2], 2);
+    CU_ASSERT_EQUAL(vals[3], 20);
+    /* a merge carries the sets by their strings */
+    q = hyp_profile_new_like(p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    str_named(q, "unrelated"); /* so that the string ids differ */
+    CU_ASSERT_EQUAL(hyp_profile_merge(q, p), 0);
+    CU_ASSERT_EQUAL(hyp_profile_labels_count(q), 3);
+    CU_ASSERT_EQUAL(hyp_profile_row_count(q), 3);
+    for (i = 0; i < hyp_profile_row_count(q); i++) {
+        const uint64_t *row = hyp_profile_row_at(q, i, NULL, NULL, &labels);
+        const hyp_label_t *set = hyp_profile_labels_at(q, labels, &count);
+        const char *val = NULL;
+        size_t len, j;
+
+        for (j = 0; j < count; j++) /* the method label's value */
+            if (strcmp(hyp_profile_string_at(q, set[j].key, &len), "method") == 0)
+                val = hyp_profile_string_at(q, set[j].value, &len);
+
+        if (count == 0) {
+            CU_ASSERT_EQUAL(row[0], 1);
+        } else {
+            CU_ASSERT_EQUAL(count, 2);
+            CU_ASSERT(val != NULL && (strcmp(val, "GET") == 0 || strcmp(val, "POST") == 0));
+            CU_ASSERT_EQUAL(row[0], strcmp(val, "GET") == 0 ? 2 : 5);
+        }
+    }
+    hyp_profile_free(p);
+    hyp_profile_free(q);
+}
+
 static void test_allocation_failures_are_clean(void) {
     long n;
     int rc = HYP_ENOMEM;
@@ -459,6 +583,7 @@ static const hyp_test_case_t cases[] = {
     {"samples feed their kind's columns", test_samples},
     {"new_like keeps the shape, not the data", test_new_like_keeps_the_shape_not_the_data},
     {"merge adds rows by call path and thread", test_merge_adds_rows_by_path_and_thread},
+    {"label sets: interning, rows, filters, merge", test_label_sets},
     {"allocation failures leave no leak", test_allocation_failures_are_clean},
     {NULL, NULL},
 };

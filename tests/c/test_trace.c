@@ -240,6 +240,7 @@ static void test_sampling_streams_in_chunks(void) {
             s.kind = i % 10 == 0 ? 1 : 0;
             s.time_ns = (uint64_t)chunk * 10000000000ull + i * 1000000ull + (i % 5);
             s.weight = s.kind ? 524288 : 1000000 + (i % 3);
+            s.labels = HYP_NO_LABELS;
             CU_ASSERT_EQUAL_FATAL(hyp_profile_add_sample(p, &s), 0);
             want[nwant++] = s;
         }
@@ -323,6 +324,7 @@ static void test_samples_are_compact(void) {
         s.kind = 0;
         s.time_ns = now;
         s.weight = 1000000 + ((seed >> 20) & 0xfff);
+        s.labels = HYP_NO_LABELS;
         hyp_profile_add_sample(p, &s);
         if (i % 50000 == 49999)
             CU_ASSERT_EQUAL(hyp_writer_flush(w, p), 0);
@@ -736,6 +738,166 @@ static void test_reference_out_of_range(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "sample kind 3"));
 }
 
+/* Labelled samples and rows (format 1.2) come back with their label sets,
+ * through a flush in the middle of the run. */
+static void test_labels_round_trip(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, smp_metrics, 4), *q;
+    hyp_sample_kind_t kc = {"cpu-clock", "ns", 0, 1};
+    hyp_read_options_t opts = {sizeof(opts), 0, 0, 1};
+    hyp_thread_t th = {500, 1, 0};
+    hyp_id_t t, nodes[4], sets[3], fn;
+    hyp_label_t l[2];
+    uint64_t extra[4] = {0, 0, 3, 4096}, weight[3] = {0, 0, 0}, got_weight[3] = {0, 0, 0};
+    const hyp_sample_t *got;
+    hyp_read_status_t st;
+    hyp_writer_t *w;
+    const void *data;
+    size_t len, n, i, j;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_sample_kind(p, &kc, NULL), 0);
+    th.name = str_id(p, "MainThread");
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_thread(p, &th, &t), 0);
+    fn = func_id(p, "handle", "app.py", 3, HYP_FUNC_PYTHON);
+    for (i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL_FATAL(hyp_profile_node(p, i ? nodes[i - 1] : 0, fn, (uint32_t)i, &nodes[i]),
+                              0);
+    sets[0] = HYP_NO_LABELS;
+    l[0] = (hyp_label_t){str_id(p, "view"), str_id(p, "shop.list")};
+    l[1] = (hyp_label_t){str_id(p, "tenant"), str_id(p, "acme")};
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_labels(p, l, 2, &sets[1]), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_writer_open_mem(&w), 0);
+    CU_ASSERT_EQUAL(hyp_writer_begin(w, p), 0);
+    for (i = 0; i < 600; i++) {
+        hyp_sample_t s = {t, nodes[i % 4], 0, 1000 * i, 100 + i % 7, sets[(i / 5) % 2]};
+
+        if (i == 300) { /* a set made after the first flush */
+            CU_ASSERT_EQUAL(hyp_writer_flush(w, p), 0);
+            l[1] = (hyp_label_t){l[1].key, str_id(p, "globex")};
+            CU_ASSERT_EQUAL_FATAL(hyp_profile_labels(p, l, 2, &sets[2]), 0);
+        }
+        if (i >= 300 && i % 3 == 0)
+            s.labels = sets[2];
+        weight[s.labels] += s.weight;
+        CU_ASSERT_EQUAL(hyp_profile_add_sample(p, &s), 0);
+    }
+    /* a labelled row that did not come from samples */
+    CU_ASSERT_EQUAL(hyp_profile_add_labeled(p, t, nodes[1], sets[2], extra), 0);
+    CU_ASSERT_EQUAL(hyp_writer_finish(w, p), 0);
+    data = hyp_writer_data(w, &len);
+    CU_ASSERT_EQUAL_FATAL(read_mem(data, len, &opts, &q, &st), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_EQUAL(st.skipped, 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_labels_count(q), 3);
+    for (i = 1; i < 3; i++) {
+        size_t na, nb;
+        const hyp_label_t *a = hyp_profile_labels_at(p, (hyp_id_t)i, &na);
+        const hyp_label_t *b = hyp_profile_labels_at(q, (hyp_id_t)i, &nb);
+
+        CU_ASSERT(na == nb && memcmp(a, b, na * sizeof(*a)) == 0);
+    }
+    /* every row of p is a row of q with the same values */
+    CU_ASSERT_EQUAL(hyp_profile_row_count(q), hyp_profile_row_count(p));
+    for (i = 0; i < hyp_profile_row_count(p); i++) {
+        hyp_id_t pt, pn, pl, qt, qn, ql;
+        const uint64_t *pv = hyp_profile_row_at(p, i, &pt, &pn, &pl);
+        int found = 0;
+
+        for (j = 0; j < hyp_profile_row_count(q) && !found; j++) {
+            const uint64_t *qv = hyp_profile_row_at(q, j, &qt, &qn, &ql);
+
+            found = qt == pt && qn == pn && ql == pl && memcmp(pv, qv, 4 * sizeof(*pv)) == 0;
+        }
+        CU_ASSERT(found);
+    }
+    hyp_profile_free(q);
+    /* and the samples keep their sets */
+    {
+        hyp_reader_t *r;
+
+        CU_ASSERT_EQUAL_FATAL(hyp_reader_open_mem(&r, data, len, &opts), 0);
+        while (hyp_reader_next(r) > 0)
+            ;
+        got = hyp_reader_samples(r, &n);
+        CU_ASSERT_EQUAL(n, 600);
+        for (i = 0; i < n; i++)
+            if (got[i].labels < 3)
+                got_weight[got[i].labels] += got[i].weight;
+        hyp_reader_close(r);
+    }
+    CU_ASSERT(memcmp(weight, got_weight, sizeof(weight)) == 0);
+    CU_ASSERT(weight[0] != 0 && weight[1] != 0 && weight[2] != 0);
+    CU_ASSERT_EQUAL(hyp_writer_close(w), 0);
+    hyp_profile_free(p);
+}
+
+/* Labels that point where they must not: each refused with its own message. */
+static void test_labels_out_of_range(void) {
+    hyp_read_status_t st;
+    mp_t m;
+
+    mp_init(&m); /* metrics of label set 5 with no labels table */
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, 5);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_array(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 5);
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_ERANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "label set 5"));
+
+    mp_init(&m); /* a label naming string 9 of 2 */
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 9);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 9);
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_ERANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "beyond the string table"));
+
+    mp_init(&m); /* a set naming its key twice */
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 9);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 5);
+    msgpack_pack_uint32(&m.pk, 2);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 0);
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "twice"));
+
+    mp_init(&m); /* a count larger than what follows */
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 9);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 40);
+    msgpack_pack_uint32(&m.pk, 0);
+    msgpack_pack_uint32(&m.pk, 1);
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+
+    mp_init(&m); /* a labels table that skips an id */
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 9);
+    msgpack_pack_uint32(&m.pk, 4);
+    msgpack_pack_array(&m.pk, 0);
+    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+}
+
 static void test_limits_and_hostile_lengths(void) {
     hyp_read_options_t opts = {sizeof(opts), 64, 0, 0};
     hyp_read_status_t st;
@@ -853,7 +1015,7 @@ static void test_large_trace_through_file_and_pipe(void) {
         CU_ASSERT_EQUAL_FATAL(hyp_profile_node(p, i < 5 ? 0 : nodes[i / 5], f, 1, &nodes[i]), 0);
     }
     for (i = 0; i < 300000; i++) {
-        hyp_sample_t s = {0, nodes[(i * 7919) % 500], 0, i * 1000000, 1000000 + i % 3};
+        hyp_sample_t s = {0, nodes[(i * 7919) % 500], 0, i * 1000000, 1000000 + i % 3, HYP_NO_LABELS};
         CU_ASSERT_EQUAL_FATAL(hyp_profile_add_sample(p, &s), 0);
     }
     fd = mkstemp(path);
@@ -915,6 +1077,8 @@ static const hyp_test_case_t cases[] = {
     {"unknown major version", test_unknown_major_version},
     {"garbage records", test_garbage_record},
     {"references out of range", test_reference_out_of_range},
+    {"labels round trip", test_labels_round_trip},
+    {"labels out of range", test_labels_out_of_range},
     {"limits and hostile lengths", test_limits_and_hostile_lengths},
     {"error codes are distinct", test_error_codes_are_distinct},
     {"files and descriptors", test_files},

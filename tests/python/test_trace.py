@@ -127,7 +127,7 @@ def test_deterministic_edges_threads_nodes(write_trace):
 def test_header_and_metrics(write_trace):
     t = hyprof.load(write_trace(det_data()))
     h = t.header
-    assert h["format"] == "hyprof" and h["version"] == [1, 1] and h["mode"] == "deterministic"
+    assert h["format"] == "hyprof" and h["version"] == [1, 2] and h["mode"] == "deterministic"
     assert (h["python"], h["pid"], h["argv"], h["clock"]) == ("3.12.1", 77, ["prog.py", "-x"],
                                                              "tsc")
     assert h["start_time"] == 1700000000.5 and h["builtins"] is True and h["note"] is None
