@@ -3,6 +3,7 @@
 #include "pyhyprof.h"
 
 #include "alloc.h"
+#include "labels.h"
 #include "sampler.h"
 
 /* The loaded module's state; NULL before its exec and after its clear. */
@@ -45,6 +46,8 @@ static int hyp_py_exec(PyObject *module) {
     if (hyp_py_det_init(module) < 0)
         return -1;
     if (hyp_py_alloc_init(module) < 0)
+        return -1;
+    if (hyp_py_labels_init(module) < 0)
         return -1;
     if (hyp_py_sampler_init(module) < 0)
         return -1;
