@@ -65,6 +65,11 @@ static int hyp__map_labels(hyp_profile_t *dst, const hyp_profile_t *src, const h
 }
 
 int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
+    return hyp_profile_merge_where(dst, src, NULL);
+}
+
+int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *src,
+                            const unsigned char *keep) {
     hyp_id_t *smap = NULL, *fmap = NULL, *nmap = NULL, *tmap = NULL, *lmap = NULL;
     size_t i;
     int rc = HYP_ENOMEM;
@@ -106,14 +111,18 @@ int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
     for (i = 0; i < src->nrows; i++) {
         const hyp__rowkey_t *k = &src->rowkeys[i];
 
+        if (keep != NULL && !keep[k->labels])
+            continue;
         if ((rc = hyp_profile_add_labeled(dst, tmap[k->thread], nmap[k->node], lmap[k->labels],
                                           src->vals + i * src->nmetrics)) < 0)
             goto out;
     }
-    for (i = 0; i < src->ndropped; i++)
-        hyp_profile_add_dropped(dst, src->dropped[i].reason, src->dropped[i].n);
-    dst->truncated += src->truncated;
-    dst->sample_total += src->sample_total;
+    if (keep == NULL) { /* totals of the whole run only for the whole of it */
+        for (i = 0; i < src->ndropped; i++)
+            hyp_profile_add_dropped(dst, src->dropped[i].reason, src->dropped[i].n);
+        dst->truncated += src->truncated;
+        dst->sample_total += src->sample_total;
+    }
     rc = 0;
 out:
     hyp__free(smap);

@@ -252,40 +252,42 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
         goto fail;
 
     if (keep) {
-        /* columns: thread, node, kind (uint32), time, weight (uint64) */
-        PyObject *cols[5] = {NULL};
-        static const char *names[5] = {"thread", "node", "kind", "time", "weight"};
+        /* columns: thread, node, kind, labels (uint32), time, weight (uint64) */
+        PyObject *cols[6] = {NULL};
+        static const char *names[6] = {"thread", "node", "kind", "labels", "time", "weight"};
         PyObject *sd = PyDict_New();
         int k;
 
         if (sd == NULL)
             goto fail;
         n = nsamples;
-        for (k = 0; k < 5; k++) {
-            cols[k] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (k < 3 ? 4 : 8)));
+        for (k = 0; k < 6; k++) {
+            cols[k] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * (k < 4 ? 4 : 8)));
             if (cols[k] == NULL)
                 break;
         }
-        if (k == 5) {
+        if (k == 6) {
             uint32_t *th = (uint32_t *)PyBytes_AS_STRING(cols[0]);
             uint32_t *no = (uint32_t *)PyBytes_AS_STRING(cols[1]);
             uint32_t *ki = (uint32_t *)PyBytes_AS_STRING(cols[2]);
-            uint64_t *ti = (uint64_t *)PyBytes_AS_STRING(cols[3]);
-            uint64_t *we = (uint64_t *)PyBytes_AS_STRING(cols[4]);
+            uint32_t *la = (uint32_t *)PyBytes_AS_STRING(cols[3]);
+            uint64_t *ti = (uint64_t *)PyBytes_AS_STRING(cols[4]);
+            uint64_t *we = (uint64_t *)PyBytes_AS_STRING(cols[5]);
 
             for (i = 0; i < n; i++) {
                 th[i] = samples[i].thread;
                 no[i] = samples[i].node;
                 ki[i] = samples[i].kind;
+                la[i] = samples[i].labels;
                 ti[i] = samples[i].time_ns;
                 we[i] = samples[i].weight;
             }
         }
-        for (k = 0; k < 5; k++) {
+        for (k = 0; k < 6; k++) {
             if (cols[k] == NULL || hyp_py_set(sd, names[k], cols[k]) < 0) {
                 int j;
 
-                for (j = k + 1; j < 5; j++)
+                for (j = k + 1; j < 6; j++)
                     Py_XDECREF(cols[j]);
                 Py_DECREF(sd);
                 goto fail;
@@ -565,6 +567,70 @@ static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
     return b;
 }
 
+/* label_sets(profile) -> [((key, value), ...), ...]: every label set of a
+ * loaded trace by id, the empty set first. */
+static PyObject *hyp_py_label_sets(PyObject *self, PyObject *cap) {
+    hyp_profile_t *p = hyp_py_capsule_profile(cap);
+    size_t i, j, n, count;
+    PyObject *out;
+
+    (void)self;
+    if (p == NULL)
+        return NULL;
+    count = hyp_profile_labels_count(p);
+    out = PyList_New((Py_ssize_t)count);
+    for (i = 0; out != NULL && i < count; i++) {
+        const hyp_label_t *l = hyp_profile_labels_at(p, (hyp_id_t)i, &n);
+        PyObject *set = PyTuple_New((Py_ssize_t)n);
+
+        for (j = 0; set != NULL && j < n; j++) {
+            size_t klen, vlen;
+            const char *k = hyp_profile_string_at(p, l[j].key, &klen);
+            const char *v = hyp_profile_string_at(p, l[j].value, &vlen);
+            PyObject *kv = Py_BuildValue("(NN)", hyp_py_str(k, klen), hyp_py_str(v, vlen));
+
+            if (kv == NULL)
+                Py_CLEAR(set);
+            else
+                PyTuple_SET_ITEM(set, (Py_ssize_t)j, kv);
+        }
+        if (set == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, (Py_ssize_t)i, set);
+    }
+    return out;
+}
+
+/* where_labels(profile, keep) -> Trace: a trace of the rows whose label set
+ * is kept (keep: bytes, one flag per set), made in C from the profile. */
+static PyObject *hyp_py_where_labels(PyObject *self, PyObject *args) {
+    PyObject *cap;
+    Py_buffer keep;
+    hyp_profile_t *p, *q;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oy*:where_labels", &cap, &keep))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || (size_t)keep.len != hyp_profile_labels_count(p)) {
+        if (p != NULL)
+            PyErr_SetString(PyExc_ValueError, "where_labels(): one flag per label set");
+        PyBuffer_Release(&keep);
+        return NULL;
+    }
+    q = hyp_profile_new_like(p);
+    rc = q == NULL ? HYP_ENOMEM : hyp_profile_merge_where(q, p, keep.buf);
+    PyBuffer_Release(&keep);
+    if (rc < 0) {
+        hyp_profile_free(q);
+        return rc == HYP_ENOMEM ? PyErr_NoMemory()
+                                : PyErr_Format(PyExc_ValueError, "%s", hyp_strerror(rc));
+    }
+    return hyp_py_trace_take_profile(q);
+}
+
 /* ---------------------------------------------------------------- registration */
 
 static PyMethodDef hyp_py_trace_read_methods[] = {
@@ -575,6 +641,12 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"flat", hyp_py_flat, METH_VARARGS,
      "flat(profile, thread=-1, edges=True) -> (functions, edges)\n\nFlat statistics of a "
      "loaded trace (edges empty unless asked for)."},
+    {"label_sets", hyp_py_label_sets, METH_O,
+     "label_sets(profile) -> list\n\nEvery label set of a loaded trace, by id: a tuple of "
+     "(key, value)."},
+    {"where_labels", hyp_py_where_labels, METH_VARARGS,
+     "where_labels(profile, keep) -> Trace\n\nA trace of the rows whose label set is kept "
+     "(one flag byte per set)."},
     {"node_values", hyp_py_node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

@@ -164,6 +164,13 @@ HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
  * one): HYP_EINVAL otherwise. Returns 0, HYP_EINVAL or HYP_ENOMEM (dst then
  * holds part of src). */
 HYP_EXTERN int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src);
+/* The same, adding only the rows of src whose label set has keep[set] != 0
+ * (keep holds hyp_profile_labels_count(src) flags; NULL keeps them all): a
+ * profile of what the program did under some labels. The tables are all
+ * carried, so paths that hold no kept row are there with no values; the
+ * run's totals (dropped counts, folded calls, sample total) are not. */
+HYP_EXTERN int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *src,
+                                       const unsigned char *keep);
 
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 

@@ -45,7 +45,7 @@ Thread = namedtuple("Thread", "id os_tid ident name")
 Node = namedtuple("Node", "id parent function line values")
 Node.__doc__ = ("A call-tree node. parent and function are None for the root; values maps "
                 "each metric name to the node's own value (raw units).")
-Sample = namedtuple("Sample", "thread node kind time weight")
+Sample = namedtuple("Sample", "thread node kind time weight labels", defaults=(0,))
 Line = namedtuple("Line", "filename line samples weight")
 
 _NS = 1e-9
@@ -483,12 +483,62 @@ class Trace(ReportMethods):
                              % (self.path or "trace"))
         cols = {}
         for name, code in (("thread", "I"), ("node", "I"), ("kind", "I"), ("time", "Q"),
-                           ("weight", "Q")):
+                           ("weight", "Q"), ("labels", "I")):
             a = array.array(code)
             a.frombytes(self._samples[name])
             cols[name] = a
         return [Sample(*x) for x in zip(cols["thread"], cols["node"], cols["kind"],
-                                        cols["time"], cols["weight"])]
+                                        cols["time"], cols["weight"], cols["labels"])]
+
+    # ------------------------------------------------------------ labels
+
+    def label_sets(self):
+        """[{key: value}] of every label set by id (a Sample's ``labels``);
+        set 0, ``{}``, is what unlabelled samples carry."""
+        sets = getattr(self, "_label_sets", None)
+        if sets is None:
+            sets = self._label_sets = [dict(s) for s in _hyprof.label_sets(self._profile)]
+        return [dict(s) for s in sets]
+
+    def labels(self):
+        """{key: [values]}: the labels the trace's samples carry."""
+        out = {}
+        for s in self.label_sets():
+            for k, v in s.items():
+                out.setdefault(k, set()).add(v)
+        return {k: sorted(v) for k, v in sorted(out.items())}
+
+    def by_label_set(self):
+        """[(labels, Trace)]: the trace cut by exact label set, in set order,
+        the unlabelled part first (when it holds anything)."""
+        sets = self.label_sets()
+        out = []
+        for i, labels in enumerate(sets):
+            keep = bytes(j == i for j in range(len(sets)))
+            sub = _hyprof.where_labels(self._profile, keep)
+            sub.path = self.path
+            out.append((labels, sub))
+        return out
+
+    def where(self, **labels):
+        """A Trace of what ran under these labels: the rows whose label set
+        has every key given with that value (or one of them, for a list,
+        tuple or set of values; None: rows that carry no such key). Its
+        tables are this trace's, its samples are not kept, and its header
+        says what it was kept to."""
+        want = {}
+        for k, v in labels.items():
+            vals = {None} if v is None else {v} if isinstance(v, str) else set(v)
+            if not vals or not all(x is None or isinstance(x, str) for x in vals):
+                raise ValueError(f"label {k}={v!r}: a str, a collection of str, or None")
+            want[k] = vals
+        keep = bytes(all(s.get(k) in vals for k, vals in want.items())
+                     for s in self.label_sets())
+        sub = _hyprof.where_labels(self._profile, keep)
+        sub.path = self.path
+        sub.header["labels_kept"] = ", ".join(
+            f"{k}={'|'.join(sorted(x or '(none)' for x in v))}" for k, v in sorted(want.items()))
+        return sub
 
     # ------------------------------------------------------------ writing
 

@@ -55,6 +55,12 @@ def configure(p):
                         "such frames; repeatable")
     p.add_argument("--threads", action="store_true",
                    help="collapsed: put each thread's stacks under a frame of its own")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", default=None,
+                   help="keep only what ran under this label (hyprof.label(), the Django "
+                        "middleware's view and method); repeatable: every key must match, "
+                        "and KEY=A,B matches either value")
+    p.add_argument("--by-label", metavar="KEY", default=None,
+                   help="text, tree: one report per value of the label KEY, largest first")
     p.add_argument("--lines", action="store_true",
                    help="text: the hottest source lines with their text (sampling traces); "
                         "collapsed: keep each frame's executing line")
@@ -123,8 +129,58 @@ def _pstats_text(trace, args):
     return buf.getvalue()
 
 
+def _label_filter(trace, specs):
+    """The trace kept to --label KEY=VALUE[,VALUE] options."""
+    want = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise UsageError(f"--label {spec}: expected KEY=VALUE (or KEY=VALUE,VALUE)")
+        want.setdefault(key, set()).update(values.split(","))
+    known = trace.labels()
+    for key in want:
+        if key not in known:
+            raise CLIError(f"--label {key}=...: the trace has no label {key!r}"
+                           + (f" (it has {', '.join(known)})" if known else
+                              " (it has no labels)"))
+    return trace.where(**want)
+
+
+def _by_label(trace, args, fmt):
+    """One report per value of the label --by-label names, the value with
+    most samples (or time) first, then what carried no such label."""
+    key = args.by_label
+    values = trace.labels().get(key)
+    if not values:
+        known = trace.labels()
+        raise CLIError(f"--by-label {key}: the trace has no label {key!r}"
+                       + (f" (it has {', '.join(known)})" if known else " (it has no labels)"))
+    parts = []
+    for value in values:
+        sub = trace.where(**{key: value})
+        parts.append((_total(sub), f"{key}={value}", sub))
+    rest = trace.where(**{key: None})
+    if _total(rest):
+        parts.append((_total(rest), f"no {key} label", rest))
+    parts.sort(key=lambda p: -p[0])
+    out = []
+    for _, title, sub in parts:
+        out.append(f"=== {title} ===\n")
+        out.append(_render.render(sub, fmt, **_report_options(args, fmt)))
+        out.append("\n")
+    return "".join(out)
+
+
+def _total(trace):
+    """A trace's size for ordering: its default column's total."""
+    return sum(f.own_samples if trace.mode == "sampling" else f.wall_own
+               for f in trace.functions())
+
+
 def run(args):
     trace = files.load_trace(args.trace)
+    if args.label:
+        trace = _label_filter(trace, args.label)
     if args.thread is not None and args.thread >= len(trace.threads()):
         n = len(trace.threads())
         raise CLIError("--thread %d: the trace has %s" % (
@@ -135,8 +191,13 @@ def run(args):
     if args.lines and fmt == "text":
         sys.stdout.write(lines_report(trace, limit=args.limit, thread=args.thread))
         return 0
+    if args.by_label is not None and fmt not in ("text", "tree"):
+        raise UsageError(f"--by-label makes text or tree reports, not {fmt}; use --label "
+                         f"{args.by_label}=VALUE for one value in another format")
     try:
-        if fmt == "pstats" and args.output is None:
+        if args.by_label is not None:
+            out = _by_label(trace, args, fmt)
+        elif fmt == "pstats" and args.output is None:
             # pstats' own table on a console; the binary file with -o.
             out = _pstats_text(trace, args)
         else:

@@ -4,8 +4,8 @@ and Google Cloud Profiler read.
 The protobuf encoding is written by hand (varints and length-delimited
 fields; https://github.com/google/pprof/blob/main/proto/profile.proto), so
 hyprof needs no protobuf runtime. One location per (function, line), one
-sample per (thread, call path) holding all of the trace's value columns, the
-thread as a label. Locations in a sample go leaf first, as pprof wants.
+sample per (thread, label set, call path) holding all of the trace's value
+columns, the thread and the set's labels as labels. Locations in a sample go leaf first, as pprof wants.
 """
 
 import gzip
@@ -129,6 +129,12 @@ def build(trace, metric=None):
     """The uncompressed profile.proto message, as bytes."""
     threads = list(trace.threads())
     tree = _model.call_tree(trace, split_threads=bool(threads))
+    # A labelled trace: one pass per label set, each sample carrying its
+    # set's labels beside the thread's (what Pyroscope and Parca filter by).
+    parts = [({}, tree)]
+    if len(getattr(trace, "label_sets", lambda: [{}])()) > 1:
+        parts = [(labels, _model.call_tree(sub, split_threads=bool(threads)))
+                 for labels, sub in trace.by_label_set()]
     st = _Strings()
     out = bytearray()
     locations = {}   # (func key, line) -> id
@@ -138,67 +144,12 @@ def build(trace, metric=None):
     samples = bytearray()
     types = _sample_types(tree)
     default_col = tree.column(metric) if metric else tree.default_column()
-    thread_key = st("thread")
     loc_bytes = {}
-    funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
-    vals = tree.values
-    # Each thread's pseudo-root (when the tree has them) is the top of its
-    # stacks and gives its samples their thread label.
-    tail_of = [b""] * len(tree)
-    tops = set()
-    for t, top in _model.thread_roots(tree) if threads else ():
-        tlabel = bytearray()
-        _int(1, thread_key, tlabel)
-        _int(2, st(t.name or "thread %s" % (t.os_tid or t.id)), tlabel)
-        tail_of[top] = _field_bytes(3, bytes(tlabel))
-        tops.add(top)
-    for i in range(1, len(func)):
-        if i not in tops:
-            tail_of[i] = tail_of[parent[i]]
-    def location(i):
-        if i in tops:
-            return b""  # a thread's pseudo-root: no location of its own
-        f = funcs[func[i]]
-        ln = line[i] or f.lineno
-        lk = (f, ln)
-        lid = locations.get(lk)
-        if lid is None:
-            fid = functions.get(f)
-            if fid is None:
-                fid = functions[f] = len(functions) + 1
-                m = bytearray()
-                _int(1, fid, m)
-                _int(2, st(f.name), m)
-                # No system_name: pprof demangles a name equal to it, which
-                # empties Python names such as "<module>".
-                _int(4, st(f.filename), m)
-                _int(5, f.lineno, m)
-                _bytes(5, m, func_msgs)
-            lid = locations[lk] = len(locations) + 1
-            m = bytearray()
-            _int(1, lid, m)
-            _int(2, 1, m)
-            ln_msg = bytearray()
-            _int(1, fid, ln_msg)
-            _int(2, ln, ln_msg)
-            _bytes(4, ln_msg, m)
-            _bytes(4, m, loc_msgs)
-            loc_bytes[lid] = _uvarint(lid)
-        return loc_bytes[lid]
-
-    # Depth first, keeping the location ids of the current path only: a
-    # sample's stack (leaf first) is made when it is written, so memory
-    # follows the output, and the output stops at the path budget.
     budget = _model.PathBudget("pprof")
-    for i, path in _model.walk_paths(tree.children, 0, location):
-        if i in tops:
-            continue
-        row = [v[i] for v in vals]
-        if any(row) and budget.take(len(path)):
-            body = (_field_bytes(1, b"".join(reversed(path)))
-                    + _field_bytes(2, b"".join(_uvarint(v) for v in row))
-                    + tail_of[i])
-            samples += _field_bytes(2, body)
+    for labels, part in parts:
+        extra = b"".join(_label(st, k, v) for k, v in sorted(labels.items()))
+        samples += _samples(part, threads, st, extra, locations, functions, func_msgs,
+                            loc_msgs, loc_bytes, budget)
     budget.warn()
     for typ, unit in types:
         m = bytearray()
@@ -254,6 +205,79 @@ def build(trace, metric=None):
     _packed(13, [comment], out)
     _int(14, st.ids[dtype], out)
     return bytes(out)
+
+
+def _label(st, key, value):
+    """A Sample.label: key and str value, as string table indices."""
+    m = bytearray()
+    _int(1, st(key), m)
+    _int(2, st(value), m)
+    return _field_bytes(3, bytes(m))
+
+
+def _samples(tree, threads, st, extra, locations, functions, func_msgs, loc_msgs, loc_bytes,
+             budget):
+    """The Sample messages of one call tree, each with its thread's label and
+    the labels in extra; new functions and locations are added to the
+    shared tables."""
+    samples = bytearray()
+    funcs, func, line, parent = tree.funcs, tree.func, tree.line, tree.parent
+    vals = tree.values
+    # Each thread's pseudo-root (when the tree has them) is the top of its
+    # stacks and gives its samples their thread label.
+    tail_of = [extra] * len(tree)
+    tops = set()
+    for t, top in _model.thread_roots(tree) if threads else ():
+        tail_of[top] = _label(st, "thread", t.name or "thread %s" % (t.os_tid or t.id)) + extra
+        tops.add(top)
+    for i in range(1, len(func)):
+        if i not in tops:
+            tail_of[i] = tail_of[parent[i]]
+
+    def location(i):
+        if i in tops:
+            return b""  # a thread's pseudo-root: no location of its own
+        f = funcs[func[i]]
+        ln = line[i] or f.lineno
+        lk = (f, ln)
+        lid = locations.get(lk)
+        if lid is None:
+            fid = functions.get(f)
+            if fid is None:
+                fid = functions[f] = len(functions) + 1
+                m = bytearray()
+                _int(1, fid, m)
+                _int(2, st(f.name), m)
+                # No system_name: pprof demangles a name equal to it, which
+                # empties Python names such as "<module>".
+                _int(4, st(f.filename), m)
+                _int(5, f.lineno, m)
+                _bytes(5, m, func_msgs)
+            lid = locations[lk] = len(locations) + 1
+            m = bytearray()
+            _int(1, lid, m)
+            _int(2, 1, m)
+            ln_msg = bytearray()
+            _int(1, fid, ln_msg)
+            _int(2, ln, ln_msg)
+            _bytes(4, ln_msg, m)
+            _bytes(4, m, loc_msgs)
+            loc_bytes[lid] = _uvarint(lid)
+        return loc_bytes[lid]
+
+    # Depth first, keeping the location ids of the current path only: a
+    # sample's stack (leaf first) is made when it is written, so memory
+    # follows the output, and the output stops at the path budget.
+    for i, path in _model.walk_paths(tree.children, 0, location):
+        if i in tops:
+            continue
+        row = [v[i] for v in vals]
+        if any(row) and budget.take(len(path)):
+            body = (_field_bytes(1, b"".join(reversed(path)))
+                    + _field_bytes(2, b"".join(_uvarint(v) for v in row))
+                    + tail_of[i])
+            samples += _field_bytes(2, body)
+    return samples
 
 
 def render(trace, metric=None, **options):
