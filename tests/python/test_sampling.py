@@ -682,27 +682,6 @@ def test_cli_events_and_a_bad_event(tmp_path):
     assert r.returncode == 1 and "no PMU 'nope'" in r.stderr
 
 
-def test_extra_sample_kinds_are_declared_for_other_samplers(tmp_path):
-    """Another sampler of the session (an allocation hook) records its own
-    kind of samples through the same rings: the kinds are declared at start,
-    each with a count and a weight column."""
-    from hyprof import _hyprof
-    path = str(tmp_path / "k.hyprof")
-    _hyprof._sampler_start(path, frequency=200.0, kinds=[("extra", "bytes")],
-                           threads_active=threading._active)
-    try:
-        cpu_for(0.05)
-    finally:
-        stats = _hyprof._sampler_stop()
-    t = hyprof.load(path)
-    assert [k.name for k in t.sample_kinds][:2] == ["cpu-clock", "extra"]
-    assert [(m.name, m.unit) for m in t.metrics][2:4] == [("extra_samples", "count"),
-                                                          ("extra", "bytes")]
-    assert stats["samples"] >= 5
-    with pytest.raises(TypeError):
-        _hyprof._sampler_start(path, kinds=[("a", "b")] * 8)
-
-
 def test_report_lines_reads_only_regular_files_of_bounded_size(tmp_path):
     """A trace from elsewhere names whatever files it likes: the lines
     report shows source only from regular files up to 8 MiB, and never
