@@ -1116,10 +1116,12 @@ static PyObject *hyp__perf_probe(PyObject *self, PyObject *args) {
         return NULL;
     ret = hyp_perf_encode(name, &ev, msg, sizeof(msg));
     if (ret == 0) {
-        Py_BEGIN_ALLOW_THREADS ret = hyp_perf_open(&ev, &cfg, 0, &fd, msg, sizeof(msg));
+        PyThreadState *ts = PyEval_SaveThread();
+
+        ret = hyp_perf_open(&ev, &cfg, 0, &fd, msg, sizeof(msg));
         if (fd >= 0)
             close(fd);
-        Py_END_ALLOW_THREADS
+        PyEval_RestoreThread(ts);
     }
     return Py_BuildValue("(Oss)", ret == 0 ? Py_True : Py_False, ev.name, ret == 0 ? "opens" : msg);
 }
@@ -1220,8 +1222,12 @@ static PyMethodDef hyp__sampler_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* PyVarObject_HEAD_INIT() brings its own comma, which clang-format does not
+ * know of. */
+/* clang-format off */
 static PyTypeObject hyp__sampler_type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hyprof._hyprof.Sampler",
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hyprof._hyprof.Sampler",
     .tp_basicsize = sizeof(hyp__sampler_obj_t),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Sampler(path, event=None, clock='cpu', period=0, frequency=0, depth=128,\n"
@@ -1236,6 +1242,7 @@ static PyTypeObject hyp__sampler_type = {
     .tp_new = PyType_GenericNew,
     .tp_methods = hyp__sampler_methods,
 };
+/* clang-format on */
 
 static PyMethodDef hyp__module_methods[] = {
     {"_walk_set_scope", hyp__set_scope, METH_VARARGS,

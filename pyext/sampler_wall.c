@@ -188,11 +188,15 @@ int hyp__sampler_wall_start(void) {
 }
 
 void hyp__sampler_wall_join(void) {
+    PyThreadState *ts;
+
     if (!S.wall_started)
         return;
     atomic_store(&S.wall_stop, 1);
-    Py_BEGIN_ALLOW_THREADS pthread_join(S.wall_thread, NULL);
-    Py_END_ALLOW_THREADS S.wall_started = 0;
+    ts = PyEval_SaveThread(); /* other threads run while its tick ends */
+    pthread_join(S.wall_thread, NULL);
+    PyEval_RestoreThread(ts);
+    S.wall_started = 0;
 }
 
 /* A last tick for every thread (the sampler thread has ended, the handlers
