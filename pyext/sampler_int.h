@@ -22,8 +22,9 @@
  *     consumer at a time;
  *   - a slot is recycled only after hyp__sampler_retire(), which lowers live
  *     and waits for busy and sbusy to fall;
- *   - S.active is raised last at start and lowered first at stop: a handler
- *     that sees it raised finds the tables whole.
+ *   - S.active is raised once the tables, the profile and the code map
+ *     exist, before any trigger is armed, and lowered first at stop: a
+ *     handler that sees it raised finds them whole.
  *
  * Naming: static functions are hyp__name, as in the rest of pyext; a
  * function one of these files calls in another is hyp__sampler_name,
