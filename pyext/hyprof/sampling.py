@@ -152,6 +152,7 @@ class SamplingEngine:
         self._path = None
         self._own_path = False
         self._info = None
+        self._sampler = None  # the _hyprof.Sampler of the last start
         self._stats = None
         self._resolver = None
         self._stop_event = None
@@ -199,12 +200,13 @@ class SamplingEngine:
                 self._memory = _memory.MemoryEngine(*o["memory"])
                 self._memory.start()
             try:
-                self._info = _hyprof._sampler_start(
+                self._sampler = _hyprof.Sampler(
                     self._path, event=o["event"], clock=o["clock"],
                     period=o["period"] or 0, frequency=float(o["frequency"] or 0),
                     depth=o["depth"], signo=o["signal"], ring_words=o["ring_size"], meta=meta,
                     disable=o["disable"], threads_active=threading._active,
                     memory=o.get("memory") is not None)
+                self._info = self._sampler.start()
             except BaseException:
                 if o.get("memory") is not None:
                     self._memory.stop()
@@ -218,7 +220,7 @@ class SamplingEngine:
             self._resolver.start()
             ready.wait()
             self._prev_hook = getattr(threading, "_profile_hook", None)
-            self._hook = self._make_thread_hook(self._prev_hook)
+            self._hook = _thread_hook(self._sampler.register_thread, self._prev_hook)
             threading.setprofile(self._hook)
             if self._info.get("trigger") == "setitimer":
                 _guard_exec()
@@ -250,7 +252,7 @@ class SamplingEngine:
             if self._opts.get("memory") is not None and self._memory.running:
                 self._memory.stop()  # before the sampler, which merges its samples
             try:
-                self._stats = _hyprof._sampler_stop()
+                self._stats = self._sampler.stop()
             finally:
                 self._end_scope()
         replaced = self._stats["lost"].get("handler-replaced", 0)
@@ -273,31 +275,14 @@ class SamplingEngine:
         self.root = None
         _scope.set_scope(None)
 
-    def _make_thread_hook(self, prev):
-        register = _hyprof._sampler_register_thread
-
-        def hook(frame, event, arg):
-            # Runs once, in a new thread, at its first call: registers the
-            # thread, then gives it the profile function it would have had.
-            sys.setprofile(prev)
-            register()
-            if prev is not None:
-                return prev(frame, event, arg)
-            return None
-        # What another profiler's refusal to start names, and the hook it
-        # hands new threads on to (the deterministic mode's stop() reads it).
-        hook.__qualname__ = hook.__name__ = "hyprof_sampling_thread_hook"
-        hook.__wrapped__ = prev
-        return hook
-
     def _resolve_loop(self, ready):
-        _hyprof._sampler_exclude_thread()
+        self._sampler.exclude_thread()
         _hyprof.alloc_exclude_thread()
         ready.set()
         interval = self._opts["flush_interval"]
         while not self._stop_event.wait(interval):
             try:
-                if not _hyprof._sampler_sync():
+                if not self._sampler.sync():
                     return
             except Exception as e:  # an I/O error on the trace: stop() reports it
                 sys.stderr.write("hyprof: sampling resolver: %s\n" % e)
@@ -333,7 +318,7 @@ class SamplingEngine:
     def stats(self):
         """Samples taken and lost (by reason) in the last session."""
         if self.running:
-            return _hyprof._sampler_stats()
+            return self._sampler.stats()
         return self._stats
 
     def take_window(self):
@@ -342,7 +327,9 @@ class SamplingEngine:
         after stop(), the last one, once."""
         if not self._opts.get("windows"):
             raise ProfilerError("windows are taken from an engine made with windows=True")
-        return _hyprof._sampler_window()
+        if self._sampler is None:
+            raise ProfilerError("no sampling session to take a window of")
+        return self._sampler.window()
 
     def trace(self):
         if self.running:
@@ -389,6 +376,25 @@ class SamplingEngine:
                 self._cleanup_path()
             except Exception:
                 pass
+
+
+def _thread_hook(register, prev):
+    """The profile function new threads start with while a session runs:
+    register is the session's Sampler.register_thread, prev the function
+    they would have had."""
+    def hook(frame, event, arg):
+        # Runs once, in a new thread, at its first call: registers the
+        # thread, then gives it the profile function it would have had.
+        sys.setprofile(prev)
+        register()
+        if prev is not None:
+            return prev(frame, event, arg)
+        return None
+    # What another profiler's refusal to start names, and the hook it
+    # hands new threads on to (the deterministic mode's stop() reads it).
+    hook.__qualname__ = hook.__name__ = "hyprof_sampling_thread_hook"
+    hook.__wrapped__ = prev
+    return hook
 
 
 def lines_report(trace, limit=30, thread=None):
@@ -473,7 +479,7 @@ def _after_fork_in_child():
     global _active, _OWN_PID
     _OWN_TEMPS.clear()  # the parent's, which it removes itself
     _OWN_PID = os.getpid()
-    _hyprof._sampler_after_fork_child()
+    _hyprof.Sampler.after_fork_child()
     s = _active
     _active = None
     if s is not None:
@@ -485,7 +491,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hide_own_paths():
-    hook = SamplingEngine._make_thread_hook(None, None)
+    hook = _thread_hook(None, None)
     hide_code(SamplingEngine.start.__code__, SamplingEngine.stop.__code__, hook.__code__,
               _at_exit.__code__, _after_fork_in_child.__code__)
 

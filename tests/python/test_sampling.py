@@ -668,25 +668,33 @@ def test_cli_events_and_a_bad_event(tmp_path):
     assert r.returncode == 1 and "no PMU 'nope'" in r.stderr
 
 
-def test_extra_sample_kinds_are_declared_for_other_samplers(tmp_path):
-    """Another sampler of the session (an allocation hook) records its own
-    kind of samples through the same rings: the kinds are declared at start,
-    each with a count and a weight column."""
+def test_one_sampler_session_at_a_time_and_options_checked_when_made(tmp_path):
+    """The engine's handler is process-wide: a second start, of the same
+    Sampler or another, is refused while one runs, and only the Sampler that
+    started the session stops it. Its options are checked by the
+    constructor."""
     from hyprof import _hyprof
-    path = str(tmp_path / "k.hyprof")
-    _hyprof._sampler_start(path, frequency=200.0, kinds=[("extra", "bytes")],
-                           threads_active=threading._active)
+    with pytest.raises(hyprof.ProfilerError, match="depth"):
+        _hyprof.Sampler(str(tmp_path / "d.hyprof"), depth=0)
+    with pytest.raises(hyprof.ProfilerError, match="takes no event"):
+        _hyprof.Sampler(str(tmp_path / "w.hyprof"), clock="wall", event="cpu-clock")
+    a = _hyprof.Sampler(str(tmp_path / "a.hyprof"), frequency=200.0,
+                        threads_active=threading._active)
+    b = _hyprof.Sampler(str(tmp_path / "b.hyprof"), frequency=200.0)
+    a.start()
     try:
+        with pytest.raises(hyprof.ProfilerError, match="already running"):
+            a.start()
+        with pytest.raises(hyprof.ProfilerError, match="already running"):
+            b.start()
+        with pytest.raises(hyprof.ProfilerError, match="not running"):
+            b.stop()
+        assert not b.sync() and a.sync()
         cpu_for(0.05)
     finally:
-        stats = _hyprof._sampler_stop()
-    t = hyprof.load(path)
-    assert [k.name for k in t.sample_kinds][:2] == ["cpu-clock", "extra"]
-    assert [(m.name, m.unit) for m in t.metrics][2:4] == [("extra_samples", "count"),
-                                                          ("extra", "bytes")]
-    assert stats["samples"] >= 5
-    with pytest.raises(TypeError):
-        _hyprof._sampler_start(path, kinds=[("a", "b")] * 8)
+        stats = a.stop()
+    assert not stats["running"] and stats["samples"] >= 5
+    assert hyprof.load(str(tmp_path / "a.hyprof")).sample_kinds
 
 
 def test_report_lines_reads_only_regular_files_of_bounded_size(tmp_path):

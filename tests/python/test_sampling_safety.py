@@ -160,8 +160,7 @@ def test_fork_child_runs_without_the_sampler_parent_keeps_sampling():
         pid = os.fork()
         if pid == 0:
             # The child: no session, no signals; it works and exits normally.
-            from hyprof import _hyprof
-            ok = not _hyprof._sampler_stats()["running"] and not p.running
+            ok = not p._engine._sampler.stats()["running"] and not p.running
             cpu_for(0.3)
             p.stop()  # harmless here
             try:
