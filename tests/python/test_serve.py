@@ -1,5 +1,6 @@
 """hyprof.serve: the pprof endpoints over HTTP, driven by real clients
-(urllib and http.client on loopback, go tool pprof where Go is installed).
+(urllib and http.client on loopback, go tool pprof where Go is installed)
+and by ``hyprof run --serve`` in a subprocess.
 
 Neither Parca nor Grafana Pyroscope runs here; go tool pprof fetches
 /debug/pprof/profile?seconds=N the way their scrapers do."""
@@ -7,8 +8,12 @@ Neither Parca nor Grafana Pyroscope runs here; go tool pprof fetches
 import gzip
 import http.client
 import logging
+import os
 import re
+import select
 import subprocess
+import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -16,6 +21,7 @@ import urllib.request
 
 import pytest
 
+import hyprof
 import hyprof.continuous as continuous
 import hyprof.serve as serve
 from hyprof.errors import ProfilerError
@@ -389,3 +395,102 @@ def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
     bad = go_pprof(go, tmp_path, "-top", server.url + "profile?seconds=abc")
     assert bad.returncode != 0
     assert "400 Bad Request" in bad.stderr and "is not a number of seconds" in bad.stderr
+
+
+# ---------------------------------------------------------------- hyprof run --serve
+
+SERVED = textwrap.dedent("""\
+    import os, sys, time
+
+    def crunch_numbers():
+        return sum(i * i for i in range(300))
+
+    def main(flag):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            crunch_numbers()
+
+    main(sys.argv[1])
+    """)
+
+
+def _hyprof_env(**extra):
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [pkg] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    for k in ("HYPROF_SERVE", "HYPROF_SERVE_TOKEN", "HYPROF_SERVE_ALLOW_REMOTE"):
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+def _served_url(proc, timeout=20):
+    """The URL the run prints to stderr."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+            m = re.search(rb"serving pprof on (http://127\.0\.0\.1:\d+/debug/pprof/)", seen)
+            if m:
+                return m.group(1).decode(), seen
+    proc.kill()
+    raise AssertionError(f"no URL printed: {seen!r}")
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_hyprof_run_serve_end_to_end(tmp_path, how):
+    prog = tmp_path / "app.py"
+    prog.write_text(SERVED)
+    flag = tmp_path / "stop"
+    out = tmp_path / "app-run.hyprof"
+    if how == "option":
+        cmd = ["run", "--serve", "127.0.0.1:0", "--frequency", str(FREQUENCY), "-o", str(out)]
+        env = _hyprof_env(HYPROF_SERVE_TOKEN="tok-1")
+    else:
+        cmd = ["run", "--frequency", str(FREQUENCY)]
+        env = _hyprof_env(HYPROF_SERVE="0", HYPROF_SERVE_TOKEN="tok-1")
+    proc = subprocess.Popen([sys.executable, "-m", "hyprof", *cmd, str(prog), str(flag)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        url, _ = _served_url(proc)
+        assert get(url + "profile?seconds=1")[0] == 401
+        t0 = time.monotonic()
+        status, _, body = get(url + "profile?seconds=1", {"Authorization": "Bearer tok-1"})
+        elapsed = time.monotonic() - t0
+        assert status == 200 and 0.95 <= elapsed < 3
+        names = functions(body)
+        assert {"crunch_numbers", "main", "<module>"} <= names, names
+        # Samples stop at the program: hyprof run's own frames are not in it.
+        assert not [s for s in strings(body) if "hyprof/cli" in s]
+    finally:
+        flag.touch()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    if how == "option":
+        trace = hyprof.load(out)
+        assert trace.header["duration"] > 1
+        assert any(f.name == "crunch_numbers" and f.own_samples for f in trace.functions())
+        assert b"trace written to" in err
+    else:
+        # Without -o, the profile is served, not written.
+        assert not list(tmp_path.glob("*.hyprof")), list(tmp_path.iterdir())
+
+
+def test_hyprof_run_serve_refuses_a_remote_address_before_running(tmp_path):
+    prog = tmp_path / "app.py"
+    prog.write_text("print('ran')\n")
+    r = subprocess.run([sys.executable, "-m", "hyprof", "run", "--serve", "0.0.0.0:0",
+                        str(prog)], cwd=tmp_path, env=_hyprof_env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "ran" not in r.stdout
+    assert "not a loopback address" in r.stderr and "--serve-allow-remote" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "hyprof", "run", str(prog)], cwd=tmp_path,
+                       env=_hyprof_env(HYPROF_SERVE="nowhere"), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "HYPROF_SERVE='nowhere'" in r.stderr
