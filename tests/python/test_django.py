@@ -66,6 +66,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import include, path
 from hyprof.contrib import django as hdj
+from workloads import spin
 
 N_PRODUCTS = 120
 
@@ -795,10 +796,6 @@ def test_middleware_is_a_coroutine_function_for_an_async_chain():
 
 # ---------------------------------------------------------------- pprof views
 
-def crunch(n):
-    return sum(i * i for i in range(n))
-
-
 @pytest.fixture
 def continuous_profiler():
     import hyprof.continuous
@@ -808,7 +805,7 @@ def continuous_profiler():
 
     def busy():
         while not stop.is_set():
-            crunch(300)
+            spin(2000)
 
     t = threading.Thread(target=busy, name="django-cruncher")
     t.start()
@@ -844,7 +841,7 @@ def test_pprof_views_are_for_staff_only(continuous_profiler):
     assert r.status_code == 200 and 0.45 < time.monotonic() - t0 < 3
     assert r["Content-Type"] == "application/octet-stream"
     assert r["Content-Disposition"] == 'attachment; filename="profile"'
-    assert "crunch" in _pprof_functions(r.content)
+    assert "spin" in _pprof_functions(r.content)
     # The same answers as the standalone server's: one code for both.
     r = staff.get("/debug/pprof/profile?seconds=abc")
     assert r.status_code == 400 and b"is not a number of seconds" in r.content
@@ -861,7 +858,7 @@ def test_pprof_views_take_a_bearer_token(continuous_profiler):
         assert r.status_code == 401
         r = Client().get("/debug/pprof/recent?seconds=1",
                          HTTP_AUTHORIZATION="Bearer scrape-me")
-        assert r.status_code == 200 and "crunch" in _pprof_functions(r.content)
+        assert r.status_code == 200 and "spin" in _pprof_functions(r.content)
 
 
 def test_pprof_view_under_asgi_with_a_callback(continuous_profiler):
@@ -871,7 +868,7 @@ def test_pprof_view_under_asgi_with_a_callback(continuous_profiler):
 
     with override_settings(HYPROF_PPROF_CALLBACK=allow_header_only):
         r = asyncio.run(go())
-    assert r.status_code == 200 and "crunch" in _pprof_functions(r.content)
+    assert r.status_code == 200 and "spin" in _pprof_functions(r.content)
 
 
 def test_pprof_view_without_a_profiler_says_how_or_starts_one():

@@ -27,21 +27,22 @@ import hyprof.serve as serve
 from hyprof.errors import ProfilerError
 from hyprof.render import pprof as P
 from test_render_support import need, tool_env
+from workloads import PRELUDE, SPIN_HOT_LINE, spin
 
 FREQUENCY = 200
 
 
-def crunch_numbers(stop):
+def spin_until(stop):
     """CPU work until stop is set: what the profiles should show."""
     while not stop.is_set():
-        sum(i * i for i in range(300))
+        spin(2000)
 
 
 @pytest.fixture
 def busy():
-    """A thread running crunch_numbers for the test's length."""
+    """A thread spinning for the test's length."""
     stop = threading.Event()
-    t = threading.Thread(target=crunch_numbers, args=(stop,), name="cruncher")
+    t = threading.Thread(target=spin_until, args=(stop,), name="cruncher")
     t.start()
     yield
     stop.set()
@@ -129,7 +130,7 @@ def test_profile_is_a_gzipped_pprof_of_the_next_seconds(server, busy):
     period_type = P.decode(msg[11][0])
     assert (st[period_type[1][0]], st[period_type[2][0]]) == ("cpu", "nanoseconds")
     assert msg[12] == [1_000_000_000 // FREQUENCY]
-    assert {"crunch_numbers", "crunch_numbers.<locals>.<genexpr>"} <= functions(body)
+    assert {"spin", "spin_until"} <= functions(body)
     # One thread busy for a second: about FREQUENCY samples (a loaded
     # machine gives the thread less CPU, hence the wide margin).
     assert 0.3 * FREQUENCY <= total_samples(body) <= 1.3 * FREQUENCY, total_samples(body)
@@ -141,7 +142,7 @@ def test_recent_answers_at_once_from_what_is_kept(server, busy):
     t0 = time.monotonic()
     status, _, body = get(server.url + "recent?seconds=0.5")
     assert status == 200 and time.monotonic() - t0 < 1
-    assert "crunch_numbers" in functions(body)
+    assert "spin" in functions(body)
     assert 0.3e9 <= P.decode(body)[10][0] <= 1.0e9
 
 
@@ -160,7 +161,7 @@ def test_two_scrapes_at_once_each_get_their_own_window(server, busy):
         status, _, body = got[k]
         assert status == 200
         assert 0.95e9 <= P.decode(body)[10][0] <= 1.5e9
-        assert "crunch_numbers" in functions(body)
+        assert "spin" in functions(body)
 
 
 @pytest.mark.parametrize("value,says", [
@@ -244,7 +245,7 @@ def test_a_token_is_required_when_given(busy):
         assert status == 200
         status, _, body = get(s.url + "profile?seconds=0.5",
                               {"Authorization": "bearer " + token})
-        assert status == 200 and "crunch_numbers" in functions(body)
+        assert status == 200 and "spin" in functions(body)
 
 
 @pytest.mark.parametrize("token", ["", "with space", "caf\xe9", 42])
@@ -301,7 +302,7 @@ def test_a_given_profiler_is_served_and_left_running(busy):
         with serve.start("127.0.0.1:0", profiler=p) as s:
             assert s.profiler is p
             status, _, body = get(s.url + "profile?seconds=0.5")
-            assert status == 200 and "crunch_numbers" in functions(body)
+            assert status == 200 and "spin" in functions(body)
         assert p.running
 
 
@@ -383,13 +384,13 @@ def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
     assert "Type: samples" in top.stdout and "Duration: 1" in top.stdout
     rows = {line.split()[-1] for line in top.stdout.splitlines()
             if re.match(r"\s*\d+\s+[\d.]+%", line)}
-    assert "crunch_numbers" in rows, top.stdout
+    assert "spin" in rows, top.stdout
     raw = go_pprof(go, tmp_path, "-raw", url)
     assert raw.returncode == 0, raw.stderr
     assert "PeriodType: cpu nanoseconds" in raw.stdout
     assert f"Period: {1_000_000_000 // FREQUENCY}" in raw.stdout
     assert "samples/count[dflt] cpu/nanoseconds" in raw.stdout
-    assert re.search(r"crunch_numbers \S*test_serve\.py:\d+", raw.stdout), raw.stdout
+    assert re.search(r"spin \S*workloads\.py:%d " % SPIN_HOT_LINE, raw.stdout), raw.stdout
     assert "thread:[cruncher]" in raw.stdout
     # A refused request: pprof shows the server's reason.
     bad = go_pprof(go, tmp_path, "-top", server.url + "profile?seconds=abc")
@@ -399,16 +400,13 @@ def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
 
 # ---------------------------------------------------------------- hyprof run --serve
 
-SERVED = textwrap.dedent("""\
-    import os, sys, time
-
-    def crunch_numbers():
-        return sum(i * i for i in range(300))
+SERVED = PRELUDE + textwrap.dedent("""\
+    import os, time
 
     def main(flag):
         deadline = time.monotonic() + 60
         while not os.path.exists(flag) and time.monotonic() < deadline:
-            crunch_numbers()
+            spin(2000)
 
     main(sys.argv[1])
     """)
@@ -465,7 +463,7 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
         elapsed = time.monotonic() - t0
         assert status == 200 and 0.95 <= elapsed < 3
         names = functions(body)
-        assert {"crunch_numbers", "main", "<module>"} <= names, names
+        assert {"spin", "main", "<module>"} <= names, names
         # Samples stop at the program: hyprof run's own frames are not in it.
         assert not [s for s in strings(body) if "hyprof/cli" in s]
     finally:
@@ -475,7 +473,7 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
     if how == "option":
         trace = hyprof.load(out)
         assert trace.header["duration"] > 1
-        assert any(f.name == "crunch_numbers" and f.own_samples for f in trace.functions())
+        assert any(f.name == "spin" and f.own_samples for f in trace.functions())
         assert b"trace written to" in err
     else:
         # Without -o, the profile is served, not written.
