@@ -209,38 +209,36 @@ class Endpoints:
         return seconds, None
 
     def _profile(self, query):
+        return self._window(query, DEFAULT_SECONDS, self._collect)
+
+    def _recent(self, query):
+        return self._window(query, None, lambda p, seconds: p.recent(seconds))
+
+    def _window(self, query, default, take):
+        """The pprof of take(profiler, seconds), or the Response that says
+        why there is none."""
         p = self._profiler()
         if isinstance(p, Response):
             return p
-        seconds, bad = self._seconds(query, p, DEFAULT_SECONDS)
+        seconds, bad = self._seconds(query, p, default)
         if bad is not None:
             return bad
+        try:
+            trace = take(p, seconds)
+        except ProfilerError as e:
+            # The profiler stopped before the window began.
+            return _text(503, f"no profile: {e}\n")
+        return trace if isinstance(trace, Response) else self._pprof(trace)
+
+    def _collect(self, p, seconds):
         if not self._collects.acquire(blocking=False):
             return _text(429, f"{self._max_collects} profiles are being collected at once, "
                               "the most this server runs; try again when one ends\n",
                          (("Retry-After", str(max(1, int(seconds)))),))
         try:
-            try:
-                trace = p.collect(seconds)
-            except ProfilerError as e:
-                # The profiler stopped before the window began.
-                return _text(503, f"no profile: {e}\n")
+            return p.collect(seconds)
         finally:
             self._collects.release()
-        return self._pprof(trace)
-
-    def _recent(self, query):
-        p = self._profiler()
-        if isinstance(p, Response):
-            return p
-        seconds, bad = self._seconds(query, p, None)
-        if bad is not None:
-            return bad
-        try:
-            trace = p.recent(seconds)
-        except ProfilerError as e:
-            return _text(503, f"no profile: {e}\n")
-        return self._pprof(trace)
 
     @staticmethod
     def _pprof(trace):

@@ -31,10 +31,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 from django.urls import path
-from django.utils.module_loading import import_string
 
 from hyprof import serve
-from hyprof.contrib.django import _user_of
+from hyprof.contrib.django import _callback_setting, _user_of
 from hyprof.errors import ProfilerError
 
 __all__ = ["is_staff", "pprof", "pprof_urls", "urlpatterns"]
@@ -52,22 +51,6 @@ def _token():
         return serve.check_token(token)
     except ProfilerError as e:
         raise ImproperlyConfigured(f"HYPROF_PPROF_TOKEN: {e}") from None
-
-
-def _callback():
-    cb = _setting("HYPROF_PPROF_CALLBACK")
-    if cb is None:
-        return None
-    if isinstance(cb, str):
-        try:
-            cb = import_string(cb)
-        except ImportError as e:
-            raise ImproperlyConfigured(
-                f"HYPROF_PPROF_CALLBACK {cb!r} cannot be imported: {e}") from e
-    if not callable(cb):
-        raise ImproperlyConfigured("HYPROF_PPROF_CALLBACK must be a callable taking the "
-                                   f"request, or its dotted path, got {cb!r}")
-    return cb
 
 
 def _options():
@@ -108,7 +91,7 @@ def _allowed(request, token):
     """True, or the serve.Response that refuses the request."""
     if token is not None and serve.authorized(request.headers.get("Authorization"), token):
         return True
-    cb = _callback()
+    cb = _callback_setting("HYPROF_PPROF_CALLBACK")
     if (cb(request) if cb is not None else is_staff(request)):
         return True
     if token is not None:
