@@ -338,7 +338,6 @@ def stop():
         p.stop()
 
 
-
 # The paths into and out of the sampler that a program's own thread runs
 # (hyprof run --serve starts and stops it below the program's root frame).
 _scope.hide_code(ContinuousProfiler._start_below.__code__, ContinuousProfiler.start.__code__,

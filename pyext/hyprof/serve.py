@@ -322,7 +322,7 @@ def parse_address(address):
         host, port = "", address
     elif isinstance(address, str):
         s = address.strip()
-        m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z0-9]+)\]:(\d+)", s) or \
+        m = re.fullmatch(r"\[([0-9A-Za-z:.%]+)\]:(\d+)", s) or \
             re.fullmatch(r"([^:\s\[\]]*):(\d+)", s) or re.fullmatch(r"()(\d+)", s)
         if m is None:
             raise ProfilerError(f"address {address!r} is not an address: {what}")
@@ -330,16 +330,18 @@ def parse_address(address):
     else:
         raise ProfilerError(f"address {address!r} is not an address: {what}")
     try:
+        if isinstance(port, bool) or not isinstance(port, (int, str)):
+            raise TypeError
         port = int(port)
     except (TypeError, ValueError):
         raise ProfilerError(f"address {address!r}: the port is not a number; {what}") from None
-    if isinstance(port, bool) or not 0 <= port <= 65535:
+    if not 0 <= port <= 65535:
         raise ProfilerError(f"address {address!r}: port {port} is out of range; {what}")
     return host or DEFAULT_HOST, port
 
 
 def _resolve(host, port):
-    """The (family, sockaddr) the server binds for host, or ProfilerError."""
+    """getaddrinfo()'s IPv4 and IPv6 answers for host, or ProfilerError."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
@@ -407,8 +409,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # A client that stops sending or reading frees its thread.
     timeout = 60
-    # The headers and the body go out in two writes: without this, Nagle's
-    # algorithm holds the body until the client's delayed ACK (40 ms here).
+    # The headers and the body go out in two writes: on a kept-alive
+    # connection Nagle's algorithm would hold the body until the client's
+    # delayed ACK (44 ms a request here, against 0.4 ms without it).
     disable_nagle_algorithm = True
 
     def do_GET(self):

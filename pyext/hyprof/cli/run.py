@@ -127,11 +127,11 @@ def _serve_request(args):
             except ProfilerError as e:
                 raise UsageError("HYPROF_SERVE=%r: %s" % (env, e)) from None
             source = "HYPROF_SERVE"
-    allow = args.serve_allow_remote or _env_flag("HYPROF_SERVE_ALLOW_REMOTE")
     if addr is None:
         if args.serve_allow_remote:
             raise UsageError("--serve-allow-remote goes with --serve (or HYPROF_SERVE)")
         return None
+    allow = args.serve_allow_remote or _env_flag("HYPROF_SERVE_ALLOW_REMOTE")
     if args.mode == "deterministic":
         raise UsageError("%s serves the continuous profiler, which samples: it goes with "
                          "--mode sampling (the default with it), not --mode deterministic"
@@ -144,7 +144,7 @@ def _serve_request(args):
     return {"address": addr, "allow_remote": allow, "token": token}
 
 
-def _continuous_options(args, opts):
+def _continuous_options(opts):
     """The ContinuousProfiler options of the sampling options given."""
     if opts.get("period") is not None:
         raise UsageError("--period does not go with --serve: the continuous profiler takes "
@@ -401,7 +401,7 @@ def run(args):
     opts = _profiler_options(args)
     if served is not None:
         out = args.output
-        profiler = _Served(args, served, _continuous_options(args, opts))
+        profiler = _Served(args, served, _continuous_options(opts))
         # The program and its children do not need the endpoint's secret.
         os.environ.pop("HYPROF_SERVE_TOKEN", None)
     else:

@@ -96,8 +96,8 @@ def _allowed(request, token):
         return True
     if token is not None:
         return serve.unauthorized()
-    return serve.Response(403, b"forbidden: staff users only, or a bearer token "
-                               b"(HYPROF_PPROF_TOKEN)\n", "text/plain; charset=utf-8", ())
+    return serve._text(403, "forbidden: staff users only, or a bearer token "
+                            "(HYPROF_PPROF_TOKEN)\n")
 
 
 def _http(resp):
