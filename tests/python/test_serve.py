@@ -319,6 +319,22 @@ def test_the_current_profiler_is_served(busy):
         continuous.stop()
 
 
+def test_scrapes_beyond_the_limit_get_429(busy):
+    with continuous.ContinuousProfiler(frequency=FREQUENCY, tick=0.1, retain=5) as p:
+        endpoints = serve.Endpoints(p, max_collects=1)
+        first = {}
+        t = threading.Thread(target=lambda: first.setdefault(
+            "r", endpoints.respond("profile", {"seconds": "0.5"})))
+        t.start()
+        time.sleep(0.2)
+        r = endpoints.respond("profile", {"seconds": "2"})
+        t.join()
+        assert r.status == 429 and ("Retry-After", "2") in r.headers
+        assert first["r"].status == 200
+        # The slot is free again.
+        assert endpoints.respond("profile", {"seconds": "0.2"}).status == 200
+
+
 def test_no_profiler_is_a_503_that_says_how(busy):
     endpoints = serve.Endpoints()
     r = endpoints.respond("profile", {"seconds": "1"})
@@ -404,6 +420,7 @@ SERVED = PRELUDE + textwrap.dedent("""\
     import os, time
 
     def main(flag):
+        print("token=%r" % os.environ.get("HYPROF_SERVE_TOKEN"), flush=True)
         deadline = time.monotonic() + 60
         while not os.path.exists(flag) and time.monotonic() < deadline:
             spin(2000)
@@ -468,8 +485,10 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
         assert not [s for s in strings(body) if "hyprof/cli" in s]
     finally:
         flag.touch()
-        _, err = proc.communicate(timeout=60)
+        stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    # The endpoint's secret is not handed on to the program.
+    assert stdout.strip() == b"token=None"
     if how == "option":
         trace = hyprof.load(out)
         assert trace.header["duration"] > 1
