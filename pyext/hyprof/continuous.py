@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 
-from . import _hyprof, sampling
+from . import _hyprof, _scope, sampling
 from .errors import ProfilerError
 
 DEFAULT_FREQUENCY = 100
@@ -137,6 +137,13 @@ class ContinuousProfiler:
         self._thread = threading.Thread(target=self._loop, name="hyprof-windows", daemon=True)
         self._thread.start()
         return self
+
+    def _start_below(self, frame):
+        """start() for a program that frame calls (hyprof run --serve): the
+        samples of that thread stop at frame, so that it and its callers are
+        not the program's. stop() ends that scope."""
+        self._engine.root = frame
+        return self.start()
 
     def stop(self):
         """Stops sampling; a directory gets its last, shorter window."""
@@ -303,12 +310,18 @@ class ContinuousProfiler:
 def start(**options):
     """Starts the process's continuous profiler (one per process) with
     ContinuousProfiler's options and returns it."""
+    return _start_current(ContinuousProfiler(**options))
+
+
+def _start_current(profiler, frame=None):
+    """Starts profiler as the process's one (below frame, when given, as
+    ContinuousProfiler._start_below) and returns it."""
     global _current
     with _current_lock:
         if _current is not None and _current.running:
             raise ProfilerError("a continuous profiler already runs in this process: "
                                 "hyprof.continuous.current() returns it")
-        _current = ContinuousProfiler(**options).start()
+        _current = profiler._start_below(frame) if frame is not None else profiler.start()
         return _current
 
 
@@ -324,3 +337,8 @@ def stop():
     if p is not None:
         p.stop()
 
+
+# The paths into and out of the sampler that a program's own thread runs
+# (hyprof run --serve starts and stops it below the program's root frame).
+_scope.hide_code(ContinuousProfiler._start_below.__code__, ContinuousProfiler.start.__code__,
+                 ContinuousProfiler.stop.__code__, _start_current.__code__)

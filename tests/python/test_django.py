@@ -1,5 +1,6 @@
 """hyprof.contrib.django.ProfilerMiddleware against real Django, with the
-example shop's app (examples/django/catalog) on a SQLite file."""
+example shop's app (examples/django/catalog) on a SQLite file; and the pprof
+views of hyprof.contrib.django_pprof."""
 
 import asyncio
 import json
@@ -63,8 +64,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.http import JsonResponse, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
-from django.urls import path
+from django.urls import include, path
 from hyprof.contrib import django as hdj
+from workloads import spin
 
 N_PRODUCTS = 120
 
@@ -152,6 +154,7 @@ urlpatterns = [
     path("boom/", view_boom),
     path("stream/", view_stream),
     path("astream/", view_astream),
+    path("debug/pprof/", include("hyprof.contrib.django_pprof")),
 ]
 
 
@@ -788,3 +791,99 @@ def test_middleware_is_a_coroutine_function_for_an_async_chain():
 
     assert asyncio.iscoroutinefunction(hdj.ProfilerMiddleware(get_response))
     assert not asyncio.iscoroutinefunction(hdj.ProfilerMiddleware(lambda request: None))
+
+
+
+# ---------------------------------------------------------------- pprof views
+
+@pytest.fixture
+def continuous_profiler():
+    import hyprof.continuous
+
+    p = hyprof.continuous.start(frequency=200, tick=0.1, retain=10)
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            spin(2000)
+
+    t = threading.Thread(target=busy, name="django-cruncher")
+    t.start()
+    yield p
+    stop.set()
+    t.join()
+    hyprof.continuous.stop()
+
+
+def _pprof_functions(body):
+    from hyprof.render import pprof as P
+
+    msg = P.decode(body)
+    st = [s.decode() for s in msg[6]]
+    return {st[P.decode(f)[2][0]] for f in msg.get(5, [])}
+
+
+def test_pprof_views_are_for_staff_only(continuous_profiler):
+    assert Client().get("/debug/pprof/").status_code == 403
+    plain = Client()
+    from django.contrib.auth.models import User
+
+    if not User.objects.filter(username="plain").exists():
+        User.objects.create_user("plain", "plain@example.com", "pw")
+    assert plain.login(username="plain", password="pw")
+    assert plain.get("/debug/pprof/profile?seconds=1").status_code == 403
+    staff = Client()
+    assert staff.login(username="staff", password="pw")
+    r = staff.get("/debug/pprof/")
+    assert r.status_code == 200 and b'href="profile?seconds=30"' in r.content
+    t0 = time.monotonic()
+    r = staff.get("/debug/pprof/profile?seconds=0.5")
+    assert r.status_code == 200 and 0.45 < time.monotonic() - t0 < 3
+    assert r["Content-Type"] == "application/octet-stream"
+    assert r["Content-Disposition"] == 'attachment; filename="profile"'
+    assert "spin" in _pprof_functions(r.content)
+    # The same answers as the standalone server's: one code for both.
+    r = staff.get("/debug/pprof/profile?seconds=abc")
+    assert r.status_code == 400 and b"is not a number of seconds" in r.content
+    assert staff.get("/debug/pprof/heap").status_code == 501
+    assert staff.get("/debug/pprof/goroutine").status_code == 404
+
+
+def test_pprof_views_take_a_bearer_token(continuous_profiler):
+    with override_settings(HYPROF_PPROF_TOKEN="scrape-me"):
+        r = Client().get("/debug/pprof/recent?seconds=1")
+        assert r.status_code == 401 and r["WWW-Authenticate"] == 'Bearer realm="hyprof"'
+        r = Client().get("/debug/pprof/recent?seconds=1",
+                         HTTP_AUTHORIZATION="Bearer nope")
+        assert r.status_code == 401
+        r = Client().get("/debug/pprof/recent?seconds=1",
+                         HTTP_AUTHORIZATION="Bearer scrape-me")
+        assert r.status_code == 200 and "spin" in _pprof_functions(r.content)
+
+
+def test_pprof_view_under_asgi_with_a_callback(continuous_profiler):
+    async def go():
+        return await AsyncClient().get("/debug/pprof/profile?seconds=0.5",
+                                       headers={"X-Team": "perf"})
+
+    with override_settings(HYPROF_PPROF_CALLBACK=allow_header_only):
+        r = asyncio.run(go())
+    assert r.status_code == 200 and "spin" in _pprof_functions(r.content)
+
+
+def test_pprof_view_without_a_profiler_says_how_or_starts_one():
+    import hyprof.continuous
+
+    assert hyprof.continuous.current() is None
+    staff = Client()
+    assert staff.login(username="staff", password="pw")
+    r = staff.get("/debug/pprof/profile?seconds=0.3")
+    assert r.status_code == 503 and b"hyprof.continuous.start()" in r.content
+    with override_settings(HYPROF_CONTINUOUS={"frequency": 200, "tick": 0.1, "retain": 5}):
+        try:
+            r = staff.get("/debug/pprof/profile?seconds=0.3")
+            assert r.status_code == 200
+            p = hyprof.continuous.current()
+            assert p is not None and p.retain == 5
+        finally:
+            hyprof.continuous.stop()

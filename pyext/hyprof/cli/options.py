@@ -3,7 +3,10 @@ usage error (exit status 2) naming the option, as argparse's own are."""
 
 import argparse
 
-__all__ = ["nonneg_int", "ranged"]
+from ..errors import ProfilerError
+from ..serve import parse_address
+
+__all__ = ["address", "nonneg_int", "ranged"]
 
 
 def nonneg_int(s):
@@ -27,3 +30,12 @@ def ranged(kind, low, high, what):
             raise argparse.ArgumentTypeError("%r must be between %s and %s" % (s, low, high))
         return v
     return parse
+
+
+def address(s):
+    """An argparse type: [HOST:]PORT (or [IPv6]:PORT), as (host, port);
+    a missing host is 127.0.0.1 (hyprof.serve.parse_address)."""
+    try:
+        return parse_address(s)
+    except ProfilerError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

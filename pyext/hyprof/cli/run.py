@@ -2,6 +2,7 @@
 
     python -m hyprof run [-o OUT] script.py [args...]
     python -m hyprof run [-o OUT] -m module [args...]
+    python -m hyprof run --serve [HOST:]PORT script.py [args...]
 
 The program gets the ``sys.argv``, ``__main__`` and ``sys.path[0]`` it
 would have without hyprof, and the command exits with the program's own
@@ -9,6 +10,11 @@ status: SystemExit's code, or 1 after printing an uncaught exception's
 traceback. The trace is written however the program ends (returning,
 sys.exit, an exception, os._exit, SIGTERM), then a table of its most
 expensive functions is printed unless -q.
+
+With --serve (or HYPROF_SERVE=[HOST:]PORT in the environment) the program
+runs under the continuous profiler (hyprof.continuous) and its pprof
+endpoints (hyprof.serve) while it runs; the URL is printed to stderr unless
+-q, and a trace is written at the end only with -o (docs/continuous.md).
 """
 
 import argparse
@@ -17,13 +23,14 @@ import sys
 import traceback
 import types
 
+from .. import continuous, serve
 from .. import render as _render
 from ..errors import CLIError, ProfilerError, UsageError
 from ..profiler import _STOP_PATH, Profiler
 from ..render import text as _text
 from ..sampling import hide_code
 from . import files
-from .options import nonneg_int, ranged
+from .options import address, nonneg_int, ranged
 
 # Options of one mode only, with their defaults: giving one in the other
 # mode is a usage error, not an option silently ignored.
@@ -42,8 +49,9 @@ def configure(p):
                         "directory)")
     p.add_argument("-m", dest="module", action="store_true",
                    help="run a library module as a script, like python -m")
-    p.add_argument("--mode", default="deterministic", choices=("deterministic", "sampling"),
-                   help="deterministic (every call, the default) or sampling")
+    p.add_argument("--mode", default=None, choices=("deterministic", "sampling"),
+                   help="deterministic (every call, the default) or sampling (the default "
+                        "with --serve, which needs it)")
     p.add_argument("--no-builtins", dest="builtins", action="store_false",
                    help="leave C functions (builtins, methods of C types) out")
     p.add_argument("--engine", default="auto", choices=("auto", "setprofile", "monitoring"),
@@ -74,14 +82,78 @@ def configure(p):
     g.add_argument("--memory-interval", type=ranged(int, 1, 1 << 40, "a number of bytes"),
                    default=None, metavar="BYTES",
                    help="mean bytes allocated between allocation samples (default 524288)")
+    g = p.add_argument_group("serving pprof while the program runs (docs/continuous.md)")
+    g.add_argument("--serve", type=address, default=None, metavar="[HOST:]PORT",
+                   help="sample the program with the continuous profiler and serve its pprof "
+                        "endpoints (/debug/pprof/profile?seconds=N) there; HOST defaults to "
+                        "127.0.0.1, PORT 0 picks a free port; also HYPROF_SERVE. A trace is "
+                        "written only with -o. The token is read from HYPROF_SERVE_TOKEN")
+    g.add_argument("--serve-allow-remote", action="store_true",
+                   help="allow a --serve address that is not loopback (e.g. 0.0.0.0:6060); "
+                        "also HYPROF_SERVE_ALLOW_REMOTE=1")
     p.add_argument("-q", "--quiet", action="store_true",
-                   help="do not print the report after the run")
+                   help="do not print the report after the run (nor, with --serve, the URL)")
     p.add_argument("--sort", default="cum", choices=_text.SORTS,
                    help="order of the report printed after the run (default: cum)")
     p.add_argument("--limit", type=nonneg_int, default=15,
                    help="rows of the report printed after the run (default: 15)")
     p.add_argument("program", help="the script (or, with -m, the module) to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _env_flag(name):
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise UsageError("%s=%r must be 1 or 0 (or true/false, yes/no, on/off)"
+                     % (name, os.environ[name]))
+
+
+def _serve_request(args):
+    """What --serve or HYPROF_SERVE asks for, checked before the program
+    runs: {"address", "allow_remote", "token"}, or None."""
+    addr, source = args.serve, "--serve"
+    if addr is None:
+        env = os.environ.get("HYPROF_SERVE", "").strip()
+        if env:
+            try:
+                addr = serve.parse_address(env)
+            except ProfilerError as e:
+                raise UsageError("HYPROF_SERVE=%r: %s" % (env, e)) from None
+            source = "HYPROF_SERVE"
+    if addr is None:
+        if args.serve_allow_remote:
+            raise UsageError("--serve-allow-remote goes with --serve (or HYPROF_SERVE)")
+        return None
+    allow = args.serve_allow_remote or _env_flag("HYPROF_SERVE_ALLOW_REMOTE")
+    if args.mode == "deterministic":
+        raise UsageError("%s serves the continuous profiler, which samples: it goes with "
+                         "--mode sampling (the default with it), not --mode deterministic"
+                         % source)
+    try:
+        token = serve.check_token(os.environ.get("HYPROF_SERVE_TOKEN") or None)
+        serve.check_address(addr, allow)
+    except ProfilerError as e:
+        raise UsageError("%s: %s" % (source, e)) from None
+    return {"address": addr, "allow_remote": allow, "token": token}
+
+
+def _continuous_options(opts):
+    """The ContinuousProfiler options of the sampling options given."""
+    if opts.get("period") is not None:
+        raise UsageError("--period does not go with --serve: the continuous profiler takes "
+                         "--frequency")
+    if opts.get("memory"):
+        raise UsageError("--memory and --memory-only do not go with --serve: the continuous "
+                         "profiler does not sample allocations in windows yet")
+    return {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal")
+            if opts[k] is not None}
 
 
 def _profiler_options(args):
@@ -184,6 +256,8 @@ def _prepare_module(name, argv):
 
 def _finish(profiler, args, out, status):
     """Writes, reports; returns the exit status."""
+    if out is None:
+        return status  # --serve without -o: the profile was served
     try:
         files.write_trace(out, profiler.write)
     except CLIError as e:
@@ -197,6 +271,62 @@ def _finish(profiler, args, out, status):
         sys.stderr.write("hyprof: trace written to %s (python -m hyprof report %s)\n"
                          % (out, out))
     return status
+
+
+class _Served:
+    """hyprof run --serve: the continuous profiler and its endpoint, in the
+    place of the Profiler of a plain run (the same start, stop, write and
+    trace)."""
+
+    def __init__(self, args, request, options):
+        self.args = args
+        self.request = request
+        try:
+            self.profiler = continuous.ContinuousProfiler(**options)
+        except ProfilerError as e:
+            raise UsageError(str(e)) from None
+        self.server = None
+        self._trace = None
+        self._engine = self  # what _exit_writing_trace looks at
+
+    @property
+    def running(self):
+        return self.profiler.running
+
+    def _start_below(self, frame):
+        # The port first: a taken one stops the run before the program starts.
+        r = self.request
+        self.server = serve.start(r["address"], token=r["token"],
+                                  allow_remote=r["allow_remote"], profiler=self.profiler)
+        try:
+            continuous._start_current(self.profiler, frame)
+        except BaseException:
+            self.server.stop()
+            raise
+        if not self.args.quiet:
+            sys.stderr.write("hyprof: serving pprof on %s (pid %d; go tool pprof "
+                             "%sprofile?seconds=30)\n" % (self.server.url, os.getpid(),
+                                                          self.server.url))
+            sys.stderr.flush()
+        return self
+
+    def stop(self):
+        # Profiles being collected end with the profiler, with what they have.
+        try:
+            if self.profiler.running:
+                self.profiler.stop()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+        if self.args.output is not None:
+            self._trace = self.profiler.take()
+        return self
+
+    def write(self, path):
+        self._trace.write(path)
+
+    def trace(self):
+        return self._trace
 
 
 class _Terminated(SystemExit):
@@ -263,26 +393,36 @@ def _print_program_exception():
 
 
 def run(args):
-    out = args.output or _default_output(args)
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
+    served = _serve_request(args)
+    if args.mode is None:
+        args.mode = "sampling" if served is not None else "deterministic"
     opts = _profiler_options(args)
-    if args.mode == "sampling" and not args.memory_only and \
-            (not os.path.exists(out) or os.path.isfile(out)):
-        # Streamed to its place as it runs: a program killed outright
-        # (SIGKILL, the OOM killer) still leaves the samples flushed so far,
-        # which load as a truncated trace. (Allocation samples alone are
-        # kept in memory and written at the end.)
-        opts["output"] = out
-    try:
-        profiler = Profiler(mode=args.mode, **opts)
-    except ProfilerError as e:
-        # The constructor only checks option values: a usage error.
-        raise UsageError(str(e)) from None
-    files.check_trace_output(out)
-    if not args.module and os.path.isfile(out) and os.path.isfile(args.program) and \
-            os.path.samefile(out, args.program):
-        raise UsageError("-o %s would overwrite the program with its trace" % out)
+    if served is not None:
+        out = args.output
+        profiler = _Served(args, served, _continuous_options(opts))
+        # The program and its children do not need the endpoint's secret.
+        os.environ.pop("HYPROF_SERVE_TOKEN", None)
+    else:
+        out = args.output or _default_output(args)
+        if args.mode == "sampling" and not args.memory_only and \
+                (not os.path.exists(out) or os.path.isfile(out)):
+            # Streamed to its place as it runs: a program killed outright
+            # (SIGKILL, the OOM killer) still leaves the samples flushed so
+            # far, which load as a truncated trace. (Allocation samples alone
+            # are kept in memory and written at the end.)
+            opts["output"] = out
+        try:
+            profiler = Profiler(mode=args.mode, **opts)
+        except ProfilerError as e:
+            # The constructor only checks option values: a usage error.
+            raise UsageError(str(e)) from None
+    if out is not None:
+        files.check_trace_output(out)
+        if not args.module and os.path.isfile(out) and os.path.isfile(args.program) and \
+                os.path.samefile(out, args.program):
+            raise UsageError("-o %s would overwrite the program with its trace" % out)
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     saved_main = sys.modules.get("__main__")
     if args.module:
@@ -342,3 +482,8 @@ def run(args):
         sys.stderr.flush()
         os.kill(os.getpid(), signal.SIGTERM)
     return status
+
+
+# The served run's paths into and out of the profiler run below the root
+# frame, in the program's thread: they are hyprof's.
+hide_code(_Served._start_below.__code__, _Served.stop.__code__)

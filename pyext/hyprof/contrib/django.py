@@ -145,19 +145,23 @@ def _profile_dir():
 
 
 def _show_callback():
-    cb = _setting("HYPROF_SHOW_CALLBACK")
+    return _callback_setting("HYPROF_SHOW_CALLBACK")
+
+
+def _callback_setting(name):
+    """The callable that setting name holds (taking the request), imported
+    when it is a dotted path; None when unset."""
+    cb = getattr(settings, name, None)
     if cb is None:
         return None
     if isinstance(cb, str):
         try:
             cb = import_string(cb)
         except ImportError as e:
-            raise ImproperlyConfigured(
-                f"HYPROF_SHOW_CALLBACK {cb!r} cannot be imported: {e}") from e
+            raise ImproperlyConfigured(f"{name} {cb!r} cannot be imported: {e}") from e
     if not callable(cb):
-        raise ImproperlyConfigured(
-            f"HYPROF_SHOW_CALLBACK must be a callable taking the request, or its dotted "
-            f"path, got {cb!r}")
+        raise ImproperlyConfigured(f"{name} must be a callable taking the request, or its "
+                                   f"dotted path, got {cb!r}")
     return cb
 
 

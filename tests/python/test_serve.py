@@ -1,0 +1,513 @@
+"""hyprof.serve: the pprof endpoints over HTTP, driven by real clients
+(urllib and http.client on loopback, go tool pprof where Go is installed)
+and by ``hyprof run --serve`` in a subprocess.
+
+Neither Parca nor Grafana Pyroscope runs here; go tool pprof fetches
+/debug/pprof/profile?seconds=N the way their scrapers do."""
+
+import gzip
+import http.client
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import hyprof
+import hyprof.continuous as continuous
+import hyprof.serve as serve
+from hyprof.errors import ProfilerError
+from hyprof.render import pprof as P
+from test_render_support import need, tool_env
+from workloads import PRELUDE, SPIN_HOT_LINE, spin
+
+FREQUENCY = 200
+
+
+def spin_until(stop):
+    """CPU work until stop is set: what the profiles should show."""
+    while not stop.is_set():
+        spin(2000)
+
+
+@pytest.fixture
+def busy():
+    """A thread spinning for the test's length."""
+    stop = threading.Event()
+    t = threading.Thread(target=spin_until, args=(stop,), name="cruncher")
+    t.start()
+    yield
+    stop.set()
+    t.join()
+
+
+@pytest.fixture
+def server():
+    """A server on a free loopback port over a continuous profiler it
+    starts (and stops at the end)."""
+    s = serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10)
+    yield s
+    s.stop()
+    assert continuous.current() is None
+
+
+def get(url, headers=None, timeout=30):
+    """(status, headers, body) of a GET, errors included."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def messages(data, field):
+    return [P.decode(m) for m in P.decode(data).get(field, [])]
+
+
+def strings(data):
+    return [s.decode() for s in P.decode(data)[6]]
+
+
+def sample_types(data):
+    st = strings(data)
+    return [(st[m[1][0]], st[m[2][0]]) for m in messages(data, 1)]
+
+
+def functions(data):
+    st = strings(data)
+    return {st[m[2][0]] for m in messages(data, 5)}
+
+
+def total_samples(data):
+    total = 0
+    for s in messages(data, 2):
+        values = s[2][0]
+        total += P._read_varint(values, 0)[0]  # the first value: samples/count
+    return total
+
+
+# ---------------------------------------------------------------- the endpoints
+
+def test_index_lists_what_is_served(server):
+    status, headers, body = get(server.url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    text = body.decode()
+    for link in ('href="profile?seconds=30"', 'href="recent?seconds=60"', 'href="allocs"',
+                 'href="heap"'):
+        assert link in text
+    assert f"{FREQUENCY}" in text and "keeps 10 s" in text
+    # Go's mux also answers the prefix without its slash.
+    assert get(server.url.rstrip("/"))[0] == 200
+
+
+def test_profile_is_a_gzipped_pprof_of_the_next_seconds(server, busy):
+    before = time.time()
+    t0 = time.monotonic()
+    status, headers, body = get(server.url + "profile?seconds=1")
+    elapsed = time.monotonic() - t0
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == 'attachment; filename="profile"'
+    assert body[:2] == b"\x1f\x8b" and gzip.decompress(body)
+    # It waited for its second, and not much more.
+    assert 0.95 <= elapsed < 3, elapsed
+    assert sample_types(body) == [("samples", "count"), ("cpu", "nanoseconds")]
+    msg = P.decode(body)
+    st = strings(body)
+    # What Parca and Pyroscope read: the window's start and length, and the
+    # period of one sample in the period type's unit.
+    assert before - 0.5 <= msg[9][0] / 1e9 <= before + 0.5
+    assert 0.95e9 <= msg[10][0] <= 1.5e9
+    period_type = P.decode(msg[11][0])
+    assert (st[period_type[1][0]], st[period_type[2][0]]) == ("cpu", "nanoseconds")
+    assert msg[12] == [1_000_000_000 // FREQUENCY]
+    assert {"spin", "spin_until"} <= functions(body)
+    # One thread busy for a second: about FREQUENCY samples (a loaded
+    # machine gives the thread less CPU, hence the wide margin).
+    assert 0.3 * FREQUENCY <= total_samples(body) <= 1.3 * FREQUENCY, total_samples(body)
+    assert "cruncher" in st  # the thread label
+
+
+def test_recent_answers_at_once_from_what_is_kept(server, busy):
+    time.sleep(0.6)
+    t0 = time.monotonic()
+    status, _, body = get(server.url + "recent?seconds=0.5")
+    assert status == 200 and time.monotonic() - t0 < 1
+    assert "spin" in functions(body)
+    assert 0.3e9 <= P.decode(body)[10][0] <= 1.0e9
+
+
+def test_two_scrapes_at_once_each_get_their_own_window(server, busy):
+    got = {}
+
+    def scrape(k):
+        got[k] = get(server.url + "profile?seconds=1")
+
+    threads = [threading.Thread(target=scrape, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(2):
+        status, _, body = got[k]
+        assert status == 200
+        assert 0.95e9 <= P.decode(body)[10][0] <= 1.5e9
+        assert "spin" in functions(body)
+
+
+@pytest.mark.parametrize("value,says", [
+    ("abc", "'abc' is not a number of seconds"),
+    ("100000", "out of range"),
+    ("0", "out of range"),
+    ("-1", "is not a number"),
+    ("nan", "is not a number"),
+    ("1e3", "is not a number"),
+])
+def test_bad_seconds_get_400_with_the_reason(server, value, says):
+    t0 = time.monotonic()
+    status, headers, body = get(server.url + "profile?seconds=" + value)
+    assert status == 400 and time.monotonic() - t0 < 1
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    # go tool pprof prints the body of an answer carrying X-Go-Pprof.
+    assert headers["X-Go-Pprof"] == "1"
+    text = body.decode()
+    assert says in text and "at most 10 s" in text and "retain" in text
+    assert "Traceback" not in text
+
+
+def test_max_seconds_below_retain_is_named(busy):
+    with serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10,
+                     max_seconds=2) as s:
+        status, _, body = get(s.url + "profile?seconds=3")
+        assert status == 400 and b"at most 2 s, this server's max_seconds" in body
+    with pytest.raises(ProfilerError, match="max_seconds=20 is more than the profiler keeps"):
+        serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10, max_seconds=20)
+    assert continuous.current() is None
+
+
+def test_memory_profiles_are_not_faked(server):
+    for name in ("allocs", "heap"):
+        status, headers, body = get(server.url + name)
+        assert status == 501 and headers["Content-Type"].startswith("text/plain")
+        text = body.decode()
+        assert f"no {name} profile yet" in text
+        assert "hyprof run --mode sampling --memory" in text
+
+
+def test_unknown_paths_are_404(server):
+    for path in ("goroutine", "profile/extra"):
+        status, _, body = get(server.url + path)
+        assert status == 404
+    assert b"unknown profile 'goroutine'" in get(server.url + "goroutine")[2]
+    base = server.url[:-len("/debug/pprof/")]
+    assert get(base + "/")[0] == 404
+    assert get(base + "/metrics")[0] == 404
+
+
+def test_only_get_is_served(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/debug/pprof/profile?seconds=30", body=b"x" * 10)
+    r = conn.getresponse()
+    assert r.status == 405 and r.getheader("Allow") == "GET, HEAD"
+    r.read()
+    conn.close()
+    # A HEAD gets the headers at once, without waiting for a profile.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    t0 = time.monotonic()
+    conn.request("HEAD", "/debug/pprof/profile?seconds=30")
+    r = conn.getresponse()
+    assert r.status == 200 and time.monotonic() - t0 < 1
+    conn.close()
+
+
+def test_a_token_is_required_when_given(busy):
+    token = "s3cret-token"
+    with serve.start("127.0.0.1:0", token=token, frequency=FREQUENCY, tick=0.1,
+                     retain=10) as s:
+        for headers in ({}, {"Authorization": "Bearer wrong"},
+                        {"Authorization": "Basic " + token}, {"Authorization": token}):
+            status, h, body = get(s.url + "profile?seconds=1", headers)
+            assert status == 401, headers
+            assert h["WWW-Authenticate"] == 'Bearer realm="hyprof"'
+            assert b"Authorization: Bearer" in body
+        # Refused before anything else: an unknown path says nothing more.
+        assert get(s.url + "nope")[0] == 401
+        status, _, _ = get(s.url, {"Authorization": "Bearer " + token})
+        assert status == 200
+        status, _, body = get(s.url + "profile?seconds=0.5",
+                              {"Authorization": "bearer " + token})
+        assert status == 200 and "spin" in functions(body)
+
+
+@pytest.mark.parametrize("token", ["", "with space", "caf\xe9", 42])
+def test_a_bad_token_is_refused(token):
+    with pytest.raises(ProfilerError, match="token must be"):
+        serve.start("127.0.0.1:0", token=token)
+    assert continuous.current() is None
+
+
+def test_other_host_names_are_refused_on_loopback(server):
+    # A web page whose own name resolves to 127.0.0.1 (DNS rebinding) sends
+    # its name as Host.
+    assert get(server.url, {"Host": "evil.example"})[0] == 403
+    assert get(server.url, {"Host": f"localhost:{server.port}"})[0] == 200
+    assert get(server.url, {"Host": f"[::1]:{server.port}"})[0] == 200
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:0", ("0.0.0.0", 0), "[::]:0"])
+def test_an_address_that_is_not_loopback_is_refused(address):
+    with pytest.raises(ProfilerError, match="not a loopback address.*allow_remote=True"):
+        serve.start(address)
+    assert continuous.current() is None
+    # Allowed when asked for (checked without binding every interface here).
+    host, port, loopback = serve.check_address(address, allow_remote=True)
+    assert not loopback and port == 0
+
+
+@pytest.mark.parametrize("address,parsed", [
+    ("127.0.0.1:6060", ("127.0.0.1", 6060)), (":6060", ("127.0.0.1", 6060)),
+    ("6060", ("127.0.0.1", 6060)), ("[::1]:0", ("::1", 0)), (6060, ("127.0.0.1", 6060)),
+    (("localhost", 7), ("localhost", 7)),
+])
+def test_addresses(address, parsed):
+    assert serve.parse_address(address) == parsed
+
+
+@pytest.mark.parametrize("address", ["", "host:", "1:2:3", "127.0.0.1:65536", "x:y", None])
+def test_bad_addresses_say_what_is_accepted(address):
+    with pytest.raises(ProfilerError, match="HOST:PORT"):
+        serve.parse_address(address)
+
+
+def test_a_taken_port_is_a_clear_error():
+    with serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10) as s:
+        p = s.profiler
+        with pytest.raises(ProfilerError, match=f"cannot serve on 127.0.0.1:{s.port}: "
+                                                "Address already in use"):
+            serve.start(f"127.0.0.1:{s.port}", profiler=p)
+        assert p.running  # not its to stop
+
+
+def test_a_given_profiler_is_served_and_left_running(busy):
+    with continuous.ContinuousProfiler(frequency=FREQUENCY, tick=0.1, retain=5) as p:
+        with serve.start("127.0.0.1:0", profiler=p) as s:
+            assert s.profiler is p
+            status, _, body = get(s.url + "profile?seconds=0.5")
+            assert status == 200 and "spin" in functions(body)
+        assert p.running
+
+
+def test_the_current_profiler_is_served(busy):
+    p = continuous.start(frequency=FREQUENCY, tick=0.1, retain=5)
+    try:
+        with serve.start("127.0.0.1:0") as s:
+            assert s.profiler is p
+            assert get(s.url + "recent?seconds=1")[0] == 200
+        with pytest.raises(ProfilerError, match="already runs.*frequency"):
+            serve.start("127.0.0.1:0", frequency=50)
+        assert p.running
+    finally:
+        continuous.stop()
+
+
+def test_scrapes_beyond_the_limit_get_429(busy):
+    with continuous.ContinuousProfiler(frequency=FREQUENCY, tick=0.1, retain=5) as p:
+        endpoints = serve.Endpoints(p, max_collects=1)
+        first = {}
+        t = threading.Thread(target=lambda: first.setdefault(
+            "r", endpoints.respond("profile", {"seconds": "0.5"})))
+        t.start()
+        time.sleep(0.2)
+        r = endpoints.respond("profile", {"seconds": "2"})
+        t.join()
+        assert r.status == 429 and ("Retry-After", "2") in r.headers
+        assert first["r"].status == 200
+        # The slot is free again.
+        assert endpoints.respond("profile", {"seconds": "0.2"}).status == 200
+
+
+def test_no_profiler_is_a_503_that_says_how(busy):
+    endpoints = serve.Endpoints()
+    r = endpoints.respond("profile", {"seconds": "1"})
+    assert r.status == 503 and b"hyprof.continuous.start()" in r.body
+
+
+def test_a_failure_is_a_500_and_one_log_line(server, monkeypatch, caplog):
+    def broken(trace):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(serve.Endpoints, "_pprof", staticmethod(broken))
+    with caplog.at_level(logging.INFO, logger="hyprof.serve"):
+        status, _, body = get(server.url + "recent?seconds=1")
+    assert status == 500
+    assert b"Traceback" not in body and b"disk on fire" not in body
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    line = errors[0].getMessage()
+    assert "\n" not in line and "RuntimeError: disk on fire second line" in line
+
+
+def test_serving_adds_no_samples_of_its_own(server):
+    # The server's threads render profiles as fast as a client asks, while
+    # a profile of the same seconds is taken: none of their frames is in it.
+    done = threading.Event()
+    result = {}
+
+    def scrape():
+        result["body"] = get(server.url + "profile?seconds=1")[2]
+        done.set()
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    n = 0
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    while not done.is_set():
+        conn.request("GET", "/debug/pprof/recent?seconds=1")
+        conn.getresponse().read()
+        n += 1
+    conn.close()
+    t.join()
+    assert n > 20
+    st = strings(result["body"])
+    server_files = [s for s in st if s.endswith(("hyprof/serve.py", "http/server.py",
+                                                  "socketserver.py", "render/pprof.py"))]
+    assert not server_files, server_files
+
+
+# ---------------------------------------------------------------- go tool pprof
+
+def go_pprof(go, tmp_path, *args):
+    env = tool_env(HOME=str(tmp_path), PPROF_TMPDIR=str(tmp_path))
+    r = subprocess.run([go, "tool", "pprof", *args], capture_output=True, text=True,
+                       env=env, timeout=120)
+    return r
+
+
+def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
+    go = need("go", "golang-go")
+    url = server.url + "profile?seconds=1"
+    top = go_pprof(go, tmp_path, "-top", url)
+    assert top.returncode == 0, top.stderr
+    assert "Type: samples" in top.stdout and "Duration: 1" in top.stdout
+    rows = {line.split()[-1] for line in top.stdout.splitlines()
+            if re.match(r"\s*\d+\s+[\d.]+%", line)}
+    assert "spin" in rows, top.stdout
+    raw = go_pprof(go, tmp_path, "-raw", url)
+    assert raw.returncode == 0, raw.stderr
+    assert "PeriodType: cpu nanoseconds" in raw.stdout
+    assert f"Period: {1_000_000_000 // FREQUENCY}" in raw.stdout
+    assert "samples/count[dflt] cpu/nanoseconds" in raw.stdout
+    assert re.search(r"spin \S*workloads\.py:%d " % SPIN_HOT_LINE, raw.stdout), raw.stdout
+    assert "thread:[cruncher]" in raw.stdout
+    # A refused request: pprof shows the server's reason.
+    bad = go_pprof(go, tmp_path, "-top", server.url + "profile?seconds=abc")
+    assert bad.returncode != 0
+    assert "400 Bad Request" in bad.stderr and "is not a number of seconds" in bad.stderr
+
+
+# ---------------------------------------------------------------- hyprof run --serve
+
+SERVED = PRELUDE + textwrap.dedent("""\
+    import os, time
+
+    def main(flag):
+        print("token=%r" % os.environ.get("HYPROF_SERVE_TOKEN"), flush=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            spin(2000)
+
+    main(sys.argv[1])
+    """)
+
+
+def _hyprof_env(**extra):
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(hyprof.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [pkg] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    for k in ("HYPROF_SERVE", "HYPROF_SERVE_TOKEN", "HYPROF_SERVE_ALLOW_REMOTE"):
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+def _served_url(proc, timeout=20):
+    """The URL the run prints to stderr."""
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+            m = re.search(rb"serving pprof on (http://127\.0\.0\.1:\d+/debug/pprof/)", seen)
+            if m:
+                return m.group(1).decode(), seen
+    proc.kill()
+    raise AssertionError(f"no URL printed: {seen!r}")
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_hyprof_run_serve_end_to_end(tmp_path, how):
+    prog = tmp_path / "app.py"
+    prog.write_text(SERVED)
+    flag = tmp_path / "stop"
+    out = tmp_path / "app-run.hyprof"
+    if how == "option":
+        cmd = ["run", "--serve", "127.0.0.1:0", "--frequency", str(FREQUENCY), "-o", str(out)]
+        env = _hyprof_env(HYPROF_SERVE_TOKEN="tok-1")
+    else:
+        cmd = ["run", "--frequency", str(FREQUENCY)]
+        env = _hyprof_env(HYPROF_SERVE="0", HYPROF_SERVE_TOKEN="tok-1")
+    proc = subprocess.Popen([sys.executable, "-m", "hyprof", *cmd, str(prog), str(flag)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        url, _ = _served_url(proc)
+        assert get(url + "profile?seconds=1")[0] == 401
+        t0 = time.monotonic()
+        status, _, body = get(url + "profile?seconds=1", {"Authorization": "Bearer tok-1"})
+        elapsed = time.monotonic() - t0
+        assert status == 200 and 0.95 <= elapsed < 3
+        names = functions(body)
+        assert {"spin", "main", "<module>"} <= names, names
+        # Samples stop at the program: hyprof run's own frames are not in it.
+        assert not [s for s in strings(body) if "hyprof/cli" in s]
+    finally:
+        flag.touch()
+        stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    # The endpoint's secret is not handed on to the program.
+    assert stdout.strip() == b"token=None"
+    if how == "option":
+        trace = hyprof.load(out)
+        assert trace.header["duration"] > 1
+        assert any(f.name == "spin" and f.own_samples for f in trace.functions())
+        assert b"trace written to" in err
+    else:
+        # Without -o, the profile is served, not written.
+        assert not list(tmp_path.glob("*.hyprof")), list(tmp_path.iterdir())
+
+
+def test_hyprof_run_serve_refuses_a_remote_address_before_running(tmp_path):
+    prog = tmp_path / "app.py"
+    prog.write_text("print('ran')\n")
+    r = subprocess.run([sys.executable, "-m", "hyprof", "run", "--serve", "0.0.0.0:0",
+                        str(prog)], cwd=tmp_path, env=_hyprof_env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "ran" not in r.stdout
+    assert "not a loopback address" in r.stderr and "--serve-allow-remote" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "hyprof", "run", str(prog)], cwd=tmp_path,
+                       env=_hyprof_env(HYPROF_SERVE="nowhere"), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "HYPROF_SERVE='nowhere'" in r.stderr
