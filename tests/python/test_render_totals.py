@@ -29,7 +29,8 @@ from hyprof.render.collapsed import _clean
 from hyprof.render import pprof as P
 from hyprof.render import text as T
 from hyprof.render.pstats import PstatsExport, func_key
-from test_det import ENGINES, fib, is_even, profile, spin
+from test_det import ENGINES, fib, is_even, profile
+from workloads import busy_for
 from test_render_formats import _annotate, _messages, folded
 from test_render_html import _data
 from test_render_support import need, tool_env
@@ -39,7 +40,7 @@ from test_render_support import need, tool_env
 
 def r(gen):
     """Resumes the generator, whose body calls r again (issue 11, case 1)."""
-    spin(0.0005)
+    busy_for(0.0005)
     if gen is not None:
         next(gen, None)
 
@@ -51,7 +52,7 @@ def body():
 
 def pulled(n):
     for i in range(n):
-        spin(0.0001)
+        busy_for(0.0001)
         yield i
 
 
@@ -76,7 +77,7 @@ def generators():
 
 async def nap(i):
     await asyncio.sleep(0.001 * (i % 3))
-    spin(0.0002)
+    busy_for(0.0002)
     return i
 
 
@@ -105,7 +106,7 @@ def det_program():
 def deep(n, seconds):
     """Recursion that ends in a spin: samples with the same function on
     the stack many times."""
-    return deep(n - 1, seconds) if n else spin(seconds)
+    return deep(n - 1, seconds) if n else busy_for(seconds)
 
 
 def cpu_program():
