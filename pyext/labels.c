@@ -86,8 +86,12 @@ static int hyp_py_lstr(PyObject *o, const char *what, size_t max, hyp_py_lstr_t 
         return -1;
     PyBytes_AsStringAndSize(b, &data, &len);
     if ((size_t)len > max || (len == 0 && max == HYP_PY_LABEL_KEY_MAX)) {
-        PyErr_Format(hyp_py_profiler_error(), "a label's %s must be %s%zu bytes at most: %R", what,
-                     max == HYP_PY_LABEL_KEY_MAX ? "1 to " : "", max, o);
+        if (max == HYP_PY_LABEL_KEY_MAX)
+            PyErr_Format(hyp_py_profiler_error(), "a label's name must be 1 to %d bytes: %R",
+                         HYP_PY_LABEL_KEY_MAX, o);
+        else
+            PyErr_Format(hyp_py_profiler_error(), "a label's value must be at most %d bytes",
+                         HYP_PY_LABEL_VALUE_MAX);
         Py_DECREF(b);
         return -1;
     }

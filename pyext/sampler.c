@@ -91,10 +91,13 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
         atomic_fetch_add(&slot->last_seq, 1);
         memcpy(slot->last, buf + HYP__REC_HEAD, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)k);
         slot->last_hdr = hyp__rec_header(slot->index, kind, truncated || k < n, k);
+        slot->last_labels = hyp_py_labels_now();
         atomic_fetch_add(&slot->last_seq, 1);
     }
     buf[1] = hyp__now() - S.t0;
     buf[2] = weight;
+    buf[3] = hyp_py_labels_now();
+    slot->labels_word = &hyp_py_labels_tls; /* for the wall sampler */
     /* A full ring counts the drop itself (ring.h). */
     return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0 ? 0
                                                                                               : -1;
@@ -117,6 +120,7 @@ int hyp__sampler_write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight
             buf[0] = hdr;
             buf[1] = now - S.t0;
             buf[2] = weight;
+            buf[3] = slot->last_labels;
             hyp__ring_write(ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             return 0;
         }
@@ -510,12 +514,21 @@ void hyp__sampler_retire(hyp_slot_t *slot) {
     hyp__ring_reset(&slot->ring);
     slot->used = 0;
     slot->tstate = NULL;
+    slot->labels_word = NULL;
     if (hyp__tls_slot == slot)
         hyp__tls_slot = NULL;
 }
 
 void hyp__sampler_own_slot(hyp_slot_t *slot) {
     hyp__tls_slot = slot;
+    if (slot != NULL)
+        slot->labels_word = &hyp_py_labels_tls;
+}
+
+void hyp__sampler_labels_forget(void) {
+    hyp__free(S.lab_cache);
+    S.lab_cache = NULL;
+    S.nlab_cache = 0;
 }
 
 hyp_slot_t *hyp__sampler_slot_of(PyThreadState *ts) {
@@ -634,7 +647,10 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             s.kind = (uint32_t)((hdr >> 24) & 0xff);
             s.time_ns = hyp__ring_get(r, pos + 1);
             s.weight = hyp__ring_get(r, pos + 2);
-            s.labels = HYP_NO_LABELS;
+            if ((ret = hyp_py_labels_map(S.profile, (uint32_t)hyp__ring_get(r, pos + 3),
+                                         &S.lab_cache, &S.nlab_cache, &s.labels)) < 0 &&
+                S.writer_err == 0)
+                S.writer_err = ret;
             if ((ret = hyp_profile_add_sample(S.profile, &s)) < 0 && S.writer_err == 0)
                 S.writer_err = ret;
         }

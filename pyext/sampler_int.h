@@ -41,6 +41,7 @@
 #include "sampler.h"
 
 #include "codemap.h"
+#include "labels.h"
 #include "hyprof/internal/util.h"
 #include "pyhyprof.h"
 #include "hyprof/internal/ring.h"
@@ -66,7 +67,7 @@
 
 #define HYP__MAX_THREADS 1024
 #define HYP__REC_MAGIC 0xA5ULL
-#define HYP__REC_HEAD 3 /* header, time, weight */
+#define HYP__REC_HEAD 4 /* header, time, weight, label set (labels.h) */
 #define HYP__POISON_MAX 64
 #define HYP__LAST_DEPTH 64 /* frames of the last stack kept per thread (wall clock) */
 
@@ -132,6 +133,11 @@ typedef struct {
      * handler writes). */
     _Atomic uint64_t last_seq;
     uint64_t last_hdr;
+    uint64_t last_labels; /* its label set */
+    /* The thread's label-set word (labels.h), for the wall sampler, which
+     * reads it through hyp__walk_read_u32(); set by the thread itself (its
+     * own registration, each of its samples), NULL until then. */
+    const uint32_t *labels_word;
     uint64_t last[HYP_WALK_WORDS * HYP__LAST_DEPTH];
     hyp__ring_t ring;
 } hyp_slot_t;
@@ -191,6 +197,10 @@ typedef struct {
     PyObject *threads_active; /* threading._active, for names */
     int memory;               /* the allocation collector's samples are merged at stop */
     int handler_gone_seen;    /* a resolver pass found the signal's handler replaced */
+    /* The profile's label set of each process-wide one met so far
+     * (hyp_py_labels_map()); forgotten with the profile it maps to. */
+    hyp_id_t *lab_cache;
+    size_t nlab_cache;
 } hyp__sampler_state_t;
 
 extern hyp__sampler_state_t hyp__sampler_state HYP__SAMPLER_FN;
@@ -298,6 +308,9 @@ HYP__SAMPLER_FN hyp_slot_t *hyp__sampler_slot_of(PyThreadState *ts);
 /* Makes slot the calling thread's own, for the setitimer trigger's handler,
  * which finds its slot from the thread (NULL: none). */
 HYP__SAMPLER_FN void hyp__sampler_own_slot(hyp_slot_t *slot);
+/* Forgets the label sets mapped into the session's profile: called wherever
+ * S.profile is replaced or freed. */
+HYP__SAMPLER_FN void hyp__sampler_labels_forget(void);
 
 /* Registers new thread states and retires those that are gone. */
 HYP__SAMPLER_FN void hyp__sampler_sync_threads(void);

@@ -253,6 +253,7 @@ static int hyp__set_run_meta(void) {
 }
 
 static void hyp__free_profile(void) {
+    hyp__sampler_labels_forget();
     if (S.writer != NULL)
         hyp_writer_close(S.writer);
     S.writer = NULL;
@@ -521,6 +522,7 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
         memcpy(metrics + nmetrics, hyp_py_alloc_metrics, sizeof(hyp_py_alloc_metrics));
         nmetrics += HYP_PY_ALLOC_NMETRICS;
     }
+    hyp__sampler_labels_forget();
     S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, nmetrics);
     if (S.profile == NULL)
         goto nomem;
@@ -882,6 +884,7 @@ static hyp_profile_t *hyp__take_window(int *rc) {
         return NULL;
     }
     S.profile = fresh;
+    hyp__sampler_labels_forget();
     hyp__codemap_rebind(fresh);
     return old;
 }
@@ -1015,6 +1018,7 @@ static PyObject *hyp__window(hyp__sampler_obj_t *self, PyObject *noargs) {
         /* The last window: stop added its losses and ended the code map. */
         p = S.profile;
         S.profile = NULL;
+        hyp__sampler_labels_forget();
         return hyp_py_profile_capsule(p);
     }
     p = hyp__take_window(&rc);
@@ -1052,6 +1056,7 @@ static PyObject *hyp__after_fork_child(PyObject *cls, PyObject *noargs) {
     S.running = 0;
     S.writer = NULL; /* the parent's file: never written from here */
     S.profile = NULL;
+    hyp__sampler_labels_forget();
     S.slots = NULL;
     S.fd_slot = NULL;
     S.nslots = 0;

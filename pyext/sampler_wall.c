@@ -123,9 +123,18 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
                  * not the thread's next one's. */
                 hyp__no_frames();
             } else {
+                uint32_t labels = 0;
+
+                /* The label set the thread carries now: read from its own
+                 * word, which it may be changing (a torn read is impossible
+                 * for an aligned word; an old value is the sample's). */
+                if (slot->labels_word != NULL &&
+                    hyp__walk_read_u32(slot->labels_word, &labels) < 0)
+                    labels = 0;
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
                 buf[2] = now - prev;
+                buf[3] = labels;
                 hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             }
             atomic_store(&S.remote_inflight, 0);

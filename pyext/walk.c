@@ -432,6 +432,10 @@ size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, siz
     return n;
 }
 
+int hyp__walk_read_u32(const uint32_t *addr, uint32_t *out) {
+    return hyp__read(out, addr, sizeof(*out), 1);
+}
+
 int hyp__walk_remote_available(void) {
     uint64_t src = 0x5eed, dst = 0;
 

@@ -69,6 +69,11 @@ int hyp__walk_guard_check(void);
 int hyp__walk_remote(PyThreadState *ts, unsigned long native_id, uint64_t *out, int max,
                      int *truncated);
 
+/* Reads the 32-bit word at addr, which may be another thread's and may be
+ * gone, through process_vm_readv(): 0 and *out, or -1 when it cannot be
+ * read. For the wall sampler. */
+int hyp__walk_read_u32(const uint32_t *addr, uint32_t *out);
+
 /* Remembers the GIL of ts's interpreter (with the GIL, at the start of a
  * session), so that hyp__walk_gil_state() never reads a thread state, which
  * may have been freed by the time it runs. */

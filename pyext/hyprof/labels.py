@@ -32,7 +32,7 @@ import contextvars
 from . import _hyprof
 from .errors import ProfilerError
 
-__all__ = ["current", "label", "stats"]
+__all__ = ["current", "label", "pop", "push", "stats"]
 
 # The labels of the running context, as the sorted pairs the C table keys on.
 _pairs = contextvars.ContextVar("hyprof_labels", default=())
@@ -45,20 +45,36 @@ def _check(labels):
     return labels
 
 
+def push(**labels):
+    """Adds labels to the running context's and makes the calling thread
+    carry them; returns a token for pop(). For code that cannot use a with
+    block (a middleware's hooks); label() is this pair."""
+    merged = dict(_pairs.get())
+    merged.update(_check(labels))
+    pairs = tuple(sorted(merged.items()))
+    labels_id = _hyprof._labels_intern(pairs)  # raises on a bad label: nothing set
+    token = _pairs.set(pairs)
+    _hyprof._labels_swap(labels_id)
+    return token
+
+
+def pop(token):
+    """Undoes a push(): the context's labels are those before it, and the
+    thread carries them (not whatever it carried at the push, which in
+    coroutines sharing a thread may belong to another task by now)."""
+    _pairs.reset(token)
+    _hyprof._labels_swap(_hyprof._labels_intern(_pairs.get()))
+
+
 @contextlib.contextmanager
 def label(**labels):
     """Labels the calling thread's samples inside the block (also usable as
     a decorator)."""
-    merged = dict(_pairs.get())
-    merged.update(_check(labels))
-    pairs = tuple(sorted(merged.items()))
-    token = _pairs.set(pairs)
-    prev = _hyprof._labels_swap(_hyprof._labels_intern(pairs))
+    token = push(**labels)
     try:
         yield
     finally:
-        _hyprof._labels_swap(prev)
-        _pairs.reset(token)
+        pop(token)
 
 
 def current():
