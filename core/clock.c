@@ -48,6 +48,21 @@ uint64_t hyp_clock_thread_cpu_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED): CPUCLOCK_PERTHREAD_MASK |
+ * CPUCLOCK_SCHED under the complemented id (Linux include/linux/
+ * posix-timers.h, kernel/time/posix-cpu-timers.c). */
+clockid_t hyp_clock_thread_cpu_id(pid_t tid) {
+    return tid == 0 ? CLOCK_THREAD_CPUTIME_ID : (clockid_t)((~(unsigned)tid << 3) | 4 | 2);
+}
+
+uint64_t hyp_clock_tid_cpu_ns(pid_t tid) {
+    struct timespec ts;
+
+    if (clock_gettime(hyp_clock_thread_cpu_id(tid), &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* An invariant TSC ticks at a constant rate in every P- and C-state, which is
  * what lets it measure time; /proc/cpuinfo's flags say whether it has one. */
 static int tsc_is_invariant(void) {

@@ -966,6 +966,11 @@ int hyp_profile_add_sample(hyp_profile_t *p, const hyp_sample_t *s) {
     return 0;
 }
 
+const hyp_sample_t *hyp_profile_samples(const hyp_profile_t *p, size_t *n) {
+    *n = p->npending;
+    return p->pending;
+}
+
 uint64_t hyp_profile_sample_total(const hyp_profile_t *p) {
     return p->sample_total;
 }

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* F_SETSIG, F_SETOWN_EX, SIGEV_THREAD_ID */
 #endif
 #include "hyprof/perf.h"
+#include "hyprof/clock.h"
 
 #include "hyprof/internal/util.h"
 
@@ -14,19 +15,12 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-/* The clock id of another thread's CPU time, as glibc's
- * pthread_getcpuclockid() builds it (Linux: kernel/time/posix-cpu-timers.c,
- * CPUCLOCK_PERTHREAD_MASK | CPUCLOCK_SCHED). */
-static clockid_t hyp__thread_cpu_clock(pid_t tid) {
-    return (clockid_t)((~(unsigned)tid << 3) | 4 | 2);
-}
-
 int hyp_timer_thread_create(pid_t tid, int wall, int signo, uint64_t period_ns, void *value,
                             timer_t *timer, char *msg, size_t msglen) {
     struct sigevent sev;
     struct itimerspec its;
     pid_t target = tid > 0 ? tid : (pid_t)syscall(SYS_gettid);
-    clockid_t clock = wall ? CLOCK_MONOTONIC : hyp__thread_cpu_clock(target);
+    clockid_t clock = wall ? CLOCK_MONOTONIC : hyp_clock_thread_cpu_id(target);
     timer_t t;
     int err;
 

@@ -46,9 +46,6 @@
 #endif
 
 #define HYP_PY_ALLOC_MAX_FRAMES_DEFAULT 128
-/* A code unit (_Py_CODEUNIT, internal since 3.13) is two bytes in 3.11-3.13;
- * PyCode_Addr2Line() takes a byte offset. */
-#define HYP_PY_CODEUNIT_BYTES 2
 /* Pending records past which the hook asks the interpreter to resolve them
  * soon (Py_AddPendingCall), so a long run holds a bounded number of records
  * and of code-object references. */
@@ -104,14 +101,6 @@ typedef struct {
 } hyp_py_site_t;
 
 typedef struct {
-    hyp_id_t thread;
-    hyp_id_t node;
-    uint32_t kind; /* 0 alloc, 1 live */
-    uint64_t time_ns;
-    uint64_t weight;
-} hyp_py_asample_t;
-
-typedef struct {
     uint64_t ident, native;
     hyp_id_t id;      /* the profile's thread, HYP_NO_ID until resolved */
     PyObject *thread; /* its threading.Thread, or NULL; a strong reference */
@@ -150,8 +139,6 @@ static struct {
     PyObject *active; /* threading._active, {ident: Thread} */
     hyp_py_athread_t *threads;
     size_t nthreads, cthreads;
-    hyp_py_asample_t *samples;
-    size_t nsamples, csamples;
     hyp_id_t trunc_func;
 
     /* Counters, written on the slow path. */
@@ -162,13 +149,6 @@ static struct {
     int live_added;         /* live samples already written for this run */
     int resolve_scheduled;  /* a pending call to resolve is queued */
 } hyp_py_alloc;
-
-static uint64_t hyp_py_now_ns(void) {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void hyp_py_guard_enter(hyp_py_alloc_tls_t *t) {
     if (t->guard++ == 0) {
@@ -254,7 +234,7 @@ static void hyp_py_record(void *ptr, size_t size) {
     rec->ptr = (uintptr_t)ptr;
     rec->size = size;
     rec->weight = weight;
-    rec->time_ns = hyp_py_now_ns() - hyp_py_alloc.start_ns;
+    rec->time_ns = hyp_clock_monotonic_ns() - hyp_py_alloc.start_ns;
     rec->ident = ts != NULL ? (uint64_t)ts->thread_id : 0;
     rec->native = ts != NULL ? (uint64_t)ts->native_thread_id : (uint64_t)gettid();
     rec->frame0 = hyp_py_alloc.nframes;
@@ -292,7 +272,7 @@ static HYP_PY_COLD void hyp_py_slow(hyp_py_alloc_tls_t *t, void *ptr, size_t siz
     }
     if (t->gen != gen) {
         if (t->rng == 0)
-            t->rng = hyp__heap_seed((uint64_t)gettid() ^ (hyp_py_now_ns() << 20) ^
+            t->rng = hyp__heap_seed((uint64_t)gettid() ^ (hyp_clock_monotonic_ns() << 20) ^
                                     (uint64_t)(uintptr_t)t);
         t->gen = gen;
         /* A fresh gap starts at this block: it is sampled only if the gap
@@ -410,12 +390,6 @@ static int hyp_py_fail(int rc) {
     return -1;
 }
 
-static int hyp_py_intern_obj(PyObject *s, hyp_id_t *id) {
-    int rc = hyp_py_intern_str(hyp_py_alloc.prof, s, "?", id);
-
-    return rc < 0 ? hyp_py_fail(rc) : 0;
-}
-
 static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) {
     uint64_t x = (uint64_t)(uintptr_t)code ^ ((uint64_t)lasti << 40) ^ lasti;
 
@@ -465,10 +439,13 @@ static int hyp_py_site_grow(void) {
     return 0;
 }
 
-/* The function and line of an instruction of a code object. */
+/* The function and line of an instruction of a code object. The sampler's
+ * resolver (codemap.c) is not used: it is bound to the CPU sampler's profile
+ * and session, and guards code objects it holds no reference to, where each
+ * record here holds its code object alive until it is resolved. Both name
+ * the function with hyp_py_code_func(). */
 static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint32_t *line) {
     hyp_py_site_t *e;
-    hyp_func_t f;
     size_t i;
     int rc, ln;
 
@@ -484,14 +461,9 @@ static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint3
             return 0;
         }
     }
-    if (hyp_py_intern_obj(code->co_qualname, &f.name) < 0 ||
-        hyp_py_intern_obj(code->co_filename, &f.file) < 0)
-        return -1;
-    f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
-    f.kind = HYP_FUNC_PYTHON;
-    if ((rc = hyp_profile_func(hyp_py_alloc.prof, &f, func)) < 0)
+    if ((rc = hyp_py_code_func(hyp_py_alloc.prof, code, func)) < 0)
         return hyp_py_fail(rc);
-    ln = PyCode_Addr2Line(code, (int)lasti * HYP_PY_CODEUNIT_BYTES);
+    ln = hyp__walk_line(code, lasti);
     *line = ln > 0 ? (uint32_t)ln : 0;
     e->code = (PyCodeObject *)Py_NewRef(code);
     e->lasti = lasti;
@@ -552,29 +524,15 @@ static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     return 0;
 }
 
+/* Adds a sample of kind (kind_alloc or kind_live) to the profile, which
+ * keeps it in its pending list: the Trace's samples, and what
+ * hyp_py_alloc_merge() carries into the CPU sampler's profile. */
 static int hyp_py_add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint64_t time_ns,
                              uint64_t weight) {
-    hyp_sample_t s;
-    hyp_py_asample_t *a;
-    int rc;
+    hyp_sample_t s = {thread, node, kind, time_ns, weight, HYP_NO_LABELS};
+    int rc = hyp_profile_add_sample(hyp_py_alloc.prof, &s);
 
-    s.thread = thread;
-    s.node = node;
-    s.kind = kind == 0 ? hyp_py_alloc.kind_alloc : hyp_py_alloc.kind_live;
-    s.time_ns = time_ns;
-    s.weight = weight;
-    s.labels = HYP_NO_LABELS;
-    if ((rc = hyp_profile_add_sample(hyp_py_alloc.prof, &s)) < 0 ||
-        (rc = hyp__grow((void **)&hyp_py_alloc.samples, &hyp_py_alloc.csamples,
-                        hyp_py_alloc.nsamples + 1, sizeof(*hyp_py_alloc.samples))) < 0)
-        return hyp_py_fail(rc);
-    a = &hyp_py_alloc.samples[hyp_py_alloc.nsamples++];
-    a->thread = thread;
-    a->node = node;
-    a->kind = kind;
-    a->time_ns = time_ns;
-    a->weight = weight;
-    return 0;
+    return rc < 0 ? hyp_py_fail(rc) : 0;
 }
 
 /* The node of one pending record's stack, root first. */
@@ -636,7 +594,8 @@ static int hyp_py_resolve(void) {
 
         if (hyp_py_thread(rec->ident, rec->native, &thread) < 0 ||
             hyp_py_stack_node(rec, &node) < 0 ||
-            hyp_py_add_sample(thread, node, 0, rec->time_ns, rec->weight) < 0) {
+            hyp_py_add_sample(thread, node, hyp_py_alloc.kind_alloc, rec->time_ns, rec->weight) <
+                0) {
             rc = -1;
             break;
         }
@@ -701,7 +660,7 @@ static void hyp_py_release_run(void) {
     Py_CLEAR(hyp_py_alloc.active);
     for (i = 0; i < hyp_py_alloc.nthreads; i++)
         Py_CLEAR(hyp_py_alloc.threads[i].thread);
-    hyp_py_alloc.nthreads = hyp_py_alloc.nsamples = 0;
+    hyp_py_alloc.nthreads = 0;
     hyp_py_alloc.trunc_func = HYP_NO_ID;
     hyp_py_alloc.nsampled = hyp_py_alloc.dropped_nomem = hyp_py_alloc.dropped_heap = 0;
     hyp_py_alloc.est_bytes = 0;
@@ -738,15 +697,15 @@ static int hyp_py_new_profile(void) {
 
 /* Adds one live sample per sampled block still allocated, timed now. */
 static int hyp_py_add_live(void) {
-    uint64_t now = hyp_py_now_ns() - hyp_py_alloc.start_ns;
+    uint64_t now = hyp_clock_monotonic_ns() - hyp_py_alloc.start_ns;
     const hyp__live_t *e;
     size_t pos = 0;
 
     while ((e = hyp__heap_next(&hyp_py_alloc.heap, &pos)) != NULL) {
         if (!(e->tag & HYP_PY_TAG_RESOLVED))
             continue; /* cannot happen after a resolve; never guess a stack */
-        if (hyp_py_add_sample((hyp_id_t)((e->tag >> 32) & 0x7fffffff), (hyp_id_t)e->tag, 1, now,
-                              e->weight) < 0)
+        if (hyp_py_add_sample((hyp_id_t)((e->tag >> 32) & 0x7fffffff), (hyp_id_t)e->tag,
+                              hyp_py_alloc.kind_live, now, e->weight) < 0)
             return -1;
     }
     hyp_py_alloc.live_added = 1;
@@ -854,7 +813,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         hyp_py_guard_exit(t);
         return NULL;
     }
-    hyp_py_alloc.start_ns = hyp_py_now_ns();
+    hyp_py_alloc.start_ns = hyp_clock_monotonic_ns();
     hyp_py_alloc.pid = getpid();
     atomic_fetch_add(&hyp_py_alloc.gen, 1);
     hyp_py_alloc.running = 1;
@@ -1119,13 +1078,6 @@ static int hyp_py_kind_in(hyp_profile_t *p, const char *name, const char *count,
     return hyp_profile_sample_kind(p, &k, kind);
 }
 
-static int hyp_py_copy_string(hyp_profile_t *dst, hyp_id_t id, hyp_id_t *out) {
-    size_t len;
-    const char *s = hyp_profile_string_at(hyp_py_alloc.prof, id, &len);
-
-    return hyp_profile_string(dst, s, len, out);
-}
-
 int hyp_py_alloc_declare(hyp_profile_t *p) {
     uint32_t k;
     int rc;
@@ -1137,81 +1089,21 @@ int hyp_py_alloc_declare(hyp_profile_t *p) {
 
 int hyp_py_alloc_merge(hyp_profile_t *dst) {
     const hyp_profile_t *src = hyp_py_alloc.prof;
-    hyp_id_t *nodes = NULL, *funcs = NULL, *threads = NULL;
-    uint32_t kinds[2];
-    size_t i, j, nn, nf, nt;
+    size_t before, after, n;
     int rc;
 
     if (src == NULL || hyp_py_alloc.running)
         return HYP_ESTATE;
-    if ((rc = hyp_py_kind_in(dst, "alloc", "alloc_samples", "alloc_bytes", &kinds[0])) < 0 ||
-        (rc = hyp_py_kind_in(dst, "live", "live_samples", "live_bytes", &kinds[1])) < 0)
+    if ((rc = hyp_py_alloc_declare(dst)) < 0)
         return rc;
-    nn = hyp_profile_node_count(src);
-    nf = hyp_profile_func_count(src);
-    nt = hyp_profile_thread_count(src);
-    nodes = hyp__calloc(nn, sizeof(*nodes));
-    funcs = hyp__calloc(nf, sizeof(*funcs));
-    threads = hyp__calloc(nt, sizeof(*threads));
-    rc = HYP_ENOMEM;
-    if (nodes == NULL || funcs == NULL || threads == NULL)
-        goto done;
-    for (i = 0; i < nf; i++) {
-        hyp_func_t f = *hyp_profile_func_at(src, (hyp_id_t)i);
-
-        if ((rc = hyp_py_copy_string(dst, f.name, &f.name)) < 0 ||
-            (rc = hyp_py_copy_string(dst, f.file, &f.file)) < 0 ||
-            (rc = hyp_profile_func(dst, &f, &funcs[i])) < 0)
-            goto done;
+    hyp_profile_samples(dst, &before);
+    rc = hyp_profile_merge_ex(dst, src, HYP_MERGE_SAMPLES);
+    if (rc == HYP_ENOMEM) {
+        /* The samples carried are the first ones; the rest are lost. */
+        hyp_profile_samples(dst, &after);
+        hyp_profile_samples(src, &n);
+        hyp_profile_add_dropped(dst, "alloc: out of memory", n - (after - before));
     }
-    /* A node is always created after its parent, so one pass in id order
-     * maps every parent before its children. */
-    nodes[0] = HYP_ROOT_NODE;
-    for (i = 1; i < nn; i++) {
-        const hyp_node_t *n = hyp_profile_node_at(src, (hyp_id_t)i);
-
-        if ((rc = hyp_profile_node(dst, nodes[n->parent], funcs[n->func], n->line, &nodes[i])) <
-            0)
-            goto done;
-    }
-    /* The same thread in both profiles: same kernel id and Python ident. */
-    for (i = 0; i < nt; i++) {
-        hyp_thread_t t = *hyp_profile_thread_at(src, (hyp_id_t)i);
-
-        threads[i] = HYP_NO_ID;
-        for (j = 0; j < hyp_profile_thread_count(dst); j++) {
-            const hyp_thread_t *d = hyp_profile_thread_at(dst, (hyp_id_t)j);
-
-            if (d->os_tid == t.os_tid && d->ident == t.ident) {
-                threads[i] = (hyp_id_t)j;
-                break;
-            }
-        }
-        if (threads[i] == HYP_NO_ID &&
-            ((rc = hyp_py_copy_string(dst, t.name, &t.name)) < 0 ||
-             (rc = hyp_profile_thread(dst, &t, &threads[i])) < 0))
-            goto done;
-    }
-    for (i = 0; i < hyp_py_alloc.nsamples; i++) {
-        const hyp_py_asample_t *a = &hyp_py_alloc.samples[i];
-        hyp_sample_t s;
-
-        s.thread = threads[a->thread];
-        s.node = nodes[a->node];
-        s.kind = kinds[a->kind];
-        s.time_ns = a->time_ns;
-        s.weight = a->weight;
-        s.labels = HYP_NO_LABELS;
-        if ((rc = hyp_profile_add_sample(dst, &s)) < 0) {
-            hyp_profile_add_dropped(dst, "alloc: out of memory", hyp_py_alloc.nsamples - i);
-            goto done;
-        }
-    }
-    rc = 0;
-done:
-    hyp__free(nodes);
-    hyp__free(funcs);
-    hyp__free(threads);
     return rc;
 }
 

@@ -9,8 +9,11 @@
  * HYP_PY_ALLOC_METRICS: sample kind "alloc" (alloc_samples, alloc_bytes) for
  * every sampled allocation, and sample kind "live" (live_samples, live_bytes)
  * for the sampled blocks still allocated when the collector stops or a
- * snapshot is taken. hyp_py_alloc_merge() copies those samples into another
- * profile (the CPU sampler's), so one trace holds both. */
+ * snapshot is taken. The profile's pending samples are the run's samples:
+ * alloc_trace() hands them to a Trace with a copy of the profile
+ * (hyp_py_trace_from_profile()), and hyp_py_alloc_merge() adds the profile,
+ * samples included, into another (the CPU sampler's) with
+ * hyp_profile_merge_ex(), so one trace holds both. */
 #ifndef HYPROF_PYEXT_ALLOC_H
 #define HYPROF_PYEXT_ALLOC_H
 
@@ -26,11 +29,13 @@ extern const hyp_metric_t hyp_py_alloc_metrics[HYP_PY_ALLOC_NMETRICS];
  * trace header lists the kinds. Returns 0, HYP_EINVAL or HYP_ENOMEM. */
 int hyp_py_alloc_declare(hyp_profile_t *p);
 
-/* Copies every alloc and live sample of the collector's last run into dst,
- * whose metric columns must include the four columns above (looked up by
- * name); declares the "alloc" and "live" sample kinds in dst. Needs the GIL.
- * Returns 0, HYP_ESTATE (no data), HYP_EINVAL (dst lacks the columns) or
- * HYP_ENOMEM. */
+/* Adds the collector's last run into dst, whose metric columns must include
+ * the four columns above (looked up by name): declares the "alloc" and
+ * "live" sample kinds in dst, then merges the run's profile into it with its
+ * samples (HYP_MERGE_SAMPLES), its dropped counts included. The samples that
+ * memory ran out for are counted in dst as dropped, "alloc: out of memory".
+ * Needs the GIL. Returns 0, HYP_ESTATE (no data), HYP_EINVAL (dst lacks the
+ * columns, or declares the kinds on other ones) or HYP_ENOMEM. */
 int hyp_py_alloc_merge(hyp_profile_t *dst);
 
 /* Registers the collector's functions on the module. */

@@ -3,7 +3,7 @@
 #define _GNU_SOURCE /* process_vm_readv */
 #endif
 #include "codemap.h"
-#include "pyhyprof.h" /* hyp_py_intern_str */
+#include "pyhyprof.h" /* hyp_py_code_func */
 
 #include "hyprof/internal/util.h"
 #include "walk.h"
@@ -263,18 +263,10 @@ int hyp__codemap_resolve(uint64_t code_word, uint64_t info, hyp_id_t *func, uint
         e->nunits = units > 0 ? (uint32_t)units : 0;
         e->func = HYP_NO_ID;
     }
-    if (e->func == HYP_NO_ID) {
-        /* New, or the profile was changed (hyp__codemap_rebind()). */
-        hyp_func_t f;
-
-        f.kind = HYP_FUNC_PYTHON;
-        f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
-        if ((ret = hyp_py_intern_str(M.profile, code->co_qualname, "<unknown>", &f.name)) < 0 ||
-            (ret = hyp_py_intern_str(M.profile, code->co_filename, "", &f.file)) < 0 ||
-            (ret = hyp_profile_func(M.profile, &f, &e->func)) < 0) {
-            e->func = HYP_NO_ID;
-            return ret;
-        }
+    /* New, or the profile was changed (hyp__codemap_rebind()). */
+    if (e->func == HYP_NO_ID && (ret = hyp_py_code_func(M.profile, code, &e->func)) < 0) {
+        e->func = HYP_NO_ID;
+        return ret;
     }
     *func = e->func;
     if (lasti >= e->nunits) {

@@ -31,19 +31,12 @@ static int export_func(hyp_profile_t *prof, det_func_t *f) {
     if (f->export_id != HYP_NO_ID)
         return 0;
     memset(&hf, 0, sizeof hf);
-    if (f->kind == DET_FUNC_PYTHON) {
-        PyCodeObject *co = (PyCodeObject *)f->code;
-        if ((rc = hyp_py_intern_str(prof, co->co_qualname, NULL, &hf.name)) != 0 ||
-            (rc = hyp_py_intern_str(prof, co->co_filename, NULL, &hf.file)) != 0)
-            return rc;
-        hf.lineno = co->co_firstlineno > 0 ? (uint32_t)co->co_firstlineno : 0;
-        hf.kind = HYP_FUNC_PYTHON;
-    } else {
-        if ((rc = hyp_py_intern_str(prof, f->name, NULL, &hf.name)) != 0 ||
-            (rc = hyp_profile_string(prof, "", 0, &hf.file)) != 0)
-            return rc;
-        hf.kind = f->kind == DET_FUNC_BUILTIN ? HYP_FUNC_BUILTIN : HYP_FUNC_SPECIAL;
-    }
+    if (f->kind == DET_FUNC_PYTHON)
+        return hyp_py_code_func(prof, (PyCodeObject *)f->code, &f->export_id);
+    if ((rc = hyp_py_intern_str(prof, f->name, &hf.name)) != 0 ||
+        (rc = hyp_profile_string(prof, "", 0, &hf.file)) != 0)
+        return rc;
+    hf.kind = f->kind == DET_FUNC_BUILTIN ? HYP_FUNC_BUILTIN : HYP_FUNC_SPECIAL;
     return hyp_profile_func(prof, &hf, &f->export_id);
 }
 

@@ -58,10 +58,10 @@ PyObject *hyp_py_profile_capsule(hyp_profile_t *p);
 hyp_profile_t *hyp_py_capsule_profile(PyObject *cap);
 /* det.c: hyprof._hyprof.DetProfiler (the deterministic mode). */
 int hyp_py_det_init(PyObject *module);
-/* Returns a new hyprof.Trace holding a copy of the profile (its pending
- * samples included, the profile itself unchanged), or NULL with an exception
- * set. Needs the GIL. */
-PyObject *hyp_py_trace_from_profile(hyp_profile_t *p);
+/* Returns a new hyprof.Trace holding a copy of the profile made in memory
+ * (hyp_profile_copy(); its pending samples are the Trace's samples, the
+ * profile itself unchanged), or NULL with an exception set. Needs the GIL. */
+PyObject *hyp_py_trace_from_profile(const hyp_profile_t *p);
 /* The same for a profile that nothing else holds: the Trace takes it over
  * (freed on failure too), with no copy. */
 PyObject *hyp_py_trace_take_profile(hyp_profile_t *p);
@@ -70,12 +70,22 @@ PyObject *hyp_py_trace_take_profile(hyp_profile_t *p);
  * seconds) and "argv" (a list of str: the program's when it started, or
  * NULL for sys.argv now). Returns 0 or an HYP_E* code. Needs the GIL. */
 int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv);
+/* What a name or file name that is not a str (or NULL) is written as, by
+ * every producer. */
+#define HYP_PY_NO_NAME "<unknown>"
 /* Interns a str in p's string table exactly: as UTF-8, with the surrogates
  * of an undecodable file name written back as the bytes they stand for
- * (surrogateescape), which readers decode the same way. fallback (may be
- * NULL for "") stands for s when it is not a str. Returns 0 or an HYP_E*
- * code; no Python exception is left set. */
-int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, const char *fallback, hyp_id_t *id);
+ * (surrogateescape), which readers decode the same way; anything else as
+ * HYP_PY_NO_NAME. Returns 0 or an HYP_E* code; no Python exception is left
+ * set. */
+int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, hyp_id_t *id);
+/* Interns the function of a Python code object in p: its qualified name,
+ * file name and first line, kind HYP_FUNC_PYTHON. Every producer names a
+ * code object through it (the sampler's resolver in codemap.c, the
+ * allocation collector, the deterministic export), so that one code object
+ * is one function to all of them. Returns 0 or an HYP_E* code; no Python
+ * exception is left set. Needs the GIL. */
+int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id);
 /* Sets header entries from a dict of str keys to None, bool, int, float,
  * str or a list of str (strings kept exactly, as hyp_py_intern_str does;
  * the format's own keys are ignored). Returns 0, or -1 with an exception. */

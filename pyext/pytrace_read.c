@@ -1,6 +1,7 @@
 /* pyext/pytrace_read.c: traces into Python. _hyprof.read_trace() reads a
  * file with the core's reader; hyp_py_trace_take_profile() and
- * hyp_py_trace_from_profile() make a Trace of a profile the module built;
+ * hyp_py_trace_from_profile() (through hyp_profile_copy(), in memory) make
+ * a Trace of a profile the module built;
  * flat() and node_values() compute a loaded trace's aggregations in C.
  *
  * A Trace is made from a dict of plain Python objects (header, tables, the
@@ -380,12 +381,11 @@ out:
     return result;
 }
 
-/* Used by the rest of the module: a Trace made from a profile it built,
- * without touching the disk. */
-PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
-    PyObject *data, *mod, *result = NULL;
+/* hyprof.trace.Trace of the dict hyp_py_trace_data() built (a reference
+ * it takes over). */
+static PyObject *hyp_py_trace_of_data(PyObject *data) {
+    PyObject *mod, *result = NULL;
 
-    data = hyp_py_trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL);
     if (data == NULL)
         return NULL;
     mod = PyImport_ImportModule("hyprof.trace");
@@ -397,54 +397,22 @@ PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
     return result;
 }
 
-PyObject *hyp_py_trace_from_profile(hyp_profile_t *src) {
-    hyp_read_options_t opts;
-    hyp_writer_t *w = NULL;
-    hyp_reader_t *r = NULL;
-    PyObject *data = NULL, *mod, *result = NULL;
-    const void *buf;
-    size_t len;
-    int rc;
+/* Used by the rest of the module: a Trace made from a profile it built,
+ * without touching the disk. */
+PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
+    return hyp_py_trace_of_data(hyp_py_trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL));
+}
 
-    rc = hyp_trace_save_mem(src, &w);
-    if (rc < 0) {
-        PyErr_Format(rc == HYP_ENOMEM ? PyExc_MemoryError : PyExc_RuntimeError,
-                     "cannot snapshot the profile: %s", hyp_strerror(rc));
-        return NULL;
-    }
-    buf = hyp_writer_data(w, &len);
-    memset(&opts, 0, sizeof(opts));
-    opts.size = sizeof(opts);
-    opts.keep_samples = 1;
-    opts.max_record_bytes = len + 16;
-    rc = hyp_reader_open_mem(&r, buf, len, &opts);
-    if (rc == 0)
-        while ((rc = hyp_reader_next(r)) > 0)
-            ;
-    if (rc < 0) {
-        PyErr_Format(PyExc_RuntimeError, "cannot snapshot the profile: %s",
-                     r != NULL ? hyp_reader_status(r)->message : hyp_strerror(rc));
-        goto out;
-    }
-    {
-        size_t ns;
-        const hyp_sample_t *samples = hyp_reader_samples(r, &ns);
+PyObject *hyp_py_trace_from_profile(const hyp_profile_t *src) {
+    size_t ns;
+    const hyp_sample_t *samples = hyp_profile_samples(src, &ns);
+    hyp_profile_t *p = hyp_profile_copy(src);
 
-        data = hyp_py_trace_data(hyp_reader_take_profile(r), HYP_FORMAT_MINOR, samples, ns, 1,
-                                 hyp_reader_status(r));
-    }
-    if (data == NULL)
-        goto out;
-    mod = PyImport_ImportModule("hyprof.trace");
-    if (mod != NULL) {
-        result = PyObject_CallMethod(mod, "_from_data", "(Os)", data, "<profile>");
-        Py_DECREF(mod);
-    }
-out:
-    Py_XDECREF(data);
-    hyp_reader_close(r);
-    hyp_writer_close(w);
-    return result;
+    /* The copy has src's ids, so src's pending samples are the Trace's, and
+     * their values are in the copy's rows as in a trace read from a file. */
+    if (p == NULL)
+        return PyErr_NoMemory();
+    return hyp_py_trace_of_data(hyp_py_trace_data(p, HYP_FORMAT_MINOR, samples, ns, 1, NULL));
 }
 
 /* ---------------------------------------------------------------- aggregations */

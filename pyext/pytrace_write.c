@@ -1,9 +1,10 @@
 /* pyext/pytrace_write.c: Python into traces. What every producer of the
- * module writes (hyp_py_intern_str(), hyp_py_set_run_meta(),
- * hyp_py_set_meta_dict()); _hyprof.write_trace(), which builds a profile from
- * the Python tables of a merge or a diff; merge_profiles(), which adds up
- * profiles of one shape in C (a sampler's windows); save_profile(), which
- * writes a loaded Trace's own C profile; copy_trace(). */
+ * module writes (hyp_py_intern_str(), hyp_py_code_func(),
+ * hyp_py_set_run_meta(), hyp_py_set_meta_dict()); _hyprof.write_trace(),
+ * which builds a profile from the Python tables of a merge or a diff;
+ * merge_profiles(), which adds up profiles of one shape in C (a sampler's
+ * windows); save_profile(), which writes a loaded Trace's own C profile;
+ * copy_trace(). */
 #include "pyhyprof.h"
 
 #include "hyprof/internal/util.h"
@@ -12,16 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
-int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, const char *fallback, hyp_id_t *id) {
+int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, hyp_id_t *id) {
     const char *u;
     Py_ssize_t len;
     PyObject *b;
     int rc;
 
-    if (s == NULL || !PyUnicode_Check(s)) {
-        fallback = fallback != NULL ? fallback : "";
-        return hyp_profile_string(p, fallback, strlen(fallback), id);
-    }
+    if (s == NULL || !PyUnicode_Check(s))
+        return hyp_profile_string(p, HYP_PY_NO_NAME, sizeof(HYP_PY_NO_NAME) - 1, id);
     u = PyUnicode_AsUTF8AndSize(s, &len);
     if (u != NULL)
         return hyp_profile_string(p, u, (size_t)len, id);
@@ -39,6 +38,18 @@ int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, const char *fallback, hyp_i
     rc = hyp_profile_string(p, PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b), id);
     Py_DECREF(b);
     return rc;
+}
+
+int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id) {
+    hyp_func_t f;
+    int rc;
+
+    f.kind = HYP_FUNC_PYTHON;
+    f.lineno = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
+    if ((rc = hyp_py_intern_str(p, code->co_qualname, &f.name)) < 0 ||
+        (rc = hyp_py_intern_str(p, code->co_filename, &f.file)) < 0)
+        return rc;
+    return hyp_profile_func(p, &f, id);
 }
 
 int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv) {
@@ -109,7 +120,7 @@ static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id
                      Py_TYPE(s)->tp_name);
         return -1;
     }
-    rc = hyp_py_intern_str(p, s, NULL, id);
+    rc = hyp_py_intern_str(p, s, id);
     return rc < 0 ? hyp_py_fail_rc(rc, what) : 0;
 }
 

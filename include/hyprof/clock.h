@@ -22,6 +22,9 @@
 
 #include "common.h"
 
+#include <sys/types.h>
+#include <time.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,6 +59,13 @@ HYP_EXTERN double hyp_clock_ns_per_tick(void);
 HYP_EXTERN uint64_t hyp_clock_monotonic_ns(void);
 /* clock_gettime(CLOCK_THREAD_CPUTIME_ID) of the calling thread, in nanoseconds. */
 HYP_EXTERN uint64_t hyp_clock_thread_cpu_ns(void);
+/* The clock id of the CPU time of thread tid (a kernel thread id of this
+ * process, 0 for the calling thread), as glibc's pthread_getcpuclockid()
+ * builds it: what a per-thread CPU timer is created on. */
+HYP_EXTERN clockid_t hyp_clock_thread_cpu_id(pid_t tid);
+/* The CPU time of thread tid (0: the calling thread) in nanoseconds, or 0 if
+ * the thread is gone. Async-signal-safe. */
+HYP_EXTERN uint64_t hyp_clock_tid_cpu_ns(pid_t tid);
 
 /* A thread's CPU clock. Fields are internal; the struct is public so that
  * hyp_cpu_clock_read() can be inlined on the profile hook's path. */

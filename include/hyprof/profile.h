@@ -157,20 +157,41 @@ HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
 HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
 /* Adds src into dst (core/merge.c): its strings, functions, call paths and
  * threads are interned in dst (a thread of the same kernel id and Python
- * ident is the same thread), its rows added value by value, its dropped
- * counts, folded calls and sample total added; its pending samples are not
- * carried over (their values are in the rows). The profiles must have the
- * same mode, metric columns and sample kinds (hyp_profile_new_like() makes
- * one): HYP_EINVAL otherwise. Returns 0, HYP_EINVAL or HYP_ENOMEM (dst then
- * holds part of src). */
+ * ident is the same thread), its label sets by their strings, its rows
+ * added value by value, its dropped counts, folded calls and sample total
+ * added. The profiles must have the same mode; dst may have more metric
+ * columns and sample kinds than src (hyp_profile_new_like() makes one with
+ * the same): each of src's is found in dst by name and must agree there (a
+ * column's kind and unit; a sample kind's unit and its two columns).
+ * HYP_EINVAL otherwise, dst unchanged.
+ *
+ * src's pending samples are not carried over as samples (their values are in
+ * the rows), unless flags holds HYP_MERGE_SAMPLES: then each is added to dst
+ * in order as hyp_profile_add_sample() adds one (its thread, node, kind and
+ * label set mapped), so that dst's writer writes it as a sample. Should
+ * memory run out on the way, the samples carried are the first ones, and are
+ * in dst's pending list (hyp_profile_samples()); the others are not in dst
+ * at all. flags is 0 or HYP_MERGE_SAMPLES (HYP_EINVAL otherwise);
+ * hyp_profile_merge() is flags 0. Returns 0, HYP_EINVAL or HYP_ENOMEM (dst
+ * then holds part of src). src is not changed. */
+#define HYP_MERGE_SAMPLES 0x1u
+HYP_EXTERN int hyp_profile_merge_ex(hyp_profile_t *dst, const hyp_profile_t *src, unsigned flags);
 HYP_EXTERN int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src);
-/* The same, adding only the rows of src whose label set has keep[set] != 0
- * (keep holds hyp_profile_labels_count(src) flags; NULL keeps them all): a
- * profile of what the program did under some labels. The tables are all
- * carried, so paths that hold no kept row are there with no values; the
- * run's totals (dropped counts, folded calls, sample total) are not. */
+/* The same (flags 0), adding only the rows of src whose label set has
+ * keep[set] != 0 (keep holds hyp_profile_labels_count(src) flags; NULL keeps
+ * them all): a profile of what the program did under some labels. The tables
+ * are all carried, so paths that hold no kept row are there with no values;
+ * the run's totals (dropped counts, folded calls, sample total) are not. */
 HYP_EXTERN int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *src,
                                        const unsigned char *keep);
+/* A copy of src in memory (core/merge.c): its shape, as hyp_profile_new_like()
+ * gives it, then every table with the same ids, its rows, dropped counts,
+ * folded calls and sample total. The pending samples' values are in the
+ * copy's rows but the list itself is not copied, as in a profile read back
+ * from a file: src's list (hyp_profile_samples()) names the copy's ids too.
+ * For a consumer that takes a profile over while its producer keeps the
+ * original (the allocation collector's Trace). NULL when out of memory. */
+HYP_EXTERN hyp_profile_t *hyp_profile_copy(const hyp_profile_t *src);
 
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 
@@ -314,6 +335,9 @@ HYP_EXTERN const hyp_sample_kind_t *hyp_profile_sample_kind_at(const hyp_profile
  * (thread, node), and keeps the sample in the pending list that the next
  * hyp_writer_flush() writes and empties. Returns 0, HYP_ERANGE or HYP_ENOMEM. */
 HYP_EXTERN int hyp_profile_add_sample(hyp_profile_t *p, const hyp_sample_t *s);
+/* The pending samples, in the order they were added; sets *n. Valid until
+ * the next sample is added or the list is flushed. */
+HYP_EXTERN const hyp_sample_t *hyp_profile_samples(const hyp_profile_t *p, size_t *n);
 /* Total samples added since creation (pending or already flushed). */
 HYP_EXTERN uint64_t hyp_profile_sample_total(const hyp_profile_t *p);
 

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,38 @@ static void test_cpu_clock_destroy_in_forked_child(void) {
     hyp_cpu_clock_destroy(&parent);
 }
 
+static volatile int spinner_go = 1;
+static volatile pid_t spinner_tid;
+
+static void *spinner(void *arg) {
+    (void)arg;
+    spinner_tid = (pid_t)syscall(SYS_gettid);
+    spin_cpu_ns(30 * 1000000ull);
+    while (spinner_go)
+        sched_yield();
+    return NULL;
+}
+
+static void test_tid_cpu_clock(void) {
+    uint64_t a = hyp_clock_thread_cpu_ns(), b = hyp_clock_tid_cpu_ns(0);
+    uint64_t c = hyp_clock_tid_cpu_ns((pid_t)syscall(SYS_gettid)), d = hyp_clock_thread_cpu_ns();
+    pthread_t t;
+
+    /* the calling thread's, by 0 or by its id */
+    CU_ASSERT(a <= b && b <= c && c <= d);
+    CU_ASSERT_EQUAL(hyp_clock_thread_cpu_id(0), CLOCK_THREAD_CPUTIME_ID);
+    /* another thread's, read from here */
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, spinner, NULL), 0);
+    while (spinner_tid == 0)
+        sched_yield();
+    sleep_ns(80 * 1000000L);
+    CU_ASSERT(hyp_clock_tid_cpu_ns(spinner_tid) >= 30 * 1000000ull);
+    spinner_go = 0;
+    pthread_join(t, NULL);
+    /* above PID_MAX_LIMIT (2^22): no such thread */
+    CU_ASSERT_EQUAL(hyp_clock_tid_cpu_ns((pid_t)(1 << 22) + 1), 0);
+}
+
 static const hyp_test_case_t cases[] = {
     {"wall ticks match CLOCK_MONOTONIC within 0.1%", test_wall_matches_monotonic},
     {"init is idempotent", test_init_is_idempotent},
@@ -206,6 +239,7 @@ static const hyp_test_case_t cases[] = {
     {"CPU clock excludes sleeps", test_cpu_clock_excludes_sleep},
     {"CPU clock init rejects NULL", test_cpu_clock_rejects_null},
     {"destroy in a forked child leaves its page", test_cpu_clock_destroy_in_forked_child},
+    {"CPU time of a thread by its id", test_tid_cpu_clock},
     {NULL, NULL},
 };
 

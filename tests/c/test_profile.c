@@ -248,6 +248,200 @@ static void test_samples(void) {
     hyp_profile_free(p);
 }
 
+/* ---------------------------------------------------------------- merge, copy */
+
+/* The collector's shape, and a wider one holding its columns elsewhere (the
+ * CPU sampler's with memory sampling on). */
+static const hyp_metric_t alloc_metrics[] = {
+    {"alloc_samples", "count", HYP_METRIC_OWN},
+    {"alloc_bytes", "bytes", HYP_METRIC_OWN},
+};
+static const hyp_metric_t wide_metrics[] = {
+    {"samples", "count", HYP_METRIC_OWN},
+    {"cpu-clock", "ns", HYP_METRIC_OWN},
+    {"alloc_samples", "count", HYP_METRIC_OWN},
+    {"alloc_bytes", "bytes", HYP_METRIC_OWN},
+};
+
+/* An allocation profile: thread 7 allocating under f -> g (3 samples of 100,
+ * 200 and 300 bytes) and under f (one of 50), plus a row of no sample. */
+static hyp_profile_t *alloc_profile(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, alloc_metrics, 2);
+    hyp_sample_kind_t k = {"alloc", "bytes", 0, 1};
+    hyp_thread_t th = {7, 70, 0};
+    hyp_sample_t s = {0, 0, 0, 0, 0, HYP_NO_LABELS};
+    uint64_t extra[2] = {0, 5};
+    hyp_func_t fn = {0, 0, 1, HYP_FUNC_PYTHON};
+    hyp_id_t f, g, nf, ng;
+    int i;
+
+    if (p == NULL || hyp_profile_sample_kind(p, &k, NULL) < 0 ||
+        hyp_profile_string(p, "t7", 2, &th.name) < 0 || hyp_profile_thread(p, &th, &s.thread) < 0)
+        goto fail;
+    if (hyp_profile_string(p, "f", 1, &fn.name) < 0 ||
+        hyp_profile_string(p, "m.py", 4, &fn.file) < 0 || hyp_profile_func(p, &fn, &f) < 0 ||
+        hyp_profile_string(p, "g", 1, &fn.name) < 0 || hyp_profile_func(p, &fn, &g) < 0 ||
+        hyp_profile_node(p, 0, f, 1, &nf) < 0 || hyp_profile_node(p, nf, g, 2, &ng) < 0)
+        goto fail;
+    for (i = 1; i <= 4; i++) {
+        s.node = i < 4 ? ng : nf;
+        s.time_ns = 10u * (unsigned)i;
+        s.weight = i < 4 ? 100u * (unsigned)i : 50u;
+        if (hyp_profile_add_sample(p, &s) < 0)
+            goto fail;
+    }
+    if (hyp_profile_add(p, s.thread, nf, extra) < 0)
+        goto fail;
+    hyp_profile_add_dropped(p, "alloc: out of memory", 2);
+    return p;
+fail:
+    hyp_profile_free(p);
+    return NULL;
+}
+
+/* A profile of the wide shape with the "alloc" kind declared second. */
+static hyp_profile_t *wide_profile(void) {
+    hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, wide_metrics, 4);
+    hyp_sample_kind_t cpu = {"cpu-clock", "ns", 0, 1}, alloc = {"alloc", "bytes", 2, 3};
+
+    if (p != NULL && (hyp_profile_sample_kind(p, &cpu, NULL) < 0 ||
+                      hyp_profile_sample_kind(p, &alloc, NULL) < 0)) {
+        hyp_profile_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void test_merge_maps_columns_and_carries_samples(void) {
+    hyp_profile_t *src = alloc_profile(), *dst = wide_profile(), *bad;
+    hyp_metric_t other[] = {
+        {"alloc_samples", "count", HYP_METRIC_OWN},
+        {"alloc_bytes", "ns", HYP_METRIC_OWN}, /* another unit */
+    };
+    hyp_sample_kind_t k = {"alloc", "bytes", 0, 1};
+    hyp_thread_t th = {7, 70, 0};
+    const hyp_sample_t *s;
+    const uint64_t *row;
+    size_t n;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+    /* the same thread is already in dst, after another one */
+    CU_ASSERT_EQUAL(hyp_profile_string(dst, "t7", 2, &th.name), 0);
+    th.ident = 1;
+    CU_ASSERT_EQUAL(hyp_profile_thread(dst, &th, NULL), 0);
+    th.ident = 70;
+    CU_ASSERT_EQUAL(hyp_profile_thread(dst, &th, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_merge_ex(dst, src, 0x2), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_merge_ex(dst, src, HYP_MERGE_SAMPLES), 0);
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(dst), 2);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(dst), 3);
+    /* src's columns landed in dst's of the same name; the others are 0 */
+    row = hyp_profile_row(dst, 1, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 0);
+    CU_ASSERT_EQUAL(row[1], 0);
+    CU_ASSERT_EQUAL(row[2], 3);
+    CU_ASSERT_EQUAL(row[3], 600);
+    row = hyp_profile_row(dst, 1, 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[2], 1);
+    CU_ASSERT_EQUAL(row[3], 55); /* a sample of 50 and 5 that no sample carries */
+    /* the samples, in order, with dst's thread and kind */
+    s = hyp_profile_samples(dst, &n);
+    CU_ASSERT_EQUAL_FATAL(n, 4);
+    CU_ASSERT_EQUAL(s[0].thread, 1);
+    CU_ASSERT_EQUAL(s[0].kind, 1);
+    CU_ASSERT_EQUAL(s[0].node, 2);
+    CU_ASSERT_EQUAL(s[2].weight, 300);
+    CU_ASSERT_EQUAL(s[3].node, 1);
+    CU_ASSERT_EQUAL(s[3].time_ns, 40);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(dst), 4);
+    CU_ASSERT_EQUAL(hyp_profile_dropped_count(dst), 1);
+    /* src is as it was */
+    hyp_profile_samples(src, &n);
+    CU_ASSERT_EQUAL(n, 4);
+    /* without the flag, the same values and no sample */
+    hyp_profile_free(dst);
+    dst = wide_profile();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+    CU_ASSERT_EQUAL(hyp_profile_merge(dst, src), 0);
+    hyp_profile_samples(dst, &n);
+    CU_ASSERT_EQUAL(n, 0);
+    row = hyp_profile_row(dst, 0, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[3], 600);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(dst), 4);
+    /* src's columns must all be in dst, agreeing: the other way round fails,
+     * as do another unit and a missing kind, and dst is left unchanged */
+    CU_ASSERT_EQUAL(hyp_profile_merge(src, dst), HYP_EINVAL);
+    bad = hyp_profile_new(HYP_MODE_SAMPLING, other, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bad);
+    CU_ASSERT_EQUAL(hyp_profile_merge(bad, src), HYP_EINVAL);
+    hyp_profile_free(bad);
+    bad = hyp_profile_new(HYP_MODE_SAMPLING, alloc_metrics, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bad);
+    CU_ASSERT_EQUAL(hyp_profile_merge(bad, src), HYP_EINVAL);
+    k.unit = "count";
+    CU_ASSERT_EQUAL(hyp_profile_sample_kind(bad, &k, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_merge(bad, src), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_profile_string_count(bad), 0);
+    hyp_profile_free(bad);
+    hyp_profile_free(src);
+    hyp_profile_free(dst);
+}
+
+static void test_copy_keeps_ids_and_leaves_samples_in_rows(void) {
+    hyp_profile_t *src = alloc_profile(), *q;
+    hyp_thread_t th = {7, 70, 0};
+    const hyp_sample_t *s;
+    const uint64_t *row;
+    hyp_id_t f, n1, n2;
+    size_t n, i;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(src);
+    /* a second thread of the same ids stays a second thread */
+    CU_ASSERT_EQUAL(hyp_profile_thread(src, &th, NULL), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(src, "event", "alloc"), 0);
+    /* a tree past the node limit: the copy does not fold it again */
+    f = func_named(src, "h");
+    CU_ASSERT_EQUAL(hyp_profile_node(src, 0, f, 9, &n1), 0);
+    hyp_profile_set_node_limit(src, 4);
+    CU_ASSERT_EQUAL(hyp_profile_node(src, n1, f, 10, &n2), 0);
+    CU_ASSERT(hyp_profile_truncated(src) > 0);
+
+    q = hyp_profile_copy(src);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_EQUAL(hyp_profile_string_count(q), hyp_profile_string_count(src));
+    CU_ASSERT_EQUAL(hyp_profile_func_count(q), hyp_profile_func_count(src));
+    CU_ASSERT_EQUAL_FATAL(hyp_profile_node_count(q), hyp_profile_node_count(src));
+    for (i = 0; i < hyp_profile_node_count(q); i++) {
+        CU_ASSERT_EQUAL(hyp_profile_node_at(q, (hyp_id_t)i)->parent,
+                        hyp_profile_node_at(src, (hyp_id_t)i)->parent);
+        CU_ASSERT_EQUAL(hyp_profile_node_at(q, (hyp_id_t)i)->func,
+                        hyp_profile_node_at(src, (hyp_id_t)i)->func);
+    }
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(q), 2);
+    CU_ASSERT_EQUAL(hyp_profile_truncated(q), hyp_profile_truncated(src));
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(q), 4);
+    CU_ASSERT_STRING_EQUAL(hyp_profile_meta_get(q, "event")->v.s, "alloc");
+    row = hyp_profile_row(q, 0, 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_EQUAL(row[0], 3);
+    CU_ASSERT_EQUAL(row[1], 600);
+    /* the list stays with src, whose ids are the copy's */
+    hyp_profile_samples(q, &n);
+    CU_ASSERT_EQUAL(n, 0);
+    s = hyp_profile_samples(src, &n);
+    CU_ASSERT_EQUAL_FATAL(n, 4);
+    CU_ASSERT_PTR_NOT_NULL(hyp_profile_row(q, s[3].thread, s[3].node));
+    /* the node limit comes along */
+    CU_ASSERT_EQUAL(hyp_profile_node(q, n2, f, 11, &n1), 0);
+    CU_ASSERT_EQUAL(n1, n2); /* folded into the "[truncated]" node it is */
+    hyp_profile_free(src);
+    hyp_profile_free(q);
+}
+
 /* ---------------------------------------------------------------- failing allocator */
 
 static long fail_after = -1; /* allocations left before failing; -1: never */
@@ -334,6 +528,36 @@ static int build_under_pressure(void) {
         goto out;
 out:
     hyp_profile_free(p);
+    hyp_profile_free(q);
+    return rc;
+}
+
+/* Copies an allocation profile, and merges it with its samples into a
+ * wider one; the first error. Whatever fails, the samples carried are the
+ * first ones and dst's rows hold exactly them. */
+static int copy_and_merge_under_pressure(void) {
+    hyp_profile_t *src = alloc_profile(), *dst = NULL, *q = NULL;
+    const hyp_sample_t *s, *ss;
+    const uint64_t *row;
+    uint64_t bytes = 0;
+    size_t n, ns, i;
+    int rc = HYP_ENOMEM;
+
+    if (src == NULL || (dst = wide_profile()) == NULL || (q = hyp_profile_copy(src)) == NULL)
+        goto out;
+    rc = hyp_profile_merge_ex(dst, src, HYP_MERGE_SAMPLES);
+    s = hyp_profile_samples(dst, &n);
+    ss = hyp_profile_samples(src, &ns);
+    CU_ASSERT(n <= ns);
+    for (i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(s[i].weight, ss[i].weight);
+        bytes += s[i].node == 2 ? s[i].weight : 0;
+    }
+    row = hyp_profile_row(dst, 0, 2);
+    CU_ASSERT_EQUAL(row != NULL ? row[3] : 0, bytes);
+out:
+    hyp_profile_free(src);
+    hyp_profile_free(dst);
     hyp_profile_free(q);
     return rc;
 }
@@ -433,7 +657,7 @@ static void test_merge_adds_rows_by_path_and_thread(void) {
     CU_ASSERT_EQUAL(hyp_profile_dropped_count(a), 1);
     /* profiles of another shape are refused */
     c = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 2);
-    CU_ASSERT_EQUAL(hyp_profile_merge(a, c), HYP_EINVAL); /* no sample kind */
+    CU_ASSERT_EQUAL(hyp_profile_merge(c, a), HYP_EINVAL); /* a kind c lacks */
     CU_ASSERT_EQUAL(hyp_profile_merge(a, a), HYP_EINVAL);
     hyp_profile_free(a);
     hyp_profile_free(b);
@@ -555,7 +779,7 @@ static void test_label_sets(void) {
     hyp_profile_free(q);
 }
 
-static void test_allocation_failures_are_clean(void) {
+static void under_pressure(int (*build)(void), long min_allocs) {
     long n;
     int rc = HYP_ENOMEM;
 
@@ -563,14 +787,22 @@ static void test_allocation_failures_are_clean(void) {
     for (n = 0; n < 5000 && rc != 0; n++) {
         fail_after = n;
         live = 0;
-        rc = build_under_pressure();
+        rc = build();
         CU_ASSERT(rc == 0 || rc == HYP_ENOMEM);
         CU_ASSERT_EQUAL(live, 0); /* nothing leaks on any failure path */
     }
     fail_after = -1;
     CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT(n > 50); /* the build does allocate that often, so every path was hit */
+    CU_ASSERT(n > min_allocs); /* the build does allocate that often: every path was hit */
     hyp_replace_allocator(malloc, realloc, calloc, free);
+}
+
+static void test_allocation_failures_are_clean(void) {
+    under_pressure(build_under_pressure, 50);
+}
+
+static void test_copy_and_merge_allocation_failures_are_clean(void) {
+    under_pressure(copy_and_merge_under_pressure, 50);
 }
 
 static const hyp_test_case_t cases[] = {
@@ -584,7 +816,12 @@ static const hyp_test_case_t cases[] = {
     {"new_like keeps the shape, not the data", test_new_like_keeps_the_shape_not_the_data},
     {"merge adds rows by call path and thread", test_merge_adds_rows_by_path_and_thread},
     {"label sets: interning, rows, filters, merge", test_label_sets},
+    {"merge maps columns by name and carries samples", test_merge_maps_columns_and_carries_samples},
+    {"copy keeps ids, its samples stay in the rows",
+     test_copy_keeps_ids_and_leaves_samples_in_rows},
     {"allocation failures leave no leak", test_allocation_failures_are_clean},
+    {"copy and merge: allocation failures leave no leak",
+     test_copy_and_merge_allocation_failures_are_clean},
     {NULL, NULL},
 };
 

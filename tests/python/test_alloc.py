@@ -518,13 +518,20 @@ def test_fork_child_does_not_inherit_a_running_collector():
 
 # ---------------------------------------------------------------- trace and reports
 
-def test_trace_file_carries_bytes(tmp_path):
-    keep = []
+def kept_run(tmp_path, keep):
+    """A run of kept_buffers(keep) at 64 KiB, written to a file: the
+    profiler and the file's path."""
     p = profiler(interval=65536)
     with p:
         kept_buffers(keep)
     path = tmp_path / "mem.hyprof"
     p.write(path)
+    return p, path
+
+
+def test_trace_file_carries_bytes(tmp_path):
+    keep = []
+    p, path = kept_run(tmp_path, keep)
     t = hyprof.load(path, keep_samples=True)
     units = {m.name: (m.unit, m.kind) for m in t.metrics}
     assert units == {"alloc_samples": ("count", "own"), "alloc_bytes": ("bytes", "own"),
@@ -539,6 +546,26 @@ def test_trace_file_carries_bytes(tmp_path):
     total = sum(s.weight for s in samples if s.kind == alloc_kind)
     assert by_function(t, "alloc_bytes")["kept_buffers"] <= total
     assert by_function(t, "alloc_bytes")["kept_buffers"] == pytest.approx(16 * MiB, rel=0.05)
+    del keep
+
+
+def test_trace_in_memory_is_the_file_read_back(tmp_path):
+    # p.trace() copies the profile in memory; the file goes through the
+    # writer and the reader. Both give the same trace, samples included.
+    keep = []
+    p, path = kept_run(tmp_path, keep)
+    mem, disk = p.trace(), hyprof.load(path, keep_samples=True)
+    assert mem.samples() == disk.samples() and mem.samples()
+    assert mem.function_table == disk.function_table
+    assert sorted(mem.stacks("alloc_bytes")) == sorted(disk.stacks("alloc_bytes"))
+    assert sorted(mem.stacks("live_bytes")) == sorted(disk.stacks("live_bytes"))
+    assert mem.dropped == disk.dropped and mem.header == disk.header
+    # written again, the in-memory trace folds its samples into its rows, as a
+    # trace read from a file does
+    mem.write(tmp_path / "again.hyprof")
+    again = hyprof.load(tmp_path / "again.hyprof", keep_samples=True)
+    assert again.samples() == []
+    assert sorted(again.stacks("alloc_bytes")) == sorted(disk.stacks("alloc_bytes"))
     del keep
 
 
