@@ -25,19 +25,6 @@ static _Atomic int hyp__handler_sigs[NSIG];
 
 static __thread hyp_slot_t *hyp__tls_slot __attribute__((tls_model("initial-exec")));
 
-/* The CPU time of thread tid (0: the calling thread), in ns; 0 if it is
- * gone. clock_gettime() is async-signal-safe. A thread's CPU clock is
- * MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) (Linux include/linux/posix-timers.h),
- * as in core/timer.c. */
-static uint64_t hyp__thread_cpu_ns(pid_t tid) {
-    struct timespec ts;
-    clockid_t clock = tid ? (clockid_t)((~(unsigned)tid << 3) | 4 | 2) : CLOCK_THREAD_CPUTIME_ID;
-
-    if (clock_gettime(clock, &ts) < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The calling thread's CPU time in ns, for the weights of a clock event
  * (cpu-clock, task-clock: their count is that time), without a system call
  * while the thread has not been switched since its previous sample. The
@@ -94,7 +81,7 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
         slot->last_labels = hyp_py_labels_now();
         atomic_fetch_add(&slot->last_seq, 1);
     }
-    buf[1] = hyp__now() - S.t0;
+    buf[1] = hyp_clock_monotonic_ns() - S.t0;
     buf[2] = weight;
     buf[3] = hyp_py_labels_now();
     slot->labels_word = &hyp_py_labels_tls; /* for the wall sampler */
@@ -159,7 +146,7 @@ static inline uint64_t hyp__cpu_weight(hyp_slot_t *slot) {
     uint64_t count, weight;
 
     if (S.trigger != TRIG_PERF)
-        count = hyp__thread_cpu_ns(0);
+        count = hyp_clock_tid_cpu_ns(0);
     else if (slot->page != NULL)
         count = hyp__slot_cpu_ns(slot);
     else if (hyp_perf_read(slot->fd, &count) < 0)
@@ -237,7 +224,7 @@ static void hyp__on_signal(int signo, siginfo_t *si, void *uc) {
             goto out;
         }
         /* Proof that it ran Python until now, for the sampler's next tick. */
-        atomic_store(&slot->wall_ran, hyp__now());
+        atomic_store(&slot->wall_ran, hyp_clock_monotonic_ns());
         if ((weight = atomic_exchange(&slot->wall_pending, 0)) == 0) {
             atomic_store(&slot->busy, 0);
             goto out;
@@ -378,7 +365,7 @@ static int hyp__arm(hyp_slot_t *slot, char *msg, size_t msglen) {
             if (page != MAP_FAILED) {
                 slot->page = page;
                 slot->page_seen = ((volatile const struct perf_event_mmap_page *)page)->lock + 1;
-                slot->last_count = hyp__thread_cpu_ns(slot->tid); /* the weights start here */
+                slot->last_count = hyp_clock_tid_cpu_ns(slot->tid); /* the weights start here */
             }
         }
         hyp__fd_map(slot->fd, slot);
@@ -424,7 +411,7 @@ uint64_t hyp__sampler_slot_count_now(const hyp_slot_t *slot) {
 
     if (S.trigger == TRIG_PERF && slot->page == NULL)
         return hyp__sampler_fd_ours(slot) && hyp_perf_read(slot->fd, &c) == 0 ? c : 0;
-    return hyp__thread_cpu_ns(slot->tid);
+    return hyp_clock_tid_cpu_ns(slot->tid);
 }
 
 void hyp__sampler_disarm(hyp_slot_t *slot) {
@@ -480,15 +467,15 @@ hyp_slot_t *hyp__sampler_register(PyThreadState *ts, pid_t tid, unsigned long id
     slot->page = NULL;
     slot->has_timer = 0;
     slot->seen = 1;
-    atomic_store(&slot->wall_last, hyp__now());
+    atomic_store(&slot->wall_last, hyp_clock_monotonic_ns());
     atomic_store(&slot->wall_pending, 0);
     atomic_store(&slot->wall_ran, 0);
     slot->wall_held = 0;
     slot->wall_cache_n = 0;
     atomic_store(&slot->last_seq, 0);
-    slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp__now();
+    slot->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)tid << 17) ^ hyp_clock_monotonic_ns();
     slot->thread = HYP_NO_ID;
-    slot->last_count = hyp__thread_cpu_ns(tid); /* timers' weights start here */
+    slot->last_count = hyp_clock_tid_cpu_ns(tid); /* timers' weights start here */
     if (hyp__sampler_thread_name(ident, &slot->name) != 1)
         slot->name = HYP_NO_ID;
     ret = hyp__arm(slot, msg, msglen);

@@ -171,7 +171,7 @@ typedef struct {
     _Atomic uint64_t no_frames;
     uint64_t lost_given[LOST_COUNT]; /* the part of lost[] already in a window */
     uint64_t no_frames_given;        /* and of no_frames */
-    uint64_t window_start;           /* hyp__now() when the current window began */
+    uint64_t window_start;           /* hyp_clock_monotonic_ns() when the current window began */
     /* wall-clock sampler */
     pthread_t wall_thread;
     int wall_started;
@@ -207,12 +207,7 @@ extern hyp__sampler_state_t hyp__sampler_state HYP__SAMPLER_FN;
 
 /* ---------------------------------------------------------------- small helpers */
 
-static inline uint64_t hyp__now(void) {
-    struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static inline void hyp__lose(int why) {
     atomic_fetch_add_explicit(&hyp__sampler_state.lost[why], 1, memory_order_relaxed);

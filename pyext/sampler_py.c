@@ -575,7 +575,7 @@ static int hyp__start_threads(const hyp__config_t *c) {
     if (c->threads_active != Py_None)
         S.threads_active = Py_NewRef(c->threads_active);
     S.exclude = NULL;
-    S.t0 = hyp__now();
+    S.t0 = hyp_clock_monotonic_ns();
     S.window_start = S.t0;
     memset(S.lost_given, 0, sizeof S.lost_given);
     S.no_frames_given = 0;
@@ -830,7 +830,7 @@ static int hyp__add_losses(hyp_profile_t *p) {
  * begins the next one. Returns 0 or an HYP_E* code. */
 static int hyp__end_window(hyp_profile_t *p) {
     struct timespec wall;
-    uint64_t now = hyp__now();
+    uint64_t now = hyp_clock_monotonic_ns();
     double end, start;
     int rc;
 
@@ -922,7 +922,8 @@ static void hyp__stop_cpu(int gone) {
             while (atomic_load(&slot->busy))
                 sched_yield();
             if ((c = hyp__sampler_slot_count_now(slot)) > slot->last_count)
-                hyp__sampler_write_last(slot, &slot->ring, c - slot->last_count, hyp__now());
+                hyp__sampler_write_last(slot, &slot->ring, c - slot->last_count,
+                                        hyp_clock_monotonic_ns());
         }
     }
 }

@@ -154,14 +154,14 @@ static void *hyp__wall_main(void *arg) {
     (void)arg;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    t = hyp__now();
+    t = hyp_clock_monotonic_ns();
     while (!atomic_load(&S.wall_stop)) {
         t += S.period_ns;
         next.tv_sec = (time_t)(t / 1000000000u);
         next.tv_nsec = (long)(t % 1000000000u);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
             ;
-        now = hyp__now();
+        now = hyp_clock_monotonic_ns();
         if (now > t + S.period_ns / 2)
             t = now; /* woke up late: no burst of catch-up ticks (weights
                       * measure the time that really passed) */
@@ -215,7 +215,7 @@ void hyp__sampler_wall_join(void) {
  * holds the signal, as at every tick. */
 void hyp__sampler_wall_last_ticks(int gone) {
     PyThreadState *self_ts = PyThreadState_Get();
-    uint64_t now = hyp__now(), lost;
+    uint64_t now = hyp_clock_monotonic_ns(), lost;
     int i;
 
     /* The sampler has ended: these ticks are the last, and see the handler
