@@ -887,3 +887,77 @@ def test_pprof_view_without_a_profiler_says_how_or_starts_one():
             assert p is not None and p.retain == 5
         finally:
             hyprof.continuous.stop()
+
+
+# ---------------------------------------------------------------- request labels
+
+def _spin_view(request, n):
+    spin(n)
+    return JsonResponse({"n": n})
+
+
+def _spin_other_view(request, n):
+    spin(n)
+    return JsonResponse({"n": n})
+
+
+async def _aspin_view(request, n):
+    spin(n)
+    return JsonResponse({"n": n})
+
+
+async def _aspin_other_view(request, n):
+    spin(n)
+    return JsonResponse({"n": n})
+
+
+urlpatterns += [
+    path("spin/<int:n>/", _spin_view),
+    path("spin2/<int:n>/", _spin_other_view),
+    path("aspin/<int:n>/", _aspin_view),
+    path("aspin2/<int:n>/", _aspin_other_view),
+]
+
+LABEL_MIDDLEWARE = ["hyprof.contrib.django_labels.LabelMiddleware"] + [
+    m for m in settings.MIDDLEWARE if "ProfilerMiddleware" not in m]
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_label_middleware_labels_samples_with_view_and_method(asgi):
+    """Sync views under WSGI, async views under ASGI: each view runs on the
+    request's thread, whose samples carry its view and method."""
+    from hyprof import labels
+    p = hyprof.Profiler(mode="sampling", frequency=500)
+    one, two = ("_aspin_view", "_aspin_other_view") if asgi else \
+        ("_spin_view", "_spin_other_view")
+    prefix = "aspin" if asgi else "spin"
+    with override_settings(MIDDLEWARE=LABEL_MIDDLEWARE):
+        with p:
+            if asgi:
+                async def go():
+                    c = AsyncClient()
+                    for _ in range(20):
+                        assert (await c.get(f"/{prefix}/100000/")).status_code == 200
+                        assert (await c.post(f"/{prefix}2/100000/")).status_code == 200
+                asyncio.run(go())
+            else:
+                c = Client()
+                for _ in range(20):
+                    assert c.get(f"/{prefix}/100000/").status_code == 200
+                    assert c.post(f"/{prefix}2/100000/").status_code == 200
+    assert labels.current() == {}
+    t = p.trace()
+    views = t.labels().get("view", [])
+    assert views == sorted([f"{__name__}.{one}", f"{__name__}.{two}"])
+    assert set(t.labels()["method"]) == {"GET", "POST"}
+    total = sum(f.own_samples for f in t.functions())
+    get = t.where(view=f"{__name__}.{one}", method="GET")
+    post = t.where(view=f"{__name__}.{two}", method="POST")
+    n = {name: {f.name.rsplit(".", 1)[-1]: f.cum_samples for f in sub.functions()}
+         for name, sub in (("get", get), ("post", post))}
+    # each view's samples are its own: the spin under it, no other view
+    assert n["get"].get(one, 0) > 0 and two not in n["get"]
+    assert n["post"].get(two, 0) > 0 and one not in n["post"]
+    # and most of the run's samples are labelled with their view
+    labelled = sum(f.own_samples for f in t.where(view=views).functions())
+    assert labelled >= 0.6 * total, (labelled, total)

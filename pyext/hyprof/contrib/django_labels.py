@@ -11,10 +11,12 @@ and its pprof can be split by endpoint.
     ]
 
 It costs two label changes per request (a dict lookup and a word written
-each) and does nothing else. Async views run on an event loop shared by
-requests: a sample taken while another request's task runs carries the
-labels of whichever request changed the thread's labels last
-(hyprof.labels says why); sync views, in their own threads, are exact.
+each) and does nothing else. Labels belong to the thread that sets them: a
+view Django runs on another thread than the request's (a sync view under
+ASGI, an async view under WSGI) carries none. Async views under ASGI share
+the event loop's thread: a sample taken while another request's task runs
+carries the labels of whichever request changed the thread's labels last
+(hyprof.labels says why); sync views under WSGI are exact.
 """
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
