@@ -663,6 +663,22 @@ int hyp_writer_finish(hyp_writer_t *w, hyp_profile_t *p) {
     return hyp__drain(w);
 }
 
+/* Writes all of p through a fresh writer w, leaving p unchanged: its pending
+ * samples as samples and the rest of every row (including samples an earlier
+ * writer flushed) as metric rows. Returns 0 or the writer's error. */
+static int hyp__write_whole(hyp_writer_t *w, const hyp_profile_t *p) {
+    int rc = hyp_writer_begin(w, p);
+
+    if (rc < 0)
+        return rc;
+    hyp__write_tables(w, p);
+    hyp__write_samples(w, p, p->pending, p->npending);
+    hyp__write_rows(w, p, NULL, p->pending, p->npending);
+    hyp__write_end(w, p, p->meta_seq);
+    w->state = HYP__W_FINISHED;
+    return w->err;
+}
+
 int hyp_trace_save(const hyp_profile_t *p, const char *path) {
     hyp_writer_t *w;
     char tmp[4096];
@@ -682,17 +698,7 @@ int hyp_trace_save(const hyp_profile_t *p, const char *path) {
             unlink(tmp);
         return rc;
     }
-    rc = hyp_writer_begin(w, p);
-    if (rc == 0) {
-        /* The profile is not changed: its pending samples are written as
-         * samples and the rest of every row (including samples an earlier
-         * writer flushed) as metric rows. */
-        hyp__write_tables(w, p);
-        hyp__write_samples(w, p, p->pending, p->npending);
-        hyp__write_rows(w, p, NULL, p->pending, p->npending);
-        hyp__write_end(w, p, p->meta_seq);
-        w->state = HYP__W_FINISHED;
-    }
+    rc = hyp__write_whole(w, p);
     rc2 = hyp_writer_close(w);
     if (tmp[0] == '\0')
         return rc < 0 ? rc : rc2;
@@ -752,15 +758,7 @@ int hyp_trace_save_mem(const hyp_profile_t *p, hyp_writer_t **out) {
     rc = hyp_writer_open_mem(&w);
     if (rc < 0)
         return rc;
-    rc = hyp_writer_begin(w, p);
-    if (rc == 0) {
-        hyp__write_tables(w, p);
-        hyp__write_samples(w, p, p->pending, p->npending);
-        hyp__write_rows(w, p, NULL, p->pending, p->npending);
-        hyp__write_end(w, p, p->meta_seq);
-        w->state = HYP__W_FINISHED;
-        rc = w->err;
-    }
+    rc = hyp__write_whole(w, p);
     if (rc < 0) {
         hyp_writer_close(w);
         return rc;

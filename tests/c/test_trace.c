@@ -830,8 +830,30 @@ static void test_labels_round_trip(void) {
     hyp_profile_free(p);
 }
 
+/* A hand-made trace (mp_tables) and then a LABELS record of first id first
+ * holding the n values given; returns what reading it returns. */
+static int read_labels_record(hyp_read_status_t *st, unsigned first, size_t n,
+                              const uint32_t *values) {
+    mp_t m;
+    size_t i;
+
+    mp_init(&m);
+    mp_head(&m, 1);
+    mp_tables(&m);
+    msgpack_pack_array(&m.pk, 3);
+    msgpack_pack_uint32(&m.pk, 9);
+    msgpack_pack_uint32(&m.pk, first);
+    msgpack_pack_array(&m.pk, n);
+    for (i = 0; i < n; i++)
+        msgpack_pack_uint32(&m.pk, values[i]);
+    return read_sb(&m, st, NULL);
+}
+
 /* Labels that point where they must not: each refused with its own message. */
 static void test_labels_out_of_range(void) {
+    static const uint32_t bad_string[] = {1, 0, 9};        /* string 9 of 2 */
+    static const uint32_t key_twice[] = {2, 0, 1, 0, 0};   /* key 0 twice */
+    static const uint32_t too_long[] = {40, 0, 1};         /* 40 labels, one given */
     hyp_read_status_t st;
     mp_t m;
 
@@ -848,54 +870,13 @@ static void test_labels_out_of_range(void) {
     CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_ERANGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "label set 5"));
 
-    mp_init(&m); /* a label naming string 9 of 2 */
-    mp_head(&m, 1);
-    mp_tables(&m);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 9);
-    msgpack_pack_uint32(&m.pk, 1);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 1);
-    msgpack_pack_uint32(&m.pk, 0);
-    msgpack_pack_uint32(&m.pk, 9);
-    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_ERANGE);
+    CU_ASSERT_EQUAL(read_labels_record(&st, 1, 3, bad_string), HYP_ERANGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "beyond the string table"));
-
-    mp_init(&m); /* a set naming its key twice */
-    mp_head(&m, 1);
-    mp_tables(&m);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 9);
-    msgpack_pack_uint32(&m.pk, 1);
-    msgpack_pack_array(&m.pk, 5);
-    msgpack_pack_uint32(&m.pk, 2);
-    msgpack_pack_uint32(&m.pk, 0);
-    msgpack_pack_uint32(&m.pk, 1);
-    msgpack_pack_uint32(&m.pk, 0);
-    msgpack_pack_uint32(&m.pk, 0);
-    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+    CU_ASSERT_EQUAL(read_labels_record(&st, 1, 5, key_twice), HYP_EFORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "twice"));
-
-    mp_init(&m); /* a count larger than what follows */
-    mp_head(&m, 1);
-    mp_tables(&m);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 9);
-    msgpack_pack_uint32(&m.pk, 1);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 40);
-    msgpack_pack_uint32(&m.pk, 0);
-    msgpack_pack_uint32(&m.pk, 1);
-    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
-
-    mp_init(&m); /* a labels table that skips an id */
-    mp_head(&m, 1);
-    mp_tables(&m);
-    msgpack_pack_array(&m.pk, 3);
-    msgpack_pack_uint32(&m.pk, 9);
-    msgpack_pack_uint32(&m.pk, 4);
-    msgpack_pack_array(&m.pk, 0);
-    CU_ASSERT_EQUAL(read_sb(&m, &st, NULL), HYP_EFORMAT);
+    CU_ASSERT_EQUAL(read_labels_record(&st, 1, 3, too_long), HYP_EFORMAT);
+    CU_ASSERT_EQUAL(read_labels_record(&st, 4, 0, NULL), HYP_EFORMAT); /* skips ids 1-3 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.message, "starts at id 4"));
 }
 
 static void test_limits_and_hostile_lengths(void) {
