@@ -21,7 +21,7 @@ from . import _files, _hyprof, _scope, memory as _memory
 from ._scope import hide_code
 from .errors import EventError, ProfilerError
 
-__all__ = ["EventError", "SamplingEngine", "create", "hide_code", "lines_report"]
+__all__ = ["EventError", "SamplingEngine", "create", "hide_code"]
 
 # The one running session of this process (signals and rings are per process).
 _active = None
@@ -395,32 +395,6 @@ def _thread_hook(register, prev):
     hook.__qualname__ = hook.__name__ = "hyprof_sampling_thread_hook"
     hook.__wrapped__ = prev
     return hook
-
-
-def lines_report(trace, limit=30, thread=None):
-    """The hottest source lines of a sampling trace, with their text: what
-    ``python -m hyprof report --lines`` prints."""
-    from .render._model import read_source
-    sources = {}
-    rows = trace.lines(thread) if thread is not None else trace.lines()
-    total = sum(r.samples for r in rows) or 1
-    unit = trace.sample_kinds[0].unit if trace.sample_kinds else ""
-    out = ["%8s %6s %12s  %s" % ("samples", "%", "weight", "line")]
-    for r in rows[:limit or None]:
-        src = ""
-        if r.line:
-            text = sources.get(r.filename)
-            if text is None:
-                text = sources[r.filename] = read_source(r.filename)
-            src = text[r.line - 1].strip() if r.line <= len(text) else ""
-        where = "%s:%d" % (r.filename, r.line)
-        w = ("%.3fs" % (r.weight / 1e9)) if unit == "ns" else str(r.weight)
-        out.append("%8d %5.1f%% %12s  %s" % (r.samples, 100.0 * r.samples / total, w, where))
-        if src:
-            out.append("%29s  %s" % ("", src[:120]))
-    if len(rows) > (limit or len(rows)):
-        out.append("(%d more lines; -n 0 shows all)" % (len(rows) - limit))
-    return "\n".join(out) + "\n"
 
 
 # The stream files this process created: removed at exit, whoever still

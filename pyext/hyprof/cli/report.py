@@ -12,7 +12,6 @@ from ..errors import CLIError, ReportError, UsageError
 from ..render import text as _text
 from ..render import tree as _tree
 from ..render.pstats import PstatsExport
-from ..sampling import lines_report
 from . import files
 from .options import nonneg_int
 
@@ -189,7 +188,7 @@ def run(args):
         raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
     fmt = args.format or _render.format_for_path(args.output or "", "text")
     if args.lines and fmt == "text":
-        sys.stdout.write(lines_report(trace, limit=args.limit, thread=args.thread))
+        sys.stdout.write(_text.lines_report(trace, limit=args.limit, thread=args.thread))
         return 0
     if args.by_label is not None and fmt not in ("text", "tree"):
         raise UsageError(f"--by-label makes text or tree reports, not {fmt}; use --label "

@@ -8,7 +8,7 @@ samples with their share of the total.
 
 import os
 
-from ._model import ReportError
+from ._model import ReportError, read_source
 
 # --sort keys: name -> (attribute, descending).
 DET_SORTS = {
@@ -219,4 +219,29 @@ def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True,
             len(funcs) - limit, "" if len(funcs) - limit == 1 else "s"))
     if metric is None and trace.mode == "deterministic" and overlaps:
         out.append(OVERLAP_NOTE)
+    return "\n".join(out) + "\n"
+
+
+def lines_report(trace, limit=30, thread=None):
+    """The hottest source lines of a sampling trace, with their text: what
+    ``python -m hyprof report --lines`` prints."""
+    sources = {}
+    rows = trace.lines(thread) if thread is not None else trace.lines()
+    total = sum(r.samples for r in rows) or 1
+    unit = trace.sample_kinds[0].unit if trace.sample_kinds else ""
+    out = ["%8s %6s %12s  %s" % ("samples", "%", "weight", "line")]
+    for r in rows[:limit or None]:
+        src = ""
+        if r.line:
+            text = sources.get(r.filename)
+            if text is None:
+                text = sources[r.filename] = read_source(r.filename)
+            src = text[r.line - 1].strip() if r.line <= len(text) else ""
+        where = "%s:%d" % (r.filename, r.line)
+        w = ("%.3fs" % (r.weight / 1e9)) if unit == "ns" else str(r.weight)
+        out.append("%8d %5.1f%% %12s  %s" % (r.samples, 100.0 * r.samples / total, w, where))
+        if src:
+            out.append("%29s  %s" % ("", src[:120]))
+    if len(rows) > (limit or len(rows)):
+        out.append("(%d more lines; -n 0 shows all)" % (len(rows) - limit))
     return "\n".join(out) + "\n"
