@@ -1,5 +1,6 @@
 /* pyext/det.c: the deterministic mode's profiler type,
- * hyprof._hyprof.DetProfiler, and hyprof.ProfilerError: the options (the
+ * hyprof._hyprof.DetProfiler (its errors are hyprof.errors', from the module
+ * state, pyext/module.c): the options (the
  * engine, builtins, the node limit, the CPU clock, a context), the methods
  * (start() and stop() run in det_session.c; write() and trace()
  * export the trees through det_export.c), the counters, and the object's

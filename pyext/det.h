@@ -8,7 +8,7 @@
  * until then.
  *
  * The files, by idea:
- *   det.c            the Python type: options, methods, counters, ProfilerError
+ *   det.c            the Python type: options, methods, counters
  *   det_tree.[ch]    the call tree, its stack, children table, recursion
  *                    records and suspended instances (no Python)
  *   det_func.c       the functions a profile counts: code objects through

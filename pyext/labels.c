@@ -2,6 +2,7 @@
  * current set (labels.h), and the functions hyprof.labels calls:
  * _labels_intern(), _labels_swap(), _labels_stats(). */
 #include "labels.h"
+#include "sampler.h"
 
 #include "hyprof/internal/util.h"
 
@@ -160,7 +161,8 @@ static PyObject *hyp_py_labels_intern(PyObject *self, PyObject *pairs) {
             hyp_py_lstr(PyTuple_GET_ITEM(kv, 1), "value", HYP_PY_LABEL_VALUE_MAX,
                         &ls.kv[2 * i + 1]) < 0)
             goto fail;
-        if (i > 0 && strcmp(ls.kv[2 * i - 2].s, ls.kv[2 * i].s) >= 0) {
+        if (i > 0 && PyUnicode_Compare(PyTuple_GET_ITEM(PyTuple_GET_ITEM(pairs, i - 1), 0),
+                                       PyTuple_GET_ITEM(kv, 0)) >= 0) {
             PyErr_SetString(PyExc_ValueError, "_labels_intern(): keys must be sorted and distinct");
             goto fail;
         }
@@ -196,6 +198,7 @@ static PyObject *hyp_py_labels_swap(PyObject *self, PyObject *arg) {
     }
     prev = hyp_py_labels_tls;
     __atomic_store_n(&hyp_py_labels_tls, (uint32_t)id, __ATOMIC_RELAXED);
+    hyp_py_sampler_labels_here();
     return PyLong_FromUnsignedLong(prev);
 }
 

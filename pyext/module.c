@@ -81,6 +81,10 @@ static int hyp_py_clear(PyObject *module) {
     return 0;
 }
 
+static void hyp_py_free(void *module) {
+    hyp_py_clear((PyObject *)module);
+}
+
 static struct PyModuleDef hyp_py_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "hyprof._hyprof",
@@ -89,6 +93,7 @@ static struct PyModuleDef hyp_py_module = {
     .m_slots = hyp_py_slots,
     .m_traverse = hyp_py_traverse,
     .m_clear = hyp_py_clear,
+    .m_free = hyp_py_free,
 };
 
 PyMODINIT_FUNC PyInit__hyprof(void);

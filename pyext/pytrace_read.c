@@ -2,7 +2,9 @@
  * file with the core's reader; hyp_py_trace_take_profile() and
  * hyp_py_trace_from_profile() (through hyp_profile_copy(), in memory) make
  * a Trace of a profile the module built;
- * flat() and node_values() compute a loaded trace's aggregations in C.
+ * flat() and node_values() compute a loaded trace's aggregations in C;
+ * label_sets(), label_set_rows() and where_labels() read and cut it by
+ * label set.
  *
  * A Trace is made from a dict of plain Python objects (header, tables, the
  * node array as bytes) plus a capsule that keeps the C profile, so that
@@ -570,6 +572,36 @@ static PyObject *hyp_py_label_sets(PyObject *self, PyObject *cap) {
     return out;
 }
 
+/* label_set_rows(profile) -> [rows of each label set, by id]. */
+static PyObject *hyp_py_label_set_rows(PyObject *self, PyObject *cap) {
+    hyp_profile_t *p = hyp_py_capsule_profile(cap);
+    size_t i, count, *n;
+    hyp_id_t labels;
+    PyObject *out;
+
+    (void)self;
+    if (p == NULL)
+        return NULL;
+    count = hyp_profile_labels_count(p);
+    n = hyp__calloc(count, sizeof(*n));
+    if (n == NULL)
+        return PyErr_NoMemory();
+    for (i = 0; i < hyp_profile_row_count(p); i++)
+        if (hyp_profile_row_at(p, i, NULL, NULL, &labels) != NULL && labels < count)
+            n[labels]++;
+    out = PyList_New((Py_ssize_t)count);
+    for (i = 0; out != NULL && i < count; i++) {
+        PyObject *v = PyLong_FromSize_t(n[i]);
+
+        if (v == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, (Py_ssize_t)i, v);
+    }
+    hyp__free(n);
+    return out;
+}
+
 /* where_labels(profile, keep) -> Trace: a trace of the rows whose label set
  * is kept (keep: bytes, one flag per set), made in C from the profile. */
 static PyObject *hyp_py_where_labels(PyObject *self, PyObject *args) {
@@ -612,6 +644,8 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"label_sets", hyp_py_label_sets, METH_O,
      "label_sets(profile) -> list\n\nEvery label set of a loaded trace, by id: a tuple of "
      "(key, value)."},
+    {"label_set_rows", hyp_py_label_set_rows, METH_O,
+     "label_set_rows(profile) -> list\n\nThe number of rows of each label set, by id."},
     {"where_labels", hyp_py_where_labels, METH_VARARGS,
      "where_labels(profile, keep) -> Trace\n\nA trace of the rows whose label set is kept "
      "(one flag byte per set)."},

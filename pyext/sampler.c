@@ -84,7 +84,7 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
     buf[1] = hyp_clock_monotonic_ns() - S.t0;
     buf[2] = weight;
     buf[3] = hyp_py_labels_now();
-    slot->labels_word = &hyp_py_labels_tls; /* for the wall sampler */
+    atomic_store_explicit(&slot->labels_word, &hyp_py_labels_tls, memory_order_relaxed);
     /* A full ring counts the drop itself (ring.h). */
     return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0 ? 0
                                                                                               : -1;
@@ -95,19 +95,21 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
  * session's last interval at stop). Returns 0, or -1 when there is none or the handler is writing
  * it. */
 int hyp__sampler_write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight, uint64_t now) {
-    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP__LAST_DEPTH], seq, hdr;
+    uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP__LAST_DEPTH], seq, hdr, labels;
     int n;
 
     seq = atomic_load(&slot->last_seq);
     hdr = slot->last_hdr;
+    labels = slot->last_labels;
     n = (int)(hdr & 0xffff);
     if ((seq & 1) == 0 && seq != 0 && n > 0 && n <= HYP__LAST_DEPTH) {
         memcpy(buf + HYP__REC_HEAD, slot->last, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)n);
+        atomic_thread_fence(memory_order_acquire); /* the copy, then the check */
         if (atomic_load(&slot->last_seq) == seq) {
             buf[0] = hdr;
             buf[1] = now - S.t0;
             buf[2] = weight;
-            buf[3] = slot->last_labels;
+            buf[3] = labels;
             hyp__ring_write(ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             return 0;
         }
@@ -501,7 +503,7 @@ void hyp__sampler_retire(hyp_slot_t *slot) {
     hyp__ring_reset(&slot->ring);
     slot->used = 0;
     slot->tstate = NULL;
-    slot->labels_word = NULL;
+    atomic_store(&slot->labels_word, NULL);
     if (hyp__tls_slot == slot)
         hyp__tls_slot = NULL;
 }
@@ -509,7 +511,17 @@ void hyp__sampler_retire(hyp_slot_t *slot) {
 void hyp__sampler_own_slot(hyp_slot_t *slot) {
     hyp__tls_slot = slot;
     if (slot != NULL)
-        slot->labels_word = &hyp_py_labels_tls;
+        atomic_store(&slot->labels_word, &hyp_py_labels_tls);
+}
+
+void hyp_py_sampler_labels_here(void) {
+    hyp_slot_t *slot;
+
+    if (!S.running || S.slots == NULL)
+        return;
+    slot = hyp__sampler_slot_of(PyThreadState_Get());
+    if (slot != NULL)
+        atomic_store(&slot->labels_word, &hyp_py_labels_tls);
 }
 
 void hyp__sampler_labels_forget(void) {

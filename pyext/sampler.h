@@ -13,4 +13,10 @@
  * walk scope helpers to module. Returns 0 or -1 with an exception set. */
 int hyp_py_sampler_init(PyObject *module);
 
+/* Tells a running session where the calling thread's label word is
+ * (labels.h), so that the wall sampler reads the labels of a thread that
+ * was registered by another one; labels.c calls it when the thread changes
+ * its labels. Needs the GIL; does nothing without a session. */
+void hyp_py_sampler_labels_here(void);
+
 #endif

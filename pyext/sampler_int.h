@@ -69,7 +69,7 @@
 #define HYP__REC_MAGIC 0xA5ULL
 #define HYP__REC_HEAD 4 /* header, time, weight, label set (labels.h) */
 #define HYP__POISON_MAX 64
-#define HYP__LAST_DEPTH 64 /* frames of the last stack kept per thread (wall clock) */
+#define HYP__LAST_DEPTH 64 /* frames of a thread's last stack kept (wall clock, CPU stop) */
 
 /* The trigger that signals a thread (for the wall clock, a running one). */
 enum { TRIG_NONE = 0, TRIG_PERF, TRIG_TIMER, TRIG_ITIMER };
@@ -137,7 +137,7 @@ typedef struct {
     /* The thread's label-set word (labels.h), for the wall sampler, which
      * reads it through hyp__walk_read_u32(); set by the thread itself (its
      * own registration, each of its samples), NULL until then. */
-    const uint32_t *labels_word;
+    _Atomic(const uint32_t *) labels_word;
     uint64_t last[HYP_WALK_WORDS * HYP__LAST_DEPTH];
     hyp__ring_t ring;
 } hyp_slot_t;

@@ -128,8 +128,9 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
                 /* The label set the thread carries now: read from its own
                  * word, which it may be changing (a torn read is impossible
                  * for an aligned word; an old value is the sample's). */
-                if (slot->labels_word != NULL &&
-                    hyp__walk_read_u32(slot->labels_word, &labels) < 0)
+                const uint32_t *word = atomic_load(&slot->labels_word);
+
+                if (word != NULL && hyp__walk_read_u32(word, &labels) < 0)
                     labels = 0;
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;

@@ -1,8 +1,8 @@
 """Where hyprof writes files of its own choosing, and how.
 
 Traces hold command lines, paths and SQL shapes: those hyprof names itself
-(the sampler's stream, the Django middleware's and the pytest plugin's
-default directories) go in one directory per user, 0700, created safely and
+(the sampler's stream, the Django middleware's default directory) go in
+one directory per user, 0700, created safely and
 refused when it is a symlink, not a directory or someone else's. Files are
 created there exclusively (tempfile's O_EXCL, 0600); the C writer replaces a
 trace by renaming a file it created exclusively, never by opening the name.

@@ -53,17 +53,19 @@ def push(**labels):
     merged.update(_check(labels))
     pairs = tuple(sorted(merged.items()))
     labels_id = _hyprof._labels_intern(pairs)  # raises on a bad label: nothing set
+    outer = _hyprof._labels_intern(_pairs.get())
     token = _pairs.set(pairs)
     _hyprof._labels_swap(labels_id)
-    return token
+    return token, outer
 
 
 def pop(token):
     """Undoes a push(): the context's labels are those before it, and the
-    thread carries them (not whatever it carried at the push, which in
-    coroutines sharing a thread may belong to another task by now)."""
-    _pairs.reset(token)
-    _hyprof._labels_swap(_hyprof._labels_intern(_pairs.get()))
+    thread carries them (the context's, not whatever the thread carried at
+    the push, which in coroutines sharing a thread may be another task's)."""
+    var_token, outer = token
+    _pairs.reset(var_token)
+    _hyprof._labels_swap(outer)
 
 
 @contextlib.contextmanager

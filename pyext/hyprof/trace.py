@@ -476,7 +476,8 @@ class Trace(ReportMethods):
                       key=lambda x: (-x.samples, x.filename, x.line))
 
     def samples(self):
-        """[Sample(thread, node, kind, time, weight)] in file order; time in
+        """[Sample(thread, node, kind, time, weight, labels)] in file order
+        (labels: the id of a label_sets() entry); time in
         ns since the start. Needs ``load(path, keep_samples=True)``."""
         if self._samples is None:
             raise TraceError("%s: samples were not kept; load with keep_samples=True"
@@ -509,13 +510,19 @@ class Trace(ReportMethods):
         return {k: sorted(v) for k, v in sorted(out.items())}
 
     def by_label_set(self):
-        """[(labels, Trace)]: the trace cut by exact label set, in set order,
-        the unlabelled part first (when it holds anything)."""
+        """[(labels, Trace)]: the trace cut by exact label set, in set order
+        (the unlabelled part first), leaving out sets that hold no row. Each
+        part is a copy of the tables: for a few sets, as labels are meant."""
         sets = self.label_sets()
+        rows = _hyprof.label_set_rows(self._profile)
         out = []
+        keep = bytearray(len(sets))
         for i, labels in enumerate(sets):
-            keep = bytes(j == i for j in range(len(sets)))
-            sub = _hyprof.where_labels(self._profile, keep)
+            if not rows[i]:
+                continue
+            keep[i] = 1
+            sub = _hyprof.where_labels(self._profile, bytes(keep))
+            keep[i] = 0
             sub.path = self.path
             out.append((labels, sub))
         return out

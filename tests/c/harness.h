@@ -1,6 +1,8 @@
 /* tests/c/harness.h: the CUnit harness shared by the core's test suites.
- * Each core file has one suite, declared here and listed in test_main.c, as
- * has the extension's plain-C call tree (pyext/det_tree.c). */
+ * Suites are declared here and listed in test_main.c: one per part of the
+ * core (merge.c's tests are in the profile suite, timer.c's in perf's,
+ * alloc.c's in error's), and one for the extension's plain-C call tree
+ * (pyext/det_tree.c). */
 #ifndef HYPROF_TESTS_HARNESS_H
 #define HYPROF_TESTS_HARNESS_H
 

@@ -1,5 +1,6 @@
-/* Suite for core/profile.c: interning, the node cap, metric rows, metadata,
- * samples, and behaviour when allocation fails. */
+/* Suite for core/profile.c and core/merge.c: interning, the node cap, metric
+ * rows, metadata, samples, label sets, merging and copying, and behaviour
+ * when allocation fails. */
 #include "harness.h"
 
 #include "hyprof.h"

@@ -2,8 +2,8 @@
  * not installed, not API.
  *
  * A single-producer single-consumer ring of 64-bit words, lock-free, for the
- * sampler: the producer is a signal handler (or an allocator hook) on one
- * thread, the consumer the resolver. The producer side never allocates, never
+ * sampler: the producer is a signal handler on one thread (or the wall-clock
+ * sampler's thread, for its own ring), the consumer the resolver. The producer side never allocates, never
  * locks and never calls into libc, so it is async-signal-safe; it only needs
  * lock-free 64-bit atomics (checked below).
  *

@@ -1,7 +1,7 @@
 """The call tree the exporters share: flat arrays built once from a trace.
 
-Every exporter (html, speedscope, collapsed, callgrind, dot, pprof) and the
-diff work on this one structure, so each format is a linear walk over the
+Every exporter (html, speedscope, collapsed, callgrind, dot, pprof), the
+tree report and the diff work on this one structure, so each format is a linear walk over the
 trace's distinct call paths: never over its individual samples, and never
 quadratic in the depth of the tree.
 
