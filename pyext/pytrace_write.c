@@ -322,8 +322,8 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     PyObject *o, *seq = NULL, *holder = NULL, **it, *names = NULL;
     hyp_metric_t *metrics = NULL;
     hyp_profile_t *p = NULL;
-    hyp_id_t *func_ids = NULL, *node_ids = NULL;
-    Py_ssize_t i, nmetrics = 0, nfuncs = 0, nnodes = 0;
+    hyp_id_t *func_ids = NULL, *node_ids = NULL, *label_ids = NULL;
+    Py_ssize_t i, nmetrics = 0, nfuncs = 0, nnodes = 0, nlabels = 0;
     hyp_mode_t mode;
     const char *s;
     int rc;
@@ -529,7 +529,58 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     }
     Py_CLEAR(seq);
 
-    /* rows: (thread, node, values) */
+    /* label sets: [((key, value), ...), ...] by id, the first the empty set */
+    seq = hyp_py_seq(data, "label_sets", 0);
+    if (seq == NULL)
+        goto fail;
+    nlabels = PySequence_Fast_GET_SIZE(seq);
+    label_ids = PyMem_Calloc((size_t)nlabels + 1, sizeof(*label_ids));
+    if (label_ids == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (i = 0; i < nlabels; i++) {
+        PyObject *set = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                        "write_trace: a label set must be a sequence");
+        hyp_label_t l[HYP_MAX_LABELS];
+        Py_ssize_t j, n;
+
+        if (set == NULL)
+            goto fail;
+        n = PySequence_Fast_GET_SIZE(set);
+        if (n > HYP_MAX_LABELS) {
+            PyErr_Format(PyExc_ValueError, "write_trace: label set %zd has %zd labels (at most "
+                                           "%d)", i, n, HYP_MAX_LABELS);
+            Py_DECREF(set);
+            goto fail;
+        }
+        for (j = 0; j < n; j++) {
+            it = hyp_py_items(PySequence_Fast_GET_ITEM(set, j), 2, "label", j, &holder);
+            if (it == NULL || !PyUnicode_Check(it[0]) || !PyUnicode_Check(it[1]) ||
+                hyp_py_intern_str(p, it[0], &l[j].key) < 0 ||
+                hyp_py_intern_str(p, it[1], &l[j].value) < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_ValueError, "write_trace: label set %zd: a label is a "
+                                                   "(str, str) pair", i);
+                Py_DECREF(set);
+                goto fail;
+            }
+            Py_CLEAR(holder);
+        }
+        Py_DECREF(set);
+        rc = hyp_profile_labels(p, l, (size_t)n, &label_ids[i]);
+        if (rc < 0) {
+            if (rc == HYP_EINVAL)
+                PyErr_Format(PyExc_ValueError, "write_trace: label set %zd names a key twice",
+                             i);
+            else
+                hyp_py_fail_rc(rc, "label set");
+            goto fail;
+        }
+    }
+    Py_CLEAR(seq);
+
+    /* rows: (thread, node, values) or (thread, node, values, label set) */
     seq = hyp_py_seq(data, "rows", 0);
     if (seq == NULL)
         goto fail;
@@ -541,13 +592,21 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
             goto fail;
         }
         for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            PyObject *vseq;
-            uint32_t thread, node;
-            Py_ssize_t j;
+            PyObject *vseq, *row = PySequence_Fast_GET_ITEM(seq, i);
+            uint32_t thread, node, labels = 0;
+            Py_ssize_t j, width = PyTuple_Check(row) && PyTuple_GET_SIZE(row) == 4 ? 4 : 3;
 
-            it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "row", i, &holder);
+            it = hyp_py_items(row, width, "row", i, &holder);
             if (it == NULL || hyp_py_get_u32(it[0], "a row's thread", &thread) < 0 ||
-                hyp_py_get_u32(it[1], "a row's node", &node) < 0) {
+                hyp_py_get_u32(it[1], "a row's node", &node) < 0 ||
+                (width == 4 && hyp_py_get_u32(it[3], "a row's label set", &labels) < 0)) {
+                PyMem_Free(vals);
+                goto fail;
+            }
+            if (labels != 0 && labels >= (uint64_t)nlabels) {
+                PyErr_Format(PyExc_ValueError,
+                             "write_trace: row %zd refers to label set %u beyond the %zd sets",
+                             i, labels, nlabels);
                 PyMem_Free(vals);
                 goto fail;
             }
@@ -579,7 +638,8 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
             }
             Py_DECREF(vseq);
             Py_CLEAR(holder);
-            rc = hyp_profile_add(p, thread, node_ids[node], vals);
+            rc = hyp_profile_add_labeled(p, thread, node_ids[node],
+                                         labels ? label_ids[labels] : HYP_NO_LABELS, vals);
             if (rc < 0) {
                 PyMem_Free(vals);
                 hyp_py_fail_rc(rc, "row");
@@ -663,6 +723,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     PyMem_Free(metrics);
     PyMem_Free(func_ids);
     PyMem_Free(node_ids);
+    PyMem_Free(label_ids);
     Py_DECREF(names);
     return p;
 fail:
@@ -672,6 +733,7 @@ fail:
     PyMem_Free(metrics);
     PyMem_Free(func_ids);
     PyMem_Free(node_ids);
+    PyMem_Free(label_ids);
     hyp_profile_free(p);
     return NULL;
 }

@@ -8,8 +8,10 @@ still tell the workers apart. The merged header lists the sources
 (``sources``: one line per input, with its pid and command) and says which
 source each thread came from (``thread_sources``: the source's index per
 thread). Individual samples are not carried over: their values are already
-in the merged call tree, which is what every report reads. A library: it
-raises MergeError; ``hyprof merge`` is hyprof.cli.merge.
+in the merged call tree, which is what every report reads. Labels are:
+each source's rows keep their label sets (hyprof.label()), so ``report
+--label`` reads the merge as it reads each source. A library: it raises
+MergeError; ``hyprof merge`` is hyprof.cli.merge.
 """
 
 import os
@@ -73,6 +75,7 @@ def merge_traces(traces, names=None):
 
     functions, findex = [], {}
     nodes, nindex = [], {}
+    label_sets, lindex = [()], {(): 0}
     threads, rows = [], []
     sources, thread_sources = [], []
     dropped = {}
@@ -86,21 +89,35 @@ def merge_traces(traces, names=None):
             functions.append(key)
         return j
 
+    def label_id(labels):
+        key = tuple(sorted(labels.items()))
+        j = lindex.get(key)
+        if j is None:
+            j = lindex[key] = len(label_sets)
+            label_sets.append(key)
+        return j
+
     for si, (n, t) in enumerate(zip(names, traces)):
         header = getattr(t, "header", {}) or {}
         sources.append(_describe(n, header))
         pid = header.get("pid")
         cols = [mindex[m.name] for m in t.metrics]
         names_in = [m.name for m in t.metrics]
+        # A labelled trace is merged part by part, each keeping its labels.
+        parts = [({}, t)]
+        if len(getattr(t, "label_sets", lambda: [{}])()) > 1:
+            parts = t.by_label_set()
+        tids = []
         for th in t.threads():
             tname = th.name or f"thread {th.os_tid}"
             where = f"pid {pid}" if pid is not None else os.path.basename(str(n))
-            label = f"{tname} [{where}]"
-            tid = len(threads)
-            threads.append((int(th.os_tid or 0), int(th.ident or 0), label))
+            tids.append((th.id, len(threads)))
+            threads.append((int(th.os_tid or 0), int(th.ident or 0), f"{tname} [{where}]"))
             thread_sources.append(str(si))
+        for (labels, part), (th_id, tid) in ((p, th) for p in parts for th in tids):
+            lid = label_id(labels)
             local = {}
-            for nd in t.nodes(thread=th.id):
+            for nd in part.nodes(thread=th_id):
                 if nd.parent is None or nd.function is None:
                     local[nd.id] = 0
                     merged = 0
@@ -121,7 +138,7 @@ def merge_traces(traces, names=None):
                     row = [0] * len(metrics)
                     for c, v in zip(cols, vals):
                         row[c] = int(v or 0)
-                    rows.append((tid, merged, row))
+                    rows.append((tid, merged, row, lid) if lid else (tid, merged, row))
         # Counts saturate, as the trace's unsigned 64-bit fields do.
         for reason, count in (getattr(t, "dropped", None) or {}).items():
             dropped[reason] = min(dropped.get(reason, 0) + int(count), _U64_MAX)
@@ -139,6 +156,7 @@ def merge_traces(traces, names=None):
         "threads": threads,
         "nodes": nodes,
         "rows": rows,
+        "label_sets": [list(s) for s in label_sets],
         "sample_list": [],
         "dropped": dropped,
         "truncated_nodes": truncated,

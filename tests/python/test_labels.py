@@ -204,3 +204,22 @@ def test_bad_labels_are_refused_clearly():
             pass
     assert labels.current() == {}
     assert labels.stats()["max"] == 65536
+
+
+def test_merge_keeps_the_labels_of_each_source(tmp_path):
+    paths = []
+    for name, seconds in (("a", 0.15), ("b", 0.05)):
+        out = tmp_path / f"{name}.hyprof"
+        with sampled(output=str(out)):
+            with hyprof.label(worker=name):
+                cpu_for(seconds)
+            cpu_for(0.05)
+        paths.append(out)
+    merged = tmp_path / "m.hyprof"
+    run_hyprof("merge", *paths, "-o", merged)
+    t = hyprof.load(merged)
+    assert t.labels() == {"worker": ["a", "b"]}
+    src = [hyprof.load(p) for p in paths]
+    for name, s in zip("ab", src):
+        assert samples_of(t.where(worker=name)) == samples_of(s.where(worker=name))
+    assert samples_of(t.where(worker=None)) == sum(samples_of(s.where(worker=None)) for s in src)
