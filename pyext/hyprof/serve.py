@@ -31,20 +31,25 @@ Django views of hyprof.contrib.django_pprof answer through it too.
 """
 
 import _thread
+import atexit
 import collections
 import hmac
 import html
 import http.server
 import ipaddress
+import json
 import logging
 import math
+import os
 import re
 import socket
 import socketserver
+import sys
 import threading
+import time
 import urllib.parse
 
-from . import _scope, continuous
+from . import _files, _scope, continuous
 from .errors import ProfilerError
 from .render import pprof as _pprof
 
@@ -532,6 +537,10 @@ class Server:
         self.url = f"http://{shown}:{self.port}{PREFIX}"
         self._done = threading.Event()
         self._stopped = False
+        self._max_seconds = endpoints.max_seconds
+        self._pid = os.getpid()
+        self._registry = _register(self)
+        _servers.append(self)
         _thread.start_new_thread(self._loop, ())
 
     @property
@@ -557,6 +566,7 @@ class Server:
         if self._stopped:
             return self
         self._stopped = True
+        _unregister(self)
         self._httpd.shutdown()
         self._done.wait(5)
         self._httpd.server_close()
@@ -573,6 +583,121 @@ class Server:
 
     def __repr__(self):
         return f"<hyprof.serve.Server {self.url} {'running' if self.running else 'stopped'}>"
+
+
+# ------------------------------------------------------------ discovery, fork
+
+# The servers this process runs, for discovery files and forked children.
+_servers = []
+
+# How far past the parent's port a forked worker looks for a free one.
+FORK_PORT_RANGE = 100
+
+
+def endpoints_dir():
+    """Where running servers describe themselves (one JSON file each) for
+    ``hyprof discover``: the per-user private directory's ``endpoints``."""
+    return _files.private_subdir("endpoints")
+
+
+def _register(server):
+    """Writes server's discovery file, created exclusively (0600, no link
+    followed); returns its path, or None when it cannot be written (the
+    server runs anyway, undiscoverable)."""
+    try:
+        path = os.path.join(endpoints_dir(), f"{os.getpid()}-{server.port}.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except (OSError, ProfilerError) as e:
+        log.warning("hyprof.serve: %s is not discoverable: %s", server.url, e)
+        return None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"pid": os.getpid(), "url": server.url, "token": server.token is not None,
+                   "started": time.time(), "argv": [str(a) for a in sys.argv]}, f)
+    return path
+
+
+def _unregister(server):
+    if server in _servers:
+        _servers.remove(server)
+    path, server._registry = server._registry, None
+    if path is not None and server._pid == os.getpid():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def discover():
+    """[{pid, url, token, started, argv}] of the running processes of this
+    user that serve pprof endpoints; files of processes that ended are
+    removed."""
+    out = []
+    d = endpoints_dir()
+    for name in sorted(os.listdir(d)):
+        path = os.path.join(d, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+            pid = int(info["pid"])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            continue
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out.append(info)
+    return out
+
+
+def _stop_all_at_exit():
+    for server in list(_servers):
+        _unregister(server)
+
+
+atexit.register(_stop_all_at_exit)
+
+
+def _after_fork_in_child():
+    """A forked worker serves its own profiler: the parent's listening
+    sockets are closed here (their thread does not exist in a child, and the
+    parent goes on serving them), and, when the child has a continuous
+    profiler (hyprof.continuous starts one in each child of a process that
+    ran one), a server of the same address, token and limits listens on the
+    first free port after the parent's, and says so in its discovery file
+    and on stderr."""
+    parents = [s for s in _servers if s._pid != os.getpid() and not s._stopped]
+    _servers.clear()
+    for s in parents:
+        s._stopped = True
+        s._registry = None
+        try:
+            s._httpd.socket.close()
+        except OSError:
+            pass
+    profiler = continuous.current()
+    if profiler is None:
+        return
+    for s in parents:
+        host = s.host
+        allow_remote = not s.loopback
+        for port in range(s.port + 1, min(s.port + 1 + FORK_PORT_RANGE, 65536)):
+            try:
+                child = start((host, port), token=s.token, allow_remote=allow_remote,
+                              profiler=profiler, max_seconds=s._max_seconds)
+            except ProfilerError:
+                continue
+            sys.stderr.write(f"hyprof: worker {os.getpid()} serves its profile on "
+                             f"{child.url}\n")
+            break
+        else:
+            sys.stderr.write(f"hyprof: worker {os.getpid()} found no free port in "
+                             f"{s.port + 1}-{s.port + FORK_PORT_RANGE}: not served\n")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def start(address=DEFAULT_ADDRESS, token=None, allow_remote=False, profiler=None,

@@ -511,3 +511,126 @@ def test_hyprof_run_serve_refuses_a_remote_address_before_running(tmp_path):
                        env=_hyprof_env(HYPROF_SERVE="nowhere"), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "HYPROF_SERVE='nowhere'" in r.stderr
+
+
+# ---------------------------------------------------------------- pre-fork servers
+
+def _labels_by_worker(data):
+    """{worker label: samples} of a pprof, from its samples' labels."""
+    msg = P.decode(data)
+    strs = [s.decode() for s in msg.get(6, [])]
+    out = {}
+    for raw in msg.get(2, []):
+        sample = P.decode(raw)
+        tags = {}
+        for lab in sample.get(3, []):
+            lm = P.decode(lab)
+            tags[strs[lm[1][0]]] = strs[lm[2][0]]
+        if "worker" in tags:
+            out[tags["worker"]] = out.get(tags["worker"], 0) + 1
+    return out
+
+
+def test_forked_workers_each_serve_their_own_profile_and_are_discovered(tmp_path):
+    """A process that serves and then forks (a pre-fork server's master):
+    each child samples itself and serves its own samples on the next free
+    port, the parent keeps its own, and hyprof discover lists all three."""
+    prog = tmp_path / "prefork.py"
+    prog.write_text(PRELUDE + textwrap.dedent("""\
+        import json, os, sys, time
+        import hyprof, hyprof.serve
+        srv = hyprof.serve.start("127.0.0.1:0", frequency=200, tick=0.2)
+        kids = []
+        for i in range(2):
+            pid = os.fork()
+            if pid == 0:
+                with hyprof.label(worker=str(os.getpid())):
+                    cpu_for(4.0)
+                os._exit(0)
+            kids.append(pid)
+        print(json.dumps({"parent": srv.url, "kids": kids}), flush=True)
+        with hyprof.label(worker="parent"):
+            cpu_for(4.0)
+        for k in kids:
+            os.waitpid(k, 0)
+        srv.stop()
+        """))
+    proc = subprocess.Popen([sys.executable, str(prog)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        info = __import__("json").loads(proc.stdout.readline())
+        time.sleep(0.8)  # the children have started serving
+        found = {d["pid"]: d["url"] for d in serve.discover()}
+        assert set(info["kids"]) <= set(found) and proc.pid in found
+        for pid in info["kids"]:
+            got = _labels_by_worker(get(found[pid] + "profile?seconds=1")[2])
+            assert set(got) == {str(pid)}, (pid, got)  # its own samples only
+        got = _labels_by_worker(get(found[proc.pid] + "profile?seconds=1")[2])
+        assert set(got) == {"parent"}
+        listed = subprocess.run([sys.executable, "-m", "hyprof", "discover"],
+                                capture_output=True, text=True, check=True).stdout
+        assert all(str(pid) in listed for pid in [proc.pid, *info["kids"]])
+        assert found[proc.pid] in listed
+    finally:
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("serves its profile on http://127.0.0.1:") == 2
+    # a process that ended leaves no endpoint behind
+    assert not {proc.pid, *info["kids"]} & {d["pid"] for d in serve.discover()}
+
+
+def test_gunicorn_workers_each_serve_only_their_requests(tmp_path):
+    """gunicorn with two workers, the endpoint started in its master: each
+    worker's endpoint holds the requests that worker served, no other's."""
+    pytest.importorskip("gunicorn", reason="gunicorn is not installed (pip install gunicorn)")
+    import socket as _socket
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        app_port = s.getsockname()[1]
+    (tmp_path / "app.py").write_text(PRELUDE + textwrap.dedent("""\
+        import os
+        import hyprof
+
+        def app(environ, start_response):
+            with hyprof.label(worker=str(os.getpid())):
+                spin(300000)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [str(os.getpid()).encode()]
+        """))
+    (tmp_path / "conf.py").write_text(textwrap.dedent("""\
+        def on_starting(server):
+            import hyprof.serve
+            srv = hyprof.serve.start("127.0.0.1:0", frequency=200, tick=0.2)
+            print("MASTER", srv.url, flush=True)
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "conf.py"),
+                             "-w", "2", "-b", f"127.0.0.1:{app_port}", "--chdir",
+                             str(tmp_path), "app:app"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        master = proc.stdout.readline().split()[1]
+        served = {}
+        deadline = time.time() + 20
+        while len(served) < 2 and time.time() < deadline:
+            try:
+                status, _, body = get(f"http://127.0.0.1:{app_port}/", timeout=5)
+                pid = body.decode()
+                served[pid] = served.get(pid, 0) + 1
+            except OSError:
+                time.sleep(0.2)
+        assert len(served) == 2, served
+        workers = {str(d["pid"]): d["url"] for d in serve.discover() if d["url"] != master}
+        assert set(served) <= set(workers), (served, workers)
+
+        def load(url):
+            for _ in range(8):
+                get(f"http://127.0.0.1:{app_port}/", timeout=5)
+            return _labels_by_worker(get(url + "recent?seconds=10")[2])
+
+        for pid in served:
+            got = load(workers[pid])
+            assert got and set(got) == {pid}, (pid, got)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

@@ -5,9 +5,10 @@
     hyprof merge -o OUT A B ...                 merge traces of several processes
     hyprof diff BASE NEW                        compare two traces
     hyprof events                               list this machine's sampling events
+    hyprof discover                             list the pprof endpoints being served
 
 Each subcommand is a module of this package (run, report, merge, diff,
-events) with HELP, configure(subparser) and run(args) -> exit status;
+events, discover) with HELP, configure(subparser) and run(args) -> exit status;
 files reads traces and writes results for them all. A subcommand reports a
 problem by raising CLIError (one line, exit status 1) or UsageError (exit
 status 2, like argparse's own errors); the library modules it calls raise
@@ -19,11 +20,12 @@ import sys
 import warnings
 
 from ..errors import CLIError, ReportWarning, TraceWarning, UsageError
-from . import diff, events, merge, report, run
+from . import diff, discover, events, merge, report, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = {"run": run, "report": report, "merge": merge, "diff": diff, "events": events}
+COMMANDS = {"run": run, "report": report, "merge": merge, "diff": diff, "events": events,
+            "discover": discover}
 
 
 def build_parser():
