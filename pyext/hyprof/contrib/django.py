@@ -67,12 +67,7 @@ import threading
 import time
 import types
 
-from asgiref.sync import (
-    async_to_sync,
-    iscoroutinefunction,
-    markcoroutinefunction,
-    sync_to_async,
-)
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.http import HttpResponse
@@ -81,6 +76,7 @@ from django.utils.module_loading import import_string
 import hyprof
 from hyprof import _files, sampling
 from hyprof.contrib import django_sql
+from hyprof.contrib._middleware import Middleware
 from hyprof.contrib.django_sql import (SQL_NAME_LIMIT, QueryLog, capture_queries,
                                        install_sql_capture, normalize_sql)
 from hyprof.profiler import _STOP_PATH
@@ -465,18 +461,12 @@ def _leave(tokens):
         QueryLog.deactivate(tokens[1])
 
 
-class ProfilerMiddleware:
+class ProfilerMiddleware(Middleware):
     """Profiles the requests that ask for it (and may), and a share of the
     others when HYPROF_SAMPLE_RATE is set. See the module documentation."""
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         # Validate now, so a bad setting stops the server at start.
         rate = _sample_rate()
         _mode_setting("HYPROF_MODE")

@@ -19,9 +19,8 @@ carries the labels of whichever request changed the thread's labels last
 (hyprof.labels says why); sync views under WSGI are exact.
 """
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
 from hyprof import labels
+from hyprof.contrib._middleware import Middleware
 
 __all__ = ["LabelMiddleware", "view_path"]
 
@@ -34,17 +33,12 @@ def view_path(view_func):
     return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
 
 
-class LabelMiddleware:
+class LabelMiddleware(Middleware):
     """Labels each request's samples with its method and view."""
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
+        super().__init__(get_response)
         if self.is_async:
-            markcoroutinefunction(self)
             # Django would run a sync process_view in a worker thread, in a
             # copy of the request's context: label the request's own.
             self.process_view = self._aprocess_view
