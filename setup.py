@@ -22,6 +22,7 @@ from glob import glob
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_clib import build_clib
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 from setuptools.errors import CompileError, LinkError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +97,20 @@ class BuildClib(build_clib):
         super().build_libraries(libraries)
 
 
+class BuildPy(build_py):
+    """The package, and hyprof-autostart.pth at the top of site-packages,
+    where Python reads it at every start (hyprof/_autostart.py)."""
+
+    PTH = "hyprof-autostart.pth"
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join("pyext", self.PTH), os.path.join(self.build_lib, self.PTH))
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, self.PTH)]
+
+
 class BuildExt(build_ext):
     def run(self):
         include = sysconfig.get_paths()["include"]
@@ -154,5 +169,5 @@ setup(
     package_data={"hyprof.render": ["*.js", "*.css"]},
     libraries=[CORE_LIB],
     ext_modules=[EXTENSION],
-    cmdclass={"build_clib": BuildClib, "build_ext": BuildExt},
+    cmdclass={"build_clib": BuildClib, "build_ext": BuildExt, "build_py": BuildPy},
 )

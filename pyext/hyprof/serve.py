@@ -681,23 +681,38 @@ def _after_fork_in_child():
     if profiler is None:
         return
     for s in parents:
-        host = s.host
-        allow_remote = not s.loopback
-        for port in range(s.port + 1, min(s.port + 1 + FORK_PORT_RANGE, 65536)):
-            try:
-                child = start((host, port), token=s.token, allow_remote=allow_remote,
-                              profiler=profiler, max_seconds=s._max_seconds)
-            except ProfilerError:
-                continue
-            sys.stderr.write(f"hyprof: worker {os.getpid()} serves its profile on "
-                             f"{child.url}\n")
-            break
-        else:
-            sys.stderr.write(f"hyprof: worker {os.getpid()} found no free port in "
-                             f"{s.port + 1}-{s.port + FORK_PORT_RANGE}: not served\n")
+        try:
+            start_near((s.host, s.port + 1), token=s.token, allow_remote=not s.loopback,
+                       profiler=profiler, max_seconds=s._max_seconds,
+                       why=f"worker {os.getpid()}", quiet=False)
+        except ProfilerError as e:
+            sys.stderr.write(f"hyprof: worker {os.getpid()}: {e}: not served\n")
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def start_near(address, why, quiet=True, **options):
+    """start() on address, or when its port is taken on the first free one
+    of the FORK_PORT_RANGE after it (port 0: any free port), saying on
+    stderr where it serves when that is not the port asked for (always,
+    unless quiet). why names who asks, for that line. Raises ProfilerError
+    when no port of the range is free, or for what start() refuses."""
+    host, first = parse_address(address)
+    ports = [0] if first == 0 else range(first, min(first + FORK_PORT_RANGE, 65536))
+    err = None
+    for port in ports:
+        try:
+            server = start((host, port), **options)
+        except ProfilerError as e:
+            if "cannot serve on" not in str(e):
+                raise  # not a taken port: an address or option refused
+            err = e
+            continue
+        if not quiet or (first and server.port != first):
+            sys.stderr.write(f"hyprof: {why} serves its profile on {server.url}\n")
+        return server
+    raise ProfilerError(f"no free port in {first}-{first + FORK_PORT_RANGE - 1} ({err})")
 
 
 def start(address=DEFAULT_ADDRESS, token=None, allow_remote=False, profiler=None,

@@ -105,4 +105,18 @@ grep -Eq "^ +50 .* leaf \(tiny.py:1\)" "$WORK/pytest.log" \
     || { cat "$WORK/pytest.log"; fail "pytest --hyprof did not list leaf() with 50 calls"; }
 echo "check-pip-install: pytest --hyprof lists leaf() with 50 calls"
 
+# The .pth hook: HYPROF_SERVE in the environment serves a plain program,
+# with no change to it; without the variable nothing starts.
+HYPROF_SERVE=127.0.0.1:0 "$VPY" -c "
+import os, urllib.request, hyprof.serve as s
+mine = [d for d in s.discover() if d['pid'] == os.getpid()]
+assert mine, 'no endpoint of this process'
+assert b'pprof' in urllib.request.urlopen(mine[0]['url']).read()
+print('check-pip-install: HYPROF_SERVE serves', mine[0]['url'])
+" || fail "hyprof-autostart.pth did not start the endpoint"
+"$VPY" -c "
+import sys
+assert 'hyprof' not in sys.modules, 'hyprof imported at start without HYPROF_SERVE'
+" || fail "hyprof-autostart.pth imports hyprof without HYPROF_SERVE"
+
 echo "check-pip-install: OK"

@@ -634,3 +634,69 @@ def test_gunicorn_workers_each_serve_only_their_requests(tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+# ---------------------------------------------------------------- no code change: the .pth
+
+PTH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "pyext", "hyprof-autostart.pth")
+
+
+def _run_with_pth(tmp_path, env, body):
+    """Runs body in a fresh interpreter that reads hyprof-autostart.pth as
+    Python reads it from site-packages at start (site.addsitedir)."""
+    site_dir = tmp_path / "site"
+    site_dir.mkdir(exist_ok=True)
+    (site_dir / "hyprof-autostart.pth").write_text(open(PTH).read())
+    code = f"import site; site.addsitedir({str(site_dir)!r})\n" + PRELUDE + \
+        textwrap.dedent(body)
+    full = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), **env)
+    for k in ("HYPROF_SERVE", "HYPROF_CONTINUOUS_DIR"):
+        if k not in env:
+            full.pop(k, None)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full, timeout=60)
+
+
+def test_hyprof_serve_in_the_environment_serves_any_program(tmp_path):
+    r = _run_with_pth(tmp_path, {"HYPROF_SERVE": "127.0.0.1:0"}, """\
+        import json, os, urllib.request
+        import hyprof.serve as s
+        def program():
+            cpu_for(1.2)
+        t = __import__("threading").Thread(target=program)
+        t.start()
+        url = [d["url"] for d in s.discover() if d["pid"] == os.getpid()][0]
+        data = urllib.request.urlopen(url + "profile?seconds=1").read()
+        t.join()
+        print(json.dumps({"url": url, "size": len(data)}))
+        """)
+    assert r.returncode == 0, r.stderr
+    out = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert out["url"].startswith("http://127.0.0.1:") and out["size"] > 100
+
+
+def test_the_pth_costs_nothing_without_the_variables(tmp_path):
+    r = _run_with_pth(tmp_path, {}, """\
+        import sys
+        print("hyprof" in sys.modules and "hyprof.continuous" in sys.modules)
+        """)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_a_bad_hyprof_serve_is_one_line_and_the_program_runs(tmp_path):
+    r = _run_with_pth(tmp_path, {"HYPROF_SERVE": "0.0.0.0:0"}, """\
+        print("ran")
+        """)
+    assert r.returncode == 0 and r.stdout.strip() == "ran"
+    assert "HYPROF_SERVE" in r.stderr and "loopback" in r.stderr and "Traceback" not in r.stderr
+    taken = serve.start("127.0.0.1:0", frequency=50)
+    try:
+        r = _run_with_pth(tmp_path, {"HYPROF_SERVE": f"127.0.0.1:{taken.port}"}, """\
+            import os, hyprof.serve as s
+            print([d["url"] for d in s.discover() if d["pid"] == os.getpid()][0])
+            """)
+    finally:
+        taken.stop()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() != taken.url and "serves its profile on" in r.stderr
