@@ -34,11 +34,20 @@ def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_started = None
+
+
 def start():
-    """Starts what the environment asks for; returns the Server or the
-    ContinuousProfiler started, or None. Never raises."""
+    """Starts what the environment asks for, once a process (site reads a
+    .pth once per site directory, and a venv may list one twice); returns
+    the Server or the ContinuousProfiler started, or None. Never raises."""
+    global _started
+    if _started is not None:
+        return _started[0]
+    _started = (None,)
     try:
-        return _start()
+        _started = (_start(),)
+        return _started[0]
     except Exception as e:  # noqa: BLE001 -- the program must start
         sys.stderr.write(f"hyprof: the profiler did not start: {type(e).__name__}: {e}\n")
         return None

@@ -113,7 +113,8 @@ mine = [d for d in s.discover() if d['pid'] == os.getpid()]
 assert mine, 'no endpoint of this process'
 assert b'pprof' in urllib.request.urlopen(mine[0]['url']).read()
 print('check-pip-install: HYPROF_SERVE serves', mine[0]['url'])
-" || fail "hyprof-autostart.pth did not start the endpoint"
+" 2>"$WORK/serve.err" || { cat "$WORK/serve.err"; fail "hyprof-autostart.pth did not start the endpoint"; }
+[ ! -s "$WORK/serve.err" ] || { cat "$WORK/serve.err"; fail "HYPROF_SERVE printed errors"; }
 "$VPY" -c "
 import sys
 assert 'hyprof' not in sys.modules, 'hyprof imported at start without HYPROF_SERVE'
