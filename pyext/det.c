@@ -167,15 +167,21 @@ static void det_dealloc(det_prof_t *p) {
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
-static PyObject *det_write(det_prof_t *p, PyObject *arg) {
-    hyp_profile_t *prof;
-    PyObject *res;
-
+/* The profile of a stopped profiler's trees; NULL with an exception set
+ * while it runs or when out of memory. */
+static hyp_profile_t *det_export_stopped(det_prof_t *p) {
     if (p->running) {
         PyErr_SetString(hyp_py_profiler_error(), "the profiler is running: stop() it first");
         return NULL;
     }
-    prof = hyp__det_export(p);
+    return hyp__det_export(p);
+}
+
+static PyObject *det_write(det_prof_t *p, PyObject *arg) {
+    hyp_profile_t *prof;
+    PyObject *res;
+
+    prof = det_export_stopped(p);
     if (prof == NULL)
         return NULL;
     res = hyp_py_save(prof, arg);
@@ -187,11 +193,7 @@ static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
     hyp_profile_t *prof;
 
     (void)unused;
-    if (p->running) {
-        PyErr_SetString(hyp_py_profiler_error(), "the profiler is running: stop() it first");
-        return NULL;
-    }
-    prof = hyp__det_export(p);
+    prof = det_export_stopped(p);
     if (prof == NULL)
         return NULL;
     return hyp_py_trace_take_profile(prof);

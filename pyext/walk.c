@@ -128,6 +128,22 @@ static inline int hyp__hidden_kind(const PyCodeObject *code, int nhidden) {
     return 0;
 }
 
+/* A frame of hyprof's own is left out of the stack, and a cut one drops
+ * what it called too (*n back to 0); either way the walk met hyprof (*own).
+ * Returns 1 when the frame is such a one. (volatile: the walk of the
+ * thread's own stack keeps them across its fault recovery's longjmp.) */
+static inline int hyp__skip_hidden(const PyCodeObject *code, int nhidden, volatile int *n,
+                                   volatile int *own) {
+    int kind = hyp__hidden_kind(code, nhidden);
+
+    if (kind == 0)
+        return 0;
+    if (kind == 2)
+        *n = 0; /* what it called is hyprof's too */
+    *own = 1;
+    return 1;
+}
+
 /* The part of a frame the walk needs: everything before localsplus. */
 #define HYP__FRAME_HEAD offsetof(_PyInterpreterFrame, localsplus)
 /* The part of a code object the walk needs: everything before the bytecode. */
@@ -148,7 +164,7 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
     PyCodeObject *code;
     Py_ssize_t lasti;
     unsigned long tid = 0;
-    int n = 0, steps = 0, nhidden, own = 0, kind;
+    int n = 0, steps = 0, nhidden, own = 0;
 
     *truncated = 0;
     /* Another thread's state may be gone (freed when its thread ended, or at
@@ -181,12 +197,8 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
         /* 3.13 frames may run something else than code (f_executable). */
         if (Py_TYPE(&cb.c) != &PyCode_Type)
             continue;
-        if ((kind = hyp__hidden_kind(code, nhidden)) != 0) {
-            if (kind == 2)
-                n = 0; /* what it called is hyprof's too */
-            own = 1;
+        if (hyp__skip_hidden(code, nhidden, &n, &own))
             continue;
-        }
         if (n == max) {
             *truncated = 1;
             break;
@@ -267,7 +279,7 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
     const _Py_CODEUNIT *instr;
     PyCodeObject *code;
     Py_ssize_t lasti;
-    int steps = 0, nhidden = __atomic_load_n(&hyp__nhidden, __ATOMIC_ACQUIRE), kind;
+    int steps = 0, nhidden = __atomic_load_n(&hyp__nhidden, __ATOMIC_ACQUIRE);
     volatile int n = 0, own = 0; /* not needed after a jump, but -Wclobbered cannot tell */
 
     *truncated = 0;
@@ -308,12 +320,8 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
         }
         if (code == NULL || Py_TYPE(code) != &PyCode_Type)
             continue;
-        if ((kind = hyp__hidden_kind(code, nhidden)) != 0) {
-            if (kind == 2)
-                n = 0; /* what it called is hyprof's too */
-            own = 1;
+        if (hyp__skip_hidden(code, nhidden, &n, &own))
             continue;
-        }
         if (n == max) {
             *truncated = 1;
             break;
