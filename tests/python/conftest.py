@@ -2,8 +2,18 @@
 write a trace from Python tables through the C writer."""
 
 import os
+import signal
 
 import pytest
+
+# A job started in the background of a non-interactive shell (nohup, a CI
+# runner's `cmd &`) inherits SIGINT ignored, and so would every interpreter
+# the tests start: Python then installs no KeyboardInterrupt handler, and
+# tests of hyprof's behaviour beside one would see none. A handler here
+# becomes SIGINT's default action in each child, where Python installs its
+# own as usual.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
