@@ -150,21 +150,21 @@ static struct {
     int resolve_scheduled;  /* a pending call to resolve is queued */
 } hyp_py_alloc;
 
-static void hyp_py_guard_enter(hyp_py_alloc_tls_t *t) {
+static void hyp__guard_enter(hyp_py_alloc_tls_t *t) {
     if (t->guard++ == 0) {
         t->saved = t->countdown;
         t->countdown = INT64_MAX;
     }
 }
 
-static void hyp_py_guard_exit(hyp_py_alloc_tls_t *t) {
+static void hyp__guard_exit(hyp_py_alloc_tls_t *t) {
     if (--t->guard == 0)
         t->countdown = t->saved;
 }
 
 /* ---------------------------------------------------------------- slow path */
 
-static int hyp_py_resolve_later(void *arg);
+static int hyp__resolve_later(void *arg);
 
 /* Remembers a sampling thread the first time it samples, with its
  * threading.Thread while it is still registered: a thread that ends before
@@ -172,7 +172,7 @@ static int hyp_py_resolve_later(void *arg);
  * dict with PyDict_Next (no allocation, no Python code, no exception), and
  * an allocation made by the dict's own resize leaves the old table intact
  * until the swap (Objects/dictobject.c), so the walk sees a whole table. */
-static void hyp_py_note_thread(uint64_t ident, uint64_t native) {
+static void hyp__note_thread(uint64_t ident, uint64_t native) {
     hyp_py_athread_t *a = NULL;
     PyObject *key, *value;
     Py_ssize_t pos = 0;
@@ -208,7 +208,7 @@ static void hyp_py_note_thread(uint64_t ident, uint64_t native) {
 /* Records the sampled block ptr of size bytes: stack, thread, weight, and an
  * entry in the live table. Runs inside the hook with the GIL held; allocates
  * only through hyp__malloc (the C library, not a hooked domain). */
-static void hyp_py_record(void *ptr, size_t size) {
+static void hyp__record(void *ptr, size_t size) {
     hyp_py_pending_t *rec;
     PyThreadState *ts;
     int n, truncated = 0, i;
@@ -229,7 +229,7 @@ static void hyp_py_record(void *ptr, size_t size) {
         return;
     }
     if (ts != NULL)
-        hyp_py_note_thread((uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id);
+        hyp__note_thread((uint64_t)ts->thread_id, (uint64_t)ts->native_thread_id);
     rec = &hyp_py_alloc.pend[hyp_py_alloc.npend];
     rec->ptr = (uintptr_t)ptr;
     rec->size = size;
@@ -253,13 +253,13 @@ static void hyp_py_record(void *ptr, size_t size) {
         hyp_py_alloc.dropped_heap++;
     hyp_py_alloc.npend++;
     if (hyp_py_alloc.npend >= HYP_PY_RESOLVE_BATCH && !hyp_py_alloc.resolve_scheduled &&
-        Py_AddPendingCall(hyp_py_resolve_later, NULL) == 0)
+        Py_AddPendingCall(hyp__resolve_later, NULL) == 0)
         hyp_py_alloc.resolve_scheduled = 1;
 }
 
 /* The countdown crossed zero, or this thread's state belongs to another run.
  * Decides whether the block is sampled and draws the next gap. */
-static HYP_PY_COLD void hyp_py_slow(hyp_py_alloc_tls_t *t, void *ptr, size_t size) {
+static HYP_PY_COLD void hyp__slow(hyp_py_alloc_tls_t *t, void *ptr, size_t size) {
     uint64_t gen = atomic_load_explicit(&hyp_py_alloc.gen, memory_order_relaxed);
 
     if (t->guard)
@@ -282,12 +282,12 @@ static HYP_PY_COLD void hyp_py_slow(hyp_py_alloc_tls_t *t, void *ptr, size_t siz
             return;
     }
     t->countdown = hyp__heap_next_interval(&t->rng, hyp_py_alloc.interval);
-    hyp_py_guard_enter(t);
-    hyp_py_record(ptr, size);
-    hyp_py_guard_exit(t);
+    hyp__guard_enter(t);
+    hyp__record(ptr, size);
+    hyp__guard_exit(t);
 }
 
-static inline void hyp_py_account(void *ptr, size_t size) {
+static inline void hyp__account(void *ptr, size_t size) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
 
     /* size <= PY_SSIZE_T_MAX: PyMem_Malloc and PyObject_Malloc refuse more
@@ -296,10 +296,10 @@ static inline void hyp_py_account(void *ptr, size_t size) {
     if (HYP_PY_LIKELY(t->countdown > 0 &&
                       t->gen == atomic_load_explicit(&hyp_py_alloc.gen, memory_order_relaxed)))
         return;
-    hyp_py_slow(t, ptr, size);
+    hyp__slow(t, ptr, size);
 }
 
-static inline void hyp_py_forget(void *ptr) {
+static inline void hyp__forget(void *ptr) {
     if (HYP_PY_LIKELY(!hyp__heap_maybe(&hyp_py_alloc.heap, (uintptr_t)ptr)))
         return;
     hyp__heap_remove(&hyp_py_alloc.heap, (uintptr_t)ptr, NULL);
@@ -307,26 +307,26 @@ static inline void hyp_py_forget(void *ptr) {
 
 /* ---------------------------------------------------------------- the hooks */
 
-static void *hyp_py_hook_malloc(void *ctx, size_t size) {
+static void *hyp__hook_malloc(void *ctx, size_t size) {
     PyMemAllocatorEx *prev = ctx;
     void *ptr = prev->malloc(prev->ctx, size);
 
     if (ptr != NULL)
-        hyp_py_account(ptr, size);
+        hyp__account(ptr, size);
     return ptr;
 }
 
-static void *hyp_py_hook_calloc(void *ctx, size_t nelem, size_t elsize) {
+static void *hyp__hook_calloc(void *ctx, size_t nelem, size_t elsize) {
     PyMemAllocatorEx *prev = ctx;
     void *ptr = prev->calloc(prev->ctx, nelem, elsize);
 
     /* A successful calloc proves nelem * elsize did not overflow. */
     if (ptr != NULL)
-        hyp_py_account(ptr, nelem * elsize);
+        hyp__account(ptr, nelem * elsize);
     return ptr;
 }
 
-static void *hyp_py_hook_realloc(void *ctx, void *old, size_t size) {
+static void *hyp__hook_realloc(void *ctx, void *old, size_t size) {
     PyMemAllocatorEx *prev = ctx;
     void *ptr = prev->realloc(prev->ctx, old, size);
 
@@ -337,29 +337,29 @@ static void *hyp_py_hook_realloc(void *ctx, void *old, size_t size) {
     if (ptr == NULL)
         return NULL;
     if (old != NULL)
-        hyp_py_forget(old);
-    hyp_py_account(ptr, size);
+        hyp__forget(old);
+    hyp__account(ptr, size);
     return ptr;
 }
 
-static void hyp_py_hook_free(void *ctx, void *ptr) {
+static void hyp__hook_free(void *ctx, void *ptr) {
     PyMemAllocatorEx *prev = ctx;
 
     if (ptr != NULL)
-        hyp_py_forget(ptr);
+        hyp__forget(ptr);
     prev->free(prev->ctx, ptr);
 }
 
-static int hyp_py_is_ours(PyMemAllocatorDomain domain) {
+static int hyp__is_ours(PyMemAllocatorDomain domain) {
     PyMemAllocatorEx cur;
 
     PyMem_GetAllocator(domain, &cur);
-    return cur.malloc == hyp_py_hook_malloc;
+    return cur.malloc == hyp__hook_malloc;
 }
 
-static void hyp_py_hook(PyMemAllocatorDomain domain, PyMemAllocatorEx *prev) {
-    PyMemAllocatorEx hook = {prev, hyp_py_hook_malloc, hyp_py_hook_calloc, hyp_py_hook_realloc,
-                             hyp_py_hook_free};
+static void hyp__hook(PyMemAllocatorDomain domain, PyMemAllocatorEx *prev) {
+    PyMemAllocatorEx hook = {prev, hyp__hook_malloc, hyp__hook_calloc, hyp__hook_realloc,
+                             hyp__hook_free};
 
     PyMem_GetAllocator(domain, prev);
     PyMem_SetAllocator(domain, &hook);
@@ -369,12 +369,12 @@ static void hyp_py_hook(PyMemAllocatorDomain domain, PyMemAllocatorEx *prev) {
  * was installed over it (tracemalloc started after hyprof and still
  * running), removing ours would cut that hook's chain, so ours stays as a
  * pass-through until a later call finds it on top again. */
-static void hyp_py_unhook(void) {
-    if (hyp_py_alloc.hooked_obj && hyp_py_is_ours(PYMEM_DOMAIN_OBJ)) {
+static void hyp__unhook(void) {
+    if (hyp_py_alloc.hooked_obj && hyp__is_ours(PYMEM_DOMAIN_OBJ)) {
         PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hyp_py_alloc.prev_obj);
         hyp_py_alloc.hooked_obj = 0;
     }
-    if (hyp_py_alloc.hooked_mem && hyp_py_is_ours(PYMEM_DOMAIN_MEM)) {
+    if (hyp_py_alloc.hooked_mem && hyp__is_ours(PYMEM_DOMAIN_MEM)) {
         PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &hyp_py_alloc.prev_mem);
         hyp_py_alloc.hooked_mem = 0;
     }
@@ -382,7 +382,7 @@ static void hyp_py_unhook(void) {
 
 /* ---------------------------------------------------------------- resolution */
 
-static int hyp_py_fail(int rc) {
+static int hyp__alloc_fail(int rc) {
     if (rc == HYP_ENOMEM)
         PyErr_NoMemory();
     else
@@ -390,7 +390,7 @@ static int hyp_py_fail(int rc) {
     return -1;
 }
 
-static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) {
+static size_t hyp__site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) {
     uint64_t x = (uint64_t)(uintptr_t)code ^ ((uint64_t)lasti << 40) ^ lasti;
 
     x ^= x >> 33;
@@ -406,7 +406,7 @@ static size_t hyp_py_site_slot(PyCodeObject *code, uint32_t lasti, size_t mask) 
 /* Empties the resolution cache, releasing its code objects: when it is full
  * (the functions met since are resolved again, once each), and at stop(),
  * after which nothing is resolved. */
-static void hyp_py_drop_sites(void) {
+static void hyp__drop_sites(void) {
     size_t i;
 
     for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++)
@@ -416,19 +416,19 @@ static void hyp_py_drop_sites(void) {
     hyp_py_alloc.nsites = hyp_py_alloc.site_mask = 0;
 }
 
-static int hyp_py_site_grow(void) {
+static int hyp__site_grow(void) {
     size_t cap = hyp_py_alloc.sites == NULL ? 256 : (hyp_py_alloc.site_mask + 1) * 2, i;
     hyp_py_site_t *t = hyp__calloc(cap, sizeof(*t));
 
     if (t == NULL)
-        return hyp_py_fail(HYP_ENOMEM);
+        return hyp__alloc_fail(HYP_ENOMEM);
     for (i = 0; hyp_py_alloc.sites != NULL && i <= hyp_py_alloc.site_mask; i++) {
         hyp_py_site_t *e = &hyp_py_alloc.sites[i];
         size_t j;
 
         if (e->code == NULL)
             continue;
-        for (j = hyp_py_site_slot(e->code, e->lasti, cap - 1); t[j].code != NULL;
+        for (j = hyp__site_slot(e->code, e->lasti, cap - 1); t[j].code != NULL;
              j = (j + 1) & (cap - 1))
             ;
         t[j] = *e;
@@ -444,16 +444,16 @@ static int hyp_py_site_grow(void) {
  * and session, and guards code objects it holds no reference to, where each
  * record here holds its code object alive until it is resolved. Both name
  * the function with hyp_py_code_func(). */
-static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint32_t *line) {
+static int hyp__site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint32_t *line) {
     hyp_py_site_t *e;
     size_t i;
     int rc, ln;
 
     if (hyp_py_alloc.nsites >= HYP_PY_MAX_SITES)
-        hyp_py_drop_sites();
-    if ((hyp_py_alloc.nsites + 1) * 2 > hyp_py_alloc.site_mask + 1 && hyp_py_site_grow() < 0)
+        hyp__drop_sites();
+    if ((hyp_py_alloc.nsites + 1) * 2 > hyp_py_alloc.site_mask + 1 && hyp__site_grow() < 0)
         return -1;
-    for (i = hyp_py_site_slot(code, lasti, hyp_py_alloc.site_mask);
+    for (i = hyp__site_slot(code, lasti, hyp_py_alloc.site_mask);
          (e = &hyp_py_alloc.sites[i])->code != NULL; i = (i + 1) & hyp_py_alloc.site_mask) {
         if (e->code == code && e->lasti == lasti) {
             *func = e->func;
@@ -462,7 +462,7 @@ static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint3
         }
     }
     if ((rc = hyp_py_code_func(hyp_py_alloc.prof, code, func)) < 0)
-        return hyp_py_fail(rc);
+        return hyp__alloc_fail(rc);
     ln = hyp__walk_line(code, lasti);
     *line = ln > 0 ? (uint32_t)ln : 0;
     e->code = (PyCodeObject *)Py_NewRef(code);
@@ -473,7 +473,7 @@ static int hyp_py_site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint3
     return 0;
 }
 
-static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
+static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     hyp_py_athread_t *a = NULL;
     hyp_thread_t th;
     char fallback[48];
@@ -514,11 +514,11 @@ static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     rc = hyp_profile_string(hyp_py_alloc.prof, name, (size_t)len, &th.name);
     Py_XDECREF(pyname);
     if (rc < 0)
-        return hyp_py_fail(rc);
+        return hyp__alloc_fail(rc);
     th.os_tid = native;
     th.ident = ident;
     if ((rc = hyp_profile_thread(hyp_py_alloc.prof, &th, id)) < 0)
-        return hyp_py_fail(rc);
+        return hyp__alloc_fail(rc);
     if (a != NULL)
         a->id = *id;
     return 0;
@@ -527,16 +527,16 @@ static int hyp_py_thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
 /* Adds a sample of kind (kind_alloc or kind_live) to the profile, which
  * keeps it in its pending list: the Trace's samples, and what
  * hyp_py_alloc_merge() carries into the CPU sampler's profile. */
-static int hyp_py_add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint64_t time_ns,
+static int hyp__add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint64_t time_ns,
                              uint64_t weight) {
     hyp_sample_t s = {thread, node, kind, time_ns, weight, HYP_NO_LABELS};
     int rc = hyp_profile_add_sample(hyp_py_alloc.prof, &s);
 
-    return rc < 0 ? hyp_py_fail(rc) : 0;
+    return rc < 0 ? hyp__alloc_fail(rc) : 0;
 }
 
 /* The node of one pending record's stack, root first. */
-static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
+static int hyp__stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
     hyp_id_t parent = HYP_ROOT_NODE, func;
     uint32_t i;
     int rc;
@@ -548,7 +548,7 @@ static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
             if ((rc = hyp_profile_string(hyp_py_alloc.prof, "[truncated]", 11, &f.name)) < 0 ||
                 (rc = hyp_profile_string(hyp_py_alloc.prof, "", 0, &f.file)) < 0 ||
                 (rc = hyp_profile_func(hyp_py_alloc.prof, &f, &hyp_py_alloc.trunc_func)) < 0)
-                return hyp_py_fail(rc);
+                return hyp__alloc_fail(rc);
         }
         if (rec->depth == 0) {
             /* No Python frame: an allocation made by C code outside any
@@ -560,21 +560,21 @@ static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
                 (rc = hyp_profile_string(hyp_py_alloc.prof, "", 0, &f.file)) < 0 ||
                 (rc = hyp_profile_func(hyp_py_alloc.prof, &f, &func)) < 0 ||
                 (rc = hyp_profile_node(hyp_py_alloc.prof, parent, func, 0, node)) < 0)
-                return hyp_py_fail(rc);
+                return hyp__alloc_fail(rc);
             return 0;
         }
         if ((rc = hyp_profile_node(hyp_py_alloc.prof, parent, hyp_py_alloc.trunc_func, 0,
                                    &parent)) < 0)
-            return hyp_py_fail(rc);
+            return hyp__alloc_fail(rc);
     }
     for (i = rec->depth; i-- > 0;) {
         const hyp_py_frame_t *f = &hyp_py_alloc.frames[rec->frame0 + i];
         uint32_t line;
 
-        if (hyp_py_site(f->code, f->lasti, &func, &line) < 0)
+        if (hyp__site(f->code, f->lasti, &func, &line) < 0)
             return -1;
         if ((rc = hyp_profile_node(hyp_py_alloc.prof, parent, func, line, &parent)) < 0)
-            return hyp_py_fail(rc);
+            return hyp__alloc_fail(rc);
     }
     *node = parent;
     return 0;
@@ -583,7 +583,7 @@ static int hyp_py_stack_node(const hyp_py_pending_t *rec, hyp_id_t *node) {
 /* Turns every pending record into an alloc sample of the profile, and the
  * live table's entries for them into resolved tags. With the GIL held and
  * outside the hook; the caller holds the guard. */
-static int hyp_py_resolve(void) {
+static int hyp__resolve(void) {
     size_t i;
     int rc = 0;
 
@@ -592,9 +592,9 @@ static int hyp_py_resolve(void) {
         hyp_id_t thread, node;
         hyp__live_t *e;
 
-        if (hyp_py_thread(rec->ident, rec->native, &thread) < 0 ||
-            hyp_py_stack_node(rec, &node) < 0 ||
-            hyp_py_add_sample(thread, node, hyp_py_alloc.kind_alloc, rec->time_ns, rec->weight) <
+        if (hyp__thread(rec->ident, rec->native, &thread) < 0 ||
+            hyp__stack_node(rec, &node) < 0 ||
+            hyp__add_sample(thread, node, hyp_py_alloc.kind_alloc, rec->time_ns, rec->weight) <
                 0) {
             rc = -1;
             break;
@@ -628,8 +628,8 @@ static int hyp_py_resolve(void) {
 
 /* Runs from the eval loop (Py_AddPendingCall), with the GIL and outside any
  * allocator call. It must not raise into the code it interrupts: a failure is
- * counted in the trace's dropped map by hyp_py_resolve(). */
-static int hyp_py_resolve_later(void *arg) {
+ * counted in the trace's dropped map by hyp__resolve(). */
+static int hyp__resolve_later(void *arg) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
 
     HYP__UNUSED(arg);
@@ -637,17 +637,17 @@ static int hyp_py_resolve_later(void *arg) {
     if (!hyp_py_alloc.running || hyp_py_alloc.npend == 0)
         return 0;
     HYP_PY_EXC_SAVE(exc);
-    hyp_py_guard_enter(t);
-    if (hyp_py_resolve() < 0)
+    hyp__guard_enter(t);
+    if (hyp__resolve() < 0)
         PyErr_Clear();
-    hyp_py_guard_exit(t);
+    hyp__guard_exit(t);
     HYP_PY_EXC_RESTORE(exc);
     return 0;
 }
 
 /* ---------------------------------------------------------------- run state */
 
-static void hyp_py_release_run(void) {
+static void hyp__release_run(void) {
     size_t i;
 
     for (i = 0; i < hyp_py_alloc.nframes; i++)
@@ -656,7 +656,7 @@ static void hyp_py_release_run(void) {
     hyp__heap_destroy(&hyp_py_alloc.heap);
     hyp_profile_free(hyp_py_alloc.prof);
     hyp_py_alloc.prof = NULL;
-    hyp_py_drop_sites();
+    hyp__drop_sites();
     Py_CLEAR(hyp_py_alloc.active);
     for (i = 0; i < hyp_py_alloc.nthreads; i++)
         Py_CLEAR(hyp_py_alloc.threads[i].thread);
@@ -667,7 +667,7 @@ static void hyp_py_release_run(void) {
     hyp_py_alloc.live_added = 0;
 }
 
-static int hyp_py_new_profile(void) {
+static int hyp__new_profile(void) {
     hyp_sample_kind_t ka = {"alloc", "bytes", 0, 1}, kl = {"live", "bytes", 2, 3};
     hyp_profile_t *p = hyp_profile_new(HYP_MODE_SAMPLING, hyp_py_alloc_metrics,
                                        HYP_PY_ALLOC_NMETRICS);
@@ -676,7 +676,7 @@ static int hyp_py_new_profile(void) {
 
     clock_gettime(CLOCK_REALTIME, &now);
     if (p == NULL)
-        return hyp_py_fail(HYP_ENOMEM);
+        return hyp__alloc_fail(HYP_ENOMEM);
     if ((rc = hyp_profile_sample_kind(p, &ka, &hyp_py_alloc.kind_alloc)) < 0 ||
         (rc = hyp_profile_sample_kind(p, &kl, &hyp_py_alloc.kind_live)) < 0 ||
         (rc = hyp_profile_set_meta_str(p, "trigger", "alloc")) < 0 ||
@@ -686,7 +686,7 @@ static int hyp_py_new_profile(void) {
         (rc = hyp_profile_set_meta_str(p, "memory_domains", "mem,obj")) < 0 ||
         (rc = hyp_py_set_run_meta(p, (double)now.tv_sec + now.tv_nsec * 1e-9, NULL)) < 0) {
         hyp_profile_free(p);
-        return hyp_py_fail(rc);
+        return hyp__alloc_fail(rc);
     }
     /* The same bound as the CPU sampler's: past it, call paths fold into
      * "[truncated]" (counted in the trace), so memory stays bounded. */
@@ -696,7 +696,7 @@ static int hyp_py_new_profile(void) {
 }
 
 /* Adds one live sample per sampled block still allocated, timed now. */
-static int hyp_py_add_live(void) {
+static int hyp__add_live(void) {
     uint64_t now = hyp_clock_monotonic_ns() - hyp_py_alloc.start_ns;
     const hyp__live_t *e;
     size_t pos = 0;
@@ -704,7 +704,7 @@ static int hyp_py_add_live(void) {
     while ((e = hyp__heap_next(&hyp_py_alloc.heap, &pos)) != NULL) {
         if (!(e->tag & HYP_PY_TAG_RESOLVED))
             continue; /* cannot happen after a resolve; never guess a stack */
-        if (hyp_py_add_sample((hyp_id_t)((e->tag >> 32) & 0x7fffffff), (hyp_id_t)e->tag,
+        if (hyp__add_sample((hyp_id_t)((e->tag >> 32) & 0x7fffffff), (hyp_id_t)e->tag,
                               hyp_py_alloc.kind_live, now, e->weight) < 0)
             return -1;
     }
@@ -712,7 +712,7 @@ static int hyp_py_add_live(void) {
     return 0;
 }
 
-static int hyp_py_finish_profile(void) {
+static int hyp__finish_profile(void) {
     hyp_profile_t *p = hyp_py_alloc.prof;
 
     if (hyp_py_alloc.dropped_nomem)
@@ -720,30 +720,30 @@ static int hyp_py_finish_profile(void) {
     if (hyp_py_alloc.dropped_heap)
         hyp_profile_add_dropped(p, "live: out of memory", hyp_py_alloc.dropped_heap);
     if (hyp_profile_set_meta_int(p, "memory_samples", (int64_t)hyp_py_alloc.nsampled) < 0)
-        return hyp_py_fail(HYP_ENOMEM);
-    return hyp_py_add_live();
+        return hyp__alloc_fail(HYP_ENOMEM);
+    return hyp__add_live();
 }
 
 /* Stops sampling: resolves, writes the live samples, restores the chain. */
-static int hyp_py_stop(void) {
+static int hyp__alloc_stop(void) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
     int rc;
 
-    hyp_py_guard_enter(t);
+    hyp__guard_enter(t);
     hyp_py_alloc.running = 0;
     atomic_fetch_add(&hyp_py_alloc.gen, 1);
-    hyp_py_unhook();
-    rc = hyp_py_resolve();
+    hyp__unhook();
+    rc = hyp__resolve();
     if (rc == 0)
-        rc = hyp_py_finish_profile();
-    hyp_py_drop_sites();
-    hyp_py_guard_exit(t);
+        rc = hyp__finish_profile();
+    hyp__drop_sites();
+    hyp__guard_exit(t);
     return rc;
 }
 
 /* ---------------------------------------------------------------- Python API */
 
-static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kwargs) {
+static PyObject *hyp__alloc_start(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"interval", "max_frames", NULL};
     PyObject *interval_obj = NULL;
     double interval = HYP_HEAP_INTERVAL_DEFAULT;
@@ -785,7 +785,7 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
     }
     /* A hook of an earlier run still chained under a foreign one: finish
      * taking it out if it is on top again, otherwise refuse to wrap twice. */
-    hyp_py_unhook();
+    hyp__unhook();
     if (hyp_py_alloc.hooked_mem || hyp_py_alloc.hooked_obj) {
         PyErr_SetString(hyp_py_profiler_error(),
                         "cannot start the allocation profiler: the hook of its previous run is "
@@ -794,8 +794,8 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
                         "one first");
         return NULL;
     }
-    hyp_py_guard_enter(t);
-    hyp_py_release_run();
+    hyp__guard_enter(t);
+    hyp__release_run();
     hyp_py_alloc.interval = interval;
     hyp_py_alloc.max_frames = max_frames;
     {
@@ -808,39 +808,39 @@ static PyObject *hyp_py_alloc_start(PyObject *self, PyObject *args, PyObject *kw
         if (hyp_py_alloc.active == NULL)
             PyErr_Clear(); /* threads are then named by their kernel id */
     }
-    if (hyp_py_new_profile() < 0) {
-        hyp_py_release_run();
-        hyp_py_guard_exit(t);
+    if (hyp__new_profile() < 0) {
+        hyp__release_run();
+        hyp__guard_exit(t);
         return NULL;
     }
     hyp_py_alloc.start_ns = hyp_clock_monotonic_ns();
     hyp_py_alloc.pid = getpid();
     atomic_fetch_add(&hyp_py_alloc.gen, 1);
     hyp_py_alloc.running = 1;
-    hyp_py_hook(PYMEM_DOMAIN_MEM, &hyp_py_alloc.prev_mem);
+    hyp__hook(PYMEM_DOMAIN_MEM, &hyp_py_alloc.prev_mem);
     hyp_py_alloc.hooked_mem = 1;
-    hyp_py_hook(PYMEM_DOMAIN_OBJ, &hyp_py_alloc.prev_obj);
+    hyp__hook(PYMEM_DOMAIN_OBJ, &hyp_py_alloc.prev_obj);
     hyp_py_alloc.hooked_obj = 1;
-    hyp_py_guard_exit(t);
+    hyp__guard_exit(t);
     Py_RETURN_NONE;
 }
 
-static PyObject *hyp_py_alloc_stop(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_py_stop(PyObject *self, PyObject *unused) {
     if (!hyp_py_alloc.running) {
         PyErr_SetString(hyp_py_profiler_error(), "the allocation profiler is not running");
         return NULL;
     }
-    if (hyp_py_stop() < 0)
+    if (hyp__alloc_stop() < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-static PyObject *hyp_py_alloc_running(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_running(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(hyp_py_alloc.running);
 }
 
 /* The frames of node, root first, as (name, filename, line) tuples. */
-static PyObject *hyp_py_node_frames(hyp_id_t node) {
+static PyObject *hyp__node_frames(hyp_id_t node) {
     const hyp_profile_t *p = hyp_py_alloc.prof;
     PyObject *list = PyList_New(0), *tuple;
     hyp_id_t n;
@@ -873,7 +873,7 @@ static PyObject *hyp_py_node_frames(hyp_id_t node) {
 }
 
 /* heap(): the live sampled blocks by stack, largest first. */
-static PyObject *hyp_py_alloc_heap_impl(void) {
+static PyObject *hyp__alloc_heap_impl(void) {
     PyObject *by_node = NULL, *result = NULL, *items = NULL;
     const hyp__live_t *e;
     size_t pos = 0;
@@ -881,7 +881,7 @@ static PyObject *hyp_py_alloc_heap_impl(void) {
 
     if (hyp_py_alloc.prof == NULL)
         return PyList_New(0);
-    if (hyp_py_alloc.npend && hyp_py_resolve() < 0)
+    if (hyp_py_alloc.npend && hyp__resolve() < 0)
         return NULL;
     by_node = PyDict_New(); /* node -> [bytes, blocks] */
     if (by_node == NULL)
@@ -921,7 +921,7 @@ static PyObject *hyp_py_alloc_heap_impl(void) {
     for (i = 0; i < PyList_GET_SIZE(items); i++) {
         PyObject *kv = PyList_GET_ITEM(items, i);
         PyObject *acc = PyTuple_GET_ITEM(kv, 1);
-        PyObject *frames = hyp_py_node_frames((hyp_id_t)PyLong_AsUnsignedLong(
+        PyObject *frames = hyp__node_frames((hyp_id_t)PyLong_AsUnsignedLong(
             PyTuple_GET_ITEM(kv, 0)));
         PyObject *row;
 
@@ -942,17 +942,17 @@ done:
     return result;
 }
 
-static PyObject *hyp_py_alloc_heap(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_heap(PyObject *self, PyObject *unused) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
     PyObject *r;
 
-    hyp_py_guard_enter(t);
-    r = hyp_py_alloc_heap_impl();
-    hyp_py_guard_exit(t);
+    hyp__guard_enter(t);
+    r = hyp__alloc_heap_impl();
+    hyp__guard_exit(t);
     return r;
 }
 
-static PyObject *hyp_py_alloc_stats(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_stats(PyObject *self, PyObject *unused) {
     return Py_BuildValue(
         "{s:O,s:d,s:K,s:K,s:K,s:n,s:K,s:K,s:O}", "running", hyp_py_alloc.running ? Py_True
                                                                              : Py_False,
@@ -967,7 +967,7 @@ static PyObject *hyp_py_alloc_stats(PyObject *self, PyObject *unused) {
 }
 
 /* The last run's trace: a hyprof.Trace of the collector's profile. */
-static PyObject *hyp_py_alloc_trace(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_trace(PyObject *self, PyObject *unused) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
     PyObject *r;
 
@@ -981,14 +981,14 @@ static PyObject *hyp_py_alloc_trace(PyObject *self, PyObject *unused) {
         PyErr_SetString(hyp_py_profiler_error(), "the allocation profiler has not run");
         return NULL;
     }
-    hyp_py_guard_enter(t);
+    hyp__guard_enter(t);
     r = hyp_py_trace_from_profile(hyp_py_alloc.prof);
-    hyp_py_guard_exit(t);
+    hyp__guard_exit(t);
     return r;
 }
 
 /* Writes the last run's trace to a file. */
-static PyObject *hyp_py_alloc_write(PyObject *self, PyObject *path) {
+static PyObject *hyp__alloc_write(PyObject *self, PyObject *path) {
     (void)self;
     if (hyp_py_alloc.running || hyp_py_alloc.prof == NULL) {
         PyErr_SetString(hyp_py_profiler_error(),
@@ -1003,53 +1003,53 @@ static PyObject *hyp_py_alloc_write(PyObject *self, PyObject *path) {
  * that forked; a collector copied half-way (pending records of threads that
  * no longer exist, a table the parent keeps updating) is dropped, and the
  * child allocates through the previous allocators. */
-static PyObject *hyp_py_alloc_after_fork(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_after_fork(PyObject *self, PyObject *unused) {
     if (hyp_py_alloc.running || hyp_py_alloc.prof != NULL) {
         hyp_py_alloc_tls_t *t = &hyp_py_tls;
 
-        hyp_py_guard_enter(t);
+        hyp__guard_enter(t);
         hyp_py_alloc.running = 0;
         atomic_fetch_add(&hyp_py_alloc.gen, 1);
-        hyp_py_unhook();
-        hyp_py_release_run();
-        hyp_py_guard_exit(t);
+        hyp__unhook();
+        hyp__release_run();
+        hyp__guard_exit(t);
     }
     Py_RETURN_NONE;
 }
 
 /* For hyprof's own threads (the sampler's resolver): everything the calling
  * thread allocates from now on stays out of the allocation profile. */
-static PyObject *hyp_py_alloc_exclude_thread(PyObject *self, PyObject *unused) {
+static PyObject *hyp__alloc_exclude_thread(PyObject *self, PyObject *unused) {
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
 
     if (t->guard == 0)
-        hyp_py_guard_enter(t);
+        hyp__guard_enter(t);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef hyp_py_alloc_methods[] = {
-    {"alloc_start", (PyCFunction)(void (*)(void))hyp_py_alloc_start, METH_VARARGS | METH_KEYWORDS,
+    {"alloc_start", (PyCFunction)(void (*)(void))hyp__alloc_start, METH_VARARGS | METH_KEYWORDS,
      "alloc_start(interval=524288, max_frames=128)\n\nStarts sampling allocations of the MEM "
      "and OBJ domains, one sample per `interval` bytes on average."},
-    {"alloc_stop", hyp_py_alloc_stop, METH_NOARGS,
+    {"alloc_stop", hyp__alloc_py_stop, METH_NOARGS,
      "alloc_stop()\n\nStops sampling, resolves the samples and records the live heap."},
-    {"alloc_running", hyp_py_alloc_running, METH_NOARGS, "True while allocations are sampled."},
-    {"alloc_heap", hyp_py_alloc_heap, METH_NOARGS,
+    {"alloc_running", hyp__alloc_running, METH_NOARGS, "True while allocations are sampled."},
+    {"alloc_heap", hyp__alloc_heap, METH_NOARGS,
      "alloc_heap() -> [(frames, bytes, blocks)]\n\nThe sampled blocks still allocated, by "
      "stack; frames are (name, filename, line), root first; bytes is the estimate."},
-    {"alloc_stats", hyp_py_alloc_stats, METH_NOARGS, "Counters of the current or last run."},
-    {"alloc_trace", hyp_py_alloc_trace, METH_NOARGS,
+    {"alloc_stats", hyp__alloc_stats, METH_NOARGS, "Counters of the current or last run."},
+    {"alloc_trace", hyp__alloc_trace, METH_NOARGS,
      "alloc_trace() -> Trace\n\nThe last run's allocation trace."},
-    {"alloc_write", hyp_py_alloc_write, METH_O,
+    {"alloc_write", hyp__alloc_write, METH_O,
      "alloc_write(path)\n\nWrites the last run's allocation trace to path."},
-    {"alloc_exclude_thread", hyp_py_alloc_exclude_thread, METH_NOARGS,
+    {"alloc_exclude_thread", hyp__alloc_exclude_thread, METH_NOARGS,
      "Leaves the calling thread's allocations out of every later allocation profile."},
-    {"_alloc_after_fork", hyp_py_alloc_after_fork, METH_NOARGS,
+    {"_alloc_after_fork", hyp__alloc_after_fork, METH_NOARGS,
      "Drops the collector in a forked child."},
     {NULL, NULL, 0, NULL},
 };
 
-static int hyp_py_metric_index(const hyp_profile_t *p, const char *name, uint32_t *i) {
+static int hyp__metric_index(const hyp_profile_t *p, const char *name, uint32_t *i) {
     size_t k;
 
     for (k = 0; k < hyp_profile_metric_count(p); k++) {
@@ -1061,7 +1061,7 @@ static int hyp_py_metric_index(const hyp_profile_t *p, const char *name, uint32_
     return HYP_EINVAL;
 }
 
-static int hyp_py_kind_in(hyp_profile_t *p, const char *name, const char *count,
+static int hyp__kind_in(hyp_profile_t *p, const char *name, const char *count,
                           const char *weight, uint32_t *kind) {
     hyp_sample_kind_t k = {name, "bytes", 0, 0};
     size_t i;
@@ -1072,8 +1072,8 @@ static int hyp_py_kind_in(hyp_profile_t *p, const char *name, const char *count,
             return 0;
         }
     }
-    if (hyp_py_metric_index(p, count, &k.count_metric) < 0 ||
-        hyp_py_metric_index(p, weight, &k.weight_metric) < 0)
+    if (hyp__metric_index(p, count, &k.count_metric) < 0 ||
+        hyp__metric_index(p, weight, &k.weight_metric) < 0)
         return HYP_EINVAL;
     return hyp_profile_sample_kind(p, &k, kind);
 }
@@ -1082,9 +1082,9 @@ int hyp_py_alloc_declare(hyp_profile_t *p) {
     uint32_t k;
     int rc;
 
-    if ((rc = hyp_py_kind_in(p, "alloc", "alloc_samples", "alloc_bytes", &k)) < 0)
+    if ((rc = hyp__kind_in(p, "alloc", "alloc_samples", "alloc_bytes", &k)) < 0)
         return rc;
-    return hyp_py_kind_in(p, "live", "live_samples", "live_bytes", &k);
+    return hyp__kind_in(p, "live", "live_samples", "live_bytes", &k);
 }
 
 int hyp_py_alloc_merge(hyp_profile_t *dst) {

@@ -28,18 +28,18 @@
 
 static PyMethodDef det_methods[];
 
-static PyObject *det_start(det_prof_t *p, PyObject *unused) {
+static PyObject *hyp__det_py_start(det_prof_t *p, PyObject *unused) {
     (void)unused;
     return hyp__det_start(p);
 }
 
 /* stop()'s own C call, its PyMethodDef, leaves the profile with it. */
-static PyObject *det_stop(det_prof_t *p, PyObject *unused) {
+static PyObject *hyp__det_py_stop(det_prof_t *p, PyObject *unused) {
     (void)unused;
     return hyp__det_stop(p, &det_methods[1]);
 }
 
-static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
+static int hyp__det_py_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"builtins", "engine", "max_nodes", "cpu_clock", "context", NULL};
     int builtins = 1;
     const char *engine = "auto", *cpu_clock = "auto";
@@ -113,7 +113,7 @@ static int det_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
+static PyObject *hyp__det_py_hide(det_prof_t *p, PyObject *codes) {
     if (!PyTuple_Check(codes)) {
         PyErr_SetString(PyExc_TypeError, "hide() takes a tuple of code objects");
         return NULL;
@@ -123,7 +123,7 @@ static PyObject *det_hide(det_prof_t *p, PyObject *codes) {
     Py_RETURN_NONE;
 }
 
-static PyObject *det_omit(det_prof_t *p, PyObject *args) {
+static PyObject *hyp__det_py_omit(det_prof_t *p, PyObject *args) {
     PyObject *cut, *skip;
 
     if (!PyArg_ParseTuple(args, "O!O!:omit", &PyTuple_Type, &cut, &PyTuple_Type, &skip))
@@ -140,25 +140,25 @@ static PyObject *det_omit(det_prof_t *p, PyObject *args) {
 #define DET_PROF_OBJECTS(X)                                                                    \
     X(omit_cut) X(omit_skip) X(hidden) X(argv) X(ctx_var) X(ctx_value) X(bootstrap) X(callbacks)
 
-static int det_traverse(det_prof_t *p, visitproc visit, void *arg) {
+static int hyp__det_py_traverse(det_prof_t *p, visitproc visit, void *arg) {
 #define DET_VISIT(m) Py_VISIT(p->m);
     DET_PROF_OBJECTS(DET_VISIT)
 #undef DET_VISIT
     return 0;
 }
 
-static int det_clear(det_prof_t *p) {
+static int hyp__det_py_clear(det_prof_t *p) {
 #define DET_CLEAR(m) Py_CLEAR(p->m);
     DET_PROF_OBJECTS(DET_CLEAR)
 #undef DET_CLEAR
     return 0;
 }
 
-static void det_dealloc(det_prof_t *p) {
+static void hyp__det_py_dealloc(det_prof_t *p) {
     PyObject_GC_UnTrack(p);
     if (p->weakrefs != NULL)
         PyObject_ClearWeakRefs((PyObject *)p);
-    det_clear(p);
+    hyp__det_py_clear(p);
     hyp__det_threads_free(p);
     hyp__det_funcs_free(p);
     hyp__det_gens_free(&p->gens);
@@ -169,7 +169,7 @@ static void det_dealloc(det_prof_t *p) {
 
 /* The profile of a stopped profiler's trees; NULL with an exception set
  * while it runs or when out of memory. */
-static hyp_profile_t *det_export_stopped(det_prof_t *p) {
+static hyp_profile_t *hyp__det_py_export_stopped(det_prof_t *p) {
     if (p->running) {
         PyErr_SetString(hyp_py_profiler_error(), "the profiler is running: stop() it first");
         return NULL;
@@ -177,11 +177,11 @@ static hyp_profile_t *det_export_stopped(det_prof_t *p) {
     return hyp__det_export(p);
 }
 
-static PyObject *det_write(det_prof_t *p, PyObject *arg) {
+static PyObject *hyp__det_py_write(det_prof_t *p, PyObject *arg) {
     hyp_profile_t *prof;
     PyObject *res;
 
-    prof = det_export_stopped(p);
+    prof = hyp__det_py_export_stopped(p);
     if (prof == NULL)
         return NULL;
     res = hyp_py_save(prof, arg);
@@ -189,29 +189,29 @@ static PyObject *det_write(det_prof_t *p, PyObject *arg) {
     return res;
 }
 
-static PyObject *det_trace(det_prof_t *p, PyObject *unused) {
+static PyObject *hyp__det_py_trace(det_prof_t *p, PyObject *unused) {
     hyp_profile_t *prof;
 
     (void)unused;
-    prof = det_export_stopped(p);
+    prof = hyp__det_py_export_stopped(p);
     if (prof == NULL)
         return NULL;
     return hyp_py_trace_take_profile(prof);
 }
 
-static PyObject *det_get_running(det_prof_t *p, void *closure) {
+static PyObject *hyp__det_py_get_running(det_prof_t *p, void *closure) {
     (void)closure;
     return PyBool_FromLong(p->running);
 }
 
-static PyObject *det_get_engine(det_prof_t *p, void *closure) {
+static PyObject *hyp__det_py_get_engine(det_prof_t *p, void *closure) {
     (void)closure;
     return PyUnicode_FromString(p->engine == DET_ENGINE_MONITORING ? "monitoring" : "setprofile");
 }
 
 /* Counters a user or a test checks: nodes, functions, threads, truncations,
  * returns that matched no call, and the CPU clock reads by kind. */
-static PyObject *det_get_counters(det_prof_t *p, void *closure) {
+static PyObject *hyp__det_py_get_counters(det_prof_t *p, void *closure) {
     det_thread_t *th;
     unsigned long long fast = 0, slow = 0;
 
@@ -229,24 +229,24 @@ static PyObject *det_get_counters(det_prof_t *p, void *closure) {
 }
 
 static PyMethodDef det_methods[] = {
-    {"start", (PyCFunction)det_start, METH_NOARGS,
+    {"start", (PyCFunction)hyp__det_py_start, METH_NOARGS,
      "Starts profiling every thread; raises ProfilerError over another profiler."},
-    {"stop", (PyCFunction)det_stop, METH_NOARGS,
+    {"stop", (PyCFunction)hyp__det_py_stop, METH_NOARGS,
      "Stops profiling and closes the calls still open at this instant."},
-    {"write", (PyCFunction)det_write, METH_O, "Writes the trace to a file."},
-    {"trace", (PyCFunction)det_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
-    {"hide", (PyCFunction)det_hide, METH_O,
+    {"write", (PyCFunction)hyp__det_py_write, METH_O, "Writes the trace to a file."},
+    {"trace", (PyCFunction)hyp__det_py_trace, METH_NOARGS, "Returns the profile as a hyprof.Trace."},
+    {"hide", (PyCFunction)hyp__det_py_hide, METH_O,
      "Names the code objects of the wrappers that call stop(), left out of the profile."},
-    {"omit", (PyCFunction)det_omit, METH_VARARGS,
+    {"omit", (PyCFunction)hyp__det_py_omit, METH_VARARGS,
      "omit(cut, skip): code objects of hyprof's own that the program calls, left out of the "
      "profile at stop: cut with their callees, skip alone."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef det_getset[] = {
-    {"running", (getter)det_get_running, NULL, "Whether the profiler is running.", NULL},
-    {"engine", (getter)det_get_engine, NULL, "'setprofile' or 'monitoring'.", NULL},
-    {"counters", (getter)det_get_counters, NULL, "Bookkeeping counters (a dict).", NULL},
+    {"running", (getter)hyp__det_py_get_running, NULL, "Whether the profiler is running.", NULL},
+    {"engine", (getter)hyp__det_py_get_engine, NULL, "'setprofile' or 'monitoring'.", NULL},
+    {"counters", (getter)hyp__det_py_get_counters, NULL, "Bookkeeping counters (a dict).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -258,10 +258,10 @@ static PyTypeObject det_type = {
     .tp_doc = "DetProfiler(builtins=True, engine='auto', max_nodes=1000000, cpu_clock='auto')\n"
               "The deterministic profiler's engine; hyprof.Profiler wraps it.",
     .tp_weaklistoffset = offsetof(det_prof_t, weakrefs),
-    .tp_traverse = (traverseproc)det_traverse,
-    .tp_clear = (inquiry)det_clear,
-    .tp_dealloc = (destructor)det_dealloc,
-    .tp_init = (initproc)det_init,
+    .tp_traverse = (traverseproc)hyp__det_py_traverse,
+    .tp_clear = (inquiry)hyp__det_py_clear,
+    .tp_dealloc = (destructor)hyp__det_py_dealloc,
+    .tp_init = (initproc)hyp__det_py_init,
     .tp_new = PyType_GenericNew,
     .tp_methods = det_methods,
     .tp_getset = det_getset,

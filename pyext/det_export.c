@@ -24,7 +24,7 @@ static const hyp_metric_t det_metrics[] = {
 };
 #define DET_NMETRICS HYP__ARRAY_SIZE(det_metrics)
 
-static int export_func(hyp_profile_t *prof, det_func_t *f) {
+static int hyp__export_func(hyp_profile_t *prof, det_func_t *f) {
     hyp_func_t hf;
     int rc;
 
@@ -42,11 +42,11 @@ static int export_func(hyp_profile_t *prof, det_func_t *f) {
 
 /* Own times round down and cumulative times up, so that a function's summed
  * own time never exceeds its cumulative time by a rounding. */
-static uint64_t to_ns_down(uint64_t ticks, double ns_per_tick) {
+static uint64_t hyp__to_ns_down(uint64_t ticks, double ns_per_tick) {
     return (uint64_t)((double)ticks * ns_per_tick);
 }
 
-static uint64_t to_ns_up(uint64_t ticks, double ns_per_tick) {
+static uint64_t hyp__to_ns_up(uint64_t ticks, double ns_per_tick) {
     double ns = (double)ticks * ns_per_tick;
     uint64_t r = (uint64_t)ns;
     return (double)r < ns ? r + 1 : r;
@@ -55,7 +55,7 @@ static uint64_t to_ns_up(uint64_t ticks, double ns_per_tick) {
 /* Sorts a list of siblings by creation: the engine keeps them in
  * most-recently-used order, a trace lists them in the order they were first
  * called (what a time-ordered view shows). A merge sort, iterative. */
-static det_node_t *sort_siblings(det_node_t *list) {
+static det_node_t *hyp__sort_siblings(det_node_t *list) {
     size_t width, n = 0;
     det_node_t *x;
 
@@ -89,26 +89,26 @@ static det_node_t *sort_siblings(det_node_t *list) {
     return list;
 }
 
-static void sort_tree(det_thread_t *th) {
+static void hyp__sort_tree(det_thread_t *th) {
     det_chunk_t *c;
     size_t i;
 
-    th->tree.root.first_child = sort_siblings(th->tree.root.first_child);
+    th->tree.root.first_child = hyp__sort_siblings(th->tree.root.first_child);
     for (c = th->tree.chunks; c != NULL; c = c->next)
         for (i = 0; i < c->used; i++)
             if (c->nodes[i].first_child != NULL)
-                c->nodes[i].first_child = sort_siblings(c->nodes[i].first_child);
+                c->nodes[i].first_child = hyp__sort_siblings(c->nodes[i].first_child);
 }
 
 /* Walks one thread's tree in preorder without recursion (trees can be as
  * deep as the recursion limit allows), giving each node its shared id. */
-static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k,
+static int hyp__export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, double k,
                          uint64_t *folded) {
     det_node_t *n;
     uint64_t v[DET_NMETRICS];
     int rc;
 
-    sort_tree(th);
+    hyp__sort_tree(th);
     n = th->tree.root.first_child;
     th->tree.root.export_id = HYP_ROOT_NODE;
     while (n != NULL) {
@@ -117,25 +117,25 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
         if (n->calls == 0 && n->first_child == NULL && n->wall_own == 0 && n->wall_cum == 0 &&
             n->cpu_own == 0 && n->cpu_cum == 0)
             goto next;
-        if ((rc = export_func(prof, n->func)) != 0)
+        if ((rc = hyp__export_func(prof, n->func)) != 0)
             return rc;
         if ((rc = hyp_profile_node(prof, n->parent->export_id, n->func->export_id, 0,
                                    &n->export_id)) != 0)
             return rc;
         v[0] = n->calls;
-        v[1] = to_ns_down(n->wall_own, k);
-        v[2] = to_ns_down(n->cpu_own, k);
-        v[3] = to_ns_up(n->wall_cum, k);
-        v[4] = to_ns_up(n->cpu_cum, k);
+        v[1] = hyp__to_ns_down(n->wall_own, k);
+        v[2] = hyp__to_ns_down(n->cpu_own, k);
+        v[3] = hyp__to_ns_up(n->wall_cum, k);
+        v[4] = hyp__to_ns_up(n->cpu_cum, k);
         /* The recursive parts round like the totals they are taken from, so
          * that a node that only recursed keeps nothing outside. */
         if (n->rec != NULL) {
             v[5] = n->rec->calls;
-            v[6] = to_ns_up(n->rec->wall, k);
-            v[7] = to_ns_up(n->rec->cpu, k);
+            v[6] = hyp__to_ns_up(n->rec->wall, k);
+            v[7] = hyp__to_ns_up(n->rec->cpu, k);
             v[8] = n->rec->edge_calls;
-            v[9] = to_ns_up(n->rec->edge_wall, k);
-            v[10] = to_ns_up(n->rec->edge_cpu, k);
+            v[9] = hyp__to_ns_up(n->rec->edge_wall, k);
+            v[10] = hyp__to_ns_up(n->rec->edge_cpu, k);
         } else {
             memset(v + 5, 0, 6 * sizeof v[0]);
         }
@@ -156,7 +156,7 @@ static int export_thread(hyp_profile_t *prof, det_thread_t *th, hyp_id_t tid, do
     return 0;
 }
 
-static int set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
+static int hyp__set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
     det_thread_t *th;
     int perf = 0, sys = 0, rc;
     const char *cpu;
@@ -209,7 +209,7 @@ hyp_profile_t *hyp__det_export(det_prof_t *p) {
      * the engine's folds again and count them twice. */
     for (i = 0; i < p->nfuncs; i++)
         p->funcs[i]->export_id = HYP_NO_ID;
-    rc = set_meta(prof, p, k);
+    rc = hyp__set_meta(prof, p, k);
     /* Threads in the order they were first seen. */
     {
         det_thread_t **order = hyp__calloc(p->nthreads + 1, sizeof *order);
@@ -228,7 +228,7 @@ hyp_profile_t *hyp__det_export(det_prof_t *p) {
             if ((rc = hyp_profile_string(prof, th->name, strlen(th->name), &t.name)) != 0 ||
                 (rc = hyp_profile_thread(prof, &t, &tid)) != 0)
                 break;
-            rc = export_thread(prof, th, tid, k, &folded);
+            rc = hyp__export_thread(prof, th, tid, k, &folded);
         }
         hyp__free(order);
     }

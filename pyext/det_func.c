@@ -33,7 +33,7 @@ typedef struct {
     det_func_t *func;
 } det_extra_t;
 
-static void det_extra_free(void *ptr) {
+static void hyp__det_extra_free(void *ptr) {
     hyp__free(ptr);
 }
 
@@ -59,12 +59,12 @@ det_func_t *hyp__det_func_new(det_prof_t *p, const void *key, uint32_t kind) {
     return f;
 }
 
-static int ctab_grow(det_prof_t *p);
+static int hyp__ctab_grow(det_prof_t *p);
 
 /* The function of key in p's table of functions by key (C functions, and
  * the Python functions of a profiler whose co_extra slot another one took),
  * or NULL. */
-static det_func_t *ctab_find(det_prof_t *p, const void *key) {
+static det_func_t *hyp__ctab_find(det_prof_t *p, const void *key) {
     size_t j;
 
     if (p->ctab_cap == 0)
@@ -75,10 +75,10 @@ static det_func_t *ctab_find(det_prof_t *p, const void *key) {
     return NULL;
 }
 
-static int ctab_add(det_prof_t *p, det_func_t *f) {
+static int hyp__ctab_add(det_prof_t *p, det_func_t *f) {
     size_t j;
 
-    if ((p->ctab_used + 1) * 2 > p->ctab_cap && ctab_grow(p) != 0)
+    if ((p->ctab_used + 1) * 2 > p->ctab_cap && hyp__ctab_grow(p) != 0)
         return HYP_ENOMEM;
     for (j = hyp__det_ptr_hash(f->key, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
         ;
@@ -100,7 +100,7 @@ det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co) {
     /* Context-bound profilers running together share the one slot: the one
      * that filled it last owns it, the others keep their functions in their
      * table by key too, so a function is never made twice in a profile. */
-    f = p->ctx_var != NULL ? ctab_find(p, co) : NULL;
+    f = p->ctx_var != NULL ? hyp__ctab_find(p, co) : NULL;
     if (f != NULL) {
         if (extra != NULL) {
             extra->session = p->session;
@@ -113,7 +113,7 @@ det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co) {
         return NULL;
     Py_INCREF(co);
     f->code = (PyObject *)co;
-    if (p->ctx_var != NULL && ctab_add(p, f) != 0)
+    if (p->ctx_var != NULL && hyp__ctab_add(p, f) != 0)
         return NULL;
     if (extra == NULL) {
         extra = hyp__malloc(sizeof *extra);
@@ -134,13 +134,13 @@ det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co) {
 
 /* Whether repr(o) names a C method without an address: the descriptors of C
  * types print as "<method 'append' of 'list' objects>". */
-static int is_c_descriptor(PyObject *o) {
+static int hyp__is_c_descriptor(PyObject *o) {
     return Py_IS_TYPE(o, &PyMethodDescr_Type) || Py_IS_TYPE(o, &PyClassMethodDescr_Type) ||
            Py_IS_TYPE(o, &PyWrapperDescr_Type);
 }
 
 /* The descriptor of ml in the MRO of type, borrowed, or NULL. */
-static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
+static PyObject *hyp__c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
     PyObject *mro = type->tp_mro;
     Py_ssize_t i;
 
@@ -166,7 +166,7 @@ static PyObject *c_method_descr(PyTypeObject *type, PyMethodDef *ml) {
 /* A repr without the address it may hold: "<built-in method __new__ of
  * type object at 0x7f...>" becomes "<built-in method __new__ of type
  * object>", the same in every process. Steals repr. */
-static PyObject *unaddressed(PyObject *repr) {
+static PyObject *hyp__unaddressed(PyObject *repr) {
     PyObject *needle = PyUnicode_FromString(" at 0x"), *head = NULL, *tail = NULL, *out;
     Py_ssize_t len = PyUnicode_GET_LENGTH(repr), at = -1, end = -1;
 
@@ -196,7 +196,7 @@ static PyObject *unaddressed(PyObject *repr) {
  * differs in every process), the C method's own descriptor names it
  * ("<method 'seed' of '_random.Random' objects>"), so that a name is the
  * same in every run. */
-static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) {
+static PyObject *hyp__c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) {
     PyObject *name, *mo, *res = NULL;
 
     if (self == NULL) {
@@ -224,8 +224,8 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
         PyObject *found;
         mo = found = _PyType_Lookup(Py_TYPE(self), name);
         Py_DECREF(name);
-        if (mo != NULL && !is_c_descriptor(mo))
-            mo = c_method_descr(Py_TYPE(self), ml);
+        if (mo != NULL && !hyp__is_c_descriptor(mo))
+            mo = hyp__c_method_descr(Py_TYPE(self), ml);
         if (mo == NULL)
             mo = found; /* its repr, with the address taken out below */
         if (mo != NULL) {
@@ -233,7 +233,7 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
             res = PyObject_Repr(mo);
             Py_DECREF(mo);
             if (res != NULL)
-                return unaddressed(res);
+                return hyp__unaddressed(res);
         }
     }
     PyErr_Clear();
@@ -242,7 +242,7 @@ static PyObject *c_func_name(PyMethodDef *ml, PyObject *self, PyObject *module) 
     return PyUnicode_FromFormat("<built-in method %s>", ml->ml_name);
 }
 
-static int ctab_grow(det_prof_t *p) {
+static int hyp__ctab_grow(det_prof_t *p) {
     size_t cap = p->ctab_cap ? p->ctab_cap * 2 : 256, i;
     det_func_t **tab = hyp__calloc(cap, sizeof *tab);
 
@@ -274,13 +274,13 @@ det_func_t *hyp__det_c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable,
             if (p->ctab[j]->key == ml)
                 return p->ctab[j];
     }
-    if ((p->ctab_used + 1) * 2 > p->ctab_cap && ctab_grow(p) != 0)
+    if ((p->ctab_used + 1) * 2 > p->ctab_cap && hyp__ctab_grow(p) != 0)
         return NULL;
     if (PyCFunction_Check(callable)) {
         PyCFunctionObject *fn = (PyCFunctionObject *)callable;
-        name = c_func_name(ml, fn->m_self, fn->m_module);
+        name = hyp__c_func_name(ml, fn->m_self, fn->m_module);
     } else {
-        name = c_func_name(ml, self_arg, NULL);
+        name = hyp__c_func_name(ml, self_arg, NULL);
     }
     if (name == NULL) {
         PyErr_Clear();
@@ -318,7 +318,7 @@ void hyp__det_funcs_free(det_prof_t *p) {
 int hyp__det_func_init(void) {
     if (det_extra_index >= 0)
         return 0;
-    det_extra_index = det_request_extra_index(det_extra_free);
+    det_extra_index = det_request_extra_index(hyp__det_extra_free);
     if (det_extra_index < 0) {
         PyErr_SetString(PyExc_RuntimeError, "no co_extra slot left for hyprof");
         return -1;

@@ -23,7 +23,7 @@ static const struct {
 };
 
 
-static inline const void *current_iframe(det_thread_t *th) {
+static inline const void *hyp__current_iframe(det_thread_t *th) {
 #if PY_VERSION_HEX >= 0x030D0000
     return th->tstate->current_frame;
 #else
@@ -34,7 +34,7 @@ static inline const void *current_iframe(det_thread_t *th) {
 /* The C function behind a call event's callable, or NULL when the callable
  * is not one cProfile would count (the same test as _lsprof's
  * get_cfunc_from_callable and 3.12's legacy profile shim). */
-static inline PyMethodDef *c_method_def(det_prof_t *p, PyObject *callable, PyObject *self_arg) {
+static inline PyMethodDef *hyp__c_method_def(det_prof_t *p, PyObject *callable, PyObject *self_arg) {
     if (PyCFunction_Check(callable))
         return ((PyCFunctionObject *)callable)->m_ml;
     if (Py_IS_TYPE(callable, &PyMethodDescr_Type) && self_arg != NULL && self_arg != p->missing)
@@ -42,7 +42,7 @@ static inline PyMethodDef *c_method_def(det_prof_t *p, PyObject *callable, PyObj
     return NULL;
 }
 
-static inline det_thread_t *mon_thread(det_prof_t *p) {
+static inline det_thread_t *hyp__mon_thread(det_prof_t *p) {
     det_thread_t *th = hyp__det_thread_get(p);
 
     if (DET_UNLIKELY(th == NULL)) {
@@ -57,38 +57,38 @@ static inline det_thread_t *mon_thread(det_prof_t *p) {
 
 /* The profiler and thread a Python function's event is for (self: the
  * callback's profiler, or None for the group's), or 0 when there is none. */
-static inline int mon_py_target(PyObject *self, det_prof_t **pp, det_thread_t **thp) {
+static inline int hyp__mon_py_target(PyObject *self, det_prof_t **pp, det_thread_t **thp) {
     if (DET_LIKELY(self != Py_None)) {
         *pp = (det_prof_t *)self;
-        *thp = mon_thread(*pp);
+        *thp = hyp__mon_thread(*pp);
         return DET_LIKELY(*thp != NULL && (*pp)->running);
     }
     return (*pp = hyp__det_pick(thp)) != NULL;
 }
 
-static inline void mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
+static inline void hyp__mon_enter_py(PyObject *self, PyObject *const *args, int fresh) {
     det_prof_t *p;
     det_thread_t *th;
     PyCodeObject *co = (PyCodeObject *)args[0];
     uint64_t wall, cpu;
 
-    if (!mon_py_target(self, &p, &th))
+    if (!hyp__mon_py_target(self, &p, &th))
         return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     if (DET_UNLIKELY(co->co_flags & DET_GEN_FLAGS))
-        hyp__det_enter(p, th, co, NULL, NULL, current_iframe(th), fresh, wall, cpu);
+        hyp__det_enter(p, th, co, NULL, NULL, hyp__current_iframe(th), fresh, wall, cpu);
     else
         hyp__det_enter(p, th, co, NULL, NULL, NULL, 1, wall, cpu);
     th->last_wall = wall;
     th->last_cpu = cpu;
 }
 
-static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspend) {
+static inline void hyp__mon_leave_py(PyObject *self, PyObject *const *args, int suspend) {
     det_prof_t *p;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (!mon_py_target(self, &p, &th))
+    if (!hyp__mon_py_target(self, &p, &th))
         return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     hyp__det_leave(p, th, args[0], suspend, wall, cpu);
@@ -104,15 +104,15 @@ static inline void mon_leave_py(PyObject *self, PyObject *const *args, int suspe
         fn(self, args, arg);                                                        \
         Py_RETURN_NONE;                                                             \
     }
-DET_MON_PY(mon_py_start, mon_enter_py, 1)
-DET_MON_PY(mon_py_resume, mon_enter_py, 0)
-DET_MON_PY(mon_py_return, mon_leave_py, 0)
-DET_MON_PY(mon_py_yield, mon_leave_py, 1)
+DET_MON_PY(mon_py_start, hyp__mon_enter_py, 1)
+DET_MON_PY(mon_py_resume, hyp__mon_enter_py, 0)
+DET_MON_PY(mon_py_return, hyp__mon_leave_py, 0)
+DET_MON_PY(mon_py_yield, hyp__mon_leave_py, 1)
 
 /* The profiler, thread and method definition a CALL or C_RETURN event is
  * for, or 0 when the event is not one to record. Inlined into both callbacks,
  * so the hot path pays for no extra call. */
-static inline int mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+static inline int hyp__mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                det_prof_t **pp, det_thread_t **thp, PyMethodDef **mlp) {
     det_prof_t *p;
     det_thread_t *th;
@@ -120,14 +120,14 @@ static inline int mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t
 
     if (DET_LIKELY(self != Py_None)) {
         p = (det_prof_t *)self;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
-        if (ml == NULL || (th = mon_thread(p)) == NULL || !p->running)
+        ml = hyp__c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        if (ml == NULL || (th = hyp__mon_thread(p)) == NULL || !p->running)
             return 0;
     } else {
         /* The group's events are those of all its profilers. */
         if ((p = hyp__det_pick(&th)) == NULL || !p->builtins)
             return 0;
-        ml = c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
+        ml = hyp__c_method_def(p, args[2], nargs > 3 ? args[3] : NULL);
         if (ml == NULL)
             return 0;
     }
@@ -138,14 +138,14 @@ static inline int mon_c_target(PyObject *self, PyObject *const *args, Py_ssize_t
 }
 
 /* A C function's call (enter) or return, raise included. */
-static inline void mon_c_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+static inline void hyp__mon_c_event(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                                int enter) {
     det_prof_t *p;
     PyMethodDef *ml;
     det_thread_t *th;
     uint64_t wall, cpu;
 
-    if (!mon_c_target(self, args, nargs, &p, &th, &ml))
+    if (!hyp__mon_c_target(self, args, nargs, &p, &th, &ml))
         return;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     if (enter)
@@ -156,13 +156,13 @@ static inline void mon_c_event(PyObject *self, PyObject *const *args, Py_ssize_t
     th->last_cpu = cpu;
 }
 
-static PyObject *mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    mon_c_event(self, args, nargs, 1);
+static PyObject *hyp__mon_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    hyp__mon_c_event(self, args, nargs, 1);
     Py_RETURN_NONE;
 }
 
-static PyObject *mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    mon_c_event(self, args, nargs, 0);
+static PyObject *hyp__mon_c_return(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    hyp__mon_c_event(self, args, nargs, 0);
     Py_RETURN_NONE;
 }
 
@@ -174,9 +174,9 @@ static PyMethodDef det_mon_defs[EV_COUNT] = {
     {"hyprof_py_return", DET_FASTCALL(mon_py_return), METH_FASTCALL, NULL},
     {"hyprof_py_yield", DET_FASTCALL(mon_py_yield), METH_FASTCALL, NULL},
     {"hyprof_py_unwind", DET_FASTCALL(mon_py_return), METH_FASTCALL, NULL},
-    {"hyprof_call", DET_FASTCALL(mon_call), METH_FASTCALL, NULL},
-    {"hyprof_c_return", DET_FASTCALL(mon_c_return), METH_FASTCALL, NULL},
-    {"hyprof_c_raise", DET_FASTCALL(mon_c_return), METH_FASTCALL, NULL},
+    {"hyprof_call", DET_FASTCALL(hyp__mon_call), METH_FASTCALL, NULL},
+    {"hyprof_c_return", DET_FASTCALL(hyp__mon_c_return), METH_FASTCALL, NULL},
+    {"hyprof_c_raise", DET_FASTCALL(hyp__mon_c_return), METH_FASTCALL, NULL},
 };
 
 /* The callables registered with sys.monitoring: plain vectorcall objects,
@@ -192,7 +192,7 @@ typedef struct {
     const char *name;
 } det_cb_t;
 
-static PyObject *det_cb_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+static PyObject *hyp__det_cb_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
                                    PyObject *kwnames) {
     det_cb_t *cb = (det_cb_t *)self;
 
@@ -200,23 +200,23 @@ static PyObject *det_cb_vectorcall(PyObject *self, PyObject *const *args, size_t
     return cb->fn(cb->prof, args, PyVectorcall_NARGS(nargsf));
 }
 
-static int det_cb_traverse(det_cb_t *cb, visitproc visit, void *arg) {
+static int hyp__det_cb_traverse(det_cb_t *cb, visitproc visit, void *arg) {
     Py_VISIT(cb->prof);
     return 0;
 }
 
-static int det_cb_clear(det_cb_t *cb) {
+static int hyp__det_cb_clear(det_cb_t *cb) {
     Py_CLEAR(cb->prof);
     return 0;
 }
 
-static void det_cb_dealloc(det_cb_t *cb) {
+static void hyp__det_cb_dealloc(det_cb_t *cb) {
     PyObject_GC_UnTrack(cb);
-    det_cb_clear(cb);
+    hyp__det_cb_clear(cb);
     PyObject_GC_Del(cb);
 }
 
-static PyObject *det_cb_repr(det_cb_t *cb) {
+static PyObject *hyp__det_cb_repr(det_cb_t *cb) {
     return PyUnicode_FromFormat("<hyprof monitoring callback %s>", cb->name);
 }
 
@@ -227,13 +227,13 @@ static PyTypeObject det_cb_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(det_cb_t, vectorcall),
     .tp_call = PyVectorcall_Call,
-    .tp_traverse = (traverseproc)det_cb_traverse,
-    .tp_clear = (inquiry)det_cb_clear,
-    .tp_dealloc = (destructor)det_cb_dealloc,
-    .tp_repr = (reprfunc)det_cb_repr,
+    .tp_traverse = (traverseproc)hyp__det_cb_traverse,
+    .tp_clear = (inquiry)hyp__det_cb_clear,
+    .tp_dealloc = (destructor)hyp__det_cb_dealloc,
+    .tp_repr = (reprfunc)hyp__det_cb_repr,
 };
 
-static PyObject *det_cb_new(PyObject *prof, const PyMethodDef *def) {
+static PyObject *hyp__det_cb_new(PyObject *prof, const PyMethodDef *def) {
     det_cb_t *cb;
 
     if (!(det_cb_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&det_cb_type) < 0)
@@ -241,7 +241,7 @@ static PyObject *det_cb_new(PyObject *prof, const PyMethodDef *def) {
     cb = PyObject_GC_New(det_cb_t, &det_cb_type);
     if (cb == NULL)
         return NULL;
-    cb->vectorcall = det_cb_vectorcall;
+    cb->vectorcall = hyp__det_cb_vectorcall;
     cb->prof = Py_NewRef(prof);
     cb->fn = (det_cb_fn)(void (*)(void))def->ml_meth;
     cb->name = def->ml_name;
@@ -251,14 +251,14 @@ static PyObject *det_cb_new(PyObject *prof, const PyMethodDef *def) {
 
 /* One callback of prof (a profiler, or None for the group) per event, a
  * tuple in det_events' order. */
-static PyObject *callbacks_new(PyObject *prof) {
+static PyObject *hyp__callbacks_new(PyObject *prof) {
     PyObject *cbs = PyTuple_New(EV_COUNT);
     int i;
 
     if (cbs == NULL)
         return NULL;
     for (i = 0; i < EV_COUNT; i++) {
-        PyObject *f = det_cb_new(prof, &det_mon_defs[i]);
+        PyObject *f = hyp__det_cb_new(prof, &det_mon_defs[i]);
         if (f == NULL) {
             Py_DECREF(cbs);
             return NULL;
@@ -270,7 +270,7 @@ static PyObject *callbacks_new(PyObject *prof) {
 
 /* Takes the profiler tool id and registers the first nev callbacks of cbs:
  * 0, or -1 (the id was not taken) or -2 (it was) with an exception set. */
-static int tool_take(PyObject *mon, PyObject *cbs, int nev) {
+static int hyp__tool_take(PyObject *mon, PyObject *cbs, int nev) {
     PyObject *r = PyObject_CallMethod(mon, "use_tool_id", "is", DET_TOOL_ID, "hyprof");
     int i;
 
@@ -287,7 +287,7 @@ static int tool_take(PyObject *mon, PyObject *cbs, int nev) {
     return 0;
 }
 
-static PyObject *monitoring_module(void) {
+static PyObject *hyp__monitoring_module(void) {
     PyObject *sys = PyImport_ImportModule("sys"), *mon;
 
     if (sys == NULL)
@@ -298,7 +298,7 @@ static PyObject *monitoring_module(void) {
 }
 
 int hyp__det_monitoring_start(det_prof_t *p) {
-    PyObject *mon = monitoring_module(), *r;
+    PyObject *mon = hyp__monitoring_module(), *r;
     int i, rc, nev = p->builtins ? EV_COUNT : EV_CALL;
     long mask = 0;
 
@@ -309,9 +309,9 @@ int hyp__det_monitoring_start(det_prof_t *p) {
         if (p->missing == NULL)
             goto fail;
     }
-    if (p->callbacks == NULL && (p->callbacks = callbacks_new((PyObject *)p)) == NULL)
+    if (p->callbacks == NULL && (p->callbacks = hyp__callbacks_new((PyObject *)p)) == NULL)
         goto fail;
-    if ((rc = tool_take(mon, p->callbacks, nev)) != 0) {
+    if ((rc = hyp__tool_take(mon, p->callbacks, nev)) != 0) {
         if (rc == -2)
             goto fail_free;
         goto fail;
@@ -333,7 +333,7 @@ fail:
 }
 
 void hyp__det_monitoring_stop(det_prof_t *p) {
-    PyObject *mon = monitoring_module(), *r;
+    PyObject *mon = hyp__monitoring_module(), *r;
     int i;
 
     (void)p;
@@ -355,7 +355,7 @@ void hyp__det_monitoring_stop(det_prof_t *p) {
 }
 
 PyObject *hyp__det_monitoring_owner(void) {
-    PyObject *mon = monitoring_module(), *r;
+    PyObject *mon = hyp__monitoring_module(), *r;
 
     if (mon == NULL)
         return NULL;
@@ -369,7 +369,7 @@ PyObject *hyp__det_monitoring_owner(void) {
 }
 
 int hyp__det_monitoring_group_set(det_prof_t *joining) {
-    PyObject *mon = monitoring_module(), *r;
+    PyObject *mon = hyp__monitoring_module(), *r;
     int i, rc, builtins = joining != NULL && joining->builtins, fresh = hyp__det_group.mask == 0;
     long mask = 0;
     size_t k;
@@ -384,9 +384,9 @@ int hyp__det_monitoring_group_set(det_prof_t *joining) {
     for (k = 0; k < hyp__det_group.n; k++)
         builtins |= hyp__det_group.profs[k]->builtins;
     if (hyp__det_group.callbacks == NULL &&
-        (hyp__det_group.callbacks = callbacks_new(Py_None)) == NULL)
+        (hyp__det_group.callbacks = hyp__callbacks_new(Py_None)) == NULL)
         goto fail;
-    if (fresh && (rc = tool_take(mon, hyp__det_group.callbacks, EV_COUNT)) != 0) {
+    if (fresh && (rc = hyp__tool_take(mon, hyp__det_group.callbacks, EV_COUNT)) != 0) {
         if (rc == -2)
             goto fail_free;
         goto fail;

@@ -11,7 +11,7 @@
 
 enum { OMIT_KEEP = 0, OMIT_SKIP = 1, OMIT_CUT = 2 };
 
-static int omit_kind(det_prof_t *p, const void *key) {
+static int hyp__omit_kind(det_prof_t *p, const void *key) {
     Py_ssize_t i;
 
     for (i = 0; p->omit_cut != NULL && i < PyTuple_GET_SIZE(p->omit_cut); i++)
@@ -29,14 +29,14 @@ typedef struct {
     size_t n, cap;
 } det_nodes_t;
 
-static int nodes_push(det_nodes_t *a, det_node_t *n) {
+static int hyp__nodes_push(det_nodes_t *a, det_node_t *n) {
     if (a->n == a->cap && hyp__grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v) != 0)
         return HYP_ENOMEM;
     a->v[a->n++] = n;
     return 0;
 }
 
-static det_node_t *child_like(det_node_t *parent, det_node_t *n) {
+static det_node_t *hyp__child_like(det_node_t *parent, det_node_t *n) {
     det_node_t *c;
 
     for (c = parent->first_child; c != NULL; c = c->next_sibling)
@@ -48,12 +48,12 @@ static det_node_t *child_like(det_node_t *parent, det_node_t *n) {
 /* Adds src (a node moving up) into dst, a node of the same function at its
  * new place, and so on down: children of src without a counterpart under
  * dst become dst's. dst has not been scanned yet. */
-static int merge_into(det_node_t *dst, det_node_t *src) {
+static int hyp__merge_into(det_node_t *dst, det_node_t *src) {
     det_nodes_t pairs = {NULL, 0, 0};
     int rc;
 
-    if ((rc = nodes_push(&pairs, dst)) == 0)
-        rc = nodes_push(&pairs, src);
+    if ((rc = hyp__nodes_push(&pairs, dst)) == 0)
+        rc = hyp__nodes_push(&pairs, src);
     while (rc == 0 && pairs.n != 0) {
         det_node_t *s = pairs.v[--pairs.n], *d = pairs.v[--pairs.n], *c, *next, *same;
         d->calls += s->calls;
@@ -74,10 +74,10 @@ static int merge_into(det_node_t *dst, det_node_t *src) {
         s->rec = NULL;
         for (c = s->first_child; rc == 0 && c != NULL; c = next) {
             next = c->next_sibling;
-            same = child_like(d, c);
+            same = hyp__child_like(d, c);
             if (same != NULL) {
-                if ((rc = nodes_push(&pairs, same)) == 0)
-                    rc = nodes_push(&pairs, c);
+                if ((rc = hyp__nodes_push(&pairs, same)) == 0)
+                    rc = hyp__nodes_push(&pairs, c);
             } else {
                 c->parent = d;
                 c->next_sibling = d->first_child;
@@ -92,17 +92,17 @@ static int merge_into(det_node_t *dst, det_node_t *src) {
 
 /* Scans one thread's tree in preorder (a node's children are scanned after
  * its own list is settled). */
-static int omit_thread(det_prof_t *p, det_thread_t *th) {
+static int hyp__omit_thread(det_prof_t *p, det_thread_t *th) {
     det_nodes_t todo = {NULL, 0, 0};
-    int rc = nodes_push(&todo, &th->tree.root);
+    int rc = hyp__nodes_push(&todo, &th->tree.root);
 
     while (rc == 0 && todo.n != 0) {
         det_node_t *parent = todo.v[--todo.n], **link = &parent->first_child;
         while (rc == 0 && *link != NULL) {
             det_node_t *c = *link, *g, *next, *same;
-            int kind = c->truncated ? OMIT_KEEP : omit_kind(p, c->key);
+            int kind = c->truncated ? OMIT_KEEP : hyp__omit_kind(p, c->key);
             if (kind == OMIT_KEEP) {
-                rc = nodes_push(&todo, c);
+                rc = hyp__nodes_push(&todo, c);
                 link = &c->next_sibling;
                 continue;
             }
@@ -117,9 +117,9 @@ static int omit_thread(det_prof_t *p, det_thread_t *th) {
             parent->cpu_own += c->cpu_own;
             for (g = c->first_child; rc == 0 && g != NULL; g = next) {
                 next = g->next_sibling;
-                same = child_like(parent, g);
+                same = hyp__child_like(parent, g);
                 if (same != NULL) {
-                    rc = merge_into(same, g);
+                    rc = hyp__merge_into(same, g);
                 } else {
                     /* In c's place, so that this loop scans it next. */
                     g->parent = parent;
@@ -141,6 +141,6 @@ void hyp__det_omit_nodes(det_prof_t *p) {
         (p->omit_skip == NULL || PyTuple_GET_SIZE(p->omit_skip) == 0))
         return;
     for (th = p->threads; th != NULL; th = th->next)
-        if (omit_thread(p, th) != 0)
+        if (hyp__omit_thread(p, th) != 0)
             hyp__det_set_error(p, HYP_ENOMEM);
 }

@@ -26,7 +26,7 @@ __thread det_pick_t hyp__det_pick_tls __attribute__((tls_model("initial-exec")))
 /* A forked child is another thread (new tid) whose CPU clock must be its own:
  * the inherited perf page still follows the parent's thread. Forgetting the
  * thread-local state makes the child's next event register it afresh. */
-static void det_atfork_child(void) {
+static void hyp__det_atfork_child(void) {
     hyp__det_tls.session = 0;
     hyp__det_tls.th = NULL;
     hyp__det_pick_tls.gen = 0;
@@ -71,7 +71,7 @@ done:
 }
 
 /* Whether th's thread still runs in interp. */
-static int thread_alive(PyInterpreterState *interp, det_thread_t *th) {
+static int hyp__thread_alive(PyInterpreterState *interp, det_thread_t *th) {
     PyThreadState *ts;
 
     for (ts = PyInterpreterState_ThreadHead(interp); ts != NULL; ts = PyThreadState_Next(ts))
@@ -82,12 +82,12 @@ static int thread_alive(PyInterpreterState *interp, det_thread_t *th) {
 
 /* Frees the stack and the CPU clock of the threads that have ended (their
  * calls all returned; any left open are closed at their last event). */
-static void sweep_dead_threads(det_prof_t *p) {
+static void hyp__sweep_dead_threads(det_prof_t *p) {
     PyInterpreterState *interp = PyThreadState_Get()->interp;
     det_thread_t **pp = &p->live, *th;
 
     while ((th = *pp) != NULL) {
-        if (thread_alive(interp, th)) {
+        if (hyp__thread_alive(interp, th)) {
             pp = &th->live_next;
             continue;
         }
@@ -111,7 +111,7 @@ det_thread_t *hyp__det_thread_slow(det_prof_t *p) {
         if (th->ident == ident && th->os_tid == tid)
             break;
     if (th == NULL || !th->live)
-        sweep_dead_threads(p);
+        hyp__sweep_dead_threads(p);
     if (th == NULL) {
         th = hyp__calloc(1, sizeof *th);
         if (th == NULL)
@@ -141,7 +141,7 @@ det_thread_t *hyp__det_thread_slow(det_prof_t *p) {
 }
 
 /* The calling thread's state in p if it has one for this run, else NULL. */
-static det_thread_t *thread_find(det_prof_t *p) {
+static det_thread_t *hyp__thread_find(det_prof_t *p) {
     unsigned long ident;
     uint64_t tid;
     det_thread_t *th = hyp__det_thread_get(p);
@@ -163,8 +163,8 @@ static det_thread_t *thread_find(det_prof_t *p) {
 
 /* The calling thread's state in p, made at its first event there; NULL when
  * it cannot be allocated. Called with the GIL held. */
-static det_thread_t *thread_of(det_prof_t *p) {
-    det_thread_t *th = thread_find(p);
+static det_thread_t *hyp__thread_of(det_prof_t *p) {
+    det_thread_t *th = hyp__thread_find(p);
 
     if (th != NULL)
         return th;
@@ -197,7 +197,7 @@ det_prof_t *hyp__det_pick_slow(det_thread_t **pth) {
             break;
         }
     }
-    if (p != NULL && (th = thread_of(p)) == NULL) {
+    if (p != NULL && (th = hyp__thread_of(p)) == NULL) {
         hyp__det_set_error(p, HYP_ENOMEM);
         Py_DECREF(v);
         return NULL;
@@ -216,7 +216,7 @@ det_prof_t *hyp__det_pick_slow(det_thread_t **pth) {
 
 /* Adds a context-bound profiler to the running ones, installing the hooks
  * for the first. On error nothing is changed and an exception is set. */
-static int group_join(det_prof_t *p) {
+static int hyp__group_join(det_prof_t *p) {
     if (hyp__det_group.n == hyp__det_group.cap &&
         hyp__grow((void **)&hyp__det_group.profs, &hyp__det_group.cap, hyp__det_group.n + 1,
                   sizeof *hyp__det_group.profs) != 0) {
@@ -252,7 +252,7 @@ fail:
 
 /* Removes p from the running context-bound profilers, removing the hooks
  * with the last one. The reference the group held passes to the caller. */
-static void group_leave(det_prof_t *p) {
+static void hyp__group_leave(det_prof_t *p) {
     size_t i;
 
     for (i = 0; i < hyp__det_group.n && hyp__det_group.profs[i] != p; i++)
@@ -287,7 +287,7 @@ static void group_leave(det_prof_t *p) {
 
 /* Refuses to start over another profiler: hyprof never silently replaces a
  * profile function, nor takes a monitoring tool id that is in use. */
-static int check_foreign(det_prof_t *p) {
+static int hyp__check_foreign(det_prof_t *p) {
     PyInterpreterState *interp = PyThreadState_Get()->interp;
     PyThreadState *ts;
     PyObject *hook;
@@ -382,7 +382,7 @@ static int check_foreign(det_prof_t *p) {
 }
 
 PyObject *hyp__det_start(det_prof_t *p) {
-    if (check_foreign(p) < 0)
+    if (hyp__check_foreign(p) < 0)
         return NULL;
     if (hyp_clock_init(0) != 0) {
         PyErr_SetString(hyp_py_profiler_error(), "cannot initialise the clocks");
@@ -409,7 +409,7 @@ PyObject *hyp__det_start(det_prof_t *p) {
     p->wall_start = hyp_clock_ticks();
     if (p->ctx_var != NULL) {
         /* The group holds the reference hyp__det_active would. */
-        if (group_join(p) < 0)
+        if (hyp__group_join(p) < 0)
             return NULL;
         p->running = 1;
         Py_RETURN_NONE;
@@ -433,8 +433,8 @@ PyObject *hyp__det_start(det_prof_t *p) {
  * wrappers named by hide()) from the top of the calling thread's stack: they
  * are the profiler's, not the program's. A call path entered only by them
  * leaves the tree, so that no report shows it. */
-static void drop_stop_frames(det_prof_t *p, const void *stop_key) {
-    det_thread_t *th = thread_find(p);
+static void hyp__drop_stop_frames(det_prof_t *p, const void *stop_key) {
+    det_thread_t *th = hyp__thread_find(p);
 
     while (th != NULL && th->tree.depth != 0) {
         det_frame_t *f = &th->tree.stack[th->tree.depth - 1];
@@ -466,7 +466,7 @@ static void drop_stop_frames(det_prof_t *p, const void *stop_key) {
 /* After the stop path's and omit()'s nodes left the trees, the lookups of
  * the next start() must not find them: each reshaped tree's table of
  * children and its last-found children are made again from the tree. */
-static void reindex_trees(det_prof_t *p) {
+static void hyp__reindex_trees(det_prof_t *p) {
     det_thread_t *th;
 
     for (th = p->threads; th != NULL; th = th->next) {
@@ -481,8 +481,8 @@ static void reindex_trees(det_prof_t *p) {
 /* Closes every open call at stop time: the calling thread's at its clock,
  * other threads' at the wall clock now and their CPU time at their last
  * event (their CPU clock can only be read on their own thread). */
-static void close_open_frames(det_prof_t *p) {
-    det_thread_t *me = thread_find(p), *th;
+static void hyp__close_open_frames(det_prof_t *p) {
+    det_thread_t *me = hyp__thread_find(p), *th;
     uint64_t wall_now = hyp_clock_ticks();
 
     for (th = p->threads; th != NULL; th = th->next) {
@@ -514,7 +514,7 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
         return NULL;
     }
     if (p->ctx_var != NULL) {
-        group_leave(p);
+        hyp__group_leave(p);
     } else if (p->engine == DET_ENGINE_MONITORING) {
 #if PY_VERSION_HEX >= 0x030C0000
         hyp__det_monitoring_stop(p);
@@ -523,11 +523,11 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
         hyp__det_setprofile_stop(p);
     }
     p->running = 0;
-    drop_stop_frames(p, stop_key);
-    close_open_frames(p);
+    hyp__drop_stop_frames(p, stop_key);
+    hyp__close_open_frames(p);
     hyp__det_omit_nodes(p);
-    reindex_trees(p);
-    sweep_dead_threads(p);
+    hyp__reindex_trees(p);
+    hyp__sweep_dead_threads(p);
     {
         /* Names as they are now: a thread may have been renamed since it
          * registered. */
@@ -591,7 +591,7 @@ int hyp__det_session_init(void) {
 
     if (registered)
         return 0;
-    if (pthread_atfork(NULL, NULL, det_atfork_child) != 0) {
+    if (pthread_atfork(NULL, NULL, hyp__det_atfork_child) != 0) {
         PyErr_SetString(PyExc_RuntimeError, "cannot register hyprof's fork handler");
         return -1;
     }

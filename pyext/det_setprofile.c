@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-static inline PyCodeObject *frame_code(PyFrameObject *frame) {
+static inline PyCodeObject *hyp__frame_code(PyFrameObject *frame) {
 #if PY_VERSION_HEX >= 0x030D0000
     return (PyCodeObject *)frame->f_frame->f_executable;
 #else
@@ -22,7 +22,7 @@ static inline PyCodeObject *frame_code(PyFrameObject *frame) {
 
 /* The instruction a frame stands on, seen through sys.monitoring's line and
  * instruction instrumentation (3.12+, Include/cpython/code.h). */
-static int frame_opcode(PyCodeObject *co, int lasti_bytes) {
+static int hyp__frame_opcode(PyCodeObject *co, int lasti_bytes) {
     int i = lasti_bytes / 2;
     int op;
 
@@ -44,12 +44,12 @@ static int frame_opcode(PyCodeObject *co, int lasti_bytes) {
  * by suspending; the return instructions tell the first from the last. The
  * instruction pointer is on the return when the hook runs (on YIELD_VALUE
  * for a suspension before 3.13, on the RESUME after it since). */
-static int frame_suspends(PyFrameObject *frame, PyCodeObject *co, PyObject *arg) {
+static int hyp__frame_suspends(PyFrameObject *frame, PyCodeObject *co, PyObject *arg) {
     int op;
 
     if (arg == NULL)
         return 0;
-    op = frame_opcode(co, PyFrame_GetLasti(frame));
+    op = hyp__frame_opcode(co, PyFrame_GetLasti(frame));
     switch (op) {
     case RETURN_VALUE:
 #if PY_VERSION_HEX >= 0x030C0000
@@ -65,14 +65,14 @@ static int frame_suspends(PyFrameObject *frame, PyCodeObject *co, PyObject *arg)
 
 /* A generator frame enters fresh on its function-start RESUME (or before it,
  * for a throw() into an unstarted generator); later entries are resumptions. */
-static int frame_is_fresh(PyFrameObject *frame, PyCodeObject *co) {
+static int hyp__frame_is_fresh(PyFrameObject *frame, PyCodeObject *co) {
     return PyFrame_GetLasti(frame) <= co->_co_firsttraceable * 2;
 }
 
 /* ------------------------------------------------------------ the hooks */
 
 /* One event for p on the calling thread (th). */
-static inline void trace_event(det_prof_t *p, det_thread_t *th, PyFrameObject *frame, int what,
+static inline void hyp__trace_event(det_prof_t *p, det_thread_t *th, PyFrameObject *frame, int what,
                                PyObject *arg) {
     PyCodeObject *co;
     uint64_t wall, cpu;
@@ -80,16 +80,16 @@ static inline void trace_event(det_prof_t *p, det_thread_t *th, PyFrameObject *f
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     switch (what) {
     case PyTrace_CALL:
-        co = frame_code(frame);
+        co = hyp__frame_code(frame);
         if (DET_UNLIKELY(co->co_flags & DET_GEN_FLAGS))
-            hyp__det_enter(p, th, co, NULL, NULL, frame, frame_is_fresh(frame, co), wall, cpu);
+            hyp__det_enter(p, th, co, NULL, NULL, frame, hyp__frame_is_fresh(frame, co), wall, cpu);
         else
             hyp__det_enter(p, th, co, NULL, NULL, NULL, 1, wall, cpu);
         break;
     case PyTrace_RETURN:
-        co = frame_code(frame);
+        co = hyp__frame_code(frame);
         hyp__det_leave(p, th, co,
-                  DET_UNLIKELY(co->co_flags & DET_GEN_FLAGS) ? frame_suspends(frame, co, arg) : 0,
+                  DET_UNLIKELY(co->co_flags & DET_GEN_FLAGS) ? hyp__frame_suspends(frame, co, arg) : 0,
                   wall, cpu);
         break;
     case PyTrace_C_CALL:
@@ -109,7 +109,7 @@ static inline void trace_event(det_prof_t *p, det_thread_t *th, PyFrameObject *f
 }
 
 /* The profile function of the profiler without a context (obj). */
-static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
+static int hyp__det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
     det_prof_t *p = (det_prof_t *)obj;
     det_thread_t *th;
 
@@ -125,7 +125,7 @@ static int det_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObject
             return 0;
         }
     }
-    trace_event(p, th, frame, what, arg);
+    hyp__trace_event(p, th, frame, what, arg);
     return 0;
 }
 
@@ -139,14 +139,14 @@ int hyp__det_ctx_tracefunc(PyObject *obj, PyFrameObject *frame, int what, PyObje
     (void)obj;
     if (p == NULL || (what >= PyTrace_C_CALL && !p->builtins))
         return 0;
-    trace_event(p, th, frame, what, arg);
+    hyp__trace_event(p, th, frame, what, arg);
     return 0;
 }
 
 /* threading.setprofile()'s hook, run by each thread started while profiling:
  * it installs the C function on its thread in place of itself. self is the
  * profiler without a context, or None for the context-bound ones. */
-static PyObject *det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *hyp__det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     det_prof_t *p = (det_prof_t *)self;
 
     (void)args;
@@ -157,14 +157,14 @@ static PyObject *det_bootstrap(PyObject *self, PyObject *const *args, Py_ssize_t
         else
             PyEval_SetProfile(NULL, NULL);
     } else if (hyp__det_active == p && p->running && p->engine == DET_ENGINE_SETPROFILE) {
-        PyEval_SetProfile(det_tracefunc, (PyObject *)p);
+        PyEval_SetProfile(hyp__det_tracefunc, (PyObject *)p);
     } else {
         PyEval_SetProfile(NULL, NULL);
     }
     Py_RETURN_NONE;
 }
 
-static PyMethodDef det_bootstrap_def = {"_hyprof_thread_bootstrap", (PyCFunction)(void (*)(void))det_bootstrap,
+static PyMethodDef det_bootstrap_def = {"_hyprof_thread_bootstrap", (PyCFunction)(void (*)(void))hyp__det_bootstrap,
                                         METH_FASTCALL, NULL};
 
 /* ------------------------------------------------------------ installing */
@@ -204,7 +204,7 @@ PyObject *hyp__det_threading_getprofile(void) {
     return r;
 }
 
-static int threading_setprofile(PyObject *hook) {
+static int hyp__threading_setprofile(PyObject *hook) {
     PyObject *threading = PyImport_ImportModule("threading"), *r;
 
     if (threading == NULL)
@@ -219,7 +219,7 @@ static int threading_setprofile(PyObject *hook) {
 
 /* Whether hook is bootstrap, or a hook that hands new threads on to it
  * (one that names what it wraps in __wrapped__, as hyprof's sampler does). */
-static int hook_chains_to(PyObject *hook, PyObject *bootstrap) {
+static int hyp__hook_chains_to(PyObject *hook, PyObject *bootstrap) {
     PyObject *h = Py_NewRef(hook);
     int depth, found = 0;
 
@@ -244,7 +244,7 @@ static int hook_chains_to(PyObject *hook, PyObject *bootstrap) {
  * program that set its own with threading.setprofile() keeps it, and
  * replaced says that the threads started after it are missing. Leaves any
  * pending exception as it was. */
-static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
+static void hyp__hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
                          PyObject *replaced) {
     PyObject *hook;
     PyThreadState *ts;
@@ -263,8 +263,8 @@ static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
         }
     }
     hook = hyp__det_threading_getprofile();
-    if (hook == NULL || hook == Py_None || hook_chains_to(hook, bootstrap)) {
-        threading_setprofile(Py_None);
+    if (hook == NULL || hook == Py_None || hyp__hook_chains_to(hook, bootstrap)) {
+        hyp__threading_setprofile(Py_None);
     } else if (replaced != NULL) {
         PyObject *who = PyUnicode_FromFormat("the threads started after threading.setprofile(%R)",
                                              hook);
@@ -281,15 +281,15 @@ static void hooks_remove(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap,
 /* Sets the profile hook fn(obj) on every thread, and bootstrap as
  * threading's hook for the threads started later. On failure nothing stays
  * set. Returns 0, or -1 with an exception set. */
-static int hooks_install(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap) {
+static int hyp__hooks_install(Py_tracefunc fn, PyObject *obj, PyObject *bootstrap) {
     PyThreadState *ts;
 
-    if (threading_setprofile(bootstrap) < 0)
+    if (hyp__threading_setprofile(bootstrap) < 0)
         return -1;
     for (ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
         if (_PyEval_SetProfile(ts, fn, obj) < 0) {
-            hooks_remove(fn, obj, bootstrap, NULL);
+            hyp__hooks_remove(fn, obj, bootstrap, NULL);
             return -1;
         }
     }
@@ -302,11 +302,11 @@ int hyp__det_setprofile_start(det_prof_t *p) {
         if (p->bootstrap == NULL)
             return -1;
     }
-    return hooks_install(det_tracefunc, (PyObject *)p, p->bootstrap);
+    return hyp__hooks_install(hyp__det_tracefunc, (PyObject *)p, p->bootstrap);
 }
 
 void hyp__det_setprofile_stop(det_prof_t *p) {
-    hooks_remove(det_tracefunc, (PyObject *)p, p->bootstrap, p->replaced);
+    hyp__hooks_remove(hyp__det_tracefunc, (PyObject *)p, p->bootstrap, p->replaced);
 }
 
 int hyp__det_setprofile_group_start(void) {
@@ -316,11 +316,11 @@ int hyp__det_setprofile_group_start(void) {
             return -1;
     }
     /* The object sys.getprofile() shows: the hook itself. */
-    return hooks_install(hyp__det_ctx_tracefunc, hyp__det_group.bootstrap,
+    return hyp__hooks_install(hyp__det_ctx_tracefunc, hyp__det_group.bootstrap,
                          hyp__det_group.bootstrap);
 }
 
 void hyp__det_setprofile_group_stop(PyObject *replaced) {
-    hooks_remove(hyp__det_ctx_tracefunc, hyp__det_group.bootstrap, hyp__det_group.bootstrap,
+    hyp__hooks_remove(hyp__det_ctx_tracefunc, hyp__det_group.bootstrap, hyp__det_group.bootstrap,
                  replaced);
 }

@@ -90,7 +90,7 @@ void hyp__det_tree_free(det_tree_t *t) {
 
 /* ------------------------------------------------------------------- nodes */
 
-static det_node_t *node_alloc(det_tree_t *t) {
+static det_node_t *hyp__node_alloc(det_tree_t *t) {
     det_chunk_t *c = t->chunks;
 
     if (c == NULL || c->used == DET_CHUNK_NODES) {
@@ -103,7 +103,7 @@ static det_node_t *node_alloc(det_tree_t *t) {
     return &c->nodes[c->used++];
 }
 
-static void kids_put(det_tree_t *t, det_node_t *n) {
+static void hyp__kids_put(det_tree_t *t, det_node_t *n) {
     size_t j, mask = t->kids_cap - 1;
 
     for (j = hyp__det_kid_hash(n->parent, n->key, mask); t->kids[j] != NULL; j = (j + 1) & mask)
@@ -129,7 +129,7 @@ int hyp__det_kids_reserve(det_tree_t *t, size_t more) {
     t->kids_used = 0;
     for (i = 0; i < old_cap; i++)
         if (old[i] != NULL)
-            kids_put(t, old[i]);
+            hyp__kids_put(t, old[i]);
     hyp__free(old);
     return 0;
 }
@@ -150,7 +150,7 @@ int hyp__det_kids_rebuild(det_tree_t *t) {
         n->hot = n->first_child;
         if (k > DET_LIST_MAX && hyp__det_kids_reserve(t, k) == 0) {
             for (c = n->first_child; c != NULL; c = c->next_sibling)
-                kids_put(t, c);
+                hyp__kids_put(t, c);
         } else if (k > DET_LIST_MAX) {
             n->nkids = DET_LIST_MAX; /* no room: found through the list, slowly */
             rc = HYP_ENOMEM;
@@ -174,7 +174,7 @@ det_node_t *hyp__det_node_link(det_tree_t *t, det_node_t *parent, const void *ke
     if (parent->nkids >= DET_LIST_MAX &&
         hyp__det_kids_reserve(t, parent->nkids == DET_LIST_MAX ? DET_LIST_MAX + 1 : 1) != 0)
         return NULL;
-    n = node_alloc(t);
+    n = hyp__node_alloc(t);
     if (n == NULL)
         return NULL;
     n->key = key;
@@ -187,9 +187,9 @@ det_node_t *hyp__det_node_link(det_tree_t *t, det_node_t *parent, const void *ke
     parent->hot = n;
     if (++parent->nkids == DET_LIST_MAX + 1) {
         for (c = parent->first_child; c != NULL; c = c->next_sibling)
-            kids_put(t, c);
+            hyp__kids_put(t, c);
     } else if (parent->nkids > DET_LIST_MAX + 1) {
-        kids_put(t, n);
+        hyp__kids_put(t, n);
     }
     return n;
 }
@@ -213,7 +213,7 @@ void hyp__det_node_unlink(det_node_t *n) {
 /* How an open call of n's function (the topmost, 1 + its stack index in
  * prev) makes a new call of n recursive: always for the function, and for
  * the edge when one of the function's open calls has n's caller. */
-static int rec_kind(const det_tree_t *t, uint32_t prev, const det_node_t *n) {
+static int hyp__rec_kind(const det_tree_t *t, uint32_t prev, const det_node_t *n) {
     const det_func_t *caller = n->parent->func;
 
     for (; prev != 0; prev = t->stack[prev - 1].prev_same)
@@ -222,7 +222,7 @@ static int rec_kind(const det_tree_t *t, uint32_t prev, const det_node_t *n) {
     return DET_REC_FUNC;
 }
 
-static det_rec_t *rec_alloc(det_tree_t *t) {
+static det_rec_t *hyp__rec_alloc(det_tree_t *t) {
     det_rec_chunk_t *c = t->rec_chunks;
 
     if (c == NULL || c->used == DET_CHUNK_RECS) {
@@ -237,9 +237,9 @@ static det_rec_t *rec_alloc(det_tree_t *t) {
 
 /* Out of line: most calls are not recursive. */
 int hyp__det_enter_rec(det_tree_t *t, uint32_t prev, det_node_t *n, int call) {
-    int rec = rec_kind(t, prev, n);
+    int rec = hyp__rec_kind(t, prev, n);
 
-    if (n->rec == NULL && (n->rec = rec_alloc(t)) == NULL)
+    if (n->rec == NULL && (n->rec = hyp__rec_alloc(t)) == NULL)
         return -1;
     if (call) {
         n->rec->calls++;
@@ -277,7 +277,7 @@ void hyp__det_pop_rec(det_node_t *n, int rec, uint64_t cum, uint64_t c) {
 
 /* --------------------------------------------------------------- suspended */
 
-static int gens_grow(det_gens_t *gens) {
+static int hyp__gens_grow(det_gens_t *gens) {
     size_t cap = gens->cap ? gens->cap * 2 : 64, i;
     det_gen_t *tab;
 
@@ -305,7 +305,7 @@ void hyp__det_gens_put(det_gens_t *gens, const void *frame, det_node_t *node, ui
                        uint64_t run) {
     size_t j, mask;
 
-    if ((gens->used + 1) * 2 > gens->cap && gens_grow(gens) != 0) {
+    if ((gens->used + 1) * 2 > gens->cap && hyp__gens_grow(gens) != 0) {
         gens->lost++;
         return;
     }

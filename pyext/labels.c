@@ -72,7 +72,7 @@ int hyp_py_labels_map(hyp_profile_t *p, uint32_t id, hyp_id_t **cache, size_t *n
 
 /* The UTF-8 bytes of a label's key or value (surrogates written back as the
  * bytes they stand for, as every name hyprof records), checked against max. */
-static int hyp_py_lstr(PyObject *o, const char *what, size_t max, hyp_py_lstr_t *out) {
+static int hyp__lstr(PyObject *o, const char *what, size_t max, hyp_py_lstr_t *out) {
     PyObject *b;
     char *data;
     Py_ssize_t len;
@@ -106,7 +106,7 @@ static int hyp_py_lstr(PyObject *o, const char *what, size_t max, hyp_py_lstr_t 
     return 0;
 }
 
-static void hyp_py_lset_clear(hyp_py_lset_t *ls) {
+static void hyp__lset_clear(hyp_py_lset_t *ls) {
     size_t i;
 
     for (i = 0; ls->kv != NULL && i < 2 * ls->n; i++)
@@ -120,7 +120,7 @@ static void hyp_py_lset_clear(hyp_py_lset_t *ls) {
  * with distinct keys, sorted by key (hyprof.labels sorts them). The same
  * pairs always give the same id; () gives 0; a full table gives 0 too,
  * counted. */
-static PyObject *hyp_py_labels_intern(PyObject *self, PyObject *pairs) {
+static PyObject *hyp__labels_intern(PyObject *self, PyObject *pairs) {
     hyp_py_lset_t ls = {0, NULL};
     PyObject *id;
     Py_ssize_t n, i;
@@ -157,8 +157,8 @@ static PyObject *hyp_py_labels_intern(PyObject *self, PyObject *pairs) {
             goto fail;
         }
         ls.n = (size_t)i + 1;
-        if (hyp_py_lstr(PyTuple_GET_ITEM(kv, 0), "name", HYP_PY_LABEL_KEY_MAX, &ls.kv[2 * i]) < 0 ||
-            hyp_py_lstr(PyTuple_GET_ITEM(kv, 1), "value", HYP_PY_LABEL_VALUE_MAX,
+        if (hyp__lstr(PyTuple_GET_ITEM(kv, 0), "name", HYP_PY_LABEL_KEY_MAX, &ls.kv[2 * i]) < 0 ||
+            hyp__lstr(PyTuple_GET_ITEM(kv, 1), "value", HYP_PY_LABEL_VALUE_MAX,
                         &ls.kv[2 * i + 1]) < 0)
             goto fail;
         if (i > 0 && PyUnicode_Compare(PyTuple_GET_ITEM(PyTuple_GET_ITEM(pairs, i - 1), 0),
@@ -179,13 +179,13 @@ static PyObject *hyp_py_labels_intern(PyObject *self, PyObject *pairs) {
     L.sets[L.n++] = ls;
     return id;
 fail:
-    hyp_py_lset_clear(&ls);
+    hyp__lset_clear(&ls);
     return NULL;
 }
 
 /* _labels_swap(id) -> previous id: the calling thread carries set id from
  * now on. */
-static PyObject *hyp_py_labels_swap(PyObject *self, PyObject *arg) {
+static PyObject *hyp__labels_swap(PyObject *self, PyObject *arg) {
     unsigned long id = PyLong_AsUnsignedLong(arg);
     uint32_t prev;
 
@@ -202,7 +202,7 @@ static PyObject *hyp_py_labels_swap(PyObject *self, PyObject *arg) {
     return PyLong_FromUnsignedLong(prev);
 }
 
-static PyObject *hyp_py_labels_stats(PyObject *self, PyObject *unused) {
+static PyObject *hyp__labels_stats(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
     return Py_BuildValue("{s:n,s:K,s:i}", "sets", (Py_ssize_t)L.n, "refused",
@@ -210,13 +210,13 @@ static PyObject *hyp_py_labels_stats(PyObject *self, PyObject *unused) {
 }
 
 static PyMethodDef hyp_py_labels_methods[] = {
-    {"_labels_intern", hyp_py_labels_intern, METH_O,
+    {"_labels_intern", hyp__labels_intern, METH_O,
      "_labels_intern(pairs) -> int\n\nThe process-wide id of a label set: a tuple of (key, "
      "value) str tuples sorted by key."},
-    {"_labels_swap", hyp_py_labels_swap, METH_O,
+    {"_labels_swap", hyp__labels_swap, METH_O,
      "_labels_swap(id) -> int\n\nMakes the calling thread carry label set id; returns the set "
      "it carried."},
-    {"_labels_stats", hyp_py_labels_stats, METH_NOARGS,
+    {"_labels_stats", hyp__labels_stats, METH_NOARGS,
      "_labels_stats() -> dict\n\nThe label sets made, and those refused once the table was "
      "full."},
     {NULL, NULL, 0, NULL},

@@ -4,7 +4,7 @@
  * middleware's view and method): a process-wide table of label sets, each
  * interned once under the GIL and never removed, and each thread's current
  * set as an id in a thread-local word. The signal handler cannot run Python,
- * so it reads that word (hyp_py_labels_now()) and stores the id with its
+ * so it reads that word (hyp__labels_now()) and stores the id with its
  * sample; the resolver turns the id into the profile's own label set
  * (hyp_py_labels_map()) when it adds the sample.
  *
@@ -25,7 +25,7 @@
  * thread-local word, written only by its own thread). */
 extern __thread uint32_t hyp_py_labels_tls __attribute__((tls_model("initial-exec")));
 
-static inline uint32_t hyp_py_labels_now(void) {
+static inline uint32_t hyp__labels_now(void) {
     return __atomic_load_n(&hyp_py_labels_tls, __ATOMIC_RELAXED);
 }
 

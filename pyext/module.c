@@ -23,7 +23,7 @@ PyObject *hyp_py_trace_error(void) {
 
 /* Takes the exception classes from hyprof.errors, which imports nothing, so
  * loading it here cannot come back to this module. */
-static int hyp_py_errors_init(PyObject *module, hyp_py_state_t *st) {
+static int hyp__module_errors_init(PyObject *module, hyp_py_state_t *st) {
     PyObject *errors = PyImport_ImportModule("hyprof.errors");
 
     if (errors == NULL)
@@ -38,8 +38,8 @@ static int hyp_py_errors_init(PyObject *module, hyp_py_state_t *st) {
     return 0;
 }
 
-static int hyp_py_exec(PyObject *module) {
-    if (hyp_py_errors_init(module, PyModule_GetState(module)) < 0)
+static int hyp__module_exec(PyObject *module) {
+    if (hyp__module_errors_init(module, PyModule_GetState(module)) < 0)
         return -1;
     if (hyp_py_trace_read_init(module) < 0 || hyp_py_trace_write_init(module) < 0)
         return -1;
@@ -57,11 +57,11 @@ static int hyp_py_exec(PyObject *module) {
 }
 
 static PyModuleDef_Slot hyp_py_slots[] = {
-    {Py_mod_exec, hyp_py_exec},
+    {Py_mod_exec, hyp__module_exec},
     {0, NULL},
 };
 
-static int hyp_py_traverse(PyObject *module, visitproc visit, void *arg) {
+static int hyp__module_traverse(PyObject *module, visitproc visit, void *arg) {
     hyp_py_state_t *st = PyModule_GetState(module);
 
     Py_VISIT(st->profiler_error);
@@ -70,7 +70,7 @@ static int hyp_py_traverse(PyObject *module, visitproc visit, void *arg) {
     return 0;
 }
 
-static int hyp_py_clear(PyObject *module) {
+static int hyp__module_clear(PyObject *module) {
     hyp_py_state_t *st = PyModule_GetState(module);
 
     if (hyp_py_st == st)
@@ -81,8 +81,8 @@ static int hyp_py_clear(PyObject *module) {
     return 0;
 }
 
-static void hyp_py_free(void *module) {
-    hyp_py_clear((PyObject *)module);
+static void hyp__module_free(void *module) {
+    hyp__module_clear((PyObject *)module);
 }
 
 static struct PyModuleDef hyp_py_module = {
@@ -91,9 +91,9 @@ static struct PyModuleDef hyp_py_module = {
     .m_doc = "The C engine of hyprof: profile hooks, the sampler and the trace reader.",
     .m_size = sizeof(hyp_py_state_t),
     .m_slots = hyp_py_slots,
-    .m_traverse = hyp_py_traverse,
-    .m_clear = hyp_py_clear,
-    .m_free = hyp_py_free,
+    .m_traverse = hyp__module_traverse,
+    .m_clear = hyp__module_clear,
+    .m_free = hyp__module_free,
 };
 
 PyMODINIT_FUNC PyInit__hyprof(void);

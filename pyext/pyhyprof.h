@@ -1,6 +1,12 @@
 /* pyext/pyhyprof.h: internal to the _hyprof extension module; not API.
  * Each part of the module registers its types and functions through one
- * init function called from module.c. */
+ * init function called from module.c.
+ *
+ * Names in the binding: what a part offers the other parts is hyp_py_*
+ * (declared here or in the part's header: alloc.h, labels.h, sampler.h);
+ * what the files of one part share is hyp__<part>_* (det.h, det_tree.h,
+ * sampler_int.h, codemap.h, walk.h); a static function is hyp__* (a
+ * Python type's methods hyp__<type>_py_*, the module's hyp__module_*). */
 #ifndef HYPROF_PYEXT_H
 #define HYPROF_PYEXT_H
 

@@ -19,11 +19,11 @@
 
 /* ---------------------------------------------------------------- msgpack -> Python */
 
-static PyObject *hyp_py_str(const char *s, size_t len) {
+static PyObject *hyp__str(const char *s, size_t len) {
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
 }
 
-static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
+static PyObject *hyp__meta_value(const hyp_meta_t *m) {
     size_t i;
     PyObject *l;
 
@@ -39,11 +39,11 @@ static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
     case HYP_META_FLOAT:
         return PyFloat_FromDouble(m->v.f);
     case HYP_META_STR:
-        return hyp_py_str(m->v.s, strlen(m->v.s));
+        return hyp__str(m->v.s, strlen(m->v.s));
     case HYP_META_STRV:
         l = PyList_New((Py_ssize_t)m->v.sv.n);
         for (i = 0; l != NULL && i < m->v.sv.n; i++) {
-            PyObject *s = hyp_py_str(m->v.sv.v[i], strlen(m->v.sv.v[i]));
+            PyObject *s = hyp__str(m->v.sv.v[i], strlen(m->v.sv.v[i]));
 
             if (s == NULL) {
                 Py_CLEAR(l);
@@ -58,19 +58,19 @@ static PyObject *hyp_py_meta_value(const hyp_meta_t *m) {
 
 /* ---------------------------------------------------------------- profile -> dict */
 
-static void hyp_py_capsule_free(PyObject *cap) {
+static void hyp__capsule_free(PyObject *cap) {
     hyp_profile_free(PyCapsule_GetPointer(cap, HYP_PY_CAPSULE));
 }
 
 PyObject *hyp_py_profile_capsule(hyp_profile_t *p) {
-    PyObject *cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp_py_capsule_free);
+    PyObject *cap = PyCapsule_New(p, HYP_PY_CAPSULE, hyp__capsule_free);
 
     if (cap == NULL)
         hyp_profile_free(p);
     return cap;
 }
 
-static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
+static int hyp__set(PyObject *d, const char *key, PyObject *v) {
     int rc;
 
     if (v == NULL)
@@ -80,15 +80,15 @@ static int hyp_py_set(PyObject *d, const char *key, PyObject *v) {
     return rc;
 }
 
-/* Like hyp_py_set with a key decoded as the trace's strings are (lossless
+/* Like hyp__set with a key decoded as the trace's strings are (lossless
  * for bytes that are not UTF-8). */
-static int hyp_py_set_key(PyObject *d, const char *key, PyObject *v) {
+static int hyp__set_key(PyObject *d, const char *key, PyObject *v) {
     PyObject *k;
     int rc;
 
     if (v == NULL)
         return -1;
-    k = hyp_py_str(key, strlen(key));
+    k = hyp__str(key, strlen(key));
     if (k == NULL) {
         Py_DECREF(v);
         return -1;
@@ -99,20 +99,20 @@ static int hyp_py_set_key(PyObject *d, const char *key, PyObject *v) {
     return rc;
 }
 
-static PyObject *hyp_py_cstr(const char *s) {
-    return hyp_py_str(s, strlen(s));
+static PyObject *hyp__cstr(const char *s) {
+    return hyp__str(s, strlen(s));
 }
 
 /* The metric columns and the sample kinds, as tuples (the Trace's tables) or
  * as the lists a header written to msgpack reads back as. */
-static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
+static PyObject *hyp__metrics_list(const hyp_profile_t *p, int as_lists) {
     size_t i, n = hyp_profile_metric_count(p);
     PyObject *l = PyList_New((Py_ssize_t)n);
 
     for (i = 0; l != NULL && i < n; i++) {
         const hyp_metric_t *m = hyp_profile_metric_at(p, i);
-        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp_py_cstr(m->name),
-                                    hyp_py_cstr(m->unit), hyp_metric_kind_name(m->kind));
+        PyObject *t = Py_BuildValue(as_lists ? "[NNs]" : "(NNs)", hyp__cstr(m->name),
+                                    hyp__cstr(m->unit), hyp_metric_kind_name(m->kind));
         if (t == NULL)
             Py_CLEAR(l);
         else
@@ -121,14 +121,14 @@ static PyObject *hyp_py_metrics_list(const hyp_profile_t *p, int as_lists) {
     return l;
 }
 
-static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
+static PyObject *hyp__kinds_list(const hyp_profile_t *p, int as_lists) {
     size_t i, n = hyp_profile_sample_kind_count(p);
     PyObject *l = PyList_New((Py_ssize_t)n);
 
     for (i = 0; l != NULL && i < n; i++) {
         const hyp_sample_kind_t *k = hyp_profile_sample_kind_at(p, i);
-        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp_py_cstr(k->name),
-                                    hyp_py_cstr(k->unit), k->count_metric, k->weight_metric);
+        PyObject *t = Py_BuildValue(as_lists ? "[NNII]" : "(NNII)", hyp__cstr(k->name),
+                                    hyp__cstr(k->unit), k->count_metric, k->weight_metric);
         if (t == NULL)
             Py_CLEAR(l);
         else
@@ -138,7 +138,7 @@ static PyObject *hyp_py_kinds_list(const hyp_profile_t *p, int as_lists) {
 }
 
 /* Builds the dict hyprof.trace.Trace is made from. Takes ownership of p. */
-static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
+static PyObject *hyp__trace_data(hyp_profile_t *p, unsigned minor,
                                    const hyp_sample_t *samples, size_t nsamples, int keep,
                                    const hyp_read_status_t *st) {
     PyObject *d = NULL, *cap, *l, *header;
@@ -149,7 +149,7 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     if (cap == NULL)
         return NULL;
     d = PyDict_New();
-    if (d == NULL || hyp_py_set(d, "profile", Py_NewRef(cap)) < 0)
+    if (d == NULL || hyp__set(d, "profile", Py_NewRef(cap)) < 0)
         goto fail;
 
     /* The header: the format's own entries, then the profile's metadata
@@ -157,29 +157,29 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     header = PyDict_New();
     if (header == NULL)
         goto fail;
-    if (hyp_py_set(header, "format", PyUnicode_FromString(HYP_FORMAT_NAME)) < 0 ||
-        hyp_py_set(header, "version", Py_BuildValue("[iI]", HYP_FORMAT_MAJOR, minor)) < 0 ||
-        hyp_py_set(header, "mode", PyUnicode_FromString(mode)) < 0 ||
-        hyp_py_set(header, "metrics", hyp_py_metrics_list(p, 1)) < 0 ||
-        hyp_py_set(header, "sample_kinds", hyp_py_kinds_list(p, 1)) < 0) {
+    if (hyp__set(header, "format", PyUnicode_FromString(HYP_FORMAT_NAME)) < 0 ||
+        hyp__set(header, "version", Py_BuildValue("[iI]", HYP_FORMAT_MAJOR, minor)) < 0 ||
+        hyp__set(header, "mode", PyUnicode_FromString(mode)) < 0 ||
+        hyp__set(header, "metrics", hyp__metrics_list(p, 1)) < 0 ||
+        hyp__set(header, "sample_kinds", hyp__kinds_list(p, 1)) < 0) {
         Py_DECREF(header);
         goto fail;
     }
     for (i = 0; i < hyp_profile_meta_count(p); i++) {
         const hyp_meta_t *m = hyp_profile_meta_at(p, i);
 
-        if (hyp_py_set_key(header, m->key, hyp_py_meta_value(m)) < 0) {
+        if (hyp__set_key(header, m->key, hyp__meta_value(m)) < 0) {
             Py_DECREF(header);
             goto fail;
         }
     }
-    if (hyp_py_set(d, "header", header) < 0)
+    if (hyp__set(d, "header", header) < 0)
         goto fail;
-    if (hyp_py_set(d, "mode", PyUnicode_FromString(mode)) < 0)
+    if (hyp__set(d, "mode", PyUnicode_FromString(mode)) < 0)
         goto fail;
 
-    if (hyp_py_set(d, "metrics", hyp_py_metrics_list(p, 0)) < 0 ||
-        hyp_py_set(d, "sample_kinds", hyp_py_kinds_list(p, 0)) < 0)
+    if (hyp__set(d, "metrics", hyp__metrics_list(p, 0)) < 0 ||
+        hyp__set(d, "sample_kinds", hyp__kinds_list(p, 0)) < 0)
         goto fail;
 
     n = hyp_profile_string_count(p);
@@ -187,13 +187,13 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
     for (i = 0; l != NULL && i < n; i++) {
         size_t len;
         const char *str = hyp_profile_string_at(p, (hyp_id_t)i, &len);
-        PyObject *s = hyp_py_str(str, len);
+        PyObject *s = hyp__str(str, len);
         if (s == NULL)
             Py_CLEAR(l);
         else
             PyList_SET_ITEM(l, (Py_ssize_t)i, s);
     }
-    if (hyp_py_set(d, "strings", l) < 0)
+    if (hyp__set(d, "strings", l) < 0)
         goto fail;
 
     n = hyp_profile_func_count(p);
@@ -206,7 +206,7 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
         else
             PyList_SET_ITEM(l, (Py_ssize_t)i, t);
     }
-    if (hyp_py_set(d, "functions", l) < 0)
+    if (hyp__set(d, "functions", l) < 0)
         goto fail;
 
     n = hyp_profile_thread_count(p);
@@ -220,11 +220,11 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
         else
             PyList_SET_ITEM(l, (Py_ssize_t)i, x);
     }
-    if (hyp_py_set(d, "threads", l) < 0)
+    if (hyp__set(d, "threads", l) < 0)
         goto fail;
 
     /* nodes as (parent, func, line) uint32 triples; the root's are all ~0 */
-    if (hyp_py_set(d, "nodes", PyBytes_FromStringAndSize(
+    if (hyp__set(d, "nodes", PyBytes_FromStringAndSize(
                                    (const char *)hyp_profile_nodes(p),
                                    (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)))) <
         0)
@@ -239,19 +239,19 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
             uint64_t count;
             const char *reason = hyp_profile_dropped_at(p, i, &count);
 
-            if (hyp_py_set_key(dropped, reason, PyLong_FromUnsignedLongLong(count)) < 0) {
+            if (hyp__set_key(dropped, reason, PyLong_FromUnsignedLongLong(count)) < 0) {
                 Py_DECREF(dropped);
                 goto fail;
             }
         }
-        if (hyp_py_set(d, "dropped", dropped) < 0)
+        if (hyp__set(d, "dropped", dropped) < 0)
             goto fail;
     }
-    if (hyp_py_set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(hyp_profile_truncated(p))) < 0 ||
-        hyp_py_set(d, "sample_total", PyLong_FromUnsignedLongLong(hyp_profile_sample_total(p))) < 0 ||
-        hyp_py_set(d, "truncated", PyBool_FromLong(st != NULL && st->truncated)) < 0 ||
-        hyp_py_set(d, "message", PyUnicode_FromString(st != NULL ? st->message : "")) < 0 ||
-        hyp_py_set(d, "skipped", PyLong_FromUnsignedLongLong(st != NULL ? st->skipped : 0)) < 0)
+    if (hyp__set(d, "truncated_nodes", PyLong_FromUnsignedLongLong(hyp_profile_truncated(p))) < 0 ||
+        hyp__set(d, "sample_total", PyLong_FromUnsignedLongLong(hyp_profile_sample_total(p))) < 0 ||
+        hyp__set(d, "truncated", PyBool_FromLong(st != NULL && st->truncated)) < 0 ||
+        hyp__set(d, "message", PyUnicode_FromString(st != NULL ? st->message : "")) < 0 ||
+        hyp__set(d, "skipped", PyLong_FromUnsignedLongLong(st != NULL ? st->skipped : 0)) < 0)
         goto fail;
 
     if (keep) {
@@ -287,7 +287,7 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
             }
         }
         for (k = 0; k < 6; k++) {
-            if (cols[k] == NULL || hyp_py_set(sd, names[k], cols[k]) < 0) {
+            if (cols[k] == NULL || hyp__set(sd, names[k], cols[k]) < 0) {
                 int j;
 
                 for (j = k + 1; j < 6; j++)
@@ -296,7 +296,7 @@ static PyObject *hyp_py_trace_data(hyp_profile_t *p, unsigned minor,
                 goto fail;
             }
         }
-        if (hyp_py_set(d, "samples", sd) < 0)
+        if (hyp__set(d, "samples", sd) < 0)
             goto fail;
     } else if (PyDict_SetItemString(d, "samples", Py_None) < 0) {
         goto fail;
@@ -311,7 +311,7 @@ fail:
 
 /* ---------------------------------------------------------------- read_trace */
 
-static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwargs) {
+static PyObject *hyp__read_trace(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"path", "keep_samples", NULL};
     PyObject *path_obj, *path_bytes = NULL, *result = NULL;
     hyp_read_options_t opts;
@@ -375,7 +375,7 @@ static PyObject *hyp_py_read_trace(PyObject *self, PyObject *args, PyObject *kwa
 
         hyp_reader_version(r, &major, &minor);
         p = hyp_reader_take_profile(r);
-        result = hyp_py_trace_data(p, minor, samples, ns, keep, st);
+        result = hyp__trace_data(p, minor, samples, ns, keep, st);
     }
 out:
     hyp_reader_close(r);
@@ -383,9 +383,9 @@ out:
     return result;
 }
 
-/* hyprof.trace.Trace of the dict hyp_py_trace_data() built (a reference
+/* hyprof.trace.Trace of the dict hyp__trace_data() built (a reference
  * it takes over). */
-static PyObject *hyp_py_trace_of_data(PyObject *data) {
+static PyObject *hyp__trace_of_data(PyObject *data) {
     PyObject *mod, *result = NULL;
 
     if (data == NULL)
@@ -402,7 +402,7 @@ static PyObject *hyp_py_trace_of_data(PyObject *data) {
 /* Used by the rest of the module: a Trace made from a profile it built,
  * without touching the disk. */
 PyObject *hyp_py_trace_take_profile(hyp_profile_t *p) {
-    return hyp_py_trace_of_data(hyp_py_trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL));
+    return hyp__trace_of_data(hyp__trace_data(p, HYP_FORMAT_MINOR, NULL, 0, 1, NULL));
 }
 
 PyObject *hyp_py_trace_from_profile(const hyp_profile_t *src) {
@@ -414,7 +414,7 @@ PyObject *hyp_py_trace_from_profile(const hyp_profile_t *src) {
      * their values are in the copy's rows as in a trace read from a file. */
     if (p == NULL)
         return PyErr_NoMemory();
-    return hyp_py_trace_of_data(hyp_py_trace_data(p, HYP_FORMAT_MINOR, samples, ns, 1, NULL));
+    return hyp__trace_of_data(hyp__trace_data(p, HYP_FORMAT_MINOR, samples, ns, 1, NULL));
 }
 
 /* ---------------------------------------------------------------- aggregations */
@@ -423,7 +423,7 @@ hyp_profile_t *hyp_py_capsule_profile(PyObject *cap) {
     return PyCapsule_GetPointer(cap, HYP_PY_CAPSULE);
 }
 
-static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t *out) {
+static int hyp__thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t *out) {
     if (thread < 0) {
         *out = HYP_NO_ID;
         return 0;
@@ -438,7 +438,7 @@ static int hyp_py_thread_arg(const hyp_profile_t *p, long long thread, hyp_id_t 
 }
 
 /* Packs n rows of own and cum values into two bytes objects of uint64. */
-static int hyp_py_pack_values(size_t n, size_t m, const uint64_t *(*own_at)(const hyp_flat_t *,
+static int hyp__pack_values(size_t n, size_t m, const uint64_t *(*own_at)(const hyp_flat_t *,
                                                                             size_t, int),
                               const hyp_flat_t *f, PyObject **own, PyObject **cum) {
     uint64_t *po, *pc;
@@ -457,11 +457,11 @@ static int hyp_py_pack_values(size_t n, size_t m, const uint64_t *(*own_at)(cons
     return 0;
 }
 
-static const uint64_t *hyp_py_entry_vals(const hyp_flat_t *f, size_t i, int cum) {
+static const uint64_t *hyp__entry_vals(const hyp_flat_t *f, size_t i, int cum) {
     return cum ? hyp_flat_at(f, i)->cum : hyp_flat_at(f, i)->own;
 }
 
-static const uint64_t *hyp_py_edge_vals(const hyp_flat_t *f, size_t i, int cum) {
+static const uint64_t *hyp__edge_vals(const hyp_flat_t *f, size_t i, int cum) {
     return cum ? hyp_flat_edge_at(f, i)->cum : hyp_flat_edge_at(f, i)->own;
 }
 
@@ -470,7 +470,7 @@ static const uint64_t *hyp_py_edge_vals(const hyp_flat_t *f, size_t i, int cum) 
  * Python object per value. funcs, callers, callees are uint32 (a caller of
  * 0xffffffff is the root), the value arrays uint64, metric_count per row.
  * The edge arrays are empty unless edges is true. */
-static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
+static PyObject *hyp__flat(PyObject *self, PyObject *args) {
     PyObject *cap, *res = NULL, *o[7] = {NULL};
     long long thread = -1;
     int want_edges = 1, rc, k;
@@ -482,7 +482,7 @@ static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O|Lp:flat", &cap, &thread, &want_edges))
         return NULL;
     p = hyp_py_capsule_profile(cap);
-    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+    if (p == NULL || hyp__thread_arg(p, thread, &tid) < 0)
         return NULL;
     m = hyp_profile_metric_count(p);
     Py_BEGIN_ALLOW_THREADS
@@ -500,8 +500,8 @@ static PyObject *hyp_py_flat(PyObject *self, PyObject *args) {
     o[3] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
     o[4] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ne * sizeof(uint32_t)));
     if (o[0] == NULL || o[3] == NULL || o[4] == NULL ||
-        hyp_py_pack_values(n, m, hyp_py_entry_vals, f, &o[1], &o[2]) < 0 ||
-        hyp_py_pack_values(ne, m, hyp_py_edge_vals, f, &o[5], &o[6]) < 0)
+        hyp__pack_values(n, m, hyp__entry_vals, f, &o[1], &o[2]) < 0 ||
+        hyp__pack_values(ne, m, hyp__edge_vals, f, &o[5], &o[6]) < 0)
         goto out;
     for (i = 0; i < n; i++)
         ((uint32_t *)PyBytes_AS_STRING(o[0]))[i] = hyp_flat_at(f, i)->func;
@@ -518,7 +518,7 @@ out:
 }
 
 /* node_values(profile, thread=-1) -> bytes of node_count * metric_count uint64 */
-static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
+static PyObject *hyp__node_values(PyObject *self, PyObject *args) {
     PyObject *cap, *b;
     long long thread = -1;
     hyp_profile_t *p;
@@ -527,7 +527,7 @@ static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O|L:node_values", &cap, &thread))
         return NULL;
     p = hyp_py_capsule_profile(cap);
-    if (p == NULL || hyp_py_thread_arg(p, thread, &tid) < 0)
+    if (p == NULL || hyp__thread_arg(p, thread, &tid) < 0)
         return NULL;
     b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(hyp_profile_node_count(p) *
                                                    hyp_profile_metric_count(p) * sizeof(uint64_t)));
@@ -539,7 +539,7 @@ static PyObject *hyp_py_node_values(PyObject *self, PyObject *args) {
 
 /* label_sets(profile) -> [((key, value), ...), ...]: every label set of a
  * loaded trace by id, the empty set first. */
-static PyObject *hyp_py_label_sets(PyObject *self, PyObject *cap) {
+static PyObject *hyp__label_sets(PyObject *self, PyObject *cap) {
     hyp_profile_t *p = hyp_py_capsule_profile(cap);
     size_t i, j, n, count;
     PyObject *out;
@@ -557,7 +557,7 @@ static PyObject *hyp_py_label_sets(PyObject *self, PyObject *cap) {
             size_t klen, vlen;
             const char *k = hyp_profile_string_at(p, l[j].key, &klen);
             const char *v = hyp_profile_string_at(p, l[j].value, &vlen);
-            PyObject *kv = Py_BuildValue("(NN)", hyp_py_str(k, klen), hyp_py_str(v, vlen));
+            PyObject *kv = Py_BuildValue("(NN)", hyp__str(k, klen), hyp__str(v, vlen));
 
             if (kv == NULL)
                 Py_CLEAR(set);
@@ -573,7 +573,7 @@ static PyObject *hyp_py_label_sets(PyObject *self, PyObject *cap) {
 }
 
 /* label_set_rows(profile) -> [rows of each label set, by id]. */
-static PyObject *hyp_py_label_set_rows(PyObject *self, PyObject *cap) {
+static PyObject *hyp__label_set_rows(PyObject *self, PyObject *cap) {
     hyp_profile_t *p = hyp_py_capsule_profile(cap);
     size_t i, count, *n;
     hyp_id_t labels;
@@ -604,7 +604,7 @@ static PyObject *hyp_py_label_set_rows(PyObject *self, PyObject *cap) {
 
 /* where_labels(profile, keep) -> Trace: a trace of the rows whose label set
  * is kept (keep: bytes, one flag per set), made in C from the profile. */
-static PyObject *hyp_py_where_labels(PyObject *self, PyObject *args) {
+static PyObject *hyp__where_labels(PyObject *self, PyObject *args) {
     PyObject *cap;
     Py_buffer keep;
     hyp_profile_t *p, *q;
@@ -634,22 +634,22 @@ static PyObject *hyp_py_where_labels(PyObject *self, PyObject *args) {
 /* ---------------------------------------------------------------- registration */
 
 static PyMethodDef hyp_py_trace_read_methods[] = {
-    {"read_trace", (PyCFunction)(void (*)(void))hyp_py_read_trace, METH_VARARGS | METH_KEYWORDS,
+    {"read_trace", (PyCFunction)(void (*)(void))hyp__read_trace, METH_VARARGS | METH_KEYWORDS,
      "read_trace(path, keep_samples=False) -> dict\n\nReads a trace with the C reader. Raises "
      "hyprof.TraceError naming the file, the record and the byte offset of a problem; a "
      "truncated trace returns what is complete with 'truncated' set."},
-    {"flat", hyp_py_flat, METH_VARARGS,
+    {"flat", hyp__flat, METH_VARARGS,
      "flat(profile, thread=-1, edges=True) -> (functions, edges)\n\nFlat statistics of a "
      "loaded trace (edges empty unless asked for)."},
-    {"label_sets", hyp_py_label_sets, METH_O,
+    {"label_sets", hyp__label_sets, METH_O,
      "label_sets(profile) -> list\n\nEvery label set of a loaded trace, by id: a tuple of "
      "(key, value)."},
-    {"label_set_rows", hyp_py_label_set_rows, METH_O,
+    {"label_set_rows", hyp__label_set_rows, METH_O,
      "label_set_rows(profile) -> list\n\nThe number of rows of each label set, by id."},
-    {"where_labels", hyp_py_where_labels, METH_VARARGS,
+    {"where_labels", hyp__where_labels, METH_VARARGS,
      "where_labels(profile, keep) -> Trace\n\nA trace of the rows whose label set is kept "
      "(one flag byte per set)."},
-    {"node_values", hyp_py_node_values, METH_VARARGS,
+    {"node_values", hyp__node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},
     {NULL, NULL, 0, NULL},

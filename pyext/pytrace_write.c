@@ -104,7 +104,7 @@ int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv) {
 
 /* ---------------------------------------------------------------- write_trace */
 
-static int hyp_py_fail_rc(int rc, const char *what) {
+static int hyp__fail_rc(int rc, const char *what) {
     if (rc == HYP_ENOMEM)
         PyErr_NoMemory();
     else
@@ -112,7 +112,7 @@ static int hyp_py_fail_rc(int rc, const char *what) {
     return -1;
 }
 
-static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id_t *id) {
+static int hyp__intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id_t *id) {
     int rc;
 
     if (!PyUnicode_Check(s)) {
@@ -121,10 +121,10 @@ static int hyp_py_intern(hyp_profile_t *p, PyObject *s, const char *what, hyp_id
         return -1;
     }
     rc = hyp_py_intern_str(p, s, id);
-    return rc < 0 ? hyp_py_fail_rc(rc, what) : 0;
+    return rc < 0 ? hyp__fail_rc(rc, what) : 0;
 }
 
-static PyObject *hyp_py_seq(PyObject *data, const char *key, int required) {
+static PyObject *hyp__seq(PyObject *data, const char *key, int required) {
     PyObject *v = PyDict_GetItemString(data, key), *seq;
 
     if (v == NULL || v == Py_None) {
@@ -136,7 +136,7 @@ static PyObject *hyp_py_seq(PyObject *data, const char *key, int required) {
     return seq;
 }
 
-static int hyp_py_get_u64(PyObject *o, const char *what, uint64_t *v) {
+static int hyp__get_u64(PyObject *o, const char *what, uint64_t *v) {
     unsigned long long x;
 
     if (!PyLong_Check(o)) {
@@ -154,10 +154,10 @@ static int hyp_py_get_u64(PyObject *o, const char *what, uint64_t *v) {
     return 0;
 }
 
-static int hyp_py_get_u32(PyObject *o, const char *what, uint32_t *v) {
+static int hyp__get_u32(PyObject *o, const char *what, uint32_t *v) {
     uint64_t x;
 
-    if (hyp_py_get_u64(o, what, &x) < 0)
+    if (hyp__get_u64(o, what, &x) < 0)
         return -1;
     if (x > UINT32_MAX) {
         PyErr_Format(PyExc_ValueError, "write_trace: %s must be below 2**32", what);
@@ -168,7 +168,7 @@ static int hyp_py_get_u32(PyObject *o, const char *what, uint32_t *v) {
 }
 
 /* Unpacks a tuple of n items, with a message naming what was expected. */
-static PyObject **hyp_py_items(PyObject *o, Py_ssize_t n, const char *what, Py_ssize_t i,
+static PyObject **hyp__items(PyObject *o, Py_ssize_t n, const char *what, Py_ssize_t i,
                                PyObject **holder) {
     PyObject *seq;
 
@@ -188,7 +188,7 @@ static PyObject **hyp_py_items(PyObject *o, Py_ssize_t n, const char *what, Py_s
 /* Encodes a str as the trace stores strings (UTF-8, surrogates from
  * undecodable bytes back to those bytes) into a new bytes object kept in
  * holder (a list). Returns the C string, or NULL with an exception set. */
-static const char *hyp_py_encode(PyObject *s, PyObject *holder, const char *what) {
+static const char *hyp__encode(PyObject *s, PyObject *holder, const char *what) {
     PyObject *b;
 
     if (!PyUnicode_Check(s)) {
@@ -211,7 +211,7 @@ static const char *hyp_py_encode(PyObject *s, PyObject *holder, const char *what
     return PyBytes_AS_STRING(b);
 }
 
-static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held);
+static int hyp__meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held);
 
 int hyp_py_set_meta_dict(hyp_profile_t *p, PyObject *dict) {
     PyObject *key, *value, *held;
@@ -226,16 +226,16 @@ int hyp_py_set_meta_dict(hyp_profile_t *p, PyObject *dict) {
     if (held == NULL)
         return -1;
     while (rc == 0 && PyDict_Next(dict, &pos, &key, &value))
-        rc = hyp_py_meta_set_held(p, key, value, held);
+        rc = hyp__meta_set_held(p, key, value, held);
     Py_DECREF(held);
     return rc;
 }
 
-static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held) {
+static int hyp__meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, PyObject *held) {
     const char *k;
     int rc;
 
-    k = hyp_py_encode(key, held, "a header key");
+    k = hyp__encode(key, held, "a header key");
     if (k == NULL)
         return -1;
     if (hyp_meta_key_reserved(k))
@@ -264,7 +264,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
     } else if (PyFloat_Check(v)) {
         rc = hyp_profile_set_meta_float(p, k, PyFloat_AS_DOUBLE(v));
     } else if (PyUnicode_Check(v)) {
-        const char *s = hyp_py_encode(v, held, "a header value");
+        const char *s = hyp__encode(v, held, "a header value");
 
         if (s == NULL)
             return -1;
@@ -286,7 +286,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
         for (i = 0; i < n; i++) {
             PyObject *s = PySequence_Fast_GET_ITEM(seq, i);
 
-            sv[i] = PyUnicode_Check(s) ? hyp_py_encode(s, held, "a header value") : NULL;
+            sv[i] = PyUnicode_Check(s) ? hyp__encode(s, held, "a header value") : NULL;
             if (sv[i] == NULL) {
                 PyMem_Free(sv);
                 Py_DECREF(seq);
@@ -318,7 +318,7 @@ static int hyp_py_meta_set_held(hyp_profile_t *p, PyObject *key, PyObject *v, Py
 }
 
 /* Builds a profile from the dict Trace.to_data() returns. */
-static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
+static hyp_profile_t *hyp__build_profile(PyObject *data) {
     PyObject *o, *seq = NULL, *holder = NULL, **it, *names = NULL;
     hyp_metric_t *metrics = NULL;
     hyp_profile_t *p = NULL;
@@ -344,12 +344,12 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         return NULL;
     }
 
-    /* Metric and sample kind names, encoded as hyp_py_encode() does (names
+    /* Metric and sample kind names, encoded as hyp__encode() does (names
      * are kept exactly), held until the profile has copied them. */
     names = PyList_New(0);
     if (names == NULL)
         return NULL;
-    seq = hyp_py_seq(data, "metrics", 1);
+    seq = hyp__seq(data, "metrics", 1);
     if (seq == NULL)
         goto fail;
     nmetrics = PySequence_Fast_GET_SIZE(seq);
@@ -361,11 +361,11 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     for (i = 0; i < nmetrics; i++) {
         const char *kind;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "metric", i, &holder);
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 3, "metric", i, &holder);
         if (it == NULL)
             goto fail;
-        metrics[i].name = PyUnicode_Check(it[0]) ? hyp_py_encode(it[0], names, "a metric") : NULL;
-        metrics[i].unit = PyUnicode_Check(it[1]) ? hyp_py_encode(it[1], names, "a unit") : NULL;
+        metrics[i].name = PyUnicode_Check(it[0]) ? hyp__encode(it[0], names, "a metric") : NULL;
+        metrics[i].unit = PyUnicode_Check(it[1]) ? hyp__encode(it[1], names, "a unit") : NULL;
         kind = PyUnicode_Check(it[2]) ? PyUnicode_AsUTF8(it[2]) : NULL;
         /* the strings live as long as data holds the tuples */
         Py_CLEAR(holder);
@@ -392,20 +392,20 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         goto fail;
     }
 
-    seq = hyp_py_seq(data, "sample_kinds", 0);
+    seq = hyp__seq(data, "sample_kinds", 0);
     if (seq == NULL)
         goto fail;
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         hyp_sample_kind_t k;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 4, "sample kind", i, &holder);
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 4, "sample kind", i, &holder);
         if (it == NULL)
             goto fail;
-        k.name = PyUnicode_Check(it[0]) ? hyp_py_encode(it[0], names, "a sample kind") : NULL;
-        k.unit = PyUnicode_Check(it[1]) ? hyp_py_encode(it[1], names, "a unit") : NULL;
-        if (k.name == NULL || k.unit == NULL || hyp_py_get_u32(it[2], "count_metric",
+        k.name = PyUnicode_Check(it[0]) ? hyp__encode(it[0], names, "a sample kind") : NULL;
+        k.unit = PyUnicode_Check(it[1]) ? hyp__encode(it[1], names, "a unit") : NULL;
+        if (k.name == NULL || k.unit == NULL || hyp__get_u32(it[2], "count_metric",
                                                                &k.count_metric) < 0 ||
-            hyp_py_get_u32(it[3], "weight_metric", &k.weight_metric) < 0) {
+            hyp__get_u32(it[3], "weight_metric", &k.weight_metric) < 0) {
             if (!PyErr_Occurred())
                 PyErr_Format(PyExc_TypeError,
                              "write_trace: sample kind %zd must be (name, unit, count_metric, "
@@ -435,7 +435,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     }
 
     /* functions: (name, filename, lineno, kind) */
-    seq = hyp_py_seq(data, "functions", 0);
+    seq = hyp__seq(data, "functions", 0);
     if (seq == NULL)
         goto fail;
     nfuncs = PySequence_Fast_GET_SIZE(seq);
@@ -447,11 +447,11 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     for (i = 0; i < nfuncs; i++) {
         hyp_func_t f;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 4, "function", i, &holder);
-        if (it == NULL || hyp_py_intern(p, it[0], "a function name", &f.name) < 0 ||
-            hyp_py_intern(p, it[1], "a function file name", &f.file) < 0 ||
-            hyp_py_get_u32(it[2], "a function's lineno", &f.lineno) < 0 ||
-            hyp_py_get_u32(it[3], "a function's kind", &f.kind) < 0)
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 4, "function", i, &holder);
+        if (it == NULL || hyp__intern(p, it[0], "a function name", &f.name) < 0 ||
+            hyp__intern(p, it[1], "a function file name", &f.file) < 0 ||
+            hyp__get_u32(it[2], "a function's lineno", &f.lineno) < 0 ||
+            hyp__get_u32(it[3], "a function's kind", &f.kind) < 0)
             goto fail;
         Py_CLEAR(holder);
         if (f.kind > HYP_FUNC_SPECIAL) {
@@ -461,35 +461,35 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         }
         rc = hyp_profile_func(p, &f, &func_ids[i]);
         if (rc < 0) {
-            hyp_py_fail_rc(rc, "function");
+            hyp__fail_rc(rc, "function");
             goto fail;
         }
     }
     Py_CLEAR(seq);
 
     /* threads: (os_tid, ident, name) */
-    seq = hyp_py_seq(data, "threads", 0);
+    seq = hyp__seq(data, "threads", 0);
     if (seq == NULL)
         goto fail;
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         hyp_thread_t t;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "thread", i, &holder);
-        if (it == NULL || hyp_py_get_u64(it[0], "a thread's os_tid", &t.os_tid) < 0 ||
-            hyp_py_get_u64(it[1], "a thread's ident", &t.ident) < 0 ||
-            hyp_py_intern(p, it[2], "a thread name", &t.name) < 0)
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 3, "thread", i, &holder);
+        if (it == NULL || hyp__get_u64(it[0], "a thread's os_tid", &t.os_tid) < 0 ||
+            hyp__get_u64(it[1], "a thread's ident", &t.ident) < 0 ||
+            hyp__intern(p, it[2], "a thread name", &t.name) < 0)
             goto fail;
         Py_CLEAR(holder);
         rc = hyp_profile_thread(p, &t, NULL);
         if (rc < 0) {
-            hyp_py_fail_rc(rc, "thread");
+            hyp__fail_rc(rc, "thread");
             goto fail;
         }
     }
     Py_CLEAR(seq);
 
     /* nodes: (parent, func, line) for ids 1, 2, ...; parents come first */
-    seq = hyp_py_seq(data, "nodes", 0);
+    seq = hyp__seq(data, "nodes", 0);
     if (seq == NULL)
         goto fail;
     nnodes = PySequence_Fast_GET_SIZE(seq);
@@ -502,10 +502,10 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     for (i = 0; i < nnodes; i++) {
         uint32_t parent, func, line;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 3, "node", i + 1, &holder);
-        if (it == NULL || hyp_py_get_u32(it[0], "a node's parent", &parent) < 0 ||
-            hyp_py_get_u32(it[1], "a node's function", &func) < 0 ||
-            hyp_py_get_u32(it[2], "a node's line", &line) < 0)
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 3, "node", i + 1, &holder);
+        if (it == NULL || hyp__get_u32(it[0], "a node's parent", &parent) < 0 ||
+            hyp__get_u32(it[1], "a node's function", &func) < 0 ||
+            hyp__get_u32(it[2], "a node's line", &line) < 0)
             goto fail;
         Py_CLEAR(holder);
         if (parent > (uint32_t)i) {
@@ -523,14 +523,14 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         }
         rc = hyp_profile_node(p, node_ids[parent], func_ids[func], line, &node_ids[i + 1]);
         if (rc < 0) {
-            hyp_py_fail_rc(rc, "node");
+            hyp__fail_rc(rc, "node");
             goto fail;
         }
     }
     Py_CLEAR(seq);
 
     /* label sets: [((key, value), ...), ...] by id, the first the empty set */
-    seq = hyp_py_seq(data, "label_sets", 0);
+    seq = hyp__seq(data, "label_sets", 0);
     if (seq == NULL)
         goto fail;
     nlabels = PySequence_Fast_GET_SIZE(seq);
@@ -555,7 +555,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
             goto fail;
         }
         for (j = 0; j < n; j++) {
-            it = hyp_py_items(PySequence_Fast_GET_ITEM(set, j), 2, "label", j, &holder);
+            it = hyp__items(PySequence_Fast_GET_ITEM(set, j), 2, "label", j, &holder);
             if (it == NULL || !PyUnicode_Check(it[0]) || !PyUnicode_Check(it[1]) ||
                 hyp_py_intern_str(p, it[0], &l[j].key) < 0 ||
                 hyp_py_intern_str(p, it[1], &l[j].value) < 0) {
@@ -574,14 +574,14 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                 PyErr_Format(PyExc_ValueError, "write_trace: label set %zd names a key twice",
                              i);
             else
-                hyp_py_fail_rc(rc, "label set");
+                hyp__fail_rc(rc, "label set");
             goto fail;
         }
     }
     Py_CLEAR(seq);
 
     /* rows: (thread, node, values) or (thread, node, values, label set) */
-    seq = hyp_py_seq(data, "rows", 0);
+    seq = hyp__seq(data, "rows", 0);
     if (seq == NULL)
         goto fail;
     {
@@ -596,10 +596,10 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
             uint32_t thread, node, labels = 0;
             Py_ssize_t j, width = PyTuple_Check(row) && PyTuple_GET_SIZE(row) == 4 ? 4 : 3;
 
-            it = hyp_py_items(row, width, "row", i, &holder);
-            if (it == NULL || hyp_py_get_u32(it[0], "a row's thread", &thread) < 0 ||
-                hyp_py_get_u32(it[1], "a row's node", &node) < 0 ||
-                (width == 4 && hyp_py_get_u32(it[3], "a row's label set", &labels) < 0)) {
+            it = hyp__items(row, width, "row", i, &holder);
+            if (it == NULL || hyp__get_u32(it[0], "a row's thread", &thread) < 0 ||
+                hyp__get_u32(it[1], "a row's node", &node) < 0 ||
+                (width == 4 && hyp__get_u32(it[3], "a row's label set", &labels) < 0)) {
                 PyMem_Free(vals);
                 goto fail;
             }
@@ -629,7 +629,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                 goto fail;
             }
             for (j = 0; j < nmetrics; j++) {
-                if (hyp_py_get_u64(PySequence_Fast_GET_ITEM(vseq, j), "a metric value",
+                if (hyp__get_u64(PySequence_Fast_GET_ITEM(vseq, j), "a metric value",
                                    &vals[j]) < 0) {
                     Py_DECREF(vseq);
                     PyMem_Free(vals);
@@ -642,7 +642,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                                          labels ? label_ids[labels] : HYP_NO_LABELS, vals);
             if (rc < 0) {
                 PyMem_Free(vals);
-                hyp_py_fail_rc(rc, "row");
+                hyp__fail_rc(rc, "row");
                 goto fail;
             }
         }
@@ -651,19 +651,19 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     Py_CLEAR(seq);
 
     /* samples: (thread, node, kind, time, weight) */
-    seq = hyp_py_seq(data, "sample_list", 0);
+    seq = hyp__seq(data, "sample_list", 0);
     if (seq == NULL)
         goto fail;
     for (i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         hyp_sample_t sm = {.labels = HYP_NO_LABELS};
         uint32_t node;
 
-        it = hyp_py_items(PySequence_Fast_GET_ITEM(seq, i), 5, "sample", i, &holder);
-        if (it == NULL || hyp_py_get_u32(it[0], "a sample's thread", &sm.thread) < 0 ||
-            hyp_py_get_u32(it[1], "a sample's node", &node) < 0 ||
-            hyp_py_get_u32(it[2], "a sample's kind", &sm.kind) < 0 ||
-            hyp_py_get_u64(it[3], "a sample's time", &sm.time_ns) < 0 ||
-            hyp_py_get_u64(it[4], "a sample's weight", &sm.weight) < 0)
+        it = hyp__items(PySequence_Fast_GET_ITEM(seq, i), 5, "sample", i, &holder);
+        if (it == NULL || hyp__get_u32(it[0], "a sample's thread", &sm.thread) < 0 ||
+            hyp__get_u32(it[1], "a sample's node", &node) < 0 ||
+            hyp__get_u32(it[2], "a sample's kind", &sm.kind) < 0 ||
+            hyp__get_u64(it[3], "a sample's time", &sm.time_ns) < 0 ||
+            hyp__get_u64(it[4], "a sample's weight", &sm.weight) < 0)
             goto fail;
         Py_CLEAR(holder);
         if (node > (uint64_t)nnodes) {
@@ -680,7 +680,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
                              "write_trace: sample %zd refers to a thread or kind beyond its table",
                              i);
             else
-                hyp_py_fail_rc(rc, "sample");
+                hyp__fail_rc(rc, "sample");
             goto fail;
         }
     }
@@ -698,13 +698,13 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
         while (PyDict_Next(o, &pos, &key, &value)) {
             uint64_t cnt;
             PyObject *held = PyList_New(0);
-            const char *reason = held ? hyp_py_encode(key, held, "a dropped reason") : NULL;
+            const char *reason = held ? hyp__encode(key, held, "a dropped reason") : NULL;
 
             if (reason == NULL) {
                 Py_XDECREF(held);
                 goto fail;
             }
-            if (hyp_py_get_u64(value, "a dropped count", &cnt) < 0) {
+            if (hyp__get_u64(value, "a dropped count", &cnt) < 0) {
                 Py_DECREF(held);
                 goto fail;
             }
@@ -716,7 +716,7 @@ static hyp_profile_t *hyp_py_build_profile(PyObject *data) {
     if (o != NULL && o != Py_None) {
         uint64_t t;
 
-        if (hyp_py_get_u64(o, "truncated_nodes", &t) < 0)
+        if (hyp__get_u64(o, "truncated_nodes", &t) < 0)
             goto fail;
         hyp_profile_set_truncated(p, hyp_profile_truncated(p) + t);
     }
@@ -763,14 +763,14 @@ PyObject *hyp_py_save(const hyp_profile_t *p, PyObject *path_obj) {
     return PyErr_Format(PyExc_OSError, "cannot write %R: %s", path_obj, hyp_strerror(rc));
 }
 
-static PyObject *hyp_py_write_trace(PyObject *self, PyObject *args) {
+static PyObject *hyp__write_trace(PyObject *self, PyObject *args) {
     PyObject *path_obj, *data, *res;
     hyp_profile_t *p;
 
     (void)self;
     if (!PyArg_ParseTuple(args, "OO!:write_trace", &path_obj, &PyDict_Type, &data))
         return NULL;
-    p = hyp_py_build_profile(data);
+    p = hyp__build_profile(data);
     if (p == NULL)
         return NULL;
     res = hyp_py_save(p, path_obj);
@@ -781,7 +781,7 @@ static PyObject *hyp_py_write_trace(PyObject *self, PyObject *args) {
 /* merge_profiles([capsule, ...], header) -> Trace: a new profile shaped like
  * the first, with every one added in (hyp_profile_merge()) and the header
  * entries of the dict set over theirs. The inputs are not changed. */
-static PyObject *hyp_py_merge_profiles(PyObject *self, PyObject *args) {
+static PyObject *hyp__merge_profiles(PyObject *self, PyObject *args) {
     PyObject *list, *header, *seq;
     hyp_profile_t *dst = NULL;
     Py_ssize_t i, n;
@@ -830,7 +830,7 @@ fail:
 }
 
 /* A loaded trace writes its own C profile: no tables rebuilt from Python. */
-static PyObject *hyp_py_save_profile(PyObject *self, PyObject *args) {
+static PyObject *hyp__save_profile(PyObject *self, PyObject *args) {
     PyObject *cap, *path_obj;
     hyp_profile_t *p;
 
@@ -842,7 +842,7 @@ static PyObject *hyp_py_save_profile(PyObject *self, PyObject *args) {
     return hyp_py_save(p, path_obj);
 }
 
-static PyObject *hyp_py_copy_trace(PyObject *self, PyObject *args) {
+static PyObject *hyp__copy_trace(PyObject *self, PyObject *args) {
     PyObject *src_obj, *dst_obj, *src = NULL, *dst = NULL;
     int rc;
 
@@ -866,17 +866,17 @@ static PyObject *hyp_py_copy_trace(PyObject *self, PyObject *args) {
 /* ---------------------------------------------------------------- registration */
 
 static PyMethodDef hyp_py_trace_write_methods[] = {
-    {"write_trace", hyp_py_write_trace, METH_VARARGS,
+    {"write_trace", hyp__write_trace, METH_VARARGS,
      "write_trace(path, data) -> None\n\nWrites a trace through the C writer from Python "
      "tables (the dict hyprof.trace.Trace.to_data() returns)."},
-    {"save_profile", hyp_py_save_profile, METH_VARARGS,
+    {"save_profile", hyp__save_profile, METH_VARARGS,
      "save_profile(profile, path) -> None\n\nWrites a loaded trace's C profile (its "
      "capsule) to path; samples are folded into the rows."},
-    {"merge_profiles", hyp_py_merge_profiles, METH_VARARGS,
+    {"merge_profiles", hyp__merge_profiles, METH_VARARGS,
      "merge_profiles(profiles, header) -> Trace\n\nAdds up profiles of one shape (a "
      "sampler's windows: Trace._profile capsules) into a new Trace, with the header "
      "entries given set over theirs."},
-    {"copy_trace", hyp_py_copy_trace, METH_VARARGS,
+    {"copy_trace", hyp__copy_trace, METH_VARARGS,
      "copy_trace(src, dst) -> None\n\nCopies a trace file by the writer's rules: dst is "
      "replaced by renaming a file created exclusively beside it, never written through a "
      "symlink."},

@@ -78,12 +78,12 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
         atomic_fetch_add(&slot->last_seq, 1);
         memcpy(slot->last, buf + HYP__REC_HEAD, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)k);
         slot->last_hdr = hyp__rec_header(slot->index, kind, truncated || k < n, k);
-        slot->last_labels = hyp_py_labels_now();
+        slot->last_labels = hyp__labels_now();
         atomic_fetch_add(&slot->last_seq, 1);
     }
     buf[1] = hyp_clock_monotonic_ns() - S.t0;
     buf[2] = weight;
-    buf[3] = hyp_py_labels_now();
+    buf[3] = hyp__labels_now();
     atomic_store_explicit(&slot->labels_word, &hyp_py_labels_tls, memory_order_relaxed);
     /* A full ring counts the drop itself (ring.h). */
     return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0 ? 0
