@@ -28,7 +28,6 @@ import email
 import email.policy
 import io
 import json
-import re
 import sys
 
 import _pythons
@@ -177,15 +176,14 @@ WORKLOADS = {
 
 def cprofile_counts(fn):
     """{pstats key: [calls, primitive calls, is a generator]} of one run."""
+    from hyprof.render.pstats import cprofile_key
     pr = cProfile.Profile()
     pr.enable()
     fn()
     pr.disable()
     out = {}
     for e in pr.getstats():
-        key = cProfile.label(e.code)
-        # hyprof names a C method by cProfile's name without the address.
-        key = key[:2] + (re.sub(r" at 0x[0-9a-f]+", "", key[2]),)
+        key = cprofile_key(e.code)
         if "_lsprof.Profiler" in key[2]:
             continue
         gen = not isinstance(e.code, str) and bool(e.code.co_flags & GEN_FLAGS)

@@ -9,7 +9,6 @@ import gc
 import marshal
 import os
 import pstats
-import re
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ import time
 import pytest
 
 import hyprof
-from hyprof.render.pstats import PstatsExport, func_key
+from hyprof.render.pstats import PstatsExport, cprofile_key, func_key
 from workloads import busy_for
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
@@ -193,12 +192,6 @@ GENERATOR_FUNCS = {"countdown": (3, 3), "resumed_body": (1, 1), "walker": (4, 1)
                    "<genexpr>": None}
 
 
-def unaddressed(key):
-    """A cProfile key with the address its C method names may hold taken out,
-    as hyprof names them: "<built-in method __new__ of type object>"."""
-    return key[:2] + (re.sub(r" at 0x[0-9a-f]+", "", key[2]),)
-
-
 def cprofile_stats(fn):
     """cProfile's per-function (primitive calls, calls, callers' calls) with
     each code object (or C function) counted on its own and those that share
@@ -210,15 +203,15 @@ def cprofile_stats(fn):
     pr.disable()
     out = {}
     for e in pr.getstats():
-        key = unaddressed(cProfile.label(e.code))
+        key = cprofile_key(e.code)
         if "_lsprof.Profiler" in key[2] or key[2] == "<lambda>":
             continue
         cc, nc, callers = out.get(key, (0, 0, {}))
         out[key] = (cc + e.callcount - e.reccallcount, nc + e.callcount, callers)
     for e in pr.getstats():
-        caller = unaddressed(cProfile.label(e.code))
+        caller = cprofile_key(e.code)
         for sub in e.calls or ():
-            callee = unaddressed(cProfile.label(sub.code))
+            callee = cprofile_key(sub.code)
             if callee in out and caller[2] != "<lambda>":
                 callers = out[callee][2]
                 callers[caller] = callers.get(caller, 0) + sub.callcount

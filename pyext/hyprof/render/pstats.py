@@ -11,8 +11,20 @@ calls on that edge. Times are wall seconds, or CPU seconds with
 """
 
 import marshal
+import re
 
 from ..errors import ReportError
+
+
+def cprofile_key(code):
+    """The pstats key cProfile gives a code object or C function, as hyprof
+    names the same function: cProfile.label() with the address a C method's
+    name may hold taken out ("<built-in method __new__ of type object>").
+    What comparisons with cProfile (tests/python/test_det.py,
+    bench/compare_cprofile.py) key on."""
+    import cProfile
+    key = cProfile.label(code)
+    return key[:2] + (re.sub(r" at 0x[0-9a-f]+", "", key[2]),)
 
 
 def func_key(f):
