@@ -102,7 +102,8 @@ int hyp__sampler_write_last(hyp_slot_t *slot, hyp__ring_t *ring, uint64_t weight
     hdr = slot->last_hdr;
     labels = slot->last_labels;
     n = (int)(hdr & 0xffff);
-    if ((seq & 1) == 0 && seq != 0 && n > 0 && n <= HYP__LAST_DEPTH) {
+    if ((seq & 1) == 0 && seq != 0 && n > 0 && n <= HYP__LAST_DEPTH &&
+        seq != atomic_load(&slot->last_void_seq)) {
         memcpy(buf + HYP__REC_HEAD, slot->last, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)n);
         atomic_thread_fence(memory_order_acquire); /* the copy, then the check */
         if (atomic_load(&slot->last_seq) == seq) {
@@ -681,10 +682,35 @@ void hyp__sampler_drain_all(void) {
  * sample recorded so far that names it is resolved now, while it is whole.
  * No sample recorded later can name it: a frame holds a strong reference to
  * its code, and the wall sampler's in-flight snapshot is waited for. */
+/* A thread's last stack (kept for the time it owes, written at a wall tick
+ * or at stop) may name a code object that has died since, as the main
+ * module's does once the program has run: that stack is not written. One
+ * being written now is the thread's current one, whose frames hold their
+ * code alive, so only a finished one is checked. */
+static void hyp__void_last_stacks(PyCodeObject *code) {
+    uint64_t want = (uint64_t)(uintptr_t)code, seq;
+    int i, j, n;
+
+    for (i = 0; i < S.nslots; i++) {
+        hyp_slot_t *slot = &S.slots[i];
+
+        if (!slot->used || ((seq = atomic_load(&slot->last_seq)) & 1) != 0 || seq == 0)
+            continue;
+        n = (int)(slot->last_hdr & 0xffff);
+        for (j = 0; j < n && j < HYP__LAST_DEPTH; j++) {
+            if (slot->last[HYP_WALK_WORDS * j] == want) {
+                atomic_store(&slot->last_void_seq, seq);
+                break;
+            }
+        }
+    }
+}
+
 void hyp__sampler_on_code_death(PyCodeObject *code) {
     uint64_t pos;
     int i, pending = 0;
 
+    hyp__void_last_stacks(code);
     if (S.resolving) {
         if (S.npoison < HYP__POISON_MAX)
             S.poison[S.npoison++] = code;

@@ -134,6 +134,9 @@ typedef struct {
     _Atomic uint64_t last_seq;
     uint64_t last_hdr;
     uint64_t last_labels; /* its label set */
+    /* A last_seq whose stack names a code object that has died since: not
+     * to be written (hyp__sampler_on_code_death() sets it, GIL held). */
+    _Atomic uint64_t last_void_seq;
     /* The thread's label-set word (labels.h), for the wall sampler, which
      * reads it through hyp__walk_read_u32(); set by the thread itself (its
      * own registration, each of its samples), NULL until then. */
