@@ -516,13 +516,21 @@ void hyp__sampler_own_slot(hyp_slot_t *slot) {
 }
 
 void hyp_py_sampler_labels_here(void) {
-    hyp_slot_t *slot;
+    /* The thread's slot as last found, and in which session: a thread that
+     * changes its labels often (a request's each) looks it up once. */
+    static __thread hyp_slot_t *mine;
+    static __thread uint64_t mine_t0;
+    PyThreadState *ts;
 
     if (!S.running || S.slots == NULL)
         return;
-    slot = hyp__sampler_slot_of(PyThreadState_Get());
-    if (slot != NULL)
-        atomic_store(&slot->labels_word, &hyp_py_labels_tls);
+    ts = PyThreadState_Get();
+    if (mine == NULL || mine_t0 != S.t0 || !mine->used || mine->tstate != ts) {
+        mine = hyp__sampler_slot_of(ts);
+        mine_t0 = S.t0;
+    }
+    if (mine != NULL && atomic_load(&mine->labels_word) != &hyp_py_labels_tls)
+        atomic_store(&mine->labels_word, &hyp_py_labels_tls);
 }
 
 void hyp__sampler_labels_forget(void) {
