@@ -240,6 +240,7 @@ int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err) {
     }
     if (perf_err != NULL)
         *perf_err = err;
+    c->span = (uint64_t)((double)HYP_CPU_CLOCK_SPAN_NS * ticks_per_ns);
     c->seen = c->lock != NULL ? *c->lock + 1 : 0; /* force the first read to resync */
     hyp_cpu_clock_resync(c, &wall);
     c->resyncs = 0;
@@ -256,13 +257,15 @@ void hyp_cpu_clock_destroy(hyp_cpu_clock_t *c) {
     c->source = HYP_CPU_SYSCALL;
 }
 
-/* The clock never goes back: the fast path may run a few ticks ahead of the
- * system call's value (its resolution, the ticks between the two reads), and
- * callers subtract readings. */
+/* The clock never goes back, since callers subtract readings: where the
+ * fast path ran ahead of the system call (the ticks between the two reads,
+ * time not charged to the thread), the clock holds still until the system
+ * call's value passes it. */
 static uint64_t set_cpu(hyp_cpu_clock_t *c, uint64_t cpu, uint64_t now, uint64_t *wall) {
+    c->sync_cpu = cpu;
+    c->sync_wall = now;
     if (cpu > c->last_cpu)
         c->last_cpu = cpu;
-    c->last_wall = now;
     *wall = now;
     return c->last_cpu;
 }

@@ -14,6 +14,16 @@
  * resynchronises. Where perf_event_open is refused (seccomp, paranoid level)
  * the clock falls back to that system call on every read.
  *
+ * "Ran the whole time" is true of the scheduler but not quite of the
+ * kernel's accounting: time a hypervisor steals and time spent in interrupts
+ * pass on the TSC without being charged to the thread. So a fast read counts
+ * from the last resync, never from the previous read, and a resync happens
+ * at least every HYP_CPU_CLOCK_SPAN_NS: whatever the fast path counted that
+ * the system call does not is given back at the next resync (the clock holds
+ * still until the system call catches up; it never goes back), and the error
+ * at any instant is bounded by what was stolen within one span instead of
+ * growing with the run.
+ *
  * Thread safety: hyp_clock_init() may be called from any thread, any number
  * of times. A hyp_cpu_clock_t belongs to the thread that initialised it and
  * must be read only by that thread. */
@@ -72,10 +82,12 @@ HYP_EXTERN uint64_t hyp_clock_tid_cpu_ns(pid_t tid);
 typedef struct {
     volatile const uint32_t *lock; /* seqlock word of the perf page, NULL without one */
     void *page;                    /* the mapped perf page, NULL without one */
-    uint32_t seen;                 /* lock value at the last read */
+    uint32_t seen;                 /* lock value at the last resync */
     hyp_cpu_source_t source;
-    uint64_t last_wall;            /* wall ticks at the last read */
-    uint64_t last_cpu;             /* CPU ticks at the last read */
+    uint64_t sync_wall;            /* wall ticks at the last resync */
+    uint64_t sync_cpu;             /* the system call's CPU time then, in ticks */
+    uint64_t span;                 /* ticks after which a read resyncs */
+    uint64_t last_cpu;             /* CPU ticks last returned */
     uint64_t resyncs;              /* reads that needed the system call */
     uint64_t reads;
     int64_t owner_pid;             /* the process that mapped the page */
@@ -83,6 +95,9 @@ typedef struct {
 
 /* Options for hyp_cpu_clock_init(). */
 #define HYP_CPU_CLOCK_FORCE_SYSCALL 0x1 /* skip perf_event_open */
+
+/* The longest a fast read may count from the last resync. */
+#define HYP_CPU_CLOCK_SPAN_NS 4000000ull
 
 /* Sets up c for the calling thread: opens and maps the perf event, or falls
  * back to the system call (c->source says which; the reason perf was refused
@@ -108,9 +123,10 @@ static inline uint64_t hyp_cpu_clock_read(hyp_cpu_clock_t *c, uint64_t *wall) {
 
         __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
         now = ((uint64_t)hi << 32) | lo;
-        if (before == c->seen && *c->lock == before) {
-            c->last_cpu += now - c->last_wall;
-            c->last_wall = now;
+        if (before == c->seen && *c->lock == before && now - c->sync_wall < c->span) {
+            uint64_t cpu = c->sync_cpu + (now - c->sync_wall);
+            if (cpu > c->last_cpu)
+                c->last_cpu = cpu;
             c->reads++;
             *wall = now;
             return c->last_cpu;

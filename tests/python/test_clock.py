@@ -1,5 +1,11 @@
 """The deterministic mode's CPU clock against CLOCK_THREAD_CPUTIME_ID
-(time.thread_time), through sleeps, spins and context switches: within 2%."""
+(time.thread_time), through sleeps, spins and context switches: within 2%.
+
+The profiler's interval for a call begins before the first line of the
+function and ends after its last, so the program's own clocks bracket it: read
+inside the function they give a lower bound, read around the call an upper
+one. A switch to another thread at either end (the GIL changes hands at a
+call) lands between the two and is not an error of the profiler's."""
 
 import os
 import sys
@@ -48,7 +54,9 @@ def test_cpu_time_matches_thread_cputime(engine, cpu_clock):
         h.start()
     try:
         with p:
+            c0, w0 = time.thread_time(), time.perf_counter()
             task(ref)
+            outer_cpu, outer_wall = time.thread_time() - c0, time.perf_counter() - w0
     finally:
         stop.set()
         for h in hogs:
@@ -58,8 +66,8 @@ def test_cpu_time_matches_thread_cputime(engine, cpu_clock):
     fs = {f.name: f for f in t.functions(main)}
     got = fs["task"]
     assert ref["cpu"] > 0.02
-    assert got.cpu_cum == pytest.approx(ref["cpu"], rel=0.02)
-    assert got.wall_cum == pytest.approx(ref["wall"], rel=0.02)
+    assert ref["cpu"] * 0.98 <= got.cpu_cum <= outer_cpu * 1.02
+    assert ref["wall"] * 0.98 <= got.wall_cum <= outer_wall * 1.02
     assert got.cpu_cum < got.wall_cum  # the sleeps are not CPU time
     # Own plus children's CPU adds up to the cumulative CPU.
     total_own = sum(f.cpu_own for f in fs.values() if f.name != "task") + got.cpu_own

@@ -78,6 +78,8 @@ def test_named_software_event_and_period():
 def touch_pages(pages):
     """One minor page fault per page: fresh anonymous memory, written once."""
     m = mmap.mmap(-1, pages * 4096)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        m.madvise(mmap.MADV_NOHUGEPAGE)  # one fault per 4 KiB, even under THP "always"
     for i in range(0, pages * 4096, 4096):
         m[i] = 1
     m.close()
@@ -104,8 +106,12 @@ def test_a_counted_event_samples_where_its_events_happen():
     me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
     weight = sum(f.own_weight for f in t.functions(thread=me))
     # The weights are the faults counted, every one of them.
-    assert 20000 <= fs["touch_pages"].own_weight <= weight <= f1 - f0, (
-        fs["touch_pages"].own_weight, weight, f1 - f0)
+    assert 20000 <= weight <= f1 - f0, (weight, f1 - f0)
+    # A sample credits the faults since the one before to where it lands: at
+    # each of the ten exits from touch_pages, up to one period (at most 18,
+    # drawn within 16 +-12.5%) of its faults can go to the code after it.
+    assert 20000 - 10 * 18 <= fs["touch_pages"].own_weight <= weight, (
+        fs["touch_pages"].own_weight, weight)
     assert fs["touch_pages"].own_samples >= 0.9 * sum(f.own_samples for f in t.functions())
     assert "spin" not in fs or fs["spin"].own_weight < 0.01 * weight
 
