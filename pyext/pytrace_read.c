@@ -537,6 +537,112 @@ static PyObject *hyp__node_values(PyObject *self, PyObject *args) {
     return b;
 }
 
+/* call_tree(profile, columns, thread=-1, split=None) -> (parent, func,
+ * line, values): a loaded trace's call tree as columns, what the renderers'
+ * model holds without a Python object per node. columns: uint32 metric
+ * indices. parent and func are int32 (-1 at the root), line uint32, and
+ * values one uint64 column per metric asked for. Node ids and function ids
+ * are the trace's own. With split (uint32 pseudo function ids, one per
+ * thread) every thread gets a copy of the tree under a pseudo-root of its own
+ * below node 0, holding that thread's values: thread t's node i (i >= 1)
+ * becomes 1 + t * n + i, its pseudo-root 1 + t * n. */
+static PyObject *hyp__call_tree(PyObject *self, PyObject *args) {
+    PyObject *cap, *o[4] = {NULL, NULL, NULL, NULL}, *res = NULL;
+    Py_buffer cols, split = {0};
+    long long thread = -1;
+    hyp_profile_t *p;
+    hyp_id_t tid;
+    uint64_t *vals = NULL, **outv;
+    int32_t *par, *fn;
+    uint32_t *ln;
+    size_t n, m, k, nthreads, total, t, i, c;
+    const hyp_node_t *nodes;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oy*|Lz*:call_tree", &cap, &cols, &thread, &split))
+        return NULL;
+    p = hyp_py_capsule_profile(cap);
+    if (p == NULL || hyp__thread_arg(p, thread, &tid) < 0)
+        goto out;
+    n = hyp_profile_node_count(p);
+    m = hyp_profile_metric_count(p);
+    k = (size_t)cols.len / sizeof(uint32_t);
+    nthreads = split.buf != NULL ? (size_t)split.len / sizeof(uint32_t) : 0;
+    if (split.buf != NULL && nthreads != hyp_profile_thread_count(p)) {
+        PyErr_SetString(PyExc_ValueError, "call_tree(): one pseudo function per thread");
+        goto out;
+    }
+    for (c = 0; c < k; c++)
+        if (((const uint32_t *)cols.buf)[c] >= m) {
+            PyErr_Format(PyExc_ValueError, "call_tree(): no metric %u",
+                         ((const uint32_t *)cols.buf)[c]);
+            goto out;
+        }
+    total = split.buf != NULL ? 1 + nthreads * n : n;
+    if (n == 0 || total > INT32_MAX || (split.buf != NULL && nthreads > (INT32_MAX - 1) / n)) {
+        PyErr_SetString(PyExc_ValueError, n == 0 ? "call_tree(): the trace has no root node"
+                                                 : "call_tree(): too many nodes");
+        goto out;
+    }
+    o[0] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total * sizeof(int32_t)));
+    o[1] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total * sizeof(int32_t)));
+    o[2] = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total * sizeof(uint32_t)));
+    o[3] = PyTuple_New((Py_ssize_t)k);
+    vals = hyp__malloc(n * m * sizeof(uint64_t) + k * sizeof(uint64_t *) + 1);
+    if (o[0] == NULL || o[1] == NULL || o[2] == NULL || o[3] == NULL || vals == NULL) {
+        if (vals == NULL)
+            PyErr_NoMemory();
+        goto out;
+    }
+    outv = (uint64_t **)(vals + n * m);
+    for (c = 0; c < k; c++) {
+        PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total * sizeof(uint64_t)));
+        if (b == NULL)
+            goto out;
+        PyTuple_SET_ITEM(o[3], (Py_ssize_t)c, b);
+        outv[c] = (uint64_t *)PyBytes_AS_STRING(b);
+    }
+    par = (int32_t *)PyBytes_AS_STRING(o[0]);
+    fn = (int32_t *)PyBytes_AS_STRING(o[1]);
+    ln = (uint32_t *)PyBytes_AS_STRING(o[2]);
+    nodes = hyp_profile_nodes(p);
+    par[0] = fn[0] = -1;
+    ln[0] = 0;
+    for (t = 0; t < (split.buf != NULL ? nthreads : 1); t++) {
+        /* The copy's base: where its node 0 lands (the pseudo-root). */
+        size_t base = split.buf != NULL ? 1 + t * n : 0;
+
+        hyp_profile_node_values(p, split.buf != NULL ? (hyp_id_t)t : tid, vals);
+        if (split.buf != NULL) {
+            par[base] = 0;
+            fn[base] = (int32_t)((const uint32_t *)split.buf)[t];
+            ln[base] = 0;
+        }
+        for (i = 1; i < n; i++) {
+            par[base + i] = (int32_t)(base + nodes[i].parent);
+            fn[base + i] = (int32_t)nodes[i].func;
+            ln[base + i] = nodes[i].line;
+        }
+        for (c = 0; c < k; c++) {
+            uint32_t col = ((const uint32_t *)cols.buf)[c];
+            for (i = 0; i < n; i++)
+                outv[c][base + i] = vals[i * m + col];
+        }
+    }
+    if (split.buf != NULL)
+        for (c = 0; c < k; c++)
+            outv[c][0] = 0;
+    res = PyTuple_Pack(4, o[0], o[1], o[2], o[3]);
+out:
+    for (c = 0; c < 4; c++)
+        Py_XDECREF(o[c]);
+    hyp__free(vals);
+    PyBuffer_Release(&cols);
+    if (split.buf != NULL)
+        PyBuffer_Release(&split);
+    return res;
+}
+
 /* label_sets(profile) -> [((key, value), ...), ...]: every label set of a
  * loaded trace by id, the empty set first. */
 static PyObject *hyp__label_sets(PyObject *self, PyObject *cap) {
@@ -649,6 +755,10 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"where_labels", hyp__where_labels, METH_VARARGS,
      "where_labels(profile, keep) -> Trace\n\nA trace of the rows whose label set is kept "
      "(one flag byte per set)."},
+    {"call_tree", hyp__call_tree, METH_VARARGS,
+     "call_tree(profile, columns, thread=-1, split=None) -> (parent, func, line, values)\n\n"
+     "The call tree as columns (int32, int32, uint32, a tuple of uint64 per metric asked "
+     "for); with split, one copy per thread under a pseudo-root of the given function."},
     {"node_values", hyp__node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

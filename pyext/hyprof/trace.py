@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from . import _hyprof
 from ._kinds import func_kind_code, func_kind_name
 from .errors import TraceError, TraceWarning
+from .render import _model
 from .render.methods import ReportMethods
 
 __all__ = [
@@ -247,12 +248,13 @@ class CallPath(Sequence):
         return self._tables[2][self._node]
 
     def _frames(self):
-        nd, ft, _ = self._tables
+        tree, ft, _ = self._tables
+        parent, func = tree.parent, tree.func
         out = []
         i = self._node
         while i > 0:
-            out.append(ft[nd[3 * i + 1]])
-            i = nd[3 * i]
+            out.append(ft[func[i]])
+            i = parent[i]
         out.reverse()
         return out
 
@@ -401,6 +403,24 @@ class Trace(ReportMethods):
         v.frombytes(_hyprof.node_values(self._profile, self._thread_arg(thread)))
         return v
 
+    def _tree_columns(self, metrics, thread=None, split=None):
+        """(parent, func, line, [values]) of the call tree as arrays, made in
+        C: the columns of the metrics asked for (indices), of one thread or
+        all, or with split (a pseudo function id per thread) one copy per
+        thread under a pseudo-root of its own (see render/_model.py)."""
+        cols = array.array("I", metrics).tobytes()
+        sp = None if split is None else array.array("I", split).tobytes()
+        par, fn, ln, vals = _hyprof.call_tree(self._profile, cols, self._thread_arg(thread), sp)
+        out = [array.array("i"), array.array("i"), array.array("I")]
+        for a, b in zip(out, (par, fn, ln)):
+            a.frombytes(b)
+        values = []
+        for b in vals:
+            a = array.array("Q")
+            a.frombytes(b)
+            values.append(a)
+        return out[0], out[1], out[2], values
+
     def nodes(self, thread=None):
         """The call tree as [Node], parents before children; values are each
         node's own row (summed over threads, or for one thread)."""
@@ -437,21 +457,19 @@ class Trace(ReportMethods):
         to their tuple). For a cum column the value is the node's exclusive
         part (its value less its children's)."""
         mi = self._metric_index(metric)
-        nm = len(self.metrics)
-        vals = self._node_values(thread)
-        nd = self._nodes
-        n = len(nd) // 3
-        col = [vals[i * nm + mi] for i in range(n)]
+        tree = _model.call_tree(self, thread=thread)
+        name = self.metrics[mi].name
+        parent = tree.parent
+        n = len(parent)
         if self.metrics[mi].kind == "cum":
+            col = tree.measured[name]
             own = list(col)
             for i in range(1, n):
-                own[nd[3 * i]] -= col[i]
+                own[parent[i]] -= col[i]
             col = [max(v, 0) for v in own]
-        ft = self.function_table
-        depth = [0] * n
-        for i in range(1, n):
-            depth[i] = depth[nd[3 * i]] + 1
-        tables = (nd, ft, depth)
+        else:
+            col = tree.values[tree.column(name)]
+        tables = (tree, self.function_table, tree.depth())
         return [(CallPath(tables, i), col[i]) for i in range(1, n) if col[i]]
 
     def lines(self, thread=None):
@@ -460,18 +478,17 @@ class Trace(ReportMethods):
         if not self.sample_kinds:
             return []
         k = self.sample_kinds[0]
-        nm = len(self.metrics)
-        vals = self._node_values(thread)
-        nd = self._nodes
-        ft = self.function_table
+        tree = _model.call_tree(self, thread=thread)
+        counts = tree.values[tree.column(self.metrics[k.count_metric].name)]
+        weights = tree.values[tree.column(self.metrics[k.weight_metric].name)]
+        funcs, func, line = tree.funcs, tree.func, tree.line
         acc = {}
-        for i in range(1, len(nd) // 3):
-            c = vals[i * nm + k.count_metric]
+        for i in range(1, len(counts)):
+            c = counts[i]
             if c:
-                key = (ft[nd[3 * i + 1]].filename, nd[3 * i + 2])
-                a = acc.setdefault(key, [0, 0])
+                a = acc.setdefault((funcs[func[i]].filename, line[i]), [0, 0])
                 a[0] += c
-                a[1] += vals[i * nm + k.weight_metric]
+                a[1] += weights[i]
         return sorted((Line(f, ln, c, w) for (f, ln), (c, w) in acc.items()),
                       key=lambda x: (-x.samples, x.filename, x.line))
 

@@ -162,6 +162,34 @@ def test_sampling_trace(write_trace):
         hyprof.load(write_trace(data, "b.hyprof")).samples()
 
 
+def test_stacks_lines_and_reports_share_one_tree_per_thread(write_trace):
+    from hyprof.render import _model
+    t = hyprof.load(write_trace(smp_data()))
+    # Thread 1 (io) sampled only node 2: its stacks and lines are its own.
+    assert [(tuple(f.name for f in fr), v) for fr, v in t.stacks(thread=1)] == [
+        (("main", "work"), 100)]
+    assert [tuple(x) for x in t.lines(thread=1)] == [("app.py", 12, 100, 100 * 10 * MS)]
+    # A cum column's stacks are each node's exclusive part.
+    det = hyprof.load(write_trace(det_data(), "d.hyprof"))
+    cum = dict((tuple(f.name for f in fr), v) for fr, v in det.stacks(metric="wall_cum"))
+    own = dict((tuple(f.name for f in fr), v) for fr, v in det.stacks(metric="wall_own"))
+    assert cum.keys() <= own.keys() and cum[("main", "len")] == own[("main", "len")]
+    # One tree per (split, thread), built once and shared.
+    assert _model.call_tree(t, thread=1) is _model.call_tree(t, thread=1)
+    assert _model.call_tree(t) is not _model.call_tree(t, thread=1)
+    split = _model.call_tree(t, split_threads=True)
+    assert len(split) == 1 + 2 * t.node_count
+    assert [split.funcs[split.func[r]].name for _, r in _model.thread_roots(split)] == [
+        "[thread] MainThread", "[thread] io"]
+    # The C entry point names what is wrong with its arguments.
+    with pytest.raises(ValueError, match="no metric 99"):
+        _hyprof.call_tree(t._profile, bytes([99, 0, 0, 0]))
+    with pytest.raises(ValueError, match="one pseudo function per thread"):
+        _hyprof.call_tree(t._profile, b"", -1, bytes(4))
+    with pytest.raises(ValueError, match="no thread 7"):
+        _hyprof.call_tree(t._profile, b"", 7)
+
+
 def test_rewrite_keeps_every_number(write_trace, tmp_path):
     t = hyprof.load(write_trace(smp_data()))
     t.write(tmp_path / "again.hyprof")

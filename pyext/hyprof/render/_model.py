@@ -17,6 +17,7 @@ C aggregation, ``trace.functions()`` and ``trace.edges()``, through
 recursion is on its own.
 """
 
+import array
 import os
 import warnings
 from collections import namedtuple
@@ -154,13 +155,14 @@ class CallTree:
     (``parent[i] < i``); walks in index order rely on it."""
 
     def __init__(self, funcs, parent, func, line, columns, values, mode="sampling",
-                 header=None, threads=None, measured=None):
+                 header=None, threads=None, measured=None, checked=False):
         self.funcs = funcs if isinstance(funcs, list) else list(funcs)
         self.parent = parent
         self.func = func
         self.line = line
         self.columns = list(columns)
-        self.values = [v if isinstance(v, list) else list(v) for v in values]
+        # Any sequences: the arrays the trace's C profile made, or lists.
+        self.values = list(values)
         self.mode = mode
         self.header = dict(header or {})
         # The trace's threads, for trees that give each its own pseudo-root.
@@ -176,7 +178,9 @@ class CallTree:
                               f" {len(self.values)} value arrays")
         if n == 0 or self.parent[0] != -1:
             raise ReportError("call tree has no root node")
-        bad = next((i for i in range(1, n) if not 0 <= parent[i] < i), None)
+        # A tree from a profile is ordered by construction (checked: the
+        # profile made a node only under one it had already made).
+        bad = None if checked else next((i for i in range(1, n) if not 0 <= parent[i] < i), None)
         if bad is not None:
             raise ReportError(f"node {bad} has parent {parent[bad]}, which does not come"
                               " before it")
@@ -222,8 +226,9 @@ class CallTree:
         return 0
 
     def inclusive(self, col):
-        """Subtree sums of one column, as a list indexed by node."""
-        inc = list(self.values[col])
+        """Subtree sums of one column, indexed by node (a copy)."""
+        v = self.values[col]
+        inc = array.array(v.typecode, v) if isinstance(v, array.array) else list(v)
         parent = self.parent
         for i in range(len(inc) - 1, 0, -1):
             inc[parent[i]] += inc[i]
@@ -282,7 +287,8 @@ class CallTree:
             new_of[i] = j
         nv = len(self.values)
         return CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals[:nv],
-                        self.mode, self.header, self.threads, dict(zip(names, vals[nv:])))
+                        self.mode, self.header, self.threads, dict(zip(names, vals[nv:])),
+                        checked=True)
 
 
 # ---------------------------------------------------------------- from traces
@@ -318,114 +324,42 @@ def _func_key(fs):
     return (fs.name, fs.filename or "", int(fs.lineno or 0), func_kind_name(getattr(fs, "kind", 0)))
 
 
-def _raw_tables(trace, thread):
-    """The trace's node triples and node-major values, without making a
-    Python object per node, when the trace offers them (hyprof.Trace does);
-    else None."""
-    nodes = getattr(trace, "_nodes", None)
-    node_values = getattr(trace, "_node_values", None)
-    table = getattr(trace, "function_table", None)
-    if nodes is None or node_values is None or table is None:
-        return None
-    return nodes, node_values(thread), table
-
-
 def from_trace(trace, thread=None, split_threads=False):
-    """Builds a CallTree from a hyprof Trace (or anything with the same
-    ``mode``, ``header``, ``metrics``, ``threads()`` and ``nodes()``).
+    """Builds a CallTree from a hyprof Trace, in C from the trace's profile:
+    the node ids and function ids are the trace's own, and no Python object
+    is made per node.
 
     With ``split_threads`` each thread gets its own pseudo-root under node 0,
     named after the thread, so one picture shows all threads apart."""
-    if not hasattr(trace, "nodes") or not hasattr(trace, "metrics"):
+    columns_of = getattr(trace, "_tree_columns", None)
+    if columns_of is None:
         raise ReportError(f"expected a hyprof Trace, got {type(trace).__name__}")
     metrics = list(trace.metrics)
-    picked = _columns(metrics, getattr(trace, "sample_kinds", None))
+    picked = _columns(metrics, trace.sample_kinds)
     keep = [i for i, _ in picked]
-    columns = [c for _, c in picked]
     # The producer's measured cumulative columns (wall_cum), per node.
     keep_cum = [i for i, m in enumerate(metrics) if metric_kind_name(m.kind) == "cum"]
-    names = [metrics[i].name for i in keep + keep_cum]
-    nm = len(metrics)
-    funcs = []
-    func_ids = {}
-    parent, func, line = [-1], [-1], [0]
-    values = [[0] for _ in keep + keep_cum]
-
-    def intern(fs):
-        k = _func_key(fs)
-        j = func_ids.get(k)
-        if j is None:
-            j = func_ids[k] = len(funcs)
-            funcs.append(Func(*k))
-        return j
-
-    def add_nodes(tid, root):
-        raw = _raw_tables(trace, tid)
-        if raw is not None:
-            nd, vals, table = raw
-            n = len(nd) // 3
-            if len(vals) != n * nm:
-                raise ReportError(f"the trace's node values do not match its {n} nodes")
-            fmap = [intern(f) for f in table]
-            base = len(parent) - 1  # node i (i >= 1) becomes base + i
-            for i in range(1, n):
-                p = nd[3 * i]
-                if p >= i:
-                    raise ReportError(f"node {i} comes before its parent {p}")
-                parent.append(root if p == 0 else base + p)
-                func.append(fmap[nd[3 * i + 1]])
-                line.append(nd[3 * i + 2])
-            for c, m in enumerate(keep + keep_cum):
-                col = vals[m::nm]
-                v = values[c]
-                v[root] += col[0]
-                v.extend(col[1:])
-            return
-        ids = {}
-        for nd in trace.nodes(thread=tid):
-            vals = nd.values
-            if isinstance(vals, dict):
-                vals = [vals.get(name, 0) or 0 for name in names]
-            else:
-                vals = [vals[i] or 0 for i in keep + keep_cum]
-            if nd.parent is None or nd.function is None:
-                ids[nd.id] = root
-                for c, v in enumerate(values):
-                    v[root] += vals[c]
-                continue
-            p = ids.get(nd.parent)
-            if p is None:
-                raise ReportError(f"node {nd.id} comes before its parent {nd.parent}")
-            ids[nd.id] = len(parent)
-            parent.append(p)
-            func.append(intern(nd.function))
-            line.append(int(nd.line or 0))
-            for c, v in enumerate(values):
-                v.append(vals[c])
-
-    threads = None
+    # Functions are interned in the profile: one Func per function id.
+    funcs = [Func(*_func_key(f)) for f in trace.function_table]
+    threads = pseudo = None
     if split_threads:
         threads = list(trace.threads())
+        pseudo = []
         for t in threads:
-            tname = getattr(t, "name", None) or "thread %s" % (getattr(t, "os_tid", "") or t.id)
-            j = len(parent)
-            parent.append(0)
-            func.append(intern(Func(f"[thread] {tname}", "", 0, "special")))
-            line.append(0)
-            for v in values:
-                v.append(0)
-            add_nodes(t.id, j)
-    else:
-        add_nodes(thread, 0)
+            tname = t.name or "thread %s" % (t.os_tid or t.id)
+            pseudo.append(len(funcs))
+            funcs.append(Func(f"[thread] {tname}", "", 0, "special"))
+    parent, func, line, values = columns_of(keep + keep_cum, thread, pseudo)
     measured = {metrics[m].name: values[len(keep) + c] for c, m in enumerate(keep_cum)}
-    return CallTree(funcs, parent, func, line, columns, values[:len(keep)], trace.mode,
-                    getattr(trace, "header", {}), threads, measured)
+    return CallTree(funcs, parent, func, line, [c for _, c in picked], values[:len(keep)],
+                    trace.mode, trace.header, threads, measured, checked=True)
 
 
-def call_tree(trace, split_threads=False):
+def call_tree(trace, split_threads=False, thread=None):
     """The trace's CallTree (with each thread under a pseudo-root of its own
-    when ``split_threads``), built once per trace and shared by every
-    report made from it. Reports read it and never change it."""
+    when ``split_threads``, or of one thread), built once per trace and
+    shared by every report made from it. Reports read it and never change
+    it."""
     cache = getattr(trace, "_call_trees", None)
     if cache is None:
         cache = {}
@@ -433,10 +367,10 @@ def call_tree(trace, split_threads=False):
             trace._call_trees = cache
         except AttributeError:  # an object that takes no attributes: no cache
             pass
-    key = bool(split_threads)
+    key = (bool(split_threads), None if split_threads else thread)
     tree = cache.get(key)
     if tree is None:
-        tree = cache[key] = from_trace(trace, split_threads=key)
+        tree = cache[key] = from_trace(trace, thread, split_threads=key[0])
     return tree
 
 

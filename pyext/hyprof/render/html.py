@@ -55,10 +55,11 @@ def _data(tree, table, default, base=None, title="", subtitle=""):
         "default": default,
         "calls": calls,
         "funcs": [[f.name, f.filename, f.lineno, f.kind] for f in tree.funcs],
-        "parent": tree.parent,
-        "func": tree.func,
-        "values": tree.values,
-        "base": base.values if base is not None else None,
+        # JSON takes lists, not the tree's arrays.
+        "parent": list(tree.parent),
+        "func": list(tree.func),
+        "values": [list(v) for v in tree.values],
+        "base": [list(v) for v in base.values] if base is not None else None,
         "table": table,
     }
 
