@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 
-from . import _hyprof, _scope, sampling
+from . import _hyprof, _options, _scope, sampling
 from .errors import ProfilerError
 
 DEFAULT_FREQUENCY = 100
@@ -44,11 +44,8 @@ _current = None
 _current_lock = threading.Lock()
 
 
-def _check(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not low <= value <= high:
-        raise ProfilerError(f"{name}={value!r} must be a number from {low} to {high}")
-    return float(value)
+def _seconds(name, value, low, high):
+    return float(_options.number(name, value, (int, float), low, high, optional=False))
 
 
 class ContinuousProfiler:
@@ -72,27 +69,19 @@ class ContinuousProfiler:
                              signal=signal, disable=disable, tick=tick, retain=retain,
                              directory=directory, window=window, keep=keep,
                              max_bytes=max_bytes)
-        self.tick = _check("tick", tick, 0.1, 60)
-        self.window = _check("window", window, 1, 86400)
-        self.retain = _check("retain", retain, 0.1, 86400)
+        self.tick = _seconds("tick", tick, 0.1, 60)
+        self.window = _seconds("window", window, 1, 86400)
+        self.retain = _seconds("retain", retain, 0.1, 86400)
         if self.retain < max(self.tick, self.window if directory is not None else 0):
             raise ProfilerError(f"retain={retain!r} must be at least tick and window: the "
                                 "ticks of a window are kept until it is written")
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or
-                                 keep < 1):
-            raise ProfilerError(f"keep={keep!r} must be a whole number of files, at least 1")
-        if max_bytes is not None and (isinstance(max_bytes, bool) or
-                                      not isinstance(max_bytes, int) or max_bytes < 1):
-            raise ProfilerError(f"max_bytes={max_bytes!r} must be a whole number of bytes, at "
-                                "least 1")
+        _options.number("keep", keep, int, 1)            # files
+        _options.number("max_bytes", max_bytes, int, 1)  # bytes
         if (keep is not None or max_bytes is not None) and directory is None:
             raise ProfilerError("keep= and max_bytes= rotate the windows written to directory=; "
                                 "give a directory")
         if directory is not None:
-            try:
-                directory = os.fspath(directory)
-            except TypeError:
-                raise ProfilerError(f"directory={directory!r} must be a path") from None
+            directory = _options.path("directory", directory)
         self.directory = directory
         self.keep = keep
         self.max_bytes = max_bytes
@@ -193,7 +182,7 @@ class ContinuousProfiler:
     def collect(self, seconds):
         """A Trace of the samples of the next ``seconds`` (blocks for them).
         Calls may overlap: each gets its own seconds."""
-        seconds = _check("seconds", seconds, 0.001, self.retain)
+        seconds = _seconds("seconds", seconds, 0.001, self.retain)
         if not self.running:
             raise ProfilerError("the continuous profiler is not running")
         start = self._cut()
@@ -210,7 +199,7 @@ class ContinuousProfiler:
             if seconds is None:
                 first = self._ticks[0][0] - 1 if self._ticks else self._seq
             else:
-                limit = time.monotonic() - _check("seconds", seconds, 0.001, 1e9)
+                limit = time.monotonic() - _seconds("seconds", seconds, 0.001, 1e9)
                 first = next((t[0] - 1 for t in self._ticks if t[3] > limit), self._seq)
             last = self._seq
         return self._window(first, last)

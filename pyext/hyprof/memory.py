@@ -11,7 +11,7 @@ allocations alone, without CPU samples. See docs/memory.md.
 import atexit
 from collections import namedtuple
 
-from . import _hyprof, _scope
+from . import _hyprof, _options, _scope
 from .errors import ProfilerError
 
 __all__ = ["DEFAULT_INTERVAL", "MAX_INTERVAL", "Frame", "MemoryEngine", "check_options",
@@ -44,10 +44,7 @@ def check_options(memory=False, memory_interval=DEFAULT_INTERVAL, memory_only=Fa
         raise ProfilerError("memory_interval=%r is out of range: the mean sampling interval "
                             "must be between 1 byte and 1 TiB (%d); the default is %d "
                             "(512 KiB)" % (memory_interval, MAX_INTERVAL, DEFAULT_INTERVAL))
-    if (isinstance(memory_max_frames, bool) or not isinstance(memory_max_frames, int)
-            or not 1 <= memory_max_frames <= MAX_FRAMES):
-        raise ProfilerError("memory_max_frames=%r must be an integer between 1 and %d"
-                            % (memory_max_frames, MAX_FRAMES))
+    _options.number("memory_max_frames", memory_max_frames, int, 1, MAX_FRAMES, optional=False)
     enabled = memory or memory_only
     if not enabled and memory_interval != DEFAULT_INTERVAL:
         raise ProfilerError("memory_interval=%r is given but memory sampling is off: pass "

@@ -17,7 +17,7 @@ import signal as _signal
 import sys
 import threading
 
-from . import _files, _hyprof, _scope, memory as _memory
+from . import _files, _hyprof, _options, _scope, memory as _memory
 from ._scope import hide_code
 from .errors import EventError, ProfilerError
 
@@ -29,17 +29,6 @@ _active_lock = threading.Lock()
 
 
 _MIN_CLOCK_PERIOD = 50000  # ns: 1 s / 20000, the highest frequency
-
-
-def _check_number(name, value, kind, low, high):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProfilerError("%s=%r must be %s" % (
-            name, value, "an integer" if kind is int else "a number"))
-    if not (low <= value <= high):
-        raise ProfilerError("%s=%r must be between %s and %s" % (name, value, low, high))
-    return value
 
 
 def create(event=None, period=None, frequency=None, clock="cpu", depth=128, signal=None,
@@ -85,7 +74,7 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
                             % (event,))
     if period is not None and frequency is not None:
         raise ProfilerError("give period= or frequency=, not both")
-    _check_number("period", period, int, 1, 1 << 62)
+    _options.number("period", period, int, 1, 1 << 62)
     if period is not None and period < _MIN_CLOCK_PERIOD and (
             event is None or event.lower().rsplit(":", 1)[-1] in ("cpu-clock", "task-clock")):
         # A clock or timer period is in nanoseconds; below the 20000 Hz
@@ -94,10 +83,10 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         raise ProfilerError("period=%d is too short for a clock: it counts nanoseconds, and "
                             "must be at least %d (20000 samples per second)"
                             % (period, _MIN_CLOCK_PERIOD))
-    _check_number("frequency", frequency, (int, float), 1, 20000)
-    _check_number("depth", depth, int, 1, 512)
-    _check_number("flush_interval", flush_interval, (int, float), 0.001, 60)
-    _check_number("ring_size", ring_size, int, 1024, 1 << 26)
+    _options.number("frequency", frequency, (int, float), 1, 20000)
+    _options.number("depth", depth, int, 1, 512)
+    _options.number("flush_interval", flush_interval, (int, float), 0.001, 60)
+    _options.number("ring_size", ring_size, int, 1024, 1 << 26)
     if signal is None:
         signal = _signal.SIGPROF
     if isinstance(signal, bool) or not isinstance(signal, int):
@@ -106,11 +95,7 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         raise ProfilerError("a continuous profiler keeps its samples in memory and hands them "
                             "out in windows: output= and memory= do not apply")
     if output is not None:
-        try:
-            output = os.fspath(output)
-        except TypeError:
-            raise ProfilerError("output=%r must be a file path (str or os.PathLike)"
-                                % (output,)) from None
+        output = _options.path("output", output, "a file path")
     if disable is not None:
         # One kind alone may be given as a string, not split into letters.
         disable = (disable,) if isinstance(disable, str) else tuple(disable)
