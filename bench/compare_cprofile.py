@@ -22,7 +22,6 @@ its functions.
 
 import argparse
 import asyncio
-import cProfile
 import csv
 import email
 import email.policy
@@ -176,16 +175,9 @@ WORKLOADS = {
 
 def cprofile_counts(fn):
     """{pstats key: [calls, primitive calls, is a generator]} of one run."""
-    from hyprof.render.pstats import cprofile_key
-    pr = cProfile.Profile()
-    pr.enable()
-    fn()
-    pr.disable()
+    from hyprof.render.pstats import cprofile_entries
     out = {}
-    for e in pr.getstats():
-        key = cprofile_key(e.code)
-        if "_lsprof.Profiler" in key[2]:
-            continue
+    for key, e in cprofile_entries(fn):
         gen = not isinstance(e.code, str) and bool(e.code.co_flags & GEN_FLAGS)
         c = out.setdefault(key, [0, 0, gen])
         c[0] += e.callcount

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import hyprof
-from hyprof.render.pstats import PstatsExport, cprofile_key, func_key
+from hyprof.render.pstats import PstatsExport, cprofile_entries, cprofile_key, func_key
 from workloads import busy_for
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
@@ -197,19 +197,14 @@ def cprofile_stats(fn):
     each code object (or C function) counted on its own and those that share
     a pstats key added, as hyprof groups them. pstats.Stats would keep only
     one of them."""
-    pr = cProfile.Profile()
-    pr.enable()
-    fn()
-    pr.disable()
+    entries = cprofile_entries(fn)
     out = {}
-    for e in pr.getstats():
-        key = cprofile_key(e.code)
-        if "_lsprof.Profiler" in key[2] or key[2] == "<lambda>":
+    for key, e in entries:
+        if key[2] == "<lambda>":
             continue
         cc, nc, callers = out.get(key, (0, 0, {}))
         out[key] = (cc + e.callcount - e.reccallcount, nc + e.callcount, callers)
-    for e in pr.getstats():
-        caller = cprofile_key(e.code)
+    for caller, e in entries:
         for sub in e.calls or ():
             callee = cprofile_key(sub.code)
             if callee in out and caller[2] != "<lambda>":

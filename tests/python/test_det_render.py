@@ -9,17 +9,9 @@ import pytest
 from hyprof import render as R
 from hyprof.render import pstats as P
 from hyprof.render import text as T
-from test_render_support import MS, det_trace_in, sampling_trace_in
+from test_render_support import MS
 
 
-@pytest.fixture
-def det(tmp_path):
-    return det_trace_in(tmp_path)
-
-
-@pytest.fixture
-def sampling(tmp_path):
-    return sampling_trace_in(tmp_path)
 
 
 def rows(out):
@@ -28,8 +20,8 @@ def rows(out):
     return [ln.split() for ln in lines[head + 1:] if ln.strip() and not ln.startswith("...")]
 
 
-def test_text_table_numbers_and_recursion(det):
-    out = R.render(det, "text", sort="cum", limit=0)
+def test_text_table_numbers_and_recursion(det_trace):
+    out = R.render(det_trace, "text", sort="cum", limit=0)
     table = {r[6]: r for r in rows(out)}
     # work: 3 outer calls + 2 recursive ones; 9.5 ms inclusive, counted once.
     assert table["work"][0] == "5/3"
@@ -45,35 +37,35 @@ def test_text_table_numbers_and_recursion(det):
 
 @pytest.mark.parametrize("sort,first", [("calls", "helper"), ("own", "time.sleep"),
                                         ("cpu", "work"), ("name", "helper")])
-def test_text_sorts(det, sort, first):
-    assert rows(R.render(det, "text", sort=sort, limit=1))[0][6] == first
+def test_text_sorts(det_trace, sort, first):
+    assert rows(R.render(det_trace, "text", sort=sort, limit=1))[0][6] == first
 
 
-def test_text_limit_and_bad_options(det):
-    out = R.render(det, "text", limit=2)
+def test_text_limit_and_bad_options(det_trace):
+    out = R.render(det_trace, "text", limit=2)
     assert len(rows(out)) == 2 and "... 2 more functions" in out
     with pytest.raises(R.ReportError, match="'bogus'"):
-        R.render(det, "text", sort="bogus")
+        R.render(det_trace, "text", sort="bogus")
     with pytest.raises(R.ReportError, match="limit"):
-        R.render(det, "text", limit=-1)
+        R.render(det_trace, "text", limit=-1)
     with pytest.raises(R.ReportError, match="'colour'"):
-        R.render(det, "text", colour=True)
+        R.render(det_trace, "text", colour=True)
 
 
-def test_text_builtins_false_and_sampling(det, sampling):
-    assert "time.sleep" not in R.render(det, "text", builtins=False)
-    out = R.render(sampling, "text", sort="own", limit=0)
+def test_text_builtins_false_and_sampling(det_trace, sampling_trace):
+    assert "time.sleep" not in R.render(det_trace, "text", builtins=False)
+    out = R.render(sampling_trace, "text", sort="own", limit=0)
     table = {r[4]: r for r in rows(out)}
     assert table["work"][0] == "16"  # 5 + 4 + 7 own samples
     assert table["helper"][0] == "10"
     assert table["main"][2] == "27"  # every sample is under main
     assert "27 samples" in out
     with pytest.raises(R.ReportError, match="calls"):
-        R.render(sampling, "text", sort="calls")
+        R.render(sampling_trace, "text", sort="calls")
 
 
-def test_tree_shares_and_nesting(det):
-    out = R.render(det, "tree", min_percent=0.0)
+def test_tree_shares_and_nesting(det_trace):
+    out = R.render(det_trace, "tree", min_percent=0.0)
     lines = [ln for ln in out.splitlines()[2:] if ln.strip()]
     main = next(ln for ln in lines if ln.rstrip().endswith("app.py:1"))
     assert main.split()[0] == "100.00%"
@@ -84,22 +76,22 @@ def test_tree_shares_and_nesting(det):
     assert lines.index(sleep) < lines.index(work)
     assert work.index("work") > main.index("main")
     # Small subtrees fold into one line.
-    folded = R.render(det, "tree", min_percent=20.0)
+    folded = R.render(det_trace, "tree", min_percent=20.0)
     assert "more, each under 20.0%" in folded
-    cpu = R.render(det, "tree", clock="cpu", min_percent=0.0)
+    cpu = R.render(det_trace, "tree", clock="cpu", min_percent=0.0)
     assert "time.sleep" in cpu
     with pytest.raises(R.ReportError, match="clock"):
-        R.render(det, "tree", clock="gpu")
+        R.render(det_trace, "tree", clock="gpu")
 
 
-def test_tree_of_a_sampling_trace(sampling):
-    out = R.render(sampling, "tree", min_percent=0.0)
+def test_tree_of_a_sampling_trace(sampling_trace):
+    out = R.render(sampling_trace, "tree", min_percent=0.0)
     main = next(ln for ln in out.splitlines() if ln.rstrip().endswith("app.py:1"))
     assert main.split()[:2] == ["100.00%", "27"]
 
 
-def test_pstats_export_matches_cprofile_conventions(det, sampling):
-    st = pstats.Stats(P.PstatsExport(det))
+def test_pstats_export_matches_cprofile_conventions(det_trace, sampling_trace):
+    st = pstats.Stats(P.PstatsExport(det_trace))
     work = ("app.py", 10, "work")
     cc, nc, tt, ct, callers = st.stats[work]
     assert (cc, nc) == (3, 5)
@@ -108,14 +100,14 @@ def test_pstats_export_matches_cprofile_conventions(det, sampling):
     assert callers[("app.py", 1, "main")][:2] == (3, 3)
     assert st.stats[("~", 0, "time.sleep")][:2] == (1, 1)
     assert st.total_calls == 37 and st.prim_calls == 35
-    cpu = P.stats(det, clock="cpu")
+    cpu = P.stats(det_trace, clock="cpu")
     assert cpu[("~", 0, "time.sleep")][2] == pytest.approx(10e-6)
     with pytest.raises(R.ReportError, match="deterministic"):
-        P.stats(sampling)
+        P.stats(sampling_trace)
 
 
-def test_sorted_functions_api(det):
-    funcs = T.sorted_functions(det, "own")
+def test_sorted_functions_api(det_trace):
+    funcs = T.sorted_functions(det_trace, "own")
     assert [f.name for f in funcs] == ["time.sleep", "work", "helper", "main"]
     assert funcs[0].wall_own == pytest.approx(50 * MS / 1e9)
 

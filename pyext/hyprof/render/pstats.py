@@ -27,6 +27,23 @@ def cprofile_key(code):
     return key[:2] + (re.sub(r" at 0x[0-9a-f]+", "", key[2]),)
 
 
+def cprofile_entries(fn):
+    """[(cprofile_key, entry)] of cProfile's raw entries for one call of fn
+    (profiler_entry objects, with their calls), the profiler's own left out:
+    what comparisons with cProfile count from."""
+    import cProfile
+    pr = cProfile.Profile()
+    pr.enable()
+    fn()
+    pr.disable()
+    out = []
+    for e in pr.getstats():
+        key = cprofile_key(e.code)
+        if "_lsprof.Profiler" not in key[2]:
+            out.append((key, e))
+    return out
+
+
 def func_key(f):
     """The pstats key of a FunctionStats or FunctionInfo."""
     if f.kind == "python":
