@@ -312,8 +312,9 @@ fail:
 /* ---------------------------------------------------------------- read_trace */
 
 static PyObject *hyp__read_trace(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"path", "keep_samples", NULL};
+    static char *kwlist[] = {"path", "keep_samples", "data", NULL};
     PyObject *path_obj, *path_bytes = NULL, *result = NULL;
+    Py_buffer data = {0};
     hyp_read_options_t opts;
     hyp_reader_t *r = NULL;
     const hyp_read_status_t *st;
@@ -321,17 +322,22 @@ static PyObject *hyp__read_trace(PyObject *self, PyObject *args, PyObject *kwarg
     int keep = 0, rc, saved_errno = 0;
     const char *path;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p:read_trace", kwlist, &path_obj, &keep))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|pz*:read_trace", kwlist, &path_obj, &keep,
+                                     &data))
         return NULL;
-    if (!PyUnicode_FSConverter(path_obj, &path_bytes))
+    if (!PyUnicode_FSConverter(path_obj, &path_bytes)) {
+        PyBuffer_Release(&data);
         return NULL;
+    }
     path = PyBytes_AS_STRING(path_bytes);
     memset(&opts, 0, sizeof(opts));
     opts.size = sizeof(opts);
     opts.keep_samples = keep;
 
     Py_BEGIN_ALLOW_THREADS
-    rc = hyp_reader_open(&r, path, &opts);
+    /* With data, path only names where the bytes came from. */
+    rc = data.buf != NULL ? hyp_reader_open_mem(&r, data.buf, (size_t)data.len, &opts)
+                          : hyp_reader_open(&r, path, &opts);
     if (rc < 0)
         saved_errno = errno;
     else
@@ -380,6 +386,7 @@ static PyObject *hyp__read_trace(PyObject *self, PyObject *args, PyObject *kwarg
 out:
     hyp_reader_close(r);
     Py_DECREF(path_bytes);
+    PyBuffer_Release(&data);
     return result;
 }
 
@@ -741,7 +748,8 @@ static PyObject *hyp__where_labels(PyObject *self, PyObject *args) {
 
 static PyMethodDef hyp_py_trace_read_methods[] = {
     {"read_trace", (PyCFunction)(void (*)(void))hyp__read_trace, METH_VARARGS | METH_KEYWORDS,
-     "read_trace(path, keep_samples=False) -> dict\n\nReads a trace with the C reader. Raises "
+     "read_trace(path, keep_samples=False, data=None) -> dict\n\nReads a trace with the C "
+     "reader, from the file at path or from data (bytes; path then names their source). Raises "
      "hyprof.TraceError naming the file, the record and the byte offset of a problem; a "
      "truncated trace returns what is complete with 'truncated' set."},
     {"flat", hyp__flat, METH_VARARGS,

@@ -842,6 +842,31 @@ static PyObject *hyp__save_profile(PyObject *self, PyObject *args) {
     return hyp_py_save(p, path_obj);
 }
 
+/* A loaded trace's C profile as the bytes of a trace file. */
+static PyObject *hyp__profile_bytes(PyObject *self, PyObject *cap) {
+    hyp_profile_t *p;
+    hyp_writer_t *w = NULL;
+    PyObject *out;
+    const void *buf;
+    size_t len;
+    int rc;
+
+    (void)self;
+    if ((p = hyp_py_capsule_profile(cap)) == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_trace_save_mem(p, &w);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return rc == HYP_ENOMEM ? PyErr_NoMemory()
+                                : PyErr_Format(PyExc_OSError, "cannot encode the trace: %s",
+                                               hyp_strerror(rc));
+    buf = hyp_writer_data(w, &len);
+    out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    hyp_writer_close(w);
+    return out;
+}
+
 static PyObject *hyp__copy_trace(PyObject *self, PyObject *args) {
     PyObject *src_obj, *dst_obj, *src = NULL, *dst = NULL;
     int rc;
@@ -872,6 +897,9 @@ static PyMethodDef hyp_py_trace_write_methods[] = {
     {"save_profile", hyp__save_profile, METH_VARARGS,
      "save_profile(profile, path) -> None\n\nWrites a loaded trace's C profile (its "
      "capsule) to path; samples are folded into the rows."},
+    {"profile_bytes", hyp__profile_bytes, METH_O,
+     "profile_bytes(profile) -> bytes\n\nA loaded trace's C profile (its capsule) as the "
+     "bytes of a trace file, as save_profile() would write it."},
     {"merge_profiles", hyp__merge_profiles, METH_VARARGS,
      "merge_profiles(profiles, header) -> Trace\n\nAdds up profiles of one shape (a "
      "sampler's windows: Trace._profile capsules) into a new Trace, with the header "

@@ -5,11 +5,11 @@ from .errors import EventError, ProfilerError, TraceError, TraceWarning
 from .labels import label
 from .profiler import Profiler, profile
 from .trace import (Edge, FunctionInfo, FunctionStats, Line, Metric, Node, Sample, SampleKind,
-                    Thread, Trace, load)
+                    Thread, Trace, load, loads)
 
 __all__ = [
     "__version__",
     "Profiler", "ProfilerError", "profile", "EventError", "label",
     "Edge", "FunctionInfo", "FunctionStats", "Line", "Metric", "Node", "Sample", "SampleKind",
-    "Thread", "Trace", "TraceError", "TraceWarning", "load",
+    "Thread", "Trace", "TraceError", "TraceWarning", "load", "loads",
 ]

@@ -17,6 +17,9 @@ the process's running one, or one it starts (and stops with itself).
   clock="wall") of the next N seconds (default 30), ``collect(N)``;
 - ``/debug/pprof/recent?seconds=N`` those of about the last N seconds,
   from the ticks kept, at once (``recent(N)``);
+- ``/debug/pprof/hyprof?seconds=N`` the same window as ``profile`` as a
+  hyprof trace (``recent=1``: as ``recent``), what ``hyprof attach`` reads:
+  labels, threads and lines as the trace format keeps them;
 - ``/debug/pprof/allocs``, ``/debug/pprof/heap``: 501, with what to do
   instead, since the continuous profiler does not sample allocations in
   windows yet.
@@ -78,6 +81,10 @@ Content-Type and the other headers as (name, value) pairs."""
 
 _PROFILE_HEADERS = (("Content-Disposition", 'attachment; filename="profile"'),
                     ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
+_TRACE_HEADERS = (("Content-Disposition", 'attachment; filename="profile.hyprof"'),
+                  ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
+# The media type of a hyprof trace (docs/FORMAT.md).
+TRACE_TYPE = "application/vnd.hyprof"
 
 # Go's index, for what hyprof serves: (name, link, description).
 _INDEX = (
@@ -88,6 +95,9 @@ _INDEX = (
     ("recent", "recent?seconds=60",
      "the samples of about the last N seconds, from what the continuous profiler keeps "
      "(retain), at once."),
+    ("hyprof", "hyprof?seconds=30",
+     "the next N seconds as a hyprof trace (recent=1: the last N seconds, at once), "
+     "which python -m hyprof attach PID reads."),
     ("allocs", "allocs", "not served yet: the continuous profiler does not sample "
      "allocations in windows (the page says what to use instead)."),
     ("heap", "heap", "not served yet, as allocs."),
@@ -157,6 +167,8 @@ class Endpoints:
             return _text(405, "only GET is served here\n", (("Allow", "GET, HEAD"),))
         if method == "HEAD" and name in ("profile", "recent"):
             return Response(200, b"", "application/octet-stream", _PROFILE_HEADERS)
+        if method == "HEAD" and name == "hyprof":
+            return Response(200, b"", TRACE_TYPE, _TRACE_HEADERS)
         try:
             if name == "":
                 return self._index()
@@ -164,6 +176,8 @@ class Endpoints:
                 return self._profile(query)
             if name == "recent":
                 return self._recent(query)
+            if name == "hyprof":
+                return self._hyprof(query)
             if name in ("allocs", "heap"):
                 return _text(501, _MEMORY_TEXT.format(name=name))
             return _text(404, f"unknown profile {name[:60]!r}: this server has "
@@ -219,9 +233,19 @@ class Endpoints:
     def _recent(self, query):
         return self._window(query, None, lambda p, seconds: p.recent(seconds))
 
-    def _window(self, query, default, take):
-        """The pprof of take(profiler, seconds), or the Response that says
-        why there is none."""
+    def _hyprof(self, query):
+        recent = query.get("recent", "0")
+        if recent not in ("0", "1"):
+            return _text(400, f"recent={recent[:40]!r}: give recent=1 for the last seconds "
+                              "at once, or leave it out for the next seconds\n")
+        if recent == "1":
+            return self._window(query, None, lambda p, seconds: p.recent(seconds),
+                                self._trace)
+        return self._window(query, DEFAULT_SECONDS, self._collect, self._trace)
+
+    def _window(self, query, default, take, encode=None):
+        """The pprof (or encode(trace)) of take(profiler, seconds), or the
+        Response that says why there is none."""
         p = self._profiler()
         if isinstance(p, Response):
             return p
@@ -233,7 +257,9 @@ class Endpoints:
         except ProfilerError as e:
             # The profiler stopped before the window began.
             return _text(503, f"no profile: {e}\n")
-        return trace if isinstance(trace, Response) else self._pprof(trace)
+        if isinstance(trace, Response):
+            return trace
+        return (encode or self._pprof)(trace)
 
     def _collect(self, p, seconds):
         if not self._collects.acquire(blocking=False):
@@ -249,6 +275,10 @@ class Endpoints:
     def _pprof(trace):
         return Response(200, _pprof.render(trace), "application/octet-stream",
                         _PROFILE_HEADERS)
+
+    @staticmethod
+    def _trace(trace):
+        return Response(200, trace.to_bytes(), TRACE_TYPE, _TRACE_HEADERS)
 
     def _index(self):
         p = self.profiler if self.profiler is not None else continuous.current()

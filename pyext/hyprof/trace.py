@@ -292,6 +292,19 @@ def load(path, keep_samples=False):
     return trace
 
 
+def loads(data, source="<bytes>"):
+    """A trace from the bytes of a trace file (``Trace.to_bytes()``, an
+    endpoint's answer); source names where they came from in errors. Raises
+    TraceError unless the bytes are a whole trace: bytes cut short in
+    transit are refused, not loaded as a truncated file would be."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"loads() takes bytes, not {type(data).__name__}")
+    trace = Trace(_hyprof.read_trace(str(source), data=data), None)
+    if trace.truncated:
+        raise TraceError(f"{source}: {trace.message}: the trace is not whole")
+    return trace
+
+
 def _from_data(data, path):
     return Trace(data, path)
 
@@ -598,5 +611,10 @@ class Trace(ReportMethods):
         """Writes the trace's tables and metric rows to path (samples are
         folded into the rows), from the C profile it was made from."""
         _hyprof.save_profile(self._profile, os.fspath(path))
+
+    def to_bytes(self):
+        """The trace as the bytes of a trace file (what write() writes);
+        hyprof.trace.loads() reads them back."""
+        return _hyprof.profile_bytes(self._profile)
 
 

@@ -414,6 +414,89 @@ def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
     assert "400 Bad Request" in bad.stderr and "is not a number of seconds" in bad.stderr
 
 
+# ---------------------------------------------------------------- hyprof attach
+
+def test_the_hyprof_window_is_a_whole_trace(server, busy):
+    status, headers, body = get(server.url + "hyprof?seconds=1")
+    assert status == 200 and headers["Content-Type"] == serve.TRACE_TYPE
+    t = hyprof.loads(body, "window")
+    assert t.mode == "sampling" and 0.9 < t.header["duration"] < 3
+    assert any(th.name == "cruncher" for th in t.threads())
+    assert any(f.name == "spin" and f.own_samples for f in t.functions())
+    # recent=1 answers at once from what is kept; anything else is a 400.
+    t0 = time.monotonic()
+    status, _, body = get(server.url + "hyprof?seconds=1&recent=1")
+    assert status == 200 and time.monotonic() - t0 < 1
+    assert hyprof.loads(body).mode == "sampling"
+    status, _, body = get(server.url + "hyprof?recent=yes")
+    assert status == 400 and b"recent='yes'" in body
+    assert get(server.url + "hyprof?seconds=-1")[0] == 400
+    # The bytes are checked whole: a window cut in transit is refused.
+    with pytest.raises(hyprof.TraceError, match="cut"):
+        hyprof.loads(get(server.url + "hyprof?seconds=0.5")[2][:-7], "cut window")
+
+
+ATTACHED = PRELUDE + textwrap.dedent("""\
+    import os, sys, time
+    import hyprof, hyprof.serve
+    srv = hyprof.serve.start("127.0.0.1:0", token=os.environ.get("TOKEN") or None,
+                             frequency=200, tick=0.2)
+    print(srv.url, flush=True)
+    with hyprof.label(phase="steady"):
+        while not os.path.exists(sys.argv[1]):
+            cpu_for(0.05)
+    srv.stop()
+    """)
+
+
+def _attach(*args, **env):
+    return subprocess.run([sys.executable, "-m", "hyprof", "attach", *map(str, args)],
+                          capture_output=True, text=True, timeout=90,
+                          env=_hyprof_env(**env))
+
+
+def test_attach_profiles_a_running_process_through_its_endpoint(tmp_path):
+    prog = tmp_path / "svc.py"
+    prog.write_text(ATTACHED)
+    done = tmp_path / "done"
+    proc = subprocess.Popen([sys.executable, str(prog), str(done)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=_hyprof_env(TOKEN="tok-9"))
+    try:
+        url = proc.stdout.readline().strip()
+        deadline = time.time() + 30
+        while proc.pid not in {d["pid"] for d in serve.discover()} and time.time() < deadline:
+            time.sleep(0.1)
+        # The endpoint wants its token: attach says so, without and with a wrong one.
+        r = _attach(proc.pid, "--seconds", 1, "-o", tmp_path / "x.hyprof")
+        assert r.returncode == 1 and "HYPROF_SERVE_TOKEN" in r.stderr, r.stderr
+        r = _attach(proc.pid, "--seconds", 1, "-o", tmp_path / "x.hyprof",
+                    HYPROF_SERVE_TOKEN="wrong")
+        assert r.returncode == 1 and "401" in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "x.hyprof").exists()
+        out = tmp_path / "attached.hyprof"
+        t0 = time.monotonic()
+        r = _attach(proc.pid, "--seconds", 1, "-o", out, HYPROF_SERVE_TOKEN="tok-9")
+        assert r.returncode == 0, r.stderr
+        assert 0.9 < time.monotonic() - t0 < 20
+        t = hyprof.load(out)
+        assert t.header["pid"] == proc.pid and 0.9 < t.header["duration"] < 3
+        assert any(f.name == "cpu_for" and f.cum_samples for f in t.functions())
+        assert {"phase": "steady"} in [dict(s) for s in t.label_sets()]
+        assert f"-> {out}" in r.stderr
+        # --url reaches the same endpoint; --recent answers at once.
+        r = _attach("--url", url, "--recent", "--seconds", 1, "-o", tmp_path / "r.hyprof",
+                    HYPROF_SERVE_TOKEN="tok-9")
+        assert r.returncode == 0, r.stderr
+        assert hyprof.load(tmp_path / "r.hyprof").mode == "sampling"
+    finally:
+        done.write_text("")
+        proc.communicate(timeout=60)
+    # Once it has ended, attach says there is no such process.
+    r = _attach(proc.pid, "-o", tmp_path / "y.hyprof")
+    assert r.returncode == 1 and f"no process {proc.pid}" in r.stderr
+
+
 # ---------------------------------------------------------------- hyprof run --serve
 
 SERVED = PRELUDE + textwrap.dedent("""\

@@ -6,9 +6,10 @@
     hyprof diff BASE NEW                        compare two traces
     hyprof events                               list this machine's sampling events
     hyprof discover                             list the pprof endpoints being served
+    hyprof attach PID [--seconds N] [-o OUT]    profile a process that serves them
 
 Each subcommand is a module of this package (run, report, merge, diff,
-events, discover) with HELP, configure(subparser) and run(args) -> exit status;
+events, discover, attach) with HELP, configure(subparser) and run(args) -> exit status;
 files reads traces and writes results for them all. A subcommand reports a
 problem by raising CLIError (one line, exit status 1) or UsageError (exit
 status 2, like argparse's own errors); the library modules it calls raise
@@ -20,12 +21,12 @@ import sys
 import warnings
 
 from ..errors import CLIError, ReportWarning, TraceWarning, UsageError
-from . import diff, discover, events, merge, report, run
+from . import attach, diff, discover, events, merge, report, run
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = {"run": run, "report": report, "merge": merge, "diff": diff, "events": events,
-            "discover": discover}
+            "discover": discover, "attach": attach}
 
 
 def build_parser():
