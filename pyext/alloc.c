@@ -112,6 +112,10 @@ static struct {
     int running;
     double interval;
     int max_frames;
+    /* Samples go straight into metric rows, not the pending sample list: a
+     * collector that runs for days (the continuous profiler's) keeps no
+     * record per sample. */
+    int fold;
     uint64_t start_ns;
     pid_t pid;
 
@@ -524,15 +528,32 @@ static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     return 0;
 }
 
-/* Adds a sample of kind (kind_alloc or kind_live) to the profile, which
- * keeps it in its pending list: the Trace's samples, and what
- * hyp_py_alloc_merge() carries into the CPU sampler's profile. */
-static int hyp__add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint64_t time_ns,
-                             uint64_t weight) {
+/* Adds a sample of kind (kind_alloc or kind_live) to p, which keeps it in
+ * its pending list (the Trace's samples, and what hyp_py_alloc_merge()
+ * carries into the CPU sampler's profile), or with fold to the metric row of
+ * (thread, node): one more sample of the kind and its weight. */
+static int hyp__add_sample_to(hyp_profile_t *p, int fold, hyp_id_t thread, hyp_id_t node,
+                              uint32_t kind, uint64_t time_ns, uint64_t weight) {
     hyp_sample_t s = {thread, node, kind, time_ns, weight, HYP_NO_LABELS};
-    int rc = hyp_profile_add_sample(hyp_py_alloc.prof, &s);
+    int rc;
 
+    if (fold) {
+        const hyp_sample_kind_t *k = hyp_profile_sample_kind_at(p, kind);
+        uint64_t values[HYP_PY_ALLOC_NMETRICS] = {0};
+
+        values[k->count_metric] = 1;
+        values[k->weight_metric] = weight;
+        rc = hyp_profile_add(p, thread, node, values);
+    } else {
+        rc = hyp_profile_add_sample(p, &s);
+    }
     return rc < 0 ? hyp__alloc_fail(rc) : 0;
+}
+
+static int hyp__add_sample(hyp_id_t thread, hyp_id_t node, uint32_t kind, uint64_t time_ns,
+                           uint64_t weight) {
+    return hyp__add_sample_to(hyp_py_alloc.prof, hyp_py_alloc.fold, thread, node, kind, time_ns,
+                              weight);
 }
 
 /* The node of one pending record's stack, root first. */
@@ -695,8 +716,9 @@ static int hyp__new_profile(void) {
     return 0;
 }
 
-/* Adds one live sample per sampled block still allocated, timed now. */
-static int hyp__add_live(void) {
+/* Adds to p (the collector's profile, or a copy of it) one live sample per
+ * sampled block still allocated, timed now. */
+static int hyp__add_live(hyp_profile_t *p) {
     uint64_t now = hyp_clock_monotonic_ns() - hyp_py_alloc.start_ns;
     const hyp__live_t *e;
     size_t pos = 0;
@@ -704,11 +726,10 @@ static int hyp__add_live(void) {
     while ((e = hyp__heap_next(&hyp_py_alloc.heap, &pos)) != NULL) {
         if (!(e->tag & HYP_PY_TAG_RESOLVED))
             continue; /* cannot happen after a resolve; never guess a stack */
-        if (hyp__add_sample((hyp_id_t)((e->tag >> 32) & 0x7fffffff), (hyp_id_t)e->tag,
-                              hyp_py_alloc.kind_live, now, e->weight) < 0)
+        if (hyp__add_sample_to(p, hyp_py_alloc.fold, (hyp_id_t)((e->tag >> 32) & 0x7fffffff),
+                               (hyp_id_t)e->tag, hyp_py_alloc.kind_live, now, e->weight) < 0)
             return -1;
     }
-    hyp_py_alloc.live_added = 1;
     return 0;
 }
 
@@ -721,7 +742,10 @@ static int hyp__finish_profile(void) {
         hyp_profile_add_dropped(p, "live: out of memory", hyp_py_alloc.dropped_heap);
     if (hyp_profile_set_meta_int(p, "memory_samples", (int64_t)hyp_py_alloc.nsampled) < 0)
         return hyp__alloc_fail(HYP_ENOMEM);
-    return hyp__add_live();
+    if (hyp__add_live(p) < 0)
+        return -1;
+    hyp_py_alloc.live_added = 1;
+    return 0;
 }
 
 /* Stops sampling: resolves, writes the live samples, restores the chain. */
@@ -744,14 +768,14 @@ static int hyp__alloc_stop(void) {
 /* ---------------------------------------------------------------- Python API */
 
 static PyObject *hyp__alloc_start(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"interval", "max_frames", NULL};
+    static char *kwlist[] = {"interval", "max_frames", "fold", NULL};
     PyObject *interval_obj = NULL;
     double interval = HYP_HEAP_INTERVAL_DEFAULT;
-    int max_frames = HYP_PY_ALLOC_MAX_FRAMES_DEFAULT;
+    int max_frames = HYP_PY_ALLOC_MAX_FRAMES_DEFAULT, fold = 0;
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Oi:alloc_start", kwlist, &interval_obj,
-                                     &max_frames))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Oip:alloc_start", kwlist, &interval_obj,
+                                     &max_frames, &fold))
         return NULL;
     if (interval_obj != NULL && interval_obj != Py_None) {
         if (PyBool_Check(interval_obj) ||
@@ -798,6 +822,7 @@ static PyObject *hyp__alloc_start(PyObject *self, PyObject *args, PyObject *kwar
     hyp__release_run();
     hyp_py_alloc.interval = interval;
     hyp_py_alloc.max_frames = max_frames;
+    hyp_py_alloc.fold = fold;
     {
         PyObject *threading = PyImport_ImportModule("threading");
 
@@ -987,6 +1012,92 @@ static PyObject *hyp__alloc_trace(PyObject *self, PyObject *unused) {
     return r;
 }
 
+/* Subtracts from d the rows of base, a copy of the same profile taken
+ * earlier: the profile only grows, so every row of base is in d with values
+ * at least as large, and adding the two's complement subtracts exactly. */
+static int hyp__subtract(hyp_profile_t *d, const hyp_profile_t *base) {
+    size_t i, j, m = hyp_profile_metric_count(base);
+    uint64_t neg[HYP_PY_ALLOC_NMETRICS];
+    int rc;
+
+    for (i = 0; i < hyp_profile_row_count(base); i++) {
+        hyp_id_t thread, node;
+        const uint64_t *v = hyp_profile_row_at(base, i, &thread, &node, NULL);
+
+        for (j = 0; j < m && j < HYP_PY_ALLOC_NMETRICS; j++)
+            neg[j] = (uint64_t)0 - v[j];
+        if ((rc = hyp_profile_add(d, thread, node, neg)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* snapshot(since=None) -> (Trace, mark): while a folding collector runs, a
+ * Trace of what it has (the allocations since start, or since the mark a
+ * previous call returned, and the live heap now), made from a copy so the
+ * run goes on unchanged; mark is a copy of the allocations now, for a later
+ * call's since. */
+static PyObject *hyp__alloc_snapshot(PyObject *self, PyObject *args) {
+    hyp_py_alloc_tls_t *t = &hyp_py_tls;
+    hyp_profile_t *copy = NULL, *mark = NULL;
+    const hyp_profile_t *base = NULL;
+    PyObject *since = Py_None, *trace, *cap, *res;
+    uint64_t now;
+    int rc = 0;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|O:alloc_snapshot", &since))
+        return NULL;
+    if (since != Py_None && (base = hyp_py_capsule_profile(since)) == NULL)
+        return NULL;
+    if (!hyp_py_alloc.running || !hyp_py_alloc.fold) {
+        PyErr_SetString(hyp_py_profiler_error(),
+                        hyp_py_alloc.running ? "a snapshot is taken of a collector started with "
+                                               "fold=True (the continuous profiler's)"
+                                             : "the allocation profiler is not running");
+        return NULL;
+    }
+    if (base != NULL && hyp_profile_metric_count(base) != HYP_PY_ALLOC_NMETRICS) {
+        PyErr_SetString(PyExc_ValueError, "alloc_snapshot(): since is not a mark of it");
+        return NULL;
+    }
+    hyp__guard_enter(t);
+    now = hyp_clock_monotonic_ns();
+    if (hyp_py_alloc.npend)
+        rc = hyp__resolve();
+    if (rc == 0 && ((copy = hyp_profile_copy(hyp_py_alloc.prof)) == NULL ||
+                    (mark = hyp_profile_copy(hyp_py_alloc.prof)) == NULL))
+        rc = hyp__alloc_fail(HYP_ENOMEM);
+    if (rc == 0 && base != NULL && (rc = hyp__subtract(copy, base)) < 0)
+        rc = hyp__alloc_fail(rc);
+    if (rc == 0 && (rc = hyp__add_live(copy)) == 0) {
+        int e = hyp_profile_set_meta_float(copy, "duration",
+                                           (double)(now - hyp_py_alloc.start_ns) * 1e-9);
+        if (e == 0)
+            e = hyp_profile_set_meta_int(copy, "memory_samples", (int64_t)hyp_py_alloc.nsampled);
+        if (e < 0)
+            rc = hyp__alloc_fail(e);
+    }
+    hyp__guard_exit(t);
+    if (rc < 0) {
+        hyp_profile_free(copy);
+        hyp_profile_free(mark);
+        return NULL;
+    }
+    if ((cap = hyp_py_profile_capsule(mark)) == NULL) {
+        hyp_profile_free(copy);
+        return NULL;
+    }
+    if ((trace = hyp_py_trace_take_profile(copy)) == NULL) {
+        Py_DECREF(cap);
+        return NULL;
+    }
+    res = PyTuple_Pack(2, trace, cap);
+    Py_DECREF(trace);
+    Py_DECREF(cap);
+    return res;
+}
+
 /* Writes the last run's trace to a file. */
 static PyObject *hyp__alloc_write(PyObject *self, PyObject *path) {
     (void)self;
@@ -1029,8 +1140,9 @@ static PyObject *hyp__alloc_exclude_thread(PyObject *self, PyObject *unused) {
 
 static PyMethodDef hyp_py_alloc_methods[] = {
     {"alloc_start", (PyCFunction)(void (*)(void))hyp__alloc_start, METH_VARARGS | METH_KEYWORDS,
-     "alloc_start(interval=524288, max_frames=128)\n\nStarts sampling allocations of the MEM "
-     "and OBJ domains, one sample per `interval` bytes on average."},
+     "alloc_start(interval=524288, max_frames=128, fold=False)\n\nStarts sampling allocations "
+     "of the MEM and OBJ domains, one sample per `interval` bytes on average; with fold, "
+     "samples go into metric rows (no record per sample is kept)."},
     {"alloc_stop", hyp__alloc_py_stop, METH_NOARGS,
      "alloc_stop()\n\nStops sampling, resolves the samples and records the live heap."},
     {"alloc_running", hyp__alloc_running, METH_NOARGS, "True while allocations are sampled."},
@@ -1038,6 +1150,10 @@ static PyMethodDef hyp_py_alloc_methods[] = {
      "alloc_heap() -> [(frames, bytes, blocks)]\n\nThe sampled blocks still allocated, by "
      "stack; frames are (name, filename, line), root first; bytes is the estimate."},
     {"alloc_stats", hyp__alloc_stats, METH_NOARGS, "Counters of the current or last run."},
+    {"alloc_snapshot", hyp__alloc_snapshot, METH_VARARGS,
+     "alloc_snapshot(since=None) -> (Trace, mark)\n\nWhile a collector started with "
+     "fold=True runs: its allocations since start (or since the mark of an earlier call) and "
+     "the live heap now, the run unchanged; mark is for a later call's since."},
     {"alloc_trace", hyp__alloc_trace, METH_NOARGS,
      "alloc_trace() -> Trace\n\nThe last run's allocation trace."},
     {"alloc_write", hyp__alloc_write, METH_O,

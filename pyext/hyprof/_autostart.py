@@ -12,6 +12,8 @@ environment lookup and imports this module only when one of these is set:
   as a pre-fork server's workers do, and say so.
 - ``HYPROF_CONTINUOUS_DIR=DIR``: write a window every minute there (with
   or without serving).
+- ``HYPROF_SERVE_MEMORY=1``: sample allocations too, for the
+  ``/debug/pprof/allocs`` and ``/heap`` endpoints.
 
 The ``hyprof`` command itself is left alone: ``hyprof run`` reads the same
 variables for the program it runs. A problem (a bad address, a port range
@@ -62,6 +64,8 @@ def _start():
     from .errors import ProfilerError
     try:
         options = {"directory": directory} if directory else {}
+        if _flag("HYPROF_SERVE_MEMORY"):
+            options["memory"] = True
         if not address:
             return continuous.start(**options)
         host, port = serve.parse_address(address)

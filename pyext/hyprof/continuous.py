@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 
-from . import _hyprof, _options, _scope, sampling
+from . import _hyprof, _options, _scope, memory as _memory, sampling
 from .errors import ProfilerError
 
 DEFAULT_FREQUENCY = 100
@@ -59,16 +59,29 @@ class ContinuousProfiler:
     directory, window, keep, max_bytes: with a directory, every window
       seconds is written there as a trace; then at most keep files (a count)
       and max_bytes bytes of them stay, the oldest removed first.
+    memory, memory_interval, memory_max_frames: also sample allocations
+      (docs/memory.md), for memory(): the allocations since start and the
+      live heap now (what /debug/pprof/allocs and /heap serve). Windows hold
+      the CPU or wall samples only.
     """
 
     def __init__(self, frequency=DEFAULT_FREQUENCY, clock="cpu", event=None, depth=128,
                  signal=None, disable=None, tick=1.0, retain=DEFAULT_RETAIN, directory=None,
-                 window=DEFAULT_WINDOW, keep=None, max_bytes=None):
+                 window=DEFAULT_WINDOW, keep=None, max_bytes=None, memory=False,
+                 memory_interval=_memory.DEFAULT_INTERVAL,
+                 memory_max_frames=_memory.DEFAULT_MAX_FRAMES):
         # What a forked child's profiler is made with (_after_fork_in_child).
         self._options = dict(frequency=frequency, clock=clock, event=event, depth=depth,
                              signal=signal, disable=disable, tick=tick, retain=retain,
                              directory=directory, window=window, keep=keep,
-                             max_bytes=max_bytes)
+                             max_bytes=max_bytes, memory=memory,
+                             memory_interval=memory_interval,
+                             memory_max_frames=memory_max_frames)
+        mem, _, mem_interval, mem_frames = _memory.check_options(
+            memory, memory_interval, False, memory_max_frames)
+        # Folded: a collector that runs for days keeps rows, not samples.
+        self._memory = _memory.MemoryEngine(mem_interval, mem_frames, fold=True) \
+            if mem else None
         self.tick = _seconds("tick", tick, 0.1, 60)
         self.window = _seconds("window", window, 1, 86400)
         self.retain = _seconds("retain", retain, 0.1, 86400)
@@ -129,7 +142,13 @@ class ContinuousProfiler:
             if not os.path.isdir(self.directory):
                 raise ProfilerError(f"directory {self.directory!r} is not a directory")
         self._engine.start()
-        self._tick_start = time.time()
+        if self._memory is not None:
+            try:
+                self._memory.start()
+            except BaseException:
+                self._engine.stop()
+                raise
+        self._tick_start = self._start_time = time.time()
         self._pid = os.getpid()
         now = time.monotonic()
         self._disk_due = now + self.window
@@ -152,6 +171,8 @@ class ContinuousProfiler:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        if self._memory is not None and self._memory.running:
+            self._memory.stop()
         self._engine.stop()
         with self._cut_lock:
             self._add_tick(self._engine.take_window())
@@ -204,6 +225,38 @@ class ContinuousProfiler:
             last = self._seq
         return self._window(first, last)
 
+    @property
+    def memory_enabled(self):
+        """Whether allocations are sampled (memory=True)."""
+        return self._memory is not None
+
+    def memory(self, seconds=None):
+        """A Trace of the allocation collector (memory=True): sample kind
+        "alloc" (alloc_samples, alloc_bytes), the sampled allocations since
+        start, or with ``seconds`` those of the next seconds (blocks for
+        them), and "live" (live_samples, live_bytes), the sampled blocks
+        still held at the end. The header's window_start and duration say
+        what the allocations cover. The collector runs on unchanged."""
+        if self._memory is None:
+            raise ProfilerError("this continuous profiler samples no allocations: start it "
+                                "with memory=True")
+        if seconds is not None:
+            seconds = _seconds("seconds", seconds, 0.001, 86400)
+        if not self.running:
+            raise ProfilerError("the continuous profiler is not running")
+        if seconds is None:
+            trace, _ = self._memory.snapshot()
+            trace.header["window_start"] = self._start_time
+            return trace
+        t0, m0 = time.time(), time.monotonic()
+        _, mark = self._memory.snapshot()
+        self._stop.wait(seconds)  # ends early, with what it has, at stop()
+        if not self.running:
+            raise ProfilerError("the continuous profiler stopped during the window")
+        trace, _ = self._memory.snapshot(mark)
+        trace.header.update(window_start=t0, duration=time.monotonic() - m0)
+        return trace
+
     # ------------------------------------------------------------ internals
 
     def _cut(self):
@@ -245,6 +298,8 @@ class ContinuousProfiler:
         return _hyprof.merge_profiles([t[4] for t in ticks], header)
 
     def _loop(self):
+        # Cutting and writing windows allocates: not the program's memory.
+        _hyprof.alloc_exclude_thread()
         while not self._stop.wait(self.tick):
             if not self.running:
                 return
@@ -337,6 +392,10 @@ def _after_fork_in_child():
             not parent._engine_was_running():
         return
     _current = None
+    if parent._memory is not None:
+        # The parent's allocation collector, hooked here too, holds the
+        # parent's allocations: the child's starts afresh.
+        _hyprof._alloc_after_fork()
     try:
         _current = ContinuousProfiler(**parent._options).start()
     except Exception as e:  # noqa: BLE001 -- the worker must run

@@ -60,9 +60,12 @@ class MemoryEngine:
     engine = "alloc"
 
     def __init__(self, interval=DEFAULT_INTERVAL, max_frames=DEFAULT_MAX_FRAMES,
-                 scoped=False):
+                 scoped=False, fold=False):
         self.interval = float(interval)
         self.max_frames = max_frames
+        # Rows instead of one record per sample (the continuous profiler's,
+        # which runs for days); snapshot() then works while it runs.
+        self.fold = fold
         self._ran = False
         self._on = False  # this engine started the process's collector
         # Alone (memory_only), the engine sets the walks' scope itself, as
@@ -85,7 +88,8 @@ class MemoryEngine:
             raise ProfilerError("this profiler is already running")
         self._set_scope(self.root)
         try:
-            _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames)
+            _hyprof.alloc_start(interval=self.interval, max_frames=self.max_frames,
+                                fold=self.fold)
         except BaseException:
             self.root = None
             self._set_scope(None)
@@ -115,6 +119,14 @@ class MemoryEngine:
         the sampled blocks still allocated at stop)."""
         self._check_ran()
         return _hyprof.alloc_trace()
+
+    def snapshot(self, since=None):
+        """While a folding engine runs: (Trace, mark), the Trace of its
+        allocations since start (or since the mark of an earlier snapshot)
+        and of the live heap now, and this snapshot's mark."""
+        if not self.running:
+            raise ProfilerError("this profiler is not running")
+        return _hyprof.alloc_snapshot(since)
 
     def write(self, path):
         self._check_ran()

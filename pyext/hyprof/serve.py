@@ -20,9 +20,10 @@ the process's running one, or one it starts (and stops with itself).
 - ``/debug/pprof/hyprof?seconds=N`` the same window as ``profile`` as a
   hyprof trace (``recent=1``: as ``recent``), what ``hyprof attach`` reads:
   labels, threads and lines as the trace format keeps them;
-- ``/debug/pprof/allocs``, ``/debug/pprof/heap``: 501, with what to do
-  instead, since the continuous profiler does not sample allocations in
-  windows yet.
+- ``/debug/pprof/allocs`` the sampled allocations since start (with
+  ``seconds=N``: of the next N seconds) and ``/debug/pprof/heap`` the live
+  heap (``gc=1`` collects garbage first), for a profiler started with
+  memory=True (``ContinuousProfiler.memory()``); else 501 saying how.
 
 Each profile is a gzipped pprof protobuf (hyprof.render.pprof) with the
 window's start (time_nanos), its length (duration_nanos) and the sampling
@@ -36,6 +37,7 @@ Django views of hyprof.contrib.django_pprof answer through it too.
 import _thread
 import atexit
 import collections
+import gc
 import hmac
 import html
 import http.server
@@ -52,7 +54,7 @@ import threading
 import time
 import urllib.parse
 
-from . import _files, _scope, continuous
+from . import _files, _hyprof, _scope, continuous
 from .errors import ProfilerError
 from .render import pprof as _pprof
 
@@ -98,19 +100,18 @@ _INDEX = (
     ("hyprof", "hyprof?seconds=30",
      "the next N seconds as a hyprof trace (recent=1: the last N seconds, at once), "
      "which python -m hyprof attach PID reads."),
-    ("allocs", "allocs", "not served yet: the continuous profiler does not sample "
-     "allocations in windows (the page says what to use instead)."),
-    ("heap", "heap", "not served yet, as allocs."),
+    ("allocs", "allocs",
+     "the sampled allocations since the profiler started (seconds=N: those of the next N "
+     "seconds), by call path, and the live heap; needs memory=True."),
+    ("heap", "heap", "the live heap: sampled blocks still allocated, by the call path that "
+     "allocated them (gc=1: after a garbage collection); needs memory=True."),
 )
 
 _MEMORY_TEXT = (
-    "hyprof serves no {name} profile yet: the continuous profiler does not sample "
-    "allocations in windows, and a fake profile would mislead. For the allocations and the "
-    "live heap of a run, profile it with `python -m hyprof run --mode sampling --memory "
-    "app.py` and export the trace with `python -m hyprof report app.hyprof -f pprof "
-    "--metric alloc_bytes -o allocs.pb.gz` (live_bytes for the heap), as docs/memory.md "
-    "describes. Scrapers should "
-    "leave this endpoint out (Parca: memory: enabled: false; Grafana Alloy: "
+    "this continuous profiler samples no allocations, so there is no {name} profile: start "
+    "it with memory=True (hyprof.serve.start(memory=True), python -m hyprof run --serve ADDR "
+    "--memory, or HYPROF_SERVE_MEMORY=1 beside HYPROF_SERVE). Scrapers of a process without "
+    "it should leave this endpoint out (Parca: memory: enabled: false; Grafana Alloy: "
     "profile.memory {{ enabled = false }}).\n")
 
 
@@ -179,7 +180,7 @@ class Endpoints:
             if name == "hyprof":
                 return self._hyprof(query)
             if name in ("allocs", "heap"):
-                return _text(501, _MEMORY_TEXT.format(name=name))
+                return self._memory(name, query)
             return _text(404, f"unknown profile {name[:60]!r}: this server has "
                               f"{', '.join(self.names())} ({PREFIX} lists them)\n")
         except Exception as e:  # noqa: BLE001 -- the client gets a status, the log a line
@@ -243,6 +244,33 @@ class Endpoints:
                                 self._trace)
         return self._window(query, DEFAULT_SECONDS, self._collect, self._trace)
 
+    def _memory(self, name, query):
+        """allocs and heap: one snapshot of the allocation collector, whose
+        pprof's default sample type is the allocated bytes or the live ones."""
+        p = self._profiler()
+        if isinstance(p, Response):
+            return p
+        if not p.memory_enabled:
+            return _text(501, _MEMORY_TEXT.format(name=name))
+        gc_ = query.get("gc", "0")
+        if gc_ not in ("0", "1"):
+            return _text(400, f"gc={gc_[:40]!r}: give gc=1 to collect garbage first, or leave "
+                              "it out\n")
+        if gc_ == "1":
+            gc.collect()
+        metric = "alloc_bytes" if name == "allocs" else "live_bytes"
+        if query.get("seconds") in (None, ""):
+            trace = p.memory()
+        else:
+            seconds, bad = self._seconds(query, p, None)
+            if bad is not None:
+                return bad
+            trace = self._collect(p, seconds, take=p.memory)
+            if isinstance(trace, Response):
+                return trace
+        return Response(200, _pprof.render(trace, metric=metric), "application/octet-stream",
+                        _PROFILE_HEADERS)
+
     def _window(self, query, default, take, encode=None):
         """The pprof (or encode(trace)) of take(profiler, seconds), or the
         Response that says why there is none."""
@@ -261,13 +289,15 @@ class Endpoints:
             return trace
         return (encode or self._pprof)(trace)
 
-    def _collect(self, p, seconds):
+    def _collect(self, p, seconds, take=None):
+        """(take or p.collect)(seconds), or a 429 beyond the scrapes that may
+        wait at once."""
         if not self._collects.acquire(blocking=False):
             return _text(429, f"{self._max_collects} profiles are being collected at once, "
                               "the most this server runs; try again when one ends\n",
                          (("Retry-After", str(max(1, int(seconds)))),))
         try:
-            return p.collect(seconds)
+            return (take or p.collect)(seconds)
         finally:
             self._collects.release()
 
@@ -529,6 +559,8 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
             self.shutdown_request(request)
 
     def _serve_one(self, request, client_address):
+        # What rendering a profile allocates is hyprof's, not the program's.
+        _hyprof.alloc_exclude_thread()
         try:
             self.finish_request(request, client_address)
         except Exception as e:  # noqa: BLE001 -- a client's failure ends its connection only

@@ -194,13 +194,101 @@ def test_max_seconds_below_retain_is_named(busy):
     assert continuous.current() is None
 
 
-def test_memory_profiles_are_not_faked(server):
+def test_memory_profiles_need_memory_and_say_how(server):
     for name in ("allocs", "heap"):
         status, headers, body = get(server.url + name)
         assert status == 501 and headers["Content-Type"].startswith("text/plain")
         text = body.decode()
-        assert f"no {name} profile yet" in text
-        assert "hyprof run --mode sampling --memory" in text
+        assert f"there is no {name} profile" in text and "memory=True" in text
+        assert "HYPROF_SERVE_MEMORY=1" in text
+
+
+def hold(n, size):
+    """Allocates n blocks of size bytes and keeps them (a loop, not a list
+    comprehension, which is a function of its own on 3.11)."""
+    out = []
+    for _ in range(n):
+        out.append(bytearray(size))
+    return out
+
+
+def churn(n, size):
+    """Allocates n blocks of size bytes and drops them."""
+    for _ in range(n):
+        bytearray(size)
+
+
+@pytest.fixture
+def memory_server():
+    s = serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10, memory=True,
+                    memory_interval=16384)
+    yield s
+    s.stop()
+
+
+def own_values(data, name):
+    """{function: [values]} of a pprof's samples whose leaf is name, summed."""
+    st = strings(data)
+    funcs = {m[1][0]: st[m[2][0]] for m in messages(data, 5)}
+    locs = {}
+    for m in messages(data, 4):
+        line = P.decode(m[4][0])
+        locs[m[1][0]] = funcs[line[1][0]]
+    total = None
+    for smp in messages(data, 2):
+        loc_ids = smp[1][0]
+        leaf = P._read_varint(loc_ids, 0)[0]
+        if locs.get(leaf) != name:
+            continue
+        vals, pos = [], 0
+        raw = smp[2][0]
+        while pos < len(raw):
+            v, pos = P._read_varint(raw, pos)
+            vals.append(v)
+        total = vals if total is None else [a + b for a, b in zip(total, vals)]
+    return total
+
+
+def test_heap_and_allocs_serve_the_live_heap_and_the_allocations(memory_server):
+    kept = hold(300, 10000)  # 3 MB held
+    churn(300, 10000)        # 3 MB allocated and freed
+    url = memory_server.url
+    status, _, heap = get(url + "heap?gc=1")
+    assert status == 200
+    types = sample_types(heap)
+    assert types == [("alloc_samples", "count"), ("alloc_space", "bytes"),
+                     ("live_samples", "count"), ("inuse_space", "bytes")]
+    st = strings(heap)
+    assert st[P.decode(heap)[14][0]] == "inuse_space"  # heap's default type
+    held = own_values(heap, "hold")
+    dropped = own_values(heap, "churn")
+    # Estimates: 3 MB each allocated, 3 MB held by hold() and none by churn().
+    assert 2.0e6 < held[1] < 4.5e6 and 2.0e6 < held[3] < 4.5e6, held
+    assert 2.0e6 < dropped[1] < 4.5e6 and dropped[3] < 0.2e6, dropped
+    status, _, allocs = get(url + "allocs")
+    assert status == 200 and strings(allocs)[P.decode(allocs)[14][0]] == "alloc_space"
+    # allocs?seconds=N: the allocations of the next N seconds only.
+    status, _, delta = get(url + "allocs?seconds=0.5")
+    assert status == 200
+    later = own_values(delta, "hold")
+    # None allocated by hold() since, all still held.
+    assert later[1] == 0 and 2.0e6 < later[3] < 4.5e6, later
+    assert get(url + "heap?gc=2")[0] == 400
+    assert get(url + "allocs?seconds=abc")[0] == 400
+    del kept
+
+
+def test_go_tool_pprof_reads_the_heap(memory_server, tmp_path):
+    go = need("go", "golang-go")
+    kept = hold(200, 20000)
+    top = go_pprof(go, tmp_path, "-top", "-sample_index=inuse_space",
+                   memory_server.url + "heap")
+    assert top.returncode == 0, top.stderr
+    assert "Type: inuse_space" in top.stdout and "hold" in top.stdout, top.stdout
+    raw = go_pprof(go, tmp_path, "-raw", memory_server.url + "heap")
+    assert raw.returncode == 0, raw.stderr
+    assert "test_serve.py" in raw.stdout and "thread:" in raw.stdout
+    del kept
 
 
 def test_unknown_paths_are_404(server):

@@ -149,11 +149,16 @@ def _continuous_options(opts):
     if opts.get("period") is not None:
         raise UsageError("--period does not go with --serve: the continuous profiler takes "
                          "--frequency")
+    if opts.get("memory_only"):
+        raise UsageError("--memory-only does not go with --serve: the continuous profiler "
+                         "samples CPU or wall time, and with --memory allocations beside")
+    out = {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal")
+           if opts[k] is not None}
     if opts.get("memory"):
-        raise UsageError("--memory and --memory-only do not go with --serve: the continuous "
-                         "profiler does not sample allocations in windows yet")
-    return {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal")
-            if opts[k] is not None}
+        out["memory"] = True
+        if opts.get("memory_interval") is not None:
+            out["memory_interval"] = opts["memory_interval"]
+    return out
 
 
 def _profiler_options(args):
