@@ -221,6 +221,56 @@ def test_report_table_sort_and_limit(trace_file, tmp_path):
     assert names == sorted(names)
 
 
+def test_run_suggests_the_report_command_that_works_where_it_ran(program, tmp_path):
+    def run(out, **env):
+        full = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+            os.path.abspath(hyprof.__file__))), **env)
+        if not env:
+            full.pop("HYPROF_LAUNCHER", None)  # set by the build tree's pyrun
+        return subprocess.run([sys.executable, "-m", "hyprof", "run", "-o", out, program.name],
+                              cwd=tmp_path, capture_output=True, text=True, env=full)
+
+    r = run("a b.hyprof")
+    assert r.returncode == 0, r.stderr
+    assert "(python -m hyprof report 'a b.hyprof')" in r.stderr
+    # The build tree's pyrun says how it runs hyprof, and that is suggested.
+    r = run("b.hyprof", HYPROF_LAUNCHER="/build/pyrun -m hyprof")
+    assert "(/build/pyrun -m hyprof report b.hyprof)" in r.stderr, r.stderr
+
+
+def test_report_threads_by_name_and_listed(tmp_path):
+    prog = tmp_path / "threads.py"
+    prog.write_text(textwrap.dedent("""\
+        import threading
+        def work(n):
+            return sum(range(n))
+        t = threading.Thread(target=work, args=(1000,), name="worker-1")
+        t.start()
+        t.join()
+        work(10)
+        """))
+    out = tmp_path / "t.hyprof"
+    assert hyprof_cmd("run", "-q", "-o", out, prog.name, cwd=tmp_path).returncode == 0
+    r = hyprof_cmd("report", out, "--list-threads", cwd=tmp_path)
+    assert r.returncode == 0 and "MainThread" in r.stdout and "worker-1" in r.stdout
+    tid = next(ln.split()[0] for ln in r.stdout.splitlines() if "worker-1" in ln)
+    by_name = hyprof_cmd("report", out, "--thread", "worker-1", cwd=tmp_path)
+    by_id = hyprof_cmd("report", out, "--thread", tid, cwd=tmp_path)
+    assert by_name.returncode == 0 and by_name.stdout == by_id.stdout
+    assert "work" in by_name.stdout and "<module>" not in by_name.stdout
+
+
+def test_report_format_from_the_output_name(trace_file, tmp_path):
+    for name, start in (("r.html", b"<!DOCTYPE html>"), ("r.pb.gz", b"\x1f\x8b"),
+                        ("r.txt", b"hyprof deterministic profile"), ("r", b"hyprof ")):
+        r = hyprof_cmd("report", trace_file, "-o", tmp_path / name, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / name).read_bytes().startswith(start), name
+    # An unknown suffix writes nothing.
+    r = hyprof_cmd("report", trace_file, "-o", tmp_path / "r.svg", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "r.svg").exists()
+
+
 def test_report_tree_and_pstats(trace_file, tmp_path):
     r = hyprof_cmd("report", trace_file, "--format", "tree", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -19,7 +19,7 @@ HELP = "print a trace as a table, a call tree or another format"
 
 
 def configure(p):
-    p.add_argument("trace", help="a .hyprof trace file")
+    p.add_argument("trace", nargs="+", help="a .hyprof trace file")
     p.add_argument("-f", "--format", default=None, choices=sorted(_render.FORMATS),
                    help="text (a table, the default), tree (the call tree), pstats, html, "
                         "speedscope, collapsed, callgrind, dot, pprof (default: implied by "
@@ -28,8 +28,11 @@ def configure(p):
                    help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
     p.add_argument("-n", "--limit", type=nonneg_int, default=30,
                    help="table rows (0: all; default 30)")
-    p.add_argument("--thread", type=nonneg_int, default=None,
-                   help="one thread's statistics (its id in the trace's threads table)")
+    p.add_argument("--thread", default=None, metavar="ID|NAME",
+                   help="one thread's statistics: its id in the trace's threads table or "
+                        "its name (--list-threads shows them)")
+    p.add_argument("--list-threads", action="store_true",
+                   help="list the trace's threads (id, name, thread id) and stop")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="the time the tree and pstats use (default: wall)")
     p.add_argument("--no-builtins", dest="builtins", action="store_false",
@@ -176,18 +179,69 @@ def _total(trace):
                for f in trace.functions())
 
 
+def _threads_text(trace):
+    rows = [f"{t.id:>4}  {t.name or '':<24} {t.os_tid or ''}" for t in trace.threads()]
+    return "  id  name                     thread id\n" + "\n".join(rows) + "\n"
+
+
+def _thread_arg(trace, value):
+    """--thread's id or name, as the thread's id; a CLIError listing the
+    threads when it names none."""
+    threads = trace.threads()
+    by_name = [t for t in threads if t.name == value]
+    if value.isdigit() and int(value) < len(threads):
+        return int(value)
+    if len(by_name) == 1:
+        return by_name[0].id
+    listed = ", ".join(f"{t.id} {t.name}" if t.name else str(t.id) for t in threads)
+    if len(by_name) > 1:
+        raise CLIError(f"--thread {value}: {len(by_name)} threads have that name; give one "
+                       f"of their ids ({', '.join(str(t.id) for t in by_name)})")
+    raise CLIError(f"--thread {value}: the trace has no such thread"
+                   + (f"; its threads are {listed}" if listed else " (it has no threads)"))
+
+
+def _format(args):
+    """--format, or the one -o's name implies; a UsageError for a name whose
+    suffix says no format hyprof writes."""
+    if args.format is not None:
+        return args.format
+    if args.output is None:
+        return "text"
+    fmt = _render.format_for_path(args.output)
+    if fmt is not None:
+        return fmt
+    base = os.path.basename(args.output)
+    if "." in base.strip("."):
+        known = ", ".join(sorted(_render.SUFFIXES))
+        raise UsageError(f"-o {args.output}: hyprof does not know the format of "
+                         f"'.{base.rsplit('.', 1)[1]}' files; give --format (one of "
+                         f"{', '.join(sorted(_render.FORMATS))}) or a name ending in {known}")
+    return "text"
+
+
 def run(args):
+    if len(args.trace) > 1:
+        raise UsageError(f"report reads one trace, not {len(args.trace)}: merge them first "
+                         f"(hyprof merge -o all.hyprof {' '.join(args.trace[:3])}"
+                         f"{' ...' if len(args.trace) > 3 else ''}), then report all.hyprof")
+    args.trace = args.trace[0]
     trace = files.load_trace(args.trace)
+    if args.list_threads:
+        sys.stdout.write(_threads_text(trace))
+        return 0
     if args.label:
         trace = _label_filter(trace, args.label)
-    if args.thread is not None and args.thread >= len(trace.threads()):
-        n = len(trace.threads())
-        raise CLIError("--thread %d: the trace has %s" % (
-            args.thread, "threads 0 to %d" % (n - 1) if n else "no threads"))
+    if args.thread is not None:
+        args.thread = _thread_arg(trace, args.thread)
     if args.output is not None and files.same_file(args.output, args.trace):
         raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
-    fmt = args.format or _render.format_for_path(args.output or "", "text")
+    fmt = _format(args)
     if args.lines and fmt == "text":
+        if trace.mode != "sampling":
+            raise CLIError(f"--lines needs a sampling trace: only the sampling mode records "
+                           f"which line runs (hyprof run --mode sampling); {args.trace} is "
+                           f"{trace.mode}")
         sys.stdout.write(_text.lines_report(trace, limit=args.limit, thread=args.thread))
         return 0
     if args.by_label is not None and fmt not in ("text", "tree"):

@@ -19,6 +19,7 @@ endpoints (hyprof.serve) while it runs; the URL is printed to stderr unless
 
 import argparse
 import os
+import shlex
 import sys
 import traceback
 import types
@@ -97,7 +98,7 @@ def configure(p):
                    help="order of the report printed after the run (default: cum)")
     p.add_argument("--limit", type=nonneg_int, default=15,
                    help="rows of the report printed after the run (default: 15)")
-    p.add_argument("program", help="the script (or, with -m, the module) to run")
+    p.add_argument("program", nargs="?", help="the script (or, with -m, the module) to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
 
 
@@ -273,8 +274,8 @@ def _finish(profiler, args, out, status):
         trace = profiler.trace()
         sys.stderr.write("\n%s" % _render.render(trace, "text", sort=args.sort,
                                                  limit=args.limit))
-        sys.stderr.write("hyprof: trace written to %s (python -m hyprof report %s)\n"
-                         % (out, out))
+        sys.stderr.write("hyprof: trace written to %s (%s report %s)\n"
+                         % (out, launcher(), shlex.quote(out)))
     return status
 
 
@@ -397,7 +398,22 @@ def _print_program_exception():
     traceback.print_exception(etype, value, tb)
 
 
+def launcher():
+    """How the person ran hyprof, for the commands it suggests: the build
+    tree's pyrun (which says so in HYPROF_LAUNCHER), the console script, or
+    python -m hyprof."""
+    env = os.environ.get("HYPROF_LAUNCHER")
+    if env:
+        return env
+    if os.path.basename(sys.argv[0] or "") == "hyprof":
+        return "hyprof"
+    return "python -m hyprof"
+
+
 def run(args):
+    if args.program is None:
+        raise UsageError("give the program to run: hyprof run [OPTIONS] script.py [ARGS...], "
+                         "or hyprof run [OPTIONS] -m module [ARGS...]")
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
     served = _serve_request(args)

@@ -184,9 +184,15 @@ def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True,
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise ReportError("limit=%r must be a non-negative integer" % (limit,))
     names = [m.name for m in trace.metrics]
-    if metric is not None and (trace.mode != "sampling" or metric not in names):
-        raise ReportError("metric=%r: a sampling trace's column is expected; this trace has %s"
-                          % (metric, ", ".join(names)))
+    if metric is not None and trace.mode != "sampling":
+        raise ReportError("metric=%r: the table of a %s trace shows all its columns (calls, "
+                          "wall and cpu time, own and cumulative); order it with sort= "
+                          "(--sort: %s). metric= picks the column of a sampling trace"
+                          % (metric, trace.mode, ", ".join(SORTS)))
+    if metric is not None and metric not in names:
+        raise ReportError("metric=%r: this %s trace has no such column; it has %s"
+                          % (metric, trace.mode, ", ".join(
+                              m.name for m in trace.metrics if m.kind == "own")))
     funcs = sorted_functions(trace, sort, thread, builtins)
     shown = funcs[:limit] if limit else funcs
     out = []
