@@ -87,6 +87,15 @@ print('check-pip-install: pytest11 entry point hyprof ->', eps[0].value)
 "$VPY" -c "import importlib.util as u; assert u.find_spec('hyprof.contrib.django')" \
     || fail "hyprof.contrib.django is not installed"
 
+# The index page of the package is its README.
+"$VPY" -c "
+from importlib.metadata import metadata
+m = metadata('hyprof')
+assert m['Description-Content-Type'] == 'text/markdown', m['Description-Content-Type']
+assert '# hyprof' in (m.get_payload() or m['Description'] or ''), 'no long description'
+print('check-pip-install: the long description is the README')
+" || fail "the wheel's metadata has no long description"
+
 # The plugin, found through its entry point (no -p): pytest --hyprof.
 mkdir "$WORK/t"
 cat >"$WORK/t/test_tiny.py" <<'PYEOF'
