@@ -183,21 +183,19 @@ def rss_mib():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def part_churn(args):
+def churn_child(minutes, profiled):
+    """One churning program (a subprocess, so its resident size is its own):
+    a JSON row every 10 s."""
     import hyprof.continuous as continuous
     from hyprof import _hyprof
 
     d = tempfile.mkdtemp(prefix="hyprof-bench-")
-    p = continuous.start(frequency=1000, tick=1.0, retain=30, directory=d, window=10, keep=3)
+    p = continuous.start(frequency=1000, tick=1.0, retain=30, directory=d, window=10,
+                         keep=3) if profiled else None
     made = 0
-    end = time.monotonic() + args.churn_minutes * 60
-    next_report = time.monotonic()
-    print(f"\nchurn: new functions all the time, 1 kHz, tick 1 s, retain 30 s, windows of "
-          f"10 s (keep 3), {args.churn_minutes:g} min")
-    print(f"{'s':>5} {'functions made':>15} {'RSS MiB':>8} {'ticks':>6} {'functions kept':>15} "
-          f"{'nodes kept':>11} {'files':>6}")
     t_start = time.monotonic()
-    rows = []
+    end = t_start + minutes * 60
+    next_report = t_start
     try:
         while time.monotonic() < end:
             for _ in range(20):
@@ -208,22 +206,43 @@ def part_churn(args):
                 ns[f"f_{made}"](400)
             if time.monotonic() >= next_report:
                 next_report += 10
-                with p._lock:
-                    caps = [t[4] for t in p._ticks]
-                kept = _hyprof.merge_profiles(caps, {}) if caps else None
-                rows.append((time.monotonic() - t_start, made, rss_mib(), len(caps),
-                             len(kept.function_table) if kept else 0,
-                             kept.node_count if kept else 0, len(os.listdir(d))))
-                print("%5.0f %15d %8.1f %6d %15d %11d %6d" % rows[-1], flush=True)
+                row = {"s": time.monotonic() - t_start, "made": made, "rss": rss_mib()}
+                if p is not None:
+                    with p._lock:
+                        caps = [t[4] for t in p._ticks]
+                    kept = _hyprof.merge_profiles(caps, {}) if caps else None
+                    row.update(ticks=len(caps), funcs=len(kept.function_table) if kept else 0,
+                               nodes=kept.node_count if kept else 0, files=len(os.listdir(d)))
+                print(json.dumps(row), flush=True)
     finally:
-        p.stop()
+        if p is not None:
+            p.stop()
         shutil.rmtree(d, ignore_errors=True)
-    if len(rows) >= 4:
-        third = len(rows) // 3
-        early = statistics.mean(r[2] for r in rows[1:1 + third])
-        late = statistics.mean(r[2] for r in rows[-third:])
-        print(f"RSS: {early:.1f} MiB early, {late:.1f} MiB late ({late - early:+.1f} MiB) "
-              f"while {made} functions were made")
+
+
+def part_churn(args):
+    runs = {}
+    for config in ("none", "hyprof"):
+        out = subprocess.run([sys.executable, __file__, "--churn-child", config,
+                              str(args.churn_minutes)], check=True, capture_output=True,
+                             text=True).stdout
+        runs[config] = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    print(f"\nchurn: new functions all the time (new code objects and file names), "
+          f"{args.churn_minutes:g} min, without a profiler and under the continuous "
+          "profiler at 1 kHz (tick 1 s, retain 30 s, windows of 10 s on disk, keep 3)")
+    print(f"{'s':>5} {'RSS none':>9} {'RSS hyprof':>11} {'made':>9} {'ticks':>6} "
+          f"{'functions kept':>15} {'nodes kept':>11} {'files':>6}")
+    for a, b in zip(runs["none"], runs["hyprof"]):
+        print(f"{b['s']:5.0f} {a['rss']:9.1f} {b['rss']:11.1f} {b['made']:9d} {b['ticks']:6d} "
+              f"{b['funcs']:15d} {b['nodes']:11d} {b['files']:6d}")
+    for config, rows in runs.items():
+        if len(rows) >= 6:
+            # After retain (30 s) has filled: growth from then on.
+            settled = [r for r in rows if r["s"] >= 40]
+            if len(settled) >= 2:
+                print(f"RSS {config}: {settled[0]['rss']:.1f} MiB at {settled[0]['s']:.0f} s, "
+                      f"{settled[-1]['rss']:.1f} MiB at {settled[-1]['s']:.0f} s "
+                      f"({settled[-1]['rss'] - settled[0]['rss']:+.1f} MiB)")
 
 
 def spin_a(stop):
@@ -287,6 +306,8 @@ def main():
         return serve(int(sys.argv[2]), int(sys.argv[3]))
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         return load(int(sys.argv[2]), float(sys.argv[3]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--churn-child":
+        return churn_child(float(sys.argv[3]), sys.argv[2] == "hyprof")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", default="service,churn,windows")
     ap.add_argument("--seconds", type=float, default=10.0)
