@@ -534,7 +534,6 @@ static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
  * (thread, node): one more sample of the kind and its weight. */
 static int hyp__add_sample_to(hyp_profile_t *p, int fold, hyp_id_t thread, hyp_id_t node,
                               uint32_t kind, uint64_t time_ns, uint64_t weight) {
-    hyp_sample_t s = {thread, node, kind, time_ns, weight, HYP_NO_LABELS};
     int rc;
 
     if (fold) {
@@ -545,6 +544,8 @@ static int hyp__add_sample_to(hyp_profile_t *p, int fold, hyp_id_t thread, hyp_i
         values[k->weight_metric] = weight;
         rc = hyp_profile_add(p, thread, node, values);
     } else {
+        hyp_sample_t s = {thread, node, kind, time_ns, weight, HYP_NO_LABELS};
+
         rc = hyp_profile_add_sample(p, &s);
     }
     return rc < 0 ? hyp__alloc_fail(rc) : 0;
@@ -1014,39 +1015,50 @@ static PyObject *hyp__alloc_trace(PyObject *self, PyObject *unused) {
 
 /* Subtracts from d the rows of base, a copy of the same profile taken
  * earlier: the profile only grows, so every row of base is in d with values
- * at least as large, and adding the two's complement subtracts exactly. */
+ * at least as large, and adding the two's complement subtracts exactly. A
+ * base that is not such a copy is refused with HYP_EINVAL (d then half
+ * subtracted): the run's id in the mark is checked first, this is the
+ * invariant behind it. */
 static int hyp__subtract(hyp_profile_t *d, const hyp_profile_t *base) {
-    size_t i, j, m = hyp_profile_metric_count(base);
+    size_t i, j;
     uint64_t neg[HYP_PY_ALLOC_NMETRICS];
     int rc;
 
     for (i = 0; i < hyp_profile_row_count(base); i++) {
         hyp_id_t thread, node;
         const uint64_t *v = hyp_profile_row_at(base, i, &thread, &node, NULL);
+        const uint64_t *now = hyp_profile_row(d, thread, node);
 
-        for (j = 0; j < m && j < HYP_PY_ALLOC_NMETRICS; j++)
+        if (now == NULL)
+            return HYP_EINVAL;
+        for (j = 0; j < HYP_PY_ALLOC_NMETRICS; j++) {
+            if (now[j] < v[j])
+                return HYP_EINVAL;
             neg[j] = (uint64_t)0 - v[j];
+        }
         if ((rc = hyp_profile_add(d, thread, node, neg)) < 0)
             return rc;
     }
     return 0;
 }
 
-/* snapshot(since=None) -> (Trace, mark): while a folding collector runs, a
- * Trace of what it has (the allocations since start, or since the mark a
- * previous call returned, and the live heap now), made from a copy so the
- * run goes on unchanged; mark is a copy of the allocations now, for a later
- * call's since. */
-static PyObject *hyp__alloc_snapshot(PyObject *self, PyObject *args) {
+/* snapshot(since=None, mark=False) -> (Trace, mark or None): while a
+ * folding collector runs, a Trace of what it has (the allocations since
+ * start, or since the mark of an earlier call, and the live heap now), made
+ * from a copy so the run goes on unchanged; with mark, also a copy of the
+ * allocations now, for a later call's since. */
+static PyObject *hyp__alloc_snapshot(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"since", "mark", NULL};
     hyp_py_alloc_tls_t *t = &hyp_py_tls;
     hyp_profile_t *copy = NULL, *mark = NULL;
     const hyp_profile_t *base = NULL;
-    PyObject *since = Py_None, *trace, *cap, *res;
+    PyObject *since = Py_None, *trace, *cap = Py_None, *res;
     uint64_t now;
-    int rc = 0;
+    int rc = 0, want_mark = 0;
 
     (void)self;
-    if (!PyArg_ParseTuple(args, "|O:alloc_snapshot", &since))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Op:alloc_snapshot", kwlist, &since,
+                                     &want_mark))
         return NULL;
     if (since != Py_None && (base = hyp_py_capsule_profile(since)) == NULL)
         return NULL;
@@ -1057,19 +1069,34 @@ static PyObject *hyp__alloc_snapshot(PyObject *self, PyObject *args) {
                                              : "the allocation profiler is not running");
         return NULL;
     }
-    if (base != NULL && hyp_profile_metric_count(base) != HYP_PY_ALLOC_NMETRICS) {
-        PyErr_SetString(PyExc_ValueError, "alloc_snapshot(): since is not a mark of it");
-        return NULL;
+    if (base != NULL) {
+        /* A mark names its run: the profile of another has other ids. */
+        const hyp_meta_t *run = hyp_profile_meta_get(base, "alloc_run");
+
+        if (hyp_profile_metric_count(base) != HYP_PY_ALLOC_NMETRICS || run == NULL ||
+            run->type != HYP_META_INT || run->v.i != (int64_t)hyp_py_alloc.start_ns) {
+            PyErr_SetString(PyExc_ValueError,
+                            "alloc_snapshot(): since is not a mark of this run");
+            return NULL;
+        }
     }
     hyp__guard_enter(t);
     now = hyp_clock_monotonic_ns();
     if (hyp_py_alloc.npend)
         rc = hyp__resolve();
     if (rc == 0 && ((copy = hyp_profile_copy(hyp_py_alloc.prof)) == NULL ||
-                    (mark = hyp_profile_copy(hyp_py_alloc.prof)) == NULL))
+                    (want_mark && ((mark = hyp_profile_copy(hyp_py_alloc.prof)) == NULL ||
+                                   hyp_profile_set_meta_int(mark, "alloc_run",
+                                                            (int64_t)hyp_py_alloc.start_ns) < 0))))
         rc = hyp__alloc_fail(HYP_ENOMEM);
-    if (rc == 0 && base != NULL && (rc = hyp__subtract(copy, base)) < 0)
-        rc = hyp__alloc_fail(rc);
+    if (rc == 0 && base != NULL && (rc = hyp__subtract(copy, base)) < 0) {
+        if (rc == HYP_EINVAL)
+            PyErr_SetString(PyExc_ValueError,
+                            "alloc_snapshot(): since is not a mark of this run");
+        else
+            hyp__alloc_fail(rc);
+        rc = -1;
+    }
     if (rc == 0 && (rc = hyp__add_live(copy)) == 0) {
         int e = hyp_profile_set_meta_float(copy, "duration",
                                            (double)(now - hyp_py_alloc.start_ns) * 1e-9);
@@ -1084,10 +1111,12 @@ static PyObject *hyp__alloc_snapshot(PyObject *self, PyObject *args) {
         hyp_profile_free(mark);
         return NULL;
     }
-    if ((cap = hyp_py_profile_capsule(mark)) == NULL) {
+    if (mark != NULL && (cap = hyp_py_profile_capsule(mark)) == NULL) {
         hyp_profile_free(copy);
         return NULL;
     }
+    if (mark == NULL)
+        Py_INCREF(cap); /* None */
     if ((trace = hyp_py_trace_take_profile(copy)) == NULL) {
         Py_DECREF(cap);
         return NULL;
@@ -1150,10 +1179,12 @@ static PyMethodDef hyp_py_alloc_methods[] = {
      "alloc_heap() -> [(frames, bytes, blocks)]\n\nThe sampled blocks still allocated, by "
      "stack; frames are (name, filename, line), root first; bytes is the estimate."},
     {"alloc_stats", hyp__alloc_stats, METH_NOARGS, "Counters of the current or last run."},
-    {"alloc_snapshot", hyp__alloc_snapshot, METH_VARARGS,
-     "alloc_snapshot(since=None) -> (Trace, mark)\n\nWhile a collector started with "
-     "fold=True runs: its allocations since start (or since the mark of an earlier call) and "
-     "the live heap now, the run unchanged; mark is for a later call's since."},
+    {"alloc_snapshot", (PyCFunction)(void (*)(void))hyp__alloc_snapshot,
+     METH_VARARGS | METH_KEYWORDS,
+     "alloc_snapshot(since=None, mark=False) -> (Trace, mark or None)\n\nWhile a collector "
+     "started with fold=True runs: its allocations since start (or since the mark of an "
+     "earlier call) and the live heap now, the run unchanged; with mark, a mark of now for a "
+     "later call's since."},
     {"alloc_trace", hyp__alloc_trace, METH_NOARGS,
      "alloc_trace() -> Trace\n\nThe last run's allocation trace."},
     {"alloc_write", hyp__alloc_write, METH_O,

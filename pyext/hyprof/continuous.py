@@ -249,7 +249,7 @@ class ContinuousProfiler:
             trace.header["window_start"] = self._start_time
             return trace
         t0, m0 = time.time(), time.monotonic()
-        _, mark = self._memory.snapshot()
+        _, mark = self._memory.snapshot(mark=True)
         self._stop.wait(seconds)  # ends early, with what it has, at stop()
         if not self.running:
             raise ProfilerError("the continuous profiler stopped during the window")

@@ -120,13 +120,14 @@ class MemoryEngine:
         self._check_ran()
         return _hyprof.alloc_trace()
 
-    def snapshot(self, since=None):
+    def snapshot(self, since=None, mark=False):
         """While a folding engine runs: (Trace, mark), the Trace of its
         allocations since start (or since the mark of an earlier snapshot)
-        and of the live heap now, and this snapshot's mark."""
+        and of the live heap now, and with ``mark`` this snapshot's mark
+        (else None)."""
         if not self.running:
             raise ProfilerError("this profiler is not running")
-        return _hyprof.alloc_snapshot(since)
+        return _hyprof.alloc_snapshot(since, mark)
 
     def write(self, path):
         self._check_ran()

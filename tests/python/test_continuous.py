@@ -110,3 +110,17 @@ def test_one_per_process_and_the_sampler_is_taken():
     finally:
         continuous.stop()
     assert continuous.current() is None
+
+
+def test_memory_windows_subtract_only_marks_of_their_own_run():
+    keep = []
+    with continuous.ContinuousProfiler(frequency=100, memory=True, memory_interval=4096) as p:
+        _, none = p._memory.snapshot()
+        assert none is None  # no mark unless asked: a heap scrape copies the profile once
+        _, mark = p._memory.snapshot(mark=True)
+        keep.extend(bytearray(1000) for _ in range(2000))
+        trace, _ = p._memory.snapshot(mark)
+        assert sum(f.own["alloc_bytes"] for f in trace.functions()) > 1e6
+    with continuous.ContinuousProfiler(frequency=100, memory=True) as q:
+        with pytest.raises(ValueError, match="not a mark of this run"):
+            q._memory.snapshot(mark)
