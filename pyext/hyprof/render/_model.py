@@ -17,7 +17,6 @@ C aggregation, ``trace.functions()`` and ``trace.edges()``, through
 recursion is on its own.
 """
 
-import array
 import os
 import warnings
 from collections import namedtuple
@@ -226,9 +225,9 @@ class CallTree:
         return 0
 
     def inclusive(self, col):
-        """Subtree sums of one column, indexed by node (a copy)."""
-        v = self.values[col]
-        inc = array.array(v.typecode, v) if isinstance(v, array.array) else list(v)
+        """Subtree sums of one column, as a list indexed by node: Python ints,
+        since the sums of a hostile trace's uint64 values can pass 2**64."""
+        inc = list(self.values[col])
         parent = self.parent
         for i in range(len(inc) - 1, 0, -1):
             inc[parent[i]] += inc[i]
