@@ -196,6 +196,8 @@ def hyprof_counts(fn, engine):
         p.stop()
     out = {}
     for f in p.trace().functions():
+        if f.kind == "special":  # "[gc] generation N": no call cProfile counts
+            continue
         c = out.setdefault(func_key(f), [0, 0])
         c[0] += f.calls
         c[1] += f.primitive_calls

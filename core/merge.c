@@ -109,6 +109,35 @@ static uint64_t *hyp__pending_part(const hyp_profile_t *src) {
 }
 
 /* keep: NULL, or the label sets whose rows are added (then flags is 0). */
+/* Adds src's run counts in the header (hyp_meta_key_summed()) to dst's. */
+static int hyp__merge_counts(hyp_profile_t *dst, const hyp_profile_t *src) {
+    size_t i;
+    int rc;
+
+    for (i = 0; i < src->nmeta; i++) {
+        const hyp_meta_t *m = &src->meta[i].m, *had;
+        uint64_t v, sum = 0;
+
+        if (!hyp_meta_key_summed(m->key))
+            continue;
+        if (m->type == HYP_META_UINT)
+            v = m->v.u;
+        else if (m->type == HYP_META_INT && m->v.i >= 0)
+            v = (uint64_t)m->v.i;
+        else
+            continue; /* no count: not carried */
+        had = hyp_profile_meta_get(dst, m->key);
+        if (had != NULL && had->type == HYP_META_UINT)
+            sum = had->v.u;
+        else if (had != NULL && had->type == HYP_META_INT && had->v.i >= 0)
+            sum = (uint64_t)had->v.i;
+        sum = sum + v < sum || sum + v > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : sum + v;
+        if ((rc = hyp_profile_set_meta_int(dst, m->key, (int64_t)sum)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int hyp__merge(hyp_profile_t *dst, const hyp_profile_t *src, const unsigned char *keep,
                       unsigned flags) {
     hyp_id_t *smap = NULL, *fmap = NULL, *nmap = NULL, *tmap = NULL, *lmap = NULL;
@@ -195,6 +224,8 @@ static int hyp__merge(hyp_profile_t *dst, const hyp_profile_t *src, const unsign
             hyp_profile_add_dropped(dst, src->dropped[i].reason, src->dropped[i].n);
         dst->truncated += src->truncated;
         dst->sample_total += src->sample_total;
+        if ((rc = hyp__merge_counts(dst, src)) < 0)
+            goto out;
     }
     rc = 0;
 out:

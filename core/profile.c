@@ -18,6 +18,10 @@ int hyp_meta_key_reserved(const char *key) {
     return 0;
 }
 
+int hyp_meta_key_summed(const char *key) {
+    return strcmp(key, "no_python_frames") == 0 || strncmp(key, "gc_", 3) == 0;
+}
+
 const char *hyp_metric_kind_name(hyp_metric_kind_t kind) {
     switch (kind) {
     case HYP_METRIC_OWN:
@@ -245,7 +249,7 @@ hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src) {
         if (hyp_profile_sample_kind(p, &src->kinds[i], &k) < 0)
             goto fail;
     for (i = 0; i < src->nmeta; i++)
-        if (hyp_profile_set_meta(p, &src->meta[i].m) < 0)
+        if (!hyp_meta_key_summed(src->meta[i].m.key) && hyp_profile_set_meta(p, &src->meta[i].m) < 0)
             goto fail;
     p->node_limit = src->node_limit;
     return p;

@@ -1196,62 +1196,24 @@ static PyMethodDef hyp_py_alloc_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static int hyp__metric_index(const hyp_profile_t *p, const char *name, uint32_t *i) {
-    size_t k;
-
-    for (k = 0; k < hyp_profile_metric_count(p); k++) {
-        if (strcmp(hyp_profile_metric_at(p, k)->name, name) == 0) {
-            *i = (uint32_t)k;
-            return 0;
-        }
-    }
-    return HYP_EINVAL;
-}
-
-static int hyp__kind_in(hyp_profile_t *p, const char *name, const char *count,
-                          const char *weight, uint32_t *kind) {
-    hyp_sample_kind_t k = {name, "bytes", 0, 0};
-    size_t i;
-
-    for (i = 0; i < hyp_profile_sample_kind_count(p); i++) {
-        if (strcmp(hyp_profile_sample_kind_at(p, i)->name, name) == 0) {
-            *kind = (uint32_t)i;
-            return 0;
-        }
-    }
-    if (hyp__metric_index(p, count, &k.count_metric) < 0 ||
-        hyp__metric_index(p, weight, &k.weight_metric) < 0)
-        return HYP_EINVAL;
-    return hyp_profile_sample_kind(p, &k, kind);
-}
-
 int hyp_py_alloc_declare(hyp_profile_t *p) {
     uint32_t k;
     int rc;
 
-    if ((rc = hyp__kind_in(p, "alloc", "alloc_samples", "alloc_bytes", &k)) < 0)
+    if ((rc = hyp_py_kind_declare(p, "alloc", "alloc_samples", "alloc_bytes", &k)) < 0)
         return rc;
-    return hyp__kind_in(p, "live", "live_samples", "live_bytes", &k);
+    return hyp_py_kind_declare(p, "live", "live_samples", "live_bytes", &k);
 }
 
 int hyp_py_alloc_merge(hyp_profile_t *dst) {
     const hyp_profile_t *src = hyp_py_alloc.prof;
-    size_t before, after, n;
     int rc;
 
     if (src == NULL || hyp_py_alloc.running)
         return HYP_ESTATE;
     if ((rc = hyp_py_alloc_declare(dst)) < 0)
         return rc;
-    hyp_profile_samples(dst, &before);
-    rc = hyp_profile_merge_ex(dst, src, HYP_MERGE_SAMPLES);
-    if (rc == HYP_ENOMEM) {
-        /* The samples carried are the first ones; the rest are lost. */
-        hyp_profile_samples(dst, &after);
-        hyp_profile_samples(src, &n);
-        hyp_profile_add_dropped(dst, "alloc: out of memory", n - (after - before));
-    }
-    return rc;
+    return hyp_py_merge_samples(dst, src, "alloc: out of memory");
 }
 
 int hyp_py_alloc_init(PyObject *module) {

@@ -40,14 +40,16 @@ static PyObject *hyp__det_py_stop(det_prof_t *p, PyObject *unused) {
 }
 
 static int hyp__det_py_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"builtins", "engine", "max_nodes", "cpu_clock", "context", NULL};
-    int builtins = 1;
+    static char *kwlist[] = {"builtins", "engine",     "max_nodes", "cpu_clock",
+                             "context",  "locks",      "exceptions", NULL};
+    int builtins = 1, locks = 0, exceptions = 0;
     const char *engine = "auto", *cpu_clock = "auto";
     Py_ssize_t max_nodes = DET_DEFAULT_MAX_NODES;
     PyObject *context = Py_None;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|psnsO:DetProfiler", kwlist, &builtins,
-                                     &engine, &max_nodes, &cpu_clock, &context))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|psnsOpp:DetProfiler", kwlist, &builtins,
+                                     &engine, &max_nodes, &cpu_clock, &context, &locks,
+                                     &exceptions))
         return -1;
     if (context != Py_None &&
         (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) != 2 ||
@@ -94,13 +96,15 @@ static int hyp__det_py_init(det_prof_t *p, PyObject *args, PyObject *kwds) {
         return -1;
     }
     p->builtins = builtins;
+    p->locks = locks;
+    p->exceptions = exceptions;
     p->max_nodes = (size_t)max_nodes;
     if (context != Py_None) {
         Py_XSETREF(p->ctx_var, Py_NewRef(PyTuple_GET_ITEM(context, 0)));
         Py_XSETREF(p->ctx_value, Py_NewRef(PyTuple_GET_ITEM(context, 1)));
     }
     p->session = ++hyp__det_sessions;
-    p->trunc_func = hyp__det_func_new(p, NULL, DET_FUNC_TRUNCATED);
+    p->trunc_func = hyp__det_func_new(p, NULL, DET_FUNC_SPECIAL);
     if (p->trunc_func == NULL) {
         PyErr_NoMemory();
         return -1;

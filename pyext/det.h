@@ -21,6 +21,7 @@
  *   det_monitoring.c the sys.monitoring engine (3.12+)
  *   det_session.c    start/stop, threads, the context-bound profilers' group
  *   det_omit.c       leaving hyprof's own code out of the trees at stop
+ *   det_special.c    calls of special functions: garbage collections, lock waits
  *   det_export.c     the trees to a hyp_profile_t
  * Names that cross files begin with hyp__det_; each file's own are short. */
 #ifndef HYPROF_PYEXT_DET_H
@@ -29,10 +30,12 @@
 #include "pyhyprof.h"
 
 #include "det_tree.h"
+#include "gcwatch.h"
 
 #include <stdint.h>
 
-enum { DET_FUNC_PYTHON = 0, DET_FUNC_BUILTIN = 1, DET_FUNC_TRUNCATED = 2 };
+/* A special function is one hyprof makes: "[truncated]", "[gc] generation N". */
+enum { DET_FUNC_PYTHON = 0, DET_FUNC_BUILTIN = 1, DET_FUNC_SPECIAL = 2 };
 enum { DET_ENGINE_SETPROFILE = 0, DET_ENGINE_MONITORING = 1 };
 
 #define DET_TOOL_ID 2 /* sys.monitoring.PROFILER_ID */
@@ -71,6 +74,8 @@ typedef struct det_thread_s {
 typedef struct {
     PyObject_HEAD
     int builtins;
+    int locks;                /* contended lock waits are calls (locks.h) */
+    int exceptions;           /* raises are calls (exceptions.h) */
     int engine;
     int cpu_flags;
     int running;
@@ -91,6 +96,8 @@ typedef struct {
     size_t ctab_cap, ctab_used;
     det_gens_t gens;          /* suspended generators and coroutines by frame */
     det_func_t *trunc_func;
+    hyp_gc_totals_t gc_base;  /* the collections' totals at start() */
+    hyp_gc_totals_t gc_run;   /* ...and over the runs so far */
     uint64_t wall_start, wall_total; /* ticks */
     double ns_per_tick;       /* the clock's rate at the last stop(): every export agrees */
     double unix_start;
@@ -131,6 +138,10 @@ det_func_t *hyp__det_c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable,
                             PyObject *self_arg);
 /* Frees p's functions and their table. */
 void hyp__det_funcs_free(det_prof_t *p);
+/* p's table of functions by key (C and special functions): the function of
+ * key or NULL, and adding one (0 or HYP_ENOMEM). */
+det_func_t *hyp__det_ctab_find(det_prof_t *p, const void *key);
+int hyp__det_ctab_add(det_prof_t *p, det_func_t *f);
 
 /* ------------------------------------------------------------ det_session.c */
 /* The one active profiler without a context (it excludes every other
@@ -228,6 +239,27 @@ int hyp__det_monitoring_group_set(det_prof_t *joining);
 /* The name of the tool holding the profiler's sys.monitoring id, or NULL. */
 PyObject *hyp__det_monitoring_owner(void);
 #endif
+
+/* ------------------------------------------------------------ det_special.c */
+/* The callable hyp__det_enter() is given for a special function's call, whose
+ * key is the function's name (a str that outlives the call). */
+extern const char hyp__det_special_marker;
+#define DET_SPECIAL_CALLABLE ((PyObject *)&hyp__det_special_marker)
+/* The special function named name in p, made at its first call (NULL with no
+ * memory). */
+det_func_t *hyp__det_special_func(det_prof_t *p, PyObject *name);
+/* A special function's call entered, for its leave. */
+typedef struct {
+    det_prof_t *p; /* strong; NULL: nothing was entered */
+    uint64_t session;
+    const void *key;
+} det_special_t;
+/* Enters a call of the special function name on the calling thread, in the
+ * profiler that records it now (none: nothing, 0 returned), and leaves it;
+ * a leave counts only in the run, and on the thread, that entered it. With
+ * the GIL, no exception pending. */
+int hyp__det_special_enter(PyObject *name, det_special_t *tok);
+void hyp__det_special_leave(det_special_t *tok);
 
 /* ------------------------------------------------------------ det_omit.c */
 /* Takes the nodes of the code objects omit() named out of p's trees. */

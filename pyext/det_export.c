@@ -187,7 +187,10 @@ static int hyp__set_meta(hyp_profile_t *prof, det_prof_t *p, double k) {
         (rc = hyp_profile_set_meta_int(prof, "unmatched_returns", (int64_t)p->unmatched)) != 0 ||
         (rc = hyp_profile_set_meta_int(prof, "generators_lost", (int64_t)p->gens.lost)) != 0)
         return rc;
-    return 0;
+    {
+        static const hyp_gc_totals_t none;
+        return hyp_py_gc_meta(prof, &none, &p->gc_run);
+    }
 }
 
 hyp_profile_t *hyp__det_export(det_prof_t *p) {

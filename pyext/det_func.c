@@ -62,9 +62,9 @@ det_func_t *hyp__det_func_new(det_prof_t *p, const void *key, uint32_t kind) {
 static int hyp__ctab_grow(det_prof_t *p);
 
 /* The function of key in p's table of functions by key (C functions, and
- * the Python functions of a profiler whose co_extra slot another one took),
- * or NULL. */
-static det_func_t *hyp__ctab_find(det_prof_t *p, const void *key) {
+ * special functions by name, and the Python functions of a profiler whose
+ * co_extra slot another one took), or NULL. */
+det_func_t *hyp__det_ctab_find(det_prof_t *p, const void *key) {
     size_t j;
 
     if (p->ctab_cap == 0)
@@ -75,7 +75,7 @@ static det_func_t *hyp__ctab_find(det_prof_t *p, const void *key) {
     return NULL;
 }
 
-static int hyp__ctab_add(det_prof_t *p, det_func_t *f) {
+int hyp__det_ctab_add(det_prof_t *p, det_func_t *f) {
     size_t j;
 
     if ((p->ctab_used + 1) * 2 > p->ctab_cap && hyp__ctab_grow(p) != 0)
@@ -100,7 +100,7 @@ det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co) {
     /* Context-bound profilers running together share the one slot: the one
      * that filled it last owns it, the others keep their functions in their
      * table by key too, so a function is never made twice in a profile. */
-    f = p->ctx_var != NULL ? hyp__ctab_find(p, co) : NULL;
+    f = p->ctx_var != NULL ? hyp__det_ctab_find(p, co) : NULL;
     if (f != NULL) {
         if (extra != NULL) {
             extra->session = p->session;
@@ -113,7 +113,7 @@ det_func_t *hyp__det_py_func(det_prof_t *p, PyCodeObject *co) {
         return NULL;
     Py_INCREF(co);
     f->code = (PyObject *)co;
-    if (p->ctx_var != NULL && hyp__ctab_add(p, f) != 0)
+    if (p->ctx_var != NULL && hyp__det_ctab_add(p, f) != 0)
         return NULL;
     if (extra == NULL) {
         extra = hyp__malloc(sizeof *extra);
@@ -266,16 +266,10 @@ static int hyp__ctab_grow(det_prof_t *p) {
 det_func_t *hyp__det_c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable,
                             PyObject *self_arg) {
     det_func_t *f;
-    size_t j;
     PyObject *name;
 
-    if (p->ctab_cap != 0) {
-        for (j = hyp__det_ptr_hash(ml, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
-            if (p->ctab[j]->key == ml)
-                return p->ctab[j];
-    }
-    if ((p->ctab_used + 1) * 2 > p->ctab_cap && hyp__ctab_grow(p) != 0)
-        return NULL;
+    if ((f = hyp__det_ctab_find(p, ml)) != NULL)
+        return f;
     if (PyCFunction_Check(callable)) {
         PyCFunctionObject *fn = (PyCFunctionObject *)callable;
         name = hyp__c_func_name(ml, fn->m_self, fn->m_module);
@@ -292,10 +286,8 @@ det_func_t *hyp__det_c_func(det_prof_t *p, PyMethodDef *ml, PyObject *callable,
         return NULL;
     }
     f->name = name;
-    for (j = hyp__det_ptr_hash(ml, p->ctab_cap - 1); p->ctab[j] != NULL; j = (j + 1) & (p->ctab_cap - 1))
-        ;
-    p->ctab[j] = f;
-    p->ctab_used++;
+    if (hyp__det_ctab_add(p, f) != 0)
+        return NULL; /* f stays in funcs[], freed with them */
     return f;
 }
 

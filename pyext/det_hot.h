@@ -96,6 +96,8 @@ static inline det_node_t *hyp__det_child(det_prof_t *p, det_thread_t *th, det_no
     }
     if (callable == NULL)
         f = hyp__det_py_func(p, (PyCodeObject *)key);
+    else if (callable == DET_SPECIAL_CALLABLE)
+        f = hyp__det_special_func(p, (PyObject *)key);
     else
         f = hyp__det_c_func(p, (PyMethodDef *)key, callable, self_arg);
     if (f == NULL)
@@ -106,8 +108,9 @@ static inline det_node_t *hyp__det_child(det_prof_t *p, det_thread_t *th, det_no
     return n;
 }
 
-/* Enters a call of key (a code object, or a PyMethodDef when callable is
- * not NULL). gen_frame is the frame of a generator or coroutine (NULL
+/* Enters a call of key (a code object; a PyMethodDef when callable is a C
+ * function; the special function's name when it is DET_SPECIAL_CALLABLE,
+ * det_special.c). gen_frame is the frame of a generator or coroutine (NULL
  * otherwise); fresh says whether it starts rather than resumes. */
 static inline void hyp__det_enter(det_prof_t *p, det_thread_t *th, const void *key,
                                   PyObject *callable, PyObject *self_arg, const void *gen_frame,

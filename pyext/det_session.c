@@ -8,6 +8,8 @@
  * (det_omit.c), rebuilds the children tables of reshaped trees and raises
  * the run's sticky error. */
 #include "det_hot.h"
+#include "exceptions.h"
+#include "locks.h"
 
 #include "hyprof/internal/util.h"
 
@@ -381,6 +383,15 @@ static int hyp__check_foreign(det_prof_t *p) {
     return 0;
 }
 
+/* What start() took besides the hooks: the gc callback, the lock types. */
+static void hyp__release_watches(det_prof_t *p) {
+    hyp_py_gc_release(0);
+    if (p->locks)
+        hyp_py_locks_det_release();
+    if (p->exceptions)
+        hyp_py_exc_det_release();
+}
+
 PyObject *hyp__det_start(det_prof_t *p) {
     if (hyp__check_foreign(p) < 0)
         return NULL;
@@ -407,21 +418,40 @@ PyObject *hyp__det_start(det_prof_t *p) {
         }
     }
     p->wall_start = hyp_clock_ticks();
+    if (hyp_py_gc_retain(0) < 0)
+        return NULL;
+    if (p->locks && hyp_py_locks_det_retain() < 0) {
+        hyp_py_gc_release(0);
+        return NULL;
+    }
+    if (p->exceptions && hyp_py_exc_det_retain() < 0) {
+        hyp_py_gc_release(0);
+        if (p->locks)
+            hyp_py_locks_det_release();
+        return NULL;
+    }
+    hyp_py_gc_totals(&p->gc_base);
     if (p->ctx_var != NULL) {
         /* The group holds the reference hyp__det_active would. */
-        if (hyp__group_join(p) < 0)
+        if (hyp__group_join(p) < 0) {
+            hyp__release_watches(p);
             return NULL;
+        }
         p->running = 1;
         Py_RETURN_NONE;
     }
     if (p->engine == DET_ENGINE_MONITORING) {
 #if PY_VERSION_HEX >= 0x030C0000
-        if (hyp__det_monitoring_start(p) < 0)
+        if (hyp__det_monitoring_start(p) < 0) {
+            hyp__release_watches(p);
             return NULL;
+        }
 #endif
     } else {
-        if (hyp__det_setprofile_start(p) < 0)
+        if (hyp__det_setprofile_start(p) < 0) {
+            hyp__release_watches(p);
             return NULL;
+        }
     }
     Py_INCREF(p);
     hyp__det_active = p;
@@ -523,6 +553,19 @@ PyObject *hyp__det_stop(det_prof_t *p, const void *stop_key) {
         hyp__det_setprofile_stop(p);
     }
     p->running = 0;
+    {
+        hyp_gc_totals_t now;
+        int g;
+
+        hyp__release_watches(p);
+        hyp_py_gc_totals(&now);
+        for (g = 0; g < HYP_GC_GENS; g++) {
+            p->gc_run.collections[g] += now.collections[g] - p->gc_base.collections[g];
+            p->gc_run.ns[g] += now.ns[g] - p->gc_base.ns[g];
+            p->gc_run.collected[g] += now.collected[g] - p->gc_base.collected[g];
+            p->gc_run.uncollectable[g] += now.uncollectable[g] - p->gc_base.uncollectable[g];
+        }
+    }
     hyp__drop_stop_frames(p, stop_key);
     hyp__close_open_frames(p);
     hyp__det_omit_nodes(p);

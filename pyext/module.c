@@ -4,6 +4,8 @@
 
 #include "alloc.h"
 #include "labels.h"
+#include "exceptions.h"
+#include "locks.h"
 #include "sampler.h"
 
 /* The loaded module's state; NULL before its exec and after its clear. */
@@ -48,6 +50,8 @@ static int hyp__module_exec(PyObject *module) {
     if (hyp_py_alloc_init(module) < 0)
         return -1;
     if (hyp_py_labels_init(module) < 0)
+        return -1;
+    if (hyp_py_locks_init(module) < 0 || hyp_py_exc_init(module) < 0)
         return -1;
     if (hyp_py_sampler_init(module) < 0)
         return -1;

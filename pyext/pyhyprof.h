@@ -96,5 +96,16 @@ int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id);
  * str or a list of str (strings kept exactly, as hyp_py_intern_str does;
  * the format's own keys are ignored). Returns 0, or -1 with an exception. */
 int hyp_py_set_meta_dict(hyp_profile_t *p, PyObject *dict);
+/* The sample kind name of p, declared on its metric columns count and
+ * weight (looked up by name; the kind's unit is the weight column's) unless
+ * p has it already: its number in *kind. For a collector whose profile is
+ * merged into the CPU sampler's. Returns 0, HYP_EINVAL (no such column) or
+ * HYP_ENOMEM. */
+int hyp_py_kind_declare(hyp_profile_t *p, const char *name, const char *count,
+                        const char *weight, uint32_t *kind);
+/* Merges a collector's profile src into dst with its samples
+ * (HYP_MERGE_SAMPLES); should memory run out, the samples not carried are
+ * counted in dst as dropped for nomem_reason. Returns 0 or an HYP_E* code. */
+int hyp_py_merge_samples(hyp_profile_t *dst, const hyp_profile_t *src, const char *nomem_reason);
 
 #endif

@@ -40,6 +40,51 @@ int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, hyp_id_t *id) {
     return rc;
 }
 
+static int hyp__metric_index(const hyp_profile_t *p, const char *name, uint32_t *i) {
+    size_t k;
+
+    for (k = 0; k < hyp_profile_metric_count(p); k++) {
+        if (strcmp(hyp_profile_metric_at(p, k)->name, name) == 0) {
+            *i = (uint32_t)k;
+            return 0;
+        }
+    }
+    return HYP_EINVAL;
+}
+
+int hyp_py_kind_declare(hyp_profile_t *p, const char *name, const char *count,
+                        const char *weight, uint32_t *kind) {
+    hyp_sample_kind_t k = {name, NULL, 0, 0};
+    size_t i;
+
+    for (i = 0; i < hyp_profile_sample_kind_count(p); i++) {
+        if (strcmp(hyp_profile_sample_kind_at(p, i)->name, name) == 0) {
+            *kind = (uint32_t)i;
+            return 0;
+        }
+    }
+    if (hyp__metric_index(p, count, &k.count_metric) < 0 ||
+        hyp__metric_index(p, weight, &k.weight_metric) < 0)
+        return HYP_EINVAL;
+    k.unit = hyp_profile_metric_at(p, k.weight_metric)->unit;
+    return hyp_profile_sample_kind(p, &k, kind);
+}
+
+int hyp_py_merge_samples(hyp_profile_t *dst, const hyp_profile_t *src, const char *nomem_reason) {
+    size_t before, after, n;
+    int rc;
+
+    hyp_profile_samples(dst, &before);
+    rc = hyp_profile_merge_ex(dst, src, HYP_MERGE_SAMPLES);
+    if (rc == HYP_ENOMEM) {
+        /* The samples carried are the first ones; the rest are lost. */
+        hyp_profile_samples(dst, &after);
+        hyp_profile_samples(src, &n);
+        hyp_profile_add_dropped(dst, nomem_reason, n - (after - before));
+    }
+    return rc;
+}
+
 int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id) {
     hyp_func_t f;
     int rc;
@@ -829,6 +874,17 @@ fail:
     return NULL;
 }
 
+static PyObject *hyp__meta_key_summed(PyObject *self, PyObject *key) {
+    const char *s;
+
+    (void)self;
+    if (!PyUnicode_Check(key))
+        Py_RETURN_FALSE;
+    if ((s = PyUnicode_AsUTF8(key)) == NULL)
+        return NULL;
+    return PyBool_FromLong(hyp_meta_key_summed(s));
+}
+
 /* A loaded trace writes its own C profile: no tables rebuilt from Python. */
 static PyObject *hyp__save_profile(PyObject *self, PyObject *args) {
     PyObject *cap, *path_obj;
@@ -900,6 +956,9 @@ static PyMethodDef hyp_py_trace_write_methods[] = {
     {"profile_bytes", hyp__profile_bytes, METH_O,
      "profile_bytes(profile) -> bytes\n\nA loaded trace's C profile (its capsule) as the "
      "bytes of a trace file, as save_profile() would write it."},
+    {"meta_key_summed", hyp__meta_key_summed, METH_O,
+     "meta_key_summed(key) -> bool\n\nWhether a header entry counts something over the run, "
+     "so that merged traces add it up (no_python_frames, the gc_ entries)."},
     {"merge_profiles", hyp__merge_profiles, METH_VARARGS,
      "merge_profiles(profiles, header) -> Trace\n\nAdds up profiles of one shape (a "
      "sampler's windows: Trace._profile capsules) into a new Trace, with the header "

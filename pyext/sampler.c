@@ -78,12 +78,12 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
         atomic_fetch_add(&slot->last_seq, 1);
         memcpy(slot->last, buf + HYP__REC_HEAD, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)k);
         slot->last_hdr = hyp__rec_header(slot->index, kind, truncated || k < n, k);
-        slot->last_labels = hyp__labels_now();
+        slot->last_labels = hyp__rec_context(slot->tstate, hyp__labels_now(), k, truncated || k < n);
         atomic_fetch_add(&slot->last_seq, 1);
     }
     buf[1] = hyp_clock_monotonic_ns() - S.t0;
     buf[2] = weight;
-    buf[3] = hyp__labels_now();
+    buf[3] = hyp__rec_context(slot->tstate, hyp__labels_now(), n, truncated);
     atomic_store_explicit(&slot->labels_word, &hyp_py_labels_tls, memory_order_relaxed);
     /* A full ring counts the drop itself (ring.h). */
     return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0 ? 0
@@ -601,15 +601,37 @@ static int hyp__poisoned(uint64_t code) {
     return 0;
 }
 
+/* The node of "[gc] generation gen" under parent, the function declared in
+ * the profile at its first sample. Returns 0 or an HYP_E* code. */
+static int hyp__gc_node(unsigned gen, hyp_id_t parent, hyp_id_t *node) {
+    int rc;
+
+    if (S.func_gc[gen] == HYP_NO_ID) {
+        const char *name = hyp_py_gc_func_name(gen);
+        hyp_func_t f;
+
+        if ((rc = hyp_profile_string(S.profile, name, strlen(name), &f.name)) < 0 ||
+            (rc = hyp_profile_string(S.profile, "", 0, &f.file)) < 0)
+            return rc;
+        f.lineno = 0;
+        f.kind = HYP_FUNC_SPECIAL;
+        if ((rc = hyp_profile_func(S.profile, &f, &S.func_gc[gen])) < 0)
+            return rc;
+    }
+    return hyp_profile_node(S.profile, parent, S.func_gc[gen], 0, node);
+}
+
 /* Resolves the records of one ring into profile samples. */
 static void hyp__drain_ring(hyp__ring_t *r) {
-    uint64_t pos, hdr, code, info;
+    uint64_t pos, hdr, code, info, context;
     hyp_sample_t s;
     hyp_id_t node, func;
     hyp_slot_t *slot;
     uint32_t line;
     size_t avail, len;
     int n, i, idx, ret, lost;
+    unsigned gc_gen1;
+    int64_t gc_at; /* the frames, from the root, under "[gc]"; -1: none */
 
     avail = hyp__ring_readable(r, &pos);
     while (avail >= HYP__REC_HEAD) {
@@ -627,9 +649,18 @@ static void hyp__drain_ring(hyp__ring_t *r) {
         node = HYP_ROOT_NODE;
         lost = 0;
         ret = 0;
+        context = hyp__ring_get(r, pos + 3);
+        gc_gen1 = (unsigned)(context >> 32) & 3;
+        gc_at = -1;
+        if (gc_gen1 != 0) {
+            uint32_t above = (uint32_t)(context >> 34);
+            gc_at = above <= (uint32_t)n ? n - (int64_t)above : n;
+        }
         if ((hdr >> 16) & 1)
             ret = hyp_profile_node(S.profile, node, S.func_truncated, 0, &node);
         for (i = n - 1; i >= 0 && ret == 0 && !lost; i--) {
+            if (n - 1 - i == gc_at && (ret = hyp__gc_node(gc_gen1 - 1, node, &node)) < 0)
+                break;
             code = hyp__ring_get(r, pos + HYP__REC_HEAD + (uint64_t)(2 * i));
             info = hyp__ring_get(r, pos + HYP__REC_HEAD + (uint64_t)(2 * i + 1));
             if (S.poison_overflow || (S.npoison && hyp__poisoned(code))) {
@@ -642,6 +673,8 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             else if (ret == 0)
                 ret = hyp_profile_node(S.profile, node, func, line, &node);
         }
+        if (ret == 0 && !lost && gc_at == n)
+            ret = hyp__gc_node(gc_gen1 - 1, node, &node);
         if (lost) {
             hyp__lose(LOST_CODE_FREED);
         } else if (ret < 0) {
@@ -655,7 +688,7 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             s.kind = (uint32_t)((hdr >> 24) & 0xff);
             s.time_ns = hyp__ring_get(r, pos + 1);
             s.weight = hyp__ring_get(r, pos + 2);
-            if ((ret = hyp_py_labels_map(S.profile, (uint32_t)hyp__ring_get(r, pos + 3),
+            if ((ret = hyp_py_labels_map(S.profile, (uint32_t)context,
                                          &S.lab_cache, &S.nlab_cache, &s.labels)) < 0 &&
                 S.writer_err == 0)
                 S.writer_err = ret;

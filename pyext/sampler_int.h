@@ -41,7 +41,10 @@
 #include "sampler.h"
 
 #include "codemap.h"
+#include "gcwatch.h"
 #include "labels.h"
+#include "exceptions.h"
+#include "locks.h"
 #include "hyprof/internal/util.h"
 #include "pyhyprof.h"
 #include "hyprof/internal/ring.h"
@@ -133,7 +136,7 @@ typedef struct {
      * handler writes). */
     _Atomic uint64_t last_seq;
     uint64_t last_hdr;
-    uint64_t last_labels; /* its label set */
+    uint64_t last_labels; /* its context word (hyp__rec_context()) */
     /* A last_seq whose stack names a code object that has died since: not
      * to be written (hyp__sampler_on_code_death() sets it, GIL held). */
     _Atomic uint64_t last_void_seq;
@@ -168,6 +171,9 @@ typedef struct {
     hyp_writer_t *writer;
     int writer_err;
     hyp_id_t func_truncated;
+    hyp_id_t func_gc[HYP_GC_GENS]; /* "[gc] generation N" in the profile, or HYP_NO_ID */
+    hyp_gc_totals_t gc_given;      /* the collections' totals at the current window's start */
+    int gc_retained;               /* the session holds the gc callback */
     _Atomic uint64_t lost[LOST_COUNT];
     /* Samples that found their thread without a Python frame: no loss, and
      * reported apart from the losses ("no_python_frames"). */
@@ -199,6 +205,8 @@ typedef struct {
     PyThreadState *exclude;   /* the resolver thread's own state */
     PyObject *threads_active; /* threading._active, for names */
     int memory;               /* the allocation collector's samples are merged at stop */
+    int locks;                /* and the lock collector's */
+    int exceptions;           /* and the exception collector's */
     int handler_gone_seen;    /* a resolver pass found the signal's handler replaced */
     /* The profile's label set of each process-wide one met so far
      * (hyp_py_labels_map()); forgotten with the profile it maps to. */
@@ -222,12 +230,31 @@ static inline void hyp__no_frames(void) {
 }
 
 /* A ring record: this header word (magic, slot, kind, truncated, frames),
- * the time since the session's start, the weight, then HYP_WALK_WORDS words
- * a frame, innermost first. */
+ * the time since the session's start, the weight, the context word
+ * (hyp__rec_context()), then HYP_WALK_WORDS words a frame, innermost first. */
 static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, int n) {
     return (HYP__REC_MAGIC << 56) | ((uint64_t)(slot & 0xffff) << 32) |
            ((uint64_t)(kind & 0xff) << 24) | ((uint64_t)(truncated ? 1 : 0) << 16) |
            (uint64_t)(n & 0xffff);
+}
+
+/* A record's context word: the label set in the low 32 bits; above them,
+ * while ts collects garbage, the generation plus one (2 bits) and the number
+ * of the sample's n frames that the collection itself called (finalizers),
+ * which the resolver puts above "[gc] generation N" (HYP__GC_ABOVE_UNKNOWN:
+ * the collection's frames cannot be told apart, "[gc]" goes on top).
+ * Async-signal-safe. */
+#define HYP__GC_ABOVE_UNKNOWN 0x3fffffffu
+static inline uint64_t hyp__rec_context(const PyThreadState *ts, uint32_t labels, int n,
+                                        int truncated) {
+    uint32_t depth = 0, above = HYP__GC_ABOVE_UNKNOWN;
+    unsigned gen1 = hyp_py_gc_now(ts, &depth);
+
+    if (gen1 == 0)
+        return labels;
+    if (!truncated && depth != HYP_GC_DEPTH_UNKNOWN && (uint32_t)n >= depth)
+        above = (uint32_t)n - depth;
+    return (uint64_t)labels | ((uint64_t)(gen1 | (above << 2)) << 32);
 }
 
 /* Claims slot for a capture on the calling thread. busy is raised before

@@ -41,7 +41,7 @@ typedef struct {
     int wall;
     uint64_t period; /* events (or ns for timers) per sample, when hz is 0 */
     uint64_t hz;     /* samples per second, 0: by period */
-    int depth, signo, ring_words, memory;
+    int depth, signo, ring_words, memory, locks, exceptions;
     int dis_perf, dis_hw, dis_timer, dis_itimer; /* triggers left out of the chain */
 } hyp__config_t;
 
@@ -109,9 +109,9 @@ static int hyp__config_check(hyp__config_t *c, const char *clock, unsigned long 
                              double frequency) {
     PyObject *err = hyp_py_profiler_error();
 
-    if (c->path == NULL && c->memory) {
-        PyErr_SetString(err, "memory sampling is not available in windows yet: "
-                             "the allocation samples are merged at stop");
+    if (c->path == NULL && (c->memory || c->locks || c->exceptions)) {
+        PyErr_SetString(err, "memory, lock and exception sampling are not available in windows "
+                             "yet: their samples are merged at stop");
         return -1;
     }
     if (strcmp(clock, "cpu") != 0 && strcmp(clock, "wall") != 0) {
@@ -163,20 +163,21 @@ static int hyp__config_check(hyp__config_t *c, const char *clock, unsigned long 
 
 /* Sampler(path, event=None, clock="cpu", period=0, frequency=0, depth=128,
  *         signo=SIGPROF, ring_words=2**17, meta=None, disable=None,
- *         threads_active=None, memory=False) */
+ *         threads_active=None, memory=False, locks=False, exceptions=False) */
 static int hyp__init(hyp__sampler_obj_t *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"path",           "event",  "clock",      "period", "frequency",
                              "depth",          "signo",  "ring_words", "meta",   "disable",
-                             "threads_active", "memory", NULL};
+                             "threads_active", "memory", "locks",      "exceptions", NULL};
     hyp__config_t c = {.depth = 128, .signo = SIGPROF, .ring_words = 1 << 17};
     PyObject *path, *event = Py_None, *meta = Py_None, *disable = NULL, *active = Py_None;
     const char *clock = "cpu";
     unsigned long long period = 0;
     double frequency = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsKdiiiOOOp:Sampler", kwlist, &path, &event,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OsKdiiiOOOppp:Sampler", kwlist, &path, &event,
                                      &clock, &period, &frequency, &c.depth, &c.signo, &c.ring_words,
-                                     &meta, &disable, &active, &c.memory))
+                                     &meta, &disable, &active, &c.memory, &c.locks,
+                                     &c.exceptions))
         return -1;
     if (S.running && S.owner == (PyObject *)self) {
         PyErr_SetString(hyp_py_profiler_error(), "a running Sampler cannot be initialised again");
@@ -220,6 +221,13 @@ static int hyp__probe_event(const char *name, uint64_t period, int freq, char *m
     return 0;
 }
 
+/* Gives the gc callback back, if the session holds it. */
+static void hyp__gc_leave(void) {
+    if (S.gc_retained)
+        hyp_py_gc_release(1);
+    S.gc_retained = 0;
+}
+
 static void hyp__reset_session(void) {
     int i;
 
@@ -236,6 +244,7 @@ static void hyp__reset_session(void) {
     S.fd_slot = NULL;
     S.nslots = 0;
     Py_CLEAR(S.threads_active);
+    hyp__gc_leave();
 }
 
 /* What every producer says about the run, at the start of this session. */
@@ -278,12 +287,14 @@ static void hyp__undo_start(void) {
 }
 
 /* The "[truncated]" function the samples deeper than the depth start with,
- * in p (each session's profile and each window's). Returns 0 or an HYP_E*
- * code. */
-static int hyp__declare_truncated(hyp_profile_t *p) {
+ * in p (each session's profile and each window's); the "[gc]" ones are
+ * declared at their first sample. Returns 0 or an HYP_E* code. */
+static int hyp__declare_special(hyp_profile_t *p) {
     hyp_func_t tf;
-    int rc;
+    int rc, g;
 
+    for (g = 0; g < HYP_GC_GENS; g++)
+        S.func_gc[g] = HYP_NO_ID;
     if ((rc = hyp_profile_string(p, "[truncated]", 11, &tf.name)) < 0 ||
         (rc = hyp_profile_string(p, "", 0, &tf.file)) < 0)
         return rc;
@@ -505,7 +516,7 @@ static int hyp__start_meta(const hyp__config_t *c, const hyp__chain_t *ch) {
  * memory and is handed out by hyp__take_window()). Returns 0, or -1 with an
  * exception set; the caller frees what was made. */
 static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
-    hyp_metric_t metrics[2 + HYP_PY_ALLOC_NMETRICS];
+    hyp_metric_t metrics[2 + HYP_PY_ALLOC_NMETRICS + HYP_PY_LOCK_NMETRICS + HYP_PY_EXC_NMETRICS];
     size_t nmetrics = 2;
     hyp_sample_kind_t kind;
     uint32_t k;
@@ -522,6 +533,16 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
         memcpy(metrics + nmetrics, hyp_py_alloc_metrics, sizeof(hyp_py_alloc_metrics));
         nmetrics += HYP_PY_ALLOC_NMETRICS;
     }
+    if (c->locks) {
+        /* The lock collector's (pyext/locks.c), merged at stop. */
+        memcpy(metrics + nmetrics, hyp_py_lock_metrics, sizeof(hyp_py_lock_metrics));
+        nmetrics += HYP_PY_LOCK_NMETRICS;
+    }
+    if (c->exceptions) {
+        /* The exception collector's (pyext/exceptions.c), merged at stop. */
+        memcpy(metrics + nmetrics, hyp_py_exc_metrics, sizeof(hyp_py_exc_metrics));
+        nmetrics += HYP_PY_EXC_NMETRICS;
+    }
     hyp__sampler_labels_forget();
     S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, nmetrics);
     if (S.profile == NULL)
@@ -535,8 +556,14 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
     S.memory = c->memory;
     if (c->memory && hyp_py_alloc_declare(S.profile) < 0)
         goto nomem;
+    S.locks = c->locks;
+    if (c->locks && hyp_py_lock_declare(S.profile) < 0)
+        goto nomem;
+    S.exceptions = c->exceptions;
+    if (c->exceptions && hyp_py_exc_declare(S.profile) < 0)
+        goto nomem;
     hyp_profile_set_node_limit(S.profile, 1000000);
-    if (hyp__declare_truncated(S.profile) < 0)
+    if (hyp__declare_special(S.profile) < 0)
         goto nomem;
     if ((c->meta != Py_None && hyp_py_set_meta_dict(S.profile, c->meta) < 0) ||
         hyp__set_run_meta() < 0)
@@ -579,6 +606,14 @@ static int hyp__start_threads(const hyp__config_t *c) {
     S.window_start = S.t0;
     memset(S.lost_given, 0, sizeof S.lost_given);
     S.no_frames_given = 0;
+    if (hyp_py_gc_retain(1) < 0) {
+        hyp__codemap_stop();
+        hyp__free_profile();
+        hyp__reset_session();
+        return -1;
+    }
+    S.gc_retained = 1;
+    hyp_py_gc_totals(&S.gc_given);
     S.running = 1;
     hyp__walk_gil_bind(PyThreadState_Get());
     atomic_store(&S.active, 1);
@@ -802,10 +837,11 @@ static PyObject *hyp__stats(hyp__sampler_obj_t *self, PyObject *noargs) {
  * reported in the window they were lost in. A ring's refusals are counted
  * when its thread is retired; live rings are read here. The samples that
  * found no Python frame, which are no loss, go apart, in the header's
- * "no_python_frames" (written with the end record). Returns 0 or an HYP_E*
- * code. */
+ * "no_python_frames" (written with the end record), and so do the window's
+ * garbage collections (gcwatch.h). Returns 0 or an HYP_E* code. */
 static int hyp__add_losses(hyp_profile_t *p) {
     uint64_t ring = 0, n;
+    hyp_gc_totals_t gc;
     int i;
 
     for (i = 0; i < S.nslots; i++)
@@ -822,6 +858,11 @@ static int hyp__add_losses(hyp_profile_t *p) {
     n = atomic_load(&S.no_frames);
     i = hyp_profile_set_meta_int(p, "no_python_frames", (int64_t)(n - S.no_frames_given));
     S.no_frames_given = n;
+    if (i < 0 || !S.gc_retained)
+        return i;
+    hyp_py_gc_totals(&gc);
+    i = hyp_py_gc_meta(p, &S.gc_given, &gc);
+    S.gc_given = gc;
     return i;
 }
 
@@ -860,7 +901,7 @@ static hyp_profile_t *hyp__take_window(int *rc) {
     hyp__sampler_drain_all();
     hyp__sampler_sync_threads();
     fresh = hyp_profile_new_like(old);
-    if (fresh == NULL || (*rc = hyp__declare_truncated(fresh)) < 0) {
+    if (fresh == NULL || (*rc = hyp__declare_special(fresh)) < 0) {
         *rc = fresh == NULL ? HYP_ENOMEM : *rc;
         hyp_profile_free(fresh);
         return NULL;
@@ -935,6 +976,12 @@ static void hyp__stop_cpu(int gone) {
 static int hyp__stop_finish(void) {
     int ret;
 
+    if (S.locks && (ret = hyp_py_lock_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
+        S.writer_err == 0)
+        S.writer_err = ret;
+    if (S.exceptions && (ret = hyp_py_exc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
+        S.writer_err == 0)
+        S.writer_err = ret;
     if (S.memory && (ret = hyp_py_alloc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
         S.writer_err == 0)
         S.writer_err = ret;
@@ -991,6 +1038,7 @@ static PyObject *hyp__stop(hyp__sampler_obj_t *self, PyObject *noargs) {
     S.running = 0;
     hyp__codemap_stop();
     ret = hyp__stop_finish();
+    hyp__gc_leave();
     Py_CLEAR(S.threads_active);
     if (ret < 0) {
         snprintf(msg, sizeof(msg), "the sampling trace could not be completed: %s",
@@ -1061,6 +1109,7 @@ static PyObject *hyp__after_fork_child(PyObject *cls, PyObject *noargs) {
     S.slots = NULL;
     S.fd_slot = NULL;
     S.nslots = 0;
+    hyp__gc_leave();
     hyp__sampler_own_slot(NULL);
     hyp__codemap_abandon();
     Py_RETURN_NONE;
@@ -1238,7 +1287,7 @@ static PyTypeObject hyp__sampler_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Sampler(path, event=None, clock='cpu', period=0, frequency=0, depth=128,\n"
               "        signo=SIGPROF, ring_words=2**17, meta=None, disable=None,\n"
-              "        threads_active=None, memory=False)\n"
+              "        threads_active=None, memory=False, locks=False, exceptions=False)\n"
               "The sampling mode's engine (one session at a time in a process); path None "
               "takes windows instead of streaming. hyprof.Profiler(mode='sampling') wraps it.",
     .tp_traverse = (traverseproc)hyp__traverse,

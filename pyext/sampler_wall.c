@@ -135,7 +135,7 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
                 buf[2] = now - prev;
-                buf[3] = labels;
+                buf[3] = hyp__rec_context(slot->tstate, labels, n, truncated);
                 hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             }
             atomic_store(&S.remote_inflight, 0);

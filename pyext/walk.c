@@ -73,6 +73,18 @@ Py_ssize_t hyp__walk_code_units(PyCodeObject *code) {
     return Py_SIZE(code);
 }
 
+/* A code object the interpreter runs for itself, not the program's: 3.13's
+ * shim that runs __init__ after a class call (_Py_InitCleanup, "__init__" in
+ * file "__init__"), which it flags so that sys.monitoring skips it too. */
+static inline int hyp__interp_shim(const PyCodeObject *code) {
+#ifdef CO_NO_MONITORING_EVENTS
+    return (code->co_flags & CO_NO_MONITORING_EVENTS) != 0;
+#else
+    (void)code;
+    return 0;
+#endif
+}
+
 static inline _PyInterpreterFrame *hyp__first_frame(PyThreadState *ts, int remote) {
 #if PY_VERSION_HEX >= 0x030D0000
     _PyInterpreterFrame *f = NULL;
@@ -195,7 +207,7 @@ static int hyp__walk(PyThreadState *ts, unsigned long native_id, uint64_t *out, 
         if (code == NULL || hyp__read(&cb, code, HYP__CODE_HEAD, remote) < 0)
             continue;
         /* 3.13 frames may run something else than code (f_executable). */
-        if (Py_TYPE(&cb.c) != &PyCode_Type)
+        if (Py_TYPE(&cb.c) != &PyCode_Type || hyp__interp_shim(&cb.c))
             continue;
         if (hyp__skip_hidden(code, nhidden, &n, &own))
             continue;
@@ -318,7 +330,7 @@ int hyp__walk_own(PyThreadState *ts, uint64_t *out, int max, int *truncated) {
             f = (_PyInterpreterFrame *)1; /* garbage, as above */
             break;
         }
-        if (code == NULL || Py_TYPE(code) != &PyCode_Type)
+        if (code == NULL || Py_TYPE(code) != &PyCode_Type || hyp__interp_shim(code))
             continue;
         if (hyp__skip_hidden(code, nhidden, &n, &own))
             continue;

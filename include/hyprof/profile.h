@@ -150,16 +150,16 @@ HYP_EXTERN hyp_profile_t *hyp_profile_new(hyp_mode_t mode, const hyp_metric_t *m
                                           size_t nmetrics);
 HYP_EXTERN void hyp_profile_free(hyp_profile_t *p);
 /* Creates an empty profile shaped like src: the same mode, metric columns,
- * sample kinds (same numbers), header entries and node limit, and no tables,
- * rows or samples. For a producer that hands out what it recorded so far and
+ * sample kinds (same numbers), header entries (but its run counts,
+ * hyp_meta_key_summed()) and node limit, and no tables, rows or samples. For a producer that hands out what it recorded so far and
  * goes on in a fresh profile (the sampler's windows). NULL when out of
  * memory. */
 HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
 /* Adds src into dst (core/merge.c): its strings, functions, call paths and
  * threads are interned in dst (a thread of the same kernel id and Python
  * ident is the same thread), its label sets by their strings, its rows
- * added value by value, its dropped counts, folded calls and sample total
- * added. The profiles must have the same mode; dst may have more metric
+ * added value by value, its dropped counts, folded calls, sample total and
+ * the header's run counts (hyp_meta_key_summed()) added. The profiles must have the same mode; dst may have more metric
  * columns and sample kinds than src (hyp_profile_new_like() makes one with
  * the same): each of src's is found in dst by name and must agree there (a
  * column's kind and unit; a sample kind's unit and its two columns).
@@ -222,6 +222,11 @@ HYP_EXTERN int hyp_profile_set_meta_strv(hyp_profile_t *p, const char *key,
 /* 1 for the header keys the format itself uses ("format", "version",
  * "mode", "metrics", "sample_kinds"), which hyp_profile_set_meta() refuses. */
 HYP_EXTERN int hyp_meta_key_reserved(const char *key);
+/* 1 for the header keys that count something over the run ("no_python_frames",
+ * the "gc_" entries): a merge adds them up (their integer values, saturating),
+ * and hyp_profile_new_like() does not copy them, as it copies no dropped
+ * count. */
+HYP_EXTERN int hyp_meta_key_summed(const char *key);
 /* Entries in insertion order; the pointers live as long as the profile. */
 HYP_EXTERN size_t hyp_profile_meta_count(const hyp_profile_t *p);
 HYP_EXTERN const hyp_meta_t *hyp_profile_meta_at(const hyp_profile_t *p, size_t i);

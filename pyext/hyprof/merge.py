@@ -170,11 +170,17 @@ _PER_PROCESS = {"pid", "argv", "start_time", "start", "duration", "duration_ns",
 
 
 def _merged_header(headers):
-    """Entries every source agrees on, plus the merge's own."""
+    """Entries every source agrees on, the counts over the run added up, and
+    the merge's own."""
     out = {}
     first = headers[0]
+    for key in {k for h in headers for k in h if _hyprof.meta_key_summed(k)}:
+        counts = [h.get(key) for h in headers]
+        counts = [v for v in counts if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        if counts:
+            out[key] = min(sum(counts), _U64_MAX >> 1)
     for key, value in first.items():
-        if key in _PER_PROCESS:
+        if key in _PER_PROCESS or key in out:
             continue
         if all(h.get(key) == value for h in headers[1:]) and _header_value_ok(value):
             out[key] = value

@@ -21,7 +21,7 @@ __all__ = ["Profiler", "ProfilerError", "profile"]
 
 
 def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="auto",
-                   context=None):
+                   context=None, locks=False, exceptions=False):
     if not isinstance(builtins, bool):
         raise ProfilerError("builtins=%r must be True or False" % (builtins,))
     if not isinstance(engine, str):
@@ -31,8 +31,12 @@ def _deterministic(builtins=True, engine="auto", max_nodes=1000000, cpu_clock="a
         raise ProfilerError("max_nodes=%r must be an integer (0 for no limit)" % (max_nodes,))
     if not isinstance(cpu_clock, str):
         raise ProfilerError("cpu_clock=%r must be 'auto' or 'syscall'" % (cpu_clock,))
+    for name, value in (("locks", locks), ("exceptions", exceptions)):
+        if not isinstance(value, bool):
+            raise ProfilerError("%s=%r must be True or False" % (name, value))
     return _hyprof.DetProfiler(builtins=builtins, engine=engine, max_nodes=max_nodes,
-                               cpu_clock=cpu_clock, context=context)
+                               cpu_clock=cpu_clock, context=context, locks=locks,
+                               exceptions=exceptions)
 
 
 # Mode name -> factory(**options) -> engine.

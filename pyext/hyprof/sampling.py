@@ -29,12 +29,24 @@ _active_lock = threading.Lock()
 
 
 _MIN_CLOCK_PERIOD = 50000  # ns: 1 s / 20000, the highest frequency
+DEFAULT_LOCK_INTERVAL = 0.001  # s of lock waits (and of holds) per sample, on average
+
+# The collectors of samples taken when the program does something (a lock
+# wait, a raise) rather than at a signal: the engine option that turns one on
+# (its value is the collector's interval), and its functions. Each is started
+# before the sampler and stopped before it, whose stop merges its samples.
+_COLLECTORS = (
+    ("locks", _hyprof.locks_start, _hyprof.locks_stop, _hyprof.locks_stats),
+    ("exceptions", _hyprof.exceptions_start, _hyprof.exceptions_stop,
+     _hyprof.exceptions_stats),
+)
 
 
 def create(event=None, period=None, frequency=None, clock="cpu", depth=128, signal=None,
            output=None, flush_interval=0.1, ring_size=1 << 17, disable=None, memory=False,
            memory_interval=_memory.DEFAULT_INTERVAL, memory_only=False,
-           memory_max_frames=_memory.DEFAULT_MAX_FRAMES, windows=False):
+           memory_max_frames=_memory.DEFAULT_MAX_FRAMES, windows=False, locks=False,
+           lock_interval=DEFAULT_LOCK_INTERVAL, exceptions=False, exception_interval=1):
     """Makes the sampling engine behind Profiler(mode="sampling").
 
     event: a name libpfm4 encodes ("cycles", "instructions", "cache-misses",
@@ -55,13 +67,20 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
       memory_only=True samples allocations alone (hyprof.memory).
     windows: nothing is streamed; the samples are taken out in windows while
       the session runs (hyprof.continuous, docs/continuous.md).
+    locks: also sample lock contention (threading.Lock, RLock and what uses
+      them), one wait or hold per lock_interval seconds of them on average
+      (default 1 ms), as sample kinds lock-wait and lock-hold (docs/locks.md).
+    exceptions: also count exceptions raised (Python 3.12+), one in
+      exception_interval on average (default 1: every one), as sample kind
+      exceptions (docs/exceptions.md).
     """
     mem, only, mem_interval, mem_frames = _memory.check_options(
         memory, memory_interval, memory_only, memory_max_frames)
     if only:
         given = [n for n, v in (("event", event), ("period", period), ("frequency", frequency),
                                 ("signal", signal), ("output", output), ("disable", disable))
-                 if v is not None] + (["clock"] if clock != "cpu" else [])
+                 if v is not None] + (["clock"] if clock != "cpu" else []) + (
+                     ["locks"] if locks else []) + (["exceptions"] if exceptions else [])
         if given:
             raise ProfilerError("memory_only=True samples allocations alone, without the CPU "
                                 "sampler: %s do not apply (use memory=True for both)"
@@ -91,9 +110,19 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         signal = _signal.SIGPROF
     if isinstance(signal, bool) or not isinstance(signal, int):
         raise ProfilerError("signal=%r must be a signal number such as signal.SIGPROF" % (signal,))
-    if windows and (output is not None or mem):
+    for name, value in (("locks", locks), ("exceptions", exceptions)):
+        if not isinstance(value, bool):
+            raise ProfilerError("%s=%r must be True or False" % (name, value))
+    _options.number("lock_interval", lock_interval, (int, float), 1e-6, 60, optional=False)
+    _options.number("exception_interval", exception_interval, int, 1, 1 << 30, optional=False)
+    if exceptions and sys.version_info < (3, 12):
+        raise ProfilerError("exceptions=True needs Python 3.12 or later: hyprof counts raises "
+                            "through sys.monitoring's RAISE event, which this Python does not "
+                            "have")
+    if windows and (output is not None or mem or locks or exceptions):
         raise ProfilerError("a continuous profiler keeps its samples in memory and hands them "
-                            "out in windows: output= and memory= do not apply")
+                            "out in windows: output=, memory=, locks= and exceptions= do not "
+                            "apply")
     if output is not None:
         output = _options.path("output", output, "a file path")
     if disable is not None:
@@ -108,7 +137,9 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
                           flush_interval=float(flush_interval), ring_size=ring_size,
                           disable=disable,
                           memory=(mem_interval, mem_frames) if mem else None,
-                          windows=bool(windows))
+                          windows=bool(windows),
+                          locks=int(lock_interval * 1e9) if locks else None,
+                          exceptions=exception_interval if exceptions else None)
 
 
 def end_scope(engine):
@@ -184,17 +215,30 @@ class SamplingEngine:
             if o.get("memory") is not None:
                 self._memory = _memory.MemoryEngine(*o["memory"])
                 self._memory.start()
+            collectors = [c for c in _COLLECTORS if o.get(c[0]) is not None]
+            for i, (name, start, _, _) in enumerate(collectors):
+                try:
+                    start(o[name], o["depth"])
+                except BaseException:
+                    for _, _, stop, _ in collectors[:i]:
+                        stop()
+                    if o.get("memory") is not None:
+                        self._memory.stop()
+                    raise
             try:
                 self._sampler = _hyprof.Sampler(
                     self._path, event=o["event"], clock=o["clock"],
                     period=o["period"] or 0, frequency=float(o["frequency"] or 0),
                     depth=o["depth"], signo=o["signal"], ring_words=o["ring_size"], meta=meta,
                     disable=o["disable"], threads_active=threading._active,
-                    memory=o.get("memory") is not None)
+                    memory=o.get("memory") is not None, locks=o.get("locks") is not None,
+                    exceptions=o.get("exceptions") is not None)
                 self._info = self._sampler.start()
             except BaseException:
                 if o.get("memory") is not None:
                     self._memory.stop()
+                for _, _, stop, _ in collectors:
+                    stop()
                 self._cleanup_path()
                 self._end_scope()
                 raise
@@ -236,6 +280,9 @@ class SamplingEngine:
                 self._resolver.join()
             if self._opts.get("memory") is not None and self._memory.running:
                 self._memory.stop()  # before the sampler, which merges its samples
+            for name, _, stop, stats in _COLLECTORS:
+                if self._opts.get(name) is not None and stats()["running"]:
+                    stop()  # the same
             try:
                 self._stats = self._sampler.stop()
             finally:
@@ -439,6 +486,8 @@ def _after_fork_in_child():
     _OWN_TEMPS.clear()  # the parent's, which it removes itself
     _OWN_PID = os.getpid()
     _hyprof.Sampler.after_fork_child()
+    _hyprof._locks_after_fork()
+    _hyprof._exceptions_after_fork()
     s = _active
     _active = None
     if s is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "Edge",
     "FunctionInfo",
     "FunctionStats",
+    "GcStats",
     "Line",
     "Metric",
     "Node",
@@ -48,6 +49,10 @@ Node.__doc__ = ("A call-tree node. parent and function are None for the root; va
                 "each metric name to the node's own value (raw units).")
 Sample = namedtuple("Sample", "thread node kind time weight labels", defaults=(0,))
 Line = namedtuple("Line", "filename line samples weight")
+GcStats = namedtuple("GcStats", "collections seconds collected uncollectable")
+GcStats.__doc__ = ("The garbage collections of a run or window: collections and seconds are "
+                   "tuples by generation (0, 1, 2); collected and uncollectable count objects.")
+_GC_GENS = 3
 
 _NS = 1e-9
 
@@ -62,6 +67,8 @@ _HEADER_TYPES = {
     "argv": _STRS, "sources": _STRS, "thread_sources": _STRS,
     "pid": _COUNT, "signal": _COUNT, "period": _COUNT, "duration_ns": _COUNT,
     "truncated": _COUNT, "max_nodes": _COUNT,
+    "gc_collected": _COUNT, "gc_uncollectable": _COUNT,
+    **{f"gc_{what}_gen{g}": _COUNT for what in ("collections", "ns") for g in range(_GC_GENS)},
     "start_time": _SECONDS, "start": _SECONDS, "duration": _SECONDS, "ns_per_tick": _SECONDS,
     "event": _STR, "trigger": _STR, "clock": _STR, "clock_wall": _STR, "clock_cpu": _STR,
     "engine": _STR, "python": _STR, "hostname": _STR, "host": _STR, "executable": _STR,
@@ -520,6 +527,16 @@ class Trace(ReportMethods):
             cols[name] = a
         return [Sample(*x) for x in zip(cols["thread"], cols["node"], cols["kind"],
                                         cols["time"], cols["weight"], cols["labels"])]
+
+    def gc(self):
+        """GcStats of the collections the run (or window) saw, from the
+        header; None for a trace that does not count them."""
+        h = self.header
+        if "gc_collections_gen0" not in h:
+            return None
+        return GcStats(tuple(h.get(f"gc_collections_gen{g}", 0) for g in range(_GC_GENS)),
+                       tuple(h.get(f"gc_ns_gen{g}", 0) * _NS for g in range(_GC_GENS)),
+                       h.get("gc_collected", 0), h.get("gc_uncollectable", 0))
 
     # ------------------------------------------------------------ labels
 

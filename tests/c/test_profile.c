@@ -610,6 +610,45 @@ static void test_new_like_keeps_the_shape_not_the_data(void) {
     hyp_profile_free(q);
 }
 
+/* The header's run counts (no_python_frames, gc_*) add up in a merge, as
+ * dropped counts do, and a fresh profile shaped like one does not start with
+ * them; other entries are the shape's. */
+static void test_merge_adds_the_header_counts(void) {
+    hyp_metric_t metrics[] = {{"samples", "count", HYP_METRIC_OWN}};
+    hyp_profile_t *a = hyp_profile_new(HYP_MODE_SAMPLING, metrics, 1), *b, *m;
+    hyp_meta_t big = {"gc_ns_gen2", HYP_META_UINT, {0}};
+
+    CU_ASSERT(hyp_meta_key_summed("gc_collections_gen0"));
+    CU_ASSERT(hyp_meta_key_summed("no_python_frames"));
+    CU_ASSERT(!hyp_meta_key_summed("pid"));
+    CU_ASSERT(!hyp_meta_key_summed("gc"));
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(a, "gc_collections_gen0", 3), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(a, "no_python_frames", 5), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_str(a, "event", "cpu-clock"), 0);
+    b = hyp_profile_new_like(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_PTR_NULL(hyp_profile_meta_get(b, "gc_collections_gen0"));
+    CU_ASSERT_PTR_NULL(hyp_profile_meta_get(b, "no_python_frames"));
+    CU_ASSERT_STRING_EQUAL(hyp_profile_meta_get(b, "event")->v.s, "cpu-clock");
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(b, "gc_collections_gen0", 4), 0);
+    CU_ASSERT_EQUAL(hyp_profile_set_meta_int(b, "gc_collected", -1), 0); /* no count */
+    big.v.u = UINT64_MAX;
+    CU_ASSERT_EQUAL(hyp_profile_set_meta(b, &big), 0);
+    m = hyp_profile_new_like(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(hyp_profile_merge(m, a), 0);
+    CU_ASSERT_EQUAL(hyp_profile_merge(m, b), 0);
+    CU_ASSERT_EQUAL(hyp_profile_meta_get(m, "gc_collections_gen0")->v.i, 7);
+    CU_ASSERT_EQUAL(hyp_profile_meta_get(m, "no_python_frames")->v.i, 5);
+    CU_ASSERT_PTR_NULL(hyp_profile_meta_get(m, "gc_collected"));
+    CU_ASSERT_EQUAL(hyp_profile_meta_get(m, "gc_ns_gen2")->v.i, INT64_MAX); /* saturates */
+    CU_ASSERT_EQUAL(hyp_profile_merge(m, b), 0);
+    CU_ASSERT_EQUAL(hyp_profile_meta_get(m, "gc_ns_gen2")->v.i, INT64_MAX);
+    hyp_profile_free(a);
+    hyp_profile_free(b);
+    hyp_profile_free(m);
+}
+
 static void test_merge_adds_rows_by_path_and_thread(void) {
     hyp_metric_t metrics[] = {
         {"samples", "count", HYP_METRIC_OWN},
@@ -815,6 +854,7 @@ static const hyp_test_case_t cases[] = {
     {"metadata entries", test_meta},
     {"samples feed their kind's columns", test_samples},
     {"new_like keeps the shape, not the data", test_new_like_keeps_the_shape_not_the_data},
+    {"merge adds the header's run counts", test_merge_adds_the_header_counts},
     {"merge adds rows by call path and thread", test_merge_adds_rows_by_path_and_thread},
     {"label sets: interning, rows, filters, merge", test_label_sets},
     {"merge maps columns by name and carries samples", test_merge_maps_columns_and_carries_samples},

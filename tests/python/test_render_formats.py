@@ -395,11 +395,12 @@ def test_pprof_heap_profile_types(tmp_path):
 
 
 DEEP = r"""
-import json, resource, sys, warnings
+import gc, json, resource, sys, warnings
 import hyprof
 from hyprof import render as R
 from hyprof.render import _model
 sys.setrecursionlimit(30000)
+gc.disable()  # one path per depth: no "[gc]" leaf where a frame object was collected
 def down(n):
     return 0 if n == 0 else down(n - 1) + 1
 with hyprof.Profiler(builtins=False) as p:

@@ -733,3 +733,29 @@ def test_report_lines_reads_only_regular_files_of_bounded_size(tmp_path):
     for n in names:
         assert f"{n}:2" in r.stdout
     assert len(r.stdout.splitlines()) == 1 + 4 + 1
+
+
+class _Built:
+    def __init__(self, n):
+        self.v = spin(n)
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_the_interpreters_own_init_frame_is_not_a_function(clock):
+    """3.13 runs a class call's __init__ under a shim code object of its own
+    ("__init__" in file "__init__"); a stack holds the program's frames only,
+    as sys.monitoring's events do."""
+    p = hyprof.Profiler(mode="sampling", frequency=1000, clock=clock)
+    with p:
+        t_end = time.perf_counter() + 0.15
+        while time.perf_counter() < t_end:
+            _Built(20000)
+    t = p.trace()
+    names = {(f.name, f.filename) for f in t.functions()}
+    assert ("_Built.__init__", __file__) in names
+    assert not any(fn == "__init__" for _, fn in names), names
+    for stack, _ in t.stacks():
+        q = [f.name for f in stack]
+        if "_Built.__init__" in q:
+            assert q[q.index("_Built.__init__") - 1] == \
+                "test_the_interpreters_own_init_frame_is_not_a_function", q

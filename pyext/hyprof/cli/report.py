@@ -40,9 +40,9 @@ def configure(p):
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE instead of standard output")
     p.add_argument("--metric", default=None,
-                   help="text, html, speedscope, collapsed, dot, pprof: the metric to show, "
+                   help="text, tree, html, speedscope, collapsed, dot, pprof: the metric to show, "
                         "e.g. wall, cpu, calls, or a sample kind's samples/weight "
-                        "(alloc_bytes, live_bytes)")
+                        "(alloc_bytes, live_bytes, lock_wait_ns, lock_hold_ns)")
     p.add_argument("--threshold", type=float, default=None, metavar="PCT",
                    help="dot, tree: leave out functions or frames under PCT percent "
                         "(default 0.5)")
@@ -94,6 +94,8 @@ def _tree_options(args):
     opts = {"thread": args.thread, "clock": args.clock, "color": _use_color(args)}
     if args.threshold is not None:
         opts["min_percent"] = args.threshold
+    if args.metric is not None:
+        opts["metric"] = args.metric  # a sampling trace's column, e.g. lock_wait_ns
     if args.collapse_libs or args.collapse:
         opts["collapse"] = ((list(_tree.LIBRARY_PATTERNS) if args.collapse_libs else [])
                             + (args.collapse or []))

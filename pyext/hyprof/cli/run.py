@@ -37,7 +37,8 @@ from .options import address, nonneg_int, ranged
 # mode is a usage error, not an option silently ignored.
 _SAMPLING_ONLY = {"event": None, "frequency": None, "period": None, "clock": None,
                   "depth": None, "signal": None, "memory": False, "memory_only": False,
-                  "memory_interval": None}
+                  "memory_interval": None, "lock_interval": None,
+                  "exception_interval": None}
 _DETERMINISTIC_ONLY = {"builtins": True, "engine": "auto"}
 
 
@@ -58,6 +59,13 @@ def configure(p):
     p.add_argument("--engine", default="auto", choices=("auto", "setprofile", "monitoring"),
                    help="how calls are received (deterministic mode; default: the fastest "
                         "this Python has)")
+    p.add_argument("--locks", action="store_true",
+                   help="also profile lock contention: threading.Lock, RLock and what uses "
+                        "them (docs/locks.md); deterministic: every contended wait, sampling: "
+                        "sampled waits and holds")
+    p.add_argument("--exceptions", action="store_true",
+                   help="also count exceptions raised, by type and by the stack that raised "
+                        "them (Python 3.12+; docs/exceptions.md)")
     g = p.add_argument_group("sampling mode (--mode sampling; see docs/sampling.md)")
     g.add_argument("--event", default=None,
                    help="the event that triggers samples: cycles, instructions, cpu-clock, "
@@ -83,6 +91,14 @@ def configure(p):
     g.add_argument("--memory-interval", type=ranged(int, 1, 1 << 40, "a number of bytes"),
                    default=None, metavar="BYTES",
                    help="mean bytes allocated between allocation samples (default 524288)")
+    g.add_argument("--lock-interval", type=ranged(float, 1e-6, 60, "a number of seconds"),
+                   default=None, metavar="SECONDS",
+                   help="with --locks: mean seconds of lock waits (and of holds) between lock "
+                        "samples (default 0.001)")
+    g.add_argument("--exception-interval", type=ranged(int, 1, 1 << 30, "an integer"),
+                   default=None, metavar="N",
+                   help="with --exceptions: sample one exception in N on average (default 1: "
+                        "every one)")
     g = p.add_argument_group("serving pprof while the program runs (docs/continuous.md)")
     g.add_argument("--serve", type=address, default=None, metavar="[HOST:]PORT",
                    help="sample the program with the continuous profiler and serve its pprof "
@@ -153,6 +169,11 @@ def _continuous_options(opts):
     if opts.get("memory_only"):
         raise UsageError("--memory-only does not go with --serve: the continuous profiler "
                          "samples CPU or wall time, and with --memory allocations beside")
+    for flag in ("locks", "exceptions"):
+        if opts.get(flag):
+            raise UsageError("--%s does not go with --serve yet: its samples are merged into "
+                             "a trace at stop, which the continuous profiler never reaches"
+                             % flag)
     out = {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal")
            if opts[k] is not None}
     if opts.get("memory"):
@@ -170,7 +191,8 @@ def _profiler_options(args):
             raise UsageError("%s is an option of --mode %s, not of --mode %s" % (
                 flag, "deterministic" if args.mode == "sampling" else "sampling", args.mode))
     if args.mode == "deterministic":
-        return {"builtins": args.builtins, "engine": args.engine}
+        return {"builtins": args.builtins, "engine": args.engine, "locks": args.locks,
+                "exceptions": args.exceptions}
     if args.period is not None and args.frequency is not None:
         raise UsageError("give --period or --frequency, not both")
     opts = {"event": args.event, "frequency": args.frequency, "period": args.period,
@@ -181,6 +203,24 @@ def _profiler_options(args):
             opts["memory_interval"] = args.memory_interval
     elif args.memory_interval is not None:
         raise UsageError("--memory-interval needs --memory or --memory-only")
+    if args.locks:
+        if args.memory_only:
+            raise UsageError("--locks does not go with --memory-only, which samples "
+                             "allocations alone; use --memory")
+        opts["locks"] = True
+        if args.lock_interval is not None:
+            opts["lock_interval"] = args.lock_interval
+    elif args.lock_interval is not None:
+        raise UsageError("--lock-interval needs --locks")
+    if args.exceptions:
+        if args.memory_only:
+            raise UsageError("--exceptions does not go with --memory-only, which samples "
+                             "allocations alone; use --memory")
+        opts["exceptions"] = True
+        if args.exception_interval is not None:
+            opts["exception_interval"] = args.exception_interval
+    elif args.exception_interval is not None:
+        raise UsageError("--exception-interval needs --exceptions")
     return opts
 
 

@@ -91,6 +91,9 @@ class _Strings:
 
 
 _HEAP_EVENTS = ("live", "inuse", "heap")
+# Kinds whose weight is a time but no clock's: named after the kind itself
+# (docs/locks.md), as profilers that record lock contention in pprof name it.
+_OWN_NAMED = ("lock-wait", "lock-hold")
 
 
 def _sample_types(tree):
@@ -106,6 +109,9 @@ def _sample_types(tree):
         elif c.role == "samples":
             typ = "samples" if len(events) == 1 else f"{c.event}_samples"
             unit = "count"
+        elif c.role == "weight" and c.event in _OWN_NAMED:
+            out.append([c.event, unit])
+            continue
         elif c.role == "weight" and c.unit == "ns":
             typ = "wall" if "wall" in c.event or tree.header.get("clock") == "wall" else "cpu"
         elif c.role == "weight" and c.unit == "bytes":

@@ -8,7 +8,7 @@ samples with their share of the total.
 
 import os
 
-from ._model import ReportError, read_source
+from ._model import ReportError, format_value, read_source
 
 # --sort keys: name -> (attribute, descending).
 DET_SORTS = {
@@ -117,6 +117,16 @@ def summary(trace):
                 % (total, len(funcs), threads, "" if threads == 1 else "s"))
         if h.get("event"):
             line += " (event %s)" % h["event"]
+    gc = trace.gc()
+    if gc is not None and sum(gc.collections):
+        n = sum(gc.collections)
+        line += "\ngarbage collection: %d collection%s, %s (%s); %d objects freed" % (
+            n, "" if n == 1 else "s", format_value(sum(gc.seconds) * 1e9, "ns"),
+            ", ".join("gen%d %d in %s" % (g, n, format_value(s * 1e9, "ns"))
+                      for g, (n, s) in enumerate(zip(gc.collections, gc.seconds)) if n),
+            gc.collected)
+        if gc.uncollectable:
+            line += ", %d uncollectable" % gc.uncollectable
     if trace.truncated_nodes:
         line += "\nnote: %d calls past the node limit were folded into [truncated]" % (
             trace.truncated_nodes)
@@ -148,6 +158,8 @@ def _amount(v, unit):
             if v >= div:
                 return "%.1f %s" % (v / div, name)
         return "%d B" % v
+    if unit == "ns":
+        return format_value(v, unit)
     return "%d" % v
 
 

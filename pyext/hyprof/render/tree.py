@@ -19,12 +19,21 @@ from . import _model
 from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, short_location, summary
 
 
-def _weights(trace, tree, clock):
+def _weights(trace, tree, clock, metric=None):
     if trace.mode == "deterministic":
+        if metric is not None:
+            raise ReportError("metric= weighs a sampling trace's tree; a deterministic one is "
+                              "weighed by clock='wall' or 'cpu'")
         if clock not in ("wall", "cpu"):
             raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
         col = "%s_cum" % clock
         return tree.measured.get(col) or [0] * len(tree), "s"
+    if metric is not None:
+        units = {m.name: m.unit for m in trace.metrics}
+        if metric not in units:
+            raise ReportError("metric=%r is not a column of this trace: choose one of %s"
+                              % (metric, ", ".join(units)))
+        return tree.inclusive(tree.column(metric)), units[metric]
     kinds = trace.sample_kinds
     if not kinds:
         raise ReportError("this trace has no samples to weigh the tree by")
@@ -73,8 +82,10 @@ def _library_test(collapse):
 
 
 def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, header=True,
-           color=False, collapse=None, **options):
-    """The tree as a string."""
+           color=False, collapse=None, metric=None, **options):
+    """The tree as a string. A sampling trace's is weighed by its first
+    sample kind's samples, or by the column metric names (lock_wait_ns,
+    alloc_bytes, ...)."""
     if options:
         raise ReportError("the tree format takes no option %s"
                           % ", ".join(repr(k) for k in sorted(options)))
@@ -82,7 +93,7 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
         raise ReportError("min_percent must be a percentage from 0 to 100, not %r"
                           % (min_percent,))
     tree, top = _tree_of(trace, thread)
-    weights, unit = _weights(trace, tree, clock)
+    weights, unit = _weights(trace, tree, clock, metric)
     funcs, func = tree.funcs, tree.func
     parent = tree.parent
     children = [list(k) for k in tree.children]
@@ -122,6 +133,9 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
                 100.0 * weights[i] / total, weights[i] * 1e-9, calls[i])
     else:
         def what(i):
+            if unit in ("ns", "bytes"):
+                return "%6.2f%% %12s" % (100.0 * weights[i] / total,
+                                         _model.format_value(weights[i], unit))
             return "%6.2f%% %10d %s" % (100.0 * weights[i] / total, weights[i], unit)
     pad = " " * len(what(0))
 

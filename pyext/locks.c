@@ -1,0 +1,621 @@
+/* pyext/locks.c: lock contention, in both modes (locks.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* gettid */
+#endif
+#include "locks.h"
+
+#include "collect.h"
+#include "det.h"
+#include "hyprof/clock.h"
+#include "hyprof/internal/util.h"
+#include "walk.h"
+
+#include <math.h>
+#include <structmember.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+const hyp_metric_t hyp_py_lock_metrics[HYP_PY_LOCK_NMETRICS] = {
+    {"lock_wait_samples", "count", HYP_METRIC_OWN},
+    {"lock_wait_ns", "ns", HYP_METRIC_OWN},
+    {"lock_hold_samples", "count", HYP_METRIC_OWN},
+    {"lock_hold_ns", "ns", HYP_METRIC_OWN},
+};
+
+#define HYP__LOCK_MAX_SITES 4096 /* creation sites named; later ones share site 0 */
+
+enum { LOCK_WAIT = 0, LOCK_HOLD = 1 };
+
+static struct {
+    /* Users: deterministic profilers, and the sampled collector (one). */
+    int det_users;
+    int installed;           /* threading's constructors are hyprof's */
+    PyObject *threading;     /* the module, while installed */
+    PyObject *orig_lock;     /* threading.Lock and threading.RLock as found */
+    PyObject *orig_rlock;
+    PyObject *make_lock;     /* _thread.allocate_lock and _thread.RLock: what a hyprof */
+    PyObject *make_rlock;    /*   lock wraps */
+    PyObject *skip_files;    /* frozenset: the files whose frames a creation site skips */
+    PyObject *cwd;           /* the working directory at install, + "/": cut from sites */
+    /* Creation sites: (code, line) -> index; by index, (name, file, line). */
+    PyObject *site_index;
+    PyObject *sites;
+    /* The sampled collector: its mean interval, what it saw. */
+    uint64_t interval_ns;
+    uint64_t events[2];
+    hyp_collector_t col;
+} L = {.col = {hyp_py_lock_metrics,
+               HYP_PY_LOCK_NMETRICS,
+               {{"lock-wait", "lock_wait_samples", "lock_wait_ns"},
+                {"lock-hold", "lock_hold_samples", "lock_hold_ns"}},
+               2,
+               "lock: out of memory"}};
+
+static inline int hyp__timing(void) {
+    return L.col.running || L.det_users != 0;
+}
+
+/* ---------------------------------------------------------------- sites */
+
+/* The site of index i: its name, a borrowed str. */
+static PyObject *hyp__site_name(uint32_t i) {
+    return PyTuple_GET_ITEM(PyList_GET_ITEM(L.sites, i), 0);
+}
+
+/* The creation site of a lock made now: the first frame of the caller's
+ * stack outside the standard library's lock users. Never fails: site 0 is
+ * the unknown place. */
+static uint32_t hyp__site_here(void) {
+    PyFrameObject *f = PyEval_GetFrame(), *back;
+    PyObject *key, *v, *name, *file, *entry;
+    PyCodeObject *co = NULL;
+    uint32_t idx = 0;
+    int line;
+
+    if (L.sites == NULL)
+        return 0;
+    Py_XINCREF(f);
+    while (f != NULL) {
+        co = PyFrame_GetCode(f);
+        if (PySet_Contains(L.skip_files, co->co_filename) != 1)
+            break;
+        Py_CLEAR(co);
+        back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    PyErr_Clear();
+    if (f == NULL)
+        return 0;
+    line = PyFrame_GetLineNumber(f);
+    Py_DECREF(f);
+    key = Py_BuildValue("(Oi)", (PyObject *)co, line);
+    if (key == NULL)
+        goto out;
+    v = PyDict_GetItemWithError(L.site_index, key);
+    if (v != NULL) {
+        idx = (uint32_t)PyLong_AsUnsignedLong(v);
+        goto out;
+    }
+    if (PyErr_Occurred() || PyList_GET_SIZE(L.sites) >= HYP__LOCK_MAX_SITES)
+        goto out;
+    file = co->co_filename;
+    if (PyUnicode_Check(file) && L.cwd != NULL && PyUnicode_Tailmatch(file, L.cwd, 0, 0, -1) == 1) {
+        /* Under the working directory: the path from there, as people say it. */
+        PyObject *rel = PyUnicode_Substring(file, PyUnicode_GET_LENGTH(L.cwd),
+                                            PyUnicode_GET_LENGTH(file));
+
+        name = rel != NULL ? PyUnicode_FromFormat("<lock created at %U:%d>", rel, line) : NULL;
+        Py_XDECREF(rel);
+    } else {
+        name = PyUnicode_FromFormat("<lock created at %S:%d>", file, line);
+    }
+    if (name == NULL)
+        goto out;
+    PyUnicode_InternInPlace(&name);
+    entry = Py_BuildValue("(NOi)", name, file, line);
+    v = PyLong_FromSsize_t(PyList_GET_SIZE(L.sites));
+    if (entry != NULL && v != NULL && PyList_Append(L.sites, entry) == 0 &&
+        PyDict_SetItem(L.site_index, key, v) == 0)
+        idx = (uint32_t)(PyList_GET_SIZE(L.sites) - 1);
+    Py_XDECREF(entry);
+    Py_XDECREF(v);
+out:
+    PyErr_Clear();
+    Py_XDECREF(key);
+    Py_XDECREF(co);
+    return idx;
+}
+
+/* A wait or a hold of ns: sampled with probability 1 - exp(-ns / interval),
+ * weighted ns / p. */
+static void hyp__observe(uint32_t site, int kind, uint64_t ns) {
+    PyObject *entry;
+    double p;
+
+    if (!L.col.running || ns == 0)
+        return;
+    L.events[kind]++;
+    p = -expm1(-(double)ns / (double)L.interval_ns);
+    if (!(hyp_collect_uniform() < p))
+        return;
+    entry = PyList_GET_ITEM(L.sites, site);
+    hyp_collector_sample(&L.col, kind, (uint64_t)((double)ns / p + 0.5),
+                         PyTuple_GET_ITEM(entry, 0),
+                         PyTuple_GET_ITEM(entry, 1) != Py_None ? PyTuple_GET_ITEM(entry, 1) : NULL,
+                         (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 2)));
+}
+
+/* ---------------------------------------------------------------- the types */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *inner;
+    PyObject *acquire; /* inner's bound methods */
+    PyObject *release;
+    PyObject *weakrefs;
+    uint32_t site;
+    long count;        /* acquisitions this wrapper saw held (an RLock's levels) */
+    uint64_t since;    /* when it was taken, timed (monotonic ns), or 0 */
+} hyp_lock_t;
+
+static PyTypeObject *hyp__lock_type, *hyp__rlock_type;
+
+static PyObject *hyp__lock_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *make = type == hyp__rlock_type ? L.make_rlock : L.make_lock;
+    hyp_lock_t *self;
+
+    if (make == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "hyprof's lock types are not set up");
+        return NULL;
+    }
+    if ((args != NULL && PyTuple_GET_SIZE(args) != 0) || (kw != NULL && PyDict_GET_SIZE(kw))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", type->tp_name);
+        return NULL;
+    }
+    self = (hyp_lock_t *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->inner = PyObject_CallNoArgs(make);
+    if (self->inner != NULL) {
+        self->acquire = PyObject_GetAttrString(self->inner, "acquire");
+        self->release = PyObject_GetAttrString(self->inner, "release");
+    }
+    if (self->acquire == NULL || self->release == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->site = hyp__site_here();
+    return (PyObject *)self;
+}
+
+static void hyp__lock_dealloc(hyp_lock_t *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (self->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Py_XDECREF(self->acquire);
+    Py_XDECREF(self->release);
+    Py_XDECREF(self->inner);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* The lock was taken. */
+static inline void hyp__taken(hyp_lock_t *self) {
+    if (self->count++ == 0)
+        self->since = L.col.running ? hyp_clock_monotonic_ns() : 0;
+}
+
+/* A blocking call on the inner lock that may wait: timed, and in the
+ * deterministic mode a call of the site's special function. */
+static PyObject *hyp__waiting_call(hyp_lock_t *self, PyObject *callable, PyObject *const *args,
+                                   size_t nargsf, PyObject *kwnames) {
+    det_special_t tok = {NULL, 0, NULL};
+    uint64_t t0, t1;
+    PyObject *r;
+
+    if (L.det_users != 0)
+        hyp__det_special_enter(hyp__site_name(self->site), &tok);
+    t0 = hyp_clock_monotonic_ns();
+    r = PyObject_Vectorcall(callable, args, nargsf, kwnames);
+    t1 = hyp_clock_monotonic_ns();
+    if (tok.p != NULL) {
+        HYP_PY_EXC_SAVE(exc);
+        hyp__det_special_leave(&tok);
+        HYP_PY_EXC_RESTORE(exc);
+    }
+    hyp__observe(self->site, LOCK_WAIT, t1 - t0);
+    return r;
+}
+
+/* acquire(blocking=True, timeout=-1): as the inner lock's; a blocking call
+ * tries without blocking first, and only a failed try is a wait. */
+static PyObject *hyp__lock_acquire(hyp_lock_t *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+    PyObject *no_wait[1] = {Py_False}, *r;
+    int blocking = 1;
+    Py_ssize_t i, nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs > 0 && (blocking = PyObject_IsTrue(args[0])) < 0)
+        return NULL;
+    for (i = 0; i < nkw; i++) {
+        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "blocking") == 0 &&
+            (blocking = PyObject_IsTrue(args[nargs + i])) < 0)
+            return NULL;
+    }
+    if (!blocking || !hyp__timing()) {
+        r = PyObject_Vectorcall(self->acquire, args, (size_t)nargs, kwnames);
+    } else {
+        r = PyObject_Vectorcall(self->acquire, no_wait, 1, NULL);
+        if (r == Py_False) {
+            Py_DECREF(r);
+            r = hyp__waiting_call(self, self->acquire, args, (size_t)nargs, kwnames);
+        }
+    }
+    if (r == Py_True)
+        hyp__taken(self);
+    return r;
+}
+
+static PyObject *hyp__lock_release(hyp_lock_t *self, PyObject *unused) {
+    uint64_t since = self->count == 1 ? self->since : 0, now = since ? hyp_clock_monotonic_ns() : 0;
+    PyObject *r;
+
+    (void)unused;
+    r = PyObject_CallNoArgs(self->release);
+    if (r == NULL)
+        return NULL;
+    if (self->count > 0 && --self->count == 0) {
+        self->since = 0;
+        if (since != 0 && now > since)
+            hyp__observe(self->site, LOCK_HOLD, now - since);
+    }
+    return r;
+}
+
+static PyObject *hyp__lock_enter(hyp_lock_t *self, PyObject *unused) {
+    (void)unused;
+    return hyp__lock_acquire(self, NULL, 0, NULL);
+}
+
+static PyObject *hyp__lock_exit(hyp_lock_t *self, PyObject *args) {
+    PyObject *r = hyp__lock_release(self, NULL);
+
+    (void)args;
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hyp__lock_at_fork_reinit(hyp_lock_t *self, PyObject *unused) {
+    (void)unused;
+    self->count = 0;
+    self->since = 0;
+    return PyObject_CallMethod(self->inner, "_at_fork_reinit", NULL);
+}
+
+/* An RLock's Condition.wait(): all levels released at once... */
+static PyObject *hyp__rlock_release_save(hyp_lock_t *self, PyObject *unused) {
+    uint64_t since = self->since, now = since ? hyp_clock_monotonic_ns() : 0;
+    PyObject *r;
+
+    (void)unused;
+    r = PyObject_CallMethod(self->inner, "_release_save", NULL);
+    if (r == NULL)
+        return NULL;
+    self->count = 0;
+    self->since = 0;
+    if (since != 0 && now > since)
+        hyp__observe(self->site, LOCK_HOLD, now - since);
+    return r;
+}
+
+/* ...and taken back, which waits for whoever holds it then. */
+static PyObject *hyp__rlock_acquire_restore(hyp_lock_t *self, PyObject *state) {
+    PyObject *m = PyObject_GetAttrString(self->inner, "_acquire_restore"), *r;
+    long levels = 1;
+
+    if (m == NULL)
+        return NULL;
+    r = hyp__timing() ? hyp__waiting_call(self, m, &state, 1, NULL)
+                      : PyObject_CallOneArg(m, state);
+    Py_DECREF(m);
+    if (r == NULL)
+        return NULL;
+    if (PyTuple_Check(state) && PyTuple_GET_SIZE(state) > 0 &&
+        PyLong_Check(PyTuple_GET_ITEM(state, 0)))
+        levels = PyLong_AsLong(PyTuple_GET_ITEM(state, 0));
+    PyErr_Clear();
+    self->count = 0;
+    hyp__taken(self);
+    self->count = levels > 0 ? levels : 1;
+    return r;
+}
+
+/* Anything else (locked(), _is_owned(), _recursion_count(), ...) is the
+ * inner lock's. */
+static PyObject *hyp__lock_getattro(PyObject *self, PyObject *name) {
+    PyObject *r = PyObject_GenericGetAttr(self, name);
+
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
+        return r;
+    PyErr_Clear();
+    return PyObject_GetAttr(((hyp_lock_t *)self)->inner, name);
+}
+
+static PyObject *hyp__lock_repr(hyp_lock_t *self) {
+    return PyUnicode_FromFormat("<%R, profiled by hyprof: %U>", self->inner,
+                                hyp__site_name(self->site));
+}
+
+static PyMethodDef hyp__lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))hyp__lock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool: as threading.Lock's."},
+    {"release", (PyCFunction)hyp__lock_release, METH_NOARGS, "release(): as threading.Lock's."},
+    {"__enter__", (PyCFunction)hyp__lock_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)hyp__lock_exit, METH_VARARGS, NULL},
+    {"_at_fork_reinit", (PyCFunction)hyp__lock_at_fork_reinit, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMethodDef hyp__rlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))hyp__lock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool: as threading.RLock's."},
+    {"release", (PyCFunction)hyp__lock_release, METH_NOARGS, "release(): as threading.RLock's."},
+    {"__enter__", (PyCFunction)hyp__lock_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)hyp__lock_exit, METH_VARARGS, NULL},
+    {"_at_fork_reinit", (PyCFunction)hyp__lock_at_fork_reinit, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)hyp__rlock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)hyp__rlock_acquire_restore, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef hyp__lock_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(hyp_lock_t, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot hyp__lock_slots[] = {
+    {Py_tp_new, hyp__lock_new},
+    {Py_tp_dealloc, hyp__lock_dealloc},
+    {Py_tp_getattro, hyp__lock_getattro},
+    {Py_tp_repr, hyp__lock_repr},
+    {Py_tp_methods, hyp__lock_methods},
+    {Py_tp_members, hyp__lock_members},
+    {Py_tp_doc, "threading.Lock while hyprof profiles lock contention (docs/locks.md)."},
+    {0, NULL},
+};
+
+static PyType_Slot hyp__rlock_slots[] = {
+    {Py_tp_new, hyp__lock_new},
+    {Py_tp_dealloc, hyp__lock_dealloc},
+    {Py_tp_getattro, hyp__lock_getattro},
+    {Py_tp_repr, hyp__lock_repr},
+    {Py_tp_methods, hyp__rlock_methods},
+    {Py_tp_members, hyp__lock_members},
+    {Py_tp_doc, "threading.RLock while hyprof profiles lock contention (docs/locks.md)."},
+    {0, NULL},
+};
+
+static PyType_Spec hyp__lock_spec = {"hyprof._hyprof.Lock", sizeof(hyp_lock_t), 0,
+                                     Py_TPFLAGS_DEFAULT, hyp__lock_slots};
+static PyType_Spec hyp__rlock_spec = {"hyprof._hyprof.RLock", sizeof(hyp_lock_t), 0,
+                                      Py_TPFLAGS_DEFAULT, hyp__rlock_slots};
+
+/* ---------------------------------------------------------------- install */
+
+/* The first use: what the types wrap, and what creation sites skip. */
+static int hyp__setup(void) {
+    PyObject *thread, *os, *path = NULL, *dir = NULL, *cwd = NULL;
+    static const char *const skipped[] = {"threading.py", "queue.py", "concurrent/futures/_base.py",
+                                          "concurrent/futures/thread.py"};
+    size_t i;
+
+    if (L.sites != NULL)
+        return 0;
+    thread = PyImport_ImportModule("_thread");
+    if (thread == NULL)
+        return -1;
+    L.make_lock = PyObject_GetAttrString(thread, "allocate_lock");
+    L.make_rlock = PyObject_GetAttrString(thread, "RLock");
+    Py_DECREF(thread);
+    if (L.make_lock == NULL || L.make_rlock == NULL)
+        return -1;
+    if ((L.threading = PyImport_ImportModule("threading")) == NULL ||
+        (os = PyImport_ImportModule("os.path")) == NULL)
+        return -1;
+    path = PyObject_GetAttrString(L.threading, "__file__");
+    if (path != NULL)
+        dir = PyObject_CallMethod(os, "dirname", "O", path);
+    Py_XDECREF(path);
+    L.skip_files = PyFrozenSet_New(NULL);
+    for (i = 0; dir != NULL && L.skip_files != NULL && i < HYP__ARRAY_SIZE(skipped); i++) {
+        PyObject *f = PyUnicode_FromFormat("%U/%s", dir, skipped[i]);
+
+        if (f == NULL || PySet_Add(L.skip_files, f) < 0) {
+            Py_XDECREF(f);
+            Py_CLEAR(L.skip_files);
+            break;
+        }
+        Py_DECREF(f);
+    }
+    Py_XDECREF(dir);
+    Py_DECREF(os);
+    os = PyImport_ImportModule("os");
+    if (os != NULL)
+        cwd = PyObject_CallMethod(os, "getcwd", NULL);
+    Py_XDECREF(os);
+    if (cwd != NULL)
+        L.cwd = PyUnicode_FromFormat("%U/", cwd);
+    Py_XDECREF(cwd);
+    PyErr_Clear(); /* no working directory: sites keep whole paths */
+    L.site_index = PyDict_New();
+    L.sites = PyList_New(0);
+    if (L.skip_files == NULL || L.site_index == NULL || L.sites == NULL)
+        goto fail;
+    {
+        PyObject *unknown = Py_BuildValue("(sOi)", "<lock created at an unknown place>",
+                                          Py_None, 0);
+
+        if (unknown == NULL || PyList_Append(L.sites, unknown) < 0) {
+            Py_XDECREF(unknown);
+            goto fail;
+        }
+        Py_DECREF(unknown);
+    }
+    return 0;
+fail:
+    Py_CLEAR(L.site_index);
+    Py_CLEAR(L.sites);
+    if (!PyErr_Occurred())
+        PyErr_NoMemory();
+    return -1;
+}
+
+/* threading.Lock and RLock become hyprof's at the first user, and are given
+ * back after the last, unless the program has replaced them since. */
+static int hyp__install(void) {
+    if (L.installed++ != 0)
+        return 0;
+    if (hyp__setup() < 0)
+        goto fail;
+    L.orig_lock = PyObject_GetAttrString(L.threading, "Lock");
+    L.orig_rlock = PyObject_GetAttrString(L.threading, "RLock");
+    if (L.orig_lock == NULL || L.orig_rlock == NULL ||
+        PyObject_SetAttrString(L.threading, "Lock", (PyObject *)hyp__lock_type) < 0 ||
+        PyObject_SetAttrString(L.threading, "RLock", (PyObject *)hyp__rlock_type) < 0)
+        goto fail;
+    return 0;
+fail:
+    if (L.orig_lock != NULL && L.threading != NULL)
+        PyObject_SetAttrString(L.threading, "Lock", L.orig_lock);
+    Py_CLEAR(L.orig_lock);
+    Py_CLEAR(L.orig_rlock);
+    L.installed--;
+    return -1;
+}
+
+static void hyp__give_back(const char *name, PyObject **orig, PyTypeObject *ours) {
+    PyObject *now = PyObject_GetAttrString(L.threading, name);
+
+    if (now == (PyObject *)ours && PyObject_SetAttrString(L.threading, name, *orig) < 0)
+        PyErr_WriteUnraisable(NULL);
+    PyErr_Clear();
+    Py_XDECREF(now);
+    Py_CLEAR(*orig);
+}
+
+static void hyp__uninstall(void) {
+    if (L.installed == 0 || --L.installed != 0)
+        return;
+    HYP_PY_EXC_SAVE(exc);
+    hyp__give_back("Lock", &L.orig_lock, hyp__lock_type);
+    hyp__give_back("RLock", &L.orig_rlock, hyp__rlock_type);
+    HYP_PY_EXC_RESTORE(exc);
+}
+
+int hyp_py_locks_det_retain(void) {
+    if (hyp__install() < 0)
+        return -1;
+    L.det_users++;
+    return 0;
+}
+
+void hyp_py_locks_det_release(void) {
+    if (L.det_users == 0)
+        return;
+    L.det_users--;
+    hyp__uninstall();
+}
+
+/* ---------------------------------------------------------------- the collector's run */
+
+/* locks_start(interval_ns, depth): the sampled collector starts a run. */
+static PyObject *hyp__locks_start(PyObject *self, PyObject *args) {
+    unsigned long long interval;
+    int depth;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Ki:locks_start", &interval, &depth))
+        return NULL;
+    if (interval == 0 || depth < 1 || depth > HYP_WALK_MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "locks_start: interval and depth out of range");
+        return NULL;
+    }
+    if (hyp_collector_start(&L.col, depth) < 0)
+        return NULL;
+    if (hyp__install() < 0 ||
+        hyp_profile_set_meta_int(L.col.prof, "lock_interval", (int64_t)interval) < 0) {
+        hyp_collector_reset(&L.col);
+        return NULL;
+    }
+    L.interval_ns = interval;
+    memset(L.events, 0, sizeof L.events);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hyp__locks_stop(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    if (!L.col.running) {
+        PyErr_SetString(hyp_py_profiler_error(), "lock contention is not being sampled");
+        return NULL;
+    }
+    hyp_collector_stop(&L.col);
+    hyp__uninstall();
+    Py_RETURN_NONE;
+}
+
+static PyObject *hyp__locks_stats(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:O}", "waits", L.events[LOCK_WAIT],
+                         "holds", L.events[LOCK_HOLD], "sampled_waits", L.col.sampled[LOCK_WAIT],
+                         "sampled_holds", L.col.sampled[LOCK_HOLD], "failed", L.col.failed,
+                         "sites", L.sites != NULL ? PyList_GET_SIZE(L.sites) : 0, "running",
+                         L.col.running ? Py_True : Py_False);
+}
+
+/* A forked child: the parent's run is not the child's. */
+static PyObject *hyp__locks_after_fork(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    if (L.col.running)
+        hyp__uninstall();
+    hyp_collector_reset(&L.col);
+    Py_RETURN_NONE;
+}
+
+int hyp_py_lock_declare(hyp_profile_t *p) {
+    return hyp_collector_declare(&L.col, p);
+}
+
+int hyp_py_lock_merge(hyp_profile_t *dst) {
+    return hyp_collector_merge(&L.col, dst);
+}
+
+static PyMethodDef hyp__locks_functions[] = {
+    {"locks_start", hyp__locks_start, METH_VARARGS,
+     "locks_start(interval_ns, depth): samples lock waits and holds (docs/locks.md) until "
+     "locks_stop(); the sampling profiler's stop merges them into its trace."},
+    {"locks_stop", hyp__locks_stop, METH_NOARGS, "Stops sampling lock contention."},
+    {"locks_stats", hyp__locks_stats, METH_NOARGS,
+     "The collector's counts: waits and holds seen and sampled, creation sites."},
+    {"_locks_after_fork", hyp__locks_after_fork, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int hyp_py_locks_init(PyObject *module) {
+    L.col.trunc_func = HYP_NO_ID;
+    hyp__lock_type = (PyTypeObject *)PyType_FromSpec(&hyp__lock_spec);
+    hyp__rlock_type = (PyTypeObject *)PyType_FromSpec(&hyp__rlock_spec);
+    if (hyp__lock_type == NULL || hyp__rlock_type == NULL)
+        return -1;
+    if (PyModule_AddObjectRef(module, "Lock", (PyObject *)hyp__lock_type) < 0 ||
+        PyModule_AddObjectRef(module, "RLock", (PyObject *)hyp__rlock_type) < 0)
+        return -1;
+    return PyModule_AddFunctions(module, hyp__locks_functions);
+}

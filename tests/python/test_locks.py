@@ -1,0 +1,252 @@
+"""Lock contention (docs/locks.md): while a profiler asks for it,
+threading.Lock and threading.RLock are hyprof's wrappers, which behave as
+the originals; the deterministic mode records each contended wait as a call
+of "<lock created at FILE:LINE>" under the acquirer, and the sampling mode
+samples waits and holds by their time, weighted so that they add up. The
+programs here contend with known times: a holder keeps the lock for a set
+time, the other thread's waits are measured by its own clock."""
+
+import concurrent.futures
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import hyprof
+from hyprof import render as R
+
+ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
+HOLD = 0.01   # s each holder keeps the lock
+ROUNDS = 12
+
+
+def site_names(trace):
+    return {f.name for f in trace.functions() if f.name.startswith("<lock created at ")}
+
+
+def site_of(trace, line):
+    """The creation site of contend()'s lock (its Barrier's is another)."""
+    [site] = [s for s in site_names(trace) if s.endswith(f"test_locks.py:{line}>")]
+    return site
+
+
+def contend(make_lock=None):
+    """Two threads take turns on one lock, each holding it HOLD seconds a
+    round; returns the lock's line, and the waits and holds each measured
+    with its own clock."""
+    line = sys._getframe().f_lineno + 1
+    lock = threading.Lock() if make_lock is None else make_lock()
+    waits, holds = [], []
+    start = threading.Barrier(2)
+
+    def worker():
+        start.wait()
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            with lock:
+                t1 = time.perf_counter()
+                time.sleep(HOLD)
+                t2 = time.perf_counter()
+            waits.append(t1 - t0)
+            holds.append(t2 - t1)
+            time.sleep(0.0005)  # a gap, so that the other one gets it
+
+    threads = [threading.Thread(target=worker, name=f"worker-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return line, sum(waits), sum(holds), sum(1 for w in waits if w > HOLD / 4)
+
+
+def test_the_wrappers_come_and_go():
+    before_lock, before_rlock = threading.Lock, threading.RLock
+    old = threading.Lock()
+    p = hyprof.Profiler(locks=True)
+    with p:
+        assert threading.Lock is hyprof._hyprof.Lock
+        assert threading.RLock is hyprof._hyprof.RLock
+        lock, rlock = threading.Lock(), threading.RLock()
+        with old:    # made before: the original type, still working
+            pass
+    assert threading.Lock is before_lock and threading.RLock is before_rlock
+    # Made while it ran: still locks, after it stopped.
+    assert lock.acquire() and lock.locked() and not lock.acquire(False)
+    lock.release()
+    with rlock, rlock:
+        assert rlock._is_owned()
+    assert not rlock._is_owned()
+    assert "lock created at" in repr(lock)
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deterministic_counts_contended_waits_exactly(engine):
+    p = hyprof.Profiler(engine=engine, locks=True)
+    with p:
+        line, wait, hold, contended = contend()
+    t = p.trace()
+    name = f"<lock created at {os.path.relpath(__file__)}:{line}>" \
+        if os.path.abspath(__file__).startswith(os.getcwd() + os.sep) \
+        else f"<lock created at {__file__}:{line}>"
+    assert name in site_names(t)
+    [f] = [f for f in t.functions() if f.name == name]
+    assert f.kind == "special"
+    # Every wait the program saw, and no uncontended acquisition beyond a few
+    # that found the lock taken for an instant.
+    assert contended <= f.calls <= 2 * ROUNDS
+    # Its time is the time the program waited in acquire(): between the
+    # program's clock read after the acquisition and its wait total.
+    assert 0.9 * wait - 0.002 <= f.wall_cum <= wait + 0.001, (f.wall_cum, wait)
+    callers = {e.caller.name for e in t.edges() if e.callee.name == name}
+    assert callers <= {"contend.<locals>.worker", "<method '__enter__' of 'hyprof._hyprof.Lock' "
+                       "objects>"}
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_sampling_weighs_waits_and_holds_to_their_totals(clock):
+    p = hyprof.Profiler(mode="sampling", clock=clock, locks=True, lock_interval=0.002)
+    with p:
+        line, wait, hold, _ = contend()
+    t = p.trace()
+    kinds = {k.name for k in t.sample_kinds}
+    assert {"lock-wait", "lock-hold"} <= kinds
+    site = site_of(t, line)
+    totals = {}
+    for metric in ("lock_wait_ns", "lock_hold_ns"):
+        for stack, w in t.stacks(metric):
+            assert stack[-1].name in site_names(t), stack  # a creation site on top
+            if stack[-1].name != site:
+                continue  # the Barrier's
+
+            assert any(f.name == "contend.<locals>.worker" for f in stack)
+            totals[metric] = totals.get(metric, 0) + w * 1e-9
+    # Waits of ~10 ms against a 2 ms interval: nearly all sampled, weights
+    # add up to the time within the draws' spread.
+    assert totals["lock_wait_ns"] == pytest.approx(wait, rel=0.2, abs=0.005)
+    assert totals["lock_hold_ns"] == pytest.approx(hold, rel=0.2, abs=0.005)
+
+
+def test_short_holds_are_sampled_without_bias():
+    """Holds of a few microseconds, far below the interval: few are sampled,
+    each weighted up, and the weights still add up to the total."""
+    lock = None
+    p = hyprof.Profiler(mode="sampling", locks=True, lock_interval=0.0002)
+    with p:
+        lock = threading.Lock()
+        held = 0.0
+        for _ in range(20000):
+            with lock:
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    pass
+                held += time.perf_counter() - t0
+    t = p.trace()
+    total = sum(w for _, w in t.stacks("lock_hold_ns")) * 1e-9
+    n = sum(c for _, c in t.stacks("lock_hold_samples"))
+    assert 20 <= n < 20000 / 2  # a share, not all
+    # The program's own timing is inside each hold: the hold is longer.
+    assert held * 0.8 <= total <= held * 3 + 0.01, (total, held)
+
+
+def test_rlock_condition_queue_semaphore_and_futures_work_and_are_seen():
+    p = hyprof.Profiler(mode="sampling", locks=True, lock_interval=0.0001)
+    with p:
+        q = queue.Queue(maxsize=1)
+        done = []
+
+        def consumer():
+            while (x := q.get()) is not None:
+                time.sleep(0.001)
+                done.append(x)
+
+        c = threading.Thread(target=consumer)
+        c.start()
+        for i in range(50):
+            q.put(i)
+        q.put(None)
+        c.join()
+        sem = threading.Semaphore(1)
+        r = threading.RLock()
+        cond = threading.Condition(r)
+        with r, r:
+            with cond:
+                cond.notify_all()
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            assert list(ex.map(lambda x: x * 2, range(20))) == list(range(0, 40, 2))
+        with sem:
+            pass
+    assert done == list(range(50))
+    t = p.trace()
+    sites = site_names(t)
+    # queue.Queue's lock is named by the line that made the queue, not
+    # inside queue.py.
+    assert any(os.path.basename(__file__) in s for s in sites), sites
+    assert not any("queue.py" in s or "threading.py" in s for s in sites), sites
+
+
+def test_timeouts_and_non_blocking_calls_keep_their_meaning():
+    p = hyprof.Profiler(locks=True)
+    with p:
+        lock = threading.Lock()
+        lock.acquire()
+        t0 = time.perf_counter()
+        assert lock.acquire(timeout=0.05) is False
+        assert time.perf_counter() - t0 >= 0.045
+        assert lock.acquire(False) is False
+        assert lock.acquire(blocking=False) is False
+        with pytest.raises(ValueError):
+            lock.acquire(False, 1)
+        lock.release()
+    t = p.trace()
+    [f] = [f for f in t.functions() if f.name.startswith("<lock created at ")]
+    assert f.calls == 1 and f.wall_cum >= 0.045  # the timed wait only
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_every_format_shows_lock_samples(tmp_path, mode):
+    opts = {"lock_interval": 0.001} if mode == "sampling" else {}
+    p = hyprof.Profiler(mode=mode, locks=True, **opts)
+    with p:
+        line = contend()[0]
+    t = p.trace()
+    path = tmp_path / "locks.hyprof"
+    t.write(path)
+    t = hyprof.load(path)
+    site = site_of(t, line)
+    for fmt in sorted(R.FORMATS):
+        if fmt == "pstats" and mode == "sampling":
+            continue  # pstats holds deterministic traces only
+        opts = {"metric": "lock_wait_ns"} if mode == "sampling" and fmt in (
+            "text", "tree", "html", "speedscope", "collapsed", "dot", "pprof") else {}
+        out = R.render(t, fmt, **opts)
+        if fmt == "pprof":
+            import gzip
+            out = gzip.decompress(out)
+        if isinstance(out, bytes):
+            out = out.decode("utf-8", "replace")
+        # HTML embeds names as JSON, with < and > escaped.
+        escaped = site.replace("<", "\\u003c").replace(">", "\\u003e")
+        assert site in out or escaped in out, fmt
+    go = next((d for d in ("/usr/lib/go/bin/go", "/usr/bin/go") if os.access(d, os.X_OK)), None)
+    if go is not None and mode == "sampling":
+        f = tmp_path / "locks.pb.gz"
+        f.write_bytes(R.render(t, "pprof"))
+        out = subprocess.run([go, "tool", "pprof", "-sample_index=lock-wait", "-top", str(f)],
+                             capture_output=True, text=True, check=True,
+                             env=dict(os.environ, HOME=str(tmp_path))).stdout
+        assert site in out, out
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(hyprof.ProfilerError, match="locks="):
+        hyprof.Profiler(locks="yes")
+    with pytest.raises(hyprof.ProfilerError, match="lock_interval"):
+        hyprof.Profiler(mode="sampling", locks=True, lock_interval=0)
+    with pytest.raises(hyprof.ProfilerError, match="locks="):
+        hyprof.Profiler(mode="sampling", locks=1)
