@@ -19,7 +19,8 @@ int hyp_meta_key_reserved(const char *key) {
 }
 
 int hyp_meta_key_summed(const char *key) {
-    return strcmp(key, "no_python_frames") == 0 || strncmp(key, "gc_", 3) == 0;
+    return strcmp(key, "no_python_frames") == 0 || strncmp(key, "gc_", 3) == 0 ||
+           strncmp(key, "gil_", 4) == 0;
 }
 
 const char *hyp_metric_kind_name(hyp_metric_kind_t kind) {

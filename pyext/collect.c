@@ -229,8 +229,8 @@ void hyp_collector_sample(hyp_collector_t *c, int k, uint64_t weight, PyObject *
     s.kind = c->kind_ids[k];
     s.time_ns = hyp_clock_monotonic_ns() - c->t0;
     s.weight = weight;
-    if ((rc = hyp_py_labels_map(c->prof, hyp__labels_now(), &c->lab_cache, &c->nlab_cache,
-                                &s.labels)) < 0 ||
+    if ((rc = hyp_py_labels_map(c->prof, hyp__labels_now(), HYP_GIL_UNKNOWN, &c->lab_cache,
+                                &c->nlab_cache, &s.labels)) < 0 ||
         (rc = hyp_profile_add_sample(c->prof, &s)) < 0) {
         hyp__fail(c, rc);
         goto out;

@@ -33,38 +33,58 @@ static struct {
 
 /* ---------------------------------------------------------------- mapping */
 
-int hyp_py_labels_map(hyp_profile_t *p, uint32_t id, hyp_id_t **cache, size_t *ncache,
-                      hyp_id_t *out) {
+const char *const hyp_py_gil_names[HYP_GIL_STATES] = {"", "held", "released", "waiting"};
+
+int hyp_py_labels_map(hyp_profile_t *p, uint32_t id, unsigned gil, hyp_id_t **cache,
+                      size_t *ncache, hyp_id_t *out) {
     hyp_label_t set[HYP_MAX_LABELS];
     const hyp_py_lset_t *ls;
-    size_t i;
+    size_t i, n = 0, slot;
     int rc;
 
     *out = HYP_NO_LABELS;
-    if (id == 0 || id >= L.n)
+    if (id >= L.n)
+        id = 0;
+    if (gil >= HYP_GIL_STATES)
+        gil = HYP_GIL_UNKNOWN;
+    if (id == 0 && gil == HYP_GIL_UNKNOWN)
         return 0;
-    if (id >= *ncache) {
+    slot = (size_t)id * HYP_GIL_STATES + gil;
+    if (slot >= *ncache) {
         size_t cap = *ncache, old = *ncache;
 
-        if (hyp__grow((void **)cache, &cap, (size_t)id + 1, sizeof(**cache)) < 0)
+        if (hyp__grow((void **)cache, &cap, slot + 1, sizeof(**cache)) < 0)
             return HYP_ENOMEM;
         for (i = old; i < cap; i++)
             (*cache)[i] = HYP_NO_ID;
         *ncache = cap;
     }
-    if ((*cache)[id] != HYP_NO_ID) {
-        *out = (*cache)[id];
+    if ((*cache)[slot] != HYP_NO_ID) {
+        *out = (*cache)[slot];
         return 0;
     }
     ls = &L.sets[id];
-    for (i = 0; i < ls->n; i++)
-        if ((rc = hyp_profile_string(p, ls->kv[2 * i].s, ls->kv[2 * i].len, &set[i].key)) < 0 ||
+    for (i = 0; i < ls->n; i++) {
+        /* A program's own "gil" label gives way to the sampler's. */
+        if (gil != HYP_GIL_UNKNOWN && ls->kv[2 * i].len == 3 &&
+            memcmp(ls->kv[2 * i].s, "gil", 3) == 0)
+            continue;
+        if ((rc = hyp_profile_string(p, ls->kv[2 * i].s, ls->kv[2 * i].len, &set[n].key)) < 0 ||
             (rc = hyp_profile_string(p, ls->kv[2 * i + 1].s, ls->kv[2 * i + 1].len,
-                                     &set[i].value)) < 0)
+                                     &set[n].value)) < 0)
             return rc;
-    if ((rc = hyp_profile_labels(p, set, ls->n, out)) < 0)
+        n++;
+    }
+    if (gil != HYP_GIL_UNKNOWN && n < HYP_MAX_LABELS) { /* a full set keeps its own */
+        if ((rc = hyp_profile_string(p, "gil", 3, &set[n].key)) < 0 ||
+            (rc = hyp_profile_string(p, hyp_py_gil_names[gil], strlen(hyp_py_gil_names[gil]),
+                                     &set[n].value)) < 0)
+            return rc;
+        n++;
+    }
+    if ((rc = hyp_profile_labels(p, set, n, out)) < 0)
         return rc;
-    (*cache)[id] = *out;
+    (*cache)[slot] = *out;
     return 0;
 }
 

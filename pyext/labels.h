@@ -29,14 +29,22 @@ static inline uint32_t hyp__labels_now(void) {
     return __atomic_load_n(&hyp_py_labels_tls, __ATOMIC_RELAXED);
 }
 
+/* The GIL's state a sample found its thread in (sampler.c): none known, or
+ * the "gil" label's value. */
+enum { HYP_GIL_UNKNOWN = 0, HYP_GIL_HELD = 1, HYP_GIL_RELEASED = 2, HYP_GIL_WAITING = 3 };
+#define HYP_GIL_STATES 4
+/* "held", "released", "waiting" ("" for HYP_GIL_UNKNOWN). */
+extern const char *const hyp_py_gil_names[HYP_GIL_STATES];
+
 /* Maps a process-wide label set id to p's label set, interning its strings
- * and labels in p; cache (*cache, *ncache entries, HYP_NO_ID where unknown)
+ * and labels in p, with the label gil=<state> added unless gil is
+ * HYP_GIL_UNKNOWN; cache (*cache, *ncache entries, HYP_NO_ID where unknown)
  * remembers what it mapped for p and grows as needed; the caller frees it
  * with hyp__free() and empties it when it moves to another profile. Needs
- * the GIL. Returns 0 and sets *out (HYP_NO_LABELS for an unknown id), or an
- * HYP_E* code. */
-int hyp_py_labels_map(hyp_profile_t *p, uint32_t id, hyp_id_t **cache, size_t *ncache,
-                      hyp_id_t *out);
+ * the GIL. Returns 0 and sets *out (HYP_NO_LABELS for an unknown id and no
+ * gil), or an HYP_E* code. */
+int hyp_py_labels_map(hyp_profile_t *p, uint32_t id, unsigned gil, hyp_id_t **cache,
+                      size_t *ncache, hyp_id_t *out);
 
 int hyp_py_labels_init(PyObject *module);
 

@@ -62,7 +62,16 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
     uint64_t buf[HYP__REC_HEAD + HYP_WALK_WORDS * HYP_WALK_MAX_DEPTH];
     int truncated = 0, n, k;
 
+    int holder = 0, last = 0;
+    unsigned long sw;
+    unsigned gil;
+
     n = hyp__walk_own(slot->tstate, buf + HYP__REC_HEAD, S.depth, &truncated);
+    /* On its own thread, in a signal: it runs, holding the GIL (Python) or
+     * not (C code that released it). */
+    gil = hyp__walk_gil_state(slot->tstate, &holder, &last, &sw) < 0 ? HYP_GIL_UNKNOWN
+          : holder                                                 ? HYP_GIL_HELD
+                                                                   : HYP_GIL_RELEASED;
     if (n == 0) {
         hyp__no_frames(); /* its weight is no stack's: it ran no Python */
         return -1;
@@ -78,12 +87,13 @@ int hyp__sampler_capture(hyp_slot_t *slot, uint32_t kind, uint64_t weight, int k
         atomic_fetch_add(&slot->last_seq, 1);
         memcpy(slot->last, buf + HYP__REC_HEAD, sizeof(uint64_t) * HYP_WALK_WORDS * (size_t)k);
         slot->last_hdr = hyp__rec_header(slot->index, kind, truncated || k < n, k);
-        slot->last_labels = hyp__rec_context(slot->tstate, hyp__labels_now(), k, truncated || k < n);
+        slot->last_labels =
+            hyp__rec_context(slot->tstate, hyp__labels_now(), k, truncated || k < n, gil);
         atomic_fetch_add(&slot->last_seq, 1);
     }
     buf[1] = hyp_clock_monotonic_ns() - S.t0;
     buf[2] = weight;
-    buf[3] = hyp__rec_context(slot->tstate, hyp__labels_now(), n, truncated);
+    buf[3] = hyp__rec_context(slot->tstate, hyp__labels_now(), n, truncated, gil);
     atomic_store_explicit(&slot->labels_word, &hyp_py_labels_tls, memory_order_relaxed);
     /* A full ring counts the drop itself (ring.h). */
     return hyp__ring_write(&slot->ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n) == 0 ? 0
@@ -466,6 +476,15 @@ hyp_slot_t *hyp__sampler_register(PyThreadState *ts, pid_t tid, unsigned long id
     slot->tid = tid;
     slot->ident = ident;
     slot->fd = -1;
+    slot->sysfd = -1;
+    if (S.wall) {
+        /* Where the wall sampler reads whether the thread waits for the GIL
+         * (hyp__sampler_waits_gil()). */
+        char path[64];
+
+        snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+        slot->sysfd = open(path, O_RDONLY | O_CLOEXEC);
+    }
     slot->perf_id = 0;
     slot->page = NULL;
     slot->has_timer = 0;
@@ -500,6 +519,9 @@ void hyp__sampler_retire(hyp_slot_t *slot) {
     while (atomic_load(&slot->busy) || atomic_load(&slot->sbusy))
         sched_yield();
     hyp__unmap(slot);
+    if (slot->sysfd >= 0)
+        close(slot->sysfd);
+    slot->sysfd = -1;
     atomic_fetch_add(&S.lost[LOST_RING_FULL], hyp__ring_dropped(&slot->ring));
     hyp__ring_reset(&slot->ring);
     slot->used = 0;
@@ -653,7 +675,7 @@ static void hyp__drain_ring(hyp__ring_t *r) {
         gc_gen1 = (unsigned)(context >> 32) & 3;
         gc_at = -1;
         if (gc_gen1 != 0) {
-            uint32_t above = (uint32_t)(context >> 34);
+            uint32_t above = (uint32_t)(context >> 34) & HYP__GC_ABOVE_UNKNOWN;
             gc_at = above <= (uint32_t)n ? n - (int64_t)above : n;
         }
         if ((hdr >> 16) & 1)
@@ -688,7 +710,8 @@ static void hyp__drain_ring(hyp__ring_t *r) {
             s.kind = (uint32_t)((hdr >> 24) & 0xff);
             s.time_ns = hyp__ring_get(r, pos + 1);
             s.weight = hyp__ring_get(r, pos + 2);
-            if ((ret = hyp_py_labels_map(S.profile, (uint32_t)context,
+            S.gil_samples[context >> 62]++;
+            if ((ret = hyp_py_labels_map(S.profile, (uint32_t)context, (unsigned)(context >> 62),
                                          &S.lab_cache, &S.nlab_cache, &s.labels)) < 0 &&
                 S.writer_err == 0)
                 S.writer_err = ret;

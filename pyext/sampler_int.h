@@ -51,6 +51,7 @@
 #include "walk.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -108,6 +109,7 @@ typedef struct {
     hyp_id_t thread;  /* the profile's thread id, HYP_NO_ID until its first sample */
     hyp_id_t name;    /* string id of its name, HYP_NO_ID until threading names it */
     int fd;           /* perf event, or -1 */
+    int sysfd;        /* wall clock: its /proc/self/task/TID/syscall, or -1 */
     uint64_t perf_id; /* its kernel id (PERF_EVENT_IOC_ID), 0 if unknown */
     /* A clock event's control page (NULL without one), read by the handler
      * for the thread's CPU time (hyp__slot_cpu_ns). */
@@ -172,6 +174,8 @@ typedef struct {
     int writer_err;
     hyp_id_t func_truncated;
     hyp_id_t func_gc[HYP_GC_GENS]; /* "[gc] generation N" in the profile, or HYP_NO_ID */
+    uint64_t gil_samples[HYP_GIL_STATES];  /* the resolver's, by the GIL's state */
+    uint64_t gil_given[HYP_GIL_STATES];    /* the part already in a window */
     hyp_gc_totals_t gc_given;      /* the collections' totals at the current window's start */
     int gc_retained;               /* the session holds the gc callback */
     _Atomic uint64_t lost[LOST_COUNT];
@@ -238,23 +242,26 @@ static inline uint64_t hyp__rec_header(int slot, uint32_t kind, int truncated, i
            (uint64_t)(n & 0xffff);
 }
 
-/* A record's context word: the label set in the low 32 bits; above them,
- * while ts collects garbage, the generation plus one (2 bits) and the number
- * of the sample's n frames that the collection itself called (finalizers),
- * which the resolver puts above "[gc] generation N" (HYP__GC_ABOVE_UNKNOWN:
- * the collection's frames cannot be told apart, "[gc]" goes on top).
+/* A record's context word: the label set in the low 32 bits; the GIL's
+ * state (labels.h's HYP_GIL_*) in the top 2; between them, while ts collects
+ * garbage, the generation plus one (2 bits) and the number of the sample's n
+ * frames that the collection itself called (finalizers, 28 bits), which the
+ * resolver puts above "[gc] generation N" (HYP__GC_ABOVE_UNKNOWN: the
+ * collection's frames cannot be told apart, "[gc]" goes on top).
  * Async-signal-safe. */
-#define HYP__GC_ABOVE_UNKNOWN 0x3fffffffu
+#define HYP__GC_ABOVE_UNKNOWN 0x0fffffffu
 static inline uint64_t hyp__rec_context(const PyThreadState *ts, uint32_t labels, int n,
-                                        int truncated) {
+                                        int truncated, unsigned gil) {
     uint32_t depth = 0, above = HYP__GC_ABOVE_UNKNOWN;
     unsigned gen1 = hyp_py_gc_now(ts, &depth);
+    uint64_t w = (uint64_t)labels | ((uint64_t)(gil & 3) << 62);
 
     if (gen1 == 0)
-        return labels;
-    if (!truncated && depth != HYP_GC_DEPTH_UNKNOWN && (uint32_t)n >= depth)
+        return w;
+    if (!truncated && depth != HYP_GC_DEPTH_UNKNOWN && (uint32_t)n >= depth &&
+        (uint32_t)n - depth < HYP__GC_ABOVE_UNKNOWN)
         above = (uint32_t)n - depth;
-    return (uint64_t)labels | ((uint64_t)(gen1 | (above << 2)) << 32);
+    return w | ((uint64_t)(gen1 | (above << 2)) << 32);
 }
 
 /* Claims slot for a capture on the calling thread. busy is raised before

@@ -606,6 +606,8 @@ static int hyp__start_threads(const hyp__config_t *c) {
     S.window_start = S.t0;
     memset(S.lost_given, 0, sizeof S.lost_given);
     S.no_frames_given = 0;
+    memset(S.gil_samples, 0, sizeof S.gil_samples);
+    memset(S.gil_given, 0, sizeof S.gil_given);
     if (hyp_py_gc_retain(1) < 0) {
         hyp__codemap_stop();
         hyp__free_profile();
@@ -837,12 +839,13 @@ static PyObject *hyp__stats(hyp__sampler_obj_t *self, PyObject *noargs) {
  * reported in the window they were lost in. A ring's refusals are counted
  * when its thread is retired; live rings are read here. The samples that
  * found no Python frame, which are no loss, go apart, in the header's
- * "no_python_frames" (written with the end record), and so do the window's
- * garbage collections (gcwatch.h). Returns 0 or an HYP_E* code. */
+ * "no_python_frames" (written with the end record), and so do the counts of
+ * samples by the GIL's state and the window's garbage collections
+ * (gcwatch.h). Returns 0 or an HYP_E* code. */
 static int hyp__add_losses(hyp_profile_t *p) {
     uint64_t ring = 0, n;
     hyp_gc_totals_t gc;
-    int i;
+    int i, g;
 
     for (i = 0; i < S.nslots; i++)
         if (S.slots[i].used)
@@ -858,6 +861,14 @@ static int hyp__add_losses(hyp_profile_t *p) {
     n = atomic_load(&S.no_frames);
     i = hyp_profile_set_meta_int(p, "no_python_frames", (int64_t)(n - S.no_frames_given));
     S.no_frames_given = n;
+    for (g = 1; g < HYP_GIL_STATES && i == 0; g++) {
+        /* The samples by the GIL's state: the header's "gil_held", ... */
+        char key[32];
+
+        snprintf(key, sizeof key, "gil_%s", hyp_py_gil_names[g]);
+        i = hyp_profile_set_meta_int(p, key, (int64_t)(S.gil_samples[g] - S.gil_given[g]));
+        S.gil_given[g] = S.gil_samples[g];
+    }
     if (i < 0 || !S.gc_retained)
         return i;
     hyp_py_gc_totals(&gc);
@@ -1094,7 +1105,10 @@ static PyObject *hyp__after_fork_child(PyObject *cls, PyObject *noargs) {
     for (i = 0; i < S.nslots; i++) {
         if (S.slots[i].used && hyp__sampler_fd_ours(&S.slots[i]))
             close(S.slots[i].fd);
+        if (S.slots[i].used && S.slots[i].sysfd >= 0)
+            close(S.slots[i].sysfd);
         S.slots[i].fd = -1;
+        S.slots[i].sysfd = -1;
         S.slots[i].has_timer = 0;
         S.slots[i].used = 0;
         atomic_store(&S.slots[i].live, 0);

@@ -40,6 +40,37 @@ static void hyp__wall_cache_keep(hyp_slot_t *slot, const uint64_t *frames, int n
     slot->wall_cache_sw = sw;
 }
 
+/* The GIL's state of a thread that does not hold it: waiting for it, when
+ * the GIL is held and the thread sleeps in a futex inside the GIL's
+ * condition variable (take_gil(), as its /proc/self/task/TID/syscall says:
+ * "202 0x7f...", the call's number and first argument), else released (I/O,
+ * a lock, sleep, C code that let it go). Sampler thread. */
+static unsigned hyp__remote_gil(const hyp_slot_t *slot) {
+    uintptr_t cond;
+    size_t len;
+    int locked;
+    char text[192], *end, *after;
+    ssize_t k;
+    long nr;
+    unsigned long long addr;
+
+    if (slot->sysfd < 0 || hyp__walk_gil_cond(&cond, &len, &locked) < 0)
+        return HYP_GIL_RELEASED;
+    if (!locked)
+        return HYP_GIL_RELEASED; /* nobody holds it: a waiter would take it */
+    k = pread(slot->sysfd, text, sizeof text - 1, 0);
+    if (k <= 0)
+        return HYP_GIL_RELEASED;
+    text[k] = '\0';
+    nr = strtol(text, &end, 10);
+    if (end == text || nr != SYS_futex)
+        return HYP_GIL_RELEASED; /* "running", or another call */
+    addr = strtoull(end, &after, 16);
+    if (after == end)
+        return HYP_GIL_RELEASED;
+    return addr >= cond && addr < cond + len ? HYP_GIL_WAITING : HYP_GIL_RELEASED;
+}
+
 /* One tick of the wall-clock sampler for one thread. A thread that holds the
  * GIL runs Python and samples itself through its CPU trigger (in user mode
  * only, so never inside a system call); any other thread is waiting (I/O, a
@@ -135,7 +166,8 @@ static void hyp__wall_tick(hyp_slot_t *slot, uint64_t now) {
                 buf[0] = hyp__rec_header(slot->index, 0, truncated, n);
                 buf[1] = now - S.t0;
                 buf[2] = now - prev;
-                buf[3] = hyp__rec_context(slot->tstate, labels, n, truncated);
+                buf[3] = hyp__rec_context(slot->tstate, labels, n, truncated,
+                                          hyp__remote_gil(slot));
                 hyp__ring_write(&S.wall_ring, buf, HYP__REC_HEAD + (size_t)HYP_WALK_WORDS * n);
             }
             atomic_store(&S.remote_inflight, 0);

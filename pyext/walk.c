@@ -421,6 +421,21 @@ int hyp__walk_gil_state(PyThreadState *ts, int *holder, int *last, unsigned long
     return 0;
 }
 
+int hyp__walk_gil_cond(uintptr_t *cond, size_t *len, int *locked) {
+    struct _gil_runtime_state *gil = __atomic_load_n(&hyp__gil, __ATOMIC_ACQUIRE);
+
+    if (gil == NULL)
+        return -1;
+    *cond = (uintptr_t)&gil->cond;
+    *len = sizeof(gil->cond);
+#if PY_VERSION_HEX >= 0x030D0000
+    *locked = __atomic_load_n(&gil->locked, __ATOMIC_ACQUIRE);
+#else
+    *locked = (int)_Py_atomic_load(&gil->locked);
+#endif
+    return 0;
+}
+
 size_t hyp__walk_threads(PyInterpreterState *interp, hyp_walk_thread_t *out, size_t max) {
     PyThreadState *ts;
     size_t n = 0;

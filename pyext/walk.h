@@ -90,6 +90,11 @@ void hyp__walk_gil_bind(PyThreadState *ts);
  * cannot be read (none bound). */
 int hyp__walk_gil_state(PyThreadState *ts, int *holder, int *last, unsigned long *switches);
 
+/* The bound GIL's condition variable (where take_gil() waits: the futex a
+ * thread waiting for the GIL sleeps on lies inside it), its size, and
+ * whether the GIL is held now. Returns 0, or -1 when none is bound. */
+int hyp__walk_gil_cond(uintptr_t *cond, size_t *len, int *locked);
+
 /* A thread state of the interpreter, as hyp__walk_threads() lists it. */
 typedef struct {
     PyThreadState *ts;

@@ -223,7 +223,7 @@ HYP_EXTERN int hyp_profile_set_meta_strv(hyp_profile_t *p, const char *key,
  * "mode", "metrics", "sample_kinds"), which hyp_profile_set_meta() refuses. */
 HYP_EXTERN int hyp_meta_key_reserved(const char *key);
 /* 1 for the header keys that count something over the run ("no_python_frames",
- * the "gc_" entries): a merge adds them up (their integer values, saturating),
+ * the "gc_" and "gil_" entries): a merge adds them up (their integer values, saturating),
  * and hyp_profile_new_like() does not copy them, as it copies no dropped
  * count. */
 HYP_EXTERN int hyp_meta_key_summed(const char *key);

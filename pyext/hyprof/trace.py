@@ -68,6 +68,7 @@ _HEADER_TYPES = {
     "pid": _COUNT, "signal": _COUNT, "period": _COUNT, "duration_ns": _COUNT,
     "truncated": _COUNT, "max_nodes": _COUNT,
     "gc_collected": _COUNT, "gc_uncollectable": _COUNT,
+    "gil_held": _COUNT, "gil_released": _COUNT, "gil_waiting": _COUNT,
     **{f"gc_{what}_gen{g}": _COUNT for what in ("collections", "ns") for g in range(_GC_GENS)},
     "start_time": _SECONDS, "start": _SECONDS, "duration": _SECONDS, "ns_per_tick": _SECONDS,
     "event": _STR, "trigger": _STR, "clock": _STR, "clock_wall": _STR, "clock_cpu": _STR,

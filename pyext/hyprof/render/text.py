@@ -117,6 +117,11 @@ def summary(trace):
                 % (total, len(funcs), threads, "" if threads == 1 else "s"))
         if h.get("event"):
             line += " (event %s)" % h["event"]
+    gil = gil_counts(trace)
+    if gil:
+        n = sum(gil.values())
+        line += "\nGIL: %s of %d samples" % (", ".join(
+            "%.1f%% %s" % (100.0 * gil[s] / n, s) for s in GIL_STATES if s in gil), n)
     gc = trace.gc()
     if gc is not None and sum(gc.collections):
         n = sum(gc.collections)
@@ -150,6 +155,32 @@ def summary(trace):
         line += ("\nnote: %d samples found a thread without a Python frame (starting, ending "
                  "or in C code): not lost, there was nothing to sample" % frameless)
     return line
+
+
+GIL_STATES = ("held", "released", "waiting")
+
+
+def gil_counts(trace):
+    """{state: samples} of the header's GIL counts (a sampling trace's), or
+    {} when it has none."""
+    h = trace.header
+    out = {}
+    for s in GIL_STATES:
+        v = h.get("gil_" + s)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            out[s] = v
+    return out
+
+
+def _held_shares(trace, funcs):
+    """The share of each function's own samples that held the GIL, by
+    function, or None when the samples carry no GIL state."""
+    if "held" not in trace.labels().get("gil", ()):
+        return None
+    held = {(f.name, f.filename, f.lineno): f.own_samples
+            for f in trace.where(gil="held").functions()}
+    return [held.get((f.name, f.filename, f.lineno), 0) / f.own_samples if f.own_samples
+            else None for f in funcs]
 
 
 def _amount(v, unit):
@@ -227,11 +258,17 @@ def render(trace, sort="cum", limit=30, thread=None, builtins=True, header=True,
                 _seconds(f.cpu_cum), _seconds(percall), f.name, short_location(f), mark))
     else:
         total = sum(f.own_samples for f in funcs) or 1
-        out.append("%10s %7s %10s %7s  %s" % ("own", "own%", "cum", "cum%", "function"))
-        for f in shown:
-            out.append("%10d %6.2f%% %10d %6.2f%%  %s  %s" % (
+        held = _held_shares(trace, shown)
+        gil_head = " %8s" % "gil held" if held is not None else ""
+        out.append("%10s %7s %10s %7s%s  %s" % ("own", "own%", "cum", "cum%", gil_head,
+                                                "function"))
+        for i, f in enumerate(shown):
+            gil_col = ""
+            if held is not None:
+                gil_col = " %8s" % ("%.0f%%" % (100 * held[i]) if held[i] is not None else "-")
+            out.append("%10d %6.2f%% %10d %6.2f%%%s  %s  %s" % (
                 f.own_samples, 100.0 * f.own_samples / total, f.cum_samples,
-                100.0 * f.cum_samples / total, f.name, short_location(f)))
+                100.0 * f.cum_samples / total, gil_col, f.name, short_location(f)))
     if limit and len(funcs) > limit:
         out.append("... %d more function%s (--limit 0 shows all)" % (
             len(funcs) - limit, "" if len(funcs) - limit == 1 else "s"))
