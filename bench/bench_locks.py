@@ -8,13 +8,19 @@ same round:
 - queue: a producer and two consumers passing items through a bounded
   queue.Queue (its mutex and conditions: a lock-heavy program whose locks are
   contended, the case the issue names);
+- contended: four threads taking one threading.Lock around a little work,
+  which contend whenever the GIL moves to another thread while the lock is
+  held (every 5 ms, the switch interval);
 - uncontended: one thread taking and releasing a threading.Lock in a loop,
   which measures what the wrapper costs when no lock is ever contended.
 
 Configurations: none; cprofile (what a developer reaches for first, which
-does not see locks); hyprof deterministic without and with locks=True;
+does not see locks, and profiles only the thread that enables it: the
+workloads' other threads run unprofiled under it); hyprof deterministic without and with locks=True;
 hyprof sampling at 100 Hz without and with locks=True (lock_interval 1 ms).
-Times are the workload's wall time (contention is waiting, not CPU).
+Slowdowns are given in the workload's wall time (contention is waiting, not
+CPU) and in its process CPU time (all its threads, the profiler's work
+included), which other load on the machine disturbs less.
 
     ./pyrun bench/bench_locks.py [--rounds 5] [--items 100000]
 """
@@ -45,17 +51,31 @@ def run_queue():
     for t in ts:
         t.join()
 
+def run_contended():
+    lock = threading.Lock()
+    def work():
+        for _ in range(n // 2):
+            with lock:
+                sum(range(30))
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
 def run_uncontended():
     lock = threading.Lock()
     for _ in range(n * 10):
         with lock:
             pass
 
-body = run_queue if work == "queue" else run_uncontended
+body = {"queue": run_queue, "contended": run_contended, "uncontended": run_uncontended}[work]
 
 def timed():
-    t0 = time.perf_counter()
+    global cpu
+    t0, c0 = time.perf_counter(), time.process_time()
     body()
+    cpu = time.process_time() - c0
     return time.perf_counter() - t0
 
 stats = {}
@@ -78,7 +98,7 @@ else:
         el = timed()
     if locks == "locks":
         stats = hyprof._hyprof.locks_stats() if mode == "sampling" else {}
-print(json.dumps({"elapsed": el, "stats": stats}))
+print(json.dumps({"elapsed": el, "cpu": cpu, "stats": stats}))
 """
 
 CONFIGS = ["none", "cprofile", "deterministic-plain", "deterministic-locks",
@@ -94,12 +114,13 @@ def run(cfg, work, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--items", type=int, default=100000)
+    ap.add_argument("--items", type=int, default=200000)
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, {args.rounds} rounds, {args.items} queue items "
-          f"({args.items * 10} uncontended acquisitions)")
-    for work in ("queue", "uncontended"):
+    print(f"python {sys.version.split()[0]}, {args.rounds} rounds, {args.items} queue items, "
+          f"{args.items * 2} contended and {args.items * 10} uncontended acquisitions")
+    for work in ("queue", "contended", "uncontended"):
         ratios = {c: [] for c in CONFIGS}
+        cpu_ratios = {c: [] for c in CONFIGS}
         base = []
         last = {}
         for r in range(args.rounds):
@@ -108,12 +129,14 @@ def main():
             base.append(got["none"]["elapsed"])
             for c in CONFIGS:
                 ratios[c].append(got[c]["elapsed"] / got["none"]["elapsed"])
+                cpu_ratios[c].append(got[c]["cpu"] / got["none"]["cpu"])
             last = got
         print(f"\n{work}: unprofiled {statistics.median(base):.3f} s (median)")
-        print(f"  {'configuration':22s} {'slowdown':>9s} {'spread':>13s}")
+        print(f"  {'configuration':22s} {'wall':>7s} {'spread':>13s} {'cpu':>7s} {'spread':>13s}")
         for c in CONFIGS:
-            rs = ratios[c]
-            print(f"  {c:22s} {statistics.median(rs):9.3f} {min(rs):6.3f}-{max(rs):.3f}")
+            rs, cs = ratios[c], cpu_ratios[c]
+            print(f"  {c:22s} {statistics.median(rs):7.3f} {min(rs):6.3f}-{max(rs):.3f} "
+                  f"{statistics.median(cs):7.3f} {min(cs):6.3f}-{max(cs):.3f}")
         st = last["sampling-locks"]["stats"]
         if st:
             print(f"  sampling-locks, last round: {st['waits']} waits and {st['holds']} holds "

@@ -43,6 +43,8 @@ static struct {
     PyObject *sites;
     /* The sampled collector: its mean interval, what it saw. */
     uint64_t interval_ns;
+    double ns_per_tick;      /* the clock's rate at the run's start */
+    uint64_t run;            /* runs started, from 1 */
     uint64_t events[2];
     hyp_collector_t col;
 } L = {.col = {hyp_py_lock_metrics,
@@ -128,21 +130,39 @@ out:
     return idx;
 }
 
-/* A wait or a hold of ns: sampled with probability 1 - exp(-ns / interval),
- * weighted ns / p. */
-static void hyp__observe(uint32_t site, int kind, uint64_t ns) {
-    PyObject *entry;
-    double p;
+/* A wait or a hold that lasted ticks: sampled with probability
+ * p = 1 - exp(-t / interval) for its time t, and weighted t / p. The draw is
+ * a countdown: the times of each kind on a thread are laid end to end and
+ * cut at the points of a Poisson process of rate 1 / interval, whose
+ * distances are exponential; a time is sampled when a cut falls in it, which
+ * it does with that very probability, independently of the others. So a time
+ * that no cut falls in (nearly every short one) costs a subtraction. */
+static __thread double hyp__lock_budget[2]; /* ns until the next cut */
+static __thread uint64_t hyp__lock_budget_run; /* the run they were drawn in */
 
-    if (!L.col.running || ns == 0)
+static double hyp__next_cut(void) {
+    return -log1p(-hyp_collect_uniform()) * (double)L.interval_ns;
+}
+
+static void hyp__observe(uint32_t site, int kind, uint64_t ticks) {
+    PyObject *entry;
+    double ns, p;
+
+    if (!L.col.running || ticks == 0)
         return;
     L.events[kind]++;
-    p = -expm1(-(double)ns / (double)L.interval_ns);
-    if (!(hyp_collect_uniform() < p))
+    ns = (double)ticks * L.ns_per_tick;
+    if (hyp__lock_budget_run != L.run) {
+        hyp__lock_budget_run = L.run;
+        hyp__lock_budget[0] = hyp__next_cut();
+        hyp__lock_budget[1] = hyp__next_cut();
+    }
+    if ((hyp__lock_budget[kind] -= ns) > 0)
         return;
+    hyp__lock_budget[kind] = hyp__next_cut();
+    p = -expm1(-ns / (double)L.interval_ns);
     entry = PyList_GET_ITEM(L.sites, site);
-    hyp_collector_sample(&L.col, kind, (uint64_t)((double)ns / p + 0.5),
-                         PyTuple_GET_ITEM(entry, 0),
+    hyp_collector_sample(&L.col, kind, (uint64_t)(ns / p + 0.5), PyTuple_GET_ITEM(entry, 0),
                          PyTuple_GET_ITEM(entry, 1) != Py_None ? PyTuple_GET_ITEM(entry, 1) : NULL,
                          (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 2)));
 }
@@ -157,7 +177,7 @@ typedef struct {
     PyObject *weakrefs;
     uint32_t site;
     long count;        /* acquisitions this wrapper saw held (an RLock's levels) */
-    uint64_t since;    /* when it was taken, timed (monotonic ns), or 0 */
+    uint64_t since;    /* when it was taken, timed (clock ticks), or 0 */
 } hyp_lock_t;
 
 static PyTypeObject *hyp__lock_type, *hyp__rlock_type;
@@ -205,7 +225,7 @@ static void hyp__lock_dealloc(hyp_lock_t *self) {
 /* The lock was taken. */
 static inline void hyp__taken(hyp_lock_t *self) {
     if (self->count++ == 0)
-        self->since = L.col.running ? hyp_clock_monotonic_ns() : 0;
+        self->since = L.col.running ? hyp_clock_ticks() : 0;
 }
 
 /* A blocking call on the inner lock that may wait: timed, and in the
@@ -218,9 +238,9 @@ static PyObject *hyp__waiting_call(hyp_lock_t *self, PyObject *callable, PyObjec
 
     if (L.det_users != 0)
         hyp__det_special_enter(hyp__site_name(self->site), &tok);
-    t0 = hyp_clock_monotonic_ns();
+    t0 = hyp_clock_ticks();
     r = PyObject_Vectorcall(callable, args, nargsf, kwnames);
-    t1 = hyp_clock_monotonic_ns();
+    t1 = hyp_clock_ticks();
     if (tok.p != NULL) {
         HYP_PY_EXC_SAVE(exc);
         hyp__det_special_leave(&tok);
@@ -260,7 +280,7 @@ static PyObject *hyp__lock_acquire(hyp_lock_t *self, PyObject *const *args, Py_s
 }
 
 static PyObject *hyp__lock_release(hyp_lock_t *self, PyObject *unused) {
-    uint64_t since = self->count == 1 ? self->since : 0, now = since ? hyp_clock_monotonic_ns() : 0;
+    uint64_t since = self->count == 1 ? self->since : 0, now = since ? hyp_clock_ticks() : 0;
     PyObject *r;
 
     (void)unused;
@@ -299,7 +319,7 @@ static PyObject *hyp__lock_at_fork_reinit(hyp_lock_t *self, PyObject *unused) {
 
 /* An RLock's Condition.wait(): all levels released at once... */
 static PyObject *hyp__rlock_release_save(hyp_lock_t *self, PyObject *unused) {
-    uint64_t since = self->since, now = since ? hyp_clock_monotonic_ns() : 0;
+    uint64_t since = self->since, now = since ? hyp_clock_ticks() : 0;
     PyObject *r;
 
     (void)unused;
@@ -545,6 +565,10 @@ static PyObject *hyp__locks_start(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "locks_start: interval and depth out of range");
         return NULL;
     }
+    if (hyp_clock_init(0) != 0) {
+        PyErr_SetString(hyp_py_profiler_error(), "cannot initialise the clocks");
+        return NULL;
+    }
     if (hyp_collector_start(&L.col, depth) < 0)
         return NULL;
     if (hyp__install() < 0 ||
@@ -553,6 +577,8 @@ static PyObject *hyp__locks_start(PyObject *self, PyObject *args) {
         return NULL;
     }
     L.interval_ns = interval;
+    L.ns_per_tick = hyp_clock_ns_per_tick();
+    L.run++;
     memset(L.events, 0, sizeof L.events);
     Py_RETURN_NONE;
 }
