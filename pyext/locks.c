@@ -103,7 +103,8 @@ static uint32_t hyp__site_here(void) {
     if (PyErr_Occurred() || PyList_GET_SIZE(L.sites) >= HYP__LOCK_MAX_SITES)
         goto out;
     file = co->co_filename;
-    if (PyUnicode_Check(file) && L.cwd != NULL && PyUnicode_Tailmatch(file, L.cwd, 0, 0, -1) == 1) {
+    if (PyUnicode_Check(file) && L.cwd != NULL &&
+        PyUnicode_Tailmatch(file, L.cwd, 0, PY_SSIZE_T_MAX, -1) == 1) {
         /* Under the working directory: the path from there, as people say it. */
         PyObject *rel = PyUnicode_Substring(file, PyUnicode_GET_LENGTH(L.cwd),
                                             PyUnicode_GET_LENGTH(file));

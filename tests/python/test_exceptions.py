@@ -3,14 +3,12 @@ that raised it, as "<raise TYPE>": exact calls in the deterministic mode,
 samples of kind "exceptions" weighted to the count in the sampling mode. The
 programs raise known numbers of known types, caught at known depths."""
 
-import os
-import subprocess
 import sys
 
 import pytest
 
 import hyprof
-from hyprof import render as R
+from test_render_support import every_format, go_pprof_top, run_hyprof, shows
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 needs_312 = pytest.mark.skipif(sys.version_info < (3, 12),
@@ -150,26 +148,10 @@ def test_every_format_shows_the_raises(tmp_path):
         path = tmp_path / f"{mode}.hyprof"
         p.trace().write(path)
         t = hyprof.load(path)
-        for fmt in sorted(R.FORMATS):
-            if fmt == "pstats" and mode == "sampling":
-                continue  # pstats holds deterministic traces only
-            opts = {"metric": "exceptions"} if mode == "sampling" and fmt in (
-                "text", "tree", "html", "speedscope", "collapsed", "dot", "pprof") else {}
-            out = R.render(t, fmt, **opts)
-            if fmt == "pprof":
-                import gzip
-                out = gzip.decompress(out)
-            if isinstance(out, bytes):
-                out = out.decode("utf-8", "replace")
-            assert "raise KeyError" in out, (mode, fmt)
-    go = next((d for d in ("/usr/lib/go/bin/go", "/usr/bin/go") if os.access(d, os.X_OK)), None)
-    if go is not None:
-        f = tmp_path / "exc.pb.gz"
-        f.write_bytes(R.render(hyprof.load(tmp_path / "sampling.hyprof"), "pprof"))
-        out = subprocess.run([go, "tool", "pprof", "-sample_index=exceptions", "-top", str(f)],
-                             capture_output=True, text=True, check=True,
-                             env=dict(os.environ, HOME=str(tmp_path))).stdout
-        assert "<raise KeyError>" in out, out
+        for fmt, out in every_format(t, "exceptions" if mode == "sampling" else None).items():
+            assert shows(out, "<raise KeyError>"), (mode, fmt)
+    assert "<raise KeyError>" in go_pprof_top(hyprof.load(tmp_path / "sampling.hyprof"),
+                                              tmp_path, "exceptions")
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.11 only")
@@ -185,3 +167,16 @@ def test_bad_options_are_refused():
         hyprof.Profiler(exceptions=1)
     with pytest.raises(hyprof.ProfilerError, match="exception_interval"):
         hyprof.Profiler(mode="sampling", exceptions=True, exception_interval=0)
+
+
+def test_the_command_line_counts_exceptions(tmp_path):
+    prog = tmp_path / "app.py"
+    prog.write_text("d = {}\nfor i in range(30):\n    try:\n        d[i]\n    except KeyError:\n"
+                    "        pass\n")
+    out = tmp_path / "x.hyprof"
+    r = run_hyprof("run", "--exceptions", "-q", "-o", out, prog, cwd=tmp_path, check=False)
+    if sys.version_info < (3, 12):
+        assert r.returncode != 0 and "3.12" in r.stderr and "Traceback" not in r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    assert raises_of(hyprof.load(out)) == {"<raise KeyError>": 30}

@@ -7,7 +7,6 @@ collections per generation. The programs here collect at known moments
 collections with their own clocks."""
 
 import gc
-import subprocess
 import sys
 import threading
 import time
@@ -15,8 +14,7 @@ import time
 import pytest
 
 import hyprof
-from hyprof import render as R
-from test_render_support import need, tool_env
+from test_render_support import every_format, go_pprof_top
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 GEN = "[gc] generation %d"
@@ -280,26 +278,12 @@ def gc_trace(tmp_path_factory):
     return hyprof.load(path)
 
 
-@pytest.mark.parametrize("fmt", sorted(R.FORMATS))
-def test_every_format_shows_the_collection(gc_trace, fmt):
-    out = R.render(gc_trace, fmt)
-    if fmt == "pprof":
-        import gzip
-        out = gzip.decompress(out)
-    if isinstance(out, bytes):
-        out = out.decode("utf-8", "replace")
-    assert "[gc] generation 2" in out
-    if fmt == "text":
-        assert "garbage collection: 1 collection," in out
-
-
-def test_go_pprof_reads_the_collection(gc_trace, tmp_path):
-    go = need("go", "golang-go")
-    f = tmp_path / "gc.pb.gz"
-    f.write_bytes(R.render(gc_trace, "pprof"))
-    out = subprocess.run([go, "tool", "pprof", "-top", str(f)], capture_output=True, text=True,
-                         check=True, env=tool_env(HOME=str(tmp_path))).stdout
-    assert "[gc] generation 2" in out
+def test_every_format_shows_the_collection(gc_trace, tmp_path):
+    for fmt, out in every_format(gc_trace).items():
+        assert "[gc] generation 2" in out, fmt
+        if fmt == "text":
+            assert "garbage collection: 1 collection," in out
+    assert "[gc] generation 2" in go_pprof_top(gc_trace, tmp_path, "wall")
 
 
 def test_a_hostile_gc_header_is_refused(tmp_path, gc_trace):

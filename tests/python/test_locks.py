@@ -9,7 +9,6 @@ time, the other thread's waits are measured by its own clock."""
 import concurrent.futures
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ import time
 import pytest
 
 import hyprof
-from hyprof import render as R
+from test_render_support import every_format, go_pprof_top, run_hyprof, shows
 
 ENGINES = ["setprofile"] + (["monitoring"] if sys.version_info >= (3, 12) else [])
 HOLD = 0.01   # s each holder keeps the lock
@@ -219,28 +218,11 @@ def test_every_format_shows_lock_samples(tmp_path, mode):
     t.write(path)
     t = hyprof.load(path)
     site = site_of(t, line)
-    for fmt in sorted(R.FORMATS):
-        if fmt == "pstats" and mode == "sampling":
-            continue  # pstats holds deterministic traces only
-        opts = {"metric": "lock_wait_ns"} if mode == "sampling" and fmt in (
-            "text", "tree", "html", "speedscope", "collapsed", "dot", "pprof") else {}
-        out = R.render(t, fmt, **opts)
-        if fmt == "pprof":
-            import gzip
-            out = gzip.decompress(out)
-        if isinstance(out, bytes):
-            out = out.decode("utf-8", "replace")
-        # HTML embeds names as JSON, with < and > escaped.
-        escaped = site.replace("<", "\\u003c").replace(">", "\\u003e")
-        assert site in out or escaped in out, fmt
-    go = next((d for d in ("/usr/lib/go/bin/go", "/usr/bin/go") if os.access(d, os.X_OK)), None)
-    if go is not None and mode == "sampling":
-        f = tmp_path / "locks.pb.gz"
-        f.write_bytes(R.render(t, "pprof"))
-        out = subprocess.run([go, "tool", "pprof", "-sample_index=lock-wait", "-top", str(f)],
-                             capture_output=True, text=True, check=True,
-                             env=dict(os.environ, HOME=str(tmp_path))).stdout
-        assert site in out, out
+    metric = "lock_wait_ns" if mode == "sampling" else None
+    for fmt, out in every_format(t, metric).items():
+        assert shows(out, site), fmt
+    if mode == "sampling":
+        assert site in go_pprof_top(t, tmp_path, "lock-wait")
 
 
 def test_bad_options_are_refused():
@@ -250,3 +232,32 @@ def test_bad_options_are_refused():
         hyprof.Profiler(mode="sampling", locks=True, lock_interval=0)
     with pytest.raises(hyprof.ProfilerError, match="locks="):
         hyprof.Profiler(mode="sampling", locks=1)
+
+
+LOCK_PROGRAM = """
+import threading, time
+def work(lock):
+    for _ in range(20):
+        with lock:
+            time.sleep(0.002)
+lock = threading.Lock()
+ts = [threading.Thread(target=work, args=(lock,)) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+
+def test_the_command_line_profiles_locks_in_both_modes(tmp_path):
+    prog = tmp_path / "app.py"
+    prog.write_text(LOCK_PROGRAM)
+    for mode, extra in (("deterministic", []), ("sampling", ["--lock-interval", "0.001"])):
+        out = tmp_path / f"{mode}.hyprof"
+        run_hyprof("run", "--mode", mode, "--locks", *extra, "-q", "-o", out, prog, cwd=tmp_path)
+        t = hyprof.load(out)
+        assert "<lock created at app.py:7>" in site_names(t), site_names(t)
+        if mode == "sampling":
+            text = run_hyprof("report", out, "--metric", "lock_wait_ns", "--format", "tree").stdout
+            assert "<lock created at app.py:7>" in text
+    bad = run_hyprof("run", "--mode", "sampling", "--lock-interval", "0.1", prog, check=False)
+    assert bad.returncode == 2 and "--lock-interval needs --locks" in bad.stderr
+    assert "Traceback" not in bad.stderr

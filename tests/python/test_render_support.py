@@ -158,3 +158,43 @@ def need(tool, package):
                 return cand
         pytest.skip(f"{tool} is not installed (apt-get install {package})")
     return path
+
+
+# Formats that weigh a sampling trace by a metric column.
+_METRIC_FORMATS = ("text", "tree", "html", "speedscope", "collapsed", "dot", "pprof")
+
+
+def every_format(trace, metric=None):
+    """{format: output as text} of trace in every format that takes it
+    (pstats takes deterministic traces only), weighed by metric (a sampling
+    trace's column) where the format takes one; pprof decompressed."""
+    import gzip
+    from hyprof import render as R
+    out = {}
+    for fmt in sorted(R.FORMATS):
+        if fmt == "pstats" and trace.mode == "sampling":
+            continue
+        opts = {"metric": metric} if metric and fmt in _METRIC_FORMATS else {}
+        data = R.render(trace, fmt, **opts)
+        if fmt == "pprof":
+            data = gzip.decompress(data)
+        out[fmt] = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return out
+
+
+def shows(text, name):
+    """Whether a report shows a function's name (HTML embeds names as JSON,
+    with < and > escaped)."""
+    return name in text or name.replace("<", "\\u003c").replace(">", "\\u003e") in text
+
+
+def go_pprof_top(trace, tmp_path, sample_index):
+    """What `go tool pprof -top` prints of trace's pprof for one sample type
+    (a skip when Go is not installed)."""
+    from hyprof import render as R
+    go = need("go", "golang-go")
+    f = tmp_path / "top.pb.gz"
+    f.write_bytes(R.render(trace, "pprof"))
+    return subprocess.run([go, "tool", "pprof", f"-sample_index={sample_index}", "-top", str(f)],
+                          capture_output=True, text=True, check=True,
+                          env=tool_env(HOME=str(tmp_path))).stdout

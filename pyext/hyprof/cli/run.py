@@ -203,24 +203,18 @@ def _profiler_options(args):
             opts["memory_interval"] = args.memory_interval
     elif args.memory_interval is not None:
         raise UsageError("--memory-interval needs --memory or --memory-only")
-    if args.locks:
-        if args.memory_only:
-            raise UsageError("--locks does not go with --memory-only, which samples "
-                             "allocations alone; use --memory")
-        opts["locks"] = True
-        if args.lock_interval is not None:
-            opts["lock_interval"] = args.lock_interval
-    elif args.lock_interval is not None:
-        raise UsageError("--lock-interval needs --locks")
-    if args.exceptions:
-        if args.memory_only:
-            raise UsageError("--exceptions does not go with --memory-only, which samples "
-                             "allocations alone; use --memory")
-        opts["exceptions"] = True
-        if args.exception_interval is not None:
-            opts["exception_interval"] = args.exception_interval
-    elif args.exception_interval is not None:
-        raise UsageError("--exception-interval needs --exceptions")
+    # The collectors beside the sampler, each with its interval option.
+    for flag, interval in (("locks", "lock_interval"), ("exceptions", "exception_interval")):
+        given = getattr(args, interval)
+        if getattr(args, flag):
+            if args.memory_only:
+                raise UsageError("--%s does not go with --memory-only, which samples "
+                                 "allocations alone; use --memory" % flag)
+            opts[flag] = True
+            if given is not None:
+                opts[interval] = given
+        elif given is not None:
+            raise UsageError("--%s needs --%s" % (interval.replace("_", "-"), flag))
     return opts
 
 
