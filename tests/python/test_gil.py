@@ -121,6 +121,19 @@ def test_every_report_filters_and_splits_by_the_gil(tmp_path):
     released = t.where(gil="released")
     names = {f.name for f in released.functions() if f.own_samples}
     assert "c_hash" in names and "py_spin" not in names
+    # The HTML page's metric menu has one entry per state, whose columns add
+    # up to the samples.
+    import json
+    import re
+    page = R.render(t, "html")
+    found = re.search(r'<script type="application/json" id="hyprof-data">(.*?)</script>', page,
+                      re.S)
+    data = json.loads(found.group(1))
+    names = [m["name"] for m in data["metrics"]]
+    assert "gil_held" in names and "gil_released" in names
+    total = sum(data["values"][names.index(t.metrics[0].name)])
+    assert total > 0 and total == sum(sum(data["values"][names.index(n)]) for n in names
+                                      if n.startswith("gil_"))
     raw = R.render(t, "pprof")
     import gzip
     assert b"released" in gzip.decompress(raw)

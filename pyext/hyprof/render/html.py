@@ -168,6 +168,50 @@ def describe(header, mode):
     return ", ".join(parts)
 
 
+_GIL_STATES = ("held", "released", "waiting")
+
+
+def _gil_columns(trace, tree, threads):
+    """The samples of each GIL state (docs/sampling.md, "The GIL") as extra
+    columns, so that the page's metric menu shows one state at a time: per
+    node of tree, and per function (own, cum). Nothing for a trace whose
+    samples carry no GIL state."""
+    present = trace.labels().get("gil", ()) if trace.mode == "sampling" else ()
+    states = [s for s in _GIL_STATES if s in present]
+    if not states or not trace.sample_kinds:
+        return [], [], [], []
+    kind = trace.sample_kinds[0]
+    count = trace.metrics[kind.count_metric].name
+    # A node of a part is the node of tree with the same parent, function
+    # and line: the part carries the trace's tables, so their ids agree.
+    index = {(tree.parent[i], tree.func[i], tree.line[i]): i for i in range(1, len(tree))}
+    cols, vals, own, cum = [], [], [], []
+    for state in states:
+        part = trace.where(gil=state)
+        sub = _model.call_tree(part, split_threads=threads)
+        src = sub.values[sub.column(count)]
+        v = [0] * len(tree)
+        where = [0] * len(sub)
+        for j in range(1, len(sub)):
+            p = where[sub.parent[j]]
+            i = index.get((p, sub.func[j], sub.line[j])) if p >= 0 else None
+            where[j] = -1 if i is None else i
+            if i is not None:
+                v[i] += src[j]
+        o, c = [0] * len(tree.funcs), [0] * len(tree.funcs)
+        for f in part.functions():
+            k = tree.index(f)
+            if k is not None:
+                o[k] += f.own_samples
+                c[k] += f.cum_samples
+        cols.append(_model.Column(f"gil_{state}", f"samples, GIL {state}", "count", "samples",
+                                  kind.name))
+        vals.append(v)
+        own.append(o)
+        cum.append(c)
+    return cols, vals, own, cum
+
+
 def render(trace, metric=None, threads=None, title=None, **options):
     """The HTML report of a trace. ``metric``: the one it opens on (all stay
     selectable); ``threads``: give each thread its own frame under the root
@@ -178,6 +222,13 @@ def render(trace, metric=None, threads=None, title=None, **options):
     tree = _model.call_tree(trace, split_threads=threads)
     default = tree.column(metric) if metric is not None else None
     own, cum = _model.function_totals(trace, tree)
+    cols, vals, gil_own, gil_cum = _gil_columns(trace, tree, threads)
+    if cols:
+        # A tree of its own: the shared one stays as every report reads it.
+        tree = _model.CallTree(tree.funcs, tree.parent, tree.func, tree.line,
+                               tree.columns + cols, list(tree.values) + vals, tree.mode,
+                               tree.header, tree.threads, tree.measured, checked=True)
+        own, cum = own + gil_own, cum + gil_cum
     header = getattr(trace, "header", {}) or {}
     if title is None:
         prog = _model.program(header)
