@@ -301,7 +301,16 @@ def test_html(trace):
     cum_of = dict(own_columns(trace))
     if trace._calls_col is not None:
         cum_of["calls"] = "calls"
+    gil = [c for c, name in enumerate(names) if name.startswith("gil_")]
+    if gil:
+        # The samples by GIL state (one column each) add up to the samples.
+        samples = names.index(trace.metrics[trace.sample_kinds[0].count_metric].name)
+        for which in ("own", "cum"):
+            assert [sum(data["table"][which][c][f] for c in gil) for f in range(len(funcs))] == \
+                data["table"][which][samples]
     for c, name in enumerate(names):
+        if c in gil:
+            continue
         for which, metric in (("own", name), ("cum", cum_of[name])):
             want = expected(trace, lambda f: index[tuple(f.info[1:])], metric, which)
             got = {i: v for i, v in enumerate(data["table"][which][c]) if v}

@@ -650,7 +650,9 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
         t0 = time.monotonic()
         status, _, body = get(url + "profile?seconds=1", {"Authorization": "Bearer tok-1"})
         elapsed = time.monotonic() - t0
-        assert status == 200 and 0.95 <= elapsed < 3
+        # The upper bound catches a scrape that hangs: on a loaded 2-core CI
+        # machine the response to a 1 s scrape has come after 3.2 s.
+        assert status == 200 and 0.95 <= elapsed < 6, elapsed
         names = functions(body)
         assert {"spin", "main", "<module>"} <= names, names
         # Samples stop at the program: hyprof run's own frames are not in it.
