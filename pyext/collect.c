@@ -133,10 +133,14 @@ static int hyp__func_of(hyp_collector_t *c, PyObject *cache, PyObject *key, PyCo
     return 0;
 }
 
-/* The calling thread in the profile, named as threading names it. */
+/* The calling thread in the profile, named as threading names it. Known by
+ * its Python ident and kernel id together: a new thread may get an ended
+ * one's ident. Runs no Python code (a stop elsewhere could free the run):
+ * the name is read from the Thread's own dict. */
 static int hyp__thread_id(hyp_collector_t *c, hyp_id_t *id) {
     unsigned long ident = PyThread_get_thread_ident();
-    PyObject *key = PyLong_FromUnsignedLong(ident), *v, *name = NULL, *active;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    PyObject *key = Py_BuildValue("(ki)", ident, (int)tid), *v, *name = NULL, *active;
     hyp_thread_t th;
     int rc;
 
@@ -150,14 +154,18 @@ static int hyp__thread_id(hyp_collector_t *c, hyp_id_t *id) {
     }
     active = PyObject_GetAttrString(c->threading, "_active");
     if (active != NULL && PyDict_Check(active)) {
-        PyObject *t = PyDict_GetItemWithError(active, key); /* borrowed */
+        PyObject *k = PyLong_FromUnsignedLong(ident);
+        PyObject *t = k != NULL ? PyDict_GetItemWithError(active, k) : NULL; /* borrowed */
+        PyObject *d = t != NULL ? PyObject_GenericGetDict(t, NULL) : NULL;
 
-        if (t != NULL)
-            name = PyObject_GetAttrString(t, "name");
+        if (d != NULL && PyDict_Check(d))
+            name = Py_XNewRef(PyDict_GetItemString(d, "_name"));
+        Py_XDECREF(d);
+        Py_XDECREF(k);
     }
     Py_XDECREF(active);
     PyErr_Clear();
-    th.os_tid = (uint64_t)syscall(SYS_gettid);
+    th.os_tid = (uint64_t)tid;
     th.ident = ident;
     if ((rc = hyp_py_intern_str(c->prof, name != NULL && PyUnicode_Check(name) ? name : NULL,
                                 &th.name)) == 0 &&

@@ -254,11 +254,14 @@ typedef struct {
     uint64_t session;
     const void *key;
 } det_special_t;
+/* What a special call stands for: a profiler records locks and exceptions
+ * only when it was made with locks=True or exceptions=True. */
+enum { DET_SPECIAL_GC = 0, DET_SPECIAL_LOCK = 1, DET_SPECIAL_EXCEPTION = 2 };
 /* Enters a call of the special function name on the calling thread, in the
- * profiler that records it now (none: nothing, 0 returned), and leaves it;
- * a leave counts only in the run, and on the thread, that entered it. With
- * the GIL, no exception pending. */
-int hyp__det_special_enter(PyObject *name, det_special_t *tok);
+ * profiler that records it now if it asked for what = DET_SPECIAL_* (none:
+ * nothing, 0 returned), and leaves it; a leave counts only in the run, and
+ * on the thread, that entered it. With the GIL, no exception pending. */
+int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok);
 void hyp__det_special_leave(det_special_t *tok);
 
 /* ------------------------------------------------------------ det_omit.c */

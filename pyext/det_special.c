@@ -41,7 +41,7 @@ static det_prof_t *hyp__recording(det_thread_t **pth) {
     return NULL;
 }
 
-int hyp__det_special_enter(PyObject *name, det_special_t *tok) {
+int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok) {
     det_thread_t *th = NULL;
     det_prof_t *p;
     uint64_t wall, cpu;
@@ -52,7 +52,8 @@ int hyp__det_special_enter(PyObject *name, det_special_t *tok) {
     HYP_PY_EXC_SAVE(exc);
     p = hyp__recording(&th);
     HYP_PY_EXC_RESTORE(exc);
-    if (p == NULL)
+    if (p == NULL || (what == DET_SPECIAL_LOCK && !p->locks) ||
+        (what == DET_SPECIAL_EXCEPTION && !p->exceptions))
         return 0;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     hyp__det_enter(p, th, name, DET_SPECIAL_CALLABLE, NULL, NULL, 1, wall, cpu);

@@ -44,6 +44,7 @@ static PyObject *hyp__name_of(PyTypeObject *type) {
     }
     mod = PyObject_GetAttrString((PyObject *)type, "__module__");
     qual = PyObject_GetAttrString((PyObject *)type, "__qualname__");
+    PyErr_Clear(); /* a type without either is named by what it has */
     if (qual != NULL && PyUnicode_Check(qual)) {
         if (mod != NULL && PyUnicode_Check(mod) &&
             PyUnicode_CompareWithASCIIString(mod, "builtins") != 0)
@@ -62,6 +63,9 @@ static PyObject *hyp__name_of(PyTypeObject *type) {
     return name;
 }
 
+/* The exception and traceback the calling thread's last report named. */
+static __thread const PyObject *hyp__last_exc, *hyp__last_tb;
+
 /* sys.monitoring's RAISE callback: (code, instruction_offset, exception).
  * It must not raise, and runs with no exception set (CPython keeps the one
  * being raised aside while it calls). */
@@ -73,7 +77,17 @@ static PyObject *hyp__on_raise(PyObject *self, PyObject *const *args, Py_ssize_t
     if (nargs != 3 || !PyExceptionInstance_Check(args[2]))
         Py_RETURN_NONE;
     tb = PyException_GetTraceback(args[2]);
-    first = tb == NULL || !PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_next == NULL;
+    /* The same exception whose traceback grew by a caller's frame on top of
+     * the one seen last on this thread is passing up to that caller;
+     * anything else is a raise, of a new exception or of one again (raise e,
+     * in the same frame or another). The addresses kept are only compared. */
+    first = !(args[2] == hyp__last_exc && tb != NULL && PyTraceBack_Check(tb) &&
+              hyp__last_tb != NULL &&
+              (PyObject *)((PyTracebackObject *)tb)->tb_next == hyp__last_tb &&
+              ((PyTracebackObject *)tb)->tb_frame !=
+                  ((PyTracebackObject *)tb)->tb_next->tb_frame);
+    hyp__last_exc = args[2];
+    hyp__last_tb = tb;
     Py_XDECREF(tb);
     if (!first)
         Py_RETURN_NONE; /* passing through a caller of the frame that raised it */
@@ -81,7 +95,7 @@ static PyObject *hyp__on_raise(PyObject *self, PyObject *const *args, Py_ssize_t
     if (X.det_users != 0) {
         det_special_t tok;
 
-        if (hyp__det_special_enter(name, &tok))
+        if (hyp__det_special_enter(DET_SPECIAL_EXCEPTION, name, &tok))
             hyp__det_special_leave(&tok);
         PyErr_Clear();
     }
@@ -141,9 +155,12 @@ static int hyp__hook(void) {
     r = r != NULL ? PyObject_CallMethod(mon, "set_events", "iO", X.tool, raise) : NULL;
     Py_XDECREF(raise);
     if (r == NULL) {
-        PyObject *f = PyObject_CallMethod(mon, "free_tool_id", "i", X.tool);
-
+        PyObject *f;
+        HYP_PY_EXC_SAVE(exc);
+        f = PyObject_CallMethod(mon, "free_tool_id", "i", X.tool);
         Py_XDECREF(f);
+        PyErr_Clear();
+        HYP_PY_EXC_RESTORE(exc);
         X.tool = -1;
         goto fail;
     }
@@ -217,13 +234,14 @@ static PyObject *hyp__exc_start(PyObject *self, PyObject *args) {
     }
     if (hyp__hook() < 0)
         return NULL;
-    if (hyp_collector_start(&X.col, depth) < 0 ||
-        hyp_profile_set_meta_int(X.col.prof, "exception_interval", (int64_t)interval) < 0) {
+    if (hyp_collector_start(&X.col, depth) < 0) {
+        hyp__unhook(); /* a run that goes on keeps its own use */
+        return NULL;
+    }
+    if (hyp_profile_set_meta_int(X.col.prof, "exception_interval", (int64_t)interval) < 0) {
         hyp_collector_reset(&X.col);
         hyp__unhook();
-        if (!PyErr_Occurred())
-            PyErr_NoMemory();
-        return NULL;
+        return PyErr_NoMemory();
     }
     X.interval = interval;
     X.seen = 0;

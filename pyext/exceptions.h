@@ -3,8 +3,10 @@
  * Exceptions raised (docs/exceptions.md), through sys.monitoring's RAISE
  * event (CPython 3.12 and later), in a tool id of hyprof's own, held while a
  * profiler asks for it. CPython reports RAISE in every frame an exception
- * passes through; an exception is counted once, in the frame that raised it:
- * the first report, whose traceback holds that frame alone. Each one is
+ * passes through; an exception is counted once per raise, in the frame that
+ * raised it: a report is a raise unless it names the exception of the
+ * thread's previous report with that report's traceback under a caller's
+ * frame. Each one is
  * "<raise TYPE>" (TYPE qualified by its module unless builtin):
  *   - in the deterministic mode, a call of that special function under the
  *     code that raised (det_special.c): exact counts per call path;

@@ -70,7 +70,7 @@ static void hyp__gc_start(unsigned gen) {
     }
     atomic_store_explicit(&hyp_py_gc_depth, depth, memory_order_relaxed);
     atomic_store_explicit(&hyp_py_gc_word, (uintptr_t)ts | (gen + 1), memory_order_release);
-    hyp__det_special_enter(G.names[gen], &G.det);
+    hyp__det_special_enter(DET_SPECIAL_GC, G.names[gen], &G.det);
     G.t0 = hyp_clock_monotonic_ns();
 }
 

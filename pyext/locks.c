@@ -187,7 +187,7 @@ static PyObject *hyp__lock_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     PyObject *make = type == hyp__rlock_type ? L.make_rlock : L.make_lock;
     hyp_lock_t *self;
 
-    if (make == NULL) {
+    if (make == NULL || L.sites == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "hyprof's lock types are not set up");
         return NULL;
     }
@@ -238,7 +238,7 @@ static PyObject *hyp__waiting_call(hyp_lock_t *self, PyObject *callable, PyObjec
     PyObject *r;
 
     if (L.det_users != 0)
-        hyp__det_special_enter(hyp__site_name(self->site), &tok);
+        hyp__det_special_enter(DET_SPECIAL_LOCK, hyp__site_name(self->site), &tok);
     t0 = hyp_clock_ticks();
     r = PyObject_Vectorcall(callable, args, nargsf, kwnames);
     t1 = hyp_clock_ticks();
@@ -251,22 +251,56 @@ static PyObject *hyp__waiting_call(hyp_lock_t *self, PyObject *callable, PyObjec
     return r;
 }
 
+/* Whether an acquire() call's arguments are ones the inner lock takes, and
+ * whether it blocks, as _thread's acquire parses them (at most blocking and
+ * timeout; a timeout -1 or at least 0, none with blocking=False). 0: valid,
+ * *blocking set; -1: not, and the inner lock's own call gives the error. */
+static int hyp__acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                             int *blocking) {
+    PyObject *timeout = nargs > 1 ? args[1] : NULL, *b = nargs > 0 ? args[0] : NULL;
+    Py_ssize_t i, nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    double t = -1;
+
+    if (nargs > 2)
+        return -1;
+    for (i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+
+        if (PyUnicode_CompareWithASCIIString(k, "blocking") == 0 && b == NULL)
+            b = args[nargs + i];
+        else if (PyUnicode_CompareWithASCIIString(k, "timeout") == 0 && timeout == NULL)
+            timeout = args[nargs + i];
+        else
+            return -1;
+    }
+    *blocking = 1;
+    if (b != NULL && (*blocking = PyObject_IsTrue(b)) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (timeout != NULL) {
+        t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+    }
+    if (t != -1 && (t < 0 || !*blocking))
+        return -1;
+    return 0;
+}
+
 /* acquire(blocking=True, timeout=-1): as the inner lock's; a blocking call
- * tries without blocking first, and only a failed try is a wait. */
+ * tries without blocking first, and only a failed try is a wait. Arguments
+ * the inner lock refuses go to it as they are, for its own error. */
 static PyObject *hyp__lock_acquire(hyp_lock_t *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames) {
     PyObject *no_wait[1] = {Py_False}, *r;
-    int blocking = 1;
-    Py_ssize_t i, nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    int blocking = 1, timing = hyp__timing(), valid = 0;
 
-    if (nargs > 0 && (blocking = PyObject_IsTrue(args[0])) < 0)
-        return NULL;
-    for (i = 0; i < nkw; i++) {
-        if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "blocking") == 0 &&
-            (blocking = PyObject_IsTrue(args[nargs + i])) < 0)
-            return NULL;
-    }
-    if (!blocking || !hyp__timing()) {
+    if (timing && (nargs != 0 || kwnames != NULL))
+        valid = hyp__acquire_args(args, nargs, kwnames, &blocking);
+    if (!timing || valid < 0 || !blocking) {
         r = PyObject_Vectorcall(self->acquire, args, (size_t)nargs, kwnames);
     } else {
         r = PyObject_Vectorcall(self->acquire, no_wait, 1, NULL);
@@ -444,10 +478,10 @@ static int hyp__setup(void) {
     L.make_rlock = PyObject_GetAttrString(thread, "RLock");
     Py_DECREF(thread);
     if (L.make_lock == NULL || L.make_rlock == NULL)
-        return -1;
+        goto fail;
     if ((L.threading = PyImport_ImportModule("threading")) == NULL ||
         (os = PyImport_ImportModule("os.path")) == NULL)
-        return -1;
+        goto fail;
     path = PyObject_GetAttrString(L.threading, "__file__");
     if (path != NULL)
         dir = PyObject_CallMethod(os, "dirname", "O", path);
@@ -489,8 +523,14 @@ static int hyp__setup(void) {
     }
     return 0;
 fail:
+    /* Nothing half made: the next use tries again from the start. */
     Py_CLEAR(L.site_index);
     Py_CLEAR(L.sites);
+    Py_CLEAR(L.skip_files);
+    Py_CLEAR(L.cwd);
+    Py_CLEAR(L.threading);
+    Py_CLEAR(L.make_lock);
+    Py_CLEAR(L.make_rlock);
     if (!PyErr_Occurred())
         PyErr_NoMemory();
     return -1;
@@ -511,8 +551,12 @@ static int hyp__install(void) {
         goto fail;
     return 0;
 fail:
-    if (L.orig_lock != NULL && L.threading != NULL)
-        PyObject_SetAttrString(L.threading, "Lock", L.orig_lock);
+    if (L.orig_lock != NULL && L.threading != NULL) {
+        HYP_PY_EXC_SAVE(exc);
+        if (PyObject_SetAttrString(L.threading, "Lock", L.orig_lock) < 0)
+            PyErr_Clear();
+        HYP_PY_EXC_RESTORE(exc);
+    }
     Py_CLEAR(L.orig_lock);
     Py_CLEAR(L.orig_rlock);
     L.installed--;
@@ -572,10 +616,14 @@ static PyObject *hyp__locks_start(PyObject *self, PyObject *args) {
     }
     if (hyp_collector_start(&L.col, depth) < 0)
         return NULL;
-    if (hyp__install() < 0 ||
-        hyp_profile_set_meta_int(L.col.prof, "lock_interval", (int64_t)interval) < 0) {
+    if (hyp__install() < 0) {
         hyp_collector_reset(&L.col);
         return NULL;
+    }
+    if (hyp_profile_set_meta_int(L.col.prof, "lock_interval", (int64_t)interval) < 0) {
+        hyp__uninstall();
+        hyp_collector_reset(&L.col);
+        return PyErr_NoMemory();
     }
     L.interval_ns = interval;
     L.ns_per_tick = hyp_clock_ns_per_tick();

@@ -59,6 +59,15 @@ def program():
             raise RuntimeError("second") from e
     except RuntimeError:
         pass
+    kept = None
+    try:
+        raise IndexError("once")
+    except IndexError as e:
+        kept = e
+    try:
+        raise kept           # raised again: a second raise of the same one
+    except IndexError:
+        pass
 
 
 def raises_of(trace):
@@ -70,7 +79,7 @@ def raises_of(trace):
 
 
 EXPECTED = {"<raise test_exceptions.NotFound>": 300, "<raise KeyError>": 700,
-            "<raise ValueError>": 1, "<raise RuntimeError>": 1}
+            "<raise ValueError>": 1, "<raise RuntimeError>": 1, "<raise IndexError>": 2}
 
 
 @needs_312

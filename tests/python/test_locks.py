@@ -202,6 +202,15 @@ def test_timeouts_and_non_blocking_calls_keep_their_meaning():
         with pytest.raises(ValueError):
             lock.acquire(False, 1)
         lock.release()
+        # Arguments the original refuses are refused whether the lock is free
+        # or not.
+        with pytest.raises(ValueError):
+            lock.acquire(timeout=-5)
+        with pytest.raises(TypeError):
+            lock.acquire(foo=1)
+        with pytest.raises(TypeError):
+            lock.acquire(True, -1, 5)
+        assert not lock.locked()
     t = p.trace()
     [f] = [f for f in t.functions() if f.name.startswith("<lock created at ")]
     assert f.calls == 1 and f.wall_cum >= 0.045  # the timed wait only
@@ -261,3 +270,32 @@ def test_the_command_line_profiles_locks_in_both_modes(tmp_path):
     bad = run_hyprof("run", "--mode", "sampling", "--lock-interval", "0.1", prog, check=False)
     assert bad.returncode == 2 and "--lock-interval needs --locks" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_only_a_profiler_that_asked_records_lock_waits():
+    import contextvars
+    var = contextvars.ContextVar("hyprof_test_locks")
+    a = hyprof.Profiler(context=(var, "a"), locks=True)
+    b = hyprof.Profiler(context=(var, "b"))
+
+    def contend_in(value):
+        # Each thread enters its request's context itself: a new thread
+        # does not inherit its starter's.
+        lock = threading.Lock()
+
+        def worker():
+            var.set(value)
+            for _ in range(5):
+                with lock:
+                    time.sleep(0.002)
+
+        ts = [threading.Thread(target=worker) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    with a, b:
+        contend_in("a")
+        contend_in("b")
+    assert site_names(a.trace()) and not site_names(b.trace())
