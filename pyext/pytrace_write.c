@@ -880,8 +880,11 @@ static PyObject *hyp__meta_key_summed(PyObject *self, PyObject *key) {
     (void)self;
     if (!PyUnicode_Check(key))
         Py_RETURN_FALSE;
-    if ((s = PyUnicode_AsUTF8(key)) == NULL)
-        return NULL;
+    if ((s = PyUnicode_AsUTF8(key)) == NULL) {
+        /* A key no UTF-8 spells (a hostile trace's surrogates) is no count. */
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
     return PyBool_FromLong(hyp_meta_key_summed(s));
 }
 
