@@ -263,6 +263,15 @@ enum { DET_SPECIAL_GC = 0, DET_SPECIAL_LOCK = 1, DET_SPECIAL_EXCEPTION = 2 };
  * on the thread, that entered it. With the GIL, no exception pending. */
 int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok);
 void hyp__det_special_leave(det_special_t *tok);
+/* Records a finished call of the special function name that lasted ticks
+ * (wall clock ticks; no CPU time), as hyp__det_special_enter() would have
+ * entered it: for a wait that happened while the caller's task was
+ * suspended (an asyncio lock's). It goes under the call of callee (a key)
+ * that the nearest open call of caller made last, which has returned and
+ * whose cumulative time spans the wait (a coroutine's), or under caller's
+ * call without one, or under the top call without caller on the stack. */
+void hyp__det_special_record(int what, PyObject *name, uint64_t ticks, const void *caller,
+                             const void *callee);
 
 /* ------------------------------------------------------------ det_omit.c */
 /* Takes the nodes of the code objects omit() named out of p's trees. */

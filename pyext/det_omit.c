@@ -8,6 +8,7 @@
 #include "det.h"
 
 #include "hyprof/internal/util.h"
+#include "locks.h"
 
 enum { OMIT_KEEP = 0, OMIT_SKIP = 1, OMIT_CUT = 2 };
 
@@ -20,6 +21,8 @@ static int hyp__omit_kind(det_prof_t *p, const void *key) {
     for (i = 0; p->omit_skip != NULL && i < PyTuple_GET_SIZE(p->omit_skip); i++)
         if (key == (const void *)PyTuple_GET_ITEM(p->omit_skip, i))
             return OMIT_SKIP;
+    if (p->locks && hyp_py_locks_own_code(key))
+        return OMIT_SKIP;
     return OMIT_KEEP;
 }
 
@@ -138,7 +141,7 @@ void hyp__det_omit_nodes(det_prof_t *p) {
     det_thread_t *th;
 
     if ((p->omit_cut == NULL || PyTuple_GET_SIZE(p->omit_cut) == 0) &&
-        (p->omit_skip == NULL || PyTuple_GET_SIZE(p->omit_skip) == 0))
+        (p->omit_skip == NULL || PyTuple_GET_SIZE(p->omit_skip) == 0) && !p->locks)
         return;
     for (th = p->threads; th != NULL; th = th->next)
         if (hyp__omit_thread(p, th) != 0)

@@ -5,7 +5,9 @@
  * gc.collect()), and the finalizers it runs are its callees; a wait for a
  * contended lock ("<lock created at FILE:LINE>", locks.c) is a call under
  * the code that acquires it. Either engine records them: both share the
- * trees. */
+ * trees. An asyncio lock's wait is over before the task that waited runs
+ * again: it is recorded afterwards, as a finished call of the time it took
+ * under the call that waited (hyp__det_special_record()). */
 #include "det_hot.h"
 
 /* The callable hyp__det_enter() is given for a special function's call;
@@ -41,6 +43,11 @@ static det_prof_t *hyp__recording(det_thread_t **pth) {
     return NULL;
 }
 
+/* Whether p records what (DET_SPECIAL_*). */
+static int hyp__asked(const det_prof_t *p, int what) {
+    return (what != DET_SPECIAL_LOCK || p->locks) && (what != DET_SPECIAL_EXCEPTION || p->exceptions);
+}
+
 int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok) {
     det_thread_t *th = NULL;
     det_prof_t *p;
@@ -52,8 +59,7 @@ int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok) {
     HYP_PY_EXC_SAVE(exc);
     p = hyp__recording(&th);
     HYP_PY_EXC_RESTORE(exc);
-    if (p == NULL || (what == DET_SPECIAL_LOCK && !p->locks) ||
-        (what == DET_SPECIAL_EXCEPTION && !p->exceptions))
+    if (p == NULL || !hyp__asked(p, what))
         return 0;
     cpu = hyp_cpu_clock_read(&th->cpu, &wall);
     hyp__det_enter(p, th, name, DET_SPECIAL_CALLABLE, NULL, NULL, 1, wall, cpu);
@@ -81,4 +87,37 @@ void hyp__det_special_leave(det_special_t *tok) {
         th->last_cpu = cpu;
     }
     Py_DECREF(p);
+}
+
+void hyp__det_special_record(int what, PyObject *name, uint64_t ticks, const void *caller,
+                             const void *callee) {
+    det_thread_t *th = NULL;
+    det_prof_t *p;
+    det_node_t *under = NULL, *n;
+    size_t i;
+
+    if (hyp__det_active == NULL && hyp__det_group.n == 0)
+        return;
+    HYP_PY_EXC_SAVE(exc);
+    p = hyp__recording(&th);
+    if (p != NULL && hyp__asked(p, what)) {
+        for (i = th->tree.depth; under == NULL && i-- > 0;)
+            if (th->tree.stack[i].key == caller)
+                under = th->tree.stack[i].node;
+        if (under != NULL && !under->truncated) {
+            n = hyp__det_kid_find(&th->tree, under, callee);
+            under = n != NULL ? n : under;
+        }
+        if (under == NULL)
+            under = hyp__det_tree_top(&th->tree);
+        n = hyp__det_child(p, th, under, name, DET_SPECIAL_CALLABLE, NULL);
+        if (n == NULL) {
+            hyp__det_set_error(p, HYP_ENOMEM);
+        } else if (n != under) { /* not folded into a truncated caller */
+            n->calls++;
+            n->wall_own += ticks;
+            n->wall_cum += ticks;
+        }
+    }
+    HYP_PY_EXC_RESTORE(exc);
 }

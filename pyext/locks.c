@@ -34,6 +34,12 @@ static struct {
     PyObject *threading;     /* the module, while installed */
     PyObject *orig_lock;     /* threading.Lock and threading.RLock as found */
     PyObject *orig_rlock;
+    PyObject *asyncio_locks; /* asyncio.locks and asyncio, while installed */
+    PyObject *asyncio;
+    PyObject *orig_async;    /* asyncio.Lock as found, and hyprof's */
+    PyObject *async_lock;
+    PyObject *async_codes;   /* the code objects of hyprof's asyncio.Lock */
+    PyObject *async_acquire; /* the original's acquire code: what waits */
     PyObject *make_lock;     /* _thread.allocate_lock and _thread.RLock: what a hyprof */
     PyObject *make_rlock;    /*   lock wraps */
     PyObject *skip_files;    /* frozenset: the files whose frames a creation site skips */
@@ -465,8 +471,11 @@ static PyType_Spec hyp__rlock_spec = {"hyprof._hyprof.RLock", sizeof(hyp_lock_t)
 /* The first use: what the types wrap, and what creation sites skip. */
 static int hyp__setup(void) {
     PyObject *thread, *os, *path = NULL, *dir = NULL, *cwd = NULL;
-    static const char *const skipped[] = {"threading.py", "queue.py", "concurrent/futures/_base.py",
-                                          "concurrent/futures/thread.py"};
+    static const char *const skipped[] = {"threading.py",
+                                          "queue.py",
+                                          "concurrent/futures/_base.py",
+                                          "concurrent/futures/thread.py",
+                                          "asyncio/locks.py"};
     size_t i;
 
     if (L.sites != NULL)
@@ -536,8 +545,58 @@ fail:
     return -1;
 }
 
-/* threading.Lock and RLock become hyprof's at the first user, and are given
- * back after the last, unless the program has replaced them since. */
+/* asyncio.Lock becomes hyprof's subclass (hyprof/_asyncio_locks.py), whose
+ * frames the creation site skips and the walks leave out. Importing asyncio
+ * is the price of locks=True, paid before the profiler's hooks are set. */
+static int hyp__asyncio_install(void) {
+    PyObject *mod = PyImport_ImportModule("hyprof._asyncio_locks"), *file;
+    int rc = -1;
+
+    if (mod == NULL)
+        return -1;
+    if (L.async_lock == NULL) {
+        L.async_lock = PyObject_GetAttrString(mod, "Lock");
+        L.async_codes = PyObject_GetAttrString(mod, "OWN_CODES");
+        L.async_acquire = PyObject_GetAttrString(mod, "WAITING_CODE");
+        file = PyObject_GetAttrString(mod, "__file__");
+        if (L.async_lock == NULL || L.async_codes == NULL || !PyTuple_Check(L.async_codes) ||
+            PyTuple_GET_SIZE(L.async_codes) < 2 || L.async_acquire == NULL || file == NULL ||
+            PySet_Add(L.skip_files, file) < 0) {
+            Py_XDECREF(file);
+            Py_CLEAR(L.async_lock);
+            Py_CLEAR(L.async_codes);
+            Py_CLEAR(L.async_acquire);
+            goto out;
+        }
+        Py_DECREF(file);
+    }
+    L.asyncio_locks = PyImport_ImportModule("asyncio.locks");
+    L.asyncio = PyImport_ImportModule("asyncio");
+    if (L.asyncio_locks == NULL || L.asyncio == NULL ||
+        (L.orig_async = PyObject_GetAttrString(mod, "_Original")) == NULL ||
+        PyObject_SetAttrString(L.asyncio_locks, "Lock", L.async_lock) < 0 ||
+        PyObject_SetAttrString(L.asyncio, "Lock", L.async_lock) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc < 0 && L.orig_async != NULL) {
+        HYP_PY_EXC_SAVE(exc);
+        if (PyObject_SetAttrString(L.asyncio_locks, "Lock", L.orig_async) < 0)
+            PyErr_Clear();
+        HYP_PY_EXC_RESTORE(exc);
+    }
+    if (rc < 0) {
+        Py_CLEAR(L.orig_async);
+        Py_CLEAR(L.asyncio_locks);
+        Py_CLEAR(L.asyncio);
+    }
+    Py_DECREF(mod);
+    return rc;
+}
+
+/* threading.Lock and RLock, and asyncio.Lock, become hyprof's at the first
+ * user, and are given back after the last, unless the program has replaced
+ * them since. */
 static int hyp__install(void) {
     if (L.installed++ != 0)
         return 0;
@@ -547,13 +606,15 @@ static int hyp__install(void) {
     L.orig_rlock = PyObject_GetAttrString(L.threading, "RLock");
     if (L.orig_lock == NULL || L.orig_rlock == NULL ||
         PyObject_SetAttrString(L.threading, "Lock", (PyObject *)hyp__lock_type) < 0 ||
-        PyObject_SetAttrString(L.threading, "RLock", (PyObject *)hyp__rlock_type) < 0)
+        PyObject_SetAttrString(L.threading, "RLock", (PyObject *)hyp__rlock_type) < 0 ||
+        hyp__asyncio_install() < 0)
         goto fail;
     return 0;
 fail:
     if (L.orig_lock != NULL && L.threading != NULL) {
         HYP_PY_EXC_SAVE(exc);
-        if (PyObject_SetAttrString(L.threading, "Lock", L.orig_lock) < 0)
+        if (PyObject_SetAttrString(L.threading, "Lock", L.orig_lock) < 0 ||
+            (L.orig_rlock != NULL && PyObject_SetAttrString(L.threading, "RLock", L.orig_rlock) < 0))
             PyErr_Clear();
         HYP_PY_EXC_RESTORE(exc);
     }
@@ -563,22 +624,28 @@ fail:
     return -1;
 }
 
-static void hyp__give_back(const char *name, PyObject **orig, PyTypeObject *ours) {
-    PyObject *now = PyObject_GetAttrString(L.threading, name);
+static void hyp__give_back(PyObject *mod, const char *name, PyObject *orig, PyObject *ours) {
+    PyObject *now = PyObject_GetAttrString(mod, name);
 
-    if (now == (PyObject *)ours && PyObject_SetAttrString(L.threading, name, *orig) < 0)
+    if (now == ours && PyObject_SetAttrString(mod, name, orig) < 0)
         PyErr_WriteUnraisable(NULL);
     PyErr_Clear();
     Py_XDECREF(now);
-    Py_CLEAR(*orig);
 }
 
 static void hyp__uninstall(void) {
     if (L.installed == 0 || --L.installed != 0)
         return;
     HYP_PY_EXC_SAVE(exc);
-    hyp__give_back("Lock", &L.orig_lock, hyp__lock_type);
-    hyp__give_back("RLock", &L.orig_rlock, hyp__rlock_type);
+    hyp__give_back(L.threading, "Lock", L.orig_lock, (PyObject *)hyp__lock_type);
+    hyp__give_back(L.threading, "RLock", L.orig_rlock, (PyObject *)hyp__rlock_type);
+    hyp__give_back(L.asyncio_locks, "Lock", L.orig_async, L.async_lock);
+    hyp__give_back(L.asyncio, "Lock", L.orig_async, L.async_lock);
+    Py_CLEAR(L.orig_lock);
+    Py_CLEAR(L.orig_rlock);
+    Py_CLEAR(L.orig_async);
+    Py_CLEAR(L.asyncio_locks);
+    Py_CLEAR(L.asyncio);
     HYP_PY_EXC_RESTORE(exc);
 }
 
@@ -672,6 +739,83 @@ int hyp_py_lock_merge(hyp_profile_t *dst) {
     return hyp_collector_merge(&L.col, dst);
 }
 
+/* ---------------------------------------------------------------- asyncio.Lock's recorders */
+
+/* _lock_site(): the creation site of an asyncio lock made now. */
+static PyObject *hyp__lock_site(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyLong_FromUnsignedLong(hyp__site_here());
+}
+
+/* _lock_clock(): the clock now when a wait is timed, else 0. */
+static PyObject *hyp__lock_clock(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(hyp__timing() ? hyp_clock_ticks() : 0);
+}
+
+/* _lock_hold_clock(): the clock now when holds are sampled, else 0. */
+static PyObject *hyp__lock_hold_clock(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(L.col.running ? hyp_clock_ticks() : 0);
+}
+
+/* The (site, since) arguments of _lock_waited() and _lock_held(), and the
+ * ticks since then; 0 for a site that is not one. */
+static uint64_t hyp__lock_since(PyObject *const *args, Py_ssize_t nargs, const char *fn,
+                                uint32_t *site) {
+    unsigned long s;
+    unsigned long long since;
+    uint64_t now = hyp_clock_ticks();
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes a site and a clock reading", fn);
+        return 0;
+    }
+    s = PyLong_AsUnsignedLong(args[0]);
+    since = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred())
+        return 0;
+    if (L.sites == NULL || s >= (unsigned long)PyList_GET_SIZE(L.sites) || since == 0 ||
+        now <= since)
+        return 0;
+    *site = (uint32_t)s;
+    return now - since;
+}
+
+/* _lock_waited(site, since): an asyncio lock's wait, which began at since,
+ * is over. */
+static PyObject *hyp__lock_waited(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint32_t site = 0;
+    uint64_t ticks = hyp__lock_since(args, nargs, "_lock_waited", &site);
+
+    (void)self;
+    if (PyErr_Occurred())
+        return NULL;
+    if (ticks != 0) {
+        if (L.det_users != 0 && L.async_codes != NULL)
+            hyp__det_special_record(DET_SPECIAL_LOCK, hyp__site_name(site), ticks,
+                                    PyTuple_GET_ITEM(L.async_codes, 1), L.async_acquire);
+        hyp__observe(site, LOCK_WAIT, ticks);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _lock_held(site, since): an asyncio lock taken at since was released. */
+static PyObject *hyp__lock_held(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint32_t site = 0;
+    uint64_t ticks = hyp__lock_since(args, nargs, "_lock_held", &site);
+
+    (void)self;
+    if (PyErr_Occurred())
+        return NULL;
+    if (ticks != 0)
+        hyp__observe(site, LOCK_HOLD, ticks);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef hyp__locks_functions[] = {
     {"locks_start", hyp__locks_start, METH_VARARGS,
      "locks_start(interval_ns, depth): samples lock waits and holds (docs/locks.md) until "
@@ -680,8 +824,27 @@ static PyMethodDef hyp__locks_functions[] = {
     {"locks_stats", hyp__locks_stats, METH_NOARGS,
      "The collector's counts: waits and holds seen and sampled, creation sites."},
     {"_locks_after_fork", hyp__locks_after_fork, METH_NOARGS, NULL},
+    {"_lock_site", hyp__lock_site, METH_NOARGS, NULL},
+    {"_lock_clock", hyp__lock_clock, METH_NOARGS, NULL},
+    {"_lock_hold_clock", hyp__lock_hold_clock, METH_NOARGS, NULL},
+    {"_lock_waited", (PyCFunction)(void (*)(void))hyp__lock_waited, METH_FASTCALL, NULL},
+    {"_lock_held", (PyCFunction)(void (*)(void))hyp__lock_held, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
+
+int hyp_py_locks_own_code(const void *key) {
+    Py_ssize_t i;
+
+    for (i = 0; L.async_codes != NULL && i < PyTuple_GET_SIZE(L.async_codes); i++)
+        if (key == (const void *)PyTuple_GET_ITEM(L.async_codes, i))
+            return 1;
+    /* The recorders it calls, C functions known by their method entries. */
+    for (i = 0; hyp__locks_functions[i].ml_name != NULL; i++)
+        if (key == (const void *)&hyp__locks_functions[i] &&
+            strncmp(hyp__locks_functions[i].ml_name, "_lock_", 6) == 0)
+            return 1;
+    return 0;
+}
 
 int hyp_py_locks_init(PyObject *module) {
     L.col.trunc_func = HYP_NO_ID;

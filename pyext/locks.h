@@ -23,6 +23,11 @@
  * kinds are "lock-wait" and "lock-hold" (ns), merged into the CPU sampler's
  * at its stop (hyp_py_lock_merge()).
  *
+ * asyncio.Lock is replaced the same way, by a subclass in Python
+ * (hyprof/_asyncio_locks.py) that times waits and holds with the recorders
+ * below (_lock_waited(), _lock_held()); a task's wait is recorded in the
+ * deterministic mode when the task runs again (hyp__det_special_record()).
+ *
  * A lock made before the profiler started is the original type and is not
  * seen; a hyprof lock made while it ran keeps working, unprofiled, after it
  * stopped (the constructors are given back at the last user's stop). */
@@ -47,6 +52,11 @@ void hyp_py_locks_det_release(void);
  * it still runs). */
 int hyp_py_lock_declare(hyp_profile_t *p);
 int hyp_py_lock_merge(hyp_profile_t *dst);
+
+/* Whether key (a code object, or a C function's PyMethodDef) is hyprof's
+ * asyncio.Lock's (hyprof/_asyncio_locks.py), or a recorder it calls: the
+ * deterministic mode's trees leave those calls out, as omit()'s skip does. */
+int hyp_py_locks_own_code(const void *key);
 
 /* Registers the types and the collector's functions on the module. */
 int hyp_py_locks_init(PyObject *module);

@@ -210,6 +210,10 @@ class SamplingEngine:
                                               name="hyprof-resolver", daemon=True)
             # The allocation collector starts first, so that a failure of
             # either leaves nothing running.
+            if o.get("locks") is not None:
+                # asyncio.Lock's subclass, imported before the scope is set
+                # that leaves its frames out.
+                from . import _asyncio_locks  # noqa: F401
             # The scope of the walks is set before any signal is armed.
             _scope.set_scope(self.root)
             if o.get("memory") is not None:

@@ -299,3 +299,115 @@ def test_only_a_profiler_that_asked_records_lock_waits():
         contend_in("a")
         contend_in("b")
     assert site_names(a.trace()) and not site_names(b.trace())
+
+
+# ---------------------------------------------------------------- asyncio.Lock
+
+def contend_async():
+    """Two tasks take turns on one asyncio.Lock, each holding it HOLD seconds
+    a round (awaiting, so the other task runs and queues); returns the lock's
+    line, and the waits and holds each task measured with its own clock."""
+    import asyncio
+
+    line = sys._getframe().f_lineno + 4
+    waits, holds = [], []
+
+    async def main():
+        lock = asyncio.Lock()
+        cond = asyncio.Condition()  # its own lock: asyncio.Lock() inside asyncio
+
+        async def worker():
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                async with lock:
+                    t1 = time.perf_counter()
+                    await asyncio.sleep(HOLD)
+                    t2 = time.perf_counter()
+                waits.append(t1 - t0)
+                holds.append(t2 - t1)
+
+        async with cond:
+            cond.notify_all()
+        await asyncio.gather(worker(), worker())
+        return type(lock), type(cond._lock)
+
+    types = asyncio.run(main())
+    return line, sum(waits), sum(holds), sum(1 for w in waits if w > HOLD / 4), types
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deterministic_records_asyncio_lock_waits_under_the_awaiting_call(engine):
+    import asyncio
+
+    original = asyncio.Lock
+    p = hyprof.Profiler(engine=engine, locks=True)
+    with p:
+        line, wait, hold, contended, types = contend_async()
+    assert asyncio.Lock is original and asyncio.locks.Lock is original
+    assert types[0] is types[1] and types[0] is not original and issubclass(types[0], original)
+    t = p.trace()
+    site = site_of(t, line)
+    [f] = [f for f in t.functions() if f.name == site]
+    # Each task waits for the other's hold nearly every round.
+    assert contended <= f.calls <= 2 * ROUNDS
+    assert 0.9 * wait - 0.002 <= f.wall_cum <= wait + 0.002, (f.wall_cum, wait)
+    assert f.cpu_cum == 0  # the thread ran other tasks meanwhile
+    # Under asyncio's acquire, whose cumulative time (a coroutine's) spans the
+    # wait; no frame of hyprof's subclass, nor its recorders, is left.
+    callers = {e.caller.name for e in t.edges() if e.callee.name == site}
+    assert callers == {"Lock.acquire"}
+    [acq] = [e for e in t.edges() if e.callee.name == "Lock.acquire"
+             and e.caller.name == "_ContextManagerMixin.__aenter__"]
+    assert f.wall_cum <= acq.wall_cum * 1.01
+    assert not [x for x in t.functions()
+                if "_asyncio_locks" in x.filename or x.name.startswith("<built-in method _lock_")]
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_sampling_weighs_asyncio_lock_waits_and_holds(clock):
+    p = hyprof.Profiler(mode="sampling", clock=clock, locks=True, lock_interval=0.002)
+    with p:
+        line, wait, hold, _, _ = contend_async()
+    t = p.trace()
+    site = site_of(t, line)
+    totals = {}
+    for metric in ("lock_wait_ns", "lock_hold_ns"):
+        for stack, w in t.stacks(metric):
+            if stack[-1].name != site:
+                continue
+            assert not [f for f in stack if "_asyncio_locks" in f.filename], stack
+            assert any(f.name == "contend_async.<locals>.main.<locals>.worker" for f in stack)
+            totals[metric] = totals.get(metric, 0) + w * 1e-9
+    assert totals["lock_wait_ns"] == pytest.approx(wait, rel=0.2, abs=0.005)
+    assert totals["lock_hold_ns"] == pytest.approx(hold, rel=0.2, abs=0.005)
+
+
+def test_asyncio_locks_made_while_profiling_keep_working_after_stop():
+    import asyncio
+
+    async def use(lock):
+        async with lock:
+            assert lock.locked()
+        assert not lock.locked()
+        # Cancelled waiters and a timeout keep asyncio's meaning.
+        await lock.acquire()
+        waiter = asyncio.ensure_future(lock.acquire())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        lock.release()
+        with pytest.raises(RuntimeError):
+            lock.release()
+        return True
+
+    async def scenario():
+        before = asyncio.Lock()
+        with hyprof.Profiler(locks=True):
+            made = asyncio.Lock()
+            assert await use(made) and await use(before)
+        assert await use(made)  # the subclass, unprofiled
+        return made
+
+    made = asyncio.run(scenario())
+    assert type(made) is not asyncio.Lock and "unlocked" in repr(made)
