@@ -272,3 +272,32 @@ int hyp_collector_merge(hyp_collector_t *c, hyp_profile_t *dst) {
     hyp_collector_reset(c); /* merged once */
     return 0;
 }
+
+int hyp_collector_cut(hyp_collector_t *c, hyp_profile_t *dst) {
+    hyp_profile_t *fresh;
+    int rc;
+
+    if (c->prof == NULL || !c->running)
+        return HYP_ESTATE;
+    if ((fresh = hyp_profile_new_like(c->prof)) == NULL)
+        return HYP_ENOMEM;
+    if (c->failed != 0)
+        hyp_profile_add_dropped(c->prof, c->nomem, c->failed);
+    if ((rc = hyp_collector_declare(c, dst)) < 0 ||
+        (rc = hyp_py_merge_samples(dst, c->prof, c->nomem)) < 0) {
+        hyp_profile_free(fresh);
+        return rc;
+    }
+    /* The caches hold ids of the old profile's tables. */
+    hyp_profile_free(c->prof);
+    c->prof = fresh;
+    PyDict_Clear(c->funcs);
+    PyDict_Clear(c->tops);
+    PyDict_Clear(c->thread_ids);
+    hyp__free(c->lab_cache);
+    c->lab_cache = NULL;
+    c->nlab_cache = 0;
+    c->trunc_func = HYP_NO_ID;
+    c->failed = 0;
+    return 0;
+}

@@ -63,6 +63,11 @@ int hyp_collector_declare(const hyp_collector_t *c, hyp_profile_t *p);
 /* Adds the last run's profile into dst, samples included, once: HYP_ESTATE
  * when there is none or the run goes on. */
 int hyp_collector_merge(hyp_collector_t *c, hyp_profile_t *dst);
+/* Adds the running run's samples so far into dst, and goes on in a fresh
+ * profile of the same shape (a window of the continuous profiler, whose
+ * tables must not grow with the run): HYP_ESTATE when it does not run. With
+ * the GIL. */
+int hyp_collector_cut(hyp_collector_t *c, hyp_profile_t *dst);
 /* Forgets the run (a forked child, or a start). */
 void hyp_collector_reset(hyp_collector_t *c);
 /* A uniform draw in [0, 1) from the calling thread's generator, for the

@@ -276,12 +276,8 @@ static PyObject *hyp__exc_after_fork(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-int hyp_py_exc_declare(hyp_profile_t *p) {
-    return hyp_collector_declare(&X.col, p);
-}
-
-int hyp_py_exc_merge(hyp_profile_t *dst) {
-    return hyp_collector_merge(&X.col, dst);
+hyp_collector_t *hyp_py_exc_collector(void) {
+    return &X.col;
 }
 
 static PyMethodDef hyp__exc_functions[] = {

@@ -18,6 +18,7 @@
 #ifndef HYPROF_PYEXT_EXCEPTIONS_H
 #define HYPROF_PYEXT_EXCEPTIONS_H
 
+#include "collect.h"
 #include "pyhyprof.h"
 
 #define HYP_PY_EXC_NMETRICS 2
@@ -27,9 +28,8 @@ extern const hyp_metric_t hyp_py_exc_metrics[HYP_PY_EXC_NMETRICS];
 int hyp_py_exc_det_retain(void);
 void hyp_py_exc_det_release(void);
 
-/* As hyp_py_lock_declare() and hyp_py_lock_merge(), for kind "exceptions". */
-int hyp_py_exc_declare(hyp_profile_t *p);
-int hyp_py_exc_merge(hyp_profile_t *dst);
+/* The sampled collector, as hyp_py_lock_collector(), for kind "exceptions". */
+hyp_collector_t *hyp_py_exc_collector(void);
 
 int hyp_py_exc_init(PyObject *module);
 

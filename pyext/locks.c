@@ -731,12 +731,8 @@ static PyObject *hyp__locks_after_fork(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-int hyp_py_lock_declare(hyp_profile_t *p) {
-    return hyp_collector_declare(&L.col, p);
-}
-
-int hyp_py_lock_merge(hyp_profile_t *dst) {
-    return hyp_collector_merge(&L.col, dst);
+hyp_collector_t *hyp_py_lock_collector(void) {
+    return &L.col;
 }
 
 /* ---------------------------------------------------------------- asyncio.Lock's recorders */

@@ -21,7 +21,7 @@
  * stack is the thread's (the acquirer's for a wait, the releaser's for a
  * hold) with the creation site's frame on top, in its own profile, whose
  * kinds are "lock-wait" and "lock-hold" (ns), merged into the CPU sampler's
- * at its stop (hyp_py_lock_merge()).
+ * at its stop (hyp_py_lock_collector()).
  *
  * asyncio.Lock is replaced the same way, by a subclass in Python
  * (hyprof/_asyncio_locks.py) that times waits and holds with the recorders
@@ -34,6 +34,7 @@
 #ifndef HYPROF_PYEXT_LOCKS_H
 #define HYPROF_PYEXT_LOCKS_H
 
+#include "collect.h"
 #include "pyhyprof.h"
 
 /* The collector's metric columns, in this order. */
@@ -46,12 +47,10 @@ extern const hyp_metric_t hyp_py_lock_metrics[HYP_PY_LOCK_NMETRICS];
 int hyp_py_locks_det_retain(void);
 void hyp_py_locks_det_release(void);
 
-/* Declares "lock-wait" and "lock-hold" in p, whose columns include the four
- * above; adds the collector's last run into dst, samples included. As
- * hyp_py_alloc_declare() and hyp_py_alloc_merge() do (HYP_ESTATE: no run, or
- * it still runs). */
-int hyp_py_lock_declare(hyp_profile_t *p);
-int hyp_py_lock_merge(hyp_profile_t *dst);
+/* The sampled collector (collect.h), whose kinds are "lock-wait" and
+ * "lock-hold" over the four columns above: the CPU sampler declares them in
+ * its profile, cuts the run per window and merges it at stop. */
+hyp_collector_t *hyp_py_lock_collector(void);
 
 /* Whether key (a code object, or a C function's PyMethodDef) is hyprof's
  * asyncio.Lock's (hyprof/_asyncio_locks.py), or a recorder it calls: the

@@ -109,9 +109,9 @@ static int hyp__config_check(hyp__config_t *c, const char *clock, unsigned long 
                              double frequency) {
     PyObject *err = hyp_py_profiler_error();
 
-    if (c->path == NULL && (c->memory || c->locks || c->exceptions)) {
-        PyErr_SetString(err, "memory, lock and exception sampling are not available in windows "
-                             "yet: their samples are merged at stop");
+    if (c->path == NULL && c->memory) {
+        PyErr_SetString(err, "memory sampling in windows is the continuous profiler's own "
+                             "(memory=True there): its allocations are cumulative, not cut");
         return -1;
     }
     if (strcmp(clock, "cpu") != 0 && strcmp(clock, "wall") != 0) {
@@ -510,8 +510,23 @@ static int hyp__start_meta(const hyp__config_t *c, const hyp__chain_t *ch) {
     return c->hz ? hyp_profile_set_meta_int(p, "frequency", (int64_t)c->hz) : 0;
 }
 
+/* The collectors of samples taken with the GIL (collect.h) that the session
+ * asked for: their columns and kinds are the profile's, their runs are cut
+ * into each window and merged at stop. Returns their number. */
+#define HYP__NCOLLECTORS 2
+static int hyp__collectors(hyp_collector_t **out) {
+    int n = 0;
+
+    if (S.locks)
+        out[n++] = hyp_py_lock_collector();
+    if (S.exceptions)
+        out[n++] = hyp_py_exc_collector();
+    return n;
+}
+
 /* Step 3: the profile, its sample kind (the trigger's: a count and a weight
- * column), the allocation collector's columns with memory=, the header, and
+ * column), the allocation collector's columns with memory=, the collectors'
+ * with locks= and exceptions=, the header, and
  * the stream when there is a path (none: windows, the profile stays in
  * memory and is handed out by hyp__take_window()). Returns 0, or -1 with an
  * exception set; the caller frees what was made. */
@@ -519,6 +534,8 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
     hyp_metric_t metrics[2 + HYP_PY_ALLOC_NMETRICS + HYP_PY_LOCK_NMETRICS + HYP_PY_EXC_NMETRICS];
     size_t nmetrics = 2;
     hyp_sample_kind_t kind;
+    hyp_collector_t *cols[HYP__NCOLLECTORS];
+    int i, ncol;
     uint32_t k;
     char msg[1200];
 
@@ -533,15 +550,12 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
         memcpy(metrics + nmetrics, hyp_py_alloc_metrics, sizeof(hyp_py_alloc_metrics));
         nmetrics += HYP_PY_ALLOC_NMETRICS;
     }
-    if (c->locks) {
-        /* The lock collector's (pyext/locks.c), merged at stop. */
-        memcpy(metrics + nmetrics, hyp_py_lock_metrics, sizeof(hyp_py_lock_metrics));
-        nmetrics += HYP_PY_LOCK_NMETRICS;
-    }
-    if (c->exceptions) {
-        /* The exception collector's (pyext/exceptions.c), merged at stop. */
-        memcpy(metrics + nmetrics, hyp_py_exc_metrics, sizeof(hyp_py_exc_metrics));
-        nmetrics += HYP_PY_EXC_NMETRICS;
+    S.locks = c->locks;
+    S.exceptions = c->exceptions;
+    ncol = hyp__collectors(cols);
+    for (i = 0; i < ncol; i++) {
+        memcpy(metrics + nmetrics, cols[i]->metrics, cols[i]->nmetrics * sizeof *metrics);
+        nmetrics += cols[i]->nmetrics;
     }
     hyp__sampler_labels_forget();
     S.profile = hyp_profile_new(HYP_MODE_SAMPLING, metrics, nmetrics);
@@ -556,12 +570,9 @@ static int hyp__start_profile(const hyp__config_t *c, const hyp__chain_t *ch) {
     S.memory = c->memory;
     if (c->memory && hyp_py_alloc_declare(S.profile) < 0)
         goto nomem;
-    S.locks = c->locks;
-    if (c->locks && hyp_py_lock_declare(S.profile) < 0)
-        goto nomem;
-    S.exceptions = c->exceptions;
-    if (c->exceptions && hyp_py_exc_declare(S.profile) < 0)
-        goto nomem;
+    for (i = 0; i < ncol; i++)
+        if (hyp_collector_declare(cols[i], S.profile) < 0)
+            goto nomem;
     hyp_profile_set_node_limit(S.profile, 1000000);
     if (hyp__declare_special(S.profile) < 0)
         goto nomem;
@@ -907,7 +918,8 @@ static int hyp__end_window(hyp_profile_t *p) {
  * *rc. With the GIL, while the session runs. */
 static hyp_profile_t *hyp__take_window(int *rc) {
     hyp_profile_t *old = S.profile, *fresh;
-    int i;
+    hyp_collector_t *cols[HYP__NCOLLECTORS];
+    int i, ncol;
 
     hyp__sampler_drain_all();
     hyp__sampler_sync_threads();
@@ -929,6 +941,13 @@ static hyp_profile_t *hyp__take_window(int *rc) {
             name = hyp_profile_string_at(old, slot->name, &len);
             if (name == NULL || hyp_profile_string(fresh, name, len, &slot->name) < 0)
                 slot->name = HYP_NO_ID; /* named again at its next sample */
+        }
+    }
+    ncol = hyp__collectors(cols);
+    for (i = 0; i < ncol; i++) {
+        if ((*rc = hyp_collector_cut(cols[i], old)) < 0 && *rc != HYP_ESTATE) {
+            hyp_profile_free(fresh);
+            return NULL;
         }
     }
     if ((*rc = hyp__add_losses(old)) < 0 || (*rc = hyp__end_window(old)) < 0) {
@@ -985,14 +1004,13 @@ static void hyp__stop_cpu(int gone) {
  * the last chunk and the end of the stream. Returns 0 or the first HYP_E*
  * code met since start. */
 static int hyp__stop_finish(void) {
-    int ret;
+    hyp_collector_t *cols[HYP__NCOLLECTORS];
+    int i, ncol = hyp__collectors(cols), ret;
 
-    if (S.locks && (ret = hyp_py_lock_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
-        S.writer_err == 0)
-        S.writer_err = ret;
-    if (S.exceptions && (ret = hyp_py_exc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
-        S.writer_err == 0)
-        S.writer_err = ret;
+    for (i = 0; i < ncol; i++)
+        if ((ret = hyp_collector_merge(cols[i], S.profile)) < 0 && ret != HYP_ESTATE &&
+            S.writer_err == 0)
+            S.writer_err = ret;
     if (S.memory && (ret = hyp_py_alloc_merge(S.profile)) < 0 && ret != HYP_ESTATE &&
         S.writer_err == 0)
         S.writer_err = ret;

@@ -62,21 +62,30 @@ class ContinuousProfiler:
     memory, memory_interval, memory_max_frames: also sample allocations
       (docs/memory.md), for memory(): the allocations since start and the
       live heap now (what /debug/pprof/allocs and /heap serve). Windows hold
-      the CPU or wall samples only.
+      the CPU or wall samples, not the allocations.
+    locks, lock_interval, exceptions, exception_interval: also sample lock
+      contention (docs/locks.md) and raised exceptions (docs/exceptions.md),
+      as Profiler(mode="sampling") does: their samples are cut into the same
+      ticks, so every window, collect() and /debug/pprof/profile holds the
+      lock-wait, lock-hold and exceptions sample types beside the CPU's.
     """
 
     def __init__(self, frequency=DEFAULT_FREQUENCY, clock="cpu", event=None, depth=128,
                  signal=None, disable=None, tick=1.0, retain=DEFAULT_RETAIN, directory=None,
                  window=DEFAULT_WINDOW, keep=None, max_bytes=None, memory=False,
                  memory_interval=_memory.DEFAULT_INTERVAL,
-                 memory_max_frames=_memory.DEFAULT_MAX_FRAMES):
+                 memory_max_frames=_memory.DEFAULT_MAX_FRAMES, locks=False,
+                 lock_interval=sampling.DEFAULT_LOCK_INTERVAL, exceptions=False,
+                 exception_interval=1):
         # What a forked child's profiler is made with (_after_fork_in_child).
         self._options = dict(frequency=frequency, clock=clock, event=event, depth=depth,
                              signal=signal, disable=disable, tick=tick, retain=retain,
                              directory=directory, window=window, keep=keep,
                              max_bytes=max_bytes, memory=memory,
                              memory_interval=memory_interval,
-                             memory_max_frames=memory_max_frames)
+                             memory_max_frames=memory_max_frames, locks=locks,
+                             lock_interval=lock_interval, exceptions=exceptions,
+                             exception_interval=exception_interval)
         mem, _, mem_interval, mem_frames = _memory.check_options(
             memory, memory_interval, False, memory_max_frames)
         # Folded: a collector that runs for days keeps rows, not samples.
@@ -100,7 +109,9 @@ class ContinuousProfiler:
         self.max_bytes = max_bytes
         self._engine = sampling.create(event=event, frequency=frequency, clock=clock,
                                        depth=depth, signal=signal, disable=disable,
-                                       windows=True)
+                                       windows=True, locks=locks, lock_interval=lock_interval,
+                                       exceptions=exceptions,
+                                       exception_interval=exception_interval)
         self._lock = threading.Lock()         # ticks, sequence numbers, cursors
         self._cut_lock = threading.Lock()     # one cut at a time
         # (seq, start and end in Unix seconds, end in monotonic seconds, the
@@ -141,6 +152,9 @@ class ContinuousProfiler:
                 raise ProfilerError(f"directory {self.directory!r}: {e.strerror or e}") from None
             if not os.path.isdir(self.directory):
                 raise ProfilerError(f"directory {self.directory!r} is not a directory")
+        # Made before the engine starts: with locks=True a lock made after is
+        # profiled, and the windows thread waits on this one every tick.
+        self._stop = threading.Event()
         self._engine.start()
         if self._memory is not None:
             try:
@@ -152,7 +166,6 @@ class ContinuousProfiler:
         self._pid = os.getpid()
         now = time.monotonic()
         self._disk_due = now + self.window
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hyprof-windows", daemon=True)
         self._thread.start()
         return self

@@ -119,10 +119,10 @@ def create(event=None, period=None, frequency=None, clock="cpu", depth=128, sign
         raise ProfilerError("exceptions=True needs Python 3.12 or later: hyprof counts raises "
                             "through sys.monitoring's RAISE event, which this Python does not "
                             "have")
-    if windows and (output is not None or mem or locks or exceptions):
+    if windows and (output is not None or mem):
         raise ProfilerError("a continuous profiler keeps its samples in memory and hands them "
-                            "out in windows: output=, memory=, locks= and exceptions= do not "
-                            "apply")
+                            "out in windows: output= does not apply, and memory= is its own "
+                            "(hyprof.continuous.ContinuousProfiler(memory=True))")
     if output is not None:
         output = _options.path("output", output, "a file path")
     if disable is not None:

@@ -2,6 +2,7 @@
 bounded tables, windows written to a directory and rotated."""
 
 import os
+import sys
 import threading
 import time
 
@@ -97,6 +98,63 @@ def test_windows_are_written_and_rotated(tmp_path):
 def test_bad_options_are_refused_by_name(opts, msg):
     with pytest.raises(ProfilerError, match=msg):
         continuous.ContinuousProfiler(**opts)
+
+
+def test_lock_samples_are_cut_into_the_windows():
+    p = continuous.ContinuousProfiler(tick=0.1, locks=True, lock_interval=0.001)
+    p.start()
+    try:
+        lock = threading.Lock()
+        holds = []
+
+        def worker():
+            for _ in range(10):
+                with lock:
+                    t0 = time.perf_counter()
+                    time.sleep(0.01)
+                    holds.append(time.perf_counter() - t0)
+                time.sleep(0.0005)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(0.15)  # a tick past the last release
+        first = p.take()
+        second = p.take()
+    finally:
+        p.stop()
+    kinds = {k.name for k in first.sample_kinds}
+    assert {"lock-wait", "lock-hold"} <= kinds
+    held = sum(w for stack, w in first.stacks("lock_hold_ns")
+               if stack[-1].name.startswith("<lock created at ")) * 1e-9
+    # 10 ms holds against a 1 ms interval: all sampled, weighing their time.
+    assert held == pytest.approx(sum(holds), rel=0.1)
+    assert sum(w for _, w in first.stacks("lock_wait_ns")) > 0
+    # Taken once: the next window has none of them.
+    assert sum(w for _, w in second.stacks("lock_hold_ns")) == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="exceptions need sys.monitoring (3.12+)")
+def test_exception_samples_are_cut_into_the_windows():
+    p = continuous.ContinuousProfiler(tick=0.1, exceptions=True)
+    p.start()
+    try:
+        for i in range(300):
+            try:
+                raise KeyError(i)
+            except KeyError:
+                pass
+        time.sleep(0.15)
+        first = p.take()
+        second = p.take()
+    finally:
+        p.stop()
+    raised = sum(w for stack, w in first.stacks("exceptions")
+                 if stack[-1].name == "<raise KeyError>")
+    assert raised == 300  # exception_interval=1: every one, once
+    assert sum(w for _, w in second.stacks("exceptions")) == 0
 
 
 def test_one_per_process_and_the_sampler_is_taken():

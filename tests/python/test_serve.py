@@ -504,6 +504,55 @@ def test_go_tool_pprof_reads_the_endpoint(server, busy, tmp_path):
 
 # ---------------------------------------------------------------- hyprof attach
 
+def contend_until(stop, lock):
+    """Two threads take turns on lock, holding it 5 ms a round."""
+    def worker():
+        while not stop.is_set():
+            with lock:
+                time.sleep(0.005)
+            time.sleep(0.0002)
+
+    threads = [threading.Thread(target=worker, name=f"contender-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_go_tool_pprof_reads_lock_contention_from_the_endpoint(tmp_path):
+    """locks=True: the served window carries lock-wait and lock-hold beside
+    the CPU samples, cut per tick like them."""
+    go = need("go", "golang-go")
+    s = serve.start("127.0.0.1:0", frequency=FREQUENCY, tick=0.1, retain=10, locks=True)
+    stop = threading.Event()
+    try:
+        line = sys._getframe().f_lineno + 1
+        lock = threading.Lock()  # made while it runs: profiled
+        threads = contend_until(stop, lock)
+        url = s.url + "profile?seconds=1"
+        top = go_pprof(go, tmp_path, "-top", "-sample_index=lock-wait", url)
+        raw = go_pprof(go, tmp_path, "-raw", url)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        s.stop()
+    assert top.returncode == 0, top.stderr
+    assert "Type: lock-wait" in top.stdout, top.stdout
+    site = f"test_serve.py:{line}>"
+    rows = [r for r in top.stdout.splitlines() if re.match(r"\s*[\d.]+m?s\s+[\d.]+%", r)]
+    assert any(site in r for r in rows), top.stdout
+    # About half of each thread's time is a wait for the other's hold.
+    total = re.search(r"of ([\d.]+)(ms|s) total", top.stdout)
+    assert total, top.stdout
+    waited = float(total.group(1)) * (1e-3 if total.group(2) == "ms" else 1)
+    assert 0.3 < waited < 1.6, top.stdout
+    assert raw.returncode == 0, raw.stderr
+    assert re.search(r"samples/count\[dflt\] cpu/nanoseconds lock_wait_samples/count "
+                     r"lock-wait/nanoseconds lock_hold_samples/count lock-hold/nanoseconds",
+                     raw.stdout), raw.stdout[:400]
+    assert "thread:[contender-0]" in raw.stdout or "thread:[contender-1]" in raw.stdout
+
+
 def test_the_hyprof_window_is_a_whole_trace(server, busy):
     status, headers, body = get(server.url + "hyprof?seconds=1")
     assert status == 200 and headers["Content-Type"] == serve.TRACE_TYPE
@@ -636,7 +685,8 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
     flag = tmp_path / "stop"
     out = tmp_path / "app-run.hyprof"
     if how == "option":
-        cmd = ["run", "--serve", "127.0.0.1:0", "--frequency", str(FREQUENCY), "-o", str(out)]
+        cmd = ["run", "--serve", "127.0.0.1:0", "--frequency", str(FREQUENCY), "--locks",
+               "-o", str(out)]
         env = _hyprof_env(HYPROF_SERVE_TOKEN="tok-1")
     else:
         cmd = ["run", "--frequency", str(FREQUENCY)]
@@ -655,6 +705,9 @@ def test_hyprof_run_serve_end_to_end(tmp_path, how):
         assert status == 200 and 0.95 <= elapsed < 6, elapsed
         names = functions(body)
         assert {"spin", "main", "<module>"} <= names, names
+        # --locks is served too, as sample types of the same profile.
+        types = [t for t, _ in sample_types(body)]
+        assert ("lock-wait" in types) == (how == "option"), types
         # Samples stop at the program: hyprof run's own frames are not in it.
         assert not [s for s in strings(body) if "hyprof/cli" in s]
     finally:

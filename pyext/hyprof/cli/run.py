@@ -169,13 +169,9 @@ def _continuous_options(opts):
     if opts.get("memory_only"):
         raise UsageError("--memory-only does not go with --serve: the continuous profiler "
                          "samples CPU or wall time, and with --memory allocations beside")
-    for flag in ("locks", "exceptions"):
-        if opts.get(flag):
-            raise UsageError("--%s does not go with --serve yet: its samples are merged into "
-                             "a trace at stop, which the continuous profiler never reaches"
-                             % flag)
-    out = {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal")
-           if opts[k] is not None}
+    out = {k: opts[k] for k in ("event", "frequency", "clock", "depth", "signal", "locks",
+                                "lock_interval", "exceptions", "exception_interval")
+           if opts.get(k) is not None}
     if opts.get("memory"):
         out["memory"] = True
         if opts.get("memory_interval") is not None:
