@@ -208,15 +208,52 @@ def trace_file(program, tmp_path):
     return out
 
 
+@pytest.mark.parametrize("mode", ["deterministic", "sampling"])
+def test_run_and_report_print_the_call_tree_by_default(tmp_path, mode):
+    from test_render_support import tree_rows
+
+    program = tmp_path / "prog.py"
+    program.write_text(textwrap.dedent("""\
+        import time
+
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+        def main():
+            end = time.process_time() + 0.3
+            while time.process_time() < end:
+                fib(12)
+
+        main()
+        """))
+    out = tmp_path / f"{mode}.hyprof"
+    r = hyprof_cmd("run", "--mode", mode, "-o", out, program.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # After the run, on stderr: the tree, then the functions by own time.
+    assert "call tree, by " in r.stderr and "functions by own " in r.stderr
+    names = [row["name"] for row in tree_rows(r.stderr)]
+    assert names[:3] == ["<module>", "main", "fib"], r.stderr
+    if mode == "deterministic":
+        assert tree_rows(r.stderr)[2]["where"] == "prog.py:3"
+    rep = hyprof_cmd("report", out, cwd=tmp_path)
+    assert rep.returncode == 0 and "call tree, by " in rep.stdout
+    text = hyprof_cmd("run", "--mode", mode, "--format", "text", "-o", out, program.name,
+                      cwd=tmp_path)
+    assert text.returncode == 0 and "call tree" not in text.stderr
+    assert ("cum wall" if mode == "deterministic" else "cum%") in text.stderr
+
+
 def test_report_table_sort_and_limit(trace_file, tmp_path):
-    r = hyprof_cmd("report", trace_file, "--sort", "calls", "--limit", "2", cwd=tmp_path)
+    r = hyprof_cmd("report", trace_file, "-f", "text", "--sort", "calls", "--limit", "2",
+                   cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("calls"))
     rows = lines[head + 1:head + 3]
     assert "465/1" in rows[0] and "fib" in rows[0]  # most calls first
     assert lines[head + 3].startswith("... ")
-    r = hyprof_cmd("report", trace_file, "--sort", "name", "--limit", "0", cwd=tmp_path)
+    r = hyprof_cmd("report", trace_file, "-f", "text", "--sort", "name", "--limit", "0",
+                   cwd=tmp_path)
     names = [ln.split()[6] for ln in r.stdout.splitlines()[3:] if ln.strip()]
     assert names == sorted(names)
 

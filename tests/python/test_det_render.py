@@ -9,7 +9,7 @@ import pytest
 from hyprof import render as R
 from hyprof.render import pstats as P
 from hyprof.render import text as T
-from test_render_support import MS
+from test_render_support import MS, tree_rows
 
 
 
@@ -66,18 +66,32 @@ def test_text_builtins_false_and_sampling(det_trace, sampling_trace):
 
 def test_tree_shares_and_nesting(det_trace):
     out = R.render(det_trace, "tree", min_percent=0.0)
-    lines = [ln for ln in out.splitlines()[2:] if ln.strip()]
-    main = next(ln for ln in lines if ln.rstrip().endswith("app.py:1"))
-    assert main.split()[0] == "100.00%"
-    work = next(ln for ln in lines if " work " in ln and "5" not in ln.split()[3])
-    sleep = next(ln for ln in lines if "time.sleep" in ln)
-    assert sleep.split()[0] == "%.2f%%" % (100.0 * 50 / 60.5)
-    # Children are indented under their parent, heaviest first.
-    assert lines.index(sleep) < lines.index(work)
-    assert work.index("work") > main.index("main")
-    # Small subtrees fold into one line.
-    folded = R.render(det_trace, "tree", min_percent=20.0)
-    assert "more, each under 20.0%" in folded
+    rows = tree_rows(out)
+    main = rows[0]
+    assert (main["name"], main["where"], main["share"], main["depth"]) == \
+        ("main", "app.py:1", 100.0, 0)
+    assert main["value"] == "60.5 ms" and main["count"] == 1
+    sleep = next(r for r in rows if r["name"] == "time.sleep")
+    assert sleep["share"] == round(100.0 * 50 / 60.5, 1) and sleep["depth"] == 1
+    # Children under their parent, heaviest first; the recursion is a path.
+    work = next(r for r in rows if r["name"] == "work" and r["depth"] == 1)
+    assert rows.index(sleep) < rows.index(work) and work["count"] == 3
+    deeper = rows[rows.index(work) + 1:]
+    # work's own 6 ms beside helper's 3.5: a [self] row, sorted among them.
+    assert [(r["name"], r["depth"], r["value"]) for r in deeper] == [
+        ("[self]", 2, "6 ms"), ("helper", 2, "3.5 ms"), ("[self]", 3, "3 ms"),
+        ("work", 3, "500 us")]
+    # The functions by own time follow the tree, heaviest first.
+    tail = out.split("functions by own wall time", 1)[1].splitlines()[1:]
+    assert tail[0].split()[-1] == "time.sleep" and tail[0].split()[1:3] == ["50", "ms"]
+    # Small subtrees are summed into one line when they add up to the
+    # threshold, and left out when they do not.
+    folded = tree_rows(R.render(det_trace, "tree", min_percent=16.0))
+    assert [r["name"] for r in folded] == ["main", "time.sleep"]
+    kept = tree_rows(R.render(det_trace, "tree", min_percent=9.0))
+    assert [r["name"] for r in kept] == ["main", "time.sleep", "work", "[self]"]
+    kept = tree_rows(R.render(det_trace, "tree", min_percent=5.0))
+    assert [r["name"] for r in kept] == ["main", "time.sleep", "work", "[self]", "helper"]
     cpu = R.render(det_trace, "tree", clock="cpu", min_percent=0.0)
     assert "time.sleep" in cpu
     with pytest.raises(R.ReportError, match="clock"):
@@ -86,8 +100,10 @@ def test_tree_shares_and_nesting(det_trace):
 
 def test_tree_of_a_sampling_trace(sampling_trace):
     out = R.render(sampling_trace, "tree", min_percent=0.0)
-    main = next(ln for ln in out.splitlines() if ln.rstrip().endswith("app.py:1"))
-    assert main.split()[:2] == ["100.00%", "27"]
+    main = tree_rows(out)[0]
+    assert (main["name"], main["share"], main["value"], main["count"]) == \
+        ("main", 100.0, "270 ms", 27)
+    assert "call tree, by cpu-clock (270 ms in all)" in out
 
 
 def test_pstats_export_matches_cprofile_conventions(det_trace, sampling_trace):

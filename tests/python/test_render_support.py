@@ -198,3 +198,30 @@ def go_pprof_top(trace, tmp_path, sample_index):
     return subprocess.run([go, "tool", "pprof", f"-sample_index={sample_index}", "-top", str(f)],
                           capture_output=True, text=True, check=True,
                           env=tool_env(HOME=str(tmp_path))).stdout
+
+
+def tree_rows(text):
+    """The rows of a console tree report (render/tree.py), as dicts: share
+    (a percentage, or None for a summary line), value, count, depth (0 for
+    a top frame), name, where and note; the functions listed after the
+    tree are left out."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln) for ln in text.splitlines()]
+    head = next(i for i, ln in enumerate(lines) if "call tree, by " in ln)
+    start = lines[head].index("call tree, by ")
+    rows = []
+    for ln in lines[head + 1:]:
+        if not ln.strip() or ln.startswith("note: "):
+            break
+        nums, rest = ln[:start].split(), ln[start:]
+        guide = len(rest) - len(rest.lstrip("│├└─|`- "))
+        cells = rest[guide:].split("  ")
+        share = float(nums[0].rstrip("%")) if nums and nums[0].endswith("%") else None
+        rows.append({"share": share, "value": " ".join(nums[1:-1] if len(nums) > 2 and
+                                                        nums[-1].isdigit() else nums[1:]),
+                     "count": int(nums[-1]) if len(nums) > 2 and nums[-1].isdigit() else None,
+                     "depth": guide // 3, "name": cells[0],
+                     "where": cells[1] if len(cells) > 1 else "",
+                     "note": "  ".join(cells[2:])})
+    return rows

@@ -1,5 +1,7 @@
-"""The console tree's view options: colour on a terminal and never in a pipe,
-frames under a threshold hidden, library internals collapsed on request."""
+"""The console tree, the report a person reads first: library internals
+hidden by default and named, [self] rows, unambiguous short paths, rows cut
+to a terminal's width, colour on a terminal and never in a pipe, frames
+under a threshold summed, the functions by own time after the tree."""
 
 import os
 import pty
@@ -8,7 +10,7 @@ import sys
 
 import pytest
 from hyprof import render as R
-from test_render_support import MS, det_data, run_hyprof, write
+from test_render_support import MS, det_data, run_hyprof, tree_rows, write
 
 ESC = "\x1b["
 
@@ -39,49 +41,87 @@ def lib_trace(tmp_path):
 
 
 def _names(text):
-    """(depth, name) per tree line, without the numbers."""
-    out = []
-    for line in text.splitlines():
-        if " calls " not in line:
-            continue
-        rest = line.split(" calls ", 1)[1]
-        name = rest.strip().split("  ")[0]
-        out.append(((len(rest) - len(rest.lstrip(" "))) // 2, name))
-    return out
+    """(depth, name) per tree row, without the numbers."""
+    return [(r["depth"], r["name"]) for r in tree_rows(text)]
 
 
-def test_collapse_library_internals(lib_trace):
-    plain = R.render(lib_trace, "tree", header=False, min_percent=0)
-    assert _names(plain) == [(0, "main"), (1, "dumps"), (2, "JSONEncoder.encode"),
-                             (3, "JSONEncoder.iterencode"), (4, "default"), (1, "helper")]
-    text = R.render(lib_trace, "tree", header=False, min_percent=0, collapse=True)
-    # The call into json shows as one line, the callback right under it.
-    assert _names(text) == [(0, "main"), (1, "dumps"), (2, "default"), (1, "helper")]
-    assert "[+2 library frames]" in text.splitlines()[1]
+def test_library_internals_are_hidden_by_default(lib_trace):
+    text = R.render(lib_trace, "tree", header=False, min_percent=0)
+    # The call into json is one row that says what it hid; the callback is
+    # right under it, and json's own time is that row's [self].
+    assert _names(text) == [(0, "main"), (1, "dumps"), (2, "default"), (2, "[self]"),
+                            (1, "helper")]
+    dumps = tree_rows(text)[1]
+    assert dumps["note"] == "[2 frames hidden: json]"
+    assert dumps["where"] == "json/__init__.py:183"  # a package's __init__ keeps its name
     # Values are unchanged: dumps still holds its callees' time, 46 ms in all.
-    assert text.splitlines()[1].split()[1] == "0.046000"
+    assert dumps["value"] == "46 ms" and tree_rows(text)[3]["value"] == "6 ms"
+    plain = R.render(lib_trace, "tree", header=False, min_percent=0, collapse=False)
+    assert _names(plain) == [(0, "main"), (1, "dumps"), (2, "JSONEncoder.encode"),
+                             (3, "JSONEncoder.iterencode"), (4, "default"), (4, "[self]"),
+                             (1, "helper")]
     vendor = R.render(lib_trace, "tree", header=False, min_percent=0,
                       collapse=["*/json/*", "*/vendor/*"])
-    assert _names(vendor) == [(0, "main"), (1, "dumps"), (2, "default"), (1, "helper")]
-    with pytest.raises(ValueError, match="collapse takes True or file patterns"):
+    assert _names(vendor) == _names(text)
+    with pytest.raises(ValueError, match="collapse takes True, False or file patterns"):
         R.render(lib_trace, "tree", collapse=[3])
 
 
+def test_paths_are_the_shortest_unambiguous_suffix():
+    from hyprof.render.tree import unique_paths
+
+    got = unique_paths(["/usr/lib/python3.11/json/__init__.py",
+                        "/venv/site-packages/markupsafe/__init__.py",
+                        "/srv/app/app.py", "/srv/app/views.py", "/srv/other/views.py",
+                        "/usr/lib/python3.11/json/encoder.py"])
+    assert got == {"/usr/lib/python3.11/json/__init__.py": "json/__init__.py",
+                   "/venv/site-packages/markupsafe/__init__.py": "markupsafe/__init__.py",
+                   "/srv/app/app.py": "app.py", "/srv/app/views.py": "app/views.py",
+                   "/srv/other/views.py": "other/views.py",
+                   "/usr/lib/python3.11/json/encoder.py": "encoder.py"}
+
+
+def test_functions_by_own_time_follow_the_tree(lib_trace):
+    text = R.render(lib_trace, "tree", header=False, top=3)
+    tail = text.split("functions by own wall time", 1)[1].splitlines()[1:]
+    assert [ln.split()[-2] for ln in tail] == ["default", "helper", "JSONEncoder.iterencode"]
+    assert "functions by own" not in R.render(lib_trace, "tree", top=0)
+    with pytest.raises(ValueError, match="top must be"):
+        R.render(lib_trace, "tree", top=-1)
+
+
+def test_rows_fit_the_width(lib_trace):
+    text = R.render(lib_trace, "tree", header=False, width=40, collapse=False)
+    assert max(len(ln) for ln in text.splitlines()) <= 40
+    assert "…" in text  # cut, and saying so
+    ascii_ = R.render(lib_trace, "tree", header=False, unicode=False)
+    assert "|- " in ascii_ and "`- " in ascii_ and "├" not in ascii_
+    with pytest.raises(ValueError, match="width must be"):
+        R.render(lib_trace, "tree", width=5)
+
+
 def test_threshold_hides_small_frames(lib_trace):
-    # helper is 10 ms of 57 ms (17.5%); at 20% it folds into a "(1 more" line.
-    text = R.render(lib_trace, "tree", header=False, min_percent=20)
-    assert "helper" not in text and "(1 more, each under 20.0%)" in text
+    # helper is 10 ms of 57 ms (17.5%); at 20% it goes, and with nothing
+    # else under 20% beside it no line stands for it; at 10% it stays.
+    text = R.render(lib_trace, "tree", header=False, min_percent=20, top=0)
+    assert "helper" not in text and "more" not in text
+    assert "helper" in R.render(lib_trace, "tree", header=False, min_percent=10, top=0)
+    # Small siblings that add up to more than the threshold are one line.
+    many = R.render(lib_trace, "tree", header=False, min_percent=15, top=0,
+                    collapse=False)
+    assert "[self]" not in many  # 3 ms of 43: under 15%
     with pytest.raises(ValueError, match="min_percent must be a percentage"):
         R.render(lib_trace, "tree", min_percent=-1)
 
 
 def test_color_only_when_asked(lib_trace):
     assert ESC not in R.render(lib_trace, "tree")
-    text = R.render(lib_trace, "tree", header=False, color=True, min_percent=0)
+    text = R.render(lib_trace, "tree", header=False, color=True, min_percent=0, top=0)
     lines = text.splitlines()
-    assert lines[0].startswith("\x1b[31m100.00%")  # hot: red
-    assert "\x1b[1mmain\x1b[0m" in lines[0]        # names in bold
-    assert any(line.startswith("\x1b[33m 17.54%") for line in lines)  # helper: yellow
+    assert lines[1].startswith("\x1b[31m 100.0%")  # hot: red
+    assert "\x1b[1mmain\x1b[0m" in lines[1]        # names in bold
+    assert any(line.startswith("\x1b[33m  17.5%") for line in lines)  # helper: yellow
+    assert tree_rows(text)[0]["name"] == "main"  # the same rows under the colours
 
 
 def _env():
@@ -130,14 +170,20 @@ def test_cli_colour_on_a_terminal_not_in_a_pipe(tmp_path):
     assert ESC not in (tmp_path / "t.txt").read_text()
 
 
-def test_cli_threshold_and_collapse(tmp_path):
+def test_cli_tree_is_the_default_with_its_options(tmp_path):
     trace = tmp_path / "lib.hyprof"
     write(trace, _lib_data())
-    out = run_hyprof("report", trace, "--format", "tree", "--threshold", "0",
-                     "--collapse-libs").stdout
-    assert "JSONEncoder" not in out and "[+2 library frames]" in out and "default" in out
-    out = run_hyprof("report", trace, "--format", "tree", "--threshold", "20").stdout
-    assert "helper" not in out
-    out = run_hyprof("report", trace, "--format", "tree", "--threshold", "0",
-                     "--collapse", "*/vendor/*", "--collapse", "*/json/*").stdout
-    assert "JSONEncoder" not in out and "helper" in out
+    out = run_hyprof("report", trace, "--threshold", "0").stdout
+    assert "call tree, by wall time" in out and "functions by own wall time" in out
+    assert "JSONEncoder" not in tree_rows(out)[1]["name"] and "[2 frames hidden: json]" in out
+    out = run_hyprof("report", trace, "--threshold", "20").stdout
+    assert not [r for r in tree_rows(out) if r["name"] == "helper"]
+    out = run_hyprof("report", trace, "--threshold", "0", "--show-all").stdout
+    assert "JSONEncoder.iterencode" in [r["name"] for r in tree_rows(out)]
+    out = run_hyprof("report", trace, "--threshold", "0", "--hide", "*/vendor/*").stdout
+    assert "hidden" in out and "helper" in out
+    bad = run_hyprof("report", trace, "--hide", "x", "--show-all", check=False)
+    assert bad.returncode == 2 and "--show-all hides nothing" in bad.stderr
+    # The table is one flag away.
+    table = run_hyprof("report", trace, "--format", "text").stdout
+    assert "call tree" not in table and "cum wall" in table

@@ -1,10 +1,14 @@
 """``hyprof report``: renders a trace as a table, a call tree or another
 format (docs/reports.md), on standard output or into a file.
 
-    python -m hyprof report OUT [--format text|tree|pstats|...] [--sort KEY] [--limit N]
+    python -m hyprof report OUT [--format tree|text|pstats|...] [--sort KEY] [--limit N]
+
+On a console the default is the call tree with the top functions
+(render/tree.py); ``--format text`` is the table.
 """
 
 import os
+import shutil
 import sys
 
 from .. import render as _render
@@ -21,13 +25,14 @@ HELP = "print a trace as a table, a call tree or another format"
 def configure(p):
     p.add_argument("trace", nargs="+", help="a .hyprof trace file")
     p.add_argument("-f", "--format", default=None, choices=sorted(_render.FORMATS),
-                   help="text (a table, the default), tree (the call tree), pstats, html, "
-                        "speedscope, collapsed, callgrind, dot, pprof (default: implied by "
-                        "-o's name, else text); see docs/reports.md")
+                   help="tree (the call tree and the top functions, the default), text (the "
+                        "table), pstats, html, speedscope, collapsed, callgrind, dot, pprof "
+                        "(default: implied by -o's name, else tree); see docs/reports.md")
     p.add_argument("-s", "--sort", default="cum", choices=_text.SORTS,
                    help="table order: calls, own, cum, cpu, cpucum, name, ... (default: cum)")
-    p.add_argument("-n", "--limit", type=nonneg_int, default=30,
-                   help="table rows (0: all; default 30)")
+    p.add_argument("-n", "--limit", type=nonneg_int, default=None,
+                   help="text: table rows (0: all; default 30); tree: the functions listed "
+                        "after the tree (0: none; default 10)")
     p.add_argument("--thread", default=None, metavar="ID|NAME",
                    help="one thread's statistics: its id in the trace's threads table or "
                         "its name (--list-threads shows them)")
@@ -46,15 +51,7 @@ def configure(p):
     p.add_argument("--threshold", type=float, default=None, metavar="PCT",
                    help="dot, tree: leave out functions or frames under PCT percent "
                         "(default 0.5)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="tree: colours (auto: on a terminal, never in a pipe or a file, "
-                        "off with NO_COLOR)")
-    p.add_argument("--collapse-libs", action="store_true",
-                   help="tree: hide library internals (standard library, site-packages, "
-                        "C functions) called from library frames")
-    p.add_argument("--collapse", action="append", metavar="PATTERN", default=None,
-                   help="tree: hide frames of files matching PATTERN (fnmatch) called from "
-                        "such frames; repeatable")
+    add_tree_view_options(p)
     p.add_argument("--threads", action="store_true",
                    help="collapsed: put each thread's stacks under a frame of its own")
     p.add_argument("--label", action="append", metavar="KEY=VALUE", default=None,
@@ -83,29 +80,60 @@ def _export_options(args, fmt):
     return opts
 
 
-def _use_color(args):
+def _use_color(args, stream):
     if args.color != "auto":
         return args.color == "always"
-    return (args.output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return (stream is not None and stream.isatty() and not os.environ.get("NO_COLOR")
             and os.environ.get("TERM") != "dumb")
 
 
+def add_tree_view_options(p):
+    """The tree's view options, which hyprof report and hyprof run share."""
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="tree: colours (auto: on a terminal, never in a pipe or a file, "
+                        "off with NO_COLOR)")
+    p.add_argument("--hide", action="append", metavar="PATTERN", default=None,
+                   help="tree: also hide frames of files matching PATTERN (fnmatch, e.g. "
+                        "'*/vendor/*') called from hidden or library frames; repeatable")
+    p.add_argument("--show-all", action="store_true",
+                   help="tree: hide no frame (by default library internals called from "
+                        "library frames are hidden: the standard library, site-packages, "
+                        "C functions)")
+
+
+def tree_view(args, stream):
+    """The tree's view options of args, for output on stream (None: a file):
+    colour, the width and the guides' characters of a terminal."""
+    if args.show_all and args.hide:
+        raise UsageError("--hide and --show-all do not go together: --show-all hides nothing")
+    opts = {"color": _use_color(args, stream)}
+    if args.show_all:
+        opts["collapse"] = False
+    elif args.hide:
+        opts["collapse"] = list(_tree.LIBRARY_PATTERNS) + args.hide
+    if stream is not None and stream.isatty():
+        opts["width"] = max(40, shutil.get_terminal_size().columns)
+    encoding = (getattr(stream, "encoding", None) or "") if stream is not None else "utf-8"
+    opts["unicode"] = encoding.lower().replace("-", "") in ("utf8", "utf16", "utf32")
+    return opts
+
+
 def _tree_options(args):
-    opts = {"thread": args.thread, "clock": args.clock, "color": _use_color(args)}
+    opts = {"thread": args.thread, "clock": args.clock}
+    opts.update(tree_view(args, sys.stdout if args.output is None else None))
     if args.threshold is not None:
         opts["min_percent"] = args.threshold
     if args.metric is not None:
         opts["metric"] = args.metric  # a sampling trace's column, e.g. lock_wait_ns
-    if args.collapse_libs or args.collapse:
-        opts["collapse"] = ((list(_tree.LIBRARY_PATTERNS) if args.collapse_libs else [])
-                            + (args.collapse or []))
+    if args.limit is not None:
+        opts["top"] = args.limit
     return opts
 
 
 def _report_options(args, fmt):
     if fmt == "text":
-        opts = {"sort": args.sort, "limit": args.limit, "thread": args.thread,
-                "builtins": args.builtins}
+        opts = {"sort": args.sort, "limit": 30 if args.limit is None else args.limit,
+                "thread": args.thread, "builtins": args.builtins}
         if args.metric is not None:
             opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
         return opts
@@ -129,7 +157,8 @@ def _pstats_text(trace, args):
     buf = io.StringIO()
     st = pstats.Stats(PstatsExport(trace, args.clock, args.thread), stream=buf)
     st.sort_stats(_PSTATS_SORT.get(args.sort, "cumulative"))
-    st.print_stats(*([args.limit] if args.limit else []))
+    limit = 30 if args.limit is None else args.limit
+    st.print_stats(*([limit] if limit else []))
     return buf.getvalue()
 
 
@@ -209,7 +238,7 @@ def _format(args):
     if args.format is not None:
         return args.format
     if args.output is None:
-        return "text"
+        return "tree"
     fmt = _render.format_for_path(args.output)
     if fmt is not None:
         return fmt
@@ -239,12 +268,13 @@ def run(args):
     if args.output is not None and files.same_file(args.output, args.trace):
         raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
     fmt = _format(args)
-    if args.lines and fmt == "text":
+    if args.lines and fmt in ("text", "tree"):
         if trace.mode != "sampling":
             raise CLIError(f"--lines needs a sampling trace: only the sampling mode records "
                            f"which line runs (hyprof run --mode sampling); {args.trace} is "
                            f"{trace.mode}")
-        sys.stdout.write(_text.lines_report(trace, limit=args.limit, thread=args.thread))
+        sys.stdout.write(_text.lines_report(trace, limit=30 if args.limit is None else args.limit,
+                                            thread=args.thread))
         return 0
     if args.by_label is not None and fmt not in ("text", "tree"):
         raise UsageError(f"--by-label makes text or tree reports, not {fmt}; use --label "

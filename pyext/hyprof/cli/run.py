@@ -30,7 +30,7 @@ from ..errors import CLIError, ProfilerError, UsageError
 from ..profiler import _STOP_PATH, Profiler
 from ..render import text as _text
 from ..sampling import hide_code
-from . import files
+from . import files, report
 from .options import address, nonneg_int, ranged
 
 # Options of one mode only, with their defaults: giving one in the other
@@ -110,10 +110,15 @@ def configure(p):
                         "also HYPROF_SERVE_ALLOW_REMOTE=1")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the report after the run (nor, with --serve, the URL)")
+    p.add_argument("--format", choices=("tree", "text"), default="tree",
+                   help="the report printed after the run: tree (the call tree and the top "
+                        "functions, the default) or text (the table)")
     p.add_argument("--sort", default="cum", choices=_text.SORTS,
-                   help="order of the report printed after the run (default: cum)")
-    p.add_argument("--limit", type=nonneg_int, default=15,
-                   help="rows of the report printed after the run (default: 15)")
+                   help="text: the table's order (default: cum)")
+    p.add_argument("--limit", type=nonneg_int, default=None,
+                   help="text: table rows (default 15); tree: functions listed after the "
+                        "tree (default 10)")
+    report.add_tree_view_options(p)
     p.add_argument("program", nargs="?", help="the script (or, with -m, the module) to run")
     p.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
 
@@ -302,8 +307,15 @@ def _finish(profiler, args, out, status):
         return status or 1
     if not args.quiet:
         trace = profiler.trace()
-        sys.stderr.write("\n%s" % _render.render(trace, "text", sort=args.sort,
-                                                 limit=args.limit))
+        if args.format == "text":
+            text = _render.render(trace, "text", sort=args.sort,
+                                  limit=15 if args.limit is None else args.limit)
+        else:
+            opts = report.tree_view(args, sys.stderr)
+            if args.limit is not None:
+                opts["top"] = args.limit
+            text = _render.render(trace, "tree", **opts)
+        sys.stderr.write("\n%s" % text)
         sys.stderr.write("hyprof: trace written to %s (%s report %s)\n"
                          % (out, launcher(), shlex.quote(out)))
     return status

@@ -1,60 +1,48 @@
-"""The console call tree: each call path with its share of the total.
+"""The console report a person reads first: the call tree of the hottest
+paths, then the functions that took the most time themselves
+(docs/reports.md).
 
-Deterministic traces weigh a node by its cumulative wall time (or CPU time
-with ``clock="cpu"``) and show its calls; sampling traces by its inclusive
-samples. Children are sorted heaviest first; nodes under ``min_percent`` of
-the total are summed into one "(n more)" line, and depth stops at
-``max_depth``. ``color`` adds ANSI colours (the CLI turns it on for a
-terminal, never for a pipe or a file); ``collapse`` hides library internals:
-frames of library files called from library frames (the standard library,
-site-packages, frozen modules, C functions; or files matching the given
-patterns), so a call into a library shows as one line and the user code it
-calls back comes right under it.
+Each row is a call path with its share of the total and its value:
+deterministic traces weigh a node by its cumulative wall time (or CPU time
+with ``clock="cpu"``) and show its calls; sampling traces by the first
+sample kind's weight (CPU or wall time, bytes for memory traces) and show
+its samples; ``metric`` names another column (``lock_wait_ns``,
+``alloc_bytes``). Children are sorted heaviest first and drawn with guides;
+a node whose own part is worth showing beside its children gets a
+``[self]`` row; children under ``min_percent`` of the total are summed into
+one line, and depth stops at ``max_depth``.
+
+``collapse`` (on by default) hides library internals: frames of library
+files (the standard library, site-packages, frozen modules, C functions; or
+files matching the given patterns) called from library frames, so that a
+call into a library is one row that says what it hid
+(``[5 frames hidden: json, <built-in>]``) and the user code it calls back
+comes right under it. ``collapse=False`` shows every frame.
+
+Files are named by the shortest trailing part of their path that no other
+file of the trace ends with (``json/__init__.py`` beside
+``markupsafe/__init__.py``, ``app.py`` alone), so a row never needs the
+install prefix and is never ambiguous. ``width`` cuts rows to a terminal's
+width; ``color`` adds ANSI colours (the CLI turns it on for a terminal,
+never for a pipe or a file); ``top`` is the number of functions listed
+after the tree (0: none).
 """
 
+import collections
 import fnmatch
+import re
 
 from ..errors import ReportError
 from . import _model
-from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, short_location, summary
-
-
-def _weights(trace, tree, clock, metric=None):
-    if trace.mode == "deterministic":
-        if metric is not None:
-            raise ReportError("metric= weighs a sampling trace's tree; a deterministic one is "
-                              "weighed by clock='wall' or 'cpu'")
-        if clock not in ("wall", "cpu"):
-            raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
-        col = "%s_cum" % clock
-        return tree.measured.get(col) or [0] * len(tree), "s"
-    if metric is not None:
-        units = {m.name: m.unit for m in trace.metrics}
-        if metric not in units:
-            raise ReportError("metric=%r is not a column of this trace: choose one of %s"
-                              % (metric, ", ".join(units)))
-        return tree.inclusive(tree.column(metric)), units[metric]
-    kinds = trace.sample_kinds
-    if not kinds:
-        raise ReportError("this trace has no samples to weigh the tree by")
-    return tree.inclusive(tree.column(trace.metrics[kinds[0].count_metric].name)), "samples"
-
-
-def _tree_of(trace, thread):
-    """The shared call tree and the node whose children are the top of the
-    report: the root, or one thread's pseudo-root."""
-    if thread is None:
-        return _model.call_tree(trace), 0
-    tid = trace._thread_arg(thread)  # a clear error for a thread not there
-    tree = _model.call_tree(trace, split_threads=True)
-    return tree, dict((t.id, top) for t, top in _model.thread_roots(tree))[tid]
-
+from .text import OVERLAP_MARK, OVERLAP_NOTE, longer_than_run, summary
 
 # Where library code lives, wherever the trace was made.
 LIBRARY_PATTERNS = ("*/lib/python3*/*", "*/site-packages/*", "*/dist-packages/*", "<frozen *")
 
 # ANSI styles: share of the total >= 20% red, >= 5% yellow, else green.
 _RESET, _BOLD, _DIM = "\x1b[0m", "\x1b[1m", "\x1b[2m"
+
+_GUIDES = {True: ("├─ ", "└─ ", "│  ", "   "), False: ("|- ", "`- ", "|  ", "   ")}
 
 
 def _heat(share):
@@ -71,8 +59,8 @@ def _library_test(collapse):
     else:
         patterns = tuple(collapse)
     if not all(isinstance(p, str) and p for p in patterns):
-        raise ReportError("collapse takes True or file patterns such as '*/site-packages/*',"
-                          " not %r" % (collapse,))
+        raise ReportError("collapse takes True, False or file patterns such as "
+                          "'*/site-packages/*', not %r" % (collapse,))
 
     def is_library(f):
         if f.kind != "python":
@@ -81,97 +69,372 @@ def _library_test(collapse):
     return is_library
 
 
+_INSTALLED = re.compile(r"/(?:site|dist)-packages/([^/]+)|/lib/python3[^/]*/([^/]+)")
+
+
+def library_name(f):
+    """What a hidden frame belongs to, as a person names it: the package of
+    an installed or standard module (``json``, ``django``), ``<built-in>``
+    for C functions, else the file's directory."""
+    if f.kind != "python":
+        return "<built-in>"
+    path = f.filename or ""
+    if path.startswith("<frozen "):
+        return path[len("<frozen "):].rstrip(">").split(".")[0]
+    m = _INSTALLED.search(path)
+    if m:
+        return (m.group(1) or m.group(2)).removesuffix(".py")
+    head = path.rsplit("/", 2)
+    return head[-2] if len(head) > 1 and head[-2] else path
+
+
+def unique_paths(paths):
+    """{path: the shortest trailing part of it (whole components) that no
+    other path of paths ends with; a package's ``__init__.py`` or
+    ``__main__.py`` keeps its directory, which is what names it}."""
+    comps = {p: p.split("/") for p in set(paths) if p}
+    seen = collections.Counter()
+    for parts in comps.values():
+        for k in range(1, len(parts) + 1):
+            seen["/".join(parts[-k:])] += 1
+    out = {}
+    for p, parts in comps.items():
+        out[p] = p
+        least = 2 if parts[-1] in ("__init__.py", "__main__.py") else 1
+        for k in range(min(least, len(parts)), len(parts) + 1):
+            s = "/".join(parts[-k:])
+            if seen[s] == 1:
+                out[p] = s
+                break
+    return out
+
+
+def _tree_of(trace, thread):
+    """The shared call tree (one node per function under each parent) and
+    the node whose children are the top of the report: the root, or one
+    thread's pseudo-root."""
+    if thread is None:
+        return _model.call_tree(trace).by_function(), 0
+    tid = trace._thread_arg(thread)  # a clear error for a thread not there
+    tree = _model.call_tree(trace, split_threads=True)
+    top = dict((t.id, top) for t, top in _model.thread_roots(tree))[tid]
+    return tree.by_function(), top
+
+
+# What metric= may say of a deterministic trace's tree, and the clock it means.
+_DET_METRICS = {"wall": "wall", "wall_cum": "wall", "wall_own": "wall",
+                "cpu": "cpu", "cpu_cum": "cpu", "cpu_own": "cpu"}
+
+
+def _columns(trace, tree, clock, metric):
+    """(inclusive weights, own weights, their unit, counts per node and
+    their name) for the report's measure."""
+    if trace.mode == "deterministic":
+        if metric is not None:
+            # One option for one thing: metric= names the clock here.
+            clock = _DET_METRICS.get(metric)
+            if clock is None:
+                raise ReportError(
+                    "metric=%r is not a measure of this deterministic trace's tree: give wall "
+                    "or cpu (its columns are %s)"
+                    % (metric, ", ".join(c.name for c in tree.columns)))
+        if clock not in ("wall", "cpu"):
+            raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
+        cum = tree.measured.get("%s_cum" % clock) or [0] * len(tree)
+        own = tree.values[tree.column("%s_own" % clock)]
+        return cum, own, "ns", tree.values[tree.column("calls")], "calls"
+    if metric is not None:
+        units = {c.name: c.unit for c in tree.columns}
+        if metric not in units:
+            raise ReportError("metric=%r: no such column in this %s trace; its columns are %s"
+                              % (metric, trace.mode, ", ".join(units)))
+        col = tree.column(metric)
+        return tree.inclusive(col), tree.values[col], units[metric], None, None
+    kinds = trace.sample_kinds
+    if not kinds:
+        raise ReportError("this trace has no samples to weigh the tree by")
+    count = tree.column(trace.metrics[kinds[0].count_metric].name)
+    weight = tree.column(trace.metrics[kinds[0].weight_metric].name)
+    unit = tree.columns[weight].unit
+    if unit not in ("ns", "bytes"):
+        weight = count  # events: the samples are the measure
+        unit = "samples"
+    return (tree.inclusive(weight), tree.values[weight], unit, tree.inclusive(count),
+            "samples")
+
+
+class _Row:
+    """One printed row: its cells, so that it can be cut to a width and
+    coloured."""
+    __slots__ = ("share", "value", "count", "guide", "name", "where", "note")
+
+    def __init__(self, share, value, count, guide, name, where="", note=""):
+        self.share, self.value, self.count = share, value, count
+        self.guide, self.name, self.where, self.note = guide, name, where, note
+
+
+def _fmt(value, unit):
+    if unit == "samples":
+        return "%d" % value
+    return _model.format_value(value, unit)
+
+
 def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, header=True,
-           color=False, collapse=None, metric=None, **options):
-    """The tree as a string. A sampling trace's is weighed by its first
-    sample kind's samples, or by the column metric names (lock_wait_ns,
-    alloc_bytes, ...)."""
+           color=False, collapse=True, metric=None, width=None, top=10, unicode=True,
+           **options):
+    """The report as a string."""
     if options:
         raise ReportError("the tree format takes no option %s"
                           % ", ".join(repr(k) for k in sorted(options)))
     if not isinstance(min_percent, (int, float)) or not 0 <= min_percent <= 100:
         raise ReportError("min_percent must be a percentage from 0 to 100, not %r"
                           % (min_percent,))
-    tree, top = _tree_of(trace, thread)
-    weights, unit = _weights(trace, tree, clock, metric)
-    funcs, func = tree.funcs, tree.func
-    parent = tree.parent
-    children = [list(k) for k in tree.children]
-    folded = [0] * len(tree)  # library frames folded into each shown frame
-    if collapse:
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int)
+                              or width < 40):
+        raise ReportError("width must be a number of columns, at least 40, not %r" % (width,))
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise ReportError("top must be a number of functions (0: none), not %r" % (top,))
+    tree, root = _tree_of(trace, thread)
+    weights, owns, unit, counts, count_name = _columns(trace, tree, clock, metric)
+    if trace.mode == "deterministic" and metric is not None:
+        clock, metric = _DET_METRICS[metric], None
+    funcs, func, parent = tree.funcs, tree.func, tree.parent
+    hidden = {}  # shown node -> Counter of the library frames hidden under it
+    if collapse is not False and collapse is not None:
         is_library = _library_test(collapse)
-        lib = [False] + [is_library(funcs[func[i]]) for i in range(1, len(tree))]
-        lib[top] = False
-        # A library frame called from a library frame is hidden: its
-        # children take its place, recursively.
-        for i in range(1, len(tree)):
-            if not lib[i] or lib[parent[i]] or not children[i]:
-                continue  # only a library's entry frames gather hidden ones
-            shown, todo = [], list(children[i])
+        lib_func = [is_library(f) for f in funcs]
+        python = [f.kind == "python" for f in funcs]
+        raw = tree.children
+        cache = {}
+
+        def shown_kids(i):
+            """What takes the place of node i's children: under a library
+            frame, library frames are hidden (and counted) and their
+            children take their place; under the program's own code, so
+            are the C functions that only pass a call through (sum() of a
+            generator, max() with a key): the program's code they call
+            comes right under the code that called them."""
+            kids = cache.get(i)
+            if kids is not None:
+                return kids
+            in_lib = i != root and lib_func[func[i]]
+            kids, names, todo = [], collections.Counter(), list(reversed(raw[i]))
             while todo:
                 c = todo.pop()
-                if lib[c]:
-                    folded[i] += 1
-                    todo.extend(children[c])
+                fc = func[c]
+                if in_lib and lib_func[fc]:
+                    names[library_name(funcs[fc])] += 1
+                elif not in_lib and not python[fc] and raw[c]:
+                    pass  # a C function passing the call through
                 else:
-                    shown.append(c)
-            children[i] = shown
-    if trace.mode == "deterministic":
-        total = sum(weights[c] for c in children[top])
+                    kids.append(c)
+                    continue
+                todo.extend(reversed(raw[c]))
+            if names:
+                hidden[i] = names
+            cache[i] = kids
+            return kids
     else:
-        total = weights[top]
-    total = total or 1
+        def shown_kids(i):
+            return tree.children[i]
+    if trace.mode == "deterministic":
+        total = sum(weights[c] for c in shown_kids(root))
+    else:
+        total = weights[root]
+    if not total:
+        return (summary(trace) + "\n\n" if header else "") + (
+            "nothing to show: no call was recorded\n" if trace.mode == "deterministic" else
+            "nothing to show: no sample was taken (the run was shorter than the sampling "
+            "period, or its threads did not run; a higher frequency, or wall-clock "
+            "sampling, takes more)\n")
+    short = unique_paths(f.filename for f in funcs if f.kind == "python")
+
+    def where(f):
+        if f.kind != "python" or not f.filename:
+            return ""
+        return "%s:%d" % (short.get(f.filename, f.filename), f.lineno)
+
+    def note(i):
+        out = []
+        if i in hidden:
+            n = sum(hidden[i].values())
+            names = [k for k, _ in hidden[i].most_common()]
+            out.append("[%d frame%s hidden: %s]" % (
+                n, "" if n == 1 else "s",
+                ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")))
+        if clock == "wall" and unit == "ns" and longer_than_run(trace, weights[i] * 1e-9):
+            out.append(OVERLAP_MARK)
+            overlaps.append(i)
+        return "  ".join(out)
+
+    first, last, down, blank = _GUIDES[bool(unicode)]
+    overlaps = []
+    rows = []
+    cut = min_percent
+
+    def share(v):
+        return 100.0 * v / total
+
+    # Depth-first, heaviest child first: (node or a marker, prefix, is last).
+    def kids_of(i):
+        """The entries under node i: shown children, [self], the rest summed."""
+        kids = sorted(shown_kids(i), key=lambda c: -weights[c])
+        big = [("node", c) for c in kids if share(weights[c]) >= cut]
+        small = [c for c in kids if share(weights[c]) < cut]
+        entries = big
+        if big or small:
+            # The node's own part beside its children, when it is a part
+            # worth reading: over the threshold, and a twentieth of the node.
+            self_part = weights[i] - sum(weights[c] for c in kids)
+            if self_part > 0 and share(self_part) >= cut and self_part * 20 >= weights[i]:
+                entries.append(("self", self_part))
+                entries.sort(key=lambda e: -(weights[e[1]] if e[0] == "node" else e[1]))
+        # The small ones are a line when they add up to something worth
+        # reading; else they are noise (their time is in the row above).
+        rest = sum(weights[c] for c in small)
+        if small and share(rest) >= cut:
+            entries.append(("more", (len(small), rest)))
+        return entries
+
+    stack = [(("node", c), "", True, 0) for c in reversed(
+        [c for c in sorted(shown_kids(root), key=lambda c: -weights[c])
+         if share(weights[c]) >= cut])]
+    tops_small = [c for c in shown_kids(root) if share(weights[c]) < cut]
+    while stack:
+        (kind, x), prefix, is_last, depth = stack.pop()
+        guide = "" if depth == 0 else prefix + (last if is_last else first)
+        if kind == "self":
+            rows.append(_Row(share(x), _fmt(x, unit), "", guide, "[self]"))
+            continue
+        if kind == "more":
+            n, v = x
+            rows.append(_Row(None, "", "", guide, "... %d more, each under %g%% (%.1f%% in all)"
+                             % (n, min_percent, share(v))))
+            continue
+        i = x
+        f = funcs[func[i]]
+        deeper = _recursion_below(i, func, parent, tree.children, root)
+        entries = kids_of(i) if not deeper else []  # before note(): it finds what is hidden
+        extra = note(i)
+        if deeper:
+            extra = (extra + "  " if extra else "") + "[recursion: %d deeper level%s folded " \
+                "in]" % (deeper, "" if deeper == 1 else "s")
+        rows.append(_Row(share(weights[i]), _fmt(weights[i], unit),
+                         "%d" % counts[i] if counts is not None else "", guide, f.name,
+                         where(f), extra))
+        if not entries:
+            continue
+        below = "" if depth == 0 else prefix + (blank if is_last else down)
+        if depth + 1 >= max_depth:
+            n = len(shown_kids(i))
+            rows.append(_Row(None, "", "", below + last, "... %d call path%s below, beyond "
+                             "depth %d" % (n, "" if n == 1 else "s", max_depth)))
+            continue
+        for k, e in reversed(list(enumerate(entries))):
+            stack.append((e, below, k == len(entries) - 1, depth + 1))
+    if tops_small:
+        rows.append(_Row(None, "", "", "", "... %d more, each under %g%%" % (len(tops_small),
+                                                                         min_percent)))
     out = []
     if header:
         out.append(summary(trace))
         out.append("")
-    if trace.mode == "deterministic":
-        calls = tree.values[tree.column("calls")]
-
-        def what(i):
-            return "%6.2f%% %10.6f s %8d calls" % (
-                100.0 * weights[i] / total, weights[i] * 1e-9, calls[i])
-    else:
-        def what(i):
-            if unit in ("ns", "bytes"):
-                return "%6.2f%% %12s" % (100.0 * weights[i] / total,
-                                         _model.format_value(weights[i], unit))
-            return "%6.2f%% %10d %s" % (100.0 * weights[i] / total, weights[i], unit)
-    pad = " " * len(what(0))
-
-    overlaps = []
-
-    def line(i, depth):
-        f = funcs[func[i]]
-        more = "  [+%d library frames]" % folded[i] if folded[i] else ""
-        if clock == "wall" and longer_than_run(trace, weights[i] * 1e-9):
-            more += "  " + OVERLAP_MARK
-            overlaps.append(i)
-        if not color:
-            return "%s %s%s  %s%s" % (what(i), "  " * depth, f.name, short_location(f), more)
-        return "%s%s%s %s%s%s%s  %s%s%s%s" % (
-            _heat(100.0 * weights[i] / total), what(i), _RESET, "  " * depth, _BOLD, f.name,
-            _RESET, _DIM, short_location(f), more, _RESET)
-    # (node id, depth), or (-count, depth) for a line folding small siblings.
-    stack = [(c, 0) for c in sorted(children[top], key=lambda c: weights[c])]
-    while stack:
-        i, depth = stack.pop()
-        if i < 0:
-            out.append("%s %s(%d more, each under %.1f%%)" % (pad, "  " * depth, -i,
-                                                               min_percent))
-            continue
-        out.append(line(i, depth))
-        if not children[i]:
-            continue
-        if depth + 1 >= max_depth:
-            out.append("%s %s(%d children beyond depth %d)" % (
-                pad, "  " * (depth + 1), len(children[i]), max_depth))
-            continue
-        kids = sorted(children[i], key=lambda c: weights[c])
-        small = [c for c in kids if 100.0 * weights[c] / total < min_percent]
-        if small:
-            stack.append((-len(small), depth + 1))
-        stack.extend((c, depth + 1) for c in kids if 100.0 * weights[c] / total >= min_percent)
+    measure = {"ns": "time", "bytes": "bytes", "samples": "samples"}.get(unit, unit)
+    what = ("%s %s" % (clock, "time") if trace.mode == "deterministic" else
+            (metric or trace.sample_kinds[0].name))
+    vw = max([len(r.value) for r in rows] + [len(measure)])
+    cw = max([len(r.count) for r in rows] + [len(count_name or "")])
+    out.append(_line(_Row(None, measure.rjust(vw), (count_name or "").rjust(cw), "",
+                          "call tree, by %s (%s in all)" % (what, _fmt(
+                              total if trace.mode == "deterministic" else weights[root],
+                              unit))), vw, cw, width, color, heading=True))
+    for r in rows:
+        out.append(_line(r, vw, cw, width, color))
     if overlaps:
         out.append(OVERLAP_NOTE)
+    if top:
+        out.append("")
+        out.extend(_top_functions(tree, funcs, func, owns, counts is not None and
+                                  trace.mode == "deterministic", unit, total, where, top,
+                                  width, color, what, root))
     return "\n".join(out) + "\n"
+
+
+def _recursion_below(i, func, parent, children, root, shown=2):
+    """For a node whose function is already open ``shown`` times above it
+    (the third level of a recursion), the number of deeper levels of it in
+    its subtree, whose rows it stands for; else 0. The rest of a deep
+    recursion would repeat the same rows, ever narrower: its time is in
+    this row, and the functions it ran are in the list after the tree."""
+    f, above, p = func[i], 0, parent[i]
+    while p != root and p > 0:
+        above += func[p] == f
+        p = parent[p]
+    if above < shown:
+        return 0
+    deepest, todo = 0, [(c, 0) for c in children[i]]
+    while todo:
+        c, d = todo.pop()
+        d += func[c] == f
+        deepest = max(deepest, d)
+        todo.extend((k, d) for k in children[c])
+    return deepest
+
+
+def _line(r, vw, cw, width, color, heading=False):
+    pct = "%6.1f%%" % r.share if r.share is not None else "       "
+    if heading:
+        pct = "      %"
+    head = "%s  %s  %s  " % (pct, r.value.rjust(vw), r.count.rjust(cw))
+    tail = [(r.guide, ""), (r.name, _BOLD if not heading else _BOLD),
+            ("  " + r.where if r.where else "", _DIM),
+            ("  " + r.note if r.note else "", _DIM)]
+    if width is not None:
+        room = width - len(head)
+        cut = []
+        for text, style in tail:
+            if room <= 0:
+                break
+            if len(text) > room:
+                text = text[:max(room - 1, 0)] + "…"
+            cut.append((text, style))
+            room -= len(text)
+        tail = cut
+    if not color:
+        return (head + "".join(t for t, _ in tail)).rstrip()
+    start = _BOLD if heading else (_heat(r.share) if r.share is not None else _DIM)
+    return (start + head + _RESET + "".join(
+        (style + t + _RESET) if style and t else t for t, style in tail))
+
+
+def _top_functions(tree, funcs, func, owns, det, unit, total, where, n, width, color, what,
+                   root):
+    """The n functions with the most own weight, over the report's part of
+    the tree."""
+    own = collections.Counter()
+    calls = collections.Counter()
+    callcol = tree.values[tree.column("calls")] if det else None
+    inside = [False] * len(tree)
+    inside[root] = True
+    for i in range(1, len(tree)):
+        if inside[tree.parent[i]]:
+            inside[i] = True
+            own[func[i]] += owns[i]
+            if callcol is not None:
+                calls[func[i]] += callcol[i]
+    best = [(v, k) for k, v in own.items() if v > 0]
+    best.sort(key=lambda x: -x[0])
+    best = best[:n]
+    if not best:
+        return []
+    vals = [_fmt(v, unit) for v, _ in best]
+    vw = max(len(v) for v in vals + ["own"])
+    cw = max([len("%d" % calls[k]) for _, k in best] + [5]) if det else 0
+    heading = _Row(None, "own".rjust(vw), "calls".rjust(cw) if det else "", "",
+                   "functions by own %s" % (what,))
+    out = [_line(heading, vw, cw, width, color, heading=True)]
+    for (v, k), s in zip(best, vals):
+        f = funcs[k]
+        out.append(_line(_Row(100.0 * v / total, s, ("%d" % calls[k]) if det else "", "",
+                              f.name, where(f)), vw, cw, width, color))
+    return out
