@@ -28,6 +28,10 @@ import pytest
 
 MODES = ("deterministic", "sampling")
 
+# The sampling rate of --hyprof-mode sampling: tests are short, and at the
+# sampling mode's 100 Hz a test of a few milliseconds would get no sample.
+SAMPLING_FREQUENCY = 1000
+
 # The --hyprof profiler of the running test, which a budget pauses: hyprof
 # runs one profiler at a time.
 _run_profiler = None
@@ -43,6 +47,10 @@ def pytest_addoption(parser):
                     help="save one trace per test in DIR (implies --hyprof)")
     group.addoption("--hyprof-top", type=int, default=15, metavar="N",
                     help="how many functions the summary lists (default: 15)")
+    group.addoption("--hyprof-frequency", type=float, default=None, metavar="HZ",
+                    help="--hyprof-mode sampling: samples per second of CPU time (default: "
+                         f"{SAMPLING_FREQUENCY}, so that a test of a few milliseconds is "
+                         "sampled)")
 
 
 def pytest_configure(config):
@@ -51,6 +59,14 @@ def pytest_configure(config):
         return
     if opt.hyprof_top < 1:
         raise pytest.UsageError(f"--hyprof-top must be at least 1, got {opt.hyprof_top}")
+    if opt.hyprof_frequency is not None:
+        if opt.hyprof_mode != "sampling":
+            raise pytest.UsageError("--hyprof-frequency sets the sampling rate of "
+                                    "--hyprof-mode sampling; the deterministic mode records "
+                                    "every call")
+        if not 1 <= opt.hyprof_frequency <= 100000:  # NaN fails too
+            raise pytest.UsageError(f"--hyprof-frequency must be from 1 to 100000 samples "
+                                    f"per second, got {opt.hyprof_frequency}")
     if opt.hyprof_dir:
         if os.path.exists(opt.hyprof_dir) and not os.path.isdir(opt.hyprof_dir):
             raise pytest.UsageError(f"--hyprof-dir {opt.hyprof_dir!r} exists and is not "
@@ -58,8 +74,9 @@ def pytest_configure(config):
         # Traces hold command lines and paths: a directory hyprof makes is
         # the user's alone (one that exists keeps its mode).
         os.makedirs(opt.hyprof_dir, mode=0o700, exist_ok=True)
-    config.pluginmanager.register(RunProfiler(opt.hyprof_mode, opt.hyprof_dir,
-                                              opt.hyprof_top), "hyprof-run-profiler")
+    config.pluginmanager.register(
+        RunProfiler(opt.hyprof_mode, opt.hyprof_dir, opt.hyprof_top,
+                    opt.hyprof_frequency or SAMPLING_FREQUENCY), "hyprof-run-profiler")
 
 
 def _trace_file_name(nodeid):
@@ -76,8 +93,10 @@ def _trace_file_name(nodeid):
 class RunProfiler:
     """Profiles each test call and adds up the functions over the run."""
 
-    def __init__(self, mode, directory, top):
+    def __init__(self, mode, directory, top, frequency=None):
         self.mode = mode
+        self.options = {"frequency": frequency or SAMPLING_FREQUENCY} \
+            if mode == "sampling" else {}
         self.directory = directory
         self.top = top
         self.totals = {}      # (name, filename, lineno) -> [calls, own, cum]
@@ -93,7 +112,7 @@ class RunProfiler:
 
         item = pyfuncitem
         try:
-            profiler = hyprof.Profiler(mode=self.mode)
+            profiler = hyprof.Profiler(mode=self.mode, **self.options)
         except hyprof.ProfilerError as e:
             self.errors.append(f"{item.nodeid}: not profiled: {e}")
             yield
@@ -202,7 +221,14 @@ class RunProfiler:
         for err in self.errors:
             tr.write_line(err)
         if not self.totals:
-            tr.write_line(f"no function was recorded in {self.tests} profiled tests")
+            why = ""
+            if self.mode == "sampling" and self.tests:
+                why = (f": no sample was taken, at {self.options['frequency']:g} samples per "
+                       "second of CPU time; tests that run shorter than a sampling period, or "
+                       "wait without using the CPU, have none (a higher --hyprof-frequency, "
+                       "or the deterministic mode, records them)")
+            tr.write_line(f"no function was recorded in {self.tests} profiled "
+                          f"test{'' if self.tests == 1 else 's'}{why}")
             return
         rows = sorted(self.totals.items(), key=lambda kv: kv[1][1], reverse=True)[:self.top]
         if self.mode == "sampling":
@@ -237,9 +263,12 @@ class _Target:
     a typo fails loudly instead of counting zero calls."""
 
     def __init__(self, spec):
+        __tracebackhide__ = True  # a typo's message, not the plugin's frames
         self.spec = spec
-        obj = spec if callable(spec) else _import_dotted(spec)
-        obj = getattr(obj, "__func__", obj)           # bound and class methods
+        obj = spec if callable(spec) or _unwrap_descriptor(spec) is not spec \
+            else _import_dotted(spec)
+        obj = _unwrap_descriptor(obj)                 # properties, cached properties
+        obj = getattr(obj, "__func__", obj)           # bound, class and static methods
         obj = getattr(obj, "__wrapped__", obj) if not hasattr(obj, "__code__") else obj
         code = getattr(obj, "__code__", None)
         self.label = spec if isinstance(spec, str) else _callable_name(obj)
@@ -278,6 +307,22 @@ class _Target:
         return f.name in self.builtin_names
 
 
+def _unwrap_descriptor(obj):
+    """The function a descriptor runs when the attribute is read or called:
+    a property's getter, a cached_property's function, the function of a
+    classmethod or staticmethod met in a class's __dict__; obj otherwise."""
+    if isinstance(obj, property):
+        if obj.fget is None:
+            raise BudgetError("hyprof_budget: a property without a getter has no calls to "
+                              "count")
+        return obj.fget
+    if isinstance(obj, functools.cached_property):
+        return obj.func
+    if isinstance(obj, (classmethod, staticmethod)):
+        return obj.__func__
+    return obj
+
+
 def _callable_name(obj):
     mod = getattr(obj, "__module__", None)
     qual = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
@@ -285,6 +330,7 @@ def _callable_name(obj):
 
 
 def _import_dotted(path):
+    __tracebackhide__ = True
     if not isinstance(path, str) or not path or path.startswith(".") or ".." in path:
         raise BudgetError(f"hyprof_budget: {path!r} is not a dotted path to a function "
                           "(e.g. 'package.module.function' or 'module.Class.method')")
@@ -312,6 +358,7 @@ class _PausedInit(type):
     none of that is in the test's profile."""
 
     def __call__(cls, *args, **kwargs):
+        __tracebackhide__ = True
         # A sampling profile would start over at a pause: there, samples in
         # this path go to the test's frame that called it (_hide_own_code).
         paused = _pause_run_profiler(deterministic_only=True)
@@ -328,6 +375,7 @@ class Budget(metaclass=_PausedInit):
     the number of SQL queries (None when not counted)."""
 
     def __init__(self, max_calls=None, max_queries=None):
+        __tracebackhide__ = True
         if max_calls is None and max_queries is None:
             raise BudgetError("hyprof_budget: give max_calls={'module.function': N} and/or "
                               "max_queries=N")
@@ -340,7 +388,9 @@ class Budget(metaclass=_PausedInit):
                                         not isinstance(max_queries, int) or max_queries < 0):
             raise BudgetError(f"hyprof_budget: max_queries must be a whole number >= 0, "
                               f"got {max_queries!r}")
-        self.targets = [(_Target(name), limit) for name, limit in max_calls.items()]
+        self.targets = []
+        for name, limit in max_calls.items():  # a loop: no comprehension frame in a traceback
+            self.targets.append((_Target(name), limit))
         self.max_queries = max_queries
         self.calls = {}
         self.queries = None

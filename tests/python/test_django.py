@@ -785,6 +785,18 @@ def test_query_budget_counts_the_queries_of_requests():
         Client().get("/products/")
 
 
+def test_the_budget_example_of_the_docs_counts_a_property_and_a_view():
+    # docs/pytest.md's example, on the example shop it names.
+    from hyprof.pytest_plugin import Budget
+
+    with Budget(max_calls={"catalog.models.Product.price": 50,
+                           "catalog.views.product_list": 1}, max_queries=3) as budget:
+        Client().get("/products/?fast=1")
+    assert budget.calls == {"catalog.models.Product.price": 50,
+                            "catalog.views.product_list": 1}
+    assert budget.queries == 1
+
+
 def test_middleware_is_a_coroutine_function_for_an_async_chain():
     async def get_response(request):
         return None

@@ -22,6 +22,27 @@ def leaf(i):
 class Shop:
     def price(self, n):
         return [leaf(i) for i in range(n)]
+
+
+import functools  # noqa: E402 -- below, so that fib and leaf keep their lines
+
+
+class Product:
+    @property
+    def price(self):
+        return leaf(3)
+
+    @functools.cached_property
+    def label(self):
+        return "p%d" % leaf(1)
+
+    @classmethod
+    def make(cls):
+        return cls()
+
+    @staticmethod
+    def tax(x):
+        return leaf(x)
 '''
 
 TESTS = '''
@@ -58,6 +79,20 @@ def test_budget_builtins(hyprof_budget):
         for i in range(4):
             items.append(len(items))
     assert b.calls == {"builtins.len": 4, "builtins.list.append": 4}
+
+
+def test_budget_descriptors(hyprof_budget):
+    names = ["subject.Product.price", "subject.Product.label", "subject.Product.make",
+             "subject.Product.tax"]
+    with hyprof_budget(max_calls=dict.fromkeys(names, 2)) as b:
+        for _ in range(2):
+            p = subject.Product.make()
+            p.price, p.label, p.label
+            subject.Product.tax(1)
+    assert b.calls == dict.fromkeys(names, 2)
+    with hyprof_budget(max_calls={subject.Product.price: 1, subject.Product.tax: 1}) as b:
+        subject.Product().price
+    assert list(b.calls.values()) == [1, 0]
 
 
 def test_budget_callable(hyprof_budget):
@@ -110,6 +145,7 @@ def test_budgets_pass_and_fail_with_the_counts(tmp_path, extra):
     assert proc.returncode == 1, out
     assert outcome(proc, "test_fib") == "PASSED"
     assert outcome(proc, "test_budget_ok") == "PASSED"
+    assert outcome(proc, "test_budget_descriptors") == "PASSED"
     assert outcome(proc, "test_budget_callable") == "FAILED"
     assert outcome(proc, "test_budget_exceeded") == "FAILED"
     assert outcome(proc, "test_budget_typo") == "FAILED"
@@ -119,7 +155,11 @@ def test_budgets_pass_and_fail_with_the_counts(tmp_path, extra):
     assert "cannot find 'subject.leef': subject has no attribute 'leef'" in out
     assert "hyprof_budget exceeded: builtins.len was called 4 times, budget 3" in out
     assert "builtins.list.append was called" not in out      # 4 calls, within 5
-    assert "4 failed, 3 passed" in out
+    assert "4 failed, 4 passed" in out
+    # A typo's failure is its message under the test's line, without the
+    # plugin's frames.
+    typo = proc.stdout.split("_ test_budget_typo _", 1)[1].split("\n____", 1)[0]
+    assert "pytest_plugin.py" not in typo and len(typo.splitlines()) < 15, typo
 
 
 def test_hyprof_prints_the_slowest_functions_with_exact_calls(tmp_path):
@@ -145,7 +185,7 @@ def test_hyprof_summary_has_only_the_tests_code(tmp_path, profiler_frames):
     proc = run_pytest(tmp_path, "--hyprof", "--hyprof-top", "200",
                       "--hyprof-dir", str(tmp_path / "t"))
     out = proc.stdout
-    assert "7 tests profiled" in out, out + proc.stderr
+    assert "8 tests profiled" in out, out + proc.stderr
     rows = summary_rows(out)
     # (The blocks of the budgets are counted by their own profilers.)
     assert rows["leaf (subject.py:6)"][0] == 30, rows
@@ -223,6 +263,36 @@ def test_sampling_mode(tmp_path):
     assert {n.function.name for n in trace.nodes()[1:] if n.parent == 0} == {"test_spin"}
     # The test burns CPU in spin(): most samples are in it.
     assert spin[0].cum_samples >= 0.5 * total
+
+
+def test_sampling_short_tests_are_sampled_and_silence_is_explained(tmp_path):
+    (tmp_path / "test_short.py").write_text(textwrap.dedent('''
+        import time
+
+        def spin(seconds):
+            end = time.process_time() + seconds
+            while time.process_time() < end:
+                pass
+
+        def test_short():
+            spin(0.03)   # 30 ms: no sample at 100 Hz some runs, ~30 at 1 kHz
+    '''))
+    proc = run_pytest(tmp_path, "--hyprof", "--hyprof-mode", "sampling", "test_short.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "spin (test_short.py:4)" in proc.stdout, proc.stdout
+    (tmp_path / "test_idle.py").write_text("import time\n\ndef test_idle():\n"
+                                            "    time.sleep(0.01)\n")
+    proc = run_pytest(tmp_path, "--hyprof", "--hyprof-mode", "sampling",
+                      "--hyprof-frequency", "1", "test_idle.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no function was recorded in 1 profiled test: no sample was taken, at 1 samples " \
+        "per second" in proc.stdout and "--hyprof-frequency" in proc.stdout
+    for bad, says in (("0", "from 1 to 100000"), ("nan", "from 1 to 100000")):
+        proc = run_pytest(tmp_path, "--hyprof", "--hyprof-mode", "sampling",
+                          "--hyprof-frequency", bad, "test_idle.py")
+        assert proc.returncode == 4 and says in proc.stderr, proc.stderr
+    proc = run_pytest(tmp_path, "--hyprof", "--hyprof-frequency", "500", "test_idle.py")
+    assert proc.returncode == 4 and "deterministic mode records every call" in proc.stderr
 
 
 def test_bad_options_are_usage_errors(tmp_path):
