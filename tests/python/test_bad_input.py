@@ -100,6 +100,9 @@ CLI_CASES = [
      ["different modes", "deterministic", "sampling"]),
     (["merge", "det.hyprof", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),
     (["merge", "det.hyprof"], 2, ["-o"]),
+    # An unexpanded pattern: the shell found no trace.
+    (["merge", "-o", "m.hyprof", "profiles/*.hyprof"], 1,
+     ["no trace to read", "no file matches 'profiles/*.hyprof'"]),
     (["diff", "det.hyprof", "samp.hyprof"], 1, ["deterministic", "sampling", "same mode"]),
     (["diff", "det.hyprof", "det.hyprof", "--limit", "0"], 2, ["--limit", "1 or more"]),
     (["diff", "det.hyprof", "det.hyprof", "-o", "adir"], 1, ["adir", "directory"]),

@@ -74,6 +74,15 @@ def test_run_default_output_and_exit_zero(program, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "prog.hyprof").exists()
     assert r.stderr == ""
+    # Each mode has its own default name: a sampling run keeps the other.
+    r = hyprof_cmd("run", "-q", "--mode", "sampling", program.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert hyprof.load(str(tmp_path / "prog.hyprof")).mode == "deterministic"
+    assert hyprof.load(str(tmp_path / "prog-sampling.hyprof")).mode == "sampling"
+    r = hyprof_cmd("run", "-q", "--mode", "sampling", "--memory-only", program.name,
+                   cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "prog-memory.hyprof").exists()
 
 
 def test_run_module(tmp_path):

@@ -6,6 +6,7 @@ look complete to whoever opens it. Traces are written by the C writer,
 which replaces its target only once the new trace is whole.
 """
 
+import glob
 import os
 import stat
 
@@ -18,6 +19,10 @@ __all__ = ["check_trace_output", "load_trace", "same_file", "write_report", "wri
 def load_trace(path):
     """The trace in the file at path."""
     if not os.path.exists(path):
+        if glob.has_magic(path):
+            # The shell passes a pattern that matches nothing as it is.
+            raise CLIError("no trace to read: no file matches %r (were any traces saved "
+                           "there?)" % path)
         raise CLIError("cannot read %r: no such file" % path)
     if os.path.isdir(path):
         raise CLIError("cannot read %r: it is a directory, not a trace file" % path)

@@ -47,8 +47,9 @@ HELP = "profile a Python program and write its trace"
 
 def configure(p):
     p.add_argument("-o", "--output", metavar="OUT",
-                   help="trace file to write (default: <program>.hyprof in the current "
-                        "directory)")
+                   help="trace file to write (default, in the current directory: "
+                        "<program>.hyprof, <program>-sampling.hyprof with --mode sampling, "
+                        "<program>-memory.hyprof with --memory-only)")
     p.add_argument("-m", dest="module", action="store_true",
                    help="run a library module as a script, like python -m")
     p.add_argument("--mode", default=None, choices=("deterministic", "sampling"),
@@ -220,9 +221,14 @@ def _profiler_options(args):
 
 
 def _default_output(args):
+    """PROGRAM.hyprof for the deterministic mode, PROGRAM-sampling.hyprof
+    and PROGRAM-memory.hyprof for the others: a sampling run next to a
+    deterministic one keeps both traces."""
     stem = args.program.rsplit(".", 1)[-1] if args.module else \
         os.path.splitext(os.path.basename(args.program))[0]
-    return "%s.hyprof" % (stem or "hyprof")
+    kind = "" if args.mode == "deterministic" else \
+        "-memory" if getattr(args, "memory_only", False) else "-sampling"
+    return "%s%s.hyprof" % (stem or "hyprof", kind)
 
 
 def _prepare_script(path, argv):
