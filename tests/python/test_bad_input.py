@@ -89,7 +89,7 @@ CLI_CASES = [
     (["report", "det.hyprof", "--metric", "calls"], 1, ["calls", "deterministic", "wall or cpu",
                                                        "wall_own"]),
     (["report", "samp.hyprof", "--metric", "bogus"], 1, ["bogus", "no such column"]),
-    (["report", "det.hyprof", "-o", "out.svg"], 2, ["out.svg", "'.svg'", "--format"]),
+    (["report", "det.hyprof", "-o", "out.png"], 2, ["out.png", "'.png'", "--format", ".svg"]),
     (["report", "det.hyprof", "-o", "out.json"], 2, ["'.json'", ".speedscope.json"]),
     (["report", "det.hyprof", "samp.hyprof"], 2, ["one trace, not 2", "hyprof merge -o"]),
     (["report", "det.hyprof", "--metric", "bogus"], 1, ["bogus", "wall"]),

@@ -308,13 +308,14 @@ def test_report_threads_by_name_and_listed(tmp_path):
 
 def test_report_format_from_the_output_name(trace_file, tmp_path):
     for name, start in (("r.html", b"<!DOCTYPE html>"), ("r.pb.gz", b"\x1f\x8b"),
-                        ("r.txt", b"hyprof deterministic profile"), ("r", b"hyprof ")):
+                        ("r.txt", b"hyprof deterministic profile"), ("r", b"hyprof "),
+                        ("r.svg", b"<?xml")):
         r = hyprof_cmd("report", trace_file, "-o", tmp_path / name, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         assert (tmp_path / name).read_bytes().startswith(start), name
     # An unknown suffix writes nothing.
-    r = hyprof_cmd("report", trace_file, "-o", tmp_path / "r.svg", cwd=tmp_path)
-    assert r.returncode == 2 and not (tmp_path / "r.svg").exists()
+    r = hyprof_cmd("report", trace_file, "-o", tmp_path / "r.webp", cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / "r.webp").exists()
 
 
 def test_report_tree_and_pstats(trace_file, tmp_path):

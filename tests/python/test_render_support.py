@@ -161,7 +161,7 @@ def need(tool, package):
 
 
 # Formats that weigh a sampling trace by a metric column.
-_METRIC_FORMATS = ("text", "tree", "html", "speedscope", "collapsed", "dot", "pprof")
+_METRIC_FORMATS = ("text", "tree", "html", "speedscope", "collapsed", "dot", "pprof", "svg")
 
 
 def every_format(trace, metric=None):
@@ -184,8 +184,11 @@ def every_format(trace, metric=None):
 
 def shows(text, name):
     """Whether a report shows a function's name (HTML embeds names as JSON,
-    with < and > escaped)."""
-    return name in text or name.replace("<", "\\u003c").replace(">", "\\u003e") in text
+    with < and > escaped; SVG as XML text)."""
+    from xml.sax.saxutils import escape
+
+    return (name in text or name.replace("<", "\\u003c").replace(">", "\\u003e") in text
+            or escape(name) in text)
 
 
 def go_pprof_top(trace, tmp_path, sample_index):

@@ -68,7 +68,8 @@ def configure(p):
 def _export_options(args, fmt):
     """Options of the exporters of docs/reports.md, for those given."""
     opts = {}
-    if args.metric is not None and fmt in ("html", "speedscope", "collapsed", "dot", "pprof"):
+    if args.metric is not None and fmt in ("html", "speedscope", "collapsed", "dot", "pprof",
+                                           "svg"):
         opts["metric"] = args.metric
     if args.threshold is not None and fmt == "dot":
         opts["threshold"] = args.threshold

@@ -1,7 +1,7 @@
 """Report formats. Each is a function ``(trace, **options) -> str | bytes``
 registered in FORMATS under the name ``--format`` takes."""
 
-from . import callgrind, collapsed, dot, html, pprof, pstats, speedscope, text, tree
+from . import callgrind, collapsed, dot, html, pprof, pstats, speedscope, svg, text, tree
 from ..errors import ReportError, ReportWarning
 
 FORMATS = {
@@ -14,6 +14,7 @@ FORMATS = {
     "callgrind": callgrind.render,
     "dot": dot.render,
     "pprof": pprof.render,
+    "svg": svg.render,
 }
 
 # The format an output file's name implies, when --format is not given.
@@ -30,6 +31,7 @@ SUFFIXES = {
     ".prof": "pstats",
     ".pstats": "pstats",
     ".txt": "text",
+    ".svg": "svg",
 }
 
 

@@ -30,6 +30,10 @@ class ReportMethods:
         """speedscope's JSON file format (str)."""
         return self.report("speedscope", **options)
 
+    def to_svg(self, **options):
+        """An SVG flame graph, as flamegraph.pl draws one (str)."""
+        return self.report("svg", **options)
+
     def to_collapsed(self, **options):
         """Folded stacks for flamegraph.pl and inferno (str)."""
         return self.report("collapsed", **options)
