@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from hyprof import render as R
-from test_render_support import run_hyprof
+from test_render_support import det_data, run_hyprof, write
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -72,6 +72,15 @@ def test_bad_options_and_names_are_escaped(det_trace):
     svg = R.render(det_trace, "svg", title="<a & b>")
     assert "<title>&lt;a &amp; b&gt;</title>" in svg
     ET.fromstring(svg)  # still well formed
+
+
+def test_names_xml_cannot_hold_are_replaced(tmp_path):
+    data = det_data()
+    name, file, line, kind = data["functions"][0]
+    data["functions"][0] = ("m\x01a\udcffin<", file, line, kind)
+    svg = R.render(write(tmp_path / "odd.hyprof", data), "svg")
+    _, boxes = frames(svg)  # parses: no control character or surrogate in it
+    assert "m\ufffda\ufffdin<" in {b[0] for b in boxes}
 
 
 def test_cli_writes_svg_from_the_suffix(tmp_path, det_trace):

@@ -14,7 +14,8 @@ million-node trace stays a file a browser opens.
 """
 
 import hashlib
-from xml.sax.saxutils import escape, quoteattr
+import re
+from xml.sax import saxutils
 
 from ..errors import ReportError
 from . import _model
@@ -26,6 +27,19 @@ CHAR_W = 0.59 * FONT  # a Verdana character, about
 PAD_TOP = 56
 PAD_BOTTOM = 40
 SIDE = 10
+
+
+# What XML 1.0 cannot hold, even escaped: control characters and the
+# surrogates a trace's undecodable bytes become.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text):
+    return saxutils.escape(_NOT_XML.sub("\ufffd", text))
+
+
+def quoteattr(text):
+    return saxutils.quoteattr(_NOT_XML.sub("\ufffd", text))
 
 
 def _color(name, kind):
