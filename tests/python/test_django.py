@@ -232,6 +232,23 @@ def test_browser_gets_the_html_report_of_one_request(profile_dir):
     assert no_profiler_running()
 
 
+def test_the_html_report_shows_one_duration(profile_dir):
+    import re
+
+    from hyprof.render import _model
+
+    r = Client().get("/fib/14/?profile")
+    body = r.content.decode()
+    # The title's, the flame graph's whole (the root's wall time in the
+    # page's data) and Server-Timing's are one number.
+    title = re.search(r"<title>hyprof: GET /fib/14/ -&gt; 200, ([^,]+),", body).group(1)
+    data = json.loads(re.search(r'id="hyprof-data">(.*?)</script>', body, re.S).group(1))
+    wall = data["metrics"].index(next(m for m in data["metrics"] if m["name"] == "wall_own"))
+    whole = sum(data["values"][wall])  # the flame graph's root: every path's own time
+    dur = float(re.search(r"hyprof;dur=([\d.]+)", r["Server-Timing"]).group(1))
+    assert title == _model.format_value(whole, "ns") == _model.format_value(dur * 1e6, "ns")
+
+
 def test_api_client_gets_the_response_and_a_trace_with_exact_counts(profile_dir):
     r = Client().get("/fib/15/", HTTP_X_HYPROF="1")
     assert r.status_code == 200

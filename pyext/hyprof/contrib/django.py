@@ -218,6 +218,7 @@ class _Run:
         self.profiler = None
         self.trace_path = None
         self.error = None
+        self.seconds = None           # from start to stop, once stopped
         self._lock = threading.Lock()
         self._stopped = False
         # A deterministic profile follows this request's context and runs
@@ -313,15 +314,30 @@ class _Run:
             return None
         return path
 
-    def server_timing(self):
-        parts = [f'hyprof;dur={self.elapsed_ms():.3f};desc="profiled ({self.mode})"']
+    def server_timing(self, seconds=None):
+        """The Server-Timing entry: the request's duration as the report
+        shows it (seconds), else as measured at the profiler's stop, else so
+        far (a streamed body still running)."""
+        if seconds is None:
+            seconds = self.seconds if self.seconds is not None else \
+                time.perf_counter() - self.t0
+        parts = [f'hyprof;dur={seconds * 1e3:.3f};desc="profiled ({self.mode})"']
         if _setting("HYPROF_SQL"):
             parts.append(f'sql;dur={self.queries.seconds * 1e3:.3f};'
                          f'desc="{self.queries.count} queries"')
         return ", ".join(parts)
 
-    def elapsed_ms(self):
-        return (time.perf_counter() - self.t0) * 1e3
+    def shown_seconds(self, trace):
+        """The one duration a request's report shows, in its title, its
+        flame graph and its Server-Timing: a deterministic profile's wall
+        time of the request's calls (the flame graph's whole), else the time
+        from the profiler's start to its stop."""
+        if trace.mode == "deterministic":
+            roots = [e for e in trace.edges() if e.caller is None]
+            wall = sum(e.cum.get("wall_cum", 0) for e in roots) * 1e-9
+            if wall > 0:
+                return wall
+        return self.seconds
 
 
 class _Slot:
@@ -659,9 +675,11 @@ class ProfilerMiddleware(Middleware):
         return response
 
     def _report(self, run, request, response):
+        shown = None
         try:
             trace = run.profiler.trace()
-            body = _render_html(trace, run, request, response)
+            shown = run.shown_seconds(trace)
+            body = _render_html(trace, run, request, response, shown)
         except Exception as e:
             log.exception("hyprof: cannot render the profile of %s %s",
                           request.method, request.path)
@@ -669,16 +687,17 @@ class ProfilerMiddleware(Middleware):
                     f"profile</h1><pre>{html.escape(repr(e))}</pre>")
         out = HttpResponse(body, content_type="text/html; charset=utf-8")
         out["X-Hyprof-Status"] = str(response.status_code)
-        _add_header(out, "Server-Timing", run.server_timing())
+        _add_header(out, "Server-Timing", run.server_timing(shown))
         response.close()
         return out
 
 
-def _render_html(trace, run, request, response):
+def _render_html(trace, run, request, response, seconds):
     from hyprof import render
+    from hyprof.render import _model
 
     title = (f"hyprof: {request.method} {request.path} -> {response.status_code}, "
-             f"{run.seconds * 1e3:.1f} ms, {run.queries.count} SQL queries "
+             f"{_model.format_value(seconds * 1e9, 'ns')}, {run.queries.count} SQL queries "
              f"({run.queries.seconds * 1e3:.1f} ms)")
     return render.render(trace, "html", title=title)
 

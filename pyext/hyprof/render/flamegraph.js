@@ -70,18 +70,25 @@
   function fmtNum(v) {
     return Math.round(v).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   }
+  // As the console report and the title print a value (render/_model.py,
+  // format_value): three significant digits, so one duration reads the same
+  // everywhere.
+  function sig(x, div, u, s) {
+    var y = x / div;
+    return s + (y < 1000 ? String(parseFloat(y.toPrecision(3))) : fmtNum(y)) + " " + u;
+  }
   function fmt(v, unit) {
     var s = v < 0 ? "-" : "", x = Math.abs(v);
     if (unit === "ns") {
-      if (x >= 1e9) return s + (x / 1e9).toFixed(3) + " s";
-      if (x >= 1e6) return s + (x / 1e6).toFixed(3) + " ms";
-      if (x >= 1e3) return s + (x / 1e3).toFixed(2) + " \u00b5s";
+      if (x >= 1e9) return sig(x, 1e9, "s", s);
+      if (x >= 1e6) return sig(x, 1e6, "ms", s);
+      if (x >= 1e3) return sig(x, 1e3, "us", s);
       return s + fmtNum(x) + " ns";
     }
     if (unit === "bytes") {
-      if (x >= 1073741824) return s + (x / 1073741824).toFixed(2) + " GiB";
-      if (x >= 1048576) return s + (x / 1048576).toFixed(2) + " MiB";
-      if (x >= 1024) return s + (x / 1024).toFixed(1) + " KiB";
+      if (x >= 1073741824) return sig(x, 1073741824, "GiB", s);
+      if (x >= 1048576) return sig(x, 1048576, "MiB", s);
+      if (x >= 1024) return sig(x, 1024, "KiB", s);
       return s + fmtNum(x) + " B";
     }
     return s + fmtNum(x);
