@@ -74,8 +74,8 @@ def test_diff_html_is_a_differential_flame_graph(pair, tmp_path):
     res = check.check(str(path), expect=["helper", "time.sleep"], fragment="hover=helper")
     assert res["ok"], res["errors"]
     assert res["tooltip"].split("\n") == [
-        "helper", "lib.py:5", "new:  9.500 ms total, 9.000 ms self",
-        "base: 3.500 ms total, 3.000 ms self", "delta: +6.000 ms total (+171.4%), +6.000 ms self"]
+        "helper", "lib.py:5", "new:  9.5 ms total, 9 ms self",
+        "base: 3.5 ms total, 3 ms self", "delta: +6 ms total (+171.4%), +6 ms self"]
     assert res["table"][0] in ("helper", "work")  # sorted by delta, slowest first
 
 
