@@ -153,3 +153,27 @@ def test_html_deep_recursion(tmp_path):
     assert res["frames"] == 1500
     assert "frames deeper than 1500 levels: zoom in" in res["status"]
     assert R.render(trace, "collapsed").count("rec (r.py:1)") == n * (n + 1) // 2
+
+
+def test_bottom_up_view_puts_where_time_is_spent_at_the_root(tmp_path, det_trace):
+    check = _checker()
+    path = tmp_path / "det.html"
+    path.write_text(R.render(det_trace, "html"))
+    top = check.check(str(path), expect=["main"])
+    res = check.check(str(path), fragment="view=bottom-up&hover=time.sleep",
+                      screenshot=str(tmp_path / "bottom-up.png"))
+    assert res["ok"], res["errors"]
+    # Level 1 (under "all"): every function with own time (helper's box is
+    # narrow: its name is cut); above each, its callers.
+    assert res["labels"][0] == "all (60.5 ms)"
+    level1 = sorted(res["labels"][1:5])
+    assert level1[1:] == ["main", "time.sleep", "work"] and level1[0].startswith("help"), \
+        res["labels"]
+    assert "time spent in this function, every caller together" in res["tooltip"]
+    assert "wall: 50 ms (82.64%)\n" in res["tooltip"] and "self" not in res["tooltip"]
+    # The same whole as the top-down view: own times are moved, not changed.
+    assert res["status"] == top["status"]
+    assert (tmp_path / "bottom-up.png").stat().st_size > 5000
+    # A caller chain: work's own time as called by helper (the recursion).
+    deep = check.check(str(path), fragment="view=bottom-up&zoom=helper&hover=helper")
+    assert deep["ok"], deep["errors"]

@@ -21,41 +21,96 @@
 
   // ------------------------------------------------------------ tree arrays
 
-  var parent = D.parent, func = D.func, funcs = D.funcs;
-  var depth = new Int32Array(N);
-  var nkids = new Int32Array(N + 1);
-  for (var i = 1; i < N; i++) {
-    depth[i] = depth[parent[i]] + 1;
-    nkids[parent[i] + 1]++;
-  }
-  for (i = 1; i <= N; i++) nkids[i] += nkids[i - 1];
-  var kidStart = nkids; // kids of n: kids[kidStart[n] .. kidStart[n + 1])
-  var kids = new Int32Array(Math.max(N - 1, 1));
-  var fill = new Int32Array(N);
-  for (i = 1; i < N; i++) {
-    var p = parent[i];
-    kids[kidStart[p] + fill[p]++] = i;
-  }
-  // Siblings in name order, as flamegraph.pl does: the picture keeps its
-  // shape when the metric changes.
+  // The tree drawn: the trace's call tree (top-down), or its inversion
+  // (bottom-up: each function where time was spent at the root, its callers
+  // above it), made the first time it is asked for.
+  var parent, func, values, N, depth, kidStart, kids, inc;
+  var funcs = D.funcs;
+  var view = "top-down", inverted = null;
   function fname(n) { return n === 0 ? "all" : funcs[func[n]][0]; }
-  for (var n = 0; n < N; n++) {
-    var a = kidStart[n], b = kidStart[n + 1];
-    if (b - a > 1) {
-      var part = Array.prototype.slice.call(kids, a, b);
-      part.sort(function (x, y) {
-        var fx = fname(x), fy = fname(y);
-        return fx < fy ? -1 : fx > fy ? 1 : x - y;
-      });
-      for (var k = 0; k < part.length; k++) kids[a + k] = part[k];
+
+  function setTree(P, F, V) {
+    parent = P; func = F; values = V; N = P.length;
+    inc = new Float64Array(N);
+    depth = new Int32Array(N);
+    var nkids = new Int32Array(N + 1), i;
+    for (i = 1; i < N; i++) {
+      depth[i] = depth[parent[i]] + 1;
+      nkids[parent[i] + 1]++;
     }
+    for (i = 1; i <= N; i++) nkids[i] += nkids[i - 1];
+    kidStart = nkids; // kids of n: kids[kidStart[n] .. kidStart[n + 1])
+    kids = new Int32Array(Math.max(N - 1, 1));
+    var fill = new Int32Array(N);
+    for (i = 1; i < N; i++) {
+      var p = parent[i];
+      kids[kidStart[p] + fill[p]++] = i;
+    }
+    // Siblings in name order, as flamegraph.pl does: the picture keeps its
+    // shape when the metric changes.
+    for (var n = 0; n < N; n++) {
+      var a = kidStart[n], b = kidStart[n + 1];
+      if (b - a > 1) {
+        var part = Array.prototype.slice.call(kids, a, b);
+        part.sort(function (x, y) {
+          var fx = fname(x), fy = fname(y);
+          return fx < fy ? -1 : fx > fy ? 1 : x - y;
+        });
+        for (var k = 0; k < part.length; k++) kids[a + k] = part[k];
+      }
+    }
+  }
+  setTree(D.parent, D.func, D.values);
+
+  // The bottom-up tree: a node per (function, its caller, the caller's
+  // caller...) as far up as the path goes; each path's own values go to the
+  // node of its whole chain, so that a node's total is the time spent in its
+  // function when called through that chain of callers.
+  function invert() {
+    var P = D.parent, F = D.func, M = D.values.length, n0 = P.length;
+    var ip = [-1], ifn = [0], own = [], index = new Map(), width = funcs.length + 1;
+    for (var m = 0; m < M; m++) own.push([0]);
+    for (var n = 1; n < n0; n++) {
+      var any = false;
+      for (m = 0; m < M; m++) if (D.values[m][n]) { any = true; break; }
+      if (!any) continue;
+      var at = 0;
+      for (var a = n; a > 0; a = P[a]) {
+        var key = at * width + F[a];  // exact below 2^53
+        var c = index.get(key);
+        if (c === undefined) {
+          c = ip.length;
+          ip.push(at); ifn.push(F[a]);
+          for (m = 0; m < M; m++) own[m].push(0);
+          index.set(key, c);
+        }
+        at = c;
+      }
+      for (m = 0; m < M; m++) own[m][at] += D.values[m][n];
+    }
+    return [ip, ifn, own];
+  }
+
+  function setView(v) {
+    if (v !== "bottom-up" || DIFF) v = "top-down";
+    if (v === view) return;
+    view = v;
+    if (v === "bottom-up") {
+      inverted = inverted || invert();
+      setTree(inverted[0], inverted[1], inverted[2]);
+    } else {
+      setTree(D.parent, D.func, D.values);
+    }
+    zoom = 0;
+    setSearch(search.value);
+    document.getElementById("hyprof-view").value = v;
   }
 
   var metric = D.default;
-  var inc = new Float64Array(N), baseInc = DIFF ? new Float64Array(N) : null;
+  var baseInc = DIFF ? new Float64Array(N) : null;
 
   function computeInc() {
-    var own = D.values[metric];
+    var own = values[metric];
     for (var i = 0; i < N; i++) inc[i] = own[i];
     for (i = N - 1; i > 0; i--) inc[parent[i]] += inc[i];
     if (DIFF) {
@@ -291,7 +346,7 @@
 
   function describe(n) {
     var u = unit(), total = inc[0], lines = [];
-    var own = D.values[metric][n];
+    var own = values[metric][n];
     lines.push(n === 0 ? "all" : funcs[func[n]][0]);
     if (n !== 0 && where(func[n])) lines.push(where(func[n]));
     if (DIFF) {
@@ -302,11 +357,19 @@
         + " total" + (baseInc[n] ? " (" + (inc[n] >= baseInc[n] ? "+" : "")
         + (100 * (inc[n] - baseInc[n]) / baseInc[n]).toFixed(1) + "%)" : "")
         + ", " + (own >= bown ? "+" : "") + fmt(own - bown, u) + " self");
+    } else if (view === "bottom-up") {
+      // A bottom-up frame's value is the time of the function at its root,
+      // spent when called through this chain: there is no self of its own.
+      lines.push(D.metrics[metric].label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total)
+        + ")");
+      if (n !== 0)
+        lines.push(depth[n] === 1 ? "time spent in this function, every caller together"
+          : "time spent in " + fname(bottom(n)) + " when called through here");
     } else {
       lines.push(D.metrics[metric].label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total)
         + ") total, " + fmt(own, u) + " (" + pct(own, total) + ") self");
       if (D.calls !== null && D.calls !== undefined && metric !== D.calls && n !== 0)
-        lines.push("calls: " + fmtNum(D.values[D.calls][n]));
+        lines.push("calls: " + fmtNum(values[D.calls][n]));
     }
     return lines.join("\n");
   }
@@ -330,6 +393,13 @@
   document.addEventListener("keydown", function (ev) {
     if (ev.key === "Escape") { zoom = 0; draw(); }
   });
+
+  // The frame at the root of a bottom-up node's chain: the function whose
+  // time it is.
+  function bottom(n) {
+    while (n !== 0 && parent[n] !== 0) n = parent[n];
+    return n;
+  }
 
   function crumbs() {
     var el = document.getElementById("hyprof-crumbs");
@@ -464,6 +534,12 @@
     refresh();
   });
   var search = document.getElementById("hyprof-search");
+  var viewSelect = document.getElementById("hyprof-view");
+  if (DIFF) viewSelect.disabled = true;
+  viewSelect.addEventListener("change", function () {
+    setView(viewSelect.value);
+    refresh();
+  });
   var searchTimer = null;
   search.addEventListener("input", function () {
     clearTimeout(searchTimer);
@@ -522,6 +598,8 @@
           sortKey = v;
           sortDir = v === "name" || v === "file" ? 1 : -1;
         }
+      } else if (k === "view") {
+        setView(v);
       } else if (k === "zoom") {
         zoomTo = v;
       } else if (k === "hover") {

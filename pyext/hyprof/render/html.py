@@ -103,6 +103,7 @@ _PAGE = """<!DOCTYPE html>
 <div class="meta">{subtitle}</div>
 </header>
 <div class="controls">
+<label for="hyprof-view">View</label> <select id="hyprof-view"><option value="top-down">Top-down (callers first)</option><option value="bottom-up">Bottom-up (where time is spent)</option></select>
 <label for="hyprof-metric">Metric</label> <select id="hyprof-metric"></select>
 <input type="search" id="hyprof-search" placeholder="Search functions (regex)" spellcheck="false">
 <button id="hyprof-reset" type="button">Reset zoom</button>
