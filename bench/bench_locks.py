@@ -12,7 +12,10 @@ same round:
   which contend whenever the GIL moves to another thread while the lock is
   held (every 5 ms, the switch interval);
 - uncontended: one thread taking and releasing a threading.Lock in a loop,
-  which measures what the wrapper costs when no lock is ever contended.
+  which measures what the wrapper costs when no lock is ever contended;
+- asyncio: four tasks of one event loop taking one asyncio.Lock, each
+  awaiting once while it holds it, so that the others queue for it (every
+  acquisition but a few waits).
 
 Configurations: none; cprofile (what a developer reaches for first, which
 does not see locks, and profiles only the thread that enables it: the
@@ -69,7 +72,23 @@ def run_uncontended():
         with lock:
             pass
 
-body = {"queue": run_queue, "contended": run_contended, "uncontended": run_uncontended}[work]
+def run_asyncio():
+    import asyncio
+
+    async def main():
+        lock = asyncio.Lock()
+
+        async def task():
+            for _ in range(n // 40):
+                async with lock:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(task() for _ in range(4)))
+
+    asyncio.run(main())
+
+body = {"queue": run_queue, "contended": run_contended, "uncontended": run_uncontended,
+        "asyncio": run_asyncio}[work]
 
 def timed():
     global cpu
@@ -117,8 +136,9 @@ def main():
     ap.add_argument("--items", type=int, default=200000)
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {args.rounds} rounds, {args.items} queue items, "
-          f"{args.items * 2} contended and {args.items * 10} uncontended acquisitions")
-    for work in ("queue", "contended", "uncontended"):
+          f"{args.items * 2} contended and {args.items * 10} uncontended acquisitions, "
+          f"{args.items // 10} asyncio ones")
+    for work in ("queue", "contended", "uncontended", "asyncio"):
         ratios = {c: [] for c in CONFIGS}
         cpu_ratios = {c: [] for c in CONFIGS}
         base = []
