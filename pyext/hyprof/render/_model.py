@@ -415,22 +415,41 @@ def function_totals(trace, tree, thread=None, funcs=None):
 
 
 def edge_totals(trace, tree, col, thread=None):
-    """Caller -> callee totals of one column from the trace's C aggregation
+    """Caller -> callee totals from the trace's C aggregation
     (``trace.edges()``): {(caller index or -1 for the root, callee index):
-    (calls, cum)}, cum being the callee's cumulative value on that edge."""
-    name = tree.columns[col].name
-    cum_name = _cum_metric(trace, name)
+    (calls, cum)}, cum being the callee's cumulative value of column col on
+    that edge; with a list of columns, cum is the list of their values. One
+    pass over the edges, each function's index found once."""
+    many = not isinstance(col, int)
+    cols = list(col) if many else [col]
+    where = [trace._metric_index_of.get(_cum_metric(trace, tree.columns[c].name))
+             for c in cols]
+    index = {}
+
+    def idx(fs):
+        i = index.get(fs.id, -2)
+        if i == -2:
+            i = index[fs.id] = tree.index(fs)
+        return i
+
     out = {}
     for e in trace.edges(thread):
-        b = tree.index(e.callee)
+        b = idx(e.callee)
         if b is None:
             continue
-        a = -1 if e.caller is None else tree.index(e.caller)
+        a = -1 if e.caller is None else idx(e.caller)
         if a is None:
             continue
-        n, v = out.get((a, b), (0, 0))
-        out[(a, b)] = (n + e.calls, v + e.cum.get(cum_name, 0))
-    return out
+        got = out.get((a, b))
+        vals = [e._raw("cum", m) for m in where]
+        if got is None:
+            out[(a, b)] = [e.calls, vals]
+        else:
+            got[0] += e.calls
+            got[1] = [x + y for x, y in zip(got[1], vals)]
+    if many:
+        return {k: (n, v) for k, (n, v) in out.items()}
+    return {k: (n, v[0]) for k, (n, v) in out.items()}
 
 
 def program_argv(header):

@@ -104,15 +104,15 @@ def _components(graph):
     return comp
 
 
-def _call_costs(trace, tree, col, target):
+def _call_costs(edges, target):
     """{(caller, callee): cost} of one column: each edge's cumulative value
     from the trace's aggregation (trace.edges()). callgrind_annotate gives
     a function the sum of its incoming call costs as its inclusive cost, so
     where recursion makes those add up to more than the function's total
     (``target``, from trace.functions()), the excess comes off the calls
     that close a cycle back into the function; what is left is the
-    function's exact total."""
-    edges = {k: v for k, (_, v) in _model.edge_totals(trace, tree, col).items()}
+    function's exact total. ``edges``: {(caller, callee): cost}, changed in
+    place and returned."""
     incoming, graph = {}, {}
     for (a, b), v in edges.items():
         incoming.setdefault(b, []).append(a)
@@ -150,41 +150,16 @@ def _split(cost, weights):
     return parts
 
 
-def render(trace, **options):
-    """Callgrind text with every cost column of the trace (call counts go to
-    ``calls=`` lines; a sampling trace has none, so ``calls=`` counts the
-    distinct call paths). Self costs come from the call tree; inclusive
-    costs, on the call lines, from the trace's own totals, so that
-    callgrind_annotate shows every function's total as the text table
-    does. The calls from the root come from a function named after the
-    program (``<program app.py>``), so tools see the top of the graph as
-    one entry."""
-    _model.reject_options("callgrind", options)
-    tree = _model.call_tree(trace)
-    cols = [i for i, c in enumerate(tree.columns) if c.name != "calls"]
-    if not cols:
-        raise _model.ReportError("the trace has no cost columns for callgrind")
-    calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
-    ncol = len(cols)
+def _per_line(tree, cols, calls_col, first, root):
+    """(selfcost, sites, totals) from the nodes of a tree whose nodes carry
+    executing lines: selfcost[f][line] -> costs; sites[(f, callee)][(line,
+    callee line)] -> [calls, weights of the split]; the costs' totals."""
+    ncol, cidx = len(cols), range(len(cols))
     vals = [tree.values[c] for c in cols]
     incs = [tree.inclusive(c) for c in cols]
     calls_of = tree.values[calls_col] if calls_col is not None else None
     func, line, parent = tree.func, tree.line, tree.parent
-    funcs = tree.funcs
-    root = len(funcs)  # the program's pseudo-function
-    header = tree.header
-    names = _fn_names(funcs)
-    prog = _model.program_name(header)
-    names.append(f"<program {prog}>" if prog else "<program>")
-    prog_argv = _model.program_argv(header)
-    root_file = prog_argv[0] if prog_argv and prog_argv[0] != "-m" else ""
-    files = [f.filename for f in funcs] + [root_file]
-    first = [f.lineno for f in funcs] + [0]
     pos = [line[i] or (first[func[i]] if i else 0) for i in range(len(func))]
-    cidx = range(ncol)
-
-    # selfcost[f][line] -> costs; sites[(f, callee)][(line, callee line)] ->
-    # [calls, weights of the split]
     selfcost = {root: {0: [vals[c][0] for c in cidx]}}
     sites = {}
     for i in range(1, len(func)):
@@ -211,24 +186,81 @@ def render(trace, **options):
         w = site[1]
         for c in cidx:
             w[c] += incs[c][i]
+    return selfcost, sites, [incs[c][0] for c in cidx]
 
-    cum = _model.function_totals(trace, tree)[1]
+
+def _per_function(tree, cols, own, by_edge, first, root):
+    """The same from the trace's C aggregation, for a tree without lines (a
+    deterministic trace: a function's cost is on its first line, a call's on
+    its caller's), in time that does not grow with the nodes' Python loop:
+    one cost line per function, one call site per edge."""
+    selfcost = {root: {0: [tree.values[c][0] for c in cols]}}
+    sites = {}
+    for (a, b), (n, cum) in by_edge.items():
+        a = root if a < 0 else a
+        if b not in selfcost:
+            selfcost[b] = {first[b]: [own[c][b] for c in cols]}
+        sites[(a, b)] = {(first[a] if a != root else 0, first[b]): [n, cum]}
+    return selfcost, sites, [sum(tree.values[c]) for c in cols]
+
+
+def render(trace, **options):
+    """Callgrind text with every cost column of the trace (call counts go to
+    ``calls=`` lines; a sampling trace has none, so ``calls=`` counts the
+    distinct call paths). Self costs come from the call tree; inclusive
+    costs, on the call lines, from the trace's own totals, so that
+    callgrind_annotate shows every function's total as the text table
+    does. The calls from the root come from a function named after the
+    program (``<program app.py>``), so tools see the top of the graph as
+    one entry."""
+    _model.reject_options("callgrind", options)
+    tree = _model.call_tree(trace)
+    cols = [i for i, c in enumerate(tree.columns) if c.name != "calls"]
+    if not cols:
+        raise _model.ReportError("the trace has no cost columns for callgrind")
+    calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
+    ncol = len(cols)
+    line = tree.line
+    funcs = tree.funcs
+    root = len(funcs)  # the program's pseudo-function
+    header = tree.header
+    names = _fn_names(funcs)
+    prog = _model.program_name(header)
+    names.append(f"<program {prog}>" if prog else "<program>")
+    prog_argv = _model.program_argv(header)
+    root_file = prog_argv[0] if prog_argv and prog_argv[0] != "-m" else ""
+    files = [f.filename for f in funcs] + [root_file]
+    first = [f.lineno for f in funcs] + [0]
+    by_edge = _model.edge_totals(trace, tree, cols)
+    own, cum = _model.function_totals(trace, tree)
+    if max(line, default=0):
+        # Executing lines (a sampling trace): costs per line, call sites per
+        # pair of lines, from the nodes.
+        selfcost, sites, totals = _per_line(tree, cols, calls_col, first, root)
+    else:
+        selfcost, sites, totals = _per_function(tree, cols, own, by_edge, first, root)
+    cidx = range(ncol)
+
     costs = []
-    for c in cols:
-        edges = _call_costs(trace, tree, c, cum[c])
+    for j, c in enumerate(cols):
+        edges = _call_costs({k: v[j] for k, (_, v) in by_edge.items()}, cum[c])
         costs.append({(root if a < 0 else a, b): v for (a, b), v in edges.items()})
     # calls[f] -> [(line, callee, callee line, calls, costs)]
     calls = {}
     for (a, b), per_edge in sites.items():
+        out = calls.setdefault(a, [])
+        if len(per_edge) == 1:  # one call site: the edge's whole cost
+            [((ln, gline), site)] = per_edge.items()
+            out.append((ln, b, gline, site[0], [cost.get((a, b), 0) for cost in costs]))
+            continue
         keys = sorted(per_edge)
         split = [_split(costs[c].get((a, b), 0), [per_edge[k][1][c] for k in keys])
                  for c in cidx]
-        out = calls.setdefault(a, [])
         for j, (ln, gline) in enumerate(keys):
             out.append((ln, b, gline, per_edge[(ln, gline)][0], [split[c][j] for c in cidx]))
 
     events = " ".join(_event_name(tree.columns[c]) for c in cols)
-    totals = " ".join(str(incs[c][0]) for c in range(ncol))
+    totals = " ".join(map(str, totals))
     out = ["# callgrind format", "version: 1", "creator: hyprof"]
     if header.get("pid") is not None:
         out.append(f"pid: {header['pid']}")
