@@ -397,3 +397,18 @@ def test_undecodable_file_names_are_kept_exactly(tmp_path):
     assert name in {k[0] for k in pstats.Stats(str(tmp_path / "report.pstats")).stats}
     r = hyprof_cmd("report", out, cwd=tmp_path)
     assert r.returncode == 0 and "fib" in r.stdout, r.stderr
+
+
+def test_clock_and_metric_are_one_option_in_every_format(tmp_path):
+    prog = tmp_path / "sleepy.py"
+    prog.write_text("import time\n\ndef nap():\n    time.sleep(0.05)\n\n"
+                    "def spin():\n    return sum(range(300000))\n\nnap()\nspin()\n")
+    out = tmp_path / "s.hyprof"
+    assert hyprof_cmd("run", "-q", "-o", out, prog.name, cwd=tmp_path).returncode == 0
+    for fmt in ("tree", "text", "collapsed", "dot", "svg", "speedscope"):
+        by_clock = hyprof_cmd("report", out, "-f", fmt, "--clock", "cpu", cwd=tmp_path)
+        by_metric = hyprof_cmd("report", out, "-f", fmt, "--metric", "cpu", cwd=tmp_path)
+        wall = hyprof_cmd("report", out, "-f", fmt, cwd=tmp_path)
+        assert by_clock.returncode == 0, (fmt, by_clock.stderr)
+        assert by_clock.stdout == by_metric.stdout, fmt
+        assert by_clock.stdout != wall.stdout, fmt  # the 50 ms nap is wall time, not CPU

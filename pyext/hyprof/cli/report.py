@@ -38,8 +38,9 @@ def configure(p):
                         "its name (--list-threads shows them)")
     p.add_argument("--list-threads", action="store_true",
                    help="list the trace's threads (id, name, thread id) and stop")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="the time the tree and pstats use (default: wall)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default=None,
+                   help="a deterministic trace's time, in every format: the same as "
+                        "--metric wall or --metric cpu (default: wall)")
     p.add_argument("--no-builtins", dest="builtins", action="store_false",
                    help="leave C functions out of the table")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -63,6 +64,29 @@ def configure(p):
     p.add_argument("--lines", action="store_true",
                    help="text: the hottest source lines with their text (sampling traces); "
                         "collapsed: keep each frame's executing line")
+
+
+def _one_measure(trace, args):
+    """--clock and --metric say one thing: a deterministic trace's clock is
+    its metric wall or cpu, honoured by every format (the tree and pstats by
+    the clock, the others by the metric); a sampling trace has columns, not
+    clocks. Sets args.clock and args.metric to agree; a UsageError when they
+    disagree or do not apply."""
+    if trace.mode != "deterministic":
+        if args.clock is not None:
+            cols = ", ".join(m.name for m in trace.metrics)
+            raise UsageError(f"--clock picks a deterministic trace's time; this {trace.mode} "
+                             f"trace has columns instead: give --metric (one of {cols})")
+        args.clock = "wall"
+        return
+    if args.metric in ("wall", "cpu"):
+        if args.clock is not None and args.clock != args.metric:
+            raise UsageError(f"--clock {args.clock} and --metric {args.metric} disagree: give "
+                             "one of them")
+        args.clock = args.metric
+    elif args.metric is None and args.clock is not None:
+        args.metric = args.clock
+    args.clock = args.clock or "wall"
 
 
 def _export_options(args, fmt):
@@ -135,7 +159,11 @@ def _report_options(args, fmt):
     if fmt == "text":
         opts = {"sort": args.sort, "limit": 30 if args.limit is None else args.limit,
                 "thread": args.thread, "builtins": args.builtins}
-        if args.metric is not None:
+        if args.metric in ("wall", "cpu"):
+            # A deterministic table shows both clocks: the clock orders it.
+            if args.metric == "cpu":
+                opts["sort"] = {"cum": "cpucum", "own": "cpu"}.get(args.sort, args.sort)
+        elif args.metric is not None:
             opts["metric"] = args.metric  # a sampling trace's column, e.g. live_bytes
         return opts
     if fmt == "tree":
@@ -266,6 +294,7 @@ def run(args):
         trace = _label_filter(trace, args.label)
     if args.thread is not None:
         args.thread = _thread_arg(trace, args.thread)
+    _one_measure(trace, args)
     if args.output is not None and files.same_file(args.output, args.trace):
         raise UsageError("-o %s is the trace itself: write the report elsewhere" % args.output)
     fmt = _format(args)
