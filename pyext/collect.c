@@ -30,16 +30,28 @@ double hyp_collect_uniform(void) {
     return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
-void hyp_collector_reset(hyp_collector_t *c) {
-    hyp_profile_free(c->prof);
-    c->prof = NULL;
-    Py_CLEAR(c->funcs);
-    Py_CLEAR(c->tops);
-    Py_CLEAR(c->thread_ids);
+/* Forgets the ids of c's profile that its caches hold: the dictionaries are
+ * emptied (keep: a fresh profile follows) or dropped. */
+static void hyp__forget_ids(hyp_collector_t *c, int keep) {
+    if (keep) {
+        PyDict_Clear(c->funcs);
+        PyDict_Clear(c->tops);
+        PyDict_Clear(c->thread_ids);
+    } else {
+        Py_CLEAR(c->funcs);
+        Py_CLEAR(c->tops);
+        Py_CLEAR(c->thread_ids);
+    }
     hyp__free(c->lab_cache);
     c->lab_cache = NULL;
     c->nlab_cache = 0;
     c->trunc_func = HYP_NO_ID;
+}
+
+void hyp_collector_reset(hyp_collector_t *c) {
+    hyp_profile_free(c->prof);
+    c->prof = NULL;
+    hyp__forget_ids(c, 0);
     c->running = 0;
 }
 
@@ -288,16 +300,9 @@ int hyp_collector_cut(hyp_collector_t *c, hyp_profile_t *dst) {
         hyp_profile_free(fresh);
         return rc;
     }
-    /* The caches hold ids of the old profile's tables. */
     hyp_profile_free(c->prof);
     c->prof = fresh;
-    PyDict_Clear(c->funcs);
-    PyDict_Clear(c->tops);
-    PyDict_Clear(c->thread_ids);
-    hyp__free(c->lab_cache);
-    c->lab_cache = NULL;
-    c->nlab_cache = 0;
-    c->trunc_func = HYP_NO_ID;
+    hyp__forget_ids(c, 1);
     c->failed = 0;
     return 0;
 }
