@@ -187,3 +187,16 @@ def test_cli_tree_is_the_default_with_its_options(tmp_path):
     # The table is one flag away.
     table = run_hyprof("report", trace, "--format", "text").stdout
     assert "call tree" not in table and "cum wall" in table
+
+
+def test_hyprofs_own_frames_are_never_hidden(tmp_path):
+    # A collection inside json's encoder: its [gc] frame stays in sight under
+    # the library's entry row, though the encoder's frames are hidden.
+    data = _lib_data()
+    data["functions"].append(("[gc] generation 0", "", 0, 2))  # special
+    data["nodes"].append((4, 6, 0))                            # under iterencode
+    data["rows"].append((0, 7, (1, 2 * MS, 2 * MS, 2 * MS, 2 * MS)))
+    text = R.render(write(tmp_path / "gc.hyprof", data), "tree", header=False, min_percent=0)
+    names = _names(text)
+    assert (2, "[gc] generation 0") in names and (2, "default") in names, text
+    assert "JSONEncoder" not in text.split("functions by own")[0]

@@ -202,8 +202,10 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     hidden = {}  # shown node -> Counter of the library frames hidden under it
     if collapse is not False and collapse is not None:
         is_library = _library_test(collapse)
-        lib_func = [is_library(f) for f in funcs]
-        python = [f.kind == "python" for f in funcs]
+        # hyprof's own frames ("[gc] generation 0", "<lock created at ...>",
+        # "<raise KeyError>") are what a report is read for: never hidden.
+        lib_func = [f.kind != "special" and is_library(f) for f in funcs]
+        python = [f.kind in ("python", "special") for f in funcs]
         raw = tree.children
         cache = {}
 
