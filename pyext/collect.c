@@ -295,14 +295,17 @@ int hyp_collector_cut(hyp_collector_t *c, hyp_profile_t *dst) {
         return HYP_ENOMEM;
     if (c->failed != 0)
         hyp_profile_add_dropped(c->prof, c->nomem, c->failed);
-    if ((rc = hyp_collector_declare(c, dst)) < 0 ||
-        (rc = hyp_py_merge_samples(dst, c->prof, c->nomem)) < 0) {
+    if ((rc = hyp_collector_declare(c, dst)) < 0) {
         hyp_profile_free(fresh);
         return rc;
     }
+    /* Out of memory in the merge, the samples not carried are counted as
+     * dropped in dst: the run goes on in the fresh profile all the same, or
+     * the next window would carry them (and count them) again. */
+    rc = hyp_py_merge_samples(dst, c->prof, c->nomem);
     hyp_profile_free(c->prof);
     c->prof = fresh;
     hyp__forget_ids(c, 1);
     c->failed = 0;
-    return 0;
+    return rc < 0 ? rc : 0;
 }

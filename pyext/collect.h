@@ -65,8 +65,11 @@ int hyp_collector_declare(const hyp_collector_t *c, hyp_profile_t *p);
 int hyp_collector_merge(hyp_collector_t *c, hyp_profile_t *dst);
 /* Adds the running run's samples so far into dst, and goes on in a fresh
  * profile of the same shape (a window of the continuous profiler, whose
- * tables must not grow with the run): HYP_ESTATE when it does not run. With
- * the GIL. */
+ * tables must not grow with the run). Returns 0; HYP_ESTATE when it does not
+ * run; HYP_ENOMEM when no fresh profile could be made (nothing moved, the
+ * next cut carries them) or when samples could not be carried into dst
+ * (they are counted there as dropped, and the run goes on fresh). With the
+ * GIL. */
 int hyp_collector_cut(hyp_collector_t *c, hyp_profile_t *dst);
 /* Forgets the run (a forked child, or a start). */
 void hyp_collector_reset(hyp_collector_t *c);

@@ -264,7 +264,8 @@ enum { DET_SPECIAL_GC = 0, DET_SPECIAL_LOCK = 1, DET_SPECIAL_EXCEPTION = 2 };
 int hyp__det_special_enter(int what, PyObject *name, det_special_t *tok);
 void hyp__det_special_leave(det_special_t *tok);
 /* Records a finished call of the special function name that lasted ticks
- * (wall clock ticks; no CPU time), as hyp__det_special_enter() would have
+ * (wall clock ticks, as its cumulative time; no own or CPU time: the thread
+ * ran other code meanwhile), as hyp__det_special_enter() would have
  * entered it: for a wait that happened while the caller's task was
  * suspended (an asyncio lock's). It goes under the call of callee (a key)
  * that the nearest open call of caller made last, which has returned and

@@ -114,8 +114,9 @@ void hyp__det_special_record(int what, PyObject *name, uint64_t ticks, const voi
         if (n == NULL) {
             hyp__det_set_error(p, HYP_ENOMEM);
         } else if (n != under) { /* not folded into a truncated caller */
+            /* The thread ran other tasks meanwhile, whose own time that
+             * was: the wait is the call's cumulative time, none its own. */
             n->calls++;
-            n->wall_own += ticks;
             n->wall_cum += ticks;
         }
     }

@@ -36,8 +36,9 @@ static struct {
     PyObject *orig_rlock;
     PyObject *asyncio_locks; /* asyncio.locks and asyncio, while installed */
     PyObject *asyncio;
-    PyObject *orig_async;    /* asyncio.Lock as found, and hyprof's */
-    PyObject *async_lock;
+    PyObject *orig_async;    /* asyncio.Lock and asyncio.locks.Lock as found */
+    PyObject *orig_async_locks;
+    PyObject *async_lock;    /* hyprof's */
     PyObject *async_codes;   /* the code objects of hyprof's asyncio.Lock */
     PyObject *async_acquire; /* the original's acquire code: what waits */
     PyObject *make_lock;     /* _thread.allocate_lock and _thread.RLock: what a hyprof */
@@ -550,10 +551,16 @@ fail:
  * is the price of locks=True, paid before the profiler's hooks are set. */
 static int hyp__asyncio_install(void) {
     PyObject *mod = PyImport_ImportModule("hyprof._asyncio_locks"), *file;
-    int rc = -1;
 
-    if (mod == NULL)
+    if (mod == NULL) {
+        /* An interpreter without a working asyncio (a build without select
+         * or _socket): threading's locks are profiled, asyncio's cannot be. */
+        if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+            PyErr_Clear();
+            return 0;
+        }
         return -1;
+    }
     if (L.async_lock == NULL) {
         L.async_lock = PyObject_GetAttrString(mod, "Lock");
         L.async_codes = PyObject_GetAttrString(mod, "OWN_CODES");
@@ -562,36 +569,41 @@ static int hyp__asyncio_install(void) {
         if (L.async_lock == NULL || L.async_codes == NULL || !PyTuple_Check(L.async_codes) ||
             PyTuple_GET_SIZE(L.async_codes) < 2 || L.async_acquire == NULL || file == NULL ||
             PySet_Add(L.skip_files, file) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError,
+                                "hyprof._asyncio_locks does not define OWN_CODES as hyprof's");
             Py_XDECREF(file);
             Py_CLEAR(L.async_lock);
             Py_CLEAR(L.async_codes);
             Py_CLEAR(L.async_acquire);
-            goto out;
+            Py_DECREF(mod);
+            return -1;
         }
         Py_DECREF(file);
     }
-    L.asyncio_locks = PyImport_ImportModule("asyncio.locks");
-    L.asyncio = PyImport_ImportModule("asyncio");
-    if (L.asyncio_locks == NULL || L.asyncio == NULL ||
-        (L.orig_async = PyObject_GetAttrString(mod, "_Original")) == NULL ||
-        PyObject_SetAttrString(L.asyncio_locks, "Lock", L.async_lock) < 0 ||
-        PyObject_SetAttrString(L.asyncio, "Lock", L.async_lock) < 0)
-        goto out;
-    rc = 0;
-out:
-    if (rc < 0 && L.orig_async != NULL) {
+    Py_DECREF(mod);
+    /* The classes as found now, each given back to its own module. */
+    if ((L.asyncio_locks = PyImport_ImportModule("asyncio.locks")) == NULL ||
+        (L.asyncio = PyImport_ImportModule("asyncio")) == NULL ||
+        (L.orig_async_locks = PyObject_GetAttrString(L.asyncio_locks, "Lock")) == NULL ||
+        (L.orig_async = PyObject_GetAttrString(L.asyncio, "Lock")) == NULL)
+        goto fail;
+    if (PyObject_SetAttrString(L.asyncio_locks, "Lock", L.async_lock) < 0)
+        goto fail;
+    if (PyObject_SetAttrString(L.asyncio, "Lock", L.async_lock) < 0) {
         HYP_PY_EXC_SAVE(exc);
-        if (PyObject_SetAttrString(L.asyncio_locks, "Lock", L.orig_async) < 0)
+        if (PyObject_SetAttrString(L.asyncio_locks, "Lock", L.orig_async_locks) < 0)
             PyErr_Clear();
         HYP_PY_EXC_RESTORE(exc);
+        goto fail;
     }
-    if (rc < 0) {
-        Py_CLEAR(L.orig_async);
-        Py_CLEAR(L.asyncio_locks);
-        Py_CLEAR(L.asyncio);
-    }
-    Py_DECREF(mod);
-    return rc;
+    return 0;
+fail:
+    Py_CLEAR(L.orig_async);
+    Py_CLEAR(L.orig_async_locks);
+    Py_CLEAR(L.asyncio_locks);
+    Py_CLEAR(L.asyncio);
+    return -1;
 }
 
 /* threading.Lock and RLock, and asyncio.Lock, become hyprof's at the first
@@ -625,7 +637,11 @@ fail:
 }
 
 static void hyp__give_back(PyObject *mod, const char *name, PyObject *orig, PyObject *ours) {
-    PyObject *now = PyObject_GetAttrString(mod, name);
+    PyObject *now;
+
+    if (mod == NULL || orig == NULL)
+        return; /* not installed there */
+    now = PyObject_GetAttrString(mod, name);
 
     if (now == ours && PyObject_SetAttrString(mod, name, orig) < 0)
         PyErr_WriteUnraisable(NULL);
@@ -639,11 +655,12 @@ static void hyp__uninstall(void) {
     HYP_PY_EXC_SAVE(exc);
     hyp__give_back(L.threading, "Lock", L.orig_lock, (PyObject *)hyp__lock_type);
     hyp__give_back(L.threading, "RLock", L.orig_rlock, (PyObject *)hyp__rlock_type);
-    hyp__give_back(L.asyncio_locks, "Lock", L.orig_async, L.async_lock);
+    hyp__give_back(L.asyncio_locks, "Lock", L.orig_async_locks, L.async_lock);
     hyp__give_back(L.asyncio, "Lock", L.orig_async, L.async_lock);
     Py_CLEAR(L.orig_lock);
     Py_CLEAR(L.orig_rlock);
     Py_CLEAR(L.orig_async);
+    Py_CLEAR(L.orig_async_locks);
     Py_CLEAR(L.asyncio_locks);
     Py_CLEAR(L.asyncio);
     HYP_PY_EXC_RESTORE(exc);

@@ -929,6 +929,16 @@ static hyp_profile_t *hyp__take_window(int *rc) {
         hyp_profile_free(fresh);
         return NULL;
     }
+    /* What can fail comes first: on a failure the slots still name the
+     * session's profile. A collector's cut that ran out of memory has
+     * counted what it could not carry as dropped in the window. */
+    ncol = hyp__collectors(cols);
+    for (i = 0; i < ncol; i++)
+        (void)hyp_collector_cut(cols[i], old);
+    if ((*rc = hyp__add_losses(old)) < 0 || (*rc = hyp__end_window(old)) < 0) {
+        hyp_profile_free(fresh);
+        return NULL;
+    }
     for (i = 0; i < S.nslots; i++) {
         hyp_slot_t *slot = &S.slots[i];
         size_t len;
@@ -942,17 +952,6 @@ static hyp_profile_t *hyp__take_window(int *rc) {
             if (name == NULL || hyp_profile_string(fresh, name, len, &slot->name) < 0)
                 slot->name = HYP_NO_ID; /* named again at its next sample */
         }
-    }
-    ncol = hyp__collectors(cols);
-    for (i = 0; i < ncol; i++) {
-        if ((*rc = hyp_collector_cut(cols[i], old)) < 0 && *rc != HYP_ESTATE) {
-            hyp_profile_free(fresh);
-            return NULL;
-        }
-    }
-    if ((*rc = hyp__add_losses(old)) < 0 || (*rc = hyp__end_window(old)) < 0) {
-        hyp_profile_free(fresh);
-        return NULL;
     }
     S.profile = fresh;
     hyp__sampler_labels_forget();

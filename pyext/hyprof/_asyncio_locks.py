@@ -60,6 +60,10 @@ class Lock(_Original):
             _hyprof._lock_held(self._hyprof_site, since)
 
 
+# Its repr() and its name read as the original's: code that prints or logs a
+# lock sees what it would see without the profiler.
+Lock.__module__, Lock.__qualname__ = _Original.__module__, _Original.__qualname__
+
 # Frames of this file are hyprof's own: samples and call trees leave them out
 # (acquire's comes second). The original's acquire is the call that waits, under
 # which a deterministic profiler records the wait.

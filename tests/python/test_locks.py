@@ -351,7 +351,7 @@ def test_deterministic_records_asyncio_lock_waits_under_the_awaiting_call(engine
     # Each task waits for the other's hold nearly every round.
     assert contended <= f.calls <= 2 * ROUNDS
     assert 0.9 * wait - 0.002 <= f.wall_cum <= wait + 0.002, (f.wall_cum, wait)
-    assert f.cpu_cum == 0  # the thread ran other tasks meanwhile
+    assert f.cpu_cum == 0 and f.wall_own == 0  # the thread ran other tasks meanwhile
     # Under asyncio's acquire, whose cumulative time (a coroutine's) spans the
     # wait; no frame of hyprof's subclass, nor its recorders, is left.
     callers = {e.caller.name for e in t.edges() if e.callee.name == site}
@@ -411,3 +411,21 @@ def test_asyncio_locks_made_while_profiling_keep_working_after_stop():
 
     made = asyncio.run(scenario())
     assert type(made) is not asyncio.Lock and "unlocked" in repr(made)
+
+
+def test_threading_locks_are_profiled_where_asyncio_cannot_be_imported(tmp_path):
+    import subprocess
+
+    # An interpreter whose asyncio does not import (a build without select
+    # or _socket) still profiles threading's locks.
+    code = ("import sys; sys.modules['asyncio'] = None\n"
+            "import threading, hyprof\n"
+            "with hyprof.Profiler(locks=True):\n"
+            "    assert threading.Lock is hyprof._hyprof.Lock\n"
+            "    with threading.Lock():\n"
+            "        pass\n"
+            "print('ok')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

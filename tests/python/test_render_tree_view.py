@@ -200,3 +200,27 @@ def test_hyprofs_own_frames_are_never_hidden(tmp_path):
     names = _names(text)
     assert (2, "[gc] generation 0") in names and (2, "default") in names, text
     assert "JSONEncoder" not in text.split("functions by own")[0]
+
+
+def test_one_thread_of_a_sampling_trace(sampling_trace):
+    # The worker thread's samples alone: main > work, 7 samples.
+    ids = {t.name: t.id for t in sampling_trace.threads()}
+    rows = tree_rows(R.render(sampling_trace, "tree", thread=ids["worker"], min_percent=0))
+    assert [(r["name"], r["count"]) for r in rows] == [("main", 7), ("work", 7)], rows
+    rows = tree_rows(R.render(sampling_trace, "tree", thread=ids["MainThread"], min_percent=0))
+    assert rows[0]["name"] == "main" and rows[0]["count"] == 20
+
+
+def test_hidden_frames_are_named_by_their_package():
+    from hyprof.render.tree import library_name
+    from hyprof.trace import FunctionInfo
+
+    def f(path):
+        return FunctionInfo(0, "x", path, 1, "python")
+
+    assert library_name(f("/usr/lib/python3.12/site-packages/django/db/x.py")) == "django"
+    assert library_name(f("/usr/lib/python3/dist-packages/yaml/x.py")) == "yaml"
+    assert library_name(f("/usr/lib/python3.11/json/encoder.py")) == "json"
+    assert library_name(f("/usr/lib/python3.11/random.py")) == "random"
+    assert library_name(f("<frozen importlib._bootstrap>")) == "importlib"
+    assert library_name(FunctionInfo(0, "len", "", 0, "builtin")) == "<built-in>"

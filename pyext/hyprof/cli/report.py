@@ -79,7 +79,8 @@ def _one_measure(trace, args):
                              f"trace has columns instead: give --metric (one of {cols})")
         args.clock = "wall"
         return
-    if args.metric in ("wall", "cpu"):
+    if args.metric in _tree.DET_METRICS:  # wall, wall_cum, cpu_own...: a clock
+        args.metric = _tree.DET_METRICS[args.metric]
         if args.clock is not None and args.clock != args.metric:
             raise UsageError(f"--clock {args.clock} and --metric {args.metric} disagree: give "
                              "one of them")
@@ -137,7 +138,10 @@ def tree_view(args, stream):
     elif args.hide:
         opts["collapse"] = list(_tree.LIBRARY_PATTERNS) + args.hide
     if stream is not None and stream.isatty():
-        opts["width"] = max(40, shutil.get_terminal_size().columns)
+        try:
+            opts["width"] = max(40, os.get_terminal_size(stream.fileno()).columns)
+        except (OSError, ValueError):
+            opts["width"] = max(40, shutil.get_terminal_size().columns)
     encoding = (getattr(stream, "encoding", None) or "") if stream is not None else "utf-8"
     opts["unicode"] = encoding.lower().replace("-", "") in ("utf8", "utf16", "utf32")
     return opts

@@ -465,6 +465,8 @@ def run(args):
     # Options and the output path are checked before the program runs, so
     # a long run is not lost to a typo.
     served = _serve_request(args)
+    if not args.quiet and args.format == "tree":
+        report.tree_view(args, sys.stderr)  # --hide with --show-all, refused now
     if args.mode is None:
         args.mode = "sampling" if served is not None else "deterministic"
     opts = _profiler_options(args)

@@ -232,7 +232,9 @@ _SCRIPT = r"""
   var args = {};
   (window.location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
     var at = kv.indexOf("=");
-    if (at > 0) args[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1));
+    if (at <= 0) return;
+    try { args[kv.slice(0, at)] = decodeURIComponent(kv.slice(at + 1)); }
+    catch (err) { args[kv.slice(0, at)] = kv.slice(at + 1); }  // a stray per cent sign: as written
   });
   if (args.zoom) {
     var z = gs.filter(function (g) { return g._name === args.zoom; })[0];

@@ -69,7 +69,8 @@ def _library_test(collapse):
     return is_library
 
 
-_INSTALLED = re.compile(r"/(?:site|dist)-packages/([^/]+)|/lib/python3[^/]*/([^/]+)")
+_INSTALLED = re.compile(r"/(?:site|dist)-packages/([^/]+)")
+_STDLIB = re.compile(r"/lib/python3[^/]*/([^/]+)")
 
 
 def library_name(f):
@@ -81,9 +82,9 @@ def library_name(f):
     path = f.filename or ""
     if path.startswith("<frozen "):
         return path[len("<frozen "):].rstrip(">").split(".")[0]
-    m = _INSTALLED.search(path)
+    m = _INSTALLED.search(path) or _STDLIB.search(path)
     if m:
-        return (m.group(1) or m.group(2)).removesuffix(".py")
+        return m.group(1).removesuffix(".py")
     head = path.rsplit("/", 2)
     return head[-2] if len(head) > 1 and head[-2] else path
 
@@ -116,13 +117,15 @@ def _tree_of(trace, thread):
     if thread is None:
         return _model.call_tree(trace).by_function(), 0
     tid = trace._thread_arg(thread)  # a clear error for a thread not there
-    tree = _model.call_tree(trace, split_threads=True)
+    # Merging a sampling tree's lines renumbers it: the roots are the merged
+    # tree's.
+    tree = _model.call_tree(trace, split_threads=True).by_function()
     top = dict((t.id, top) for t, top in _model.thread_roots(tree))[tid]
-    return tree.by_function(), top
+    return tree, top
 
 
 # What metric= may say of a deterministic trace's tree, and the clock it means.
-_DET_METRICS = {"wall": "wall", "wall_cum": "wall", "wall_own": "wall",
+DET_METRICS = {"wall": "wall", "wall_cum": "wall", "wall_own": "wall",
                 "cpu": "cpu", "cpu_cum": "cpu", "cpu_own": "cpu"}
 
 
@@ -132,7 +135,7 @@ def _columns(trace, tree, clock, metric):
     if trace.mode == "deterministic":
         if metric is not None:
             # One option for one thing: metric= names the clock here.
-            clock = _DET_METRICS.get(metric)
+            clock = DET_METRICS.get(metric)
             if clock is None:
                 raise ReportError(
                     "metric=%r is not a measure of this deterministic trace's tree: give wall "
@@ -197,7 +200,7 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     tree, root = _tree_of(trace, thread)
     weights, owns, unit, counts, count_name = _columns(trace, tree, clock, metric)
     if trace.mode == "deterministic" and metric is not None:
-        clock, metric = _DET_METRICS[metric], None
+        clock, metric = DET_METRICS[metric], None
     funcs, func, parent = tree.funcs, tree.func, tree.parent
     hidden = {}  # shown node -> Counter of the library frames hidden under it
     if collapse is not False and collapse is not None:
@@ -214,8 +217,9 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
             frame, library frames are hidden (and counted) and their
             children take their place; under the program's own code, so
             are the C functions that only pass a call through (sum() of a
-            generator, max() with a key): the program's code they call
-            comes right under the code that called them."""
+            generator, max() with a key: under a twentieth of their time
+            their own): the program's code they call comes right under the
+            code that called them."""
             kids = cache.get(i)
             if kids is not None:
                 return kids
@@ -226,8 +230,8 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
                 fc = func[c]
                 if in_lib and lib_func[fc]:
                     names[library_name(funcs[fc])] += 1
-                elif not in_lib and not python[fc] and raw[c]:
-                    pass  # a C function passing the call through
+                elif not in_lib and not python[fc] and raw[c] and owns[c] * 20 < weights[c]:
+                    pass  # a C function passing the call through, with next to no time of its own
                 else:
                     kids.append(c)
                     continue
@@ -281,14 +285,17 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     def kids_of(i):
         """The entries under node i: shown children, [self], the rest summed."""
         kids = sorted(shown_kids(i), key=lambda c: -weights[c])
-        big = [("node", c) for c in kids if share(weights[c]) >= cut]
-        small = [c for c in kids if share(weights[c]) < cut]
-        entries = big
+        # Paths that weigh nothing (another thread's, another kind's) are
+        # not shown at any threshold.
+        big = [("node", c) for c in kids if weights[c] and share(weights[c]) >= cut]
+        small = [c for c in kids if weights[c] and share(weights[c]) < cut]
+        entries = list(big)
         if big or small:
             # The node's own part beside its children, when it is a part
             # worth reading: over the threshold, and a twentieth of the node.
             self_part = weights[i] - sum(weights[c] for c in kids)
-            if self_part > 0 and share(self_part) >= cut and self_part * 20 >= weights[i]:
+            if big and self_part > 0 and share(self_part) >= cut and \
+                    self_part * 20 >= weights[i]:
                 entries.append(("self", self_part))
                 entries.sort(key=lambda e: -(weights[e[1]] if e[0] == "node" else e[1]))
         # The small ones are a line when they add up to something worth
@@ -300,8 +307,8 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
 
     stack = [(("node", c), "", True, 0) for c in reversed(
         [c for c in sorted(shown_kids(root), key=lambda c: -weights[c])
-         if share(weights[c]) >= cut])]
-    tops_small = [c for c in shown_kids(root) if share(weights[c]) < cut]
+         if weights[c] and share(weights[c]) >= cut])]
+    tops_small = [c for c in shown_kids(root) if weights[c] and share(weights[c]) < cut]
     while stack:
         (kind, x), prefix, is_last, depth = stack.pop()
         guide = "" if depth == 0 else prefix + (last if is_last else first)
@@ -349,16 +356,16 @@ def render(trace, thread=None, clock="wall", min_percent=0.5, max_depth=40, head
     out.append(_line(_Row(None, measure.rjust(vw), (count_name or "").rjust(cw), "",
                           "call tree, by %s (%s in all)" % (what, _fmt(
                               total if trace.mode == "deterministic" else weights[root],
-                              unit))), vw, cw, width, color, heading=True))
+                              unit))), vw, cw, width, color, heading=True, unicode=unicode))
     for r in rows:
-        out.append(_line(r, vw, cw, width, color))
+        out.append(_line(r, vw, cw, width, color, unicode=unicode))
     if overlaps:
         out.append(OVERLAP_NOTE)
     if top:
         out.append("")
         out.extend(_top_functions(tree, funcs, func, owns, counts is not None and
                                   trace.mode == "deterministic", unit, total, where, top,
-                                  width, color, what, root))
+                                  width, color, what, root, unicode))
     return "\n".join(out) + "\n"
 
 
@@ -383,7 +390,7 @@ def _recursion_below(i, func, parent, children, root, shown=2):
     return deepest
 
 
-def _line(r, vw, cw, width, color, heading=False):
+def _line(r, vw, cw, width, color, heading=False, unicode=True):
     pct = "%6.1f%%" % r.share if r.share is not None else "       "
     if heading:
         pct = "      %"
@@ -398,7 +405,8 @@ def _line(r, vw, cw, width, color, heading=False):
             if room <= 0:
                 break
             if len(text) > room:
-                text = text[:max(room - 1, 0)] + "…"
+                more = "…" if unicode else "..."
+                text = text[:max(room - len(more), 0)] + more
             cut.append((text, style))
             room -= len(text)
         tail = cut
@@ -410,7 +418,7 @@ def _line(r, vw, cw, width, color, heading=False):
 
 
 def _top_functions(tree, funcs, func, owns, det, unit, total, where, n, width, color, what,
-                   root):
+                   root, unicode):
     """The n functions with the most own weight, over the report's part of
     the tree."""
     own = collections.Counter()
@@ -434,9 +442,9 @@ def _top_functions(tree, funcs, func, owns, det, unit, total, where, n, width, c
     cw = max([len("%d" % calls[k]) for _, k in best] + [5]) if det else 0
     heading = _Row(None, "own".rjust(vw), "calls".rjust(cw) if det else "", "",
                    "functions by own %s" % (what,))
-    out = [_line(heading, vw, cw, width, color, heading=True)]
+    out = [_line(heading, vw, cw, width, color, heading=True, unicode=unicode)]
     for (v, k), s in zip(best, vals):
         f = funcs[k]
         out.append(_line(_Row(100.0 * v / total, s, ("%d" % calls[k]) if det else "", "",
-                              f.name, where(f)), vw, cw, width, color))
+                              f.name, where(f)), vw, cw, width, color, unicode=unicode))
     return out
