@@ -517,17 +517,26 @@ class Trace(ReportMethods):
         """[Sample(thread, node, kind, time, weight, labels)] in file order
         (labels: the id of a label_sets() entry); time in
         ns since the start. Needs ``load(path, keep_samples=True)``."""
-        if self._samples is None:
+        cols = self.sample_columns()
+        if cols is None:
             raise TraceError("%s: samples were not kept; load with keep_samples=True"
                              % (self.path or "trace"))
+        return [Sample(*x) for x in zip(cols["thread"], cols["node"], cols["kind"],
+                                        cols["time"], cols["weight"], cols["labels"])]
+
+    def sample_columns(self):
+        """{column: array} of the kept samples, a column each of thread,
+        node, kind, time, weight and labels (as samples() gives them, without
+        an object per sample); None when samples were not kept."""
+        if self._samples is None:
+            return None
         cols = {}
         for name, code in (("thread", "I"), ("node", "I"), ("kind", "I"), ("time", "Q"),
                            ("weight", "Q"), ("labels", "I")):
             a = array.array(code)
             a.frombytes(self._samples[name])
             cols[name] = a
-        return [Sample(*x) for x in zip(cols["thread"], cols["node"], cols["kind"],
-                                        cols["time"], cols["weight"], cols["labels"])]
+        return cols
 
     def gc(self):
         """GcStats of the collections the run (or window) saw, from the

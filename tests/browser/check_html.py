@@ -68,8 +68,12 @@ _CONSOLE = re.compile(r":(INFO|WARNING|ERROR):CONSOLE[:(](\d+)\)?\] \"(.*)\", so
 
 
 def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800, fragment=""):
-    """Returns a dict: ok, errors (list), frames, labels, table (function
-    names in table order), status, crumbs, console (list). ``fragment`` is
+    """Returns a dict: ok, errors (list), frames, labels (drawn on the
+    flame graph shown: the main one, or the sandwich's callers then callees),
+    canvases (the labels of each canvas by id), wide (the page is wider
+    than the window), ready_ms (when the page's script finished, from the
+    start of navigation), table (function names in
+    table order), status, crumbs, console (list). ``fragment`` is
     the report's view (``metric=cpu&search=x&zoom=f&sort=own``)."""
     browser = find_browser()
     if browser is None:
@@ -99,10 +103,17 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
         errors.append("no #hyprof-errors element: not a hyprof report?")
     elif trapped.group(1).strip():
         errors.append("page errors: " + html.unescape(trapped.group(1).strip()))
-    canvas = re.search(r'<canvas id="hyprof-flame"[^>]*>(.*?)</canvas>', dom, re.DOTALL)
-    labels = html.unescape(canvas.group(1)).split("\n") if canvas and canvas.group(1) else []
+    # What each canvas drew (the flame graph, the sandwich's two halves, the
+    # timeline's thread rows), from its fallback text.
+    canvases = {cid: html.unescape(text).split("\n") if text else []
+                for cid, text in re.findall(r'<canvas id="([\w-]+)"[^>]*>(.*?)</canvas>', dom,
+                                            re.DOTALL)}
+    sandwich = re.search(r'<div id="hyprof-sandwich"( hidden="")?', dom)
+    shown = ["hyprof-callers", "hyprof-callees"] if sandwich and not sandwich.group(1) \
+        else ["hyprof-flame"]
+    labels = [lab for cid in shown for lab in canvases.get(cid, [])]
     table = re.search(r'<table class="funcs" id="hyprof-table">(.*?)</table>', dom, re.DOTALL)
-    rows = re.findall(r'<td class="name" title="([^"]*)"', table.group(1) if table else "")
+    rows = re.findall(r'<td class="name"[^>]*? title="([^"]*)"', table.group(1) if table else "")
     rows = [html.unescape(r) for r in rows]
     frames = int(attrs.get("data-frames", "0") or 0)
     if frames == 0:
@@ -123,10 +134,59 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
     crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
     tip = re.search(r'<div id="hyprof-tip"[^>]*>(.*?)</div>', dom, re.DOTALL)
     return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
-            "table": rows, "console": console,
+            "table": rows, "console": console, "canvases": canvases,
+            "wide": attrs.get("data-wide") == "1",
+            "ready_ms": int(attrs.get("data-ms", "0") or 0),
             "status": html.unescape(status.group(1)) if status else "",
             "crumbs": [html.unescape(c) for c in crumbs],
             "tooltip": html.unescape(tip.group(1)) if tip else ""}
+
+
+def png_pixels(path):
+    """(width, height, rows) of an 8-bit RGB or RGBA PNG such as Chromium's
+    screenshots, each row a list of (r, g, b): enough to check what a
+    screenshot shows without an imaging library."""
+    import struct
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG")
+    pos, idat, width = 8, [], None
+    while pos < len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if ctype == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if depth != 8 or colour not in (2, 6) or interlace:
+                raise ValueError(f"{path}: PNG of depth {depth}, colour type {colour}")
+            bpp = 3 if colour == 2 else 4
+        elif ctype == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    raw = zlib.decompress(b"".join(idat))
+    stride = width * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(height):
+        ftype = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if ftype == 1:
+                line[i] = (line[i] + a) & 255
+            elif ftype == 2:
+                line[i] = (line[i] + b) & 255
+            elif ftype == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ftype == 4:
+                p_ = a + b - c
+                pa, pb, pc = abs(p_ - a), abs(p_ - b), abs(p_ - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[i:i + 3]) for i in range(0, stride, bpp)])
+        prev = line
+    return width, height, rows
 
 
 def main(argv=None):

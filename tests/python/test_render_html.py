@@ -177,3 +177,195 @@ def test_bottom_up_view_puts_where_time_is_spent_at_the_root(tmp_path, det_trace
     # A caller chain: work's own time as called by helper (the recursion).
     deep = check.check(str(path), fragment="view=bottom-up&zoom=helper&hover=helper")
     assert deep["ok"], deep["errors"]
+
+
+# ---------------------------------------------------------------- the views
+
+# Colours the report draws: flamegraph.pl's "hot" palette for Python frames
+# and the timeline's bars (flamegraph.js).
+def _hot(rgb):
+    r, g, b = rgb
+    return r >= 200 and b <= 60 and g <= 235
+
+
+def _hot_rows(png):
+    """The rows of a screenshot with a run of Python frames drawn across
+    them (at least 40 pixels of the hot palette)."""
+    _, _, rows = _checker().png_pixels(png)
+    return [y for y, row in enumerate(rows) if sum(map(_hot, row)) >= 40]
+
+
+def _shot_dir(tmp_path):
+    """Where the screenshots go: HYPROF_SCREENSHOTS (to refresh the ones the
+    docs show) or the test's own directory."""
+    out = os.environ.get("HYPROF_SCREENSHOTS")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        return out
+    return str(tmp_path)
+
+
+def test_sandwich_merges_every_path_through_a_function(tmp_path, det_trace):
+    """work is called by main, and again by helper inside itself: its
+    callers are main alone (the recursion is inside the outermost call), its
+    callees helper and, under it, work again; its total counts the
+    recursion once."""
+    check = _checker()
+    path = tmp_path / "det.html"
+    path.write_text(R.render(det_trace, "html"))
+    shot = os.path.join(_shot_dir(tmp_path), "html-sandwich.png")
+    res = check.check(str(path), fragment="view=sandwich&func=work", width=1024, height=560,
+                      screenshot=shot)
+    assert res["ok"], res["errors"]
+    assert not res["wide"], "the sandwich does not fit a 1024-pixel window"
+    # Drawn: the callers' rows above the function, the callees' below.
+    assert len(_hot_rows(shot)) >= 4 * 15
+    res = check.check(str(path), fragment="view=sandwich&func=work&hover=work")
+    assert res["ok"], res["errors"]
+    assert res["canvases"]["hyprof-callers"][0] == "work (9.5 ms)"
+    assert res["canvases"]["hyprof-callers"][1:] == ["main"]
+    assert res["canvases"]["hyprof-callees"][0] == "work (9.5 ms)"
+    assert sorted(res["canvases"]["hyprof-callees"][1:]) == ["helper", "work"]
+    assert res["canvases"]["hyprof-flame"] == []  # the top-down graph is hidden
+    assert res["status"] == ("work: 9.5 ms of 60.5 ms wall (15.70%), called on 1 call path")
+    assert res["tooltip"].split("\n") == [
+        # Its own frames: the recursive call is a frame of its own below.
+        "work", "app.py:10", "wall: 9.5 ms (15.70%) total, 6 ms (9.92%) self", "calls: 3",
+        "every call of this function together, recursion counted once"]
+    # helper: called by work (under main) only, and calls work.
+    res = check.check(str(path), fragment="view=sandwich&func=helper")
+    assert res["ok"], res["errors"]
+    assert res["canvases"]["hyprof-callers"][1:] == ["work", "main"]
+    assert res["canvases"]["hyprof-callees"][1:] == ["work"]
+    assert "helper: 3.5 ms of 60.5 ms" in res["status"]
+
+
+def test_sandwich_of_a_sampling_trace(tmp_path, sampling_trace):
+    check = _checker()
+    path = tmp_path / "s.html"
+    path.write_text(R.render(sampling_trace, "html"))
+    # With no function named: the one with the most self samples (work, 16).
+    res = check.check(str(path), fragment="view=sandwich")
+    assert res["ok"], res["errors"]
+    assert res["canvases"]["hyprof-callees"][:2] == ["work (26)", "helper"]
+    # Callers: main, then each thread.
+    assert res["canvases"]["hyprof-callers"][1] == "main"
+    assert sorted(res["canvases"]["hyprof-callers"][2:]) == ["[thread] MainThread",
+                                                              "[thread] worker"]
+
+
+def _timeline_trace(tmp_path, **kw):
+    from test_render_support import sampling_data
+    import hyprof
+    from hyprof import _hyprof
+    p = tmp_path / "tl.hyprof"
+    _hyprof.write_trace(str(p), sampling_data(**kw))
+    return hyprof.load(p, keep_samples=True)
+
+
+def test_timeline_data_adds_up_to_the_tree(tmp_path):
+    trace = _timeline_trace(tmp_path, alloc=True)
+    data = _data(R.render(trace, "html"))
+    tl = data["timeline"]
+    assert tl["threads"] == ["MainThread", "worker"]
+    assert len(tl["t"]) == 30  # 27 CPU samples and 3 allocations
+    assert tl["end"] == max(tl["t"]) + 1
+    # Each column adds up its kind's samples (count or weight) into nodes.
+    for col, (kind, by_weight, gil) in enumerate(tl["cols"]):
+        sums = [0] * len(data["parent"])
+        for s in range(len(tl["t"])):
+            if tl["k"][s] == kind and gil in (-1, tl["g"][s]):
+                sums[tl["n"][s]] += tl["w"][s] if by_weight else 1
+        assert sums == data["values"][col], data["metrics"][col]
+    # A trace loaded without its samples, or one with too many, has none.
+    from test_render_support import sampling_trace_in
+    assert _data(R.render(sampling_trace_in(tmp_path), "html"))["timeline"] is None
+
+
+def test_timeline_leaves_out_what_it_cannot_show(tmp_path, monkeypatch):
+    from hyprof.render import html as H
+    trace = _timeline_trace(tmp_path)
+    monkeypatch.setattr(H, "TIMELINE_MAX_SAMPLES", 26)
+    assert _data(R.render(trace, "html"))["timeline"] is None
+    monkeypatch.setattr(H, "TIMELINE_MAX_SAMPLES", 27)
+    assert _data(R.render(trace, "html"))["timeline"] is not None
+
+
+def test_timeline_range_filters_every_view(tmp_path):
+    """Samples every 10 ms: main@3 at 10 ms, work@12 from 20 to 60 ms, work@14
+    from 70 to 100, helper from 110 to 200 (MainThread); worker from 210 to
+    270. The first 65 ms hold 6 samples: no helper, no worker."""
+    check = _checker()
+    path = tmp_path / "tl.html"
+    path.write_text(R.render(_timeline_trace(tmp_path), "html"))
+    shots = _shot_dir(tmp_path)
+    whole = check.check(str(path), width=1024, height=520,
+                        screenshot=os.path.join(shots, "html-timeline.png"))
+    assert whole["ok"], whole["errors"]
+    assert whole["canvases"]["hyprof-timeline"] == ["MainThread", "worker"]
+    assert not whole["wide"], "the report does not fit a 1024-pixel window"
+    res = check.check(str(path), fragment="time=0-0.065&sort=own")
+    assert res["ok"], res["errors"]
+    assert res["status"] == ("total cpu-clock samples: 6 \u2014 time 0 s to 65 ms: 6 of 27"
+                             " samples")
+    assert "helper" not in res["labels"] and "[thread] worker" not in res["labels"]
+    assert res["table"] == ["work", "main"]  # own: 5 and 1
+    # The worker's part and the helper: 17 samples; bottom-up and sandwich
+    # views take the same range.
+    res = check.check(str(path), fragment="time=0.105-0.3&view=bottom-up")
+    assert res["ok"], res["errors"]
+    assert "total cpu-clock samples: 17" in res["status"]
+    assert "helper" in res["labels"] and "work" in res["labels"]
+    res = check.check(str(path), fragment="time=0.105-0.3&view=sandwich&func=work")
+    assert res["ok"], res["errors"]
+    assert res["status"].startswith("work: 17 of 17 cpu-clock samples (100.00%)")
+    assert res["canvases"]["hyprof-callees"][:2] == ["work (17)", "helper"]
+    # Drawn in the screenshot: the timeline's bars and the flame graph.
+    assert len(_hot_rows(os.path.join(shots, "html-timeline.png"))) >= 3 * 15
+
+
+def test_each_view_screenshot_shows_its_frames(tmp_path, det_trace):
+    """The top-down and bottom-up views of one profile, as the docs show
+    them: drawn frames, a table that fits 1024 pixels."""
+    check = _checker()
+    path = tmp_path / "det.html"
+    path.write_text(R.render(det_trace, "html"))
+    shots = _shot_dir(tmp_path)
+    for view in ("top-down", "bottom-up"):
+        shot = os.path.join(shots, f"html-{view}.png")
+        res = check.check(str(path), fragment=f"view={view}", width=1024, height=520,
+                          screenshot=shot)
+        assert res["ok"], res["errors"]
+        assert not res["wide"]
+        # main > work > helper > work: four levels of Python frames either way.
+        assert len(_hot_rows(shot)) >= 3 * 15, view
+
+
+def test_report_cli_gives_a_real_trace_its_timeline(tmp_path):
+    """`hyprof report -o x.html` keeps a real trace's samples: two threads,
+    GIL columns, per-line nodes merged into the page's tree, and the samples
+    still add up to every column."""
+    from test_render_support import run_hyprof
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import threading, time\n"
+        "def spin(s):\n"
+        "    t = time.perf_counter()\n"
+        "    while time.perf_counter() - t < s:\n"
+        "        sum(i * i for i in range(200))\n"
+        "th = threading.Thread(target=spin, args=(0.3,), name='worker-1')\n"
+        "th.start()\n"
+        "spin(0.3)\n"
+        "th.join()\n")
+    trace = tmp_path / "p.hyprof"
+    run_hyprof("run", "--mode", "sampling", "--frequency", "500", "-o", trace, prog,
+               cwd=tmp_path)
+    run_hyprof("report", trace, "-o", tmp_path / "p.html")
+    data = _data((tmp_path / "p.html").read_text())
+    tl = data["timeline"]
+    assert tl is not None and len(tl["t"]) >= 20
+    assert sorted(tl["threads"]) == ["MainThread", "worker-1"]
+    for col, (kind, by_weight, gil) in enumerate(tl["cols"]):
+        total = sum((tl["w"][s] if by_weight else 1) for s in range(len(tl["t"]))
+                    if tl["k"][s] == kind and gil in (-1, tl["g"][s]))
+        assert total == sum(data["values"][col]), data["metrics"][col]

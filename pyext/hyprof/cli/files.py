@@ -16,8 +16,9 @@ from ..trace import load
 __all__ = ["check_trace_output", "load_trace", "same_file", "write_report", "write_trace"]
 
 
-def load_trace(path):
-    """The trace in the file at path."""
+def load_trace(path, keep_samples=False):
+    """The trace in the file at path (with its samples, for reports that
+    show them over time)."""
     if not os.path.exists(path):
         if glob.has_magic(path):
             # The shell passes a pattern that matches nothing as it is.
@@ -27,7 +28,7 @@ def load_trace(path):
     if os.path.isdir(path):
         raise CLIError("cannot read %r: it is a directory, not a trace file" % path)
     try:
-        return load(path)
+        return load(path, keep_samples=keep_samples)
     except TraceError as e:
         raise CLIError("cannot read %r: %s" % (path, e)) from None
     except OSError as e:  # an unreadable file

@@ -290,7 +290,8 @@ def run(args):
                          f"(hyprof merge -o all.hyprof {' '.join(args.trace[:3])}"
                          f"{' ...' if len(args.trace) > 3 else ''}), then report all.hyprof")
     args.trace = args.trace[0]
-    trace = files.load_trace(args.trace)
+    # The HTML report's timeline shows the samples themselves.
+    trace = files.load_trace(args.trace, keep_samples=_format(args) == "html")
     if args.list_threads:
         sys.stdout.write(_threads_text(trace))
         return 0

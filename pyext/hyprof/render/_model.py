@@ -285,9 +285,16 @@ class CallTree:
                     v[j] += old_vals[c][i]
             new_of[i] = j
         nv = len(self.values)
-        return CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals[:nv],
-                        self.mode, self.header, self.threads, dict(zip(names, vals[nv:])),
-                        checked=True)
+        merged = CallTree(self.funcs, parent, func, [0] * len(parent), self.columns, vals[:nv],
+                          self.mode, self.header, self.threads, dict(zip(names, vals[nv:])),
+                          checked=True)
+        merged.merged_from = new_of
+        return merged
+
+    def node_map(self):
+        """Per node of this tree, its node in by_function()'s."""
+        merged = self.by_function()
+        return range(len(self.parent)) if merged is self else merged.merged_from
 
 
 # ---------------------------------------------------------------- from traces

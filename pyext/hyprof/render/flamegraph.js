@@ -1,78 +1,302 @@
-/* hyprof HTML report: the flame graph and the function table.
+/* hyprof HTML report: the flame graphs, the sandwich, the timeline and the
+ * function table.
  *
  * Inlined into every report with the profile's data (a <script
  * type="application/json" id="hyprof-data">), so a report is one file that
  * works offline. The data is a call tree in flat arrays: parent[i], func[i]
  * and per metric column the node's own value, with parents before children.
- * Everything shown is derived here in linear passes over those arrays.
+ * A sampling trace's report may also carry its samples (D.timeline): then a
+ * time range picked on the timeline gives every view the values of the
+ * samples inside it. Everything shown is derived here in linear passes over
+ * those arrays.
  */
 (function () {
   "use strict";
 
   var D = JSON.parse(document.getElementById("hyprof-data").textContent);
-  var N = D.parent.length;
   var DIFF = !!D.base;
   var ROW = 18;
   // Browsers refuse canvases much taller than 32k pixels: deeper frames wait
   // for a zoom.
   var MAX_LEVELS = 1500;
-  var clipped = false;
   var TABLE_LIMIT = 300;
-
-  // ------------------------------------------------------------ tree arrays
-
-  // The tree drawn: the trace's call tree (top-down), or its inversion
-  // (bottom-up: each function where time was spent at the root, its callers
-  // above it), made the first time it is asked for.
-  var parent, func, values, N, depth, kidStart, kids, inc;
   var funcs = D.funcs;
-  var view = "top-down", inverted = null;
-  function fname(n) { return n === 0 ? "all" : funcs[func[n]][0]; }
+  var metric = D.default;
 
-  function setTree(P, F, V) {
-    parent = P; func = F; values = V; N = P.length;
-    inc = new Float64Array(N);
-    depth = new Int32Array(N);
-    var nkids = new Int32Array(N + 1), i;
+  // The values every view is made from: the whole profile's, or those of the
+  // samples in the timeline's range (see "timeline" below).
+  var source = D.values;
+  var sourceTable = D.table;
+
+  // ------------------------------------------------------------ one flame graph
+
+  // A flame graph over a tree in flat arrays. kind: "top-down" (frames are
+  // calls, their children the calls they made), "bottom-up" (the root's
+  // children are where time was spent, above each its callers), "callers"
+  // (drawn upward from one function, every path into it merged) or "callees"
+  // (downward from one function, every call it made merged). rootFunc: the
+  // function at node 0, or -1 where node 0 is the whole profile ("all").
+  function Flame(canvas, kind) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext("2d");
+    this.kind = kind;
+    this.rootFunc = -1;
+    this.zoom = 0;
+    this.levels = [];
+    this.clipped = false;
+    this.drawn = 0;
+    this.labels = [];
+  }
+
+  Flame.prototype.name = function (n) {
+    if (n === 0) return this.rootFunc < 0 ? "all" : funcs[this.rootFunc][0];
+    return funcs[this.func[n]][0];
+  };
+
+  Flame.prototype.funcOf = function (n) {
+    return n === 0 ? this.rootFunc : this.func[n];
+  };
+
+  Flame.prototype.setTree = function (P, F, V, base) {
+    var N = P.length, i;
+    this.parent = P; this.func = F; this.values = V; this.base = base || null; this.N = N;
+    this.inc = new Float64Array(N);
+    this.baseInc = base ? new Float64Array(N) : null;
+    var depth = this.depth = new Int32Array(N);
+    var nkids = new Int32Array(N + 1);
     for (i = 1; i < N; i++) {
-      depth[i] = depth[parent[i]] + 1;
-      nkids[parent[i] + 1]++;
+      depth[i] = depth[P[i]] + 1;
+      nkids[P[i] + 1]++;
     }
     for (i = 1; i <= N; i++) nkids[i] += nkids[i - 1];
-    kidStart = nkids; // kids of n: kids[kidStart[n] .. kidStart[n + 1])
-    kids = new Int32Array(Math.max(N - 1, 1));
+    this.kidStart = nkids; // kids of n: kids[kidStart[n] .. kidStart[n + 1])
+    var kids = this.kids = new Int32Array(Math.max(N - 1, 1));
     var fill = new Int32Array(N);
     for (i = 1; i < N; i++) {
-      var p = parent[i];
-      kids[kidStart[p] + fill[p]++] = i;
+      var p = P[i];
+      kids[nkids[p] + fill[p]++] = i;
     }
     // Siblings in name order, as flamegraph.pl does: the picture keeps its
     // shape when the metric changes.
+    var self = this;
+    function byName(x, y) {
+      var fx = self.name(x), fy = self.name(y);
+      return fx < fy ? -1 : fx > fy ? 1 : x - y;
+    }
     for (var n = 0; n < N; n++) {
-      var a = kidStart[n], b = kidStart[n + 1];
+      var a = nkids[n], b = nkids[n + 1];
       if (b - a > 1) {
-        var part = Array.prototype.slice.call(kids, a, b);
-        part.sort(function (x, y) {
-          var fx = fname(x), fy = fname(y);
-          return fx < fy ? -1 : fx > fy ? 1 : x - y;
-        });
+        var part = Array.prototype.slice.call(kids, a, b).sort(byName);
         for (var k = 0; k < part.length; k++) kids[a + k] = part[k];
       }
     }
-  }
-  setTree(D.parent, D.func, D.values);
+    this.zoom = 0;
+  };
+
+  Flame.prototype.computeInc = function () {
+    var N = this.N, P = this.parent, inc = this.inc, own = this.values[metric], i;
+    for (i = 0; i < N; i++) inc[i] = own[i];
+    for (i = N - 1; i > 0; i--) inc[P[i]] += inc[i];
+    if (this.base) {
+      var binc = this.baseInc, bown = this.base[metric];
+      for (i = 0; i < N; i++) binc[i] = bown[i];
+      for (i = N - 1; i > 0; i--) binc[P[i]] += binc[i];
+      var m = 0;
+      for (i = 1; i < N; i++) m = Math.max(m, Math.abs(own[i] - bown[i]));
+      this.maxSelfDelta = m || 1;
+    }
+  };
+
+  Flame.prototype.matched = function (n) {
+    var f = this.funcOf(n);
+    return f >= 0 && matchFunc[f] === 1;
+  };
+
+  Flame.prototype.layout = function (width) {
+    var levels = this.levels = [], P = this.parent, inc = this.inc;
+    var kids = this.kids, kidStart = this.kidStart, self = this;
+    this.clipped = false;
+    function put(level, node, x, w) {
+      (levels[level] || (levels[level] = [])).push(node, x, w);
+    }
+    // The zoomed frame's ancestors span the whole width above it.
+    var chain = [];
+    for (var a = this.zoom; a !== 0; a = P[a]) chain.push(a);
+    chain.push(0);
+    chain.reverse();
+    for (var l = 0; l < chain.length - 1; l++) put(l, chain[l], 0, width);
+    var total = inc[this.zoom];
+    if (!total) { put(chain.length - 1, this.zoom, 0, width); return; }
+    var scale = width / total;
+    var stack = [this.zoom, 0, chain.length - 1];
+    while (stack.length) {
+      var lev = stack.pop(), x = stack.pop(), n = stack.pop();
+      put(lev, n, x, inc[n] * scale);
+      var cx = x;
+      for (var k = kidStart[n]; k < kidStart[n + 1]; k++) {
+        var c = kids[k], cw = inc[c] * scale;
+        if (cw >= 0.4) {
+          if (lev + 1 < MAX_LEVELS) stack.push(c, cx, lev + 1);
+          else self.clipped = true;
+        }
+        cx += cw;
+      }
+    }
+  };
+
+  // The row a level is drawn in: callers grow upward from their function.
+  Flame.prototype.rowOf = function (level) {
+    return this.kind === "callers" ? this.levels.length - 1 - level : level;
+  };
+
+  Flame.prototype.colour = function (n) {
+    if (this.base) {
+      // Red: slower (more in the new profile), blue: faster; by self delta.
+      if (n === 0) return "#d0d0d0";
+      var d = this.values[metric][n] - this.base[metric][n];
+      var t = Math.min(1, Math.abs(d) / this.maxSelfDelta);
+      var lo = Math.round(235 - 190 * Math.sqrt(t));
+      return d > 0 ? "rgb(255," + lo + "," + lo + ")"
+        : d < 0 ? "rgb(" + lo + "," + lo + ",255)" : "rgb(235,235,235)";
+    }
+    var f = this.funcOf(n);
+    return f < 0 ? "#c9ced8" : funcColour(f);
+  };
+
+  Flame.prototype.draw = function () {
+    var box = this.canvas.parentNode;
+    var width = Math.max(200, box.clientWidth - 36);
+    this.layout(width);
+    var canvas = this.canvas, ctx = this.ctx, inc = this.inc;
+    var height = Math.max(this.levels.length, 1) * ROW + 2;
+    var ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    canvas.style.height = height + "px";
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = "12px 'DejaVu Sans', Helvetica, Arial, sans-serif";
+    ctx.textBaseline = "middle";
+    var charW = ctx.measureText("m").width * 0.85 || 7;
+    var labels = [];  // what the canvas shows, for tests and screen readers
+    this.drawn = 0;
+    for (var l = 0; l < this.levels.length; l++) {
+      var row = this.levels[l];
+      if (!row) continue;
+      var y = this.rowOf(l) * ROW;
+      for (var j = 0; j < row.length; j += 3) {
+        var n = row[j], x = row[j + 1], w = row[j + 2];
+        var hit = matchFunc && this.matched(n);
+        ctx.globalAlpha = matchFunc && !hit && (n !== 0 || this.rootFunc >= 0) ? 0.35 : 1;
+        var fillc = hit ? "#e040fb" : this.colour(n);
+        ctx.fillStyle = fillc;
+        ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
+        this.drawn++;
+        if (w > 24) {
+          var label = n === 0 ? this.name(0) + " (" + fmt(inc[0], unit()) + ")" : this.name(n);
+          var max = Math.floor((w - 6) / charW);
+          if (label.length > max) label = max > 2 ? label.slice(0, max - 1) + "\u2026" : "";
+          if (label) {
+            ctx.fillStyle = darkFill(fillc) ? "#fff" : "#111";
+            ctx.fillText(label, x + 3, y + ROW / 2);
+            if (labels.length < 500) labels.push(label);
+          }
+        }
+      }
+    }
+    ctx.globalAlpha = 1;
+    this.labels = labels;
+    canvas.textContent = labels.join("\n");
+  };
+
+  Flame.prototype.hit = function (ev) {
+    var rect = this.canvas.getBoundingClientRect();
+    var r = Math.floor((ev.clientY - rect.top) / ROW);
+    var l = this.kind === "callers" ? this.levels.length - 1 - r : r;
+    var row = this.levels[l], x = ev.clientX - rect.left;
+    if (!row) return -1;
+    for (var j = 0; j < row.length; j += 3) {
+      if (x >= row[j + 1] && x < row[j + 1] + row[j + 2]) return row[j];
+    }
+    return -1;
+  };
+
+  // The frame at the root of a chain of callers: the function whose time it is.
+  Flame.prototype.bottom = function (n) {
+    while (n !== 0 && this.parent[n] !== 0) n = this.parent[n];
+    return n;
+  };
+
+  Flame.prototype.describe = function (n) {
+    var u = unit(), inc = this.inc, total = this.kind === "top-down" || this.kind
+      === "bottom-up" ? inc[0] : allTotal(), lines = [];
+    var own = this.values[metric][n], label = D.metrics[metric].label, f = this.funcOf(n);
+    lines.push(this.name(n));
+    if (f >= 0 && where(f)) lines.push(where(f));
+    if (this.base) {
+      var bown = this.base[metric][n], binc = this.baseInc;
+      lines.push("new:  " + fmt(inc[n], u) + " total, " + fmt(own, u) + " self");
+      lines.push("base: " + fmt(binc[n], u) + " total, " + fmt(bown, u) + " self");
+      lines.push("delta: " + (inc[n] >= binc[n] ? "+" : "") + fmt(inc[n] - binc[n], u)
+        + " total" + (binc[n] ? " (" + (inc[n] >= binc[n] ? "+" : "")
+        + (100 * (inc[n] - binc[n]) / binc[n]).toFixed(1) + "%)" : "")
+        + ", " + (own >= bown ? "+" : "") + fmt(own - bown, u) + " self");
+    } else if (this.kind === "bottom-up" || this.kind === "callers") {
+      // Such a frame's value is the time of the function at its root, spent
+      // when called through this chain: there is no self of its own.
+      lines.push(label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total) + ")");
+      if (this.kind === "callers" && n === 0)
+        lines.push("every call of this function together, recursion counted once");
+      else if (this.kind === "bottom-up" && this.depth[n] === 1)
+        lines.push("time spent in this function, every caller together");
+      else if (n !== 0)
+        lines.push("time spent in " + this.name(this.kind === "callers" ? 0 : this.bottom(n))
+          + " when called through here");
+    } else {
+      lines.push(label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total) + ") total, "
+        + fmt(own, u) + " (" + pct(own, total) + ") self");
+      if (D.calls !== null && D.calls !== undefined && metric !== D.calls
+          && (n !== 0 || this.rootFunc >= 0))
+        lines.push("calls: " + fmtNum(this.values[D.calls][n]));
+      if (this.kind === "callees" && n === 0)
+        lines.push("every call of this function together, recursion counted once");
+    }
+    return lines.join("\n");
+  };
+
+  // The share of the total under a matching frame, nested matches once.
+  Flame.prototype.matchedTotal = function () {
+    var total = 0, stack = [0];
+    while (stack.length) {
+      var n = stack.pop();
+      if (this.matched(n)) { total += this.inc[n]; continue; }
+      for (var k = this.kidStart[n]; k < this.kidStart[n + 1]; k++) stack.push(this.kids[k]);
+    }
+    return total;
+  };
+
+  // The heaviest frame of a function by name, or -1.
+  Flame.prototype.heaviest = function (name) {
+    var best = -1;
+    for (var n = 1; n < this.N; n++) {
+      if (this.name(n) === name && (best < 0 || this.inc[n] > this.inc[best])) best = n;
+    }
+    return best;
+  };
+
+  // ------------------------------------------------------------ derived trees
 
   // The bottom-up tree: a node per (function, its caller, the caller's
   // caller...) as far up as the path goes; each path's own values go to the
   // node of its whole chain, so that a node's total is the time spent in its
   // function when called through that chain of callers.
-  function invert() {
-    var P = D.parent, F = D.func, M = D.values.length, n0 = P.length;
-    var ip = [-1], ifn = [0], own = [], index = new Map(), width = funcs.length + 1;
+  function invert(P, F, V) {
+    var M = V.length, n0 = P.length;
+    var ip = [-1], ifn = [-1], own = [], index = new Map(), width = funcs.length + 1;
     for (var m = 0; m < M; m++) own.push([0]);
     for (var n = 1; n < n0; n++) {
       var any = false;
-      for (m = 0; m < M; m++) if (D.values[m][n]) { any = true; break; }
+      for (m = 0; m < M; m++) if (V[m][n]) { any = true; break; }
       if (!any) continue;
       var at = 0;
       for (var a = n; a > 0; a = P[a]) {
@@ -86,38 +310,99 @@
         }
         at = c;
       }
-      for (m = 0; m < M; m++) own[m][at] += D.values[m][n];
+      for (m = 0; m < M; m++) own[m][at] += V[m][n];
     }
     return [ip, ifn, own];
   }
 
-  function setView(v) {
-    if (v !== "bottom-up" || DIFF) v = "top-down";
-    if (v === view) return;
-    view = v;
-    if (v === "bottom-up") {
-      inverted = inverted || invert();
-      setTree(inverted[0], inverted[1], inverted[2]);
-    } else {
-      setTree(D.parent, D.func, D.values);
+  // The two halves of a sandwich around function f, merged over every path
+  // through it: its callees (each outermost call of f at the root, what it
+  // called below, recursion into f kept as frames) and its callers (the
+  // outermost calls' totals carried up each chain of callers, drawn upward).
+  function sandwich(f, P, F, V) {
+    var n0 = P.length, M = V.length, width = funcs.length + 1, n, m;
+    var inside = new Uint8Array(n0), map = new Int32Array(n0);
+    var cp = [-1], cf = [-1], cv = [], index = new Map();
+    for (m = 0; m < M; m++) cv.push([0]);
+    var outer = [];
+    for (n = 1; n < n0; n++) {
+      var p = P[n];
+      if (inside[p]) {
+        inside[n] = 1;
+        var key = map[p] * width + F[n], c = index.get(key);
+        if (c === undefined) {
+          c = cp.length;
+          cp.push(map[p]); cf.push(F[n]);
+          for (m = 0; m < M; m++) cv[m].push(0);
+          index.set(key, c);
+        }
+        map[n] = c;
+      } else if (F[n] === f) {
+        inside[n] = 1;
+        map[n] = 0;
+        outer.push(n);
+      } else {
+        continue;
+      }
+      for (m = 0; m < M; m++) cv[m][map[n]] += V[m][n];
     }
-    zoom = 0;
-    setSearch(search.value);
-    document.getElementById("hyprof-view").value = v;
+    // Each outermost call's subtree total, from the callees' own values as
+    // they were added: summed bottom-up over the original nodes inside.
+    var sub = [];
+    for (m = 0; m < M; m++) sub.push(new Float64Array(n0));
+    for (n = n0 - 1; n > 0; n--) {
+      if (!inside[n]) continue;
+      for (m = 0; m < M; m++) {
+        sub[m][n] += V[m][n];
+        if (F[n] !== f || inside[P[n]]) sub[m][P[n]] += sub[m][n];
+      }
+    }
+    var up = [-1], uf = [-1], uv = [], uindex = new Map();
+    for (m = 0; m < M; m++) uv.push([0]);
+    for (var i = 0; i < outer.length; i++) {
+      var at = 0;
+      for (var a = P[outer[i]]; a > 0; a = P[a]) {
+        var k2 = at * width + F[a], c2 = uindex.get(k2);
+        if (c2 === undefined) {
+          c2 = up.length;
+          up.push(at); uf.push(F[a]);
+          for (m = 0; m < M; m++) uv[m].push(0);
+          uindex.set(k2, c2);
+        }
+        at = c2;
+      }
+      for (m = 0; m < M; m++) uv[m][at] += sub[m][outer[i]];
+    }
+    return { callees: [cp, cf, cv], callers: [up, uf, uv], calls: outer.length };
   }
 
-  var metric = D.default;
-  var baseInc = DIFF ? new Float64Array(N) : null;
-
-  function computeInc() {
-    var own = values[metric];
-    for (var i = 0; i < N; i++) inc[i] = own[i];
-    for (i = N - 1; i > 0; i--) inc[parent[i]] += inc[i];
-    if (DIFF) {
-      var bown = D.base[metric];
-      for (i = 0; i < N; i++) baseInc[i] = bown[i];
-      for (i = N - 1; i > 0; i--) baseInc[parent[i]] += baseInc[i];
+  // The function table's totals from a tree: own summed per function, total
+  // over each function's outermost frames (recursion counted once).
+  function tableOf(P, F, V) {
+    var n0 = P.length, M = V.length, nf = funcs.length, out = { own: [], cum: [] };
+    for (var m = 0; m < M; m++) {
+      var own = new Float64Array(nf), cum = new Float64Array(nf), inc = new Float64Array(n0);
+      var v = V[m], n;
+      for (n = 0; n < n0; n++) inc[n] = v[n];
+      for (n = n0 - 1; n > 0; n--) inc[P[n]] += inc[n];
+      // Walked top-down with the functions on the path marked.
+      var onPath = new Int32Array(nf), stackNode = [], stackF = [];
+      for (n = 1; n < n0; n++) {
+        while (stackNode.length && stackNode[stackNode.length - 1] !== P[n]) {
+          stackNode.pop();
+          onPath[stackF.pop()]--;
+        }
+        var f = F[n];
+        own[f] += v[n];
+        if (!onPath[f]) cum[f] += inc[n];
+        onPath[f]++;
+        stackNode.push(n);
+        stackF.push(f);
+      }
+      out.own.push(own);
+      out.cum.push(cum);
     }
+    return out;
   }
 
   // ------------------------------------------------------------ formatting
@@ -161,6 +446,9 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c];
     });
   }
+  function fmtTime(ns) {
+    return ns ? fmt(ns, "ns") : "0 s";
+  }
 
   // ------------------------------------------------------------ colours
 
@@ -173,12 +461,10 @@
     return (h >>> 0) / 4294967296;
   }
   var colourCache = {};
-  function frameColour(n) {
-    if (n === 0) return "#c9ced8";
-    var f = func[n], fn = funcs[f];
+  function funcColour(f) {
     var c = colourCache[f];
     if (c) return c;
-    var h = hash(fn[0]), h2 = hash(fn[1] + fn[0]);
+    var fn = funcs[f], h = hash(fn[0]), h2 = hash(fn[1] + fn[0]);
     if (fn[3] === "special") c = "rgb(180,180,190)";
     else if (fn[3] === "builtin")  // C functions: the "aqua" palette
       c = "rgb(" + Math.round(50 + 60 * h) + "," + Math.round(165 + 60 * h2) + ","
@@ -197,29 +483,13 @@
       b = parseInt(c.substr(5, 2), 16); }
     return 0.299 * r + 0.587 * g + 0.114 * b < 110;
   }
-  var maxSelfDelta = 1;
-  function diffScale() {
-    var own = D.values[metric], bown = D.base[metric], m = 0;
-    for (var i = 1; i < N; i++) m = Math.max(m, Math.abs(own[i] - bown[i]));
-    maxSelfDelta = m || 1;
-  }
-  function diffColour(n) {
-    // Red: slower (more in the new profile), blue: faster; by self delta.
-    if (n === 0) return "#d0d0d0";
-    var d = D.values[metric][n] - D.base[metric][n];
-    var t = Math.min(1, Math.abs(d) / maxSelfDelta);
-    var lo = Math.round(235 - 190 * Math.sqrt(t));
-    return d > 0 ? "rgb(255," + lo + "," + lo + ")"
-      : d < 0 ? "rgb(" + lo + "," + lo + ",255)" : "rgb(235,235,235)";
-  }
 
   // ------------------------------------------------------------ search
 
   var matchFunc = null; // Uint8Array per function, or null without a search
-  var matchNode = null;
 
   function setSearch(text) {
-    if (!text) { matchFunc = null; matchNode = null; return; }
+    if (!text) { matchFunc = null; return; }
     var re;
     try { re = new RegExp(text, "i"); } catch (e) {
       var lower = text.toLowerCase();
@@ -229,205 +499,320 @@
     for (var f = 0; f < funcs.length; f++) {
       if (re.test(funcs[f][0]) || re.test(funcs[f][1])) matchFunc[f] = 1;
     }
-    matchNode = new Uint8Array(N);
-    for (var i = 1; i < N; i++) matchNode[i] = matchFunc[func[i]];
   }
 
-  function matchedTotal() {
-    // The share of the total under a matching frame, nested matches once.
-    var total = 0, stack = [0];
-    while (stack.length) {
-      var n = stack.pop();
-      if (matchNode[n]) { total += inc[n]; continue; }
-      for (var k = kidStart[n]; k < kidStart[n + 1]; k++) stack.push(kids[k]);
-    }
-    return total;
-  }
+  // ------------------------------------------------------------ views
 
-  // ------------------------------------------------------------ flame graph
-
-  var canvas = document.getElementById("hyprof-flame");
-  var ctx = canvas.getContext("2d");
+  var main = new Flame(document.getElementById("hyprof-flame"), "top-down");
+  var callers = new Flame(document.getElementById("hyprof-callers"), "callers");
+  var callees = new Flame(document.getElementById("hyprof-callees"), "callees");
+  var view = "top-down", inverted = null, centre = -1, centreCalls = 0;
+  var built = null, generation = 0;
   var tip = document.getElementById("hyprof-tip");
-  var zoom = 0;
-  var levels = [];   // per level: [node, x, w, node, x, w, ...]
-  var drawn = 0;
 
-  function layout(width) {
-    levels = [];
-    clipped = false;
-    function put(level, node, x, w) {
-      (levels[level] || (levels[level] = [])).push(node, x, w);
+  function allTotal() {
+    var own = source[metric], t = 0;
+    for (var i = 0; i < own.length; i++) t += own[i];
+    return t;
+  }
+
+  function setView(v) {
+    if (DIFF || (v !== "bottom-up" && v !== "sandwich")) v = "top-down";
+    view = v;
+    document.getElementById("hyprof-view").value = v;
+    document.getElementById("hyprof-main").hidden = v === "sandwich";
+    document.getElementById("hyprof-sandwich").hidden = v !== "sandwich";
+    if (v === "sandwich") {
+      if (centre < 0) centre = hottest();
+      setCentre(centre);
+      return;
     }
-    // The zoomed frame's ancestors span the whole width above it.
-    var chain = [];
-    for (var a = zoom; a !== 0; a = parent[a]) chain.push(a);
-    chain.push(0);
-    chain.reverse();
-    for (var l = 0; l < chain.length - 1; l++) put(l, chain[l], 0, width);
-    var total = inc[zoom];
-    if (!total) { put(chain.length - 1, zoom, 0, width); return; }
-    var scale = width / total;
-    var stack = [zoom, 0, chain.length - 1];
-    while (stack.length) {
-      var lev = stack.pop(), x = stack.pop(), n = stack.pop();
-      var w = inc[n] * scale;
-      put(lev, n, x, w);
-      var cx = x;
-      for (var k = kidStart[n]; k < kidStart[n + 1]; k++) {
-        var c = kids[k], cw = inc[c] * scale;
-        if (cw >= 0.4) {
-          if (lev + 1 < MAX_LEVELS) stack.push(c, cx, lev + 1);
-          else clipped = true;
-        }
-        cx += cw;
-      }
+    // The main tree is made again only when the view or the samples change.
+    var key = v + "/" + generation;
+    if (key === built) return;
+    built = key;
+    if (v === "bottom-up") {
+      inverted = inverted || invert(D.parent, D.func, source);
+      main.setTree(inverted[0], inverted[1], inverted[2]);
+    } else {
+      main.setTree(D.parent, D.func, source, D.base);
     }
+    main.kind = v;
+  }
+
+  // The function with the most self value: where a sandwich opens.
+  function hottest() {
+    var own = sourceTable.own[metric], best = -1;
+    for (var f = 0; f < funcs.length; f++) {
+      if (funcs[f][3] === "special" && funcs[f][0].indexOf("[thread]") === 0) continue;
+      if (best < 0 || own[f] > own[best]) best = f;
+    }
+    return best;
+  }
+
+  function setCentre(f) {
+    centre = f;
+    if (f < 0) return;
+    var s = sandwich(f, D.parent, D.func, source);
+    callers.rootFunc = callees.rootFunc = f;
+    callers.setTree(s.callers[0], s.callers[1], s.callers[2]);
+    callees.setTree(s.callees[0], s.callees[1], s.callees[2]);
+    centreCalls = s.calls;
+    var name = esc(funcs[f][0]), at = where(f) ? " <span>" + esc(where(f)) + "</span>" : "";
+    document.getElementById("hyprof-callers-title").innerHTML = "Callers of <b>" + name
+      + "</b>" + at;
+    document.getElementById("hyprof-callees-title").innerHTML = "Callees of <b>" + name
+      + "</b> <span>(click a frame to centre on its function)</span>";
+  }
+
+  // A function by name: the one with the largest total when names repeat.
+  function funcNamed(name) {
+    var best = -1, cum = sourceTable.cum[metric];
+    for (var f = 0; f < funcs.length; f++) {
+      if (funcs[f][0] === name && (best < 0 || cum[f] > cum[best])) best = f;
+    }
+    return best;
   }
 
   function draw() {
-    var box = document.getElementById("hyprof-flame-box");
-    var width = Math.max(200, box.clientWidth - 36);
-    layout(width);
-    var height = Math.max(levels.length, 1) * ROW + 2;
-    var ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.round(width * ratio);
-    canvas.height = Math.round(height * ratio);
-    canvas.style.height = height + "px";
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, width, height);
-    ctx.font = "12px 'DejaVu Sans', Helvetica, Arial, sans-serif";
-    ctx.textBaseline = "middle";
-    var charW = ctx.measureText("m").width * 0.85 || 7;
-    var labels = [];  // what the canvas shows, for tests and screen readers
-    drawn = 0;
-    for (var l = 0; l < levels.length; l++) {
-      var row = levels[l];
-      if (!row) continue;
-      var y = l * ROW;
-      for (var j = 0; j < row.length; j += 3) {
-        var n = row[j], x = row[j + 1], w = row[j + 2];
-        var dim = matchNode && n !== 0 && !matchNode[n];
-        ctx.globalAlpha = dim ? 0.35 : 1;
-        var fillc = matchNode && matchNode[n] ? "#e040fb"
-          : DIFF ? diffColour(n) : frameColour(n);
-        ctx.fillStyle = fillc;
-        ctx.fillRect(x, y, Math.max(w - 0.5, 0.5), ROW - 1);
-        drawn++;
-        if (w > 24) {
-          var label = n === 0 ? "all (" + fmt(inc[0], unit()) + ")" : funcs[func[n]][0];
-          var max = Math.floor((w - 6) / charW);
-          if (label.length > max) label = max > 2 ? label.slice(0, max - 1) + "\u2026" : "";
-          if (label) {
-            ctx.fillStyle = darkFill(fillc) ? "#fff" : "#111";
-            ctx.fillText(label, x + 3, y + ROW / 2);
-            if (labels.length < 500) labels.push(label);
-          }
-        }
+    var frames = 0;
+    if (view === "sandwich") {
+      if (centre >= 0) {
+        callers.computeInc();
+        callees.computeInc();
+        callers.draw();
+        callees.draw();
+        frames = callers.drawn + callees.drawn;
       }
+      main.canvas.textContent = "";
+    } else {
+      main.computeInc();
+      main.draw();
+      frames = main.drawn;
     }
-    ctx.globalAlpha = 1;
-    document.body.setAttribute("data-frames", String(drawn));
-    canvas.textContent = labels.join("\n");
+    document.body.setAttribute("data-frames", String(frames));
+    // Whether the page is wider than the window (the tests check it fits).
+    document.body.setAttribute("data-wide", document.documentElement.scrollWidth
+      > document.documentElement.clientWidth ? "1" : "0");
     crumbs();
     status();
+    timelineDraw();
   }
 
-  function hit(ev) {
-    var rect = canvas.getBoundingClientRect();
-    var x = ev.clientX - rect.left, l = Math.floor((ev.clientY - rect.top) / ROW);
-    var row = levels[l];
-    if (!row) return -1;
-    for (var j = 0; j < row.length; j += 3) {
-      if (x >= row[j + 1] && x < row[j + 1] + row[j + 2]) return row[j];
-    }
-    return -1;
-  }
-
-  function describe(n) {
-    var u = unit(), total = inc[0], lines = [];
-    var own = values[metric][n];
-    lines.push(n === 0 ? "all" : funcs[func[n]][0]);
-    if (n !== 0 && where(func[n])) lines.push(where(func[n]));
-    if (DIFF) {
-      var bown = D.base[metric][n];
-      lines.push("new:  " + fmt(inc[n], u) + " total, " + fmt(own, u) + " self");
-      lines.push("base: " + fmt(baseInc[n], u) + " total, " + fmt(bown, u) + " self");
-      lines.push("delta: " + (inc[n] >= baseInc[n] ? "+" : "") + fmt(inc[n] - baseInc[n], u)
-        + " total" + (baseInc[n] ? " (" + (inc[n] >= baseInc[n] ? "+" : "")
-        + (100 * (inc[n] - baseInc[n]) / baseInc[n]).toFixed(1) + "%)" : "")
-        + ", " + (own >= bown ? "+" : "") + fmt(own - bown, u) + " self");
-    } else if (view === "bottom-up") {
-      // A bottom-up frame's value is the time of the function at its root,
-      // spent when called through this chain: there is no self of its own.
-      lines.push(D.metrics[metric].label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total)
-        + ")");
-      if (n !== 0)
-        lines.push(depth[n] === 1 ? "time spent in this function, every caller together"
-          : "time spent in " + fname(bottom(n)) + " when called through here");
-    } else {
-      lines.push(D.metrics[metric].label + ": " + fmt(inc[n], u) + " (" + pct(inc[n], total)
-        + ") total, " + fmt(own, u) + " (" + pct(own, total) + ") self");
-      if (D.calls !== null && D.calls !== undefined && metric !== D.calls && n !== 0)
-        lines.push("calls: " + fmtNum(values[D.calls][n]));
-    }
-    return lines.join("\n");
-  }
-
-  canvas.addEventListener("mousemove", function (ev) {
-    var n = hit(ev);
-    if (n < 0) { tip.style.display = "none"; return; }
-    tip.textContent = describe(n);
+  function showTip(fl, n, ev) {
+    tip.textContent = fl.describe(n);
     tip.style.display = "block";
     var tx = ev.clientX + 14, ty = ev.clientY + 14;
     if (tx + tip.offsetWidth > window.innerWidth) tx = ev.clientX - tip.offsetWidth - 8;
     if (ty + tip.offsetHeight > window.innerHeight) ty = ev.clientY - tip.offsetHeight - 8;
     tip.style.left = tx + "px";
     tip.style.top = ty + "px";
-  });
-  canvas.addEventListener("mouseleave", function () { tip.style.display = "none"; });
-  canvas.addEventListener("click", function (ev) {
-    var n = hit(ev);
-    if (n >= 0) { zoom = n === zoom ? parent[n] < 0 ? 0 : parent[n] : n; draw(); }
+  }
+
+  [main, callers, callees].forEach(function (fl) {
+    fl.canvas.addEventListener("mousemove", function (ev) {
+      var n = fl.hit(ev);
+      if (n < 0) tip.style.display = "none";
+      else showTip(fl, n, ev);
+    });
+    fl.canvas.addEventListener("mouseleave", function () { tip.style.display = "none"; });
+    fl.canvas.addEventListener("click", function (ev) {
+      var n = fl.hit(ev);
+      if (n < 0) return;
+      if (fl === main) {
+        fl.zoom = n === fl.zoom ? Math.max(fl.parent[n], 0) : n;
+      } else if (fl.funcOf(n) >= 0) {
+        setCentre(fl.funcOf(n));
+      }
+      draw();
+    });
   });
   document.addEventListener("keydown", function (ev) {
-    if (ev.key === "Escape") { zoom = 0; draw(); }
+    if (ev.key === "Escape") { main.zoom = 0; draw(); }
   });
-
-  // The frame at the root of a bottom-up node's chain: the function whose
-  // time it is.
-  function bottom(n) {
-    while (n !== 0 && parent[n] !== 0) n = parent[n];
-    return n;
-  }
 
   function crumbs() {
     var el = document.getElementById("hyprof-crumbs");
+    if (view === "sandwich") { el.innerHTML = ""; return; }
     var chain = [];
-    for (var a = zoom; a !== 0; a = parent[a]) chain.push(a);
+    for (var a = main.zoom; a !== 0; a = main.parent[a]) chain.push(a);
     chain.push(0);
     chain.reverse();
     el.innerHTML = chain.map(function (c) {
-      return '<a data-node="' + c + '">' + esc(fname(c)) + "</a>";
-    }).join(" \u203a ") + (zoom ? "" : " <span>(click a frame to zoom, Esc to reset)</span>");
+      return '<a data-node="' + c + '">' + esc(main.name(c)) + "</a>";
+    }).join(" \u203a ") + (main.zoom ? "" : " <span>(click a frame to zoom, Esc to reset)</span>");
   }
   document.getElementById("hyprof-crumbs").addEventListener("click", function (ev) {
     var node = ev.target.getAttribute && ev.target.getAttribute("data-node");
-    if (node !== null && node !== undefined) { zoom = +node; draw(); }
+    if (node !== null && node !== undefined) { main.zoom = +node; draw(); }
   });
 
   function status() {
-    var el = document.getElementById("hyprof-status");
-    var txt = "total " + D.metrics[metric].label + ": " + fmt(inc[0], unit());
-    if (DIFF) txt = "base " + fmt(baseInc[0], unit()) + " \u2192 new " + fmt(inc[0], unit());
-    if (matchNode) txt += " \u2014 search matches " + pct(matchedTotal(), inc[0]);
-    if (clipped) txt += " \u2014 frames deeper than " + MAX_LEVELS + " levels: zoom in";
+    var el = document.getElementById("hyprof-status"), u = unit();
+    var label = D.metrics[metric].label, txt;
+    if (view === "sandwich") {
+      var t = centre >= 0 ? callees.inc[0] : 0;
+      txt = centre < 0 ? "no function to centre on"
+        : funcs[centre][0] + ": " + fmt(t, u) + " of " + fmt(allTotal(), u) + " " + label
+          + " (" + pct(t, allTotal()) + "), called on " + fmtNum(centreCalls) + " call path"
+          + (centreCalls === 1 ? "" : "s");
+    } else {
+      txt = "total " + label + ": " + fmt(main.inc[0], u);
+      if (DIFF) txt = "base " + fmt(main.baseInc[0], u) + " \u2192 new " + fmt(main.inc[0], u);
+      if (matchFunc) txt += " \u2014 search matches " + pct(main.matchedTotal(), main.inc[0]);
+      if (main.clipped) txt += " \u2014 frames deeper than " + MAX_LEVELS + " levels: zoom in";
+    }
+    if (range) txt += " \u2014 " + rangeText();
     el.textContent = txt;
+  }
+
+  // ------------------------------------------------------------ timeline
+
+  // A sampling trace's samples over time, a row per thread: each column of
+  // pixels is as tall as the share of the row's busiest column. Dragging
+  // picks a time range; every view then shows the samples inside it.
+  var TL = D.timeline, range = null;
+  var tlCanvas = document.getElementById("hyprof-timeline");
+  var TL_ROW = 22, TL_LEFT = 130;
+  var drag = null;
+
+  function tlWidth() {
+    return Math.max(200, tlCanvas.parentNode.clientWidth - 36);
+  }
+  function tlEnd() {
+    return Math.max(TL.end, 1);
+  }
+  function rangeText() {
+    var n = 0;
+    for (var s = 0; s < TL.t.length; s++) if (TL.t[s] >= range[0] && TL.t[s] < range[1]) n++;
+    return "time " + fmtTime(range[0]) + " to " + fmtTime(range[1]) + ": " + fmtNum(n)
+      + " of " + fmtNum(TL.t.length) + " samples";
+  }
+
+  function timelineDraw() {
+    if (!TL) return;
+    var width = tlWidth(), plot = width - TL_LEFT, rows = TL.threads.length;
+    var height = rows * TL_ROW + 18, ratio = window.devicePixelRatio || 1;
+    var ctx = tlCanvas.getContext("2d");
+    tlCanvas.width = Math.round(width * ratio);
+    tlCanvas.height = Math.round(height * ratio);
+    tlCanvas.style.height = height + "px";
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = "11px 'DejaVu Sans', Helvetica, Arial, sans-serif";
+    ctx.textBaseline = "middle";
+    var bins = Math.max(1, Math.floor(plot)), end = tlEnd(), r, b, s;
+    var counts = [];
+    for (r = 0; r < rows; r++) counts.push(new Float64Array(bins));
+    // The metric's kind: samples of other kinds (allocations beside CPU)
+    // are not drawn on its timeline.
+    var kind = TL.cols[metric][0];
+    for (s = 0; s < TL.t.length; s++) {
+      if (TL.k[s] !== kind) continue;
+      b = Math.min(bins - 1, Math.floor(TL.t[s] / end * bins));
+      counts[TL.th[s]][b] += 1;
+    }
+    var labels = [];
+    for (r = 0; r < rows; r++) {
+      var y = r * TL_ROW, peak = 0;
+      for (b = 0; b < bins; b++) peak = Math.max(peak, counts[r][b]);
+      ctx.fillStyle = r % 2 ? "#f5f7fa" : "#ffffff";
+      ctx.fillRect(0, y, width, TL_ROW);
+      ctx.fillStyle = "#1d2330";
+      var name = TL.threads[r];
+      if (name.length > 19) name = name.slice(0, 18) + "\u2026";
+      ctx.fillText(name, 4, y + TL_ROW / 2);
+      labels.push(TL.threads[r]);
+      ctx.fillStyle = "#e3672b";
+      for (b = 0; b < bins; b++) {
+        if (!counts[r][b]) continue;
+        var h = Math.max(1, Math.round((TL_ROW - 4) * counts[r][b] / peak));
+        ctx.fillRect(TL_LEFT + b, y + TL_ROW - 2 - h, 1, h);
+      }
+    }
+    // The time axis.
+    ctx.fillStyle = "#5d6778";
+    var ticks = 5;
+    for (var i = 0; i <= ticks; i++) {
+      var x = TL_LEFT + plot * i / ticks;
+      ctx.fillRect(x, rows * TL_ROW, 1, 4);
+      var txt = fmtTime(end * i / ticks);
+      ctx.fillText(txt, Math.min(x, width - ctx.measureText(txt).width - 2),
+        rows * TL_ROW + 11);
+    }
+    var sel = drag ? [Math.min(drag[0], drag[1]), Math.max(drag[0], drag[1])] : range;
+    if (sel) {
+      var x0 = TL_LEFT + sel[0] / end * plot, x1 = TL_LEFT + sel[1] / end * plot;
+      ctx.fillStyle = "rgba(47,111,222,0.18)";
+      ctx.fillRect(x0, 0, Math.max(x1 - x0, 1), rows * TL_ROW);
+      ctx.fillStyle = "#2f6fde";
+      ctx.fillRect(x0, 0, 1, rows * TL_ROW);
+      ctx.fillRect(x1, 0, 1, rows * TL_ROW);
+    }
+    tlCanvas.textContent = labels.join("\n");
+    document.getElementById("hyprof-timeline-clear").hidden = !range;
+  }
+
+  function tlTime(ev) {
+    var rect = tlCanvas.getBoundingClientRect(), plot = tlWidth() - TL_LEFT;
+    var x = Math.min(Math.max(ev.clientX - rect.left - TL_LEFT, 0), plot);
+    return x / plot * tlEnd();
+  }
+
+  // The values of the samples in [t0, t1): per column, its kind's samples
+  // (and GIL state, for the GIL columns) counted or weighed into their node.
+  function setRange(r) {
+    range = r;
+    if (!r) {
+      source = D.values;
+      sourceTable = D.table;
+    } else {
+      var M = D.metrics.length, N = D.parent.length, m, s;
+      var V = [];
+      for (m = 0; m < M; m++) V.push(new Float64Array(N));
+      for (s = 0; s < TL.t.length; s++) {
+        if (TL.t[s] < r[0] || TL.t[s] >= r[1]) continue;
+        for (m = 0; m < M; m++) {
+          var c = TL.cols[m];  // [kind, by weight, GIL state or -1]
+          if (c[0] !== TL.k[s] || (c[2] >= 0 && c[2] !== TL.g[s])) continue;
+          V[m][TL.n[s]] += c[1] ? TL.w[s] : 1;
+        }
+      }
+      source = V;
+      sourceTable = tableOf(D.parent, D.func, V);
+    }
+    inverted = null;
+    generation++;
+    setView(view);
+  }
+
+  if (TL) {
+    document.getElementById("hyprof-timeline-box").hidden = false;
+    tlCanvas.addEventListener("mousedown", function (ev) {
+      var t = tlTime(ev);
+      drag = [t, t];
+      ev.preventDefault();
+    });
+    window.addEventListener("mousemove", function (ev) {
+      if (!drag) return;
+      drag[1] = tlTime(ev);
+      timelineDraw();
+    });
+    window.addEventListener("mouseup", function () {
+      if (!drag) return;
+      var a = Math.min(drag[0], drag[1]), b = Math.max(drag[0], drag[1]);
+      drag = null;
+      setRange(b - a > tlEnd() / 2000 ? [a, b] : null);
+      refresh();
+    });
+    document.getElementById("hyprof-timeline-clear").addEventListener("click", function () {
+      setRange(null);
+      refresh();
+    });
   }
 
   // ------------------------------------------------------------ table
 
-  var T = D.table;
   var sortKey = DIFF ? "delta" : "cum", sortDir = -1;
 
   function tableColumns() {
@@ -442,7 +827,7 @@
   }
 
   function cell(f, key) {
-    var m = metric;
+    var m = metric, T = sourceTable;
     switch (key) {
       case "name": return funcs[f][0];
       case "file": return where(f);
@@ -460,7 +845,7 @@
   }
 
   function renderTable() {
-    var cols = tableColumns(), u = unit(), total = inc[0];
+    var cols = tableColumns(), u = unit(), total = allTotal(), T = sourceTable;
     var rows = [];
     for (var f = 0; f < funcs.length; f++) {
       if (funcs[f][3] === "special" && funcs[f][0].indexOf("[thread]") === 0) continue;
@@ -487,7 +872,8 @@
       var tds = cols.map(function (c) {
         var v = cell(f, c[0]);
         switch (c[0]) {
-          case "name": return '<td class="name" title="' + esc(v) + '">' + esc(v) + "</td>";
+          case "name": return '<td class="name" data-func="' + f + '" title="' + esc(v) + '">'
+            + esc(v) + "</td>";
           case "file": return '<td class="file" title="' + esc(v) + '">' + esc(v) + "</td>";
           case "ownpct": case "cumpct": return "<td>" + pct(v, total) + "</td>";
           case "calls": return "<td>" + fmtNum(v) + "</td>";
@@ -501,18 +887,28 @@
           default: return "<td>" + fmt(v, u) + "</td>";
         }
       });
-      body.push('<tr class="' + (matchFunc && matchFunc[f] ? "match" : "") + '">'
-        + tds.join("") + "</tr>");
+      var cls = (matchFunc && matchFunc[f] ? "match" : "")
+        + (view === "sandwich" && f === centre ? " centre" : "");
+      body.push('<tr class="' + cls + '">' + tds.join("") + "</tr>");
     }
     document.getElementById("hyprof-table").innerHTML = "<thead>" + head + "</thead><tbody>"
       + body.join("") + "</tbody>";
-    document.getElementById("hyprof-table-note").textContent = rows.length > shown
+    document.getElementById("hyprof-table-note").textContent = (rows.length > shown
       ? "Showing the first " + shown + " of " + rows.length + " functions; search to narrow."
-      : rows.length + " functions.";
+      : rows.length + " functions.") + (DIFF ? "" : " Click a function for its callers and"
+      + " callees.");
   }
 
   document.getElementById("hyprof-table").addEventListener("click", function (ev) {
-    var key = ev.target.getAttribute && ev.target.getAttribute("data-key");
+    var t = ev.target, key = t.getAttribute && t.getAttribute("data-key");
+    var f = t.getAttribute && t.getAttribute("data-func");
+    if (f !== null && f !== undefined && !DIFF) {
+      centre = +f;
+      setView("sandwich");
+      refresh();
+      window.scrollTo(0, 0);
+      return;
+    }
     if (!key) return;
     if (key === sortKey) sortDir = -sortDir;
     else { sortKey = key; sortDir = key === "name" || key === "file" ? 1 : -1; }
@@ -550,7 +946,7 @@
     }, 120);
   });
   document.getElementById("hyprof-reset").addEventListener("click", function () {
-    zoom = 0;
+    main.zoom = 0;
     search.value = "";
     setSearch("");
     draw();
@@ -559,25 +955,17 @@
   window.addEventListener("resize", function () { draw(); });
 
   function refresh() {
-    computeInc();
-    if (DIFF) diffScale();
     draw();
     renderTable();
   }
 
   // A view can be linked to: #metric=cpu&search=json&zoom=Scorer.score&sort=own
   // (metric by name or label, search as typed, zoom to the heaviest frame of
-  // a function, sort by a table column's key; hover=f shows f's tooltip).
-  function heaviest(name) {
-    var best = -1;
-    for (var n = 1; n < N; n++) {
-      if (fname(n) === name && (best < 0 || inc[n] > inc[best])) best = n;
-    }
-    return best;
-  }
-
+  // a function, sort by a table column's key; hover=f shows f's tooltip;
+  // view=bottom-up or view=sandwich&func=f; time=0.5-1.25 picks the samples
+  // between those seconds).
   function applyHash() {
-    var zoomTo = null, hoverOn = null;
+    var zoomTo = null, hoverOn = null, want = view, r = null;
     (location.hash || "").replace(/^#/, "").split("&").forEach(function (kv) {
       var eq = kv.indexOf("=");
       if (eq < 0) return;
@@ -599,22 +987,37 @@
           sortDir = v === "name" || v === "file" ? 1 : -1;
         }
       } else if (k === "view") {
-        setView(v);
+        want = v;
       } else if (k === "zoom") {
         zoomTo = v;
       } else if (k === "hover") {
         hoverOn = v;
+      } else if (k === "func") {
+        centre = funcNamed(v);
+      } else if (k === "time" && TL) {
+        var m = /^([\d.]+)-([\d.]+)$/.exec(v);
+        if (m && +m[2] > +m[1]) r = [+m[1] * 1e9, +m[2] * 1e9];
       }
     });
-    computeInc();
-    if (DIFF) diffScale();
-    zoom = 0;
-    if (zoomTo !== null && heaviest(zoomTo) > 0) zoom = heaviest(zoomTo);
+    if (TL && (r ? !range || r[0] !== range[0] || r[1] !== range[1] : range)) setRange(r);
+    setView(want);
+    if (view !== "sandwich") {
+      main.zoom = 0;
+      main.computeInc();
+      if (zoomTo !== null && main.heaviest(zoomTo) > 0) main.zoom = main.heaviest(zoomTo);
+    }
     draw();
     renderTable();
     // The tooltip of a function's heaviest frame, as hovering shows it.
-    if (hoverOn !== null && heaviest(hoverOn) > 0) {
-      tip.textContent = describe(heaviest(hoverOn));
+    var fl = view === "sandwich" ? callees : main;
+    var at = hoverOn === null ? -1 : view === "sandwich" && centre >= 0
+      && funcs[centre][0] === hoverOn ? 0 : fl.heaviest(hoverOn);
+    if (at < 0 && hoverOn !== null && view === "sandwich") {
+      fl = callers;
+      at = fl.heaviest(hoverOn);
+    }
+    if (at >= 0 && hoverOn !== null) {
+      tip.textContent = fl.describe(at);
       tip.style.display = "block";
       tip.style.left = "40px";
       tip.style.top = "40px";
@@ -623,5 +1026,7 @@
   window.addEventListener("hashchange", applyHash);
 
   applyHash();
+  // When the page was ready, in ms from the start of its navigation.
+  document.body.setAttribute("data-ms", String(Math.round(performance.now())));
   document.body.setAttribute("data-ready", "1");
 })();

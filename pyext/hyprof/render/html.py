@@ -103,15 +103,28 @@ _PAGE = """<!DOCTYPE html>
 <div class="meta">{subtitle}</div>
 </header>
 <div class="controls">
-<label for="hyprof-view">View</label> <select id="hyprof-view"><option value="top-down">Top-down (callers first)</option><option value="bottom-up">Bottom-up (where time is spent)</option></select>
+<label for="hyprof-view">View</label> <select id="hyprof-view"><option value="top-down">Top-down (callers first)</option><option value="bottom-up">Bottom-up (where time is spent)</option><option value="sandwich">Sandwich (one function's callers and callees)</option></select>
 <label for="hyprof-metric">Metric</label> <select id="hyprof-metric"></select>
 <input type="search" id="hyprof-search" placeholder="Search functions (regex)" spellcheck="false">
 <button id="hyprof-reset" type="button">Reset zoom</button>
 <span class="status" id="hyprof-status"></span>
 </div>
 {legend}
+<div id="hyprof-timeline-box" class="timeline" hidden>
+<div class="sw-title">Samples over time, by thread <span>(drag to pick a time range; every view
+then shows only its samples)</span> <button id="hyprof-timeline-clear" type="button" hidden>Whole
+profile</button></div>
+<div class="flame-box"><canvas id="hyprof-timeline" height="40"></canvas></div>
+</div>
 <div id="hyprof-crumbs"></div>
-<div id="hyprof-flame-box"><canvas id="hyprof-flame" height="40"></canvas></div>
+<div id="hyprof-main"><div id="hyprof-flame-box" class="flame-box"><canvas id="hyprof-flame"
+height="40"></canvas></div></div>
+<div id="hyprof-sandwich" hidden>
+<div class="sw-title" id="hyprof-callers-title"></div>
+<div class="flame-box"><canvas id="hyprof-callers" height="40"></canvas></div>
+<div class="sw-title" id="hyprof-callees-title"></div>
+<div class="flame-box"><canvas id="hyprof-callees" height="40"></canvas></div>
+</div>
 <div id="hyprof-tip"></div>
 <section class="table">
 <h2>{table_title}</h2>
@@ -132,15 +145,18 @@ _DIFF_LEGEND = ('<div class="legend">Width: the new profile. Colour: change in s
                 '<span class="swatch" style="background:#ebebeb"></span>unchanged</div>')
 
 
-def page(tree, table, base=None, title="hyprof profile", subtitle="", default=None):
+def page(tree, table, base=None, title="hyprof profile", subtitle="", default=None,
+         timeline=None):
     """The HTML text for a CallTree and its function table (see _data); with
     ``base`` (a tree of the same shape holding the older values) a
-    differential flame graph. ``default``: the column the page opens on."""
+    differential flame graph. ``default``: the column the page opens on;
+    ``timeline``: the samples over time (see _timeline)."""
     tree = tree.by_function() if base is None else tree
     if default is None:
         default = tree.default_column()
-    data = json.dumps(_data(tree, table, default, base, title, subtitle),
-                      separators=(",", ":"), allow_nan=False)
+    data = _data(tree, table, default, base, title, subtitle)
+    data["timeline"] = timeline
+    data = json.dumps(data, separators=(",", ":"), allow_nan=False)
     # Nothing in the data may close the script element.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return _PAGE.format(
@@ -213,6 +229,81 @@ def _gil_columns(trace, tree, threads):
     return cols, vals, own, cum
 
 
+# Past this many samples a report carries no timeline: its data would pass
+# some 20 MB, and the flame graphs and the table still hold every sample.
+TIMELINE_MAX_SAMPLES = 500_000
+
+
+def _timeline(trace, tree):
+    """The samples of a sampling trace loaded with its samples, for the
+    page's timeline: per sample its time (ns from the start), thread row,
+    node of the page's tree (tree.by_function()), kind, weight and GIL
+    state (an index of _GIL_STATES, or -1); and per column of the tree what
+    it adds up ([kind, by weight, GIL state or -1]). None when there are no
+    samples to show, too many, or the samples do not add up to the tree's
+    values (a truncated trace, a column that is not a sample count or
+    weight): the timeline filters every view, so it must agree with them."""
+    cols = trace.sample_columns() if trace.mode == "sampling" else None
+    if not cols or not len(cols["time"]) or len(cols["time"]) > TIMELINE_MAX_SAMPLES:
+        return None
+    kinds = {k.name: i for i, k in enumerate(trace.sample_kinds)}
+    specs = []
+    for c in tree.columns:
+        kind = kinds.get(c.event)
+        if kind is None or c.role not in ("samples", "weight"):
+            return None
+        gil = _GIL_STATES.index(c.name[4:]) if c.name.startswith("gil_") else -1
+        specs.append([kind, c.role == "weight", gil])
+    gil_of = [_GIL_STATES.index(s["gil"]) if s.get("gil") in _GIL_STATES else -1
+              for s in trace.label_sets()]
+    flat = tree.by_function()
+    to_flat = tree.node_map()
+    # A trace node's node in tree: the same when the tree is the trace's own,
+    # else found under its thread's pseudo-root by (parent, function, line).
+    roots = dict((t.id, n) for t, n in _model.thread_roots(tree)) if tree.threads else None
+    index = ({(tree.parent[i], tree.func[i], tree.line[i]): i for i in range(1, len(tree))}
+             if roots is not None else None)
+    tn = trace._nodes
+    memo = {}
+
+    def node_of(thread, n):
+        if roots is None:
+            return n
+        chain = []
+        while n and (thread, n) not in memo:
+            chain.append(n)
+            n = tn[3 * n]
+        at = memo.get((thread, n), roots.get(thread)) if n else roots.get(thread)
+        for m in reversed(chain):
+            at = None if at is None else index.get((at, tn[3 * m + 1], tn[3 * m + 2]))
+            memo[(thread, m)] = at
+        return at
+
+    names = {t.id: t.name or f"thread {t.os_tid or t.id}" for t in trace.threads()}
+    rows = {}
+    out = {"t": [], "th": [], "n": [], "k": [], "w": [], "g": []}
+    check = [[0] * len(flat) for _ in specs]
+    for th, nd, k, t, w, lab in zip(cols["thread"], cols["node"], cols["kind"], cols["time"],
+                                    cols["weight"], cols["labels"]):
+        at = node_of(th, nd)
+        if at is None:
+            return None
+        at = to_flat[at]
+        g = gil_of[lab] if lab < len(gil_of) else -1
+        row = rows.setdefault(th, len(rows))
+        for c, (ck, by_weight, cg) in enumerate(specs):
+            if ck == k and (cg < 0 or cg == g):
+                check[c][at] += w if by_weight else 1
+        for key, v in (("t", t), ("th", row), ("n", at), ("k", k), ("w", w), ("g", g)):
+            out[key].append(v)
+    if any(list(flat.values[c]) != check[c] for c in range(len(specs))):
+        return None
+    out["threads"] = [names.get(th, f"thread {th}") for th in sorted(rows, key=rows.get)]
+    out["cols"] = specs
+    out["end"] = max(out["t"]) + 1
+    return out
+
+
 def render(trace, metric=None, threads=None, title=None, **options):
     """The HTML report of a trace. ``metric``: the one it opens on (all stay
     selectable); ``threads``: give each thread its own frame under the root
@@ -235,4 +326,5 @@ def render(trace, metric=None, threads=None, title=None, **options):
         prog = _model.program(header)
         title = f"hyprof: {prog}" if prog else "hyprof profile"
     return page(tree, {"own": own, "cum": cum}, title=title,
-                subtitle=describe(header, trace.mode), default=default)
+                subtitle=describe(header, trace.mode), default=default,
+                timeline=_timeline(trace, tree))
