@@ -71,7 +71,8 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
     """Returns a dict: ok, errors (list), frames, labels (drawn on the
     flame graph shown: the main one, or the sandwich's callers then callees),
     canvases (the labels of each canvas by id), wide (the page is wider
-    than the window), ready_ms (when the page's script finished, from the
+    than the window), source ({file: [(line, value)]} of the source view),
+    ready_ms (when the page's script finished, from the
     start of navigation), table (function names in
     table order), status, crumbs, console (list). ``fragment`` is
     the report's view (``metric=cpu&search=x&zoom=f&sort=own``)."""
@@ -133,7 +134,14 @@ def check(path, expect=(), screenshot=None, timeout=120, width=1280, height=800,
     status = re.search(r'<span class="status" id="hyprof-status">(.*?)</span>', dom, re.DOTALL)
     crumbs = re.findall(r'<a data-node="\d+">(.*?)</a>', dom)
     tip = re.search(r'<div id="hyprof-tip"[^>]*>(.*?)</div>', dom, re.DOTALL)
-    return {"ok": not errors, "errors": errors, "frames": frames, "labels": labels,
+    # The source view: per file, its lines shown and each one's value.
+    section = re.search(r'<section id="hyprof-source"[^>]*>(.*?)</section>', dom, re.DOTALL)
+    source = {html.unescape(f): [(int(ln), float(v)) for ln, v in
+                                 re.findall(r'<tr data-line="(\d+)" data-value="([\d.e+-]+)"',
+                                            body_)]
+              for f, body_ in re.findall(r'<table class="source" data-file="([^"]*)">(.*?)</table>',
+                                         section.group(1) if section else "", re.DOTALL)}
+    return {"ok": not errors, "source": source, "errors": errors, "frames": frames, "labels": labels,
             "table": rows, "console": console, "canvases": canvases,
             "wide": attrs.get("data-wide") == "1",
             "ready_ms": int(attrs.get("data-ms", "0") or 0),

@@ -369,3 +369,75 @@ def test_report_cli_gives_a_real_trace_its_timeline(tmp_path):
         total = sum((tl["w"][s] if by_weight else 1) for s in range(len(tl["t"]))
                     if tl["k"][s] == kind and gil in (-1, tl["g"][s]))
         assert total == sum(data["values"][col]), data["metrics"][col]
+    # The source view: the spinning loop's lines are the hottest of prog.py.
+    src = [f for f in data["source"] if f["file"].endswith("prog.py")][0]
+    assert src["readable"]
+    top = max(src["lines"], key=lambda ln: ln[2][data["default"]])
+    assert top[0] in (4, 5) and ("perf_counter" in top[1] or "sum(i * i" in top[1]), top
+
+
+def _source_trace(tmp_path, helper_file):
+    """The sampling trace with its functions in real files: app.py, and the
+    helper in helper_file."""
+    from test_render_support import sampling_data
+    import hyprof
+    from hyprof import _hyprof
+    app = tmp_path / "app.py"
+    app.write_text("".join(f"app_line_{i} = {i}\n" for i in range(1, 21)))
+    data = sampling_data()
+    data["functions"] = [("main", str(app), 1, 0), ("work", str(app), 10, 0),
+                         ("helper", str(helper_file), 5, 0)]
+    p = tmp_path / "src.hyprof"
+    _hyprof.write_trace(str(p), data)
+    return hyprof.load(p, keep_samples=True)
+
+
+def test_source_view_heats_the_lines_sampled(tmp_path):
+    """app.py holds main@3 (1 sample), work@12 (5 + 7) and work@14 (4);
+    lib.py helper@6 (10). Lines around each hot one are shown with their
+    text; a time range heats only its samples' lines."""
+    check = _checker()
+    lib = tmp_path / "lib.py"
+    lib.write_text("".join(f"lib_line_{i} = {i}\n" for i in range(1, 9)))
+    trace = _source_trace(tmp_path, lib)
+    data = _data(R.render(trace, "html"))
+    files = [f["file"] for f in data["source"]]
+    assert files == [str(tmp_path / "app.py"), str(lib)]  # 17 samples, then 10
+    app_lines = {ln: (text, vals) for ln, text, vals in data["source"][0]["lines"]}
+    # 3, 12 and 14, each with two lines either side.
+    assert sorted(app_lines) == list(range(1, 6)) + list(range(10, 17))
+    assert app_lines[12] == ("app_line_12 = 12", [12, 120 * MS])
+    assert app_lines[13][1] == [0, 0]
+    path = tmp_path / "src.html"
+    path.write_text(R.render(trace, "html"))
+    shot = os.path.join(_shot_dir(tmp_path), "html-source.png")
+    res = check.check(str(path), fragment="view=source", width=1024, height=640,
+                      screenshot=shot)
+    assert res["ok"], res["errors"]
+    assert not res["wide"]
+    hot = {f: [x for x in rows if x[1]] for f, rows in res["source"].items()}
+    assert hot == {str(tmp_path / "app.py"): [(3, 1), (12, 12), (14, 4)], str(lib): [(6, 10)]}
+    assert res["status"] == "total cpu-clock samples: 27"
+    # The heat column, drawn in the timeline's colour: a hot line's row.
+    _, _, rows = check.png_pixels(shot)
+    assert sum(1 for row in rows if sum(1 for px in row if px[0] > 230 and 150 < px[1] < 200
+                                        and px[2] < 150) > 300) >= 10
+    # 110 to 200 ms: the helper's samples only.
+    res = check.check(str(path), fragment="view=source&time=0.105-0.205")
+    assert res["ok"], res["errors"]
+    hot = {f: [x for x in rows if x[1]] for f, rows in res["source"].items()}
+    assert hot == {str(tmp_path / "app.py"): [], str(lib): [(6, 10)]}
+
+
+def test_source_view_reads_only_python_sources(tmp_path):
+    """A trace may name any file: only .py files are read into a report, so
+    a report made of a hostile trace carries no other file's text."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("".join(f"password{i}\n" for i in range(1, 9)))
+    page = R.render(_source_trace(tmp_path, secret), "html")
+    assert "password" not in page
+    lib = [f for f in _data(page)["source"] if f["file"] == str(secret)][0]
+    assert not lib["readable"] and [ln[:2] for ln in lib["lines"]] == [[6, None]]
+    # A deterministic trace has no lines: no source view.
+    from test_render_support import det_trace_in
+    assert _data(R.render(det_trace_in(tmp_path), "html"))["source"] is None

@@ -517,11 +517,14 @@
   }
 
   function setView(v) {
-    if (DIFF || (v !== "bottom-up" && v !== "sandwich")) v = "top-down";
+    if (DIFF || (v !== "bottom-up" && v !== "sandwich" && (v !== "source" || !D.source)))
+      v = "top-down";
     view = v;
     document.getElementById("hyprof-view").value = v;
-    document.getElementById("hyprof-main").hidden = v === "sandwich";
+    document.getElementById("hyprof-main").hidden = v === "sandwich" || v === "source";
     document.getElementById("hyprof-sandwich").hidden = v !== "sandwich";
+    document.getElementById("hyprof-source").hidden = v !== "source";
+    if (v === "source") return;
     if (v === "sandwich") {
       if (centre < 0) centre = hottest();
       setCentre(centre);
@@ -576,7 +579,10 @@
 
   function draw() {
     var frames = 0;
-    if (view === "sandwich") {
+    if (view === "source") {
+      main.canvas.textContent = "";
+      frames = renderSource();
+    } else if (view === "sandwich") {
       if (centre >= 0) {
         callers.computeInc();
         callees.computeInc();
@@ -633,7 +639,7 @@
 
   function crumbs() {
     var el = document.getElementById("hyprof-crumbs");
-    if (view === "sandwich") { el.innerHTML = ""; return; }
+    if (view === "sandwich" || view === "source") { el.innerHTML = ""; return; }
     var chain = [];
     for (var a = main.zoom; a !== 0; a = main.parent[a]) chain.push(a);
     chain.push(0);
@@ -650,7 +656,9 @@
   function status() {
     var el = document.getElementById("hyprof-status"), u = unit();
     var label = D.metrics[metric].label, txt;
-    if (view === "sandwich") {
+    if (view === "source") {
+      txt = "total " + label + ": " + fmt(allTotal(), u);
+    } else if (view === "sandwich") {
       var t = centre >= 0 ? callees.inc[0] : 0;
       txt = centre < 0 ? "no function to centre on"
         : funcs[centre][0] + ": " + fmt(t, u) + " of " + fmt(allTotal(), u) + " " + label
@@ -664,6 +672,64 @@
     }
     if (range) txt += " \u2014 " + rangeText();
     el.textContent = txt;
+  }
+
+  // ------------------------------------------------------------ source
+
+  // The hottest lines of the files with the most samples, each with a heat
+  // column: the metric's own value on the line (in a time range, of the
+  // samples inside it), and its share of the whole.
+  function lineHeat() {
+    var heat = {}, s, f, key;
+    if (range && TL) {
+      var c = TL.cols[metric];
+      for (s = 0; s < TL.t.length; s++) {
+        if (TL.t[s] < range[0] || TL.t[s] >= range[1]) continue;
+        if (c[0] !== TL.k[s] || (c[2] >= 0 && c[2] !== TL.g[s])) continue;
+        key = funcs[D.func[TL.n[s]]][1] + ":" + TL.ln[s];
+        heat[key] = (heat[key] || 0) + (c[1] ? TL.w[s] : 1);
+      }
+      return heat;
+    }
+    for (f = 0; f < D.source.length; f++) {
+      var lines = D.source[f].lines;
+      for (s = 0; s < lines.length; s++) heat[D.source[f].file + ":" + lines[s][0]] =
+        lines[s][2][metric];
+    }
+    return heat;
+  }
+
+  function renderSource() {
+    var heat = lineHeat(), total = allTotal(), u = unit(), html = [], peak = 0, f, i;
+    for (var k in heat) if (heat[k] > peak) peak = heat[k];
+    var drawn = 0;
+    for (f = 0; f < D.source.length; f++) {
+      var src = D.source[f], lines = src.lines, sum = 0;
+      for (i = 0; i < lines.length; i++) sum += heat[src.file + ":" + lines[i][0]] || 0;
+      html.push('<h3 class="src-file" title="' + esc(src.file) + '">' + esc(src.file)
+        + " <span>" + fmt(sum, u) + " (" + pct(sum, total) + ") on the lines shown"
+        + (src.readable ? "" : "; the source is not readable here") + "</span></h3>");
+      html.push('<table class="source" data-file="' + esc(src.file) + '">');
+      for (i = 0; i < lines.length; i++) {
+        var ln = lines[i][0], v = heat[src.file + ":" + ln] || 0;
+        if (i && ln !== lines[i - 1][0] + 1)
+          html.push('<tr class="gap"><td></td><td></td><td></td><td>⋯</td></tr>');
+        var a = peak ? v / peak : 0;
+        html.push('<tr data-line="' + ln + '" data-value="' + v + '"'
+          + (v ? ' class="hot" style="background:rgba(227,103,43,' + (0.08 + 0.5 * a).toFixed(3)
+          + ')"' : "") + '><td class="heat">' + (v ? fmt(v, u) : "") + '</td><td class="heat">'
+          + (v ? pct(v, total) : "") + '</td><td class="ln">' + ln + '</td><td class="code">'
+          + (lines[i][1] === null ? '<span class="missing">(line not available)</span>'
+            : esc(lines[i][1])) + "</td></tr>");
+        if (v) drawn++;
+      }
+      html.push("</table>");
+    }
+    document.getElementById("hyprof-source").innerHTML = '<div class="sw-title">The hottest'
+      + " lines by " + esc(D.metrics[metric].label) + " <span>(the lines each frame was running"
+      + " when sampled; the files with the most, " + (range ? "in the time range" : "whole")
+      + ")</span></div>" + html.join("");
+    return drawn;
   }
 
   // ------------------------------------------------------------ timeline
@@ -932,6 +998,7 @@
   var search = document.getElementById("hyprof-search");
   var viewSelect = document.getElementById("hyprof-view");
   if (DIFF) viewSelect.disabled = true;
+  if (!D.source) viewSelect.removeChild(viewSelect.querySelector('option[value="source"]'));
   viewSelect.addEventListener("change", function () {
     setView(viewSelect.value);
     refresh();
@@ -962,7 +1029,7 @@
   // A view can be linked to: #metric=cpu&search=json&zoom=Scorer.score&sort=own
   // (metric by name or label, search as typed, zoom to the heaviest frame of
   // a function, sort by a table column's key; hover=f shows f's tooltip;
-  // view=bottom-up or view=sandwich&func=f; time=0.5-1.25 picks the samples
+  // view=bottom-up, view=source or view=sandwich&func=f; time=0.5-1.25 picks the samples
   // between those seconds).
   function applyHash() {
     var zoomTo = null, hoverOn = null, want = view, r = null;
@@ -1001,7 +1068,7 @@
     });
     if (TL && (r ? !range || r[0] !== range[0] || r[1] !== range[1] : range)) setRange(r);
     setView(want);
-    if (view !== "sandwich") {
+    if (view === "top-down" || view === "bottom-up") {
       main.zoom = 0;
       main.computeInc();
       if (zoomTo !== null && main.heaviest(zoomTo) > 0) main.zoom = main.heaviest(zoomTo);
@@ -1009,6 +1076,7 @@
     draw();
     renderTable();
     // The tooltip of a function's heaviest frame, as hovering shows it.
+    if (view === "source") return;
     var fl = view === "sandwich" ? callees : main;
     var at = hoverOn === null ? -1 : view === "sandwich" && centre >= 0
       && funcs[centre][0] === hoverOn ? 0 : fl.heaviest(hoverOn);

@@ -103,7 +103,7 @@ _PAGE = """<!DOCTYPE html>
 <div class="meta">{subtitle}</div>
 </header>
 <div class="controls">
-<label for="hyprof-view">View</label> <select id="hyprof-view"><option value="top-down">Top-down (callers first)</option><option value="bottom-up">Bottom-up (where time is spent)</option><option value="sandwich">Sandwich (one function's callers and callees)</option></select>
+<label for="hyprof-view">View</label> <select id="hyprof-view"><option value="top-down">Top-down (callers first)</option><option value="bottom-up">Bottom-up (where time is spent)</option><option value="sandwich">Sandwich (one function's callers and callees)</option><option value="source">Source (the hottest lines)</option></select>
 <label for="hyprof-metric">Metric</label> <select id="hyprof-metric"></select>
 <input type="search" id="hyprof-search" placeholder="Search functions (regex)" spellcheck="false">
 <button id="hyprof-reset" type="button">Reset zoom</button>
@@ -125,6 +125,7 @@ height="40"></canvas></div></div>
 <div class="sw-title" id="hyprof-callees-title"></div>
 <div class="flame-box"><canvas id="hyprof-callees" height="40"></canvas></div>
 </div>
+<section id="hyprof-source" hidden></section>
 <div id="hyprof-tip"></div>
 <section class="table">
 <h2>{table_title}</h2>
@@ -146,16 +147,18 @@ _DIFF_LEGEND = ('<div class="legend">Width: the new profile. Colour: change in s
 
 
 def page(tree, table, base=None, title="hyprof profile", subtitle="", default=None,
-         timeline=None):
+         timeline=None, source=None):
     """The HTML text for a CallTree and its function table (see _data); with
     ``base`` (a tree of the same shape holding the older values) a
     differential flame graph. ``default``: the column the page opens on;
-    ``timeline``: the samples over time (see _timeline)."""
+    ``timeline``: the samples over time (see _timeline); ``source``: the
+    hottest lines (see _source)."""
     tree = tree.by_function() if base is None else tree
     if default is None:
         default = tree.default_column()
     data = _data(tree, table, default, base, title, subtitle)
     data["timeline"] = timeline
+    data["source"] = source
     data = json.dumps(data, separators=(",", ":"), allow_nan=False)
     # Nothing in the data may close the script element.
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -237,8 +240,8 @@ TIMELINE_MAX_SAMPLES = 500_000
 def _timeline(trace, tree):
     """The samples of a sampling trace loaded with its samples, for the
     page's timeline: per sample its time (ns from the start), thread row,
-    node of the page's tree (tree.by_function()), kind, weight and GIL
-    state (an index of _GIL_STATES, or -1); and per column of the tree what
+    node of the page's tree (tree.by_function()), kind, weight, GIL
+    state (an index of _GIL_STATES, or -1) and line; and per column of the tree what
     it adds up ([kind, by weight, GIL state or -1]). None when there are no
     samples to show, too many, or the samples do not add up to the tree's
     values (a truncated trace, a column that is not a sample count or
@@ -283,6 +286,7 @@ def _timeline(trace, tree):
     rows = {}
     out = {"t": [], "th": [], "n": [], "k": [], "w": [], "g": []}
     check = [[0] * len(flat) for _ in specs]
+    out["ln"] = []
     for th, nd, k, t, w, lab in zip(cols["thread"], cols["node"], cols["kind"], cols["time"],
                                     cols["weight"], cols["labels"]):
         at = node_of(th, nd)
@@ -294,7 +298,8 @@ def _timeline(trace, tree):
         for c, (ck, by_weight, cg) in enumerate(specs):
             if ck == k and (cg < 0 or cg == g):
                 check[c][at] += w if by_weight else 1
-        for key, v in (("t", t), ("th", row), ("n", at), ("k", k), ("w", w), ("g", g)):
+        for key, v in (("t", t), ("th", row), ("n", at), ("k", k), ("w", w), ("g", g),
+                       ("ln", tn[3 * nd + 2])):
             out[key].append(v)
     if any(list(flat.values[c]) != check[c] for c in range(len(specs))):
         return None
@@ -302,6 +307,58 @@ def _timeline(trace, tree):
     out["cols"] = specs
     out["end"] = max(out["t"]) + 1
     return out
+
+
+# The source view: the files with the most samples, each the lines around
+# its hottest ones. Only Python source files are read: a report is a file
+# people share, and a trace from elsewhere may name any file at all.
+SOURCE_FILES = 8
+SOURCE_HOT_LINES = 40
+SOURCE_CONTEXT = 2
+SOURCE_SUFFIXES = (".py", ".pyw")
+
+
+def _source(tree, default):
+    """The source view's data for a tree whose nodes carry lines (sampling
+    traces): [{"file", "lines": [[line, text or None, [own value per
+    column]]], "readable"}], the files by the default column's samples,
+    each the hot lines of that column with SOURCE_CONTEXT lines either side;
+    None without line data."""
+    if tree.mode != "sampling" or not any(tree.line):
+        return None
+    ncol = len(tree.columns)
+    heat = {}
+    funcs, func, line = tree.funcs, tree.func, tree.line
+    for i in range(1, len(tree)):
+        f = funcs[func[i]]
+        if not line[i] or not f.filename or f.kind == "special":
+            continue
+        vals = [tree.values[c][i] for c in range(ncol)]
+        if not any(vals):
+            continue
+        row = heat.setdefault(f.filename, {}).setdefault(line[i], [0] * ncol)
+        for c in range(ncol):
+            row[c] += vals[c]
+    per_file = sorted(heat.items(), key=lambda kv: (-sum(v[default] for v in kv[1].values()),
+                                                    kv[0]))
+    out = []
+    for filename, lines in per_file[:SOURCE_FILES]:
+        if not sum(v[default] for v in lines.values()):
+            break
+        hot = sorted((ln for ln in lines if lines[ln][default]),
+                     key=lambda ln: (-lines[ln][default], ln))[:SOURCE_HOT_LINES]
+        text = (_model.read_source(filename) if filename.endswith(SOURCE_SUFFIXES) else [])
+        shown = set()
+        for ln in hot:
+            shown.update(range(max(1, ln - SOURCE_CONTEXT), ln + SOURCE_CONTEXT + 1))
+        if text:
+            shown = {ln for ln in shown if ln <= len(text)} | set(hot)
+        else:
+            shown = set(hot)
+        out.append({"file": filename, "readable": bool(text),
+                    "lines": [[ln, text[ln - 1] if ln <= len(text) else None,
+                               lines.get(ln, [0] * ncol)] for ln in sorted(shown)]})
+    return out or None
 
 
 def render(trace, metric=None, threads=None, title=None, **options):
@@ -327,4 +384,5 @@ def render(trace, metric=None, threads=None, title=None, **options):
         title = f"hyprof: {prog}" if prog else "hyprof profile"
     return page(tree, {"own": own, "cum": cum}, title=title,
                 subtitle=describe(header, trace.mode), default=default,
-                timeline=_timeline(trace, tree))
+                timeline=_timeline(trace, tree),
+                source=_source(tree, tree.default_column() if default is None else default))
