@@ -16,7 +16,7 @@ MergeError; ``hyprof merge`` is hyprof.cli.merge.
 
 import os
 
-from . import _hyprof
+from . import _hyprof, _progress
 from ._kinds import func_kind_code, metric_kind_name
 from .errors import MergeError
 from .trace import load
@@ -98,6 +98,7 @@ def merge_traces(traces, names=None):
         return j
 
     for si, (n, t) in enumerate(zip(names, traces)):
+        _progress.stage(f"merging {os.path.basename(str(n))}", len(traces), "traces", si)
         header = getattr(t, "header", {}) or {}
         sources.append(_describe(n, header))
         pid = header.get("pid")

@@ -20,6 +20,7 @@ import argparse
 import sys
 import warnings
 
+from .. import _progress
 from ..errors import CLIError, ReportWarning, TraceWarning, UsageError
 from . import attach, diff, discover, events, merge, report, run
 
@@ -40,6 +41,12 @@ def build_parser():
     return parser
 
 
+# The commands that show their progress on a terminal (hyprof/_progress.py):
+# those that read and write traces and reports, not those that run a
+# program, whose output is the program's.
+_PROGRESS = ("report", "merge", "diff")
+
+
 def main(argv=None):
     """The ``hyprof`` console entry point; returns the exit status."""
     parser = build_parser()
@@ -49,6 +56,7 @@ def main(argv=None):
     def show_trace_warning(message, category, *rest, **kw):
         # A cut-short trace is the user's input, not hyprof's code: one
         # line without a source location.
+        _progress.clear()
         if issubclass(category, (TraceWarning, ReportWarning)):
             sys.stderr.write("hyprof %s: warning: %s\n" % (args.command, message))
         else:
@@ -56,6 +64,9 @@ def main(argv=None):
 
     warnings.showwarning = show_trace_warning
     try:
+        if args.command in _PROGRESS:
+            with _progress.task(args.command):
+                return COMMANDS[args.command].run(args)
         return COMMANDS[args.command].run(args)
     except CLIError as e:
         sys.stderr.write("hyprof %s: error: %s\n" % (args.command, e))

@@ -5,6 +5,7 @@ hyprof.diff)."""
 import os
 import sys
 
+from .. import _progress
 from ..diff import diff
 from ..errors import CLIError, DiffError, ReportError, UsageError
 from . import files
@@ -42,6 +43,7 @@ def run(args):
     if fmt is None:
         fmt = "html" if (args.output or "").lower().endswith((".html", ".htm")) else "text"
     try:
+        _progress.stage("comparing the two traces")
         d = diff(base, new, metric=args.metric, normalize=args.normalize)
         out = d.to_text(limit=args.limit) if fmt == "text" else d.to_html(
             title=f"hyprof diff: {os.path.basename(args.base)} -> {os.path.basename(args.new)}")
@@ -50,5 +52,6 @@ def run(args):
     if args.output:
         files.write_report(args.output, out)
     else:
+        _progress.clear()
         sys.stdout.write(out)
     return 0

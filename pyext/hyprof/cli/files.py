@@ -10,15 +10,17 @@ import glob
 import os
 import stat
 
+from .. import _progress
 from ..errors import CLIError, TraceError
+from ..render._model import format_value
 from ..trace import load
 
 __all__ = ["check_trace_output", "load_trace", "same_file", "write_report", "write_trace"]
 
 
-def load_trace(path, keep_samples=False):
+def load_trace(path, keep_samples=False, progress=True):
     """The trace in the file at path (with its samples, for reports that
-    show them over time)."""
+    show them over time); ``progress``: say so on the progress line."""
     if not os.path.exists(path):
         if glob.has_magic(path):
             # The shell passes a pattern that matches nothing as it is.
@@ -27,6 +29,12 @@ def load_trace(path, keep_samples=False):
         raise CLIError("cannot read %r: no such file" % path)
     if os.path.isdir(path):
         raise CLIError("cannot read %r: it is a directory, not a trace file" % path)
+    if progress:
+        try:
+            size = format_value(os.path.getsize(path), "bytes")
+        except OSError:
+            size = "?"
+        _progress.stage(f"reading {os.path.basename(path)} ({size})")
     try:
         return load(path, keep_samples=keep_samples)
     except TraceError as e:
@@ -70,6 +78,7 @@ def write_report(path, report):
     trace itself keeps it."""
     if isinstance(report, str):
         report = report.encode("utf-8", "surrogateescape")
+    _progress.stage(f"writing {os.path.basename(path)} ({format_value(len(report), 'bytes')})")
     try:
         with open(path, "wb") as f:
             f.write(report)

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 
+from .. import _progress
 from .. import render as _render
 from ..errors import CLIError, ReportError, UsageError
 from ..render import text as _text
@@ -290,9 +291,15 @@ def run(args):
                          f"(hyprof merge -o all.hyprof {' '.join(args.trace[:3])}"
                          f"{' ...' if len(args.trace) > 3 else ''}), then report all.hyprof")
     args.trace = args.trace[0]
-    # The HTML report's timeline shows the samples themselves.
-    trace = files.load_trace(args.trace, keep_samples=_format(args) == "html")
+    # The HTML report's timeline shows the samples themselves. (A format
+    # that cannot be told is refused below, after the checks of the trace.)
+    try:
+        wants_samples = _format(args) == "html"
+    except UsageError:
+        wants_samples = False
+    trace = files.load_trace(args.trace, keep_samples=wants_samples)
     if args.list_threads:
+        _progress.clear()
         sys.stdout.write(_threads_text(trace))
         return 0
     if args.label:
@@ -308,6 +315,7 @@ def run(args):
             raise CLIError(f"--lines needs a sampling trace: only the sampling mode records "
                            f"which line runs (hyprof run --mode sampling); {args.trace} is "
                            f"{trace.mode}")
+        _progress.clear()
         sys.stdout.write(_text.lines_report(trace, limit=30 if args.limit is None else args.limit,
                                             thread=args.thread))
         return 0
@@ -327,6 +335,8 @@ def run(args):
     if args.output is not None:
         files.write_report(args.output, out)
         return 0
+    # The report goes where the progress line is: the line goes first.
+    _progress.clear()
     if isinstance(out, bytes):
         if sys.stdout.isatty():
             raise CLIError("the %s format is binary: give -o FILE" % fmt)

@@ -1,6 +1,7 @@
 """Report formats. Each is a function ``(trace, **options) -> str | bytes``
 registered in FORMATS under the name ``--format`` takes."""
 
+from .. import _progress
 from . import callgrind, collapsed, dot, html, pprof, pstats, speedscope, svg, text, tree
 from ..errors import ReportError, ReportWarning
 
@@ -55,6 +56,7 @@ def render(trace, fmt, **options):
     except KeyError:
         choices = ", ".join(sorted(FORMATS))
         raise ReportError(f"unknown report format {fmt!r}; choose one of: {choices}") from None
+    _progress.stage(f"rendering {fmt}")
     return fn(trace, **options)
 
 

@@ -21,6 +21,7 @@ import os
 import warnings
 from collections import namedtuple
 
+from .. import _progress
 from .._kinds import func_kind_name, metric_kind_name
 from ..errors import ReportError, ReportWarning
 
@@ -440,7 +441,11 @@ def edge_totals(trace, tree, col, thread=None):
         return i
 
     out = {}
-    for e in trace.edges(thread):
+    edges = trace.edges(thread)
+    _progress.stage("adding up the calls", len(edges), "edges")
+    for k, e in enumerate(edges):
+        if not k & 8191:
+            _progress.advance(8192 if k else 0)
         b = idx(e.callee)
         if b is None:
             continue

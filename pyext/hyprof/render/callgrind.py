@@ -13,6 +13,7 @@ match functions by name (gprof2dot) keep them apart.
 
 import re
 
+from .. import _progress
 from . import _model
 
 _UNIT_SUFFIX = {"ns": "ns", "us": "us", "bytes": "bytes"}
@@ -243,6 +244,8 @@ def render(trace, **options):
 
     costs = []
     for j, c in enumerate(cols):
+        _progress.stage(f"callgrind: the calls' {tree.columns[c].label} (column {j + 1} of"
+                        f" {len(cols)})")
         edges = _call_costs({k: v[j] for k, (_, v) in by_edge.items()}, cum[c])
         costs.append({(root if a < 0 else a, b): v for (a, b), v in edges.items()})
     # calls[f] -> [(line, callee, callee line, calls, costs)]
@@ -287,7 +290,10 @@ def render(trace, **options):
 
     order = sorted((f for f in selfcost if f != root),
                    key=lambda f: (funcs[f].filename, funcs[f].lineno, f))
-    for f in order + [root]:
+    _progress.stage("callgrind: writing", len(order) + 1, "functions")
+    for k, f in enumerate(order + [root]):
+        if not k & 1023:
+            _progress.advance(1024 if k else 0)
         out.append("fl=" + fl(files[f]))
         out.append("fn=" + fn(f))
         for ln, cost in sorted(selfcost[f].items()):

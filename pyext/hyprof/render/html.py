@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+from .. import _progress
 from . import _model
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -156,6 +157,7 @@ def page(tree, table, base=None, title="hyprof profile", subtitle="", default=No
     tree = tree.by_function() if base is None else tree
     if default is None:
         default = tree.default_column()
+    _progress.stage(f"html: writing the page ({len(tree):,} nodes)")
     data = _data(tree, table, default, base, title, subtitle)
     data["timeline"] = timeline
     data["source"] = source
@@ -287,12 +289,15 @@ def _timeline(trace, tree):
     out = {"t": [], "th": [], "n": [], "k": [], "w": [], "g": []}
     check = [[0] * len(flat) for _ in specs]
     out["ln"] = []
+    _progress.stage("html: the timeline", len(cols["time"]), "samples")
     for th, nd, k, t, w, lab in zip(cols["thread"], cols["node"], cols["kind"], cols["time"],
                                     cols["weight"], cols["labels"]):
         at = node_of(th, nd)
         if at is None:
             return None
         at = to_flat[at]
+        if not len(out["t"]) & 8191:
+            _progress.advance(8192 if out["t"] else 0)
         g = gil_of[lab] if lab < len(gil_of) else -1
         row = rows.setdefault(th, len(rows))
         for c, (ck, by_weight, cg) in enumerate(specs):
