@@ -79,9 +79,14 @@ static int hyp__all_zero(const uint64_t *a, const uint64_t *b, size_t m) {
 }
 
 int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) {
+    return hyp_flat_compute_ex(p, thread, 0, out);
+}
+
+int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
+                        hyp_flat_t **out) {
     size_t N = p->nnodes, M = p->nmetrics, F = p->nfuncs, i, m, n;
-    uint64_t *vals = NULL, *sub = NULL, *part = NULL;
-    uint64_t *fown = NULL, *fcum = NULL, *eown = NULL, *ecum = NULL;
+    uint64_t *vals = NULL, *derived = NULL, *store = NULL;
+    uint64_t *fown, *fcum, *eown, *ecum;
     uint32_t *child_start = NULL, *children = NULL, *edge_of = NULL;
     uint32_t *fdepth = NULL, *edepth = NULL, *stack = NULL, *next = NULL;
     size_t *rec_of = NULL, *erec_of = NULL;
@@ -90,7 +95,9 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     hyp_flat_t *f = NULL;
     int rc = HYP_ENOMEM;
 
-    if (p == NULL || out == NULL)
+    int want_edges = !(flags & HYP_FLAT_NO_EDGES);
+
+    if (p == NULL || out == NULL || (flags & ~(unsigned)HYP_FLAT_NO_EDGES) != 0)
         return HYP_EINVAL;
     if (thread != HYP_NO_ID && thread >= p->nthreads)
         return HYP_ERANGE;
@@ -98,8 +105,7 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
         return HYP_ENOMEM;
 
     vals = hyp__calloc(N * M, sizeof(uint64_t));
-    sub = hyp__calloc(N * M, sizeof(uint64_t));
-    part = hyp__calloc(N * M, sizeof(uint64_t));
+    derived = hyp__calloc(N * M, sizeof(uint64_t));
     child_start = hyp__calloc(N + 1, sizeof(uint32_t));
     children = hyp__calloc(N, sizeof(uint32_t));
     edge_of = hyp__calloc(N, sizeof(uint32_t));
@@ -110,7 +116,7 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     outer_e = hyp__calloc(N, 1);
     rec_of = hyp__calloc(M + 1, sizeof(size_t));
     erec_of = hyp__calloc(M + 1, sizeof(size_t));
-    if (!vals || !sub || !part || !child_start || !children || !edge_of || !fdepth || !stack ||
+    if (!vals || !derived || !child_start || !children || !edge_of || !fdepth || !stack ||
         !next || !outer_f || !outer_e || !rec_of || !erec_of)
         goto out;
     /* Columns whose recursive part the producer measured on the live stack
@@ -130,18 +136,21 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
         goto out;
     rc = HYP_ENOMEM;
 
-    /* subtree sums (OWN columns) and the exclusive part of CUM columns */
-    memcpy(sub, vals, N * M * sizeof(uint64_t));
-    memcpy(part, vals, N * M * sizeof(uint64_t));
+    /* Per column, what the totals need besides the node's own value: the
+     * subtree sum of an OWN column, the exclusive part of a CUM column (its
+     * value less its children's). One buffer holds either, column by
+     * column: a node array less, which at a million nodes is tens of MB. */
+    memcpy(derived, vals, N * M * sizeof(uint64_t));
     for (n = N; n-- > 1;) {
         hyp_id_t parent = p->nodes[n].parent;
 
         for (m = 0; m < M; m++) {
-            uint64_t *pp = &part[(size_t)parent * M + m];
+            uint64_t *pd = &derived[(size_t)parent * M + m];
 
-            sub[(size_t)parent * M + m] += sub[n * M + m];
-            if (p->metrics[m].kind == HYP_METRIC_CUM)
-                *pp = *pp > vals[n * M + m] ? *pp - vals[n * M + m] : 0;
+            if (p->metrics[m].kind == HYP_METRIC_OWN)
+                *pd += derived[n * M + m];
+            else if (p->metrics[m].kind == HYP_METRIC_CUM)
+                *pd = *pd > vals[n * M + m] ? *pd - vals[n * M + m] : 0;
         }
     }
 
@@ -156,13 +165,16 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
         int64_t e;
 
         children[next[parent]++] = (uint32_t)n;
+        if (!want_edges)
+            continue;
         e = hyp__edge_id(&edges, parent == HYP_ROOT_NODE ? HYP_NO_ID : p->nodes[parent].func,
                          p->nodes[n].func);
         if (e < 0)
             goto out;
         edge_of[n] = (uint32_t)e;
     }
-    edepth = hyp__calloc(edges.n, sizeof(uint32_t));
+    /* One more than the edges: without them every node's edge is 0. */
+    edepth = hyp__calloc(edges.n + 1, sizeof(uint32_t));
     if (edepth == NULL)
         goto out;
 
@@ -191,30 +203,43 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
         }
     }
 
-    /* per-function and per-edge totals */
-    fown = hyp__calloc(F * M, sizeof(uint64_t));
-    fcum = hyp__calloc(F * M, sizeof(uint64_t));
-    eown = hyp__calloc(edges.n * M, sizeof(uint64_t));
-    ecum = hyp__calloc(edges.n * M, sizeof(uint64_t));
-    if (!fown || !fcum || !eown || !ecum)
+    /* The walk's buffers are done with: freed before the totals' store. */
+    hyp__free(stack);
+    hyp__free(next);
+    hyp__free(children);
+    hyp__free(child_start);
+    stack = next = children = child_start = NULL;
+
+    /* per-function and per-edge totals, summed where the result keeps them:
+     * one store of rows fown | fcum | eown | ecum, M values a row */
+    if (F + edges.n > SIZE_MAX / sizeof(uint64_t) / 2 / (M ? M : 1))
         goto out;
+    store = hyp__calloc((F + edges.n) * 2 * M + 1, sizeof(uint64_t));
+    if (store == NULL)
+        goto out;
+    fown = store;
+    fcum = fown + F * M;
+    eown = fcum + F * M;
+    ecum = eown + edges.n * M;
     for (n = 1; n < N; n++) {
-        const uint64_t *v = vals + n * M, *s = sub + n * M, *pt = part + n * M;
+        const uint64_t *v = vals + n * M, *d = derived + n * M;
         uint64_t *fo = fown + (size_t)p->nodes[n].func * M, *fc = fcum + (size_t)p->nodes[n].func * M;
         uint64_t *eo = eown + (size_t)edge_of[n] * M, *ec = ecum + (size_t)edge_of[n] * M;
 
         for (m = 0; m < M; m++) {
             hyp_metric_kind_t kind = p->metrics[m].kind;
-            uint64_t o = kind == HYP_METRIC_CUM ? pt[m] : v[m];
-            uint64_t c = kind == HYP_METRIC_OWN ? s[m] : v[m];
+            uint64_t o = kind == HYP_METRIC_CUM ? d[m] : v[m];
+            uint64_t c = kind == HYP_METRIC_OWN ? d[m] : v[m];
             int rec = kind == HYP_METRIC_REC || kind == HYP_METRIC_EDGE_REC;
 
             fo[m] += o;
-            eo[m] += o;
             if (rec_of[m] != SIZE_MAX)
                 fc[m] += c > v[rec_of[m]] ? c - v[rec_of[m]] : 0;
             else if (outer_f[n] || rec)
                 fc[m] += c;
+            if (!want_edges)
+                continue;
+            eo[m] += o;
             if (erec_of[m] != SIZE_MAX)
                 ec[m] += c > v[erec_of[m]] ? c - v[erec_of[m]] : 0;
             else if (outer_e[n] || rec)
@@ -222,47 +247,42 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
         }
     }
 
-    /* the result, without functions and edges whose values are all zero */
+    hyp__free(vals);
+    hyp__free(derived);
+    vals = derived = NULL;
+
+    /* the result, without functions and edges whose values are all zero:
+     * entries pointing into the store, which the result takes over */
     f = hyp__calloc(1, sizeof(*f));
     if (f == NULL)
         goto out;
     f->nmetrics = M;
+    f->store = store;
+    store = NULL;
     f->entries = hyp__calloc(F, sizeof(*f->entries));
-    f->edges = hyp__calloc(edges.n, sizeof(*f->edges));
-    f->store = hyp__calloc((F + edges.n) * 2 * M, sizeof(uint64_t));
-    if (!f->entries || !f->edges || !f->store)
+    f->edges = hyp__calloc(edges.n + 1, sizeof(*f->edges));
+    if (!f->entries || !f->edges)
         goto out;
-    {
-        uint64_t *st = f->store;
-        for (i = 0; i < F; i++) {
-            hyp_flat_entry_t *e;
+    for (i = 0; i < F; i++) {
+        hyp_flat_entry_t *e;
 
-            if (hyp__all_zero(fown + i * M, fcum + i * M, M))
-                continue;
-            e = &f->entries[f->nentries++];
-            e->func = (hyp_id_t)i;
-            e->own = st;
-            memcpy(st, fown + i * M, M * sizeof(uint64_t));
-            st += M;
-            e->cum = st;
-            memcpy(st, fcum + i * M, M * sizeof(uint64_t));
-            st += M;
-        }
-        for (i = 0; i < edges.n; i++) {
-            hyp_edge_t *e;
+        if (hyp__all_zero(fown + i * M, fcum + i * M, M))
+            continue;
+        e = &f->entries[f->nentries++];
+        e->func = (hyp_id_t)i;
+        e->own = fown + i * M;
+        e->cum = fcum + i * M;
+    }
+    for (i = 0; i < edges.n; i++) {
+        hyp_edge_t *e;
 
-            if (hyp__all_zero(eown + i * M, ecum + i * M, M))
-                continue;
-            e = &f->edges[f->nedges++];
-            e->caller = edges.keys[i].caller;
-            e->callee = edges.keys[i].callee;
-            e->own = st;
-            memcpy(st, eown + i * M, M * sizeof(uint64_t));
-            st += M;
-            e->cum = st;
-            memcpy(st, ecum + i * M, M * sizeof(uint64_t));
-            st += M;
-        }
+        if (hyp__all_zero(eown + i * M, ecum + i * M, M))
+            continue;
+        e = &f->edges[f->nedges++];
+        e->caller = edges.keys[i].caller;
+        e->callee = edges.keys[i].callee;
+        e->own = eown + i * M;
+        e->cum = ecum + i * M;
     }
     *out = f;
     f = NULL;
@@ -270,8 +290,8 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
 out:
     hyp_flat_free(f);
     hyp__free(vals);
-    hyp__free(sub);
-    hyp__free(part);
+    hyp__free(derived);
+    hyp__free(store);
     hyp__free(child_start);
     hyp__free(children);
     hyp__free(edge_of);
@@ -283,10 +303,6 @@ out:
     hyp__free(outer_e);
     hyp__free(rec_of);
     hyp__free(erec_of);
-    hyp__free(fown);
-    hyp__free(fcum);
-    hyp__free(eown);
-    hyp__free(ecum);
     hyp__free(edges.keys);
     hyp__htab_destroy(&edges.ht);
     return rc;

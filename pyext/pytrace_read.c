@@ -493,7 +493,7 @@ static PyObject *hyp__flat(PyObject *self, PyObject *args) {
         return NULL;
     m = hyp_profile_metric_count(p);
     Py_BEGIN_ALLOW_THREADS
-    rc = hyp_flat_compute(p, tid, &f);
+    rc = hyp_flat_compute_ex(p, tid, want_edges ? 0 : HYP_FLAT_NO_EDGES, &f);
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         if (rc == HYP_ENOMEM)

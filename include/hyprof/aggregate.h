@@ -36,6 +36,19 @@ typedef struct hyp_flat_s hyp_flat_t;
  * number of nodes. Returns 0, HYP_ERANGE or HYP_ENOMEM; *out is the caller's,
  * freed with hyp_flat_free(). */
 HYP_EXTERN int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out);
+
+/* Flags of hyp_flat_compute_ex(). */
+enum {
+    /* Per-function totals only: no edges (hyp_flat_edge_count() is 0), in
+     * less time and without the memory the edges take (some 100 bytes per
+     * distinct caller/callee pair). */
+    HYP_FLAT_NO_EDGES = 1u << 0
+};
+
+/* hyp_flat_compute() with flags (HYP_FLAT_*; 0: as hyp_flat_compute()).
+ * Returns HYP_EINVAL for an unknown flag. */
+HYP_EXTERN int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
+                                   hyp_flat_t **out);
 HYP_EXTERN size_t hyp_flat_count(const hyp_flat_t *f);
 HYP_EXTERN const hyp_flat_entry_t *hyp_flat_at(const hyp_flat_t *f, size_t i);
 HYP_EXTERN size_t hyp_flat_edge_count(const hyp_flat_t *f);

@@ -248,6 +248,30 @@ static void check_against_brute_force(const hyp_profile_t *p, hyp_id_t thread) {
     free(cum);
 }
 
+/* HYP_FLAT_NO_EDGES: the same function entries, in the same order, and no
+ * edges; an unknown flag is refused. */
+static void check_without_edges(const hyp_profile_t *p, hyp_id_t thread) {
+    hyp_flat_t *all = NULL, *fn = NULL;
+    size_t i, m;
+
+    CU_ASSERT_EQUAL_FATAL(hyp_flat_compute(p, thread, &all), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_flat_compute_ex(p, thread, HYP_FLAT_NO_EDGES, &fn), 0);
+    CU_ASSERT_EQUAL(hyp_flat_edge_count(fn), 0);
+    CU_ASSERT_EQUAL_FATAL(hyp_flat_count(fn), hyp_flat_count(all));
+    for (i = 0; i < hyp_flat_count(all); i++) {
+        const hyp_flat_entry_t *a = hyp_flat_at(all, i), *b = hyp_flat_at(fn, i);
+
+        CU_ASSERT_EQUAL(a->func, b->func);
+        for (m = 0; m < M; m++) {
+            CU_ASSERT_EQUAL(a->own[m], b->own[m]);
+            CU_ASSERT_EQUAL(a->cum[m], b->cum[m]);
+        }
+    }
+    hyp_flat_free(all);
+    hyp_flat_free(fn);
+    CU_ASSERT_EQUAL(hyp_flat_compute_ex(p, thread, 1u << 7, &fn), HYP_EINVAL);
+}
+
 static void test_random_trees_match_brute_force(void) {
     uint64_t seed = 42;
     int round;
@@ -279,6 +303,8 @@ static void test_random_trees_match_brute_force(void) {
         check_against_brute_force(p, HYP_NO_ID);
         check_against_brute_force(p, 0);
         check_against_brute_force(p, 2);
+        check_without_edges(p, HYP_NO_ID);
+        check_without_edges(p, 1);
         hyp_profile_free(p);
     }
 }

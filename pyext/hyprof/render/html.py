@@ -56,13 +56,59 @@ def _data(tree, table, default, base=None, title="", subtitle=""):
         "default": default,
         "calls": calls,
         "funcs": [[f.name, f.filename, f.lineno, f.kind] for f in tree.funcs],
-        # JSON takes lists, not the tree's arrays.
-        "parent": list(tree.parent),
-        "func": list(tree.func),
-        "values": [list(v) for v in tree.values],
-        "base": [list(v) for v in base.values] if base is not None else None,
+        # The node arrays as they are: _dumps writes them without a Python
+        # object per value.
+        "parent": _Ints(tree.parent),
+        "func": _Ints(tree.func),
+        "values": [_Ints(v) for v in tree.values],
+        "base": [_Ints(v) for v in base.values] if base is not None else None,
         "table": table,
     }
+
+
+class _Ints:
+    """A sequence of ints to write as a JSON array (see _dumps)."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq):
+        self.seq = seq
+
+
+def _safe_json(value):
+    # Nothing in the data may close the script element.
+    return (json.dumps(value, separators=(",", ":"), allow_nan=False)
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def _dumps(data):
+    """The page's data as JSON text, in pieces: the small values through json, the node
+    arrays (_Ints, a million values each in a large trace) joined straight
+    from their arrays, which a list of Python ints would take several
+    times the memory of."""
+    out = []
+
+    def ints(seq):
+        # In slices, so that only a slice's strings exist at once.
+        step = 1 << 16
+        out.append("[")
+        for i in range(0, len(seq), step):
+            out.append(("," if i else "") + ",".join(map(str, seq[i:i + step])))
+        out.append("]")
+
+    for j, (k, v) in enumerate(data.items()):
+        out.append(("{" if j == 0 else ",") + _safe_json(k) + ":")
+        if isinstance(v, _Ints):
+            ints(v.seq)
+        elif isinstance(v, list) and v and all(isinstance(x, _Ints) for x in v):
+            for i, x in enumerate(v):
+                out.append("[" if i == 0 else ",")
+                ints(x.seq)
+            out.append("]")
+        else:
+            out.append(_safe_json(v))
+    out.append("}" if data else "{}")
+    return out
 
 
 _PAGE = """<!DOCTYPE html>
@@ -161,14 +207,16 @@ def page(tree, table, base=None, title="hyprof profile", subtitle="", default=No
     data = _data(tree, table, default, base, title, subtitle)
     data["timeline"] = timeline
     data["source"] = source
-    data = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    # Nothing in the data may close the script element.
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return _PAGE.format(
+    # The page around the data, then one join: the data's pieces are not
+    # joined into a string of their own first (tens of MB at a million nodes).
+    marker = "\x00hyprof-data\x00"
+    head, tail = _PAGE.format(
         title=_html.escape(title), subtitle=_html.escape(subtitle),
-        css=_asset("flamegraph.css"), js=_asset("flamegraph.js"), data=data,
+        css=_asset("flamegraph.css"), js=_asset("flamegraph.js"), data=marker,
         legend=_DIFF_LEGEND if base is not None else "",
-        table_title="Functions: change from base to new" if base is not None else "Functions")
+        table_title="Functions: change from base to new" if base is not None
+        else "Functions").split(marker)
+    return "".join([head, *_dumps(data), tail])
 
 
 def describe(header, mode):
