@@ -406,6 +406,20 @@ class Trace(ReportMethods):
             self._edge_cache[t] = edges
         return edges
 
+    def _edge_columns(self, thread):
+        """(callers, callees, own, cum, width) of the edges as the C
+        aggregation packs them, without an object per edge: function ids (a
+        caller past the function table is the root), then own and cum
+        values, width per edge."""
+        t = self._thread_arg(thread)
+        packed = _hyprof.flat(self._profile, t, True)[3:]
+        out = []
+        for b, code in zip(packed, "IIQQ"):
+            a = array.array(code)
+            a.frombytes(b)
+            out.append(a)
+        return (*out, len(self.metrics))
+
     def functions(self, thread=None):
         """[FunctionStats] of every function with a non-zero value, for one
         thread (a Thread or its id) or all."""

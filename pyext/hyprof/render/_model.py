@@ -432,32 +432,33 @@ def edge_totals(trace, tree, col, thread=None):
     cols = list(col) if many else [col]
     where = [trace._metric_index_of.get(_cum_metric(trace, tree.columns[c].name))
              for c in cols]
-    index = {}
-
-    def idx(fs):
-        i = index.get(fs.id, -2)
-        if i == -2:
-            i = index[fs.id] = tree.index(fs)
-        return i
-
+    # Function id -> the tree's index (None: a function the tree leaves
+    # out), and the calls' column; the edges come packed from C.
+    table = trace.function_table
+    tindex = [tree.index(f) for f in table]
+    calls_col = trace._calls_col
+    callers, callees, own, cum, width = trace._edge_columns(thread)
+    nf = len(table)
     out = {}
-    edges = trace.edges(thread)
-    _progress.stage("adding up the calls", len(edges), "edges")
-    for k, e in enumerate(edges):
+    _progress.stage("adding up the calls", len(callees), "edges")
+    for k in range(len(callees)):
         if not k & 8191:
             _progress.advance(8192 if k else 0)
-        b = idx(e.callee)
+        b = tindex[callees[k]]
         if b is None:
             continue
-        a = -1 if e.caller is None else idx(e.caller)
+        a = callers[k]
+        a = -1 if a >= nf else tindex[a]
         if a is None:
             continue
+        row = k * width
+        vals = [0 if m is None else cum[row + m] for m in where]
+        calls = 0 if calls_col is None else own[row + calls_col]
         got = out.get((a, b))
-        vals = [e._raw("cum", m) for m in where]
         if got is None:
-            out[(a, b)] = [e.calls, vals]
+            out[(a, b)] = [calls, vals]
         else:
-            got[0] += e.calls
+            got[0] += calls
             got[1] = [x + y for x, y in zip(got[1], vals)]
     if many:
         return {k: (n, v) for k, (n, v) in out.items()}
