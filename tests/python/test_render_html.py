@@ -29,6 +29,15 @@ def _checker():
     return mod
 
 
+def _report(tmp_path, trace, name):
+    """(the Chromium checker, the path) of trace's HTML report written in
+    tmp_path."""
+    check = _checker()
+    path = tmp_path / name
+    path.write_text(R.render(trace, "html"))
+    return check, str(path)
+
+
 def _data(page):
     m = re.search(r'<script type="application/json" id="hyprof-data">(.*?)</script>', page,
                   re.DOTALL)
@@ -106,9 +115,7 @@ def test_html_metric_titles_for_sampling(sampling_trace):
 
 def test_html_view_search_zoom_metric_sort(tmp_path, det_trace):
     """The controls, driven through the report's URL fragment."""
-    check = _checker()
-    path = tmp_path / "v.html"
-    path.write_text(R.render(det_trace, "html"))
+    check, path = _report(tmp_path, det_trace, "v.html")
     # Search: helper holds 3.5 ms of 60.5 ms (5.79%); the table keeps matches.
     res = check.check(str(path), fragment="search=help")
     assert res["ok"], res["errors"]
@@ -156,9 +163,7 @@ def test_html_deep_recursion(tmp_path):
 
 
 def test_bottom_up_view_puts_where_time_is_spent_at_the_root(tmp_path, det_trace):
-    check = _checker()
-    path = tmp_path / "det.html"
-    path.write_text(R.render(det_trace, "html"))
+    check, path = _report(tmp_path, det_trace, "det.html")
     top = check.check(str(path), expect=["main"])
     res = check.check(str(path), fragment="view=bottom-up&hover=time.sleep",
                       screenshot=str(tmp_path / "bottom-up.png"))
@@ -210,9 +215,7 @@ def test_sandwich_merges_every_path_through_a_function(tmp_path, det_trace):
     callers are main alone (the recursion is inside the outermost call), its
     callees helper and, under it, work again; its total counts the
     recursion once."""
-    check = _checker()
-    path = tmp_path / "det.html"
-    path.write_text(R.render(det_trace, "html"))
+    check, path = _report(tmp_path, det_trace, "det.html")
     shot = os.path.join(_shot_dir(tmp_path), "html-sandwich.png")
     res = check.check(str(path), fragment="view=sandwich&func=work", width=1024, height=560,
                       screenshot=shot)
@@ -241,9 +244,7 @@ def test_sandwich_merges_every_path_through_a_function(tmp_path, det_trace):
 
 
 def test_sandwich_of_a_sampling_trace(tmp_path, sampling_trace):
-    check = _checker()
-    path = tmp_path / "s.html"
-    path.write_text(R.render(sampling_trace, "html"))
+    check, path = _report(tmp_path, sampling_trace, "s.html")
     # With no function named: the one with the most self samples (work, 16).
     res = check.check(str(path), fragment="view=sandwich")
     assert res["ok"], res["errors"]
@@ -295,9 +296,7 @@ def test_timeline_range_filters_every_view(tmp_path):
     """Samples every 10 ms: main@3 at 10 ms, work@12 from 20 to 60 ms, work@14
     from 70 to 100, helper from 110 to 200 (MainThread); worker from 210 to
     270. The first 65 ms hold 6 samples: no helper, no worker."""
-    check = _checker()
-    path = tmp_path / "tl.html"
-    path.write_text(R.render(_timeline_trace(tmp_path), "html"))
+    check, path = _report(tmp_path, _timeline_trace(tmp_path), "tl.html")
     shots = _shot_dir(tmp_path)
     whole = check.check(str(path), width=1024, height=520,
                         screenshot=os.path.join(shots, "html-timeline.png"))
@@ -327,9 +326,7 @@ def test_timeline_range_filters_every_view(tmp_path):
 def test_each_view_screenshot_shows_its_frames(tmp_path, det_trace):
     """The top-down and bottom-up views of one profile, as the docs show
     them: drawn frames, a table that fits 1024 pixels."""
-    check = _checker()
-    path = tmp_path / "det.html"
-    path.write_text(R.render(det_trace, "html"))
+    check, path = _report(tmp_path, det_trace, "det.html")
     shots = _shot_dir(tmp_path)
     for view in ("top-down", "bottom-up"):
         shot = os.path.join(shots, f"html-{view}.png")

@@ -38,7 +38,6 @@
   // function at node 0, or -1 where node 0 is the whole profile ("all").
   function Flame(canvas, kind) {
     this.canvas = canvas;
-    this.ctx = canvas.getContext("2d");
     this.kind = kind;
     this.rootFunc = -1;
     this.zoom = 0;
@@ -163,20 +162,30 @@
     return f < 0 ? "#c9ced8" : funcColour(f);
   };
 
-  Flame.prototype.draw = function () {
-    var box = this.canvas.parentNode;
-    var width = Math.max(200, box.clientWidth - 36);
-    this.layout(width);
-    var canvas = this.canvas, ctx = this.ctx, inc = this.inc;
-    var height = Math.max(this.levels.length, 1) * ROW + 2;
-    var ratio = window.devicePixelRatio || 1;
+  // The width a canvas has in its box.
+  function boxWidth(canvas) {
+    return Math.max(200, canvas.parentNode.clientWidth - 36);
+  }
+
+  // Sizes a canvas for the screen's pixel ratio, clears it and sets its
+  // font; returns its context.
+  function prepare(canvas, width, height, fontPx) {
+    var ratio = window.devicePixelRatio || 1, ctx = canvas.getContext("2d");
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
     canvas.style.height = height + "px";
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    ctx.font = "12px 'DejaVu Sans', Helvetica, Arial, sans-serif";
+    ctx.font = fontPx + "px 'DejaVu Sans', Helvetica, Arial, sans-serif";
     ctx.textBaseline = "middle";
+    return ctx;
+  }
+
+  Flame.prototype.draw = function () {
+    var width = boxWidth(this.canvas);
+    this.layout(width);
+    var canvas = this.canvas, inc = this.inc;
+    var ctx = prepare(canvas, width, Math.max(this.levels.length, 1) * ROW + 2, 12);
     var charW = ctx.measureText("m").width * 0.85 || 7;
     var labels = [];  // what the canvas shows, for tests and screen readers
     this.drawn = 0;
@@ -742,9 +751,6 @@
   var TL_ROW = 22, TL_LEFT = 130;
   var drag = null;
 
-  function tlWidth() {
-    return Math.max(200, tlCanvas.parentNode.clientWidth - 36);
-  }
   function tlEnd() {
     return Math.max(TL.end, 1);
   }
@@ -757,16 +763,8 @@
 
   function timelineDraw() {
     if (!TL) return;
-    var width = tlWidth(), plot = width - TL_LEFT, rows = TL.threads.length;
-    var height = rows * TL_ROW + 18, ratio = window.devicePixelRatio || 1;
-    var ctx = tlCanvas.getContext("2d");
-    tlCanvas.width = Math.round(width * ratio);
-    tlCanvas.height = Math.round(height * ratio);
-    tlCanvas.style.height = height + "px";
-    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-    ctx.clearRect(0, 0, width, height);
-    ctx.font = "11px 'DejaVu Sans', Helvetica, Arial, sans-serif";
-    ctx.textBaseline = "middle";
+    var width = boxWidth(tlCanvas), plot = width - TL_LEFT, rows = TL.threads.length;
+    var ctx = prepare(tlCanvas, width, rows * TL_ROW + 18, 11);
     var bins = Math.max(1, Math.floor(plot)), end = tlEnd(), r, b, s;
     var counts = [];
     for (r = 0; r < rows; r++) counts.push(new Float64Array(bins));
@@ -820,7 +818,7 @@
   }
 
   function tlTime(ev) {
-    var rect = tlCanvas.getBoundingClientRect(), plot = tlWidth() - TL_LEFT;
+    var rect = tlCanvas.getBoundingClientRect(), plot = boxWidth(tlCanvas) - TL_LEFT;
     var x = Math.min(Math.max(ev.clientX - rect.left - TL_LEFT, 0), plot);
     return x / plot * tlEnd();
   }
