@@ -84,7 +84,7 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
 
 int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
                         hyp_flat_t **out) {
-    size_t N = p->nnodes, M = p->nmetrics, F = p->nfuncs, i, m, n;
+    size_t N, M, F, i, m, n;
     uint64_t *vals = NULL, *derived = NULL, *store = NULL;
     uint64_t *fown, *fcum, *eown, *ecum;
     uint32_t *child_start = NULL, *children = NULL, *edge_of = NULL;
@@ -99,6 +99,9 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
 
     if (p == NULL || out == NULL || (flags & ~(unsigned)HYP_FLAT_NO_EDGES) != 0)
         return HYP_EINVAL;
+    N = p->nnodes;
+    M = p->nmetrics;
+    F = p->nfuncs;
     if (thread != HYP_NO_ID && thread >= p->nthreads)
         return HYP_ERANGE;
     if (M > 0 && N > SIZE_MAX / sizeof(uint64_t) / M)

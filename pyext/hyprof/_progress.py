@@ -6,8 +6,9 @@ Shown only where someone watches: stderr is a terminal, TERM is not "dumb",
 no CI variable is set and HYPROF_PROGRESS is not 0; and only once the work
 has taken longer than a moment (HYPROF_PROGRESS_DELAY seconds, 0.4 unless
 set), so a quick report prints exactly what it printed before. The line is
-rewritten in place (at most ten times a second) and erased when the work
-ends, so nothing of it stays in the terminal's scrollback.
+rewritten in place (ten times a second, by a thread of its own while a step
+runs uncounted) and erased when the work ends, so nothing of it stays in
+the terminal's scrollback.
 
 The code doing the work reports through the module: ``stage(label,
 total, unit)`` starts a step, ``advance(n)`` counts it. Both cost a
@@ -16,7 +17,9 @@ function call and a comparison when nothing is shown.
 
 import os
 import sys
+import threading
 import time
+import unicodedata
 
 __all__ = ["advance", "clear", "stage", "task"]
 
@@ -43,8 +46,34 @@ def _delay():
     return value if value >= 0 else _DEFAULT_DELAY
 
 
+def _printable(text):
+    """text with every control character (a newline, an escape sequence in
+    a file name) shown as '?': the line must stay one line."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _cells(ch):
+    return 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+
+
+def _cut(text, width):
+    """The start of text that fills at most width terminal cells."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += _cells(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def _width_of(text):
+    return sum(map(_cells, text))
+
+
 class _Task:
-    """One command's progress line."""
+    """One command's progress line. A ticker thread redraws it while a step
+    runs without counting (the elapsed time moves on), and shows a long
+    first step at all; every write holds the lock."""
 
     def __init__(self, name, stream):
         self.name = name
@@ -57,12 +86,25 @@ class _Task:
         self.unit = ""
         self.count = 0
         self.drawn = False
+        self.paused = False
         enc = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         self.full, self.empty = ("\u2588", "\u2591") if enc == "utf8" else ("#", "-")
+        self.lock = threading.RLock()
+        self.stop = threading.Event()
+        self.ticker = threading.Thread(target=self._tick, name="hyprof-progress", daemon=True)
+        self.ticker.start()
+
+    def _tick(self):
+        while not self.stop.wait(_INTERVAL):
+            with self.lock:
+                if not self.paused and not self.stop.is_set():
+                    self.draw()
 
     def stage(self, label, total=None, unit="", done=0):
-        self.label, self.total, self.unit, self.count = label, total, unit, done
-        self.draw(force=self.drawn)
+        with self.lock:
+            self.label, self.total, self.unit, self.count = _printable(label), total, unit, done
+            self.paused = False
+            self.draw(force=self.drawn)
 
     def advance(self, n):
         self.count += n
@@ -92,31 +134,41 @@ class _Task:
             tail = f"{self.full * fill}{self.empty * (bar - fill)}  {tail}"
         elif self.count:
             tail = f"{self.count:,} {self.unit}  {tail}".strip()
-        room = width - len(tail) - 2
-        if len(head) > room:
-            head = head[:max(room - 3, 0)] + "..."
-        return f"{head}  {tail}"[:width]
+        room = width - _width_of(tail) - 2
+        if _width_of(head) > room:
+            head = _cut(head, max(room - 3, 0)) + "..."
+        return _cut(f"{head}  {tail}", width)
 
     def draw(self, force=False):
-        now = time.monotonic()
-        if not force and now < self.shown_at:
-            return
-        self.next_draw = now + _INTERVAL
-        try:
-            self.stream.write("\r\x1b[K" + self.line())
-            self.stream.flush()
-            self.drawn = True
-        except (OSError, ValueError):
-            pass
-
-    def close(self):
-        if self.drawn:
-            self.drawn = False
+        with self.lock:
+            now = time.monotonic()
+            if not force and now < self.shown_at:
+                return
+            self.next_draw = now + _INTERVAL
             try:
-                self.stream.write("\r\x1b[K")
+                self.stream.write("\r\x1b[K" + self.line())
                 self.stream.flush()
+                self.drawn = True
             except (OSError, ValueError):
                 pass
+
+    def erase(self):
+        """Takes the line away until the next step: what is written next
+        (a report, a warning) starts on a clean line and stays."""
+        with self.lock:
+            self.paused = True
+            if self.drawn:
+                self.drawn = False
+                try:
+                    self.stream.write("\r\x1b[K")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.erase()
+        self.ticker.join(1.0)
 
 
 _current = None
@@ -150,7 +202,7 @@ def clear():
     """Erases the progress line, before a message is written to stderr (the
     next step draws it again)."""
     if _current is not None:
-        _current.close()
+        _current.erase()
 
 
 def stage(label, total=None, unit="", done=0):

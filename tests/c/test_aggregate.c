@@ -270,6 +270,7 @@ static void check_without_edges(const hyp_profile_t *p, hyp_id_t thread) {
     hyp_flat_free(all);
     hyp_flat_free(fn);
     CU_ASSERT_EQUAL(hyp_flat_compute_ex(p, thread, 1u << 7, &fn), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_flat_compute_ex(NULL, thread, 0, &fn), HYP_EINVAL);
 }
 
 static void test_random_trees_match_brute_force(void) {

@@ -152,3 +152,27 @@ def test_a_report_on_the_terminal_is_not_erased(tmp_path):
     report = tty.rsplit("\x1b[K", 1)[1]
     assert "main" in report and "helper" in report
     assert report.rstrip().splitlines()[-1].strip(), report
+
+
+def test_a_long_uncounted_step_is_shown_and_its_time_moves(watched, monkeypatch):
+    monkeypatch.setenv("HYPROF_PROGRESS_DELAY", "0.1")
+    import time
+    with _progress.task("report", watched):
+        _progress.stage("reading big.hyprof (1 GiB)")
+        time.sleep(0.6)  # one step, never advanced: the ticker draws it
+    lines = [x for x in watched.getvalue().replace("\x1b[K", "").split("\r") if x]
+    assert len(lines) >= 2 and all(x.startswith("report: reading big.hyprof") for x in lines)
+    assert lines[-1] != lines[0]  # the elapsed seconds move on
+
+
+def test_a_label_stays_one_line_of_the_terminal_width(watched):
+    from hyprof._progress import _width_of
+    with _progress.task("report", watched):
+        _progress.stage("reading evil\nname\x1b[31m.hyprof")
+        _progress.stage("\u6f22" * 60, 10, "nodes", 5)
+    out = watched.getvalue()
+    assert "\n" not in out and "\x1b[31m" not in out
+    assert "reading evil?name?[31m.hyprof" in out
+    for line in out.replace("\x1b[K", "").split("\r"):
+        assert _width_of(line) < 80, line
+    assert "50%  5/10 nodes" in out

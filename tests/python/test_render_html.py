@@ -438,3 +438,47 @@ def test_source_view_reads_only_python_sources(tmp_path):
     # A deterministic trace has no lines: no source view.
     from test_render_support import det_trace_in
     assert _data(R.render(det_trace_in(tmp_path), "html"))["source"] is None
+
+
+def test_a_range_counts_recursion_once_whatever_the_node_order(tmp_path):
+    """Node ids only put parents first: main > work (2), main > helper (3),
+    then work > work (4). With a range over every sample the table is the
+    whole profile's: work's total counts its recursion once."""
+    from test_render_support import MAIN, WORK, HELPER
+    import hyprof
+    from hyprof import _hyprof
+    data = {
+        "mode": "sampling", "header": {"argv": ["app.py"]},
+        "metrics": [("cpu-clock_samples", "count", "own"), ("cpu-clock_ns", "ns", "own")],
+        "sample_kinds": [("cpu-clock", "ns", 0, 1)],
+        "functions": [MAIN, WORK, HELPER], "threads": [(1, 1, "MainThread")],
+        "nodes": [(0, 0, 1), (1, 1, 2), (1, 2, 3), (2, 1, 4)], "rows": [],
+        "sample_list": [(0, n, 0, (i + 1) * MS, MS) for i, n in enumerate([2, 3, 4, 4, 4, 1])],
+    }
+    _hyprof.write_trace(str(tmp_path / "o.hyprof"), data)
+    trace = hyprof.load(tmp_path / "o.hyprof", keep_samples=True)
+    check, path = _report(tmp_path, trace, "o.html")
+    whole = check.check(path, fragment="sort=cum")
+    ranged = check.check(path, fragment="sort=cum&time=0-1")
+    assert whole["ok"] and ranged["ok"], (whole["errors"], ranged["errors"])
+    assert whole["table"] == ranged["table"] == ["main", "work", "helper"]
+    res = check.check(path, fragment="time=0-1&view=sandwich&func=work")
+    # Counted twice, work's 4 samples would be 7, more than main's 6.
+    assert res["status"].startswith("work: 4 of 6 cpu-clock samples (66.67%), called on 1 call"
+                                    " path"), res["status"]
+
+
+def test_a_range_counts_the_samples_of_the_metric_shown(tmp_path):
+    """Beside 27 CPU samples the trace holds 3 allocations: the status counts
+    the CPU samples, of the metric shown."""
+    check, path = _report(tmp_path, _timeline_trace(tmp_path, alloc=True), "a.html")
+    res = check.check(path, fragment="time=0-0.065")
+    assert res["ok"], res["errors"]
+    assert res["status"].endswith("time 0 s to 65 ms: 6 of 27 samples"), res["status"]
+
+
+def test_a_title_cannot_break_the_page(tmp_path, det_trace):
+    page = R.render(det_trace, "html", title="{data} \x00hyprof-data\x00 </script>")
+    assert _data(page)["mode"] == "deterministic"
+    assert page.count('<script type="application/json" id="hyprof-data">') == 1
+    assert "<title>{data} \x00hyprof-data\x00 &lt;/script&gt;</title>" in page

@@ -382,31 +382,43 @@
       }
       for (m = 0; m < M; m++) uv[m][at] += sub[m][outer[i]];
     }
-    return { callees: [cp, cf, cv], callers: [up, uf, uv], calls: outer.length };
+    return { callees: [cp, cf, cv], callers: [up, uf, uv], outer: outer, sub: sub };
   }
 
   // The function table's totals from a tree: own summed per function, total
   // over each function's outermost frames (recursion counted once).
   function tableOf(P, F, V) {
-    var n0 = P.length, M = V.length, nf = funcs.length, out = { own: [], cum: [] };
+    var n0 = P.length, M = V.length, nf = funcs.length, out = { own: [], cum: [] }, n, i;
+    // Which nodes are their function's outermost frame (no ancestor of the
+    // same function): a depth-first walk over the children, with the
+    // functions on the path counted. (Node ids only put parents first, so
+    // the walk follows the children lists, not the ids.)
+    var start = new Int32Array(n0 + 1), kids = new Int32Array(Math.max(n0 - 1, 1));
+    for (n = 1; n < n0; n++) start[P[n] + 1]++;
+    for (n = 1; n <= n0; n++) start[n] += start[n - 1];
+    var fill = start.slice(0, n0);
+    for (n = 1; n < n0; n++) kids[fill[P[n]]++] = n;
+    var outer = new Uint8Array(n0), onPath = new Int32Array(nf);
+    var stack = [0], next = start.slice(0, n0);
+    while (stack.length) {
+      var x = stack[stack.length - 1];
+      if (next[x] < start[x + 1]) {
+        var c = kids[next[x]++];
+        outer[c] = onPath[F[c]]++ === 0 ? 1 : 0;
+        stack.push(c);
+      } else {
+        stack.pop();
+        if (x !== 0) onPath[F[x]]--;
+      }
+    }
     for (var m = 0; m < M; m++) {
       var own = new Float64Array(nf), cum = new Float64Array(nf), inc = new Float64Array(n0);
-      var v = V[m], n;
+      var v = V[m];
       for (n = 0; n < n0; n++) inc[n] = v[n];
       for (n = n0 - 1; n > 0; n--) inc[P[n]] += inc[n];
-      // Walked top-down with the functions on the path marked.
-      var onPath = new Int32Array(nf), stackNode = [], stackF = [];
-      for (n = 1; n < n0; n++) {
-        while (stackNode.length && stackNode[stackNode.length - 1] !== P[n]) {
-          stackNode.pop();
-          onPath[stackF.pop()]--;
-        }
-        var f = F[n];
-        own[f] += v[n];
-        if (!onPath[f]) cum[f] += inc[n];
-        onPath[f]++;
-        stackNode.push(n);
-        stackF.push(f);
+      for (i = 1; i < n0; i++) {
+        own[F[i]] += v[i];
+        if (outer[i]) cum[F[i]] += inc[i];
       }
       out.own.push(own);
       out.cum.push(cum);
@@ -515,7 +527,7 @@
   var main = new Flame(document.getElementById("hyprof-flame"), "top-down");
   var callers = new Flame(document.getElementById("hyprof-callers"), "callers");
   var callees = new Flame(document.getElementById("hyprof-callees"), "callees");
-  var view = "top-down", inverted = null, centre = -1, centreCalls = 0;
+  var view = "top-down", inverted = null, centre = -1, centreData = null;
   var built = null, generation = 0;
   var tip = document.getElementById("hyprof-tip");
 
@@ -569,7 +581,7 @@
     callers.rootFunc = callees.rootFunc = f;
     callers.setTree(s.callers[0], s.callers[1], s.callers[2]);
     callees.setTree(s.callees[0], s.callees[1], s.callees[2]);
-    centreCalls = s.calls;
+    centreData = s;
     var name = esc(funcs[f][0]), at = where(f) ? " <span>" + esc(where(f)) + "</span>" : "";
     document.getElementById("hyprof-callers-title").innerHTML = "Callers of <b>" + name
       + "</b>" + at;
@@ -668,11 +680,16 @@
     if (view === "source") {
       txt = "total " + label + ": " + fmt(allTotal(), u);
     } else if (view === "sandwich") {
-      var t = centre >= 0 ? callees.inc[0] : 0;
+      var t = centre >= 0 ? callees.inc[0] : 0, paths = 0;
+      // The call paths into the function that hold some of the metric.
+      if (centreData) {
+        for (var i = 0; i < centreData.outer.length; i++)
+          if (centreData.sub[metric][centreData.outer[i]]) paths++;
+      }
       txt = centre < 0 ? "no function to centre on"
         : funcs[centre][0] + ": " + fmt(t, u) + " of " + fmt(allTotal(), u) + " " + label
-          + " (" + pct(t, allTotal()) + "), called on " + fmtNum(centreCalls) + " call path"
-          + (centreCalls === 1 ? "" : "s");
+          + " (" + pct(t, allTotal()) + "), called on " + fmtNum(paths) + " call path"
+          + (paths === 1 ? "" : "s");
     } else {
       txt = "total " + label + ": " + fmt(main.inc[0], u);
       if (DIFF) txt = "base " + fmt(main.baseInc[0], u) + " \u2192 new " + fmt(main.inc[0], u);
@@ -691,12 +708,12 @@
   function lineHeat() {
     var heat = {}, s, f, key;
     if (range && TL) {
-      var c = TL.cols[metric];
       for (s = 0; s < TL.t.length; s++) {
         if (TL.t[s] < range[0] || TL.t[s] >= range[1]) continue;
-        if (c[0] !== TL.k[s] || (c[2] >= 0 && c[2] !== TL.g[s])) continue;
+        var add = sampleValue(s);
+        if (!add) continue;
         key = funcs[D.func[TL.n[s]]][1] + ":" + TL.ln[s];
-        heat[key] = (heat[key] || 0) + (c[1] ? TL.w[s] : 1);
+        heat[key] = (heat[key] || 0) + add;
       }
       return heat;
     }
@@ -710,7 +727,11 @@
 
   function renderSource() {
     var heat = lineHeat(), total = allTotal(), u = unit(), html = [], peak = 0, f, i;
-    for (var k in heat) if (heat[k] > peak) peak = heat[k];
+    // The hottest line shown sets the scale of the colours.
+    for (f = 0; f < D.source.length; f++) {
+      for (i = 0; i < D.source[f].lines.length; i++)
+        peak = Math.max(peak, heat[D.source[f].file + ":" + D.source[f].lines[i][0]] || 0);
+    }
     var drawn = 0;
     for (f = 0; f < D.source.length; f++) {
       var src = D.source[f], lines = src.lines, sum = 0;
@@ -754,11 +775,23 @@
   function tlEnd() {
     return Math.max(TL.end, 1);
   }
+  // What sample s adds to the metric shown: its weight or 1 if it is of
+  // the metric's kind (and GIL state), else 0.
+  function sampleValue(s) {
+    var c = TL.cols[metric];  // [kind, by weight, GIL state or -1]
+    if (c[0] !== TL.k[s] || (c[2] >= 0 && c[2] !== TL.g[s])) return 0;
+    return c[1] ? TL.w[s] : 1;
+  }
+
   function rangeText() {
-    var n = 0;
-    for (var s = 0; s < TL.t.length; s++) if (TL.t[s] >= range[0] && TL.t[s] < range[1]) n++;
+    var n = 0, all = 0;
+    for (var s = 0; s < TL.t.length; s++) {
+      if (!sampleValue(s)) continue;
+      all++;
+      if (TL.t[s] >= range[0] && TL.t[s] < range[1]) n++;
+    }
     return "time " + fmtTime(range[0]) + " to " + fmtTime(range[1]) + ": " + fmtNum(n)
-      + " of " + fmtNum(TL.t.length) + " samples";
+      + " of " + fmtNum(all) + " samples";
   }
 
   function timelineDraw() {
@@ -770,11 +803,11 @@
     for (r = 0; r < rows; r++) counts.push(new Float64Array(bins));
     // The metric's kind: samples of other kinds (allocations beside CPU)
     // are not drawn on its timeline.
-    var kind = TL.cols[metric][0];
     for (s = 0; s < TL.t.length; s++) {
-      if (TL.k[s] !== kind) continue;
+      var add = sampleValue(s);
+      if (!add) continue;
       b = Math.min(bins - 1, Math.floor(TL.t[s] / end * bins));
-      counts[TL.th[s]][b] += 1;
+      counts[TL.th[s]][b] += add;
     }
     var labels = [];
     for (r = 0; r < rows; r++) {
@@ -837,7 +870,7 @@
       for (s = 0; s < TL.t.length; s++) {
         if (TL.t[s] < r[0] || TL.t[s] >= r[1]) continue;
         for (m = 0; m < M; m++) {
-          var c = TL.cols[m];  // [kind, by weight, GIL state or -1]
+          var c = TL.cols[m];
           if (c[0] !== TL.k[s] || (c[2] >= 0 && c[2] !== TL.g[s])) continue;
           V[m][TL.n[s]] += c[1] ? TL.w[s] : 1;
         }

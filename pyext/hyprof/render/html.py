@@ -209,13 +209,13 @@ def page(tree, table, base=None, title="hyprof profile", subtitle="", default=No
     data["source"] = source
     # The page around the data, then one join: the data's pieces are not
     # joined into a string of their own first (tens of MB at a million nodes).
-    marker = "\x00hyprof-data\x00"
-    head, tail = _PAGE.format(
+    fields = dict(
         title=_html.escape(title), subtitle=_html.escape(subtitle),
-        css=_asset("flamegraph.css"), js=_asset("flamegraph.js"), data=marker,
+        css=_asset("flamegraph.css"), js=_asset("flamegraph.js"),
         legend=_DIFF_LEGEND if base is not None else "",
         table_title="Functions: change from base to new" if base is not None
-        else "Functions").split(marker)
+        else "Functions")
+    head, tail = (part.format(**fields) for part in _PAGE.split("{data}"))
     return "".join([head, *_dumps(data), tail])
 
 
@@ -296,9 +296,12 @@ def _timeline(trace, tree):
     samples to show, too many, or the samples do not add up to the tree's
     values (a truncated trace, a column that is not a sample count or
     weight): the timeline filters every view, so it must agree with them."""
-    cols = trace.sample_columns() if trace.mode == "sampling" else None
-    if not cols or not len(cols["time"]) or len(cols["time"]) > TIMELINE_MAX_SAMPLES:
+    kept = getattr(trace, "_samples", None) if trace.mode == "sampling" else None
+    # Counted before the columns are made: a trace with too many samples
+    # costs no copy of them.
+    if not kept or not 0 < len(kept["time"]) // 8 <= TIMELINE_MAX_SAMPLES:
         return None
+    cols = trace.sample_columns()
     kinds = {k.name: i for i, k in enumerate(trace.sample_kinds)}
     specs = []
     for c in tree.columns:
