@@ -82,7 +82,9 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
         if a not in keep or b not in keep:
             continue
         fr = v / denom
-        if 100.0 * fr < edge_threshold:
+        # An edge that holds none of the metric (a call whose CPU time
+        # rounded to nothing) says nothing: left out even at threshold 0.
+        if not v or 100.0 * fr < edge_threshold:
             continue
         label = "%.2f%%" % (100 * fr)
         if calls_col is not None:
