@@ -295,33 +295,57 @@
 
   // ------------------------------------------------------------ derived trees
 
+  // A tree made node by node, as the derived views need one: a child per
+  // (parent, function), M columns of own values, the root at node 0.
+  function Builder(M) {
+    this.P = [-1];
+    this.F = [-1];
+    this.V = [];
+    this.index = new Map();
+    this.width = funcs.length + 1;
+    for (var m = 0; m < M; m++) this.V.push([0]);
+  }
+  Builder.prototype.child = function (at, f) {
+    var key = at * this.width + f, c = this.index.get(key);  // exact below 2^53
+    if (c === undefined) {
+      c = this.P.length;
+      this.P.push(at);
+      this.F.push(f);
+      for (var m = 0; m < this.V.length; m++) this.V[m].push(0);
+      this.index.set(key, c);
+    }
+    return c;
+  };
+  // The node of the chain of callers from a (a node of P, F) up to the
+  // root, each caller a level further from this tree's root.
+  Builder.prototype.chain = function (a, P, F) {
+    var at = 0;
+    for (; a > 0; a = P[a]) at = this.child(at, F[a]);
+    return at;
+  };
+  // Adds column by column the values W[m][n] to node at.
+  Builder.prototype.add = function (at, W, n) {
+    for (var m = 0; m < this.V.length; m++) this.V[m][at] += W[m][n];
+  };
+  Builder.prototype.tree = function () {
+    return [this.P, this.F, this.V];
+  };
+
   // The bottom-up tree: a node per (function, its caller, the caller's
   // caller...) as far up as the path goes; each path's own values go to the
   // node of its whole chain, so that a node's total is the time spent in its
   // function when called through that chain of callers.
   function invert(P, F, V) {
-    var M = V.length, n0 = P.length;
-    var ip = [-1], ifn = [-1], own = [], index = new Map(), width = funcs.length + 1;
-    for (var m = 0; m < M; m++) own.push([0]);
-    for (var n = 1; n < n0; n++) {
-      var any = false;
-      for (m = 0; m < M; m++) if (V[m][n]) { any = true; break; }
-      if (!any) continue;
-      var at = 0;
-      for (var a = n; a > 0; a = P[a]) {
-        var key = at * width + F[a];  // exact below 2^53
-        var c = index.get(key);
-        if (c === undefined) {
-          c = ip.length;
-          ip.push(at); ifn.push(F[a]);
-          for (m = 0; m < M; m++) own[m].push(0);
-          index.set(key, c);
+    var b = new Builder(V.length), M = V.length;
+    for (var n = 1; n < P.length; n++) {
+      for (var m = 0; m < M; m++) {
+        if (V[m][n]) {
+          b.add(b.chain(n, P, F), V, n);
+          break;
         }
-        at = c;
       }
-      for (m = 0; m < M; m++) own[m][at] += V[m][n];
     }
-    return [ip, ifn, own];
+    return b.tree();
   }
 
   // The two halves of a sandwich around function f, merged over every path
@@ -329,31 +353,20 @@
   // called below, recursion into f kept as frames) and its callers (the
   // outermost calls' totals carried up each chain of callers, drawn upward).
   function sandwich(f, P, F, V) {
-    var n0 = P.length, M = V.length, width = funcs.length + 1, n, m;
+    var n0 = P.length, M = V.length, n, m;
     var inside = new Uint8Array(n0), map = new Int32Array(n0);
-    var cp = [-1], cf = [-1], cv = [], index = new Map();
-    for (m = 0; m < M; m++) cv.push([0]);
-    var outer = [];
+    var below = new Builder(M), above = new Builder(M), outer = [];
     for (n = 1; n < n0; n++) {
-      var p = P[n];
-      if (inside[p]) {
-        inside[n] = 1;
-        var key = map[p] * width + F[n], c = index.get(key);
-        if (c === undefined) {
-          c = cp.length;
-          cp.push(map[p]); cf.push(F[n]);
-          for (m = 0; m < M; m++) cv[m].push(0);
-          index.set(key, c);
-        }
-        map[n] = c;
+      if (inside[P[n]]) {
+        map[n] = below.child(map[P[n]], F[n]);
       } else if (F[n] === f) {
-        inside[n] = 1;
         map[n] = 0;
         outer.push(n);
       } else {
         continue;
       }
-      for (m = 0; m < M; m++) cv[m][map[n]] += V[m][n];
+      inside[n] = 1;
+      below.add(map[n], V, n);
     }
     // Each outermost call's subtree total, from the callees' own values as
     // they were added: summed bottom-up over the original nodes inside.
@@ -366,23 +379,9 @@
         if (F[n] !== f || inside[P[n]]) sub[m][P[n]] += sub[m][n];
       }
     }
-    var up = [-1], uf = [-1], uv = [], uindex = new Map();
-    for (m = 0; m < M; m++) uv.push([0]);
-    for (var i = 0; i < outer.length; i++) {
-      var at = 0;
-      for (var a = P[outer[i]]; a > 0; a = P[a]) {
-        var k2 = at * width + F[a], c2 = uindex.get(k2);
-        if (c2 === undefined) {
-          c2 = up.length;
-          up.push(at); uf.push(F[a]);
-          for (m = 0; m < M; m++) uv[m].push(0);
-          uindex.set(k2, c2);
-        }
-        at = c2;
-      }
-      for (m = 0; m < M; m++) uv[m][at] += sub[m][outer[i]];
-    }
-    return { callees: [cp, cf, cv], callers: [up, uf, uv], outer: outer, sub: sub };
+    for (var i = 0; i < outer.length; i++)
+      above.add(above.chain(P[outer[i]], P, F), sub, outer[i]);
+    return { callees: below.tree(), callers: above.tree(), outer: outer, sub: sub };
   }
 
   // The function table's totals from a tree: own summed per function, total
