@@ -321,7 +321,9 @@ class _Run:
         if seconds is None:
             seconds = self.seconds if self.seconds is not None else \
                 time.perf_counter() - self.t0
-        parts = [f'hyprof;dur={seconds * 1e3:.3f};desc="profiled ({self.mode})"']
+        # Milliseconds to the nanosecond: the duration the report shows, not
+        # one rounded to the microsecond beside it.
+        parts = [f'hyprof;dur={seconds * 1e3:.6f};desc="profiled ({self.mode})"']
         if _setting("HYPROF_SQL"):
             parts.append(f'sql;dur={self.queries.seconds * 1e3:.3f};'
                          f'desc="{self.queries.count} queries"')
