@@ -175,7 +175,12 @@ def test_the_corpus_has_what_it_is_for(corpus):
         assert det["is_odd"].calls > det["is_odd"].primitive_calls
         assert det["nap"].calls == 7 and len(corpus[f"det-{e}"].threads()) == 3
         assert "[truncated]" in {f.name for f in corpus[f"truncated-{e}"].functions()}
-    assert sum(f.own_samples for f in corpus["sampling"].functions()) > 20
+    # The kernel may coalesce timer overflows on a loaded machine (a
+    # sample then weighs the whole CPU time since the last one), so the
+    # CPU time is what is certain: cpu_program spins 0.12 s of it.
+    sampled = corpus["sampling"].functions()
+    assert sum(f.own_weight for f in sampled) >= 0.1e9
+    assert sum(f.own_samples for f in sampled) >= 10
     assert {k.name for k in corpus["sampling"].sample_kinds} >= {"alloc"}
     assert sum(f.own_samples for f in corpus["memory"].functions()) > 50
 

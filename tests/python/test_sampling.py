@@ -180,7 +180,11 @@ def test_clock_event_weights_add_up_to_the_thread_cpu_time():
     me = [th for th in t.threads() if th.ident == threading.get_ident()][0]
     fs = t.functions(thread=me)
     weight = sum(f.own_weight for f in fs) / 1e9
-    assert c2 - c1 <= weight <= c3 - c0, (c2 - c1, weight, c3 - c0)
+    # The event's clock is the scheduler's for the task while it runs, the
+    # thread time the task's summed runtime: two clocks, which were seen to
+    # drift 1% apart (4 ms of 400) under AddressSanitizer on a loaded
+    # machine, where the thread is switched thousands of times.
+    assert c2 - c1 <= weight <= (c3 - c0) * 1.02, (c2 - c1, weight, c3 - c0)
     # About one sample per millisecond of CPU. The period is drawn anew every
     # 64th sample within 1 ms +-12.5% (against aliasing), so a 0.4 s run has
     # six draws and its mean period may lie well below 1 ms; never below
