@@ -82,10 +82,24 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     return hyp_flat_compute_ex(p, thread, 0, out);
 }
 
+/* One metric's value of every node, summed over one thread's rows or all
+ * (thread == HYP_NO_ID) and over every label set. */
+static void hyp__node_column(const hyp_profile_t *p, hyp_id_t thread, size_t m, uint64_t *out) {
+    size_t r, w = p->nmetrics;
+
+    memset(out, 0, p->nnodes * sizeof(uint64_t));
+    for (r = 0; r < p->nrows; r++) {
+        const hyp__rowkey_t *k = &p->rowkeys[r];
+
+        if (thread == HYP_NO_ID || k->thread == thread)
+            out[k->node] += p->vals[r * w + m];
+    }
+}
+
 int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
                         hyp_flat_t **out) {
     size_t N, M, F, i, m, n;
-    uint64_t *vals = NULL, *derived = NULL, *store = NULL;
+    uint64_t *vcol = NULL, *dcol = NULL, *rcol = NULL, *ecol = NULL, *store = NULL;
     uint64_t *fown, *fcum, *eown, *ecum;
     uint32_t *child_start = NULL, *children = NULL, *edge_of = NULL;
     uint32_t *fdepth = NULL, *edepth = NULL, *stack = NULL, *next = NULL;
@@ -104,11 +118,9 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
     F = p->nfuncs;
     if (thread != HYP_NO_ID && thread >= p->nthreads)
         return HYP_ERANGE;
-    if (M > 0 && N > SIZE_MAX / sizeof(uint64_t) / M)
+    if (N > SIZE_MAX / sizeof(uint64_t))
         return HYP_ENOMEM;
 
-    vals = hyp__calloc(N * M, sizeof(uint64_t));
-    derived = hyp__calloc(N * M, sizeof(uint64_t));
     child_start = hyp__calloc(N + 1, sizeof(uint32_t));
     children = hyp__calloc(N, sizeof(uint32_t));
     edge_of = hyp__calloc(N, sizeof(uint32_t));
@@ -119,8 +131,8 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
     outer_e = hyp__calloc(N, 1);
     rec_of = hyp__calloc(M + 1, sizeof(size_t));
     erec_of = hyp__calloc(M + 1, sizeof(size_t));
-    if (!vals || !derived || !child_start || !children || !edge_of || !fdepth || !stack ||
-        !next || !outer_f || !outer_e || !rec_of || !erec_of)
+    if (!child_start || !children || !edge_of || !fdepth || !stack || !next || !outer_f ||
+        !outer_e || !rec_of || !erec_of)
         goto out;
     /* Columns whose recursive part the producer measured on the live stack
      * (REC, EDGE_REC): those take it out instead of the ancestor rule. */
@@ -133,27 +145,6 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
                 rec_of[b] = m;
             else
                 erec_of[b] = m;
-        }
-    }
-    if (M > 0 && (rc = hyp_profile_node_values(p, thread, vals)) < 0)
-        goto out;
-    rc = HYP_ENOMEM;
-
-    /* Per column, what the totals need besides the node's own value: the
-     * subtree sum of an OWN column, the exclusive part of a CUM column (its
-     * value less its children's). One buffer holds either, column by
-     * column: a node array less, which at a million nodes is tens of MB. */
-    memcpy(derived, vals, N * M * sizeof(uint64_t));
-    for (n = N; n-- > 1;) {
-        hyp_id_t parent = p->nodes[n].parent;
-
-        for (m = 0; m < M; m++) {
-            uint64_t *pd = &derived[(size_t)parent * M + m];
-
-            if (p->metrics[m].kind == HYP_METRIC_OWN)
-                *pd += derived[n * M + m];
-            else if (p->metrics[m].kind == HYP_METRIC_CUM)
-                *pd = *pd > vals[n * M + m] ? *pd - vals[n * M + m] : 0;
         }
     }
 
@@ -206,7 +197,13 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
         }
     }
 
-    /* The walk's buffers are done with: freed before the totals' store. */
+    /* The walk's buffers and the edges' hash table are done with: freed
+     * before the totals' store. */
+    hyp__htab_destroy(&edges.ht);
+    hyp__free(fdepth);
+    hyp__free(edepth);
+    fdepth = NULL;
+    edepth = NULL;
     hyp__free(stack);
     hyp__free(next);
     hyp__free(children);
@@ -218,41 +215,72 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
     if (F + edges.n > SIZE_MAX / sizeof(uint64_t) / 2 / (M ? M : 1))
         goto out;
     store = hyp__calloc((F + edges.n) * 2 * M + 1, sizeof(uint64_t));
-    if (store == NULL)
+    vcol = hyp__calloc(N + 1, sizeof(uint64_t));
+    dcol = hyp__calloc(N + 1, sizeof(uint64_t));
+    if (store == NULL || vcol == NULL || dcol == NULL)
         goto out;
     fown = store;
     fcum = fown + F * M;
     eown = fcum + F * M;
     ecum = eown + edges.n * M;
-    for (n = 1; n < N; n++) {
-        const uint64_t *v = vals + n * M, *d = derived + n * M;
-        uint64_t *fo = fown + (size_t)p->nodes[n].func * M, *fc = fcum + (size_t)p->nodes[n].func * M;
-        uint64_t *eo = eown + (size_t)edge_of[n] * M, *ec = ecum + (size_t)edge_of[n] * M;
 
-        for (m = 0; m < M; m++) {
-            hyp_metric_kind_t kind = p->metrics[m].kind;
-            uint64_t o = kind == HYP_METRIC_CUM ? d[m] : v[m];
-            uint64_t c = kind == HYP_METRIC_OWN ? d[m] : v[m];
-            int rec = kind == HYP_METRIC_REC || kind == HYP_METRIC_EDGE_REC;
+    /* Column by column, so that a column of node values and one derived
+     * column are all the node-sized memory the totals take, whatever the
+     * number of metrics. The derived column: the subtree sums of an OWN
+     * column, the exclusive part of a CUM column (its value less its
+     * children's). */
+    for (m = 0; m < M; m++) {
+        hyp_metric_kind_t kind = p->metrics[m].kind;
+        int rec = kind == HYP_METRIC_REC || kind == HYP_METRIC_EDGE_REC;
+        size_t rm = rec_of[m], em = erec_of[m];
 
-            fo[m] += o;
-            if (rec_of[m] != SIZE_MAX)
-                fc[m] += c > v[rec_of[m]] ? c - v[rec_of[m]] : 0;
+        hyp__node_column(p, thread, m, vcol);
+        if (rm != SIZE_MAX) {
+            if (rcol == NULL && (rcol = hyp__malloc((N + 1) * sizeof(uint64_t))) == NULL)
+                goto out;
+            hyp__node_column(p, thread, rm, rcol);
+        }
+        if (em != SIZE_MAX && want_edges) {
+            if (ecol == NULL && (ecol = hyp__malloc((N + 1) * sizeof(uint64_t))) == NULL)
+                goto out;
+            hyp__node_column(p, thread, em, ecol);
+        }
+        memcpy(dcol, vcol, N * sizeof(uint64_t));
+        if (kind == HYP_METRIC_OWN) {
+            for (n = N; n-- > 1;)
+                dcol[p->nodes[n].parent] += dcol[n];
+        } else if (kind == HYP_METRIC_CUM) {
+            for (n = N; n-- > 1;) {
+                uint64_t *pd = &dcol[p->nodes[n].parent];
+
+                *pd = *pd > vcol[n] ? *pd - vcol[n] : 0;
+            }
+        }
+        for (n = 1; n < N; n++) {
+            size_t fr = (size_t)p->nodes[n].func * M + m, er = (size_t)edge_of[n] * M + m;
+            uint64_t o = kind == HYP_METRIC_CUM ? dcol[n] : vcol[n];
+            uint64_t c = kind == HYP_METRIC_OWN ? dcol[n] : vcol[n];
+
+            fown[fr] += o;
+            if (rm != SIZE_MAX)
+                fcum[fr] += c > rcol[n] ? c - rcol[n] : 0;
             else if (outer_f[n] || rec)
-                fc[m] += c;
+                fcum[fr] += c;
             if (!want_edges)
                 continue;
-            eo[m] += o;
-            if (erec_of[m] != SIZE_MAX)
-                ec[m] += c > v[erec_of[m]] ? c - v[erec_of[m]] : 0;
+            eown[er] += o;
+            if (em != SIZE_MAX)
+                ecum[er] += c > ecol[n] ? c - ecol[n] : 0;
             else if (outer_e[n] || rec)
-                ec[m] += c;
+                ecum[er] += c;
         }
     }
 
-    hyp__free(vals);
-    hyp__free(derived);
-    vals = derived = NULL;
+    hyp__free(vcol);
+    hyp__free(dcol);
+    hyp__free(rcol);
+    hyp__free(ecol);
+    vcol = dcol = rcol = ecol = NULL;
 
     /* the result, without functions and edges whose values are all zero:
      * entries pointing into the store, which the result takes over */
@@ -292,8 +320,10 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
     rc = 0;
 out:
     hyp_flat_free(f);
-    hyp__free(vals);
-    hyp__free(derived);
+    hyp__free(vcol);
+    hyp__free(dcol);
+    hyp__free(rcol);
+    hyp__free(ecol);
     hyp__free(store);
     hyp__free(child_start);
     hyp__free(children);

@@ -10,6 +10,7 @@
 #include "hyprof/profile.h"
 #include "hyprof/trace.h"
 #include "hyprof/aggregate.h"
+#include "hyprof/callgrind.h"
 #include "hyprof/clock.h"
 #include "hyprof/perf.h"
 

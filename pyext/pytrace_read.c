@@ -2,7 +2,8 @@
  * file with the core's reader; hyp_py_trace_take_profile() and
  * hyp_py_trace_from_profile() (through hyp_profile_copy(), in memory) make
  * a Trace of a profile the module built;
- * flat() and node_values() compute a loaded trace's aggregations in C;
+ * flat() and node_values() compute a loaded trace's aggregations in C,
+ * callgrind() writes its callgrind function blocks;
  * label_sets(), label_set_rows() and where_labels() read and cut it by
  * label set.
  *
@@ -746,6 +747,163 @@ static PyObject *hyp__where_labels(PyObject *self, PyObject *args) {
 
 /* ---------------------------------------------------------------- registration */
 
+/* ---------------------------------------------------------------- callgrind */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} hyp__text_t;
+
+static int hyp__text_append(void *ctx, const char *data, size_t len) {
+    hyp__text_t *t = ctx;
+
+    if (hyp__grow((void **)&t->data, &t->cap, t->len + len, 1) < 0)
+        return HYP_ENOMEM;
+    memcpy(t->data + t->len, data, len);
+    t->len += len;
+    return 0;
+}
+
+/* A list of ints as n size_t values (HYP_CALLGRIND_NONE for None), or -1. */
+static int hyp__size_list(PyObject *seq, size_t n, size_t *out, const char *what) {
+    size_t i;
+
+    if (!PyList_Check(seq) || (size_t)PyList_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_ValueError, "callgrind: %s must be a list of %zu ints", what, n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(seq, i);
+
+        if (o == Py_None) {
+            out[i] = HYP_CALLGRIND_NONE;
+            continue;
+        }
+        out[i] = PyLong_AsSize_t(o);
+        if (out[i] == (size_t)-1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+/* callgrind(profile, index, names, files, first, events, cost, cum, calls,
+ * header) -> str: hyp_callgrind_write()'s file. index: each profile function's
+ * output function; names, files, first: per output function, the
+ * program's last; events: the cost columns' names; cost, cum: their metric
+ * indices (cum may hold None); calls: the calls metric or None; header: the
+ * lines after "creator:". */
+static PyObject *hyp__callgrind(PyObject *self, PyObject *args) {
+    PyObject *cap, *index, *names, *files, *first, *events, *cost, *cum, *calls, *res = NULL;
+    PyObject **keep = NULL, *header, *header_b = NULL;
+    hyp_callgrind_spec_t spec;
+    hyp__text_t text = {NULL, 0, 0};
+    size_t nf, nfp, nc, i, *cost_v = NULL, *cum_v = NULL, calls_v = HYP_CALLGRIND_NONE;
+    size_t *index_v = NULL, *first_v = NULL;
+    const char **event_v = NULL;
+    uint32_t *index32 = NULL, *first32 = NULL;
+    const char **name_v = NULL, **file_v = NULL;
+    hyp_profile_t *p;
+    int rc;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!O!O!O!OU:callgrind", &cap, &PyList_Type, &index,
+                          &PyList_Type, &names, &PyList_Type, &files, &PyList_Type, &first,
+                          &PyList_Type, &events, &PyList_Type, &cost, &PyList_Type, &cum, &calls,
+                          &header))
+        return NULL;
+    if ((p = hyp_py_capsule_profile(cap)) == NULL)
+        return NULL;
+    nfp = hyp_profile_func_count(p);
+    nf = (size_t)PyList_GET_SIZE(names);
+    nc = (size_t)PyList_GET_SIZE(cost);
+    if ((size_t)PyList_GET_SIZE(events) != nc) {
+        PyErr_SetString(PyExc_ValueError, "callgrind: one event name per cost column");
+        return NULL;
+    }
+    if (nf == 0 || (size_t)PyList_GET_SIZE(files) != nf) {
+        PyErr_SetString(PyExc_ValueError, "callgrind: names and files must be one per function"
+                                          " and the program");
+        return NULL;
+    }
+    index_v = PyMem_Calloc(nfp + 1, sizeof(size_t));
+    first_v = PyMem_Calloc(nf, sizeof(size_t));
+    index32 = PyMem_Calloc(nfp + 1, sizeof(uint32_t));
+    first32 = PyMem_Calloc(nf, sizeof(uint32_t));
+    cost_v = PyMem_Calloc(nc + 1, sizeof(size_t));
+    cum_v = PyMem_Calloc(nc + 1, sizeof(size_t));
+    name_v = PyMem_Calloc(nf, sizeof(char *));
+    file_v = PyMem_Calloc(nf, sizeof(char *));
+    keep = PyMem_Calloc(2 * nf, sizeof(PyObject *));
+    event_v = PyMem_Calloc(nc + 1, sizeof(char *));
+    if (!event_v || !index_v || !first_v || !index32 || !first32 || !cost_v || !cum_v || !name_v ||
+        !file_v || !keep) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (hyp__size_list(index, nfp, index_v, "index") < 0 ||
+        hyp__size_list(first, nf, first_v, "first") < 0 ||
+        hyp__size_list(cost, nc, cost_v, "cost") < 0 || hyp__size_list(cum, nc, cum_v, "cum") < 0)
+        goto out;
+    if (calls != Py_None && (calls_v = PyLong_AsSize_t(calls)) == (size_t)-1 && PyErr_Occurred())
+        goto out;
+    for (i = 0; i < nfp; i++)
+        index32[i] = index_v[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)index_v[i];
+    for (i = 0; i < nf; i++) {
+        first32[i] = first_v[i] > UINT32_MAX ? UINT32_MAX : (uint32_t)first_v[i];
+        keep[2 * i] = PyUnicode_AsEncodedString(PyList_GET_ITEM(names, i), "utf-8",
+                                                "surrogateescape");
+        keep[2 * i + 1] = PyUnicode_AsEncodedString(PyList_GET_ITEM(files, i), "utf-8",
+                                                    "surrogateescape");
+        if (keep[2 * i] == NULL || keep[2 * i + 1] == NULL)
+            goto out;
+        name_v[i] = PyBytes_AS_STRING(keep[2 * i]);
+        file_v[i] = PyBytes_AS_STRING(keep[2 * i + 1]);
+    }
+    for (i = 0; i < nc; i++)
+        if ((event_v[i] = PyUnicode_AsUTF8(PyList_GET_ITEM(events, i))) == NULL)
+            goto out;
+    spec.nfuncs = nf - 1;
+    spec.index = index32;
+    spec.names = name_v;
+    spec.files = file_v;
+    spec.first = first32;
+    spec.ncosts = nc;
+    spec.events = event_v;
+    if ((header_b = PyUnicode_AsEncodedString(header, "utf-8", "surrogateescape")) == NULL)
+        goto out;
+    spec.header = PyBytes_AS_STRING(header_b);
+    spec.cost = cost_v;
+    spec.cum = cum_v;
+    spec.calls = calls_v;
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_callgrind_write(p, &spec, hyp__text_append, &text);
+    Py_END_ALLOW_THREADS
+    if (rc == HYP_ENOMEM)
+        PyErr_NoMemory();
+    else if (rc < 0)
+        PyErr_Format(PyExc_ValueError, "callgrind: %s", hyp_strerror(rc));
+    else
+        res = PyUnicode_DecodeUTF8(text.data ? text.data : "", (Py_ssize_t)text.len,
+                                   "surrogateescape");
+out:
+    if (keep != NULL)
+        for (i = 0; i < 2 * nf; i++)
+            Py_XDECREF(keep[i]);
+    PyMem_Free(keep);
+    Py_XDECREF(header_b);
+    PyMem_Free(event_v);
+    PyMem_Free(index_v);
+    PyMem_Free(first_v);
+    PyMem_Free(index32);
+    PyMem_Free(first32);
+    PyMem_Free(cost_v);
+    PyMem_Free(cum_v);
+    PyMem_Free(name_v);
+    PyMem_Free(file_v);
+    hyp__free(text.data);
+    return res;
+}
+
 static PyMethodDef hyp_py_trace_read_methods[] = {
     {"read_trace", (PyCFunction)(void (*)(void))hyp__read_trace, METH_VARARGS | METH_KEYWORDS,
      "read_trace(path, keep_samples=False, data=None) -> dict\n\nReads a trace with the C "
@@ -767,6 +925,9 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
      "call_tree(profile, columns, thread=-1, split=None) -> (parent, func, line, values)\n\n"
      "The call tree as columns (int32, int32, uint32, a tuple of uint64 per metric asked "
      "for); with split, one copy per thread under a pseudo-root of the given function."},
+    {"callgrind", hyp__callgrind, METH_VARARGS,
+     "callgrind(profile, index, names, files, first, events, cost, cum, calls, header) -> str"
+     "\n\nThe callgrind file of a loaded trace (hyprof/callgrind.h)."},
     {"node_values", hyp__node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

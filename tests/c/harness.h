@@ -26,6 +26,7 @@ typedef struct {
 extern const hyp_test_suite_t hyp_suite_error;
 extern const hyp_test_suite_t hyp_suite_profile;
 extern const hyp_test_suite_t hyp_suite_aggregate;
+extern const hyp_test_suite_t hyp_suite_callgrind;
 extern const hyp_test_suite_t hyp_suite_trace;
 extern const hyp_test_suite_t hyp_suite_heap;
 extern const hyp_test_suite_t hyp_suite_clock;

@@ -9,6 +9,7 @@ static const hyp_test_suite_t *const suites[] = {
     &hyp_suite_error,
     &hyp_suite_profile,
     &hyp_suite_aggregate,
+    &hyp_suite_callgrind,
     &hyp_suite_trace,
     &hyp_suite_heap,
     &hyp_suite_clock,

@@ -1,9 +1,10 @@
 """The call tree the exporters share: flat arrays built once from a trace.
 
-Every exporter (html, speedscope, collapsed, callgrind, dot, pprof), the
-tree report and the diff work on this one structure, so each format is a linear walk over the
-trace's distinct call paths: never over its individual samples, and never
-quadratic in the depth of the tree.
+Every exporter (html, speedscope, collapsed, dot, pprof), the tree report
+and the diff work on this one structure, so each format is a linear walk
+over the trace's distinct call paths: never over its individual samples,
+and never quadratic in the depth of the tree. Callgrind is written by the C
+core from the same trace (include/hyprof/callgrind.h).
 
 A node ``i`` is ``parent[i]``, ``func[i]`` (an index into ``funcs``) and
 ``line[i]``; node 0 is the root, whose function is -1. Each metric column
@@ -327,6 +328,12 @@ def _columns(metrics, sample_kinds):
     return out
 
 
+def stack_columns(trace):
+    """[(metric index, Column)] of the columns a stack report of ``trace``
+    can add up."""
+    return _columns(list(trace.metrics), trace.sample_kinds)
+
+
 def _func_key(fs):
     return (fs.name, fs.filename or "", int(fs.lineno or 0), func_kind_name(getattr(fs, "kind", 0)))
 
@@ -342,7 +349,7 @@ def from_trace(trace, thread=None, split_threads=False):
     if columns_of is None:
         raise ReportError(f"expected a hyprof Trace, got {type(trace).__name__}")
     metrics = list(trace.metrics)
-    picked = _columns(metrics, trace.sample_kinds)
+    picked = stack_columns(trace)
     keep = [i for i, _ in picked]
     # The producer's measured cumulative columns (wall_cum), per node.
     keep_cum = [i for i, m in enumerate(metrics) if metric_kind_name(m.kind) == "cum"]
