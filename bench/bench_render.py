@@ -6,9 +6,9 @@ Writes synthetic traces with the real trace writer (_hyprof.write_trace):
   * sampling, 100,000 samples over the same 20,000 call paths (memory must
     not grow with the samples: compare the two peak RSS figures);
   * deterministic, 100,000 call-path nodes.
-Then, for each trace, a fresh process loads it and renders every format,
-printing the seconds for the load and for each format, the output size and
-the process's peak RSS. The target: text, collapsed and speedscope each in
+Then, for each trace and format, a fresh process loads the trace and
+renders it, printing the seconds for the load and for the format, the
+output size and the process's peak RSS (the load's included). The target: text, collapsed and speedscope each in
 under two seconds.
 
 With --browser each HTML report is also opened in headless Chromium, and
@@ -187,26 +187,32 @@ def main():
               f" (Python {sys.version.split()[0]})")
         worst = {}
         for name, path in paths.items():
-            res = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", path,
-                                  "--formats", ",".join(formats)]
-                                 + (["--browser"] if args.browser else []),
-                                 capture_output=True, text=True, check=False)
-            if res.returncode != 0:
-                print(f"{name}: the measuring process failed:\n{res.stderr[-2000:]}")
-                return 1
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            # A fresh process per format: each format's peak RSS is its own
+            # (the load's included), as `hyprof report -o` would see it.
+            results = {}
+            for fmt in formats:
+                res = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure",
+                                      path, "--formats", fmt]
+                                     + (["--browser"] if args.browser else []),
+                                     capture_output=True, text=True, check=False)
+                if res.returncode != 0:
+                    print(f"{name}: the measuring process failed:\n{res.stderr[-2000:]}")
+                    return 1
+                results[fmt] = json.loads(res.stdout.strip().splitlines()[-1])
+            r = results[formats[0]]
             print(f"\n{name}: {r['size'] / 1048576.0:.1f} MiB trace, {r['nodes']} call-path"
                   f" nodes, load {r['load']:.3f} s, peak RSS {r['rss_after_load_mib']:.0f} MiB"
-                  f" after the load, {r['peak_rss_mib']:.0f} MiB after every format")
+                  " after the load")
             for fmt in formats:
-                f = r[fmt]
+                f = results[fmt][fmt]
                 if "error" in f:
                     print(f"  {fmt:<11}  n/a: {f['error']}")
                     continue
                 shown = ("" if f.get("browser_ms") is None
                          else f"  ready in Chromium after {f['browser_ms'] / 1000.0:.2f} s")
-                print(f"  {fmt:<11} {f['seconds']:7.3f} s  {f['bytes'] / 1024.0:9.1f} KiB{shown}")
-                worst[fmt] = max(worst.get(fmt, 0.0), r["load"] + f["seconds"])
+                print(f"  {fmt:<11} {f['seconds']:7.3f} s  {f['bytes'] / 1024.0:9.1f} KiB"
+                      f"  peak RSS {results[fmt]['peak_rss_mib']:4.0f} MiB{shown}")
+                worst[fmt] = max(worst.get(fmt, 0.0), results[fmt]["load"] + f["seconds"])
         print("\nslowest load + render per format (target: under 2 s for text, collapsed,"
               " speedscope):")
         for fmt in formats:

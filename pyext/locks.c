@@ -67,9 +67,31 @@ static inline int hyp__timing(void) {
 
 /* ---------------------------------------------------------------- sites */
 
-/* The site of index i: its name, a borrowed str. */
+/* The site of index i: its name, a borrowed str... */
 static PyObject *hyp__site_name(uint32_t i) {
     return PyTuple_GET_ITEM(PyList_GET_ITEM(L.sites, i), 0);
+}
+
+/* ...and the name of its holds' special function in the deterministic mode,
+ * "<lock held, created at FILE:LINE>". */
+static PyObject *hyp__hold_name(uint32_t i) {
+    return PyTuple_GET_ITEM(PyList_GET_ITEM(L.sites, i), 3);
+}
+
+/* A site's entry in L.sites: (name, file or None, line, hold name). */
+static PyObject *hyp__site_entry(PyObject *name, PyObject *file, int line) {
+    PyObject *from = PyUnicode_FromString("<lock created at ");
+    PyObject *to = PyUnicode_FromString("<lock held, created at ");
+    PyObject *held = from != NULL && to != NULL ? PyUnicode_Replace(name, from, to, 1) : NULL;
+    PyObject *entry = NULL;
+
+    if (held != NULL) {
+        PyUnicode_InternInPlace(&held);
+        entry = Py_BuildValue("(OOiN)", name, file, line, held);
+    }
+    Py_XDECREF(from);
+    Py_XDECREF(to);
+    return entry;
 }
 
 /* The creation site of a lock made now: the first frame of the caller's
@@ -124,7 +146,8 @@ static uint32_t hyp__site_here(void) {
     if (name == NULL)
         goto out;
     PyUnicode_InternInPlace(&name);
-    entry = Py_BuildValue("(NOi)", name, file, line);
+    entry = hyp__site_entry(name, file, line);
+    Py_DECREF(name);
     v = PyLong_FromSsize_t(PyList_GET_SIZE(L.sites));
     if (entry != NULL && v != NULL && PyList_Append(L.sites, entry) == 0 &&
         PyDict_SetItem(L.site_index, key, v) == 0)
@@ -173,6 +196,16 @@ static void hyp__observe(uint32_t site, int kind, uint64_t ticks) {
     hyp_collector_sample(&L.col, kind, (uint64_t)(ns / p + 0.5), PyTuple_GET_ITEM(entry, 0),
                          PyTuple_GET_ITEM(entry, 1) != Py_None ? PyTuple_GET_ITEM(entry, 1) : NULL,
                          (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 2)));
+}
+
+/* A hold of a lock of site that lasted ticks is over: sampled, and in the
+ * deterministic mode a finished call of the site's hold function under the
+ * code that released it, whose cumulative time is the hold (the holder ran
+ * its own calls meanwhile, whose own time that was). */
+static void hyp__held(uint32_t site, uint64_t ticks) {
+    if (L.det_users != 0)
+        hyp__det_special_record(DET_SPECIAL_LOCK, hyp__hold_name(site), ticks, NULL, NULL);
+    hyp__observe(site, LOCK_HOLD, ticks);
 }
 
 /* ---------------------------------------------------------------- the types */
@@ -233,7 +266,7 @@ static void hyp__lock_dealloc(hyp_lock_t *self) {
 /* The lock was taken. */
 static inline void hyp__taken(hyp_lock_t *self) {
     if (self->count++ == 0)
-        self->since = L.col.running ? hyp_clock_ticks() : 0;
+        self->since = hyp__timing() ? hyp_clock_ticks() : 0;
 }
 
 /* A blocking call on the inner lock that may wait: timed, and in the
@@ -332,7 +365,7 @@ static PyObject *hyp__lock_release(hyp_lock_t *self, PyObject *unused) {
     if (self->count > 0 && --self->count == 0) {
         self->since = 0;
         if (since != 0 && now > since)
-            hyp__observe(self->site, LOCK_HOLD, now - since);
+            hyp__held(self->site, now - since);
     }
     return r;
 }
@@ -371,7 +404,7 @@ static PyObject *hyp__rlock_release_save(hyp_lock_t *self, PyObject *unused) {
     self->count = 0;
     self->since = 0;
     if (since != 0 && now > since)
-        hyp__observe(self->site, LOCK_HOLD, now - since);
+        hyp__held(self->site, now - since);
     return r;
 }
 
@@ -522,9 +555,10 @@ static int hyp__setup(void) {
     if (L.skip_files == NULL || L.site_index == NULL || L.sites == NULL)
         goto fail;
     {
-        PyObject *unknown = Py_BuildValue("(sOi)", "<lock created at an unknown place>",
-                                          Py_None, 0);
+        PyObject *name = PyUnicode_FromString("<lock created at an unknown place>");
+        PyObject *unknown = name != NULL ? hyp__site_entry(name, Py_None, 0) : NULL;
 
+        Py_XDECREF(name);
         if (unknown == NULL || PyList_Append(L.sites, unknown) < 0) {
             Py_XDECREF(unknown);
             goto fail;
@@ -761,18 +795,11 @@ static PyObject *hyp__lock_site(PyObject *self, PyObject *unused) {
     return PyLong_FromUnsignedLong(hyp__site_here());
 }
 
-/* _lock_clock(): the clock now when a wait is timed, else 0. */
+/* _lock_clock(): the clock now when waits and holds are timed, else 0. */
 static PyObject *hyp__lock_clock(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
     return PyLong_FromUnsignedLongLong(hyp__timing() ? hyp_clock_ticks() : 0);
-}
-
-/* _lock_hold_clock(): the clock now when holds are sampled, else 0. */
-static PyObject *hyp__lock_hold_clock(PyObject *self, PyObject *unused) {
-    (void)self;
-    (void)unused;
-    return PyLong_FromUnsignedLongLong(L.col.running ? hyp_clock_ticks() : 0);
 }
 
 /* The (site, since) arguments of _lock_waited() and _lock_held(), and the
@@ -825,7 +852,7 @@ static PyObject *hyp__lock_held(PyObject *self, PyObject *const *args, Py_ssize_
     if (PyErr_Occurred())
         return NULL;
     if (ticks != 0)
-        hyp__observe(site, LOCK_HOLD, ticks);
+        hyp__held(site, ticks);
     Py_RETURN_NONE;
 }
 
@@ -839,7 +866,6 @@ static PyMethodDef hyp__locks_functions[] = {
     {"_locks_after_fork", hyp__locks_after_fork, METH_NOARGS, NULL},
     {"_lock_site", hyp__lock_site, METH_NOARGS, NULL},
     {"_lock_clock", hyp__lock_clock, METH_NOARGS, NULL},
-    {"_lock_hold_clock", hyp__lock_hold_clock, METH_NOARGS, NULL},
     {"_lock_waited", (PyCFunction)(void (*)(void))hyp__lock_waited, METH_FASTCALL, NULL},
     {"_lock_held", (PyCFunction)(void (*)(void))hyp__lock_held, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

@@ -224,11 +224,8 @@ static PyObject *hyp__trace_data(hyp_profile_t *p, unsigned minor,
     if (hyp__set(d, "threads", l) < 0)
         goto fail;
 
-    /* nodes as (parent, func, line) uint32 triples; the root's are all ~0 */
-    if (hyp__set(d, "nodes", PyBytes_FromStringAndSize(
-                                   (const char *)hyp_profile_nodes(p),
-                                   (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)))) <
-        0)
+    /* The node table stays in the profile (node_table() copies it out). */
+    if (hyp__set(d, "node_count", PyLong_FromSize_t(hyp_profile_node_count(p))) < 0)
         goto fail;
 
     {
@@ -523,6 +520,18 @@ out:
         Py_XDECREF(o[k]);
     hyp_flat_free(f);
     return res;
+}
+
+/* node_table(profile) -> bytes: the nodes as (parent, func, line) uint32
+ * triples; the root's are all ~0. */
+static PyObject *hyp__node_table(PyObject *self, PyObject *cap) {
+    hyp_profile_t *p = hyp_py_capsule_profile(cap);
+
+    (void)self;
+    if (p == NULL)
+        return NULL;
+    return PyBytes_FromStringAndSize((const char *)hyp_profile_nodes(p),
+                                     (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)));
 }
 
 /* node_values(profile, thread=-1) -> bytes of node_count * metric_count uint64 */
@@ -928,6 +937,9 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"callgrind", hyp__callgrind, METH_VARARGS,
      "callgrind(profile, index, names, files, first, events, cost, cum, calls, header) -> str"
      "\n\nThe callgrind file of a loaded trace (hyprof/callgrind.h)."},
+    {"node_table", hyp__node_table, METH_O,
+     "node_table(profile) -> bytes\n\nThe nodes of a loaded trace as (parent, func, line) "
+     "uint32 triples."},
     {"node_values", hyp__node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

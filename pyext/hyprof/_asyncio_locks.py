@@ -50,7 +50,7 @@ class Lock(_Original):
             finally:
                 if t0:
                     _hyprof._lock_waited(self._hyprof_site, t0)
-        self._hyprof_since = _hyprof._lock_hold_clock()
+        self._hyprof_since = _hyprof._lock_clock()
         return taken
 
     def release(self):

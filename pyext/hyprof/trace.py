@@ -100,8 +100,7 @@ def _check_header(header, path):
                              " expected")
 
 
-def _scale(metric):
-    return _NS if metric.unit == "ns" else 1
+_scale = _model.unit_scale
 
 
 class _Values:
@@ -334,8 +333,7 @@ class Trace(ReportMethods):
                                for i, (n, f, line, k) in enumerate(data["functions"])]
         self._threads = [Thread(i, tid, ident, s[name])
                          for i, (tid, ident, name) in enumerate(data["threads"])]
-        self._nodes = array.array("I")
-        self._nodes.frombytes(data["nodes"])
+        self._node_count = data["node_count"]
         self.truncated = data["truncated"]
         self.message = data["message"]
         self.dropped = data["dropped"]
@@ -359,7 +357,15 @@ class Trace(ReportMethods):
 
     @property
     def node_count(self):
-        return len(self._nodes) // 3
+        return self._node_count
+
+    @property
+    def _nodes(self):
+        """The node table as (parent, func, line) triples, copied out of the
+        C profile when asked for: a loaded trace keeps it once, there."""
+        nodes = array.array("I")
+        nodes.frombytes(_hyprof.node_table(self._profile))
+        return nodes
 
     # ------------------------------------------------------------ aggregates
 

@@ -107,6 +107,31 @@ def test_deterministic_counts_contended_waits_exactly(engine):
                        "objects>"}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_deterministic_times_every_hold_exactly(engine):
+    p = hyprof.Profiler(engine=engine, locks=True)
+    with p:
+        line, wait, hold, contended = contend()
+    t = p.trace()
+    site = site_of(t, line)
+    held = site.replace("<lock created at ", "<lock held, created at ", 1)
+    [f] = [f for f in t.functions() if f.name == held]
+    assert f.kind == "special"
+    # Every hold is a call, the uncontended ones too: each worker's rounds.
+    assert f.calls == 2 * ROUNDS
+    # From the acquisition to the release, around what the program timed
+    # inside the with block; no own time (the holder's calls have it).
+    assert hold <= f.wall_cum <= hold + 0.002 * 2 * ROUNDS, (f.wall_cum, hold)
+    assert f.wall_own == 0
+    # Recorded under the code that released the lock.
+    callers = {e.caller.name for e in t.edges() if e.callee.name == held}
+    assert callers <= {"contend.<locals>.worker",
+                       "<method '__exit__' of 'hyprof._hyprof.Lock' objects>"}, callers
+    # The waits are still their own function.
+    [w] = [f for f in t.functions() if f.name == site]
+    assert contended <= w.calls <= 2 * ROUNDS
+
+
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_sampling_weighs_waits_and_holds_to_their_totals(clock):
     p = hyprof.Profiler(mode="sampling", clock=clock, locks=True, lock_interval=0.002)
@@ -359,6 +384,11 @@ def test_deterministic_records_asyncio_lock_waits_under_the_awaiting_call(engine
     [acq] = [e for e in t.edges() if e.callee.name == "Lock.acquire"
              and e.caller.name == "_ContextManagerMixin.__aenter__"]
     assert f.wall_cum <= acq.wall_cum * 1.01
+    # Every hold a call, timed from the task's taking the lock to its release.
+    held = site.replace("<lock created at ", "<lock held, created at ", 1)
+    [h] = [f for f in t.functions() if f.name == held]
+    assert h.calls == 2 * ROUNDS and h.wall_own == 0
+    assert hold <= h.wall_cum <= hold + 0.002 * 2 * ROUNDS, (h.wall_cum, hold)
     assert not [x for x in t.functions()
                 if "_asyncio_locks" in x.filename or x.name.startswith("<built-in method _lock_")]
 

@@ -335,8 +335,10 @@ class _Run:
         time of the request's calls (the flame graph's whole), else the time
         from the profiler's start to its stop."""
         if trace.mode == "deterministic":
-            roots = [e for e in trace.edges() if e.caller is None]
-            wall = sum(e.cum.get("wall_cum", 0) for e in roots) * 1e-9
+            # The flame graph's whole is every call's own wall time added up
+            # (whole nanoseconds); the calls' measured cumulative time can
+            # differ from it by some ns, enough to round to another us.
+            wall = sum(f.own.get("wall_own", 0) for f in trace.functions()) * 1e-9
             if wall > 0:
                 return wall
         return self.seconds
@@ -699,7 +701,7 @@ def _render_html(trace, run, request, response, seconds):
     from hyprof.render import _model
 
     title = (f"hyprof: {request.method} {request.path} -> {response.status_code}, "
-             f"{_model.format_value(seconds * 1e9, 'ns')}, {run.queries.count} SQL queries "
+             f"{_model.format_value(round(seconds * 1e9), 'ns')}, {run.queries.count} SQL queries "
              f"({run.queries.seconds * 1e3:.1f} ms)")
     return render.render(trace, "html", title=title)
 

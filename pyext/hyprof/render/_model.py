@@ -505,6 +505,12 @@ def reject_options(fmt, options):
         raise ReportError(f"the {fmt} format has no option {names}")
 
 
+def unit_scale(metric):
+    """What a raw value of ``metric`` is multiplied by for the API's values:
+    seconds per ns for a time, 1 for counts and bytes."""
+    return 1e-9 if metric.unit == "ns" else 1
+
+
 def format_value(value, unit):
     """A value in its unit for people: ``1.23 ms``, ``4.5 MiB``, ``1,234``."""
     sign = "-" if value < 0 else ""

@@ -15,6 +15,7 @@ import re
 
 from .. import _progress
 from ..errors import ReportError
+from . import _model
 
 
 def cprofile_key(code):
@@ -65,8 +66,6 @@ def stats(trace, clock="wall", thread=None):
                           "can be exported to it (this one is %s)" % trace.mode)
     if clock not in ("wall", "cpu"):
         raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
-    from ..trace import _scale  # hyprof.trace imports the renderers
-
     own, cum = clock + "_own", clock + "_cum"
     out = {}
     funcs = trace._flat(thread)  # {function id: FunctionStats}
@@ -84,8 +83,8 @@ def stats(trace, clock="wall", thread=None):
     cc = trace._calls_col
     oc = where.get(own)
     kc = where.get(cum if cum in where else own)
-    o_scale = _scale(trace.metrics[oc]) if oc is not None else 0
-    k_scale = _scale(trace.metrics[kc]) if kc is not None else 0
+    o_scale = _model.unit_scale(trace.metrics[oc]) if oc is not None else 0
+    k_scale = _model.unit_scale(trace.metrics[kc]) if kc is not None else 0
     # Per function id (the root's, past the table, too): its key, and the
     # callers' dict of its entry; None where it has nothing recorded.
     nf = len(trace.function_table)
