@@ -101,10 +101,14 @@ def summary(trace):
     threads = len(trace.threads())
     if trace.mode == "deterministic":
         calls = sum(f.calls for f in funcs)
-        # The calls from the root, as the aggregation totals them.
-        top = [e for e in trace.edges() if e.caller is None]
-        wall = sum(e.cum.get("wall_cum", 0) for e in top) * 1e-9
-        cpu = sum(e.cum.get("cpu_cum", 0) for e in top) * 1e-9
+        # The calls from the root (a caller past the function table), as the
+        # aggregation totals them, from its packed edges: no object per edge.
+        callers, _, _, cum, width = trace._edge_columns(None)
+        nf = len(trace.function_table)
+        top = [k * width for k, a in enumerate(callers) if a >= nf]
+        where = trace._metric_index_of
+        wall, cpu = (sum(cum[r + where[m]] for r in top) * 1e-9 if m in where else 0.0
+                     for m in ("wall_cum", "cpu_cum"))
         line = ("hyprof deterministic profile: %d calls of %d functions, %.3f s wall, "
                 "%.3f s CPU in profiled calls, %d thread%s"
                 % (calls, len(funcs), wall, cpu, threads, "" if threads == 1 else "s"))
