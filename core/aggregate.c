@@ -82,20 +82,6 @@ int hyp_flat_compute(const hyp_profile_t *p, hyp_id_t thread, hyp_flat_t **out) 
     return hyp_flat_compute_ex(p, thread, 0, out);
 }
 
-/* One metric's value of every node, summed over one thread's rows or all
- * (thread == HYP_NO_ID) and over every label set. */
-static void hyp__node_column(const hyp_profile_t *p, hyp_id_t thread, size_t m, uint64_t *out) {
-    size_t r, w = p->nmetrics;
-
-    memset(out, 0, p->nnodes * sizeof(uint64_t));
-    for (r = 0; r < p->nrows; r++) {
-        const hyp__rowkey_t *k = &p->rowkeys[r];
-
-        if (thread == HYP_NO_ID || k->thread == thread)
-            out[k->node] += p->vals[r * w + m];
-    }
-}
-
 int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
                         hyp_flat_t **out) {
     size_t N, M, F, i, m, n;
@@ -234,16 +220,16 @@ int hyp_flat_compute_ex(const hyp_profile_t *p, hyp_id_t thread, unsigned flags,
         int rec = kind == HYP_METRIC_REC || kind == HYP_METRIC_EDGE_REC;
         size_t rm = rec_of[m], em = erec_of[m];
 
-        hyp__node_column(p, thread, m, vcol);
+        hyp__node_values_range(p, thread, NULL, m, 1, vcol);
         if (rm != SIZE_MAX) {
             if (rcol == NULL && (rcol = hyp__malloc((N + 1) * sizeof(uint64_t))) == NULL)
                 goto out;
-            hyp__node_column(p, thread, rm, rcol);
+            hyp__node_values_range(p, thread, NULL, rm, 1, rcol);
         }
         if (em != SIZE_MAX && want_edges) {
             if (ecol == NULL && (ecol = hyp__malloc((N + 1) * sizeof(uint64_t))) == NULL)
                 goto out;
-            hyp__node_column(p, thread, em, ecol);
+            hyp__node_values_range(p, thread, NULL, em, 1, ecol);
         }
         memcpy(dcol, vcol, N * sizeof(uint64_t));
         if (kind == HYP_METRIC_OWN) {

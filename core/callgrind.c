@@ -232,8 +232,8 @@ typedef struct {
     uint64_t *ccost, *ccalls;
 } hyp__cg_t;
 
-/* Tarjan's algorithm without recursion over the edges sorted by caller:
- * comp[v] is the first vertex of v's component to be finished. */
+/* Tarjan's algorithm without recursion over the edges: comp[v] is the first
+ * vertex of v's component to be finished. */
 static int hyp__cg_components(hyp__cg_t *w) {
     size_t nv = (size_t)w->root + 1, i, top = 0, sp = 0, next = 0;
     size_t *start = hyp__calloc(nv + 1, sizeof(size_t));
@@ -254,8 +254,10 @@ static int hyp__cg_components(hyp__cg_t *w) {
         start[w->edges[i].a + 1]++;
     for (i = 0; i < nv; i++)
         start[i + 1] += start[i];
-    for (i = 0; i < w->nedges; i++) /* sorted by caller: in place */
-        adj[i] = w->edges[i].b;
+    for (i = 0; i < nv; i++) /* low: each caller's next free slot in adj, for now */
+        low[i] = (uint32_t)start[i];
+    for (i = 0; i < w->nedges; i++)
+        adj[low[w->edges[i].a]++] = w->edges[i].b;
     for (i = 0; i < nv; i++)
         index[i] = UINT32_MAX;
     for (i = 0; i < nv; i++) {
@@ -421,8 +423,7 @@ static int hyp__cg_adjust(hyp__cg_t *w) {
     hyp__cg_cut_t *cut = NULL;
     int rc;
 
-    /* The adjustment wants the edges by callee, in aggregation order; the
-     * components by caller. */
+    /* The adjustment wants the edges by callee, in aggregation order. */
     if ((rc = hyp__cg_count_sort(w->edges, w->nedges, nv, 0)) < 0)
         return rc;
     for (lo = 0; lo < w->nedges; lo = hi) {
@@ -450,20 +451,8 @@ static int hyp__cg_adjust(hyp__cg_t *w) {
                     hyp__sat_add(w->ecost[(size_t)w->edges[best].id * nc + j], goal - sum);
                 continue;
             }
-            if (w->comp == NULL) {
-                hyp__cg_edge_t *copy = hyp__malloc((w->nedges ? w->nedges : 1) * sizeof(*copy));
-
-                if (copy == NULL)
-                    goto nomem;
-                memcpy(copy, w->edges, w->nedges * sizeof(*copy));
-                rc = hyp__cg_count_sort(w->edges, w->nedges, nv, 1);
-                if (rc == 0)
-                    rc = hyp__cg_components(w);
-                memcpy(w->edges, copy, w->nedges * sizeof(*copy));
-                hyp__free(copy);
-                if (rc < 0)
-                    goto fail;
-            }
+            if (w->comp == NULL && (rc = hyp__cg_components(w)) < 0)
+                goto fail;
             if (cut == NULL && (cut = hyp__malloc(w->nedges * sizeof(*cut))) == NULL)
                 goto nomem;
             for (k = lo; k < hi; k++) {

@@ -888,25 +888,30 @@ int hyp_profile_node_values(const hyp_profile_t *p, hyp_id_t thread, uint64_t *o
 
 int hyp_profile_node_values_where(const hyp_profile_t *p, hyp_id_t thread,
                                   const unsigned char *keep, uint64_t *out) {
-    size_t r, m, w = p->nmetrics;
-
     if (thread != HYP_NO_ID && thread >= p->nthreads)
         return HYP_ERANGE;
-    if (w == 0)
-        return 0;
-    memset(out, 0, p->nnodes * w * sizeof(uint64_t));
+    hyp__node_values_range(p, thread, keep, 0, p->nmetrics, out);
+    return 0;
+}
+
+void hyp__node_values_range(const hyp_profile_t *p, hyp_id_t thread, const unsigned char *keep,
+                            size_t first, size_t count, uint64_t *out) {
+    size_t r, m, w = p->nmetrics;
+
+    if (count == 0)
+        return;
+    memset(out, 0, p->nnodes * count * sizeof(uint64_t));
     for (r = 0; r < p->nrows; r++) {
         const hyp__rowkey_t *k = &p->rowkeys[r];
-        const uint64_t *v = p->vals + r * w;
+        const uint64_t *v = p->vals + r * w + first;
         uint64_t *o;
 
         if ((thread != HYP_NO_ID && k->thread != thread) || (keep != NULL && !keep[k->labels]))
             continue;
-        o = out + (size_t)k->node * w;
-        for (m = 0; m < w; m++)
+        o = out + (size_t)k->node * count;
+        for (m = 0; m < count; m++)
             o[m] += v[m];
     }
-    return 0;
 }
 
 /* ---------------------------------------------------------------- samples */

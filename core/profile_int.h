@@ -90,6 +90,12 @@ struct hyp_profile_s {
 };
 
 
+/* Fills out with metrics first .. first + count - 1 of every node (count
+ * values a node), summed over one thread's rows or all (HYP_NO_ID) and over
+ * the label sets keep allows (NULL: all). thread must be in range. */
+void hyp__node_values_range(const hyp_profile_t *p, hyp_id_t thread, const unsigned char *keep,
+                            size_t first, size_t count, uint64_t *out);
+
 /* Returns the row index of (thread, node, labels), creating it; or a
  * negative error. Unchecked ids. */
 int64_t hyp__profile_row_index(hyp_profile_t *p, hyp_id_t thread, hyp_id_t node,

@@ -100,9 +100,6 @@ def _check_header(header, path):
                              " expected")
 
 
-_scale = _model.unit_scale
-
-
 class _Values:
     """Packed own/cum values (uint64, metric_count per row) of flat entries
     or edges, as the C aggregation returns them."""
@@ -147,7 +144,7 @@ class _Stats:
         col = t._metric_index_of.get(name)
         if col is None:
             return 0.0
-        return self._raw(which, col) * _scale(t.metrics[col])
+        return self._raw(which, col) * _model.unit_scale(t.metrics[col])
 
     def _time_cum(self, clock):
         # the producer's measured cumulative column if there is one, else the
