@@ -240,7 +240,13 @@ int hyp_cpu_clock_init(hyp_cpu_clock_t *c, int flags, int *perf_err) {
     }
     if (perf_err != NULL)
         *perf_err = err;
-    c->span = (uint64_t)((double)HYP_CPU_CLOCK_SPAN_NS * ticks_per_ns);
+    /* The ratio is taken once: converting the thread's whole CPU time with a
+     * ratio refined later (another session's start or stop refines it) would
+     * move the clock by that time times the change at the next resync. */
+    pthread_mutex_lock(&clock_mutex);
+    c->ticks_per_ns = ticks_per_ns;
+    pthread_mutex_unlock(&clock_mutex);
+    c->span = (uint64_t)((double)HYP_CPU_CLOCK_SPAN_NS * c->ticks_per_ns);
     c->seen = c->lock != NULL ? *c->lock + 1 : 0; /* force the first read to resync */
     hyp_cpu_clock_resync(c, &wall);
     c->resyncs = 0;
@@ -291,12 +297,12 @@ uint64_t hyp_cpu_clock_resync(hyp_cpu_clock_t *c, uint64_t *wall) {
     if (c->lock == NULL) {
         ns = hyp_clock_thread_cpu_ns();
         now = hyp_clock_ticks();
-        return set_cpu(c, wall_source == HYP_WALL_TSC ? (uint64_t)((double)ns * ticks_per_ns) : ns,
+        return set_cpu(c, wall_source == HYP_WALL_TSC ? (uint64_t)((double)ns * c->ticks_per_ns) : ns,
                        now, wall);
     }
     /* The lock is set only with the TSC as the wall source, so the ticks are
      * the TSC's; a word that never held still keeps the next read
      * resynchronising. */
     c->seen = hyp__cpu_pair(c->lock, &ns, &now);
-    return set_cpu(c, (uint64_t)((double)ns * ticks_per_ns), now, wall);
+    return set_cpu(c, (uint64_t)((double)ns * c->ticks_per_ns), now, wall);
 }

@@ -87,6 +87,7 @@ typedef struct {
     uint64_t sync_wall;            /* wall ticks at the last resync */
     uint64_t sync_cpu;             /* the system call's CPU time then, in ticks */
     uint64_t span;                 /* ticks after which a read resyncs */
+    double ticks_per_ns;           /* the system call's ns to ticks, fixed at init */
     uint64_t last_cpu;             /* CPU ticks last returned */
     uint64_t resyncs;              /* reads that needed the system call */
     uint64_t reads;
