@@ -481,9 +481,7 @@ static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     hyp_py_athread_t *a = NULL;
     hyp_thread_t th;
     char fallback[48];
-    const char *name = NULL;
-    Py_ssize_t len = 0;
-    PyObject *pyname = NULL;
+    PyObject *pyname;
     size_t i;
     int rc;
 
@@ -494,29 +492,18 @@ static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
         *id = a->id;
         return 0;
     }
-    if (a != NULL && a->thread == NULL && hyp_py_alloc.active != NULL &&
-        PyDict_Check(hyp_py_alloc.active)) {
+    /* No Python code runs here (hyp_py_thread_name()): this is the middle of
+     * a batch that another thread or a pending call must not touch. */
+    if (a != NULL && a->thread == NULL && hyp_py_alloc.active != NULL)
         /* Not registered at its samples; perhaps it is by now. */
-        PyObject *key = PyLong_FromUnsignedLongLong(ident);
-
-        if (key != NULL)
-            a->thread = Py_XNewRef(PyDict_GetItemWithError(hyp_py_alloc.active, key));
-        Py_XDECREF(key);
-        PyErr_Clear();
-    }
-    if (a != NULL && a->thread != NULL) {
-        pyname = PyObject_GetAttrString(a->thread, "name");
-        if (pyname != NULL && PyUnicode_Check(pyname))
-            name = PyUnicode_AsUTF8AndSize(pyname, &len);
-        PyErr_Clear();
-    }
-    if (name == NULL) {
+        a->thread = Py_XNewRef(hyp_py_thread_object(hyp_py_alloc.active, (unsigned long)ident));
+    if (a != NULL && (pyname = hyp_py_thread_name(a->thread)) != NULL) {
+        rc = hyp_py_intern_str(hyp_py_alloc.prof, pyname, &th.name);
+        Py_DECREF(pyname);
+    } else {
         snprintf(fallback, sizeof(fallback), "Thread-%llu", (unsigned long long)native);
-        name = fallback;
-        len = (Py_ssize_t)strlen(fallback);
+        rc = hyp_profile_string(hyp_py_alloc.prof, fallback, strlen(fallback), &th.name);
     }
-    rc = hyp_profile_string(hyp_py_alloc.prof, name, (size_t)len, &th.name);
-    Py_XDECREF(pyname);
     if (rc < 0)
         return hyp__alloc_fail(rc);
     th.os_tid = native;

@@ -152,7 +152,7 @@ static int hyp__func_of(hyp_collector_t *c, PyObject *cache, PyObject *key, PyCo
 static int hyp__thread_id(hyp_collector_t *c, hyp_id_t *id) {
     unsigned long ident = PyThread_get_thread_ident();
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    PyObject *key = Py_BuildValue("(ki)", ident, (int)tid), *v, *name = NULL, *active;
+    PyObject *key = Py_BuildValue("(ki)", ident, (int)tid), *v, *name;
     hyp_thread_t th;
     int rc;
 
@@ -164,23 +164,10 @@ static int hyp__thread_id(hyp_collector_t *c, hyp_id_t *id) {
         Py_DECREF(key);
         return 0;
     }
-    active = PyObject_GetAttrString(c->threading, "_active");
-    if (active != NULL && PyDict_Check(active)) {
-        PyObject *k = PyLong_FromUnsignedLong(ident);
-        PyObject *t = k != NULL ? PyDict_GetItemWithError(active, k) : NULL; /* borrowed */
-        PyObject *d = t != NULL ? PyObject_GenericGetDict(t, NULL) : NULL;
-
-        if (d != NULL && PyDict_Check(d))
-            name = Py_XNewRef(PyDict_GetItemString(d, "_name"));
-        Py_XDECREF(d);
-        Py_XDECREF(k);
-    }
-    Py_XDECREF(active);
-    PyErr_Clear();
+    name = hyp_py_thread_name(hyp_py_thread_object(NULL, ident));
     th.os_tid = (uint64_t)tid;
     th.ident = ident;
-    if ((rc = hyp_py_intern_str(c->prof, name != NULL && PyUnicode_Check(name) ? name : NULL,
-                                &th.name)) == 0 &&
+    if ((rc = hyp_py_intern_str(c->prof, name, &th.name)) == 0 &&
         (rc = hyp_profile_thread(c->prof, &th, id)) == 0) {
         v = PyLong_FromUnsignedLong(*id);
         if (v == NULL || PyDict_SetItem(c->thread_ids, key, v) < 0)

@@ -38,7 +38,7 @@ typedef struct {
     PyObject *funcs;      /* code -> function id in prof */
     PyObject *tops;       /* top function name -> function id in prof */
     PyObject *thread_ids; /* threading ident -> thread id in prof */
-    PyObject *threading;  /* the module, for thread names */
+    PyObject *threading;  /* imported at start: thread names are read from it */
     hyp_id_t trunc_func;
     hyp_id_t *lab_cache;
     size_t nlab_cache;

@@ -39,37 +39,23 @@ static void hyp__det_atfork_child(void) {
 /* ----------------------------------------------------------------- threads */
 
 void hyp__det_thread_name(det_thread_t *th) {
-    PyObject *threading, *active, *t = NULL, *name = NULL, *key;
+    PyObject *name;
+    const char *s;
 
     /* A thread's first events can come before threading registers it; the
-     * name is looked up again when its next call path is created. */
+     * name is looked up again when its next call path is created. This runs
+     * in the profile hook: the name is read without running Python code. */
     th->name_pending = th->name_pending == 0 ? 256 : th->name_pending - 1;
     if (th->name[0] == '\0')
         snprintf(th->name, sizeof th->name, "Thread-%lu", th->ident);
-    threading = PyImport_ImportModule("threading");
-    if (threading == NULL)
-        goto done;
-    active = PyObject_GetAttrString(threading, "_active");
-    Py_DECREF(threading);
-    if (active == NULL)
-        goto done;
-    key = PyLong_FromUnsignedLong(th->ident);
-    if (key != NULL && PyDict_Check(active))
-        t = PyDict_GetItemWithError(active, key);
-    Py_XDECREF(key);
-    if (t != NULL)
-        name = PyObject_GetAttrString(t, "name");
-    Py_DECREF(active);
-    if (name != NULL && PyUnicode_Check(name)) {
-        const char *s = PyUnicode_AsUTF8(name);
-        if (s != NULL) {
-            snprintf(th->name, sizeof th->name, "%s", s);
-            th->name_pending = 0;
-        }
+    if ((name = hyp_py_thread_name(hyp_py_thread_object(NULL, th->ident))) == NULL)
+        return;
+    if ((s = PyUnicode_AsUTF8(name)) != NULL) {
+        snprintf(th->name, sizeof th->name, "%s", s);
+        th->name_pending = 0;
     }
-    Py_XDECREF(name);
-done:
     PyErr_Clear();
+    Py_DECREF(name);
 }
 
 /* Whether th's thread still runs in interp. */

@@ -92,6 +92,21 @@ int hyp_py_intern_str(hyp_profile_t *p, PyObject *s, hyp_id_t *id);
  * is one function to all of them. Returns 0 or an HYP_E* code; no Python
  * exception is left set. Needs the GIL. */
 int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id);
+/* What threading knows of a thread, read from its dicts without running any
+ * Python code. The producers name threads where Python code must not run:
+ * a resolver in the middle of a batch, a profile hook, a signal's deferred
+ * work. Python code there lets other threads take the GIL and pending calls
+ * fire, which could append to the batch being resolved or resolve it twice.
+ * A Thread subclass that overrides the name property is named by what
+ * Thread.__init__ and the name setter store (Thread._name).
+ * hyp_py_thread_object(): threading._active[ident], borrowed. active is
+ * that dict, or NULL to find it through sys.modules (threading is never
+ * imported from here). Returns NULL if threading does not know the thread
+ * (yet).
+ * hyp_py_thread_name(): thread's name as a new str reference, or NULL.
+ * Neither leaves an exception set. Both need the GIL. */
+PyObject *hyp_py_thread_object(PyObject *active, unsigned long ident);
+PyObject *hyp_py_thread_name(PyObject *thread);
 /* Sets header entries from a dict of str keys to None, bool, int, float,
  * str or a list of str (strings kept exactly, as hyp_py_intern_str does;
  * the format's own keys are ignored). Returns 0, or -1 with an exception. */

@@ -97,6 +97,40 @@ int hyp_py_code_func(hyp_profile_t *p, PyCodeObject *code, hyp_id_t *id) {
     return hyp_profile_func(p, &f, id);
 }
 
+PyObject *hyp_py_thread_object(PyObject *active, unsigned long ident) {
+    PyObject *key, *th = NULL;
+
+    if (active == NULL) {
+        PyObject *mod = PyDict_GetItemString(PyImport_GetModuleDict(), "threading");
+
+        if (mod != NULL && PyModule_Check(mod))
+            active = PyDict_GetItemString(PyModule_GetDict(mod), "_active");
+    }
+    if (active != NULL && PyDict_Check(active) && (key = PyLong_FromUnsignedLong(ident)) != NULL) {
+        th = PyDict_GetItemWithError(active, key);
+        Py_DECREF(key);
+    }
+    PyErr_Clear();
+    return th;
+}
+
+PyObject *hyp_py_thread_name(PyObject *thread) {
+    PyObject *dict, *name = NULL;
+
+    if (thread == NULL || (dict = PyObject_GenericGetDict(thread, NULL)) == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    name = PyDict_GetItemString(dict, "_name");
+    if (name != NULL && PyUnicode_Check(name))
+        Py_INCREF(name);
+    else
+        name = NULL;
+    Py_DECREF(dict);
+    PyErr_Clear();
+    return name;
+}
+
 int hyp_py_set_run_meta(hyp_profile_t *p, double start_time, PyObject *argv) {
     const char *full = Py_GetVersion();
     char version[32];

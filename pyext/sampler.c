@@ -300,29 +300,20 @@ int hyp__sampler_handler_gone(void) {
 
 /* ---------------------------------------------------------------- threads */
 
-/* The thread's name from threading._active[ident]._name, read from the
- * dicts without running any Python code (this runs in the resolver, which a
- * code object's destruction can call). Returns 1 and sets *name when the
- * thread is known to threading, 0 when not (yet), or HYP_ENOMEM. */
+/* The thread's name from threading._active[ident]._name, read without
+ * running any Python code (hyp_py_thread_name(): this runs in the resolver,
+ * which a code object's destruction can call). Returns 1 and sets *name when
+ * the thread is known to threading, 0 when not (yet), or HYP_ENOMEM. */
 int hyp__sampler_thread_name(unsigned long ident, hyp_id_t *name) {
-    PyObject *key, *th = NULL, *dict, *nm = NULL;
-    const char *u = NULL;
-    Py_ssize_t n = 0;
+    PyObject *nm;
+    int rc;
 
-    if (S.threads_active != NULL && (key = PyLong_FromUnsignedLong(ident)) != NULL) {
-        th = PyDict_GetItemWithError(S.threads_active, key); /* borrowed */
-        Py_DECREF(key);
-        if (th != NULL && (dict = PyObject_GenericGetDict(th, NULL)) != NULL) {
-            nm = PyDict_GetItemString(dict, "_name"); /* borrowed */
-            if (nm != NULL && PyUnicode_Check(nm))
-                u = PyUnicode_AsUTF8AndSize(nm, &n);
-            Py_DECREF(dict);
-        }
-    }
-    PyErr_Clear();
-    if (u == NULL)
+    if (S.threads_active == NULL ||
+        (nm = hyp_py_thread_name(hyp_py_thread_object(S.threads_active, ident))) == NULL)
         return 0;
-    return hyp_profile_string(S.profile, u, (size_t)n, name) < 0 ? HYP_ENOMEM : 1;
+    rc = hyp_py_intern_str(S.profile, nm, name);
+    Py_DECREF(nm);
+    return rc < 0 ? HYP_ENOMEM : 1;
 }
 
 /* The slot's thread in the profile, made at its first sample, so that a

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import threading
+import time
 import tracemalloc
 
 import hyprof
@@ -406,6 +407,46 @@ def test_start_stop_while_threads_allocate():
         stop.set()
         for w in workers:
             w.join()
+
+
+def test_a_name_property_that_runs_code_cannot_make_a_batch_resolve_twice():
+    # Resolution names a thread from what threading stores (Thread._name),
+    # never through the name property: Python code run there lets other
+    # threads take the GIL and fill a batch whose pending call then fires
+    # in the middle of the resolve, which resolved the batch twice (and read
+    # records the other threads had moved).
+    class Slow(threading.Thread):
+        @property
+        def name(self):
+            time.sleep(0.05)
+            sum(x for x in range(10000))
+            return self._name
+
+        @name.setter
+        def name(self, value):
+            self._name = value
+
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            junk = [bytes(64) for _ in range(200)]
+            del junk
+
+    p = profiler(interval=64)
+    with p:
+        workers = [Slow(target=churn, name="slow-%d" % i) for i in range(2)]
+        for w in workers:
+            w.start()
+        for _ in range(5):
+            time.sleep(0.02)
+            p.heap()
+        stop.set()
+        for w in workers:
+            w.join()
+    t = p.trace()
+    assert sum(v for _, v in t.stacks("alloc_samples")) == p._engine.stats()["samples"]
+    assert {"slow-0", "slow-1"} <= {th.name for th in t.threads()}
 
 
 # ---------------------------------------------------------------- reentrancy
