@@ -342,3 +342,88 @@ size_t hyp_flat_edge_count(const hyp_flat_t *f) {
 const hyp_edge_t *hyp_flat_edge_at(const hyp_flat_t *f, size_t i) {
     return i < f->nedges ? &f->edges[i] : NULL;
 }
+
+/* ---------------------------------------------------------------- tree walks */
+
+static int hyp__tree_check(const int32_t *parent, size_t n) {
+    size_t i;
+
+    if (n > UINT32_MAX || (n > 0 && (parent == NULL || parent[0] >= 0)))
+        return HYP_EINVAL;
+    for (i = 1; i < n; i++)
+        if (parent[i] < 0 || (size_t)parent[i] >= i)
+            return HYP_EINVAL;
+    return 0;
+}
+
+int hyp_tree_preorder(const int32_t *parent, size_t n, uint32_t *order, uint32_t *depth,
+                      uint32_t *size, uint32_t *pos) {
+    uint32_t *sz = size, *at = pos, *next;
+    size_t i;
+    int rc;
+
+    if ((rc = hyp__tree_check(parent, n)) < 0 || (n > 0 && order == NULL))
+        return rc < 0 ? rc : HYP_EINVAL;
+    if (n == 0)
+        return 0;
+    next = hyp__malloc(n * sizeof(*next));
+    if (sz == NULL)
+        sz = hyp__malloc(n * sizeof(*sz));
+    if (at == NULL)
+        at = hyp__malloc(n * sizeof(*at));
+    if (next == NULL || sz == NULL || at == NULL) {
+        rc = HYP_ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        sz[i] = 1;
+    for (i = n - 1; i > 0; i--)
+        sz[parent[i]] += sz[i];
+    /* Siblings come in id order, after their parent: each takes the next
+     * place under its parent and leaves its subtree's room behind it. */
+    at[0] = 0;
+    next[0] = 1;
+    for (i = 1; i < n; i++) {
+        uint32_t p = (uint32_t)parent[i];
+
+        at[i] = next[p];
+        next[p] += sz[i];
+        next[i] = at[i] + 1;
+    }
+    for (i = 0; i < n; i++)
+        order[at[i]] = (uint32_t)i;
+    if (depth != NULL) {
+        depth[0] = 0;
+        for (i = 1; i < n; i++)
+            depth[at[i]] = depth[at[parent[i]]] + 1;
+    }
+out:
+    hyp__free(next);
+    if (sz != size)
+        hyp__free(sz);
+    if (at != pos)
+        hyp__free(at);
+    return rc;
+}
+
+int hyp_tree_children(const int32_t *parent, size_t n, uint32_t *first, uint32_t *kids) {
+    size_t i;
+    int rc;
+
+    if ((rc = hyp__tree_check(parent, n)) < 0 || first == NULL || (n > 1 && kids == NULL))
+        return rc < 0 ? rc : HYP_EINVAL;
+    memset(first, 0, (n + 1) * sizeof(*first));
+    /* A counting sort by parent; the ids go in increasing, so each node's
+     * children stay in id order. first[p + 1] counts, then is turned into
+     * the end of p's run, which the second pass fills up to. */
+    for (i = 1; i < n; i++)
+        first[parent[i] + 1]++;
+    for (i = 1; i <= n; i++)
+        first[i] += first[i - 1];
+    for (i = 1; i < n; i++)
+        kids[first[parent[i]]++] = (uint32_t)i;
+    for (i = n; i > 0; i--)
+        first[i] = first[i - 1];
+    first[0] = 0;
+    return 0;
+}

@@ -534,6 +534,83 @@ static PyObject *hyp__node_table(PyObject *self, PyObject *cap) {
                                      (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)));
 }
 
+/* A parent array as int32 (array('i'), or anything with that buffer), read
+ * into *view. Returns its length, or -1 with TypeError set. */
+static Py_ssize_t hyp__parent_view(PyObject *parent, Py_buffer *view) {
+    if (PyObject_GetBuffer(parent, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (view->itemsize != 4 || view->format == NULL || strchr("il", view->format[0]) == NULL ||
+        view->format[1] != '\0') {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "a parent array of int32 (array('i')) is expected");
+        return -1;
+    }
+    return view->len / 4;
+}
+
+/* Raises for a tree walk's error code; NULL. */
+static PyObject *hyp__tree_fail(int rc) {
+    if (rc == HYP_ENOMEM)
+        return PyErr_NoMemory();
+    PyErr_SetString(PyExc_ValueError, "not a call tree: the root must come first and every "
+                                      "node after its parent");
+    return NULL;
+}
+
+/* tree_preorder(parent) -> (order, depth, size, pos): hyp_tree_preorder(),
+ * four bytes objects of uint32. */
+static PyObject *hyp__tree_preorder(PyObject *self, PyObject *parent) {
+    PyObject *o[4] = {NULL, NULL, NULL, NULL}, *res = NULL;
+    Py_buffer view;
+    Py_ssize_t n;
+    int k, rc;
+
+    (void)self;
+    if ((n = hyp__parent_view(parent, &view)) < 0)
+        return NULL;
+    for (k = 0; k < 4; k++)
+        if ((o[k] = PyBytes_FromStringAndSize(NULL, n * 4)) == NULL)
+            goto done;
+    Py_BEGIN_ALLOW_THREADS
+    rc = hyp_tree_preorder((const int32_t *)view.buf, (size_t)n,
+                           (uint32_t *)PyBytes_AS_STRING(o[0]), (uint32_t *)PyBytes_AS_STRING(o[1]),
+                           (uint32_t *)PyBytes_AS_STRING(o[2]),
+                           (uint32_t *)PyBytes_AS_STRING(o[3]));
+    Py_END_ALLOW_THREADS
+    res = rc < 0 ? hyp__tree_fail(rc) : PyTuple_Pack(4, o[0], o[1], o[2], o[3]);
+done:
+    for (k = 0; k < 4; k++)
+        Py_XDECREF(o[k]);
+    PyBuffer_Release(&view);
+    return res;
+}
+
+/* tree_children(parent) -> (first, kids): hyp_tree_children(), bytes of
+ * uint32. */
+static PyObject *hyp__tree_children(PyObject *self, PyObject *parent) {
+    PyObject *first = NULL, *kids = NULL, *res = NULL;
+    Py_buffer view;
+    Py_ssize_t n;
+    int rc;
+
+    (void)self;
+    if ((n = hyp__parent_view(parent, &view)) < 0)
+        return NULL;
+    if ((first = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)) != NULL &&
+        (kids = PyBytes_FromStringAndSize(NULL, (n > 0 ? n - 1 : 0) * 4)) != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = hyp_tree_children((const int32_t *)view.buf, (size_t)n,
+                               (uint32_t *)PyBytes_AS_STRING(first),
+                               (uint32_t *)PyBytes_AS_STRING(kids));
+        Py_END_ALLOW_THREADS
+        res = rc < 0 ? hyp__tree_fail(rc) : PyTuple_Pack(2, first, kids);
+    }
+    Py_XDECREF(first);
+    Py_XDECREF(kids);
+    PyBuffer_Release(&view);
+    return res;
+}
+
 /* node_values(profile, thread=-1) -> bytes of node_count * metric_count uint64 */
 static PyObject *hyp__node_values(PyObject *self, PyObject *args) {
     PyObject *cap, *b;
@@ -940,6 +1017,12 @@ static PyMethodDef hyp_py_trace_read_methods[] = {
     {"node_table", hyp__node_table, METH_O,
      "node_table(profile) -> bytes\n\nThe nodes of a loaded trace as (parent, func, line) "
      "uint32 triples."},
+    {"tree_preorder", hyp__tree_preorder, METH_O,
+     "tree_preorder(parent) -> (order, depth, size, pos)\n\nA call tree's nodes depth first, "
+     "children in id order, as uint32 bytes (hyprof/aggregate.h: hyp_tree_preorder())."},
+    {"tree_children", hyp__tree_children, METH_O,
+     "tree_children(parent) -> (first, kids)\n\nEach node's children in id order: node i's "
+     "are kids[first[i]:first[i + 1]] (uint32 bytes)."},
     {"node_values", hyp__node_values, METH_VARARGS,
      "node_values(profile, thread=-1) -> bytes\n\nEvery node's metric values, node-major "
      "uint64."},

@@ -55,6 +55,26 @@ HYP_EXTERN size_t hyp_flat_edge_count(const hyp_flat_t *f);
 HYP_EXTERN const hyp_edge_t *hyp_flat_edge_at(const hyp_flat_t *f, size_t i);
 HYP_EXTERN void hyp_flat_free(hyp_flat_t *f);
 
+/* Walks of a call tree held as a parent array, as reports hold it:
+ * parent[0] < 0 for the root and 0 <= parent[i] < i for every other node
+ * (every producer numbers nodes so). Both refuse another shape, or more
+ * than UINT32_MAX nodes, with HYP_EINVAL. */
+
+/* Depth first from the root, each node's children in id order: order[k] is
+ * the k-th node entered (order[0] is the root) and depth[k] its depth (the
+ * root's is 0); size[i] counts node i's subtree, i included, and pos[i] is
+ * i's place in order, so that node i's subtree is order[pos[i] ..
+ * pos[i] + size[i]). Arrays are n long; any but order may be NULL. Linear,
+ * with no stack: a node's place is its parent's, plus one, plus the sizes of
+ * its earlier siblings. Returns 0, HYP_EINVAL or HYP_ENOMEM. */
+HYP_EXTERN int hyp_tree_preorder(const int32_t *parent, size_t n, uint32_t *order,
+                                 uint32_t *depth, uint32_t *size, uint32_t *pos);
+/* Each node's children, in id order: node i's are kids[first[i] ..
+ * first[i + 1]). first has n + 1 entries and kids n - 1. Returns 0 or
+ * HYP_EINVAL. */
+HYP_EXTERN int hyp_tree_children(const int32_t *parent, size_t n, uint32_t *first,
+                                 uint32_t *kids);
+
 #ifdef __cplusplus
 }
 #endif

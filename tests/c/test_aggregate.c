@@ -462,6 +462,90 @@ static void test_rec_columns_need_a_base(void) {
     hyp_profile_free(p);
 }
 
+/* The reference walk: recursive, each node's children found by a scan. */
+static void tree_walk_ref(const int32_t *parent, size_t n, uint32_t i, uint32_t d,
+                          uint32_t *order, uint32_t *depth, size_t *k) {
+    size_t j;
+
+    order[*k] = i;
+    depth[(*k)++] = d;
+    for (j = i + 1; j < n; j++)
+        if (parent[j] == (int32_t)i)
+            tree_walk_ref(parent, n, (uint32_t)j, d + 1, order, depth, k);
+}
+
+/* Random trees, deep chains and wide fans: the linear walk is the recursive
+ * one's, sizes and places describe each subtree, and the children arrays
+ * list each node's children in id order. */
+static void test_tree_walks_match_a_recursive_walk(void) {
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int round;
+
+    for (round = 0; round < 60; round++) {
+        size_t n = 1 + (size_t)(round * 37 % 400), i, k = 0, bad = 0;
+        int32_t *parent = malloc(n * sizeof(*parent));
+        uint32_t *order = malloc(n * 4), *depth = malloc(n * 4), *size = malloc(n * 4),
+                 *pos = malloc(n * 4), *rorder = malloc(n * 4), *rdepth = malloc(n * 4),
+                 *first = malloc((n + 1) * 4), *kids = malloc(n * 4);
+
+        parent[0] = -1;
+        for (i = 1; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* round % 3: random parents, a chain, or fans under few nodes */
+            parent[i] = round % 3 == 1   ? (int32_t)(i - 1)
+                        : round % 3 == 2 ? (int32_t)(x % (i < 5 ? i : 5))
+                                         : (int32_t)(x % i);
+        }
+        CU_ASSERT_EQUAL(hyp_tree_preorder(parent, n, order, depth, size, pos), 0);
+        tree_walk_ref(parent, n, 0, 0, rorder, rdepth, &k);
+        CU_ASSERT_EQUAL(k, n);
+        for (i = 0; i < n; i++) {
+            uint32_t node = order[i];
+
+            bad += order[i] != rorder[i] || depth[i] != rdepth[i] || pos[node] != i;
+            /* the subtree is the run after the node of deeper nodes */
+            bad += i + size[node] > n ||
+                   (i + size[node] < n && depth[i + size[node]] > depth[i]) ||
+                   (size[node] > 1 && depth[i + 1] != depth[i] + 1);
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_EQUAL(hyp_tree_preorder(parent, n, order, NULL, NULL, NULL), 0);
+        for (i = 0; i < n; i++)
+            bad += order[i] != rorder[i];
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_EQUAL(hyp_tree_children(parent, n, first, kids), 0);
+        CU_ASSERT_EQUAL(first[0], 0);
+        CU_ASSERT_EQUAL(first[n], n - 1);
+        for (i = 0; i < n; i++) {
+            uint32_t j, prev = 0;
+
+            for (j = first[i]; j < first[i + 1]; j++) {
+                /* under its parent, in id order; with first[n] == n - 1,
+                 * every node but the root is listed exactly once */
+                bad += parent[kids[j]] != (int32_t)i || kids[j] <= prev;
+                prev = kids[j];
+            }
+        }
+        CU_ASSERT_EQUAL(bad, 0);
+        free(parent), free(order), free(depth), free(size), free(pos);
+        free(rorder), free(rdepth), free(first), free(kids);
+    }
+}
+
+/* Not a tree in producer order: refused, nothing walked. */
+static void test_tree_walks_refuse_other_shapes(void) {
+    const int32_t no_root[] = {0, 0, 1}, forward[] = {-1, 2, 0}, second_root[] = {-1, 0, -1};
+    uint32_t order[3], first[4], kids[2];
+
+    CU_ASSERT_EQUAL(hyp_tree_preorder(no_root, 3, order, NULL, NULL, NULL), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_preorder(forward, 3, order, NULL, NULL, NULL), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_preorder(second_root, 3, order, NULL, NULL, NULL), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_preorder(forward, 3, NULL, NULL, NULL, NULL), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_children(forward, 3, first, kids), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_children(no_root, 3, first, kids), HYP_EINVAL);
+    CU_ASSERT_EQUAL(hyp_tree_preorder(NULL, 0, NULL, NULL, NULL, NULL), 0);
+}
+
 static const hyp_test_case_t cases[] = {
     {"recursion is counted once", test_recursion_counted_once},
     {"random trees match a brute force", test_random_trees_match_brute_force},
@@ -470,6 +554,8 @@ static const hyp_test_case_t cases[] = {
     {"an empty profile", test_empty_profile},
     {"live-stack recursion columns", test_rec_columns},
     {"rec columns need a base column", test_rec_columns_need_a_base},
+    {"tree walks match a recursive walk", test_tree_walks_match_a_recursive_walk},
+    {"tree walks refuse other shapes", test_tree_walks_refuse_other_shapes},
     {NULL, NULL},
 };
 

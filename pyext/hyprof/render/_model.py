@@ -18,11 +18,12 @@ C aggregation, ``trace.functions()`` and ``trace.edges()``, through
 recursion is on its own.
 """
 
+import array
 import os
 import warnings
 from collections import namedtuple
 
-from .. import _progress
+from .. import _hyprof, _progress
 from .._kinds import func_kind_name, metric_kind_name
 from ..errors import ReportError, ReportWarning
 
@@ -109,28 +110,39 @@ class PathBudget:
                 " text, tree and callgrind reports show every path"), stacklevel=3)
 
 
-def walk_paths(kids, top, label):
+def walk_paths(tree, top, label):
     """Depth first under node ``top``, children in order: yields (i, path)
     on entering each node i, path being the labels of the nodes from top's
     child down to i (one list, changed as the walk goes on: copy it to keep
     it). label(i) is called once per node, in this order. Memory follows the
     depth, not the number of paths."""
+    order, depth = tree.preorder(top)
+    base = depth[0]
     path = []
-    # A node id enters it, ~id leaves it.
-    stack = list(reversed(kids[top]))
-    while stack:
-        i = stack.pop()
-        if i < 0:
-            path.pop()
-            continue
+    for i, d in zip(order[1:], depth[1:]):
+        del path[d - base - 1:]
         path.append(label(i))
         yield i, path
-        k = kids[i]
-        if k:
-            stack.append(~i)
-            stack.extend(reversed(k))
-        else:
-            path.pop()
+
+
+class Children:
+    """Node -> its children, from the C walk's packed arrays: node i's are
+    ``kids[first[i]:first[i + 1]]``."""
+
+    __slots__ = ("first", "kids")
+
+    def __init__(self, first, kids):
+        self.first = array.array("I")
+        self.first.frombytes(first)
+        self.kids = array.array("I")
+        self.kids.frombytes(kids)
+
+    def __len__(self):
+        return len(self.first) - 1
+
+    def __getitem__(self, i):
+        f = self.first
+        return self.kids[f[i]:f[i + 1]]
 
 
 def short_path(path):
@@ -186,6 +198,7 @@ class CallTree:
             raise ReportError(f"node {bad} has parent {parent[bad]}, which does not come"
                               " before it")
         self._children = None
+        self._preorder = None
         self._by_function = None
         self._index = None
 
@@ -194,16 +207,34 @@ class CallTree:
 
     # ------------------------------------------------------------ structure
 
+    def _parent_array(self):
+        p = self.parent
+        return p if isinstance(p, array.array) and p.typecode == "i" else array.array("i", p)
+
     @property
     def children(self):
-        """Each node's children, in id order."""
+        """Each node's children, in id order: ``children[i]`` is a sequence
+        of node ids (packed: no list per node)."""
         if self._children is None:
-            kids = [[] for _ in self.parent]
-            parent = self.parent
-            for i in range(1, len(parent)):
-                kids[parent[i]].append(i)
-            self._children = kids
+            self._children = Children(*_hyprof.tree_children(self._parent_array()))
         return self._children
+
+    def preorder(self, top=0):
+        """(order, depth): node ``top`` and its subtree depth first, each
+        node's children in id order (``order[0]`` is top); depth counts from
+        the root. Arrays of the C walk, made once per tree."""
+        if self._preorder is None:
+            cols = []
+            for b in _hyprof.tree_preorder(self._parent_array()):
+                a = array.array("I")
+                a.frombytes(b)
+                cols.append(a)
+            self._preorder = cols
+        order, depth, size, pos = self._preorder
+        if top == 0:
+            return order, depth
+        k = pos[top]
+        return order[k:k + size[top]], depth[k:k + size[top]]
 
     def column(self, name):
         """Index of a metric column, by name or label; a clear error otherwise."""

@@ -30,7 +30,7 @@ def render_tree(tree, metric=None, lines=False):
 
     budget = _model.PathBudget("collapsed")
     out = []
-    for i, path in _model.walk_paths(tree.children, 0, label):
+    for i, path in _model.walk_paths(tree, 0, label):
         v = vals[i]
         if v and budget.take(len(path)):
             out.append(f"{';'.join(path)} {v}\n")

@@ -240,9 +240,17 @@ def _samples(tree, threads, st, extra, locations, functions, func_msgs, loc_msgs
         if i not in tops:
             tail_of[i] = tail_of[parent[i]]
 
+    # A location's bytes by (function index, line) of the tree: one int key,
+    # not a hash of the Func tuple at each of a million nodes.
+    by_key = {}
+
     def location(i):
         if i in tops:
             return b""  # a thread's pseudo-root: no location of its own
+        key = (func[i] << 32) | line[i]
+        b = by_key.get(key)
+        if b is not None:
+            return b
         f = funcs[func[i]]
         ln = line[i] or f.lineno
         lk = (f, ln)
@@ -269,12 +277,13 @@ def _samples(tree, threads, st, extra, locations, functions, func_msgs, loc_msgs
             _bytes(4, ln_msg, m)
             _bytes(4, m, loc_msgs)
             loc_bytes[lid] = _uvarint(lid)
-        return loc_bytes[lid]
+        b = by_key[key] = loc_bytes[lid]
+        return b
 
     # Depth first, keeping the location ids of the current path only: a
     # sample's stack (leaf first) is made when it is written, so memory
     # follows the output, and the output stops at the path budget.
-    for i, path in _model.walk_paths(tree.children, 0, location):
+    for i, path in _model.walk_paths(tree, 0, location):
         if i in tops:
             continue
         row = [v[i] for v in vals]

@@ -52,30 +52,35 @@ def _evented(tree, col, top, frame):
     The deterministic engine writes a node's children in the order they
     were first called; they are laid out in that order."""
     inc = tree.inclusive(col)
-    func, kids = tree.func, tree.children
-    parts = []
-    start = [0] * len(func)
+    func = tree.func
+    order, depth = tree.preorder(top)
+    # Events are joined a batch at a time: a str per event for a million
+    # nodes would hold several times the output.
+    parts, chunks = [], []
     # Children are laid out one after the other from their parent's start;
-    # a node closes at its start + inclusive. A node id enters, ~id leaves;
-    # the stack pops children in id order.
-    stack = list(reversed(kids[top]))
+    # a node closes at its start + inclusive, once the walk has left its
+    # subtree. The open nodes, innermost last: (depth, end, frame id).
+    opened = []
     t = 0
-    while stack:
-        i = stack.pop()
-        if i < 0:
-            i = ~i
-            t = start[i] + inc[i]
-            parts.append(f'{{"type":"C","frame":{frame(func[i])},"at":{t}}}')
-            continue
-        if not inc[i]:
-            continue
-        start[i] = t
-        parts.append(f'{{"type":"O","frame":{frame(func[i])},"at":{t}}}')
-        stack.append(~i)
-        k = kids[i]
-        if k:
-            stack.extend(reversed(k))
-    return "[" + ",".join(parts) + "]", t
+    for i, d in zip(order[1:], depth[1:]):
+        while opened and opened[-1][0] >= d:
+            _, t, fr = opened.pop()
+            parts.append(f'{{"type":"C","frame":{fr},"at":{t}}}')
+        w = inc[i]
+        if not w:
+            continue  # nor anything under it: values are never negative
+        fr = frame(func[i])
+        parts.append(f'{{"type":"O","frame":{fr},"at":{t}}}')
+        opened.append((d, t + w, fr))
+        if len(parts) >= 65536:
+            chunks.append(",".join(parts))
+            parts = []
+    while opened:
+        _, t, fr = opened.pop()
+        parts.append(f'{{"type":"C","frame":{fr},"at":{t}}}')
+    if parts:
+        chunks.append(",".join(parts))
+    return "[" + ",".join(chunks) + "]", t
 
 
 def _sampled(tree, col, top, frame):
@@ -86,7 +91,7 @@ def _sampled(tree, col, top, frame):
     samples, weights = [], []
     total = 0
     budget = _model.PathBudget("speedscope")
-    for i, path in _model.walk_paths(tree.children, top, lambda i: str(frame(func[i]))):
+    for i, path in _model.walk_paths(tree, top, lambda i: str(frame(func[i]))):
         v = vals[i]
         if v and budget.take(len(path)):
             samples.append("[" + ",".join(path) + "]")
