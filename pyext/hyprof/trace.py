@@ -383,21 +383,32 @@ class Trace(ReportMethods):
         t = self._thread_arg(thread)
         funcs = self._flat_cache.get(t)
         if funcs is None:
-            ids, own, cum = _hyprof.flat(self._profile, t, False)[:3]
-            fids = array.array("I")
-            fids.frombytes(ids)
-            vals = _Values(own, cum, len(self.metrics))
-            ft = self.function_table
-            funcs = {fid: FunctionStats(ft[fid], vals, i, self) for i, fid in enumerate(fids)}
-            self._flat_cache[t] = funcs
+            funcs = self._flat_cache[t] = self._functions_of(
+                _hyprof.flat(self._profile, t, False)[:3])
         return funcs
+
+    def _functions_of(self, packed):
+        ids, own, cum = packed
+        fids = array.array("I")
+        fids.frombytes(ids)
+        vals = _Values(own, cum, len(self.metrics))
+        ft = self.function_table
+        return {fid: FunctionStats(ft[fid], vals, i, self) for i, fid in enumerate(fids)}
+
+    def _flat_edges(self, t):
+        """The packed edges of thread t (-1: all) from one C aggregation,
+        whose functions fill the _flat() cache when it has none yet."""
+        packed = _hyprof.flat(self._profile, t, True)
+        if t not in self._flat_cache:
+            self._flat_cache[t] = self._functions_of(packed[:3])
+        return packed[3:]
 
     def _edges(self, thread):
         t = self._thread_arg(thread)
         edges = self._edge_cache.get(t)
         if edges is None:
-            funcs = self._flat(thread)
-            callers_b, callees_b, own, cum = _hyprof.flat(self._profile, t, True)[3:]
+            callers_b, callees_b, own, cum = self._flat_edges(t)
+            funcs = self._flat_cache[t]
             callers = array.array("I")
             callers.frombytes(callers_b)
             callees = array.array("I")
@@ -414,10 +425,8 @@ class Trace(ReportMethods):
         aggregation packs them, without an object per edge: function ids (a
         caller past the function table is the root), then own and cum
         values, width per edge."""
-        t = self._thread_arg(thread)
-        packed = _hyprof.flat(self._profile, t, True)[3:]
         out = []
-        for b, code in zip(packed, "IIQQ"):
+        for b, code in zip(self._flat_edges(self._thread_arg(thread)), "IIQQ"):
             a = array.array(code)
             a.frombytes(b)
             out.append(a)

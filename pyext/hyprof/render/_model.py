@@ -464,43 +464,33 @@ def edge_totals(trace, tree, col, thread=None):
     """Caller -> callee totals from the trace's C aggregation
     (``trace.edges()``): {(caller index or -1 for the root, callee index):
     (calls, cum)}, cum being the callee's cumulative value of column col on
-    that edge; with a list of columns, cum is the list of their values. One
-    pass over the edges, each function's index found once."""
-    many = not isinstance(col, int)
-    cols = list(col) if many else [col]
-    where = [trace._metric_index_of.get(_cum_metric(trace, tree.columns[c].name))
-             for c in cols]
-    # Function id -> the tree's index (None: a function the tree leaves
-    # out), and the calls' column; the edges come packed from C.
+    that edge. The edges come packed from C; their columns are read as
+    strided slices, each function's index is found once, and the loop left
+    only adds up edges whose functions share an index."""
+    where = trace._metric_index_of.get(_cum_metric(trace, tree.columns[col].name))
     table = trace.function_table
-    tindex = [tree.index(f) for f in table]
+    nf = len(table)
+    # Function id -> the tree's index (None: a function the tree leaves
+    # out); the root, past the table, is -1.
+    tindex = [tree.index(f) for f in table] + [-1]
     calls_col = trace._calls_col
     callers, callees, own, cum, width = trace._edge_columns(thread)
-    nf = len(table)
+    n = len(callees)
+    calls = own[calls_col::width] if calls_col is not None else [0] * n
+    vals = cum[where::width] if where is not None else [0] * n
     out = {}
-    _progress.stage("adding up the calls", len(callees), "edges")
-    for k in range(len(callees)):
-        if not k & 8191:
-            _progress.advance(8192 if k else 0)
-        b = tindex[callees[k]]
-        if b is None:
-            continue
-        a = callers[k]
-        a = -1 if a >= nf else tindex[a]
-        if a is None:
-            continue
-        row = k * width
-        vals = [0 if m is None else cum[row + m] for m in where]
-        calls = 0 if calls_col is None else own[row + calls_col]
-        got = out.get((a, b))
-        if got is None:
-            out[(a, b)] = [calls, vals]
-        else:
-            got[0] += calls
-            got[1] = [x + y for x, y in zip(got[1], vals)]
-    if many:
-        return {k: (n, v) for k, (n, v) in out.items()}
-    return {k: (n, v[0]) for k, (n, v) in out.items()}
+    _progress.stage("adding up the calls", n, "edges")
+    step = 1 << 16
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        for a, b, c, v in zip([tindex[min(x, nf)] for x in callers[s:e]],
+                              [tindex[x] for x in callees[s:e]], calls[s:e], vals[s:e]):
+            if a is None or b is None:
+                continue
+            got = out.get((a, b))
+            out[(a, b)] = (c, v) if got is None else (got[0] + c, got[1] + v)
+        _progress.advance(e - s)
+    return out
 
 
 def program_argv(header):

@@ -41,9 +41,10 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
     col = tree.column(metric) if metric else tree.default_column()
     column = tree.columns[col]
     calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
+    # The edges first: their aggregation gives the functions' totals too.
+    edges = _model.edge_totals(trace, tree, col)
     owns, cums = _model.function_totals(trace, tree)
     own, cum = owns[col], cums[col]
-    edges = _model.edge_totals(trace, tree, col)
     total = tree.inclusive(col)[0]
     denom = float(total) or 1.0
     funcs = tree.funcs

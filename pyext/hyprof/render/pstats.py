@@ -68,6 +68,8 @@ def stats(trace, clock="wall", thread=None):
         raise ReportError("clock=%r must be 'wall' or 'cpu'" % (clock,))
     own, cum = clock + "_own", clock + "_cum"
     out = {}
+    # The edges first: their aggregation gives the functions' totals too.
+    callers, callees, eown, ecum, width = trace._edge_columns(thread)
     funcs = trace._flat(thread)  # {function id: FunctionStats}
     keys = {}
     for fid, f in funcs.items():
@@ -78,13 +80,12 @@ def stats(trace, clock="wall", thread=None):
     # The edges straight from the packed columns, as Edge would read them
     # (calls, primitive calls, own time, cumulative time), without an
     # object per edge: a million edges in seconds.
-    callers, callees, eown, ecum, width = trace._edge_columns(thread)
     where = trace._metric_index_of
     cc = trace._calls_col
     oc = where.get(own)
     kc = where.get(cum if cum in where else own)
-    o_scale = _model.unit_scale(trace.metrics[oc]) if oc is not None else 0
-    k_scale = _model.unit_scale(trace.metrics[kc]) if kc is not None else 0
+    o_scale = _model.unit_scale(trace.metrics[oc]) if oc is not None else 0.0
+    k_scale = _model.unit_scale(trace.metrics[kc]) if kc is not None else 0.0
     # Per function id (the root's, past the table, too): its key, and the
     # callers' dict of its entry; None where it has nothing recorded.
     nf = len(trace.function_table)
@@ -93,20 +94,26 @@ def stats(trace, clock="wall", thread=None):
     for fid, key in keys.items():
         ckey[fid] = key
         into[fid] = out[key][4]
-    _progress.stage("pstats: the callers", len(callees), "edges")
-    for i in range(len(callees)):
-        if not i & 8191:
-            _progress.advance(8192 if i else 0)
-        key = ckey[min(callers[i], nf)]
-        callers_of = into[callees[i]]
-        if key is None or callers_of is None:  # from the root, or into nothing
-            continue
-        row = i * width
-        val = (0 if cc is None else eown[row + cc], 0 if cc is None else ecum[row + cc],
-               0.0 if oc is None else eown[row + oc] * o_scale,
-               0.0 if kc is None else ecum[row + kc] * k_scale)
-        got = callers_of.get(key)
-        callers_of[key] = val if got is None else _add(got, val)
+    # Each value column of the edges as a strided slice of the packed rows.
+    n = len(callees)
+    zeros = [0] * n
+    ncalls = eown[cc::width] if cc is not None else zeros
+    pcalls = ecum[cc::width] if cc is not None else zeros
+    otime = eown[oc::width] if oc is not None else zeros
+    ktime = ecum[kc::width] if kc is not None else zeros
+    _progress.stage("pstats: the callers", n, "edges")
+    step = 1 << 16
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        for key, callers_of, nc, pc, ot, kt in zip(
+                [ckey[min(x, nf)] for x in callers[s:e]], [into[x] for x in callees[s:e]],
+                ncalls[s:e], pcalls[s:e], otime[s:e], ktime[s:e]):
+            if key is None or callers_of is None:  # from the root, or into nothing
+                continue
+            val = (nc, pc, ot * o_scale, kt * k_scale)
+            got = callers_of.get(key)
+            callers_of[key] = val if got is None else _add(got, val)
+        _progress.advance(e - s)
     return out
 
 
