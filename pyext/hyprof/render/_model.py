@@ -460,21 +460,27 @@ def function_totals(trace, tree, thread=None, funcs=None):
     return own, cum
 
 
-def edge_totals(trace, tree, col, thread=None):
+def edge_totals(trace, tree, col, thread=None, keep=None, packed=None):
     """Caller -> callee totals from the trace's C aggregation
     (``trace.edges()``): {(caller index or -1 for the root, callee index):
     (calls, cum)}, cum being the callee's cumulative value of column col on
-    that edge. The edges come packed from C; their columns are read as
-    strided slices, each function's index is found once, and the loop left
-    only adds up edges whose functions share an index."""
+    that edge. With ``keep`` (a set of tree indices), only the edges between
+    two of them. ``packed``: what ``trace._edge_columns(thread)`` returned,
+    for a caller that had it made first (that aggregation fills the
+    functions' cache too). The edges come packed from C; their columns are
+    read as strided slices, each function's index is found once, and the
+    loop left only adds up edges whose functions share an index."""
     where = trace._metric_index_of.get(_cum_metric(trace, tree.columns[col].name))
     table = trace.function_table
     nf = len(table)
     # Function id -> the tree's index (None: a function the tree leaves
-    # out); the root, past the table, is -1.
-    tindex = [tree.index(f) for f in table] + [-1]
+    # out, or one not kept); the root, past the table, is -1.
+    tindex = [tree.index(f) for f in table]
+    if keep is not None:
+        tindex = [i if i in keep else None for i in tindex]
+    tindex.append(-1 if keep is None or -1 in keep else None)
     calls_col = trace._calls_col
-    callers, callees, own, cum, width = trace._edge_columns(thread)
+    callers, callees, own, cum, width = packed or trace._edge_columns(thread)
     n = len(callees)
     calls = own[calls_col::width] if calls_col is not None else [0] * n
     vals = cum[where::width] if where is not None else [0] * n

@@ -41,8 +41,8 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
     col = tree.column(metric) if metric else tree.default_column()
     column = tree.columns[col]
     calls_col = next((i for i, c in enumerate(tree.columns) if c.name == "calls"), None)
-    # The edges first: their aggregation gives the functions' totals too.
-    edges = _model.edge_totals(trace, tree, col)
+    # The edges' aggregation first: it gives the functions' totals too.
+    packed = trace._edge_columns(None)
     owns, cums = _model.function_totals(trace, tree)
     own, cum = owns[col], cums[col]
     total = tree.inclusive(col)[0]
@@ -50,6 +50,9 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
     funcs = tree.funcs
     keep = {f for f in range(len(funcs)) if (cum[f] or own[f])
             and 100.0 * cum[f] / denom >= threshold}
+    # Only edges between functions shown are added up.
+    edges = _model.edge_totals(trace, tree, col, keep=keep, packed=packed)
+    del packed
 
     if title is None:
         prog = _model.program(getattr(trace, "header", {}) or {})
@@ -80,8 +83,6 @@ def render(trace, metric=None, threshold=0.5, edge_threshold=0.1, title=None, **
                    f" fillcolor={_quote(_color(fr))}, fontsize={10 + 14 * fr ** 0.5:.1f},"
                    f" penwidth={0.5 + 3 * fr:.2f}];")
     for (a, b), (n, v) in sorted(edges.items(), key=lambda e: -e[1][1]):
-        if a not in keep or b not in keep:
-            continue
         fr = v / denom
         # An edge that holds none of the metric (a call whose CPU time
         # rounded to nothing) says nothing: left out even at threshold 0.

@@ -80,7 +80,7 @@ def _evented(tree, col, top, frame):
         parts.append(f'{{"type":"C","frame":{fr},"at":{t}}}')
     if parts:
         chunks.append(",".join(parts))
-    return "[" + ",".join(chunks) + "]", t
+    return _array(chunks), t
 
 
 def _sampled(tree, col, top, frame):
@@ -98,13 +98,30 @@ def _sampled(tree, col, top, frame):
             weights.append(str(v))
             total += v
     budget.warn()
-    return "[" + ",".join(samples) + "]", "[" + ",".join(weights) + "]", total
+    return _array([",".join(samples)]), _array([",".join(weights)]), total
+
+
+def _array(chunks):
+    """A JSON array as pieces of text: chunks are its elements' text, a
+    batch each, joined with the rest of the file once, at the end."""
+    pieces = ["["]
+    for k, c in enumerate(chunks):
+        if k:
+            pieces.append(",")
+        pieces.append(c)
+    pieces.append("]")
+    return pieces
 
 
 def _profile(meta, arrays):
-    """A profile object: meta's fields, then the raw JSON arrays."""
-    text = json.dumps(meta, separators=(",", ":"))[:-1]
-    return text + "".join(f',"{key}":{value}' for key, value in arrays) + "}"
+    """A profile object as pieces of text: meta's fields, then the JSON
+    arrays (each pieces of text)."""
+    pieces = [json.dumps(meta, separators=(",", ":"))[:-1]]
+    for key, value in arrays:
+        pieces.append(f',"{key}":')
+        pieces.extend(value)
+    pieces.append("}")
+    return pieces
 
 
 def render(trace, metric=None, **options):
@@ -152,8 +169,13 @@ def render(trace, metric=None, **options):
             "activeProfileIndex": 0, "exporter": "hyprof"}
     shared = json.dumps({"frames": _frames(funcs)}, separators=(",", ":"))
     tail = json.dumps(rest, separators=(",", ":"))[1:]
-    return (f'{{"$schema":{json.dumps(SCHEMA_URL)},"shared":{shared},'
-            f'"profiles":[{",".join(profiles)}],{tail}')
+    pieces = [f'{{"$schema":{json.dumps(SCHEMA_URL)},"shared":{shared},"profiles":[']
+    for k, prof in enumerate(profiles):
+        if k:
+            pieces.append(",")
+        pieces.extend(prof)
+    pieces.append(f"],{tail}")
+    return "".join(pieces)
 
 
 def build(trace, metric=None):
