@@ -313,6 +313,39 @@ def _from_data(data, path):
     return Trace(data, path)
 
 
+
+class EdgeColumns:
+    """A trace's caller -> callee edges as packed columns: ``callers`` and
+    ``callees`` are function ids (a caller past the function table is the
+    root), and own(metric) / cum(metric) one value column each, by metric
+    name or index (None for a metric the trace lacks)."""
+
+    __slots__ = ("callers", "callees", "_own", "_cum", "_width", "_index")
+
+    def __init__(self, packed, trace):
+        cols = []
+        for b, code in zip(packed, "IIQQ"):
+            a = array.array(code)
+            a.frombytes(b)
+            cols.append(a)
+        self.callers, self.callees, self._own, self._cum = cols
+        self._width = len(trace.metrics)
+        self._index = trace._metric_index_of
+
+    def __len__(self):
+        return len(self.callees)
+
+    def _column(self, packed, metric):
+        m = metric if isinstance(metric, int) or metric is None else self._index.get(metric)
+        return None if m is None else packed[m::self._width]
+
+    def own(self, metric):
+        return self._column(self._own, metric)
+
+    def cum(self, metric):
+        return self._column(self._cum, metric)
+
+
 class Trace(ReportMethods):
     """A loaded trace. See docs/ARCHITECTURE.md for the API."""
 
@@ -421,16 +454,9 @@ class Trace(ReportMethods):
         return edges
 
     def _edge_columns(self, thread):
-        """(callers, callees, own, cum, width) of the edges as the C
-        aggregation packs them, without an object per edge: function ids (a
-        caller past the function table is the root), then own and cum
-        values, width per edge."""
-        out = []
-        for b, code in zip(self._flat_edges(self._thread_arg(thread)), "IIQQ"):
-            a = array.array(code)
-            a.frombytes(b)
-            out.append(a)
-        return (*out, len(self.metrics))
+        """The edges of one thread (None: all) as the C aggregation packs
+        them, without an object per edge (EdgeColumns)."""
+        return EdgeColumns(self._flat_edges(self._thread_arg(thread)), self)
 
     def functions(self, thread=None):
         """[FunctionStats] of every function with a non-zero value, for one

@@ -470,7 +470,7 @@ def edge_totals(trace, tree, col, thread=None, keep=None, packed=None):
     functions' cache too). The edges come packed from C; their columns are
     read as strided slices, each function's index is found once, and the
     loop left only adds up edges whose functions share an index."""
-    where = trace._metric_index_of.get(_cum_metric(trace, tree.columns[col].name))
+    where = _cum_metric(trace, tree.columns[col].name)
     table = trace.function_table
     nf = len(table)
     # Function id -> the tree's index (None: a function the tree leaves
@@ -479,11 +479,10 @@ def edge_totals(trace, tree, col, thread=None, keep=None, packed=None):
     if keep is not None:
         tindex = [i if i in keep else None for i in tindex]
     tindex.append(-1 if keep is None or -1 in keep else None)
-    calls_col = trace._calls_col
-    callers, callees, own, cum, width = packed or trace._edge_columns(thread)
-    n = len(callees)
-    calls = own[calls_col::width] if calls_col is not None else [0] * n
-    vals = cum[where::width] if where is not None else [0] * n
+    edges = packed or trace._edge_columns(thread)
+    callers, callees, n = edges.callers, edges.callees, len(edges)
+    calls = edges.own(trace._calls_col) or [0] * n
+    vals = edges.cum(where) or [0] * n
     out = {}
     _progress.stage("adding up the calls", n, "edges")
     step = 1 << 16

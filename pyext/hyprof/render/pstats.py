@@ -69,7 +69,7 @@ def stats(trace, clock="wall", thread=None):
     own, cum = clock + "_own", clock + "_cum"
     out = {}
     # The edges first: their aggregation gives the functions' totals too.
-    callers, callees, eown, ecum, width = trace._edge_columns(thread)
+    edges = trace._edge_columns(thread)
     funcs = trace._flat(thread)  # {function id: FunctionStats}
     keys = {}
     for fid, f in funcs.items():
@@ -95,12 +95,12 @@ def stats(trace, clock="wall", thread=None):
         ckey[fid] = key
         into[fid] = out[key][4]
     # Each value column of the edges as a strided slice of the packed rows.
-    n = len(callees)
+    callers, callees, n = edges.callers, edges.callees, len(edges)
     zeros = [0] * n
-    ncalls = eown[cc::width] if cc is not None else zeros
-    pcalls = ecum[cc::width] if cc is not None else zeros
-    otime = eown[oc::width] if oc is not None else zeros
-    ktime = ecum[kc::width] if kc is not None else zeros
+    ncalls = edges.own(cc) or zeros
+    pcalls = edges.cum(cc) or zeros
+    otime = edges.own(oc) or zeros
+    ktime = edges.cum(kc) or zeros
     _progress.stage("pstats: the callers", n, "edges")
     step = 1 << 16
     for s in range(0, n, step):

@@ -97,18 +97,19 @@ def _calls(f):
 def summary(trace):
     """One line saying what the trace holds."""
     h = trace.header
+    # A deterministic trace's edges are aggregated first: that aggregation
+    # gives the functions' totals too.
+    edges = trace._edge_columns(None) if trace.mode == "deterministic" else None
     funcs = trace.functions()
     threads = len(trace.threads())
-    if trace.mode == "deterministic":
+    if edges is not None:
         calls = sum(f.calls for f in funcs)
         # The calls from the root (a caller past the function table), as the
         # aggregation totals them, from its packed edges: no object per edge.
-        callers, _, _, cum, width = trace._edge_columns(None)
         nf = len(trace.function_table)
-        top = [k * width for k, a in enumerate(callers) if a >= nf]
-        where = trace._metric_index_of
-        wall, cpu = (sum(cum[r + where[m]] for r in top) * 1e-9 if m in where else 0.0
-                     for m in ("wall_cum", "cpu_cum"))
+        wall, cpu = (sum(v for a, v in zip(edges.callers, col) if a >= nf) * 1e-9
+                     if col is not None else 0.0
+                     for col in (edges.cum("wall_cum"), edges.cum("cpu_cum")))
         line = ("hyprof deterministic profile: %d calls of %d functions, %.3f s wall, "
                 "%.3f s CPU in profiled calls, %d thread%s"
                 % (calls, len(funcs), wall, cpu, threads, "" if threads == 1 else "s"))
