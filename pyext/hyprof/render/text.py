@@ -97,19 +97,22 @@ def _calls(f):
 def summary(trace):
     """One line saying what the trace holds."""
     h = trace.header
-    # A deterministic trace's edges are aggregated first: that aggregation
-    # gives the functions' totals too.
-    edges = trace._edge_columns(None) if trace.mode == "deterministic" else None
     funcs = trace.functions()
     threads = len(trace.threads())
-    if edges is not None:
+    if trace.mode == "deterministic":
         calls = sum(f.calls for f in funcs)
-        # The calls from the root (a caller past the function table), as the
-        # aggregation totals them, from its packed edges: no object per edge.
-        nf = len(trace.function_table)
-        wall, cpu = (sum(v for a, v in zip(edges.callers, col) if a >= nf) * 1e-9
-                     if col is not None else 0.0
-                     for col in (edges.cum("wall_cum"), edges.cum("cpu_cum")))
+        # The calls from the root: the measured cumulative times of the
+        # root's children, what the aggregation gives the edges from the root
+        # (no ancestor there for recursion to be counted twice), read from
+        # two node columns rather than aggregating a million edges.
+        where = trace._metric_index_of
+        names = [m for m in ("wall_cum", "cpu_cum") if m in where]
+        totals = dict.fromkeys(("wall_cum", "cpu_cum"), 0)
+        if names:
+            parent, _, _, cols = trace._tree_columns([where[m] for m in names])
+            tops = [i for i, p in enumerate(parent) if p == 0]
+            totals.update((m, sum(col[i] for i in tops)) for m, col in zip(names, cols))
+        wall, cpu = totals["wall_cum"] * 1e-9, totals["cpu_cum"] * 1e-9
         line = ("hyprof deterministic profile: %d calls of %d functions, %.3f s wall, "
                 "%.3f s CPU in profiled calls, %d thread%s"
                 % (calls, len(funcs), wall, cpu, threads, "" if threads == 1 else "s"))
