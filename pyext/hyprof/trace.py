@@ -482,15 +482,9 @@ class Trace(ReportMethods):
         cols = array.array("I", metrics).tobytes()
         sp = None if split is None else array.array("I", split).tobytes()
         par, fn, ln, vals = _hyprof.call_tree(self._profile, cols, self._thread_arg(thread), sp)
-        out = [array.array("i"), array.array("i"), array.array("I")]
-        for a, b in zip(out, (par, fn, ln)):
-            a.frombytes(b)
-        values = []
-        for b in vals:
-            a = array.array("Q")
-            a.frombytes(b)
-            values.append(a)
-        return out[0], out[1], out[2], values
+        # Views of the bytes C made, not copies (a copy held both at once).
+        return (memoryview(par).cast("i"), memoryview(fn).cast("i"), memoryview(ln).cast("I"),
+                [memoryview(b).cast("Q") for b in vals])
 
     def nodes(self, thread=None):
         """The call tree as [Node], parents before children; values are each
