@@ -98,10 +98,14 @@ def test_labels_are_per_thread_and_restored_after_an_exception():
             if n:
                 by_thread.setdefault(th.name, {})[ls.get("worker")] = n
     assert seen == {"a": {"worker": "a"}, "b": {"worker": "b"}}
-    # each worker's samples carry its own label, the main thread's none
+    # Each worker's samples carry its own label. The main thread's carry
+    # none once the block that raised has left: a sample may land inside
+    # that block (it carries "main", as it should), but the 0.1 s after it
+    # is unlabelled.
     for name, got in by_thread.items():
         if name == "MainThread":
-            assert set(got) == {None}
+            assert set(got) <= {None, "main"}
+            assert got.get(None, 0) > 5 * got.get("main", 0), got
         else:
             assert set(got) <= {"a", "b", None}
             assert max(got, key=got.get) in ("a", "b")
