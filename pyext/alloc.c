@@ -192,7 +192,7 @@ static void hyp__note_thread(uint64_t ident, uint64_t native) {
     if (a == NULL) {
         if (hyp__grow((void **)&hyp_py_alloc.threads, &hyp_py_alloc.cthreads,
                       hyp_py_alloc.nthreads + 1, sizeof(*hyp_py_alloc.threads)) < 0)
-            return; /* resolution falls back to a name made from the thread id */
+            return; /* the thread is then unnamed: reports show its kernel id */
         a = &hyp_py_alloc.threads[hyp_py_alloc.nthreads++];
         a->ident = ident;
         a->native = native;
@@ -480,7 +480,6 @@ static int hyp__site(PyCodeObject *code, uint32_t lasti, hyp_id_t *func, uint32_
 static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
     hyp_py_athread_t *a = NULL;
     hyp_thread_t th;
-    char fallback[48];
     PyObject *pyname;
     size_t i;
     int rc;
@@ -501,8 +500,7 @@ static int hyp__thread(uint64_t ident, uint64_t native, hyp_id_t *id) {
         rc = hyp_py_intern_str(hyp_py_alloc.prof, pyname, &th.name);
         Py_DECREF(pyname);
     } else {
-        snprintf(fallback, sizeof(fallback), "Thread-%llu", (unsigned long long)native);
-        rc = hyp_profile_string(hyp_py_alloc.prof, fallback, strlen(fallback), &th.name);
+        rc = hyp_profile_string(hyp_py_alloc.prof, "", 0, &th.name); /* FORMAT.md 4.3 */
     }
     if (rc < 0)
         return hyp__alloc_fail(rc);
@@ -819,7 +817,7 @@ static PyObject *hyp__alloc_start(PyObject *self, PyObject *args, PyObject *kwar
             Py_DECREF(threading);
         }
         if (hyp_py_alloc.active == NULL)
-            PyErr_Clear(); /* threads are then named by their kernel id */
+            PyErr_Clear(); /* threads are then unnamed: reports show their kernel id */
     }
     if (hyp__new_profile() < 0) {
         hyp__release_run();

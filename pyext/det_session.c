@@ -43,11 +43,11 @@ void hyp__det_thread_name(det_thread_t *th) {
     const char *s;
 
     /* A thread's first events can come before threading registers it; the
-     * name is looked up again when its next call path is created. This runs
-     * in the profile hook: the name is read without running Python code. */
+     * name is looked up again when its next call path is created, and stays
+     * empty (as every producer writes a thread threading does not know) if
+     * it never is. This runs in the profile hook: the name is read without
+     * running Python code. */
     th->name_pending = th->name_pending == 0 ? 256 : th->name_pending - 1;
-    if (th->name[0] == '\0')
-        snprintf(th->name, sizeof th->name, "Thread-%lu", th->ident);
     if ((name = hyp_py_thread_name(hyp_py_thread_object(NULL, th->ident))) == NULL)
         return;
     if ((s = PyUnicode_AsUTF8(name)) != NULL) {

@@ -20,6 +20,7 @@ static struct {
     int users;           /* det_users and the collector's run */
     int tool;            /* the sys.monitoring tool id held, or -1 */
     PyObject *callback;  /* the RAISE callback */
+    PyObject *raise;     /* sys.monitoring.events.RAISE, while the tool is held */
     PyObject *names;     /* type -> "<raise TYPE>" */
     PyObject *other;     /* the name past HYP__EXC_MAX_TYPES types */
     uint64_t interval;   /* N: one exception in N on average is a sample */
@@ -115,7 +116,7 @@ static PyMethodDef hyp__on_raise_def = {"_hyprof_on_raise",
 /* The tool id and the callback, at the first user. */
 static int hyp__hook(void) {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *mon, *events, *raise, *r;
+    PyObject *mon, *events, *r;
     static const int ids[] = {4, 3};
     size_t i;
 
@@ -146,14 +147,13 @@ static int hyp__hook(void) {
         goto fail;
     }
     events = PyObject_GetAttrString(mon, "events");
-    raise = events != NULL ? PyObject_GetAttrString(events, "RAISE") : NULL;
+    X.raise = events != NULL ? PyObject_GetAttrString(events, "RAISE") : NULL;
     Py_XDECREF(events);
-    r = raise != NULL ? PyObject_CallMethod(mon, "register_callback", "iOO", X.tool, raise,
-                                            X.callback)
-                      : NULL;
+    r = X.raise != NULL ? PyObject_CallMethod(mon, "register_callback", "iOO", X.tool, X.raise,
+                                              X.callback)
+                        : NULL;
     Py_XDECREF(r);
-    r = r != NULL ? PyObject_CallMethod(mon, "set_events", "iO", X.tool, raise) : NULL;
-    Py_XDECREF(raise);
+    r = r != NULL ? PyObject_CallMethod(mon, "set_events", "iO", X.tool, X.raise) : NULL;
     if (r == NULL) {
         PyObject *f;
         HYP_PY_EXC_SAVE(exc);
@@ -162,6 +162,7 @@ static int hyp__hook(void) {
         PyErr_Clear();
         HYP_PY_EXC_RESTORE(exc);
         X.tool = -1;
+        Py_CLEAR(X.raise);
         goto fail;
     }
     Py_DECREF(r);
@@ -186,23 +187,17 @@ static void hyp__unhook(void) {
     HYP_PY_EXC_SAVE(exc);
     mon = PySys_GetObject("monitoring");
     if (mon != NULL) {
-        PyObject *events = PyObject_GetAttrString(mon, "events");
-        PyObject *raise = events != NULL ? PyObject_GetAttrString(events, "RAISE") : NULL;
-
         r = PyObject_CallMethod(mon, "set_events", "ii", X.tool, 0);
         Py_XDECREF(r);
-        if (raise != NULL) {
-            r = PyObject_CallMethod(mon, "register_callback", "iOO", X.tool, raise, Py_None);
-            Py_XDECREF(r);
-        }
-        Py_XDECREF(raise);
-        Py_XDECREF(events);
+        r = PyObject_CallMethod(mon, "register_callback", "iOO", X.tool, X.raise, Py_None);
+        Py_XDECREF(r);
         r = PyObject_CallMethod(mon, "free_tool_id", "i", X.tool);
         Py_XDECREF(r);
     }
     PyErr_Clear();
     HYP_PY_EXC_RESTORE(exc);
     X.tool = -1;
+    Py_CLEAR(X.raise);
 #endif
 }
 

@@ -110,7 +110,7 @@ def merge_traces(traces, names=None):
             parts = t.by_label_set()
         tids = []
         for th in t.threads():
-            tname = th.name or f"thread {th.os_tid}"
+            tname = th.label
             where = f"pid {pid}" if pid is not None else os.path.basename(str(n))
             tids.append((th.id, len(threads)))
             threads.append((int(th.os_tid or 0), int(th.ident or 0), f"{tname} [{where}]"))

@@ -43,7 +43,20 @@ Metric = namedtuple("Metric", "name unit kind")
 Metric.__doc__ = "A metric column: kind is 'own', 'cum' or 'calls'."
 SampleKind = namedtuple("SampleKind", "name unit count_metric weight_metric")
 FunctionInfo = namedtuple("FunctionInfo", "id name filename lineno kind")
-Thread = namedtuple("Thread", "id os_tid ident name")
+
+
+class Thread(namedtuple("Thread", "id os_tid ident name")):
+    """A thread of the trace: id (index), os_tid, ident and the name
+    threading gave it ("" for one it did not know)."""
+
+    __slots__ = ()
+
+    @property
+    def label(self):
+        """What reports call it: its name, or ``thread <os_tid>``."""
+        return self.name or "thread %s" % (self.os_tid or self.id)
+
+
 Node = namedtuple("Node", "id parent function line values")
 Node.__doc__ = ("A call-tree node. parent and function are None for the root; values maps "
                 "each metric name to the node's own value (raw units).")

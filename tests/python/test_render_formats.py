@@ -439,3 +439,18 @@ def test_deep_call_paths_stay_within_memory(tmp_path):
             assert grown < 400 * 1024, (fmt, grown)  # KiB
     n, deepest, same = out["stacks"]
     assert n == 12001 and deepest == 12001 and same
+
+
+def test_a_thread_threading_did_not_name_is_called_by_its_kernel_id(tmp_path):
+    # Every producer writes "" for a thread threading does not know (a C
+    # thread, FORMAT.md 4.3); every report calls it the same.
+    data = sampling_data()
+    data["threads"] = [(4321, 1, "MainThread"), (4322, 0, "")]
+    t = write(tmp_path / "t.hyprof", data)
+    assert [th.label for th in t.threads()] == ["MainThread", "thread 4322"]
+    assert any(k.startswith("[thread] thread 4322;")
+               for k in folded(R.render(t, "collapsed", threads=True)))
+    names = [p["name"] for p in json.loads(R.render(t, "speedscope"))["profiles"]]
+    assert any(n.startswith("thread 4322 (") for n in names), names
+    assert b"thread 4322" in P.decode(R.render(t, "pprof"))[6]
+    assert "thread 4322" in R.render(t, "html")

@@ -174,7 +174,7 @@ class CallTree:
         self.func = func
         self.line = line
         self.columns = list(columns)
-        # Any sequences: the arrays the trace's C profile made, or lists.
+        # Any sequences: views of the bytes the trace's C profile made, or lists.
         self.values = list(values)
         self.mode = mode
         self.header = dict(header or {})
@@ -208,8 +208,13 @@ class CallTree:
     # ------------------------------------------------------------ structure
 
     def _parent_array(self):
+        """The parents as int32 for the C walks: the trace's own column as
+        it is, a list (a tree made in Python) packed."""
         p = self.parent
-        return p if isinstance(p, array.array) and p.typecode == "i" else array.array("i", p)
+        if (isinstance(p, memoryview) and p.format == "i") or \
+                (isinstance(p, array.array) and p.typecode == "i"):
+            return p
+        return array.array("i", p)
 
     @property
     def children(self):
@@ -235,6 +240,14 @@ class CallTree:
             return order, depth
         k = pos[top]
         return order[k:k + size[top]], depth[k:k + size[top]]
+
+    def key_index(self):
+        """{(parent, function, line): node} of every node but the root: how
+        a node of another tree over the same trace's tables (a part of it,
+        its thread's copy) is found in this one. Made anew at each call,
+        for the caller to drop (a million entries at a million nodes)."""
+        parent, func, line = self.parent, self.func, self.line
+        return {(parent[i], func[i], line[i]): i for i in range(1, len(parent))}
 
     def column(self, name):
         """Index of a metric column, by name or label; a clear error otherwise."""
@@ -391,7 +404,7 @@ def from_trace(trace, thread=None, split_threads=False):
         threads = list(trace.threads())
         pseudo = []
         for t in threads:
-            tname = t.name or "thread %s" % (t.os_tid or t.id)
+            tname = t.label
             pseudo.append(len(funcs))
             funcs.append(Func(f"[thread] {tname}", "", 0, "special"))
     parent, func, line, values = columns_of(keep + keep_cum, thread, pseudo)

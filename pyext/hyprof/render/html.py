@@ -254,7 +254,7 @@ def _gil_columns(trace, tree, threads):
     count = trace.metrics[kind.count_metric].name
     # A node of a part is the node of tree with the same parent, function
     # and line: the part carries the trace's tables, so their ids agree.
-    index = {(tree.parent[i], tree.func[i], tree.line[i]): i for i in range(1, len(tree))}
+    index = tree.key_index()
     cols, vals, own, cum = [], [], [], []
     for state in states:
         part = trace.where(gil=state)
@@ -317,8 +317,7 @@ def _timeline(trace, tree):
     # A trace node's node in tree: the same when the tree is the trace's own,
     # else found under its thread's pseudo-root by (parent, function, line).
     roots = dict((t.id, n) for t, n in _model.thread_roots(tree)) if tree.threads else None
-    index = ({(tree.parent[i], tree.func[i], tree.line[i]): i for i in range(1, len(tree))}
-             if roots is not None else None)
+    index = tree.key_index() if roots is not None else None
     tn = trace._nodes
     memo = {}
 
@@ -335,7 +334,7 @@ def _timeline(trace, tree):
             memo[(thread, m)] = at
         return at
 
-    names = {t.id: t.name or f"thread {t.os_tid or t.id}" for t in trace.threads()}
+    names = {t.id: t.label for t in trace.threads()}
     rows = {}
     out = {"t": [], "th": [], "n": [], "k": [], "w": [], "g": []}
     check = [[0] * len(flat) for _ in specs]

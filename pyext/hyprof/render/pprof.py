@@ -234,7 +234,7 @@ def _samples(tree, threads, st, extra, locations, functions, func_msgs, loc_msgs
     tail_of = [extra] * len(tree)
     tops = set()
     for t, top in _model.thread_roots(tree) if threads else ():
-        tail_of[top] = _label(st, "thread", t.name or "thread %s" % (t.os_tid or t.id)) + extra
+        tail_of[top] = _label(st, "thread", t.label) + extra
         tops.add(top)
     for i in range(1, len(func)):
         if i not in tops:

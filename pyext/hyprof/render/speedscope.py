@@ -131,7 +131,7 @@ def render(trace, metric=None, **options):
     threads = list(trace.threads())
     if threads:
         tree = _model.call_tree(trace, split_threads=True).by_function()
-        tops = [(t.name or "thread %s" % (t.os_tid or t.id), top)
+        tops = [(t.label, top)
                 for t, top in _model.thread_roots(tree)]
     else:
         tree = _model.call_tree(trace).by_function()
