@@ -153,3 +153,25 @@ def test_rows_longer_than_the_run_are_marked():
     tree = R.render(t, "tree", min_percent=0, max_depth=100)
     assert any("nap" in ln and T.OVERLAP_MARK in ln for ln in tree.splitlines())
     assert T.OVERLAP_NOTE not in R.render(t, "text", limit=1, sort="name")
+
+
+def test_pstats_leaves_the_garbage_collector_as_it_found_it(det_trace, sampling_trace):
+    # The export pauses the cyclic collector while it builds its tuples;
+    # the program's setting is back afterwards, on an error too.
+    import gc
+
+    from hyprof.errors import ReportError
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        P.stats(det_trace)
+        assert gc.isenabled()
+        with pytest.raises(ReportError):
+            P.stats(sampling_trace)
+        assert gc.isenabled()
+        gc.disable()
+        P.stats(det_trace)
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()

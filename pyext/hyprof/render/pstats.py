@@ -61,6 +61,11 @@ def _add(a, b):
 
 def stats(trace, clock="wall", thread=None):
     """The pstats dictionary of a deterministic trace."""
+    with _model.gc_paused():  # a tuple and a dict entry per caller/callee pair
+        return _stats(trace, clock, thread)
+
+
+def _stats(trace, clock, thread):
     if trace.mode != "deterministic":
         raise ReportError("pstats holds call counts and times: only a deterministic trace "
                           "can be exported to it (this one is %s)" % trace.mode)
