@@ -167,7 +167,10 @@ static int hyp__thread_id(hyp_collector_t *c, hyp_id_t *id) {
     name = hyp_py_thread_name(hyp_py_thread_object(NULL, ident));
     th.os_tid = (uint64_t)tid;
     th.ident = ident;
-    if ((rc = hyp_py_intern_str(c->prof, name, &th.name)) == 0 &&
+    /* A thread threading does not know is unnamed (FORMAT.md 4.3). */
+    rc = name != NULL ? hyp_py_intern_str(c->prof, name, &th.name)
+                      : hyp_profile_string(c->prof, "", 0, &th.name);
+    if (rc == 0 &&
         (rc = hyp_profile_thread(c->prof, &th, id)) == 0) {
         v = PyLong_FromUnsignedLong(*id);
         if (v == NULL || PyDict_SetItem(c->thread_ids, key, v) < 0)

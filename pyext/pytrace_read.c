@@ -534,13 +534,24 @@ static PyObject *hyp__node_table(PyObject *self, PyObject *cap) {
                                      (Py_ssize_t)(hyp_profile_node_count(p) * sizeof(hyp_node_t)));
 }
 
+/* Runs stmt without the GIL when cond holds, with it otherwise. */
+#define HYP__WITHOUT_GIL_IF(cond, stmt)                                                            \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            Py_BEGIN_ALLOW_THREADS stmt;                                                           \
+            Py_END_ALLOW_THREADS                                                                   \
+        } else {                                                                                   \
+            stmt;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 /* A parent array as int32 (array('i'), or anything with that buffer), read
  * into *view. Returns its length, or -1 with TypeError set. */
 static Py_ssize_t hyp__parent_view(PyObject *parent, Py_buffer *view) {
     if (PyObject_GetBuffer(parent, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         return -1;
-    if (view->itemsize != 4 || view->format == NULL || strchr("il", view->format[0]) == NULL ||
-        view->format[1] != '\0') {
+    if (view->itemsize != 4 || view->format == NULL || view->format[0] == '\0' ||
+        strchr("il", view->format[0]) == NULL || view->format[1] != '\0') {
         PyBuffer_Release(view);
         PyErr_SetString(PyExc_TypeError, "a parent array of int32 (array('i')) is expected");
         return -1;
@@ -571,12 +582,14 @@ static PyObject *hyp__tree_preorder(PyObject *self, PyObject *parent) {
     for (k = 0; k < 4; k++)
         if ((o[k] = PyBytes_FromStringAndSize(NULL, n * 4)) == NULL)
             goto done;
-    Py_BEGIN_ALLOW_THREADS
-    rc = hyp_tree_preorder((const int32_t *)view.buf, (size_t)n,
-                           (uint32_t *)PyBytes_AS_STRING(o[0]), (uint32_t *)PyBytes_AS_STRING(o[1]),
-                           (uint32_t *)PyBytes_AS_STRING(o[2]),
-                           (uint32_t *)PyBytes_AS_STRING(o[3]));
-    Py_END_ALLOW_THREADS
+    /* The walk indexes by the parents it checked: a buffer another thread
+     * could write meanwhile (an array) is walked with the GIL held. */
+    HYP__WITHOUT_GIL_IF(view.readonly,
+                        rc = hyp_tree_preorder((const int32_t *)view.buf, (size_t)n,
+                                               (uint32_t *)PyBytes_AS_STRING(o[0]),
+                                               (uint32_t *)PyBytes_AS_STRING(o[1]),
+                                               (uint32_t *)PyBytes_AS_STRING(o[2]),
+                                               (uint32_t *)PyBytes_AS_STRING(o[3])));
     res = rc < 0 ? hyp__tree_fail(rc) : PyTuple_Pack(4, o[0], o[1], o[2], o[3]);
 done:
     for (k = 0; k < 4; k++)
@@ -598,11 +611,10 @@ static PyObject *hyp__tree_children(PyObject *self, PyObject *parent) {
         return NULL;
     if ((first = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)) != NULL &&
         (kids = PyBytes_FromStringAndSize(NULL, (n > 0 ? n - 1 : 0) * 4)) != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = hyp_tree_children((const int32_t *)view.buf, (size_t)n,
-                               (uint32_t *)PyBytes_AS_STRING(first),
-                               (uint32_t *)PyBytes_AS_STRING(kids));
-        Py_END_ALLOW_THREADS
+        HYP__WITHOUT_GIL_IF(view.readonly,
+                            rc = hyp_tree_children((const int32_t *)view.buf, (size_t)n,
+                                                   (uint32_t *)PyBytes_AS_STRING(first),
+                                                   (uint32_t *)PyBytes_AS_STRING(kids)));
         res = rc < 0 ? hyp__tree_fail(rc) : PyTuple_Pack(2, first, kids);
     }
     Py_XDECREF(first);

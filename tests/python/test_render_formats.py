@@ -454,3 +454,19 @@ def test_a_thread_threading_did_not_name_is_called_by_its_kernel_id(tmp_path):
     assert any(n.startswith("thread 4322 (") for n in names), names
     assert b"thread 4322" in P.decode(R.render(t, "pprof"))[6]
     assert "thread 4322" in R.render(t, "html")
+
+
+def test_the_c_tree_walks_refuse_what_is_not_a_call_tree():
+    import array
+
+    from hyprof import _hyprof
+
+    order, depth, size, pos = (memoryview(b).cast("I").tolist()
+                               for b in _hyprof.tree_preorder(array.array("i", [-1, 0, 0, 1])))
+    assert (order, depth, size, pos) == ([0, 1, 3, 2], [0, 1, 2, 1], [4, 2, 1, 1], [0, 1, 3, 2])
+    with pytest.raises(ValueError, match="not a call tree"):
+        _hyprof.tree_preorder(array.array("i", [-1, 2, 0]))  # a parent after its child
+    with pytest.raises(ValueError, match="not a call tree"):
+        _hyprof.tree_children(array.array("i", [0, 0]))  # no root
+    with pytest.raises(TypeError, match="int32"):
+        _hyprof.tree_preorder(array.array("q", [-1, 0]))

@@ -509,7 +509,7 @@ def edge_totals(trace, tree, col, thread=None, keep=None, packed=None):
     if keep is not None:
         tindex = [i if i in keep else None for i in tindex]
     tindex.append(-1 if keep is None or -1 in keep else None)
-    edges = packed or trace._edge_columns(thread)
+    edges = packed if packed is not None else trace._edge_columns(thread)
     callers, callees, n = edges.callers, edges.callees, len(edges)
     calls = edges.own(trace._calls_col) or [0] * n
     vals = edges.cum(where) or [0] * n
