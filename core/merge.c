@@ -251,23 +251,23 @@ int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src) {
     return hyp__merge(dst, src, NULL, 0);
 }
 
-int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *src,
-                            const unsigned char *keep) {
-    return hyp__merge(dst, src, keep, 0);
-}
-
-hyp_profile_t *hyp_profile_copy(const hyp_profile_t *src) {
+hyp_profile_t *hyp_profile_copy_where(const hyp_profile_t *src, const unsigned char *keep) {
     hyp_profile_t *p = hyp_profile_new_like(src);
 
     if (p == NULL)
         return NULL;
-    /* Interned in an empty profile in id order, every table keeps its ids;
-     * no node folds, since src's own folds are already nodes. */
+    /* Interned in an empty profile in id order, every table keeps its ids:
+     * no node folds (src's own folds are already nodes), and two threads
+     * that look alike stay two, so a part names its threads as src does. */
     p->node_limit = 0;
-    if (hyp__merge(p, src, NULL, HYP__MERGE_COPY) < 0) {
+    if (hyp__merge(p, src, keep, HYP__MERGE_COPY) < 0) {
         hyp_profile_free(p);
         return NULL;
     }
     p->node_limit = src->node_limit;
     return p;
+}
+
+hyp_profile_t *hyp_profile_copy(const hyp_profile_t *src) {
+    return hyp_profile_copy_where(src, NULL);
 }

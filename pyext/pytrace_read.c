@@ -820,7 +820,6 @@ static PyObject *hyp__where_labels(PyObject *self, PyObject *args) {
     PyObject *cap;
     Py_buffer keep;
     hyp_profile_t *p, *q;
-    int rc;
 
     (void)self;
     if (!PyArg_ParseTuple(args, "Oy*:where_labels", &cap, &keep))
@@ -832,15 +831,9 @@ static PyObject *hyp__where_labels(PyObject *self, PyObject *args) {
         PyBuffer_Release(&keep);
         return NULL;
     }
-    q = hyp_profile_new_like(p);
-    rc = q == NULL ? HYP_ENOMEM : hyp_profile_merge_where(q, p, keep.buf);
+    q = hyp_profile_copy_where(p, keep.buf);
     PyBuffer_Release(&keep);
-    if (rc < 0) {
-        hyp_profile_free(q);
-        return rc == HYP_ENOMEM ? PyErr_NoMemory()
-                                : PyErr_Format(PyExc_ValueError, "%s", hyp_strerror(rc));
-    }
-    return hyp_py_trace_take_profile(q);
+    return q == NULL ? PyErr_NoMemory() : hyp_py_trace_take_profile(q);
 }
 
 /* ---------------------------------------------------------------- registration */

@@ -177,13 +177,6 @@ HYP_EXTERN hyp_profile_t *hyp_profile_new_like(const hyp_profile_t *src);
 #define HYP_MERGE_SAMPLES 0x1u
 HYP_EXTERN int hyp_profile_merge_ex(hyp_profile_t *dst, const hyp_profile_t *src, unsigned flags);
 HYP_EXTERN int hyp_profile_merge(hyp_profile_t *dst, const hyp_profile_t *src);
-/* The same (flags 0), adding only the rows of src whose label set has
- * keep[set] != 0 (keep holds hyp_profile_labels_count(src) flags; NULL keeps
- * them all): a profile of what the program did under some labels. The tables
- * are all carried, so paths that hold no kept row are there with no values;
- * the run's totals (dropped counts, folded calls, sample total) are not. */
-HYP_EXTERN int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *src,
-                                       const unsigned char *keep);
 /* A copy of src in memory (core/merge.c): its shape, as hyp_profile_new_like()
  * gives it, then every table with the same ids, its rows, dropped counts,
  * folded calls and sample total. The pending samples' values are in the
@@ -192,6 +185,14 @@ HYP_EXTERN int hyp_profile_merge_where(hyp_profile_t *dst, const hyp_profile_t *
  * For a consumer that takes a profile over while its producer keeps the
  * original (the allocation collector's Trace). NULL when out of memory. */
 HYP_EXTERN hyp_profile_t *hyp_profile_copy(const hyp_profile_t *src);
+/* The same, with only the rows whose label set has keep[set] != 0 (keep
+ * holds hyp_profile_labels_count(src) flags; NULL keeps them all: a copy): a
+ * profile of what the program did under some labels. Its tables are src's
+ * with src's ids (two threads that look alike stay two), so a path that
+ * holds no kept row is there with no values; the run's totals (dropped
+ * counts, folded calls, sample total) are carried only when keep is NULL. */
+HYP_EXTERN hyp_profile_t *hyp_profile_copy_where(const hyp_profile_t *src,
+                                                 const unsigned char *keep);
 
 HYP_EXTERN hyp_mode_t hyp_profile_mode(const hyp_profile_t *p);
 

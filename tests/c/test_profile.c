@@ -815,8 +815,29 @@ static void test_label_sets(void) {
             CU_ASSERT_EQUAL(row[0], strcmp(val, "GET") == 0 ? 2 : 5);
         }
     }
-    hyp_profile_free(p);
     hyp_profile_free(q);
+    /* a part by label set keeps the tables' ids, even two threads alike */
+    CU_ASSERT_EQUAL(hyp_profile_thread(p, &th, &id), 0);
+    CU_ASSERT_EQUAL(id, t + 1);
+    CU_ASSERT_EQUAL(hyp_profile_add_labeled(p, id, n, c, v2), 0);
+    memset(keep, 0, sizeof(keep));
+    keep[c] = 1;
+    q = hyp_profile_copy_where(p, keep);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT_EQUAL(hyp_profile_thread_count(q), 2);
+    CU_ASSERT_EQUAL(hyp_profile_node_count(q), hyp_profile_node_count(p));
+    CU_ASSERT_EQUAL(hyp_profile_row_count(q), 2);
+    CU_ASSERT_EQUAL(hyp_profile_sample_total(q), 0); /* the run's total is not a part's */
+    for (i = 0; i < hyp_profile_row_count(q); i++) {
+        hyp_id_t rt;
+        const uint64_t *row = hyp_profile_row_at(q, i, &rt, NULL, &labels);
+
+        CU_ASSERT_EQUAL(labels, c);
+        CU_ASSERT_EQUAL(row[0], 5);
+        CU_ASSERT(rt == t || rt == id);
+    }
+    hyp_profile_free(q);
+    hyp_profile_free(p);
 }
 
 static void under_pressure(int (*build)(void), long min_allocs) {

@@ -239,3 +239,39 @@ def test_merge_keeps_the_labels_of_each_source(tmp_path):
     for name, s in zip("ab", src):
         assert samples_of(t.where(worker=name)) == samples_of(s.where(worker=name))
     assert samples_of(t.where(worker=None)) == sum(samples_of(s.where(worker=None)) for s in src)
+
+
+def test_a_part_by_label_names_its_threads_as_the_trace_does(write_trace):
+    """Two thread records can be alike (the kernel and CPython reuse a dead
+    thread's ids). A part of the trace by label set once folded them into
+    one, so the part's thread ids were no longer the trace's, and a merge
+    that read each part by the trace's thread ids failed."""
+    import io
+
+    import msgpack
+    from hyprof.merge import merge_traces
+    from hyprof.trace import loads
+
+    p = sampled()
+    with p:
+        with hyprof.label(worker="a"):
+            cpu_for(0.05)
+        cpu_for(0.02)
+    objs = list(msgpack.Unpacker(io.BytesIO(p.trace().to_bytes()), raw=True,
+                                 strict_map_key=False))
+    recs = [o for o in objs if isinstance(o, list) and o]
+    threads = next(r for r in recs if r[0] == 3)
+    new_id = len(threads[2]) // 3
+    threads[2].extend(threads[2][:3])  # a second thread with the first's ids
+    rows = next(r for r in recs if r[0] == 5 and len(r) == 4)  # a labelled row
+    recs.append([5, new_id, rows[2], rows[3]])
+    end = next(i for i, o in enumerate(objs) if isinstance(o, list) and o and o[0] == 8)
+    objs.insert(end, recs[-1])
+    t = loads(b"".join(msgpack.packb(o, use_bin_type=False) for o in objs))
+    assert len(t.threads()) == new_id + 1
+    for labels, part in t.by_label_set():
+        assert part.threads() == t.threads(), labels
+    assert samples_of(t.where(worker="a")) > 0
+    m = hyprof.load(write_trace(merge_traces([t, t])))
+    assert samples_of(m) == 2 * samples_of(t)
+    assert len(m.threads()) == 2 * len(t.threads())  # each source's own
