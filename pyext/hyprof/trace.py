@@ -93,10 +93,12 @@ _MAX_SECONDS = 1e11
 
 def _check_header(header, path):
     """Raises TraceError for a known header entry of the wrong type or out
-    of range."""
+    of range. A known entry that is nil says nothing: it is removed, so that
+    a report reads it as absent."""
     for key, (typ, what) in _HEADER_TYPES.items():
         v = header.get(key)
         if v is None:
+            header.pop(key, None)
             continue
         if typ is list:
             ok = isinstance(v, list) and all(isinstance(x, str) for x in v)

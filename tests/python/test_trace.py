@@ -608,6 +608,20 @@ def test_header_entries_of_the_wrong_type_are_named_at_load(tmp_path, key, value
         hyprof.load(p)
 
 
+def test_a_known_header_entry_that_is_nil_reads_as_absent(tmp_path):
+    """A nil count in the header once reached the text report's arithmetic
+    (found by tests/fuzz/fuzz_render.py)."""
+    from hyprof import render as R
+    p = tmp_path / "nil.hyprof"
+    head = dict(HEAD, gc_collections_gen0=3, gc_ns_gen0=None, pid=None)
+    p.write_bytes(raw("HYPROF", head, *TABLES, [5, 0, [1, 3, 2, 4]],
+                      [8, {"samples": 0, "nodes": 3, "truncated_nodes": 0, "dropped": {}}]))
+    t = hyprof.load(p)
+    assert "gc_ns_gen0" not in t.header and "pid" not in t.header
+    assert t.gc().collections[0] == 3 and t.gc().seconds[0] == 0
+    assert "collections" in R.render(t, "text")
+
+
 def test_odd_but_valid_traces_render_in_every_format(tmp_path):
     """Names that are not UTF-8 (a metric, a function, a file, a thread), a
     key holding a NUL and an unknown entry: the trace loads and every format
