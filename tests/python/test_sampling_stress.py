@@ -814,20 +814,31 @@ def test_threads_without_python_frames_are_not_losses_and_their_time_is_nobodys(
         p.stop()
         t = p.trace()
         st = p._engine.stats
+        # The sampler's ticks from 0.1 s to 0.3 s, when the sleeping thread
+        # and the waiting one are both frameless: the main thread, which
+        # always has frames, is sampled at each.
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            kept = hyprof.load(p.write(os.path.join(d, "t.hyprof")), keep_samples=True)
+        main = next(th.id for th in kept.threads() if th.name == "MainThread")
+        ticks = sum(1 for s in kept.samples() if s.thread == main and 1e8 <= s.time < 3e8)
         w = [th for th in t.threads()
              if "work" in {f.name.rsplit(".", 1)[-1] for f in t.functions(thread=th.id)}]
         weight = sum(f.own_weight for f in t.functions(thread=w[0].id)) / 1e9 if w else 0
         print(json.dumps({"dropped": t.dropped, "lost": st["lost"],
-                          "apart": st.get("no_python_frames"),
+                          "apart": st.get("no_python_frames"), "ticks": ticks,
                           "header": t.header.get("no_python_frames"),
                           "worker": weight,
                           "report": render.render(t, "text")}))
     """)
     assert "no-python-frames" not in r["dropped"], r["dropped"]
     assert "no-python-frames" not in r["lost"], r["lost"]
-    # The sleeping thread alone is found frameless at about every tick of its
-    # 0.3 s (2 kHz): counted apart, in the stats and the trace header.
-    assert r["apart"] is not None and r["apart"] >= 100, r["apart"]
+    # Two threads are found frameless at every tick from 0.1 s to 0.3 s
+    # (some 400 at 2 kHz, fewer when the machine is short of CPUs): counted
+    # apart, in the stats and the trace header, at least once a tick even if
+    # one of the two was missed.
+    assert r["ticks"] > 0, r
+    assert r["apart"] is not None and r["apart"] >= r["ticks"], r
     assert r["header"] == r["apart"]
     assert "without a Python frame" in r["report"]
     assert "no-python-frames" not in r["report"]
