@@ -441,6 +441,49 @@ def test_deep_call_paths_stay_within_memory(tmp_path):
     assert n == 12001 and deepest == 12001 and same
 
 
+STREAMED = r"""
+import json, os, resource, sys
+import hyprof
+from hyprof import render as R
+from hyprof.cli import files
+sys.setrecursionlimit(10000)
+def down(n):
+    return 0 if n == 0 else down(n - 1) + 1
+with hyprof.Profiler(builtins=False) as p:
+    down(2500)
+t = p.trace()
+out = {}
+for fmt in ("collapsed", "speedscope"):
+    path = os.path.join(sys.argv[1], fmt)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    pieces = R.stream(t, fmt)
+    files.write_report(path, pieces)
+    streamed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    text = R.render(t, fmt)
+    whole = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    with open(path, encoding="utf-8") as f:
+        same = f.read() == text
+    out[fmt] = [len(text), streamed, whole, same]
+print(json.dumps(out))
+"""
+
+
+def test_path_formats_are_written_a_piece_at_a_time(tmp_path):
+    """A 2,500-deep recursion folds into some 3 million frames of text:
+    written as render.stream() makes it (as hyprof report -o does), the
+    process grows by a small part of it; made whole, by at least all of it.
+    Both give the same bytes."""
+    r = subprocess.run([sys.executable, "-c", STREAMED, str(tmp_path)], capture_output=True,
+                       text=True, timeout=300, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    size, streamed, whole, same = json.loads(r.stdout)["collapsed"]
+    assert size > 40 << 20 and same
+    assert streamed * 1024 < size / 8, (size, streamed)  # ru_maxrss is in KiB
+    assert whole * 1024 >= size, (size, whole)
+    size, streamed, whole, same = json.loads(r.stdout)["speedscope"]
+    assert same and size < 1 << 20  # evented: a few events per node
+
+
 def test_a_thread_threading_did_not_name_is_called_by_its_kernel_id(tmp_path):
     # Every producer writes "" for a thread threading does not know (a C
     # thread, FORMAT.md 4.3); every report calls it the same.

@@ -9,13 +9,15 @@ which replaces its target only once the new trace is whole.
 import glob
 import os
 import stat
+import sys
 
 from .. import _progress
 from ..errors import CLIError, TraceError
 from ..render._model import format_value
 from ..trace import load
 
-__all__ = ["check_trace_output", "load_trace", "same_file", "write_report", "write_trace"]
+__all__ = ["check_trace_output", "load_trace", "same_file", "write_report", "write_stdout",
+           "write_trace"]
 
 
 def load_trace(path, keep_samples=False, progress=True):
@@ -73,18 +75,51 @@ def write_trace(path, write, *args):
 
 
 def write_report(path, report):
-    """Writes a report (str or bytes) to path. An undecodable file name in
-    the trace is written back as the bytes it was (surrogateescape), as the
-    trace itself keeps it."""
-    if isinstance(report, str):
-        report = report.encode("utf-8", "surrogateescape")
-    _progress.stage(f"writing {os.path.basename(path)} ({format_value(len(report), 'bytes')})")
+    """Writes a report to path: str, bytes, or an iterator of them
+    (render.stream()), written piece by piece as they are made. An
+    undecodable file name in the trace is written back as the bytes it was
+    (surrogateescape), as the trace itself keeps it. A report that fails on
+    the way (a ReportError while it is made, a full disk) leaves no file."""
+    pieces = (report,) if isinstance(report, (str, bytes)) else report
+    _progress.stage(f"writing {os.path.basename(path)}", None, "bytes")
     try:
         with open(path, "wb") as f:
-            f.write(report)
+            for piece in pieces:
+                data = _encoded(piece)
+                f.write(data)
+                _progress.advance(len(data))
     except OSError as e:
         _remove_partial(path)
         raise CLIError("cannot write %r: %s" % (path, e.strerror or e)) from None
+    except BaseException:
+        _remove_partial(path)
+        raise
+
+
+def write_stdout(report, binary_hint=None):
+    """Writes a report (as write_report() takes it) to stdout, in its
+    encoding; binary_hint names the format of a binary report, refused on a
+    terminal."""
+    pieces = (report,) if isinstance(report, (str, bytes)) else report
+    out = sys.stdout
+    out.flush()
+    enc = out.encoding or "utf-8"
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            if out.isatty():
+                raise CLIError("the %s format is binary: give -o FILE" % (binary_hint or "report"))
+            data = piece
+        else:
+            try:
+                data = piece.encode(enc, "surrogateescape")
+            except UnicodeEncodeError:  # a console that cannot show every name
+                data = piece.encode(enc, "backslashreplace")
+        out.buffer.write(data)
+    out.buffer.flush()
+
+
+def _encoded(piece):
+    return piece.encode("utf-8", "surrogateescape") if isinstance(piece, str) else piece
 
 
 def _remove_partial(path):

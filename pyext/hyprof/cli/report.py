@@ -329,24 +329,13 @@ def run(args):
             # pstats' own table on a console; the binary file with -o.
             out = _pstats_text(trace, args)
         else:
-            out = _render.render(trace, fmt, **_report_options(args, fmt))
+            out = _render.stream(trace, fmt, **_report_options(args, fmt))
+        if args.output is not None:
+            files.write_report(args.output, out)
+            return 0
+        # The report goes where the progress line is: the line goes first.
+        _progress.clear()
+        files.write_stdout(out, fmt)
     except ReportError as e:
         raise CLIError(str(e)) from None
-    if args.output is not None:
-        files.write_report(args.output, out)
-        return 0
-    # The report goes where the progress line is: the line goes first.
-    _progress.clear()
-    if isinstance(out, bytes):
-        if sys.stdout.isatty():
-            raise CLIError("the %s format is binary: give -o FILE" % fmt)
-        sys.stdout.buffer.write(out)
-    else:
-        sys.stdout.flush()
-        enc = sys.stdout.encoding or "utf-8"
-        try:
-            data = out.encode(enc, "surrogateescape")
-        except UnicodeEncodeError:  # a console that cannot show every name
-            data = out.encode(enc, "backslashreplace")
-        sys.stdout.buffer.write(data)
     return 0

@@ -43,20 +43,28 @@ def _frames(funcs):
 
 
 # The event and sample arrays are written as JSON text directly: they are
-# most of the file, and a dict per event would cost more than the walk.
+# most of the file, and a dict per event would cost more than the walk. They
+# are yielded a batch of entries at a time: a str per event for a million
+# nodes would hold several times the output. A profile's endValue and the
+# shared frames are known once its arrays are written, so they come after
+# them (a JSON object's keys have no order). A batch: entries, and the
+# characters of a sample's stacks.
+_BATCH = 65536
+_BATCH_CHARS = 1 << 20
 
-def _evented(tree, col, top, frame):
-    """The events array of an evented profile of the subtree under node
-    ``top``, as JSON text, and its end. ``frame``: tree function -> frame id.
+
+def _evented(tree, col, top, frame, end):
+    """The events of an evented profile of the subtree under node ``top``,
+    as JSON text in pieces, comma-separated; end[0] is set to its end.
+    ``frame``: tree function -> frame id.
 
     The deterministic engine writes a node's children in the order they
     were first called; they are laid out in that order."""
     inc = tree.inclusive(col)
     func = tree.func
     order, depth = tree.preorder(top)
-    # Events are joined a batch at a time: a str per event for a million
-    # nodes would hold several times the output.
-    parts, chunks = [], []
+    parts = []
+    sep = ""
     # Children are laid out one after the other from their parent's start;
     # a node closes at its start + inclusive, once the walk has left its
     # subtree. The open nodes, innermost last: (depth, end, frame id).
@@ -72,61 +80,58 @@ def _evented(tree, col, top, frame):
         fr = frame(func[i])
         parts.append(f'{{"type":"O","frame":{fr},"at":{t}}}')
         opened.append((d, t + w, fr))
-        if len(parts) >= 65536:
-            chunks.append(",".join(parts))
-            parts = []
+        if len(parts) >= _BATCH:
+            yield sep + ",".join(parts)
+            parts, sep = [], ","
     while opened:
         _, t, fr = opened.pop()
         parts.append(f'{{"type":"C","frame":{fr},"at":{t}}}')
     if parts:
-        chunks.append(",".join(parts))
-    return _array(chunks), t
+        yield sep + ",".join(parts)
+    end[0] = t
 
 
-def _sampled(tree, col, top, frame):
-    """The samples and weights arrays of a sampled profile of the subtree
-    under node ``top``, as JSON text, and the total weight."""
+def _sampled(tree, col, top, frame, weights, end):
+    """The samples of a sampled profile of the subtree under node ``top``,
+    as JSON text in pieces, comma-separated; their weights are appended to
+    weights as text (a batch a piece) and end[0] is set to their total."""
     vals = tree.values[col]
     func = tree.func
-    samples, weights = [], []
-    total = 0
+    samples, wbatch = [], []
+    sep = ""
+    total = size = 0
     budget = _model.PathBudget("speedscope")
     for i, path in _model.walk_paths(tree, top, lambda i: str(frame(func[i]))):
         v = vals[i]
         if v and budget.take(len(path)):
-            samples.append("[" + ",".join(path) + "]")
-            weights.append(str(v))
+            text = "[" + ",".join(path) + "]"
+            samples.append(text)
+            size += len(text)
+            wbatch.append(str(v))
             total += v
+            if len(samples) >= _BATCH or size >= _BATCH_CHARS:
+                yield sep + ",".join(samples)
+                weights.append(sep + ",".join(wbatch))
+                samples, wbatch, sep, size = [], [], ",", 0
+    if samples:
+        yield sep + ",".join(samples)
+        weights.append(sep + ",".join(wbatch))
     budget.warn()
-    return _array([",".join(samples)]), _array([",".join(weights)]), total
+    end[0] = total
 
 
-def _array(chunks):
-    """A JSON array as pieces of text: chunks are its elements' text, a
-    batch each, joined with the rest of the file once, at the end."""
-    pieces = ["["]
-    for k, c in enumerate(chunks):
-        if k:
-            pieces.append(",")
-        pieces.append(c)
-    pieces.append("]")
-    return pieces
-
-
-def _profile(meta, arrays):
-    """A profile object as pieces of text: meta's fields, then the JSON
-    arrays (each pieces of text)."""
-    pieces = [json.dumps(meta, separators=(",", ":"))[:-1]]
-    for key, value in arrays:
-        pieces.append(f',"{key}":')
-        pieces.extend(value)
-    pieces.append("}")
-    return pieces
+def _dumps(value):
+    return json.dumps(value, separators=(",", ":"))
 
 
 def render(trace, metric=None, **options):
     """Speedscope JSON text; ``metric`` limits it to one column. The file is
     named after the profiled program."""
+    return "".join(stream(trace, metric=metric, **options))
+
+
+def stream(trace, metric=None, **options):
+    """render()'s text as an iterator of pieces."""
     _model.reject_options("speedscope", options)
     threads = list(trace.threads())
     if threads:
@@ -136,6 +141,14 @@ def render(trace, metric=None, **options):
     else:
         tree = _model.call_tree(trace).by_function()
         tops = [("all threads", 0)]
+    cols = [tree.column(metric)] if metric else _default_columns(tree)
+    if tree.mode == "deterministic" and any(tree.columns[c].role == "calls" for c in cols):
+        raise _model.ReportError("speedscope shows time, not call counts; pick wall or cpu")
+    header = getattr(trace, "header", {}) or {}
+    return _pieces(tree, tops, cols, _model.program(header) or "hyprof profile")
+
+
+def _pieces(tree, tops, cols, name):
     # Frames are shared by the threads' profiles: one per function used.
     funcs, fid = [], {}
 
@@ -146,36 +159,30 @@ def render(trace, metric=None, **options):
             funcs.append(tree.funcs[f])
         return j
 
-    cols = [tree.column(metric)] if metric else _default_columns(tree)
-    profiles = []
+    yield f'{{"$schema":{_dumps(SCHEMA_URL)},"profiles":['
+    sep = ""
     for tname, top in tops:
         for col in cols:
             c = tree.columns[col]
             meta = {"name": f"{tname} ({c.label})", "unit": _UNITS.get(c.unit, "none"),
                     "startValue": 0}
+            end = [0]
             if tree.mode == "deterministic":
-                if c.role == "calls":
-                    raise _model.ReportError(
-                        "speedscope shows time, not call counts; pick wall or cpu")
-                events, end = _evented(tree, col, top, frame)
-                meta.update(type="evented", endValue=end)
-                profiles.append(_profile(meta, [("events", events)]))
+                meta["type"] = "evented"
+                yield sep + _dumps(meta)[:-1] + ',"events":['
+                yield from _evented(tree, col, top, frame, end)
             else:
-                samples, weights, total = _sampled(tree, col, top, frame)
-                meta.update(type="sampled", endValue=total)
-                profiles.append(_profile(meta, [("samples", samples), ("weights", weights)]))
-    header = getattr(trace, "header", {}) or {}
-    rest = {"name": _model.program(header) or "hyprof profile",
+                meta["type"] = "sampled"
+                weights = []
+                yield sep + _dumps(meta)[:-1] + ',"samples":['
+                yield from _sampled(tree, col, top, frame, weights, end)
+                yield '],"weights":['
+                yield from weights
+            yield f'],"endValue":{end[0]}}}'
+            sep = ","
+    rest = {"shared": {"frames": _frames(funcs)}, "name": name,
             "activeProfileIndex": 0, "exporter": "hyprof"}
-    shared = json.dumps({"frames": _frames(funcs)}, separators=(",", ":"))
-    tail = json.dumps(rest, separators=(",", ":"))[1:]
-    pieces = [f'{{"$schema":{json.dumps(SCHEMA_URL)},"shared":{shared},"profiles":[']
-    for k, prof in enumerate(profiles):
-        if k:
-            pieces.append(",")
-        pieces.extend(prof)
-    pieces.append(f"],{tail}")
-    return "".join(pieces)
+    yield "]," + _dumps(rest)[1:]
 
 
 def build(trace, metric=None):
