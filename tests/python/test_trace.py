@@ -644,6 +644,9 @@ def test_odd_but_valid_traces_render_in_every_format(tmp_path):
     for fmt in sorted(R.FORMATS):
         out = R.render(t, fmt)
         assert out, fmt
+        # written to a file, the names go back as the bytes they were
+        assert t.report(fmt, path=tmp_path / f"out.{fmt}") == out
+    assert b"f\xe9" in (tmp_path / "out.collapsed").read_bytes()
     t.write(tmp_path / "again.hyprof")
     again = hyprof.load(tmp_path / "again.hyprof")
     assert {(f.name, f.filename) for f in again.functions()} == \

@@ -18,7 +18,8 @@ class ReportMethods:
                 with open(os.fspath(path), "wb") as f:
                     f.write(out)
             else:
-                with open(os.fspath(path), "w", encoding="utf-8") as f:
+                # An undecodable name in the trace goes back as its bytes.
+                with open(os.fspath(path), "w", encoding="utf-8", errors="surrogateescape") as f:
                     f.write(out)
         return out
 
