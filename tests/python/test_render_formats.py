@@ -394,8 +394,17 @@ def test_pprof_heap_profile_types(tmp_path):
     assert data["metrics"][data["default"]]["title"] == "alloc (bytes)"
 
 
-DEEP = r"""
-import gc, json, resource, sys, warnings
+# The peak resident size of a test's own process, in KiB. VmHWM, not
+# ru_maxrss: a child started by fork and exec inherits its parent's
+# ru_maxrss, which under pytest is larger than these reports grow by.
+PEAK_KIB = r"""
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+"""
+
+DEEP = PEAK_KIB + r"""
+import gc, json, sys, warnings
 import hyprof
 from hyprof import render as R
 from hyprof.render import _model
@@ -409,11 +418,11 @@ t = p.trace()
 _model.MAX_PATH_FRAMES = 1 << 20   # the default is 4 times this: a smaller test
 out = {}
 for fmt in ("collapsed", "pprof", "speedscope", "html", "callgrind", "text"):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         data = R.render(t, fmt)
-    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    grown = peak_kib() - before
     out[fmt] = [len(data), grown, [str(x.message) for x in w]]
 paths = t.stacks()
 out["stacks"] = [len(paths), max(len(f) for f, _ in paths), paths[5][0] == tuple(paths[5][0])]
@@ -441,8 +450,8 @@ def test_deep_call_paths_stay_within_memory(tmp_path):
     assert n == 12001 and deepest == 12001 and same
 
 
-STREAMED = r"""
-import json, os, resource, sys
+STREAMED = PEAK_KIB + r"""
+import json, os, sys
 import hyprof
 from hyprof import render as R
 from hyprof.cli import files
@@ -455,12 +464,12 @@ t = p.trace()
 out = {}
 for fmt in ("collapsed", "speedscope"):
     path = os.path.join(sys.argv[1], fmt)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kib()
     pieces = R.stream(t, fmt)
     files.write_report(path, pieces)
-    streamed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    streamed = peak_kib() - before
     text = R.render(t, fmt)
-    whole = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    whole = peak_kib() - before
     with open(path, encoding="utf-8") as f:
         same = f.read() == text
     out[fmt] = [len(text), streamed, whole, same]
@@ -478,7 +487,7 @@ def test_path_formats_are_written_a_piece_at_a_time(tmp_path):
     assert r.returncode == 0, r.stderr
     size, streamed, whole, same = json.loads(r.stdout)["collapsed"]
     assert size > 40 << 20 and same
-    assert streamed * 1024 < size / 8, (size, streamed)  # ru_maxrss is in KiB
+    assert streamed * 1024 < size / 8, (size, streamed)  # KiB
     assert whole * 1024 >= size, (size, whole)
     size, streamed, whole, same = json.loads(r.stdout)["speedscope"]
     assert same and size < 1 << 20  # evented: a few events per node
