@@ -146,6 +146,27 @@ def tool_env(**extra):
     return env
 
 
+# The peak resident size of a test's own process, in KiB. VmHWM, not
+# ru_maxrss: a child started by fork and exec inherits its parent's
+# ru_maxrss, which under pytest is larger than these reports grow by.
+PEAK_KIB = r"""
+def peak_kib():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+"""
+
+
+def peak_env():
+    """The environment for a child whose peak memory is measured. Under
+    AddressSanitizer, freed memory waits in a quarantine (256 MiB by default)
+    before it is reused, so a process that frees as it goes would grow as if
+    it kept everything: the child runs with the quarantine off."""
+    env = dict(os.environ)
+    if env.get("HYP_UNDER_SANITIZERS"):
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=0"
+    return env
+
+
 def need(tool, package):
     """The path of an external tool, or a skip naming the package to install."""
     # pip installs a tool's script beside the interpreter, which need not be

@@ -15,6 +15,7 @@ import hyprof
 import msgpack
 import pytest
 from hyprof import _hyprof
+from test_render_support import PEAK_KIB, peak_env
 
 MS = 1_000_000
 
@@ -571,9 +572,6 @@ def test_hostile_header_values_stay_small_and_typed(tmp_path):
     types, maps, binary) are left out instead of reaching the reports."""
     script = textwrap.dedent("""
         import json, sys, msgpack, hyprof, hyprof.render
-        def peak_kib():  # VmHWM: ru_maxrss would start from pytest's
-            with open("/proc/self/status") as f:
-                return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
         path = sys.argv[1]
         head = dict(HEAD, argv=["x"] * 3_000_000, pid=msgpack.ExtType(5, b"zz"),
                     event={"a": 1}, host=b"bin", keep="yes")
@@ -586,9 +584,9 @@ def test_hostile_header_values_stay_small_and_typed(tmp_path):
                                         if k in t.header),
                           t.header["keep"], len(t.function_table)]))
     """)
-    setup = f"HEAD = {HEAD!r}\nTABLES = {TABLES!r}\n"
+    setup = PEAK_KIB + f"HEAD = {HEAD!r}\nTABLES = {TABLES!r}\n"
     r = subprocess.run([sys.executable, "-c", setup + script, str(tmp_path / "big.hyprof")],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, env=peak_env())
     assert r.returncode == 0, r.stderr
     grown, present, keep, rows = json.loads(r.stdout)
     assert grown < 64 * 1024, r.stdout  # KiB: the file alone is 6 MB
