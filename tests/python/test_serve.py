@@ -109,31 +109,51 @@ def test_index_lists_what_is_served(server):
     assert get(server.url.rstrip("/"))[0] == 200
 
 
+def timed_get(url):
+    """get(url) and what the test's own clocks saw: the wall time before
+    it, the seconds it took, and the CPU time the process used meanwhile."""
+    before, t0, c0 = time.time(), time.monotonic(), time.process_time()
+    got = get(url)
+    return got, before, time.monotonic() - t0, time.process_time() - c0
+
+
+def check_window(body, before, elapsed, cpu, seconds=1):
+    """The pprof of a seconds-long window asked for at wall time `before`,
+    answered `elapsed` seconds later, while the process used `cpu` seconds:
+    the window lasts its seconds (more when the machine is slow to wake the
+    handler) and lies within the request; its samples' CPU weights match
+    their count (one period each, a timer's overruns aside) and the CPU the
+    process had."""
+    msg = P.decode(body)
+    start, dur = msg[9][0] / 1e9, msg[10][0] / 1e9
+    assert seconds * 0.95 <= elapsed < seconds + 5, elapsed
+    assert seconds * 0.95 <= dur <= elapsed + 0.05, (dur, elapsed)
+    assert before - 0.05 <= start <= before + (elapsed - dur) + 0.05, (start, before, elapsed)
+    period = 1 / FREQUENCY
+    samples = total_samples(body)
+    weight = sum(P._read_varint(m[2][0], P._read_varint(m[2][0], 0)[1])[0]
+                 for m in messages(body, 2)) / 1e9
+    assert 1 <= samples <= weight / (0.875 * period) + 2, (samples, weight)
+    assert weight <= cpu + 2 * period, (weight, cpu)
+
+
 def test_profile_is_a_gzipped_pprof_of_the_next_seconds(server, busy):
-    before = time.time()
-    t0 = time.monotonic()
-    status, headers, body = get(server.url + "profile?seconds=1")
-    elapsed = time.monotonic() - t0
+    (status, headers, body), before, elapsed, cpu = timed_get(server.url + "profile?seconds=1")
     assert status == 200, body
     assert headers["Content-Type"] == "application/octet-stream"
     assert headers["Content-Disposition"] == 'attachment; filename="profile"'
     assert body[:2] == b"\x1f\x8b" and gzip.decompress(body)
-    # It waited for its second, and not much more.
-    assert 0.95 <= elapsed < 3, elapsed
     assert sample_types(body) == [("samples", "count"), ("cpu", "nanoseconds")]
     msg = P.decode(body)
     st = strings(body)
-    # What Parca and Pyroscope read: the window's start and length, and the
-    # period of one sample in the period type's unit.
-    assert before - 0.5 <= msg[9][0] / 1e9 <= before + 0.5
-    assert 0.95e9 <= msg[10][0] <= 1.5e9
+    # What Parca and Pyroscope read: the window's start and length (it
+    # waited for its second, and not much more), and the period of one
+    # sample in the period type's unit.
+    check_window(body, before, elapsed, cpu)
     period_type = P.decode(msg[11][0])
     assert (st[period_type[1][0]], st[period_type[2][0]]) == ("cpu", "nanoseconds")
     assert msg[12] == [1_000_000_000 // FREQUENCY]
     assert {"spin", "spin_until"} <= functions(body)
-    # One thread busy for a second: about FREQUENCY samples (a loaded
-    # machine gives the thread less CPU, hence the wide margin).
-    assert 0.3 * FREQUENCY <= total_samples(body) <= 1.3 * FREQUENCY, total_samples(body)
     assert "cruncher" in st  # the thread label
 
 
@@ -150,7 +170,7 @@ def test_two_scrapes_at_once_each_get_their_own_window(server, busy):
     got = {}
 
     def scrape(k):
-        got[k] = get(server.url + "profile?seconds=1")
+        got[k] = timed_get(server.url + "profile?seconds=1")
 
     threads = [threading.Thread(target=scrape, args=(k,)) for k in range(2)]
     for t in threads:
@@ -158,9 +178,9 @@ def test_two_scrapes_at_once_each_get_their_own_window(server, busy):
     for t in threads:
         t.join()
     for k in range(2):
-        status, _, body = got[k]
+        (status, _, body), before, elapsed, cpu = got[k]
         assert status == 200
-        assert 0.95e9 <= P.decode(body)[10][0] <= 1.5e9
+        check_window(body, before, elapsed, cpu)
         assert "spin" in functions(body)
 
 
@@ -554,10 +574,11 @@ def test_go_tool_pprof_reads_lock_contention_from_the_endpoint(tmp_path):
 
 
 def test_the_hyprof_window_is_a_whole_trace(server, busy):
-    status, headers, body = get(server.url + "hyprof?seconds=1")
+    (status, headers, body), _, elapsed, _ = timed_get(server.url + "hyprof?seconds=1")
     assert status == 200 and headers["Content-Type"] == serve.TRACE_TYPE
     t = hyprof.loads(body, "window")
-    assert t.mode == "sampling" and 0.9 < t.header["duration"] < 3
+    assert t.mode == "sampling" and 0.95 <= t.header["duration"] <= elapsed + 0.05, (
+        t.header["duration"], elapsed)
     assert any(th.name == "cruncher" for th in t.threads())
     assert any(f.name == "spin" and f.own_samples for f in t.functions())
     # recent=1 answers at once from what is kept; anything else is a 400.
@@ -615,9 +636,10 @@ def test_attach_profiles_a_running_process_through_its_endpoint(tmp_path):
         t0 = time.monotonic()
         r = _attach(proc.pid, "--seconds", 1, "-o", out, HYPROF_SERVE_TOKEN="tok-9")
         assert r.returncode == 0, r.stderr
-        assert 0.9 < time.monotonic() - t0 < 20
+        elapsed = time.monotonic() - t0
+        assert 0.9 < elapsed < 20
         t = hyprof.load(out)
-        assert t.header["pid"] == proc.pid and 0.9 < t.header["duration"] < 3
+        assert t.header["pid"] == proc.pid and 0.9 < t.header["duration"] <= elapsed
         assert any(f.name == "cpu_for" and f.cum_samples for f in t.functions())
         assert {"phase": "steady"} in [{k: v for k, v in s.items() if k != "gil"}
                                        for s in t.label_sets()]
