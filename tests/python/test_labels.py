@@ -94,7 +94,7 @@ def test_labels_are_per_thread_and_restored_after_an_exception():
     by_thread = {}
     for ls, sub in t.by_label_set():
         for th in sub.threads():
-            n = sum(f.own_samples for f in sub.functions(thread=th.id))
+            n = sum(f.own_weight for f in sub.functions(thread=th.id))
             if n:
                 by_thread.setdefault(th.name, {})[ls.get("worker")] = n
     assert seen == {"a": {"worker": "a"}, "b": {"worker": "b"}}
@@ -127,9 +127,10 @@ def test_wall_clock_samples_of_a_waiting_thread_carry_its_labels():
         ready.wait()
         t.join()
     sub = p.trace().where(job="sleeper")
-    names = {f.name.rsplit(".", 1)[-1]: f.own_samples for f in sub.functions()}
-    # 0.4 s of sleep at 200 Hz: some 80 samples, in waiter's frame
-    assert names.get("waiter", 0) >= 40, names
+    names = {f.name.rsplit(".", 1)[-1]: f.own_weight for f in sub.functions()}
+    # 0.4 s of sleep at 200 Hz, in waiter's frame: some 80 samples, fewer
+    # and heavier when a loaded machine delays the sampler, weighing 0.4 s.
+    assert names.get("waiter", 0) >= 0.3e9, names
 
 
 def test_windows_of_the_continuous_profiler_keep_labels():

@@ -358,10 +358,12 @@ def test_wall_shares_within_three_points_with_a_sleeping_function():
     me = [th for th in t.threads() if th.ident == threading.get_ident()]
     weight = sum(f.own_weight for f in t.functions(thread=me[0])) / 1e9
     assert inner <= weight <= outer, (inner, weight, outer)
-    # The sleeping time is sampled in time.sleep's caller; about one sample
-    # per millisecond of sleep, whatever the load of the machine.
+    # The sleeping time is sampled in time.sleep's caller: as many samples
+    # as the sampler had ticks while it slept (fewer than one a millisecond
+    # when a loaded machine starves the sampler), weighing its time.
     fs = by_name(t)
-    assert fs["sleeper"].own_samples > 200
+    assert fs["sleeper"].own_samples >= 0.5 * (fs["sleeper"].own_weight - late) / period, (
+        fs["sleeper"].own_samples, fs["sleeper"].own_weight, late)
     assert 0.6e9 <= fs["sleeper"].own_weight <= 1.2e9
 
 
@@ -605,7 +607,7 @@ def test_decorator_and_context_manager_record_only_the_program(profiler_frames):
     # A block's samples keep the frames around it, which are this process's
     # own (python -m pytest runs under runpy), but none of hyprof's.
     assert [f for f in profiler_frames(p.trace()) if "runpy" not in f[1]] == []
-    assert by_name(p.trace())["cpu_for"].cum_samples >= 10
+    assert by_name(p.trace())["cpu_for"].cum_weight >= 0.04e9  # its 0.05 s of wall time
 
 
 # ------------------------------------------------------------------ command line

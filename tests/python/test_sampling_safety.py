@@ -275,8 +275,9 @@ def test_blocking_calls_are_not_interrupted():
     for clock in ("cpu", "wall"):
         assert r[clock]["out"] == [[0, 0], [0, 0]], (clock, r[clock])
     # The wall clock sees both threads waiting in poll: 2 x 0.4 s of waiting
-    # (in weight: a busy machine may delay the sampler's ticks, not lose time).
-    assert r["wall"]["waiter"] >= 100
+    # (in weight: a busy machine may delay the sampler's ticks, and merge
+    # those that fall due together, but not lose time).
+    assert r["wall"]["waiter"] >= 2
     assert 0.6e9 <= r["wall"]["waited"] <= 1.0e9
     assert r["cpu"]["waiter"] <= 20  # the CPU clock does not sample waiting
 
@@ -299,8 +300,9 @@ def test_sampling_in_process_while_other_threads_block_on_locks():
     t = p.trace()
     b = [x for x in t.threads() if x.name == "blocked"][0]
     fs = {f.name.rsplit(".", 1)[-1]: f for f in t.functions(thread=b.id)}
-    # Waiting on the lock is seen, in the function that waits.
-    assert fs["blocked"].cum_samples >= 100
+    # Waiting on the lock is seen, in the function that waits, for its 0.4 s
+    # (by weight: a loaded machine delivers fewer, heavier ticks).
+    assert fs["blocked"].cum_samples >= 1
     assert fs["blocked"].cum_weight >= 0.25e9
 
 
